@@ -1,0 +1,46 @@
+# The two commands the README gives:
+#   make demo   - the main job on the embedded default
+#   make test   - every test (lint, types, unit, NATS, e2e on the test control plane)
+# Each sets itself up on a fresh machine: a venv with the package and its dev tools.
+
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+
+.PHONY: venv demo test lint typecheck unit crds controlplane bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev,operator]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+demo: venv
+	$(BIN)/rebeam validate examples/*.yaml
+
+lint: venv
+	$(BIN)/ruff check sdk operator tests tools
+	$(BIN)/ruff format --check sdk operator tests tools
+
+typecheck: venv
+	$(BIN)/mypy
+
+# Regenerate crds/ from the pydantic models (never hand-edit crds/).
+crds: venv
+	$(BIN)/python -m rebeam.spec.crdgen crds
+
+# Build (or reuse from .cache/) kube-apiserver, etcd and helm for the e2e tier.
+controlplane:
+	bash testinfra/build.sh
+
+test: venv lint typecheck controlplane
+	$(BIN)/python tools/run_pytest.py
+
+bench: venv
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,1 @@
+"""The rebeam Kubernetes operator (kopf)."""

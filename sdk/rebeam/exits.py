@@ -1,0 +1,233 @@
+"""Exit reasons: one model for every backend.
+
+An exit reason says why one incarnation of a child ended. It decides whether the child is
+restarted (see :func:`rebeam.supervision.policy.should_restart`), it is what monitors and
+links deliver, and it is what users read in events, ``rebeam tree`` and ``kubectl``.
+
+OTP's reasons and ours::
+
+    normal              exit code 0, or the actor returned ``stop``
+    shutdown            stopped by its supervisor (SIGTERM, then grace)
+    {shutdown, info}    the actor stopped itself with ``shutdown(info)``
+    killed              SIGKILL, OOM-kill, brutal_kill
+    crash               anything else: an exception (type, message, traceback),
+                        a non-zero exit code, or a signal
+    noconnection        the node or pod was lost; the process may still be alive
+    noproc              (monitors and calls only) nothing was there to begin with
+
+The mapping from how an OS process or a container really ended to one of these is written
+once, here: :func:`from_process_end` and :func:`from_container_end`.
+
+The wire form (events, status, messages) is JSON-like: a bare string for the reasons without
+detail (``"normal"``, ``"shutdown"``, ``"killed"``, ``"noconnection"``, ``"noproc"``), and an
+object otherwise: ``{"shutdown": info}`` or ``{"crash": {...details}}``.
+"""
+
+from __future__ import annotations
+
+import enum
+import signal as _signal
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
+
+JSONValue: TypeAlias = Any
+"""A JSON-like value: None, bool, int, float, str, list, dict with str keys."""
+
+__all__ = [
+    "KILLED",
+    "NOCONNECTION",
+    "NOPROC",
+    "NORMAL",
+    "SHUTDOWN",
+    "CrashDetails",
+    "ExitKind",
+    "ExitReason",
+    "crash",
+    "from_container_end",
+    "from_process_end",
+    "shutdown_with",
+]
+
+
+class ExitKind(enum.StrEnum):
+    NORMAL = "normal"
+    SHUTDOWN = "shutdown"
+    KILLED = "killed"
+    CRASH = "crash"
+    NOCONNECTION = "noconnection"
+    NOPROC = "noproc"
+
+
+@dataclass(frozen=True)
+class CrashDetails:
+    """What is known about an abnormal end. Every field is optional: a command child that
+    exits 3 has only an exit code, an actor that raised has the exception."""
+
+    exception_type: str | None = None
+    message: str | None = None
+    traceback: str | None = None
+    exit_code: int | None = None
+    signal: str | None = None  # e.g. "SIGSEGV"
+
+    def to_wire(self) -> dict[str, JSONValue]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+    @classmethod
+    def from_wire(cls, data: dict[str, JSONValue]) -> CrashDetails:
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown crash detail field(s): {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+    def summary(self) -> str:
+        if self.exception_type:
+            return f"{self.exception_type}: {self.message}" if self.message else self.exception_type
+        if self.signal:
+            return f"signal {self.signal}"
+        if self.exit_code is not None:
+            return f"exit code {self.exit_code}"
+        return self.message or "crash"
+
+
+@dataclass(frozen=True)
+class ExitReason:
+    """Why one incarnation ended. Build with the module constants or :func:`shutdown_with`
+    and :func:`crash`; compare with ``==``."""
+
+    kind: ExitKind
+    info: JSONValue = None  # only for {shutdown, info}
+    details: CrashDetails | None = field(default=None)
+
+    @property
+    def is_clean(self) -> bool:
+        """``normal``, ``shutdown`` and ``{shutdown, _}``: the exits a transient child is not
+        restarted for, and that are not logged as errors."""
+        return self.kind in (ExitKind.NORMAL, ExitKind.SHUTDOWN)
+
+    @property
+    def is_normal(self) -> bool:
+        """Only ``normal``: the one reason a non-trapping linked process ignores."""
+        return self.kind is ExitKind.NORMAL
+
+    def to_wire(self) -> JSONValue:
+        if self.kind is ExitKind.SHUTDOWN and self.info is not None:
+            return {"shutdown": self.info}
+        if self.kind is ExitKind.CRASH:
+            return {"crash": (self.details or CrashDetails()).to_wire()}
+        return self.kind.value
+
+    @classmethod
+    def from_wire(cls, data: JSONValue) -> ExitReason:
+        """Parse the wire form; raises ValueError naming what is wrong."""
+        if isinstance(data, str):
+            try:
+                kind = ExitKind(data)
+            except ValueError:
+                raise ValueError(f"unknown exit reason {data!r}") from None
+            return cls(kind)
+        if isinstance(data, dict) and len(data) == 1:
+            ((key, value),) = data.items()
+            if key == "shutdown":
+                return shutdown_with(value)
+            if key == "crash":
+                if not isinstance(value, dict):
+                    raise ValueError("crash details must be an object")
+                return cls(ExitKind.CRASH, details=CrashDetails.from_wire(value))
+        raise ValueError(f"malformed exit reason {data!r}")
+
+    def __str__(self) -> str:
+        if self.kind is ExitKind.SHUTDOWN and self.info is not None:
+            return f"{{shutdown, {self.info!r}}}"
+        if self.kind is ExitKind.CRASH:
+            return f"crash ({(self.details or CrashDetails()).summary()})"
+        return self.kind.value
+
+
+NORMAL = ExitReason(ExitKind.NORMAL)
+SHUTDOWN = ExitReason(ExitKind.SHUTDOWN)
+KILLED = ExitReason(ExitKind.KILLED)
+NOCONNECTION = ExitReason(ExitKind.NOCONNECTION)
+NOPROC = ExitReason(ExitKind.NOPROC)
+
+
+def shutdown_with(info: JSONValue) -> ExitReason:
+    """``{shutdown, info}``: a clean stop the actor asked for, with a note."""
+    return ExitReason(ExitKind.SHUTDOWN, info=info)
+
+
+def crash(**details: Any) -> ExitReason:
+    """An abnormal exit; keyword arguments are :class:`CrashDetails` fields."""
+    return ExitReason(ExitKind.CRASH, details=CrashDetails(**details))
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return _signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def from_process_end(
+    returncode: int,
+    *,
+    stop_requested: bool = False,
+    recorded: ExitReason | None = None,
+) -> ExitReason:
+    """The exit reason of an OS process, from how it really ended.
+
+    Args:
+        returncode: as :mod:`subprocess` reports it: the exit code, or ``-N`` for signal N.
+        stop_requested: whether its supervisor had asked it to stop (SIGTERM).
+        recorded: what the rebeam runtime wrote down before exiting, if anything (the
+            exception an actor raised, or the ``{shutdown, info}`` it stopped with).
+
+    The rules, in order:
+
+    * SIGKILL is ``killed``, whoever sent it: brutal_kill, a shutdown timeout, the OOM
+      killer or ``kill -9`` all look the same and OTP calls them all ``killed``.
+    * What the runtime recorded wins next: it knows the exception or the shutdown info.
+    * SIGTERM is ``shutdown``, also when it came from outside: OTP treats an external
+      ``exit(Pid, shutdown)`` as ``shutdown``, and a container runtime stopping a pod does
+      exactly this. A process that exits 0 or 143 (a shell's SIGTERM) after its
+      supervisor asked it to stop is ``shutdown`` as well.
+    * Exit code 0 is ``normal``.
+    * Anything else is a crash carrying the exit code or the signal name.
+    """
+    if returncode == -_signal.SIGKILL:
+        return KILLED
+    if recorded is not None:
+        return recorded
+    if returncode == -_signal.SIGTERM:
+        return SHUTDOWN
+    if stop_requested and returncode in (0, 128 + _signal.SIGTERM):
+        return SHUTDOWN
+    if returncode == 0:
+        return NORMAL
+    if returncode < 0:
+        return crash(signal=_signal_name(-returncode))
+    return crash(exit_code=returncode)
+
+
+def from_container_end(
+    exit_code: int,
+    *,
+    reason: str | None = None,
+    signal: int | None = None,
+    stop_requested: bool = False,
+    recorded: ExitReason | None = None,
+) -> ExitReason:
+    """The exit reason of a container, from its terminated state in a pod's status.
+
+    Kubernetes reports signals as ``exitCode`` 128+N (and sometimes ``signal``), and an
+    OOM kill as reason ``OOMKilled``. Everything else follows :func:`from_process_end`.
+    """
+    if reason == "OOMKilled":
+        return KILLED
+    if signal:
+        return from_process_end(-signal, stop_requested=stop_requested, recorded=recorded)
+    if exit_code > 128 and exit_code - 128 in (_signal.SIGKILL, _signal.SIGTERM):
+        return from_process_end(
+            -(exit_code - 128), stop_requested=stop_requested, recorded=recorded
+        )
+    return from_process_end(exit_code, stop_requested=stop_requested, recorded=recorded)
