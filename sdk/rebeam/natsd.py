@@ -61,9 +61,7 @@ class NatsServer:
         self.process: subprocess.Popen[bytes] | None = None
 
     @classmethod
-    def start(
-        cls, workdir: Path, *, jetstream: bool = True, timeout: float = 10.0
-    ) -> NatsServer:
+    def start(cls, workdir: Path, *, jetstream: bool = True, timeout: float = 10.0) -> NatsServer:
         server = cls(workdir, jetstream=jetstream)
         server._spawn(timeout)
         return server
