@@ -1,6 +1,98 @@
 """Re:BEAM - Erlang/OTP's supervision trees, registry and actor messaging for Python."""
 
+from rebeam._actor import NOREPLY, Actor, Timer
+from rebeam._addresses import Name, Via
+from rebeam._api import (
+    broadcast,
+    call,
+    cast,
+    connect,
+    current_node,
+    demonitor,
+    join,
+    leave,
+    link,
+    members,
+    monitor,
+    register,
+    self_pid,
+    send,
+    trap_exit,
+    unlink,
+    unregister,
+    whereis,
+)
+from rebeam._codec import message
+from rebeam._groups import Registry
+from rebeam._messages import Down, Exit, From, MonitorRef
+from rebeam._node import Node
+from rebeam.errors import (
+    AlreadyRegistered,
+    CalleeExited,
+    CallError,
+    CallingSelf,
+    CallTimeout,
+    CodecError,
+    MessageTooLarge,
+    NoProc,
+    NotConnected,
+    NotRegistered,
+    RebeamError,
+    Refused,
+    RegistryError,
+    RegistryMismatch,
+    RemoteError,
+)
 from rebeam.exits import ExitReason
+from rebeam.pids import Pid
 
-__all__ = ["ExitReason"]
+__all__ = [
+    "NOREPLY",
+    "Actor",
+    "AlreadyRegistered",
+    "CallError",
+    "CallTimeout",
+    "CalleeExited",
+    "CallingSelf",
+    "CodecError",
+    "Down",
+    "Exit",
+    "ExitReason",
+    "From",
+    "MessageTooLarge",
+    "MonitorRef",
+    "Name",
+    "NoProc",
+    "Node",
+    "NotConnected",
+    "NotRegistered",
+    "Pid",
+    "RebeamError",
+    "Refused",
+    "Registry",
+    "RegistryError",
+    "RegistryMismatch",
+    "RemoteError",
+    "Timer",
+    "Via",
+    "broadcast",
+    "call",
+    "cast",
+    "connect",
+    "current_node",
+    "demonitor",
+    "join",
+    "leave",
+    "link",
+    "members",
+    "message",
+    "monitor",
+    "register",
+    "self_pid",
+    "send",
+    "trap_exit",
+    "unlink",
+    "unregister",
+    "whereis",
+]
 __version__ = "0.1.0"

@@ -1,0 +1,291 @@
+"""The Actor class users subclass, and the loop that hosts one (OTP's gen_server).
+
+An actor is one OS process (or pod) run by ``python -m rebeam.runtime``. Its callbacks run
+one at a time, in mailbox order::
+
+    class Counter(rebeam.Actor):
+        async def init(self, args):
+            self.n = args.get("start", 0)
+
+        async def handle_call(self, msg, from_):
+            if msg == "stop":
+                self.stop()                    # reply first, then stop with reason normal
+                return "bye"
+            self.n += 1
+            return self.n
+
+        async def handle_info(self, msg):
+            if isinstance(msg, rebeam.Down):   # a monitored process ended
+                ...
+
+Callbacks may be ``async def`` or plain ``def``. An exception escaping a callback ends the
+actor with reason ``crash`` (type, message, short traceback): let it crash, the supervisor
+restarts it. A caller whose ``handle_call`` raised gets :class:`rebeam.RemoteError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import traceback
+from typing import Any
+
+from rebeam import _codec
+from rebeam._envelope import Envelope, Kind, pack_error, pack_reply
+from rebeam._mailbox import Info
+from rebeam._messages import From
+from rebeam._node import Node
+from rebeam.errors import CodecError
+from rebeam.exits import NORMAL, SHUTDOWN, ExitReason, crash, shutdown_with
+from rebeam.pids import Pid
+
+__all__ = ["NOREPLY", "Actor", "Host", "Timer", "crash_reason"]
+
+log = logging.getLogger("rebeam.actor")
+
+
+class _NoReply:
+    def __repr__(self) -> str:
+        return "rebeam.NOREPLY"
+
+
+NOREPLY: Any = _NoReply()
+"""Return this from ``handle_call`` to reply later with ``await self.reply(from_, value)``."""
+
+
+class Timer:
+    """A pending :meth:`Actor.send_after`; ``cancel()`` it to take it back."""
+
+    def __init__(self, handle: asyncio.TimerHandle) -> None:
+        self._handle = handle
+
+    def cancel(self) -> None:
+        self._handle.cancel()
+
+
+class Actor:
+    """Subclass and override the callbacks you need."""
+
+    _node: Node
+    _host: Host
+
+    async def init(self, args: Any) -> None:
+        """Set up state. The supervisor's start waits for this to return; raising here is
+        a failed start."""
+
+    async def handle_call(self, message: Any, from_: From) -> Any:
+        """Answer a call: the return value is the reply (or :data:`NOREPLY`)."""
+        raise NotImplementedError(f"{type(self).__name__} does not handle calls")
+
+    async def handle_cast(self, message: Any) -> None:
+        """Handle a cast."""
+        log.warning("%s: unexpected cast %r", self.pid, message)
+
+    async def handle_info(self, message: Any) -> None:
+        """Handle a plain message, a Down or Exit notice, or a timer's message."""
+        log.info("%s: unexpected message %r", self.pid, message)
+
+    async def terminate(self, reason: ExitReason) -> None:
+        """Clean up. Called when the actor stops itself, when a callback raised, and on
+        shutdown by the supervisor; not when a linked process's exit signal kills it (as in
+        OTP, where a process that does not trap exits just dies)."""
+
+    # -- what an actor can do --------------------------------------------------------
+
+    @property
+    def pid(self) -> Pid:
+        return self._node.pid
+
+    @property
+    def node(self) -> Node:
+        return self._node
+
+    def stop(self, reason: ExitReason = NORMAL) -> None:
+        """Stop after the current callback returns (a call is still answered first)."""
+        self._host.request_stop(reason)
+
+    def shutdown(self, info: Any) -> None:
+        """Stop with reason ``{shutdown, info}``: a clean stop with a note."""
+        self.stop(shutdown_with(info))
+
+    @property
+    def trap_exit(self) -> bool:
+        return self._node.trap_exit
+
+    @trap_exit.setter
+    def trap_exit(self, value: bool) -> None:
+        """Trap exits: linked processes' ends arrive as :class:`rebeam.Exit` messages
+        instead of ending this actor."""
+        self._node.trap_exit = bool(value)
+
+    def send_after(self, delay: float, message: Any, dest: Any = None) -> Timer:
+        """Deliver ``message`` after ``delay`` seconds: to this actor's ``handle_info``, or
+        sent to ``dest``."""
+        loop = asyncio.get_running_loop()
+        if dest is None:
+            handle = loop.call_later(delay, self._node.mailbox.offer, Info(message))
+        else:
+            handle = loop.call_later(
+                delay, lambda: self._node._spawn(self._node.send(dest, message))
+            )
+        return Timer(handle)
+
+    async def reply(self, from_: From, value: Any) -> None:
+        """Reply to a call whose ``handle_call`` returned :data:`NOREPLY`."""
+        await self._node.nc.publish(from_.reply_to, pack_reply(_codec.encode(value)))
+
+
+def crash_reason(exc: BaseException) -> ExitReason:
+    """The exit reason for an exception: its type, message and the last frames."""
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-8))
+    return crash(
+        exception_type=type(exc).__qualname__,
+        message=str(exc)[:2000],
+        traceback=tb[-4000:],
+    )
+
+
+async def _maybe_await(value: Any) -> Any:
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+class Host:
+    """Runs one actor on one node: init, the receive loop, terminate."""
+
+    def __init__(self, node: Node, actor: Actor) -> None:
+        self.node = node
+        self.actor = actor
+        actor._node = node
+        actor._host = self
+        self._stop: ExitReason | None = None
+        self._run_terminate = True
+        self._loop_task: asyncio.Task[None] | None = None
+        self._current: Envelope | None = None
+        node.on_exit_signal = self._on_exit_signal
+        node.on_fenced = lambda newer: self.request_stop(shutdown_with("superseded"))
+
+    def request_stop(self, reason: ExitReason = SHUTDOWN) -> None:
+        if self._stop is None:
+            self._stop = reason
+        self.node.mailbox.wake()
+        self.node.delivering.set()  # a fenced node must still get out of its wait
+
+    def _on_exit_signal(self, sender: Pid, reason: ExitReason) -> None:
+        # A linked process ended abnormally and we do not trap exits: die at once with the
+        # same reason, without terminate (OTP).
+        if self._stop is None:
+            self._stop = reason
+            self._run_terminate = False
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+
+    async def init(self, args: Any) -> ExitReason | None:
+        """Run ``init``; its crash reason if it raised."""
+        try:
+            await _maybe_await(self.actor.init(args))
+        except Exception as exc:
+            return crash_reason(exc)
+        return None
+
+    async def run(self) -> ExitReason:
+        """The receive loop, until a stop; then terminate. Returns the exit reason."""
+        self._loop_task = asyncio.get_running_loop().create_task(self._loop())
+        try:
+            await self._loop_task
+        except asyncio.CancelledError:
+            if self._stop is None:
+                raise
+        reason = self._stop or NORMAL
+        if self._run_terminate:
+            try:
+                await _maybe_await(self.actor.terminate(reason))
+            except Exception as exc:
+                log.error("%s: terminate raised: %r", self.node.pid, exc)
+                reason = crash_reason(exc)
+        await self.finish(reason)
+        return reason
+
+    async def finish(self, reason: ExitReason) -> None:
+        """Stop receiving and tell everyone still waiting on a call why."""
+        await self.node.stop_receiving()
+        error = pack_error({"error": "exited", "reason": reason.to_wire()})
+        current = self._current
+        if current is not None and current.kind is Kind.CALL and current.reply:
+            with contextlib.suppress(Exception):
+                await self.node.nc.publish(current.reply, error)
+        for item in self.node.mailbox.drain():
+            if isinstance(item, Envelope) and item.kind is Kind.CALL and item.reply:
+                with contextlib.suppress(Exception):
+                    await self.node.nc.publish(item.reply, error)
+
+    async def _loop(self) -> None:
+        node = self.node
+        mailbox = node.mailbox
+        while self._stop is None:
+            if not node.delivering.is_set():
+                await node.delivering.wait()
+                continue
+            item = mailbox.get_nowait()
+            if item is None:
+                item = await mailbox.get()
+                if item is None:
+                    continue
+            if isinstance(item, Info):
+                await self._guard(self.actor.handle_info, item.message)
+                continue
+            await self._dispatch(item)
+
+    async def _dispatch(self, env: Envelope) -> None:
+        try:
+            message = _codec.decode(env.body)
+        except CodecError as exc:
+            self.node.stats.malformed += 1
+            log.warning("%s: refused a message it cannot decode: %s", self.node.pid, exc)
+            if env.kind is Kind.CALL and env.reply:
+                err = pack_error({"error": "refused", "message": str(exc)})
+                await self.node.nc.publish(env.reply, err)
+            return
+        if env.kind is Kind.CALL:
+            self._current = env
+            sender = _parse_pid(env.sender)
+            from_ = From(sender, env.reply or "")
+            try:
+                result = await _maybe_await(self.actor.handle_call(message, from_))
+                if result is not NOREPLY and env.reply:
+                    await self.node.nc.publish(env.reply, pack_reply(_codec.encode(result)))
+            except Exception as exc:
+                reason = crash_reason(exc)
+                self._crash(reason)
+                if env.reply:
+                    crashed = {"error": "exited", "raised": True, "reason": reason.to_wire()}
+                    await self.node.nc.publish(env.reply, pack_error(crashed))
+            finally:
+                self._current = None
+        elif env.kind is Kind.CAST:
+            await self._guard(self.actor.handle_cast, message)
+        else:
+            await self._guard(self.actor.handle_info, message)
+        if env.ack is not None:
+            await env.ack()
+
+    async def _guard(self, callback: Any, message: Any) -> None:
+        try:
+            await _maybe_await(callback(message))
+        except Exception as exc:
+            self._crash(crash_reason(exc))
+
+    def _crash(self, reason: ExitReason) -> None:
+        log.error("%s crashed: %s", self.node.pid, reason)
+        if self._stop is None or self._stop.is_clean:
+            self._stop = reason
+
+
+def _parse_pid(text: str | None) -> Pid | None:
+    try:
+        return Pid.parse(text) if text else None
+    except ValueError:
+        return None

@@ -1,0 +1,173 @@
+"""The module-level API: ``rebeam.call(...)`` and friends act on the current node.
+
+Inside an actor the current node is the actor's; in any other program it is the one
+``async with rebeam.connect(url)`` opened (per task context, so two connections in one
+program do not mix). Every function here is also a method of :class:`~rebeam._node.Node`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from types import TracebackType
+from typing import Any
+
+from rebeam import _groups
+from rebeam._addresses import Address
+from rebeam._messages import MonitorRef
+from rebeam._node import DEFAULT_CALL_TIMEOUT, Node
+from rebeam.errors import NotConnected
+from rebeam.pids import Pid
+
+__all__ = [
+    "broadcast",
+    "call",
+    "cast",
+    "connect",
+    "current_node",
+    "demonitor",
+    "join",
+    "leave",
+    "link",
+    "members",
+    "monitor",
+    "register",
+    "self_pid",
+    "send",
+    "set_default_node",
+    "trap_exit",
+    "unlink",
+    "unregister",
+    "whereis",
+]
+
+_current: contextvars.ContextVar[Node | None] = contextvars.ContextVar("rebeam_node", default=None)
+_default: Node | None = None
+
+
+def set_default_node(node: Node | None) -> None:
+    """The node used where no context set one (the runtime sets its actor's)."""
+    global _default
+    _default = node
+
+
+def current_node() -> Node:
+    node = _current.get() or _default
+    if node is None:
+        raise NotConnected(
+            "no rebeam node here: use 'async with rebeam.connect(url) as node', "
+            "or call this from inside an actor"
+        )
+    return node
+
+
+class connect:
+    """Connect this program to rebeam as a process with its own pid and mailbox.
+
+    ::
+
+        async with rebeam.connect("nats://127.0.0.1:4222", namespace="shop") as node:
+            print(await rebeam.call("writer", {"rows": []}))
+
+    Also ``node = await rebeam.connect(url)`` (then ``await node.close()``). When the block
+    ends, the node releases its names and publishes its own ``exited`` event.
+    """
+
+    def __init__(self, url: str = "nats://127.0.0.1:4222", **options: Any) -> None:
+        self._url = url
+        self._options = options
+        self._node: Node | None = None
+        self._token: contextvars.Token[Node | None] | None = None
+
+    def __await__(self) -> Any:
+        return Node.connect(self._url, **self._options).__await__()
+
+    async def __aenter__(self) -> Node:
+        self._node = await Node.connect(self._url, **self._options)
+        self._token = _current.set(self._node)
+        return self._node
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._token is not None:
+            # ValueError: exited in another context, so there is nothing to restore.
+            with contextlib.suppress(ValueError):
+                _current.reset(self._token)
+        if self._node is not None:
+            await self._node.close(publish_exit=True)
+
+
+def self_pid() -> Pid:
+    """The pid of the current process."""
+    return current_node().pid
+
+
+async def send(dest: Address, message: Any) -> None:
+    await current_node().send(dest, message)
+
+
+async def cast(dest: Address, message: Any) -> None:
+    await current_node().cast(dest, message)
+
+
+async def call(
+    dest: Address,
+    message: Any,
+    timeout: float | None = DEFAULT_CALL_TIMEOUT,  # noqa: ASYNC109 - OTP's call/3
+) -> Any:
+    return await current_node().call(dest, message, timeout)
+
+
+async def whereis(name: str, *, local: bool = False, cached: bool = True) -> Pid | None:
+    return await current_node().whereis(name, local=local, cached=cached)
+
+
+async def register(name: str, *, local: bool = False) -> None:
+    await current_node().register(name, local=local)
+
+
+async def unregister(name: str, *, local: bool = False) -> None:
+    await current_node().unregister(name, local=local)
+
+
+async def monitor(dest: Address) -> MonitorRef:
+    return await current_node().monitor(dest)
+
+
+def demonitor(ref: MonitorRef) -> bool:
+    return current_node().demonitor(ref)
+
+
+async def link(dest: Address) -> Pid:
+    return await current_node().link(dest)
+
+
+async def unlink(dest: Address) -> None:
+    await current_node().unlink(dest)
+
+
+def trap_exit(flag: bool = True) -> bool:
+    """Set whether the current process traps exits; returns the previous setting."""
+    node = current_node()
+    old, node.trap_exit = node.trap_exit, bool(flag)
+    return old
+
+
+async def join(group: str, scope: str = "pg") -> None:
+    await _groups.join(current_node(), group, scope)
+
+
+async def leave(group: str, scope: str = "pg") -> bool:
+    return await _groups.leave(current_node(), group, scope)
+
+
+async def members(group: str, scope: str = "pg") -> list[Pid]:
+    return await _groups.members(current_node(), group, scope)
+
+
+async def broadcast(group: str, message: Any, scope: str = "pg") -> int:
+    return await _groups.broadcast(current_node(), group, message, scope)

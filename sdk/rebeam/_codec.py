@@ -1,0 +1,135 @@
+"""The wire codec: msgpack of JSON-like values, bytes, pids and registered pydantic models.
+
+Never pickle: bytes from the network are data, never code. Three msgpack extension types:
+
+* ``1`` a pid, as its string form;
+* ``2`` an exit reason, as msgpack of its wire form;
+* ``3`` a registered pydantic model, as msgpack ``[name, fields]``; the receiver validates the
+  fields with the model class registered under that name, so a message can only become a type
+  the receiving program chose to accept.
+
+Tuples travel as lists and sets are refused: msgpack has neither, and silently turning a set
+into a list would surprise the receiver more than an error at the sender.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import msgpack
+import pydantic
+
+from rebeam.errors import CodecError
+from rebeam.exits import ExitReason
+from rebeam.pids import Pid
+
+__all__ = ["decode", "encode", "message", "registered_models"]
+
+_EXT_PID = 1
+_EXT_EXIT = 2
+_EXT_MODEL = 3
+
+_models_by_name: dict[str, type[pydantic.BaseModel]] = {}
+_names_by_model: dict[type[pydantic.BaseModel], str] = {}
+
+M = TypeVar("M", bound=type[pydantic.BaseModel])
+
+
+def message(cls: M | None = None, *, name: str | None = None) -> Any:
+    """Register a pydantic model as a message type (a class decorator).
+
+    Both sides of a conversation must register the model under the same name (the default
+    is ``module.QualName``)::
+
+        @rebeam.message
+        class Order(pydantic.BaseModel):
+            sku: str
+            qty: int
+    """
+
+    def register(model: M) -> M:
+        if not (isinstance(model, type) and issubclass(model, pydantic.BaseModel)):
+            raise TypeError("rebeam.message registers pydantic models only")
+        key = name or f"{model.__module__}.{model.__qualname__}"
+        other = _models_by_name.get(key)
+        if other is not None and other is not model:
+            raise ValueError(f"message name {key!r} is already used by {other!r}")
+        _models_by_name[key] = model
+        _names_by_model[model] = key
+        return model
+
+    return register(cls) if cls is not None else register
+
+
+def registered_models() -> dict[str, type[pydantic.BaseModel]]:
+    return dict(_models_by_name)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Pid):
+        return msgpack.ExtType(_EXT_PID, str(value).encode())
+    if isinstance(value, ExitReason):
+        return msgpack.ExtType(_EXT_EXIT, _pack(value.to_wire()))
+    if isinstance(value, pydantic.BaseModel):
+        key = _names_by_model.get(type(value))
+        if key is None:
+            raise CodecError(
+                f"{type(value).__qualname__} is not a registered message type: "
+                "decorate it with @rebeam.message"
+            )
+        return msgpack.ExtType(_EXT_MODEL, _pack([key, value.model_dump(mode="python")]))
+    raise CodecError(
+        f"cannot send a {type(value).__qualname__}: messages are JSON-like values, bytes, "
+        "pids, exit reasons and @rebeam.message models"
+    )
+
+
+def _pack(value: Any) -> bytes:
+    return msgpack.packb(value, default=_default, use_bin_type=True, datetime=False)  # type: ignore[no-any-return]
+
+
+def _ext_hook(code: int, data: bytes) -> Any:
+    if code == _EXT_PID:
+        try:
+            return Pid.parse(data.decode())
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise CodecError(f"malformed pid in message: {exc}") from None
+    if code == _EXT_EXIT:
+        try:
+            return ExitReason.from_wire(decode(data))
+        except (ValueError, TypeError) as exc:
+            raise CodecError(f"malformed exit reason in message: {exc}") from None
+    if code == _EXT_MODEL:
+        item = decode(data)
+        if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)):
+            raise CodecError("malformed model in message")
+        model = _models_by_name.get(item[0])
+        if model is None:
+            raise CodecError(f"message type {item[0]!r} is not registered here")
+        try:
+            return model.model_validate(item[1])
+        except pydantic.ValidationError as exc:
+            raise CodecError(f"invalid {item[0]}: {exc}") from None
+    raise CodecError(f"unknown extension type {code}")
+
+
+def encode(value: Any) -> bytes:
+    """Encode a message; raises :class:`CodecError` naming what cannot be sent."""
+    try:
+        return _pack(value)
+    except CodecError:
+        raise
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise CodecError(f"cannot encode message: {exc}") from None
+
+
+def decode(data: bytes) -> Any:
+    """Decode a message; any malformed input raises :class:`CodecError`, nothing else."""
+    try:
+        return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=True)
+    except CodecError:
+        raise
+    except RecursionError:
+        raise CodecError("message nested too deeply") from None
+    except Exception as exc:  # msgpack raises a zoo of types for garbage input
+        raise CodecError(f"malformed message: {type(exc).__name__}: {exc}") from None

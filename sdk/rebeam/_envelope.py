@@ -1,0 +1,109 @@
+"""The envelope: what travels in one NATS message to a mailbox, and the reply to a call.
+
+A mailbox message is msgpack ``[version, kind, to, sender, msg_id, body]``:
+
+* ``kind`` says how the receiver treats it (send, cast, call, or a system signal);
+* ``to`` is the target pid's string form: the runtime refuses a message not stamped with its
+  own incarnation (fencing), even if routing ever went wrong;
+* ``sender`` is the sender's pid (for ordering bookkeeping, links, and ``from_``);
+* ``msg_id`` is ``<sender>/<sequence>``: unused by core mailboxes, it is what a durable
+  mailbox (JetStream, at-least-once) de-duplicates redeliveries with;
+* ``body`` is the codec's bytes, kept opaque here so a malformed body can still be answered
+  (the envelope decodes, the body does not) instead of leaving the caller to time out.
+
+A call's reply is msgpack ``[status, payload]``: ``0`` and the body bytes, or ``1`` and an
+error map ``{"error": kind, ...}``. The NATS reply subject carries the call; the server's
+no-responders status (503) is the ``noproc`` answer.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from rebeam.errors import CodecError
+
+__all__ = ["Envelope", "Kind", "pack", "pack_reply", "unpack", "unpack_reply"]
+
+VERSION = 1
+
+
+class Kind(enum.IntEnum):
+    SEND = 1  # a plain message: handle_info
+    CAST = 2  # handle_cast
+    CALL = 3  # handle_call, with a reply subject
+    LINK = 4  # system: the sender linked to us
+    UNLINK = 5  # system: the sender unlinked
+    PING = 6  # system: are you there (monitor and link set-up); answered by the node
+
+
+USER_KINDS = frozenset({Kind.SEND, Kind.CAST, Kind.CALL})
+
+
+@dataclass(slots=True)
+class Envelope:
+    kind: Kind
+    to: str
+    sender: str | None
+    body: bytes
+    msg_id: str | None = None
+    reply: str | None = None  # the NATS reply subject of a call; not part of the payload
+    size: int = 0
+    # Set by a durable mailbox: acknowledge once handled (at-least-once delivery).
+    ack: Callable[[], Awaitable[None]] | None = None
+
+
+def pack(env: Envelope) -> bytes:
+    return msgpack.packb(  # type: ignore[no-any-return]
+        [VERSION, int(env.kind), env.to, env.sender, env.msg_id, env.body], use_bin_type=True
+    )
+
+
+def unpack(data: bytes, reply: str | None = None) -> Envelope:
+    """Decode an envelope; any malformed input raises :class:`CodecError`."""
+    try:
+        item = msgpack.unpackb(data, raw=False, use_list=True, max_ext_len=0)
+    except Exception as exc:  # garbage bytes: msgpack raises many types
+        raise CodecError(f"malformed envelope: {type(exc).__name__}") from None
+    if not isinstance(item, list) or len(item) != 6:
+        raise CodecError("malformed envelope: not a 6-item array")
+    version, kind, to, sender, msg_id, body = item
+    if version != VERSION:
+        raise CodecError(f"unsupported envelope version {version!r}")
+    try:
+        kind = Kind(kind)
+    except (ValueError, TypeError):
+        raise CodecError(f"unknown message kind {kind!r}") from None
+    if not isinstance(to, str) or not isinstance(body, bytes):
+        raise CodecError("malformed envelope: bad target or body")
+    if sender is not None and not isinstance(sender, str):
+        raise CodecError("malformed envelope: bad sender")
+    if msg_id is not None and not isinstance(msg_id, str):
+        raise CodecError("malformed envelope: bad message id")
+    return Envelope(kind, to, sender, body, msg_id, reply, len(data))
+
+
+OK = 0
+ERROR = 1
+
+
+def pack_reply(body: bytes) -> bytes:
+    return msgpack.packb([OK, body], use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def pack_error(error: dict[str, Any]) -> bytes:
+    return msgpack.packb([ERROR, error], use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def unpack_reply(data: bytes) -> tuple[int, Any]:
+    try:
+        item = msgpack.unpackb(data, raw=False, max_ext_len=0)
+    except Exception as exc:
+        raise CodecError(f"malformed reply: {type(exc).__name__}") from None
+    if not (isinstance(item, list) and len(item) == 2 and item[0] in (OK, ERROR)):
+        raise CodecError("malformed reply")
+    return item[0], item[1]

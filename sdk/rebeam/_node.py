@@ -1,0 +1,776 @@
+"""The node: one process's connection to rebeam (its pid, mailbox, calls, monitors, links).
+
+Every process that takes part has exactly one node and one NATS connection: an actor hosted by
+``python -m rebeam.runtime``, and any program that called :func:`rebeam.connect`. One
+connection per process is what gives OTP's per-pair ordering (nats-notes §1.2: NATS orders
+per publishing connection).
+
+What the node does, and where:
+
+* the mailbox subscription (``rebeam.<ns>.pid.<slot>.<inc>``) decodes envelopes and offers
+  user messages to the :class:`~rebeam._mailbox.Mailbox`; it answers system signals (ping,
+  link, unlink) itself so that a busy actor still looks alive;
+* calls: one reply subscription per node (``_INBOX_rebeam.<ns>.<pid>.*``), a future per call,
+  a timer for the deadline; a reply nobody waits for any more is counted and dropped;
+* exit watches: for every pid this node monitors, links or is calling, one Core NATS
+  subscription to that pid's ``exited`` event subject (subscriptions, not JetStream
+  consumers, so there is no per-stream consumer limit to hit). An event turns into Down
+  messages, exit signals and failed calls;
+* fencing: the node listens on its slot's fence subject and stops delivering as soon as a
+  later incarnation of its slot announces itself, and re-checks the slot record after every
+  reconnect before it delivers again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import nats
+import nats.errors
+import nats.js.errors as jserr
+
+from rebeam import _codec, _subjects
+from rebeam._addresses import Address, Name, Via
+from rebeam._envelope import (
+    USER_KINDS,
+    Envelope,
+    Kind,
+    pack,
+    pack_error,
+    pack_reply,
+    unpack,
+    unpack_reply,
+)
+from rebeam._mailbox import Info, Mailbox
+from rebeam._messages import Down, Exit, MonitorRef
+from rebeam._registry import Store, local_key, name_key
+from rebeam.errors import (
+    CalleeExited,
+    CallingSelf,
+    CallTimeout,
+    CodecError,
+    MessageTooLarge,
+    NoProc,
+    Refused,
+    RemoteError,
+)
+from rebeam.events import LifecycleEvent
+from rebeam.exits import NOCONNECTION, NOPROC, ExitReason
+from rebeam.pids import Pid, escape_token
+
+__all__ = ["Node", "Stats"]
+
+log = logging.getLogger("rebeam.node")
+
+DEFAULT_CALL_TIMEOUT = 5.0
+_STATUS = "Status"
+_NO_RESPONDERS = "503"
+_MAX_IDLE_WATCHES = 256
+
+
+@dataclass
+class Stats:
+    """Counters a node keeps, for logs, status and tests."""
+
+    received: int = 0
+    malformed: int = 0
+    oversized: int = 0
+    misaddressed: int = 0
+    late_replies: int = 0
+    slow_consumer_drops: int = 0
+    mailbox_refused: int = 0
+
+
+@dataclass
+class _Watch:
+    """Why this node listens for one pid's exit."""
+
+    sub: Any
+    monitors: dict[MonitorRef, str | None] = field(default_factory=dict)
+    linked: bool = False
+    calls: set[str] = field(default_factory=set)
+
+    @property
+    def idle(self) -> bool:
+        return not self.monitors and not self.linked and not self.calls
+
+
+class Node:
+    """One process's presence in rebeam. Make one with :func:`rebeam.connect` (a client) or
+    let ``python -m rebeam.runtime`` make it (an actor)."""
+
+    def __init__(
+        self,
+        nc: Any,
+        pid: Pid,
+        *,
+        local_scope: str | None = None,
+        max_message_size: int | None = None,
+        is_client: bool = True,
+    ) -> None:
+        self.nc = nc
+        self.pid = pid
+        self.namespace = pid.namespace
+        self.local_scope = local_scope or os.environ.get("REBEAM_LOCAL_SCOPE") or "default"
+        self.is_client = is_client
+        self.stats = Stats()
+        self.mailbox = Mailbox()
+        self.trap_exit = False
+        # Set by the runtime: how a non-trapping actor dies from an exit signal, and what
+        # happens when a later incarnation fences this one. A client gets Exit messages.
+        self.on_exit_signal: Callable[[Pid, ExitReason], None] | None = None
+        self.on_fenced: Callable[[Pid], None] | None = None
+        self.store = Store(nc.jetstream(), pid.namespace)
+        self.delivering = asyncio.Event()
+        self.delivering.set()
+        self._pid_str = str(pid)
+        self._max_size = max_message_size
+        self._subject = _subjects.mailbox(pid)
+        self._inbox = _subjects.inbox_prefix(pid)
+        self._tokens = itertools.count(1)
+        self._seq = itertools.count(1)
+        self._calls: dict[str, tuple[asyncio.Future[Any], Pid]] = {}
+        self._watches: dict[Pid, _Watch] = {}
+        self._owned: set[tuple[str, bool]] = set()
+        self._names: dict[str, Pid] | None = None  # the name cache, once watching
+        self._name_watch_task: asyncio.Task[None] | None = None
+        self._subs: list[Any] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closed = False
+        self.fenced_by: Pid | None = None
+
+    # -- set-up and tear-down ------------------------------------------------------------
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str = "nats://127.0.0.1:4222",
+        *,
+        namespace: str = "default",
+        pid: Pid | None = None,
+        is_client: bool = True,
+        local_scope: str | None = None,
+        max_message_size: int | None = None,
+        connect_timeout: float = 2.0,
+        max_reconnect_attempts: int = -1,
+        reconnect_time_wait: float = 0.5,
+    ) -> Node:
+        pid = pid or Pid.for_client(namespace)
+        holder: dict[str, Node] = {}
+
+        async def error_cb(exc: Exception) -> None:
+            node = holder.get("node")
+            if isinstance(exc, nats.errors.SlowConsumerError):
+                if node is not None:
+                    node.stats.slow_consumer_drops += 1
+                    if node.stats.slow_consumer_drops in (1, 10, 100, 1000):
+                        log.warning("%s: NATS dropped messages (slow consumer)", pid)
+                return
+            log.debug("%s: NATS error: %s", pid, exc)
+
+        async def disconnected_cb() -> None:
+            node = holder.get("node")
+            if node is not None and not node.is_client:
+                node.delivering.clear()  # hold messages until the fence is re-checked
+
+        async def reconnected_cb() -> None:
+            node = holder.get("node")
+            if node is not None:
+                node._spawn(node._after_reconnect())
+
+        nc = await nats.connect(
+            url,
+            name=str(pid),
+            connect_timeout=connect_timeout,
+            max_reconnect_attempts=max_reconnect_attempts,
+            reconnect_time_wait=reconnect_time_wait,
+            allow_reconnect=True,
+            error_cb=error_cb,
+            disconnected_cb=disconnected_cb,
+            reconnected_cb=reconnected_cb,
+        )
+        node = cls(
+            nc,
+            pid,
+            local_scope=local_scope,
+            max_message_size=max_message_size,
+            is_client=is_client,
+        )
+        holder["node"] = node
+        await node.start()
+        return node
+
+    @property
+    def max_message_size(self) -> int:
+        server = int(getattr(self.nc, "max_payload", 0) or 1024 * 1024)
+        return min(server, self._max_size) if self._max_size else server
+
+    async def start(self) -> None:
+        """Subscribe the mailbox, the reply inbox and the fence; flushed, so that once this
+        returns the server routes messages to us (nats-notes §1.4)."""
+        self._subs.append(await self.nc.subscribe(self._subject, cb=self._on_mailbox))
+        self._subs.append(await self.nc.subscribe(self._inbox + ".*", cb=self._on_reply))
+        self._subs.append(await self.nc.subscribe(_subjects.fence(self.pid), cb=self._on_fence))
+        await self.nc.flush()
+
+    async def stop_receiving(self) -> None:
+        """Unsubscribe the mailbox: from now on, calls to this pid get noproc."""
+        if self._subs:
+            with contextlib.suppress(Exception):
+                await self._subs[0].unsubscribe()
+                await self.nc.flush(timeout=2)
+
+    async def close(self, reason: ExitReason | None = None, *, publish_exit: bool = False) -> None:
+        """Release this node's names and disconnect. A client (nobody else observes its
+        end) publishes its own ``exited`` event, so its monitors and links hear of it."""
+        if self._closed:
+            return
+        self._closed = True
+        await self.stop_receiving()
+        for fut, pid in list(self._calls.values()):
+            if not fut.done():
+                fut.set_exception(NoProc(f"{self.pid} closed during a call to {pid}"))
+        if self.nc.is_connected:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.release_all(), 5)
+            if publish_exit:
+                from rebeam.events import publish
+
+                event = LifecycleEvent.exited(self.pid, reason or ExitReason.from_wire("normal"))
+                with contextlib.suppress(Exception):
+                    await publish(self.nc, self.namespace, event)
+        if self._name_watch_task is not None:
+            self._name_watch_task.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.nc.drain(), 5)
+        if not self.nc.is_closed:
+            with contextlib.suppress(Exception):
+                await self.nc.close()
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- fencing -------------------------------------------------------------------------
+
+    async def claim_slot(self) -> None:
+        """Record this incarnation as its slot's latest; refuse to run if a later one has
+        already started (a stale launch), and tell older live incarnations to stop."""
+        kv = await self.store.kv()
+        key = f"s.{self.pid.slot_token}"
+        data = _codec.encode({"pid": self.pid})
+        for _ in range(5):
+            try:
+                entry = await kv.get(key)
+            except jserr.KeyNotFoundError:
+                try:
+                    await kv.create(key, data)
+                    break
+                except jserr.KeyWrongLastSequenceError:
+                    continue
+            current = _codec.decode(entry.value).get("pid")
+            if isinstance(current, Pid) and (current == self.pid or current.supersedes(self.pid)):
+                raise Refused(f"{self.pid} is superseded: {current} of this slot already started")
+            try:
+                await kv.update(key, data, last=entry.revision)
+                break
+            except jserr.KeyWrongLastSequenceError:
+                continue
+        await self.nc.publish(_subjects.fence(self.pid), str(self.pid.incarnation).encode())
+        await self.nc.flush()
+
+    async def _on_fence(self, msg: Any) -> None:
+        try:
+            incarnation = int(msg.data)
+        except ValueError:
+            return
+        if incarnation > self.pid.incarnation:
+            self._fence(Pid(self.namespace, self.pid.slot, incarnation))
+
+    def _fence(self, newer: Pid) -> None:
+        if self.fenced_by is not None:
+            return
+        self.fenced_by = newer
+        log.warning("%s is superseded by %s: no more deliveries", self.pid, newer)
+        self.delivering.clear()
+        self._spawn(self.stop_receiving())
+        if self.on_fenced is not None:
+            self.on_fenced(newer)
+
+    async def _after_reconnect(self) -> None:
+        if not self.is_client:
+            try:
+                kv = await self.store.kv()
+                entry = await kv.get(f"s.{self.pid.slot_token}")
+                current = _codec.decode(entry.value).get("pid")
+                if isinstance(current, Pid) and current.supersedes(self.pid):
+                    self._fence(current)
+                    return
+            except Exception as exc:  # the registry may still be coming back: deliver
+                log.warning("%s: fence check after reconnect failed: %s", self.pid, exc)
+            if self.fenced_by is None:
+                self.delivering.set()
+        # Exit events published while we were away are lost (Core NATS): ask again.
+        for pid in list(self._watches):
+            self._spawn(self._recheck(pid))
+
+    async def _recheck(self, pid: Pid) -> None:
+        if not await self.is_alive(pid):
+            self._handle_exit(pid, NOCONNECTION)
+
+    # -- receiving -----------------------------------------------------------------------
+
+    async def _on_mailbox(self, msg: Any) -> None:
+        data = msg.data
+        reply = msg.reply or None
+        self.stats.received += 1
+        if len(data) > self.max_message_size:
+            self.stats.oversized += 1
+            log.warning("%s: refused an oversized message (%d bytes)", self.pid, len(data))
+            await self._refuse(reply, f"message of {len(data)} bytes exceeds the limit")
+            return
+        try:
+            env = unpack(data, reply)
+        except CodecError as exc:
+            self.stats.malformed += 1
+            log.warning("%s: refused a malformed message: %s", self.pid, exc)
+            await self._refuse(reply, str(exc))
+            return
+        if env.to != self._pid_str:
+            # Never deliver a message stamped for another incarnation (fencing).
+            self.stats.misaddressed += 1
+            await self._refuse(reply, f"addressed to {env.to}, not to {self._pid_str}")
+            return
+        if env.kind in USER_KINDS:
+            if env.kind is Kind.CALL and self.is_client:
+                await self._refuse(reply, "a client node does not handle calls")
+                return
+            if self.fenced_by is not None:
+                await self._refuse(reply, f"superseded by {self.fenced_by}")
+                return
+            if not self.mailbox.offer(env):
+                self.stats.mailbox_refused += 1
+                await self._refuse(reply, "mailbox full")
+            return
+        await self._on_signal(env)
+
+    async def _on_signal(self, env: Envelope) -> None:
+        if env.kind is Kind.PING:
+            if env.reply:
+                await self.nc.publish(env.reply, pack_reply(b""))
+            return
+        try:
+            sender = Pid.parse(env.sender or "")
+        except ValueError:
+            self.stats.malformed += 1
+            return
+        if env.kind is Kind.LINK:
+            watch = await self._watch(sender)
+            watch.linked = True
+        elif env.kind is Kind.UNLINK:
+            watch_ = self._watches.get(sender)
+            if watch_ is not None:
+                watch_.linked = False
+                self._maybe_unwatch(sender)
+
+    async def _refuse(self, reply: str | None, why: str) -> None:
+        if reply:
+            with contextlib.suppress(Exception):
+                await self.nc.publish(reply, pack_error({"error": "refused", "message": why}))
+
+    async def receive(self, timeout: float | None = None) -> Any:  # noqa: ASYNC109
+        """The next message in a client's mailbox (sends, casts, Down and Exit notices).
+
+        Raises TimeoutError after ``timeout`` seconds. Actors get theirs through callbacks.
+        """
+        async with asyncio.timeout(timeout):
+            item = None
+            while item is None:
+                item = await self.mailbox.get()
+        if isinstance(item, Info):
+            return item.message
+        return _codec.decode(item.body)
+
+    # -- sending -------------------------------------------------------------------------
+
+    async def resolve(self, dest: Address, *, cached: bool = True) -> Pid:
+        """The pid an address names now; raises :class:`NoProc` if none."""
+        if isinstance(dest, Pid):
+            return dest
+        pid: Pid | None
+        if isinstance(dest, str):
+            pid = await self.whereis(dest, cached=cached)
+        elif isinstance(dest, Name):
+            pid = await self.whereis(dest.name, scope=dest.scope or self.local_scope)
+        elif isinstance(dest, Via):
+            found = await self.store.reg_lookup(dest.registry, "unique", dest.key)
+            pid = found[0][0] if found else None
+        else:
+            raise TypeError(f"not an address: {dest!r}")
+        if pid is None:
+            raise NoProc(f"no process is registered as {dest!r}")
+        return pid
+
+    def _envelope(self, kind: Kind, pid: Pid, message: Any) -> bytes:
+        body = _codec.encode(message)
+        data = pack(
+            Envelope(kind, str(pid), self._pid_str, body, f"{self._pid_str}/{next(self._seq)}")
+        )
+        if len(data) > self.max_message_size:
+            raise MessageTooLarge(len(data), self.max_message_size)
+        return data
+
+    async def send(self, dest: Address, message: Any) -> None:
+        """Send a plain message (``handle_info``): at-most-once, ordered per pair, silent
+        if the pid is dead. A name that is not registered raises :class:`NoProc` (OTP's
+        ``badarg``)."""
+        pid = await self.resolve(dest)
+        await self.nc.publish(_subjects.mailbox(pid), self._envelope(Kind.SEND, pid, message))
+
+    async def cast(self, dest: Address, message: Any) -> None:
+        """Cast (``handle_cast``): returns at once, and is silently lost if nobody is there,
+        also when the name is not registered (OTP's ``gen_server:cast``)."""
+        try:
+            pid = await self.resolve(dest)
+        except NoProc:
+            return
+        await self.nc.publish(_subjects.mailbox(pid), self._envelope(Kind.CAST, pid, message))
+
+    async def call(
+        self,
+        dest: Address,
+        message: Any,
+        timeout: float | None = DEFAULT_CALL_TIMEOUT,  # noqa: ASYNC109 - OTP's call/3
+    ) -> Any:
+        """Call (``handle_call``) and wait for the reply.
+
+        Raises:
+            NoProc: nobody holds the destination (at once, not after the timeout).
+            CallTimeout: no reply within ``timeout`` seconds (None waits forever).
+            CalleeExited: the callee ended during the call; ``.reason`` says why.
+            RemoteError: ``handle_call`` raised; the remote exception's type and message.
+            CallingSelf: a process called itself.
+            Refused: the callee refused the message.
+        """
+        pid = await self.resolve(dest)
+        try:
+            return await self._call(pid, message, timeout)
+        except NoProc:
+            if isinstance(dest, str) and self._names is not None:
+                # The cached name may be stale (its owner restarted): ask the registry.
+                fresh = await self.resolve(dest, cached=False)
+                if fresh != pid:
+                    return await self._call(fresh, message, timeout)
+            raise
+
+    async def _call(self, pid: Pid, message: Any, timeout: float | None) -> Any:  # noqa: ASYNC109
+        if pid == self.pid:
+            raise CallingSelf(f"{pid} called itself")
+        data = self._envelope(Kind.CALL, pid, message)
+        token = str(next(self._tokens))
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._calls[token] = (fut, pid)
+        watch = self._watches.get(pid)
+        if watch is None:
+            watch = await self._watch(pid)
+        watch.calls.add(token)
+        timer = None
+        if timeout is not None:
+            timer = loop.call_later(timeout, _expire, fut, pid, timeout)
+        try:
+            await self.nc.publish(_subjects.mailbox(pid), data, reply=f"{self._inbox}.{token}")
+            status, payload = await fut
+        finally:
+            self._calls.pop(token, None)
+            if timer is not None:
+                timer.cancel()
+            watch.calls.discard(token)
+            if len(self._watches) > _MAX_IDLE_WATCHES:
+                self._maybe_unwatch(pid)
+        if status == 0:
+            return _codec.decode(payload)
+        raise _error_from_reply(payload, pid)
+
+    async def _on_reply(self, msg: Any) -> None:
+        token = msg.subject[len(self._inbox) + 1 :]
+        entry = self._calls.pop(token, None)
+        if entry is None:
+            self.stats.late_replies += 1  # the caller gave up: dropped, as OTP's aliases do
+            return
+        fut, pid = entry
+        if fut.done():
+            return
+        headers = msg.headers
+        if headers and headers.get(_STATUS) == _NO_RESPONDERS:
+            fut.set_exception(NoProc(f"no process {pid}"))
+            return
+        try:
+            fut.set_result(unpack_reply(msg.data))
+        except CodecError as exc:
+            fut.set_exception(exc)
+
+    # -- exit watches: monitors, links, calls ---------------------------------------------
+
+    async def _watch(self, pid: Pid) -> _Watch:
+        watch = self._watches.get(pid)
+        if watch is None:
+            # SUB goes out before anything we publish next on this connection, so the
+            # server knows our interest before the callee can possibly exit from it.
+            sub = await self.nc.subscribe(_subjects.events_of(pid), cb=self._on_exited)
+            watch = self._watches.setdefault(pid, _Watch(sub))
+            if watch.sub is not sub:
+                await sub.unsubscribe()
+        return watch
+
+    def _maybe_unwatch(self, pid: Pid) -> None:
+        watch = self._watches.get(pid)
+        if watch is not None and watch.idle:
+            del self._watches[pid]
+            self._spawn(_unsubscribe(watch.sub))
+
+    async def _on_exited(self, msg: Any) -> None:
+        try:
+            event = LifecycleEvent.model_validate_json(msg.data)
+            pid = event.pid_value
+            reason = event.exit_reason
+        except ValueError as exc:
+            log.warning("%s: ignored a malformed exit event: %s", self.pid, exc)
+            return
+        if pid is not None and reason is not None:
+            self._handle_exit(pid, reason)
+
+    def _handle_exit(self, pid: Pid, reason: ExitReason) -> None:
+        watch = self._watches.pop(pid, None)
+        if watch is None:
+            return
+        self._spawn(_unsubscribe(watch.sub))
+        for token in watch.calls:
+            entry = self._calls.pop(token, None)
+            if entry is not None and not entry[0].done():
+                entry[0].set_exception(CalleeExited(reason, pid))
+        for ref, name in watch.monitors.items():
+            self.mailbox.offer(Info(Down(ref, pid, reason, name)))
+        if watch.linked:
+            self.exit_signal(pid, reason)
+
+    def exit_signal(self, sender: Pid, reason: ExitReason) -> None:
+        """An exit signal from a linked process, as OTP handles it."""
+        if self.trap_exit or self.on_exit_signal is None:
+            self.mailbox.offer(Info(Exit(sender, reason)))
+        elif not reason.is_normal:
+            self.on_exit_signal(sender, reason)
+
+    async def is_alive(self, pid: Pid, timeout: float = 5.0) -> bool:  # noqa: ASYNC109
+        """Whether ``pid`` holds its mailbox now (a timeout counts as alive: busy, not gone)."""
+        data = pack(Envelope(Kind.PING, str(pid), self._pid_str, b""))
+        try:
+            await self.nc.request(_subjects.mailbox(pid), data, timeout=timeout)
+        except nats.errors.NoRespondersError:
+            return False
+        except nats.errors.TimeoutError:
+            return True
+        return True
+
+    async def monitor(self, dest: Address) -> MonitorRef:
+        """Monitor a process: a :class:`Down` arrives when it ends, with its exit reason;
+        at once with ``noproc`` if it is not there."""
+        ref = MonitorRef()
+        name = dest if isinstance(dest, str) else None
+        try:
+            pid = await self.resolve(dest, cached=False)
+        except NoProc:
+            self.mailbox.offer(Info(Down(ref, None, NOPROC, name)))
+            return ref
+        watch = await self._watch(pid)
+        watch.monitors[ref] = name
+        if not await self.is_alive(pid) and self._watches.get(pid) is watch:
+            if watch.monitors.pop(ref, 0) != 0:
+                self.mailbox.offer(Info(Down(ref, pid, NOPROC, name)))
+            self._maybe_unwatch(pid)
+        return ref
+
+    def demonitor(self, ref: MonitorRef) -> bool:
+        """Remove a monitor; True if it was active. A Down already queued stays queued."""
+        for pid, watch in list(self._watches.items()):
+            if watch.monitors.pop(ref, 0) != 0:
+                self._maybe_unwatch(pid)
+                return True
+        return False
+
+    async def link(self, dest: Address) -> Pid:
+        """Link to a process (both ways). If it is not there, this process gets an exit
+        signal with reason ``noproc``."""
+        try:
+            pid = await self.resolve(dest, cached=False)
+        except NoProc:
+            if self.trap_exit or self.on_exit_signal is None:
+                raise
+            self.exit_signal(self.pid, NOPROC)
+            raise
+        if pid == self.pid:
+            return pid
+        watch = await self._watch(pid)
+        watch.linked = True
+        await self.nc.publish(
+            _subjects.mailbox(pid), pack(Envelope(Kind.LINK, str(pid), self._pid_str, b""))
+        )
+        if not await self.is_alive(pid) and self._watches.get(pid) is watch and watch.linked:
+            watch.linked = False
+            self._maybe_unwatch(pid)
+            self.exit_signal(pid, NOPROC)
+        return pid
+
+    async def unlink(self, dest: Address) -> None:
+        pid = await self.resolve(dest, cached=False)
+        watch = self._watches.get(pid)
+        if watch is not None:
+            watch.linked = False
+            self._maybe_unwatch(pid)
+        await self.nc.publish(
+            _subjects.mailbox(pid), pack(Envelope(Kind.UNLINK, str(pid), self._pid_str, b""))
+        )
+
+    @property
+    def links(self) -> list[Pid]:
+        return [pid for pid, watch in self._watches.items() if watch.linked]
+
+    # -- names ---------------------------------------------------------------------------
+
+    async def register(self, name: str, *, scope: str | None = None, local: bool = False) -> None:
+        """Register this process under ``name``: globally, or in a local scope
+        (``local=True`` for the node's own scope). Raises AlreadyRegistered."""
+        if local and scope is None:
+            scope = self.local_scope
+        await self.store.register(name, self.pid, scope)
+        if scope is None:
+            self._owned.add((name_key(name), False))
+            if self._names is not None:
+                self._names[name] = self.pid
+        else:
+            self._owned.add((local_key(scope, name), True))
+
+    async def unregister(self, name: str, *, scope: str | None = None, local: bool = False) -> None:
+        if local and scope is None:
+            scope = self.local_scope
+        await self.store.unregister(name, self.pid, scope)
+        if scope is None:
+            self._owned.discard((name_key(name), False))
+            if self._names is not None and self._names.get(name) == self.pid:
+                del self._names[name]
+        else:
+            self._owned.discard((local_key(scope, name), True))
+
+    async def whereis(
+        self, name: str, *, scope: str | None = None, local: bool = False, cached: bool = True
+    ) -> Pid | None:
+        """The pid registered as ``name``, or None.
+
+        Global names are cached: the first cached lookup starts one KV watcher for this
+        node (never one per name), and later lookups are a dict read. A stale cache is
+        harmless: a call to the dead pid gets noproc and is retried once uncached.
+        """
+        if local and scope is None:
+            scope = self.local_scope
+        if scope is not None:
+            return await self.store.whereis(name, scope)
+        if cached:
+            if self._names is not None:
+                pid = self._names.get(name)
+                if pid is not None:
+                    return pid
+            elif self._name_watch_task is None:
+                ready = asyncio.get_running_loop().create_future()
+                self._name_watch_task = self._spawn(self._watch_names(ready))
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(ready), 5)
+                if self._names is not None and name in self._names:
+                    return self._names[name]
+        return await self.store.whereis(name)
+
+    async def _watch_names(self, ready: asyncio.Future[None]) -> None:
+        from rebeam._registry import _owner_of
+
+        kv = await self.store.kv()
+        names: dict[str, Pid] = {}
+        while True:
+            try:
+                watcher = await kv.watch("n.>")
+                async for entry in watcher:
+                    if entry is None:
+                        self._names = names
+                        if not ready.done():
+                            ready.set_result(None)
+                        continue
+                    name = _unescape_name(entry.key)
+                    owner, _ = _owner_of(entry.value) if entry.operation is None else (None, 0)
+                    if owner is None:
+                        names.pop(name, None)
+                    else:
+                        names[name] = owner
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a watcher broken by a reconnect: start again
+                log.debug("%s: name watcher restarting: %s", self.pid, exc)
+                self._names = None
+                names = {}
+                await asyncio.sleep(0.5)
+
+    async def release_all(self) -> None:
+        """Release every key this node claimed (on a clean exit)."""
+        for key, local in list(self._owned):
+            with contextlib.suppress(Exception):
+                await self.store.release(key, self.pid, local=local)
+        self._owned.clear()
+
+    def owns(self, key: str, local: bool = False) -> None:
+        self._owned.add((key, local))
+
+    def disown(self, key: str, local: bool = False) -> None:
+        self._owned.discard((key, local))
+
+
+def _unescape_name(key: str) -> str:
+    from rebeam.pids import unescape_token
+
+    return unescape_token(key.split(".", 1)[1])
+
+
+def _expire(fut: asyncio.Future[Any], pid: Pid, timeout: float) -> None:
+    if not fut.done():
+        fut.set_exception(CallTimeout(f"no reply from {pid} within {timeout:g}s"))
+
+
+async def _unsubscribe(sub: Any) -> None:
+    with contextlib.suppress(Exception):
+        await sub.unsubscribe()
+
+
+def _error_from_reply(payload: Any, pid: Pid) -> Exception:
+    if not isinstance(payload, dict):
+        return CodecError("malformed error reply")
+    kind = payload.get("error")
+    if kind == "exited":
+        try:
+            reason = ExitReason.from_wire(payload.get("reason"))
+        except ValueError:
+            return CodecError("malformed exit reason in reply")
+        return RemoteError(reason, pid) if payload.get("raised") else CalleeExited(reason, pid)
+    if kind == "noproc":
+        return NoProc(f"no process {pid}")
+    return Refused(str(payload.get("message") or "refused"))
+
+
+def name_token(name: str) -> str:
+    return escape_token(name)

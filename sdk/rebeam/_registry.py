@@ -1,0 +1,292 @@
+"""The registry on JetStream KV: names, user registries, process groups, and their release.
+
+One bucket per namespace (``rebeam_<ns>``, file storage) holds everything that is unique or
+shared across the namespace; local scopes live in ``rebeam_<ns>_local`` (memory storage, one
+replica: cheaper, and lost with the server, as local names are lost with an Erlang node).
+Keys (every part escaped into one token, see :func:`rebeam.pids.escape_token`)::
+
+    n.<name>                              a global name          -> {pid}
+    l.<scope>.<name>                      a name in a local scope -> {pid}
+    m.<registry>                          a user registry's kind  -> {keys: unique|duplicate}
+    u.<registry>.<key>                    a unique key            -> {pid, value}
+    d.<registry>.<key>.<slot>.<inc>.<n>   one duplicate entry     -> {pid, value}
+    o.<slot>.<inc>.<escaped key>          "this pid owns that key" (so death can release it)
+
+Uniqueness comes from KV ``create`` (compare-and-set at the stream leader). A later
+incarnation of the same slot may take over a name its predecessor still holds (the
+predecessor is dead or fenced, and a restarted child must be able to take its name back at
+once). Values are codec msgpack, so pids travel as pids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from typing import Any
+
+import nats.js.errors as jserr
+from nats.js.api import KeyValueConfig, StorageType
+
+from rebeam import _codec
+from rebeam._subjects import global_bucket, local_bucket
+from rebeam.errors import AlreadyRegistered, NotRegistered, RegistryMismatch
+from rebeam.pids import Pid, escape_token, unescape_token
+
+__all__ = ["Store", "release_names_of"]
+
+log = logging.getLogger("rebeam.registry")
+
+_dup_ids = itertools.count(1)
+
+
+def name_key(name: str) -> str:
+    return f"n.{escape_token(name)}"
+
+
+def local_key(scope: str, name: str) -> str:
+    return f"l.{escape_token(scope)}.{escape_token(name)}"
+
+
+def _owner_of(value: bytes | None) -> tuple[Pid | None, Any]:
+    if not value:
+        return None, None
+    try:
+        item = _codec.decode(value)
+    except Exception:
+        return None, None
+    if isinstance(item, dict) and isinstance(item.get("pid"), Pid):
+        return item["pid"], item.get("value")
+    return None, None
+
+
+class Store:
+    """The registry buckets of one namespace, opened lazily on one JetStream context."""
+
+    def __init__(self, js: Any, namespace: str) -> None:
+        self.js = js
+        self.namespace = namespace
+        self._kv: dict[bool, Any] = {}
+        self._lock = asyncio.Lock()
+
+    async def kv(self, local: bool = False) -> Any:
+        kv = self._kv.get(local)
+        if kv is not None:
+            return kv
+        async with self._lock:
+            if local not in self._kv:
+                self._kv[local] = await self._open(local)
+        return self._kv[local]
+
+    async def _open(self, local: bool) -> Any:
+        bucket = local_bucket(self.namespace) if local else global_bucket(self.namespace)
+        try:
+            return await self.js.key_value(bucket)
+        except jserr.BucketNotFoundError:
+            pass
+        config = KeyValueConfig(
+            bucket=bucket,
+            history=1,  # per-key semantics (see nats-notes §3.3): no history to resurrect
+            storage=StorageType.MEMORY if local else StorageType.FILE,
+        )
+        try:
+            return await self.js.create_key_value(config)
+        except jserr.BadRequestError:
+            return await self.js.key_value(bucket)  # another process created it first
+
+    # -- claiming and releasing one key --------------------------------------------------
+
+    async def claim(self, key: str, pid: Pid, value: Any = None, *, local: bool = False) -> int:
+        """Atomically make ``pid`` the owner of ``key``; raises AlreadyRegistered."""
+        kv = await self.kv(local)
+        data = _codec.encode({"pid": pid, "value": value})
+        for _ in range(5):
+            try:
+                rev: int = await kv.create(key, data)
+                break
+            except jserr.KeyWrongLastSequenceError:
+                try:
+                    entry = await kv.get(key)
+                except jserr.KeyNotFoundError:
+                    continue  # deleted in between: try to create again
+                owner, _ = _owner_of(entry.value)
+                if owner is not None and pid.supersedes(owner):
+                    try:
+                        rev = await kv.update(key, data, last=entry.revision)
+                        break
+                    except jserr.KeyWrongLastSequenceError:
+                        continue
+                raise AlreadyRegistered(_display(key), owner) from None
+        else:
+            raise AlreadyRegistered(_display(key), None)
+        await kv.put(f"o.{pid.tokens}.{escape_token(key)}", key.encode())
+        return rev
+
+    async def release(self, key: str, pid: Pid, *, local: bool = False) -> bool:
+        """Delete ``key`` if ``pid`` owns it; True if it did."""
+        kv = await self.kv(local)
+        released = await _delete_if_owned(kv, key, pid)
+        with contextlib.suppress(jserr.Error):
+            await kv.delete(f"o.{pid.tokens}.{escape_token(key)}")
+        return released
+
+    async def owner(self, key: str, *, local: bool = False) -> tuple[Pid | None, Any]:
+        kv = await self.kv(local)
+        try:
+            entry = await kv.get(key)
+        except jserr.KeyNotFoundError:
+            return None, None
+        return _owner_of(entry.value)
+
+    async def scan(self, prefix: str, *, local: bool = False) -> list[tuple[str, Pid, Any]]:
+        """Every live ``(key, pid, value)`` under ``prefix`` (one ephemeral watcher)."""
+        kv = await self.kv(local)
+        return await _scan(kv, prefix)
+
+    # -- names ---------------------------------------------------------------------------
+
+    async def register(self, name: str, pid: Pid, scope: str | None = None) -> None:
+        if scope is None:
+            await self.claim(name_key(name), pid)
+        else:
+            await self.claim(local_key(scope, name), pid, local=True)
+
+    async def unregister(self, name: str, pid: Pid, scope: str | None = None) -> None:
+        key = name_key(name) if scope is None else local_key(scope, name)
+        if not await self.release(key, pid, local=scope is not None):
+            raise NotRegistered(f"{name!r} is not registered to {pid}")
+
+    async def whereis(self, name: str, scope: str | None = None) -> Pid | None:
+        key = name_key(name) if scope is None else local_key(scope, name)
+        pid, _ = await self.owner(key, local=scope is not None)
+        return pid
+
+    # -- user registries (Elixir's Registry) ---------------------------------------------
+
+    async def declare(self, registry: str, keys: str) -> None:
+        kv = await self.kv()
+        key = f"m.{escape_token(registry)}"
+        data = _codec.encode({"keys": keys})
+        try:
+            await kv.create(key, data)
+        except jserr.KeyWrongLastSequenceError:
+            entry = await kv.get(key)
+            found = _codec.decode(entry.value).get("keys")
+            if found != keys:
+                raise RegistryMismatch(
+                    f"registry {registry!r} exists with {found} keys, not {keys}"
+                ) from None
+
+    async def reg_register(self, registry: str, keys: str, key: str, pid: Pid, value: Any) -> str:
+        base = f"{escape_token(registry)}.{escape_token(key)}"
+        if keys == "unique":
+            full = f"u.{base}"
+            await self.claim(full, pid, value)
+        else:
+            full = f"d.{base}.{pid.tokens}.{next(_dup_ids)}"
+            await self.claim(full, pid, value)
+        return full
+
+    async def reg_unregister(self, registry: str, keys: str, key: str, pid: Pid) -> int:
+        base = f"{escape_token(registry)}.{escape_token(key)}"
+        if keys == "unique":
+            return int(await self.release(f"u.{base}", pid))
+        count = 0
+        for full, _, _ in await self.scan(f"d.{base}.{pid.tokens}.>"):
+            count += await self.release(full, pid)
+        return count
+
+    async def reg_lookup(self, registry: str, keys: str, key: str) -> list[tuple[Pid, Any]]:
+        base = f"{escape_token(registry)}.{escape_token(key)}"
+        if keys == "unique":
+            pid, value = await self.owner(f"u.{base}")
+            return [] if pid is None else [(pid, value)]
+        return [(pid, value) for _, pid, value in await self.scan(f"d.{base}.>")]
+
+    async def reg_keys(self, registry: str, keys: str, pid: Pid) -> list[str]:
+        """The keys ``pid`` holds in a registry (duplicates repeated, as Elixir does)."""
+        prefix = "u" if keys == "unique" else "d"
+        reg = escape_token(registry)
+        out = []
+        for full, owner, _ in await self.scan(f"{prefix}.{reg}.>"):
+            if owner == pid:
+                out.append(unescape_token(full.split(".")[2]))
+        return out
+
+
+async def _delete_if_owned(kv: Any, key: str, pid: Pid) -> bool:
+    for _ in range(3):
+        try:
+            entry = await kv.get(key)
+        except jserr.KeyNotFoundError:
+            return False
+        owner, _ = _owner_of(entry.value)
+        if owner != pid:
+            return False
+        try:
+            await kv.delete(key, last=entry.revision)
+            return True
+        except (jserr.KeyWrongLastSequenceError, jserr.BadRequestError):
+            continue  # changed under us (nats-py raises BadRequest for a stale CAS delete)
+    return False
+
+
+async def _scan(kv: Any, prefix: str) -> list[tuple[str, Pid, Any]]:
+    watcher = await kv.watch(prefix, ignore_deletes=True)
+    out: list[tuple[str, Pid, Any]] = []
+    try:
+        while True:
+            entry = await watcher.updates(timeout=5.0)
+            if entry is None:
+                break
+            if entry.operation is not None or entry.value is None:
+                continue
+            pid, value = _owner_of(entry.value)
+            if pid is not None:
+                out.append((entry.key, pid, value))
+    finally:
+        await watcher.stop()
+    return out
+
+
+def _display(key: str) -> str:
+    parts = key.split(".")
+    try:
+        return unescape_token(parts[-1]) if parts[0] in ("n", "l") else key
+    except ValueError:
+        return key
+
+
+async def release_names_of(nc: Any, pid: Pid) -> int:
+    """Release every name, registry key and group membership ``pid`` holds.
+
+    The observer of a process end calls this before it publishes ``exited`` (names are
+    released before exit signals, as in OTP). Safe to call twice, and for a pid that held
+    nothing; a key already taken over by a later incarnation is left alone.
+    """
+    js = nc.jetstream()
+    store = Store(js, pid.namespace)
+    released = 0
+    for local in (False, True):
+        try:
+            kv = await store.kv(local)
+        except jserr.Error as exc:
+            log.warning("cannot open the registry to release %s: %s", pid, exc)
+            continue
+        watcher = await kv.watch(f"o.{pid.tokens}.>", ignore_deletes=True)
+        index: list[tuple[str, str]] = []
+        try:
+            while True:
+                entry = await watcher.updates(timeout=5.0)
+                if entry is None:
+                    break
+                if entry.operation is None and entry.value:
+                    index.append((entry.key, entry.value.decode()))
+        finally:
+            await watcher.stop()
+        for own_key, key in index:
+            released += await _delete_if_owned(kv, key, pid)
+            with contextlib.suppress(jserr.Error):
+                await kv.delete(own_key)
+    return released

@@ -1,0 +1,170 @@
+"""The actor process: parse the identity, connect, claim the slot, init, serve, record the end.
+
+The sequence, which is the contract with every supervisor (docs/runtime-contract.md)::
+
+    connect to NATS as the pid          (fails: exit 1, crash recorded)
+    claim the slot (fencing)            (a later incarnation exists: exit 1, crash recorded)
+    subscribe the mailbox
+    register --name, if given           (taken: exit 1, crash AlreadyRegistered)
+    Actor.init(args)                    (raises: exit 1, crash recorded; no terminate)
+    write "ready <pid>" to --ready-fd and close it
+    serve until stop / crash / SIGTERM (then terminate(shutdown)) / exit signal
+    release own names, answer queued calls with the exit reason
+    write the exit reason's wire form to --exit-record; exit 0 if clean, else 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from rebeam import _api
+from rebeam._actor import Actor, Host, crash_reason
+from rebeam._node import Node
+from rebeam.exits import SHUTDOWN, ExitReason, crash
+from rebeam.pids import Pid
+
+__all__ = ["main", "run"]
+
+log = logging.getLogger("rebeam.runtime")
+
+EXIT_CLEAN = 0
+EXIT_CRASH = 1
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(f"REBEAM_{name}", default)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m rebeam.runtime",
+        description="Host one rebeam actor in this process. Every flag has a REBEAM_* "
+        "environment variable; flags win.",
+    )
+    p.add_argument("target", nargs="?", default=_env("ACTOR"), help="module:Class (REBEAM_ACTOR)")
+    p.add_argument("--args", default=_env("ARGS", "null"), help="JSON args for init (REBEAM_ARGS)")
+    p.add_argument("--nats", default=_env("NATS_URL", "nats://127.0.0.1:4222"))
+    p.add_argument("--namespace", default=_env("NAMESPACE", "default"))
+    p.add_argument("--pid", default=_env("PID"), help="the full pid; or --slot/--incarnation")
+    p.add_argument("--slot", default=_env("SLOT"))
+    p.add_argument("--incarnation", type=int, default=int(_env("INCARNATION", "1") or 1))
+    p.add_argument("--supervisor", default=_env("SUPERVISOR"), help="the supervisor's path")
+    p.add_argument("--child", default=_env("CHILD"), help="the child's name")
+    p.add_argument("--name", default=_env("NAME"), help="a global name to register before init")
+    p.add_argument("--local-scope", default=_env("LOCAL_SCOPE"))
+    ready_fd = _env("READY_FD")
+    p.add_argument("--ready-fd", type=int, default=int(ready_fd) if ready_fd else None)
+    p.add_argument("--exit-record", default=_env("EXIT_RECORD"))
+    p.add_argument("--log-level", default=_env("LOG_LEVEL", "WARNING"))
+    return p.parse_args(argv)
+
+
+def load_actor(target: str) -> type[Actor]:
+    module_name, _, qualname = target.partition(":")
+    if not module_name or not qualname:
+        raise ValueError(f"expected module:Class, got {target!r}")
+    obj: Any = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    if not (isinstance(obj, type) and issubclass(obj, Actor)):
+        raise TypeError(f"{target} is not a rebeam.Actor subclass")
+    return obj
+
+
+def identity(ns: argparse.Namespace) -> Pid:
+    if ns.pid:
+        return Pid.parse(ns.pid)
+    if ns.slot:
+        return Pid.for_incarnation(ns.namespace, ns.slot, ns.incarnation)
+    # Not supervised (run by hand): a slot nobody else has, so the pid is still unique.
+    return Pid.for_incarnation(ns.namespace, f"adhoc-{os.urandom(8).hex()}", 1)
+
+
+def write_record(path: str | None, reason: ExitReason) -> None:
+    if not path:
+        return
+    try:
+        Path(path).write_text(json.dumps(reason.to_wire()))
+    except (OSError, TypeError, ValueError) as exc:
+        log.error("cannot write the exit record to %s: %s", path, exc)
+
+
+def signal_ready(fd: int | None, pid: Pid) -> None:
+    if fd is None:
+        return
+    try:
+        os.write(fd, f"ready {pid}\n".encode())
+    finally:
+        os.close(fd)
+
+
+async def run(ns: argparse.Namespace) -> ExitReason:
+    """Everything between parsing the flags and exiting; returns the exit reason."""
+    pid = identity(ns)
+    try:
+        actor_cls = load_actor(ns.target or "")
+        args = json.loads(ns.args) if ns.args else None
+    except Exception as exc:
+        return crash_reason(exc)
+    try:
+        node = await Node.connect(
+            ns.nats,
+            namespace=pid.namespace,
+            pid=pid,
+            is_client=False,
+            local_scope=ns.local_scope,
+            max_reconnect_attempts=-1,
+        )
+    except Exception as exc:
+        return crash(exception_type=type(exc).__name__, message=f"cannot connect: {exc}")
+    _api.set_default_node(node)
+    host = Host(node, actor_cls())
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, host.request_stop, SHUTDOWN)
+    loop.add_signal_handler(signal.SIGINT, host.request_stop, SHUTDOWN)
+    reason: ExitReason | None = None
+    try:
+        await node.claim_slot()
+        if ns.name:
+            await node.register(ns.name)
+        reason = await host.init(args)
+    except Exception as exc:
+        reason = crash_reason(exc)
+    if reason is not None:  # a failed start: no terminate, as in OTP
+        await host.finish(reason)
+        await node.close(reason)
+        return reason
+    signal_ready(ns.ready_fd, pid)
+    reason = await host.run()
+    await node.close(reason)
+    return reason
+
+
+def main(argv: list[str] | None = None) -> int:
+    ns = parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, str(ns.log_level).upper(), logging.WARNING),
+        format=f"%(asctime)s %(levelname)s {ns.child or 'actor'}: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        reason = asyncio.run(run(ns))
+    except BaseException as exc:  # the runtime itself failed: still leave a record
+        reason = crash_reason(exc)
+        log.error("runtime failed: %s", reason)
+    write_record(ns.exit_record, reason)
+    if not reason.is_clean:
+        log.error("exiting: %s", reason)
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+    return EXIT_CLEAN if reason.is_clean else EXIT_CRASH

@@ -1,0 +1,197 @@
+"""Shared fixtures: a real nats-server, and a launcher of real actor processes.
+
+The launcher stands in for a supervisor (the real local backend is built on the same
+contract, docs/runtime-contract.md): it starts ``python -m rebeam.runtime`` with
+``--ready-fd`` and ``--exit-record``, waits for the ready line, and when a process ends it
+computes the reason with ``exits.from_process_end``, releases the pid's names and publishes
+``exited``. Every process it starts dies with the test: stopped by its own pid at teardown,
+and PR_SET_PDEATHSIG kills it if the test runner itself dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+
+from rebeam.events import LifecycleEvent, publish, read_exit_record, release_names_of
+from rebeam.exits import ExitReason, from_process_end
+from rebeam.natsd import NatsServer
+from rebeam.pids import Pid
+
+ACTORS_DIR = Path(__file__).parent / "sdk"
+READY_TIMEOUT = 30.0
+
+
+def _die_with_parent() -> None:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: no orphans if pytest dies
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    server = NatsServer.start(tmp_path / "nats")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@dataclass
+class Child:
+    pid: Pid
+    proc: asyncio.subprocess.Process
+    record: Path
+    ended: asyncio.Future[ExitReason]
+    ready: bool = False
+    ready_line: str = ""
+    stop_requested: bool = False
+    log: Path = field(default_factory=Path)
+
+    @property
+    def os_pid(self) -> int:
+        return self.proc.pid
+
+    async def wait(self, timeout: float = 20.0) -> ExitReason:  # noqa: ASYNC109
+        return await asyncio.wait_for(asyncio.shield(self.ended), timeout)
+
+    def kill(self) -> None:
+        if self.proc.returncode is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+
+    async def stop(self, timeout: float = 20.0) -> ExitReason:  # noqa: ASYNC109
+        self.stop_requested = True
+        if self.proc.returncode is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+        return await self.wait(timeout)
+
+    def stderr(self) -> str:
+        try:
+            return self.log.read_text()
+        except OSError:
+            return ""
+
+
+class Launcher:
+    def __init__(self, url: str, namespace: str, workdir: Path, nc: Any) -> None:
+        self.url = url
+        self.namespace = namespace
+        self.workdir = workdir
+        self.nc = nc
+        self.children: list[Child] = []
+        self._count = 0
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(
+        self,
+        target: str,
+        args: Any = None,
+        *,
+        slot: str | None = None,
+        incarnation: int = 1,
+        name: str | None = None,
+        expect_ready: bool = True,
+        extra: list[str] | None = None,
+    ) -> Child:
+        self._count += 1
+        slot = slot or f"test-{os.getpid()}-{self._count}"
+        pid = Pid.for_incarnation(self.namespace, slot, incarnation)
+        record = self.workdir / f"exit-{self._count}.json"
+        log = self.workdir / f"child-{self._count}.log"
+        read_fd, write_fd = os.pipe()
+        argv = [
+            sys.executable, "-m", "rebeam.runtime", target,
+            "--args", json.dumps(args),
+            "--nats", self.url,
+            "--pid", str(pid),
+            "--ready-fd", str(write_fd),
+            "--exit-record", str(record),
+            "--child", f"child{self._count}",
+        ]  # fmt: skip
+        if name:
+            argv += ["--name", name]
+        argv += extra or []
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([str(ACTORS_DIR), env.get("PYTHONPATH", "")])
+        with open(log, "wb") as errfile:  # noqa: ASYNC230 - a local file, instantly
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=errfile,
+                stderr=errfile,
+                pass_fds=(write_fd,),
+                env=env,
+                preexec_fn=_die_with_parent,
+            )
+        os.close(write_fd)
+        child = Child(pid, proc, record, asyncio.get_running_loop().create_future(), log=log)
+        self.children.append(child)
+        loop = asyncio.get_running_loop()
+        try:
+            line = await asyncio.wait_for(
+                loop.run_in_executor(None, os.read, read_fd, 200), READY_TIMEOUT
+            )
+        finally:
+            os.close(read_fd)
+        child.ready_line = line.decode()
+        child.ready = line.startswith(b"ready")
+        self._tasks.append(loop.create_task(self._observe(child)))
+        if expect_ready and not child.ready:
+            reason = await child.wait()
+            raise AssertionError(f"{target} did not start: {reason}\n{child.stderr()}")
+        return child
+
+    async def _observe(self, child: Child) -> None:
+        returncode = await child.proc.wait()
+        reason = from_process_end(
+            returncode,
+            stop_requested=child.stop_requested,
+            recorded=read_exit_record(child.record),
+        )
+        # Names first, then the event: OTP releases names before exit signals go out.
+        with contextlib.suppress(Exception):
+            await release_names_of(self.nc, child.pid)
+        event = LifecycleEvent.exited(child.pid, reason, os_pid=child.proc.pid)
+        with contextlib.suppress(Exception):
+            await publish(self.nc, self.namespace, event)
+        if not child.ended.done():
+            child.ended.set_result(reason)
+
+    async def close(self) -> None:
+        for child in self.children:
+            child.kill()
+        for task in self._tasks:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, 10)
+
+
+@pytest.fixture
+def namespace(request: pytest.FixtureRequest) -> str:
+    # One namespace per test: nothing a test leaves in the registry reaches another.
+    return "t" + format(abs(hash(request.node.nodeid)) % 10**10, "d")
+
+
+@pytest.fixture
+async def launcher(
+    nats_server: NatsServer, namespace: str, tmp_path: Path
+) -> AsyncIterator[Launcher]:
+    nc = await nats.connect(nats_server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+    launcher = Launcher(nats_server.url, namespace, tmp_path, nc)
+    try:
+        yield launcher
+    finally:
+        await launcher.close()
+        with contextlib.suppress(Exception):
+            await nc.close()

@@ -1,0 +1,131 @@
+"""Actors the SDK tests run in real processes (imported by ``python -m rebeam.runtime``).
+
+``Probe`` does what its calls ask and reports what it receives to ``report_to`` (a client
+pid) so a test can wait on real events instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+import pydantic
+
+import rebeam
+from rebeam.exits import ExitReason
+
+
+@rebeam.message
+class Order(pydantic.BaseModel):
+    sku: str
+    qty: int
+    note: bytes = b""
+
+
+def _wire(msg: Any) -> Any:
+    if isinstance(msg, rebeam.Down):
+        return {"down": str(msg.pid) if msg.pid else None, "reason": msg.reason.to_wire()}
+    if isinstance(msg, rebeam.Exit):
+        return {"exit": str(msg.pid), "reason": msg.reason.to_wire()}
+    return msg
+
+
+class Probe(rebeam.Actor):
+    async def init(self, args: Any) -> None:
+        args = args or {}
+        self.casts: list[Any] = []
+        self.infos: list[Any] = []
+        self.count = 0
+        self.report_to = rebeam.Pid.parse(args["report_to"]) if args.get("report_to") else None
+        if args.get("fail_init"):
+            raise RuntimeError("init refused")
+        if args.get("trap_exit"):
+            self.trap_exit = True
+        for name in args.get("register", []):
+            await rebeam.register(name)
+        for group in args.get("join", []):
+            await rebeam.join(group)
+
+    async def _report(self, item: Any) -> None:
+        if self.report_to is not None:
+            await rebeam.send(self.report_to, item)
+
+    async def handle_call(self, message: Any, from_: rebeam.From) -> Any:
+        op, arg = (message[0], message[1]) if isinstance(message, list) else (message, None)
+        if op == "echo":
+            return arg
+        if op == "pid":
+            return self.pid
+        if op == "count":
+            self.count += 1
+            return self.count
+        if op == "casts":
+            return self.casts
+        if op == "infos":
+            return [_wire(m) for m in self.infos]
+        if op == "sleep":
+            await asyncio.sleep(arg)
+            return "slept"
+        if op == "raise":
+            raise ValueError(arg or "boom")
+        if op == "stop":
+            self.stop()
+            return "stopping"
+        if op == "shutdown":
+            self.shutdown(arg)
+            return "shutting down"
+        if op == "call":  # call another process: [target, message]
+            return await rebeam.call(arg[0], arg[1], timeout=arg[2] if len(arg) > 2 else 5.0)
+        if op == "call_self":
+            try:
+                await rebeam.call(self.pid, "echo")
+            except rebeam.CallingSelf as exc:
+                return f"CallingSelf: {exc}"
+            return "no error"
+        if op == "monitor":
+            await rebeam.monitor(rebeam.Pid.parse(arg) if "." in arg else arg)
+            return "ok"
+        if op == "link":
+            await rebeam.link(rebeam.Pid.parse(arg))
+            return "ok"
+        if op == "unlink":
+            await rebeam.unlink(rebeam.Pid.parse(arg))
+            return "ok"
+        if op == "trap_exit":
+            self.trap_exit = bool(arg)
+            return "ok"
+        if op == "send_after":
+            self.send_after(arg, "tick")
+            return "ok"
+        if op == "order":
+            return Order(sku=arg["sku"], qty=arg["qty"] * 2, note=b"\x00\xff")
+        if op == "os_pid":
+            return os.getpid()
+        if op == "stats":
+            s = self.node.stats
+            return {
+                "malformed": s.malformed,
+                "oversized": s.oversized,
+                "misaddressed": s.misaddressed,
+            }
+        raise KeyError(f"unknown op {op!r}")
+
+    async def handle_cast(self, message: Any) -> None:
+        self.casts.append(message)
+        if message == "crash":
+            raise RuntimeError("crashed on cast")
+
+    async def handle_info(self, message: Any) -> None:
+        self.infos.append(message)
+        await self._report(_wire(message))
+
+    async def terminate(self, reason: ExitReason) -> None:
+        await self._report({"terminated": reason.to_wire()})
+
+
+class SyncProbe(rebeam.Actor):
+    """Plain (non-async) callbacks work too."""
+
+    def handle_call(self, message: Any, from_: rebeam.From) -> Any:  # type: ignore[override]
+        return {"sync": message}
