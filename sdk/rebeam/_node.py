@@ -325,9 +325,16 @@ class Node:
         for pid in list(self._watches):
             self._spawn(self._recheck(pid))
 
-    async def _recheck(self, pid: Pid) -> None:
-        if not await self.is_alive(pid):
-            self._handle_exit(pid, NOCONNECTION)
+    async def _recheck(self, pid: Pid, grace: float = 10.0) -> None:
+        # After a NATS outage the peer reconnects on its own schedule: only a peer that
+        # stays unreachable for the whole grace period is reported gone (noconnection).
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while loop.time() < deadline:
+            if pid not in self._watches or await self.is_alive(pid, timeout=2.0):
+                return
+            await asyncio.sleep(0.25)
+        self._handle_exit(pid, NOCONNECTION)
 
     # -- receiving -----------------------------------------------------------------------
 

@@ -1,0 +1,24 @@
+"""The public API is a tested contract."""
+
+from __future__ import annotations
+
+import rebeam
+import rebeam.errors
+
+
+def test_all_is_exactly_the_public_names():
+    public = {name for name in vars(rebeam) if not name.startswith("_")}
+    modules = {"errors", "exits", "pids", "events", "runtime", "natsd", "spec", "supervision"}
+    public -= {name for name in public if name in modules}
+    assert set(rebeam.__all__) == public
+    assert sorted(rebeam.__all__) == sorted(set(rebeam.__all__))
+    assert "ExitReason" in rebeam.__all__
+
+
+def test_every_error_is_in_the_drawn_hierarchy():
+    doc = rebeam.errors.__doc__ or ""
+    for name in rebeam.errors.__all__:
+        assert name in doc, name
+        assert issubclass(getattr(rebeam.errors, name), rebeam.errors.RebeamError)
+    assert issubclass(rebeam.CallTimeout, TimeoutError)
+    assert issubclass(rebeam.RemoteError, rebeam.CalleeExited)

@@ -1,0 +1,161 @@
+"""Names: global (JetStream KV), local scopes, user registries, release on death, fencing."""
+
+from __future__ import annotations
+
+import pytest
+
+import rebeam
+from rebeam.exits import KILLED, ExitKind, shutdown_with
+
+PROBE = "rebeam_test_actors:Probe"
+
+
+@pytest.fixture
+async def node(nats_server, namespace):
+    async with rebeam.connect(nats_server.url, namespace=namespace) as node:
+        yield node
+
+
+async def test_register_whereis_unregister(node):
+    assert await node.whereis("svc") is None
+    await node.register("svc")
+    assert await node.whereis("svc", cached=False) == node.pid
+    assert await node.whereis("svc") == node.pid  # cached
+    with pytest.raises(rebeam.AlreadyRegistered):
+        await node.register("svc")
+    await node.unregister("svc")
+    assert await node.whereis("svc", cached=False) is None
+    with pytest.raises(rebeam.NotRegistered):
+        await node.unregister("svc")
+
+
+async def test_names_with_any_characters(node):
+    await node.register("orders/eu.west: 1 ✓")
+    assert await node.whereis("orders/eu.west: 1 ✓", cached=False) == node.pid
+
+
+async def test_name_taken_by_another_process(launcher, node):
+    child = await launcher.start(PROBE, name="writer")
+    with pytest.raises(rebeam.AlreadyRegistered) as info:
+        await node.register("writer")
+    assert info.value.owner == child.pid
+    assert await node.call("writer", ["echo", 1]) == 1
+    # A second process started with the same name fails to start, with a clear reason.
+    other = await launcher.start(PROBE, name="writer", expect_ready=False)
+    reason = await other.wait()
+    assert reason.details is not None
+    assert reason.details.exception_type == "AlreadyRegistered"
+
+
+async def test_name_released_after_kill_and_reclaimed(launcher, node):
+    first = await launcher.start(PROBE, slot="writer-slot", name="writer")
+    assert await node.whereis("writer") == first.pid  # warm the cache on purpose
+    first.kill()
+    assert await first.wait() == KILLED
+    assert await node.whereis("writer", cached=False) is None
+    second = await launcher.start(PROBE, slot="writer-slot", incarnation=2, name="writer")
+    # The cached entry may still point at the dead pid: the call retries uncached.
+    assert await node.call("writer", "pid") == second.pid
+
+
+async def test_restarted_incarnation_takes_its_name_back_at_once(launcher, node):
+    # The observer has not released the name (e.g. a node was lost): incarnation 2 of the
+    # same slot may take it over, nobody else may.
+    await node.store.claim("n.cache", rebeam.Pid.for_incarnation(node.namespace, "cache-slot", 1))
+    child = await launcher.start(PROBE, slot="cache-slot", incarnation=2, name="cache")
+    assert await node.whereis("cache", cached=False) == child.pid
+
+
+async def test_clean_exit_releases_names(launcher, node):
+    child = await launcher.start(PROBE, {"register": ["a", "b"]})
+    assert await node.whereis("a", cached=False) == child.pid
+    await node.call(child.pid, "stop")
+    await child.wait()
+    assert await node.whereis("a", cached=False) is None
+    assert await node.whereis("b", cached=False) is None
+
+
+async def test_local_scope(nats_server, namespace):
+    async with (
+        rebeam.connect(nats_server.url, namespace=namespace, local_scope="run-1") as a,
+        rebeam.connect(nats_server.url, namespace=namespace, local_scope="run-2") as b,
+    ):
+        await a.register("worker", local=True)
+        await b.register("worker", local=True)  # another scope: no clash
+        assert await a.whereis("worker", local=True) == a.pid
+        assert await b.whereis("worker", local=True) == b.pid
+        assert await a.whereis("worker") is None  # not a global name
+        assert await b.resolve(rebeam.Name("worker", "run-1")) == a.pid
+        with pytest.raises(rebeam.AlreadyRegistered):
+            await b.register("worker", scope="run-1")
+
+
+async def test_fencing_a_superseded_incarnation(launcher, node):
+    old = await launcher.start(PROBE, slot="fenced", name="svc")
+    assert await node.call("svc", "pid") == old.pid
+    # Incarnation 2 of the same slot starts while 1 is still alive (a zombie pod, a
+    # partition): 1 stops taking messages at once and ends.
+    new = await launcher.start(PROBE, slot="fenced", incarnation=2, name="svc")
+    assert await old.wait() == shutdown_with("superseded")
+    assert await node.call("svc", "pid") == new.pid
+    with pytest.raises(rebeam.NoProc):
+        await node.call(old.pid, "pid")
+    # A stale launch of incarnation 1 is refused before it takes any message.
+    stale = await launcher.start(PROBE, slot="fenced", incarnation=1, expect_ready=False)
+    reason = await stale.wait()
+    assert reason.kind is ExitKind.CRASH
+    assert reason.details is not None
+    assert "superseded" in (reason.details.message or "")
+
+
+async def test_message_stamped_for_another_incarnation_is_refused(launcher, node):
+    from rebeam import _subjects
+    from rebeam._envelope import Envelope, Kind, pack
+
+    child = await launcher.start(PROBE)
+    stale = rebeam.Pid.for_incarnation(child.pid.namespace, child.pid.slot, 99)
+    data = pack(Envelope(Kind.CALL, str(stale), str(node.pid), b"\xc0"))
+    reply = await node.nc.request(_subjects.mailbox(child.pid), data, timeout=5)
+    from rebeam._envelope import unpack_reply
+
+    status, payload = unpack_reply(reply.data)
+    assert status == 1
+    assert payload["error"] == "refused"
+    assert (await node.call(child.pid, "stats"))["misaddressed"] == 1
+
+
+async def test_unique_user_registry_and_via(launcher, node):
+    sessions = await rebeam.Registry.open("sessions", keys="unique", node=node)
+    await sessions.register("alice", {"since": 1})
+    assert await sessions.lookup("alice") == [(node.pid, {"since": 1})]
+    with pytest.raises(rebeam.AlreadyRegistered):
+        await sessions.register("alice")
+    with pytest.raises(rebeam.RegistryMismatch):
+        await rebeam.Registry.open("sessions", keys="duplicate", node=node)
+    child = await launcher.start(PROBE)
+    # Address a process by (registry, key).
+    await node.store.reg_register("sessions", "unique", "bob", child.pid, None)
+    assert await node.call(rebeam.Via("sessions", "bob"), ["echo", "hi"]) == "hi"
+    await sessions.unregister("alice")
+    assert await sessions.lookup("alice") == []
+
+
+async def test_duplicate_registry_pubsub(nats_server, namespace):
+    async with (
+        rebeam.connect(nats_server.url, namespace=namespace) as a,
+        rebeam.connect(nats_server.url, namespace=namespace) as b,
+    ):
+        topics_a = await rebeam.Registry.open("topics", keys="duplicate", node=a)
+        topics_b = await rebeam.Registry.open("topics", keys="duplicate", node=b)
+        await topics_a.register("prices", 1)
+        await topics_a.register("prices", 2)  # the same process may register a key twice
+        await topics_b.register("prices", 3)
+        entries = await topics_a.lookup("prices")
+        assert sorted(v for _, v in entries) == [1, 2, 3]
+        assert await topics_a.keys_of() == ["prices", "prices"]
+        assert await topics_b.dispatch("prices", {"p": 9}) == 3
+        assert await a.receive(timeout=5) == {"p": 9}
+        assert await a.receive(timeout=5) == {"p": 9}
+        assert await b.receive(timeout=5) == {"p": 9}
+        await topics_a.unregister("prices")
+        assert [v for _, v in await topics_b.lookup("prices")] == [3]
