@@ -1,0 +1,275 @@
+"""Reading manifests: multi-document YAML in, resources or a complete list of problems out.
+
+Every problem is one line that names the file, the line, the resource, the field path and
+what was expected, so a typo is found without reading a stack trace::
+
+    app.yaml:14: Supervisor/shop: spec.children[2].restart: must be one of permanent, \
+transient, temporary
+
+Nothing is started from a file that has any problem: :func:`load_files` returns either
+resources or problems, and callers refuse to go on with problems.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from rebeam.spec.models import API_VERSION, Actor, Resource, Supervisor
+from rebeam.spec.rules import problems as rule_problems
+
+__all__ = ["LoadResult", "ManifestError", "ManifestProblem", "load_files", "load_text"]
+
+KINDS: dict[str, type[Supervisor] | type[Actor]] = {"Supervisor": Supervisor, "Actor": Actor}
+
+FieldPath = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class ManifestProblem:
+    file: str
+    line: int | None
+    resource: str | None  # "Supervisor/shop", or None before the kind and name are known
+    path: FieldPath
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        parts = [where]
+        if self.resource:
+            parts.append(self.resource)
+        if self.path:
+            parts.append(format_path(self.path))
+        return ": ".join([*parts, self.message])
+
+
+class ManifestError(ValueError):
+    """Raised by :meth:`LoadResult.raise_for_problems`; ``str()`` lists every problem."""
+
+    def __init__(self, problems: Sequence[ManifestProblem]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+@dataclass
+class LoadResult:
+    resources: list[Resource] = field(default_factory=list)
+    problems: list[ManifestProblem] = field(default_factory=list)
+
+    def raise_for_problems(self) -> list[Resource]:
+        if self.problems:
+            raise ManifestError(self.problems)
+        return self.resources
+
+
+def format_path(path: FieldPath) -> str:
+    """``("spec", "children", 2, "restart")`` -> ``spec.children[2].restart``."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text
+
+
+def load_files(paths: Iterable[str | Path]) -> LoadResult:
+    result = LoadResult()
+    for path in paths:
+        name = str(path)
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            result.problems.append(ManifestProblem(name, None, None, (), exc.strerror or str(exc)))
+            continue
+        one = load_text(text, name)
+        result.resources += one.resources
+        result.problems += one.problems
+    result.problems += _duplicates(result.resources, result)
+    return result
+
+
+def load_text(text: str, filename: str = "<manifest>") -> LoadResult:
+    result = LoadResult()
+    try:
+        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else None
+        reason = getattr(exc, "problem", None) or str(exc)
+        result.problems.append(ManifestProblem(filename, line, None, (), f"invalid YAML: {reason}"))
+        return result
+    for node in nodes:
+        document = yaml.SafeLoader(text).construct_document(node) if node else None
+        if document is None:
+            continue  # an empty document, e.g. after a trailing '---'
+
+        resource, problems = _load_document(document, node, filename)
+        if resource is not None:
+            result.resources.append(resource)
+        result.problems += problems
+    return result
+
+
+def _load_document(
+    document: Any, node: yaml.Node, filename: str
+) -> tuple[Resource | None, list[ManifestProblem]]:
+    start = node.start_mark.line + 1
+
+    def problem(resource: str | None, path: FieldPath, message: str) -> ManifestProblem:
+        return ManifestProblem(filename, _line_of(node, path) or start, resource, path, message)
+
+    if not isinstance(document, dict):
+        return None, [problem(None, (), "a manifest must be a mapping with apiVersion and kind")]
+    kind = document.get("kind")
+    name = (
+        (document.get("metadata") or {}).get("name")
+        if isinstance(document.get("metadata"), dict)
+        else None
+    )
+    label = f"{kind}/{name}" if isinstance(kind, str) and name else None
+    if kind not in KINDS:
+        expected = " or ".join(KINDS)
+        return None, [problem(label, ("kind",), f"must be {expected}, got {kind!r}")]
+    if document.get("apiVersion") != API_VERSION:
+        got = document.get("apiVersion")
+        return None, [problem(label, ("apiVersion",), f"must be {API_VERSION}, got {got!r}")]
+    model = KINDS[kind]
+    try:
+        resource = model.model_validate(document)
+    except ValidationError as exc:
+        return None, [problem(label, _path(e), _message(e, model)) for e in exc.errors()]
+    found = [problem(resource.ref, p.path, p.message) for p in rule_problems(resource)]
+    found.sort(key=lambda p: p.line or 0)
+    return (None, found) if found else (resource, [])
+
+
+def _duplicates(resources: list[Resource], result: LoadResult) -> list[ManifestProblem]:
+    seen: set[tuple[str, str | None, str]] = set()
+    found = []
+    for resource in resources:
+        key = (resource.kind, resource.metadata.namespace, resource.metadata.name)
+        if key in seen:
+            found.append(
+                ManifestProblem("<manifests>", None, resource.ref, (), "defined more than once")
+            )
+        seen.add(key)
+    return found
+
+
+# --- pydantic errors, in words a manifest author reads -------------------------------------
+
+
+def _path(error: ErrorDetails) -> FieldPath:
+    # pydantic adds the name of a union member or a validator function to some locations;
+    # those are not fields of the manifest.
+    return tuple(
+        part
+        for part in error["loc"]
+        if isinstance(part, int) or not (part.startswith("function-") or "[" in part)
+    )
+
+
+def _message(error: ErrorDetails, model: type[BaseModel]) -> str:
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    if kind == "missing":
+        return "is required"
+    if kind in ("literal_error", "enum"):
+        expected = str(ctx.get("expected", "")).replace("'", "").replace(" or ", ", ")
+        return f"must be one of {expected}"
+    if kind == "extra_forbidden":
+        return _unknown_field(error, model)
+    if kind == "value_error":
+        return str(ctx.get("error", error["msg"]))
+    simple = {
+        "int_type": "must be a whole number",
+        "int_parsing": "must be a whole number",
+        "int_from_float": "must be a whole number",
+        "bool_type": "must be true or false",
+        "bool_parsing": "must be true or false",
+        "string_type": "must be a string",
+        "list_type": "must be a list",
+        "dict_type": "must be a mapping",
+        "model_type": "must be a mapping",
+        "model_attributes_type": "must be a mapping",
+    }
+    if kind in simple:
+        return simple[kind]
+    if kind == "greater_than_equal":
+        return f"must be at least {ctx.get('ge')}"
+    if kind == "too_short":
+        return f"must have at least {ctx.get('min_length')} item(s)"
+    if kind == "too_long":
+        return f"must have at most {ctx.get('max_length')} item(s)"
+    if kind == "string_too_short":
+        return "must not be empty"
+    return error["msg"]
+
+
+def _unknown_field(error: ErrorDetails, root: type[BaseModel]) -> str:
+    name = str(error["loc"][-1])
+    known = _known_fields(root, error["loc"][:-1])
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    listing = f"; expected one of {', '.join(sorted(known))}" if known and not close else ""
+    return f"unknown field {name!r}{hint}{listing}"
+
+
+def _known_fields(model: type[BaseModel], loc: Sequence[int | str]) -> list[str]:
+    """The field names allowed at ``loc`` under ``model``, by walking the annotations."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return []
+        fields = {f.alias or n: f for n, f in current.model_fields.items()}
+        if part not in fields:
+            return []
+        current = _model_in(fields[part].annotation)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return [f.alias or n for n, f in current.model_fields.items()]
+    return []
+
+
+def _model_in(annotation: Any) -> Any:
+    """The pydantic model inside ``X | None`` or ``list[X]``, if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+# --- line numbers ------------------------------------------------------------------------
+
+
+def _line_of(node: yaml.Node, path: FieldPath) -> int | None:
+    """The line of the deepest node on ``path`` that exists (1-based)."""
+    line = node.start_mark.line + 1
+    for part in path:
+        child = None
+        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            for key, value in node.value:
+                if key.value == part:
+                    line = key.start_mark.line + 1
+                    child = value
+                    break
+        elif (
+            isinstance(node, yaml.SequenceNode)
+            and isinstance(part, int)
+            and 0 <= part < len(node.value)
+        ):
+            child = node.value[part]
+            line = child.start_mark.line + 1
+        if child is None:
+            return line
+        node = child
+    return line
