@@ -104,6 +104,7 @@ class Launcher:
         name: str | None = None,
         expect_ready: bool = True,
         extra: list[str] | None = None,
+        env: dict[str, str] | None = None,
     ) -> Child:
         self._count += 1
         slot = slot or f"test-{os.getpid()}-{self._count}"
@@ -123,7 +124,7 @@ class Launcher:
         if name:
             argv += ["--name", name]
         argv += extra or []
-        env = dict(os.environ)
+        env = {**os.environ, **(env or {})}
         env["PYTHONPATH"] = os.pathsep.join([str(ACTORS_DIR), env.get("PYTHONPATH", "")])
         with open(log, "wb") as errfile:  # noqa: ASYNC230 - a local file, instantly
             proc = await asyncio.create_subprocess_exec(

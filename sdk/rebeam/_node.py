@@ -48,6 +48,7 @@ from rebeam._envelope import (
     unpack,
     unpack_reply,
 )
+from rebeam._lease import Lease, watch_expiries
 from rebeam._mailbox import Info, Mailbox
 from rebeam._messages import Down, Exit, MonitorRef
 from rebeam._registry import Store, local_key, name_key
@@ -145,6 +146,10 @@ class Node:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
         self.fenced_by: Pid | None = None
+        self.lease: Lease | None = None
+        self._lease_watch: asyncio.Task[None] | None = None
+        # Set by the runtime: what to do when this node's lease was lost (declared dead).
+        self.on_lease_lost: Callable[[], None] | None = None
 
     # -- set-up and tear-down ------------------------------------------------------------
 
@@ -158,6 +163,7 @@ class Node:
         is_client: bool = True,
         local_scope: str | None = None,
         max_message_size: int | None = None,
+        lease: bool = True,
         connect_timeout: float = 2.0,
         max_reconnect_attempts: int = -1,
         reconnect_time_wait: float = 0.5,
@@ -204,7 +210,7 @@ class Node:
             is_client=is_client,
         )
         holder["node"] = node
-        await node.start()
+        await node.start(lease=lease)
         return node
 
     @property
@@ -212,9 +218,13 @@ class Node:
         server = int(getattr(self.nc, "max_payload", 0) or 1024 * 1024)
         return min(server, self._max_size) if self._max_size else server
 
-    async def start(self) -> None:
-        """Subscribe the mailbox, the reply inbox and the fence; flushed, so that once this
-        returns the server routes messages to us (nats-notes §1.4)."""
+    async def start(self, *, lease: bool = True) -> None:
+        """Take a lease, subscribe the mailbox, the reply inbox and the fence; flushed, so
+        that once this returns the server routes messages to us (nats-notes §1.4)."""
+        if lease:
+            self.lease = Lease(self.nc.jetstream(), self.pid)
+            self.lease.on_lost = self._lease_lost
+            await self.lease.acquire()
         self._subs.append(await self.nc.subscribe(self._subject, cb=self._on_mailbox))
         self._subs.append(await self.nc.subscribe(self._inbox + ".*", cb=self._on_reply))
         self._subs.append(await self.nc.subscribe(_subjects.fence(self.pid), cb=self._on_fence))
@@ -246,8 +256,12 @@ class Node:
                 event = LifecycleEvent.exited(self.pid, reason or ExitReason.from_wire("normal"))
                 with contextlib.suppress(Exception):
                     await publish(self.nc, self.namespace, event)
+        if self.lease is not None:
+            await self.lease.release()
         if self._name_watch_task is not None:
             self._name_watch_task.cancel()
+        if self._lease_watch is not None:
+            self._lease_watch.cancel()
         for task in list(self._tasks):
             task.cancel()
         with contextlib.suppress(Exception):
@@ -261,6 +275,22 @@ class Node:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    def _lease_lost(self) -> None:
+        if self.on_lease_lost is not None:
+            self.on_lease_lost()
+
+    def _watch_leases(self) -> None:
+        """Start this node's one lease watcher (monitors and links need it)."""
+        if self._lease_watch is None:
+
+            def expired(pid: Pid) -> None:
+                if pid in self._watches:
+                    self._handle_exit(pid, NOCONNECTION)
+
+            self._lease_watch = self._spawn(
+                watch_expiries(self.nc.jetstream(), self.namespace, expired)
+            )
 
     # -- fencing -------------------------------------------------------------------------
 
@@ -383,6 +413,7 @@ class Node:
             self.stats.malformed += 1
             return
         if env.kind is Kind.LINK:
+            self._watch_leases()
             watch = await self._watch(sender)
             watch.linked = True
         elif env.kind is Kind.UNLINK:
@@ -600,6 +631,7 @@ class Node:
         except NoProc:
             self.mailbox.offer(Info(Down(ref, None, NOPROC, name)))
             return ref
+        self._watch_leases()
         watch = await self._watch(pid)
         watch.monitors[ref] = name
         if not await self.is_alive(pid) and self._watches.get(pid) is watch:
@@ -628,6 +660,7 @@ class Node:
             raise
         if pid == self.pid:
             return pid
+        self._watch_leases()
         watch = await self._watch(pid)
         watch.linked = True
         await self.nc.publish(

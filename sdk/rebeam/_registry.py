@@ -95,6 +95,16 @@ class Store:
         except jserr.BadRequestError:
             return await self.js.key_value(bucket)  # another process created it first
 
+    async def _holds_lease(self, pid: Pid) -> bool:
+        """Whether ``pid`` is still alive as far as leases tell (a lost node's pid is not,
+        and its names are free to take)."""
+        from rebeam._lease import lease_alive, open_leases
+
+        try:
+            return await lease_alive(await open_leases(self.js, self.namespace), pid)
+        except jserr.Error:
+            return True  # cannot tell: keep the owner
+
     # -- claiming and releasing one key --------------------------------------------------
 
     async def claim(self, key: str, pid: Pid, value: Any = None, *, local: bool = False) -> int:
@@ -111,7 +121,9 @@ class Store:
                 except jserr.KeyNotFoundError:
                     continue  # deleted in between: try to create again
                 owner, _ = _owner_of(entry.value)
-                if owner is not None and pid.supersedes(owner):
+                if owner is not None and (
+                    pid.supersedes(owner) or not await self._holds_lease(owner)
+                ):
                     try:
                         rev = await kv.update(key, data, last=entry.revision)
                         break

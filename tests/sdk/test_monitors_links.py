@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 import pytest
 
 import rebeam
-from rebeam.exits import KILLED, NOPROC, NORMAL, ExitKind
+from rebeam.exits import KILLED, NOCONNECTION, NOPROC, NORMAL, ExitKind
 
 PROBE = "rebeam_test_actors:Probe"
 
@@ -125,3 +128,18 @@ async def test_client_exit_is_published(launcher, nats_server, namespace, node):
         assert await node.call(watcher.pid, ["monitor", str(other.pid)]) == "ok"
     report = await node.receive(timeout=10)
     assert report == {"down": str(other.pid), "reason": "normal"}
+
+
+async def test_lost_node_is_noconnection_and_frees_its_names(launcher, node):
+    # A frozen process (SIGSTOP) stands in for a lost node or a partition: its lease stops
+    # being refreshed, nobody observes an exit.
+    child = await launcher.start(PROBE, name="lost", env={"REBEAM_LEASE_TTL": "2"})
+    ref = await node.monitor(child.pid)
+    os.kill(child.os_pid, signal.SIGSTOP)
+    assert await node.receive(timeout=20) == rebeam.Down(ref, child.pid, NOCONNECTION)
+    await node.register("lost")  # the lost pid's name is free
+    assert await node.whereis("lost", cached=False) == node.pid
+    # When it comes back it finds its lease gone, and stops being that pid.
+    os.kill(child.os_pid, signal.SIGCONT)
+    assert await child.wait() == NOCONNECTION
+    assert await node.whereis("lost", cached=False) == node.pid

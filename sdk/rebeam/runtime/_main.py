@@ -30,7 +30,7 @@ from typing import Any
 from rebeam import _api
 from rebeam._actor import Actor, Host, crash_reason
 from rebeam._node import Node
-from rebeam.exits import SHUTDOWN, ExitReason, crash
+from rebeam.exits import NOCONNECTION, SHUTDOWN, ExitReason, crash
 from rebeam.pids import Pid
 
 __all__ = ["main", "run"]
@@ -129,6 +129,7 @@ async def run(ns: argparse.Namespace) -> ExitReason:
         return crash(exception_type=type(exc).__name__, message=f"cannot connect: {exc}")
     _api.set_default_node(node)
     host = Host(node, actor_cls())
+    node.on_lease_lost = lambda: host.request_stop(NOCONNECTION)
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, host.request_stop, SHUTDOWN)
     loop.add_signal_handler(signal.SIGINT, host.request_stop, SHUTDOWN)

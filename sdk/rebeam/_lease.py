@@ -1,0 +1,146 @@
+"""Leases: how the rest of the namespace learns that a process was lost with its node.
+
+A process that ends on a living machine is observed by its supervisor, which publishes
+``exited``. A process whose node (or pod, or network) is lost is observed by nobody; its
+lease says so instead. Every node holds one key in ``rebeam_<ns>_leases``::
+
+    <slot token>.<incarnation>     created with a per-message TTL (nats-notes §3.3, ADR-43)
+
+and refreshes it every TTL/3 with a compare-and-set publish that renews the TTL (nats-py
+2.16 has no ``update`` with a TTL, so it is a raw publish with
+``Nats-Expected-Last-Subject-Sequence``). When the refreshes stop, the server removes the
+value and leaves a ``MaxAge`` limit marker, which a lease watcher sees as a PURGE:
+
+* monitors and links of that pid get DOWN / exit signals with ``noconnection``;
+* a name held by a pid without a lease is free: :meth:`Store.claim` takes it over;
+* a node that finds its own lease gone (it was partitioned, or stopped, for longer than the
+  TTL) has been declared dead by everyone else, and stops with ``noconnection``.
+
+A clean close deletes the key (a DEL, not a PURGE): the ``exited`` event carries the reason.
+One watcher per node at most, started only by a node that monitors or links (never one per
+actor: nats-server 2.15 caps a stream at 1000 consumers by default).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+import nats.js.errors as jserr
+from nats.js.api import KeyValueConfig, StorageType
+
+from rebeam.pids import Pid, unescape_token
+
+__all__ = ["DEFAULT_TTL", "Lease", "lease_alive", "open_leases"]
+
+log = logging.getLogger("rebeam.lease")
+
+DEFAULT_TTL = float(os.environ.get("REBEAM_LEASE_TTL", "15"))
+_MARKER_TTL = 60  # how long watchers can still see that a lease expired
+_EXPECTED_LAST = "Nats-Expected-Last-Subject-Sequence"
+
+
+def bucket(namespace: str) -> str:
+    return f"rebeam_{namespace}_leases"
+
+
+async def open_leases(js: Any, namespace: str) -> Any:
+    try:
+        return await js.key_value(bucket(namespace))
+    except jserr.BucketNotFoundError:
+        pass
+    config = KeyValueConfig(
+        bucket=bucket(namespace),
+        history=1,
+        storage=StorageType.MEMORY,  # a lease is worth nothing after a server restart
+        limit_marker_ttl=_MARKER_TTL,
+    )
+    try:
+        return await js.create_key_value(config)
+    except jserr.BadRequestError:
+        return await js.key_value(bucket(namespace))
+
+
+async def lease_alive(kv: Any, pid: Pid) -> bool:
+    """Whether ``pid`` holds a live lease."""
+    try:
+        entry = await kv.get(pid.tokens)
+    except jserr.KeyNotFoundError:
+        return False
+    # nats-py 2.16 returns an empty entry while a limit marker stands (nats-notes §3.3).
+    return entry.value is not None and entry.operation is None
+
+
+class Lease:
+    """This node's lease: create, refresh, drop."""
+
+    def __init__(self, js: Any, pid: Pid, ttl: float = DEFAULT_TTL) -> None:
+        self.js = js
+        self.pid = pid
+        self.ttl = max(1, int(ttl))  # the server takes whole seconds, at least one
+        self.kv: Any = None
+        self.revision = 0
+        self.on_lost: Callable[[], None] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def acquire(self) -> None:
+        self.kv = await open_leases(self.js, self.pid.namespace)
+        self.revision = await self.kv.create(self.pid.tokens, b"1", msg_ttl=self.ttl)
+        self._task = asyncio.get_running_loop().create_task(self._refresh_loop())
+
+    async def _refresh_loop(self) -> None:
+        subject = f"$KV.{bucket(self.pid.namespace)}.{self.pid.tokens}"
+        while True:
+            await asyncio.sleep(self.ttl / 3)
+            try:
+                ack = await self.js.publish(
+                    subject,
+                    b"1",
+                    headers={_EXPECTED_LAST: str(self.revision)},
+                    msg_ttl=self.ttl,
+                    timeout=max(1.0, self.ttl / 3),
+                )
+                self.revision = ack.seq
+            except jserr.APIError as exc:
+                # Wrong last sequence: the lease expired (we were gone longer than the TTL)
+                # and everyone has been told this pid is dead. Stop being it.
+                log.error("%s lost its lease (%s)", self.pid, exc)
+                if self.on_lost is not None:
+                    self.on_lost()
+                return
+            except Exception as exc:  # disconnected: try again at the next tick
+                log.debug("%s: lease refresh failed: %s", self.pid, exc)
+
+    async def release(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        if self.kv is not None:
+            with contextlib.suppress(Exception):
+                await self.kv.delete(self.pid.tokens)
+
+
+async def watch_expiries(js: Any, namespace: str, on_expired: Callable[[Pid], None]) -> None:
+    """Call ``on_expired(pid)`` for every lease that expires from now on (runs until
+    cancelled; restarts its watcher after a failure)."""
+    while True:
+        try:
+            kv = await open_leases(js, namespace)
+            watcher = await kv.watch(">", inactive_threshold=3600)
+            async for entry in watcher:
+                if entry is None or entry.operation != "PURGE":
+                    continue
+                slot, _, incarnation = entry.key.rpartition(".")
+                try:
+                    pid = Pid(namespace, unescape_token(slot), int(incarnation))
+                except ValueError:
+                    continue
+                on_expired(pid)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.debug("lease watcher restarting: %s", exc)
+            await asyncio.sleep(0.5)
