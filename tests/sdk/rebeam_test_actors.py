@@ -55,6 +55,12 @@ class Probe(rebeam.Actor):
         op, arg = (message[0], message[1]) if isinstance(message, list) else (message, None)
         if op == "echo":
             return arg
+        if op == "defer":  # reply later, from another callback
+            self.deferred = from_
+            return rebeam.NOREPLY
+        if op == "release":
+            await self.reply(self.deferred, arg)
+            return "released"
         if op == "pid":
             return self.pid
         if op == "count":

@@ -131,3 +131,13 @@ async def test_cast_crash_and_send_after(launcher, node):
     reason = await child.wait()
     assert reason.details is not None
     assert reason.details.message == "crashed on cast"
+
+
+async def test_deferred_reply(launcher, node):
+    child = await launcher.start(PROBE)
+    waiting = asyncio.create_task(node.call(child.pid, "defer"))
+    async with asyncio.timeout(5):
+        while not node._calls:  # noqa: ASYNC110 - wait until the deferred call is out
+            await asyncio.sleep(0)
+    assert await node.call(child.pid, ["release", {"late": True}]) == "released"
+    assert await asyncio.wait_for(waiting, 5) == {"late": True}

@@ -1,0 +1,42 @@
+"""The actor process the benchmarks talk to. Its init also sets up the raw baselines on the
+same NATS connection, so rebeam and raw nats-py are measured between the same two processes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import rebeam
+
+
+class BenchActor(rebeam.Actor):
+    async def init(self, args: Any) -> None:
+        self.casts = 0
+        self.raw_casts = 0
+        nc = self.node.nc
+        prefix = args["prefix"]
+
+        async def raw_echo(msg: Any) -> None:
+            await nc.publish(msg.reply, msg.data)
+
+        async def raw_cast(msg: Any) -> None:
+            self.raw_casts += 1
+
+        async def raw_count(msg: Any) -> None:
+            await nc.publish(msg.reply, str(self.raw_casts).encode())
+
+        await nc.subscribe(f"{prefix}.echo", cb=raw_echo)
+        await nc.subscribe(f"{prefix}.cast", cb=raw_cast)
+        await nc.subscribe(f"{prefix}.count", cb=raw_count)
+        await nc.flush()
+
+    async def handle_call(self, message: Any, from_: rebeam.From) -> Any:
+        if message == "casts":
+            return self.casts
+        return message
+
+    async def handle_cast(self, message: Any) -> None:
+        self.casts += 1
+
+
+class Idle(rebeam.Actor):
+    """Does nothing: for the idle RSS figure."""
