@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-* && touch $@
 
 demo: venv
-	$(BIN)/rebeam validate examples/*.yaml
+	$(BIN)/rebeam run examples/demo/app.yaml
 
 lint: venv
 	$(BIN)/ruff check sdk operator tests tools

@@ -14,6 +14,7 @@ from rebeam.supervision import (
     INFINITY,
     AutoShutdown,
     ChildExited,
+    ChildRef,
     ChildSpec,
     ChildStarted,
     ChildStatus,
@@ -303,7 +304,7 @@ class TestIntensity_1_5:
         h.init()
         h.exit("a", NORMAL)
         h.send(RestartChildRequest("r", "a"))
-        assert h.replies["r"] == Ok(2)
+        assert h.replies["r"] == Ok(ChildRef("a", 2))
         assert h.sup.restart_history == ()
 
     def test_history_given_by_a_backend_is_honoured(self) -> None:
@@ -619,7 +620,7 @@ class TestManagementApi_1_9:
     def test_start_child_appends_and_answers_with_the_incarnation(self) -> None:
         h = self._running("a")
         h.send(StartChildRequest("r", ChildSpec("b")))
-        assert h.replies["r"] == Ok(1)
+        assert h.replies["r"] == Ok(ChildRef("b", 1))
         assert h.sup.count_children().active == 2
 
     def test_start_child_of_a_running_id_is_already_started(self) -> None:
@@ -684,14 +685,14 @@ class TestManagementApi_1_9:
         h.send(RestartChildRequest("r3", "a"))
         assert h.replies["r1"] == Error("running")
         assert h.replies["r2"] == Error("not_found")
-        assert h.replies["r3"] == Ok(2)
+        assert h.replies["r3"] == Ok(ChildRef("a", 2))
 
     def test_restart_child_under_one_for_all_does_not_restart_siblings(self) -> None:
         h = self._running("a", "b", strategy=Strategy.ONE_FOR_ALL)
         h.send(TerminateChildRequest("t", "a"))
         m = h.mark()
         h.send(RestartChildRequest("r", "a"))
-        assert h.trace(m) == ["start a#2", "reply r: ok 2"]
+        assert h.trace(m) == ["start a#2", "reply r: ok a#2"]
 
     def test_restart_child_failure_leaves_it_undefined(self) -> None:
         h = self._running("a")

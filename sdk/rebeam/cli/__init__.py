@@ -7,11 +7,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from rebeam.cli import validate
+from rebeam.cli import children, inspect, messages, run, validate
 
 __all__ = ["main"]
 
-COMMANDS = [validate]
+COMMANDS = [run, validate, inspect, messages, children]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -32,6 +32,7 @@ from rebeam.supervision.intensity import RestartIntensity
 from rebeam.supervision.messages import (
     AutoShutdownBy,
     ChildExited,
+    ChildRef,
     ChildRestarting,
     ChildStarted,
     Command,
@@ -65,6 +66,7 @@ __all__ = [
     "AutoShutdownBy",
     "ChildCounts",
     "ChildExited",
+    "ChildRef",
     "ChildInfo",
     "ChildRestarting",
     "ChildSpec",

@@ -48,6 +48,7 @@ from rebeam.supervision.intensity import RestartIntensity
 from rebeam.supervision.messages import (
     AutoShutdownBy,
     ChildExited,
+    ChildRef,
     ChildRestarting,
     ChildStarted,
     Command,
@@ -471,7 +472,7 @@ class Supervisor:
         if isinstance(event, ChildStarted):
             c.status = ChildStatus.RUNNING
             if step.mode in (_StartMode.START_REQUEST, _StartMode.RESTART_REQUEST):
-                self._reply(step.request_id, Ok(c.incarnation))
+                self._reply(step.request_id, Ok(ChildRef(c.spec.id, c.incarnation)))
         elif isinstance(event, StartIgnored):
             self._start_ignored(step, c)
         else:

@@ -32,6 +32,7 @@ from rebeam.supervision.childspec import ChildSpec, Shutdown
 __all__ = [
     "AutoShutdownBy",
     "ChildExited",
+    "ChildRef",
     "ChildRestarting",
     "ChildStarted",
     "Command",
@@ -161,6 +162,18 @@ class StopChild:
     child: str
     incarnation: int
     shutdown: Shutdown
+
+
+@dataclass(frozen=True)
+class ChildRef:
+    """What start_child and restart_child answer: the child and its new incarnation (OTP
+    answers the pid; a backend makes the pid from these two)."""
+
+    id: str
+    incarnation: int
+
+    def __str__(self) -> str:
+        return f"{self.id}#{self.incarnation}"
 
 
 @dataclass(frozen=True)

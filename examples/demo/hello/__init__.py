@@ -1,0 +1,1 @@
+"""The actors of the README's demo (examples/demo/app.yaml)."""

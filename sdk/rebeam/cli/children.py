@@ -1,0 +1,54 @@
+"""``rebeam start-child|terminate-child|restart-child|delete-child``: OTP's management API
+against a running ``rebeam run``, by path (``shop/storage/cache``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any
+
+import nats
+
+from rebeam.cli._common import add_target
+from rebeam.cli.inspect import request
+from rebeam.local.control import NoInstance
+
+HELP = {
+    "start-child": "start a dynamic child of a simple_one_for_one supervisor",
+    "terminate-child": "stop a child; it is not restarted until restart-child",
+    "restart-child": "start a stopped child again",
+    "delete-child": "forget a stopped child",
+}
+
+
+def add_parser(subparsers: Any) -> None:
+    for operation, help_text in HELP.items():
+        parser = subparsers.add_parser(operation, help=help_text)
+        add_target(parser)
+        what = "SUPERVISOR" if operation == "start-child" else "PATH"
+        parser.add_argument("path", metavar=what, help="e.g. shop/storage or shop/storage/cache")
+        if operation == "start-child":
+            parser.add_argument("args", nargs="?", metavar="JSON", help="extra args, as JSON")
+        parser.set_defaults(run=run, operation=operation)
+
+
+def run(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"path": args.path}
+    if getattr(args, "args", None) is not None:
+        try:
+            body["args"] = json.loads(args.args)
+        except ValueError as exc:
+            print(f"rebeam: the args are not valid JSON: {exc}", file=sys.stderr)
+            return 2
+    try:
+        reply = asyncio.run(request(args, args.operation, body))
+    except (NoInstance, OSError, nats.errors.Error) as exc:
+        print(f"rebeam: {exc}", file=sys.stderr)
+        return 1
+    if "error" in reply:
+        print(f"rebeam: {args.operation} {args.path}: {reply['error']}", file=sys.stderr)
+        return 1
+    print(reply["ok"] if reply["ok"] is not None else "ok")
+    return 0

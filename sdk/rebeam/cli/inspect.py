@@ -1,0 +1,92 @@
+"""``rebeam tree`` and ``rebeam events``: look at a running ``rebeam run`` from elsewhere."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any
+
+import nats
+from rich.console import Console
+
+from rebeam.cli._common import add_target, nats_url
+from rebeam.events import LifecycleEvent
+from rebeam.local.control import NoInstance, control_subject
+from rebeam.local.view import describe_event, render_tree
+
+
+def add_parser(subparsers: Any) -> None:
+    tree = subparsers.add_parser("tree", help="show the running tree")
+    add_target(tree)
+    tree.add_argument("--json", action="store_true", help="print the tree as JSON")
+    tree.set_defaults(run=run_tree)
+
+    events = subparsers.add_parser("events", help="follow lifecycle events")
+    add_target(events)
+    events.add_argument("--json", action="store_true", help="print each event as JSON")
+    events.add_argument("--count", type=int, metavar="N", help="stop after N events")
+    events.set_defaults(run=run_events)
+
+
+def run_tree(args: argparse.Namespace) -> int:
+    try:
+        reply = asyncio.run(request(args, "tree", {}))
+    except (NoInstance, OSError, nats.errors.Error) as exc:
+        print(f"rebeam: {exc}", file=sys.stderr)
+        return 1
+    if "error" in reply:
+        print(f"rebeam: {reply['error']}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(reply["ok"], indent=2))
+    else:
+        Console().print(render_tree(reply["ok"]))
+    return 0
+
+
+async def request(args: argparse.Namespace, operation: str, body: dict[str, Any]) -> Any:
+    """One control request to the running instance; its JSON reply."""
+    nc = await nats.connect(nats_url(args), max_reconnect_attempts=0, connect_timeout=2)
+    try:
+        msg = await nc.request(
+            control_subject(args.namespace, operation), json.dumps(body).encode(), timeout=30
+        )
+        return json.loads(msg.data)
+    except nats.errors.NoRespondersError:
+        raise NoInstance(f"no rebeam run answers for namespace {args.namespace!r}") from None
+    finally:
+        await nc.close()
+
+
+def run_events(args: argparse.Namespace) -> int:
+    try:
+        return asyncio.run(_follow(args))
+    except (NoInstance, OSError, nats.errors.Error) as exc:
+        print(f"rebeam: {exc}", file=sys.stderr)
+        return 1
+
+
+async def _follow(args: argparse.Namespace) -> int:
+    nc = await nats.connect(nats_url(args), max_reconnect_attempts=-1)
+    seen = 0
+    done = asyncio.Event()
+
+    async def show(msg: Any) -> None:
+        nonlocal seen
+        try:
+            event = LifecycleEvent.model_validate_json(msg.data)
+        except ValueError:
+            return  # not an event of ours
+        print(msg.data.decode() if args.json else describe_event(event), flush=True)
+        seen += 1
+        if args.count and seen >= args.count:
+            done.set()
+
+    await nc.subscribe(f"rebeam.{args.namespace}.events.>", cb=show)
+    try:
+        await done.wait()
+    finally:
+        await nc.close()
+    return 0

@@ -1,0 +1,90 @@
+"""``rebeam run FILE...``: run supervision trees on this machine.
+
+Starts a private nats-server (or uses ``--nats URL``), starts every tree, shows it live, and
+keeps it alive by OTP's rules until Ctrl-C, an auto-shutdown or a root supervisor giving up.
+Exit code: 0 for a clean end, 1 when a supervisor gave up or a tree could not start, 2 for
+manifests that are refused (nothing is started then).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+
+from rebeam.cli._common import add_namespace
+from rebeam.local.runner import LocalRun, RunOptions, local_problems
+from rebeam.local.view import LiveView, PlainLog
+from rebeam.spec import load_files
+
+EXIT_REFUSED = 2
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="run supervision trees on this machine",
+        description="Run the Supervisors and Actors of the given manifests as OS processes, "
+        "with a private nats-server, until Ctrl-C.",
+    )
+    parser.add_argument("files", nargs="+", metavar="FILE", help="YAML manifests")
+    add_namespace(parser)
+    parser.add_argument("--nats", metavar="URL", help="use this NATS instead of a private one")
+    parser.add_argument(
+        "--events", metavar="FILE", type=Path, help="append every lifecycle event as a JSON line"
+    )
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--quiet", "-q", action="store_true", help="print only the final line")
+    output.add_argument("--plain", action="store_true", help="plain event lines even in a terminal")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.WARNING, format="rebeam: %(message)s", stream=sys.stderr)
+    loaded = load_files(args.files)
+    problems = [str(p) for p in loaded.problems] or local_problems(loaded.resources)
+    if problems:
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        print("rebeam: nothing was started", file=sys.stderr)
+        return EXIT_REFUSED
+    live = not args.quiet and not args.plain and sys.stdout.isatty()
+    view: LiveView | None = None
+
+    def show_output(path: str, line: str) -> None:
+        """Children's output, each line under its child's path (as docker compose does)."""
+        if view is not None:
+            view.console.print(Text.assemble((f"{path} | ", "dim"), line))
+        else:
+            print(f"{path} | {line}", flush=True)
+
+    options = RunOptions(
+        namespace=args.namespace,
+        nats_url=args.nats,
+        events_file=args.events,
+        python_path=tuple(sorted({str(Path(f).resolve().parent) for f in args.files})),
+        output=None if args.quiet else show_output,
+    )
+    local = LocalRun(loaded.resources, options)
+
+    def on_context(started: LocalRun) -> None:
+        nonlocal view
+        if live:
+            view = LiveView(started)
+            view.__enter__()
+            started.ctx.lifecycle.listen(view)
+        elif not args.quiet:
+            started.ctx.lifecycle.listen(PlainLog())
+
+    try:
+        code = asyncio.run(local.run(on_context))
+    finally:
+        if view is not None:
+            view.__exit__()
+    print(f"rebeam: {local.outcome}", file=sys.stderr)
+    return code

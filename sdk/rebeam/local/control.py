@@ -1,0 +1,174 @@
+"""Talking to a running ``rebeam run`` from another terminal.
+
+The run writes an instance file — ``$XDG_STATE_HOME/rebeam/<namespace>.json`` (default
+``~/.local/state/rebeam/``) — with its NATS URL, and answers requests on
+``rebeam.<ns>.control.<operation>``: ``tree``, ``start-child``, ``terminate-child``,
+``restart-child``, ``delete-child``. Requests and replies are JSON; a reply is
+``{"ok": value}`` or ``{"error": "what went wrong"}``. ``rebeam events`` needs no control
+request: it subscribes to the lifecycle events themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rebeam.local.snapshot import snapshot
+from rebeam.supervision import (
+    ChildRef,
+    DeleteChildRequest,
+    Error,
+    Event,
+    Ok,
+    RestartChildRequest,
+    StartChildRequest,
+    TerminateChildRequest,
+)
+
+if TYPE_CHECKING:
+    from rebeam.local.runner import LocalRun
+    from rebeam.local.supervisors import SupervisorRunner
+
+__all__ = ["ControlServer", "InstanceFile", "NoInstance", "control_subject"]
+
+log = logging.getLogger("rebeam.run")
+
+OPERATIONS = ("tree", "start-child", "terminate-child", "restart-child", "delete-child")
+
+
+def control_subject(namespace: str, operation: str) -> str:
+    return f"rebeam.{namespace}.control.{operation}"
+
+
+class NoInstance(RuntimeError):
+    """No ``rebeam run`` is running for that namespace (or its file is stale)."""
+
+
+@dataclass(frozen=True)
+class InstanceFile:
+    path: Path
+
+    @staticmethod
+    def location(namespace: str) -> Path:
+        base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+        return Path(base) / "rebeam" / f"{namespace}.json"
+
+    @classmethod
+    def write(cls, namespace: str, nats_url: str, run_id: str) -> InstanceFile:
+        path = cls.location(namespace)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        info = {
+            "namespace": namespace,
+            "nats_url": nats_url,
+            "run_id": run_id,
+            "pid": os.getpid(),
+            "started": time.time(),
+        }
+        path.write_text(json.dumps(info))
+        return cls(path)
+
+    @classmethod
+    def read(cls, namespace: str) -> dict[str, Any]:
+        path = cls.location(namespace)
+        try:
+            info: dict[str, Any] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            raise NoInstance(
+                f"no rebeam run is running for namespace {namespace!r} "
+                "(start one with `rebeam run app.yaml`, or pass --nats URL)"
+            ) from None
+        if not _alive(int(info.get("pid", 0))):
+            raise NoInstance(f"the rebeam run for namespace {namespace!r} is gone")
+        return info
+
+    def remove(self) -> None:
+        try:
+            info = json.loads(self.path.read_text())
+            if info.get("pid") == os.getpid():  # never remove a newer run's file
+                self.path.unlink()
+        except (OSError, ValueError):
+            pass
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class ControlServer:
+    def __init__(self, run: LocalRun, nc: Any) -> None:
+        self.run = run
+        self.nc = nc
+        self._subscriptions: list[Any] = []
+
+    async def start(self) -> None:
+        for operation in OPERATIONS:
+            subject = control_subject(self.run.options.namespace, operation)
+            self._subscriptions.append(await self.nc.subscribe(subject, cb=self._handle))
+
+    async def stop(self) -> None:
+        for subscription in self._subscriptions:
+            try:
+                await subscription.unsubscribe()
+            except Exception as exc:  # the connection may already be gone at the end
+                log.debug("unsubscribe failed: %s", exc)
+
+    async def _handle(self, msg: Any) -> None:
+        operation = msg.subject.rsplit(".", 1)[-1]
+        try:
+            request = json.loads(msg.data or b"{}")
+            if not isinstance(request, dict):
+                raise ValueError("a control request is a JSON object")
+            reply = await self._answer(operation, request)
+        except Exception as exc:
+            reply = {"error": f"{type(exc).__name__}: {exc}"}
+        if msg.reply:
+            await msg.respond(json.dumps(reply, default=str).encode())
+
+    async def _answer(self, operation: str, request: dict[str, Any]) -> dict[str, Any]:
+        if operation == "tree":
+            return {"ok": snapshot(self.run)}
+        path = str(request.get("path", ""))
+        if operation == "start-child":
+            runner = self.run.supervisor_at(path)
+            if runner is None:
+                return {"error": f"no running supervisor at {path!r}"}
+            if runner.spec.child_template is None:
+                return {"error": f"{path} is not simple_one_for_one: add children to the manifest"}
+            args = request.get("args")
+            result = await runner.request(lambda rid: StartChildRequest(rid, args=args))
+            return _reply(result, runner)
+        found = self.run.parent_of(path)
+        if found is None:
+            return {"error": f"no running supervisor holds {path!r}"}
+        runner, child = found
+        makers: dict[str, Callable[[int, str], Event]] = {
+            "terminate-child": TerminateChildRequest,
+            "restart-child": RestartChildRequest,
+            "delete-child": DeleteChildRequest,
+        }
+        make = makers[operation]
+        return _reply(await runner.request(lambda rid: make(rid, child)), runner)
+
+
+def _reply(result: Ok | Error, runner: SupervisorRunner) -> dict[str, Any]:
+    if isinstance(result, Ok):
+        value = result.value
+        if isinstance(value, ChildRef):  # people address children by path
+            return {"ok": f"{runner.path}/{runner.child_name(value.id)}#{value.incarnation}"}
+        return {"ok": value}
+    reason = result.reason
+    return {"error": str(reason) if not isinstance(reason, str) else reason}

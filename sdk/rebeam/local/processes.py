@@ -1,0 +1,248 @@
+"""One incarnation of one child as an OS process: spawn, wait until ready, stop, observe the end.
+
+A Python actor runs as ``python -m rebeam.runtime module:Class`` and says it is ready by
+writing a line to a pipe (``--ready-fd``) once its ``init`` returned; before exiting it writes
+its exit reason to a file (``--exit-record``) — the contract of docs/runtime-contract.md. A
+``command`` child is any program: it is started once it has been spawned, as a container is.
+
+Every child gets a process group of its own, so a stop reaches a shell's children too, and
+the reaper (:mod:`rebeam.local.reaper`) can kill the whole group if ``rebeam run`` itself is
+killed. PR_SET_PDEATHSIG is set as well, belt and braces, for the direct child.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rebeam.events import read_exit_record
+from rebeam.exits import ExitReason, crash, from_process_end
+from rebeam.pids import Pid
+from rebeam.spec.models import ActorTemplate
+from rebeam.supervision.childspec import BRUTAL_KILL, INFINITY, Shutdown
+
+__all__ = ["ChildProcess", "Identity", "StartFailure"]
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who the process is and where it reports."""
+
+    pid: Pid
+    supervisor: str  # the supervisor's path, e.g. "shop/storage"
+    child: str
+    nats_url: str
+    workdir: Path  # for this incarnation's exit record
+    python_path: tuple[str, ...] = ()  # where the user's actor modules are
+
+    @property
+    def path(self) -> str:
+        return f"{self.supervisor}/{self.child}"
+
+
+OutputSink = Callable[[str, str], None]
+"""Hears each line a child prints: ``(child path, line)``."""
+
+
+class StartFailure(Exception):
+    """The process did not come up; ``reason`` says why (it is already stopped)."""
+
+    def __init__(self, reason: ExitReason) -> None:
+        super().__init__(str(reason))
+        self.reason = reason
+
+
+@dataclass
+class ChildProcess:
+    identity: Identity
+    template: ActorTemplate
+    on_output: OutputSink | None = None  # None: the child writes to our stdout directly
+    process: asyncio.subprocess.Process | None = None
+    stop_requested: bool = False
+    _exited: asyncio.Future[ExitReason] | None = field(default=None, repr=False)
+    _output: asyncio.Future[None] | None = field(default=None, repr=False)
+
+    @property
+    def os_pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    @property
+    def exit_record(self) -> Path:
+        return self.identity.workdir / f"{self.identity.pid.tokens}.exit"
+
+    async def start(self, timeout: float, on_spawn: Callable[[int], None] | None = None) -> None:
+        """Spawn, and for a Python actor wait until its init returned. Raises StartFailure
+        with the real reason if it dies, cannot be spawned, or takes longer than ``timeout``.
+        ``on_spawn`` hears the OS pid (the process group) as soon as it exists."""
+        read_fd, write_fd = os.pipe() if self.template.module else (None, None)
+        try:
+            self.process = await asyncio.create_subprocess_exec(
+                *self._argv(write_fd),
+                env=self._env(),
+                cwd=self.template.working_dir or None,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE if self.on_output else None,
+                stderr=asyncio.subprocess.STDOUT if self.on_output else None,
+                pass_fds=(write_fd,) if write_fd is not None else (),
+                start_new_session=True,  # its own process group: stops reach its children
+                preexec_fn=_die_with_parent,
+            )
+        except OSError as exc:
+            raise StartFailure(
+                crash(exception_type=type(exc).__name__, message=f"cannot start: {exc}")
+            ) from None
+        finally:
+            if write_fd is not None:
+                os.close(write_fd)  # the child holds its own copy
+        if self.on_output is not None:
+            self._output = asyncio.ensure_future(self._forward_output())
+        self._exited = asyncio.ensure_future(self._observe_end())
+        if on_spawn is not None:
+            on_spawn(self.process.pid)
+        if read_fd is None:
+            return
+        try:
+            await self._await_ready(read_fd, timeout)
+        finally:
+            os.close(read_fd)
+
+    async def _await_ready(self, read_fd: int, timeout: float) -> None:
+        assert self._exited is not None
+        ready = asyncio.ensure_future(_read_line(read_fd))
+        waiting: set[asyncio.Future[Any]] = {ready, self._exited}
+        done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if ready in done and ready.result().startswith("ready"):
+            return
+        ready.cancel()
+        if self._exited in done:
+            raise StartFailure(self._exited.result())
+        # Hung in init: a start that takes longer than startTimeout has failed.
+        self.kill()
+        await self._exited
+        raise StartFailure(
+            crash(exception_type="StartTimeout", message=f"not ready within {timeout:g}s")
+        )
+
+    async def wait(self) -> ExitReason:
+        """The exit reason, once the process has ended."""
+        assert self._exited is not None, "not started"
+        return await asyncio.shield(self._exited)
+
+    async def stop(self, shutdown: Shutdown) -> ExitReason:
+        """OTP's shutdown: SIGKILL at once for brutal_kill; otherwise SIGTERM, then SIGKILL
+        once ``shutdown`` seconds have passed (never, for infinity)."""
+        self.stop_requested = True
+        if shutdown == BRUTAL_KILL:
+            self.kill()
+            return await self.wait()
+        self._signal(signal.SIGTERM)
+        if shutdown == INFINITY:
+            return await self.wait()
+        assert isinstance(shutdown, int | float)
+        try:
+            return await asyncio.wait_for(self.wait(), timeout=shutdown)
+        except TimeoutError:
+            self.kill()
+            return await self.wait()
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
+
+    def _signal(self, signum: int) -> None:
+        if self.process is None or self.process.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signum)
+
+    async def _forward_output(self) -> None:
+        assert self.process is not None
+        assert self.process.stdout is not None
+        assert self.on_output is not None
+        while line := await self.process.stdout.readline():
+            self.on_output(self.identity.path, line.decode(errors="replace").rstrip("\n"))
+
+    async def _observe_end(self) -> ExitReason:
+        assert self.process is not None
+        returncode = await self.process.wait()
+        if self._output is not None:
+            # Everything it printed is shown before its exit is reported; a grandchild
+            # that keeps the pipe open is killed below, which closes it.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._output), 1.0)
+        # A SIGKILL reaches the whole group, so nothing of the child lingers on.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        recorded = read_exit_record(self.exit_record) if self.template.module else None
+        with contextlib.suppress(OSError):
+            self.exit_record.unlink()
+        return from_process_end(returncode, stop_requested=self.stop_requested, recorded=recorded)
+
+    def _argv(self, ready_fd: int | None) -> list[str]:
+        template = self.template
+        if template.command:
+            return [*template.command, *(template.args or [])]
+        assert template.module is not None
+        assert ready_fd is not None
+        return [
+            sys.executable,
+            "-m",
+            "rebeam.runtime",
+            template.module,
+            "--args",
+            json.dumps(template.args),
+            "--ready-fd",
+            str(ready_fd),
+            "--exit-record",
+            str(self.exit_record),
+        ]
+
+    def _env(self) -> dict[str, str]:
+        ident = self.identity
+        env = dict(os.environ)
+        # The user's modules are importable from beside the manifests and from where
+        # `rebeam run` was started.
+        inherited = filter(None, env.get("PYTHONPATH", "").split(os.pathsep))
+        path = [*ident.python_path, os.getcwd(), *inherited]
+        env |= {
+            "PYTHONPATH": os.pathsep.join(path),
+            "PYTHONUNBUFFERED": "1",
+            "REBEAM_NATS_URL": ident.nats_url,
+            "REBEAM_NAMESPACE": ident.pid.namespace,
+            "REBEAM_PID": str(ident.pid),
+            "REBEAM_SUPERVISOR": ident.supervisor,
+            "REBEAM_CHILD": ident.child,
+        }
+        if self.template.register_as:
+            env["REBEAM_NAME"] = self.template.register_as
+        for var in self.template.env:
+            if var.value is not None:
+                env[var.name] = var.value
+        return env
+
+
+async def _read_line(fd: int) -> str:
+    """Read one line from a pipe without blocking the loop (it is a handful of bytes)."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(os.dup(fd), "rb", buffering=0)
+    )
+    try:
+        return (await reader.readline()).decode(errors="replace")
+    finally:
+        transport.close()
+
+
+def _die_with_parent() -> None:
+    if sys.platform == "linux":
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG

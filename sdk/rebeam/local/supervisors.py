@@ -1,0 +1,371 @@
+"""One supervisor of a local tree: the supervision core, driven with real OS processes.
+
+A :class:`SupervisorRunner` owns one :class:`rebeam.supervision.Supervisor`. It feeds the core
+what happens to its children, one event at a time from a queue, and carries out what the core
+commands: a child actor is a :class:`~rebeam.local.processes.ChildProcess`, a nested supervisor
+is another runner in the same event loop. No restart rule lives here: this module only
+observes and executes.
+
+For every incarnation one task runs the whole life: spawn, wait for ready, report started,
+wait for the end, release the dead pid's names, report exited. The core hears of the end only
+after the names are released (OTP's order: a restarted child can take its name back at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rebeam.events import LifecycleEvent, release_names_of
+from rebeam.exits import KILLED, SHUTDOWN, ExitReason, shutdown_with
+from rebeam.local.lifecycle import Lifecycle
+from rebeam.local.processes import ChildProcess, Identity, OutputSink, StartFailure
+from rebeam.local.reaper import Reaper
+from rebeam.pids import Pid
+from rebeam.spec.models import Child, SupervisorSpec
+from rebeam.spec.to_core import child_specs, supervisor_flags
+from rebeam.supervision import (
+    BRUTAL_KILL,
+    INFINITY,
+    AutoShutdownBy,
+    ChildExited,
+    ChildRestarting,
+    ChildStarted,
+    Command,
+    Error,
+    Event,
+    Exited,
+    GaveUp,
+    InitFailed,
+    Ok,
+    Ready,
+    Reply,
+    ShutdownRequest,
+    StartChild,
+    StartFailed,
+    StopChild,
+    Supervisor,
+)
+
+__all__ = ["ChildRecord", "RunContext", "SupervisorRunner"]
+
+log = logging.getLogger("rebeam.run")
+
+RELEASE_TIMEOUT = 5.0
+
+
+@dataclass
+class ChildRecord:
+    """What the view and ``rebeam tree`` show of one child, beyond the core's state."""
+
+    path: str
+    kind: str  # "actor" or "supervisor"
+    pid: str | None = None
+    os_pid: int | None = None
+    incarnation: int | None = None
+    starts: int = 0
+    last_exit: Any = None  # the ExitReason wire form
+
+
+@dataclass
+class RunContext:
+    """What every runner of one ``rebeam run`` shares."""
+
+    namespace: str
+    run_id: str
+    nats_url: str
+    workdir: Path
+    lifecycle: Lifecycle
+    reaper: Reaper | None = None
+    nc: Any = None  # the controller's NATS connection, for releasing names
+    python_path: tuple[str, ...] = ()
+    output: OutputSink | None = None
+    records: dict[str, ChildRecord] = field(default_factory=dict)
+
+
+def _now() -> float:
+    return time.monotonic()
+
+
+class SupervisorRunner:
+    def __init__(
+        self,
+        ctx: RunContext,
+        path: str,
+        spec: SupervisorSpec,
+        on_exit: Callable[[ExitReason], None] | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.path = path
+        self.spec = spec
+        self.core = Supervisor(supervisor_flags(spec), child_specs(spec))
+        self.on_exit = on_exit
+        self.gave_up: GaveUp | None = None
+        self.auto_shutdown: AutoShutdownBy | None = None
+        self.children: dict[str, ChildProcess | SupervisorRunner] = {}
+        self._events: asyncio.Queue[Event] = asyncio.Queue()
+        self._ready: asyncio.Future[ExitReason | None] = asyncio.Future()
+        self.done: asyncio.Future[ExitReason] = asyncio.Future()
+        self._replies: dict[int, asyncio.Future[Ok | Error]] = {}
+        self._next_request = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._killed = False
+
+    # --- what the rest of `rebeam run` calls ---------------------------------------------
+
+    async def start(self) -> ExitReason | None:
+        """Run init: None once every child is up, else why it failed (all stopped again)."""
+        self._loop_task = asyncio.create_task(self._loop())
+        self._execute(self.core.init(_now()))
+        return await self._ready
+
+    def post(self, event: Event) -> None:
+        if not self._killed and not self.done.done():
+            self._events.put_nowait(event)
+
+    async def request(self, make: Callable[[int], Event]) -> Ok | Error:
+        """A management request (start_child, terminate_child, ...), answered by the core."""
+        self._next_request += 1
+        rid = self._next_request
+        reply: asyncio.Future[Ok | Error] = asyncio.Future()
+        self._replies[rid] = reply
+        self.post(make(rid))
+        return await reply
+
+    def child_name(self, child_id: str) -> str:
+        """Dynamic children are numbered by the core; people see ``<template>-<n>``."""
+        template = self.spec.child_template
+        return f"{template.name}-{child_id}" if template else child_id
+
+    def child_id(self, name: str) -> str:
+        template = self.spec.child_template
+        if template and name.startswith(f"{template.name}-"):
+            return name[len(template.name) + 1 :]
+        return name
+
+    def kill(self) -> None:
+        """Brutal end of the whole subtree (a shutdown that timed out, a second Ctrl-C):
+        SIGKILL every process below, without ordering."""
+        self._killed = True
+        for child in self.children.values():
+            if isinstance(child, SupervisorRunner):
+                child.kill()
+            else:
+                child.kill()
+        if self._loop_task:
+            self._loop_task.cancel()
+        if not self.done.done():
+            self.done.set_result(KILLED)
+        if not self._ready.done():
+            self._ready.set_result(KILLED)
+
+    # --- the loop ------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        while not self.done.done():
+            event = await self._events.get()
+            self._execute(self.core.handle(event, _now()))
+
+    def _execute(self, commands: list[Command]) -> None:
+        for command in commands:
+            if isinstance(command, StartChild):
+                self._spawn(self._start(command))
+            elif isinstance(command, StopChild):
+                self._spawn(self._stop(command))
+            elif isinstance(command, Reply):
+                reply = self._replies.pop(command.request_id, None)
+                if reply and not reply.done():
+                    reply.set_result(command.result)
+            elif isinstance(command, Ready):
+                self._ready.set_result(None)
+            elif isinstance(command, InitFailed):
+                failure = shutdown_with(
+                    {"failed_to_start_child": command.child, "reason": command.reason.to_wire()}
+                )
+                self._finish(failure, report=False)
+                self._ready.set_result(failure)
+            elif isinstance(command, Exited):
+                self._emit("shutdown", reason=command.reason)
+                self._finish(command.reason, report=True)
+            elif isinstance(command, ChildRestarting):
+                self._emit(
+                    "restarting",
+                    child=self.child_name(command.child),
+                    reason=command.reason,
+                )
+            elif isinstance(command, GaveUp):
+                self.gave_up = command
+                self._emit("gave_up", child=self.child_name(command.child), reason=command.reason)
+            elif isinstance(command, AutoShutdownBy):
+                self.auto_shutdown = command
+
+    def _finish(self, reason: ExitReason, *, report: bool) -> None:
+        for reply in self._replies.values():
+            if not reply.done():
+                reply.set_result(Error("noproc"))
+        if not self.done.done():
+            self.done.set_result(reason)
+        if report and self.on_exit is not None:
+            self.on_exit(reason)
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_log_crash)
+
+    # --- starting and stopping children -------------------------------------------------
+
+    async def _start(self, command: StartChild) -> None:
+        child: Child = command.spec.start
+        if child.supervisor is not None:
+            await self._start_supervisor(command, child)
+        else:
+            await self._run_actor(command, child)
+
+    async def _run_actor(self, command: StartChild, child: Child) -> None:
+        assert child.actor is not None
+        name = self.child_name(command.child)
+        path = f"{self.path}/{name}"
+        # Names in a path are DNS labels, which never hold '_': joining with it keeps the
+        # slot readable in subjects and pids (no escapes) and still unique per run.
+        slot = "_".join([self.ctx.run_id, *path.split("/")])
+        pid = Pid.for_incarnation(self.ctx.namespace, slot, command.incarnation)
+        identity = Identity(
+            pid, self.path, name, self.ctx.nats_url, self.ctx.workdir, self.ctx.python_path
+        )
+        process = ChildProcess(identity, child.actor, on_output=self.ctx.output)
+        self.children[command.child] = process
+        record = self._record(path, "actor")
+        try:
+            await process.start(child.start_timeout, on_spawn=self._watch)
+        except StartFailure as failure:
+            await self._release(pid)
+            self._forget(process)
+            self._emit("start_failed", name, command.incarnation, pid, process, failure.reason)
+            record.last_exit = failure.reason.to_wire()
+            self.post(StartFailed(command.child, command.incarnation, failure.reason))
+            return
+        record.pid, record.os_pid, record.incarnation = (
+            str(pid),
+            process.os_pid,
+            command.incarnation,
+        )
+        record.starts += 1
+        self._emit("started", name, command.incarnation, pid, process)
+        self.post(ChildStarted(command.child, command.incarnation))
+        reason = await process.wait()
+        self._forget(process)
+        await self._release(pid)
+        record.last_exit = reason.to_wire()
+        record.os_pid = None
+        self._emit("exited", name, command.incarnation, pid, process, reason)
+        self.post(ChildExited(command.child, command.incarnation, reason))
+
+    async def _start_supervisor(self, command: StartChild, child: Child) -> None:
+        assert child.supervisor is not None
+        name = self.child_name(command.child)
+        path = f"{self.path}/{name}"
+        record = self._record(path, "supervisor")
+
+        def exited(reason: ExitReason) -> None:
+            record.last_exit = reason.to_wire()
+            self._emit("exited", name, command.incarnation, reason=reason)
+            self.post(ChildExited(command.child, command.incarnation, reason))
+
+        runner = SupervisorRunner(self.ctx, path, child.supervisor, on_exit=exited)
+        self.children[command.child] = runner
+        failure = await runner.start()
+        if failure is None:
+            record.incarnation = command.incarnation
+            record.starts += 1
+            self._emit("started", name, command.incarnation)
+            self.post(ChildStarted(command.child, command.incarnation))
+        else:
+            record.last_exit = failure.to_wire()
+            self._emit("start_failed", name, command.incarnation, reason=failure)
+            self.post(StartFailed(command.child, command.incarnation, failure))
+
+    async def _stop(self, command: StopChild) -> None:
+        child = self.children.get(command.child)
+        if isinstance(child, ChildProcess):
+            await child.stop(command.shutdown)  # its life task reports the exit
+            return
+        if child is None:
+            return
+        if command.shutdown == BRUTAL_KILL:
+            child.kill()
+        else:
+            child.post(ShutdownRequest(SHUTDOWN))
+            timeout = None if command.shutdown == INFINITY else float(command.shutdown)
+            try:
+                await asyncio.wait_for(asyncio.shield(child.done), timeout)
+                return  # its on_exit reported the exit
+            except TimeoutError:
+                child.kill()
+        # Killed: the subtree reports nothing more itself; say it here.
+        name = self.child_name(command.child)
+        self._emit("exited", name, command.incarnation, reason=KILLED)
+        self.post(ChildExited(command.child, command.incarnation, KILLED))
+
+    # --- small helpers -------------------------------------------------------------------
+
+    def _watch(self, os_pid: int) -> None:
+        if self.ctx.reaper:
+            self.ctx.reaper.watch(os_pid)
+
+    def _forget(self, process: ChildProcess) -> None:
+        if self.ctx.reaper and process.os_pid:
+            self.ctx.reaper.forget(process.os_pid)
+
+    async def _release(self, pid: Pid) -> None:
+        """Release a dead pid's names; a registry that cannot be reached must not stall
+        supervision (the names then expire with their lease)."""
+        if self.ctx.nc is None:
+            return
+        try:
+            await asyncio.wait_for(release_names_of(self.ctx.nc, pid), RELEASE_TIMEOUT)
+        except Exception as exc:
+            log.warning("could not release the names of %s: %s", pid, exc)
+
+    def _record(self, path: str, kind: str) -> ChildRecord:
+        record = self.ctx.records.get(path)
+        if record is None:
+            record = self.ctx.records[path] = ChildRecord(path, kind)
+        return record
+
+    def _emit(
+        self,
+        event: str,
+        child: str | None = None,
+        incarnation: int | None = None,
+        pid: Pid | None = None,
+        process: ChildProcess | None = None,
+        reason: ExitReason | None = None,
+    ) -> None:
+        self.ctx.lifecycle.emit(
+            LifecycleEvent(
+                event=event,
+                namespace=self.ctx.namespace,
+                supervisor=self.path,
+                child=child,
+                incarnation=incarnation,
+                pid=str(pid) if pid else None,
+                os_pid=process.os_pid if process else None,
+                reason=reason.to_wire() if reason is not None else None,
+            )
+        )
+
+
+def _log_crash(task: asyncio.Task[Any]) -> None:
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None:
+        log.error("internal error in the local supervisor: %r", exc, exc_info=exc)
