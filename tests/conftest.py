@@ -64,14 +64,14 @@ class Child:
     def os_pid(self) -> int:
         return self.proc.pid
 
-    async def wait(self, timeout: float = 20.0) -> ExitReason:  # noqa: ASYNC109
+    async def wait(self, timeout: float = 20.0) -> ExitReason:
         return await asyncio.wait_for(asyncio.shield(self.ended), timeout)
 
     def kill(self) -> None:
         if self.proc.returncode is None:
             os.kill(self.proc.pid, signal.SIGKILL)
 
-    async def stop(self, timeout: float = 20.0) -> ExitReason:  # noqa: ASYNC109
+    async def stop(self, timeout: float = 20.0) -> ExitReason:
         self.stop_requested = True
         if self.proc.returncode is None:
             os.kill(self.proc.pid, signal.SIGTERM)

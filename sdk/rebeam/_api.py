@@ -117,7 +117,7 @@ async def cast(dest: Address, message: Any) -> None:
 async def call(
     dest: Address,
     message: Any,
-    timeout: float | None = DEFAULT_CALL_TIMEOUT,  # noqa: ASYNC109 - OTP's call/3
+    timeout: float | None = DEFAULT_CALL_TIMEOUT,
 ) -> Any:
     return await current_node().call(dest, message, timeout)
 

@@ -85,7 +85,14 @@ def _default(value: Any) -> Any:
 
 
 def _pack(value: Any) -> bytes:
+    # A fresh packer: this is also called from inside _default, while the shared packer
+    # below is in the middle of a message (a Packer is not re-entrant).
     return msgpack.packb(value, default=_default, use_bin_type=True, datetime=False)  # type: ignore[no-any-return]
+
+
+# Reusing one Packer for top-level messages saves its set-up on every message (the hot path
+# of cast and call). It resets its buffer when packing raises. One event loop thread uses it.
+_packer = msgpack.Packer(default=_default, use_bin_type=True, datetime=False)
 
 
 def _ext_hook(code: int, data: bytes) -> Any:
@@ -116,7 +123,7 @@ def _ext_hook(code: int, data: bytes) -> Any:
 def encode(value: Any) -> bytes:
     """Encode a message; raises :class:`CodecError` naming what cannot be sent."""
     try:
-        return _pack(value)
+        return _packer.pack(value)  # type: ignore[no-any-return]
     except CodecError:
         raise
     except (TypeError, ValueError, OverflowError) as exc:

@@ -6,7 +6,8 @@ A mailbox message is msgpack ``[version, kind, to, sender, msg_id, body]``:
 * ``to`` is the target pid's string form: the runtime refuses a message not stamped with its
   own incarnation (fencing), even if routing ever went wrong;
 * ``sender`` is the sender's pid (for ordering bookkeeping, links, and ``from_``);
-* ``msg_id`` is ``<sender>/<sequence>``: unused by core mailboxes, it is what a durable
+* ``msg_id`` is the sender's message sequence number: with ``sender`` it names the message
+  uniquely (pids are never reused). Core mailboxes do not need it; it is what a durable
   mailbox (JetStream, at-least-once) de-duplicates redeliveries with;
 * ``body`` is the codec's bytes, kept opaque here so a malformed body can still be answered
   (the envelope decodes, the body does not) instead of leaving the caller to time out.
@@ -50,17 +51,24 @@ class Envelope:
     to: str
     sender: str | None
     body: bytes
-    msg_id: str | None = None
+    msg_id: int | None = None
     reply: str | None = None  # the NATS reply subject of a call; not part of the payload
     size: int = 0
     # Set by a durable mailbox: acknowledge once handled (at-least-once delivery).
     ack: Callable[[], Awaitable[None]] | None = None
 
 
+_packer = msgpack.Packer(use_bin_type=True)  # reused: the hot path (see _codec)
+_KINDS = {int(k): k for k in Kind}
+
+
 def pack(env: Envelope) -> bytes:
-    return msgpack.packb(  # type: ignore[no-any-return]
-        [VERSION, int(env.kind), env.to, env.sender, env.msg_id, env.body], use_bin_type=True
-    )
+    return pack_fields(env.kind, env.to, env.sender, env.msg_id, env.body)
+
+
+def pack_fields(kind: int, to: str, sender: str | None, msg_id: int | None, body: bytes) -> bytes:
+    """:func:`pack` without building an :class:`Envelope` first (the send path)."""
+    return _packer.pack([VERSION, kind, to, sender, msg_id, body])  # type: ignore[no-any-return]
 
 
 def unpack(data: bytes, reply: str | None = None) -> Envelope:
@@ -74,17 +82,16 @@ def unpack(data: bytes, reply: str | None = None) -> Envelope:
     version, kind, to, sender, msg_id, body = item
     if version != VERSION:
         raise CodecError(f"unsupported envelope version {version!r}")
-    try:
-        kind = Kind(kind)
-    except (ValueError, TypeError):
-        raise CodecError(f"unknown message kind {kind!r}") from None
+    known = _KINDS.get(kind) if type(kind) is int else None
+    if known is None:
+        raise CodecError(f"unknown message kind {kind!r}")
     if not isinstance(to, str) or not isinstance(body, bytes):
         raise CodecError("malformed envelope: bad target or body")
     if sender is not None and not isinstance(sender, str):
         raise CodecError("malformed envelope: bad sender")
-    if msg_id is not None and not isinstance(msg_id, str):
+    if msg_id is not None and type(msg_id) is not int:
         raise CodecError("malformed envelope: bad message id")
-    return Envelope(kind, to, sender, body, msg_id, reply, len(data))
+    return Envelope(known, to, sender, body, msg_id, reply, len(data))
 
 
 OK = 0

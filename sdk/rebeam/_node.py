@@ -28,7 +28,7 @@ import contextlib
 import itertools
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +44,7 @@ from rebeam._envelope import (
     Kind,
     pack,
     pack_error,
+    pack_fields,
     pack_reply,
     unpack,
     unpack_reply,
@@ -127,12 +128,17 @@ class Node:
         # Set by the runtime: how a non-trapping actor dies from an exit signal, and what
         # happens when a later incarnation fences this one. A client gets Exit messages.
         self.on_exit_signal: Callable[[Pid, ExitReason], None] | None = None
+        # Set by the runtime: handles a user message in the mailbox subscription's task.
+        # Without it (a client) messages wait in the mailbox for receive().
+        self.deliver: Callable[[Envelope], Awaitable[None]] | None = None
         self.on_fenced: Callable[[Pid], None] | None = None
         self.store = Store(nc.jetstream(), pid.namespace)
         self.delivering = asyncio.Event()
         self.delivering.set()
         self._pid_str = str(pid)
         self._max_size = max_message_size
+        self._limit = self.max_message_size
+        self._routes: dict[Pid, tuple[str, str]] = {}
         self._subject = _subjects.mailbox(pid)
         self._inbox = _subjects.inbox_prefix(pid)
         self._tokens = itertools.count(1)
@@ -229,6 +235,18 @@ class Node:
         self._subs.append(await self.nc.subscribe(self._inbox + ".*", cb=self._on_reply))
         self._subs.append(await self.nc.subscribe(_subjects.fence(self.pid), cb=self._on_fence))
         await self.nc.flush()
+
+    async def settle_mailbox(self, timeout: float = 1.0) -> None:
+        """Let the messages already received be delivered (the runtime answers the calls
+        among them with its exit reason) before the mailbox goes away."""
+        if not self._subs:
+            return
+        sub = self._subs[0]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        # nats-py offers no event for "queue drained": poll, briefly and bounded.
+        while sub.pending_msgs > 0 and loop.time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
 
     async def stop_receiving(self) -> None:
         """Unsubscribe the mailbox: from now on, calls to this pid get noproc."""
@@ -372,7 +390,7 @@ class Node:
         data = msg.data
         reply = msg.reply or None
         self.stats.received += 1
-        if len(data) > self.max_message_size:
+        if len(data) > self._limit:
             self.stats.oversized += 1
             log.warning("%s: refused an oversized message (%d bytes)", self.pid, len(data))
             await self._refuse(reply, f"message of {len(data)} bytes exceeds the limit")
@@ -396,7 +414,9 @@ class Node:
             if self.fenced_by is not None:
                 await self._refuse(reply, f"superseded by {self.fenced_by}")
                 return
-            if not self.mailbox.offer(env):
+            if self.deliver is not None:
+                await self.deliver(env)
+            elif not self.mailbox.offer(env):
                 self.stats.mailbox_refused += 1
                 await self._refuse(reply, "mailbox full")
             return
@@ -427,7 +447,7 @@ class Node:
             with contextlib.suppress(Exception):
                 await self.nc.publish(reply, pack_error({"error": "refused", "message": why}))
 
-    async def receive(self, timeout: float | None = None) -> Any:  # noqa: ASYNC109
+    async def receive(self, timeout: float | None = None) -> Any:
         """The next message in a client's mailbox (sends, casts, Down and Exit notices).
 
         Raises TimeoutError after ``timeout`` seconds. Actors get theirs through callbacks.
@@ -460,36 +480,48 @@ class Node:
             raise NoProc(f"no process is registered as {dest!r}")
         return pid
 
-    def _envelope(self, kind: Kind, pid: Pid, message: Any) -> bytes:
-        body = _codec.encode(message)
-        data = pack(
-            Envelope(kind, str(pid), self._pid_str, body, f"{self._pid_str}/{next(self._seq)}")
-        )
-        if len(data) > self.max_message_size:
-            raise MessageTooLarge(len(data), self.max_message_size)
+    def _route(self, pid: Pid) -> tuple[str, str]:
+        """``(mailbox subject, pid string)``, cached: escaping a slot on every message
+        would cost more than the rest of a cast."""
+        route = self._routes.get(pid)
+        if route is None:
+            if len(self._routes) > 4096:
+                self._routes.clear()
+            route = self._routes[pid] = (_subjects.mailbox(pid), str(pid))
+        return route
+
+    def _envelope(self, kind: Kind, to: str, message: Any) -> bytes:
+        data = pack_fields(kind, to, self._pid_str, next(self._seq), _codec.encode(message))
+        if len(data) > self._limit:
+            raise MessageTooLarge(len(data), self._limit)
         return data
 
     async def send(self, dest: Address, message: Any) -> None:
         """Send a plain message (``handle_info``): at-most-once, ordered per pair, silent
         if the pid is dead. A name that is not registered raises :class:`NoProc` (OTP's
         ``badarg``)."""
-        pid = await self.resolve(dest)
-        await self.nc.publish(_subjects.mailbox(pid), self._envelope(Kind.SEND, pid, message))
+        pid = dest if type(dest) is Pid else await self.resolve(dest)
+        subject, to = self._route(pid)
+        await self.nc.publish(subject, self._envelope(Kind.SEND, to, message))
 
     async def cast(self, dest: Address, message: Any) -> None:
         """Cast (``handle_cast``): returns at once, and is silently lost if nobody is there,
         also when the name is not registered (OTP's ``gen_server:cast``)."""
-        try:
-            pid = await self.resolve(dest)
-        except NoProc:
-            return
-        await self.nc.publish(_subjects.mailbox(pid), self._envelope(Kind.CAST, pid, message))
+        if type(dest) is Pid:
+            pid = dest
+        else:
+            try:
+                pid = await self.resolve(dest)
+            except NoProc:
+                return
+        subject, to = self._route(pid)
+        await self.nc.publish(subject, self._envelope(Kind.CAST, to, message))
 
     async def call(
         self,
         dest: Address,
         message: Any,
-        timeout: float | None = DEFAULT_CALL_TIMEOUT,  # noqa: ASYNC109 - OTP's call/3
+        timeout: float | None = DEFAULT_CALL_TIMEOUT,
     ) -> Any:
         """Call (``handle_call``) and wait for the reply.
 
@@ -501,7 +533,7 @@ class Node:
             CallingSelf: a process called itself.
             Refused: the callee refused the message.
         """
-        pid = await self.resolve(dest)
+        pid = dest if type(dest) is Pid else await self.resolve(dest)
         try:
             return await self._call(pid, message, timeout)
         except NoProc:
@@ -512,10 +544,11 @@ class Node:
                     return await self._call(fresh, message, timeout)
             raise
 
-    async def _call(self, pid: Pid, message: Any, timeout: float | None) -> Any:  # noqa: ASYNC109
+    async def _call(self, pid: Pid, message: Any, timeout: float | None) -> Any:
         if pid == self.pid:
             raise CallingSelf(f"{pid} called itself")
-        data = self._envelope(Kind.CALL, pid, message)
+        subject, to = self._route(pid)
+        data = self._envelope(Kind.CALL, to, message)
         token = str(next(self._tokens))
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
@@ -528,7 +561,7 @@ class Node:
         if timeout is not None:
             timer = loop.call_later(timeout, _expire, fut, pid, timeout)
         try:
-            await self.nc.publish(_subjects.mailbox(pid), data, reply=f"{self._inbox}.{token}")
+            await self.nc.publish(subject, data, reply=f"{self._inbox}.{token}")
             status, payload = await fut
         finally:
             self._calls.pop(token, None)
@@ -610,7 +643,7 @@ class Node:
         elif not reason.is_normal:
             self.on_exit_signal(sender, reason)
 
-    async def is_alive(self, pid: Pid, timeout: float = 5.0) -> bool:  # noqa: ASYNC109
+    async def is_alive(self, pid: Pid, timeout: float = 5.0) -> bool:
         """Whether ``pid`` holds its mailbox now (a timeout counts as alive: busy, not gone)."""
         data = pack(Envelope(Kind.PING, str(pid), self._pid_str, b""))
         try:
