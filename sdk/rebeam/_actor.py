@@ -30,6 +30,7 @@ import contextlib
 import inspect
 import logging
 import traceback
+from collections import deque
 from typing import Any
 
 from rebeam import _codec
@@ -172,7 +173,10 @@ class Host:
         self._stop: ExitReason | None = None
         self._killed = False
         self._stopping = asyncio.Event()
-        self._turn = asyncio.Lock()
+        # The actor's turn: one callback at a time. A flag and a queue of waiters rather
+        # than asyncio.Lock, because taking a free turn must cost nothing on the hot path.
+        self._busy = False
+        self._turn_waiters: deque[asyncio.Future[None]] = deque()
         self._current: Envelope | None = None
         node.deliver = self.deliver
         node.on_exit_signal = self._on_exit_signal
@@ -201,6 +205,27 @@ class Host:
             return crash_reason(exc)
         return None
 
+    async def _take_turn(self) -> None:
+        if not self._busy:
+            self._busy = True
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._turn_waiters.append(waiter)
+        try:
+            await waiter  # the releaser hands the turn over: _busy stays True
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._give_turn()
+            raise
+
+    def _give_turn(self) -> None:
+        while self._turn_waiters:
+            waiter = self._turn_waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._busy = False
+
     async def run(self) -> ExitReason:
         """Serve until a stop; then terminate. Returns the exit reason."""
         infos = asyncio.get_running_loop().create_task(self._info_loop())
@@ -208,8 +233,8 @@ class Host:
             await self._stopping.wait()
             if self._killed:
                 return await self._end(self._stop or NORMAL, terminate=False)
-            async with self._turn:  # the current callback finishes (and replies) first
-                return await self._end(self._stop or NORMAL, terminate=not self._killed)
+            await self._take_turn()  # the current callback finishes (and replies) first
+            return await self._end(self._stop or NORMAL, terminate=not self._killed)
         finally:
             infos.cancel()
 
@@ -231,8 +256,10 @@ class Host:
         if current is not None and current.kind is Kind.CALL and current.reply:
             with contextlib.suppress(Exception):
                 await self.node.nc.publish(current.reply, self._exited(reason))
-        # Calls already queued behind us are answered by deliver() from now on.
-        await self.node.settle_mailbox()
+        # Calls already queued behind us are answered by deliver() from now on; a process
+        # killed by an exit signal does not wait for them (its callback may never return).
+        if not self._killed:
+            await self.node.settle_mailbox()
         await self.node.stop_receiving()
 
     @staticmethod
@@ -245,10 +272,13 @@ class Host:
         if self._stop is None and not node.delivering.is_set():
             await node.delivering.wait()
         if self._stop is None:
-            async with self._turn:
+            await self._take_turn()
+            try:
                 if self._stop is None:
                     await self._dispatch(env)
                     return
+            finally:
+                self._give_turn()
         if env.kind is Kind.CALL and env.reply:
             await node.nc.publish(env.reply, self._exited(self._stop or NORMAL))
 
@@ -258,10 +288,13 @@ class Host:
             item = await mailbox.get()
             if not isinstance(item, Info):
                 continue
-            async with self._turn:
+            await self._take_turn()
+            try:
                 if self._stop is not None:
                     return
                 await self._guard(self.actor.handle_info, item.message)
+            finally:
+                self._give_turn()
 
     async def _dispatch(self, env: Envelope) -> None:
         try:
@@ -289,10 +322,14 @@ class Host:
                     await self.node.nc.publish(env.reply, pack_error(crashed))
             finally:
                 self._current = None
-        elif env.kind is Kind.CAST:
-            await self._guard(self.actor.handle_cast, message)
-        else:
-            await self._guard(self.actor.handle_info, message)
+        else:  # inlined _guard: this is the cast hot path
+            callback = self.actor.handle_cast if env.kind is Kind.CAST else self.actor.handle_info
+            try:
+                result = callback(message)
+                if result is not None and hasattr(result, "__await__"):
+                    await result
+            except Exception as exc:
+                self._crash(crash_reason(exc))
         if env.ack is not None:
             await env.ack()
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["Pid", "escape_token", "unescape_token", "validate_namespace"]
 
@@ -93,6 +93,8 @@ class Pid:
     namespace: str
     slot: str
     incarnation: int
+    # The string form, computed once: pids are hashed and printed on every message sent.
+    _text: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         validate_namespace(self.namespace)
@@ -100,6 +102,11 @@ class Pid:
             raise ValueError("a pid needs a slot")
         if self.incarnation < 1:
             raise ValueError(f"incarnations count from 1, got {self.incarnation}")
+        text = f"{self.namespace}.{escape_token(self.slot)}.{self.incarnation}"
+        object.__setattr__(self, "_text", text)
+
+    def __hash__(self) -> int:
+        return hash(self._text)  # a str caches its hash; the generated tuple hash does not
 
     @classmethod
     def for_incarnation(cls, namespace: str, slot: str, incarnation: int) -> Pid:
@@ -121,12 +128,12 @@ class Pid:
 
     @property
     def slot_token(self) -> str:
-        return escape_token(self.slot)
+        return self._text.split(".")[1]
 
     @property
     def tokens(self) -> str:
         """``<slot token>.<incarnation>``: the pid's part of subjects and KV keys."""
-        return f"{self.slot_token}.{self.incarnation}"
+        return self._text.split(".", 1)[1]
 
     def supersedes(self, other: Pid) -> bool:
         """Whether this is a later incarnation of the same slot as ``other``."""
@@ -137,7 +144,7 @@ class Pid:
         )
 
     def __str__(self) -> str:
-        return f"{self.namespace}.{self.slot_token}.{self.incarnation}"
+        return self._text
 
     def __repr__(self) -> str:
         return f"<Pid {self}>"
