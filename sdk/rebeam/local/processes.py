@@ -116,13 +116,20 @@ class ChildProcess:
 
     async def _await_ready(self, read_fd: int, timeout: float) -> None:
         assert self._exited is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         ready = asyncio.ensure_future(_read_line(read_fd))
         waiting: set[asyncio.Future[Any]] = {ready, self._exited}
         done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         if ready in done and ready.result().startswith("ready"):
             return
         ready.cancel()
-        if self._exited in done:
+        if ready in done:
+            # The pipe closed without a word: the runtime is exiting (init failed). Its
+            # exit reason says why; give it the rest of the start time to finish.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._exited), deadline - loop.time())
+        if self._exited.done():
             raise StartFailure(self._exited.result())
         # Hung in init: a start that takes longer than startTimeout has failed.
         self.kill()

@@ -99,11 +99,12 @@ class SupervisorRunner:
         path: str,
         spec: SupervisorSpec,
         on_exit: Callable[[ExitReason], None] | None = None,
+        incarnations: dict[str, int] | None = None,
     ) -> None:
         self.ctx = ctx
         self.path = path
         self.spec = spec
-        self.core = Supervisor(supervisor_flags(spec), child_specs(spec))
+        self.core = Supervisor(supervisor_flags(spec), child_specs(spec), incarnations=incarnations)
         self.on_exit = on_exit
         self.gave_up: GaveUp | None = None
         self.auto_shutdown: AutoShutdownBy | None = None
@@ -279,7 +280,15 @@ class SupervisorRunner:
             self._emit("exited", name, command.incarnation, reason=reason)
             self.post(ChildExited(command.child, command.incarnation, reason))
 
-        runner = SupervisorRunner(self.ctx, path, child.supervisor, on_exit=exited)
+        # A restarted nested supervisor continues its children's incarnation numbers, so
+        # that no pid is ever used twice (and db#2 reads as the second db).
+        previous = self.children.get(command.child)
+        incarnations = (
+            previous.core.incarnations if isinstance(previous, SupervisorRunner) else None
+        )
+        runner = SupervisorRunner(
+            self.ctx, path, child.supervisor, on_exit=exited, incarnations=incarnations
+        )
         self.children[command.child] = runner
         failure = await runner.start()
         if failure is None:

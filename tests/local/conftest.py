@@ -1,0 +1,231 @@
+"""Fixtures for the local backend: ``rebeam run`` as users run it — a real process with a
+private nats-server, real children, real signals — observed through its ``--events`` file.
+
+Waiting is always on an event with a deadline (the events file is read as it grows), never
+a fixed sleep. Every ``rebeam run`` a test starts is stopped by its own pid at teardown; its
+children are its own business, and test_no_orphans checks that it minds it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REBEAM = str(Path(sys.executable).parent / "rebeam")
+DEADLINE = 30.0
+
+Event = dict[str, Any]
+
+
+@dataclass
+class EventLog:
+    """The JSON lines of ``--events FILE``, read as they are written."""
+
+    path: Path
+    events: list[Event] = field(default_factory=list)
+    _offset: int = 0
+
+    def poll(self) -> list[Event]:
+        if self.path.exists():
+            with self.path.open() as f:
+                f.seek(self._offset)
+                chunk = f.read()
+            complete = chunk[: chunk.rfind("\n") + 1]
+            self._offset += len(complete.encode())
+            self.events += [json.loads(line) for line in complete.splitlines() if line]
+        return self.events
+
+    def wait_for(
+        self, predicate: Callable[[Event], bool], timeout: float = DEADLINE, what: str = ""
+    ) -> Event:
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while True:
+            events = self.poll()
+            for event in events[seen:]:
+                if predicate(event):
+                    return event
+            seen = len(events)
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"no event {what or predicate} within {timeout}s; got:\n"
+                    + "\n".join(map(str, events))
+                )
+            time.sleep(0.02)
+
+    def wait(
+        self, event: str, child: str | None = None, timeout: float = DEADLINE, **match: Any
+    ) -> Event:
+        def fits(e: Event) -> bool:
+            return (
+                e["event"] == event
+                and (child is None or e.get("child") == child)
+                and all(e.get(k) == v for k, v in match.items())
+            )
+
+        return self.wait_for(fits, timeout, what=f"{event} {child or ''} {match or ''}")
+
+    def since(self, index: int) -> list[Event]:
+        return self.poll()[index:]
+
+    def lines(self, since: int = 0) -> list[str]:
+        """Compact ``event child#incarnation`` strings, for order assertions."""
+        return [
+            f"{e['event']} {e.get('child') or e.get('supervisor')}"
+            + (f"#{e['incarnation']}" if e.get("incarnation") else "")
+            for e in self.since(since)
+        ]
+
+
+@dataclass
+class Run:
+    process: subprocess.Popen[str]
+    events: EventLog
+    namespace: str
+    env: dict[str, str]
+
+    def exit_code(self, timeout: float = DEADLINE) -> int:
+        return self.process.wait(timeout)
+
+    def stderr(self) -> str:
+        assert self.process.stderr is not None
+        return self.process.stderr.read()
+
+    def stdout(self) -> str:
+        assert self.process.stdout is not None
+        return self.process.stdout.read()
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def wait_ready(self) -> None:
+        """Until other terminals can find this run (its instance file exists)."""
+        instance = Path(self.env["XDG_STATE_HOME"]) / "rebeam" / f"{self.namespace}.json"
+        wait_until(instance.exists, what=f"{instance} to be written")
+
+    def rebeam(self, *args: str, timeout: float = DEADLINE) -> subprocess.CompletedProcess[str]:
+        """Another terminal's command against this run (its namespace unless one is given)."""
+        target = [] if "--namespace" in args else ["--namespace", self.namespace]
+        return subprocess.run(
+            [REBEAM, *args, *target],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self.env,
+            check=False,
+        )
+
+
+StartRun = Callable[..., Run]
+"""The rebeam_run fixture: ``rebeam_run(manifest_text, *extra_flags) -> Run``."""
+
+
+def kill_os_pid(os_pid: int, signum: int = signal.SIGKILL) -> None:
+    os.kill(os_pid, signum)
+
+
+@pytest.fixture
+def rebeam_run(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[StartRun]:
+    runs: list[Run] = []
+    counter = iter(range(1000))
+
+    def start(manifest: str, *extra: str, ready: bool = True) -> Run:
+        n = next(counter)
+        path = tmp_path / f"app{n}.yaml"
+        path.write_text(manifest)
+        namespace = f"t{os.getpid()}-{n}-{abs(hash(request.node.name)) % 10**6}"
+        env = dict(os.environ, XDG_STATE_HOME=str(tmp_path / "state"))
+        events = EventLog(tmp_path / f"events{n}.jsonl")
+        process = subprocess.Popen(
+            [REBEAM, "run", str(path), "--plain", "--namespace", namespace,
+             "--events", str(events.path), *extra],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+        )  # fmt: skip
+        run = Run(process, events, namespace, env)
+        runs.append(run)
+        return run
+
+    yield start
+    for run in runs:
+        if run.process.poll() is None:
+            run.process.send_signal(signal.SIGTERM)
+            try:
+                run.process.wait(20)
+            except subprocess.TimeoutExpired:
+                run.process.kill()
+                run.process.wait()
+        for stream in (run.process.stdout, run.process.stderr):
+            if stream:
+                stream.close()
+
+
+def supervisor(name: str, children: str, **flags: Any) -> str:
+    """A Supervisor manifest; ``children`` is the YAML list of children, indented 4."""
+    lines = [
+        "apiVersion: rebeam.io/v1alpha1",
+        "kind: Supervisor",
+        f"metadata: {{name: {name}}}",
+        "spec:",
+    ]
+    lines += [f"  {key}: {value}" for key, value in flags.items()]
+    lines += ["  children:", children.rstrip("\n")]
+    return "\n".join(lines) + "\n"
+
+
+SLEEPER = "{command: [sleep, '300']}"
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = DEADLINE, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
+        time.sleep(0.02)
+
+
+def alive(os_pid: int) -> bool:
+    """True while the process exists and is not a zombie."""
+    try:
+        with open(f"/proc/{os_pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def wait_gone(os_pids: list[int], timeout: float = DEADLINE) -> None:
+    wait_until(lambda: not any(alive(p) for p in os_pids), timeout, f"{os_pids} to be gone")
+
+
+def descendants(root: int) -> list[int]:
+    """Every process below ``root`` (by parent pid), from /proc."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        parents.setdefault(ppid, []).append(int(entry))
+    found, stack = [], [root]
+    while stack:
+        for child in parents.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found

@@ -1,0 +1,28 @@
+"""No orphans, ever: rebeam run killed with SIGKILL takes every child, every grandchild and
+its private nats-server with it."""
+
+from __future__ import annotations
+
+import signal
+
+from tests.local.conftest import SLEEPER, StartRun, alive, descendants, supervisor, wait_gone
+
+
+def test_sigkill_of_rebeam_run_leaves_no_process_behind(rebeam_run: StartRun) -> None:
+    children = (
+        f"    - {{name: a, actor: {SLEEPER}}}\n"
+        # a shell with a child of its own: only a process-group kill reaches the grandchild
+        "    - {name: family, actor: {command: [sh, -c, 'sleep 300 & sleep 300; wait']}}\n"
+        "    - name: sub\n"
+        "      supervisor:\n"
+        f"        children: [{{name: b, actor: {SLEEPER}}}]\n"
+    )
+    run = rebeam_run(supervisor("s", children))
+    run.events.wait("started", "sub")
+    everything = descendants(run.process.pid)
+    # the nats-server, the reaper, four sleeps and a shell at least
+    assert len(everything) >= 7, everything
+    run.signal(signal.SIGKILL)
+    run.process.wait()
+    wait_gone(everything)
+    assert not any(alive(p) for p in everything)
