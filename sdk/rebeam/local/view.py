@@ -76,7 +76,7 @@ class PlainLog:
 
 def render_tree(nodes: list[dict[str, Any]]) -> Table:
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("child", "state", "pid", "os pid", "restarts", "last exit"):
+    for column in ("child", "state", "incarnation", "os pid", "restarts", "last exit"):
         table.add_column(column, no_wrap=column != "last exit")
 
     def add(node: dict[str, Any], depth: int) -> None:
@@ -85,9 +85,9 @@ def render_tree(nodes: list[dict[str, Any]]) -> Table:
             window = f"{node['restarts']}/{node['intensity']} in {node['period']:g}s"
             name = node.get("name") or node["path"]
             table.add_row(
-                Text(f"{indent}{name}", style="bold"),
+                Text.assemble((f"{indent}{name}", "bold"), (f" {node.get('strategy', '')}", "dim")),
                 Text(node.get("state", ""), style=STATE_STYLE.get(node.get("state", ""), "")),
-                node.get("strategy", ""),
+                "",
                 "",
                 window,
                 _reason(node.get("last_exit")),
