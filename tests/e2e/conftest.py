@@ -1,0 +1,79 @@
+"""Fixtures of the e2e tier: a real Kubernetes control plane (or an existing cluster).
+
+- ``cluster`` (session): our own etcd + kube-apiserver + kube-controller-manager + process
+  kubelet, or the cluster named by ``REBEAM_E2E_KUBECONFIG``.
+- ``kubelet``: the process kubelet with its fault switches (skipped on an existing cluster).
+- ``namespace``: a fresh namespace per test, deleted afterwards.
+- ``crds`` (session): every CustomResourceDefinition of ``crds/`` installed and Established.
+- ``nats_url`` (session): a nats-server with JetStream that pod processes reach.
+- ``image``: the image put in pod specs (ignored by the process kubelet).
+
+Missing binaries are a failure, never a skip: run ``make controlplane`` first.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from infra.binaries import REPO
+from infra.cluster import Cluster
+from infra.kubelet import ProcessKubelet
+
+from rebeam.natsd import NatsServer
+
+CRDS = REPO / "crds"
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    workdir = tmp_path_factory.mktemp("e2e")
+    existing = os.environ.get("REBEAM_E2E_KUBECONFIG")
+    if existing:
+        with Cluster.existing(Path(existing), workdir) as cluster:
+            yield cluster
+    else:
+        with Cluster.local(workdir) as cluster:
+            yield cluster
+
+
+@pytest.fixture
+def kubelet(cluster: Cluster) -> Iterator[ProcessKubelet]:
+    if cluster.kubelet is None:
+        pytest.skip("needs the process kubelet's fault switches (not on an existing cluster)")
+    yield cluster.kubelet
+    cluster.kubelet.clear_faults()
+
+
+@pytest.fixture
+def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    name = cluster.create_namespace(request.node.name)
+    yield name
+    cluster.delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def crds(cluster: Cluster) -> list[str]:
+    names = cluster.apply_crds(CRDS)
+    if not names:
+        pytest.fail(f"no CustomResourceDefinition in {CRDS}: run `make crds`")
+    return names
+
+
+@pytest.fixture(scope="session")
+def nats_url(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if not cluster.local_control_plane:
+        url = os.environ.get("REBEAM_E2E_NATS_URL")
+        if not url:
+            pytest.skip("set REBEAM_E2E_NATS_URL to a NATS server that the cluster's pods reach")
+        yield url
+        return
+    with NatsServer.start(tmp_path_factory.mktemp("nats")) as server:
+        yield server.url
+
+
+@pytest.fixture(scope="session")
+def image() -> str:
+    return os.environ.get("REBEAM_E2E_IMAGE", "python:3.11-slim")

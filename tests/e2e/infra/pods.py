@@ -1,0 +1,65 @@
+"""Pod manifests and status accessors shared by the e2e tests."""
+
+from __future__ import annotations
+
+import textwrap
+from typing import Any
+
+Json = dict[str, Any]
+
+TERMINATION_LOG = "/dev/termination-log"
+
+
+def python_pod(
+    name: str,
+    code: str,
+    *,
+    image: str,
+    restart_policy: str = "Never",
+    grace_seconds: int | None = None,
+    env: list[Json] | None = None,
+    owner: Json | None = None,
+) -> Json:
+    """A pod of one container running ``python -c code``.
+
+    ``REBEAM_TERMINATION_LOG`` names the termination-message file on any cluster: the process
+    kubelet overrides it with a file of its own; a real kubelet reads ``terminationMessagePath``.
+    """
+    spec: Json = {
+        "restartPolicy": restart_policy,
+        "containers": [
+            {
+                "name": "main",
+                "image": image,
+                "command": ["python", "-c", textwrap.dedent(code)],
+                "terminationMessagePath": TERMINATION_LOG,
+                "env": [{"name": "REBEAM_TERMINATION_LOG", "value": TERMINATION_LOG}, *(env or [])],
+            }
+        ],
+    }
+    if grace_seconds is not None:
+        spec["terminationGracePeriodSeconds"] = grace_seconds
+    metadata: Json = {"name": name}
+    if owner is not None:
+        metadata["ownerReferences"] = [owner]
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
+
+
+def container_status(pod: Json, name: str = "main") -> Json:
+    for status in pod.get("status", {}).get("containerStatuses") or []:
+        if status["name"] == name:
+            return dict(status)
+    return {}
+
+
+def terminated(pod: Json, name: str = "main") -> Json:
+    """The container's terminated state, or {} while it has none."""
+    return dict(container_status(pod, name).get("state", {}).get("terminated") or {})
+
+
+def running(pod: Json, name: str = "main") -> bool:
+    return bool(container_status(pod, name).get("state", {}).get("running"))
+
+
+def phase(pod: Json) -> str:
+    return str(pod.get("status", {}).get("phase", ""))

@@ -1,0 +1,223 @@
+"""The process kubelet behaves like a kubelet where our operator will look, and its fault
+switches work. Runs on the local control plane only (an existing cluster has real kubelets)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+import pytest
+from infra.cluster import Cluster
+from infra.kubelet import ProcessKubelet
+from infra.pods import container_status, phase, python_pod, running, terminated
+from infra.procs import wait_for
+from kubernetes import client
+
+pytestmark = pytest.mark.e2e
+
+SLEEPS = """
+    import time
+    while True:
+        time.sleep(0.1)
+"""
+
+
+def _create(cluster: Cluster, namespace: str, manifest: dict[str, Any]) -> None:
+    client.CoreV1Api(cluster.api_client()).create_namespaced_pod(namespace, manifest)
+
+
+def test_restart_policy_always_restarts_with_back_off(
+    cluster: Cluster, kubelet: ProcessKubelet, namespace: str, image: str
+) -> None:
+    _create(
+        cluster,
+        namespace,
+        python_pod("crashes", "import sys; sys.exit(7)", image=image, restart_policy="Always"),
+    )
+
+    pod = cluster.wait_pod(
+        namespace,
+        "crashes",
+        lambda p: container_status(p).get("restartCount", 0) >= 2,
+        what="restarted twice",
+    )
+
+    status = container_status(pod)
+    assert status["lastState"]["terminated"]["exitCode"] == 7
+    assert phase(pod) == "Running"
+
+
+def test_kill_container_with_a_signal(
+    cluster: Cluster, kubelet: ProcessKubelet, namespace: str, image: str
+) -> None:
+    _create(cluster, namespace, python_pod("victim", SLEEPS, image=image))
+    cluster.wait_pod(namespace, "victim", running, what="running")
+
+    kubelet.kill_container(namespace, "victim", "main", signal.SIGKILL)
+
+    pod = cluster.wait_pod(namespace, "victim", lambda p: phase(p) == "Failed", what="Failed")
+    state = terminated(pod)
+    assert state["exitCode"] == 128 + signal.SIGKILL
+    assert state["signal"] == signal.SIGKILL
+    assert state["reason"] == "Error"
+
+
+def test_container_fails_to_start(
+    cluster: Cluster, kubelet: ProcessKubelet, namespace: str, image: str
+) -> None:
+    kubelet.fail_start(namespace, "doomed", message="no such image, on purpose")
+    _create(cluster, namespace, python_pod("doomed", SLEEPS, image=image))
+
+    pod = cluster.wait_pod(namespace, "doomed", lambda p: phase(p) == "Failed", what="Failed")
+
+    state = terminated(pod)
+    assert (state["exitCode"], state["reason"]) == (128, "StartError")
+    assert state["message"] == "no such image, on purpose"
+
+
+def test_node_loss_keeps_processes_running_and_recovers(
+    cluster: Cluster, kubelet: ProcessKubelet, namespace: str, image: str
+) -> None:
+    _create(cluster, namespace, python_pod("survivor", SLEEPS, image=image))
+    cluster.wait_pod(namespace, "survivor", running, what="running")
+    pid = kubelet.container_pid(namespace, "survivor")
+    assert pid is not None
+    core = client.CoreV1Api(cluster.api_client())
+
+    def ready(status: str) -> bool:
+        node = core.read_node(kubelet.node_name)
+        return any(c.type == "Ready" and c.status == status for c in node.status.conditions)
+
+    kubelet.lose_node()
+    try:
+        wait_for(lambda: ready("Unknown"), timeout=10, what="node Ready=Unknown")
+        os.kill(pid, 0)  # the process goes on running, unseen
+        # The API server takes a deletion meanwhile; the lost node does not complete it.
+        core.delete_namespaced_pod("survivor", namespace, grace_period_seconds=5)
+        pod = cluster.wait_pod(
+            namespace, "survivor", lambda p: "deletionTimestamp" in p["metadata"], what="deleting"
+        )
+        assert running(pod)
+        os.kill(pid, 0)
+    finally:
+        kubelet.recover_node()
+
+    wait_for(lambda: ready("True"), timeout=10, what="node Ready=True")
+    cluster.wait_pod_gone(namespace, "survivor", timeout=30)
+
+
+def test_pod_acts_as_its_service_account(
+    cluster: Cluster, kubelet: ProcessKubelet, namespace: str, image: str
+) -> None:
+    """KUBECONFIG in a container holds a token of the pod's ServiceAccount (default: no rights)."""
+    code = """
+        import json, os, ssl, sys, urllib.error, urllib.request
+        import yaml
+        config = yaml.safe_load(open(os.environ["KUBECONFIG"]))
+        server = config["clusters"][0]["cluster"]
+        token = config["users"][0]["user"]["token"]
+        context = ssl.create_default_context(cafile=server["certificate-authority"])
+        request = urllib.request.Request(
+            server["server"] + "/api/v1/namespaces/default/secrets",
+            headers={"Authorization": "Bearer " + token},
+        )
+        try:
+            urllib.request.urlopen(request, context=context)
+        except urllib.error.HTTPError as error:
+            message = json.load(error)["message"]
+            open(os.environ["REBEAM_TERMINATION_LOG"], "w").write(message)
+            sys.exit(0 if error.code == 403 else 1)
+        sys.exit(2)
+    """
+    _create(cluster, namespace, python_pod("who", code, image=image))
+
+    pod = cluster.wait_pod(
+        namespace, "who", lambda p: phase(p) in ("Succeeded", "Failed"), what="finished"
+    )
+
+    assert phase(pod) == "Succeeded", terminated(pod)
+    assert f"system:serviceaccount:{namespace}:default" in terminated(pod)["message"]
+
+
+def test_env_from_config_map_and_expansion(
+    cluster: Cluster, kubelet: ProcessKubelet, namespace: str, image: str
+) -> None:
+    core = client.CoreV1Api(cluster.api_client())
+    core.create_namespaced_config_map(
+        namespace,
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"}, "data": {"k": "v"}},
+    )
+    env = [
+        {"name": "FROM_MAP", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "k"}}},
+        {"name": "LABEL", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}},
+        {"name": "BOTH", "value": "$(FROM_MAP)-$(LABEL)-$$(LITERAL)"},
+    ]
+    manifest = python_pod(
+        "env",
+        'import os; open(os.environ["REBEAM_TERMINATION_LOG"], "w").write(os.environ["BOTH"])',
+        image=image,
+        env=env,
+    )
+    manifest["metadata"]["labels"] = {"app": "demo"}
+    _create(cluster, namespace, manifest)
+
+    pod = cluster.wait_pod(namespace, "env", lambda p: phase(p) == "Succeeded", what="Succeeded")
+
+    assert terminated(pod)["message"] == "v-demo-$(LITERAL)"
+
+
+def test_pods_reach_nats_with_jetstream(
+    cluster: Cluster, kubelet: ProcessKubelet, namespace: str, image: str, nats_url: str
+) -> None:
+    code = """
+        import asyncio, os
+        import nats
+
+        async def main():
+            nc = await nats.connect(os.environ["NATS_URL"])
+            js = nc.jetstream()
+            await js.add_stream(name="E2E_" + os.environ["NS"].replace("-", "_"), subjects=[])
+            await nc.close()
+
+        asyncio.run(main())
+    """
+    env = [
+        {"name": "NATS_URL", "value": nats_url},
+        {"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+    ]
+    manifest = python_pod("nats", code, image=image, env=env)
+    manifest["spec"]["containers"][0]["terminationMessagePolicy"] = "FallbackToLogsOnError"
+    _create(cluster, namespace, manifest)
+
+    pod = cluster.wait_pod(
+        namespace, "nats", lambda p: phase(p) in ("Succeeded", "Failed"), what="finished"
+    )
+
+    assert phase(pod) == "Succeeded", terminated(pod).get("message")
+
+
+def test_garbage_collector_deletes_owned_pods(
+    cluster: Cluster, kubelet: ProcessKubelet, namespace: str, image: str
+) -> None:
+    """kube-controller-manager runs: deleting an owner deletes the pods it owns."""
+    core = client.CoreV1Api(cluster.api_client())
+    owner = core.create_namespaced_config_map(
+        namespace, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "owner"}}
+    )
+    reference = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "name": "owner",
+        "uid": owner.metadata.uid,
+    }
+    _create(
+        cluster,
+        namespace,
+        python_pod("owned", SLEEPS, image=image, grace_seconds=5, owner=reference),
+    )
+    cluster.wait_pod(namespace, "owned", running, what="running")
+
+    core.delete_namespaced_config_map("owner", namespace)
+
+    cluster.wait_pod_gone(namespace, "owned", timeout=60)
