@@ -9,12 +9,14 @@ A mailbox message is msgpack ``[version, kind, to, sender, msg_id, body]``:
 * ``msg_id`` is the sender's message sequence number: with ``sender`` it names the message
   uniquely (pids are never reused). Core mailboxes do not need it; it is what a durable
   mailbox (JetStream, at-least-once) de-duplicates redeliveries with;
-* ``body`` is the codec's bytes, kept opaque here so a malformed body can still be answered
-  (the envelope decodes, the body does not) instead of leaving the caller to time out.
+* ``body`` is the message itself, in the codec's msgpack (one msgpack document for the whole
+  envelope: decoding twice cost more than anything else on the receiving side). A body that
+  does not decode makes the envelope fail; a call is still answered ``refused``, because
+  its reply subject travels outside the payload.
 
-A call's reply is msgpack ``[status, payload]``: ``0`` and the body bytes, or ``1`` and an
-error map ``{"error": kind, ...}``. The NATS reply subject carries the call; the server's
-no-responders status (503) is the ``noproc`` answer.
+A call's reply is codec msgpack ``[status, payload]``: ``0`` and the reply value, or ``1``
+and an error map ``{"error": kind, ...}``. The NATS reply subject carries the call; the
+server's no-responders status (503) is the ``noproc`` answer.
 """
 
 from __future__ import annotations
@@ -24,8 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import msgpack
-
+from rebeam import _codec
 from rebeam.errors import CodecError
 
 __all__ = ["Envelope", "Kind", "pack", "pack_reply", "unpack", "unpack_reply"]
@@ -50,7 +51,7 @@ class Envelope:
     kind: Kind
     to: str
     sender: str | None
-    body: bytes
+    body: Any
     msg_id: int | None = None
     reply: str | None = None  # the NATS reply subject of a call; not part of the payload
     size: int = 0
@@ -58,7 +59,6 @@ class Envelope:
     ack: Callable[[], Awaitable[None]] | None = None
 
 
-_packer = msgpack.Packer(use_bin_type=True)  # reused: the hot path (see _codec)
 _KINDS = {int(k): k for k in Kind}
 
 
@@ -66,18 +66,16 @@ def pack(env: Envelope) -> bytes:
     return pack_fields(env.kind, env.to, env.sender, env.msg_id, env.body)
 
 
-def pack_fields(kind: int, to: str, sender: str | None, msg_id: int | None, body: bytes) -> bytes:
-    """:func:`pack` without building an :class:`Envelope` first (the send path)."""
-    return _packer.pack([VERSION, kind, to, sender, msg_id, body])  # type: ignore[no-any-return]
+def pack_fields(kind: int, to: str, sender: str | None, msg_id: int | None, body: Any) -> bytes:
+    """:func:`pack` without building an :class:`Envelope` first (the send path); raises
+    :class:`CodecError` for a body the codec refuses."""
+    return _codec.encode([VERSION, kind, to, sender, msg_id, body])
 
 
 def unpack(data: bytes, reply: str | None = None) -> Envelope:
     """Decode an envelope; any malformed input raises :class:`CodecError`."""
-    try:
-        item = msgpack.unpackb(data, raw=False, use_list=True, max_ext_len=0)
-    except Exception as exc:  # garbage bytes: msgpack raises many types
-        raise CodecError(f"malformed envelope: {type(exc).__name__}") from None
-    if not isinstance(item, list) or len(item) != 6:
+    item = _codec.decode(data)
+    if type(item) is not list or len(item) != 6:
         raise CodecError("malformed envelope: not a 6-item array")
     version, kind, to, sender, msg_id, body = item
     if version != VERSION:
@@ -85,8 +83,8 @@ def unpack(data: bytes, reply: str | None = None) -> Envelope:
     known = _KINDS.get(kind) if type(kind) is int else None
     if known is None:
         raise CodecError(f"unknown message kind {kind!r}")
-    if not isinstance(to, str) or not isinstance(body, bytes):
-        raise CodecError("malformed envelope: bad target or body")
+    if type(to) is not str:
+        raise CodecError("malformed envelope: bad target")
     if sender is not None and not isinstance(sender, str):
         raise CodecError("malformed envelope: bad sender")
     if msg_id is not None and type(msg_id) is not int:
@@ -98,19 +96,17 @@ OK = 0
 ERROR = 1
 
 
-def pack_reply(body: bytes) -> bytes:
-    return msgpack.packb([OK, body], use_bin_type=True)  # type: ignore[no-any-return]
+def pack_reply(value: Any) -> bytes:
+    """A call's reply; raises :class:`CodecError` for a value the codec refuses."""
+    return _codec.encode([OK, value])
 
 
 def pack_error(error: dict[str, Any]) -> bytes:
-    return msgpack.packb([ERROR, error], use_bin_type=True)  # type: ignore[no-any-return]
+    return _codec.encode([ERROR, error])
 
 
 def unpack_reply(data: bytes) -> tuple[int, Any]:
-    try:
-        item = msgpack.unpackb(data, raw=False, max_ext_len=0)
-    except Exception as exc:
-        raise CodecError(f"malformed reply: {type(exc).__name__}") from None
-    if not (isinstance(item, list) and len(item) == 2 and item[0] in (OK, ERROR)):
+    item = _codec.decode(data)
+    if not (type(item) is list and len(item) == 2 and item[0] in (OK, ERROR)):
         raise CodecError("malformed reply")
     return item[0], item[1]

@@ -40,6 +40,7 @@ from rebeam import _codec, _subjects
 from rebeam._addresses import Address, Name, Via
 from rebeam._envelope import (
     USER_KINDS,
+    VERSION,
     Envelope,
     Kind,
     pack,
@@ -75,6 +76,7 @@ DEFAULT_CALL_TIMEOUT = 5.0
 _STATUS = "Status"
 _NO_RESPONDERS = "503"
 _MAX_IDLE_WATCHES = 256
+_CAST = int(Kind.CAST)  # a plain int packs faster than the enum
 
 
 @dataclass
@@ -425,7 +427,7 @@ class Node:
     async def _on_signal(self, env: Envelope) -> None:
         if env.kind is Kind.PING:
             if env.reply:
-                await self.nc.publish(env.reply, pack_reply(b""))
+                await self.nc.publish(env.reply, pack_reply(None))
             return
         try:
             sender = Pid.parse(env.sender or "")
@@ -458,7 +460,7 @@ class Node:
                 item = await self.mailbox.get()
         if isinstance(item, Info):
             return item.message
-        return _codec.decode(item.body)
+        return item.body
 
     # -- sending -------------------------------------------------------------------------
 
@@ -491,7 +493,7 @@ class Node:
         return route
 
     def _envelope(self, kind: Kind, to: str, message: Any) -> bytes:
-        data = pack_fields(kind, to, self._pid_str, next(self._seq), _codec.encode(message))
+        data = pack_fields(kind, to, self._pid_str, next(self._seq), message)
         if len(data) > self._limit:
             raise MessageTooLarge(len(data), self._limit)
         return data
@@ -514,8 +516,11 @@ class Node:
                 pid = await self.resolve(dest)
             except NoProc:
                 return
-        subject, to = self._route(pid)
-        await self.nc.publish(subject, self._envelope(Kind.CAST, to, message))
+        route = self._routes.get(pid) or self._route(pid)
+        data = _codec.encode([VERSION, _CAST, route[1], self._pid_str, next(self._seq), message])
+        if len(data) > self._limit:
+            raise MessageTooLarge(len(data), self._limit)
+        await self.nc.publish(route[0], data)
 
     async def call(
         self,
@@ -571,7 +576,7 @@ class Node:
             if len(self._watches) > _MAX_IDLE_WATCHES:
                 self._maybe_unwatch(pid)
         if status == 0:
-            return _codec.decode(payload)
+            return payload
         raise _error_from_reply(payload, pid)
 
     async def _on_reply(self, msg: Any) -> None:
@@ -645,7 +650,7 @@ class Node:
 
     async def is_alive(self, pid: Pid, timeout: float = 5.0) -> bool:
         """Whether ``pid`` holds its mailbox now (a timeout counts as alive: busy, not gone)."""
-        data = pack(Envelope(Kind.PING, str(pid), self._pid_str, b""))
+        data = pack(Envelope(Kind.PING, str(pid), self._pid_str, None))
         try:
             await self.nc.request(_subjects.mailbox(pid), data, timeout=timeout)
         except nats.errors.NoRespondersError:
@@ -697,7 +702,7 @@ class Node:
         watch = await self._watch(pid)
         watch.linked = True
         await self.nc.publish(
-            _subjects.mailbox(pid), pack(Envelope(Kind.LINK, str(pid), self._pid_str, b""))
+            _subjects.mailbox(pid), pack(Envelope(Kind.LINK, str(pid), self._pid_str, None))
         )
         if not await self.is_alive(pid) and self._watches.get(pid) is watch and watch.linked:
             watch.linked = False
@@ -712,7 +717,7 @@ class Node:
             watch.linked = False
             self._maybe_unwatch(pid)
         await self.nc.publish(
-            _subjects.mailbox(pid), pack(Envelope(Kind.UNLINK, str(pid), self._pid_str, b""))
+            _subjects.mailbox(pid), pack(Envelope(Kind.UNLINK, str(pid), self._pid_str, None))
         )
 
     @property
