@@ -105,7 +105,9 @@ async def measure_restarts(url: str, n: int) -> list[float]:
         manifest = Path(tmp) / "bench.yaml"
         manifest.write_text(MANIFEST)
         events = Path(tmp) / "events.jsonl"
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "XDG_STATE_HOME": tmp}
+        # (state apart from the manifest: a folder named rebeam beside it would shadow the
+        # package of an editable install)
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "XDG_STATE_HOME": f"{tmp}/state"}
         run = subprocess.Popen(
             [str(Path(sys.executable).parent / "rebeam"), "run", str(manifest), "--quiet",
              "--nats", url, "--namespace", NAMESPACE, "--events", str(events)],
