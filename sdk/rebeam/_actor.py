@@ -323,10 +323,11 @@ class Host:
         message = env.body
         if env.kind is Kind.CALL:
             self._current = env
-            sender = _parse_pid(env.sender)
-            from_ = From(sender, env.reply or "")
+            from_ = From(env.sender, env.reply or "")
             try:
-                result = await _maybe_await(self.actor.handle_call(message, from_))
+                result = self.actor.handle_call(message, from_)
+                if result is not None and hasattr(result, "__await__"):
+                    result = await result
                 if result is not NOREPLY and env.reply:
                     await self.node.nc.publish(env.reply, pack_reply(result))
             except Exception as exc:
@@ -361,10 +362,3 @@ class Host:
         if self._stop is None or self._stop.is_clean:
             self._stop = reason
         self._stopping.set()
-
-
-def _parse_pid(text: str | None) -> Pid | None:
-    try:
-        return Pid.parse(text) if text else None
-    except ValueError:
-        return None

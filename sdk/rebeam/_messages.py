@@ -46,5 +46,13 @@ class Exit:
 class From:
     """Who is waiting for a call's reply: pass it to ``Actor.reply`` for a deferred reply."""
 
-    pid: Pid | None
+    sender: str | None  # the caller's pid, as the envelope carried it
     reply_to: str
+
+    @property
+    def pid(self) -> Pid | None:
+        """The caller's pid (parsed on demand: most calls never ask)."""
+        try:
+            return Pid.parse(self.sender) if self.sender else None
+        except ValueError:
+            return None
