@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 import pytest
 from infra.cluster import Cluster
-from infra.pods import phase, python_pod, running, terminated
-from infra.procs import wait_for
+from infra.pods import MARK_READY, phase, python_pod, ready, terminated
 from kubernetes import client
 
 pytestmark = pytest.mark.e2e
@@ -51,41 +51,43 @@ def test_pod_runs_and_reports_its_exit(
     assert pod["spec"]["nodeName"]
 
 
-TRAPS_SIGTERM = """
+TRAPS_SIGTERM = f"""
     import signal, sys, time
     def on_term(signum, frame):
         print("got SIGTERM, ignoring it", flush=True)
     signal.signal(signal.SIGTERM, on_term)
-    print("ready", flush=True)
+    {MARK_READY}
     while True:
         time.sleep(0.1)
 """
 
-EXITS_ON_SIGTERM = """
+EXITS_ON_SIGTERM = f"""
     import signal, sys, time
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
+    {MARK_READY}
     while True:
         time.sleep(0.1)
 """
 
 
-def _start(cluster: Cluster, namespace: str, manifest: dict[str, object]) -> None:
+def _start(cluster: Cluster, namespace: str, manifest: dict[str, Any]) -> None:
+    """Create the pod and wait until it is Ready (its readiness probe, if any, passed)."""
     core = client.CoreV1Api(cluster.api_client())
     core.create_namespaced_pod(namespace, manifest)
-    name = str(manifest["metadata"]["name"])  # type: ignore[index]
-    cluster.wait_pod(namespace, name, running, what="running")
+    cluster.wait_pod(namespace, manifest["metadata"]["name"], ready, what="Ready")
 
 
 def test_deletion_waits_out_the_grace_period(cluster: Cluster, namespace: str, image: str) -> None:
     """A process that traps SIGTERM keeps the pod until the grace period ends (then SIGKILL)."""
     grace = 4
-    manifest = python_pod("stubborn", TRAPS_SIGTERM, image=image, grace_seconds=grace)
+    manifest = python_pod(
+        "stubborn", TRAPS_SIGTERM, image=image, grace_seconds=grace, ready_file=True
+    )
     _start(cluster, namespace, manifest)
     kubelet = cluster.kubelet
     if kubelet is not None:
         pid = kubelet.container_pid(namespace, "stubborn")
         log = kubelet.log_path(namespace, "stubborn")
-        wait_for(lambda: "ready" in log.read_text(), timeout=30, what="the handler installed")
     core = client.CoreV1Api(cluster.api_client())
 
     started = time.monotonic()
@@ -103,7 +105,9 @@ def test_deletion_waits_out_the_grace_period(cluster: Cluster, namespace: str, i
 def test_deletion_ends_when_the_process_exits(cluster: Cluster, namespace: str, image: str) -> None:
     """A process that exits on SIGTERM ends its pod's deletion long before the grace period."""
     grace = 60
-    manifest = python_pod("polite", EXITS_ON_SIGTERM, image=image, grace_seconds=grace)
+    manifest = python_pod(
+        "polite", EXITS_ON_SIGTERM, image=image, grace_seconds=grace, ready_file=True
+    )
     _start(cluster, namespace, manifest)
     core = client.CoreV1Api(cluster.api_client())
 

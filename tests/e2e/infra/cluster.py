@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,7 +16,7 @@ from typing import Any
 import yaml
 from kubernetes import client, config
 
-from .binaries import kubectl
+from .binaries import BinariesMissing, find_binary, kubectl
 from .controlplane import ControlPlane, write_kubeconfig
 from .kubelet import ProcessKubelet
 from .procs import wait_for
@@ -242,6 +243,25 @@ class Cluster:
             return False
 
         wait_for(gone, timeout=timeout, what=f"pod {namespace}/{name} deleted")
+
+    def helm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run helm (built by testinfra/build.sh, else on PATH) against this cluster."""
+        try:
+            binary = str(find_binary("helm"))
+        except BinariesMissing:
+            if self.local_control_plane or not shutil.which("helm"):
+                raise
+            binary = "helm"
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "HELM_CACHE_HOME": str(self.workdir / "helm" / "cache"),
+            "HELM_CONFIG_HOME": str(self.workdir / "helm" / "config"),
+            "HELM_DATA_HOME": str(self.workdir / "helm" / "data"),
+        }
+        return subprocess.run(
+            [binary, *args], env=env, check=check, capture_output=True, text=True, timeout=120
+        )
 
     def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run kubectl against this cluster; output captured as text."""

@@ -563,6 +563,8 @@ class ContainerRun:
     state: Json = field(default_factory=lambda: {"waiting": {"reason": "ContainerCreating"}})
     last_state: Json = field(default_factory=dict)
     started_once: bool = False
+    probe_ready: bool = False  # the readiness probe's verdict on the current run
+    env: dict[str, str] = field(default_factory=dict)
     will_restart: bool = True  # until it ends for good
 
     @property
@@ -581,12 +583,17 @@ class ContainerRun:
     def running(self) -> bool:
         return self.process is not None and self.process.returncode is None
 
+    @property
+    def ready(self) -> bool:
+        """Running, and its exec readiness probe (if any) last succeeded."""
+        return self.running and ("readinessProbe" not in self.spec or self.probe_ready)
+
     def status(self, pid_prefix: str = "process://") -> Json:
         status: Json = {
             "name": self.name,
             "image": self.spec.get("image") or "none",
             "imageID": self.spec.get("image") or "none",
-            "ready": self.running,
+            "ready": self.ready,
             "started": self.running,
             "restartCount": self.restarts,
             "state": self.state,
@@ -678,8 +685,12 @@ class PodWorker:
                 run.state = {"running": {"startedAt": started_at}}
                 run.started_once = True
                 self.status_changed()
-                assert run.process is not None
-                code = await run.process.wait()
+                probing = asyncio.create_task(self._probe_readiness(run))
+                try:
+                    code = await run.process.wait()
+                finally:
+                    probing.cancel()
+                    run.probe_ready = False
                 exit_code, sig = (128 - code, -code) if code < 0 else (code, None)
                 reason = "Completed" if exit_code == 0 else "Error"
             except Exception as exc:  # StartError, or the API failing us while preparing
@@ -730,7 +741,7 @@ class PodWorker:
         if fault is not None:
             raise StartError(fault.message)
         spec = run.spec
-        env = await self._environment(run)
+        env = run.env = await self._environment(run)
         argv = [_expand(a, env) for a in [*spec.get("command", []), *spec.get("args", [])]]
         if not spec.get("command"):
             raise StartError("the process kubelet ignores images: a container needs a `command`")
@@ -753,6 +764,53 @@ class PodWorker:
             raise StartError(f"failed to start {argv[0]!r}: {exc}") from exc
         finally:
             log_file.close()
+
+    async def _probe_readiness(self, run: ContainerRun) -> None:
+        """Run an ``exec`` readinessProbe as a kubelet does (other probe kinds: always ready)."""
+        probe = run.spec.get("readinessProbe")
+        if probe is None:
+            return
+        if "exec" not in probe:
+            run.probe_ready = True
+            self.status_changed()
+            return
+        await asyncio.sleep(probe.get("initialDelaySeconds", 0))
+        streak = {True: 0, False: 0}
+        needed = {True: probe.get("successThreshold", 1), False: probe.get("failureThreshold", 3)}
+        while True:
+            ok = await self._exec_probe(
+                run, probe["exec"]["command"], probe.get("timeoutSeconds", 1)
+            )
+            streak[ok], streak[not ok] = streak[ok] + 1, 0
+            if streak[ok] >= needed[ok] and run.probe_ready != ok:
+                run.probe_ready = ok
+                self.status_changed()
+            await asyncio.sleep(probe.get("periodSeconds", 10))
+
+    async def _exec_probe(self, run: ContainerRun, command: list[str], timeout: float) -> bool:
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *command,
+                cwd=run.spec.get("workingDir") or str(self.directory),
+                env=run.env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=die_with_parent,
+            )
+        except OSError:
+            return False
+        try:
+            return await asyncio.wait_for(process.wait(), timeout) == 0
+        except TimeoutError:
+            _signal_group(process.pid, signal.SIGKILL)
+            await process.wait()
+            return False
+        finally:
+            if process.returncode is None:  # cancelled with the container
+                _signal_group(process.pid, signal.SIGKILL)
+                await asyncio.shield(process.wait())
 
     def _termination_message(self, run: ContainerRun, exit_code: int, reason: str) -> str:
         if reason == "StartError":
@@ -1000,7 +1058,7 @@ class PodWorker:
 
     async def _write_status_once(self, phase: str | None, message: str | None) -> None:
         runs = list(self.containers.values())
-        ready = all(r.running for r in runs)
+        ready = all(r.ready for r in runs)
         kept = [
             c
             for c in self.pod.get("status", {}).get("conditions", [])

@@ -8,6 +8,8 @@ from typing import Any
 Json = dict[str, Any]
 
 TERMINATION_LOG = "/dev/termination-log"
+READY_CHECK = "import os, sys; sys.exit(not os.path.exists(os.path.expanduser('~/ready')))"
+MARK_READY = "open(__import__('os').path.expanduser('~/ready'), 'w').close()"
 
 
 def python_pod(
@@ -19,6 +21,7 @@ def python_pod(
     grace_seconds: int | None = None,
     env: list[Json] | None = None,
     owner: Json | None = None,
+    ready_file: bool = False,
 ) -> Json:
     """A pod of one container running ``python -c code``.
 
@@ -37,6 +40,13 @@ def python_pod(
             }
         ],
     }
+    if ready_file:
+        # Ready once the process has created ~/ready (HOME is private to the pod on any cluster).
+        spec["containers"][0]["readinessProbe"] = {
+            "exec": {"command": ["python", "-c", READY_CHECK]},
+            "periodSeconds": 1,
+            "failureThreshold": 1,
+        }
     if grace_seconds is not None:
         spec["terminationGracePeriodSeconds"] = grace_seconds
     metadata: Json = {"name": name}
@@ -55,6 +65,11 @@ def container_status(pod: Json, name: str = "main") -> Json:
 def terminated(pod: Json, name: str = "main") -> Json:
     """The container's terminated state, or {} while it has none."""
     return dict(container_status(pod, name).get("state", {}).get("terminated") or {})
+
+
+def ready(pod: Json) -> bool:
+    conditions = pod.get("status", {}).get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
 def running(pod: Json, name: str = "main") -> bool:
