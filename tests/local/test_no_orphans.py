@@ -4,8 +4,19 @@ its private nats-server with it."""
 from __future__ import annotations
 
 import signal
+import tempfile
+from pathlib import Path
 
-from tests.local.conftest import SLEEPER, StartRun, alive, descendants, supervisor, wait_gone
+from tests.local.conftest import (
+    SLEEPER,
+    Run,
+    StartRun,
+    alive,
+    descendants,
+    supervisor,
+    wait_gone,
+    wait_until,
+)
 
 
 def test_sigkill_of_rebeam_run_leaves_no_process_behind(rebeam_run: StartRun) -> None:
@@ -22,7 +33,19 @@ def test_sigkill_of_rebeam_run_leaves_no_process_behind(rebeam_run: StartRun) ->
     everything = descendants(run.process.pid)
     # the nats-server, the reaper, four sleeps and a shell at least
     assert len(everything) >= 7, everything
+    scratch = [p for p in Path(tempfile.gettempdir()).glob("rebeam-run-*") if _owned_by(p, run)]
+    assert len(scratch) == 1
     run.signal(signal.SIGKILL)
     run.process.wait()
     wait_gone(everything)
     assert not any(alive(p) for p in everything)
+    wait_until(lambda: not any(p.exists() for p in scratch), what="the scratch folder to go")
+
+
+def _owned_by(folder: Path, run: Run) -> bool:
+    """Whether the private nats-server of ``run`` keeps its store in ``folder``."""
+    return any(
+        str(folder) in Path(f"/proc/{p}/cmdline").read_text(errors="replace")
+        for p in descendants(run.process.pid)
+        if Path(f"/proc/{p}/cmdline").exists()
+    )

@@ -2,8 +2,9 @@
 
 A killed process runs no cleanup, so the cleanup has to live elsewhere. ``rebeam run`` starts
 this small process first, in a session of its own, and tells it over a pipe about every process
-group it creates (``+<pgid>``) and retires (``-<pgid>``). When the pipe closes — ``rebeam run``
-ended, however it ended — the reaper SIGKILLs every group still on its list and exits.
+group it creates (``+<pgid>``) and retires (``-<pgid>``), and about its scratch folder
+(``dir <path>``). When the pipe closes — ``rebeam run`` ended, however it ended — the reaper
+SIGKILLs every group still on its list, removes the folder if it is still there, and exits.
 
 PR_SET_PDEATHSIG on each child covers the direct children; the reaper also covers what they
 started (a shell's children), because it kills whole process groups.
@@ -15,9 +16,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 __all__ = ["Reaper", "main"]
 
@@ -42,6 +45,9 @@ class Reaper:
     def forget(self, pgid: int) -> None:
         self._say(f"-{pgid}")
 
+    def remove_at_exit(self, folder: Path) -> None:
+        self._say(f"dir {folder}")
+
     def _say(self, line: str) -> None:
         stdin = self._process.stdin
         if stdin is None or stdin.closed:
@@ -64,16 +70,21 @@ def main() -> int:
     # but be explicit: only the closing pipe ends us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     groups: set[int] = set()
+    folders: list[str] = []
     for raw in sys.stdin.buffer:
         line = raw.strip().decode(errors="replace")
         with contextlib.suppress(ValueError):
-            if line.startswith("+"):
+            if line.startswith("dir "):
+                folders.append(line[4:])
+            elif line.startswith("+"):
                 groups.add(int(line[1:]))
             elif line.startswith("-"):
                 groups.discard(int(line[1:]))
     for pgid in groups:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGKILL)
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
     return 0
 
 

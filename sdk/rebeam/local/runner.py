@@ -120,6 +120,7 @@ class LocalRun:
     async def run(self, on_context: object = None) -> int:
         workdir = Path(tempfile.mkdtemp(prefix="rebeam-run-"))
         reaper = Reaper()
+        reaper.remove_at_exit(workdir)
         server: NatsServer | None = None
         nc = None
         lifecycle = Lifecycle(self.options.namespace, self.options.events_file)
