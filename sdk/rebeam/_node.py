@@ -175,6 +175,7 @@ class Node:
         connect_timeout: float = 2.0,
         max_reconnect_attempts: int = -1,
         reconnect_time_wait: float = 0.5,
+        connect_deadline: float = float(os.environ.get("REBEAM_CONNECT_DEADLINE", "10")),
     ) -> Node:
         pid = pid or Pid.for_client(namespace)
         holder: dict[str, Node] = {}
@@ -203,13 +204,16 @@ class Node:
             url,
             name=str(pid),
             connect_timeout=connect_timeout,
-            max_reconnect_attempts=max_reconnect_attempts,
+            # nats-py retries the first connect with the reconnect budget, and -1 would
+            # retry forever: bound the first connect, then allow the configured budget.
+            max_reconnect_attempts=max(1, int(connect_deadline / reconnect_time_wait)),
             reconnect_time_wait=reconnect_time_wait,
             allow_reconnect=True,
             error_cb=error_cb,
             disconnected_cb=disconnected_cb,
             reconnected_cb=reconnected_cb,
         )
+        nc.options["max_reconnect_attempts"] = max_reconnect_attempts
         node = cls(
             nc,
             pid,

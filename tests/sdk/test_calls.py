@@ -141,3 +141,24 @@ async def test_deferred_reply(launcher, node):
             await asyncio.sleep(0)
     assert await node.call(child.pid, ["release", {"late": True}]) == "released"
     assert await asyncio.wait_for(waiting, 5) == {"late": True}
+
+
+async def test_runtime_without_nats_fails_to_start(tmp_path):
+    import json
+    import os
+    import sys
+
+    from rebeam.events import read_exit_record
+
+    record = tmp_path / "exit.json"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "rebeam.runtime", "rebeam:Actor",
+        "--nats", "nats://127.0.0.1:1", "--exit-record", str(record),
+        env={**os.environ, "REBEAM_CONNECT_DEADLINE": "1"},
+        stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    assert await asyncio.wait_for(proc.wait(), 30) == 1
+    reason = read_exit_record(record)
+    assert reason is not None
+    assert reason.kind is ExitKind.CRASH
+    assert "cannot connect" in json.dumps(reason.to_wire())
