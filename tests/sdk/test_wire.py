@@ -151,3 +151,14 @@ async def test_garbage_never_crashes_a_runtime(launcher, node):
     stats = await node.call(child.pid, "stats")
     assert stats["malformed"] > 0
     assert child.proc.returncode is None
+
+
+async def test_oversized_message_refused_at_receiver(nats_server, namespace):
+    async with (
+        rebeam.connect(nats_server.url, namespace=namespace, max_message_size=1000) as small,
+        rebeam.connect(nats_server.url, namespace=namespace) as big,
+    ):
+        await big.send(small.pid, b"x" * 5000)  # fits the server, not the receiver's limit
+        await big.send(small.pid, "small")
+        assert await small.receive(timeout=5) == "small"
+        assert small.stats.oversized == 1
