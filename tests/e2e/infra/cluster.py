@@ -7,6 +7,7 @@ import re
 import secrets
 import shutil
 import subprocess
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -178,9 +179,12 @@ class Cluster:
 
     # -- objects --
 
-    def apply_crds(self, directory: Path, timeout: float = 30.0) -> list[str]:
-        """Create or replace every CustomResourceDefinition in ``directory``'s YAML files and
-        wait until each is Established. Returns their names."""
+    def apply_crds(
+        self, directory: Path, timeout: float = 30.0, *, wait_for_gc: bool = True
+    ) -> list[str]:
+        """Create or replace every CustomResourceDefinition in ``directory``'s YAML files, wait
+        until each is Established and (``wait_for_gc``) known to the garbage collector, so that
+        objects owned by custom objects are collected from the first test on. Returns names."""
         extensions = client.ApiextensionsV1Api(self.api_client())
         names: list[str] = []
         for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
@@ -209,7 +213,47 @@ class Cluster:
 
         for name in names:
             wait_for(established(name), timeout=timeout, what=f"CRD {name} Established")
+        if wait_for_gc:
+            for name in names:
+                self._wait_garbage_collector_knows(extensions.read_custom_resource_definition(name))
         return names
+
+    def _wait_garbage_collector_knows(self, crd: Any, timeout: float = 90.0) -> None:
+        """Wait until the garbage collector resolves the CRD's kind in ownerReferences.
+
+        It rediscovers resources every 30 s, and until then it cannot collect objects owned by
+        the new kind. The probe: a ConfigMap owned by an object of that kind that does not
+        exist, which the garbage collector deletes as soon as it can look the owner up.
+        """
+        version = next(v.name for v in crd.spec.versions if v.storage)
+        owner = {
+            "apiVersion": f"{crd.spec.group}/{version}",
+            "kind": crd.spec.names.kind,
+            "name": "absent",
+            "uid": str(uuid.uuid4()),
+        }
+        core = client.CoreV1Api(self.api_client())
+        probe = f"gc-probe-{secrets.token_hex(4)}"
+        namespace = "default"  # a namespaced owner is looked up in the dependent's namespace
+        core.create_namespaced_config_map(
+            namespace,
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": probe, "ownerReferences": [owner]},
+            },
+        )
+
+        def collected() -> bool:
+            try:
+                core.read_namespaced_config_map(probe, namespace)
+            except client.ApiException as exc:
+                if exc.status == 404:
+                    return True
+                raise
+            return False
+
+        wait_for(collected, timeout=timeout, what=f"garbage collector to know {crd.metadata.name}")
 
     def wait_pod(
         self,
