@@ -29,7 +29,7 @@ import itertools
 import logging
 import os
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import nats
@@ -43,17 +43,17 @@ from rebeam._envelope import (
     VERSION,
     Envelope,
     Kind,
-    pack,
     pack_error,
     pack_fields,
     pack_reply,
     unpack,
     unpack_reply,
 )
-from rebeam._lease import Lease, watch_expiries
+from rebeam._lease import Lease
 from rebeam._mailbox import Info, Mailbox
-from rebeam._messages import Down, Exit, MonitorRef
-from rebeam._registry import Store, local_key, name_key
+from rebeam._naming import Naming
+from rebeam._registry import Store
+from rebeam._watching import Watching, _Watch
 from rebeam.errors import (
     CalleeExited,
     CallingSelf,
@@ -65,8 +65,8 @@ from rebeam.errors import (
     RemoteError,
 )
 from rebeam.events import LifecycleEvent
-from rebeam.exits import NOCONNECTION, NOPROC, ExitReason
-from rebeam.pids import Pid, escape_token
+from rebeam.exits import ExitReason
+from rebeam.pids import Pid
 
 __all__ = ["Node", "Stats"]
 
@@ -92,21 +92,7 @@ class Stats:
     mailbox_refused: int = 0
 
 
-@dataclass
-class _Watch:
-    """Why this node listens for one pid's exit."""
-
-    sub: Any
-    monitors: dict[MonitorRef, str | None] = field(default_factory=dict)
-    linked: bool = False
-    calls: set[str] = field(default_factory=set)
-
-    @property
-    def idle(self) -> bool:
-        return not self.monitors and not self.linked and not self.calls
-
-
-class Node:
+class Node(Naming, Watching):
     """One process's presence in rebeam. Make one with :func:`rebeam.connect` (a client) or
     let ``python -m rebeam.runtime`` make it (an actor)."""
 
@@ -304,18 +290,6 @@ class Node:
         if self.on_lease_lost is not None:
             self.on_lease_lost()
 
-    def _watch_leases(self) -> None:
-        """Start this node's one lease watcher (monitors and links need it)."""
-        if self._lease_watch is None:
-
-            def expired(pid: Pid) -> None:
-                if pid in self._watches:
-                    self._handle_exit(pid, NOCONNECTION)
-
-            self._lease_watch = self._spawn(
-                watch_expiries(self.nc.jetstream(), self.namespace, expired)
-            )
-
     # -- fencing -------------------------------------------------------------------------
 
     async def claim_slot(self) -> None:
@@ -378,17 +352,6 @@ class Node:
         # Exit events published while we were away are lost (Core NATS): ask again.
         for pid in list(self._watches):
             self._spawn(self._recheck(pid))
-
-    async def _recheck(self, pid: Pid, grace: float = 10.0) -> None:
-        # After a NATS outage the peer reconnects on its own schedule: only a peer that
-        # stays unreachable for the whole grace period is reported gone (noconnection).
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + grace
-        while loop.time() < deadline:
-            if pid not in self._watches or await self.is_alive(pid, timeout=2.0):
-                return
-            await asyncio.sleep(0.25)
-        self._handle_exit(pid, NOCONNECTION)
 
     # -- receiving -----------------------------------------------------------------------
 
@@ -601,242 +564,10 @@ class Node:
         except CodecError as exc:
             fut.set_exception(exc)
 
-    # -- exit watches: monitors, links, calls ---------------------------------------------
-
-    async def _watch(self, pid: Pid) -> _Watch:
-        watch = self._watches.get(pid)
-        if watch is None:
-            # SUB goes out before anything we publish next on this connection, so the
-            # server knows our interest before the callee can possibly exit from it.
-            sub = await self.nc.subscribe(_subjects.events_of(pid), cb=self._on_exited)
-            watch = self._watches.setdefault(pid, _Watch(sub))
-            if watch.sub is not sub:
-                await sub.unsubscribe()
-        return watch
-
-    def _maybe_unwatch(self, pid: Pid) -> None:
-        watch = self._watches.get(pid)
-        if watch is not None and watch.idle:
-            del self._watches[pid]
-            self._spawn(_unsubscribe(watch.sub))
-
-    async def _on_exited(self, msg: Any) -> None:
-        try:
-            event = LifecycleEvent.model_validate_json(msg.data)
-            pid = event.pid_value
-            reason = event.exit_reason
-        except ValueError as exc:
-            log.warning("%s: ignored a malformed exit event: %s", self.pid, exc)
-            return
-        if pid is not None and reason is not None:
-            self._handle_exit(pid, reason)
-
-    def _handle_exit(self, pid: Pid, reason: ExitReason) -> None:
-        watch = self._watches.pop(pid, None)
-        if watch is None:
-            return
-        self._spawn(_unsubscribe(watch.sub))
-        for token in watch.calls:
-            entry = self._calls.pop(token, None)
-            if entry is not None and not entry[0].done():
-                entry[0].set_exception(CalleeExited(reason, pid))
-        for ref, name in watch.monitors.items():
-            self.mailbox.offer(Info(Down(ref, pid, reason, name)))
-        if watch.linked:
-            self.exit_signal(pid, reason)
-
-    def exit_signal(self, sender: Pid, reason: ExitReason) -> None:
-        """An exit signal from a linked process, as OTP handles it."""
-        if self.trap_exit or self.on_exit_signal is None:
-            self.mailbox.offer(Info(Exit(sender, reason)))
-        elif not reason.is_normal:
-            self.on_exit_signal(sender, reason)
-
-    async def is_alive(self, pid: Pid, timeout: float = 5.0) -> bool:
-        """Whether ``pid`` holds its mailbox now (a timeout counts as alive: busy, not gone)."""
-        data = pack(Envelope(Kind.PING, str(pid), self._pid_str, None))
-        try:
-            await self.nc.request(_subjects.mailbox(pid), data, timeout=timeout)
-        except nats.errors.NoRespondersError:
-            return False
-        except nats.errors.TimeoutError:
-            return True
-        return True
-
-    async def monitor(self, dest: Address) -> MonitorRef:
-        """Monitor a process: a :class:`Down` arrives when it ends, with its exit reason;
-        at once with ``noproc`` if it is not there."""
-        ref = MonitorRef()
-        name = dest if isinstance(dest, str) else None
-        try:
-            pid = await self.resolve(dest, cached=False)
-        except NoProc:
-            self.mailbox.offer(Info(Down(ref, None, NOPROC, name)))
-            return ref
-        self._watch_leases()
-        watch = await self._watch(pid)
-        watch.monitors[ref] = name
-        if not await self.is_alive(pid) and self._watches.get(pid) is watch:
-            if watch.monitors.pop(ref, 0) != 0:
-                self.mailbox.offer(Info(Down(ref, pid, NOPROC, name)))
-            self._maybe_unwatch(pid)
-        return ref
-
-    def demonitor(self, ref: MonitorRef) -> bool:
-        """Remove a monitor; True if it was active. A Down already queued stays queued."""
-        for pid, watch in list(self._watches.items()):
-            if watch.monitors.pop(ref, 0) != 0:
-                self._maybe_unwatch(pid)
-                return True
-        return False
-
-    async def link(self, dest: Address) -> Pid:
-        """Link to a process (both ways). If it is not there, this process gets an exit
-        signal with reason ``noproc``."""
-        try:
-            pid = await self.resolve(dest, cached=False)
-        except NoProc:
-            if self.trap_exit or self.on_exit_signal is None:
-                raise
-            self.exit_signal(self.pid, NOPROC)
-            raise
-        if pid == self.pid:
-            return pid
-        self._watch_leases()
-        watch = await self._watch(pid)
-        watch.linked = True
-        await self.nc.publish(
-            _subjects.mailbox(pid), pack(Envelope(Kind.LINK, str(pid), self._pid_str, None))
-        )
-        if not await self.is_alive(pid) and self._watches.get(pid) is watch and watch.linked:
-            watch.linked = False
-            self._maybe_unwatch(pid)
-            self.exit_signal(pid, NOPROC)
-        return pid
-
-    async def unlink(self, dest: Address) -> None:
-        pid = await self.resolve(dest, cached=False)
-        watch = self._watches.get(pid)
-        if watch is not None:
-            watch.linked = False
-            self._maybe_unwatch(pid)
-        await self.nc.publish(
-            _subjects.mailbox(pid), pack(Envelope(Kind.UNLINK, str(pid), self._pid_str, None))
-        )
-
-    @property
-    def links(self) -> list[Pid]:
-        return [pid for pid, watch in self._watches.items() if watch.linked]
-
-    # -- names ---------------------------------------------------------------------------
-
-    async def register(self, name: str, *, scope: str | None = None, local: bool = False) -> None:
-        """Register this process under ``name``: globally, or in a local scope
-        (``local=True`` for the node's own scope). Raises AlreadyRegistered."""
-        if local and scope is None:
-            scope = self.local_scope
-        await self.store.register(name, self.pid, scope)
-        if scope is None:
-            self._owned.add((name_key(name), False))
-            if self._names is not None:
-                self._names[name] = self.pid
-        else:
-            self._owned.add((local_key(scope, name), True))
-
-    async def unregister(self, name: str, *, scope: str | None = None, local: bool = False) -> None:
-        if local and scope is None:
-            scope = self.local_scope
-        await self.store.unregister(name, self.pid, scope)
-        if scope is None:
-            self._owned.discard((name_key(name), False))
-            if self._names is not None and self._names.get(name) == self.pid:
-                del self._names[name]
-        else:
-            self._owned.discard((local_key(scope, name), True))
-
-    async def whereis(
-        self, name: str, *, scope: str | None = None, local: bool = False, cached: bool = True
-    ) -> Pid | None:
-        """The pid registered as ``name``, or None.
-
-        Global names are cached: the first cached lookup starts one KV watcher for this
-        node (never one per name), and later lookups are a dict read. A stale cache is
-        harmless: a call to the dead pid gets noproc and is retried once uncached.
-        """
-        if local and scope is None:
-            scope = self.local_scope
-        if scope is not None:
-            return await self.store.whereis(name, scope)
-        if cached:
-            if self._names is not None:
-                pid = self._names.get(name)
-                if pid is not None:
-                    return pid
-            elif self._name_watch_task is None:
-                ready = asyncio.get_running_loop().create_future()
-                self._name_watch_task = self._spawn(self._watch_names(ready))
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(asyncio.shield(ready), 5)
-                if self._names is not None and name in self._names:
-                    return self._names[name]
-        return await self.store.whereis(name)
-
-    async def _watch_names(self, ready: asyncio.Future[None]) -> None:
-        from rebeam._registry import _owner_of
-
-        kv = await self.store.kv()
-        names: dict[str, Pid] = {}
-        while True:
-            try:
-                watcher = await kv.watch("n.>")
-                async for entry in watcher:
-                    if entry is None:
-                        self._names = names
-                        if not ready.done():
-                            ready.set_result(None)
-                        continue
-                    name = _unescape_name(entry.key)
-                    owner, _ = _owner_of(entry.value) if entry.operation is None else (None, 0)
-                    if owner is None:
-                        names.pop(name, None)
-                    else:
-                        names[name] = owner
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # a watcher broken by a reconnect: start again
-                log.debug("%s: name watcher restarting: %s", self.pid, exc)
-                self._names = None
-                names = {}
-                await asyncio.sleep(0.5)
-
-    async def release_all(self) -> None:
-        """Release every key this node claimed (on a clean exit)."""
-        for key, local in list(self._owned):
-            with contextlib.suppress(Exception):
-                await self.store.release(key, self.pid, local=local)
-        self._owned.clear()
-
-    def owns(self, key: str, local: bool = False) -> None:
-        self._owned.add((key, local))
-
-    def disown(self, key: str, local: bool = False) -> None:
-        self._owned.discard((key, local))
-
-
-def _unescape_name(key: str) -> str:
-    from rebeam.pids import unescape_token
-
-    return unescape_token(key.split(".", 1)[1])
-
 
 def _expire(fut: asyncio.Future[Any], pid: Pid, timeout: float) -> None:
     if not fut.done():
         fut.set_exception(CallTimeout(f"no reply from {pid} within {timeout:g}s"))
-
-
-async def _unsubscribe(sub: Any) -> None:
-    with contextlib.suppress(Exception):
-        await sub.unsubscribe()
 
 
 def _error_from_reply(payload: Any, pid: Pid) -> Exception:
@@ -852,7 +583,3 @@ def _error_from_reply(payload: Any, pid: Pid) -> Exception:
     if kind == "noproc":
         return NoProc(f"no process {pid}")
     return Refused(str(payload.get("message") or "refused"))
-
-
-def name_token(name: str) -> str:
-    return escape_token(name)

@@ -1,0 +1,130 @@
+"""Names: register, unregister and whereis for one node, with its name cache.
+
+The cache is one JetStream KV watcher per node on ``n.>`` (never one per name: nats-server
+2.15 allows 1000 consumers per stream), started by the first cached lookup. A stale entry
+is harmless for calls: a call that meets noproc asks the registry again once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+from rebeam._registry import Store, _owner_of, local_key, name_key
+from rebeam.pids import Pid, unescape_token
+
+__all__ = ["Naming"]
+
+log = logging.getLogger("rebeam.node")
+
+
+class Naming:
+    """The registry half of :class:`~rebeam._node.Node` (a mixin)."""
+
+    if TYPE_CHECKING:
+        pid: Pid
+        store: Store
+        local_scope: str
+        _owned: set[tuple[str, bool]]
+        _names: dict[str, Pid] | None
+        _name_watch_task: asyncio.Task[None] | None
+
+        def _spawn(self, coro: Any) -> asyncio.Task[Any]: ...
+
+    # -- names ---------------------------------------------------------------------------
+
+    async def register(self, name: str, *, scope: str | None = None, local: bool = False) -> None:
+        """Register this process under ``name``: globally, or in a local scope
+        (``local=True`` for the node's own scope). Raises AlreadyRegistered."""
+        if local and scope is None:
+            scope = self.local_scope
+        await self.store.register(name, self.pid, scope)
+        if scope is None:
+            self._owned.add((name_key(name), False))
+            if self._names is not None:
+                self._names[name] = self.pid
+        else:
+            self._owned.add((local_key(scope, name), True))
+
+    async def unregister(self, name: str, *, scope: str | None = None, local: bool = False) -> None:
+        if local and scope is None:
+            scope = self.local_scope
+        await self.store.unregister(name, self.pid, scope)
+        if scope is None:
+            self._owned.discard((name_key(name), False))
+            if self._names is not None and self._names.get(name) == self.pid:
+                del self._names[name]
+        else:
+            self._owned.discard((local_key(scope, name), True))
+
+    async def whereis(
+        self, name: str, *, scope: str | None = None, local: bool = False, cached: bool = True
+    ) -> Pid | None:
+        """The pid registered as ``name``, or None.
+
+        Global names are cached: the first cached lookup starts one KV watcher for this
+        node (never one per name), and later lookups are a dict read. A stale cache is
+        harmless: a call to the dead pid gets noproc and is retried once uncached.
+        """
+        if local and scope is None:
+            scope = self.local_scope
+        if scope is not None:
+            return await self.store.whereis(name, scope)
+        if cached:
+            if self._names is not None:
+                pid = self._names.get(name)
+                if pid is not None:
+                    return pid
+            elif self._name_watch_task is None:
+                ready = asyncio.get_running_loop().create_future()
+                self._name_watch_task = self._spawn(self._watch_names(ready))
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(ready), 5)
+                if self._names is not None and name in self._names:
+                    return self._names[name]
+        return await self.store.whereis(name)
+
+    async def _watch_names(self, ready: asyncio.Future[None]) -> None:
+        kv = await self.store.kv()
+        names: dict[str, Pid] = {}
+        while True:
+            try:
+                watcher = await kv.watch("n.>")
+                async for entry in watcher:
+                    if entry is None:
+                        self._names = names
+                        if not ready.done():
+                            ready.set_result(None)
+                        continue
+                    name = _unescape_name(entry.key)
+                    owner, _ = _owner_of(entry.value) if entry.operation is None else (None, 0)
+                    if owner is None:
+                        names.pop(name, None)
+                    else:
+                        names[name] = owner
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a watcher broken by a reconnect: start again
+                log.debug("%s: name watcher restarting: %s", self.pid, exc)
+                self._names = None
+                names = {}
+                await asyncio.sleep(0.5)
+
+    async def release_all(self) -> None:
+        """Release every key this node claimed (on a clean exit)."""
+        for key, local in list(self._owned):
+            with contextlib.suppress(Exception):
+                await self.store.release(key, self.pid, local=local)
+        self._owned.clear()
+
+    def owns(self, key: str, local: bool = False) -> None:
+        self._owned.add((key, local))
+
+    def disown(self, key: str, local: bool = False) -> None:
+        self._owned.discard((key, local))
+
+
+def _unescape_name(key: str) -> str:
+    return unescape_token(key.split(".", 1)[1])

@@ -1,0 +1,224 @@
+"""Exit watches: monitors, links, and the callee watch of every call.
+
+A node that monitors, links or calls a pid subscribes to that pid's ``exited`` event subject
+(``rebeam.<ns>.events.exited.<slot>.<inc>``): one Core NATS subscription per watched pid,
+shared by every reason to watch it, dropped when the last reason goes. An event becomes
+:class:`~rebeam.Down` messages, exit signals (OTP's link semantics) and failed calls. Lost
+nodes are found by their expired leases (one lease watcher per node that monitors or links),
+and after a NATS outage every watched pid is asked again whether it is still there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import nats.errors
+
+from rebeam import _subjects
+from rebeam._addresses import Address
+from rebeam._envelope import Envelope, Kind, pack
+from rebeam._lease import watch_expiries
+from rebeam._mailbox import Info, Mailbox
+from rebeam._messages import Down, Exit, MonitorRef
+from rebeam.errors import CalleeExited, NoProc
+from rebeam.events import LifecycleEvent
+from rebeam.exits import NOCONNECTION, NOPROC, ExitReason
+from rebeam.pids import Pid
+
+__all__ = ["Watching"]
+
+log = logging.getLogger("rebeam.node")
+
+
+@dataclass
+class _Watch:
+    """Why this node listens for one pid's exit."""
+
+    sub: Any
+    monitors: dict[MonitorRef, str | None] = field(default_factory=dict)
+    linked: bool = False
+    calls: set[str] = field(default_factory=set)
+
+    @property
+    def idle(self) -> bool:
+        return not self.monitors and not self.linked and not self.calls
+
+
+class Watching:
+    """The monitor and link half of :class:`~rebeam._node.Node` (a mixin)."""
+
+    if TYPE_CHECKING:
+        nc: Any
+        pid: Pid
+        namespace: str
+        mailbox: Mailbox
+        trap_exit: bool
+        on_exit_signal: Callable[[Pid, ExitReason], None] | None
+        _pid_str: str
+        _watches: dict[Pid, _Watch]
+        _calls: dict[str, tuple[asyncio.Future[Any], Pid]]
+        _lease_watch: asyncio.Task[None] | None
+
+        def _spawn(self, coro: Any) -> asyncio.Task[Any]: ...
+
+        async def resolve(self, dest: Address, *, cached: bool = True) -> Pid: ...
+
+    def _watch_leases(self) -> None:
+        """Start this node's one lease watcher (monitors and links need it)."""
+        if self._lease_watch is None:
+
+            def expired(pid: Pid) -> None:
+                if pid in self._watches:
+                    self._handle_exit(pid, NOCONNECTION)
+
+            self._lease_watch = self._spawn(
+                watch_expiries(self.nc.jetstream(), self.namespace, expired)
+            )
+
+    async def _recheck(self, pid: Pid, grace: float = 10.0) -> None:
+        # After a NATS outage the peer reconnects on its own schedule: only a peer that
+        # stays unreachable for the whole grace period is reported gone (noconnection).
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while loop.time() < deadline:
+            if pid not in self._watches or await self.is_alive(pid, timeout=2.0):
+                return
+            await asyncio.sleep(0.25)
+        self._handle_exit(pid, NOCONNECTION)
+
+    # -- exit watches: monitors, links, calls ---------------------------------------------
+
+    async def _watch(self, pid: Pid) -> _Watch:
+        watch = self._watches.get(pid)
+        if watch is None:
+            # SUB goes out before anything we publish next on this connection, so the
+            # server knows our interest before the callee can possibly exit from it.
+            sub = await self.nc.subscribe(_subjects.events_of(pid), cb=self._on_exited)
+            watch = self._watches.setdefault(pid, _Watch(sub))
+            if watch.sub is not sub:
+                await sub.unsubscribe()
+        return watch
+
+    def _maybe_unwatch(self, pid: Pid) -> None:
+        watch = self._watches.get(pid)
+        if watch is not None and watch.idle:
+            del self._watches[pid]
+            self._spawn(_unsubscribe(watch.sub))
+
+    async def _on_exited(self, msg: Any) -> None:
+        try:
+            event = LifecycleEvent.model_validate_json(msg.data)
+            pid = event.pid_value
+            reason = event.exit_reason
+        except ValueError as exc:
+            log.warning("%s: ignored a malformed exit event: %s", self.pid, exc)
+            return
+        if pid is not None and reason is not None:
+            self._handle_exit(pid, reason)
+
+    def _handle_exit(self, pid: Pid, reason: ExitReason) -> None:
+        watch = self._watches.pop(pid, None)
+        if watch is None:
+            return
+        self._spawn(_unsubscribe(watch.sub))
+        for token in watch.calls:
+            entry = self._calls.pop(token, None)
+            if entry is not None and not entry[0].done():
+                entry[0].set_exception(CalleeExited(reason, pid))
+        for ref, name in watch.monitors.items():
+            self.mailbox.offer(Info(Down(ref, pid, reason, name)))
+        if watch.linked:
+            self.exit_signal(pid, reason)
+
+    def exit_signal(self, sender: Pid, reason: ExitReason) -> None:
+        """An exit signal from a linked process, as OTP handles it."""
+        if self.trap_exit or self.on_exit_signal is None:
+            self.mailbox.offer(Info(Exit(sender, reason)))
+        elif not reason.is_normal:
+            self.on_exit_signal(sender, reason)
+
+    async def is_alive(self, pid: Pid, timeout: float = 5.0) -> bool:
+        """Whether ``pid`` holds its mailbox now (a timeout counts as alive: busy, not gone)."""
+        data = pack(Envelope(Kind.PING, str(pid), self._pid_str, None))
+        try:
+            await self.nc.request(_subjects.mailbox(pid), data, timeout=timeout)
+        except nats.errors.NoRespondersError:
+            return False
+        except nats.errors.TimeoutError:
+            return True
+        return True
+
+    async def monitor(self, dest: Address) -> MonitorRef:
+        """Monitor a process: a :class:`Down` arrives when it ends, with its exit reason;
+        at once with ``noproc`` if it is not there."""
+        ref = MonitorRef()
+        name = dest if isinstance(dest, str) else None
+        try:
+            pid = await self.resolve(dest, cached=False)
+        except NoProc:
+            self.mailbox.offer(Info(Down(ref, None, NOPROC, name)))
+            return ref
+        self._watch_leases()
+        watch = await self._watch(pid)
+        watch.monitors[ref] = name
+        if not await self.is_alive(pid) and self._watches.get(pid) is watch:
+            if watch.monitors.pop(ref, 0) != 0:
+                self.mailbox.offer(Info(Down(ref, pid, NOPROC, name)))
+            self._maybe_unwatch(pid)
+        return ref
+
+    def demonitor(self, ref: MonitorRef) -> bool:
+        """Remove a monitor; True if it was active. A Down already queued stays queued."""
+        for pid, watch in list(self._watches.items()):
+            if watch.monitors.pop(ref, 0) != 0:
+                self._maybe_unwatch(pid)
+                return True
+        return False
+
+    async def link(self, dest: Address) -> Pid:
+        """Link to a process (both ways). If it is not there, this process gets an exit
+        signal with reason ``noproc``."""
+        try:
+            pid = await self.resolve(dest, cached=False)
+        except NoProc:
+            if self.trap_exit or self.on_exit_signal is None:
+                raise
+            self.exit_signal(self.pid, NOPROC)
+            raise
+        if pid == self.pid:
+            return pid
+        self._watch_leases()
+        watch = await self._watch(pid)
+        watch.linked = True
+        await self.nc.publish(
+            _subjects.mailbox(pid), pack(Envelope(Kind.LINK, str(pid), self._pid_str, None))
+        )
+        if not await self.is_alive(pid) and self._watches.get(pid) is watch and watch.linked:
+            watch.linked = False
+            self._maybe_unwatch(pid)
+            self.exit_signal(pid, NOPROC)
+        return pid
+
+    async def unlink(self, dest: Address) -> None:
+        pid = await self.resolve(dest, cached=False)
+        watch = self._watches.get(pid)
+        if watch is not None:
+            watch.linked = False
+            self._maybe_unwatch(pid)
+        await self.nc.publish(
+            _subjects.mailbox(pid), pack(Envelope(Kind.UNLINK, str(pid), self._pid_str, None))
+        )
+
+    @property
+    def links(self) -> list[Pid]:
+        return [pid for pid, watch in self._watches.items() if watch.linked]
+
+
+async def _unsubscribe(sub: Any) -> None:
+    with contextlib.suppress(Exception):
+        await sub.unsubscribe()
