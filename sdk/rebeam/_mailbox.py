@@ -1,13 +1,19 @@
-"""The mailbox: the in-process queue between a node's NATS subscription and its actor.
+"""The in-process queue of a node: a client's messages, and every node's local info messages.
 
-The NATS subscription callback never runs user code: it decodes the envelope and offers it
-here, and the actor's receive loop takes items out one at a time (nats-notes §0.3: a slow
-callback makes nats-py drop messages; the policy for a full mailbox must be ours).
+Where messages wait, and where issue 4 (bounded and durable mailboxes) plugs in:
 
-Issue 4 plugs in here without touching the receive loop: a bounded mailbox makes ``offer``
-return False when full (the node then answers a call with an error and counts a dropped
-cast), and a durable mailbox feeds the same queue from a JetStream consumer and sets
-``Envelope.ack``, which the loop calls after the handler returned.
+* An actor's NATS messages are handled in the mailbox subscription's task
+  (``Host.deliver``), so they wait in that subscription's pending queue while a callback
+  runs. Bounding it is the subscription's ``pending_msgs_limit``/``pending_bytes_limit``;
+  nats-py reports each message it refuses through ``error_cb(SlowConsumerError)``, which
+  carries the message's reply subject, so a call can be answered "mailbox full" at once and a
+  dropped cast counted (``Stats.slow_consumer_drops`` today).
+* A durable mailbox delivers from a JetStream consumer through the same ``deliver`` with
+  ``Envelope.ack`` set; the host acks after the callback returned, and ``(sender, msg_id)``
+  de-duplicates a redelivery.
+* This queue holds what the node produces itself (Down, Exit, timers: :class:`Info`) for an
+  actor, and everything for a client (``Node.receive``); ``max_messages`` bounds it, and
+  ``offer`` returning False is the refusal.
 """
 
 from __future__ import annotations

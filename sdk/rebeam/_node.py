@@ -7,15 +7,14 @@ per publishing connection).
 
 What the node does, and where:
 
-* the mailbox subscription (``rebeam.<ns>.pid.<slot>.<inc>``) decodes envelopes and offers
-  user messages to the :class:`~rebeam._mailbox.Mailbox`; it answers system signals (ping,
-  link, unlink) itself so that a busy actor still looks alive;
+* the mailbox subscription (``rebeam.<ns>.pid.<slot>.<inc>``) decodes envelopes, refuses
+  what is malformed, oversized or stamped for another incarnation, answers system signals
+  (ping, link, unlink) itself, and hands user messages to ``deliver`` (an actor: its
+  callbacks run right there, one at a time) or to the :class:`~rebeam._mailbox.Mailbox` (a
+  client: ``receive()`` takes them);
 * calls: one reply subscription per node (``_INBOX_rebeam.<ns>.<pid>.*``), a future per call,
   a timer for the deadline; a reply nobody waits for any more is counted and dropped;
-* exit watches: for every pid this node monitors, links or is calling, one Core NATS
-  subscription to that pid's ``exited`` event subject (subscriptions, not JetStream
-  consumers, so there is no per-stream consumer limit to hit). An event turns into Down
-  messages, exit signals and failed calls;
+* exit watches (:mod:`rebeam._watching`) and names (:mod:`rebeam._naming`), mixed in;
 * fencing: the node listens on its slot's fence subject and stops delivering as soon as a
   later incarnation of its slot announces itself, and re-checks the slot record after every
   reconnect before it delivers again.
