@@ -71,6 +71,7 @@ class Probe(rebeam.Actor):
         if op == "infos":
             return [_wire(m) for m in self.infos]
         if op == "sleep":
+            await self._report("sleeping")
             await asyncio.sleep(arg)
             return "slept"
         if op == "raise":

@@ -78,9 +78,9 @@ async def test_remote_exception_crashes_callee(launcher, node):
 
 
 async def test_callee_killed_during_call(launcher, node):
-    child = await launcher.start(PROBE)
+    child = await launcher.start(PROBE, {"report_to": str(node.pid)})
     call = asyncio.create_task(node.call(child.pid, ["sleep", 30]))
-    await asyncio.sleep(0.3)  # let the call reach the actor; the outcome does not depend on it
+    assert await node.receive(timeout=10) == "sleeping"  # the call is being handled
     child.kill()
     with pytest.raises(rebeam.CalleeExited) as info:
         await asyncio.wait_for(call, 10)
