@@ -33,6 +33,7 @@ from typing import Any
 import nats.js.errors as jserr
 from nats.js.api import KeyValueConfig, StorageType
 
+from rebeam.errors import Refused
 from rebeam.pids import Pid, unescape_token
 
 __all__ = ["DEFAULT_TTL", "Lease", "lease_alive", "open_leases"]
@@ -60,6 +61,12 @@ async def open_leases(js: Any, namespace: str) -> Any:
         limit_marker_ttl=_MARKER_TTL,
     )
     try:
+        return await js.create_key_value(config)
+    except jserr.KeyValueLimitMarkerTTLNotSupportedError:
+        # A server without limit markers (API level 0): leases still expire and free names,
+        # but watchers cannot see the expiry, so lost nodes give no noconnection DOWN.
+        log.warning("nats-server has no KV limit markers: lease expiry is not observable")
+        config.limit_marker_ttl = None
         return await js.create_key_value(config)
     except jserr.BadRequestError:
         return await js.key_value(bucket(namespace))
@@ -89,7 +96,12 @@ class Lease:
 
     async def acquire(self) -> None:
         self.kv = await open_leases(self.js, self.pid.namespace)
-        self.revision = await self.kv.create(self.pid.tokens, b"1", msg_ttl=self.ttl)
+        try:
+            self.revision = await self.kv.create(self.pid.tokens, b"1", msg_ttl=self.ttl)
+        except jserr.KeyWrongLastSequenceError:
+            raise Refused(
+                f"another process is running as {self.pid} (it holds the lease)"
+            ) from None
         self._task = asyncio.get_running_loop().create_task(self._refresh_loop())
 
     async def _refresh_loop(self) -> None:

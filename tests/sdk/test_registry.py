@@ -100,6 +100,12 @@ async def test_fencing_a_superseded_incarnation(launcher, node):
     assert await node.call("svc", "pid") == new.pid
     with pytest.raises(rebeam.NoProc):
         await node.call(old.pid, "pid")
+    # A second process launched as the same pid is refused while the first runs.
+    twin = await launcher.start(PROBE, slot="fenced", incarnation=2, expect_ready=False)
+    reason = await twin.wait()
+    assert reason.details is not None
+    assert "another process is running as" in (reason.details.message or "")
+    assert await node.call(new.pid, "pid") == new.pid
     # A stale launch of incarnation 1 is refused before it takes any message.
     stale = await launcher.start(PROBE, slot="fenced", incarnation=1, expect_ready=False)
     reason = await stale.wait()

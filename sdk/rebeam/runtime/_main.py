@@ -30,6 +30,7 @@ from typing import Any
 from rebeam import _api
 from rebeam._actor import Actor, Host, crash_reason
 from rebeam._node import Node
+from rebeam.errors import Refused
 from rebeam.exits import NOCONNECTION, SHUTDOWN, ExitReason, crash
 from rebeam.pids import Pid
 
@@ -125,6 +126,8 @@ async def run(ns: argparse.Namespace) -> ExitReason:
             local_scope=ns.local_scope,
             max_reconnect_attempts=-1,
         )
+    except Refused as exc:  # this pid is already running: a duplicate launch
+        return crash_reason(exc)
     except Exception as exc:
         return crash(exception_type=type(exc).__name__, message=f"cannot connect: {exc}")
     _api.set_default_node(node)
