@@ -135,6 +135,7 @@ class ProcessKubelet:
         self._faults_lock = threading.Lock()
         self._pods: dict[str, Json] = {}  # uid -> latest pod seen (the informer cache)
         self._workers: dict[str, PodWorker] = {}  # uid -> worker of a pod bound here
+        self._done: set[str] = set()  # uids whose worker has finished: never run again
         self._binding: set[str] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -491,8 +492,12 @@ class ProcessKubelet:
             return
         worker = self._workers.get(uid)
         if worker is None:
-            if pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
-                return  # finished before we knew it (a previous kubelet)
+            if uid in self._done or pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
+                return  # a late event of a pod that has finished here
+            if "deletionTimestamp" in meta:  # deleted before it ever started
+                self._done.add(uid)
+                self._spawn_task(self._finish_deletion(meta["namespace"], meta["name"], uid))
+                return
             worker = PodWorker(self, pod)
             self._workers[uid] = worker
             worker.task = self._spawn_task(worker.run())
@@ -544,8 +549,22 @@ class ProcessKubelet:
                     return fault
         return None
 
+    async def _finish_deletion(self, namespace: str, name: str, uid: str) -> None:
+        """DELETE with grace 0 and a UID precondition: this node has stopped the pod."""
+        try:
+            await self.core.delete_namespaced_pod(
+                name,
+                namespace,
+                # With a body, the API server reads DeleteOptions from it alone.
+                body={"gracePeriodSeconds": 0, "preconditions": {"uid": uid}},
+            )
+        except aclient.ApiException as exc:
+            if exc.status not in (404, 409):  # gone already, or another pod of that name
+                raise
+
     def forget(self, uid: str) -> None:
         self._workers.pop(uid, None)
+        self._done.add(uid)
 
 
 class StartError(Exception):
@@ -977,16 +996,7 @@ class PodWorker:
             self.kubelet.forget(self.uid)
             return
         await self.write_status()
-        try:
-            await self.kubelet.core.delete_namespaced_pod(
-                self.name,
-                self.namespace,
-                # With a body, the API server reads DeleteOptions from it alone.
-                body={"gracePeriodSeconds": 0, "preconditions": {"uid": self.uid}},
-            )
-        except aclient.ApiException as exc:
-            if exc.status not in (404, 409):
-                raise
+        await self.kubelet._finish_deletion(self.namespace, self.name, self.uid)
         self.kubelet.forget(self.uid)
 
     async def shutdown(self) -> None:
