@@ -32,7 +32,10 @@ __all__ = ["RULES", "Problem", "Rule", "problems"]
 @dataclass(frozen=True)
 class Rule:
     """``check(model)`` is True when the model is fine; ``cel`` says the same to the API
-    server. ``field`` is where the problem is reported, relative to the model."""
+    server. ``field`` is where the problem is reported, relative to the model.
+
+    CEL sees the object as sent, after the schema's defaults: a list with no default (such as
+    ``children``) may be absent, so rules test ``has()`` before they look inside."""
 
     check: Callable[[Any], bool]
     cel: str | None  # None: Python only (the schema already says it to the API server)
@@ -66,8 +69,9 @@ RULES: Final[dict[type[BaseModel], list[Rule]]] = {
                 or a.args is None
                 or (isinstance(a.args, list) and all(isinstance(x, str) for x in a.args))
             ),
-            "!has(self.command) || !has(self.args) || "
-            "(type(self.args) == list && self.args.all(x, type(x) == string))",
+            # args may hold any JSON (a module's init args), so the schema leaves it untyped,
+            # and CEL cannot see untyped fields: the operator checks this one.
+            None,
             "the args of a command must be a list of strings",
             "args",
         ),
@@ -94,7 +98,8 @@ RULES: Final[dict[type[BaseModel], list[Rule]]] = {
         ),
         Rule(
             lambda s: not _is_simple(s) or not s.children,
-            "self.strategy != 'simple_one_for_one' || size(self.children) == 0",
+            "self.strategy != 'simple_one_for_one' || !has(self.children) "
+            "|| size(self.children) == 0",
             "simple_one_for_one takes a childTemplate, not children",
             "children",
         ),
@@ -121,7 +126,8 @@ RULES: Final[dict[type[BaseModel], list[Rule]]] = {
                 s.auto_shutdown is not AutoShutdown.NEVER
                 or not any(c.significant for c in s.children)
             ),
-            "self.autoShutdown != 'never' || self.children.all(c, !c.significant)",
+            "self.autoShutdown != 'never' || !has(self.children) "
+            "|| self.children.all(c, !c.significant)",
             "significant children need autoShutdown any_significant or all_significant",
             "autoShutdown",
         ),
