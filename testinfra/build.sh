@@ -22,7 +22,8 @@ key="$(
     cd "$here"
     {
         go version
-        find build.sh go -type f \( -name go.mod -o -name go.sum -o -name '*.go' \) -print0 \
+        sha256sum build.sh
+        find go -type f \( -name go.mod -o -name go.sum -o -name '*.go' \) -print0 \
             | sort -z | xargs -0 sha256sum
     } | sha256sum | cut -c1-16
 )"
@@ -39,13 +40,21 @@ if [ "${1:-}" = "--print-dir" ]; then
     exit 0
 fi
 
-if [ -f "$out/BUILT" ]; then
-    link
-    echo "control plane binaries: $out (cached)"
-    exit 0
-fi
+cached() {
+    if [ -f "$out/BUILT" ]; then
+        link
+        echo "control plane binaries: $out (cached)"
+        exit 0
+    fi
+}
+cached
 
+# One build at a time per cache (CI and a developer may start one together): wait, re-check.
 mkdir -p "$cache_root"
+exec 9>"$cache_root/.lock"
+flock 9
+cached
+
 tmp="$(mktemp -d "$cache_root/.build-$key.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
 start=$SECONDS
@@ -84,8 +93,8 @@ done
     "$tmp/etcd" --version | head -1
     "$tmp/helm" version --short
 } > "$tmp/BUILT"
-rm -rf "$out"
-mv "$tmp" "$out"
+rm -rf "$out"  # a half-built leftover, never a finished one (that exits above)
+mv -T "$tmp" "$out"
 trap - EXIT
 link
 cat "$out/BUILT"
