@@ -9,11 +9,13 @@ sends management requests. After every step it checks what users rely on:
 * no child is started while an incarnation of it is alive (never two live incarnations);
 * temporary children are never restarted;
 * a supervisor that terminated has no running children;
-* every management request is answered exactly once.
+* every management request is answered exactly once;
+* a twin restored from a JSON snapshot at random moments says exactly what the original says.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,6 +78,10 @@ class Sim:
     replied: set[Any] = field(default_factory=set)
     last_command: Command | None = None
     stop_run: list[str] = field(default_factory=list)
+    # A twin that is snapshotted and restored from JSON now and then: it must say exactly
+    # what the original says, whatever state it was restored in.
+    twin: Supervisor | None = None
+    specs_in_order: list[ChildSpec] = field(default_factory=list)
 
     def feed(self, commands: list[Command]) -> None:
         for command in commands:
@@ -83,7 +89,17 @@ class Sim:
             self.last_command = command
 
     def send(self, event: Event) -> None:
-        self.feed(self.sup.handle(event, self.now))
+        commands = self.sup.handle(event, self.now)
+        if self.twin is not None:
+            assert self.twin.handle(event, self.now) == commands, "restored twin diverged"
+        self.feed(commands)
+
+    def restore_twin(self) -> None:
+        assert self.twin is not None
+        snapshot = json.loads(json.dumps(self.twin.snapshot()))
+        self.twin = Supervisor.restore(self.flags, self.specs_in_order, snapshot)
+        assert self.twin.outstanding() == self.sup.outstanding()
+        assert self.twin.which_children() == self.sup.which_children()
 
     def check(self, command: Command) -> None:
         if isinstance(command, StartChild):
@@ -185,11 +201,16 @@ def test_invariants_hold_over_random_event_sequences(
 ) -> None:
     flags, specs = tree
     sim = Sim(Supervisor(flags, specs), {s.id: s for s in specs}, flags)
-    sim.feed(sim.sup.init(sim.now))
+    sim.twin, sim.specs_in_order = Supervisor(flags, specs), specs
+    initial = sim.sup.init(sim.now)
+    assert sim.twin.init(sim.now) == initial
+    sim.feed(initial)
     serial = 0
     for _ in range(data.draw(st.integers(5, 60))):
         if sim.sup.state is SupervisorState.TERMINATED:
             break
+        if data.draw(st.integers(0, 3)) == 0:
+            sim.restore_twin()
         actions = ["time", "request"]
         if sim.outstanding:
             actions += ["answer"] * 4

@@ -55,6 +55,7 @@ from rebeam.supervision.messages import (
     TerminateChildRequest,
 )
 from rebeam.supervision.policy import should_restart, triggers_auto_shutdown
+from rebeam.supervision.snapshots import SnapshotError, StartCodec
 
 __all__ = [
     "BRUTAL_KILL",
@@ -88,8 +89,10 @@ __all__ = [
     "RestartType",
     "Shutdown",
     "ShutdownRequest",
+    "SnapshotError",
     "StartChild",
     "StartChildRequest",
+    "StartCodec",
     "StartFailed",
     "StartIgnored",
     "StopChild",

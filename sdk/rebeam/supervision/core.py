@@ -72,6 +72,17 @@ from rebeam.supervision.messages import (
     TryAgain,
 )
 from rebeam.supervision.policy import should_restart, triggers_auto_shutdown
+from rebeam.supervision.snapshots import (
+    SNAPSHOT_VERSION,
+    SnapshotError,
+    StartCodec,
+    command_from_json,
+    command_to_json,
+    event_from_json,
+    event_to_json,
+    spec_from_json,
+    spec_to_json,
+)
 
 __all__ = [
     "ChildCounts",
@@ -183,7 +194,42 @@ class _Exit:
 
 
 _Step: TypeAlias = _Start | _Stop | _StopAll | _Emit | _Exit
+_IDENTITY = StartCodec()
 _StartAnswer: TypeAlias = ChildStarted | StartFailed | StartIgnored | ChildExited
+
+
+def _step_to_json(step: _Step) -> dict[str, Any]:
+    if isinstance(step, _Start):
+        return {
+            "kind": "start",
+            "child": step.child,
+            "mode": step.mode.value,
+            "id": step.request_id,
+        }
+    if isinstance(step, _Stop):
+        return {"kind": "stop", "child": step.child, "remove": step.remove}
+    if isinstance(step, _StopAll):
+        return {"kind": "stop_all", "children": list(step.children)}
+    if isinstance(step, _Emit):
+        assert isinstance(step.command, Ready | Reply | InitFailed)
+        return {"kind": "emit", "command": command_to_json(step.command)}
+    return {"kind": "exit", "reason": step.reason.to_wire() if step.reason else None}
+
+
+def _step_from_json(data: dict[str, Any]) -> _Step:
+    kind = data["kind"]
+    if kind == "start":
+        return _Start(data["child"], _StartMode(data["mode"]), data["id"])
+    if kind == "stop":
+        return _Stop(data["child"], data["remove"])
+    if kind == "stop_all":
+        return _StopAll(tuple(data["children"]))
+    if kind == "emit":
+        return _Emit(command_from_json(data["command"]))
+    if kind == "exit":
+        reason = data["reason"]
+        return _Exit(ExitReason.from_wire(reason) if reason is not None else None)
+    raise SnapshotError(f"unknown plan step {kind!r}")
 
 
 def combine_args(template_args: Any, extra: Any) -> Any:
@@ -256,6 +302,8 @@ class Supervisor:
         self._template: ChildSpec | None = children[0] if self._simple else None
         self._children: dict[str, _Child] = {}
         self._order: list[str] = []  # start order; OTP keeps the reverse, same thing
+        self._static_specs = {spec.id: spec for spec in children}
+        self._static_ids = [spec.id for spec in children] if not self._simple else []
         if not self._simple:
             for spec in children:
                 self._add(spec)
@@ -331,6 +379,90 @@ class Supervisor:
 
     def restarts_in_window(self, now: float) -> int:
         return self._intensity.in_window(now)
+
+    def outstanding(self) -> list[StartChild | StopChild]:
+        """Commands issued and not answered yet. After :meth:`restore`, a backend issues
+        them again (idempotently: the start or stop may have happened already)."""
+        awaiting = self._awaiting
+        if isinstance(awaiting, _Start):
+            c = self._children[awaiting.child]
+            return [StartChild(c.spec.id, c.incarnation, c.spec)]
+        if isinstance(awaiting, _Stop):
+            c = self._children[awaiting.child]
+            return [StopChild(c.spec.id, c.incarnation, c.spec.shutdown_policy)]
+        if isinstance(awaiting, _StopAll):
+            return [
+                StopChild(child, inc, self._children[child].spec.shutdown_policy)
+                for child, inc in sorted(self._stops_pending)
+            ]
+        return []
+
+    # --- persistence (see snapshots.py) --------------------------------------------------
+
+    def snapshot(self, codec: StartCodec = _IDENTITY) -> dict[str, Any]:
+        """Everything needed to carry on after the backend restarts, as JSON-like data."""
+        static = set(self._static_ids)
+        children = []
+        for child_id in self._order:
+            c = self._children[child_id]
+            entry: dict[str, Any] = {"id": child_id, "status": c.status.value, "inc": c.incarnation}
+            if self._simple:
+                entry["args"] = c.spec.args  # made from the template
+            elif child_id not in static or c.spec is not self._static_specs[child_id]:
+                entry["spec"] = spec_to_json(c.spec, codec)  # added by start_child
+            children.append(entry)
+        return {
+            "version": SNAPSHOT_VERSION,
+            "state": self.state.value,
+            "restart_history": list(self._intensity.history),
+            "incarnations": dict(self._incarnations),
+            "dynamic_serial": self._dynamic_serial,
+            "children": children,
+            "mailbox": [event_to_json(e, codec) for e in self._mailbox],
+            "steps": [_step_to_json(s) for s in self._steps],
+            "awaiting": _step_to_json(self._awaiting) if self._awaiting else None,
+            "stops_pending": sorted([list(p) for p in self._stops_pending]),
+        }
+
+    @classmethod
+    def restore(
+        cls,
+        flags: SupervisorFlags,
+        children: Sequence[ChildSpec],
+        snapshot: dict[str, Any],
+        codec: StartCodec = _IDENTITY,
+    ) -> Supervisor:
+        """A supervisor in the state ``snapshot`` recorded. ``children`` are the same static
+        specs it was constructed with (they come from the manifest, not the snapshot)."""
+        if snapshot.get("version") != SNAPSHOT_VERSION:
+            raise SnapshotError(f"cannot restore snapshot version {snapshot.get('version')!r}")
+        sup = cls(
+            flags,
+            children,
+            restart_history=snapshot["restart_history"],
+            incarnations=snapshot["incarnations"],
+        )
+        sup.state = SupervisorState(snapshot["state"])
+        sup._dynamic_serial = snapshot["dynamic_serial"]
+        sup._children.clear()
+        sup._order.clear()
+        for entry in snapshot["children"]:
+            if sup._simple:
+                assert sup._template is not None
+                spec = dataclasses.replace(sup._template, id=entry["id"], args=entry["args"])
+            elif "spec" in entry:
+                spec = spec_from_json(entry["spec"], codec)
+            else:
+                spec = sup._static_specs[entry["id"]]
+            sup._add(spec)
+            c = sup._children[spec.id]
+            c.status, c.incarnation = ChildStatus(entry["status"]), entry["inc"]
+        sup._mailbox.extend(event_from_json(e, codec) for e in snapshot["mailbox"])
+        sup._steps.extend(_step_from_json(s) for s in snapshot["steps"])
+        awaiting = snapshot["awaiting"]
+        sup._awaiting = _step_from_json(awaiting) if awaiting else None  # type: ignore[assignment]
+        sup._stops_pending = {(child, inc) for child, inc in snapshot["stops_pending"]}
+        return sup
 
     @property
     def busy(self) -> bool:
