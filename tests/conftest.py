@@ -161,6 +161,16 @@ class Launcher:
             stop_requested=child.stop_requested,
             recorded=read_exit_record(child.record),
         )
+        details = reason.details
+        if (
+            not child.ready
+            and details
+            and "another process is running as" in (details.message or "")
+        ):
+            # A duplicate launch of a live pid: its names and exit belong to the process
+            # still running as that pid (runtime-contract.md section 6).
+            child.ended.set_result(reason)
+            return
         # Names first, then the event: OTP releases names before exit signals go out.
         with contextlib.suppress(Exception):
             await release_names_of(self.nc, child.pid)

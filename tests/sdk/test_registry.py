@@ -105,7 +105,7 @@ async def test_fencing_a_superseded_incarnation(launcher, node):
     reason = await twin.wait()
     assert reason.details is not None
     assert "another process is running as" in (reason.details.message or "")
-    assert await node.call(new.pid, "pid") == new.pid
+    assert await node.call("svc", "pid") == new.pid  # the twin's end released nothing
     # A stale launch of incarnation 1 is refused before it takes any message.
     stale = await launcher.start(PROBE, slot="fenced", incarnation=1, expect_ready=False)
     reason = await stale.wait()
