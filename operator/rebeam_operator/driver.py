@@ -1,0 +1,867 @@
+"""One Supervisor object (or Actor applied on its own), driven like ``rebeam run`` drives a
+supervisor: observe, feed the core, carry out its commands. No restart rule lives here.
+
+One pass of the loop (:meth:`Driver._pass`), level-triggered — it looks at the world as it is,
+whatever woke it:
+
+1. what the object asks: deleted (finalizer) or stopped by the parent → ``ShutdownRequest``;
+   a new incarnation asked by the parent → a fresh core that continues the incarnations;
+2. what the children did: each live incarnation's pod (or child Supervisor object) is read
+   into ``ChildStarted`` / ``StartFailed`` / ``ChildExited``; a start that overran its
+   ``startTimeout`` is a ``StartFailed``; a pod on a lost node is fenced first;
+3. the core's answer, **persisted before it is carried out**: the snapshot, the events fed
+   and the notifications due go into status with a resourceVersion-checked PUT;
+4. then carried out, idempotently: create the pods of starting incarnations (a 409 means it
+   exists), delete the pods of stopping ones with their shutdown as grace period, post the
+   notifications (Kubernetes Events, NATS lifecycle events), remove pods of incarnations
+   the core is done with, and at last the finalizer.
+
+Killed between 2 and 3, the operator observes the same pods again and feeds the same events
+to the same restored core: the restart is decided once. Killed between 3 and 4, it restores a
+core whose commands are outstanding and re-issues them: nothing is lost, and the fixed pod
+name of each incarnation keeps a second process of it from ever being created.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from rebeam.events import LifecycleEvent
+from rebeam.exits import KILLED, NOCONNECTION, SHUTDOWN, ExitReason, crash, shutdown_with
+from rebeam.pids import Pid
+from rebeam.spec.models import ActorSpec, Child
+from rebeam.spec.to_core import child_specs, supervisor_flags
+from rebeam.supervision import (
+    BRUTAL_KILL,
+    AutoShutdownBy,
+    ChildExited,
+    ChildRestarting,
+    ChildStarted,
+    ChildStatus,
+    Command,
+    Event,
+    Exited,
+    GaveUp,
+    InitFailed,
+    ShutdownRequest,
+    StartChild,
+    StartFailed,
+    StopChild,
+    Supervisor,
+    SupervisorState,
+)
+from rebeam_operator import notices
+from rebeam_operator.hosts import (
+    ANN_INCARNATION,
+    ANN_PATH,
+    ANN_STOP,
+    FINALIZER,
+    GROUP,
+    LABEL_CHILD,
+    LABEL_HOST,
+    LABEL_INCARNATION,
+    LABEL_MANAGED,
+    LABEL_SUPERVISOR,
+    MANAGED_BY,
+    VERSION,
+    Host,
+    host_from_body,
+)
+from rebeam_operator.kube import Conflict
+from rebeam_operator.observation import PodPhase, observe_pod, vanished_reason
+from rebeam_operator.pods import grace_seconds, pod_manifest
+from rebeam_operator.status import build_status, exit_summary, phase_of
+
+if TYPE_CHECKING:
+    from rebeam_operator.world import World
+
+__all__ = ["Driver"]
+
+log = logging.getLogger("rebeam.operator")
+
+Json = dict[str, Any]
+
+BUSY_TICK = 1.0
+
+
+def _created_at(body: Json) -> float | None:
+    stamp = (body.get("metadata") or {}).get("creationTimestamp")
+    if not stamp:
+        return None
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+class Driver:
+    def __init__(self, world: World, body: Json) -> None:
+        self.world = world
+        self.body = body
+        self.host: Host = host_from_body(body)
+        self.log = logging.LoggerAdapter(log, {"object": f"{self.host.namespace}/{self.host.name}"})
+        self.deleted = False
+        self.pods: dict[str, Json] = {}
+        self.gone: set[str] = set()  # pods we saw deleted
+        self.child_objects: dict[str, Json] = {}
+        self.slots: dict[str, str] = {}  # actor child -> its Actor object's uid (the pid slot)
+        self.created: set[str] = set()  # pods created by this driver since it started
+        self.fenced: set[str] = set()
+        self.lease_checked: dict[str, float] = {}
+        self.wake = asyncio.Event()
+        self.core: Supervisor | None = None
+        self.seq = 0
+        self.fed: set[str] = set()
+        self.outbox: list[Json] = []
+        self.child_exits: dict[str, Json] = {}
+        self.incarnation = 0
+        self.shutdown_fed = 0
+        self.gave_up: str | None = None
+        self.init_failed: Json | None = None
+        self.exit_reason: Any = None
+        self.written: Json | None = None
+        self.slot_status: dict[str, Json] = {}
+        self.dirty = False  # the core moved on and status does not say so yet
+
+    # --- inputs from the world (synchronous: store and wake) --------------------------------
+
+    def update(self, body: Json, deleted: bool) -> None:
+        if deleted:
+            self.deleted = True
+        else:
+            self.body = body
+            try:
+                self.host = host_from_body(body)
+            except ValueError as exc:
+                self.log.warning("cannot read the object: %s", exc)
+        self.wake.set()
+
+    def on_pod(self, body: Json, deleted: bool) -> None:
+        name = body["metadata"]["name"]
+        if deleted:
+            self.pods.pop(name, None)
+            self.gone.add(name)
+        elif name not in self.gone:
+            old = self.pods.get(name)
+            if old is None or int(old["metadata"]["resourceVersion"]) <= int(
+                body["metadata"]["resourceVersion"]
+            ):
+                self.pods[name] = body
+        self.wake.set()
+
+    def on_child_object(self, body: Json, deleted: bool) -> None:
+        name = body["metadata"]["name"]
+        if deleted:
+            self.child_objects.pop(name, None)
+        else:
+            self.child_objects[name] = body
+        self.wake.set()
+
+    # --- the loop ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        await self._seed()
+        while not self.deleted:
+            try:
+                done = await self._pass()
+            except Conflict:
+                await self._reread()
+                continue
+            except Exception:
+                self.log.exception("pass failed; retrying")
+                await asyncio.sleep(2)
+                continue
+            if done:
+                return
+            tick = BUSY_TICK if self._busy() else self.world.settings.resync_seconds
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), tick)
+            self.wake.clear()
+
+    def _busy(self) -> bool:
+        core = self.core
+        if core is None or core.busy or self.host.deleting:
+            return True
+        return any(
+            info.status in (ChildStatus.STARTING, ChildStatus.STOPPING)
+            for info in core.which_children()
+        )
+
+    async def _seed(self) -> None:
+        """List what this driver owns before trusting its caches (a watch may lag)."""
+        kube, host = self.world.kube, self.host
+        selector = f"{LABEL_HOST}={host.uid}"
+        for pod in await kube.list_pods(host.namespace, selector):
+            self.on_pod(pod, deleted=False)
+        for obj in await kube.list_objects(host.namespace, "supervisors", selector):
+            self.on_child_object(obj, deleted=False)
+        for obj in await kube.list_objects(host.namespace, "actors", selector):
+            self.slots[obj["metadata"]["labels"].get(LABEL_CHILD, "")] = obj["metadata"]["uid"]
+        self._restore(self.host.status)
+
+    async def _reread(self) -> None:
+        body = await self.world.kube.get_object(
+            self.host.namespace, self.host.plural, self.host.name
+        )
+        if body is None:
+            self.deleted = True
+            return
+        stored = body.get("status") or {}
+        self.update(body, False)
+        if int(stored.get("seq", 0)) != self.seq:
+            # Someone else wrote our status (another operator?): carry on from what is stored.
+            self.log.warning("status changed under us; restoring from it")
+            self._restore(stored)
+
+    # --- restore -------------------------------------------------------------------------
+
+    def _flags_specs(self) -> tuple[Any, Any]:
+        return supervisor_flags(self.host.spec), child_specs(self.host.spec)
+
+    def _restore(self, status: Json) -> None:
+        self.seq = int(status.get("seq", 0))
+        self.dirty = False
+        self.fed = set(status.get("fed") or [])
+        self.outbox = list(status.get("outbox") or [])
+        self.child_exits = dict(status.get("childExits") or {})
+        self.incarnation = int(status.get("supervisorIncarnation", 0))
+        self.shutdown_fed = int(status.get("shutdownFed", 0))
+        self.gave_up = status.get("gaveUpMessage")
+        self.init_failed = status.get("initFailed")
+        self.exit_reason = status.get("exitReason")
+        self.written = status
+        snapshot = status.get("coreSnapshot")
+        flags, specs = self._flags_specs()
+        self.core = None
+        if snapshot:
+            try:
+                self.core = Supervisor.restore(flags, specs, json.loads(snapshot))
+            except Exception as exc:
+                self.log.error("cannot restore the supervisor's snapshot: %s", exc)
+
+    # --- one pass ------------------------------------------------------------------------
+
+    async def _pass(self) -> bool:
+        """Observe, decide, persist, act. True when this driver is finished."""
+        host = self.host
+        now = time.time()
+        commands: list[Command] = []
+        changed = False
+        if FINALIZER not in host.finalizers and not host.deleting:
+            await self._add_finalizer()
+            return False
+        if self.core is None or host.incarnation > self.incarnation:
+            if host.deleting or (self.incarnation and host.incarnation <= self.incarnation):
+                pass
+            else:
+                commands += self._new_incarnation(now)
+                changed = True
+        core = self.core
+        if core is not None:
+            wants_stop = host.deleting or (
+                host.stop_incarnation and host.stop_incarnation >= self.incarnation
+            )
+            if (
+                wants_stop
+                and core.state is not SupervisorState.TERMINATED
+                and self.shutdown_fed < self.incarnation
+            ):
+                self.shutdown_fed = self.incarnation
+                commands += core.handle(ShutdownRequest(SHUTDOWN), now)
+                changed = True
+            for event in await self._observe(core, now):
+                commands += core.handle(event, time.time())
+                changed = True
+            self._note(commands)
+        if changed or self.dirty or self.outbox:
+            self.dirty = True
+            await self._persist(now)
+        if core is not None:
+            await self._notify()
+            await self._carry_out(core)
+            await self._collect(core)
+            await self._write_slots(core)
+        finished = core is None or core.state is SupervisorState.TERMINATED
+        if host.deleting and finished and not any(map(self._pod_alive, self.pods.values())):
+            await self._remove_finalizer()
+            return True
+        return False
+
+    def _new_incarnation(self, now: float) -> list[Command]:
+        flags, specs = self._flags_specs()
+        previous = self.core.incarnations if self.core is not None else None
+        if previous is None and self.written and self.written.get("incarnations"):
+            previous = dict(self.written["incarnations"])
+        self.core = Supervisor(flags, specs, incarnations=previous)
+        self.incarnation = max(self.host.incarnation, 1)
+        self.fed = set()
+        self.gave_up = None
+        self.init_failed = None
+        self.exit_reason = None
+        self.log.info("starting incarnation %s", self.incarnation)
+        return self.core.init(now)
+
+    # --- observing -----------------------------------------------------------------------
+
+    def _key(self, child: str, incarnation: int, kind: str) -> str:
+        return f"{child}#{incarnation}#{kind}"
+
+    async def _observe(self, core: Supervisor, now: float) -> list[Event]:
+        events: list[Event] = []
+        for info in core.which_children():
+            if info.status not in (ChildStatus.STARTING, ChildStatus.RUNNING, ChildStatus.STOPPING):
+                continue
+            inc = info.incarnation or 0
+            spec = core_child(self.host, info.id)
+            if spec is None:
+                continue
+            if spec.supervisor is not None:
+                event = self._observe_child_supervisor(info.id, inc, info.status)
+            else:
+                event = await self._observe_actor(spec, info.id, inc, info.status, now)
+            if event is None:
+                continue
+            kind = type(event).__name__
+            key = self._key(info.id, inc, "end" if kind != "ChildStarted" else "up")
+            if key in self.fed:
+                continue
+            self.fed.add(key)
+            events.append(event)
+        return events
+
+    def _pid(self, child: str, incarnation: int) -> Pid | None:
+        slot = self.host.uid if self.host.standalone_actor else self.slots.get(child)
+        if slot is None:
+            return None
+        return Pid.for_incarnation(self.host.namespace, slot, incarnation)
+
+    async def _observe_actor(
+        self, spec: Child, child: str, inc: int, status: ChildStatus, now: float
+    ) -> Event | None:
+        name = self.host.pod_name(child, inc)
+        pod = self.pods.get(name)
+        stopping = status is ChildStatus.STOPPING
+        brutal = spec.shutdown == BRUTAL_KILL
+        pid = self._pid(child, inc)
+        if pod is None:
+            if (
+                status is ChildStatus.STARTING
+                and name not in self.created
+                and name not in self.gone
+            ):
+                return None  # not created yet: _carry_out creates it
+            pod = await self.world.kube.get_pod(self.host.namespace, name)
+            if pod is not None:
+                self.on_pod(pod, deleted=False)
+                return None
+            reason = vanished_reason(
+                stop_requested=stopping, brutal=brutal, node_lost=name in self.fenced
+            )
+            return await self._ended(child, inc, pid, reason, status, name)
+        view = observe_pod(pod, stop_requested=stopping)
+        if view.phase is PodPhase.ENDED:
+            assert view.reason is not None
+            reason = KILLED if stopping and brutal and not view.reason.is_clean else view.reason
+            return await self._ended(child, inc, pid, reason, status, name)
+        if status is ChildStatus.STARTING:
+            if view.phase is PodPhase.RUNNING:
+                self._emit("started", child, inc, pid)
+                return ChildStarted(child, inc)
+            created = _created_at(pod) or now
+            if now - created > spec.start_timeout:
+                await self.world.kube.delete_pod(self.host.namespace, name, 0)
+                reason = crash(message=f"not Running within startTimeout {spec.start_timeout:g}s")
+                return await self._ended(child, inc, pid, reason, status, name)
+            return None
+        if (view.node and not view.deleting) or (view.node and stopping):
+            return await self._maybe_fence(child, inc, pid, pod, status, name)
+        return None
+
+    async def _maybe_fence(
+        self, child: str, inc: int, pid: Pid | None, pod: Json, status: ChildStatus, name: str
+    ) -> Event | None:
+        """A pod that still looks alive on a node that is not Ready is replaced only once its
+        incarnation is fenced: its runtime's lease has expired (the runtime stops without it,
+        and a later incarnation supersedes it in the slot record), then the pod is
+        force-deleted and its exit reported as noconnection."""
+        if _pod_ready(pod) or pid is None:
+            return None
+        node = pod["spec"].get("nodeName")
+        if not node or await self.world.node_ready(node):
+            return None
+        last = self.lease_checked.get(name, 0.0)
+        if time.monotonic() - last < 1.0:
+            return None
+        self.lease_checked[name] = time.monotonic()
+        alive = await self.world.messaging.lease_alive(pid)
+        if alive is not False:
+            return None
+        self.log.warning("pod %s on lost node %s: lease expired, force-deleting", name, node)
+        await self.world.kube.delete_pod(self.host.namespace, name, 0)
+        self.fenced.add(name)
+        return await self._ended(child, inc, pid, NOCONNECTION, status, name)
+
+    async def _ended(
+        self,
+        child: str,
+        inc: int,
+        pid: Pid | None,
+        reason: ExitReason,
+        status: ChildStatus,
+        pod: str,
+    ) -> Event:
+        if pid is not None:
+            await self.world.messaging.release(pid)
+        self.child_exits[child] = exit_summary(reason)
+        if status is ChildStatus.STARTING:
+            self._emit("start_failed", child, inc, pid, reason)
+            return StartFailed(child, inc, reason)
+        self._emit("exited", child, inc, pid, reason)
+        return ChildExited(child, inc, reason)
+
+    def _observe_child_supervisor(self, child: str, inc: int, status: ChildStatus) -> Event | None:
+        obj = self.child_objects.get(self.host.child_supervisor(child))
+        if obj is None:
+            if status is ChildStatus.STARTING:
+                return None
+            self._emit("exited", child, inc, None, SHUTDOWN)
+            return ChildExited(child, inc, SHUTDOWN)
+        st = obj.get("status") or {}
+        if int(st.get("supervisorIncarnation", 0)) != inc:
+            return None
+        phase = st.get("phase")
+        if status is ChildStatus.STARTING and phase in ("Running", "Restarting"):
+            self._emit("started", child, inc, None)
+            return ChildStarted(child, inc)
+        if phase in ("Terminated", "GaveUp", "Failed"):
+            reason = ExitReason.from_wire(st.get("exitReason") or "shutdown")
+            self.child_exits[child] = exit_summary(reason)
+            if status is ChildStatus.STARTING:
+                self._emit("start_failed", child, inc, None, reason)
+                return StartFailed(child, inc, reason)
+            self._emit("exited", child, inc, None, reason)
+            return ChildExited(child, inc, reason)
+        return None
+
+    # --- notifications -------------------------------------------------------------------
+
+    def _note(self, commands: list[Command]) -> None:
+        """Remember what the commands tell (persisted with the snapshot, then sent)."""
+        for command in commands:
+            if isinstance(command, ChildRestarting):
+                self.outbox.append(
+                    {
+                        "event": "restarting",
+                        "child": command.child,
+                        "children": list(command.children),
+                        "reason": command.reason.to_wire() if command.reason else None,
+                    }
+                )
+            elif isinstance(command, GaveUp):
+                reason = command.reason
+                self.gave_up = (
+                    f"{command.child} exited ({reason}); reached max restart intensity "
+                    f"{self.core.flags.intensity if self.core else '?'} in "
+                    f"{self.host.spec.period:g}s: all children stopped, exiting shutdown"
+                )
+                self.outbox.append(
+                    {
+                        "event": "gave_up",
+                        "child": command.child,
+                        "reason": reason.to_wire() if reason else None,
+                    }
+                )
+            elif isinstance(command, InitFailed):
+                failure = shutdown_with(
+                    {"failed_to_start_child": command.child, "reason": command.reason.to_wire()}
+                )
+                self.init_failed = {"child": command.child, "reason": command.reason.to_wire()}
+                self.exit_reason = failure.to_wire()
+                self.outbox.append(
+                    {
+                        "event": "init_failed",
+                        "child": command.child,
+                        "reason": command.reason.to_wire(),
+                    }
+                )
+            elif isinstance(command, Exited):
+                self.exit_reason = command.reason.to_wire()
+                self.outbox.append({"event": "shutdown", "reason": command.reason.to_wire()})
+            elif isinstance(command, AutoShutdownBy):
+                self.outbox.append(
+                    {
+                        "event": "auto_shutdown",
+                        "child": command.child,
+                        "reason": command.reason.to_wire(),
+                    }
+                )
+
+    async def _notify(self) -> None:
+        if not self.outbox:
+            return
+        for note in self.outbox:
+            await notices.send(self, note)
+        self.outbox = []
+        await self._persist(time.time())
+
+    def _emit(
+        self,
+        event: str,
+        child: str | None,
+        inc: int | None,
+        pid: Pid | None,
+        reason: ExitReason | None = None,
+    ) -> None:
+        self.world.messaging.emit(
+            LifecycleEvent(
+                event=event,  # type: ignore[arg-type,unused-ignore]
+                namespace=self.host.namespace,
+                supervisor=self.host.path,
+                child=child,
+                incarnation=inc,
+                pid=str(pid) if pid else None,
+                reason=reason.to_wire() if reason is not None else None,
+            )
+        )
+
+    # --- persisting ----------------------------------------------------------------------
+
+    async def _persist(self, now: float) -> None:
+        core = self.core
+        if core is None:
+            return
+        live = {
+            self._key(i.id, i.incarnation or 0, k)
+            for i in core.which_children()
+            for k in ("up", "end")
+        }
+        self.fed &= live
+        seq = self.seq + 1
+        pids = {}
+        for info in core.which_children():
+            pid = self._pid(info.id, info.incarnation or 0)
+            if pid is not None:
+                pids[info.id] = str(pid)
+        stopping = self.host.deleting or bool(
+            self.host.stop_incarnation and self.host.stop_incarnation >= self.incarnation
+        )
+        phase = phase_of(
+            core,
+            stopping=stopping,
+            gave_up=self.gave_up is not None,
+            init_failed=self.init_failed is not None,
+        )
+        extra: Json = {
+            "coreSnapshot": json.dumps(core.snapshot(), separators=(",", ":")),
+            "seq": seq,
+            "fed": sorted(self.fed),
+            "outbox": self.outbox,
+            "supervisorIncarnation": self.incarnation,
+            "shutdownFed": self.shutdown_fed,
+            "childExits": self.child_exits,
+            "path": self.host.path,
+        }
+        for key, value in (
+            ("gaveUpMessage", self.gave_up),
+            ("initFailed", self.init_failed),
+            ("exitReason", self.exit_reason),
+        ):
+            if value is not None:
+                extra[key] = value
+        status = build_status(
+            core,
+            now=now,
+            generation=self.host.generation,
+            previous=self.written or {},
+            pids=pids,
+            child_exits=self.child_exits,
+            phase=phase,
+            gave_up_message=self.gave_up,
+            extra=extra,
+        )
+        if self.host.standalone_actor:
+            status.update(_actor_fields(core, self.host, pids, self.child_exits))
+        body = await self.world.kube.replace_status(
+            self.host.namespace,
+            self.host.plural,
+            self.host.name,
+            self.host.resource_version,
+            status,
+            self.host.kind,
+        )
+        self.seq = seq
+        self.dirty = False
+        self.written = status
+        self.body = body
+        self.host = host_from_body(body)
+
+    # --- carrying out --------------------------------------------------------------------
+
+    async def _carry_out(self, core: Supervisor) -> None:
+        """Make the world match the core's outstanding starts and stops (idempotent)."""
+        for command in core.outstanding():
+            spec = core_child(self.host, command.child)
+            if spec is None:
+                continue
+            if isinstance(command, StartChild):
+                if spec.supervisor is not None:
+                    await self._start_supervisor(spec, command.incarnation)
+                else:
+                    await self._start_actor(spec, command.incarnation)
+            elif isinstance(command, StopChild):
+                if spec.supervisor is not None:
+                    await self._stop_supervisor(spec, command.incarnation)
+                else:
+                    await self._stop_actor(spec, command.incarnation, command)
+
+    async def _slot(self, spec: Child) -> str:
+        if self.host.standalone_actor:
+            return self.host.uid
+        uid = self.slots.get(spec.name)
+        if uid:
+            return uid
+        kube, host = self.world.kube, self.host
+        assert spec.actor is not None
+        as_json = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+        actor_spec = ActorSpec.model_validate(
+            {
+                **as_json["actor"],
+                **{k: as_json[k] for k in ("restart", "shutdown", "startTimeout") if k in as_json},
+            }
+        )
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "Actor",
+            "metadata": {
+                "name": host.slot_object(spec.name),
+                "namespace": host.namespace,
+                "labels": {
+                    LABEL_MANAGED: MANAGED_BY,
+                    LABEL_HOST: host.uid,
+                    LABEL_CHILD: spec.name,
+                    LABEL_SUPERVISOR: host.name[:63],
+                },
+                "annotations": {ANN_PATH: f"{host.path}/{spec.name}"},
+                "ownerReferences": [host.owner_reference()],
+            },
+            "spec": actor_spec.model_dump(mode="json", by_alias=True, exclude_none=True),
+        }
+        created = await kube.create_object(host.namespace, "actors", body)
+        if created is None:
+            created = await kube.get_object(host.namespace, "actors", host.slot_object(spec.name))
+        assert created is not None
+        uid = str(created["metadata"]["uid"])
+        self.slots[spec.name] = uid
+        return uid
+
+    def _slot_owner(self, spec: Child) -> Json:
+        if self.host.standalone_actor:
+            return self.host.owner_reference()
+        return {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "Actor",
+            "name": self.host.slot_object(spec.name),
+            "uid": self.slots[spec.name],
+            "controller": True,
+            "blockOwnerDeletion": False,
+        }
+
+    async def _start_actor(self, spec: Child, inc: int) -> None:
+        name = self.host.pod_name(spec.name, inc)
+        if name in self.pods or name in self.created or name in self.gone:
+            return
+        slot = await self._slot(spec)
+        pid = Pid.for_incarnation(self.host.namespace, slot, inc)
+        core_spec = next(s for s in child_specs(self.host.spec) if s.id == spec.name)
+        body = pod_manifest(
+            self.host,
+            spec,
+            inc,
+            pid,
+            core_spec.shutdown_policy,
+            self._slot_owner(spec),
+            self.world.settings,
+        )
+        created = await self.world.kube.create_pod(body)
+        self.created.add(name)
+        if created is not None:
+            self.on_pod(created, deleted=False)
+            self.log.info("created pod %s (%s)", name, pid)
+
+    async def _stop_actor(self, spec: Child, inc: int, command: StopChild) -> None:
+        name = self.host.pod_name(spec.name, inc)
+        pod = self.pods.get(name)
+        if pod is None or "deletionTimestamp" in pod["metadata"]:
+            return
+        if observe_pod(pod, stop_requested=True).phase is PodPhase.ENDED:
+            return
+        await self.world.kube.delete_pod(
+            self.host.namespace, name, grace_seconds(command.shutdown), pod["metadata"]["uid"]
+        )
+
+    async def _start_supervisor(self, spec: Child, inc: int) -> None:
+        kube, host = self.world.kube, self.host
+        name = host.child_supervisor(spec.name)
+        obj = self.child_objects.get(name)
+        assert spec.supervisor is not None
+        if obj is None:
+            body = {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "Supervisor",
+                "metadata": {
+                    "name": name,
+                    "namespace": host.namespace,
+                    "labels": {
+                        LABEL_MANAGED: MANAGED_BY,
+                        LABEL_HOST: host.uid,
+                        LABEL_CHILD: spec.name,
+                    },
+                    "annotations": {
+                        ANN_PATH: f"{host.path}/{spec.name}",
+                        ANN_INCARNATION: str(inc),
+                    },
+                    "ownerReferences": [host.owner_reference()],
+                },
+                "spec": spec.supervisor.model_dump(mode="json", by_alias=True, exclude_none=True),
+            }
+            created = await kube.create_object(host.namespace, "supervisors", body)
+            if created is not None:
+                self.on_child_object(created, deleted=False)
+            return
+        current = int((obj["metadata"].get("annotations") or {}).get(ANN_INCARNATION, "0"))
+        if current < inc and "deletionTimestamp" not in obj["metadata"]:
+            patched = await kube.patch_object(
+                host.namespace,
+                "supervisors",
+                name,
+                {"metadata": {"annotations": {ANN_INCARNATION: str(inc)}}},
+            )
+            self.on_child_object(patched, deleted=False)
+
+    async def _stop_supervisor(self, spec: Child, inc: int) -> None:
+        name = self.host.child_supervisor(spec.name)
+        obj = self.child_objects.get(name)
+        if obj is None:
+            return
+        current = int((obj["metadata"].get("annotations") or {}).get(ANN_STOP, "0"))
+        if current < inc:
+            patched = await self.world.kube.patch_object(
+                self.host.namespace,
+                "supervisors",
+                name,
+                {"metadata": {"annotations": {ANN_STOP: str(inc)}}},
+            )
+            self.on_child_object(patched, deleted=False)
+
+    async def _collect(self, core: Supervisor) -> None:
+        """Delete the pods of incarnations the core is done with (their exits are persisted)."""
+        current = core.incarnations
+        alive = {
+            i.id: i.incarnation
+            for i in core.which_children()
+            if i.status in (ChildStatus.STARTING, ChildStatus.RUNNING, ChildStatus.STOPPING)
+        }
+        for name, pod in list(self.pods.items()):
+            labels = pod["metadata"].get("labels") or {}
+            child = labels.get(LABEL_CHILD, "")
+            inc = int(labels.get(LABEL_INCARNATION, "0"))
+            if "deletionTimestamp" in pod["metadata"] or alive.get(child) == inc:
+                continue
+            ended = observe_pod(pod, stop_requested=True).phase is PodPhase.ENDED
+            if inc < current.get(child, 0) or (ended and child not in alive and self.host.deleting):
+                if not ended:
+                    self.log.warning("pod %s outlived its incarnation: deleting it", name)
+                await self.world.kube.delete_pod(
+                    self.host.namespace, name, 0, pod["metadata"]["uid"]
+                )
+
+    async def _write_slots(self, core: Supervisor) -> None:
+        """The Actor objects of actor children show their slot (best effort)."""
+        if self.host.standalone_actor:
+            return
+        for info in core.which_children():
+            if info.id not in self.slots:
+                continue
+            inc = info.incarnation or core.incarnations.get(info.id, 0)
+            status: Json = {
+                "phase": info.status.value,
+                "incarnation": inc,
+                "pod": self.host.pod_name(info.id, inc) if inc else None,
+                "pid": str(self._pid(info.id, inc)) if inc else None,
+                "restarts": max(0, core.incarnations.get(info.id, 0) - 1),
+                "observedGeneration": self.host.generation,
+            }
+            if info.id in self.child_exits:
+                status["lastExit"] = self.child_exits[info.id]
+            if self.slot_status.get(info.id) == status:
+                continue
+            await self.world.kube.patch_status(
+                self.host.namespace, "actors", self.host.slot_object(info.id), status
+            )
+            self.slot_status[info.id] = status
+
+    # --- finalizer -----------------------------------------------------------------------
+
+    async def _add_finalizer(self) -> None:
+        patched = await self.world.kube.patch_object(
+            self.host.namespace,
+            self.host.plural,
+            self.host.name,
+            {
+                "metadata": {
+                    "finalizers": [*self.host.finalizers, FINALIZER],
+                    "resourceVersion": self.host.resource_version,
+                }
+            },
+        )
+        self.update(patched, False)
+
+    async def _remove_finalizer(self) -> None:
+        rest = [f for f in self.host.finalizers if f != FINALIZER]
+        if len(rest) == len(self.host.finalizers):
+            return
+        await self.world.kube.patch_object(
+            self.host.namespace,
+            self.host.plural,
+            self.host.name,
+            {"metadata": {"finalizers": rest, "resourceVersion": self.host.resource_version}},
+        )
+        self.log.info("all children stopped: finalizer removed")
+
+    def _pod_alive(self, pod: Json) -> bool:
+        return observe_pod(pod, stop_requested=True).phase is not PodPhase.ENDED
+
+
+def core_child(host: Host, child_id: str) -> Child | None:
+    for child in host.spec.children:
+        if child.name == child_id:
+            return child
+    return None
+
+
+def _pod_ready(pod: Json) -> bool:
+    for condition in (pod.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Ready":
+            return bool(condition.get("status") == "True")
+    return False
+
+
+def _actor_fields(
+    core: Supervisor, host: Host, pids: dict[str, str], exits: dict[str, Json]
+) -> Json:
+    info = core.child(host.name)
+    inc = core.incarnations.get(host.name, 0)
+    fields: Json = {
+        "incarnation": inc,
+        "pod": host.pod_name(host.name, inc) if inc else None,
+        "pid": pids.get(host.name),
+        "restarts": max(0, inc - 1),
+    }
+    if info is not None:
+        fields["childState"] = info.status.value
+    if host.name in exits:
+        fields["lastExit"] = exits[host.name]
+    return {k: v for k, v in fields.items() if v is not None}

@@ -1,0 +1,85 @@
+"""kopf's side: watch Supervisors, Actors applied on their own, and the operator's pods, and
+hand every event to the :class:`~rebeam_operator.world.World`.
+
+Only raw event handlers are used: kopf keeps no progress of its own in our objects (no
+annotations, no finalizer of its own); every decision and its state live in the drivers and
+in status. ``kopf run -m rebeam_operator.handlers`` works as ``rebeam-operator`` does, with
+settings from the environment.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from rebeam_operator import kube as kube_module
+from rebeam_operator.hosts import GROUP, LABEL_MANAGED, MANAGED_BY, VERSION
+from rebeam_operator.messaging import Messaging
+from rebeam_operator.settings import Settings, parse
+from rebeam_operator.world import World
+
+__all__ = ["configure", "world"]
+
+log = logging.getLogger("rebeam.operator")
+
+_state: dict[str, Any] = {}
+
+
+def configure(settings: Settings) -> None:
+    _state["settings"] = settings
+
+
+def world() -> World:
+    result: World = _state["world"]
+    return result
+
+
+@kopf.on.startup()
+async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    ours: Settings = _state.get("settings") or parse([])
+    settings.peering.standalone = True  # one operator; restarts are made safe by status
+    settings.posting.enabled = False  # our own Events name exit reasons; kopf's would be noise
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.persistence.finalizer = "rebeam.io/kopf"  # never added: no change handlers
+    # Resources and namespaces are taken as they are at startup: no CRD or namespace listing
+    # (and no RBAC for it). Install the CRDs before the operator.
+    settings.scanning.disabled = True
+    kube = kube_module.Kube(kube_module.load_config())
+    messaging = Messaging(ours.nats_url)
+    messaging.start()
+    _state["world"] = World(ours, kube, messaging)
+    log.info(
+        "rebeam operator started: namespaces=%s nats=%s", ours.namespaces or "all", ours.nats_url
+    )
+
+
+@kopf.on.cleanup()
+async def _cleanup(**_: Any) -> None:
+    if "world" in _state:
+        await world().stop()
+
+
+def _deleted(event: Any) -> bool:
+    return bool(event.get("type") == "DELETED")
+
+
+@kopf.on.event(GROUP, VERSION, "supervisors")
+async def _supervisor(event: Any, **_: Any) -> None:
+    world().on_host(dict(event["object"]), _deleted(event))
+
+
+@kopf.on.event(GROUP, VERSION, "actors")
+async def _actor(event: Any, **_: Any) -> None:
+    body = dict(event["object"])
+    owners = body["metadata"].get("ownerReferences") or []
+    if any(o.get("kind") == "Supervisor" for o in owners):
+        return  # an actor slot of a Supervisor: its driver writes it
+    world().on_host(body, _deleted(event))
+
+
+@kopf.on.event("", "v1", "pods", labels={LABEL_MANAGED: MANAGED_BY})
+async def _pod(event: Any, **_: Any) -> None:
+    world().on_pod(dict(event["object"]), _deleted(event))

@@ -1,0 +1,139 @@
+"""What one driver supervises: a ``Supervisor`` object, or an ``Actor`` applied on its own.
+
+A :class:`Host` is read from the object's body every time it changes. It carries the tree's
+identity (the supervisor path, the incarnation a parent asked for), the manifest as
+:mod:`rebeam.spec` models, and the names and labels everything below it is given.
+
+An ``Actor`` applied on its own is supervised as the only child of an implicit one_for_one
+supervisor with the default intensity and period: the child is named after the Actor, its
+restart, shutdown and startTimeout come from the Actor's spec, and its pods are
+``<actor>-<incarnation>``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+from rebeam.spec.models import ActorSpec, ActorTemplate, Child, SupervisorSpec
+
+__all__ = [
+    "ANN_INCARNATION",
+    "ANN_PATH",
+    "ANN_PID",
+    "ANN_STOP",
+    "FINALIZER",
+    "GROUP",
+    "LABEL_CHILD",
+    "LABEL_HOST",
+    "LABEL_INCARNATION",
+    "LABEL_MANAGED",
+    "LABEL_SUPERVISOR",
+    "MANAGED_BY",
+    "VERSION",
+    "Host",
+    "host_from_body",
+]
+
+GROUP: Final = "rebeam.io"
+VERSION: Final = "v1alpha1"
+FINALIZER: Final = "rebeam.io/shutdown"
+MANAGED_BY: Final = "rebeam-operator"
+LABEL_MANAGED: Final = "app.kubernetes.io/managed-by"
+LABEL_HOST: Final = "rebeam.io/host-uid"  # the driver that owns a pod or object
+LABEL_SUPERVISOR: Final = "rebeam.io/supervisor"
+LABEL_CHILD: Final = "rebeam.io/child"
+LABEL_INCARNATION: Final = "rebeam.io/incarnation"
+ANN_PATH: Final = "rebeam.io/path"  # the supervisor path: root/child/grandchild
+ANN_PID: Final = "rebeam.io/pid"
+ANN_INCARNATION: Final = "rebeam.io/incarnation"  # of a child Supervisor: the parent's ask
+ANN_STOP: Final = "rebeam.io/stop-incarnation"  # the parent asks that incarnation to stop
+
+Json = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Host:
+    kind: str  # "Supervisor" or "Actor"
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    resource_version: str
+    path: str
+    spec: SupervisorSpec
+    incarnation: int  # which start of this supervisor (a parent restarts a child by asking +1)
+    stop_incarnation: int  # the parent asked this incarnation to stop (0: never)
+    deleting: bool
+    finalizers: tuple[str, ...]
+    owned_by_supervisor: bool
+    status: Json
+
+    @property
+    def plural(self) -> str:
+        return "supervisors" if self.kind == "Supervisor" else "actors"
+
+    @property
+    def standalone_actor(self) -> bool:
+        return self.kind == "Actor"
+
+    def pod_name(self, child: str, incarnation: int) -> str:
+        if self.standalone_actor:
+            return f"{self.name}-{incarnation}"
+        return f"{self.name}-{child}-{incarnation}"
+
+    def slot_object(self, child: str) -> str:
+        """The Actor object of an actor child (the standalone Actor is its own slot)."""
+        return self.name if self.standalone_actor else f"{self.name}-{child}"
+
+    def child_supervisor(self, child: str) -> str:
+        return f"{self.name}-{child}"
+
+    def owner_reference(self) -> Json:
+        return {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": self.kind,
+            "name": self.name,
+            "uid": self.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+
+
+def _actor_as_supervisor(name: str, spec: ActorSpec) -> SupervisorSpec:
+    as_json = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+    slot = {k: as_json.pop(k) for k in ("restart", "shutdown", "startTimeout") if k in as_json}
+    template = ActorTemplate.model_validate(as_json)
+    child = Child.model_validate({"name": name, **slot, "actor": template})
+    return SupervisorSpec(children=[child])
+
+
+def host_from_body(body: Json) -> Host:
+    """Read a Supervisor or Actor body (raises pydantic's ValidationError on a bad spec)."""
+    meta = body["metadata"]
+    kind = body["kind"]
+    annotations = meta.get("annotations") or {}
+    owners = meta.get("ownerReferences") or []
+    owned = any(
+        o.get("kind") == "Supervisor" and o.get("apiVersion", "").startswith(GROUP) for o in owners
+    )
+    if kind == "Supervisor":
+        spec = SupervisorSpec.model_validate(body.get("spec") or {})
+    else:
+        spec = _actor_as_supervisor(meta["name"], ActorSpec.model_validate(body.get("spec") or {}))
+    return Host(
+        kind=kind,
+        namespace=meta["namespace"],
+        name=meta["name"],
+        uid=meta["uid"],
+        generation=int(meta.get("generation") or 0),
+        resource_version=meta.get("resourceVersion", ""),
+        path=annotations.get(ANN_PATH, meta["name"]),
+        spec=spec,
+        incarnation=int(annotations.get(ANN_INCARNATION, "1")),
+        stop_incarnation=int(annotations.get(ANN_STOP, "0")),
+        deleting="deletionTimestamp" in meta,
+        finalizers=tuple(meta.get("finalizers") or ()),
+        owned_by_supervisor=owned,
+        status=dict(body.get("status") or {}),
+    )

@@ -1,0 +1,219 @@
+"""The few Kubernetes API calls the operator makes, as coroutines (the official client runs in
+worker threads). Every call returns plain dicts; "already exists" and "already gone" are
+answers, not errors, because every call is repeated after an operator restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from rebeam_operator.hosts import GROUP, VERSION
+
+__all__ = ["Conflict", "Kube", "load_config"]
+
+log = logging.getLogger("rebeam.operator")
+
+Json = dict[str, Any]
+
+
+class Conflict(Exception):
+    """A write refused because the object changed (409): re-read and redo."""
+
+
+def load_config() -> client.ApiClient:
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call,unused-ignore]
+    except config.ConfigException:
+        config.load_kube_config(  # type: ignore[no-untyped-call,unused-ignore]
+            config_file=os.environ.get("KUBECONFIG")
+        )
+    return client.ApiClient()
+
+
+class Kube:
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+        self.core = client.CoreV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+
+    async def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    def _dict(self, obj: Any) -> Json:
+        if isinstance(obj, dict):
+            return obj
+        result: Json = self.api.sanitize_for_serialization(obj)  # type: ignore[no-untyped-call,unused-ignore]
+        return result
+
+    # --- pods ----------------------------------------------------------------------------
+
+    async def create_pod(self, body: Json) -> Json | None:
+        """Create; None when a pod of that name exists already."""
+        try:
+            return self._dict(
+                await self._run(
+                    self.core.create_namespaced_pod, body["metadata"]["namespace"], body
+                )
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                return None
+            raise
+
+    async def delete_pod(
+        self, namespace: str, name: str, grace: int, uid: str | None = None
+    ) -> None:
+        options = client.V1DeleteOptions(
+            grace_period_seconds=grace,
+            preconditions=client.V1Preconditions(uid=uid) if uid else None,
+        )
+        try:
+            await self._run(self.core.delete_namespaced_pod, name, namespace, body=options)
+        except ApiException as exc:
+            if exc.status not in (404, 409):
+                raise
+
+    async def get_pod(self, namespace: str, name: str) -> Json | None:
+        try:
+            return self._dict(await self._run(self.core.read_namespaced_pod, name, namespace))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def list_pods(self, namespace: str, selector: str) -> list[Json]:
+        listing = await self._run(self.core.list_namespaced_pod, namespace, label_selector=selector)
+        return [self._dict(p) for p in listing.items]
+
+    # --- rebeam objects ------------------------------------------------------------------
+
+    async def get_object(self, namespace: str, plural: str, name: str) -> Json | None:
+        try:
+            result: Json = await self._run(
+                self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name
+            )
+            return result
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def list_objects(self, namespace: str, plural: str, selector: str) -> list[Json]:
+        result = await self._run(
+            self.custom.list_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            plural,
+            label_selector=selector,
+        )
+        return list(result.get("items") or [])
+
+    async def create_object(self, namespace: str, plural: str, body: Json) -> Json | None:
+        try:
+            result: Json = await self._run(
+                self.custom.create_namespaced_custom_object, GROUP, VERSION, namespace, plural, body
+            )
+            return result
+        except ApiException as exc:
+            if exc.status == 409:
+                return None
+            raise
+
+    async def patch_object(self, namespace: str, plural: str, name: str, patch: Json) -> Json:
+        """A merge patch; with ``metadata.resourceVersion`` in it, a 409 raises Conflict."""
+        try:
+            result: Json = await self._run(
+                self.custom.patch_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                plural,
+                name,
+                patch,
+            )
+            return result
+        except ApiException as exc:
+            if exc.status == 409:
+                raise Conflict(str(exc.reason)) from exc
+            raise
+
+    async def replace_status(
+        self, namespace: str, plural: str, name: str, resource_version: str, status: Json, kind: str
+    ) -> Json:
+        """PUT the whole status, if the object is still at ``resource_version``."""
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": kind,
+            "metadata": {"name": name, "namespace": namespace, "resourceVersion": resource_version},
+            "status": status,
+        }
+        try:
+            result: Json = await self._run(
+                self.custom.replace_namespaced_custom_object_status,
+                GROUP,
+                VERSION,
+                namespace,
+                plural,
+                name,
+                body,
+            )
+            return result
+        except ApiException as exc:
+            if exc.status == 409:
+                raise Conflict(str(exc.reason)) from exc
+            raise
+
+    async def patch_status(self, namespace: str, plural: str, name: str, status: Json) -> None:
+        """Best effort (Actor slot objects): a merge patch of status, no precondition."""
+        try:
+            await self._run(
+                self.custom.patch_namespaced_custom_object_status,
+                GROUP,
+                VERSION,
+                namespace,
+                plural,
+                name,
+                {"status": status},
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    # --- events --------------------------------------------------------------------------
+
+    async def post_event(self, involved: Json, event_type: str, reason: str, message: str) -> None:
+        now = datetime.now(UTC)
+        meta = involved.get("metadata", involved)
+        body = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(
+                generate_name=f"{meta['name']}.", namespace=meta["namespace"]
+            ),
+            involved_object=client.V1ObjectReference(
+                api_version=involved.get("apiVersion"),
+                kind=involved.get("kind"),
+                name=meta["name"],
+                namespace=meta["namespace"],
+                uid=meta.get("uid"),
+            ),
+            reason=reason,
+            message=message[:1024],
+            type=event_type,
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+            source=client.V1EventSource(component="rebeam-operator"),
+            reporting_component="rebeam-operator",
+            reporting_instance=os.environ.get("HOSTNAME", "rebeam-operator"),
+        )
+        try:
+            await self._run(self.core.create_namespaced_event, meta["namespace"], body)
+        except ApiException as exc:
+            log.warning("could not post event %s: %s", reason, exc.reason)

@@ -1,0 +1,97 @@
+"""The operator's NATS side: lifecycle events out, names of dead incarnations released,
+leases looked up to fence a pod on a lost node.
+
+NATS being away never stalls supervision: events are queued and published in order by one
+task, releases and lease look-ups give up after a short deadline (names then expire with
+their lease, and a pod whose lease cannot be read is not fenced yet).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import nats
+
+from rebeam import _lease
+from rebeam.events import LifecycleEvent, publish, release_names_of
+from rebeam.pids import Pid
+
+__all__ = ["Messaging"]
+
+log = logging.getLogger("rebeam.operator")
+
+DEADLINE = 3.0
+
+
+class Messaging:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.nc: Any = None
+        self._outbox: asyncio.Queue[tuple[str, LifecycleEvent]] = asyncio.Queue()
+        self._sender: asyncio.Task[None] | None = None
+        self._connector: asyncio.Task[None] | None = None
+        self._leases: dict[str, Any] = {}
+        self._connected = asyncio.Event()
+
+    def start(self) -> None:
+        self._connector = asyncio.create_task(self._connect())
+        self._sender = asyncio.create_task(self._send())
+
+    async def _connect(self) -> None:
+        while self.nc is None:
+            try:
+                self.nc = await nats.connect(
+                    self.url, max_reconnect_attempts=-1, connect_timeout=3, name="rebeam-operator"
+                )
+                self._connected.set()
+                log.info("connected to NATS at %s", self.url)
+            except Exception as exc:
+                log.warning("cannot reach NATS at %s (%s); retrying", self.url, exc)
+                await asyncio.sleep(2)
+
+    async def close(self) -> None:
+        for task in (self._sender, self._connector):
+            if task is not None:
+                task.cancel()
+        if self.nc is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.nc.drain(), DEADLINE)
+
+    def emit(self, event: LifecycleEvent) -> None:
+        self._outbox.put_nowait((event.namespace, event))
+
+    async def _send(self) -> None:
+        while True:
+            namespace, event = await self._outbox.get()
+            await self._connected.wait()
+            try:
+                await asyncio.wait_for(publish(self.nc, namespace, event), DEADLINE)
+            except Exception as exc:
+                log.warning("could not publish %s event: %s", event.event, exc)
+
+    async def release(self, pid: Pid) -> None:
+        if self.nc is None:
+            return
+        try:
+            await asyncio.wait_for(release_names_of(self.nc, pid), DEADLINE)
+        except Exception as exc:
+            log.warning("could not release the names of %s: %s", pid, exc)
+
+    async def lease_alive(self, pid: Pid) -> bool | None:
+        """Whether the incarnation's runtime holds its lease; None when NATS cannot tell."""
+        if self.nc is None:
+            return None
+        try:
+            kv = self._leases.get(pid.namespace)
+            if kv is None:
+                kv = await asyncio.wait_for(
+                    _lease.open_leases(self.nc.jetstream(), pid.namespace), DEADLINE
+                )
+                self._leases[pid.namespace] = kv
+            return await asyncio.wait_for(_lease.lease_alive(kv, pid), DEADLINE)
+        except Exception as exc:
+            log.warning("could not read the lease of %s: %s", pid, exc)
+            return None

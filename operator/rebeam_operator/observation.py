@@ -1,0 +1,104 @@
+"""What a pod says about its incarnation: still starting, running, or ended and why.
+
+The container's terminated state is turned into an exit reason by
+:func:`rebeam.exits.from_container_end`, with what the runtime recorded through the
+termination message (``REBEAM_EXIT_RECORD`` names the termination-message path). A pod that is
+gone without a final status we saw is reported by :func:`vanished_reason`.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from rebeam.exits import (
+    KILLED,
+    NOCONNECTION,
+    SHUTDOWN,
+    ExitKind,
+    ExitReason,
+    crash,
+    from_container_end,
+)
+from rebeam_operator.pods import CONTAINER
+
+__all__ = ["PodPhase", "PodView", "observe_pod", "recorded_reason", "vanished_reason"]
+
+Json = dict[str, Any]
+
+
+class PodPhase(enum.Enum):
+    PENDING = "pending"  # not running yet (unbound, pulling, waiting)
+    RUNNING = "running"
+    ENDED = "ended"
+
+
+@dataclass(frozen=True)
+class PodView:
+    phase: PodPhase
+    reason: ExitReason | None = None  # when ENDED
+    node: str | None = None
+    deleting: bool = False
+
+
+def recorded_reason(message: str | None) -> ExitReason | None:
+    """The exit reason the runtime wrote to the termination message, if it wrote one."""
+    if not message or not message.strip():
+        return None
+    try:
+        return ExitReason.from_wire(json.loads(message))
+    except ValueError:
+        return None
+
+
+def _container(pod: Json) -> Json | None:
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        if status.get("name") == CONTAINER:
+            return dict(status)
+    return None
+
+
+def observe_pod(pod: Json, *, stop_requested: bool) -> PodView:
+    status = pod.get("status") or {}
+    node = (pod.get("spec") or {}).get("nodeName")
+    deleting = "deletionTimestamp" in (pod.get("metadata") or {})
+    container = _container(pod)
+    state = (container or {}).get("state") or {}
+    terminated = state.get("terminated")
+    if terminated:
+        message = terminated.get("message")
+        recorded = recorded_reason(message)
+        reason = from_container_end(
+            int(terminated.get("exitCode", 0)),
+            reason=terminated.get("reason"),
+            signal=terminated.get("signal"),
+            stop_requested=stop_requested,
+            recorded=recorded,
+        )
+        if recorded is None and reason.kind is ExitKind.CRASH and message:
+            details = reason.details
+            reason = crash(
+                exit_code=details.exit_code if details else None,
+                signal=details.signal if details else None,
+                message=message.strip()[-300:],
+            )
+        return PodView(PodPhase.ENDED, reason, node, deleting)
+    phase = status.get("phase")
+    if phase in ("Succeeded", "Failed"):  # evicted, or ended before a container status
+        why = status.get("message") or status.get("reason") or f"pod {phase}"
+        reason = SHUTDOWN if stop_requested else crash(message=why)
+        return PodView(PodPhase.ENDED, reason, node, deleting)
+    if state.get("running") or phase == "Running":
+        return PodView(PodPhase.RUNNING, None, node, deleting)
+    return PodView(PodPhase.PENDING, None, node, deleting)
+
+
+def vanished_reason(*, stop_requested: bool, brutal: bool, node_lost: bool) -> ExitReason:
+    """A pod that went away before we saw how it ended."""
+    if node_lost:
+        return NOCONNECTION
+    if stop_requested:
+        return KILLED if brutal else SHUTDOWN
+    return KILLED

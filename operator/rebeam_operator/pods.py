@@ -1,0 +1,122 @@
+"""Pod specs: one pod per incarnation of an actor child, never restarted by the kubelet.
+
+The pod of incarnation ``n`` of child ``c`` under host ``h`` is named ``h-c-n`` (``h-n`` for an
+Actor applied on its own). The name is deterministic, so a create repeated after an operator
+restart is refused with 409 instead of starting a second process of one incarnation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from rebeam.pids import Pid
+from rebeam.spec.models import ActorTemplate, Child
+from rebeam.supervision import BRUTAL_KILL, INFINITY, Shutdown
+from rebeam_operator.hosts import (
+    ANN_PATH,
+    ANN_PID,
+    LABEL_CHILD,
+    LABEL_HOST,
+    LABEL_INCARNATION,
+    LABEL_MANAGED,
+    LABEL_SUPERVISOR,
+    MANAGED_BY,
+    Host,
+)
+from rebeam_operator.settings import TERMINATION_MESSAGE_PATH, Settings
+
+__all__ = ["CONTAINER", "INFINITE_GRACE", "grace_seconds", "pod_manifest", "runtime_command"]
+
+CONTAINER = "actor"
+INFINITE_GRACE = 24 * 3600  # shutdown: infinity (a pod's grace period must be a number)
+
+Json = dict[str, Any]
+
+
+def grace_seconds(shutdown: Shutdown) -> int:
+    """A child's shutdown as a pod's grace period: brutal_kill is 0 (SIGKILL at once)."""
+    if shutdown == BRUTAL_KILL:
+        return 0
+    if shutdown == INFINITY:
+        return INFINITE_GRACE
+    return max(1, math.ceil(float(shutdown)))
+
+
+def runtime_command(actor: ActorTemplate) -> list[str]:
+    if actor.command:
+        extra = actor.args if isinstance(actor.args, list) else []
+        return [*actor.command, *(str(a) for a in extra)]
+    assert actor.module is not None
+    return ["python", "-m", "rebeam.runtime", actor.module, "--args", json.dumps(actor.args)]
+
+
+def _label(value: str) -> str:
+    return value if len(value) <= 63 else value[:63].rstrip("-.")
+
+
+def pod_manifest(
+    host: Host,
+    child: Child,
+    incarnation: int,
+    pid: Pid,
+    shutdown: Shutdown,
+    slot_owner: Json,
+    settings: Settings,
+) -> Json:
+    actor = child.actor
+    assert actor is not None
+    env: list[Json] = [
+        {"name": "REBEAM_NATS_URL", "value": settings.nats_url},
+        {"name": "REBEAM_NAMESPACE", "value": host.namespace},
+        {"name": "REBEAM_PID", "value": str(pid)},
+        {"name": "REBEAM_SUPERVISOR", "value": host.path},
+        {"name": "REBEAM_CHILD", "value": child.name},
+        {"name": "REBEAM_EXIT_RECORD", "value": settings.exit_record},
+    ]
+    if actor.register_as:
+        env.append({"name": "REBEAM_NAME", "value": actor.register_as})
+    if settings.lease_ttl is not None:
+        env.append({"name": "REBEAM_LEASE_TTL", "value": str(settings.lease_ttl)})
+    for var in actor.env:
+        entry: Json = {"name": var.name}
+        if var.value_from is not None:
+            entry["valueFrom"] = var.value_from
+        else:
+            entry["value"] = var.value or ""
+        env.append(entry)
+    container: Json = {
+        "name": CONTAINER,
+        "image": actor.image or settings.image,
+        "command": runtime_command(actor),
+        "env": env,
+        "terminationMessagePath": TERMINATION_MESSAGE_PATH,
+        "terminationMessagePolicy": "File",
+    }
+    if actor.resources:
+        container["resources"] = actor.resources
+    if actor.working_dir:
+        container["workingDir"] = actor.working_dir
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": host.pod_name(child.name, incarnation),
+            "namespace": host.namespace,
+            "labels": {
+                LABEL_MANAGED: MANAGED_BY,
+                LABEL_HOST: host.uid,
+                LABEL_SUPERVISOR: _label(host.name),
+                LABEL_CHILD: child.name,
+                LABEL_INCARNATION: str(incarnation),
+            },
+            "annotations": {ANN_PATH: host.path, ANN_PID: str(pid)},
+            "ownerReferences": [slot_owner],
+        },
+        "spec": {
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": grace_seconds(shutdown),
+            "containers": [container],
+        },
+    }

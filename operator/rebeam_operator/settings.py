@@ -1,0 +1,90 @@
+"""The operator's settings: flags win over ``REBEAM_OPERATOR_*`` environment variables.
+
+===========================  ======================================  ========================
+flag                         environment                             default
+===========================  ======================================  ========================
+``--namespace NS`` (repeat)  ``REBEAM_OPERATOR_NAMESPACES`` (a,b,c)  every namespace
+``--nats-url URL``           ``REBEAM_NATS_URL``                     ``nats://nats:4222``
+``--log-format json|text``   ``REBEAM_OPERATOR_LOG_FORMAT``          ``json``
+``--log-level LEVEL``        ``REBEAM_OPERATOR_LOG_LEVEL``           ``INFO``
+``--image IMAGE``            ``REBEAM_OPERATOR_IMAGE``               the actor base image
+``--exit-record PATH``       ``REBEAM_OPERATOR_EXIT_RECORD``         ``/dev/termination-log``
+``--lease-ttl SECONDS``      ``REBEAM_LEASE_TTL``                    (the runtime's default)
+===========================  ======================================  ========================
+
+``--exit-record`` is the value pods get in ``REBEAM_EXIT_RECORD``: where the runtime writes its
+exit reason. It is the container's ``terminationMessagePath`` on a real kubelet; a kubelet that
+hands each container a file of its own (the e2e process kubelet exports it as
+``$REBEAM_TERMINATION_LOG``) is served with ``--exit-record '$(REBEAM_TERMINATION_LOG)'``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+
+__all__ = ["DEFAULT_IMAGE", "TERMINATION_MESSAGE_PATH", "Settings", "parse"]
+
+DEFAULT_IMAGE = "ghcr.io/rebeam/actor:0.1.0"
+TERMINATION_MESSAGE_PATH = "/dev/termination-log"
+
+
+@dataclass(frozen=True)
+class Settings:
+    namespaces: tuple[str, ...] = ()  # empty: cluster-wide
+    nats_url: str = "nats://nats:4222"
+    log_format: str = "json"
+    log_level: str = "INFO"
+    image: str = DEFAULT_IMAGE
+    exit_record: str = TERMINATION_MESSAGE_PATH
+    lease_ttl: float | None = None
+    resync_seconds: float = 10.0  # a level-triggered look at every tree, events or not
+
+    @property
+    def clusterwide(self) -> bool:
+        return not self.namespaces
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value else default
+
+
+def parse(argv: list[str] | None = None) -> Settings:
+    p = argparse.ArgumentParser(
+        prog="rebeam-operator",
+        description="Run rebeam Supervisor and Actor resources as pods with OTP semantics.",
+    )
+    env_ns = _env("REBEAM_OPERATOR_NAMESPACES", "") or ""
+    p.add_argument(
+        "--namespace",
+        "-n",
+        action="append",
+        dest="namespaces",
+        help="a namespace to watch (repeat; default: REBEAM_OPERATOR_NAMESPACES or all)",
+    )
+    p.add_argument("--nats-url", default=_env("REBEAM_NATS_URL", Settings.nats_url))
+    p.add_argument(
+        "--log-format",
+        choices=("json", "text"),
+        default=_env("REBEAM_OPERATOR_LOG_FORMAT", Settings.log_format),
+    )
+    p.add_argument("--log-level", default=_env("REBEAM_OPERATOR_LOG_LEVEL", Settings.log_level))
+    p.add_argument("--image", default=_env("REBEAM_OPERATOR_IMAGE", DEFAULT_IMAGE))
+    p.add_argument(
+        "--exit-record", default=_env("REBEAM_OPERATOR_EXIT_RECORD", TERMINATION_MESSAGE_PATH)
+    )
+    ttl = _env("REBEAM_LEASE_TTL")
+    p.add_argument("--lease-ttl", type=float, default=float(ttl) if ttl else None)
+    args = p.parse_args(argv)
+    namespaces = args.namespaces or [n.strip() for n in env_ns.split(",") if n.strip()]
+    return Settings(
+        namespaces=tuple(namespaces),
+        nats_url=args.nats_url,
+        log_format=args.log_format,
+        log_level=args.log_level.upper(),
+        image=args.image,
+        exit_record=args.exit_record,
+        lease_ttl=args.lease_ttl,
+    )

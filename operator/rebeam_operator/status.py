@@ -1,0 +1,138 @@
+"""Status as users read it: phase, ready/total, restarts in the window, per-child state and
+conditions (Ready, GaveUp) with observedGeneration — built from the core and what the driver
+persists beside it.
+
+Beside the documented fields a driver keeps, in the same status, what it needs to carry on
+after an operator restart (``coreSnapshot``, ``seq``, ``fed``, ``outbox``,
+``supervisorIncarnation``, ``shutdownFed``, ``childExits``, ``exitReason``): status is the
+only memory the operator trusts.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from rebeam.exits import ExitKind, ExitReason
+from rebeam.spec.models import ChildState, Condition, ExitSummary, SupervisorStatus
+from rebeam.supervision import ChildStatus, Supervisor, SupervisorState
+
+__all__ = ["build_status", "exit_summary", "now_iso"]
+
+Json = dict[str, Any]
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def exit_summary(reason: ExitReason) -> Json:
+    details = reason.details
+    summary = ExitSummary(
+        reason=reason.kind.value,
+        message=(
+            details.summary()
+            if reason.kind is ExitKind.CRASH and details
+            else (str(reason) if reason.info is not None else None)
+        ),
+        exit_code=details.exit_code if details else None,
+        signal=details.signal if details else None,
+        time=now_iso(),
+    )
+    return summary.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def _condition(
+    previous: list[Json], kind: str, status: str, reason: str, message: str, generation: int
+) -> Json:
+    transition = now_iso()
+    for old in previous:
+        if old.get("type") == kind and old.get("status") == status:
+            transition = old.get("lastTransitionTime", transition)
+    return Condition(
+        type=kind,
+        status=status,  # type: ignore[arg-type,unused-ignore]
+        reason=reason,
+        message=message,
+        last_transition_time=transition,
+        observed_generation=generation,
+    ).model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def phase_of(core: Supervisor, *, stopping: bool, gave_up: bool, init_failed: bool) -> str:
+    if core.state is SupervisorState.TERMINATED:
+        if init_failed:
+            return "Failed"
+        return "GaveUp" if gave_up else "Terminated"
+    if stopping:
+        return "ShuttingDown"
+    if core.state in (SupervisorState.NEW, SupervisorState.STARTING):
+        return "Starting"
+    return "Restarting" if core.busy else "Running"
+
+
+def build_status(
+    core: Supervisor,
+    *,
+    now: float,
+    generation: int,
+    previous: Json,
+    pids: dict[str, str],
+    child_exits: dict[str, Json],
+    phase: str,
+    gave_up_message: str | None,
+    extra: Json,
+) -> Json:
+    rows = list(reversed(core.which_children()))  # start order
+    states = []
+    for info in rows:
+        states.append(
+            ChildState(
+                name=info.id,
+                state=info.status.value,  # type: ignore[arg-type,unused-ignore]
+                incarnation=info.incarnation,
+                pid=pids.get(info.id) if info.status is ChildStatus.RUNNING else None,
+                restarts=max(0, core.incarnations.get(info.id, 0) - 1),
+                last_exit=ExitSummary.model_validate(child_exits[info.id])
+                if info.id in child_exits
+                else None,
+            )
+        )
+    running = sum(1 for info in rows if info.status is ChildStatus.RUNNING)
+    total = len(rows)
+    old_conditions = list(previous.get("conditions") or [])
+    ready = phase == "Running" and running == total
+    conditions = [
+        _condition(
+            old_conditions,
+            "Ready",
+            "True" if ready else "False",
+            "AllChildrenRunning" if ready else phase,
+            f"{running}/{total} children running",
+            generation,
+        ),
+        _condition(
+            old_conditions,
+            "GaveUp",
+            "True" if gave_up_message else "False",
+            "ReachedMaxRestartIntensity" if gave_up_message else "WithinIntensity",
+            gave_up_message or "",
+            generation,
+        ),
+    ]
+    window = [t for t in core.restart_history if now - t <= core.flags.period]
+    status = SupervisorStatus(
+        observed_generation=generation,
+        phase=phase,
+        ready=f"{running}/{total}",
+        ready_children=running,
+        total_children=total,
+        restarts_in_window=len(window),
+        restart_history=list(window),
+        incarnations=core.incarnations,
+        children=states,
+        conditions=[Condition.model_validate(c) for c in conditions],
+    )
+    body = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+    body.update(extra)
+    return body

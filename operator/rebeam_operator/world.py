@@ -1,0 +1,108 @@
+"""What every driver shares, and the routing of watch events to drivers.
+
+kopf delivers watch events (``handlers.py``); :class:`World` keeps one
+:class:`~rebeam_operator.driver.Driver` per Supervisor object (and per Actor applied on its
+own), hands each the events of the pods and child Supervisor objects it owns (by the
+``rebeam.io/host-uid`` label), and wakes it. Drivers do the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from kubernetes.client.exceptions import ApiException
+
+from rebeam_operator.hosts import LABEL_HOST
+from rebeam_operator.kube import Kube
+from rebeam_operator.messaging import Messaging
+from rebeam_operator.settings import Settings
+
+if TYPE_CHECKING:
+    from rebeam_operator.driver import Driver
+
+__all__ = ["World"]
+
+log = logging.getLogger("rebeam.operator")
+
+Json = dict[str, Any]
+
+NODE_CACHE_SECONDS = 2.0
+
+
+class World:
+    def __init__(self, settings: Settings, kube: Kube, messaging: Messaging) -> None:
+        self.settings = settings
+        self.kube = kube
+        self.messaging = messaging
+        self.drivers: dict[str, Driver] = {}
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self._nodes: dict[str, tuple[float, bool]] = {}
+
+    # --- routing -------------------------------------------------------------------------
+
+    def on_host(self, body: Json, deleted: bool) -> None:
+        from rebeam_operator.driver import Driver
+
+        uid = body["metadata"]["uid"]
+        driver = self.drivers.get(uid)
+        if driver is None:
+            if deleted:
+                return
+            driver = Driver(self, body)
+            self.drivers[uid] = driver
+            task = asyncio.create_task(driver.run(), name=f"driver {body['metadata']['name']}")
+            self.tasks[uid] = task
+            task.add_done_callback(functools.partial(self._ended, uid))
+        else:
+            driver.update(body, deleted)
+        # A child Supervisor is also observed by its parent.
+        parent = (body["metadata"].get("labels") or {}).get(LABEL_HOST)
+        if parent and parent in self.drivers:
+            self.drivers[parent].on_child_object(body, deleted)
+
+    def on_pod(self, body: Json, deleted: bool) -> None:
+        host = (body["metadata"].get("labels") or {}).get(LABEL_HOST)
+        driver = self.drivers.get(host or "")
+        if driver is not None:
+            driver.on_pod(body, deleted)
+
+    def _ended(self, uid: str, task: asyncio.Task[None]) -> None:
+        self.drivers.pop(uid, None)
+        self.tasks.pop(uid, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("driver crashed", exc_info=task.exception())
+
+    async def stop(self) -> None:
+        for task in list(self.tasks.values()):
+            task.cancel()
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        await self.messaging.close()
+
+    # --- nodes ---------------------------------------------------------------------------
+
+    async def node_ready(self, name: str) -> bool:
+        """Whether the node says it is Ready (cached briefly); unknown nodes are not."""
+        cached = self._nodes.get(name)
+        if cached and time.monotonic() - cached[0] < NODE_CACHE_SECONDS:
+            return cached[1]
+        ready = False
+        try:
+            node = await asyncio.to_thread(self.kube.core.read_node, name)
+            for condition in (node.status.conditions if node.status else None) or []:
+                if condition.type == "Ready":
+                    ready = condition.status == "True"
+        except ApiException as exc:
+            if exc.status == 404:
+                ready = False  # the node is gone: its pods are lost
+            else:
+                log.info("cannot read node %s: %s", name, exc)
+                ready = True  # cannot tell: never fence on a guess
+        except Exception as exc:
+            log.info("cannot read node %s: %s", name, exc)
+            ready = True  # cannot tell: never fence on a guess
+        self._nodes[name] = (time.monotonic(), ready)
+        return ready
