@@ -11,6 +11,7 @@ import pytest
 from infra.cluster import Cluster
 from infra.kubelet import ProcessKubelet
 from infra.pods import container_status, phase, python_pod, running, terminated
+from infra.pods import ready as is_ready
 from infra.procs import wait_for
 from kubernetes import client
 
@@ -89,9 +90,16 @@ def test_node_loss_keeps_processes_running_and_recovers(
         node = core.read_node(kubelet.node_name)
         return any(c.type == "Ready" and c.status == status for c in node.status.conditions)
 
+    def tainted() -> bool:
+        taints = core.read_node(kubelet.node_name).spec.taints or []
+        return any(t.key == "node.kubernetes.io/unreachable" for t in taints)
+
     kubelet.lose_node()
     try:
-        wait_for(lambda: ready("Unknown"), timeout=10, what="node Ready=Unknown")
+        wait_for(lambda: ready("Unknown"), timeout=40, what="node Ready=Unknown")
+        # What the node lifecycle controller does about it, as on a real cluster:
+        wait_for(tainted, timeout=30, what="node tainted unreachable")
+        cluster.wait_pod(namespace, "survivor", lambda p: not is_ready(p), what="not Ready")
         os.kill(pid, 0)  # the process goes on running, unseen
         # The API server takes a deletion meanwhile; the lost node does not complete it.
         core.delete_namespaced_pod("survivor", namespace, grace_period_seconds=5)
@@ -105,6 +113,7 @@ def test_node_loss_keeps_processes_running_and_recovers(
 
     wait_for(lambda: ready("True"), timeout=10, what="node Ready=True")
     cluster.wait_pod_gone(namespace, "survivor", timeout=30)
+    wait_for(lambda: not tainted(), timeout=30, what="unreachable taint removed")
 
 
 def test_pod_acts_as_its_service_account(

@@ -33,6 +33,7 @@ __all__ = ["ControlPlane", "free_port", "write_kubeconfig"]
 HOST = "127.0.0.1"
 SERVICE_CIDR = "10.0.0.0/24"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
+NODE_MONITOR_GRACE_SECONDS = 15
 
 
 def free_port() -> int:
@@ -177,6 +178,10 @@ class ControlPlane:
                 f"--cluster-signing-key-file={pki.ca_key}",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--controllers=*",
+                # Node loss is noticed after 15 s without a heartbeat (default 50 s); the process
+                # kubelet renews its Lease every 3 s.
+                f"--node-monitor-grace-period={NODE_MONITOR_GRACE_SECONDS}s",
+                "--node-monitor-period=1s",
                 "--profiling=false",
                 "--v=1",
             ],

@@ -73,7 +73,7 @@ Json = dict[str, Any]
 
 HOST_IP = "127.0.0.1"
 LEASE_SECONDS = 40
-RENEW_SECONDS = 5.0
+RENEW_SECONDS = 3.0  # kube-controller-manager runs with --node-monitor-grace-period=15s
 BACKOFF_INITIAL, BACKOFF_MAX = 1.0, 60.0
 MAX_MESSAGE = 4096
 MERGE_PATCH = "application/merge-patch+json"
@@ -125,6 +125,11 @@ class ProcessKubelet:
         self.ca_cert = ca_cert
         self.workdir = workdir
         self.node_name = node_name
+        # A second, unschedulable node that only heartbeats. With one node, losing it would be
+        # "all nodes not ready": the node lifecycle controller then assumes a control-plane
+        # network problem and neither taints nor marks pods not ready. With a spare, node loss
+        # looks as it does in any multi-node cluster.
+        self.spare_node = f"{node_name}-spare"
         # Containers find `python` & co. first beside this interpreter (the project venv).
         self.path = path or os.pathsep.join(
             [str(Path(sys.executable).parent), os.environ.get("PATH", "/usr/bin:/bin")]
@@ -216,8 +221,9 @@ class ProcessKubelet:
             self._faults.clear()
 
     def lose_node(self) -> None:
-        """Node loss: heartbeats and all API traffic stop, processes go on running, and the Node
-        is marked Ready=Unknown as the node lifecycle controller would after its grace period."""
+        """Node loss: heartbeats and all API traffic stop, processes go on running. Within the
+        node monitor grace period (15 s) the node lifecycle controller marks the Node
+        Ready=Unknown, taints it unreachable and marks its pods not ready."""
         self._call(self._lose())
 
     def recover_node(self) -> None:
@@ -266,8 +272,9 @@ class ProcessKubelet:
             self._api = aclient.ApiClient(configuration)
             self.core = aclient.CoreV1Api(self._api)
             self.coordination = aclient.CoordinationV1Api(self._api)
-            await self._register_node()
-            await self._renew_lease()
+            for name in (self.node_name, self.spare_node):
+                await self._register_node(name, unschedulable=name == self.spare_node)
+                await self._renew_lease(name)
         except BaseException as exc:
             failure.append(exc)
             ready.set()
@@ -304,14 +311,15 @@ class ProcessKubelet:
             "lastTransitionTime": now(),
         }
 
-    async def _register_node(self) -> None:
+    async def _register_node(self, name: str, *, unschedulable: bool) -> None:
         node = {
             "apiVersion": "v1",
             "kind": "Node",
+            "spec": {"unschedulable": unschedulable},
             "metadata": {
-                "name": self.node_name,
+                "name": name,
                 "labels": {
-                    "kubernetes.io/hostname": self.node_name,
+                    "kubernetes.io/hostname": name,
                     "kubernetes.io/os": "linux",
                     "kubernetes.io/arch": "amd64",
                     "rebeam.io/process-kubelet": "true",
@@ -341,7 +349,7 @@ class ProcessKubelet:
                 "allocatable": capacity,
                 "addresses": [
                     {"type": "InternalIP", "address": HOST_IP},
-                    {"type": "Hostname", "address": self.node_name},
+                    {"type": "Hostname", "address": name},
                 ],
                 "conditions": [
                     *pressure,
@@ -361,7 +369,7 @@ class ProcessKubelet:
                 },
             }
         }
-        await self.core.patch_node_status(self.node_name, status, _content_type=MERGE_PATCH)
+        await self.core.patch_node_status(name, status, _content_type=MERGE_PATCH)
 
     async def _set_ready(self, status: str, reason: str, message: str) -> None:
         node = await self.core.read_node_status(self.node_name)
@@ -373,16 +381,16 @@ class ProcessKubelet:
             self.node_name, {"status": {"conditions": conditions}}, _content_type=MERGE_PATCH
         )
 
-    async def _renew_lease(self) -> None:
+    async def _renew_lease(self, name: str) -> None:
         lease_ns = "kube-node-lease"
         spec = {
-            "holderIdentity": self.node_name,
+            "holderIdentity": name,
             "leaseDurationSeconds": LEASE_SECONDS,
             "renewTime": micro_now(),
         }
         try:
             await self.coordination.patch_namespaced_lease(
-                self.node_name, lease_ns, {"spec": spec}, _content_type=MERGE_PATCH
+                name, lease_ns, {"spec": spec}, _content_type=MERGE_PATCH
             )
         except aclient.ApiException as exc:
             if exc.status != 404:
@@ -390,7 +398,7 @@ class ProcessKubelet:
             lease = {
                 "apiVersion": "coordination.k8s.io/v1",
                 "kind": "Lease",
-                "metadata": {"name": self.node_name, "namespace": lease_ns},
+                "metadata": {"name": name, "namespace": lease_ns},
                 "spec": spec,
             }
             await self.coordination.create_namespaced_lease(lease_ns, lease)
@@ -398,23 +406,23 @@ class ProcessKubelet:
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(RENEW_SECONDS)
-            if self.lost:
-                continue
             try:
-                await self._renew_lease()
+                await self._renew_lease(self.spare_node)
+                if not self.lost:
+                    await self._renew_lease(self.node_name)
             except Exception:
                 log.exception("lease renewal failed")
 
     async def _lose(self) -> None:
+        # Silence only: the node lifecycle controller notices the stale lease within its grace
+        # period and does what it does on a real cluster (Ready=Unknown, unreachable taint,
+        # pods marked not ready). Writing Ready=Unknown here would hide that transition from it.
         self.lost = True
         assert self.online is not None
         self.online.clear()
-        await self._set_ready(
-            "Unknown", "NodeStatusUnknown", "Kubelet stopped posting node status."
-        )
 
     async def _recover(self) -> None:
-        await self._renew_lease()
+        await self._renew_lease(self.node_name)
         await self._set_ready("True", "KubeletReady", "process kubelet is ready")
         self.lost = False
         assert self.online is not None
