@@ -334,7 +334,7 @@ class Driver:
 
     def _pid(self, child: str, incarnation: int) -> Pid | None:
         slot = self.host.uid if self.host.standalone_actor else self.slots.get(child)
-        if slot is None:
+        if slot is None or incarnation < 1:
             return None
         return Pid.for_incarnation(self.host.namespace, slot, incarnation)
 
@@ -367,7 +367,8 @@ class Driver:
             reason = KILLED if stopping and brutal and not view.reason.is_clean else view.reason
             return await self._ended(child, inc, pid, reason, status, name)
         if status is ChildStatus.STARTING:
-            if view.phase is PodPhase.RUNNING:
+            assert spec.actor is not None
+            if view.phase is PodPhase.RUNNING and (view.ready or spec.actor.command):
                 self._emit("started", child, inc, pid)
                 return ChildStarted(child, inc)
             created = _created_at(pod) or now
@@ -389,6 +390,9 @@ class Driver:
         force-deleted and its exit reported as noconnection."""
         if _pod_ready(pod) or pid is None:
             return None
+        spec = core_child(self.host, child)
+        if spec is None or spec.actor is None or spec.actor.command:
+            return None  # a command holds no lease: wait until its pod is confirmed gone
         node = pod["spec"].get("nodeName")
         if not node or await self.world.node_ready(node):
             return None

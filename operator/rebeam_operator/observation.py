@@ -41,6 +41,7 @@ class PodView:
     reason: ExitReason | None = None  # when ENDED
     node: str | None = None
     deleting: bool = False
+    ready: bool = False  # the container passed its readiness probe (an actor's init is done)
 
 
 def recorded_reason(message: str | None) -> ExitReason | None:
@@ -91,7 +92,8 @@ def observe_pod(pod: Json, *, stop_requested: bool) -> PodView:
         reason = SHUTDOWN if stop_requested else crash(message=why)
         return PodView(PodPhase.ENDED, reason, node, deleting)
     if state.get("running") or phase == "Running":
-        return PodView(PodPhase.RUNNING, None, node, deleting)
+        ready = bool((container or {}).get("ready"))
+        return PodView(PodPhase.RUNNING, None, node, deleting, ready)
     return PodView(PodPhase.PENDING, None, node, deleting)
 
 

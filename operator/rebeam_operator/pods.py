@@ -27,7 +27,14 @@ from rebeam_operator.hosts import (
 )
 from rebeam_operator.settings import TERMINATION_MESSAGE_PATH, Settings
 
-__all__ = ["CONTAINER", "INFINITE_GRACE", "grace_seconds", "pod_manifest", "runtime_command"]
+__all__ = [
+    "CONTAINER",
+    "INFINITE_GRACE",
+    "READINESS_PROBE",
+    "grace_seconds",
+    "pod_manifest",
+    "runtime_command",
+]
 
 CONTAINER = "actor"
 INFINITE_GRACE = 24 * 3600  # shutdown: infinity (a pod's grace period must be a number)
@@ -44,12 +51,25 @@ def grace_seconds(shutdown: Shutdown) -> int:
     return max(1, math.ceil(float(shutdown)))
 
 
+# Starting a child is synchronous in OTP: the supervisor waits until init has returned. The
+# runtime says so on --ready-fd; in a pod that descriptor is a file the readiness probe reads,
+# so an actor counts as started when its pod is Ready (init done, name registered).
+READY_FILE = '"${HOME:-/tmp}/.rebeam-ready"'
+_RUN = f'exec python -m rebeam.runtime "$@" --ready-fd 3 3>{READY_FILE}'
+READINESS_PROBE: Json = {
+    "exec": {"command": ["sh", "-c", f"grep -q ready {READY_FILE}"]},
+    "periodSeconds": 1,
+    "failureThreshold": 1,
+    "successThreshold": 1,
+}
+
+
 def runtime_command(actor: ActorTemplate) -> list[str]:
     if actor.command:
         extra = actor.args if isinstance(actor.args, list) else []
         return [*actor.command, *(str(a) for a in extra)]
     assert actor.module is not None
-    return ["python", "-m", "rebeam.runtime", actor.module, "--args", json.dumps(actor.args)]
+    return ["sh", "-c", _RUN, "rebeam-runtime", actor.module, "--args", json.dumps(actor.args)]
 
 
 def _label(value: str) -> str:
@@ -94,6 +114,8 @@ def pod_manifest(
         "terminationMessagePath": TERMINATION_MESSAGE_PATH,
         "terminationMessagePolicy": "File",
     }
+    if actor.module:
+        container["readinessProbe"] = READINESS_PROBE
     if actor.resources:
         container["resources"] = actor.resources
     if actor.working_dir:

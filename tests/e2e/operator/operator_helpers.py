@@ -1,0 +1,293 @@
+"""Helpers of the operator e2e tests: the operator process, admin-side reads of objects and
+pods, the lifecycle events on NATS, and a watchdog for two live incarnations of one child."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from infra.binaries import REPO
+from infra.cluster import Cluster
+from infra.procs import die_with_parent, wait_for
+from kubernetes import client
+
+RBAC = REPO / "operator" / "deploy" / "rbac.yaml"
+OPERATOR_NAMESPACE = "rebeam-system"
+ACCOUNT = "rebeam-operator"
+GROUP, VERSION = "rebeam.io", "v1alpha1"
+
+Json = dict[str, Any]
+
+
+class Operator:
+    """One ``rebeam-operator`` process at a time; its log is ``log_path``."""
+
+    def __init__(self, kubeconfig: Path, namespace: str, nats_url: str, workdir: Path) -> None:
+        self.kubeconfig = kubeconfig
+        self.namespace = namespace
+        self.nats_url = nats_url
+        self.log_path = workdir / "operator.log"
+        self.popen: subprocess.Popen[bytes] | None = None
+        self.lease_ttl = "3"
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "REBEAM_OPERATOR_LOG_FORMAT": "json",
+        }
+        args = [
+            str(Path(sys.executable).parent / "rebeam-operator"),
+            "--namespace",
+            self.namespace,
+            "--nats-url",
+            self.nats_url,
+            "--log-level",
+            "DEBUG" if os.environ.get("REBEAM_E2E_OPERATOR_DEBUG") else "INFO",
+            # The process kubelet gives each container a termination-message file of its own.
+            "--exit-record",
+            "$(REBEAM_TERMINATION_LOG)",
+            "--lease-ttl",
+            self.lease_ttl,
+        ]
+        with open(self.log_path, "ab") as log:
+            self.popen = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                preexec_fn=die_with_parent,
+            )
+
+    def kill(self) -> None:
+        """SIGKILL: the operator dies wherever it is."""
+        if self.popen is not None and self.popen.poll() is None:
+            os.kill(self.popen.pid, signal.SIGKILL)
+            self.popen.wait()
+
+    def stop(self) -> None:
+        if self.popen is None or self.popen.poll() is not None:
+            return
+        os.kill(self.popen.pid, signal.SIGTERM)
+        try:
+            self.popen.wait(15)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def check_running(self) -> None:
+        assert self.popen is not None
+        assert self.popen.poll() is None, f"the operator exited:\n{self.log_tail()}"
+
+
+class Objects:
+    """Admin-side reads and writes of the test's rebeam objects and pods."""
+
+    def __init__(self, cluster: Cluster, namespace: str) -> None:
+        self.cluster = cluster
+        self.namespace = namespace
+        self.custom = client.CustomObjectsApi(cluster.api_client())
+        self.core = client.CoreV1Api(cluster.api_client())
+
+    def apply(self, body: Json) -> Json:
+        plural = "supervisors" if body["kind"] == "Supervisor" else "actors"
+        result: Json = self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, plural, body
+        )
+        return result
+
+    def get(self, name: str, plural: str = "supervisors") -> Json | None:
+        try:
+            result: Json = self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, plural, name
+            )
+            return result
+        except client.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def status(self, name: str, plural: str = "supervisors") -> Json:
+        obj = self.get(name, plural)
+        return dict((obj or {}).get("status") or {})
+
+    def delete(self, name: str, plural: str = "supervisors") -> None:
+        self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, plural, name)
+
+    def pods(self) -> dict[str, Json]:
+        listing = self.core.list_namespaced_pod(
+            self.namespace, label_selector="app.kubernetes.io/managed-by=rebeam-operator"
+        )
+        return {
+            p.metadata.name: self.cluster.api_client().sanitize_for_serialization(p)
+            for p in listing.items
+        }
+
+    def running_pods(self) -> set[str]:
+        """Pods whose container runs (alive incarnations)."""
+        alive = set()
+        for name, pod in self.pods().items():
+            for status in (pod.get("status") or {}).get("containerStatuses") or []:
+                if (status.get("state") or {}).get("running"):
+                    alive.add(name)
+        return alive
+
+    def events(self, name: str) -> list[Json]:
+        listing = self.core.list_namespaced_event(
+            self.namespace, field_selector=f"involvedObject.name={name}"
+        )
+        items = sorted(
+            listing.items, key=lambda e: (e.metadata.creation_timestamp, e.metadata.name)
+        )
+        return [{"reason": e.reason, "message": e.message, "type": e.type} for e in items]
+
+    def wait_status(
+        self,
+        name: str,
+        check: Any,
+        *,
+        timeout: float = 60.0,
+        what: str = "",
+        plural: str = "supervisors",
+    ) -> Json:
+        def ready() -> Json | None:
+            status = self.status(name, plural)
+            return status if status and check(status) else None
+
+        return wait_for(ready, timeout=timeout, what=what or f"status of {name}", interval=0.2)
+
+
+class Lifecycle:
+    """The lifecycle events the operator publishes on NATS for one namespace, collected by a
+    subscriber in a thread of its own."""
+
+    def __init__(self, url: str, namespace: str) -> None:
+        self.url = url
+        self.namespace = namespace
+        self._events: list[Json] = []
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        if not self._ready.wait(15):
+            raise RuntimeError("could not subscribe to lifecycle events")
+
+    def _run(self) -> None:
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        import nats
+
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        nc = await nats.connect(self.url)
+
+        async def got(msg: Any) -> None:
+            with self._lock:
+                self._events.append(json.loads(msg.data))
+
+        await nc.subscribe(f"rebeam.{self.namespace}.events.>", cb=got)
+        await nc.flush()
+        self._ready.set()
+        await self._stop.wait()
+        await nc.close()
+
+    def close(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+    def events(self) -> list[Json]:
+        with self._lock:
+            return list(self._events)
+
+    def lines(self, *, since: int = 0) -> list[str]:
+        """``event child reason`` strings (reason: its kind only), in arrival order."""
+        out = []
+        for e in self.events()[since:]:
+            reason = e.get("reason")
+            kind = (reason if isinstance(reason, str) else next(iter(reason))) if reason else ""
+            out.append(" ".join(p for p in (e["event"], e.get("child") or "", kind) if p))
+        return out
+
+    def wait(self, line: str, *, count: int = 1, timeout: float = 60.0) -> list[str]:
+        return wait_for(
+            lambda: self.lines() if self.lines().count(line) >= count else None,
+            timeout=timeout,
+            what=f"{count}x lifecycle event '{line}' (got {self.lines()})",
+            interval=0.1,
+        )
+
+
+class Watchdog:
+    """Polls the pods of a namespace and records every moment two incarnations of one child
+    ran at once (what users must never see)."""
+
+    def __init__(self, objects: Objects) -> None:
+        self.objects = objects
+        self.overlaps: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            try:
+                pods = self.objects.pods()
+            except Exception:
+                continue
+            running: dict[str, list[str]] = {}
+            for name, pod in pods.items():
+                labels = pod["metadata"].get("labels") or {}
+                statuses = (pod.get("status") or {}).get("containerStatuses") or []
+                if any((s.get("state") or {}).get("running") for s in statuses):
+                    key = f"{labels.get('rebeam.io/host-uid')}/{labels.get('rebeam.io/child')}"
+                    running.setdefault(key, []).append(name)
+            for names in running.values():
+                if len(names) > 1:
+                    self.overlaps.append(", ".join(sorted(names)))
+
+    def close(self) -> list[str]:
+        self._stop.set()
+        self._thread.join(10)
+        return self.overlaps
+
+
+def supervisor(name: str, children: list[Json], **spec: Any) -> Json:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Supervisor",
+        "metadata": {"name": name},
+        "spec": {**spec, "children": children},
+    }
+
+
+def sleeper(name: str, **child: Any) -> Json:
+    """A command child that runs until it is stopped (SIGTERM ends it: exit shutdown)."""
+    return {"name": name, **child, "actor": {"command": ["sleep", "600"]}}
+
+
+DEMO = REPO / "examples" / "demo"
+
+
+def actor(name: str, module: str, *, register: str | None = None, **child: Any) -> Json:
+    """A Python actor child hosted by ``python -m rebeam.runtime`` (modules of examples/demo)."""
+    template: Json = {"module": module, "env": [{"name": "PYTHONPATH", "value": str(DEMO)}]}
+    if register:
+        template["register"] = register
+    return {"name": name, **child, "actor": template}
