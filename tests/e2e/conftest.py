@@ -35,7 +35,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         with Cluster.existing(Path(existing), workdir) as cluster:
             yield cluster
     else:
-        with Cluster.local(workdir) as cluster:
+        with Cluster.local(workdir, crds=CRDS) as cluster:
             yield cluster
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import secrets
@@ -24,6 +25,8 @@ from .procs import wait_for
 
 __all__ = ["Cluster"]
 
+log = logging.getLogger("rebeam.e2e.cluster")
+
 Json = dict[str, Any]
 
 
@@ -44,9 +47,22 @@ class Cluster:
 
     @classmethod
     @contextmanager
-    def local(cls, workdir: Path) -> Iterator[Cluster]:
-        """Start etcd, kube-apiserver, kube-controller-manager and a process kubelet."""
-        plane = ControlPlane.start(workdir / "controlplane")
+    def local(cls, workdir: Path, *, crds: Path | None = None) -> Iterator[Cluster]:
+        """Start etcd, kube-apiserver, kube-controller-manager and a process kubelet.
+
+        ``crds``: a directory of CustomResourceDefinitions to install before the controllers
+        start (best effort: a broken CRD is reported by whoever applies it next, e.g. the
+        ``crds`` fixture)."""
+
+        def install(plane: ControlPlane) -> None:
+            if crds is None:
+                return
+            try:
+                cls(plane.kubeconfig, workdir).apply_crds(crds, wait_for_gc=False)
+            except Exception as exc:
+                log.warning("CRDs in %s not installed at start: %s", crds, exc)
+
+        plane = ControlPlane.start(workdir / "controlplane", before_controllers=install)
         kubelet: ProcessKubelet | None = None
         try:
             kubelet = ProcessKubelet(
