@@ -33,7 +33,7 @@ import traceback
 from collections import deque
 from typing import Any
 
-from rebeam._envelope import Envelope, Kind, pack_error, pack_reply
+from rebeam._envelope import USER_KINDS, Envelope, Kind, pack_error, pack_reply
 from rebeam._mailbox import Info
 from rebeam._messages import From
 from rebeam._node import Node
@@ -176,7 +176,7 @@ class Host:
         self._busy = False
         self._turn_waiters: deque[asyncio.Future[None]] = deque()
         self._current: Envelope | None = None
-        node.deliver = self.deliver
+        node.on_message = self.on_message
         node.on_exit_signal = self._on_exit_signal
         node.on_fenced = lambda newer: self.request_stop(shutdown_with("superseded"))
 
@@ -264,9 +264,15 @@ class Host:
     def _exited(reason: ExitReason) -> bytes:
         return pack_error({"error": "exited", "reason": reason.to_wire()})
 
-    async def deliver(self, env: Envelope) -> None:
-        """Handle one mailbox message (called in order by the mailbox subscription)."""
+    async def on_message(self, msg: Any) -> None:
+        """The mailbox subscription's callback: every message, in arrival order."""
         node = self.node
+        env = node.admit(msg)
+        if env is None:
+            return
+        if env.kind not in USER_KINDS:
+            await node._on_signal(env)
+            return
         if (
             env.kind is not Kind.CALL
             and not self._busy
@@ -289,6 +295,12 @@ class Host:
             finally:
                 self._give_turn()
             return
+        await self.deliver(env)
+
+    async def deliver(self, env: Envelope) -> None:
+        """Handle one user message when the fast path cannot: a call, a busy or paused
+        actor, or one that is stopping."""
+        node = self.node
         if self._stop is None and not node.delivering.is_set():
             await node.delivering.wait()
         if self._stop is None:

@@ -103,11 +103,11 @@ def _ext_hook(code: int, data: bytes) -> Any:
             raise CodecError(f"malformed pid in message: {exc}") from None
     if code == _EXT_EXIT:
         try:
-            return ExitReason.from_wire(decode(data))
+            return ExitReason.from_wire(_decode_nested(data))
         except (ValueError, TypeError) as exc:
             raise CodecError(f"malformed exit reason in message: {exc}") from None
     if code == _EXT_MODEL:
-        item = decode(data)
+        item = _decode_nested(data)
         if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)):
             raise CodecError("malformed model in message")
         model = _models_by_name.get(item[0])
@@ -130,13 +130,45 @@ def encode(value: Any) -> bytes:
         raise CodecError(f"cannot encode message: {exc}") from None
 
 
+def _new_unpacker() -> msgpack.Unpacker:
+    return msgpack.Unpacker(ext_hook=_ext_hook, raw=False, strict_map_key=True)
+
+
+# One reused Unpacker for top-level messages: feeding it costs less than unpackb's set-up on
+# every message (the receiving hot path). It is replaced after any error, so no partial
+# input can leak into the next message. Extension payloads nest inside a message and are
+# decoded with unpackb (a reused Unpacker is not re-entrant).
+_unpacker = _new_unpacker()
+
+
 def decode(data: bytes) -> Any:
     """Decode a message; any malformed input raises :class:`CodecError`, nothing else."""
+    global _unpacker
+    unpacker = _unpacker
+    try:
+        start = unpacker.tell()
+        unpacker.feed(data)
+        value = unpacker.unpack()
+        if unpacker.tell() - start != len(data):
+            raise CodecError("malformed message: extra bytes after the message")
+        return value
+    except CodecError:
+        _unpacker = _new_unpacker()
+        raise
+    except RecursionError:
+        _unpacker = _new_unpacker()
+        raise CodecError("message nested too deeply") from None
+    except Exception as exc:  # msgpack raises a zoo of types for garbage input
+        _unpacker = _new_unpacker()
+        raise CodecError(f"malformed message: {type(exc).__name__}: {exc}") from None
+
+
+def _decode_nested(data: bytes) -> Any:
     try:
         return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=True)
     except CodecError:
         raise
     except RecursionError:
         raise CodecError("message nested too deeply") from None
-    except Exception as exc:  # msgpack raises a zoo of types for garbage input
+    except Exception as exc:
         raise CodecError(f"malformed message: {type(exc).__name__}: {exc}") from None

@@ -85,7 +85,7 @@ def unpack(data: bytes, reply: str | None = None) -> Envelope:
         raise CodecError(f"unknown message kind {kind!r}")
     if type(to) is not str:
         raise CodecError("malformed envelope: bad target")
-    if sender is not None and not isinstance(sender, str):
+    if sender is not None and type(sender) is not str:
         raise CodecError("malformed envelope: bad sender")
     if msg_id is not None and type(msg_id) is not int:
         raise CodecError("malformed envelope: bad message id")

@@ -130,7 +130,7 @@ class Lease:
     async def release(self) -> None:
         if self._task is not None:
             self._task.cancel()
-        if self.kv is not None:
+        if self.kv is not None and self.revision:  # never delete a lease we did not get
             with contextlib.suppress(Exception):
                 await self.kv.delete(self.pid.tokens)
 

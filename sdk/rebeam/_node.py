@@ -82,7 +82,6 @@ _CAST = int(Kind.CAST)  # a plain int packs faster than the enum
 class Stats:
     """Counters a node keeps, for logs, status and tests."""
 
-    received: int = 0
     malformed: int = 0
     oversized: int = 0
     misaddressed: int = 0
@@ -115,9 +114,10 @@ class Node(Naming, Watching):
         # Set by the runtime: how a non-trapping actor dies from an exit signal, and what
         # happens when a later incarnation fences this one. A client gets Exit messages.
         self.on_exit_signal: Callable[[Pid, ExitReason], None] | None = None
-        # Set by the runtime: handles a user message in the mailbox subscription's task.
-        # Without it (a client) messages wait in the mailbox for receive().
-        self.deliver: Callable[[Envelope], Awaitable[None]] | None = None
+        # Set by the runtime before start(): the mailbox subscription's callback (an actor
+        # handles its messages right there). Without it (a client) messages wait in the
+        # mailbox for receive().
+        self.on_message: Callable[[Any], Awaitable[None]] | None = None
         self.on_fenced: Callable[[Pid], None] | None = None
         self.store = Store(nc.jetstream(), pid.namespace)
         self.delivering = asyncio.Event()
@@ -157,6 +157,7 @@ class Node(Naming, Watching):
         local_scope: str | None = None,
         max_message_size: int | None = None,
         lease: bool = True,
+        start: bool = True,
         connect_timeout: float = 2.0,
         max_reconnect_attempts: int = -1,
         reconnect_time_wait: float = 0.5,
@@ -207,7 +208,8 @@ class Node(Naming, Watching):
             is_client=is_client,
         )
         holder["node"] = node
-        await node.start(lease=lease)
+        if start:
+            await node.start(lease=lease)
         return node
 
     @property
@@ -222,7 +224,8 @@ class Node(Naming, Watching):
             self.lease = Lease(self.nc.jetstream(), self.pid)
             self.lease.on_lost = self._lease_lost
             await self.lease.acquire()
-        self._subs.append(await self.nc.subscribe(self._subject, cb=self._on_mailbox))
+        on_message = self.on_message or self._on_mailbox
+        self._subs.append(await self.nc.subscribe(self._subject, cb=on_message))
         self._subs.append(await self.nc.subscribe(self._inbox + ".*", cb=self._on_reply))
         self._subs.append(await self.nc.subscribe(_subjects.fence(self.pid), cb=self._on_fence))
         await self.nc.flush()
@@ -354,41 +357,48 @@ class Node(Naming, Watching):
 
     # -- receiving -----------------------------------------------------------------------
 
-    async def _on_mailbox(self, msg: Any) -> None:
+    def admit(self, msg: Any) -> Envelope | None:
+        """Check one message from the mailbox subscription: the envelope, or None when it
+        was refused (oversized, malformed, for another incarnation, a call to a client, or
+        this incarnation is fenced). A plain function, not a coroutine: it runs for every
+        message; the rare refusal is answered from a task of its own."""
         data = msg.data
-        reply = msg.reply or None
-        self.stats.received += 1
         if len(data) > self._limit:
             self.stats.oversized += 1
             log.warning("%s: refused an oversized message (%d bytes)", self.pid, len(data))
-            await self._refuse(reply, f"message of {len(data)} bytes exceeds the limit")
-            return
+            self._spawn(self._refuse(msg.reply, f"message of {len(data)} bytes exceeds the limit"))
+            return None
         try:
-            env = unpack(data, reply)
+            env = unpack(data, msg.reply or None)
         except CodecError as exc:
             self.stats.malformed += 1
             log.warning("%s: refused a malformed message: %s", self.pid, exc)
-            await self._refuse(reply, str(exc))
-            return
+            self._spawn(self._refuse(msg.reply, str(exc)))
+            return None
         if env.to != self._pid_str:
             # Never deliver a message stamped for another incarnation (fencing).
             self.stats.misaddressed += 1
-            await self._refuse(reply, f"addressed to {env.to}, not to {self._pid_str}")
-            return
+            self._spawn(self._refuse(env.reply, f"addressed to {env.to}, not {self._pid_str}"))
+            return None
         if env.kind in USER_KINDS:
-            if env.kind is Kind.CALL and self.is_client:
-                await self._refuse(reply, "a client node does not handle calls")
-                return
             if self.fenced_by is not None:
-                await self._refuse(reply, f"superseded by {self.fenced_by}")
-                return
-            if self.deliver is not None:
-                await self.deliver(env)
-            elif not self.mailbox.offer(env):
-                self.stats.mailbox_refused += 1
-                await self._refuse(reply, "mailbox full")
+                self._spawn(self._refuse(env.reply, f"superseded by {self.fenced_by}"))
+                return None
+            if env.kind is Kind.CALL and self.is_client:
+                self._spawn(self._refuse(env.reply, "a client node does not handle calls"))
+                return None
+        return env
+
+    async def _on_mailbox(self, msg: Any) -> None:
+        """A client's mailbox subscription: messages wait for :meth:`receive`."""
+        env = self.admit(msg)
+        if env is None:
             return
-        await self._on_signal(env)
+        if env.kind not in USER_KINDS:
+            await self._on_signal(env)
+        elif not self.mailbox.offer(env):
+            self.stats.mailbox_refused += 1
+            await self._refuse(env.reply, "mailbox full")
 
     async def _on_signal(self, env: Envelope) -> None:
         if env.kind is Kind.PING:

@@ -125,13 +125,20 @@ async def run(ns: argparse.Namespace) -> ExitReason:
             is_client=False,
             local_scope=ns.local_scope,
             max_reconnect_attempts=-1,
+            start=False,  # the host must be in place before the mailbox is subscribed
         )
-    except Refused as exc:  # this pid is already running: a duplicate launch
-        return crash_reason(exc)
     except Exception as exc:
         return crash(exception_type=type(exc).__name__, message=f"cannot connect: {exc}")
     _api.set_default_node(node)
     host = Host(node, actor_cls())
+    try:
+        await node.start()
+    except Refused as exc:  # this pid is already running: a duplicate launch
+        await node.close()
+        return crash_reason(exc)
+    except Exception as exc:
+        await node.close()
+        return crash(exception_type=type(exc).__name__, message=f"cannot start: {exc}")
     node.on_lease_lost = lambda: host.request_stop(NOCONNECTION)
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, host.request_stop, SHUTDOWN)
