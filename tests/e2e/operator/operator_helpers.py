@@ -291,3 +291,21 @@ def actor(name: str, module: str, *, register: str | None = None, **child: Any) 
     if register:
         template["register"] = register
     return {"name": name, **child, "actor": template}
+
+
+SLOW_STOP = (
+    "import signal, sys, time\n"
+    "signal.signal(signal.SIGTERM, lambda *_: (time.sleep({delay}), sys.exit(0)))\n"
+    "while True:\n"
+    "    time.sleep(1)\n"
+)
+
+
+def slow_stopper(name: str, delay: float, **child: Any) -> Json:
+    """A command child that takes ``delay`` seconds to stop after SIGTERM (then exits 0)."""
+    code = SLOW_STOP.format(delay=delay)
+    return {"name": name, **child, "actor": {"command": ["python", "-c", code]}}
+
+
+def child_state(status: Json, name: str) -> Json:
+    return next(c for c in status.get("children") or [] if c["name"] == name)
