@@ -49,6 +49,27 @@ def test_restart_policy_always_restarts_with_back_off(
     assert phase(pod) == "Running"
 
 
+def test_restart_policy_on_failure_restarts_failures_only(
+    cluster: Cluster, kubelet: ProcessKubelet, namespace: str, image: str
+) -> None:
+    # Fails on its first run, succeeds on the second: HOME (the pod's directory) remembers.
+    code = """
+        import os, sys
+        marker = os.path.expanduser("~/ran-once")
+        if not os.path.exists(marker):
+            open(marker, "w").close()
+            sys.exit(1)
+    """
+    _create(cluster, namespace, python_pod("flaky", code, image=image, restart_policy="OnFailure"))
+
+    pod = cluster.wait_pod(namespace, "flaky", lambda p: phase(p) == "Succeeded", what="Succeeded")
+
+    status = container_status(pod)
+    assert status["restartCount"] == 1
+    assert status["lastState"]["terminated"]["exitCode"] == 1
+    assert status["state"]["terminated"]["reason"] == "Completed"
+
+
 def test_kill_container_with_a_signal(
     cluster: Cluster, kubelet: ProcessKubelet, namespace: str, image: str
 ) -> None:
