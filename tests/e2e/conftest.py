@@ -22,8 +22,6 @@ from infra.binaries import REPO
 from infra.cluster import Cluster
 from infra.kubelet import ProcessKubelet
 
-from rebeam.natsd import NatsServer
-
 CRDS = REPO / "crds"
 
 
@@ -70,6 +68,8 @@ def nats_url(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iter
             pytest.skip("set REBEAM_E2E_NATS_URL to a NATS server that the cluster's pods reach")
         yield url
         return
+    from rebeam.natsd import NatsServer  # here: the control plane does not need the SDK
+
     with NatsServer.start(tmp_path_factory.mktemp("nats")) as server:
         yield server.url
 
