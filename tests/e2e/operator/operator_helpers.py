@@ -218,12 +218,7 @@ class Lifecycle:
 
     def lines(self, *, since: int = 0) -> list[str]:
         """``event child reason`` strings (reason: its kind only), in arrival order."""
-        out = []
-        for e in self.events()[since:]:
-            reason = e.get("reason")
-            kind = (reason if isinstance(reason, str) else next(iter(reason))) if reason else ""
-            out.append(" ".join(p for p in (e["event"], e.get("child") or "", kind) if p))
-        return out
+        return event_lines(self.events()[since:])
 
     def wait(self, line: str, *, count: int = 1, timeout: float = 60.0) -> list[str]:
         return wait_for(
@@ -309,3 +304,14 @@ def slow_stopper(name: str, delay: float, **child: Any) -> Json:
 
 def child_state(status: Json, name: str) -> Json:
     return next(c for c in status.get("children") or [] if c["name"] == name)
+
+
+def event_lines(events: list[Json]) -> list[str]:
+    """``event child reason-kind`` for each lifecycle event: what both backends must agree on
+    (pids, times and os pids differ by nature)."""
+    out = []
+    for e in events:
+        reason = e.get("reason")
+        kind = (reason if isinstance(reason, str) else next(iter(reason))) if reason else ""
+        out.append(" ".join(p for p in (e["event"], e.get("child") or "", kind) if p))
+    return out

@@ -1,0 +1,95 @@
+"""Python actors in pods: they find and call each other by registered name over NATS, a
+crash is restarted and the restarted actor takes its name back; an Actor applied on its own
+is supervised too; a wrong manifest never reaches the operator."""
+
+from __future__ import annotations
+
+import json
+import signal
+from typing import Any
+
+import pytest
+import yaml
+from infra.kubelet import ProcessKubelet
+from infra.procs import wait_for
+from kubernetes import client
+from operator_helpers import DEMO, GROUP, VERSION, Lifecycle, Objects, Operator, child_state
+
+pytestmark = pytest.mark.e2e
+
+
+def test_actors_call_each_other_by_name(
+    operator: Operator, objects: Objects, lifecycle: Lifecycle
+) -> None:
+    """The README's demo as it is, on the cluster: the driver calls greeter and counter by
+    name, crashes counter, monitors it (the operator's exited event), calls the restarted
+    counter by name again and ends normally, which shuts the tree down (autoShutdown)."""
+    manifest: dict[str, Any] = yaml.safe_load((DEMO / "app.yaml").read_text())
+    for child in manifest["spec"]["children"]:
+        child["actor"]["env"] = [{"name": "PYTHONPATH", "value": str(DEMO)}]
+
+    objects.apply(manifest)
+
+    status = objects.wait_status(
+        "hello", lambda s: s.get("phase") == "Terminated", what="the demo to finish", timeout=90
+    )
+    counter = child_state(status, "counter")
+    assert counter["restarts"] == 1
+    assert counter["lastExit"]["reason"] == "shutdown"  # stopped by the auto shutdown
+    assert child_state(status, "driver")["lastExit"]["reason"] == "normal"
+    lines = lifecycle.lines()
+    assert lines.index("exited counter crash") < lines.index("restarting counter crash")
+    assert "exited driver normal" in lines
+    assert lines[-1] == "shutdown shutdown"
+    assert status["restartsInWindow"] == 1
+
+
+def test_an_actor_applied_on_its_own_is_supervised(
+    operator: Operator, objects: Objects, kubelet: ProcessKubelet, namespace: str
+) -> None:
+    objects.apply(
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "Actor",
+            "metadata": {"name": "solo"},
+            "spec": {"command": ["sleep", "600"], "shutdown": "brutal_kill"},
+        }
+    )
+    objects.wait_status(
+        "solo", lambda s: s.get("ready") == "1/1", plural="actors", what="solo running"
+    )
+    kubelet.kill_container(namespace, "solo-1", "actor", signal.SIGKILL)
+    status = objects.wait_status(
+        "solo",
+        lambda s: s.get("incarnation") == 2 and s.get("ready") == "1/1",
+        plural="actors",
+        what="solo restarted",
+    )
+    assert status["pod"] == "solo-2"
+    assert status["restarts"] == 1
+    assert status["lastExit"]["reason"] == "killed"
+    objects.delete("solo", "actors")
+    wait_for(lambda: not objects.pods(), timeout=30, what="solo's pods gone")
+
+
+def test_a_wrong_manifest_is_refused_before_the_operator_sees_it(
+    operator: Operator, objects: Objects
+) -> None:
+    wrong = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Supervisor",
+        "metadata": {"name": "wrong"},
+        "spec": {
+            "autoShutdown": "any_significant",
+            "children": [{"name": "a", "significant": True, "actor": {"command": ["true"]}}],
+        },
+    }
+    with pytest.raises(client.ApiException) as refused:
+        objects.apply(wrong)
+    assert refused.value.status == 422
+    message = json.loads(refused.value.body)["message"]
+    assert "spec.children[0]" in message
+    assert "significant" in message
+    assert objects.get("wrong") is None
+    assert not objects.pods()
+    operator.check_running()
