@@ -276,6 +276,13 @@ class Driver:
                 commands += core.handle(event, time.time())
                 changed = True
             self._note(commands)
+        if core is not None and self.written is not None and not changed:
+            # Level-triggered status: a new generation, or restarts leaving the window.
+            window = core.restarts_in_window(now)
+            if self.written.get("observedGeneration") != host.generation or (
+                self.written.get("restartsInWindow", 0) != window
+            ):
+                changed = True
         if changed or self.dirty or self.outbox:
             self.dirty = True
             await self._persist(now)
