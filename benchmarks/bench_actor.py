@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import rebeam
+from rebeam import _codec as rebeam_codec
 
 
 class BenchActor(rebeam.Actor):
@@ -21,11 +22,17 @@ class BenchActor(rebeam.Actor):
         async def raw_cast(msg: Any) -> None:
             self.raw_casts += 1
 
+        async def raw_cast_decoded(msg: Any) -> None:
+            # The same, plus decoding the payload: what any real subscriber does.
+            rebeam_codec.decode(msg.data)
+            self.raw_casts += 1
+
         async def raw_count(msg: Any) -> None:
             await nc.publish(msg.reply, str(self.raw_casts).encode())
 
         await nc.subscribe(f"{prefix}.echo", cb=raw_echo)
         await nc.subscribe(f"{prefix}.cast", cb=raw_cast)
+        await nc.subscribe(f"{prefix}.cast-decoded", cb=raw_cast_decoded)
         await nc.subscribe(f"{prefix}.count", cb=raw_count)
         await nc.flush()
 

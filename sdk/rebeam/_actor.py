@@ -33,7 +33,7 @@ import traceback
 from collections import deque
 from typing import Any
 
-from rebeam._envelope import USER_KINDS, Envelope, Kind, pack_error, pack_reply
+from rebeam._envelope import CALL, CAST, USER_KINDS, Envelope, pack_error, pack_reply
 from rebeam._mailbox import Info
 from rebeam._messages import From
 from rebeam._node import Node
@@ -251,7 +251,7 @@ class Host:
         """Stop receiving; everyone still waiting on a call learns the exit reason."""
         self._stop = self._stop or reason
         current = self._current
-        if current is not None and current.kind is Kind.CALL and current.reply:
+        if current is not None and current.kind is CALL and current.reply:
             with contextlib.suppress(Exception):
                 await self.node.nc.publish(current.reply, self._exited(reason))
         # Calls already queued behind us are answered by deliver() from now on; a process
@@ -274,7 +274,7 @@ class Host:
             await node._on_signal(env)
             return
         if (
-            env.kind is not Kind.CALL
+            env.kind is not CALL
             and not self._busy
             and self._stop is None
             and node.delivering.is_set()
@@ -282,9 +282,7 @@ class Host:
             # The hot path of casts and sends, inlined: a free turn, no more coroutines.
             self._busy = True
             try:
-                callback = (
-                    self.actor.handle_cast if env.kind is Kind.CAST else self.actor.handle_info
-                )
+                callback = self.actor.handle_cast if env.kind is CAST else self.actor.handle_info
                 result = callback(env.body)
                 if result is not None and hasattr(result, "__await__"):
                     await result
@@ -314,7 +312,7 @@ class Host:
                     return
             finally:
                 self._give_turn()
-        if env.kind is Kind.CALL and env.reply:
+        if env.kind is CALL and env.reply:
             await node.nc.publish(env.reply, self._exited(self._stop or NORMAL))
 
     async def _info_loop(self) -> None:
@@ -333,7 +331,7 @@ class Host:
 
     async def _dispatch(self, env: Envelope) -> None:
         message = env.body
-        if env.kind is Kind.CALL:
+        if env.kind is CALL:
             self._current = env
             from_ = From(env.sender, env.reply or "")
             try:
@@ -351,7 +349,7 @@ class Host:
             finally:
                 self._current = None
         else:  # inlined _guard: this is the cast hot path
-            callback = self.actor.handle_cast if env.kind is Kind.CAST else self.actor.handle_info
+            callback = self.actor.handle_cast if env.kind is CAST else self.actor.handle_info
             try:
                 result = callback(message)
                 if result is not None and hasattr(result, "__await__"):

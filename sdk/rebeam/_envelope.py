@@ -43,7 +43,11 @@ class Kind(enum.IntEnum):
     PING = 6  # system: are you there (monitor and link set-up); answered by the node
 
 
-USER_KINDS = frozenset({Kind.SEND, Kind.CAST, Kind.CALL})
+# Module-level aliases: on Python 3.11 ``Kind.CALL`` is a descriptor lookup that costs five
+# times a global's; the hot paths compare against these.
+SEND, CAST, CALL = Kind.SEND, Kind.CAST, Kind.CALL
+LINK, UNLINK, PING = Kind.LINK, Kind.UNLINK, Kind.PING
+USER_KINDS = frozenset({SEND, CAST, CALL})
 
 
 @dataclass(slots=True)

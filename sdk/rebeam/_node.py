@@ -38,6 +38,12 @@ import nats.js.errors as jserr
 from rebeam import _codec, _subjects
 from rebeam._addresses import Address, Name, Via
 from rebeam._envelope import (
+    CALL,
+    CAST,
+    LINK,
+    PING,
+    SEND,
+    UNLINK,
     USER_KINDS,
     VERSION,
     Envelope,
@@ -75,7 +81,7 @@ DEFAULT_CALL_TIMEOUT = 5.0
 _STATUS = "Status"
 _NO_RESPONDERS = "503"
 _MAX_IDLE_WATCHES = 256
-_CAST = int(Kind.CAST)  # a plain int packs faster than the enum
+_CAST = int(CAST)  # a plain int packs faster than the enum
 
 
 @dataclass
@@ -384,7 +390,7 @@ class Node(Naming, Watching):
             if self.fenced_by is not None:
                 self._spawn(self._refuse(env.reply, f"superseded by {self.fenced_by}"))
                 return None
-            if env.kind is Kind.CALL and self.is_client:
+            if env.kind is CALL and self.is_client:
                 self._spawn(self._refuse(env.reply, "a client node does not handle calls"))
                 return None
         return env
@@ -401,7 +407,7 @@ class Node(Naming, Watching):
             await self._refuse(env.reply, "mailbox full")
 
     async def _on_signal(self, env: Envelope) -> None:
-        if env.kind is Kind.PING:
+        if env.kind is PING:
             if env.reply:
                 await self.nc.publish(env.reply, pack_reply(None))
             return
@@ -410,11 +416,11 @@ class Node(Naming, Watching):
         except ValueError:
             self.stats.malformed += 1
             return
-        if env.kind is Kind.LINK:
+        if env.kind is LINK:
             self._watch_leases()
             watch = await self._watch(sender)
             watch.linked = True
-        elif env.kind is Kind.UNLINK:
+        elif env.kind is UNLINK:
             watch_ = self._watches.get(sender)
             if watch_ is not None:
                 watch_.linked = False
@@ -480,7 +486,7 @@ class Node(Naming, Watching):
         ``badarg``)."""
         pid = dest if type(dest) is Pid else await self.resolve(dest)
         subject, to = self._route(pid)
-        await self.nc.publish(subject, self._envelope(Kind.SEND, to, message))
+        await self.nc.publish(subject, self._envelope(SEND, to, message))
 
     async def cast(self, dest: Address, message: Any) -> None:
         """Cast (``handle_cast``): returns at once, and is silently lost if nobody is there,
@@ -529,7 +535,7 @@ class Node(Naming, Watching):
         if pid == self.pid:
             raise CallingSelf(f"{pid} called itself")
         subject, to = self._route(pid)
-        data = self._envelope(Kind.CALL, to, message)
+        data = self._envelope(CALL, to, message)
         token = str(next(self._tokens))
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()

@@ -21,7 +21,7 @@ import nats.errors
 
 from rebeam import _subjects
 from rebeam._addresses import Address
-from rebeam._envelope import Envelope, Kind, pack
+from rebeam._envelope import LINK, PING, UNLINK, Envelope, pack
 from rebeam._lease import watch_expiries
 from rebeam._mailbox import Info, Mailbox
 from rebeam._messages import Down, Exit, MonitorRef
@@ -144,7 +144,7 @@ class Watching:
 
     async def is_alive(self, pid: Pid, timeout: float = 5.0) -> bool:
         """Whether ``pid`` holds its mailbox now (a timeout counts as alive: busy, not gone)."""
-        data = pack(Envelope(Kind.PING, str(pid), self._pid_str, None))
+        data = pack(Envelope(PING, str(pid), self._pid_str, None))
         try:
             await self.nc.request(_subjects.mailbox(pid), data, timeout=timeout)
         except nats.errors.NoRespondersError:
@@ -196,7 +196,7 @@ class Watching:
         watch = await self._watch(pid)
         watch.linked = True
         await self.nc.publish(
-            _subjects.mailbox(pid), pack(Envelope(Kind.LINK, str(pid), self._pid_str, None))
+            _subjects.mailbox(pid), pack(Envelope(LINK, str(pid), self._pid_str, None))
         )
         if not await self.is_alive(pid) and self._watches.get(pid) is watch and watch.linked:
             watch.linked = False
@@ -211,7 +211,7 @@ class Watching:
             watch.linked = False
             self._maybe_unwatch(pid)
         await self.nc.publish(
-            _subjects.mailbox(pid), pack(Envelope(Kind.UNLINK, str(pid), self._pid_str, None))
+            _subjects.mailbox(pid), pack(Envelope(UNLINK, str(pid), self._pid_str, None))
         )
 
     @property
