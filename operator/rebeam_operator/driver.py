@@ -325,18 +325,19 @@ class Driver:
             spec = core_child(self.host, info.id)
             if spec is None:
                 continue
+            found: Event | list[Event] | None
             if spec.supervisor is not None:
-                event = self._observe_child_supervisor(info.id, inc, info.status)
+                found = self._observe_child_supervisor(info.id, inc, info.status)
             else:
-                event = await self._observe_actor(spec, info.id, inc, info.status, now)
-            if event is None:
-                continue
-            kind = type(event).__name__
-            key = self._key(info.id, inc, "end" if kind != "ChildStarted" else "up")
-            if key in self.fed:
-                continue
-            self.fed.add(key)
-            events.append(event)
+                found = await self._observe_actor(spec, info.id, inc, info.status, now)
+            for event in found if isinstance(found, list) else [found]:
+                if event is None:
+                    continue
+                kind = "up" if isinstance(event, ChildStarted) else "end"
+                key = self._key(info.id, inc, kind)
+                if key not in self.fed:
+                    self.fed.add(key)
+                    events.append(event)
         return events
 
     def _pid(self, child: str, incarnation: int) -> Pid | None:
@@ -347,7 +348,7 @@ class Driver:
 
     async def _observe_actor(
         self, spec: Child, child: str, inc: int, status: ChildStatus, now: float
-    ) -> Event | None:
+    ) -> Event | list[Event] | None:
         name = self.host.pod_name(child, inc)
         pod = self.pods.get(name)
         stopping = status is ChildStatus.STOPPING
@@ -372,6 +373,13 @@ class Driver:
         if view.phase is PodPhase.ENDED:
             assert view.reason is not None
             reason = KILLED if stopping and brutal and not view.reason.is_clean else view.reason
+            assert spec.actor is not None
+            if status is ChildStatus.STARTING and spec.actor.command and view.ran:
+                # A command is started once it runs: one that ended before we looked did
+                # start, and then ended (a quick job), as rebeam run would see it.
+                self._emit("started", child, inc, pid)
+                ended = await self._ended(child, inc, pid, reason, ChildStatus.RUNNING, name)
+                return [ChildStarted(child, inc), ended]
             return await self._ended(child, inc, pid, reason, status, name)
         if status is ChildStatus.STARTING:
             assert spec.actor is not None

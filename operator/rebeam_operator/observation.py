@@ -42,6 +42,7 @@ class PodView:
     node: str | None = None
     deleting: bool = False
     ready: bool = False  # the container passed its readiness probe (an actor's init is done)
+    ran: bool = False  # the container's process did start (it did not fail to start)
 
 
 def recorded_reason(message: str | None) -> ExitReason | None:
@@ -85,7 +86,8 @@ def observe_pod(pod: Json, *, stop_requested: bool) -> PodView:
                 signal=details.signal if details else None,
                 message=message.strip()[-300:],
             )
-        return PodView(PodPhase.ENDED, reason, node, deleting)
+        ran = terminated.get("reason") not in ("StartError", "ContainerCannotRun")
+        return PodView(PodPhase.ENDED, reason, node, deleting, ran=ran)
     phase = status.get("phase")
     if phase in ("Succeeded", "Failed"):  # evicted, or ended before a container status
         why = status.get("message") or status.get("reason") or f"pod {phase}"

@@ -101,13 +101,16 @@ def build_status(
     running = sum(1 for info in rows if info.status is ChildStatus.RUNNING)
     total = len(rows)
     old_conditions = list(previous.get("conditions") or [])
-    ready = phase == "Running" and running == total
+    # Ready: every child that should run runs (a transient child that ended cleanly, or a
+    # temporary one that ended, is undefined and wants nothing).
+    settled = all(info.status in (ChildStatus.RUNNING, ChildStatus.UNDEFINED) for info in rows)
+    ready = phase == "Running" and settled
     conditions = [
         _condition(
             old_conditions,
             "Ready",
             "True" if ready else "False",
-            "AllChildrenRunning" if ready else phase,
+            "ChildrenRunning" if ready else phase,
             f"{running}/{total} children running",
             generation,
         ),

@@ -13,7 +13,16 @@ import yaml
 from infra.kubelet import ProcessKubelet
 from infra.procs import wait_for
 from kubernetes import client
-from operator_helpers import DEMO, GROUP, VERSION, Lifecycle, Objects, Operator, child_state
+from operator_helpers import (
+    DEMO,
+    GROUP,
+    VERSION,
+    Lifecycle,
+    Objects,
+    Operator,
+    child_state,
+    supervisor,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -40,6 +49,12 @@ def test_actors_call_each_other_by_name(
     lines = lifecycle.lines()
     assert lines.index("exited counter crash") < lines.index("restarting counter crash")
     assert "exited driver normal" in lines
+    # The reason came through the pod's termination message, exception and all.
+    crashed = next(
+        e for e in lifecycle.events() if e["event"] == "exited" and e["child"] == "counter"
+    )
+    assert crashed["reason"]["crash"]["exception_type"] == "RuntimeError"
+    assert "on purpose" in crashed["reason"]["crash"]["message"]
     assert lines[-1] == "shutdown shutdown"
     assert status["restartsInWindow"] == 1
 
@@ -93,3 +108,21 @@ def test_a_wrong_manifest_is_refused_before_the_operator_sees_it(
     assert objects.get("wrong") is None
     assert not objects.pods()
     operator.check_running()
+
+
+def test_a_quick_job_is_started_then_ended_not_failed(
+    operator: Operator, objects: Objects, lifecycle: Lifecycle
+) -> None:
+    """A command that is done before the operator looks still started (as under rebeam run):
+    a transient one that exits 0 is not restarted and does not fail its supervisor."""
+    job = {"name": "job", "restart": "transient", "actor": {"command": ["true"]}}
+    objects.apply(supervisor("jobs", [job]))
+    status = objects.wait_status(
+        "jobs",
+        lambda s: child_state(s, "job").get("lastExit", {}).get("reason") == "normal",
+        what="the job done",
+    )
+    assert status["phase"] == "Running"
+    assert child_state(status, "job")["state"] == "undefined"
+    assert {c["type"]: c["status"] for c in status["conditions"]}["Ready"] == "True"
+    assert lifecycle.lines() == ["started job", "exited job normal"]
