@@ -1,7 +1,7 @@
 """Re:BEAM - Erlang/OTP's supervision trees, registry and actor messaging for Python."""
 
 from rebeam._actor import NOREPLY, Actor, Timer
-from rebeam._addresses import Name, Via
+from rebeam._addresses import Address, Name, Via
 from rebeam._api import (
     broadcast,
     call,
@@ -49,6 +49,7 @@ from rebeam.pids import Pid
 __all__ = [
     "NOREPLY",
     "Actor",
+    "Address",
     "AlreadyRegistered",
     "CallError",
     "CallTimeout",
