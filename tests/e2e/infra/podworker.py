@@ -1,0 +1,600 @@
+"""Running one pod as local processes: the process kubelet's pod worker (see kubelet.py).
+
+A :class:`PodWorker` takes a pod bound to the node from its first start to its deletion: it
+starts each container (``command`` + ``args``, env, workingDir), restarts it as
+``restartPolicy`` says, runs ``exec`` readiness probes, writes the pod's status, and carries
+out a deletion (SIGTERM, grace period, SIGKILL, final status, DELETE with grace 0 and a UID
+precondition).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import datetime
+import logging
+import os
+import re
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from kubernetes.aio import client as aclient
+
+from .procs import die_with_parent
+
+if TYPE_CHECKING:
+    from .kubelet import ProcessKubelet
+
+__all__ = ["HOST_IP", "MERGE_PATCH", "ContainerRun", "PodWorker", "StartError", "now"]
+
+log = logging.getLogger("rebeam.e2e.kubelet")
+
+Json = dict[str, Any]
+
+HOST_IP = "127.0.0.1"  # every pod's podIP and hostIP: they all share the loopback network
+BACKOFF_INITIAL, BACKOFF_MAX = 1.0, 60.0  # CrashLoopBackOff (the kubelet's reduced decay)
+MAX_MESSAGE = 4096  # bytes of a termination message kept, as a kubelet does
+MERGE_PATCH = "application/merge-patch+json"
+KUBELET_CONDITIONS = {"PodReadyToStartContainers", "Initialized", "ContainersReady", "Ready"}
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class StartError(Exception):
+    """A container could not be started (its message goes into the terminated state)."""
+
+
+@dataclass
+class ContainerRun:
+    """One container of a pod: its spec, its current process and the status a kubelet reports."""
+
+    spec: Json
+    directory: Path
+    process: asyncio.subprocess.Process | None = None
+    restarts: int = 0
+    state: Json = field(default_factory=lambda: {"waiting": {"reason": "ContainerCreating"}})
+    last_state: Json = field(default_factory=dict)
+    started_once: bool = False
+    probe_ready: bool = False  # the readiness probe's verdict on the current run
+    env: dict[str, str] = field(default_factory=dict)
+    will_restart: bool = True  # until it ends for good
+
+    @property
+    def name(self) -> str:
+        return str(self.spec["name"])
+
+    @property
+    def log_path(self) -> Path:
+        return self.directory / f"{self.restarts}.log"
+
+    @property
+    def termination_log(self) -> Path:
+        return self.directory / "termination-log"
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.returncode is None
+
+    @property
+    def ready(self) -> bool:
+        """Running, and its exec readiness probe (if any) last succeeded."""
+        return self.running and ("readinessProbe" not in self.spec or self.probe_ready)
+
+    def status(self, pid_prefix: str = "process://") -> Json:
+        status: Json = {
+            "name": self.name,
+            "image": self.spec.get("image") or "none",
+            "imageID": self.spec.get("image") or "none",
+            "ready": self.ready,
+            "started": self.running,
+            "restartCount": self.restarts,
+            "state": self.state,
+            "lastState": self.last_state,
+        }
+        if self.process is not None:
+            status["containerID"] = f"{pid_prefix}{self.process.pid}"
+        return status
+
+
+class PodWorker:
+    """Runs one pod bound to this node, from its first start to its deletion."""
+
+    def __init__(self, kubelet: ProcessKubelet, pod: Json) -> None:
+        self.kubelet = kubelet
+        self.pod = pod
+        meta = pod["metadata"]
+        self.namespace, self.name, self.uid = meta["namespace"], meta["name"], meta["uid"]
+        self.directory = kubelet.workdir / "pods" / f"{self.namespace}_{self.name}_{self.uid[:8]}"
+        self.containers = {
+            c["name"]: ContainerRun(c, self.directory / c["name"])
+            for c in pod["spec"]["containers"]
+        }
+        self.task: asyncio.Task[None] | None = None
+        self.start_time = now()
+        self.terminating = False
+        self.deadline: float | None = None
+        self.wake = asyncio.Event()  # ends back-off waits when terminating
+        self.transitions: dict[str, tuple[str, str]] = {}  # condition -> (status, since)
+        self.write_lock = asyncio.Lock()
+        self.pending_write = False
+        self.deleted = False  # gone from the API
+
+    # -- events from the kubelet --
+
+    def update(self, pod: Json) -> None:
+        self.pod = pod
+        meta = pod["metadata"]
+        if "deletionTimestamp" in meta:
+            grace = float(meta.get("deletionGracePeriodSeconds") or 0)
+            self.request_termination(grace)
+
+    def gone(self) -> None:
+        """The pod was removed from the API (force-deleted): just stop its processes."""
+        self.deleted = True
+        spec_grace = self.pod["spec"].get("terminationGracePeriodSeconds", 30)
+        grace = self.pod["metadata"].get("deletionGracePeriodSeconds", spec_grace)
+        self.request_termination(float(grace or 0))
+
+    def request_termination(self, grace: float) -> None:
+        deadline = asyncio.get_running_loop().time() + grace
+        if self.terminating:
+            if self.deadline is not None and deadline < self.deadline:
+                self.deadline = deadline  # a second delete with a shorter grace period
+            return
+        self.terminating, self.deadline = True, deadline
+        self.wake.set()
+        self.kubelet.spawn_task(self._terminate())
+
+    def status_changed(self) -> None:
+        self.kubelet.spawn_task(self.write_status())
+
+    # -- running --
+
+    async def run(self) -> None:
+        spec = self.pod["spec"]
+        if spec.get("initContainers"):
+            for run in self.containers.values():
+                run.state = {"waiting": {"reason": "Unsupported"}}
+                run.will_restart = False
+            await self.write_status(
+                phase="Failed", message="the process kubelet does not run initContainers"
+            )
+            return
+        await self.write_status()
+        await asyncio.gather(*(self._run_container(run) for run in self.containers.values()))
+        await self.write_status()
+
+    async def _run_container(self, run: ContainerRun) -> None:
+        backoff = BACKOFF_INITIAL
+        policy = self.pod["spec"].get("restartPolicy", "Always")
+        while not self.terminating:
+            started_at = now()
+            try:
+                await self._start(run)
+                assert run.process is not None
+                if self.terminating:  # deleted while it was starting
+                    _signal_group(run.process.pid, signal.SIGTERM)
+                run.state = {"running": {"startedAt": started_at}}
+                run.started_once = True
+                self.status_changed()
+                probing = asyncio.create_task(self._probe_readiness(run))
+                try:
+                    code = await run.process.wait()
+                finally:
+                    probing.cancel()
+                    run.probe_ready = False
+                exit_code, sig = (128 - code, -code) if code < 0 else (code, None)
+                reason = "Completed" if exit_code == 0 else "Error"
+            except Exception as exc:  # StartError, or the API failing us while preparing
+                exit_code, sig, reason = 128, None, "StartError"
+                (run.directory / "start-error").write_text(str(exc))
+            terminated: Json = {
+                "exitCode": exit_code,
+                "reason": reason,
+                "startedAt": started_at,
+                "finishedAt": now(),
+            }
+            if sig is not None:
+                terminated["signal"] = sig
+            message = self._termination_message(run, exit_code, reason)
+            if message:
+                terminated["message"] = message
+            if run.process is not None and reason != "StartError":
+                terminated["containerID"] = f"process://{run.process.pid}"
+            run.state = {"terminated": terminated}
+            restart = not self.terminating and (
+                policy == "Always" or (policy == "OnFailure" and exit_code != 0)
+            )
+            if not restart:
+                run.will_restart = False
+                self.status_changed()
+                return
+            run.last_state = run.state
+            run.state = {
+                "waiting": {
+                    "reason": "CrashLoopBackOff",
+                    "message": f"back-off {backoff:.0f}s restarting failed container={run.name} "
+                    f"pod={self.name}_{self.namespace}({self.uid})",
+                }
+            }
+            self.status_changed()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), backoff)
+            backoff = min(backoff * 2, BACKOFF_MAX)
+            if not self.terminating:
+                run.restarts += 1
+        run.will_restart = False
+
+    async def _start(self, run: ContainerRun) -> None:
+        run.directory.mkdir(parents=True, exist_ok=True)
+        run.termination_log.write_bytes(b"")
+        run.process = None
+        fault = self.kubelet.take_fault(self.namespace, self.name, run.name)
+        if fault is not None:
+            raise StartError(fault.message)
+        spec = run.spec
+        env = run.env = await self._environment(run)
+        argv = [_expand(a, env) for a in [*spec.get("command", []), *spec.get("args", [])]]
+        if not spec.get("command"):
+            raise StartError("the process kubelet ignores images: a container needs a `command`")
+        cwd = spec.get("workingDir") or str(self.directory)
+        if not Path(cwd).is_dir():  # noqa: ASYNC240 - local and instant
+            raise StartError(f"workingDir {cwd} does not exist on this host")
+        log_file = open(run.log_path, "ab")  # noqa: SIM115, ASYNC230 - handed to the child
+        try:
+            run.process = await asyncio.create_subprocess_exec(
+                *argv,
+                cwd=cwd,
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,  # its own process group: signals reach its children too
+                preexec_fn=die_with_parent,
+            )
+        except OSError as exc:
+            raise StartError(f"failed to start {argv[0]!r}: {exc}") from exc
+        finally:
+            log_file.close()
+
+    async def _probe_readiness(self, run: ContainerRun) -> None:
+        """Run an ``exec`` readinessProbe as a kubelet does (other probe kinds: always ready)."""
+        probe = run.spec.get("readinessProbe")
+        if probe is None:
+            return
+        if "exec" not in probe:
+            run.probe_ready = True
+            self.status_changed()
+            return
+        await asyncio.sleep(probe.get("initialDelaySeconds", 0))
+        streak = {True: 0, False: 0}
+        needed = {True: probe.get("successThreshold", 1), False: probe.get("failureThreshold", 3)}
+        while True:
+            ok = await self._exec_probe(
+                run, probe["exec"]["command"], probe.get("timeoutSeconds", 1)
+            )
+            streak[ok], streak[not ok] = streak[ok] + 1, 0
+            if streak[ok] >= needed[ok] and run.probe_ready != ok:
+                run.probe_ready = ok
+                self.status_changed()
+            await asyncio.sleep(probe.get("periodSeconds", 10))
+
+    async def _exec_probe(self, run: ContainerRun, command: list[str], timeout: float) -> bool:
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *command,
+                cwd=run.spec.get("workingDir") or str(self.directory),
+                env=run.env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=die_with_parent,
+            )
+        except OSError:
+            return False
+        try:
+            return await asyncio.wait_for(process.wait(), timeout) == 0
+        except TimeoutError:
+            _signal_group(process.pid, signal.SIGKILL)
+            await process.wait()
+            return False
+        finally:
+            if process.returncode is None:  # cancelled with the container
+                _signal_group(process.pid, signal.SIGKILL)
+                await asyncio.shield(process.wait())
+
+    def _termination_message(self, run: ContainerRun, exit_code: int, reason: str) -> str:
+        if reason == "StartError":
+            return (run.directory / "start-error").read_text()
+        with contextlib.suppress(OSError):
+            message = run.termination_log.read_bytes()[:MAX_MESSAGE]
+            if message:
+                return message.decode(errors="replace")
+        policy = run.spec.get("terminationMessagePolicy", "File")
+        if policy == "FallbackToLogsOnError" and exit_code != 0:
+            with contextlib.suppress(OSError):
+                lines = run.log_path.read_bytes().splitlines()[-80:]
+                return b"\n".join(lines)[-2048:].decode(errors="replace")
+        return ""
+
+    async def _environment(self, run: ContainerRun) -> dict[str, str]:
+        env: dict[str, str] = {
+            "PATH": self.kubelet.path,
+            "HOME": str(self.directory),
+            "HOSTNAME": self.name,
+            "REBEAM_TERMINATION_LOG": str(run.termination_log),
+        }
+        if self.pod["spec"].get("automountServiceAccountToken", True):
+            env["KUBECONFIG"] = str(await self._service_account_kubeconfig())
+        for source in run.spec.get("envFrom", []):
+            prefix = source.get("prefix", "")
+            if "configMapRef" in source:
+                ref = source["configMapRef"]
+                data = await self._read_data("configmap", ref["name"], ref.get("optional"))
+            else:
+                ref = source["secretRef"]
+                data = await self._read_data("secret", ref["name"], ref.get("optional"))
+            env.update({prefix + k: v for k, v in data.items()})
+        for var in run.spec.get("env", []):
+            name = var["name"]
+            if "valueFrom" not in var:
+                env[name] = _expand(var.get("value", ""), env)
+                continue
+            source = var["valueFrom"]
+            if "fieldRef" in source:
+                env[name] = self._field(source["fieldRef"]["fieldPath"])
+            elif "configMapKeyRef" in source or "secretKeyRef" in source:
+                kind = "configmap" if "configMapKeyRef" in source else "secret"
+                ref = source.get("configMapKeyRef") or source["secretKeyRef"]
+                data = await self._read_data(kind, ref["name"], ref.get("optional"))
+                if ref["key"] in data:
+                    env[name] = data[ref["key"]]
+                elif not ref.get("optional"):
+                    raise StartError(f"couldn't find key {ref['key']} in {kind} {ref['name']}")
+            else:
+                raise StartError(f"env {name}: only fieldRef, configMapKeyRef, secretKeyRef")
+        # Ours, whatever the spec says (it may name the in-container terminationMessagePath).
+        env["REBEAM_TERMINATION_LOG"] = str(run.termination_log)
+        return env
+
+    async def _read_data(self, kind: str, name: str, optional: bool | None) -> dict[str, str]:
+        core = self.kubelet.core
+        try:
+            if kind == "configmap":
+                obj = self.kubelet.api_dict(
+                    await core.read_namespaced_config_map(name, self.namespace)
+                )
+                return dict(obj.get("data") or {})
+            obj = self.kubelet.api_dict(await core.read_namespaced_secret(name, self.namespace))
+            return {k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()}
+        except aclient.ApiException as exc:
+            if exc.status == 404 and optional:
+                return {}
+            raise StartError(f"{kind} {self.namespace}/{name}: {exc.reason}") from exc
+
+    def _field(self, path: str) -> str:
+        pod = self.pod
+        meta = pod["metadata"]
+        simple = {
+            "metadata.name": meta["name"],
+            "metadata.namespace": meta["namespace"],
+            "metadata.uid": meta["uid"],
+            "spec.nodeName": pod["spec"].get("nodeName", ""),
+            "spec.serviceAccountName": pod["spec"].get("serviceAccountName", ""),
+            "status.hostIP": HOST_IP,
+            "status.hostIPs": HOST_IP,
+            "status.podIP": HOST_IP,
+            "status.podIPs": HOST_IP,
+        }
+        if path in simple:
+            return str(simple[path])
+        match = re.fullmatch(r"metadata\.(labels|annotations)\['([^']+)'\]", path)
+        if match:
+            return str((meta.get(match[1]) or {}).get(match[2], ""))
+        raise StartError(f"fieldRef {path} is not supported by the process kubelet")
+
+    async def _service_account_kubeconfig(self) -> Path:
+        account = self.pod["spec"].get("serviceAccountName") or "default"
+        request = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {
+                "expirationSeconds": 3600,
+                "boundObjectRef": {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "name": self.name,
+                    "uid": self.uid,
+                },
+            },
+        }
+        try:
+            response = await self.kubelet.core.create_namespaced_service_account_token(
+                account, self.namespace, request
+            )
+        except aclient.ApiException as exc:
+            raise StartError(f"token for serviceaccount {account}: {exc.reason}") from exc
+        token = self.kubelet.api_dict(response)["status"]["token"]
+        path = self.directory / "serviceaccount.kubeconfig"
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "cluster",
+                    "cluster": {
+                        "server": self.kubelet.server,
+                        "certificate-authority": str(self.kubelet.ca_cert),
+                    },
+                }
+            ],
+            "users": [{"name": account, "user": {"token": token}}],
+            "contexts": [
+                {
+                    "name": "pod",
+                    "context": {"cluster": "cluster", "user": account, "namespace": self.namespace},
+                }
+            ],
+            "current-context": "pod",
+        }
+        path.write_text(yaml.safe_dump(config))
+        path.chmod(0o600)
+        return path
+
+    # -- stopping --
+
+    async def _terminate(self) -> None:
+        loop = asyncio.get_running_loop()
+        for run in self.containers.values():
+            if run.running:
+                assert run.process is not None
+                _signal_group(run.process.pid, signal.SIGTERM)
+        while any(r.running for r in self.containers.values()):
+            assert self.deadline is not None
+            if loop.time() >= self.deadline:
+                break
+            await asyncio.sleep(0.05)
+        await self.kill_all(grace=0.0)
+        if self.task is not None:
+            await asyncio.gather(self.task, return_exceptions=True)
+        if self.deleted:
+            self.kubelet.forget(self.uid)
+            return
+        assert self.kubelet.online is not None
+        await self.kubelet.online.wait()  # a lost node finishes the deletion once it is back
+        if self.deleted:
+            self.kubelet.forget(self.uid)
+            return
+        await self.write_status()
+        await self.kubelet.finish_deletion(self.namespace, self.name, self.uid)
+        self.kubelet.forget(self.uid)
+
+    async def shutdown(self) -> None:
+        """The kubelet stops: end every container (no restarts, no API writes)."""
+        self.terminating = True
+        self.wake.set()
+        await self.kill_all(grace=2.0)
+        if self.task is not None:
+            await asyncio.gather(self.task, return_exceptions=True)
+
+    async def kill_all(self, grace: float) -> None:
+        """SIGTERM (if ``grace``), wait up to ``grace``, SIGKILL every running container."""
+        runs = [r for r in self.containers.values() if r.running]
+        if grace > 0:
+            for run in runs:
+                assert run.process is not None
+                _signal_group(run.process.pid, signal.SIGTERM)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    asyncio.gather(*(r.process.wait() for r in runs if r.process)), grace
+                )
+        for run in runs:
+            if run.running:
+                assert run.process is not None
+                _signal_group(run.process.pid, signal.SIGKILL)
+                await run.process.wait()
+        for run in runs:
+            # Anything the container left in its group goes too.
+            assert run.process is not None
+            _signal_group(run.process.pid, signal.SIGKILL)
+
+    # -- status --
+
+    def _phase(self) -> str:
+        runs = self.containers.values()
+        if any(not r.started_once and r.will_restart for r in runs):
+            return "Pending"
+        if any(r.running or r.will_restart for r in runs):
+            return "Running"
+        codes = [r.state.get("terminated", {}).get("exitCode", 1) for r in runs]
+        return "Succeeded" if all(c == 0 for c in codes) else "Failed"
+
+    def _condition(self, kind: str, ok: bool) -> Json:
+        status = "True" if ok else "False"
+        previous = self.transitions.get(kind)
+        if previous is None or previous[0] != status:
+            self.transitions[kind] = (status, now())
+        return {
+            "type": kind,
+            "status": status,
+            "lastProbeTime": None,
+            "lastTransitionTime": self.transitions[kind][1],
+        }
+
+    async def write_status(self, phase: str | None = None, message: str | None = None) -> None:
+        if self.deleted:
+            return
+        if self.kubelet.lost:
+            self.pending_write = True
+            return
+        if self.write_lock.locked():
+            self.pending_write = True  # the write in progress will be followed by another
+            return
+        async with self.write_lock:
+            self.pending_write = True
+            while self.pending_write and not self.kubelet.lost:
+                self.pending_write = False
+                await self._write_status_once(phase, message)
+
+    async def _write_status_once(self, phase: str | None, message: str | None) -> None:
+        runs = list(self.containers.values())
+        ready = all(r.ready for r in runs)
+        kept = [
+            c
+            for c in self.pod.get("status", {}).get("conditions", [])
+            if c["type"] not in KUBELET_CONDITIONS
+        ]
+        conditions = [
+            *kept,
+            self._condition("PodReadyToStartContainers", True),
+            self._condition("Initialized", True),
+            self._condition("ContainersReady", ready),
+            self._condition("Ready", ready),
+        ]
+        status: Json = {
+            "phase": phase or self._phase(),
+            "conditions": conditions,
+            "hostIP": HOST_IP,
+            "hostIPs": [{"ip": HOST_IP}],
+            "podIP": HOST_IP,
+            "podIPs": [{"ip": HOST_IP}],
+            "startTime": self.start_time,
+            "containerStatuses": [r.status() for r in runs],
+        }
+        if message:
+            status["message"] = message
+        try:
+            await self.kubelet.core.patch_namespaced_pod_status(
+                self.name, self.namespace, {"status": status}, _content_type=MERGE_PATCH
+            )
+        except aclient.ApiException as exc:
+            if exc.status == 404:
+                self.deleted = True
+            else:
+                log.warning("status of %s/%s: %s", self.namespace, self.name, exc)
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+_VAR = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)|\$\$")
+
+
+def _expand(text: str, env: dict[str, str]) -> str:
+    """Kubernetes' ``$(VAR)`` expansion: defined names are replaced, ``$$`` escapes ``$``."""
+
+    def replace(match: re.Match[str]) -> str:
+        if match[0] == "$$":
+            return "$"
+        return env.get(match[1], match[0])
+
+    return _VAR.sub(replace, text)
