@@ -32,7 +32,8 @@ typecheck: venv
 crds: venv
 	$(BIN)/python -m rebeam.spec.crdgen crds
 
-# Build (or reuse from .cache/) kube-apiserver, etcd and helm for the e2e tier.
+# Build (or reuse from ~/.cache/rebeam, linked at .cache/controlplane) kube-apiserver,
+# kube-controller-manager, etcd and helm for the e2e tier (testinfra/README.md).
 controlplane:
 	bash testinfra/build.sh
 
