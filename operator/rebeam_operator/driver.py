@@ -287,8 +287,10 @@ class Driver:
             self.dirty = True
             await self._persist(now)
         if core is not None:
-            await self._notify()
+            # Replacement pods first: the notifications (an Event, a status write) would
+            # otherwise sit between a crash and its restart.
             await self._carry_out(core)
+            await self._notify()
             await self._collect(core)
             await self._write_slots(core)
         finished = core is None or core.state is SupervisorState.TERMINATED

@@ -64,19 +64,40 @@ def parse(argv: list[str] | None = None) -> Settings:
         dest="namespaces",
         help="a namespace to watch (repeat; default: REBEAM_OPERATOR_NAMESPACES or all)",
     )
-    p.add_argument("--nats-url", default=_env("REBEAM_NATS_URL", Settings.nats_url))
+    p.add_argument(
+        "--nats-url",
+        default=_env("REBEAM_NATS_URL", Settings.nats_url),
+        help="NATS for lifecycle events, names and leases; given to pods (REBEAM_NATS_URL)",
+    )
     p.add_argument(
         "--log-format",
         choices=("json", "text"),
         default=_env("REBEAM_OPERATOR_LOG_FORMAT", Settings.log_format),
+        help="json (one object a line) or text (REBEAM_OPERATOR_LOG_FORMAT)",
     )
-    p.add_argument("--log-level", default=_env("REBEAM_OPERATOR_LOG_LEVEL", Settings.log_level))
-    p.add_argument("--image", default=_env("REBEAM_OPERATOR_IMAGE", DEFAULT_IMAGE))
     p.add_argument(
-        "--exit-record", default=_env("REBEAM_OPERATOR_EXIT_RECORD", TERMINATION_MESSAGE_PATH)
+        "--log-level",
+        default=_env("REBEAM_OPERATOR_LOG_LEVEL", Settings.log_level),
+        help="DEBUG, INFO, WARNING, ... (REBEAM_OPERATOR_LOG_LEVEL)",
+    )
+    p.add_argument(
+        "--image",
+        default=_env("REBEAM_OPERATOR_IMAGE", DEFAULT_IMAGE),
+        help="image of actors that name none (REBEAM_OPERATOR_IMAGE)",
+    )
+    p.add_argument(
+        "--exit-record",
+        default=_env("REBEAM_OPERATOR_EXIT_RECORD", TERMINATION_MESSAGE_PATH),
+        help="REBEAM_EXIT_RECORD of pods: the termination-message path "
+        "(REBEAM_OPERATOR_EXIT_RECORD)",
     )
     ttl = _env("REBEAM_LEASE_TTL")
-    p.add_argument("--lease-ttl", type=float, default=float(ttl) if ttl else None)
+    p.add_argument(
+        "--lease-ttl",
+        type=float,
+        default=float(ttl) if ttl else None,
+        help="REBEAM_LEASE_TTL of pods: how soon a runtime on a lost node counts as dead",
+    )
     args = p.parse_args(argv)
     namespaces = args.namespaces or [n.strip() for n in env_ns.split(",") if n.strip()]
     return Settings(
