@@ -14,14 +14,17 @@ into a list would surprise the receiver more than an error at the sender.
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+import sys
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgpack
-import pydantic
 
 from rebeam.errors import CodecError
 from rebeam.exits import ExitReason
 from rebeam.pids import Pid
+
+if TYPE_CHECKING:
+    import pydantic
 
 __all__ = ["decode", "encode", "message", "registered_models"]
 
@@ -32,7 +35,7 @@ _EXT_MODEL = 3
 _models_by_name: dict[str, type[pydantic.BaseModel]] = {}
 _names_by_model: dict[type[pydantic.BaseModel], str] = {}
 
-M = TypeVar("M", bound=type[pydantic.BaseModel])
+M = TypeVar("M", bound="type[pydantic.BaseModel]")
 
 
 def message(cls: M | None = None, *, name: str | None = None) -> Any:
@@ -46,6 +49,8 @@ def message(cls: M | None = None, *, name: str | None = None) -> Any:
             sku: str
             qty: int
     """
+
+    import pydantic  # only programs that send models pay for importing pydantic
 
     def register(model: M) -> M:
         if not (isinstance(model, type) and issubclass(model, pydantic.BaseModel)):
@@ -70,7 +75,10 @@ def _default(value: Any) -> Any:
         return msgpack.ExtType(_EXT_PID, str(value).encode())
     if isinstance(value, ExitReason):
         return msgpack.ExtType(_EXT_EXIT, _pack(value.to_wire()))
-    if isinstance(value, pydantic.BaseModel):
+    # A pydantic model can only exist once pydantic was imported; an actor process that
+    # never touches pydantic does not load it (a few MiB of its idle RSS).
+    pydantic = sys.modules.get("pydantic")
+    if pydantic is not None and isinstance(value, pydantic.BaseModel):
         key = _names_by_model.get(type(value))
         if key is None:
             raise CodecError(
@@ -115,7 +123,7 @@ def _ext_hook(code: int, data: bytes) -> Any:
             raise CodecError(f"message type {item[0]!r} is not registered here")
         try:
             return model.model_validate(item[1])
-        except pydantic.ValidationError as exc:
+        except ValueError as exc:  # pydantic.ValidationError is a ValueError
             raise CodecError(f"invalid {item[0]}: {exc}") from None
     raise CodecError(f"unknown extension type {code}")
 

@@ -69,7 +69,6 @@ from rebeam.errors import (
     Refused,
     RemoteError,
 )
-from rebeam.events import LifecycleEvent
 from rebeam.exits import ExitReason
 from rebeam.pids import Pid
 
@@ -269,7 +268,7 @@ class Node(Naming, Watching):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.release_all(), 5)
             if publish_exit:
-                from rebeam.events import publish
+                from rebeam.events import LifecycleEvent, publish  # pydantic: clients only
 
                 event = LifecycleEvent.exited(self.pid, reason or ExitReason.from_wire("normal"))
                 with contextlib.suppress(Exception):

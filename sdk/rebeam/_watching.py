@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,7 +27,6 @@ from rebeam._lease import watch_expiries
 from rebeam._mailbox import Info, Mailbox
 from rebeam._messages import Down, Exit, MonitorRef
 from rebeam.errors import CalleeExited, NoProc
-from rebeam.events import LifecycleEvent
 from rebeam.exits import NOCONNECTION, NOPROC, ExitReason
 from rebeam.pids import Pid
 
@@ -111,15 +111,16 @@ class Watching:
             self._spawn(_unsubscribe(watch.sub))
 
     async def _on_exited(self, msg: Any) -> None:
+        # Read the two fields we need from the event's JSON directly: validating it with
+        # LifecycleEvent would make every actor process load pydantic (RSS).
         try:
-            event = LifecycleEvent.model_validate_json(msg.data)
-            pid = event.pid_value
-            reason = event.exit_reason
-        except ValueError as exc:
+            event = json.loads(msg.data)
+            pid = Pid.parse(event["pid"])
+            reason = ExitReason.from_wire(event["reason"])
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
             log.warning("%s: ignored a malformed exit event: %s", self.pid, exc)
             return
-        if pid is not None and reason is not None:
-            self._handle_exit(pid, reason)
+        self._handle_exit(pid, reason)
 
     def _handle_exit(self, pid: Pid, reason: ExitReason) -> None:
         watch = self._watches.pop(pid, None)
