@@ -1,0 +1,94 @@
+"""Helpers of the install test: the lifecycle events of a namespace as they arrive on NATS,
+and the release's operator log (from the process kubelet, else `kubectl logs`)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from typing import Any
+
+from infra.cluster import Cluster
+
+Json = dict[str, Any]
+
+
+class EventTap:
+    """Collects ``rebeam.<namespace>.events.>`` in a thread of its own."""
+
+    def __init__(self, url: str, namespace: str) -> None:
+        self.url = url
+        self.subject = f"rebeam.{namespace}.events.>"
+        self._events: list[Json] = []
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        if not self._ready.wait(15) or self._error is not None:
+            raise RuntimeError(f"could not subscribe to {self.subject}: {self._error}")
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # reported by __init__ or lines()
+            self._error = exc
+            self._ready.set()
+
+    async def _main(self) -> None:
+        import nats
+
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        nc = await nats.connect(self.url, connect_timeout=5)
+
+        async def got(msg: Any) -> None:
+            with self._lock:
+                self._events.append(json.loads(msg.data))
+
+        await nc.subscribe(self.subject, cb=got)
+        await nc.flush()
+        self._ready.set()
+        await self._stop.wait()
+        await nc.close()
+
+    def events(self) -> list[Json]:
+        with self._lock:
+            return list(self._events)
+
+    def lines(self) -> list[str]:
+        """``event child reason-kind``, in arrival order."""
+        out = []
+        for e in self.events():
+            reason = e.get("reason")
+            kind = (reason if isinstance(reason, str) else next(iter(reason))) if reason else ""
+            out.append(" ".join(p for p in (e["event"], e.get("child") or "", kind) if p))
+        return out
+
+    def close(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+
+def operator_log(cluster: Cluster, namespace: str, deployment: str) -> str:
+    """The tail of the operator container's log, for failure messages."""
+    try:
+        if cluster.kubelet is not None:
+            pods = cluster.kubectl(
+                "get", "pods", "-n", namespace, "-l", "app.kubernetes.io/component=operator",
+                "-o", "jsonpath={.items[*].metadata.name}", check=False,
+            ).stdout.split()  # fmt: skip
+            tails = []
+            for pod in pods:
+                path = cluster.kubelet.log_path(namespace, pod)
+                tails.append(f"--- {pod}\n" + "\n".join(path.read_text().splitlines()[-60:]))
+            return "\n".join(tails) or "(no operator pod)"
+        result = cluster.kubectl(
+            "logs", "-n", namespace, f"deployment/{deployment}", "--tail=60", check=False
+        )
+        return result.stdout + result.stderr
+    except Exception as exc:  # a diagnostic must never hide the real failure
+        return f"(no operator log: {exc})"

@@ -1,0 +1,197 @@
+"""The user's path end to end: `helm install` the chart -> the operator runs from the chart's
+own Deployment with its ServiceAccount's token -> `kubectl apply` the README's demo ->
+the actors call each other, one crashes and is restarted -> `kubectl get` and
+`kubectl describe` show it -> `kubectl delete` shuts the tree down in order ->
+`helm uninstall` leaves nothing behind but the CRDs.
+
+The NATS chart cannot be fetched here: the release uses the test nats-server
+(nats.enabled=false, natsUrl) and the chart copy of tests/chart/chart_helpers.offline_chart.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from infra.binaries import REPO
+from infra.cluster import Cluster
+from infra.procs import wait_for
+from install_helpers import EventTap, operator_log
+from tests.chart.chart_helpers import offline_chart
+
+pytestmark = pytest.mark.e2e
+
+RELEASE = "rbe2e"
+DEPLOYMENT = f"{RELEASE}-rebeam-operator"  # <release>-<chart>-operator
+DEMO = REPO / "examples" / "demo"
+
+Json = dict[str, Any]
+
+
+@pytest.fixture
+def app_namespace(cluster: Cluster) -> Iterator[str]:
+    """Where the app goes; the release lives in ``namespace`` and watches only this one."""
+    name = cluster.create_namespace("app")
+    yield name
+    cluster.delete_namespace(name)
+
+
+def _values(cluster: Cluster, nats_url: str, app_namespace: str) -> Json:
+    operator: Json = {"watchNamespaces": [app_namespace], "logFormat": "text"}
+    if cluster.kubelet is not None:
+        # Each process-kubelet container has a termination-message file of its own, named by
+        # $REBEAM_TERMINATION_LOG; `$$` keeps the operator's own container from expanding it.
+        operator["exitRecord"] = "$$(REBEAM_TERMINATION_LOG)"
+    return {"nats": {"enabled": False}, "natsUrl": nats_url, "operator": operator}
+
+
+def _demo_manifest(cluster: Cluster, image: str) -> Json:
+    """examples/demo/app.yaml, kept running after the driver is done (autoShutdown never,
+    so that `kubectl delete` has a live tree to shut down in order)."""
+    manifest: Json = yaml.safe_load((DEMO / "app.yaml").read_text())
+    spec = manifest["spec"]
+    spec["autoShutdown"] = "never"
+    for child in spec["children"]:
+        child.pop("significant", None)
+        if cluster.kubelet is not None:  # pods run in this repository's environment
+            child["actor"]["env"] = [{"name": "PYTHONPATH", "value": str(DEMO)}]
+        else:  # an image with the demo's code under /app (images/demo.Dockerfile)
+            child["actor"]["image"] = image
+    return manifest
+
+
+def _get(cluster: Cluster, namespace: str, *what: str) -> Json:
+    out = cluster.kubectl("get", *what, "-n", namespace, "-o", "json", check=False)
+    return json.loads(out.stdout) if out.returncode == 0 else {}
+
+
+def _child(status: Json, name: str) -> Json:
+    return next((c for c in status.get("children") or [] if c["name"] == name), {})
+
+
+def test_helm_install_run_the_demo_delete_uninstall(
+    cluster: Cluster,
+    crds: list[str],
+    namespace: str,
+    app_namespace: str,
+    nats_url: str,
+    image: str,
+    tmp_path: Path,
+) -> None:
+    chart = offline_chart(tmp_path)
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump(_values(cluster, nats_url, app_namespace)))
+    events = EventTap(nats_url, app_namespace)
+    installed = False
+    try:
+        # helm install: the operator Deployment is Ready (its probe reached the API server
+        # with the chart's ServiceAccount token).
+        result = cluster.helm(
+            "install", RELEASE, str(chart), "-n", namespace, "-f", str(values),
+            "--wait", "--timeout", "100s",
+        )  # fmt: skip
+        installed = True
+        assert "helm test rbe2e" in result.stdout  # NOTES.txt says what to do next
+        pod = _get(cluster, namespace, "pods", "-l", "app.kubernetes.io/component=operator")
+        (operator_pod,) = pod["items"]
+        assert operator_pod["spec"]["serviceAccountName"] == DEPLOYMENT
+        assert operator_pod["spec"]["containers"][0]["command"] == ["rebeam-operator"]
+
+        tested = cluster.helm("test", RELEASE, "-n", namespace, "--timeout", "60s", check=False)
+        assert tested.returncode == 0, tested.stdout + tested.stderr
+        assert "Succeeded" in tested.stdout
+
+        # kubectl apply: the demo's actors call each other by name; the driver crashes counter
+        # on purpose and calls the restarted counter by name again, then ends normally.
+        manifest = tmp_path / "app.yaml"
+        manifest.write_text(yaml.safe_dump(_demo_manifest(cluster, image)))
+        cluster.kubectl("apply", "-n", app_namespace, "-f", str(manifest))
+
+        def demo_done() -> Json | None:
+            status = _get(cluster, app_namespace, "supervisor", "hello").get("status") or {}
+            driver = _child(status, "driver").get("lastExit", {})
+            return status if driver.get("reason") and _child(status, "counter") else None
+
+        try:
+            status = wait_for(demo_done, timeout=90, what="the driver to finish", interval=0.5)
+        except Exception as exc:
+            raise AssertionError(
+                f"{exc}\nevents: {events.lines()}\n{operator_log(cluster, namespace, DEPLOYMENT)}"
+            ) from exc
+        assert _child(status, "driver")["lastExit"]["reason"] == "normal", status
+        assert _child(status, "counter")["restarts"] == 1
+        lines = events.lines()
+        assert lines.index("exited counter crash") < lines.index("restarting counter crash")
+        assert "exited driver normal" in lines
+        crash = next(
+            e for e in events.events() if e["event"] == "exited" and e["child"] == "counter"
+        )
+        assert crash["reason"]["crash"]["exception_type"] == "RuntimeError"
+
+        def settled() -> bool:
+            """Ready: greeter and the restarted counter run; the driver, transient and ended
+            normally, wants nothing (2 of 3 children running)."""
+            status = _get(cluster, app_namespace, "supervisor", "hello").get("status") or {}
+            conditions = {c["type"]: c["status"] for c in status.get("conditions") or []}
+            return status.get("ready") == "2/3" and conditions.get("Ready") == "True"
+
+        wait_for(settled, timeout=30, what="greeter and the restarted counter ready", interval=0.5)
+        shown = cluster.kubectl("get", "supervisors,actors", "-n", app_namespace).stdout
+        assert "supervisor.rebeam.io/hello" in shown, shown
+        assert "one_for_one" in shown, shown
+        counter_row = next(line for line in shown.splitlines() if "hello-counter" in line)
+        assert "hello-counter-2" in counter_row, shown  # the second incarnation's pod
+        described = cluster.kubectl("describe", "supervisor", "hello", "-n", app_namespace).stdout
+        assert "Restarting" in described, described
+        assert "counter exited" in described, described
+
+        # kubectl delete: the tree shuts down in reverse start order, then the supervisor.
+        cluster.kubectl("delete", "-n", app_namespace, "-f", str(manifest), "--timeout=60s")
+        wait_for(
+            lambda: "shutdown shutdown" in events.lines(),
+            timeout=30,
+            what=f"the supervisor's shutdown event (got {events.lines()})",
+        )
+        lines = events.lines()
+        assert lines.index("exited counter shutdown") < lines.index("exited greeter shutdown")
+        assert lines.index("exited greeter shutdown") < lines.index("shutdown shutdown")
+        wait_for(
+            lambda: not _get(cluster, app_namespace, "pods").get("items"),
+            timeout=30,
+            what="the app's pods gone",
+        )
+        assert not _get(cluster, app_namespace, "supervisors,actors").get("items")
+
+        # helm uninstall: nothing left but the CRDs.
+        cluster.helm("uninstall", RELEASE, "-n", namespace, "--wait", "--timeout", "60s")
+        installed = False
+        selector = f"app.kubernetes.io/instance={RELEASE}"
+
+        def leftovers() -> list[str]:
+            found = []
+            for ns_args in (["-n", namespace], ["-n", app_namespace]):
+                listing = cluster.kubectl(
+                    "get", "all,serviceaccounts,roles,rolebindings,networkpolicies,configmaps,"
+                    "secrets", "-l", selector, *ns_args, "-o", "name",
+                ).stdout.split()  # fmt: skip
+                found += listing
+            found += cluster.kubectl(
+                "get", "clusterroles,clusterrolebindings", "-l", selector, "-o", "name"
+            ).stdout.split()
+            found += cluster.kubectl(
+                "get", "secrets", "-n", namespace, "-l", "owner=helm", "-o", "name"
+            ).stdout.split()
+            return found
+
+        wait_for(lambda: not leftovers(), timeout=60, what=f"nothing left (got {leftovers()})")
+        remaining = cluster.kubectl("get", "crd", "-o", "name").stdout.split()
+        assert "customresourcedefinition.apiextensions.k8s.io/supervisors.rebeam.io" in remaining
+        assert "customresourcedefinition.apiextensions.k8s.io/actors.rebeam.io" in remaining
+    finally:
+        events.close()
+        if installed:
+            cluster.helm("uninstall", RELEASE, "-n", namespace, "--wait", check=False)
