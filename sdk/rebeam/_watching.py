@@ -164,9 +164,12 @@ class Watching:
         except NoProc:
             self.mailbox.offer(Info(Down(ref, None, NOPROC, name)))
             return ref
+        if pid == self.pid:
+            return ref  # monitoring yourself: it can never fire while you are there to get it
         self._watch_leases()
         watch = await self._watch(pid)
         watch.monitors[ref] = name
+        # Pinging only after the watch is in place: an exit between the two cannot be missed.
         if not await self.is_alive(pid) and self._watches.get(pid) is watch:
             if watch.monitors.pop(ref, 0) != 0:
                 self.mailbox.offer(Info(Down(ref, pid, NOPROC, name)))

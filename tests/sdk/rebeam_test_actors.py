@@ -105,6 +105,10 @@ class Probe(rebeam.Actor):
         if op == "send_after":
             self.send_after(arg, "tick")
             return "ok"
+        if op == "timers":  # one cancelled timer, then one sent straight to report_to
+            self.send_after(0.05, "cancelled").cancel()
+            self.send_after(0.1, "direct", dest=self.report_to)
+            return "ok"
         if op == "order":
             return Order(sku=arg["sku"], qty=arg["qty"] * 2, note=b"\x00\xff")
         if op == "os_pid":

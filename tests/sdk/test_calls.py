@@ -127,6 +127,8 @@ async def test_cast_crash_and_send_after(launcher, node):
     child = await launcher.start(PROBE, {"report_to": str(node.pid)})
     assert await node.call(child.pid, ["send_after", 0.05]) == "ok"
     assert await node.receive(timeout=5) == "tick"
+    assert await node.call(child.pid, "timers") == "ok"
+    assert await node.receive(timeout=5) == "direct"  # the cancelled one never came first
     await node.cast(child.pid, "crash")
     reason = await child.wait()
     assert reason.details is not None
