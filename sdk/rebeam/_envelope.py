@@ -10,7 +10,7 @@ A mailbox message is msgpack ``[version, kind, to, sender, msg_id, body]``:
   uniquely (pids are never reused). Core mailboxes do not need it; it is what a durable
   mailbox (JetStream, at-least-once) de-duplicates redeliveries with;
 * ``body`` is the message itself, in the codec's msgpack (one msgpack document for the whole
-  envelope: decoding twice cost more than anything else on the receiving side). A body that
+  envelope: decoding twice was a large part of the receiving cost). A body that
   does not decode makes the envelope fail; a call is still answered ``refused``, because
   its reply subject travels outside the payload.
 
