@@ -6,11 +6,14 @@ the actors call each other, one crashes and is restarted -> `kubectl get` and
 
 The NATS chart cannot be fetched here: the release uses the test nats-server
 (nats.enabled=false, natsUrl) and the chart copy of tests/chart/chart_helpers.offline_chart.
+On an existing cluster (REBEAM_E2E_KUBECONFIG), set REBEAM_E2E_OPERATOR_IMAGE to the operator
+image and REBEAM_E2E_IMAGE to an actor image with the demo's code (images/demo.Dockerfile).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,12 +43,18 @@ def app_namespace(cluster: Cluster) -> Iterator[str]:
     cluster.delete_namespace(name)
 
 
-def _values(cluster: Cluster, nats_url: str, app_namespace: str) -> Json:
+def _values(cluster: Cluster, nats_url: str, app_namespace: str, image: str) -> Json:
     operator: Json = {"watchNamespaces": [app_namespace], "logFormat": "text"}
     if cluster.kubelet is not None:
         # Each process-kubelet container has a termination-message file of its own, named by
         # $REBEAM_TERMINATION_LOG; `$$` keeps the operator's own container from expanding it.
         operator["exitRecord"] = "$$(REBEAM_TERMINATION_LOG)"
+    else:
+        # On kind or a hosted cluster: the images built from images/ (scripts/kind-e2e.sh).
+        repository, _, tag = os.environ.get("REBEAM_E2E_OPERATOR_IMAGE", "").rpartition(":")
+        if repository:
+            operator["image"] = {"repository": repository, "tag": tag}
+        operator["actorImage"] = image
     return {"nats": {"enabled": False}, "natsUrl": nats_url, "operator": operator}
 
 
@@ -84,7 +93,7 @@ def test_helm_install_run_the_demo_delete_uninstall(
 ) -> None:
     chart = offline_chart(tmp_path)
     values = tmp_path / "values.yaml"
-    values.write_text(yaml.safe_dump(_values(cluster, nats_url, app_namespace)))
+    values.write_text(yaml.safe_dump(_values(cluster, nats_url, app_namespace, image)))
     events = EventTap(nats_url, app_namespace)
     installed = False
     try:
