@@ -28,3 +28,12 @@ def test_every_error_is_in_the_drawn_hierarchy():
         assert issubclass(getattr(rebeam.errors, name), rebeam.errors.RebeamError)
     assert issubclass(rebeam.CallTimeout, TimeoutError)
     assert issubclass(rebeam.RemoteError, rebeam.CalleeExited)
+
+
+async def test_module_functions_need_a_node():
+    import pytest
+
+    with pytest.raises(rebeam.NotConnected, match=r"rebeam\.connect"):
+        await rebeam.call("anyone", "hello")
+    with pytest.raises(rebeam.NotConnected):
+        rebeam.self_pid()
