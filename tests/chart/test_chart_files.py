@@ -20,14 +20,22 @@ def test_chart_crds_are_the_generated_crds_byte_for_byte() -> None:
         )
 
 
+def _nats_archive_fetched() -> bool:
+    """`helm dependency build charts/rebeam` was run here (it needs network)."""
+    return any((CHART / "charts").glob("nats-*.tgz"))
+
+
 def test_lint_of_the_chart_itself_only_misses_the_nats_archive(helm_home: Path) -> None:
     """The chart as committed: the one warning is the NATS chart, fetched by
-    `helm dependency build` where there is network."""
+    `helm dependency build` where there is network (then there is none)."""
     for values in ([], ["--set", "nats.enabled=false", "--set", "natsUrl=nats://nats:4222"]):
         result = helm("lint", str(CHART), *values, home=helm_home)
         warnings = [line for line in result.stdout.splitlines() if "[WARNING]" in line]
-        assert len(warnings) == 1, result.stdout
-        assert "missing these dependencies: nats" in warnings[0]
+        if _nats_archive_fetched():
+            assert warnings == [], result.stdout
+        else:
+            assert len(warnings) == 1, result.stdout
+            assert "missing these dependencies: nats" in warnings[0]
         assert "[ERROR]" not in result.stdout
 
 
@@ -37,6 +45,8 @@ def test_template_of_the_chart_itself_needs_the_nats_archive(helm_home: Path) ->
     result = helm(
         "template", "rb", str(CHART), "--set", "nats.enabled=false", home=helm_home, check=False
     )
+    if _nats_archive_fetched():
+        return  # nothing to show: the archive is there
     assert result.returncode != 0
     assert "missing in charts/ directory: nats" in result.stderr
 
