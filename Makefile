@@ -28,9 +28,10 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-# Regenerate crds/ from the pydantic models (never hand-edit crds/).
+# Regenerate crds/ from the pydantic models (never hand-edit crds/), and the chart's copy.
 crds: venv
 	$(BIN)/python -m rebeam.spec.crdgen crds
+	bash scripts/chart-crds.sh
 
 # Build (or reuse from ~/.cache/rebeam, linked at .cache/controlplane) kube-apiserver,
 # kube-controller-manager, etcd and helm for the e2e tier (testinfra/README.md).

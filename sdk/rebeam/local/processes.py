@@ -42,6 +42,7 @@ class Identity:
     nats_url: str
     workdir: Path  # for this incarnation's exit record
     python_path: tuple[str, ...] = ()  # where the user's actor modules are
+    local_scope: str = "default"  # the run id: local names are unique per `rebeam run`
 
     @property
     def path(self) -> str:
@@ -226,6 +227,9 @@ class ChildProcess:
             "REBEAM_PID": str(ident.pid),
             "REBEAM_SUPERVISOR": ident.supervisor,
             "REBEAM_CHILD": ident.child,
+            # Names in the local scope are unique within one `rebeam run`, as OTP's plain
+            # registered names are within one node.
+            "REBEAM_LOCAL_SCOPE": ident.local_scope,
         }
         if self.template.register_as:
             env["REBEAM_NAME"] = self.template.register_as

@@ -239,7 +239,13 @@ class SupervisorRunner:
         slot = "_".join([self.ctx.run_id, *path.split("/")])
         pid = Pid.for_incarnation(self.ctx.namespace, slot, command.incarnation)
         identity = Identity(
-            pid, self.path, name, self.ctx.nats_url, self.ctx.workdir, self.ctx.python_path
+            pid,
+            self.path,
+            name,
+            self.ctx.nats_url,
+            self.ctx.workdir,
+            self.ctx.python_path,
+            local_scope=self.ctx.run_id,
         )
         process = ChildProcess(identity, child.actor, on_output=self.ctx.output)
         self.children[command.child] = process
