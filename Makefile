@@ -43,6 +43,7 @@ test: venv lint typecheck controlplane
 
 bench: venv
 	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks.bench_restart
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
