@@ -434,7 +434,10 @@ class Driver:
         status: ChildStatus,
         pod: str,
     ) -> Event:
-        if pid is not None:
+        spec = core_child(self.host, child)
+        if pid is not None and spec is not None and spec.actor and not spec.actor.command:
+            # A command has no runtime, so no names; a program in it that used
+            # rebeam.connect is its own observer and releases its own.
             await self.world.messaging.release(pid)
         self.child_exits[child] = exit_summary(reason)
         if status is ChildStatus.STARTING:
