@@ -19,8 +19,12 @@ from tests.local.conftest import (
 )
 
 
-def test_sigkill_of_rebeam_run_leaves_no_process_behind(rebeam_run: StartRun) -> None:
+def test_sigkill_of_rebeam_run_leaves_no_process_behind(
+    rebeam_run: StartRun, tmp_path: Path
+) -> None:
+    (tmp_path / "idle.py").write_text("import rebeam\nclass Idle(rebeam.Actor):\n    pass\n")
     children = (
+        "    - {name: py, actor: {module: 'idle:Idle'}}\n"  # forked from the zygote
         f"    - {{name: a, actor: {SLEEPER}}}\n"
         # a shell with a child of its own: only a process-group kill reaches the grandchild
         "    - {name: family, actor: {command: [sh, -c, 'sleep 300 & sleep 300; wait']}}\n"
@@ -31,8 +35,8 @@ def test_sigkill_of_rebeam_run_leaves_no_process_behind(rebeam_run: StartRun) ->
     run = rebeam_run(supervisor("s", children))
     run.events.wait("started", "sub")
     everything = descendants(run.process.pid)
-    # the nats-server, the reaper, four sleeps and a shell at least
-    assert len(everything) >= 7, everything
+    # the nats-server, the reaper, the zygote and its child, four sleeps and a shell at least
+    assert len(everything) >= 9, everything
     scratch = [p for p in Path(tempfile.gettempdir()).glob("rebeam-run-*") if _owned_by(p, run)]
     assert len(scratch) == 1
     run.signal(signal.SIGKILL)

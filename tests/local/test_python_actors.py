@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.local.conftest import StartRun, supervisor
 
 ROOT = Path(__file__).parents[2]
@@ -51,7 +53,10 @@ def test_an_exception_in_init_is_a_failed_start_with_its_reason(
     assert "s failed to start: child w: crash (ConnectionError: database is down)" in run.stderr()
 
 
-def test_a_crash_in_a_callback_is_the_exit_reason(rebeam_run: StartRun, tmp_path: Path) -> None:
+@pytest.mark.parametrize("extra", [(), ("--no-prefork",)], ids=["forked", "spawned"])
+def test_a_crash_in_a_callback_is_the_exit_reason(
+    rebeam_run: StartRun, tmp_path: Path, extra: tuple[str, ...]
+) -> None:
     write_actor(
         tmp_path,
         "import rebeam\n"
@@ -62,7 +67,8 @@ def test_a_crash_in_a_callback_is_the_exit_reason(rebeam_run: StartRun, tmp_path
         "        raise ValueError(f'bad {msg}')\n",
     )
     run = rebeam_run(
-        supervisor("s", "    - {name: w, actor: {module: 'myactors:Fragile'}}\n", intensity=0)
+        supervisor("s", "    - {name: w, actor: {module: 'myactors:Fragile'}}\n", intensity=0),
+        *extra,
     )
     exited = run.events.wait("exited", "w")
     assert exited["reason"]["crash"]["exception_type"] == "ValueError"

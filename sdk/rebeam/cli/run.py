@@ -38,6 +38,12 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--events", metavar="FILE", type=Path, help="append every lifecycle event as a JSON line"
     )
+    parser.add_argument(
+        "--no-prefork",
+        action="store_true",
+        help="start every Python actor as a fresh interpreter instead of forking a "
+        "pre-imported one (slower restarts)",
+    )
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--quiet", "-q", action="store_true", help="print only the final line")
     output.add_argument("--plain", action="store_true", help="plain event lines even in a terminal")
@@ -69,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         events_file=args.events,
         python_path=tuple(sorted({str(Path(f).resolve().parent) for f in args.files})),
         output=None if args.quiet else show_output,
+        prefork=not args.no_prefork,
     )
     local = LocalRun(loaded.resources, options)
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from rebeam.events import read_exit_record
 from rebeam.exits import ExitReason, crash, from_process_end
+from rebeam.local.zygote import ForkedProcess, Zygote
 from rebeam.pids import Pid
 from rebeam.spec.models import ActorTemplate
 from rebeam.supervision.childspec import BRUTAL_KILL, INFINITY, Shutdown
@@ -66,7 +67,8 @@ class ChildProcess:
     identity: Identity
     template: ActorTemplate
     on_output: OutputSink | None = None  # None: the child writes to our stdout directly
-    process: asyncio.subprocess.Process | None = None
+    zygote: Zygote | None = None  # fork Python actors from it instead of spawning
+    process: asyncio.subprocess.Process | ForkedProcess | None = None
     stop_requested: bool = False
     _exited: asyncio.Future[ExitReason] | None = field(default=None, repr=False)
     _output: asyncio.Future[None] | None = field(default=None, repr=False)
@@ -83,6 +85,9 @@ class ChildProcess:
         """Spawn, and for a Python actor wait until its init returned. Raises StartFailure
         with the real reason if it dies, cannot be spawned, or takes longer than ``timeout``.
         ``on_spawn`` hears the OS pid (the process group) as soon as it exists."""
+        if self.template.module and self.zygote is not None and self.zygote.alive:
+            await self._fork(self.zygote, timeout, on_spawn)
+            return
         read_fd, write_fd = os.pipe() if self.template.module else (None, None)
         try:
             self.process = await asyncio.create_subprocess_exec(
@@ -114,6 +119,32 @@ class ChildProcess:
             await self._await_ready(read_fd, timeout)
         finally:
             os.close(read_fd)
+
+    async def _fork(
+        self, zygote: Zygote, timeout: float, on_spawn: Callable[[int], None] | None
+    ) -> None:
+        """The pre-forked path (see zygote.py): same contract, no interpreter start-up."""
+        try:
+            process = await zygote.fork(
+                self._runtime_args("{ready_fd}"),
+                self._env(),
+                self.template.working_dir,
+                output=self.on_output is not None,
+            )
+        except OSError as exc:
+            raise StartFailure(
+                crash(exception_type=type(exc).__name__, message=f"cannot start: {exc}")
+            ) from None
+        self.process = process
+        if self.on_output is not None:
+            self._output = asyncio.ensure_future(self._forward_output())
+        self._exited = asyncio.ensure_future(self._observe_end())
+        if on_spawn is not None:
+            on_spawn(process.pid)
+        try:
+            await self._await_ready(process.ready_fd, timeout)
+        finally:
+            os.close(process.ready_fd)
 
     async def _await_ready(self, read_fd: int, timeout: float) -> None:
         assert self._exited is not None
@@ -197,17 +228,17 @@ class ChildProcess:
         template = self.template
         if template.command:
             return [*template.command, *(template.args or [])]
-        assert template.module is not None
         assert ready_fd is not None
+        return [sys.executable, "-m", "rebeam.runtime", *self._runtime_args(str(ready_fd))]
+
+    def _runtime_args(self, ready_fd: str) -> list[str]:
+        assert self.template.module is not None
         return [
-            sys.executable,
-            "-m",
-            "rebeam.runtime",
-            template.module,
+            self.template.module,
             "--args",
-            json.dumps(template.args),
+            json.dumps(self.template.args),
             "--ready-fd",
-            str(ready_fd),
+            ready_fd,
             "--exit-record",
             str(self.exit_record),
         ]

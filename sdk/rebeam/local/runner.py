@@ -33,9 +33,10 @@ import nats
 from rebeam.exits import SHUTDOWN, ExitReason
 from rebeam.local.control import ControlServer, InstanceFile
 from rebeam.local.lifecycle import Lifecycle
-from rebeam.local.processes import OutputSink
+from rebeam.local.processes import OutputSink, _die_with_parent
 from rebeam.local.reaper import Reaper
 from rebeam.local.supervisors import RunContext, SupervisorRunner
+from rebeam.local.zygote import Zygote
 from rebeam.natsd import NatsServer
 from rebeam.spec.models import Actor, ActorTemplate, Child, Resource, Supervisor, SupervisorSpec
 from rebeam.supervision import ShutdownRequest
@@ -52,6 +53,7 @@ class RunOptions:
     events_file: Path | None = None
     python_path: tuple[str, ...] = ()  # the manifests' folders: actor modules live there
     output: OutputSink | None = None
+    prefork: bool = True  # start Python actors by forking a pre-imported zygote
 
 
 def roots_of(resources: list[Resource]) -> list[tuple[str, SupervisorSpec]]:
@@ -126,7 +128,10 @@ class LocalRun:
         lifecycle = Lifecycle(self.options.namespace, self.options.events_file)
         control: ControlServer | None = None
         instance: InstanceFile | None = None
+        zygote: Zygote | None = None
         try:
+            if self.options.prefork:
+                zygote = await Zygote.start(_die_with_parent)
             if self.options.nats_url:
                 url = self.options.nats_url
             else:
@@ -145,6 +150,7 @@ class LocalRun:
                 nc=nc,
                 python_path=self.options.python_path,
                 output=self.options.output,
+                zygote=zygote,
             )
             lifecycle.attach(nc)
             control = ControlServer(self, nc)
@@ -164,6 +170,8 @@ class LocalRun:
             if nc is not None:
                 with contextlib.suppress(Exception):
                     await nc.close()
+            if zygote is not None:
+                await zygote.close()
             if server is not None:
                 server.stop()
             reaper.close()

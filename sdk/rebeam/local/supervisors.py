@@ -26,6 +26,7 @@ from rebeam.exits import KILLED, SHUTDOWN, ExitReason, shutdown_with
 from rebeam.local.lifecycle import Lifecycle
 from rebeam.local.processes import ChildProcess, Identity, OutputSink, StartFailure
 from rebeam.local.reaper import Reaper
+from rebeam.local.zygote import Zygote
 from rebeam.pids import Pid
 from rebeam.spec.models import Child, SupervisorSpec
 from rebeam.spec.to_core import child_specs, supervisor_flags
@@ -85,6 +86,7 @@ class RunContext:
     nc: Any = None  # the controller's NATS connection, for releasing names
     python_path: tuple[str, ...] = ()
     output: OutputSink | None = None
+    zygote: Zygote | None = None
     records: dict[str, ChildRecord] = field(default_factory=dict)
 
 
@@ -247,7 +249,9 @@ class SupervisorRunner:
             self.ctx.python_path,
             local_scope=self.ctx.run_id,
         )
-        process = ChildProcess(identity, child.actor, on_output=self.ctx.output)
+        process = ChildProcess(
+            identity, child.actor, on_output=self.ctx.output, zygote=self.ctx.zygote
+        )
         self.children[command.child] = process
         record = self._record(path, "actor")
         try:
