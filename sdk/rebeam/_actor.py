@@ -31,7 +31,7 @@ import inspect
 import logging
 import traceback
 from collections import deque
-from typing import Any
+from typing import Any, ClassVar
 
 from rebeam._envelope import CALL, CAST, USER_KINDS, Envelope, pack_error, pack_reply
 from rebeam._mailbox import Info
@@ -43,6 +43,8 @@ from rebeam.pids import Pid
 __all__ = ["NOREPLY", "Actor", "Host", "Timer", "crash_reason"]
 
 log = logging.getLogger("rebeam.actor")
+
+_RECEIPT = pack_reply(None)  # a send or cast that asked for one: taken to be handled
 
 
 class _NoReply:
@@ -65,7 +67,17 @@ class Timer:
 
 
 class Actor:
-    """Subclass and override the callbacks you need."""
+    """Subclass and override the callbacks you need.
+
+    ``mailbox_max_messages`` and ``mailbox_max_bytes`` bound this actor's mailbox (None: the
+    default, 10 000 messages and 16 MiB); the runtime's ``--mailbox-max-messages`` and
+    ``--mailbox-max-bytes`` flags (``REBEAM_MAILBOX_MAX_MESSAGES``/``_BYTES``, set from the
+    manifest) win over them. A full mailbox refuses: calls fail with
+    :class:`rebeam.MailboxFull`, casts and sends are counted (or wait, if the sender asked).
+    """
+
+    mailbox_max_messages: ClassVar[int | None] = None
+    mailbox_max_bytes: ClassVar[int | None] = None
 
     _node: Node
     _host: Host
@@ -282,6 +294,8 @@ class Host:
             # The hot path of casts and sends, inlined: a free turn, no more coroutines.
             self._busy = True
             try:
+                if env.reply:
+                    await node.nc.publish(env.reply, _RECEIPT)
                 callback = self.actor.handle_cast if env.kind is CAST else self.actor.handle_info
                 result = callback(env.body)
                 if result is not None and hasattr(result, "__await__"):
@@ -312,7 +326,7 @@ class Host:
                     return
             finally:
                 self._give_turn()
-        if env.kind is CALL and env.reply:
+        if env.reply:  # a call, or a send or cast waiting for its receipt
             await node.nc.publish(env.reply, self._exited(self._stop or NORMAL))
 
     async def _info_loop(self) -> None:
@@ -349,6 +363,8 @@ class Host:
             finally:
                 self._current = None
         else:  # inlined _guard: this is the cast hot path
+            if env.reply:
+                await self.node.nc.publish(env.reply, _RECEIPT)
             callback = self.actor.handle_cast if env.kind is CAST else self.actor.handle_info
             try:
                 result = callback(message)

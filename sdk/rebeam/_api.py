@@ -35,6 +35,7 @@ __all__ = [
     "self_pid",
     "send",
     "set_default_node",
+    "stats",
     "trap_exit",
     "unlink",
     "unregister",
@@ -106,12 +107,19 @@ def self_pid() -> Pid:
     return current_node().pid
 
 
-async def send(dest: Address, message: Any) -> None:
-    await current_node().send(dest, message)
+async def send(dest: Address, message: Any, *, wait: float | None = None) -> None:
+    await current_node().send(dest, message, wait=wait)
 
 
-async def cast(dest: Address, message: Any) -> None:
-    await current_node().cast(dest, message)
+async def cast(dest: Address, message: Any, *, wait: float | None = None) -> None:
+    await current_node().cast(dest, message, wait=wait)
+
+
+async def stats(dest: Address | None = None, timeout: float = 2.0) -> dict[str, int]:
+    """A process's counters (the current one's if ``dest`` is None): ``received``,
+    ``mailbox_refused`` (a full mailbox refused them), ``slow_consumer_drops``,
+    ``mailbox_pending``, the limits, ... See :meth:`Node.stats_of`."""
+    return await current_node().stats_of(dest, timeout)
 
 
 async def call(

@@ -1,13 +1,14 @@
 """The in-process queue of a node: a client's messages, and every node's local info messages.
 
-Where messages wait, and where issue 4 (bounded and durable mailboxes) plugs in:
+Where messages wait, and how the bounds hold (issue 4):
 
 * An actor's NATS messages are handled in the mailbox subscription's task
   (``Host.deliver``), so they wait in that subscription's pending queue while a callback
-  runs. Bounding it is the subscription's ``pending_msgs_limit``/``pending_bytes_limit``;
-  nats-py reports each message it refuses through ``error_cb(SlowConsumerError)``, which
-  carries the message's reply subject, so a call can be answered "mailbox full" at once and a
-  dropped cast counted (``Stats.slow_consumer_drops`` today).
+  runs. That queue *is* the mailbox: :class:`Limits` sets the subscription's
+  ``pending_msgs_limit``/``pending_bytes_limit``. nats-py refuses each message past a limit
+  through ``error_cb(SlowConsumerError)``, which carries the message's reply subject: the
+  node answers a call (or a cast that asked for a receipt) ``mailbox_full`` at once, and
+  counts a plain cast or send it refused (``Stats.mailbox_refused``).
 * A durable mailbox delivers from a JetStream consumer through the same ``deliver`` with
   ``Envelope.ack`` set; the host acks after the callback returned, and ``(sender, msg_id)``
   de-duplicates a redelivery.
@@ -19,13 +20,31 @@ Where messages wait, and where issue 4 (bounded and durable mailboxes) plugs in:
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 from rebeam._envelope import Envelope
 
-__all__ = ["Info", "Item", "Mailbox"]
+__all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_MAX_MESSAGES", "Info", "Item", "Limits", "Mailbox"]
+
+log = logging.getLogger("rebeam.mailbox")
+
+DEFAULT_MAX_MESSAGES = 10_000
+DEFAULT_MAX_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """A mailbox's bounds: messages waiting, and their encoded bytes. Both must be positive."""
+
+    max_messages: int = DEFAULT_MAX_MESSAGES
+    max_bytes: int = DEFAULT_MAX_BYTES
+
+    def __post_init__(self) -> None:
+        if self.max_messages < 1 or self.max_bytes < 1:
+            raise ValueError(f"mailbox limits must be positive: {self}")
 
 
 @dataclass(slots=True)
@@ -41,8 +60,8 @@ Item = Envelope | Info
 class Mailbox:
     """An ordered queue of envelopes and local info messages."""
 
-    def __init__(self, max_messages: int | None = None) -> None:
-        self.max_messages = max_messages  # None: unbounded (issue 4 sets a default limit)
+    def __init__(self, max_messages: int | None = DEFAULT_MAX_MESSAGES) -> None:
+        self.max_messages = max_messages  # None: unbounded (only on request)
         self._items: deque[Item] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self.refused = 0
@@ -54,6 +73,8 @@ class Mailbox:
         """Append ``item``; False (and nothing queued) if the mailbox is full."""
         if self.max_messages is not None and len(self._items) >= self.max_messages:
             self.refused += 1
+            if self.refused in (1, 10, 100, 1000, 10_000, 100_000):
+                log.warning("local queue full (%d): %d refused so far", len(self), self.refused)
             return False
         self._items.append(item)
         waiter = self._waiter

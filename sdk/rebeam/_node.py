@@ -13,7 +13,14 @@ What the node does, and where:
   callbacks run right there, one at a time) or to the :class:`~rebeam._mailbox.Mailbox` (a
   client: ``receive()`` takes them);
 * calls: one reply subscription per node (``_INBOX_rebeam.<ns>.<pid>.*``), a future per call,
-  a timer for the deadline; a reply nobody waits for any more is counted and dropped;
+  a timer for the deadline; a reply nobody waits for any more is counted and dropped; at most
+  ``max_pending_calls`` calls wait for replies at once (more wait for a slot);
+* bounds (issue 4): the mailbox subscription's pending queue is the mailbox, limited by
+  :class:`~rebeam._mailbox.Limits`; what nats-py refuses past a limit comes back through
+  ``error_cb`` and is answered ``mailbox_full`` (a call, a cast or send with ``wait``) or
+  counted (a plain cast or send); every other subscription has limits too, and its drops are
+  counted and logged (``slow_consumer_drops``); ``stats`` answers a node's counters on a
+  subject of its own, so an overloaded mailbox does not delay the answer;
 * exit watches (:mod:`rebeam._watching`) and names (:mod:`rebeam._naming`), mixed in;
 * fencing: the node listens on its slot's fence subject and stops delivering as soon as a
   later incarnation of its slot announces itself, and re-checks the slot record after every
@@ -23,7 +30,9 @@ What the node does, and where:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import dataclasses
 import itertools
 import logging
 import os
@@ -55,7 +64,7 @@ from rebeam._envelope import (
     unpack_reply,
 )
 from rebeam._lease import Lease
-from rebeam._mailbox import Info, Mailbox
+from rebeam._mailbox import DEFAULT_MAX_BYTES, DEFAULT_MAX_MESSAGES, Info, Limits, Mailbox
 from rebeam._naming import Naming
 from rebeam._registry import Store
 from rebeam._watching import Watching, _Watch
@@ -64,6 +73,7 @@ from rebeam.errors import (
     CallingSelf,
     CallTimeout,
     CodecError,
+    MailboxFull,
     MessageTooLarge,
     NoProc,
     Refused,
@@ -81,18 +91,27 @@ _STATUS = "Status"
 _NO_RESPONDERS = "503"
 _MAX_IDLE_WATCHES = 256
 _CAST = int(CAST)  # a plain int packs faster than the enum
+DEFAULT_MAX_PENDING_CALLS = 10_000
+# The other subscriptions' bounds: replies (one per call in flight), the fence (rare).
+_INBOX_LIMITS = (2 * DEFAULT_MAX_PENDING_CALLS, 64 * 1024 * 1024)
+_SMALL_LIMITS = (1000, 1024 * 1024)
+_RECEIPT = pack_reply(None)
+_MIN_ATTEMPT = 0.1  # seconds a retry of a send or cast waiting for room needs at least
+_LOGGED_AT = frozenset({1, 10, 100, 1000, 10_000, 100_000, 1_000_000})
 
 
 @dataclass
 class Stats:
-    """Counters a node keeps, for logs, status and tests."""
+    """Counters a node keeps, for logs, status, ``rebeam.stats`` and tests."""
 
+    received: int = 0  # user messages (send, cast, call) admitted from the mailbox
     malformed: int = 0
     oversized: int = 0
     misaddressed: int = 0
     late_replies: int = 0
-    slow_consumer_drops: int = 0
-    mailbox_refused: int = 0
+    slow_consumer_drops: int = 0  # dropped by nats-py on a subscription other than the mailbox
+    mailbox_refused: int = 0  # refused because the mailbox was full (answered when possible)
+    refused_silently: int = 0  # ... of which plain casts and sends: no sender to answer
 
 
 class Node(Naming, Watching):
@@ -107,6 +126,8 @@ class Node(Naming, Watching):
         local_scope: str | None = None,
         max_message_size: int | None = None,
         is_client: bool = True,
+        mailbox_limits: Limits | None = None,
+        max_pending_calls: int = DEFAULT_MAX_PENDING_CALLS,
     ) -> None:
         self.nc = nc
         self.pid = pid
@@ -114,7 +135,9 @@ class Node(Naming, Watching):
         self.local_scope = local_scope or os.environ.get("REBEAM_LOCAL_SCOPE") or "default"
         self.is_client = is_client
         self.stats = Stats()
-        self.mailbox = Mailbox()
+        self.limits = mailbox_limits or Limits()
+        self.max_pending_calls = max_pending_calls
+        self.mailbox = Mailbox(self.limits.max_messages)
         self.trap_exit = False
         # Set by the runtime: how a non-trapping actor dies from an exit signal, and what
         # happens when a later incarnation fences this one. A client gets Exit messages.
@@ -136,6 +159,8 @@ class Node(Naming, Watching):
         self._tokens = itertools.count(1)
         self._seq = itertools.count(1)
         self._calls: dict[str, tuple[asyncio.Future[Any], Pid]] = {}
+        self._slot_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._mailbox_sid: int | None = None
         self._watches: dict[Pid, _Watch] = {}
         self._owned: set[tuple[str, bool]] = set()
         self._names: dict[str, Pid] | None = None  # the name cache, once watching
@@ -161,6 +186,9 @@ class Node(Naming, Watching):
         is_client: bool = True,
         local_scope: str | None = None,
         max_message_size: int | None = None,
+        mailbox_max_messages: int | None = None,
+        mailbox_max_bytes: int | None = None,
+        mailbox_limits: Limits | None = None,
         lease: bool = True,
         start: bool = True,
         connect_timeout: float = 2.0,
@@ -169,15 +197,20 @@ class Node(Naming, Watching):
         connect_deadline: float = float(os.environ.get("REBEAM_CONNECT_DEADLINE", "10")),
     ) -> Node:
         pid = pid or Pid.for_client(namespace)
+        if mailbox_limits is None:
+            mailbox_limits = Limits(
+                max_messages=mailbox_max_messages or DEFAULT_MAX_MESSAGES,
+                max_bytes=mailbox_max_bytes or DEFAULT_MAX_BYTES,
+            )
         holder: dict[str, Node] = {}
 
         async def error_cb(exc: Exception) -> None:
             node = holder.get("node")
             if isinstance(exc, nats.errors.SlowConsumerError):
                 if node is not None:
-                    node.stats.slow_consumer_drops += 1
-                    if node.stats.slow_consumer_drops in (1, 10, 100, 1000):
-                        log.warning("%s: NATS dropped messages (slow consumer)", pid)
+                    await node._on_dropped(exc)
+                else:
+                    log.warning("%s: NATS dropped a message on %s", pid, exc.subject)
                 return
             log.debug("%s: NATS error: %s", pid, exc)
 
@@ -211,6 +244,7 @@ class Node(Naming, Watching):
             local_scope=local_scope,
             max_message_size=max_message_size,
             is_client=is_client,
+            mailbox_limits=mailbox_limits,
         )
         holder["node"] = node
         if start:
@@ -230,9 +264,31 @@ class Node(Naming, Watching):
             self.lease.on_lost = self._lease_lost
             await self.lease.acquire()
         on_message = self.on_message or self._on_mailbox
-        self._subs.append(await self.nc.subscribe(self._subject, cb=on_message))
-        self._subs.append(await self.nc.subscribe(self._inbox + ".*", cb=self._on_reply))
-        self._subs.append(await self.nc.subscribe(_subjects.fence(self.pid), cb=self._on_fence))
+        sub = self.nc.subscribe
+        mailbox = await sub(
+            self._subject,
+            cb=on_message,
+            pending_msgs_limit=self.limits.max_messages,
+            pending_bytes_limit=self.limits.max_bytes,
+        )
+        self._mailbox_sid = mailbox._id
+        self._subs.append(mailbox)
+        msgs, size = _INBOX_LIMITS
+        self._subs.append(
+            await sub(
+                self._inbox + ".*",
+                cb=self._on_reply,
+                pending_msgs_limit=max(msgs, 2 * self.max_pending_calls),
+                pending_bytes_limit=size,
+            )
+        )
+        msgs, size = _SMALL_LIMITS
+        fence = _subjects.fence(self.pid)
+        stats = _subjects.stats(self.pid)
+        for subject, cb in ((fence, self._on_fence), (stats, self._on_stats_request)):
+            self._subs.append(
+                await sub(subject, cb=cb, pending_msgs_limit=msgs, pending_bytes_limit=size)
+            )
         await self.nc.flush()
 
     async def settle_mailbox(self, timeout: float = 1.0) -> None:
@@ -386,6 +442,7 @@ class Node(Naming, Watching):
             self._spawn(self._refuse(env.reply, f"addressed to {env.to}, not {self._pid_str}"))
             return None
         if env.kind in USER_KINDS:
+            self.stats.received += 1
             if self.fenced_by is not None:
                 self._spawn(self._refuse(env.reply, f"superseded by {self.fenced_by}"))
                 return None
@@ -403,7 +460,13 @@ class Node(Naming, Watching):
             await self._on_signal(env)
         elif not self.mailbox.offer(env):
             self.stats.mailbox_refused += 1
-            await self._refuse(env.reply, "mailbox full")
+            if env.reply:
+                with contextlib.suppress(Exception):
+                    await self.nc.publish(env.reply, self._full_reply())
+            else:
+                self.stats.refused_silently += 1
+        elif env.reply:  # a send or cast that asked for a receipt: it is in the mailbox
+            await self.nc.publish(env.reply, _RECEIPT)
 
     async def _on_signal(self, env: Envelope) -> None:
         if env.kind is PING:
@@ -429,6 +492,86 @@ class Node(Naming, Watching):
         if reply:
             with contextlib.suppress(Exception):
                 await self.nc.publish(reply, pack_error({"error": "refused", "message": why}))
+
+    async def _on_dropped(self, exc: nats.errors.SlowConsumerError) -> None:
+        """nats-py refused a message because a subscription's pending queue was at its
+        limit (called from its read loop, once per message). On the mailbox, that is a full
+        mailbox: answer the sender if it waits for an answer, count it either way."""
+        stats = self.stats
+        if exc.sid == self._mailbox_sid:
+            stats.mailbox_refused += 1
+            if stats.mailbox_refused in _LOGGED_AT:
+                log.warning(
+                    "%s: mailbox full (%d messages / %d bytes): %d refused so far",
+                    self.pid,
+                    self.limits.max_messages,
+                    self.limits.max_bytes,
+                    stats.mailbox_refused,
+                )
+            if exc.reply:
+                with contextlib.suppress(Exception):
+                    await self.nc.publish(exc.reply, self._full_reply())
+            else:
+                stats.refused_silently += 1
+            return
+        stats.slow_consumer_drops += 1
+        if stats.slow_consumer_drops in _LOGGED_AT:
+            log.warning(
+                "%s: NATS dropped a message on %s (slow consumer): %d so far",
+                self.pid,
+                exc.subject,
+                stats.slow_consumer_drops,
+            )
+
+    def _full_reply(self) -> bytes:
+        return pack_error(
+            {
+                "error": "mailbox_full",
+                "message": f"the mailbox of {self._pid_str} is full "
+                f"({self.limits.max_messages} messages / {self.limits.max_bytes} bytes)",
+            }
+        )
+
+    def stats_snapshot(self) -> dict[str, int]:
+        """This node's counters, its mailbox limits and what waits in it now."""
+        out = dataclasses.asdict(self.stats)
+        sub = self._subs[0] if self._subs and self._mailbox_sid is not None else None
+        out["mailbox_pending"] = int(sub.pending_msgs) if sub is not None else 0
+        out["mailbox_pending_bytes"] = int(sub.pending_bytes) if sub is not None else 0
+        out["mailbox_max_messages"] = self.limits.max_messages
+        out["mailbox_max_bytes"] = self.limits.max_bytes
+        out["local_pending"] = len(self.mailbox)  # Down, Exit, timers (and a client's mail)
+        out["local_refused"] = self.mailbox.refused
+        out["calls_pending"] = len(self._calls)
+        return out
+
+    async def _on_stats_request(self, msg: Any) -> None:
+        if msg.reply:
+            with contextlib.suppress(Exception):
+                await self.nc.publish(msg.reply, pack_reply(self.stats_snapshot()))
+
+    async def stats_of(self, dest: Address | None = None, timeout: float = 2.0) -> dict[str, int]:
+        """The counters of a process (this one if ``dest`` is None): what it received, what
+        its full mailbox refused, what NATS dropped, what waits in its mailbox now.
+
+        Raises :class:`NoProc` if nobody holds ``dest``, :class:`CallTimeout` without an
+        answer. Answered on a subject beside the mailbox, so a full mailbox does not delay it.
+        """
+        if dest is None:
+            return self.stats_snapshot()
+        pid = await self.resolve(dest)
+        if pid == self.pid:
+            return self.stats_snapshot()
+        try:
+            msg = await self.nc.request(_subjects.stats(pid), b"", timeout=timeout)
+        except nats.errors.NoRespondersError:
+            raise NoProc(f"no process {pid}") from None
+        except nats.errors.TimeoutError:
+            raise CallTimeout(f"no stats from {pid} within {timeout:g}s") from None
+        status, payload = unpack_reply(msg.data)
+        if status != 0 or not isinstance(payload, dict):
+            raise CodecError("malformed stats reply")
+        return {str(k): int(v) for k, v in payload.items() if isinstance(v, int)}
 
     async def receive(self, timeout: float | None = None) -> Any:
         """The next message in a client's mailbox (sends, casts, Down and Exit notices).
@@ -479,24 +622,43 @@ class Node(Naming, Watching):
             raise MessageTooLarge(len(data), self._limit)
         return data
 
-    async def send(self, dest: Address, message: Any) -> None:
+    async def send(self, dest: Address, message: Any, *, wait: float | None = None) -> None:
         """Send a plain message (``handle_info``): at-most-once, ordered per pair, silent
         if the pid is dead. A name that is not registered raises :class:`NoProc` (OTP's
-        ``badarg``)."""
+        ``badarg``).
+
+        With ``wait`` (seconds), the send asks for a receipt instead: it returns once the
+        receiver took the message to handle it, waits for room while the receiver's mailbox
+        is full, and raises :class:`MailboxFull` if there was no room within ``wait``,
+        :class:`NoProc` if nobody is there, :class:`CallTimeout` if it was admitted but not
+        taken within ``wait`` (it may still be handled)."""
         pid = dest if type(dest) is Pid else await self.resolve(dest)
+        if wait is not None:
+            await self._with_receipt(pid, SEND, message, wait)
+            return
         subject, to = self._route(pid)
         await self.nc.publish(subject, self._envelope(SEND, to, message))
 
-    async def cast(self, dest: Address, message: Any) -> None:
+    async def cast(self, dest: Address, message: Any, *, wait: float | None = None) -> None:
         """Cast (``handle_cast``): returns at once, and is silently lost if nobody is there,
-        also when the name is not registered (OTP's ``gen_server:cast``)."""
+        also when the name is not registered (OTP's ``gen_server:cast``). A full mailbox
+        refuses it: the receiver counts it (``mailbox_refused`` in :meth:`stats_of`).
+
+        With ``wait`` (seconds), as :meth:`send` with ``wait``: a receipt, room waited for
+        up to ``wait``, and :class:`MailboxFull`, :class:`NoProc` or :class:`CallTimeout`
+        when it cannot be delivered (an unregistered name raises :class:`NoProc` too)."""
         if type(dest) is Pid:
             pid = dest
+        elif wait is not None:
+            pid = await self.resolve(dest)
         else:
             try:
                 pid = await self.resolve(dest)
             except NoProc:
                 return
+        if wait is not None:
+            await self._with_receipt(pid, CAST, message, wait)
+            return
         route = self._routes.get(pid) or self._route(pid)
         data = _codec.encode([VERSION, _CAST, route[1], self._pid_str, next(self._seq), message])
         if len(data) > self._limit:
@@ -530,11 +692,79 @@ class Node(Naming, Watching):
                     return await self._call(fresh, message, timeout)
             raise
 
+    async def _with_receipt(self, pid: Pid, kind: Kind, message: Any, wait: float) -> None:
+        """Deliver a send or cast with a receipt, retrying while the mailbox is full."""
+        if pid == self.pid:
+            raise CallingSelf(f"{pid} cannot wait for room in its own mailbox")
+        subject, to = self._route(pid)
+        data = self._envelope(kind, to, message)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        backoff = 0.002
+        while True:
+            remaining = deadline - loop.time()
+            if len(self._calls) >= self.max_pending_calls:
+                try:
+                    await self._wait_for_slot(remaining)
+                except TimeoutError:
+                    raise CallTimeout(f"no free call slot within {wait:g}s") from None
+                remaining = deadline - loop.time()
+            token = str(next(self._tokens))
+            fut: asyncio.Future[Any] = loop.create_future()
+            self._calls[token] = (fut, pid)
+            timer = loop.call_later(max(remaining, 0.0), _expire_receipt, fut, pid, wait)
+            try:
+                await self.nc.publish(subject, data, reply=f"{self._inbox}.{token}")
+                status, payload = await fut
+            finally:
+                self._calls.pop(token, None)
+                timer.cancel()
+                self._wake_slot()
+            if status == 0:
+                return
+            error = _error_from_reply(payload, pid)
+            # Retry only with time left for an answer: a refusal takes a round trip, and one
+            # arriving after the deadline would turn a clear "full" into an ambiguous timeout.
+            if not isinstance(error, MailboxFull):
+                raise error
+            pause = min(backoff, deadline - loop.time() - _MIN_ATTEMPT)
+            if pause < 0:
+                raise error
+            await asyncio.sleep(pause)  # room is made by the receiver
+            backoff = min(backoff * 2, 0.1)
+
+    async def _wait_for_slot(self, timeout: float | None) -> None:
+        """Wait until fewer than ``max_pending_calls`` calls wait for replies (the reply
+        map is bounded; callers past the bound queue here, each under its own deadline)."""
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(None if timeout is None else max(timeout, 0.0)):
+            while len(self._calls) >= self.max_pending_calls:
+                waiter: asyncio.Future[None] = loop.create_future()
+                self._slot_waiters.append(waiter)
+                try:
+                    await waiter
+                finally:
+                    with contextlib.suppress(ValueError):
+                        self._slot_waiters.remove(waiter)
+
+    def _wake_slot(self) -> None:
+        waiters = self._slot_waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
     async def _call(self, pid: Pid, message: Any, timeout: float | None) -> Any:
         if pid == self.pid:
             raise CallingSelf(f"{pid} called itself")
         subject, to = self._route(pid)
         data = self._envelope(CALL, to, message)
+        if len(self._calls) >= self.max_pending_calls:
+            try:
+                await self._wait_for_slot(timeout)
+            except TimeoutError:
+                raise CallTimeout(f"no free call slot within {timeout:g}s") from None
         token = str(next(self._tokens))
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
@@ -553,6 +783,8 @@ class Node(Naming, Watching):
             self._calls.pop(token, None)
             if timer is not None:
                 timer.cancel()
+            if self._slot_waiters:
+                self._wake_slot()
             watch.calls.discard(token)
             if len(self._watches) > _MAX_IDLE_WATCHES:
                 self._maybe_unwatch(pid)
@@ -584,6 +816,13 @@ def _expire(fut: asyncio.Future[Any], pid: Pid, timeout: float) -> None:
         fut.set_exception(CallTimeout(f"no reply from {pid} within {timeout:g}s"))
 
 
+def _expire_receipt(fut: asyncio.Future[Any], pid: Pid, wait: float) -> None:
+    if not fut.done():
+        fut.set_exception(
+            CallTimeout(f"no receipt from {pid} within {wait:g}s (it may still be handled)")
+        )
+
+
 def _error_from_reply(payload: Any, pid: Pid) -> Exception:
     if not isinstance(payload, dict):
         return CodecError("malformed error reply")
@@ -596,4 +835,6 @@ def _error_from_reply(payload: Any, pid: Pid) -> Exception:
         return RemoteError(reason, pid) if payload.get("raised") else CalleeExited(reason, pid)
     if kind == "noproc":
         return NoProc(f"no process {pid}")
+    if kind == "mailbox_full":
+        return MailboxFull(str(payload.get("message") or f"the mailbox of {pid} is full"))
     return Refused(str(payload.get("message") or "refused"))

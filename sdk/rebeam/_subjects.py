@@ -3,6 +3,7 @@
 ::
 
     rebeam.<ns>.pid.<slot>.<incarnation>           a mailbox (one per incarnation)
+    rebeam.<ns>.stats.<slot>.<incarnation>         a node's counters (answered beside the mailbox)
     rebeam.<ns>.fence.<slot>                       "incarnation N started": older ones stop
     rebeam.<ns>.events.<event>.<slot>.<incarnation> lifecycle events (started, exited, ...)
     _INBOX_rebeam.<ns>.<pid tokens>.<token>        call replies to one node
@@ -22,11 +23,16 @@ __all__ = [
     "inbox_prefix",
     "local_bucket",
     "mailbox",
+    "stats",
 ]
 
 
 def mailbox(pid: Pid) -> str:
     return f"rebeam.{pid.namespace}.pid.{pid.tokens}"
+
+
+def stats(pid: Pid) -> str:
+    return f"rebeam.{pid.namespace}.stats.{pid.tokens}"
 
 
 def fence(pid: Pid) -> str:

@@ -12,7 +12,10 @@
     │   ├── NoProc               nobody holds the destination: dead pid, unregistered name
     │   ├── CallingSelf          a process called itself (it would deadlock)
     │   ├── Refused              the callee refused the message, without dying: malformed,
-    │   │                        addressed to a superseded incarnation, a client node
+    │   │   │                    addressed to a superseded incarnation, a client node
+    │   │   └── MailboxFull      the receiver's mailbox is at its limit (messages or bytes):
+    │   │                        a call fails at once; a cast or send that asked to wait
+    │   │                        for room raises it when its deadline passed
     │   └── CalleeExited         the callee ended during the call; ``.reason`` says why
     │       └── RemoteError      ... because handle_call raised: ``.exception_type``,
     │                            ``.message``, ``.traceback`` of the remote exception
@@ -41,6 +44,7 @@ __all__ = [
     "CalleeExited",
     "CallingSelf",
     "CodecError",
+    "MailboxFull",
     "MessageTooLarge",
     "NoProc",
     "NotConnected",
@@ -93,6 +97,11 @@ class CallingSelf(CallError):
 
 class Refused(CallError):
     """The callee refused the message and keeps running."""
+
+
+class MailboxFull(Refused):
+    """The receiver's mailbox is full (its message or byte limit): the message was refused and
+    will never be delivered. Nothing was handled; retrying later is safe."""
 
 
 class CalleeExited(CallError):

@@ -140,3 +140,39 @@ class SyncProbe(rebeam.Actor):
 
     def handle_call(self, message: Any, from_: rebeam.From) -> Any:  # type: ignore[override]
         return {"sync": message}
+
+
+class Slow(rebeam.Actor):
+    """Takes ``delay`` seconds per message and counts what it handled, per tag: the consumer
+    of the overload tests. Messages are ``[tag, seq]``; ``"counts"`` answers at once."""
+
+    async def init(self, args: Any) -> None:
+        self.delay = float((args or {}).get("delay", 0.005))
+        self.counts: dict[str, int] = {}
+
+    async def _handle(self, message: Any) -> None:
+        await asyncio.sleep(self.delay)
+        tag = message[0] if isinstance(message, list) else str(message)
+        self.counts[tag] = self.counts.get(tag, 0) + 1
+
+    async def handle_call(self, message: Any, from_: rebeam.From) -> Any:
+        if message == "counts":
+            return self.counts
+        if isinstance(message, list) and message[0] == "block":  # hold the actor
+            await asyncio.sleep(message[1])
+            return "unblocked"
+        await self._handle(message)
+        return "ok"
+
+    async def handle_cast(self, message: Any) -> None:
+        await self._handle(message)
+
+    async def handle_info(self, message: Any) -> None:
+        await self._handle(message)
+
+
+class SmallMailbox(Slow):
+    """Bounds set in code, on the class."""
+
+    mailbox_max_messages = 77
+    mailbox_max_bytes = 65_536

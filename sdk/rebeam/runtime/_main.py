@@ -29,6 +29,7 @@ from typing import Any
 
 from rebeam import _api
 from rebeam._actor import Actor, Host, crash_reason
+from rebeam._mailbox import DEFAULT_MAX_BYTES, DEFAULT_MAX_MESSAGES, Limits
 from rebeam._node import Node
 from rebeam.errors import Refused
 from rebeam.exits import NOCONNECTION, SHUTDOWN, ExitReason, crash
@@ -67,7 +68,48 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ready-fd", type=int, default=int(ready_fd) if ready_fd else None)
     p.add_argument("--exit-record", default=_env("EXIT_RECORD"))
     p.add_argument("--log-level", default=_env("LOG_LEVEL", "WARNING"))
+    p.add_argument(
+        "--mailbox-max-messages",
+        type=_positive,
+        default=_positive_env("MAILBOX_MAX_MESSAGES"),
+        help="messages the mailbox holds before it refuses (REBEAM_MAILBOX_MAX_MESSAGES; "
+        f"default: the Actor class's mailbox_max_messages, else {DEFAULT_MAX_MESSAGES})",
+    )
+    p.add_argument(
+        "--mailbox-max-bytes",
+        type=_positive,
+        default=_positive_env("MAILBOX_MAX_BYTES"),
+        help="encoded bytes the mailbox holds before it refuses (REBEAM_MAILBOX_MAX_BYTES; "
+        f"default: the Actor class's mailbox_max_bytes, else {DEFAULT_MAX_BYTES})",
+    )
     return p.parse_args(argv)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
+    return value
+
+
+def _positive_env(name: str) -> int | None:
+    text = _env(name)
+    if not text:
+        return None
+    try:
+        return _positive(text)
+    except (ValueError, argparse.ArgumentTypeError):
+        raise SystemExit(f"REBEAM_{name} must be a positive integer, not {text!r}") from None
+
+
+def mailbox_limits(ns: argparse.Namespace, actor_cls: type[Actor]) -> Limits:
+    """Flags (and their REBEAM_* env) win over the Actor class, which wins over defaults."""
+    return Limits(
+        max_messages=ns.mailbox_max_messages
+        or actor_cls.mailbox_max_messages
+        or DEFAULT_MAX_MESSAGES,
+        max_bytes=ns.mailbox_max_bytes or actor_cls.mailbox_max_bytes or DEFAULT_MAX_BYTES,
+    )
 
 
 def load_actor(target: str) -> type[Actor]:
@@ -115,6 +157,7 @@ async def run(ns: argparse.Namespace) -> ExitReason:
     try:
         actor_cls = load_actor(ns.target or "")
         args = json.loads(ns.args) if ns.args else None
+        limits = mailbox_limits(ns, actor_cls)
     except Exception as exc:
         return crash_reason(exc)
     try:
@@ -124,6 +167,7 @@ async def run(ns: argparse.Namespace) -> ExitReason:
             pid=pid,
             is_client=False,
             local_scope=ns.local_scope,
+            mailbox_limits=limits,
             max_reconnect_attempts=-1,
             start=False,  # the host must be in place before the mailbox is subscribed
         )
@@ -157,6 +201,14 @@ async def run(ns: argparse.Namespace) -> ExitReason:
         return reason
     signal_ready(ns.ready_fd, pid)
     reason = await host.run()
+    stats = node.stats
+    if stats.mailbox_refused or stats.slow_consumer_drops:
+        log.warning(
+            "%s refused %d messages (mailbox full); NATS dropped %d elsewhere",
+            pid,
+            stats.mailbox_refused,
+            stats.slow_consumer_drops,
+        )
     await node.close(reason)
     return reason
 
