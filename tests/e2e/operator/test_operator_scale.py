@@ -150,7 +150,12 @@ def test_restart_latency_and_scale(
         for i in range(SUPERVISORS):
             # A start may wait long for the process kubelet (one Python thread) under load.
             children = [
-                sleeper(f"c{j}", shutdown="brutal_kill", startTimeout="1500s")
+                {
+                    "name": f"c{j}",
+                    "shutdown": "brutal_kill",
+                    "startTimeout": "1500s",
+                    "actor": {"command": ["sleep", "7200"]},  # outlives the benchmark
+                }
                 for j in range(CHILDREN)
             ]
             objects.apply(supervisor(f"s{i}", children))
