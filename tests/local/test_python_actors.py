@@ -3,6 +3,7 @@ a start that fails in init."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -92,3 +93,25 @@ def test_a_slow_init_past_start_timeout_is_a_failed_start(
     failed = run.events.wait("start_failed", "w")
     assert failed["reason"]["crash"]["exception_type"] == "StartTimeout"
     assert run.exit_code() == 1
+
+
+def test_the_manifests_mailbox_bounds_reach_the_actor(rebeam_run: StartRun, tmp_path: Path) -> None:
+    write_actor(
+        tmp_path,
+        "import rebeam\n"
+        "class Bounded(rebeam.Actor):\n"
+        "    async def init(self, args):\n"
+        "        limits = self.node.limits\n"
+        "        print(f'limits {limits.max_messages} {limits.max_bytes}', flush=True)\n",
+    )
+    children = (
+        "    - name: w\n"
+        "      actor:\n"
+        "        module: 'myactors:Bounded'\n"
+        "        mailbox: {maxMessages: 7, maxBytes: 4096}\n"
+    )
+    run = rebeam_run(supervisor("s", children))
+    run.events.wait("started", "w")
+    run.signal(signal.SIGTERM)
+    assert run.exit_code() == 0
+    assert "s/w | limits 7 4096" in run.stdout()

@@ -127,6 +127,23 @@ def test_a_missing_file_is_a_problem_not_a_crash(tmp_path: Path) -> None:
     assert "No such file" in str(result.problems[0])
 
 
+def test_mailbox_bounds_are_part_of_an_actor() -> None:
+    text = MINIMAL.replace(
+        'actor: {module: "shop.a:A"}',
+        'actor: {module: "shop.a:A", mailbox: {maxMessages: 5, durable: true}}',
+    )
+    (sup,) = load_text(text).raise_for_problems()
+    assert isinstance(sup, Supervisor)
+    actor = sup.spec.children[0].actor
+    assert actor is not None
+    assert actor.mailbox is not None
+    assert (actor.mailbox.max_messages, actor.mailbox.durable) == (5, True)
+    bad = MINIMAL.replace(
+        'actor: {module: "shop.a:A"}', 'actor: {module: "shop.a:A", mailbox: {maxMessages: 0}}'
+    )
+    assert "spec.children[0].actor.mailbox.maxMessages: must be at least 1" in one_problem(bad)
+
+
 def test_an_actor_resource_loads() -> None:
     text = """\
 apiVersion: rebeam.io/v1alpha1

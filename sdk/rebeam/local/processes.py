@@ -264,10 +264,27 @@ class ChildProcess:
         }
         if self.template.register_as:
             env["REBEAM_NAME"] = self.template.register_as
+        env |= mailbox_env(self.template)
         for var in self.template.env:
             if var.value is not None:
                 env[var.name] = var.value
         return env
+
+
+def mailbox_env(template: ActorTemplate) -> dict[str, str]:
+    """The runtime's mailbox settings from a manifest (docs/runtime-contract.md)."""
+    mailbox = template.mailbox
+    if mailbox is None:
+        return {}
+    env = {"REBEAM_MAILBOX_DURABLE": "true" if mailbox.durable else "false"}
+    for name, value in (
+        ("REBEAM_MAILBOX_MAX_MESSAGES", mailbox.max_messages),
+        ("REBEAM_MAILBOX_MAX_BYTES", mailbox.max_bytes),
+        ("REBEAM_MAILBOX_MAX_DELIVER", mailbox.max_deliver),
+    ):
+        if value is not None:
+            env[name] = str(value)
+    return env
 
 
 async def _read_line(fd: int) -> str:

@@ -49,6 +49,7 @@ __all__ = [
     "Condition",
     "EnvVar",
     "ExitSummary",
+    "MailboxSpec",
     "ObjectMeta",
     "Resource",
     "Supervisor",
@@ -168,6 +169,25 @@ class EnvVar(_Model):
     )
 
 
+class MailboxSpec(_Model):
+    """How much an actor's mailbox holds, and whether it outlives incarnations."""
+
+    max_messages: int | None = Field(
+        None, ge=1, description="Messages held before new ones are refused (default 10000)."
+    )
+    max_bytes: int | None = Field(
+        None, ge=1, description="Encoded bytes held before new ones are refused (default 16 MiB)."
+    )
+    durable: bool = Field(
+        False,
+        description="Keep sends and casts made durable in JetStream while the actor is down "
+        "or restarting, and deliver them to its next incarnation (at least once).",
+    )
+    max_deliver: int | None = Field(
+        None, ge=1, description="Deliveries of one durable message before it is parked."
+    )
+
+
 class ActorTemplate(_Model):
     """What runs in one actor slot: a Python actor class, or any command."""
 
@@ -191,6 +211,9 @@ class ActorTemplate(_Model):
         min_length=1,
         max_length=255,
         description="A name the runtime registers for the actor before it is ready.",
+    )
+    mailbox: MailboxSpec | None = Field(
+        None, description="Python actors: mailbox bounds and durability."
     )
     image: str | None = Field(
         None, description="Kubernetes only: the container image (default: the base image)."
