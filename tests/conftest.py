@@ -177,6 +177,8 @@ class Launcher:
         event = LifecycleEvent.exited(child.pid, reason, os_pid=child.proc.pid)
         with contextlib.suppress(Exception):
             await publish(self.nc, self.namespace, event)
+            # Out before the test hears of the end: a watch it sets up next must not see it.
+            await self.nc.flush(timeout=5)
         if not child.ended.done():
             child.ended.set_result(reason)
 

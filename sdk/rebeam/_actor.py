@@ -78,6 +78,11 @@ class Actor:
 
     mailbox_max_messages: ClassVar[int | None] = None
     mailbox_max_bytes: ClassVar[int | None] = None
+    #: A durable mailbox (JetStream): what is sent with ``durable=True`` while this actor is
+    #: down or restarting waits for its next incarnation. ``--mailbox-durable`` sets it too.
+    mailbox_durable: ClassVar[bool] = False
+    #: Deliveries of one durable message before it is parked (None: the default, 3).
+    mailbox_max_deliver: ClassVar[int | None] = None
 
     _node: Node
     _host: Host
@@ -372,8 +377,9 @@ class Host:
                     await result
             except Exception as exc:
                 self._crash(crash_reason(exc))
-        if env.ack is not None:
-            await env.ack()
+                return  # not acknowledged: a durable message is delivered again
+            if env.ack is not None:
+                await env.ack()
 
     async def _guard(self, callback: Any, message: Any) -> None:
         try:

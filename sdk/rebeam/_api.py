@@ -107,12 +107,16 @@ def self_pid() -> Pid:
     return current_node().pid
 
 
-async def send(dest: Address, message: Any, *, wait: float | None = None) -> None:
-    await current_node().send(dest, message, wait=wait)
+async def send(
+    dest: Address, message: Any, *, wait: float | None = None, durable: bool = False
+) -> None:
+    await current_node().send(dest, message, wait=wait, durable=durable)
 
 
-async def cast(dest: Address, message: Any, *, wait: float | None = None) -> None:
-    await current_node().cast(dest, message, wait=wait)
+async def cast(
+    dest: Address, message: Any, *, wait: float | None = None, durable: bool = False
+) -> None:
+    await current_node().cast(dest, message, wait=wait, durable=durable)
 
 
 async def stats(dest: Address | None = None, timeout: float = 2.0) -> dict[str, int]:

@@ -44,7 +44,7 @@ import nats
 import nats.errors
 import nats.js.errors as jserr
 
-from rebeam import _codec, _subjects
+from rebeam import _codec, _durable, _subjects
 from rebeam._addresses import Address, Name, Via
 from rebeam._envelope import (
     CALL,
@@ -112,6 +112,9 @@ class Stats:
     slow_consumer_drops: int = 0  # dropped by nats-py on a subscription other than the mailbox
     mailbox_refused: int = 0  # refused because the mailbox was full (answered when possible)
     refused_silently: int = 0  # ... of which plain casts and sends: no sender to answer
+    durable_delivered: int = 0  # durable mailbox: handled and acknowledged
+    durable_duplicates: int = 0  # durable mailbox: redeliveries of handled messages, skipped
+    parked: int = 0  # durable mailbox: poison messages moved aside
 
 
 class Node(Naming, Watching):
@@ -622,7 +625,14 @@ class Node(Naming, Watching):
             raise MessageTooLarge(len(data), self._limit)
         return data
 
-    async def send(self, dest: Address, message: Any, *, wait: float | None = None) -> None:
+    async def send(
+        self,
+        dest: Address,
+        message: Any,
+        *,
+        wait: float | None = None,
+        durable: bool = False,
+    ) -> None:
         """Send a plain message (``handle_info``): at-most-once, ordered per pair, silent
         if the pid is dead. A name that is not registered raises :class:`NoProc` (OTP's
         ``badarg``).
@@ -631,31 +641,51 @@ class Node(Naming, Watching):
         receiver took the message to handle it, waits for room while the receiver's mailbox
         is full, and raises :class:`MailboxFull` if there was no room within ``wait``,
         :class:`NoProc` if nobody is there, :class:`CallTimeout` if it was admitted but not
-        taken within ``wait`` (it may still be handled)."""
+        taken within ``wait`` (it may still be handled).
+
+        With ``durable=True``, to an actor with a durable mailbox: stored by JetStream for
+        the actor's slot, and returns once stored; kept while the actor is down or
+        restarting, delivered in order, at least once, to the handler once (docs/sdk.md).
+        Raises :class:`MailboxFull` if that mailbox is at its limit."""
         pid = dest if type(dest) is Pid else await self.resolve(dest)
+        if durable:
+            await _durable.publish(self, pid, SEND, message)
+            return
         if wait is not None:
             await self._with_receipt(pid, SEND, message, wait)
             return
         subject, to = self._route(pid)
         await self.nc.publish(subject, self._envelope(SEND, to, message))
 
-    async def cast(self, dest: Address, message: Any, *, wait: float | None = None) -> None:
+    async def cast(
+        self,
+        dest: Address,
+        message: Any,
+        *,
+        wait: float | None = None,
+        durable: bool = False,
+    ) -> None:
         """Cast (``handle_cast``): returns at once, and is silently lost if nobody is there,
         also when the name is not registered (OTP's ``gen_server:cast``). A full mailbox
         refuses it: the receiver counts it (``mailbox_refused`` in :meth:`stats_of`).
 
         With ``wait`` (seconds), as :meth:`send` with ``wait``: a receipt, room waited for
         up to ``wait``, and :class:`MailboxFull`, :class:`NoProc` or :class:`CallTimeout`
-        when it cannot be delivered (an unregistered name raises :class:`NoProc` too)."""
+        when it cannot be delivered (an unregistered name raises :class:`NoProc` too).
+
+        With ``durable=True``, as :meth:`send` with ``durable=True``."""
         if type(dest) is Pid:
             pid = dest
-        elif wait is not None:
+        elif wait is not None or durable:
             pid = await self.resolve(dest)
         else:
             try:
                 pid = await self.resolve(dest)
             except NoProc:
                 return
+        if durable:
+            await _durable.publish(self, pid, CAST, message)
+            return
         if wait is not None:
             await self._with_receipt(pid, CAST, message, wait)
             return

@@ -176,3 +176,24 @@ class SmallMailbox(Slow):
 
     mailbox_max_messages = 77
     mailbox_max_bytes = 65_536
+
+
+class DurableProbe(rebeam.Actor):
+    """A durable mailbox: reports every cast ``[sender, seq]`` it handles to ``report_to``;
+    ``"poison"`` crashes it every time."""
+
+    mailbox_durable = True
+
+    async def init(self, args: Any) -> None:
+        self.report_to = rebeam.Pid.parse(args["report_to"])
+
+    async def handle_cast(self, message: Any) -> None:
+        if message == "poison":
+            raise RuntimeError("poisoned")
+        await rebeam.send(self.report_to, {"got": message, "by": str(self.pid)})
+
+    async def handle_info(self, message: Any) -> None:  # durable sends
+        await rebeam.send(self.report_to, {"got": message, "by": str(self.pid), "info": True})
+
+    async def handle_call(self, message: Any, from_: rebeam.From) -> Any:
+        return message

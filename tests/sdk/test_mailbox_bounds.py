@@ -175,8 +175,10 @@ async def test_overload_memory_stays_flat_and_every_message_is_accounted(launche
     )
     assert unexpected == []
     assert child.proc.returncode is None  # nothing crashed
-    assert stats["refused_silently"] > 0
-    assert calls_full > 0
+    assert stats["refused_silently"] > 0  # it was overloaded
+    answered = stats["mailbox_refused"] - stats["refused_silently"]
+    assert answered >= calls_full
+    assert answered > 0  # senders that wait for an answer were pushed back (calls or waits)
     # Every message is accounted for:
     assert sent["p"] == counts.get("p", 0) + stats["refused_silently"]
     assert sent["c"] == calls_ok + calls_full

@@ -29,6 +29,7 @@ from typing import Any
 
 from rebeam import _api
 from rebeam._actor import Actor, Host, crash_reason
+from rebeam._durable import DEFAULT_MAX_DELIVER, DurableMailbox
 from rebeam._mailbox import DEFAULT_MAX_BYTES, DEFAULT_MAX_MESSAGES, Limits
 from rebeam._node import Node
 from rebeam.errors import Refused
@@ -82,7 +83,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="encoded bytes the mailbox holds before it refuses (REBEAM_MAILBOX_MAX_BYTES; "
         f"default: the Actor class's mailbox_max_bytes, else {DEFAULT_MAX_BYTES})",
     )
+    p.add_argument(
+        "--mailbox-durable",
+        action=argparse.BooleanOptionalAction,
+        default=_bool_env("MAILBOX_DURABLE"),
+        help="a durable mailbox (JetStream) for sends and casts made with durable=True "
+        "(REBEAM_MAILBOX_DURABLE=true|false; default: the Actor class's mailbox_durable)",
+    )
+    p.add_argument(
+        "--mailbox-max-deliver",
+        type=_positive,
+        default=_positive_env("MAILBOX_MAX_DELIVER"),
+        help="deliveries of one durable message before it is parked "
+        f"(REBEAM_MAILBOX_MAX_DELIVER; default: the class's, else {DEFAULT_MAX_DELIVER})",
+    )
     return p.parse_args(argv)
+
+
+def _bool_env(name: str) -> bool | None:
+    text = (_env(name) or "").strip().lower()
+    if not text:
+        return None
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise SystemExit(f"REBEAM_{name} must be true or false, not {text!r}")
 
 
 def _positive(text: str) -> int:
@@ -199,8 +225,22 @@ async def run(ns: argparse.Namespace) -> ExitReason:
         await host.finish(reason)
         await node.close(reason)
         return reason
+    durable: DurableMailbox | None = None
+    wants_durable = ns.mailbox_durable
+    if wants_durable if wants_durable is not None else actor_cls.mailbox_durable:
+        max_deliver = ns.mailbox_max_deliver or actor_cls.mailbox_max_deliver or DEFAULT_MAX_DELIVER
+        durable = DurableMailbox(node, host, max_deliver)
+        try:
+            await durable.start()
+        except Exception as exc:
+            reason = crash(exception_type=type(exc).__name__, message=f"durable mailbox: {exc}")
+            await host.finish(reason)
+            await node.close(reason)
+            return reason
     signal_ready(ns.ready_fd, pid)
     reason = await host.run()
+    if durable is not None:
+        await durable.stop()
     stats = node.stats
     if stats.mailbox_refused or stats.slow_consumer_drops:
         log.warning(
