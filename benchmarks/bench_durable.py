@@ -1,0 +1,228 @@
+"""Durable casts against plain casts and against raw JetStream, between the same processes.
+
+One actor process (:class:`DurableBench`, a durable mailbox) also runs a raw nats-py
+JetStream pull consumer on a stream of its own; the benchmark process sends to both:
+
+* throughput: ``n`` messages sent back to back, timed until the receiver counted them all:
+  plain casts (Core NATS), durable casts (each returns once JetStream stored it), and raw
+  ``js.publish`` of the same bytes consumed by the raw consumer (fetch batches of up to 100,
+  one ack per message: what nats-py does with no ordering or de-duplication promise);
+* latency: one message at a time, from the send to a Core NATS echo the receiver publishes
+  from its handler (the echo hop is the same for all three, so the ratios compare the paths).
+
+The durable path pays for what it promises: one message in flight per actor (order across
+redeliveries), a KV record per message (de-duplication after a crash) and the ack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import nats.js.api as jsapi
+
+import rebeam
+from rebeam.pids import Pid
+
+ROOT = Path(__file__).resolve().parent.parent
+NAMESPACE = "bench-durable"
+RAW_STREAM = "benchraw"
+
+
+class DurableBench(rebeam.Actor):
+    """Counts casts (plain and durable alike) and raw JetStream messages; echoes on request."""
+
+    mailbox_durable = True
+
+    async def init(self, args: Any) -> None:
+        self.casts = 0
+        self.raw = 0
+        nc = self.node.nc
+        js = nc.jetstream()
+        subject = args["raw_subject"]
+        sub = await js.pull_subscribe(subject, durable="raw", stream=RAW_STREAM)
+
+        async def consume() -> None:
+            while True:
+                try:
+                    msgs = await sub.fetch(100, timeout=1.0)
+                except Exception:  # a fetch timeout: nothing to do
+                    continue
+                for msg in msgs:
+                    self.raw += 1
+                    if msg.data[:1] == b"e":  # an echo request: b"e<reply subject>"
+                        await nc.publish(msg.data[1:].decode(), b"")
+                    await msg.ack()
+
+        self._consumer = asyncio.get_running_loop().create_task(consume())
+
+    async def handle_cast(self, message: Any) -> None:
+        self.casts += 1
+        if type(message) is list:  # ["echo", subject]
+            await self.node.nc.publish(message[1], b"")
+
+    async def handle_call(self, message: Any, from_: rebeam.From) -> Any:
+        return self.casts if message == "casts" else self.raw
+
+
+def _die_with_parent() -> None:
+    import ctypes
+
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def start_actor(
+    url: str, raw_subject: str, max_messages: int
+) -> tuple[Pid, subprocess.Popen[bytes]]:
+    pid = Pid.for_incarnation(NAMESPACE, "durable-bench", 1)
+    r, w = os.pipe()
+    argv = [
+        sys.executable, "-m", "rebeam.runtime", "benchmarks.bench_durable:DurableBench",
+        "--args", json.dumps({"raw_subject": raw_subject}), "--nats", url, "--pid", str(pid),
+        "--ready-fd", str(w), "--mailbox-max-messages", str(max_messages),
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        argv, env=env, pass_fds=(w,), stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent
+    )
+    os.close(w)
+    with os.fdopen(r, "rb") as ready:
+        line = ready.readline()
+    if not line.startswith(b"ready"):
+        raise RuntimeError(f"the durable bench actor did not start (exit {proc.wait()})")
+    return pid, proc
+
+
+async def _until(check: Any, target: int) -> None:
+    while await check() < target:  # noqa: ASYNC110 - a remote count
+        await asyncio.sleep(0.001)
+
+
+async def measure(url: str, n: int, rounds: int) -> list[dict[str, Any]]:
+    """Rows (dicts with the fields of ``benchmarks.__main__.Row``) for the table."""
+    raw_subject = f"benchraw.{os.getpid()}"
+    async with rebeam.connect(url, namespace=NAMESPACE) as node:
+        js = node.nc.jetstream()
+        await js.add_stream(
+            jsapi.StreamConfig(
+                name=RAW_STREAM,
+                subjects=["benchraw.>"],
+                retention=jsapi.RetentionPolicy.WORK_QUEUE,
+                storage=jsapi.StorageType.FILE,
+            )
+        )
+        pid, proc = start_actor(url, raw_subject, n * 20)
+        try:
+            return await _measure(node, pid, raw_subject, n, rounds)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+async def _measure(
+    node: rebeam.Node, pid: Pid, raw_subject: str, n: int, rounds: int
+) -> list[dict[str, Any]]:
+    js = node.nc.jetstream()
+    payload = {"n": 1, "data": "x" * 32}
+    raw = rebeam._codec.encode(payload)
+
+    async def casts() -> int:
+        return int(await node.call(pid, "casts"))
+
+    async def raws() -> int:
+        return int(await node.call(pid, "raw"))
+
+    async def plain() -> float:
+        base = await casts()
+        started = time.perf_counter()
+        for _ in range(n):
+            await node.cast(pid, payload)
+        await _until(casts, base + n)
+        return n / (time.perf_counter() - started)
+
+    async def durable() -> float:
+        base = await casts()
+        started = time.perf_counter()
+        for _ in range(n):
+            await node.cast(pid, payload, durable=True)
+        await _until(casts, base + n)
+        return n / (time.perf_counter() - started)
+
+    async def raw_js() -> float:
+        base = await raws()
+        started = time.perf_counter()
+        for _ in range(n):
+            await js.publish(raw_subject, raw)
+        await _until(raws, base + n)
+        return n / (time.perf_counter() - started)
+
+    inbox = node.nc.new_inbox()
+    echoes: asyncio.Queue[None] = asyncio.Queue()
+
+    async def on_echo(msg: Any) -> None:
+        echoes.put_nowait(None)
+
+    sub = await node.nc.subscribe(inbox, cb=on_echo)
+    m = max(50, n // 10)
+
+    async def latency(send: Any) -> list[float]:
+        out = []
+        for _ in range(m):
+            started = time.perf_counter_ns()
+            await send()
+            await asyncio.wait_for(echoes.get(), 10)
+            out.append((time.perf_counter_ns() - started) / 1000)
+        return out
+
+    echo = ["echo", inbox]
+    echo_raw = b"e" + inbox.encode()
+    senders = {
+        "plain": lambda: node.cast(pid, echo),
+        "durable": lambda: node.cast(pid, echo, durable=True),
+        "raw": lambda: js.publish(raw_subject, echo_raw),
+    }
+    for fn in (plain, durable, raw_js):  # warm up
+        await fn()
+    thr: dict[str, list[float]] = {"plain": [], "durable": [], "raw": []}
+    lat: dict[str, list[float]] = {"plain": [], "durable": [], "raw": []}
+    for _ in range(rounds):  # alternate, so that other load falls on all alike
+        thr["plain"].append(await plain())
+        thr["durable"].append(await durable())
+        thr["raw"].append(await raw_js())
+        for key, send in senders.items():
+            lat[key].extend(await latency(send))
+    await sub.unsubscribe()
+    t = {k: statistics.median(v) for k, v in thr.items()}
+    p50 = {k: statistics.median(v) for k, v in lat.items()}
+    note = f"{rounds} rounds x {n} messages; latency: {rounds} x {m} sends, to an echo"
+    return [
+        _row("durable cast throughput vs plain cast", t["durable"], t["plain"], "/s", note),
+        _row("durable cast throughput vs raw JetStream", t["durable"], t["raw"], "/s", note),
+        _row("durable cast p50 vs plain cast", p50["durable"], p50["plain"], " us", note),
+        _row("durable cast p50 vs raw JetStream", p50["durable"], p50["raw"], " us", note),
+    ]
+
+
+def _row(metric: str, ours: float, base: float, unit: str, note: str) -> dict[str, Any]:
+    spec = ",.0f" if unit == "/s" else ".0f"
+    return {
+        "metric": metric,
+        "rebeam": f"{ours:{spec}}{unit}",
+        "baseline": f"{base:{spec}}{unit}",
+        "ratio": ours / base,
+        "target": "-",
+        "ok": None,
+        "note": note,
+    }
