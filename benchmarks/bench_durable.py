@@ -62,7 +62,12 @@ class DurableBench(rebeam.Actor):
                         await nc.publish(msg.data[1:].decode(), b"")
                     await msg.ack()
 
+        self._raw_sub = sub
         self._consumer = asyncio.get_running_loop().create_task(consume())
+
+    async def terminate(self, reason: rebeam.ExitReason) -> None:
+        self._consumer.cancel()  # before the node drains its subscriptions
+        await self._raw_sub.unsubscribe()
 
     async def handle_cast(self, message: Any) -> None:
         self.casts += 1

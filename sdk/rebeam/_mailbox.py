@@ -9,9 +9,10 @@ Where messages wait, and how the bounds hold (issue 4):
   through ``error_cb(SlowConsumerError)``, which carries the message's reply subject: the
   node answers a call (or a cast that asked for a receipt) ``mailbox_full`` at once, and
   counts a plain cast or send it refused (``Stats.mailbox_refused``).
-* A durable mailbox delivers from a JetStream consumer through the same ``deliver`` with
-  ``Envelope.ack`` set; the host acks after the callback returned, and ``(sender, msg_id)``
-  de-duplicates a redelivery.
+* A durable mailbox (:mod:`rebeam._durable`) delivers from a JetStream consumer through the
+  same ``deliver`` with ``Envelope.ack`` set; the host calls it only when the callback
+  returned (it records the stream sequence, then acks), so a crash leaves the message to be
+  delivered again, and a recorded one is skipped.
 * This queue holds what the node produces itself (Down, Exit, timers: :class:`Info`) for an
   actor, and everything for a client (``Node.receive``); ``max_messages`` bounds it, and
   ``offer`` returning False is the refusal.
