@@ -13,6 +13,7 @@ from typing import Any
 
 from rebeam.pids import Pid
 from rebeam.spec.models import ActorTemplate, Child
+from rebeam.spec.runtime_env import mailbox_env
 from rebeam.supervision import BRUTAL_KILL, INFINITY, Shutdown
 from rebeam_operator.hosts import (
     ANN_PATH,
@@ -99,6 +100,7 @@ def pod_manifest(
         env.append({"name": "REBEAM_NAME", "value": actor.register_as})
     if settings.lease_ttl is not None:
         env.append({"name": "REBEAM_LEASE_TTL", "value": str(settings.lease_ttl)})
+    env += [{"name": name, "value": value} for name, value in mailbox_env(actor).items()]
     for var in actor.env:
         entry: Json = {"name": var.name}
         if var.value_from is not None:

@@ -165,3 +165,18 @@ def test_resources_round_trip_through_their_yaml_form() -> None:
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_every_example_is_valid(path: Path) -> None:
     assert load_files([path]).raise_for_problems()
+
+
+def test_mailbox_settings_become_the_runtimes_environment() -> None:
+    from rebeam.spec.models import ActorTemplate
+    from rebeam.spec.runtime_env import mailbox_env
+
+    template = ActorTemplate.model_validate(
+        {"module": "m:A", "mailbox": {"maxMessages": 5, "durable": True, "maxDeliver": 3}}
+    )
+    assert mailbox_env(template) == {
+        "REBEAM_MAILBOX_DURABLE": "true",
+        "REBEAM_MAILBOX_MAX_MESSAGES": "5",
+        "REBEAM_MAILBOX_MAX_DELIVER": "3",
+    }
+    assert mailbox_env(ActorTemplate(module="m:A")) == {}

@@ -28,6 +28,7 @@ from rebeam.exits import ExitReason, crash, from_process_end
 from rebeam.local.zygote import ForkedProcess, Zygote
 from rebeam.pids import Pid
 from rebeam.spec.models import ActorTemplate
+from rebeam.spec.runtime_env import mailbox_env
 from rebeam.supervision.childspec import BRUTAL_KILL, INFINITY, Shutdown
 
 __all__ = ["ChildProcess", "Identity", "StartFailure"]
@@ -269,22 +270,6 @@ class ChildProcess:
             if var.value is not None:
                 env[var.name] = var.value
         return env
-
-
-def mailbox_env(template: ActorTemplate) -> dict[str, str]:
-    """The runtime's mailbox settings from a manifest (docs/runtime-contract.md)."""
-    mailbox = template.mailbox
-    if mailbox is None:
-        return {}
-    env = {"REBEAM_MAILBOX_DURABLE": "true" if mailbox.durable else "false"}
-    for name, value in (
-        ("REBEAM_MAILBOX_MAX_MESSAGES", mailbox.max_messages),
-        ("REBEAM_MAILBOX_MAX_BYTES", mailbox.max_bytes),
-        ("REBEAM_MAILBOX_MAX_DELIVER", mailbox.max_deliver),
-    ):
-        if value is not None:
-            env[name] = str(value)
-    return env
 
 
 async def _read_line(fd: int) -> str:

@@ -346,6 +346,17 @@ class SupervisorStatus(_Model):
     incarnations: dict[str, int] | None = None
     children: list[ChildState] | None = None
     conditions: list[Condition] | None = None
+    supervisor_incarnation: int | None = Field(
+        None, description="A nested supervisor: which start of it this is (its parent asks)."
+    )
+    exit_reason: AnyJSON = Field(
+        None, description="How this supervisor ended, in the exit-reason wire form."
+    )
+    core_snapshot: str | None = Field(
+        None,
+        description="The operator's record of the supervision core (JSON), so that its own "
+        "restarts lose no restart and count none twice.",
+    )
 
 
 class ActorStatus(_Model):
