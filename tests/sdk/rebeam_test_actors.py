@@ -190,6 +190,9 @@ class DurableProbe(rebeam.Actor):
     async def handle_cast(self, message: Any) -> None:
         if message == "poison":
             raise RuntimeError("poisoned")
+        if isinstance(message, list) and message[0] == "slow":  # report the start, then work
+            await rebeam.send(self.report_to, {"started": message, "by": str(self.pid)})
+            await asyncio.sleep(message[1])
         await rebeam.send(self.report_to, {"got": message, "by": str(self.pid)})
 
     async def handle_info(self, message: Any) -> None:  # durable sends

@@ -82,6 +82,22 @@ async def test_sent_while_killed_and_restarting_arrives_once_in_order(launcher, 
     await second.stop()
 
 
+async def test_killed_mid_handling_the_message_goes_to_the_next_incarnation(launcher, node):
+    args = {"report_to": str(node.pid)}
+    first = await launcher.start(DURABLE, args, slot="dur-k")
+    await node.cast(first.pid, ["slow", 60], durable=True)
+    await node.cast(first.pid, ["a", 0], durable=True)
+    started = await collect(node, 1)
+    assert started[0] == {"started": ["slow", 60], "by": str(first.pid)}
+    first.kill()  # kill -9 inside the callback: never acknowledged
+    await first.wait()
+    second = await launcher.start(DURABLE, args, slot="dur-k", incarnation=2)
+    got = await collect(node, 1, timeout=30)  # after the ack wait (2 s), to the successor
+    assert got[0] == {"started": ["slow", 60], "by": str(second.pid)}
+    stats = await rebeam.stats(second.pid)
+    assert stats["durable_delivered"] == 0  # still in the slow one; ["a", 0] waits behind it
+
+
 async def test_a_redelivery_of_a_handled_message_is_not_handled_again(launcher, node):
     """The crash window the SDK de-duplicates: handled and recorded, not acknowledged."""
     args = {"report_to": str(node.pid)}
@@ -134,6 +150,12 @@ async def test_server_restart_keeps_what_was_acknowledged(launcher, node, nats_s
     for i in range(50):
         await node.cast(first.pid, ["a", i], durable=True)  # each returns once stored
     await asyncio.to_thread(nats_server.restart)
+    # The reports come back by Core NATS: this client must have re-subscribed first.
+    deadline = time.monotonic() + 20
+    while not node.nc.is_connected:
+        assert time.monotonic() < deadline, "the client did not reconnect"
+        await asyncio.sleep(0.02)
+    await node.nc.flush(timeout=10)
     second = await launcher.start(DURABLE, args, slot="dur-s", incarnation=2)
     got = await collect(node, 50)
     assert [m["got"] for m in got] == [["a", i] for i in range(50)]
