@@ -289,17 +289,28 @@ def actor(name: str, module: str, *, register: str | None = None, **child: Any) 
 
 
 SLOW_STOP = (
-    "import signal, sys, time\n"
+    "import pathlib, signal, sys, time\n"
     "signal.signal(signal.SIGTERM, lambda *_: (time.sleep({delay}), sys.exit(0)))\n"
+    "if len(sys.argv) > 1:\n"
+    "    pathlib.Path(sys.argv[1]).touch()  # the handler is in place\n"
     "while True:\n"
     "    time.sleep(1)\n"
 )
 
 
-def slow_stopper(name: str, delay: float, **child: Any) -> Json:
-    """A command child that takes ``delay`` seconds to stop after SIGTERM (then exits 0)."""
+def slow_stopper(name: str, delay: float, armed: Path | None = None, **child: Any) -> Json:
+    """A command child that takes ``delay`` seconds to stop after SIGTERM (then exits 0).
+
+    A command child counts as started once its pod runs, which can be before Python has
+    installed the SIGTERM handler; with ``armed``, the child creates that file once it has,
+    and a test that stops it waits for the file first (:func:`wait_armed`)."""
     code = SLOW_STOP.format(delay=delay)
-    return {"name": name, **child, "actor": {"command": ["python", "-c", code]}}
+    command = ["python", "-c", code, *([str(armed)] if armed else [])]
+    return {"name": name, **child, "actor": {"command": command}}
+
+
+def wait_armed(armed: Path) -> None:
+    wait_for(armed.exists, timeout=60, what=f"{armed.name}: the SIGTERM handler in place")
 
 
 def child_state(status: Json, name: str) -> Json:

@@ -4,6 +4,7 @@ is finished once, counted once, and no child ever has two live incarnations."""
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 
 import pytest
 from infra.kubelet import ProcessKubelet
@@ -16,6 +17,7 @@ from operator_helpers import (
     sleeper,
     slow_stopper,
     supervisor,
+    wait_armed,
 )
 
 pytestmark = pytest.mark.e2e
@@ -27,10 +29,13 @@ def test_operator_killed_mid_restart_loses_and_doubles_nothing(
     kubelet: ProcessKubelet,
     watchdog: Watchdog,
     namespace: str,
+    tmp_path: Path,
 ) -> None:
-    children = [sleeper("a"), sleeper("b"), slow_stopper("c", 3, shutdown="20s")]
+    armed = tmp_path / "c-armed"
+    children = [sleeper("a"), sleeper("b"), slow_stopper("c", 3, armed, shutdown="20s")]
     objects.apply(supervisor("app", children, strategy="one_for_all", intensity=5, period="120s"))
     objects.wait_status("app", lambda s: s.get("ready") == "3/3", what="3/3 ready")
+    wait_armed(armed)  # else c may die of SIGTERM at once, and never be seen stopping
 
     # 1. Killed while the group restart waits for c to stop (a plan in progress).
     kubelet.kill_container(namespace, "app-a-1", "actor", signal.SIGKILL)

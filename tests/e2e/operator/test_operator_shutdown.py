@@ -3,23 +3,35 @@ at a time, each with its shutdown as the pod's grace period."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from infra.procs import wait_for
-from operator_helpers import Lifecycle, Objects, Operator, sleeper, slow_stopper, supervisor
+from operator_helpers import (
+    Lifecycle,
+    Objects,
+    Operator,
+    sleeper,
+    slow_stopper,
+    supervisor,
+    wait_armed,
+)
 
 pytestmark = pytest.mark.e2e
 
 
 def test_delete_stops_children_in_reverse_start_order(
-    operator: Operator, objects: Objects, lifecycle: Lifecycle
+    operator: Operator, objects: Objects, lifecycle: Lifecycle, tmp_path: Path
 ) -> None:
+    armed = tmp_path / "c-armed"
     children = [
         sleeper("a", shutdown="10s"),
         sleeper("b", shutdown="brutal_kill"),
-        slow_stopper("c", 2, shutdown="10s"),  # takes 2 s: b must wait for it
+        slow_stopper("c", 2, armed, shutdown="10s"),  # takes 2 s: b must wait for it
     ]
     objects.apply(supervisor("app", children))
     objects.wait_status("app", lambda s: s.get("ready") == "3/3", what="3/3 ready")
+    wait_armed(armed)
     pods = objects.pods()
     assert pods["app-a-1"]["spec"]["terminationGracePeriodSeconds"] == 10
     assert pods["app-b-1"]["spec"]["terminationGracePeriodSeconds"] == 0
