@@ -180,3 +180,6 @@ def test_mailbox_settings_become_the_runtimes_environment() -> None:
         "REBEAM_MAILBOX_MAX_DELIVER": "3",
     }
     assert mailbox_env(ActorTemplate(module="m:A")) == {}
+    # Unset durability leaves the actor class's own choice alone.
+    bounded_only = ActorTemplate.model_validate({"module": "m:A", "mailbox": {"maxBytes": 9}})
+    assert mailbox_env(bounded_only) == {"REBEAM_MAILBOX_MAX_BYTES": "9"}

@@ -178,10 +178,11 @@ class MailboxSpec(_Model):
     max_bytes: int | None = Field(
         None, ge=1, description="Encoded bytes held before new ones are refused (default 16 MiB)."
     )
-    durable: bool = Field(
-        False,
+    durable: bool | None = Field(
+        None,
         description="Keep sends and casts made durable in JetStream while the actor is down "
-        "or restarting, and deliver them to its next incarnation (at least once).",
+        "or restarting, and deliver them to its next incarnation (at least once). Unset: "
+        "what the actor class says (off by default).",
     )
     max_deliver: int | None = Field(
         None, ge=1, description="Deliveries of one durable message before it is parked."

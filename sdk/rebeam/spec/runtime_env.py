@@ -14,7 +14,11 @@ def mailbox_env(template: ActorTemplate) -> dict[str, str]:
     mailbox = template.mailbox
     if mailbox is None:
         return {}
-    env = {"REBEAM_MAILBOX_DURABLE": "true" if mailbox.durable else "false"}
+    # Only what the manifest says: an unset field leaves the actor class's own setting alone
+    # (the runtime's environment wins over the class).
+    env = {}
+    if mailbox.durable is not None:
+        env["REBEAM_MAILBOX_DURABLE"] = "true" if mailbox.durable else "false"
     for name, value in (
         ("REBEAM_MAILBOX_MAX_MESSAGES", mailbox.max_messages),
         ("REBEAM_MAILBOX_MAX_BYTES", mailbox.max_bytes),
