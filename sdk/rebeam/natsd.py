@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from rebeam._orphans import die_with_parent
+
 __all__ = ["NatsServer", "NatsServerError", "find_nats_server"]
 
 
@@ -93,7 +95,7 @@ class NatsServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 # Die with whoever started us when that is a Linux process: no orphans.
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                preexec_fn=die_with_parent,
             )
         finally:
             log.close()
@@ -153,12 +155,3 @@ class NatsServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: ask Linux to SIGKILL us when our parent dies."""
-    import ctypes
-
-    PR_SET_PDEATHSIG = 1
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)

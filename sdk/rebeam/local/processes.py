@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rebeam._orphans import die_with_parent
 from rebeam.events import read_exit_record
 from rebeam.exits import ExitReason, crash, from_process_end
 from rebeam.local.zygote import ForkedProcess, Zygote
@@ -100,7 +101,7 @@ class ChildProcess:
                 stderr=asyncio.subprocess.STDOUT if self.on_output else None,
                 pass_fds=(write_fd,) if write_fd is not None else (),
                 start_new_session=True,  # its own process group: stops reach its children
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         except OSError as exc:
             raise StartFailure(
@@ -283,10 +284,3 @@ async def _read_line(fd: int) -> str:
         return (await reader.readline()).decode(errors="replace")
     finally:
         transport.close()
-
-
-def _die_with_parent() -> None:
-    if sys.platform == "linux":
-        import ctypes
-
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG

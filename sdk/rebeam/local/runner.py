@@ -33,7 +33,7 @@ import nats
 from rebeam.exits import SHUTDOWN, ExitReason
 from rebeam.local.control import ControlServer, InstanceFile
 from rebeam.local.lifecycle import Lifecycle
-from rebeam.local.processes import OutputSink, _die_with_parent
+from rebeam.local.processes import OutputSink
 from rebeam.local.reaper import Reaper
 from rebeam.local.supervisors import RunContext, SupervisorRunner
 from rebeam.local.zygote import Zygote
@@ -131,7 +131,7 @@ class LocalRun:
         zygote: Zygote | None = None
         try:
             if self.options.prefork:
-                zygote = await Zygote.start(_die_with_parent)
+                zygote = await Zygote.start()
             if self.options.nats_url:
                 url = self.options.nats_url
             else:

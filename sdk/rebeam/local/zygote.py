@@ -36,8 +36,9 @@ import socket
 import sys
 import threading
 import traceback
-from collections.abc import Callable
 from typing import Any
+
+from rebeam._orphans import die_with_parent
 
 __all__ = ["ForkedProcess", "Zygote", "main"]
 
@@ -78,7 +79,7 @@ class Zygote:
         self._reader.start()
 
     @classmethod
-    async def start(cls, die_with_parent: Callable[[], None]) -> Zygote:
+    async def start(cls) -> Zygote:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "rebeam.local.zygote", str(theirs.fileno()),
@@ -220,9 +221,7 @@ def _become_actor(
     code = 1
     try:
         os.setsid()  # a process group of its own, as a spawned child has
-        import ctypes
-
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the zygote
+        die_with_parent()  # the zygote
         signal.set_wakeup_fd(-1)
         for signum in (signal.SIGINT, signal.SIGCHLD, signal.SIGTERM):
             signal.signal(signum, signal.SIG_DFL)
