@@ -57,10 +57,11 @@ from rebeam._envelope import (
     VERSION,
     Envelope,
     Kind,
+    envelope_of,
     pack_error,
     pack_fields,
     pack_reply,
-    unpack,
+    unpack_fields,
     unpack_reply,
 )
 from rebeam._lease import Lease
@@ -91,6 +92,7 @@ _STATUS = "Status"
 _NO_RESPONDERS = "503"
 _MAX_IDLE_WATCHES = 256
 _CAST = int(CAST)  # a plain int packs faster than the enum
+_CALL = int(CALL)
 DEFAULT_MAX_PENDING_CALLS = 10_000
 # The other subscriptions' bounds: replies (one per call in flight), the fence (rare).
 _INBOX_LIMITS = (2 * DEFAULT_MAX_PENDING_CALLS, 64 * 1024 * 1024)
@@ -422,10 +424,18 @@ class Node(Naming, Watching):
     # -- receiving -----------------------------------------------------------------------
 
     def admit(self, msg: Any) -> Envelope | None:
-        """Check one message from the mailbox subscription: the envelope, or None when it
-        was refused (oversized, malformed, for another incarnation, a call to a client, or
-        this incarnation is fenced). A plain function, not a coroutine: it runs for every
-        message; the rare refusal is answered from a task of its own."""
+        """:meth:`admit_fields`, as an :class:`Envelope`."""
+        item = self.admit_fields(msg)
+        if item is None:
+            return None
+        return envelope_of(item, msg.reply or None, len(msg.data))
+
+    def admit_fields(self, msg: Any) -> list[Any] | None:
+        """Check one message from the mailbox subscription: the checked envelope array
+        (:func:`unpack_fields`), or None when it was refused (oversized, malformed, for
+        another incarnation, a call to a client, or this incarnation is fenced). A plain
+        function, not a coroutine: it runs for every message; the rare refusal is answered
+        from a task of its own."""
         data = msg.data
         if len(data) > self._limit:
             self.stats.oversized += 1
@@ -433,26 +443,28 @@ class Node(Naming, Watching):
             self._spawn(self._refuse(msg.reply, f"message of {len(data)} bytes exceeds the limit"))
             return None
         try:
-            env = unpack(data, msg.reply or None)
+            item = unpack_fields(data)
         except CodecError as exc:
             self.stats.malformed += 1
             log.warning("%s: refused a malformed message: %s", self.pid, exc)
             self._spawn(self._refuse(msg.reply, str(exc)))
             return None
-        if env.to != self._pid_str:
+        if item[2] != self._pid_str:
             # Never deliver a message stamped for another incarnation (fencing).
             self.stats.misaddressed += 1
-            self._spawn(self._refuse(env.reply, f"addressed to {env.to}, not {self._pid_str}"))
+            refusal = f"addressed to {item[2]}, not {self._pid_str}"
+            self._spawn(self._refuse(msg.reply or None, refusal))
             return None
-        if env.kind in USER_KINDS:
+        kind = item[1]
+        if kind <= _CALL:  # a user message (SEND, CAST, CALL), not a system signal
             self.stats.received += 1
             if self.fenced_by is not None:
-                self._spawn(self._refuse(env.reply, f"superseded by {self.fenced_by}"))
+                self._spawn(self._refuse(msg.reply or None, f"superseded by {self.fenced_by}"))
                 return None
-            if env.kind is CALL and self.is_client:
-                self._spawn(self._refuse(env.reply, "a client node does not handle calls"))
+            if kind == _CALL and self.is_client:
+                self._spawn(self._refuse(msg.reply or None, "a client node does not handle calls"))
                 return None
-        return env
+        return item
 
     async def _on_mailbox(self, msg: Any) -> None:
         """A client's mailbox subscription: messages wait for :meth:`receive`."""
