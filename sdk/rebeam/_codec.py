@@ -111,11 +111,11 @@ def _ext_hook(code: int, data: bytes) -> Any:
             raise CodecError(f"malformed pid in message: {exc}") from None
     if code == _EXT_EXIT:
         try:
-            return ExitReason.from_wire(_decode_nested(data))
+            return ExitReason.from_wire(decode(data))
         except (ValueError, TypeError) as exc:
             raise CodecError(f"malformed exit reason in message: {exc}") from None
     if code == _EXT_MODEL:
-        item = _decode_nested(data)
+        item = decode(data)
         if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)):
             raise CodecError("malformed model in message")
         model = _models_by_name.get(item[0])
@@ -138,45 +138,21 @@ def encode(value: Any) -> bytes:
         raise CodecError(f"cannot encode message: {exc}") from None
 
 
-def _new_unpacker() -> msgpack.Unpacker:
-    return msgpack.Unpacker(ext_hook=_ext_hook, raw=False, strict_map_key=True)
-
-
-# One reused Unpacker for top-level messages: feeding it costs less than unpackb's set-up on
-# every message (the receiving hot path). It is replaced after any error, so no partial
-# input can leak into the next message. Extension payloads nest inside a message and are
-# decoded with unpackb (a reused Unpacker is not re-entrant).
-_unpacker = _new_unpacker()
-
-
 def decode(data: bytes) -> Any:
-    """Decode a message; any malformed input raises :class:`CodecError`, nothing else."""
-    global _unpacker
-    unpacker = _unpacker
+    """Decode a message; any malformed input raises :class:`CodecError`, nothing else.
+
+    ``unpackb`` refuses trailing bytes itself (``ExtraData``), bounds every length by the
+    input's, and since msgpack 1.0 defaults to ``raw=False`` and ``strict_map_key=True``:
+    each keyword spelled out costs the receiving hot path, so only ``ext_hook`` is."""
     try:
-        start = unpacker.tell()
-        unpacker.feed(data)
-        value = unpacker.unpack()
-        if unpacker.tell() - start != len(data):
-            raise CodecError("malformed message: extra bytes after the message")
-        return value
+        return _unpackb(data, ext_hook=_ext_hook)
     except CodecError:
-        _unpacker = _new_unpacker()
         raise
-    except RecursionError:
-        _unpacker = _new_unpacker()
+    except (RecursionError, msgpack.StackError):
         raise CodecError("message nested too deeply") from None
     except Exception as exc:  # msgpack raises a zoo of types for garbage input
-        _unpacker = _new_unpacker()
-        raise CodecError(f"malformed message: {type(exc).__name__}: {exc}") from None
+        detail = f": {exc}" if str(exc) else ""
+        raise CodecError(f"malformed message: {type(exc).__name__}{detail}") from None
 
 
-def _decode_nested(data: bytes) -> Any:
-    try:
-        return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=True)
-    except CodecError:
-        raise
-    except RecursionError:
-        raise CodecError("message nested too deeply") from None
-    except Exception as exc:
-        raise CodecError(f"malformed message: {type(exc).__name__}: {exc}") from None
+_unpackb = msgpack.unpackb
