@@ -64,6 +64,7 @@ from rebeam._envelope import (
     unpack_fields,
     unpack_reply,
 )
+from rebeam._interest import InterestProbe
 from rebeam._lease import Lease
 from rebeam._mailbox import DEFAULT_MAX_BYTES, DEFAULT_MAX_MESSAGES, Info, Limits, Mailbox
 from rebeam._naming import Naming
@@ -117,6 +118,9 @@ class Stats:
     durable_delivered: int = 0  # durable mailbox: handled and acknowledged
     durable_duplicates: int = 0  # durable mailbox: redeliveries of handled messages, skipped
     parked: int = 0  # durable mailbox: poison messages moved aside
+    # Requests sent again after a cluster answered "no responders" for a pid holding a live
+    # lease: its subscription had not reached our server yet (rebeam._interest).
+    interest_retries: int = 0
 
 
 class Node(Naming, Watching):
@@ -153,6 +157,7 @@ class Node(Naming, Watching):
         self.on_message: Callable[[Any], Awaitable[None]] | None = None
         self.on_fenced: Callable[[Pid], None] | None = None
         self.store = Store(nc.jetstream(), pid.namespace)
+        self._interest = InterestProbe(nc, pid.namespace, self.stats)
         self.delivering = asyncio.Event()
         self.delivering.set()
         self._pid_str = str(pid)
@@ -743,6 +748,7 @@ class Node(Naming, Watching):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         backoff = 0.002
+        attempt = 0
         while True:
             remaining = deadline - loop.time()
             if len(self._calls) >= self.max_pending_calls:
@@ -755,13 +761,24 @@ class Node(Naming, Watching):
             fut: asyncio.Future[Any] = loop.create_future()
             self._calls[token] = (fut, pid)
             timer = loop.call_later(max(remaining, 0.0), _expire_receipt, fut, pid, wait)
+            retry_after: float | None = None
             try:
                 await self.nc.publish(subject, data, reply=f"{self._inbox}.{token}")
                 status, payload = await fut
+            except _NoResponders:
+                retry_after = await self._interest.pause_before_retry(
+                    pid, attempt, deadline - loop.time()
+                )
+                if retry_after is None:
+                    raise NoProc(f"no process {pid}") from None
             finally:
                 self._calls.pop(token, None)
                 timer.cancel()
                 self._wake_slot()
+            if retry_after is not None:
+                await asyncio.sleep(retry_after)  # a cluster's interest may lag (_interest)
+                attempt += 1
+                continue
             if status == 0:
                 return
             error = _error_from_reply(payload, pid)
@@ -802,9 +819,32 @@ class Node(Naming, Watching):
             raise CallingSelf(f"{pid} called itself")
         subject, to = self._route(pid)
         data = self._envelope(CALL, to, message)
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        attempt = 0
+        while True:
+            left = None if deadline is None else deadline - loop.time()
+            try:
+                status, payload = await self._call_once(pid, subject, data, left, timeout)
+                break
+            except _NoResponders:
+                pause = await self._interest.pause_before_retry(pid, attempt, left)
+                if pause is None:
+                    raise NoProc(f"no process {pid}") from None
+            await asyncio.sleep(pause)  # a cluster's interest may lag (see _interest)
+            attempt += 1
+        if status == 0:
+            return payload
+        raise _error_from_reply(payload, pid)
+
+    async def _call_once(
+        self, pid: Pid, subject: str, data: bytes, left: float | None, timeout: float | None
+    ) -> tuple[int, Any]:
+        """Publish one call and wait for its reply: ``(status, payload)``. Raises
+        :class:`_NoResponders` on a 503, :class:`CallTimeout` past ``left`` seconds."""
         if len(self._calls) >= self.max_pending_calls:
             try:
-                await self._wait_for_slot(timeout)
+                await self._wait_for_slot(left)
             except TimeoutError:
                 raise CallTimeout(f"no free call slot within {timeout:g}s") from None
         token = str(next(self._tokens))
@@ -816,11 +856,13 @@ class Node(Naming, Watching):
             watch = await self._watch(pid)
         watch.calls.add(token)
         timer = None
-        if timeout is not None:
-            timer = loop.call_later(timeout, _expire, fut, pid, timeout)
+        if left is not None:
+            timer = loop.call_later(
+                max(left, 0.0), _expire, fut, pid, left if timeout is None else timeout
+            )
         try:
             await self.nc.publish(subject, data, reply=f"{self._inbox}.{token}")
-            status, payload = await fut
+            return await fut  # type: ignore[no-any-return]
         finally:
             self._calls.pop(token, None)
             if timer is not None:
@@ -830,9 +872,6 @@ class Node(Naming, Watching):
             watch.calls.discard(token)
             if len(self._watches) > _MAX_IDLE_WATCHES:
                 self._maybe_unwatch(pid)
-        if status == 0:
-            return payload
-        raise _error_from_reply(payload, pid)
 
     async def _on_reply(self, msg: Any) -> None:
         token = msg.subject[len(self._inbox) + 1 :]
@@ -845,12 +884,16 @@ class Node(Naming, Watching):
             return
         headers = msg.headers
         if headers and headers.get(_STATUS) == _NO_RESPONDERS:
-            fut.set_exception(NoProc(f"no process {pid}"))
+            fut.set_exception(_NoResponders(f"no process {pid}"))
             return
         try:
             fut.set_result(unpack_reply(msg.data))
         except CodecError as exc:
             fut.set_exception(exc)
+
+
+class _NoResponders(NoProc):
+    """A 503: nobody subscribes the mailbox, as far as our server knows (see _interest)."""
 
 
 def _expire(fut: asyncio.Future[Any], pid: Pid, timeout: float) -> None:

@@ -23,6 +23,7 @@ import nats.errors
 from rebeam import _subjects
 from rebeam._addresses import Address
 from rebeam._envelope import LINK, PING, UNLINK, Envelope, pack
+from rebeam._interest import InterestProbe
 from rebeam._lease import watch_expiries
 from rebeam._mailbox import Info, Mailbox
 from rebeam._messages import Down, Exit, MonitorRef
@@ -63,6 +64,7 @@ class Watching:
         _watches: dict[Pid, _Watch]
         _calls: dict[str, tuple[asyncio.Future[Any], Pid]]
         _lease_watch: asyncio.Task[None] | None
+        _interest: InterestProbe
 
         def _spawn(self, coro: Any) -> asyncio.Task[Any]: ...
 
@@ -146,13 +148,20 @@ class Watching:
     async def is_alive(self, pid: Pid, timeout: float = 5.0) -> bool:
         """Whether ``pid`` holds its mailbox now (a timeout counts as alive: busy, not gone)."""
         data = pack(Envelope(PING, str(pid), self._pid_str, None))
-        try:
-            await self.nc.request(_subjects.mailbox(pid), data, timeout=timeout)
-        except nats.errors.NoRespondersError:
-            return False
-        except nats.errors.TimeoutError:
+        attempt = 0
+        while True:
+            try:
+                await self.nc.request(_subjects.mailbox(pid), data, timeout=timeout)
+            except nats.errors.NoRespondersError:
+                pause = await self._interest.pause_before_retry(pid, attempt, None)
+                if pause is None:
+                    return False
+                await asyncio.sleep(pause)  # a cluster's interest may lag (see _interest)
+                attempt += 1
+                continue
+            except nats.errors.TimeoutError:
+                return True
             return True
-        return True
 
     async def monitor(self, dest: Address) -> MonitorRef:
         """Monitor a process: a :class:`Down` arrives when it ends, with its exit reason;
