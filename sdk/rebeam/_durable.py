@@ -38,6 +38,7 @@ import nats.js.api as jsapi
 import nats.js.errors as jserr
 
 from rebeam._envelope import CALL, USER_KINDS, pack_fields, unpack
+from rebeam._streams import MAX_CONSUMERS
 from rebeam.errors import CodecError, MailboxFull
 
 if TYPE_CHECKING:
@@ -100,6 +101,7 @@ async def ensure_stream(js: Any, namespace: str) -> None:
         discard_new_per_subject=True,
         max_age=DURABLE_MAX_AGE,
         duplicate_window=120.0,
+        max_consumers=MAX_CONSUMERS,  # one consumer per durable actor (see _streams)
     )
     with contextlib.suppress(jserr.BadRequestError):  # created meanwhile by someone else
         await js.add_stream(config)

@@ -33,6 +33,7 @@ from typing import Any
 import nats.js.errors as jserr
 from nats.js.api import KeyValueConfig, StorageType
 
+from rebeam._streams import lift_consumer_cap
 from rebeam.errors import Refused
 from rebeam.pids import Pid, unescape_token
 
@@ -61,15 +62,17 @@ async def open_leases(js: Any, namespace: str) -> Any:
         limit_marker_ttl=_MARKER_TTL,
     )
     try:
-        return await js.create_key_value(config)
+        kv = await js.create_key_value(config)
     except jserr.KeyValueLimitMarkerTTLNotSupportedError:
         # A server without limit markers (API level 0): leases still expire and free names,
         # but watchers cannot see the expiry, so lost nodes give no noconnection DOWN.
         log.warning("nats-server has no KV limit markers: lease expiry is not observable")
         config.limit_marker_ttl = None
-        return await js.create_key_value(config)
+        kv = await js.create_key_value(config)
     except jserr.BadRequestError:
         return await js.key_value(bucket(namespace))
+    await lift_consumer_cap(js, f"KV_{bucket(namespace)}")  # one lease watcher per process
+    return kv
 
 
 async def lease_alive(kv: Any, pid: Pid) -> bool:

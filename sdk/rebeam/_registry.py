@@ -30,6 +30,7 @@ import nats.js.errors as jserr
 from nats.js.api import KeyValueConfig, StorageType
 
 from rebeam import _codec
+from rebeam._streams import lift_consumer_cap
 from rebeam._subjects import global_bucket, local_bucket
 from rebeam.errors import AlreadyRegistered, NotRegistered, RegistryMismatch
 from rebeam.pids import Pid, escape_token, unescape_token
@@ -91,9 +92,11 @@ class Store:
             storage=StorageType.MEMORY if local else StorageType.FILE,
         )
         try:
-            return await self.js.create_key_value(config)
+            kv = await self.js.create_key_value(config)
         except jserr.BadRequestError:
             return await self.js.key_value(bucket)  # another process created it first
+        await lift_consumer_cap(self.js, f"KV_{bucket}")  # one name cache per process
+        return kv
 
     async def _holds_lease(self, pid: Pid) -> bool:
         """Whether ``pid`` is still alive as far as leases tell (a lost node's pid is not,

@@ -1,0 +1,27 @@
+"""Settings every stream rebeam creates needs, that nats-py cannot pass at creation.
+
+nats-server 2.15 caps every stream that sets no ``max_consumers`` of its own at 1000
+consumers (``jetstream.limits.default_max_consumers``; nats-notes §0.4). Every KV watcher
+is an ephemeral consumer, and rebeam runs at most one name-cache watcher and one lease
+watcher per process (never one per name or per monitor): with one process per actor, the
+1001st actor of a namespace to look up a name would fail. nats-py's ``KeyValueConfig`` has
+no ``max_consumers``, so the bucket's stream is updated right after it is created.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["MAX_CONSUMERS", "lift_consumer_cap"]
+
+# Processes per namespace, times a watcher or two each: well past the chart's 2,000 pods.
+MAX_CONSUMERS = 100_000
+
+
+async def lift_consumer_cap(js: Any, stream: str) -> None:
+    """Give ``stream`` an explicit ``max_consumers`` unless it has one already."""
+    info = await js.stream_info(stream)
+    config = info.config
+    if config.max_consumers is None or config.max_consumers < 0:
+        config.max_consumers = MAX_CONSUMERS
+        await js.update_stream(config)
