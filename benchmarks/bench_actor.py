@@ -19,13 +19,20 @@ class BenchActor(rebeam.Actor):
         async def raw_echo(msg: Any) -> None:
             await nc.publish(msg.reply, msg.data)
 
+        # A request on the cast subject marks the end of a round (see bench_cast): answered
+        # with the count, after every message published before it.
         async def raw_cast(msg: Any) -> None:
             self.raw_casts += 1
+            if msg.reply:
+                await nc.publish(msg.reply, str(self.raw_casts).encode())
 
         async def raw_cast_decoded(msg: Any) -> None:
             # The same, plus decoding the payload: what any real subscriber does.
-            rebeam_codec.decode(msg.data)
             self.raw_casts += 1
+            if msg.reply:
+                await nc.publish(msg.reply, str(self.raw_casts).encode())
+            else:
+                rebeam_codec.decode(msg.data)
 
         async def raw_count(msg: Any) -> None:
             await nc.publish(msg.reply, str(self.raw_casts).encode())
