@@ -163,7 +163,7 @@ class Node(Naming, Watching):
         self._pid_str = str(pid)
         self._max_size = max_message_size
         self._limit = self.max_message_size
-        self._routes: dict[Pid, tuple[str, str]] = {}
+        self._mailboxes: dict[str, str] = {}  # pid string -> mailbox subject
         self._subject = _subjects.mailbox(pid)
         self._inbox = _subjects.inbox_prefix(pid)
         self._tokens = itertools.count(1)
@@ -627,14 +627,17 @@ class Node(Naming, Watching):
         return pid
 
     def _route(self, pid: Pid) -> tuple[str, str]:
-        """``(mailbox subject, pid string)``, cached: escaping a slot on every message
-        would cost more than the rest of a cast."""
-        route = self._routes.get(pid)
-        if route is None:
-            if len(self._routes) > 4096:
-                self._routes.clear()
-            route = self._routes[pid] = (_subjects.mailbox(pid), str(pid))
-        return route
+        """``(mailbox subject, pid string)``."""
+        return self._mailboxes.get(pid._text) or self._mailbox_of(pid), pid._text
+
+    def _mailbox_of(self, pid: Pid) -> str:
+        """``pid``'s mailbox subject, cached by the pid's string (a str's hash is cached,
+        a Pid's is a Python call): escaping a slot on every message would cost more than
+        the rest of a cast."""
+        if len(self._mailboxes) > 4096:
+            self._mailboxes.clear()
+        subject = self._mailboxes[pid._text] = _subjects.mailbox(pid)
+        return subject
 
     def _envelope(self, kind: Kind, to: str, message: Any) -> bytes:
         data = pack_fields(kind, to, self._pid_str, next(self._seq), message)
@@ -642,14 +645,14 @@ class Node(Naming, Watching):
             raise MessageTooLarge(len(data), self._limit)
         return data
 
-    async def send(
+    def send(
         self,
         dest: Address,
         message: Any,
         *,
         wait: float | None = None,
         durable: bool = False,
-    ) -> None:
+    ) -> Awaitable[None]:
         """Send a plain message (``handle_info``): at-most-once, ordered per pair, silent
         if the pid is dead. A name that is not registered raises :class:`NoProc` (OTP's
         ``badarg``).
@@ -664,24 +667,33 @@ class Node(Naming, Watching):
         the actor's slot, and returns once stored; kept while the actor is down or
         restarting, delivered in order, at least once, to the handler once (docs/sdk.md).
         Raises :class:`MailboxFull` if that mailbox is at its limit."""
+        if type(dest) is not Pid or wait is not None or durable:
+            return self._send_resolving(dest, message, wait, durable)
+        # A plain send to a pid has no coroutine of its own: the awaitable returned is
+        # nats-py's publish (an async frame per message is a tenth of what a send costs).
+        subject = self._mailboxes.get(dest._text) or self._mailbox_of(dest)
+        return self.nc.publish(subject, self._envelope(SEND, dest._text, message))  # type: ignore[no-any-return]
+
+    async def _send_resolving(
+        self, dest: Address, message: Any, wait: float | None, durable: bool
+    ) -> None:
         pid = dest if type(dest) is Pid else await self.resolve(dest)
         if durable:
             await _durable.publish(self, pid, SEND, message)
-            return
-        if wait is not None:
+        elif wait is not None:
             await self._with_receipt(pid, SEND, message, wait)
-            return
-        subject, to = self._route(pid)
-        await self.nc.publish(subject, self._envelope(SEND, to, message))
+        else:
+            subject, to = self._route(pid)
+            await self.nc.publish(subject, self._envelope(SEND, to, message))
 
-    async def cast(
+    def cast(
         self,
         dest: Address,
         message: Any,
         *,
         wait: float | None = None,
         durable: bool = False,
-    ) -> None:
+    ) -> Awaitable[None]:
         """Cast (``handle_cast``): returns at once, and is silently lost if nobody is there,
         also when the name is not registered (OTP's ``gen_server:cast``). A full mailbox
         refuses it: the receiver counts it (``mailbox_refused`` in :meth:`stats_of`).
@@ -691,6 +703,21 @@ class Node(Naming, Watching):
         when it cannot be delivered (an unregistered name raises :class:`NoProc` too).
 
         With ``durable=True``, as :meth:`send` with ``durable=True``."""
+        if type(dest) is not Pid or wait is not None or durable:
+            return self._cast_resolving(dest, message, wait, durable)
+        # The hot path, a plain cast to a pid: no coroutine of its own (the awaitable
+        # returned is nats-py's publish), the subject cached by the pid's string, and the
+        # envelope packed in one go. It is what a cast costs the sender beyond nats-py.
+        text = dest._text
+        subject = self._mailboxes.get(text) or self._mailbox_of(dest)
+        data = _codec.encode([VERSION, _CAST, text, self._pid_str, next(self._seq), message])
+        if len(data) > self._limit:
+            raise MessageTooLarge(len(data), self._limit)
+        return self.nc.publish(subject, data)  # type: ignore[no-any-return]
+
+    async def _cast_resolving(
+        self, dest: Address, message: Any, wait: float | None, durable: bool
+    ) -> None:
         if type(dest) is Pid:
             pid = dest
         elif wait is not None or durable:
@@ -699,18 +726,13 @@ class Node(Naming, Watching):
             try:
                 pid = await self.resolve(dest)
             except NoProc:
-                return
+                return  # OTP's cast to an unregistered name: silently nothing
         if durable:
             await _durable.publish(self, pid, CAST, message)
-            return
-        if wait is not None:
+        elif wait is not None:
             await self._with_receipt(pid, CAST, message, wait)
-            return
-        route = self._routes.get(pid) or self._route(pid)
-        data = _codec.encode([VERSION, _CAST, route[1], self._pid_str, next(self._seq), message])
-        if len(data) > self._limit:
-            raise MessageTooLarge(len(data), self._limit)
-        await self.nc.publish(route[0], data)
+        else:
+            await self.cast(pid, message)
 
     async def call(
         self,
