@@ -21,6 +21,7 @@ from rebeam.supervision import (
     Ok,
     ReplaceChildRequest,
     RestartType,
+    StartChildRequest,
     StopChild,
     Strategy,
     Supervisor,
@@ -159,3 +160,21 @@ def test_a_queued_replacement_survives_a_restore() -> None:
     out = restored.handle(ChildStarted("a", 2), 1.0)
     assert [type(c).__name__ for c in out] == ["StopChild"]
     assert out[0] == StopChild("b", 1, 5.0)
+
+
+def test_a_new_template_serves_new_children_and_restarts_keeping_their_args() -> None:
+    template = ChildSpec("t", args=[1])
+    h = Harness(SupervisorFlags(strategy=Strategy.SIMPLE_ONE_FOR_ONE), [template])
+    h.init()
+    h.send(StartChildRequest("s", args=[2]))
+    h.sup.change_template(ChildSpec("t", shutdown=7, args=[9]))
+    assert h.incarnation("1") == 1  # not restarted
+    spec = h.sup.child_spec("1")
+    assert spec is not None
+    assert (spec.shutdown, spec.args) == (7, [1, 2])
+    h.send(StartChildRequest("s2", args=[3]))
+    spec2 = h.sup.child_spec("2")
+    assert spec2 is not None
+    assert (spec2.shutdown, spec2.args) == (7, [9, 3])
+    with pytest.raises(SupervisorSpecError):
+        Harness(SupervisorFlags(), children("a")).sup.change_template(template)

@@ -405,6 +405,20 @@ class Supervisor:
         self.flags = flags
         self._intensity = RestartIntensity(flags.intensity, flags.period, self._intensity.history)
 
+    def change_template(self, template: ChildSpec) -> None:
+        """simple_one_for_one: a new template for the children started from now on and for
+        the restarts of the running ones (a dynamic child keeps only its arguments, as in
+        OTP, where a restart calls the template's start function). Running children are
+        not touched. Raises SupervisorSpecError."""
+        if not self._simple:
+            raise SupervisorSpecError(["only simple_one_for_one has a child template"])
+        problems = child_spec_problems(template, self.flags)
+        if problems:
+            raise SupervisorSpecError(problems)
+        self._template = template
+        for c in self._children.values():
+            c.spec = dataclasses.replace(template, id=c.spec.id, args=c.spec.args)
+
     @property
     def restart_history(self) -> tuple[float, ...]:
         return self._intensity.history
