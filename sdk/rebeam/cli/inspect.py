@@ -55,7 +55,9 @@ async def request(args: argparse.Namespace, operation: str, body: dict[str, Any]
         )
         return json.loads(msg.data)
     except nats.errors.NoRespondersError:
-        raise NoInstance(f"no rebeam run answers for namespace {args.namespace!r}") from None
+        raise NoInstance(
+            f"no rebeam run or operator answers for namespace {args.namespace!r}"
+        ) from None
     finally:
         await nc.close()
 
