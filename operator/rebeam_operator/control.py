@@ -160,6 +160,11 @@ class ControlServer:
         driver = _find(drivers, parent) if parent else None
         if driver is None:
             return {"error": f"no supervisor holds {path!r} in this namespace"}
+        template = driver.host.spec.child_template
+        if template is not None and child.startswith(f"{template.name}-"):
+            # rebeam run names a dynamic child <template>-<id>: accept that name here too.
+            serial = child.removeprefix(f"{template.name}-")
+            child = serial if serial.isdigit() else child
         makers: dict[str, Callable[[str, str], Event]] = {
             "terminate-child": TerminateChildRequest,
             "restart-child": RestartChildRequest,

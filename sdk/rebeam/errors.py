@@ -47,6 +47,7 @@ __all__ = [
     "MailboxFull",
     "MessageTooLarge",
     "NoProc",
+    "NoSupervisor",
     "NotConnected",
     "NotRegistered",
     "RebeamError",
@@ -54,6 +55,8 @@ __all__ = [
     "RegistryError",
     "RegistryMismatch",
     "RemoteError",
+    "SupervisorError",
+    "SupervisorRefused",
 ]
 
 
@@ -145,3 +148,15 @@ class NotRegistered(RegistryError):
 
 class RegistryMismatch(RegistryError):
     """A user registry exists with other key semantics (unique versus duplicate)."""
+
+
+class SupervisorError(RebeamError):
+    """A management request (start_child, terminate_child, ...) did not succeed."""
+
+
+class NoSupervisor(SupervisorError):
+    """Nothing answers management requests for the namespace."""
+
+
+class SupervisorRefused(SupervisorError):
+    """The supervisor said no (max_children reached, no such child, ...)."""

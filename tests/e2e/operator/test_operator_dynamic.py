@@ -5,6 +5,7 @@ and live in the core's snapshot in status, so they survive an operator restart."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
@@ -15,6 +16,8 @@ import pytest
 from infra.kubelet import ProcessKubelet
 from infra.procs import wait_for
 from operator_helpers import Objects, Operator, Watchdog, sleeper, supervisor
+
+import rebeam
 
 pytestmark = pytest.mark.e2e
 
@@ -50,9 +53,10 @@ def test_dynamic_children_start_and_stop_through_the_cli(
     objects.wait_status("static", lambda s: s.get("ready") == "1/1", what="static ready")
 
     first = wait_for(
-        lambda: (r := cli(nats_url, namespace, "start-child", "pool", '{"job": 1}')).returncode
-        == 0
-        and r,
+        lambda: (
+            (r := cli(nats_url, namespace, "start-child", "pool", '{"job": 1}')).returncode == 0
+            and r
+        ),
         timeout=30,
         what="the operator answering start-child",
     )
@@ -89,6 +93,17 @@ def test_dynamic_children_start_and_stop_through_the_cli(
     wait_for(lambda: objects.get("pool-1", "actors") is None, timeout=30, what="slot deleted")
     assert cli(nats_url, namespace, "terminate-child", "pool/1").returncode == 0  # idempotent
     assert "no such child" in cli(nats_url, namespace, "terminate-child", "pool/9").stderr
+
+    # The same from Python: rebeam.start_child works against the operator too.
+    async def from_python() -> None:
+        async with rebeam.connect(nats_url, namespace=namespace):
+            assert await rebeam.start_child("pool", {"job": 3}) == "pool/3#1"
+            with pytest.raises(rebeam.SupervisorRefused, match="max_children"):
+                await rebeam.start_child("pool")
+            await rebeam.terminate_child("pool/worker-3")  # rebeam run's name works too
+
+    asyncio.run(from_python())
+    wait_for(lambda: "pool-3-1" not in objects.pods(), timeout=30, what="pool-3-1 gone")
     assert watchdog.close() == []
     operator.check_running()
 
