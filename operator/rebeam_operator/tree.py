@@ -17,7 +17,7 @@ __all__ = ["tree"]
 
 def tree(drivers: list[Driver]) -> list[dict[str, Any]]:
     by_path = {d.host.path: d for d in drivers if d.core is not None}
-    roots = [d for path, d in by_path.items() if "/" not in path]
+    roots = [d for path, d in by_path.items() if "/" not in path and d.host.kind == "Supervisor"]
     return [_node(d, by_path) for d in sorted(roots, key=lambda d: d.host.path)]
 
 
