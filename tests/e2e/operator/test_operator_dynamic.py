@@ -77,6 +77,17 @@ def test_dynamic_children_start_and_stop_through_the_cli(
     restart = cli(nats_url, namespace, "restart-child", "pool/2")
     assert "simple_one_for_one" in restart.stderr
 
+    # A static child through the same API: terminate, restart, by path.
+    assert cli(nats_url, namespace, "terminate-child", "static/a").returncode == 0
+    wait_for(lambda: "static-a-1" not in objects.pods(), timeout=30, what="static-a-1 gone")
+    missing = cli(nats_url, namespace, "delete-child", "static/b")
+    assert "no such child" in missing.stderr
+    again = cli(nats_url, namespace, "restart-child", "static/a")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == "static/a#2"
+    busy = cli(nats_url, namespace, "delete-child", "static/a")
+    assert "the child is running: terminate it first" in busy.stderr
+
     tree = cli(nats_url, namespace, "tree", "--json")
     assert tree.returncode == 0, tree.stderr
     roots = {node["path"]: node for node in json.loads(tree.stdout)}

@@ -186,3 +186,14 @@ def test_a_nested_supervisors_spec_is_converged_by_its_own_driver(
     now = uids(objects)
     assert all(now[name] == uid for name, uid in before.items())
     operator.check_running()
+
+    # A nested supervisor removed from the manifest: stopped, then its object deleted.
+    def remove(spec: Json) -> None:
+        spec["children"] = spec["children"][:1]
+
+    generation = edit(objects, "app", remove)
+    objects.wait_status("app", converged(generation, "1/1"), what="inner removed")
+    wait_for(lambda: objects.get("app-inner") is None, timeout=60, what="app-inner deleted")
+    wait_for(lambda: set(objects.pods()) == {"app-a-1"}, timeout=30, what="only a's pod left")
+    assert objects.status("app")["restartsInWindow"] == 0
+    operator.check_running()
