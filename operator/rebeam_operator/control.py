@@ -72,6 +72,8 @@ class Requests:
     def __init__(self) -> None:
         self._queued: list[Event] = []
         self._waiting: dict[str, asyncio.Future[Ok | Error]] = {}
+        self._fed: set[str] = set()  # taken into the core, not answered yet
+        self._answers: dict[str, Ok | Error] = {}  # answered, to deliver once persisted
 
     def submit(self, make: Callable[[str], Event]) -> asyncio.Future[Ok | Error]:
         request_id = f"control/{uuid.uuid4().hex}"
@@ -83,28 +85,39 @@ class Requests:
     def take(self) -> list[Event]:
         """The requests to feed to the core now (their replies come as Reply commands)."""
         queued, self._queued = self._queued, []
+        self._fed.update(str(getattr(e, "request_id", "")) for e in queued)
         return queued
 
-    def deliver(self, commands: list[Command]) -> None:
-        """Answer the callers whose replies are among ``commands`` (call after persisting)."""
+    def answered(self, commands: list[Command]) -> None:
+        """Keep the core's replies among ``commands`` until :meth:`deliver`."""
         for command in commands:
-            if isinstance(command, Reply):
-                future = self._waiting.pop(str(command.request_id), None)
-                if future is not None and not future.done():
-                    future.set_result(command.result)
+            if isinstance(command, Reply) and str(command.request_id) in self._waiting:
+                self._answers[str(command.request_id)] = command.result
+
+    def deliver(self) -> None:
+        """Answer the callers whose replies were kept (call once they are persisted)."""
+        for request_id, result in self._answers.items():
+            self._fed.discard(request_id)
+            future = self._waiting.pop(request_id, None)
+            if future is not None and not future.done():
+                future.set_result(result)
+        self._answers.clear()
 
     def forget(self, why: str) -> None:
-        """The driver went back to what status says: requests fed since are unknown."""
-        for future in self._waiting.values():
-            if not future.done():
+        """The driver went back to what status says: requests fed since may be lost, so
+        their callers are told to ask again (requests still queued are fed as usual)."""
+        for request_id in self._fed:
+            future = self._waiting.pop(request_id, None)
+            if future is not None and not future.done():
                 future.set_result(Error(why))
-        self._waiting.clear()
-        self._queued.clear()
+        self._fed.clear()
+        self._answers.clear()
 
     def drop(self, future: asyncio.Future[Ok | Error]) -> None:
         for key, value in list(self._waiting.items()):
             if value is future:
                 del self._waiting[key]
+                self._fed.discard(key)
 
 
 class ControlServer:

@@ -224,6 +224,7 @@ class Driver:
             # Someone else wrote our status (another operator?): carry on from what is stored.
             self.log.warning("status changed under us; restoring from it")
             self._restore(stored)
+            self.requests.forget("the operator went back to its stored state: ask again")
 
     # --- restore -------------------------------------------------------------------------
 
@@ -247,7 +248,6 @@ class Driver:
         self.converging = list(status.get("convergePending") or [])
         self.converged_generation = int(status.get("observedGeneration") or 0)
         self.converge_problem = status.get("convergeProblem")
-        self.requests.forget("the operator went back to its stored state: ask again")
         flags, specs = supervisor_flags(self.applied), child_specs(self.applied)
         self.core = None
         if snapshot:
@@ -298,6 +298,7 @@ class Driver:
                     changed = True
             self._note(commands)
             self._converge_answered(commands)
+            self.requests.answered(commands)
         if core is not None and self.written is not None and not changed:
             # Level-triggered status: a new generation, or restarts leaving the window.
             window = core.restarts_in_window(now)
@@ -308,7 +309,7 @@ class Driver:
         if changed or self.dirty or self.outbox:
             self.dirty = True
             await self._persist(now)
-        self.requests.deliver(commands)  # replied only once what they did is persisted
+        self.requests.deliver()  # replied only once what they did is persisted
         if core is not None:
             # Replacement pods first: the notifications (an Event, a status write) would
             # otherwise sit between a crash and its restart.
