@@ -31,13 +31,13 @@ pytestmark = pytest.mark.e2e
 Json = dict[str, Any]
 
 
-def edit(objects: Objects, name: str, change: Any) -> int:
+def edit(objects: Objects, name: str, change: Any, plural: str = "supervisors") -> int:
     """Read, change the spec, write back (as kubectl apply would); the new generation."""
-    body = objects.get(name)
+    body = objects.get(name, plural)
     assert body is not None
     change(body["spec"])
     result = objects.custom.replace_namespaced_custom_object(
-        GROUP, VERSION, objects.namespace, "supervisors", name, body
+        GROUP, VERSION, objects.namespace, plural, name, body
     )
     return int(result["metadata"]["generation"])
 
@@ -196,4 +196,31 @@ def test_a_nested_supervisors_spec_is_converged_by_its_own_driver(
     wait_for(lambda: objects.get("app-inner") is None, timeout=60, what="app-inner deleted")
     wait_for(lambda: set(objects.pods()) == {"app-a-1"}, timeout=30, what="only a's pod left")
     assert objects.status("app")["restartsInWindow"] == 0
+    operator.check_running()
+
+
+def test_an_actor_applied_on_its_own_takes_its_new_spec(
+    operator: Operator, objects: Objects, watchdog: Watchdog
+) -> None:
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Actor",
+        "metadata": {"name": "solo"},
+        "spec": {"command": ["sleep", "600"], "shutdown": "2s"},
+    }
+    objects.apply(body)
+    objects.wait_status("solo", lambda s: s.get("ready") == "1/1", plural="actors", what="up")
+
+    def change(spec: Json) -> None:
+        spec["command"] = ["sleep", "602"]
+
+    generation = edit(objects, "solo", change, "actors")
+    status = objects.wait_status(
+        "solo", converged(generation, "1/1"), plural="actors", what="solo converged"
+    )
+    assert status["incarnation"] == 2
+    assert status["restartsInWindow"] == 0
+    wait_for(lambda: set(objects.pods()) == {"solo-2"}, timeout=30, what="only solo-2")
+    assert "602" in " ".join(objects.pods()["solo-2"]["spec"]["containers"][0]["command"])
+    assert watchdog.close() == []
     operator.check_running()
