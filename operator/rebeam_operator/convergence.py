@@ -62,6 +62,18 @@ def applied_spec(status: Json, fallback: SupervisorSpec) -> SupervisorSpec:
     return SupervisorSpec.model_validate(json.loads(stored))
 
 
+def same(applied: SupervisorSpec, desired: SupervisorSpec) -> bool:
+    """Nothing to converge: equal but for the order of the children (a new order is not
+    applied to a running tree, so the applied spec keeps its own)."""
+
+    def canonical(spec: SupervisorSpec) -> Json:
+        data = dump(spec)
+        data["children"] = sorted(data.get("children") or [], key=lambda c: str(c["name"]))
+        return data
+
+    return canonical(applied) == canonical(desired)
+
+
 def _without_nested(child: Child) -> Json:
     """What of a child is its parent's to converge (a nested spec is its own driver's)."""
     data = dump(child)
@@ -76,6 +88,18 @@ class Plan:
     applied: SupervisorSpec | None = None  # what the core is given by this plan
     problems: list[str] = field(default_factory=list)
 
+    def describe(self, generation: int) -> str:
+        """One line for a Kubernetes Event: what this generation changes."""
+        parts = []
+        for event in self.events:
+            if isinstance(event, TerminateChildRequest):
+                parts.append(f"removing {event.child}")
+            elif isinstance(event, ReplaceChildRequest):
+                parts.append(f"replacing {event.spec.id}")
+            elif isinstance(event, StartChildRequest) and event.spec is not None:
+                parts.append(f"adding {event.spec.id}")
+        return f"generation {generation}: " + ("; ".join(parts) or "new flags")
+
     @property
     def request_ids(self) -> list[str]:
         return [str(getattr(e, "request_id", "")) for e in self.events]
@@ -86,7 +110,7 @@ def plan(
 ) -> Plan:
     """The requests that take ``core`` from ``applied`` to ``desired`` (flags and template
     are changed in the core right away). Empty when there is nothing to do."""
-    if dump(applied) == dump(desired):
+    if same(applied, desired):
         return Plan()
     out = Plan()
     old_flags, new_flags = supervisor_flags(applied), supervisor_flags(desired)

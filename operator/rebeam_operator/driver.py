@@ -354,6 +354,8 @@ class Driver:
             message = "; ".join(plan.problems)
             self.converge_problem = {"generation": host.generation, "message": message}
             self.log.warning("generation %s not applied: %s", host.generation, message)
+            note = f"generation {host.generation} not applied: {message}"
+            self.outbox.append({"event": "spec_refused", "message": note})
             self.dirty = True
             return []
         if plan.applied is None:
@@ -361,6 +363,7 @@ class Driver:
         self.applied = plan.applied
         self.converge_problem = None
         self.converging += plan.request_ids
+        self.outbox.append({"event": "spec_changed", "message": plan.describe(host.generation)})
         self.dirty = True
         self.log.info("converging to generation %s: %d requests", host.generation, len(plan.events))
         return plan.events

@@ -77,6 +77,17 @@ def test_removed_changed_added_become_terminate_delete_replace_start() -> None:
     assert replaced.actor.command == ["sleep", "601"]
 
 
+def test_once_applied_a_new_order_alone_is_no_plan() -> None:
+    old = spec([child("a"), child("b")])
+    new = spec([child("c"), child("b"), child("a")])
+    h = running(old)
+    first = plan(h.sup, old, new, 2)
+    assert first.applied is not None
+    assert [c.name for c in first.applied.children] == ["a", "b", "c"]
+    assert plan(h.sup, first.applied, new, 2).applied is None  # converged: nothing more
+    assert plan(h.sup, old, spec([child("b"), child("a")]), 3).applied is None
+
+
 def test_flags_change_in_the_core_at_once() -> None:
     old = spec([child("a")], intensity=5)
     h = running(old)

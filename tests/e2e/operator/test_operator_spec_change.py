@@ -94,7 +94,10 @@ def test_added_removed_and_changed_children_converge_without_a_restart(
     assert objects.pods()["app-a-1"]["metadata"]["uid"] == before["app-a-1"]  # untouched
     assert "601" in " ".join(objects.pods()["app-c-2"]["spec"]["containers"][0]["command"])
     wait_for(lambda: objects.get("app-b", "actors") is None, timeout=30, what="b's slot gone")
-    assert not [e for e in objects.events("app") if e["reason"] in ("Restarting", "GaveUp")]
+    events = objects.events("app")
+    assert not [e for e in events if e["reason"] in ("Restarting", "GaveUp")]
+    changed = [e["message"] for e in events if e["reason"] == "SpecChanged"]
+    assert changed == [f"generation {generation}: removing b; replacing c; adding d"]
     assert watchdog.close() == []
     operator.check_running()
 
@@ -223,4 +226,37 @@ def test_an_actor_applied_on_its_own_takes_its_new_spec(
     wait_for(lambda: set(objects.pods()) == {"solo-2"}, timeout=30, what="only solo-2")
     assert "602" in " ".join(objects.pods()["solo-2"]["spec"]["containers"][0]["command"])
     assert watchdog.close() == []
+    operator.check_running()
+
+
+def test_a_change_the_core_refuses_is_refused_as_a_whole(
+    operator: Operator, objects: Objects
+) -> None:
+    objects.apply(supervisor("app", [sleeper("a")], intensity=5))
+    objects.wait_status("app", lambda s: s.get("ready") == "1/1", what="1/1 ready")
+    before = uids(objects)
+
+    def to_simple(spec: Json) -> None:
+        spec["strategy"] = "simple_one_for_one"
+        spec["intensity"] = 1
+        spec["children"] = []
+        spec["childTemplate"] = sleeper("w")
+
+    generation = edit(objects, "app", to_simple)
+
+    def refused(s: Json) -> bool:
+        conditions = {c["type"]: c for c in s.get("conditions") or []}
+        done = conditions.get("Converged", {})
+        return done.get("reason") == "SpecRefused" and done.get("observedGeneration") == generation
+
+    status = objects.wait_status("app", refused, what="the edit refused")
+    message = {c["type"]: c for c in status["conditions"]}["Converged"]["message"]
+    assert "simple_one_for_one" in message
+    assert status["ready"] == "1/1"
+    assert uids(objects) == before
+    wait_for(
+        lambda: [e for e in objects.events("app") if e["reason"] == "SpecRefused"],
+        timeout=30,
+        what="a SpecRefused event",
+    )
     operator.check_running()
