@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from rebeam.events import LifecycleEvent
 from rebeam.exits import KILLED, NOCONNECTION, SHUTDOWN, ExitReason, crash, shutdown_with
 from rebeam.pids import Pid
-from rebeam.spec.models import ActorSpec, Child
+from rebeam.spec.models import ActorSpec, Child, SupervisorSpec
 from rebeam.spec.to_core import child_specs, supervisor_flags
 from rebeam.supervision import (
     BRUTAL_KILL,
@@ -45,10 +45,12 @@ from rebeam.supervision import (
     ChildStarted,
     ChildStatus,
     Command,
+    Error,
     Event,
     Exited,
     GaveUp,
     InitFailed,
+    Reply,
     ShutdownRequest,
     StartChild,
     StartFailed,
@@ -56,7 +58,9 @@ from rebeam.supervision import (
     Supervisor,
     SupervisorState,
 )
-from rebeam_operator import notices
+from rebeam_operator import convergence, notices
+from rebeam_operator.children import CODEC, manifest_child
+from rebeam_operator.control import Requests
 from rebeam_operator.hosts import (
     ANN_INCARNATION,
     ANN_PATH,
@@ -125,6 +129,11 @@ class Driver:
         self.written: Json | None = None
         self.slot_status: dict[str, Json] = {}
         self.dirty = False  # the core moved on and status does not say so yet
+        self.requests = Requests()  # management requests (control.py) for the next pass
+        self.applied: SupervisorSpec | None = None  # the spec the core was given
+        self.converging: list[str] = []  # convergence requests not answered yet
+        self.converged_generation = 0
+        self.converge_problem: Json | None = None  # a refused generation and why
 
     # --- inputs from the world (synchronous: store and wake) --------------------------------
 
@@ -215,6 +224,7 @@ class Driver:
             # Someone else wrote our status (another operator?): carry on from what is stored.
             self.log.warning("status changed under us; restoring from it")
             self._restore(stored)
+            self.requests.forget("the operator went back to its stored state: ask again")
 
     # --- restore -------------------------------------------------------------------------
 
@@ -234,11 +244,15 @@ class Driver:
         self.exit_reason = status.get("exitReason")
         self.written = status
         snapshot = status.get("coreSnapshot")
-        flags, specs = self._flags_specs()
+        self.applied = convergence.applied_spec(status, self.host.spec)
+        self.converging = list(status.get("convergePending") or [])
+        self.converged_generation = int(status.get("observedGeneration") or 0)
+        self.converge_problem = status.get("convergeProblem")
+        flags, specs = supervisor_flags(self.applied), child_specs(self.applied)
         self.core = None
         if snapshot:
             try:
-                self.core = Supervisor.restore(flags, specs, json.loads(snapshot))
+                self.core = Supervisor.restore(flags, specs, json.loads(snapshot), CODEC)
             except Exception as exc:
                 self.log.error("cannot restore the supervisor's snapshot: %s", exc)
 
@@ -275,17 +289,27 @@ class Driver:
             for event in await self._observe(core, now):
                 commands += core.handle(event, time.time())
                 changed = True
+            if core.state is SupervisorState.TERMINATED:
+                self.requests.forget(f"{host.path} is not running")
+            else:
+                converge = [] if wants_stop else self._converge(core)
+                for event in converge + self.requests.take():
+                    commands += core.handle(event, time.time())
+                    changed = True
             self._note(commands)
+            self._converge_answered(commands)
+            self.requests.answered(commands)
         if core is not None and self.written is not None and not changed:
             # Level-triggered status: a new generation, or restarts leaving the window.
             window = core.restarts_in_window(now)
-            if self.written.get("observedGeneration") != host.generation or (
+            if self.written.get("observedGeneration") != self._observed_generation() or (
                 self.written.get("restartsInWindow", 0) != window
             ):
                 changed = True
         if changed or self.dirty or self.outbox:
             self.dirty = True
             await self._persist(now)
+        self.requests.deliver()  # replied only once what they did is persisted
         if core is not None:
             # Replacement pods first: the notifications (an Event, a status write) would
             # otherwise sit between a crash and its restart.
@@ -293,6 +317,7 @@ class Driver:
             await self._notify()
             await self._collect(core)
             await self._write_slots(core)
+            await self._sync_nested(core)
         finished = core is None or core.state is SupervisorState.TERMINATED
         if host.deleting and finished and not any(map(self._pod_alive, self.pods.values())):
             await self._remove_finalizer()
@@ -305,6 +330,9 @@ class Driver:
         if previous is None and self.written and self.written.get("incarnations"):
             previous = dict(self.written["incarnations"])
         self.core = Supervisor(flags, specs, incarnations=previous)
+        self.applied = self.host.spec
+        self.converging = []
+        self.converge_problem = None
         self.incarnation = max(self.host.incarnation, 1)
         self.fed = set()
         self.gave_up = None
@@ -313,7 +341,92 @@ class Driver:
         self.log.info("starting incarnation %s", self.incarnation)
         return self.core.init(now)
 
+    # --- an edited manifest (convergence.py) ----------------------------------------------
+
+    def _converge(self, core: Supervisor) -> list[Event]:
+        host = self.host
+        refused: Json = self.converge_problem or {}
+        if refused.get("generation") == host.generation:
+            return []  # refused as a whole; a new edit is looked at again
+        applied = self.applied or host.spec
+        plan = convergence.plan(core, applied, host.spec, host.generation)
+        if plan.problems:
+            message = "; ".join(plan.problems)
+            self.converge_problem = {"generation": host.generation, "message": message}
+            self.log.warning("generation %s not applied: %s", host.generation, message)
+            note = f"generation {host.generation} not applied: {message}"
+            self.outbox.append({"event": "spec_refused", "message": note})
+            self.dirty = True
+            return []
+        if plan.applied is None:
+            return []
+        self.applied = plan.applied
+        self.converge_problem = None
+        self.converging += plan.request_ids
+        self.outbox.append({"event": "spec_changed", "message": plan.describe(host.generation)})
+        self.dirty = True
+        self.log.info("converging to generation %s: %d requests", host.generation, len(plan.events))
+        return plan.events
+
+    def _converge_answered(self, commands: list[Command]) -> None:
+        for command in commands:
+            if isinstance(command, Reply) and str(command.request_id) in self.converging:
+                self.converging.remove(str(command.request_id))
+                if isinstance(command.result, Error):
+                    self.log.warning(
+                        "convergence step %s: %s", command.request_id, command.result.reason
+                    )
+
+    def _observed_generation(self) -> int:
+        """A generation is observed once every change it asked for is carried out."""
+        if not self.converging:
+            self.converged_generation = self.host.generation
+        return self.converged_generation
+
+    async def _sync_nested(self, core: Supervisor) -> None:
+        """A nested supervisor's own spec goes to its object; its driver converges it."""
+        for child in self.host.spec.children:
+            obj = self.child_objects.get(self.host.child_supervisor(child.name))
+            if obj is None or "deletionTimestamp" in obj["metadata"]:
+                continue
+            patch = convergence.nested_spec_patch(child, obj)
+            if patch is not None:
+                patched = await self.world.kube.patch_object(
+                    self.host.namespace, "supervisors", obj["metadata"]["name"], patch
+                )
+                self.on_child_object(patched, deleted=False)
+        # Children the core no longer has (removed from the manifest, dynamic ones ended):
+        # their Actor slot objects and child Supervisor objects go too.
+        present = {info.id for info in core.which_children()}
+        for child_id in [c for c in self.slots if c not in present]:
+            if self.host.standalone_actor or not self._gone_for_good(child_id):
+                continue
+            await self.world.kube.delete_object(
+                self.host.namespace, "actors", self.host.slot_object(child_id)
+            )
+            self.slots.pop(child_id, None)
+            self.slot_status.pop(child_id, None)
+        for name, obj in list(self.child_objects.items()):
+            child = (obj["metadata"].get("labels") or {}).get(LABEL_CHILD, "")
+            if child in present or "deletionTimestamp" in obj["metadata"]:
+                continue
+            phase = (obj.get("status") or {}).get("phase")
+            if phase in ("Terminated", "GaveUp", "Failed") and not self.host.deleting:
+                await self.world.kube.delete_object(self.host.namespace, "supervisors", name)
+
+    def _gone_for_good(self, child: str) -> bool:
+        """No pod of the child is still alive (its last incarnation has ended)."""
+        for pod in self.pods.values():
+            labels = pod["metadata"].get("labels") or {}
+            if labels.get(LABEL_CHILD) == child and self._pod_alive(pod):
+                return False
+        return True
+
     # --- observing -----------------------------------------------------------------------
+
+    def _child(self, child_id: str) -> Child | None:
+        """The manifest child a core child runs now (see children.py)."""
+        return manifest_child(self.core, child_id) if self.core is not None else None
 
     def _key(self, child: str, incarnation: int, kind: str) -> str:
         return f"{child}#{incarnation}#{kind}"
@@ -324,7 +437,7 @@ class Driver:
             if info.status not in (ChildStatus.STARTING, ChildStatus.RUNNING, ChildStatus.STOPPING):
                 continue
             inc = info.incarnation or 0
-            spec = core_child(self.host, info.id)
+            spec = self._child(info.id)
             if spec is None:
                 continue
             found: Event | list[Event] | None
@@ -407,7 +520,7 @@ class Driver:
         force-deleted and its exit reported as noconnection."""
         if _pod_ready(pod) or pid is None:
             return None
-        spec = core_child(self.host, child)
+        spec = self._child(child)
         if spec is None or spec.actor is None or spec.actor.command:
             return None  # a command holds no lease: wait until its pod is confirmed gone
         node = pod["spec"].get("nodeName")
@@ -434,7 +547,7 @@ class Driver:
         status: ChildStatus,
         pod: str,
     ) -> Event:
-        spec = core_child(self.host, child)
+        spec = self._child(child)
         if pid is not None and spec is not None and spec.actor and not spec.actor.command:
             # A command has no runtime, so no names; a program in it that used
             # rebeam.connect is its own observer and releases its own.
@@ -578,8 +691,10 @@ class Driver:
             gave_up=self.gave_up is not None,
             init_failed=self.init_failed is not None,
         )
+        if self.converging and phase in ("Running", "Restarting"):
+            phase = "Converging"
         extra: Json = {
-            "coreSnapshot": json.dumps(core.snapshot(), separators=(",", ":")),
+            "coreSnapshot": json.dumps(core.snapshot(CODEC), separators=(",", ":")),
             "seq": seq,
             "fed": sorted(self.fed),
             "outbox": self.outbox,
@@ -587,24 +702,35 @@ class Driver:
             "shutdownFed": self.shutdown_fed,
             "childExits": self.child_exits,
             "path": self.host.path,
+            "appliedSpec": json.dumps(convergence.dump(self.applied or self.host.spec)),
+            "convergePending": self.converging,
         }
         for key, value in (
             ("gaveUpMessage", self.gave_up),
             ("initFailed", self.init_failed),
             ("exitReason", self.exit_reason),
+            ("convergeProblem", self.converge_problem),
         ):
             if value is not None:
                 extra[key] = value
         status = build_status(
             core,
             now=now,
-            generation=self.host.generation,
+            generation=self._observed_generation(),
             previous=self.written or {},
             pids=pids,
             child_exits=self.child_exits,
             phase=phase,
             gave_up_message=self.gave_up,
             extra=extra,
+        )
+        status["conditions"].append(
+            convergence.converged_condition(
+                self.written or {},
+                generation=self.host.generation,
+                pending=len(self.converging),
+                problem=self.converge_problem,
+            )
         )
         if self.host.standalone_actor:
             status.update(_actor_fields(core, self.host, pids, self.child_exits))
@@ -627,7 +753,7 @@ class Driver:
     async def _carry_out(self, core: Supervisor) -> None:
         """Make the world match the core's outstanding starts and stops (idempotent)."""
         for command in core.outstanding():
-            spec = core_child(self.host, command.child)
+            spec = self._child(command.child)
             if spec is None:
                 continue
             if isinstance(command, StartChild):
@@ -699,7 +825,8 @@ class Driver:
             return
         slot = await self._slot(spec)
         pid = Pid.for_incarnation(self.host.namespace, slot, inc)
-        core_spec = next(s for s in child_specs(self.host.spec) if s.id == spec.name)
+        core_spec = self.core.child_spec(spec.name) if self.core else None
+        assert core_spec is not None
         body = pod_manifest(
             self.host,
             spec,
@@ -783,6 +910,7 @@ class Driver:
     async def _collect(self, core: Supervisor) -> None:
         """Delete the pods of incarnations the core is done with (their exits are persisted)."""
         current = core.incarnations
+        present = {i.id for i in core.which_children()}
         alive = {
             i.id: i.incarnation
             for i in core.which_children()
@@ -795,7 +923,12 @@ class Driver:
             if "deletionTimestamp" in pod["metadata"] or alive.get(child) == inc:
                 continue
             ended = observe_pod(pod, stop_requested=True).phase is PodPhase.ENDED
-            if inc < current.get(child, 0) or (ended and child not in alive and self.host.deleting):
+            removed = ended and child not in present  # deleted or ended for good (dynamic)
+            if (
+                inc < current.get(child, 0)
+                or removed
+                or (ended and child not in alive and self.host.deleting)
+            ):
                 if not ended:
                     self.log.warning("pod %s outlived its incarnation: deleting it", name)
                 await self.world.kube.delete_pod(

@@ -9,12 +9,14 @@ settings from the environment.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 import kopf
 
 from rebeam_operator import kube as kube_module
+from rebeam_operator.control import ControlServer
 from rebeam_operator.hosts import GROUP, LABEL_MANAGED, MANAGED_BY, VERSION
 from rebeam_operator.messaging import Messaging
 from rebeam_operator.settings import Settings, parse
@@ -51,6 +53,8 @@ async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     messaging = Messaging(ours.nats_url)
     messaging.start()
     _state["world"] = World(ours, kube, messaging)
+    # The management API (start-child, ...) over NATS, once NATS is reached.
+    _state["control"] = asyncio.create_task(ControlServer(_state["world"]).start())
     log.info(
         "rebeam operator started: namespaces=%s nats=%s", ours.namespaces or "all", ours.nats_url
     )

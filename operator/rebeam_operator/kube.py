@@ -127,6 +127,16 @@ class Kube:
                 return None
             raise
 
+    async def delete_object(self, namespace: str, plural: str, name: str) -> None:
+        """Idempotent: an object already gone is fine."""
+        try:
+            await self._run(
+                self.custom.delete_namespaced_custom_object, GROUP, VERSION, namespace, plural, name
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
     async def patch_object(self, namespace: str, plural: str, name: str, patch: Json) -> Json:
         """A merge patch; with ``metadata.resourceVersion`` in it, a 409 raises Conflict."""
         try:

@@ -52,6 +52,9 @@ class Messaging:
                 log.warning("cannot reach NATS at %s (%s); retrying", self.url, exc)
                 await asyncio.sleep(2)
 
+    async def connected(self) -> None:
+        await self._connected.wait()
+
     async def close(self) -> None:
         for task in (self._sender, self._connector):
             if task is not None:

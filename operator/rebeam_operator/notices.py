@@ -48,6 +48,10 @@ async def send(driver: Driver, note: Json) -> None:
     elif kind == "shutdown":
         await kube.post_event(driver.body, "Normal", "Exited", f"exited ({reason})")
         driver._emit("shutdown", None, None, None, reason)
+    elif kind == "spec_changed":
+        await kube.post_event(driver.body, "Normal", "SpecChanged", str(note.get("message")))
+    elif kind == "spec_refused":
+        await kube.post_event(driver.body, "Warning", "SpecRefused", str(note.get("message")))
     elif kind == "auto_shutdown":
         message = f"significant child {child} exited ({reason}): shutting down"
         await kube.post_event(driver.body, "Normal", "AutoShutdown", message)

@@ -15,9 +15,9 @@ from typing import Any
 
 from rebeam.exits import ExitKind, ExitReason
 from rebeam.spec.models import ChildState, Condition, ExitSummary, SupervisorStatus
-from rebeam.supervision import ChildStatus, Supervisor, SupervisorState
+from rebeam.supervision import ChildInfo, ChildStatus, Strategy, Supervisor, SupervisorState
 
-__all__ = ["build_status", "exit_summary", "now_iso"]
+__all__ = ["build_status", "condition", "exit_summary", "now_iso", "start_order"]
 
 Json = dict[str, Any]
 
@@ -42,7 +42,7 @@ def exit_summary(reason: ExitReason) -> Json:
     return summary.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
-def _condition(
+def condition(
     previous: list[Json], kind: str, status: str, reason: str, message: str, generation: int
 ) -> Json:
     transition = now_iso()
@@ -57,6 +57,14 @@ def _condition(
         last_transition_time=transition,
         observed_generation=generation,
     ).model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def start_order(core: Supervisor) -> list[ChildInfo]:
+    """Children as people read a tree: in start order. which_children is OTP's order: newest
+    first for a static supervisor, in start order for simple_one_for_one."""
+    rows = core.which_children()
+    simple = core.flags.strategy is Strategy.SIMPLE_ONE_FOR_ONE
+    return rows if simple else list(reversed(rows))
 
 
 def phase_of(core: Supervisor, *, stopping: bool, gave_up: bool, init_failed: bool) -> str:
@@ -83,7 +91,7 @@ def build_status(
     gave_up_message: str | None,
     extra: Json,
 ) -> Json:
-    rows = list(reversed(core.which_children()))  # start order
+    rows = start_order(core)
     states = []
     for info in rows:
         states.append(
@@ -106,7 +114,7 @@ def build_status(
     settled = all(info.status in (ChildStatus.RUNNING, ChildStatus.UNDEFINED) for info in rows)
     ready = phase == "Running" and settled
     conditions = [
-        _condition(
+        condition(
             old_conditions,
             "Ready",
             "True" if ready else "False",
@@ -114,7 +122,7 @@ def build_status(
             f"{running}/{total} children running",
             generation,
         ),
-        _condition(
+        condition(
             old_conditions,
             "GaveUp",
             "True" if gave_up_message else "False",

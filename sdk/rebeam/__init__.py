@@ -25,6 +25,7 @@ from rebeam._api import (
 )
 from rebeam._codec import message
 from rebeam._groups import Registry
+from rebeam._management import delete_child, restart_child, start_child, terminate_child
 from rebeam._messages import Down, Exit, From, MonitorRef
 from rebeam._node import Node
 from rebeam.errors import (
@@ -37,6 +38,7 @@ from rebeam.errors import (
     MailboxFull,
     MessageTooLarge,
     NoProc,
+    NoSupervisor,
     NotConnected,
     NotRegistered,
     RebeamError,
@@ -44,6 +46,8 @@ from rebeam.errors import (
     RegistryError,
     RegistryMismatch,
     RemoteError,
+    SupervisorError,
+    SupervisorRefused,
 )
 from rebeam.exits import ExitReason
 from rebeam.pids import Pid
@@ -67,6 +71,7 @@ __all__ = [
     "MonitorRef",
     "Name",
     "NoProc",
+    "NoSupervisor",
     "Node",
     "NotConnected",
     "NotRegistered",
@@ -77,6 +82,8 @@ __all__ = [
     "RegistryError",
     "RegistryMismatch",
     "RemoteError",
+    "SupervisorError",
+    "SupervisorRefused",
     "Timer",
     "Via",
     "broadcast",
@@ -84,6 +91,7 @@ __all__ = [
     "cast",
     "connect",
     "current_node",
+    "delete_child",
     "demonitor",
     "join",
     "leave",
@@ -92,9 +100,12 @@ __all__ = [
     "message",
     "monitor",
     "register",
+    "restart_child",
     "self_pid",
     "send",
+    "start_child",
     "stats",
+    "terminate_child",
     "trap_exit",
     "unlink",
     "unregister",

@@ -19,10 +19,13 @@
     │   └── CalleeExited         the callee ended during the call; ``.reason`` says why
     │       └── RemoteError      ... because handle_call raised: ``.exception_type``,
     │                            ``.message``, ``.traceback`` of the remote exception
-    └── RegistryError            the registry refused an operation
-        ├── AlreadyRegistered    the name or unique key is held: ``.owner`` is its pid
-        ├── NotRegistered        unregister of a name this process does not hold
-        └── RegistryMismatch     a registry opened with different key semantics
+    ├── RegistryError            the registry refused an operation
+    │   ├── AlreadyRegistered    the name or unique key is held: ``.owner`` is its pid
+    │   ├── NotRegistered        unregister of a name this process does not hold
+    │   └── RegistryMismatch     a registry opened with different key semantics
+    └── SupervisorError          start_child, terminate_child, ... did not succeed
+        ├── NoSupervisor         nothing (no rebeam run, no operator) serves the namespace
+        └── SupervisorRefused    the supervisor said no: max_children, no such child, ...
 
 A ``call`` raises only :class:`CallError` subclasses (and :class:`CodecError` for a message
 it cannot encode), so ``except rebeam.CallError`` catches every way a call can fail.
@@ -47,6 +50,7 @@ __all__ = [
     "MailboxFull",
     "MessageTooLarge",
     "NoProc",
+    "NoSupervisor",
     "NotConnected",
     "NotRegistered",
     "RebeamError",
@@ -54,6 +58,8 @@ __all__ = [
     "RegistryError",
     "RegistryMismatch",
     "RemoteError",
+    "SupervisorError",
+    "SupervisorRefused",
 ]
 
 
@@ -145,3 +151,15 @@ class NotRegistered(RegistryError):
 
 class RegistryMismatch(RegistryError):
     """A user registry exists with other key semantics (unique versus duplicate)."""
+
+
+class SupervisorError(RebeamError):
+    """A management request (start_child, terminate_child, ...) did not succeed."""
+
+
+class NoSupervisor(SupervisorError):
+    """Nothing answers management requests for the namespace."""
+
+
+class SupervisorRefused(SupervisorError):
+    """The supervisor said no (max_children reached, no such child, ...)."""

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 from pathlib import Path
 
+import pytest
+
+import rebeam
 from tests.local.conftest import SLEEPER, StartRun, supervisor
 
 COUNTER = """\
@@ -93,3 +97,27 @@ def test_dynamic_children_of_simple_one_for_one(rebeam_run: StartRun) -> None:
     job = run.events.wait("started", "job-1")
     os.kill(job["os_pid"], signal.SIGKILL)
     assert run.events.wait("started", "job-1", incarnation=2)
+
+
+def test_start_child_from_python(rebeam_run: StartRun) -> None:
+    # rebeam.start_child sends the control request the CLI sends: the same call works
+    # against the operator (tests/e2e/operator/test_operator_dynamic.py).
+    manifest = (
+        "apiVersion: rebeam.io/v1alpha1\nkind: Supervisor\nmetadata: {name: jobs}\n"
+        "spec:\n  strategy: simple_one_for_one\n  maxChildren: 1\n"
+        "  childTemplate: {name: job, actor: {command: [sleep], args: ['300']}}\n"
+    )
+    run = rebeam_run(manifest)
+    run.wait_ready()
+    instance = Path(run.env["XDG_STATE_HOME"]) / "rebeam" / f"{run.namespace}.json"
+    url = json.loads(instance.read_text())["nats_url"]
+
+    async def main() -> None:
+        async with rebeam.connect(url, namespace=run.namespace):
+            assert await rebeam.start_child("jobs", ["1"]) == "jobs/job-1#1"
+            with pytest.raises(rebeam.SupervisorRefused, match="max_children"):
+                await rebeam.start_child("jobs")
+            await rebeam.terminate_child("jobs/job-1")
+
+    asyncio.run(main())
+    assert run.events.wait("exited", "job-1")

@@ -22,9 +22,15 @@ def add_target(parser: argparse.ArgumentParser) -> None:
     add_namespace(parser)
     parser.add_argument(
         "--nats",
+        "--nats-url",
+        dest="nats",
         metavar="URL",
         default=os.environ.get("REBEAM_NATS_URL"),
-        help="NATS to use (default: the one of the `rebeam run` for this namespace)",
+        help=(
+            "NATS to use (default: the one of the `rebeam run` for this namespace); on "
+            "Kubernetes, the cluster's NATS, with --namespace the Kubernetes namespace: the "
+            "operator answers"
+        ),
     )
 
 

@@ -54,8 +54,15 @@ async def request(args: argparse.Namespace, operation: str, body: dict[str, Any]
             control_subject(args.namespace, operation), json.dumps(body).encode(), timeout=30
         )
         return json.loads(msg.data)
+    except nats.errors.TimeoutError:
+        raise NoInstance(
+            f"no answer for namespace {args.namespace!r} within 30s: is a rebeam run or an "
+            "operator serving it, with a supervisor there?"
+        ) from None
     except nats.errors.NoRespondersError:
-        raise NoInstance(f"no rebeam run answers for namespace {args.namespace!r}") from None
+        raise NoInstance(
+            f"no rebeam run or operator answers for namespace {args.namespace!r}"
+        ) from None
     finally:
         await nc.close()
 

@@ -60,6 +60,7 @@ from rebeam.supervision.messages import (
     InitFailed,
     Ok,
     Ready,
+    ReplaceChildRequest,
     Reply,
     RestartChildRequest,
     ShutdownRequest,
@@ -182,6 +183,13 @@ class _StopAll:
 
 
 @dataclass(frozen=True)
+class _Swap:
+    """Give a (stopped) child its new spec: the middle step of replace_child."""
+
+    spec: ChildSpec
+
+
+@dataclass(frozen=True)
 class _Emit:
     command: Command
 
@@ -193,12 +201,12 @@ class _Exit:
     reason: ExitReason | None
 
 
-_Step: TypeAlias = _Start | _Stop | _StopAll | _Emit | _Exit
+_Step: TypeAlias = _Start | _Stop | _StopAll | _Swap | _Emit | _Exit
 _IDENTITY = StartCodec()
 _StartAnswer: TypeAlias = ChildStarted | StartFailed | StartIgnored | ChildExited
 
 
-def _step_to_json(step: _Step) -> dict[str, Any]:
+def _step_to_json(step: _Step, codec: StartCodec) -> dict[str, Any]:
     if isinstance(step, _Start):
         return {
             "kind": "start",
@@ -210,13 +218,15 @@ def _step_to_json(step: _Step) -> dict[str, Any]:
         return {"kind": "stop", "child": step.child, "remove": step.remove}
     if isinstance(step, _StopAll):
         return {"kind": "stop_all", "children": list(step.children)}
+    if isinstance(step, _Swap):
+        return {"kind": "swap", "spec": spec_to_json(step.spec, codec)}
     if isinstance(step, _Emit):
         assert isinstance(step.command, Ready | Reply | InitFailed)
         return {"kind": "emit", "command": command_to_json(step.command)}
     return {"kind": "exit", "reason": step.reason.to_wire() if step.reason else None}
 
 
-def _step_from_json(data: dict[str, Any]) -> _Step:
+def _step_from_json(data: dict[str, Any], codec: StartCodec) -> _Step:
     kind = data["kind"]
     if kind == "start":
         return _Start(data["child"], _StartMode(data["mode"]), data["id"])
@@ -224,6 +234,8 @@ def _step_from_json(data: dict[str, Any]) -> _Step:
         return _Stop(data["child"], data["remove"])
     if kind == "stop_all":
         return _StopAll(tuple(data["children"]))
+    if kind == "swap":
+        return _Swap(spec_from_json(data["spec"], codec))
     if kind == "emit":
         return _Emit(command_from_json(data["command"]))
     if kind == "exit":
@@ -369,6 +381,44 @@ class Supervisor:
             workers=len(stored) - sups,
         )
 
+    def child_spec(self, child_id: str) -> ChildSpec | None:
+        """The spec a child runs under now (for a dynamic child: made from the template)."""
+        c = self._children.get(child_id)
+        return c.spec if c else None
+
+    def change_flags(self, flags: SupervisorFlags) -> None:
+        """New strategy, intensity, period, auto_shutdown or max_children, in force at once
+        (OTP's ``code_change`` of a supervisor): the restart history is kept and judged by the
+        new limits at the next restart. simple_one_for_one cannot be switched on or off on a
+        running supervisor: its children are of another kind. Raises SupervisorSpecError."""
+        problems = flags_problems(flags)
+        simple = flags.strategy is Strategy.SIMPLE_ONE_FOR_ONE
+        if simple != self._simple:
+            problems.append(
+                f"cannot change strategy from {self.flags.strategy} to {flags.strategy} on a "
+                "running supervisor: simple_one_for_one children are of another kind"
+            )
+        for c in self._children.values():
+            problems += child_spec_problems(c.spec, flags)
+        if problems:
+            raise SupervisorSpecError(problems)
+        self.flags = flags
+        self._intensity = RestartIntensity(flags.intensity, flags.period, self._intensity.history)
+
+    def change_template(self, template: ChildSpec) -> None:
+        """simple_one_for_one: a new template for the children started from now on and for
+        the restarts of the running ones (a dynamic child keeps only its arguments, as in
+        OTP, where a restart calls the template's start function). Running children are
+        not touched. Raises SupervisorSpecError."""
+        if not self._simple:
+            raise SupervisorSpecError(["only simple_one_for_one has a child template"])
+        problems = child_spec_problems(template, self.flags)
+        if problems:
+            raise SupervisorSpecError(problems)
+        self._template = template
+        for c in self._children.values():
+            c.spec = dataclasses.replace(template, id=c.spec.id, args=c.spec.args)
+
     @property
     def restart_history(self) -> tuple[float, ...]:
         return self._intensity.history
@@ -419,8 +469,8 @@ class Supervisor:
             "dynamic_serial": self._dynamic_serial,
             "children": children,
             "mailbox": [event_to_json(e, codec) for e in self._mailbox],
-            "steps": [_step_to_json(s) for s in self._steps],
-            "awaiting": _step_to_json(self._awaiting) if self._awaiting else None,
+            "steps": [_step_to_json(s, codec) for s in self._steps],
+            "awaiting": _step_to_json(self._awaiting, codec) if self._awaiting else None,
             "stops_pending": sorted([list(p) for p in self._stops_pending]),
         }
 
@@ -458,9 +508,9 @@ class Supervisor:
             c = sup._children[spec.id]
             c.status, c.incarnation = ChildStatus(entry["status"]), entry["inc"]
         sup._mailbox.extend(event_from_json(e, codec) for e in snapshot["mailbox"])
-        sup._steps.extend(_step_from_json(s) for s in snapshot["steps"])
+        sup._steps.extend(_step_from_json(s, codec) for s in snapshot["steps"])
         awaiting = snapshot["awaiting"]
-        sup._awaiting = _step_from_json(awaiting) if awaiting else None  # type: ignore[assignment]
+        sup._awaiting = _step_from_json(awaiting, codec) if awaiting else None  # type: ignore[assignment]
         sup._stops_pending = {(child, inc) for child, inc in snapshot["stops_pending"]}
         return sup
 
@@ -535,6 +585,10 @@ class Supervisor:
                     self._stopped(child, remove=True)
             if self._stops_pending:
                 self._awaiting = step
+        elif isinstance(step, _Swap):
+            c = self._children.get(step.spec.id)
+            if c is not None:
+                c.spec = step.spec
         elif isinstance(step, _Emit):
             if isinstance(step.command, Ready):
                 self.state = SupervisorState.RUNNING
@@ -588,7 +642,8 @@ class Supervisor:
                 StartChildRequest
                 | TerminateChildRequest
                 | RestartChildRequest
-                | DeleteChildRequest,
+                | DeleteChildRequest
+                | ReplaceChildRequest,
             ):
                 self._out.append(Reply(event.request_id, Error("noproc")))
         self._mailbox.clear()
@@ -666,6 +721,8 @@ class Supervisor:
             self._request_restart(event)
         elif isinstance(event, DeleteChildRequest):
             self._request_delete(event)
+        elif isinstance(event, ReplaceChildRequest):
+            self._request_replace(event)
         elif isinstance(event, ShutdownRequest):
             self._plan_exit(event.reason)
         # ChildStarted / StartFailed / StartIgnored nobody waits for: stale answers.
@@ -792,6 +849,30 @@ class Supervisor:
             return
         self._remove(req.child)
         self._reply(req.request_id, Ok())
+
+    def _request_replace(self, req: ReplaceChildRequest) -> None:
+        """terminate_child + restart_child under a new spec: a management action, so no
+        restart is counted and the strategy is not applied (the other children are not
+        touched). Stop before start: never two live incarnations of the child."""
+        if self._simple:
+            self._reply(req.request_id, Error("simple_one_for_one"))
+            return
+        c = self._children.get(req.spec.id)
+        if c is None:
+            self._reply(req.request_id, Error("not_found"))
+            return
+        problems = child_spec_problems(req.spec, self.flags)
+        if problems:
+            self._reply(req.request_id, Error("invalid child spec: " + "; ".join(problems)))
+            return
+        if c.status is not ChildStatus.RUNNING:
+            # Nothing runs (stopped, or a restart's retry queued: it will use the new spec).
+            c.spec = req.spec
+            self._reply(req.request_id, Ok(None))
+            return
+        self._steps.append(_Stop(req.spec.id))
+        self._steps.append(_Swap(req.spec))
+        self._steps.append(_Start(req.spec.id, _StartMode.RESTART_REQUEST, req.request_id))
 
     def _not_undefined(self, child_id: str) -> str | None:
         """Why restart_child/delete_child cannot act on this child, if they cannot."""

@@ -42,6 +42,7 @@ __all__ = [
     "GaveUp",
     "InitFailed",
     "Ready",
+    "ReplaceChildRequest",
     "Reply",
     "RestartChildRequest",
     "ShutdownRequest",
@@ -113,6 +114,19 @@ class DeleteChildRequest:
 
 
 @dataclass(frozen=True)
+class ReplaceChildRequest:
+    """Give a static child a new spec (same id): a running incarnation is stopped with its
+    old shutdown and started again under ``spec`` — OTP's ``terminate_child`` then
+    ``restart_child`` with the new spec. A management action: never counted toward the
+    restart intensity, and the strategy is not applied. A child that does not run (stopped,
+    or waiting to retry a restart) just takes the new spec. Replies ``Ok(ChildRef)`` once
+    restarted, ``Ok(None)`` when nothing ran, or ``Error``."""
+
+    request_id: Any
+    spec: ChildSpec
+
+
+@dataclass(frozen=True)
 class ShutdownRequest:
     """Stop every child in reverse start order, then exit with ``reason``."""
 
@@ -136,6 +150,7 @@ Event: TypeAlias = (
     | TerminateChildRequest
     | RestartChildRequest
     | DeleteChildRequest
+    | ReplaceChildRequest
     | ShutdownRequest
     | TryAgain
 )

@@ -28,6 +28,7 @@ from rebeam.supervision.messages import (
     InitFailed,
     Ok,
     Ready,
+    ReplaceChildRequest,
     Reply,
     RestartChildRequest,
     ShutdownRequest,
@@ -132,6 +133,12 @@ def event_to_json(event: Event, codec: StartCodec) -> Json:
             "spec": spec,
             "args": event.args,
         }
+    if isinstance(event, ReplaceChildRequest):
+        return {
+            "kind": "ReplaceChildRequest",
+            "id": event.request_id,
+            "spec": spec_to_json(event.spec, codec),
+        }
     if isinstance(event, TerminateChildRequest | RestartChildRequest | DeleteChildRequest):
         return {"kind": type(event).__name__, "id": event.request_id, "child": event.child}
     if isinstance(event, ShutdownRequest):
@@ -159,6 +166,8 @@ def event_from_json(data: Json, codec: StartCodec) -> Event:
     if kind == "StartChildRequest":
         spec = spec_from_json(data["spec"], codec) if data["spec"] is not None else None
         return StartChildRequest(data["id"], spec, data["args"])
+    if kind == "ReplaceChildRequest":
+        return ReplaceChildRequest(data["id"], spec_from_json(data["spec"], codec))
     if kind in _REQUESTS:
         return _REQUESTS[kind](data["id"], data["child"])
     if kind == "ShutdownRequest":

@@ -77,6 +77,7 @@ def test_strategy_restarts_in_otp_order(
     assert {c["type"]: c["status"] for c in status["conditions"]} == {
         "Ready": "True",
         "GaveUp": "False",
+        "Converged": "True",
     }
     restarting = [e for e in objects.events("app") if e["reason"] == "Restarting"]
     assert len(restarting) == 1

@@ -1,0 +1,47 @@
+"""Which manifest ``Child`` a core child runs: asked of the core, never of the manifest.
+
+The core holds the spec each child runs under now. That is the manifest's child for a static
+child, but not always: a dynamic child of a simple_one_for_one supervisor (id ``1``, ``2``,
+...) is made from the template with its own arguments, and while an edited manifest is being
+converged a child still runs under its old spec until it is replaced. Pods are made and
+stopped from what the core says, so an old incarnation is stopped with its old shutdown and
+the new one started from the new spec.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rebeam.spec.models import Child
+from rebeam.supervision import StartCodec, Supervisor
+
+__all__ = ["CODEC", "manifest_child"]
+
+
+def _encode(start: Any) -> Any:
+    if isinstance(start, Child):
+        return start.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return start
+
+
+def _decode(data: Any) -> Any:
+    return Child.model_validate(data) if isinstance(data, dict) else data
+
+
+# Specs in the core's snapshot (added or replaced children, requests waiting) carry the
+# manifest's Child as their start payload: stored as its JSON form.
+CODEC = StartCodec(encode=_encode, decode=_decode)
+
+
+def manifest_child(core: Supervisor, child_id: str) -> Child | None:
+    spec = core.child_spec(child_id)
+    if spec is None or not isinstance(spec.start, Child):
+        return None
+    child = spec.start
+    if child.name == child_id:
+        return child
+    # A dynamic child: the template under the child's serial id, with its combined args.
+    update: dict[str, Any] = {"name": child_id}
+    if child.actor is not None:
+        update["actor"] = child.actor.model_copy(update={"args": spec.args})
+    return child.model_copy(update=update)

@@ -1,0 +1,213 @@
+"""The management API on Kubernetes: the operator answers the same NATS control requests as
+``rebeam run`` (``rebeam.<ns>.control.<operation>``, see ``rebeam.local.control``), so
+``rebeam start-child|terminate-child|restart-child|delete-child|tree --nats URL -n NS``
+works against a cluster. The namespace is the Kubernetes namespace.
+
+A request names a supervisor by its path (``shop/storage``, as in the manifest) or by its
+Supervisor object's name, and a child by ``<supervisor>/<child>``; a dynamic child's name is
+its serial id (``pool/3``). The request is handed to that supervisor's
+:class:`~rebeam_operator.driver.Driver`, which feeds it to the core in its next pass as the
+same request ``rebeam run`` feeds, persists the outcome and only then replies: start-child
+replies once the child's pod runs or its start failed, as OTP's ``start_child`` does.
+
+Namespaces where this operator drives nothing get no answer at all, so a ``rebeam run`` of
+the same namespace on the same NATS is never answered for by the operator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from rebeam.local.control import OPERATIONS, control_subject
+from rebeam.supervision import (
+    ChildRef,
+    Command,
+    DeleteChildRequest,
+    Error,
+    Event,
+    Ok,
+    Reply,
+    RestartChildRequest,
+    StartChildRequest,
+    TerminateChildRequest,
+)
+
+if TYPE_CHECKING:
+    from rebeam_operator.driver import Driver
+    from rebeam_operator.world import World
+
+__all__ = ["ControlServer", "Requests", "describe_error"]
+
+log = logging.getLogger("rebeam.operator")
+
+REPLY_DEADLINE = 25.0  # under the CLI's 30 s
+
+
+def describe_error(reason: Any, driver: Driver) -> str:
+    """The core's error reasons, in words that say what to do."""
+    if reason == "max_children":
+        limit = driver.host.spec.max_children
+        return f"max_children reached: {driver.host.path} already has {limit} children"
+    if reason == "simple_one_for_one":
+        return f"{driver.host.path} is simple_one_for_one: terminate its children instead"
+    if reason == "not_found":
+        return "no such child"
+    if reason == "running":
+        return "the child is running: terminate it first"
+    if reason == "restarting":
+        return "the child is being restarted: terminate it first"
+    if reason == "noproc":
+        return f"{driver.host.path} is not running"
+    return str(reason)
+
+
+class Requests:
+    """Management requests waiting for one driver's next pass, and their callers."""
+
+    def __init__(self) -> None:
+        self._queued: list[Event] = []
+        self._waiting: dict[str, asyncio.Future[Ok | Error]] = {}
+        self._fed: set[str] = set()  # taken into the core, not answered yet
+        self._answers: dict[str, Ok | Error] = {}  # answered, to deliver once persisted
+
+    def submit(self, make: Callable[[str], Event]) -> asyncio.Future[Ok | Error]:
+        request_id = f"control/{uuid.uuid4().hex}"
+        future: asyncio.Future[Ok | Error] = asyncio.get_running_loop().create_future()
+        self._waiting[request_id] = future
+        self._queued.append(make(request_id))
+        return future
+
+    def take(self) -> list[Event]:
+        """The requests to feed to the core now (their replies come as Reply commands)."""
+        queued, self._queued = self._queued, []
+        self._fed.update(str(getattr(e, "request_id", "")) for e in queued)
+        return queued
+
+    def answered(self, commands: list[Command]) -> None:
+        """Keep the core's replies among ``commands`` until :meth:`deliver`."""
+        for command in commands:
+            if isinstance(command, Reply) and str(command.request_id) in self._waiting:
+                self._answers[str(command.request_id)] = command.result
+
+    def deliver(self) -> None:
+        """Answer the callers whose replies were kept (call once they are persisted)."""
+        for request_id, result in self._answers.items():
+            self._fed.discard(request_id)
+            future = self._waiting.pop(request_id, None)
+            if future is not None and not future.done():
+                future.set_result(result)
+        self._answers.clear()
+
+    def forget(self, why: str) -> None:
+        """The driver went back to what status says: requests fed since may be lost, so
+        their callers are told to ask again (requests still queued are fed as usual)."""
+        for request_id in self._fed:
+            future = self._waiting.pop(request_id, None)
+            if future is not None and not future.done():
+                future.set_result(Error(why))
+        self._fed.clear()
+        self._answers.clear()
+
+    def drop(self, future: asyncio.Future[Ok | Error]) -> None:
+        for key, value in list(self._waiting.items()):
+            if value is future:
+                del self._waiting[key]
+                self._fed.discard(key)
+
+
+class ControlServer:
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self._subscriptions: list[Any] = []
+
+    async def start(self) -> None:
+        """Subscribe once NATS is reached (the operator supervises without it meanwhile)."""
+        messaging = self.world.messaging
+        await messaging.connected()
+        namespaces = self.world.settings.namespaces or ("*",)
+        for namespace in namespaces:
+            for operation in OPERATIONS:
+                subject = control_subject(namespace, operation)
+                self._subscriptions.append(await messaging.nc.subscribe(subject, cb=self._handle))
+        log.info("answering control requests for namespaces %s", ",".join(namespaces))
+
+    async def _handle(self, msg: Any) -> None:
+        _, namespace, _, operation = msg.subject.split(".", 3)
+        drivers = [d for d in self.world.drivers.values() if d.host.namespace == namespace]
+        if not drivers:
+            return  # not ours: stay silent (a rebeam run may answer)
+        try:
+            request = json.loads(msg.data or b"{}")
+            if not isinstance(request, dict):
+                raise ValueError("a control request is a JSON object")
+            reply = await self._answer(operation, request, drivers)
+        except Exception as exc:
+            reply = {"error": f"{type(exc).__name__}: {exc}"}
+        if msg.reply:
+            await msg.respond(json.dumps(reply, default=str).encode())
+
+    async def _answer(
+        self, operation: str, request: dict[str, Any], drivers: list[Driver]
+    ) -> dict[str, Any]:
+        if operation == "tree":
+            from rebeam_operator.tree import tree
+
+            return {"ok": tree(drivers)}
+        path = str(request.get("path", "")).strip("/")
+        if not path:
+            return {"error": "a path is needed, e.g. pool or shop/storage/cache"}
+        if operation == "start-child":
+            driver = _find(drivers, path)
+            if driver is None:
+                return {"error": f"no supervisor at {path!r} in this namespace"}
+            if driver.host.spec.child_template is None:
+                return {"error": f"{path} is not simple_one_for_one: add children to the manifest"}
+            args = request.get("args")
+            return await _ask(driver, lambda rid: StartChildRequest(rid, args=args))
+        parent, _, child = path.rpartition("/")
+        driver = _find(drivers, parent) if parent else None
+        if driver is None:
+            return {"error": f"no supervisor holds {path!r} in this namespace"}
+        template = driver.host.spec.child_template
+        if template is not None and child.startswith(f"{template.name}-"):
+            # rebeam run names a dynamic child <template>-<id>: accept that name here too.
+            serial = child.removeprefix(f"{template.name}-")
+            child = serial if serial.isdigit() else child
+        makers: dict[str, Callable[[str, str], Event]] = {
+            "terminate-child": TerminateChildRequest,
+            "restart-child": RestartChildRequest,
+            "delete-child": DeleteChildRequest,
+        }
+        make = makers[operation]
+        return await _ask(driver, lambda rid: make(rid, child))
+
+
+def _find(drivers: list[Driver], path: str) -> Driver | None:
+    for driver in drivers:
+        if driver.host.kind == "Supervisor" and driver.host.path == path:
+            return driver
+    for driver in drivers:
+        if driver.host.kind == "Supervisor" and driver.host.name == path:
+            return driver
+    return None
+
+
+async def _ask(driver: Driver, make: Callable[[str], Event]) -> dict[str, Any]:
+    future = driver.requests.submit(make)
+    driver.wake.set()
+    try:
+        result = await asyncio.wait_for(asyncio.shield(future), REPLY_DEADLINE)
+    except TimeoutError:
+        driver.requests.drop(future)
+        return {"error": f"no answer from {driver.host.path} within {REPLY_DEADLINE:g}s"}
+    if isinstance(result, Ok):
+        value = result.value
+        if isinstance(value, ChildRef):  # people address children by path
+            return {"ok": f"{driver.host.path}/{value.id}#{value.incarnation}"}
+        return {"ok": value}
+    return {"error": describe_error(result.reason, driver)}

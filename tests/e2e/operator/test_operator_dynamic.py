@@ -1,0 +1,166 @@
+"""simple_one_for_one and the management API on Kubernetes: the same ``rebeam start-child |
+terminate-child | restart-child | tree`` as against ``rebeam run``, pointed at the cluster's
+NATS and namespace; the operator answers. Dynamic children are pods named by their serial id
+and live in the core's snapshot in status, so they survive an operator restart."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from infra.kubelet import ProcessKubelet
+from infra.procs import wait_for
+from operator_helpers import Objects, Operator, Watchdog, sleeper, supervisor
+
+import rebeam
+
+pytestmark = pytest.mark.e2e
+
+REBEAM = str(Path(sys.executable).parent / "rebeam")
+
+
+def cli(nats_url: str, namespace: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [REBEAM, *args, "--nats-url", nats_url, "--namespace", namespace],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def pool(name: str = "pool", **spec: object) -> dict[str, object]:
+    body = supervisor(name, [], strategy="simple_one_for_one", intensity=3, period="60s", **spec)
+    body["spec"]["childTemplate"] = sleeper("worker", shutdown="2s")  # type: ignore[index]
+    return body
+
+
+def test_dynamic_children_start_and_stop_through_the_cli(
+    operator: Operator,
+    objects: Objects,
+    watchdog: Watchdog,
+    nats_url: str,
+    namespace: str,
+) -> None:
+    objects.apply(pool(maxChildren=2))
+    objects.apply(supervisor("static", [sleeper("a")]))
+    objects.wait_status("pool", lambda s: s.get("phase") == "Running", what="pool running")
+    objects.wait_status("static", lambda s: s.get("ready") == "1/1", what="static ready")
+
+    first = wait_for(
+        lambda: (
+            (r := cli(nats_url, namespace, "start-child", "pool", '{"job": 1}')).returncode == 0
+            and r
+        ),
+        timeout=30,
+        what="the operator answering start-child",
+    )
+    assert first.stdout.strip() == "pool/1#1"
+    # Replied once started, as OTP's start_child: the pod runs already.
+    assert "pool-1-1" in objects.running_pods()
+    second = cli(nats_url, namespace, "start-child", "pool", '{"job": 2}')
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.strip() == "pool/2#1"
+
+    refused = cli(nats_url, namespace, "start-child", "pool", "{}")
+    assert refused.returncode == 1
+    assert "max_children reached" in refused.stderr
+    wrong = cli(nats_url, namespace, "start-child", "static")
+    assert "static is not simple_one_for_one" in wrong.stderr
+    unknown = cli(nats_url, namespace, "start-child", "nope")
+    assert "no supervisor at 'nope'" in unknown.stderr
+    restart = cli(nats_url, namespace, "restart-child", "pool/2")
+    assert "simple_one_for_one" in restart.stderr
+
+    # A static child through the same API: terminate, restart, by path.
+    assert cli(nats_url, namespace, "terminate-child", "static/a").returncode == 0
+    wait_for(lambda: "static-a-1" not in objects.pods(), timeout=30, what="static-a-1 gone")
+    missing = cli(nats_url, namespace, "delete-child", "static/b")
+    assert "no such child" in missing.stderr
+    again = cli(nats_url, namespace, "restart-child", "static/a")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == "static/a#2"
+    busy = cli(nats_url, namespace, "delete-child", "static/a")
+    assert "the child is running: terminate it first" in busy.stderr
+
+    tree = cli(nats_url, namespace, "tree", "--json")
+    assert tree.returncode == 0, tree.stderr
+    roots = {node["path"]: node for node in json.loads(tree.stdout)}
+    assert [c["name"] for c in roots["pool"]["children"]] == ["1", "2"]
+
+    stopped = cli(nats_url, namespace, "terminate-child", "pool/1")
+    assert stopped.returncode == 0, stopped.stderr
+    wait_for(lambda: "pool-1-1" not in objects.pods(), timeout=30, what="pool-1-1 gone")
+    status = objects.wait_status(
+        "pool", lambda s: [c["name"] for c in s.get("children") or []] == ["2"], what="only 2"
+    )
+    assert status["restartsInWindow"] == 0
+    # Its Actor slot object goes with it.
+    wait_for(lambda: objects.get("pool-1", "actors") is None, timeout=30, what="slot deleted")
+    assert cli(nats_url, namespace, "terminate-child", "pool/1").returncode == 0  # idempotent
+    assert "no such child" in cli(nats_url, namespace, "terminate-child", "pool/9").stderr
+
+    # The same from Python: rebeam.start_child works against the operator too.
+    async def from_python() -> None:
+        async with rebeam.connect(nats_url, namespace=namespace):
+            assert await rebeam.start_child("pool", {"job": 3}) == "pool/3#1"
+            with pytest.raises(rebeam.SupervisorRefused, match="max_children"):
+                await rebeam.start_child("pool")
+            await rebeam.terminate_child("pool/worker-3")  # rebeam run's name works too
+
+    asyncio.run(from_python())
+    wait_for(lambda: "pool-3-1" not in objects.pods(), timeout=30, what="pool-3-1 gone")
+    assert watchdog.close() == []
+    operator.check_running()
+
+
+def test_dynamic_children_survive_an_operator_restart(
+    operator: Operator,
+    objects: Objects,
+    kubelet: ProcessKubelet,
+    watchdog: Watchdog,
+    nats_url: str,
+    namespace: str,
+) -> None:
+    objects.apply(pool())
+    objects.wait_status("pool", lambda s: s.get("phase") == "Running", what="pool running")
+    for n in (1, 2):
+        reply = wait_for(
+            lambda: (r := cli(nats_url, namespace, "start-child", "pool")).returncode == 0 and r,
+            timeout=30,
+            what="start-child answered",
+        )
+        assert reply.stdout.strip() == f"pool/{n}#1"
+    uids = {name: pod["metadata"]["uid"] for name, pod in objects.pods().items()}
+    assert set(uids) == {"pool-1-1", "pool-2-1"}
+
+    operator.kill()
+    operator.start()
+    # The restored core still has both children; their pods are the same ones.
+    objects.wait_status("pool", lambda s: s.get("ready") == "2/2", what="2/2 after restart")
+    kubelet.kill_container(namespace, "pool-2-1", "actor", signal.SIGKILL)
+    status = objects.wait_status(
+        "pool",
+        lambda s: s.get("incarnations", {}).get("2") == 2 and s.get("ready") == "2/2",
+        what="dynamic child 2 restarted from the template",
+    )
+    assert status["restartsInWindow"] == 1
+    assert objects.pods()["pool-1-1"]["metadata"]["uid"] == uids["pool-1-1"]
+    third = wait_for(
+        lambda: (r := cli(nats_url, namespace, "start-child", "pool")).returncode == 0 and r,
+        timeout=30,
+        what="start-child after the restart",
+    )
+    assert third.stdout.strip() == "pool/3#1"  # serial ids are never used twice
+    wait_for(
+        lambda: set(objects.running_pods()) == {"pool-1-1", "pool-2-2", "pool-3-1"},
+        timeout=30,
+        what="pods of 1, 2 (second incarnation) and 3",
+    )
+    assert watchdog.close() == []
+    operator.check_running()
