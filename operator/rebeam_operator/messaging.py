@@ -13,9 +13,8 @@ import contextlib
 import logging
 from typing import Any
 
-import nats
-
 from rebeam import _lease
+from rebeam._nats_fixes import connect as nats_connect
 from rebeam.events import LifecycleEvent, publish, release_names_of
 from rebeam.pids import Pid
 
@@ -43,7 +42,7 @@ class Messaging:
     async def _connect(self) -> None:
         while self.nc is None:
             try:
-                self.nc = await nats.connect(
+                self.nc = await nats_connect(
                     self.url, max_reconnect_attempts=-1, connect_timeout=3, name="rebeam-operator"
                 )
                 self._connected.set()

@@ -68,6 +68,7 @@ from rebeam._interest import InterestProbe
 from rebeam._lease import Lease
 from rebeam._mailbox import DEFAULT_MAX_BYTES, DEFAULT_MAX_MESSAGES, Info, Limits, Mailbox
 from rebeam._naming import Naming
+from rebeam._nats_fixes import connect as nats_connect
 from rebeam._registry import Store
 from rebeam._watching import Watching, _Watch
 from rebeam.errors import (
@@ -234,7 +235,7 @@ class Node(Naming, Watching):
             if node is not None:
                 node._spawn(node._after_reconnect())
 
-        nc = await nats.connect(
+        nc = await nats_connect(
             url,
             name=str(pid),
             connect_timeout=connect_timeout,

@@ -28,8 +28,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import nats
-
+from rebeam._nats_fixes import connect as nats_connect
 from rebeam.exits import SHUTDOWN, ExitReason
 from rebeam.local.control import ControlServer, InstanceFile
 from rebeam.local.lifecycle import Lifecycle
@@ -137,7 +136,7 @@ class LocalRun:
             else:
                 server = NatsServer.start(workdir / "nats")
                 url = server.url
-            nc = await nats.connect(
+            nc = await nats_connect(
                 url, name=f"rebeam-run-{self.run_id}", max_reconnect_attempts=-1
             )
             self.ctx = RunContext(
