@@ -9,12 +9,13 @@ these tests fail in a good fraction of the rounds. A dead pid must still be nopr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -113,58 +114,58 @@ class Echo(rebeam.Actor):
         return message
 
 
-async def _actor_on(url: str, namespace: str, slot: str) -> Node:
+@contextlib.asynccontextmanager
+async def _actor_on(url: str, namespace: str, slot: str) -> AsyncIterator[Node]:
     """An actor hosted in this process on one server: lease, then mailbox (as the runtime
-    does), returning once its subscriptions are flushed to that server."""
+    does), yielded once its subscriptions are flushed to that server."""
     pid = Pid.for_incarnation(namespace, slot, 1)
     node = await Node.connect(url, namespace=namespace, pid=pid, is_client=False, start=False)
-    Host(node, Echo())
-    await node.start()
-    node.delivering.set()
-    return node
+    try:
+        Host(node, Echo())
+        await node.start()
+        node.delivering.set()
+        yield node
+    finally:
+        await node.close()
+
+
+@contextlib.asynccontextmanager
+async def _client_on(url: str, namespace: str) -> AsyncIterator[Node]:
+    node = await Node.connect(url, namespace=namespace)
+    try:
+        yield node
+    finally:
+        await node.close()
 
 
 async def test_a_fresh_actor_on_another_server_answers_calls_and_receipts(
     nats_cluster: NatsCluster, namespace: str
 ) -> None:
-    caller = await Node.connect(nats_cluster.url(1), namespace=namespace)
-    try:
+    async with _client_on(nats_cluster.url(1), namespace) as caller:
         for i in range(ROUNDS):
-            callee = await _actor_on(nats_cluster.url(0), namespace, f"echo-{i}")
-            try:
+            async with _actor_on(nats_cluster.url(0), namespace, f"echo-{i}") as callee:
                 # The very first request after the callee subscribed: the racy one.
                 if i % 2:
                     assert await caller.call(callee.pid, i, timeout=5) == i
                 else:
                     await caller.cast(callee.pid, i, wait=5)
-            finally:
-                await callee.close()
-    finally:
-        await caller.close()
 
 
 async def test_monitoring_a_fresh_actor_on_another_server_is_no_false_down(
     nats_cluster: NatsCluster, namespace: str
 ) -> None:
-    watcher = await Node.connect(nats_cluster.url(2), namespace=namespace)
-    try:
+    async with _client_on(nats_cluster.url(2), namespace) as watcher:
         for i in range(ROUNDS // 3):
-            callee = await _actor_on(nats_cluster.url(0), namespace, f"watched-{i}")
-            try:
+            async with _actor_on(nats_cluster.url(0), namespace, f"watched-{i}") as callee:
                 assert await watcher.is_alive(callee.pid), f"round {i}: a live actor seemed dead"
-            finally:
-                await callee.close()
-    finally:
-        await watcher.close()
 
 
 async def test_a_dead_pid_is_still_noproc_at_once(
     nats_cluster: NatsCluster, namespace: str
 ) -> None:
-    caller = await Node.connect(nats_cluster.url(1), namespace=namespace)
-    try:
-        callee = await _actor_on(nats_cluster.url(0), namespace, "gone")
-        await callee.close()  # a clean stop drops the lease
+    async with _client_on(nats_cluster.url(1), namespace) as caller:
+        async with _actor_on(nats_cluster.url(0), namespace, "gone") as callee:
+            pass  # a clean stop drops the lease
         retries = caller.stats.interest_retries
         with pytest.raises(rebeam.NoProc):
             await caller.call(callee.pid, "hello", timeout=5)
@@ -174,5 +175,3 @@ async def test_a_dead_pid_is_still_noproc_at_once(
         assert not await caller.is_alive(never)
         # No lease, so not one retry: the 503 was taken as final.
         assert caller.stats.interest_retries == retries
-    finally:
-        await caller.close()
