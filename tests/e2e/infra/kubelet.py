@@ -263,6 +263,9 @@ class ProcessKubelet:
             await aconfig.load_kube_config(
                 config_file=str(self.kubeconfig), client_configuration=configuration
             )
+            # No proxies or netrc for a loopback API server: with trust_env, aiohttp looked
+            # both up again (in a worker thread) for every request.
+            configuration.client_session_kwargs = {"trust_env": False}
             self._api = aclient.ApiClient(configuration)
             self.core = aclient.CoreV1Api(self._api)
             self.coordination = aclient.CoordinationV1Api(self._api)
