@@ -212,13 +212,13 @@ class Report:
             f"| floor (create -> watch), idle | p50 {ms(self.floor_idle, 0.5)}, "
             f"p99 {ms(self.floor_idle, 0.99)} |",
             f"| restart (exit -> new pod), idle | p50 {ms(self.restart_idle, 0.5)} "
-            f"({r_idle / f_idle:.1f}x floor), p99 {ms(self.restart_idle, 0.99)} "
-            f"({percentile(self.restart_idle, 0.99) / f_idle:.1f}x floor) |",
+            f"({r_idle / f_idle:.1f}x floor p50), p99 {ms(self.restart_idle, 0.99)} "
+            f"({percentile(self.restart_idle, 0.99) / f_idle:.1f}x floor p50) |",
             f"| floor (create -> watch), all {self.pods} running | p50 {ms(self.floor_full, 0.5)},"
             f" p99 {ms(self.floor_full, 0.99)} |",
             f"| restart, all {self.pods} running | p50 {ms(self.restart_full, 0.5)} "
-            f"({r_full / f_full:.1f}x floor), p99 {ms(self.restart_full, 0.99)} "
-            f"({percentile(self.restart_full, 0.99) / f_full:.1f}x floor) |",
+            f"({r_full / f_full:.1f}x floor p50), p99 {ms(self.restart_full, 0.99)} "
+            f"({percentile(self.restart_full, 0.99) / f_full:.1f}x floor p50) |",
             f"| restart p50 full / idle | {r_full / r_idle:.2f} |",
         ]
         if self.progress:
