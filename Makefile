@@ -8,7 +8,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: venv demo test lint typecheck unit crds controlplane bench clean
+.PHONY: venv demo test lint typecheck unit crds controlplane bench bench-operator clean
 
 venv: $(STAMP)
 
@@ -44,6 +44,21 @@ test: venv lint typecheck controlplane
 bench: venv
 	$(BIN)/python -m benchmarks
 	$(BIN)/python -m benchmarks.bench_restart
+
+# The operator's scale benchmark (docs/operator.md, "Scale"): BENCH_SUPERVISORS x BENCH_CHILDREN
+# trivial pods on the test control plane and the process kubelet, one operator; prints a table.
+# Opt-in: `make test` runs only its 3x3 smoke test. Takes 15-30 minutes on 2 cores.
+BENCH_SUPERVISORS ?= 200
+BENCH_CHILDREN    ?= 10
+BENCH_REPORT      := .cache/bench-operator.md
+
+bench-operator: venv controlplane
+	@mkdir -p .cache && rm -f $(BENCH_REPORT)
+	REBEAM_E2E_OPERATOR_BENCH=1 REBEAM_E2E_BENCH_SUPERVISORS=$(BENCH_SUPERVISORS) \
+	REBEAM_E2E_BENCH_CHILDREN=$(BENCH_CHILDREN) REBEAM_E2E_BENCH_REPORT=$(BENCH_REPORT) \
+	$(BIN)/python tools/run_pytest.py tests/e2e/operator/test_operator_scale.py \
+		-k test_scale_benchmark -q -p no:cacheprovider
+	@echo; cat $(BENCH_REPORT)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -284,24 +284,44 @@ async def release_names_of(nc: Any, pid: Pid) -> int:
     store = Store(js, pid.namespace)
     released = 0
     for local in (False, True):
+        bucket = local_bucket(pid.namespace) if local else global_bucket(pid.namespace)
+        try:
+            index = await _owned_keys(nc.jsm(), bucket, pid)
+        except jserr.Error as exc:
+            log.warning("cannot read the registry to release %s: %s", pid, exc)
+            continue
+        if not index:
+            continue  # nothing held here: the bucket is not even opened
         try:
             kv = await store.kv(local)
         except jserr.Error as exc:
             log.warning("cannot open the registry to release %s: %s", pid, exc)
             continue
-        watcher = await kv.watch(f"o.{pid.tokens}.>", ignore_deletes=True)
-        index: list[tuple[str, str]] = []
-        try:
-            while True:
-                entry = await watcher.updates(timeout=5.0)
-                if entry is None:
-                    break
-                if entry.operation is None and entry.value:
-                    index.append((entry.key, entry.value.decode()))
-        finally:
-            await watcher.stop()
         for own_key, key in index:
             released += await _delete_if_owned(kv, key, pid)
             with contextlib.suppress(jserr.Error):
                 await kv.delete(own_key)
     return released
+
+
+async def _owned_keys(jsm: Any, bucket: str, pid: Pid) -> list[tuple[str, str]]:
+    """The ``o.<pid>.*`` index entries of ``bucket``: ``(index key, owned key)`` pairs.
+
+    Read with ``STREAM.MSG.GET`` and ``next_by_subj``, one request per entry (plus one that
+    finds none): no consumer is created. A KV watcher would be an ephemeral consumer, and a
+    stream has at most 1000 of them (nats-notes §0.4), which an operator releasing the names
+    of many crashed incarnations at once did run into. The bucket keeps one revision per
+    key, so each live index key is one message; deleted ones are markers without data.
+    """
+    stream, prefix = f"KV_{bucket}", f"$KV.{bucket}."
+    found: list[tuple[str, str]] = []
+    seq = 1
+    while True:
+        try:
+            msg = await jsm.get_msg(stream, seq=seq, subject=f"{prefix}o.{pid.tokens}.>", next=True)
+        except jserr.NotFoundError:
+            return found  # no (further) entry, or no bucket at all: nothing more held
+        headers = msg.headers or {}
+        if msg.data and not headers.get("KV-Operation") and msg.subject:
+            found.append((msg.subject[len(prefix) :], msg.data.decode()))
+        seq = int(msg.seq or seq) + 1

@@ -165,3 +165,45 @@ async def test_duplicate_registry_pubsub(nats_server, namespace):
         assert await b.receive(timeout=5) == {"p": 9}
         await topics_a.unregister("prices")
         assert [v for _, v in await topics_b.lookup("prices")] == [3]
+
+
+async def test_release_names_of_uses_no_consumer(node):
+    """An observer releases the names of many dead incarnations: each release reads the
+    pid's index without a consumer (a stream allows at most 1000), releases exactly what
+    that pid holds, and leaves what a later incarnation took over."""
+    from rebeam._registry import _owned_keys, local_key, name_key
+    from rebeam._subjects import global_bucket, local_bucket
+    from rebeam.events import release_names_of
+
+    store = node.store
+    pids = [rebeam.Pid.for_incarnation(node.namespace, f"slot{i}", 1) for i in range(1200)]
+    for i, pid in enumerate(pids[:5]):
+        await store.claim(name_key(f"svc{i}"), pid)
+        await store.claim(name_key(f"alt{i}"), pid)
+        await store.claim(local_key("run", f"w{i}"), pid, local=True)
+        await store.reg_register("topics", "duplicate", "prices", pid, i)
+    await store.release(name_key("alt0"), pids[0])  # an index entry deleted before
+    successor = rebeam.Pid.for_incarnation(node.namespace, "slot1", 2)
+    await store.claim(name_key("svc1"), successor)  # incarnation 2 took svc1 over
+
+    jsm = node.nc.jsm()
+    # Every consumer create is a request on $JS.API.CONSUMER.CREATE...: see them all.
+    creates = await node.nc.subscribe("$JS.API.CONSUMER.>")
+    await node.nc.flush()
+    for pid in pids:  # well past the 1000-consumer limit of a stream
+        await release_names_of(node.nc, pid)
+    await node.nc.flush()
+    assert creates.pending_msgs == 0
+    await creates.unsubscribe()
+
+    assert await store.owner(name_key("svc1")) == (successor, None)
+    for i in range(5):
+        assert await store.owner(name_key(f"alt{i}")) == (None, None)
+        assert await store.owner(local_key("run", f"w{i}"), local=True) == (None, None)
+        if i != 1:
+            assert await store.owner(name_key(f"svc{i}")) == (None, None)
+    assert await store.scan("d.>") == []
+    for pid in pids[:5]:
+        for bucket in (global_bucket(node.namespace), local_bucket(node.namespace)):
+            assert await _owned_keys(jsm, bucket, pid) == []
+    assert await release_names_of(node.nc, pids[0]) == 0  # twice is safe

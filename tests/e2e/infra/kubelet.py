@@ -138,7 +138,9 @@ class ProcessKubelet:
         self._thread: threading.Thread | None = None
         self._stopping: asyncio.Event | None = None
         self._api: aclient.ApiClient | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._beat: threading.Thread | None = None
+        self._beat_stop = threading.Event()
+        self._tasks: set[asyncio.Task[None]] = set()  # a set: thousands come and go
 
     # -- life cycle (called from the test thread) ------------------------------------------------
 
@@ -261,6 +263,9 @@ class ProcessKubelet:
             await aconfig.load_kube_config(
                 config_file=str(self.kubeconfig), client_configuration=configuration
             )
+            # No proxies or netrc for a loopback API server: with trust_env, aiohttp looked
+            # both up again (in a worker thread) for every request.
+            configuration.client_session_kwargs = {"trust_env": False}
             self._api = aclient.ApiClient(configuration)
             self.core = aclient.CoreV1Api(self._api)
             self.coordination = aclient.CoordinationV1Api(self._api)
@@ -273,15 +278,19 @@ class ProcessKubelet:
             if self._api is not None:
                 await self._api.close()
             return
-        self._tasks = [
-            asyncio.create_task(self._heartbeat(), name="heartbeat"),
-            asyncio.create_task(self._watch_pods(), name="watch-pods"),
-        ]
+        self._tasks = {asyncio.create_task(self._watch_pods(), name="watch-pods")}
+        self._beat = threading.Thread(
+            target=self._heartbeat, name=f"heartbeat-{self.node_name}", daemon=True
+        )
+        self._beat.start()
         ready.set()
         await self._stopping.wait()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._beat_stop.set()
+        if self._beat is not None:
+            self._beat.join(10)
         await self._api.close()
 
     async def _shutdown(self) -> None:
@@ -395,15 +404,37 @@ class ProcessKubelet:
             }
             await self.coordination.create_namespaced_lease(lease_ns, lease)
 
-    async def _heartbeat(self) -> None:
-        while True:
-            await asyncio.sleep(RENEW_SECONDS)
-            try:
-                await self._renew_lease(self.spare_node)
-                if not self.lost:
-                    await self._renew_lease(self.node_name)
-            except Exception:
-                log.exception("lease renewal failed")
+    def _heartbeat(self) -> None:
+        """Renew both leases every RENEW_SECONDS, in a thread of its own with a blocking client
+        of its own. On the pods' event loop, renewals waited behind the work of a thousand pods
+        past the node monitor's grace period: the node went NotReady, was tainted, and its pods
+        were evicted 300 s later (they ended with reason ``killed``)."""
+        from kubernetes import client, config
+
+        api = config.new_client_from_config(config_file=str(self.kubeconfig))
+        coordination = client.CoordinationV1Api(api)
+        try:
+            while not self._beat_stop.wait(RENEW_SECONDS):
+                for name in (self.spare_node, self.node_name):
+                    if name == self.node_name and self.lost:
+                        continue
+                    try:
+                        self._renew_lease_sync(coordination, name)
+                    except Exception:
+                        log.exception("lease renewal of %s failed", name)
+        finally:
+            api.close()
+
+    def _renew_lease_sync(self, coordination: Any, name: str) -> None:
+        spec = {"holderIdentity": name, "leaseDurationSeconds": LEASE_SECONDS}
+        spec["renewTime"] = micro_now()
+        coordination.patch_namespaced_lease(
+            name,
+            "kube-node-lease",
+            {"spec": spec},
+            _content_type=MERGE_PATCH,
+            _preload_content=False,
+        ).read()
 
     async def _lose(self) -> None:
         # Silence only: the node lifecycle controller notices the stale lease within its grace
@@ -530,13 +561,12 @@ class ProcessKubelet:
 
     def spawn_task(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.append(task)
+        self._tasks.add(task)
         task.add_done_callback(self._task_done)
         return task
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
-        with contextlib.suppress(ValueError):
-            self._tasks.remove(task)
+        self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("kubelet task failed", exc_info=task.exception())
 

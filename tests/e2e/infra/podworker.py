@@ -13,6 +13,7 @@ import asyncio
 import base64
 import contextlib
 import datetime
+import json
 import logging
 import os
 import re
@@ -21,10 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
 from kubernetes.aio import client as aclient
 
-from .procs import die_with_parent
+from .localproc import LocalProcess, spawn
 
 if TYPE_CHECKING:
     from .kubelet import ProcessKubelet
@@ -56,7 +56,7 @@ class ContainerRun:
 
     spec: Json
     directory: Path
-    process: asyncio.subprocess.Process | None = None
+    process: LocalProcess | None = None
     restarts: int = 0
     state: Json = field(default_factory=lambda: {"waiting": {"reason": "ContainerCreating"}})
     last_state: Json = field(default_factory=dict)
@@ -248,16 +248,7 @@ class PodWorker:
             raise StartError(f"workingDir {cwd} does not exist on this host")
         log_file = open(run.log_path, "ab")  # noqa: SIM115, ASYNC230 - handed to the child
         try:
-            run.process = await asyncio.create_subprocess_exec(
-                *argv,
-                cwd=cwd,
-                env=env,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,  # its own process group: signals reach its children too
-                preexec_fn=die_with_parent,
-            )
+            run.process = spawn(argv, cwd=cwd, env=env, stdout=log_file)
         except OSError as exc:
             raise StartError(f"failed to start {argv[0]!r}: {exc}") from exc
         finally:
@@ -287,15 +278,8 @@ class PodWorker:
 
     async def _exec_probe(self, run: ContainerRun, command: list[str], timeout: float) -> bool:
         try:
-            process = await asyncio.create_subprocess_exec(
-                *command,
-                cwd=run.spec.get("workingDir") or str(self.directory),
-                env=run.env,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL,
-                start_new_session=True,
-                preexec_fn=die_with_parent,
+            process = spawn(
+                command, cwd=run.spec.get("workingDir") or str(self.directory), env=run.env
             )
         except OSError:
             return False
@@ -416,12 +400,17 @@ class PodWorker:
             },
         }
         try:
-            response = await self.kubelet.core.create_namespaced_service_account_token(
-                account, self.namespace, request
+            create = (
+                self.kubelet.core.create_namespaced_service_account_token_without_preload_content
             )
+            response = await create(account, self.namespace, request)
+            answer = json.loads(await response.read())
         except aclient.ApiException as exc:
             raise StartError(f"token for serviceaccount {account}: {exc.reason}") from exc
-        token = self.kubelet.api_dict(response)["status"]["token"]
+        if response.status >= 300:
+            reason = answer.get("message") if isinstance(answer, dict) else answer
+            raise StartError(f"token for serviceaccount {account}: {reason}")
+        token = answer["status"]["token"]
         path = self.directory / "serviceaccount.kubeconfig"
         config = {
             "apiVersion": "v1",
@@ -444,7 +433,7 @@ class PodWorker:
             ],
             "current-context": "pod",
         }
-        path.write_text(yaml.safe_dump(config))
+        path.write_text(json.dumps(config))  # JSON is YAML, and much cheaper to write
         path.chmod(0o600)
         return path
 
@@ -570,15 +559,22 @@ class PodWorker:
         }
         if message:
             status["message"] = message
+        # The response is not turned into a V1Pod: nobody reads it, and deserializing a pod
+        # model per status write was a large share of the kubelet's CPU with many pods.
         try:
-            await self.kubelet.core.patch_namespaced_pod_status(
+            response = await self.kubelet.core.patch_namespaced_pod_status_without_preload_content(
                 self.name, self.namespace, {"status": status}, _content_type=MERGE_PATCH
             )
-        except aclient.ApiException as exc:
-            if exc.status == 404:
-                self.deleted = True
-            else:
-                log.warning("status of %s/%s: %s", self.namespace, self.name, exc)
+            body = await response.read()
+        except aclient.ApiException as exc:  # not an HTTP answer (connection refused, ...)
+            log.warning("status of %s/%s: %s", self.namespace, self.name, exc)
+            return
+        if response.status == 404:
+            self.deleted = True
+        elif response.status >= 300:
+            log.warning(
+                "status of %s/%s: HTTP %s %s", self.namespace, self.name, response.status, body
+            )
 
 
 def _signal_group(pgid: int, sig: int) -> None:
