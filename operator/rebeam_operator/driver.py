@@ -56,7 +56,7 @@ from rebeam.supervision import (
     Supervisor,
     SupervisorState,
 )
-from rebeam_operator import notices
+from rebeam_operator import failpoints, notices
 from rebeam_operator.hosts import (
     ANN_INCARNATION,
     ANN_PATH,
@@ -284,13 +284,19 @@ class Driver:
             ):
                 changed = True
         if changed or self.dirty or self.outbox:
+            if changed:
+                failpoints.hit("decided")
             self.dirty = True
             await self._persist(now)
+            failpoints.hit("persisted")
         if core is not None:
             # Replacement pods first: the notifications (an Event, a status write) would
             # otherwise sit between a crash and its restart.
             await self._carry_out(core)
-            await self._notify()
+            if self.outbox:
+                failpoints.hit("carried-out")
+            if await self._notify():
+                failpoints.hit("notified")
             await self._collect(core)
             await self._write_slots(core)
         finished = core is None or core.state is SupervisorState.TERMINATED
@@ -523,13 +529,16 @@ class Driver:
                     }
                 )
 
-    async def _notify(self) -> None:
+    async def _notify(self) -> bool:
+        """Send the notifications persisted with their decision; True if there were any."""
         if not self.outbox:
-            return
+            return False
         for note in self.outbox:
             await notices.send(self, note)
+            failpoints.hit("notice-sent")
         self.outbox = []
         await self._persist(time.time())
+        return True
 
     def _emit(
         self,
@@ -710,6 +719,7 @@ class Driver:
             self.world.settings,
         )
         created = await self.world.kube.create_pod(body)
+        failpoints.hit("pod-created")
         self.created.add(name)
         if created is not None:
             self.on_pod(created, deleted=False)
@@ -725,6 +735,7 @@ class Driver:
         await self.world.kube.delete_pod(
             self.host.namespace, name, grace_seconds(command.shutdown), pod["metadata"]["uid"]
         )
+        failpoints.hit("pod-stopping")
 
     async def _start_supervisor(self, spec: Child, inc: int) -> None:
         kube, host = self.world.kube, self.host
@@ -752,6 +763,7 @@ class Driver:
                 "spec": spec.supervisor.model_dump(mode="json", by_alias=True, exclude_none=True),
             }
             created = await kube.create_object(host.namespace, "supervisors", body)
+            failpoints.hit("supervisor-asked")
             if created is not None:
                 self.on_child_object(created, deleted=False)
             return
@@ -763,6 +775,7 @@ class Driver:
                 name,
                 {"metadata": {"annotations": {ANN_INCARNATION: str(inc)}}},
             )
+            failpoints.hit("supervisor-asked")
             self.on_child_object(patched, deleted=False)
 
     async def _stop_supervisor(self, spec: Child, inc: int) -> None:
@@ -778,6 +791,7 @@ class Driver:
                 name,
                 {"metadata": {"annotations": {ANN_STOP: str(inc)}}},
             )
+            failpoints.hit("supervisor-asked")
             self.on_child_object(patched, deleted=False)
 
     async def _collect(self, core: Supervisor) -> None:

@@ -1,0 +1,170 @@
+"""The operator killed at every step of a pass where a crash matters, during a crash scenario
+of a tree of three children (two actors and a nested supervisor), then started again.
+
+Each case arms one failpoint (``REBEAM_OPERATOR_FAILPOINT``, operator/rebeam_operator/
+failpoints.py) in an operator started over a tree at rest (no point is reached at rest), kills
+a child, waits for the operator to SIGKILL itself at that point, starts a clean operator and
+requires: the restart happened exactly once (restart history, incarnations), the pods left are
+one live incarnation per child, no two incarnations of one child were ever live at once (a
+watch of every pod event of the whole module), and the Events show the restart.
+
+One namespace, one NATS and one operator (restarted per case) serve every case: a tree at rest
+costs the next case nothing.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from infra.cluster import Cluster
+from infra.kubelet import ProcessKubelet
+from infra.procs import wait_for
+from operator_helpers import Objects, Operator, child_state, sleeper, supervisor
+from timeline import PodTimeline
+
+pytestmark = pytest.mark.e2e
+
+FAILPOINT = "REBEAM_OPERATOR_FAILPOINT"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    strategy: str
+    victim: str  # the child whose container is SIGKILLed
+    incarnations: dict[str, int]  # of the root's children once the restart is done
+
+    @property
+    def short(self) -> str:
+        return {"one_for_all": "ofa", "rest_for_one": "rfo"}[self.strategy]
+
+
+ONE_FOR_ALL = Scenario("one_for_all", "a", {"a": 2, "b": 2, "c": 2})
+REST_FOR_ONE = Scenario("rest_for_one", "b", {"a": 1, "b": 2, "c": 2})
+
+# Every point where a crash matters, reached during the scenario (the n-th time where a group
+# restart passes it more than once: between stops, between starts).
+POINTS = [
+    "decided",
+    "persisted",
+    "carried-out",
+    "notice-sent",
+    "notified",
+    "pod-stopping:1",
+    "pod-created:1",
+    "pod-created:2",
+    "supervisor-asked:1",
+    "supervisor-asked:2",
+]
+
+
+@pytest.fixture(scope="module")
+def shared_namespace(cluster: Cluster) -> Iterator[str]:
+    name = cluster.create_namespace("failpoints")
+    yield name
+    cluster.delete_namespace(name)
+
+
+@pytest.fixture(scope="module")
+def shared_operator(
+    cluster: Cluster,
+    crds: list[str],
+    shared_namespace: str,
+    nats_url: str,
+    operator_kubeconfig: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Operator]:
+    process = Operator(
+        operator_kubeconfig, shared_namespace, nats_url, tmp_path_factory.mktemp("failpoints")
+    )
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="module")
+def timeline(cluster: Cluster, shared_namespace: str) -> Iterator[PodTimeline]:
+    pods = PodTimeline(cluster, shared_namespace)
+    yield pods
+    pods.close()
+
+
+def tree(name: str, strategy: str) -> dict[str, object]:
+    nested = {"intensity": 5, "period": "600s", "children": [sleeper("w")]}
+    return supervisor(
+        name,
+        [sleeper("a"), sleeper("b"), {"name": "c", "supervisor": nested}],
+        strategy=strategy,
+        intensity=5,
+        period="600s",
+    )
+
+
+@pytest.mark.parametrize("scenario", [ONE_FOR_ALL, REST_FOR_ONE], ids=lambda s: s.strategy)
+@pytest.mark.parametrize("point", POINTS)
+def test_operator_killed_at_failpoint(
+    point: str,
+    scenario: Scenario,
+    cluster: Cluster,
+    shared_operator: Operator,
+    shared_namespace: str,
+    timeline: PodTimeline,
+) -> None:
+    kubelet = cluster.kubelet
+    if kubelet is None:
+        pytest.skip("needs the process kubelet's fault switches")
+    objects = Objects(cluster, shared_namespace)
+    operator = shared_operator
+    if operator.popen is None or operator.popen.poll() is not None:
+        operator.start()  # an earlier case failed before it restarted the operator
+    name = f"{scenario.short}-{point.replace(':', '-')}"
+    objects.apply(tree(name, scenario.strategy))
+    objects.wait_status(name, lambda s: s.get("ready") == "3/3", what=f"{name} 3/3 ready")
+
+    # At rest, the tree reaches no failpoint: the first hit is the scenario's.
+    operator.kill()
+    operator.start({FAILPOINT: point})
+    kill_victim(kubelet, shared_namespace, f"{name}-{scenario.victim}-1")
+    code = operator.wait_exit(60)
+    assert code == -signal.SIGKILL, operator.log_tail()
+    assert f'"failpoint": "{point.split(":")[0]}"' in operator.log_tail(400)
+
+    operator.start()
+    status = objects.wait_status(
+        name,
+        lambda s: s.get("ready") == "3/3" and s.get("incarnations") == scenario.incarnations,
+        what=f"{name}: the restart finished ({scenario.incarnations})",
+        timeout=90,
+    )
+    assert len(status["restartHistory"]) == 1, status["restartHistory"]
+    assert status["restartsInWindow"] == 1
+    assert child_state(status, scenario.victim)["lastExit"]["reason"] == "killed"
+    nested = objects.status(f"{name}-c")
+    assert nested["supervisorIncarnation"] == 2
+    assert nested["incarnations"] == {"w": 2}  # one new w, never a second w#1
+
+    live = {
+        f"{name}-{child}-{inc}" for child, inc in scenario.incarnations.items() if child != "c"
+    } | {f"{name}-c-w-2"}
+    wait_for(
+        lambda: {p for p in objects.pods() if p.startswith(f"{name}-")} == live,
+        timeout=30,
+        what=f"only {sorted(live)} left",
+    )
+    assert {p for p in timeline.live() if p.startswith(f"{name}-")} == live
+    assert timeline.overlaps() == []
+    restarts = [e for e in objects.events(name) if e["reason"] == "Restarting"]
+    assert restarts, objects.events(name)
+    assert all(
+        e["message"].startswith(f"{scenario.victim} exited (killed), restarting") for e in restarts
+    )
+    operator.check_running()
+
+
+def kill_victim(kubelet: ProcessKubelet, namespace: str, pod: str) -> None:
+    kubelet.kill_container(namespace, pod, "actor", signal.SIGKILL)
