@@ -56,7 +56,7 @@ from rebeam.supervision import (
     Supervisor,
     SupervisorState,
 )
-from rebeam_operator import failpoints, notices
+from rebeam_operator import failpoints, notices, subtrees
 from rebeam_operator.hosts import (
     ANN_INCARNATION,
     ANN_PATH,
@@ -125,6 +125,8 @@ class Driver:
         self.written: Json | None = None
         self.slot_status: dict[str, Json] = {}
         self.dirty = False  # the core moved on and status does not say so yet
+        self.stops_asked: dict[str, float] = {}  # child#incarnation -> when its stop was decided
+        self.killed = 0  # the incarnation the parent killed, once acknowledged (subtrees.py)
 
     # --- inputs from the world (synchronous: store and wake) --------------------------------
 
@@ -177,12 +179,17 @@ class Driver:
             if done:
                 return
             tick = BUSY_TICK if self._busy() else self.world.settings.resync_seconds
+            deadline = subtrees.next_deadline(self)
+            if deadline is not None:  # a child supervisor's shutdown time runs out
+                tick = max(0.05, min(tick, deadline - time.time()))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), tick)
             self.wake.clear()
 
     def _busy(self) -> bool:
         core = self.core
+        if subtrees.is_killed(self):
+            return self.killed < self.incarnation
         if core is None or core.busy or self.host.deleting:
             return True
         return any(
@@ -232,6 +239,8 @@ class Driver:
         self.gave_up = status.get("gaveUpMessage")
         self.init_failed = status.get("initFailed")
         self.exit_reason = status.get("exitReason")
+        self.stops_asked = dict(status.get("stopsAsked") or {})
+        self.killed = int(status.get("killedIncarnation", 0))
         self.written = status
         snapshot = status.get("coreSnapshot")
         flags, specs = self._flags_specs()
@@ -259,6 +268,8 @@ class Driver:
             else:
                 commands += self._new_incarnation(now)
                 changed = True
+        if subtrees.is_killed(self):
+            return await subtrees.play_dead(self)
         core = self.core
         if core is not None:
             wants_stop = host.deleting or (
@@ -276,6 +287,7 @@ class Driver:
                 commands += core.handle(event, time.time())
                 changed = True
             self._note(commands)
+            changed = subtrees.note_timed_stops(self, core, now) or changed
         if core is not None and self.written is not None and not changed:
             # Level-triggered status: a new generation, or restarts leaving the window.
             window = core.restarts_in_window(now)
@@ -587,6 +599,9 @@ class Driver:
             gave_up=self.gave_up is not None,
             init_failed=self.init_failed is not None,
         )
+        if self.killed and self.killed >= self.incarnation:
+            phase = "Terminated"  # killed by the parent: the core stopped where it was
+        subtrees.prune(self, core)
         extra: Json = {
             "coreSnapshot": json.dumps(core.snapshot(), separators=(",", ":")),
             "seq": seq,
@@ -596,6 +611,8 @@ class Driver:
             "shutdownFed": self.shutdown_fed,
             "childExits": self.child_exits,
             "path": self.host.path,
+            "stopsAsked": self.stops_asked,
+            "killedIncarnation": self.killed,
         }
         for key, value in (
             ("gaveUpMessage", self.gave_up),
@@ -646,7 +663,7 @@ class Driver:
                     await self._start_actor(spec, command.incarnation)
             elif isinstance(command, StopChild):
                 if spec.supervisor is not None:
-                    await self._stop_supervisor(spec, command.incarnation)
+                    await self._stop_supervisor(spec, command)
                 else:
                     await self._stop_actor(spec, command.incarnation, command)
 
@@ -778,7 +795,11 @@ class Driver:
             failpoints.hit("supervisor-asked")
             self.on_child_object(patched, deleted=False)
 
-    async def _stop_supervisor(self, spec: Child, inc: int) -> None:
+    async def _stop_supervisor(self, spec: Child, command: StopChild) -> None:
+        inc = command.incarnation
+        if subtrees.should_kill(self, command, time.time()):
+            await subtrees.kill(self, spec.name, inc)
+            return
         name = self.host.child_supervisor(spec.name)
         obj = self.child_objects.get(name)
         if obj is None:

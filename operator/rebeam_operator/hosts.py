@@ -19,6 +19,7 @@ from rebeam.spec.models import ActorSpec, ActorTemplate, Child, SupervisorSpec
 
 __all__ = [
     "ANN_INCARNATION",
+    "ANN_KILL",
     "ANN_PATH",
     "ANN_PID",
     "ANN_STOP",
@@ -48,6 +49,7 @@ ANN_PATH: Final = "rebeam.io/path"  # the supervisor path: root/child/grandchild
 ANN_PID: Final = "rebeam.io/pid"
 ANN_INCARNATION: Final = "rebeam.io/incarnation"  # of a child Supervisor: the parent's ask
 ANN_STOP: Final = "rebeam.io/stop-incarnation"  # the parent asks that incarnation to stop
+ANN_KILL: Final = "rebeam.io/kill-incarnation"  # the parent killed that incarnation (subtrees.py)
 
 Json = dict[str, Any]
 
@@ -64,6 +66,7 @@ class Host:
     spec: SupervisorSpec
     incarnation: int  # which start of this supervisor (a parent restarts a child by asking +1)
     stop_incarnation: int  # the parent asked this incarnation to stop (0: never)
+    kill_incarnation: int  # the parent killed this incarnation (0: never)
     deleting: bool
     finalizers: tuple[str, ...]
     owned_by_supervisor: bool
@@ -132,6 +135,7 @@ def host_from_body(body: Json) -> Host:
         spec=spec,
         incarnation=int(annotations.get(ANN_INCARNATION, "1")),
         stop_incarnation=int(annotations.get(ANN_STOP, "0")),
+        kill_incarnation=int(annotations.get(ANN_KILL, "0")),
         deleting="deletionTimestamp" in meta,
         finalizers=tuple(meta.get("finalizers") or ()),
         owned_by_supervisor=owned,
