@@ -7,9 +7,14 @@ only counted where the pass does something there (a decision to persist, a pod c
 a tree at rest reaches none, so a test can arm a point in a steady state and know the first
 hit comes from the scenario it starts next.
 
+``REBEAM_OPERATOR_FAILPOINT_FILE`` names a file holding the same spec instead, read again
+whenever it changes: a test arms a running operator without paying for a restart (counts start
+afresh when the spec changes; an empty file disarms).
+
 Each point is a call to :func:`hit` with a name from :data:`POINTS`; with nothing armed it is
-one dictionary lookup. The process dies by SIGKILL, as a kill -9 or an OOM kill would: no
-``finally`` runs, no buffer is flushed except the one log line written just before.
+one dictionary lookup (and a read of the file, if one is named). The process dies by
+SIGKILL, as a kill -9 or an OOM kill would: no ``finally`` runs, no buffer is flushed except
+the one log line written just before.
 """
 
 from __future__ import annotations
@@ -19,9 +24,10 @@ import signal
 import sys
 from typing import Final
 
-__all__ = ["ENV", "POINTS", "arm", "armed", "hit"]
+__all__ = ["ENV", "ENV_FILE", "POINTS", "arm", "armed", "hit", "watch"]
 
 ENV: Final = "REBEAM_OPERATOR_FAILPOINT"
+ENV_FILE: Final = "REBEAM_OPERATOR_FAILPOINT_FILE"
 
 # Every point of a pass where a crash matters, in the order a pass reaches them.
 POINTS: Final = (
@@ -38,6 +44,7 @@ POINTS: Final = (
 
 _armed: dict[str, int] = {}
 _counts: dict[str, int] = {}
+_file: dict[str, str | None] = {}  # "path", and "seen": the spec last read from it
 
 
 def arm(spec: str | None) -> None:
@@ -61,9 +68,40 @@ def armed() -> dict[str, int]:
     return dict(_armed)
 
 
+def watch(path: str | None) -> None:
+    """Take the spec from the file ``path`` from now on (read at once and on every change);
+    ``None`` stops watching and leaves what is armed."""
+    _file.clear()
+    if path:
+        _file["path"] = path
+        _reread()
+
+
+def _reread() -> None:
+    # The content, not the mtime: two writes within one clock tick keep the mtime, and hits
+    # are rare (only where a pass does something), so reading a few bytes costs nothing.
+    path = _file.get("path")
+    if not isinstance(path, str):
+        return
+    try:
+        with open(path) as source:
+            spec: str | None = source.read()
+    except FileNotFoundError:
+        spec = None
+    if spec == _file.get("seen"):
+        return
+    _file["seen"] = spec
+    try:
+        arm(spec)
+    except ValueError as exc:  # a test's typo: say it where the test looks, and disarm
+        sys.stderr.write(f"{exc}\n")
+        arm(None)
+
+
 def hit(name: str) -> None:
     """Count a pass through point ``name``; die by SIGKILL on the armed n-th time."""
     assert name in POINTS, name
+    _reread()
     nth = _armed.get(name)
     if nth is None:
         return
@@ -76,3 +114,4 @@ def hit(name: str) -> None:
 
 
 arm(os.environ.get(ENV))
+watch(os.environ.get(ENV_FILE))

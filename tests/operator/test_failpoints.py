@@ -7,6 +7,8 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -14,7 +16,11 @@ from rebeam_operator import failpoints
 
 
 @pytest.fixture(autouse=True)
-def disarmed() -> None:
+def disarmed() -> Iterator[None]:
+    failpoints.watch(None)
+    failpoints.arm(None)
+    yield
+    failpoints.watch(None)
     failpoints.arm(None)
 
 
@@ -73,3 +79,39 @@ def test_a_bad_env_stops_the_process_at_import() -> None:
     done = run("pod-creatd", hits=1)
     assert done.returncode == 1
     assert "unknown failpoint 'pod-creatd'" in done.stderr
+
+
+def test_a_watched_file_arms_and_disarms_a_running_process(tmp_path: Path) -> None:
+    spec = tmp_path / "failpoint"
+    failpoints.watch(str(spec))  # no file yet: nothing armed
+    failpoints.hit("decided")
+    assert failpoints.armed() == {}
+    spec.write_text("notified:2")
+    failpoints.hit("decided")  # any pass reads the change
+    assert failpoints.armed() == {"notified": 2}
+    spec.write_text("")
+    failpoints.hit("decided")
+    assert failpoints.armed() == {}
+    spec.write_text("typo")  # refused and disarmed, never a crash of the operator
+    failpoints.hit("decided")
+    assert failpoints.armed() == {}
+
+
+def test_the_file_counts_afresh_in_a_child_process(tmp_path: Path) -> None:
+    spec = tmp_path / "failpoint"
+    spec.write_text("pod-created:2")
+    code = (
+        "import pathlib\n"
+        "from rebeam_operator import failpoints\n"
+        "failpoints.hit('pod-created')\n"
+        f"pathlib.Path({str(spec)!r}).write_text('pod-created:3')\n"
+        "for i in range(5):\n"
+        "    print(i, flush=True)\n"
+        "    failpoints.hit('pod-created')\n"
+    )
+    env = {**os.environ, failpoints.ENV_FILE: str(spec)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == -signal.SIGKILL
+    assert done.stdout.split() == ["0", "1", "2"]  # the new spec's third hit, not the old second
