@@ -197,3 +197,52 @@ def test_operator_killed_at_failpoint(
 
 def kill_victim(kubelet: ProcessKubelet, namespace: str, pod: str) -> None:
     kubelet.kill_container(namespace, pod, "actor", signal.SIGKILL)
+
+
+# Deleting a tree stops c (the nested supervisor, which stops w), then b, then a, one at a time.
+SHUTDOWN_POINTS = [
+    "decided",
+    "persisted",
+    "supervisor-asked:1",
+    "pod-stopping:1",
+    "pod-stopping:2",
+    "notice-sent",
+]
+
+
+@pytest.mark.parametrize("point", SHUTDOWN_POINTS)
+def test_operator_killed_mid_shutdown_on_delete(
+    point: str,
+    cluster: Cluster,
+    shared_operator: ArmableOperator,
+    shared_namespace: str,
+    timeline: PodTimeline,
+) -> None:
+    """Killed while a deleted tree shuts down: the shutdown finishes after the restart, still
+    in reverse start order and one child at a time, and the finalizer lets the tree go."""
+    objects = Objects(cluster, shared_namespace)
+    operator = shared_operator
+    operator.disarm()
+    if operator.popen is None or operator.popen.poll() is not None:
+        operator.start()
+    name = f"del-{point.replace(':', '-')}"
+    objects.apply(tree(name, "one_for_one"))
+    objects.wait_status(name, lambda s: s.get("ready") == "3/3", what=f"{name} 3/3 ready")
+
+    operator.arm(point)
+    objects.delete(name)
+    assert operator.wait_exit(60) == -signal.SIGKILL, operator.log_tail()
+    operator.disarm()
+    operator.start()
+
+    wait_for(lambda: objects.get(name) is None, timeout=60, what=f"{name} deleted")
+    wait_for(
+        lambda: not [p for p in objects.pods() if p.startswith(f"{name}-")],
+        timeout=30,
+        what=f"every pod of {name} gone",
+    )
+    ended = [p for p in timeline.ended() if p.startswith(f"{name}-")]
+    assert ended == [f"{name}-c-w-1", f"{name}-b-1", f"{name}-a-1"]
+    assert not [p for p in timeline.created() if p.startswith(f"{name}-") and p.endswith("-2")]
+    assert timeline.overlaps() == []
+    operator.check_running()

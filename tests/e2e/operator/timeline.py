@@ -39,6 +39,7 @@ class _State:
     pods: dict[str, _Pod] = field(default_factory=dict)  # by uid
     overlaps: list[str] = field(default_factory=list)
     created: list[str] = field(default_factory=list)  # pod names, in creation order
+    ended: list[str] = field(default_factory=list)  # pod names, in the order they stopped living
     version: str = ""
 
 
@@ -116,8 +117,9 @@ class PodTimeline:
                 ]
                 if others:
                     state.overlaps.append(f"{known.name} created while {others} live")
-            if kind == "DELETED" or _ended(pod):
+            if known.live and (kind == "DELETED" or _ended(pod)):
                 known.live = False
+                state.ended.append(known.name)
 
     def overlaps(self) -> list[str]:
         with self._lock:
@@ -127,6 +129,11 @@ class PodTimeline:
         """Every pod name seen, in creation order."""
         with self._lock:
             return list(self._state.created)
+
+    def ended(self) -> list[str]:
+        """Every pod that stopped living, in that order."""
+        with self._lock:
+            return list(self._state.ended)
 
     def live(self) -> set[str]:
         with self._lock:
