@@ -71,6 +71,7 @@ def test_finite_shutdown_kills_the_subtree(
     assert pid is not None
 
     took = delete_and_time(objects, "top", timeout=limit + 30)
+    print(f"shutdown {shutdown}: top deleted in {took:.2f}s")
 
     assert limit <= took <= limit + MARGIN, f"stopping top took {took:.1f}s"
     lines = lifecycle.lines()
@@ -90,6 +91,7 @@ def test_infinity_waits_for_the_subtree(
     wait_armed(armed)
 
     took = delete_and_time(objects, "top", timeout=60)
+    print(f"shutdown infinity: top deleted in {took:.2f}s")
 
     assert took >= 4.0, f"top stopped after {took:.1f}s, before w's 4 s"
     lines = lifecycle.lines()
