@@ -18,10 +18,11 @@ On Kubernetes a child supervisor is a ``Supervisor`` object driven by its own dr
    child's exit with reason ``killed`` and proceeds with its plan.
 
 A killed driver (:func:`play_dead`) carries out nothing of its core any more: it passes the kill
-down, force-deletes its own pods and, once the API shows none left, acknowledges. Its passes are
-sequential, so once it has acknowledged, no create of it can still be in flight: the subtree
-stays empty until the parent asks for a new incarnation, which starts a fresh core that continues
-the incarnation numbers (no pid is reused).
+down, force-deletes its own pods and, once the API shows none left, tells its core every child
+ended ``killed`` (:func:`drain`, for a status that shows no child running) and acknowledges.
+Its passes are sequential, so once it has acknowledged, no create of it can still be in flight:
+the subtree stays empty until the parent asks for a new incarnation, which starts a fresh core
+that continues the incarnation numbers (no pid is reused).
 
 OTP warns that a finite shutdown of a supervisor child can orphan grandchildren; here the
 force-deletion goes through the whole subtree, so nothing is orphaned.
@@ -34,7 +35,19 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from rebeam.exits import KILLED
-from rebeam.supervision import BRUTAL_KILL, INFINITY, ChildStatus, Shutdown, StopChild, Supervisor
+from rebeam.supervision import (
+    BRUTAL_KILL,
+    INFINITY,
+    ChildExited,
+    ChildStatus,
+    Shutdown,
+    ShutdownRequest,
+    StartChild,
+    StartFailed,
+    StopChild,
+    Supervisor,
+    SupervisorState,
+)
 from rebeam_operator import failpoints
 from rebeam_operator.hosts import ANN_INCARNATION, ANN_KILL, LABEL_HOST
 
@@ -44,6 +57,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "deadline_of",
+    "drain",
     "is_killed",
     "kill",
     "next_deadline",
@@ -196,16 +210,43 @@ async def play_dead(driver: Driver) -> bool:
             dead = False
         if not dead:
             return False
+        if driver.core is not None:
+            drain(driver.core, time.time())
         driver.killed = driver.incarnation
         driver.exit_reason = KILLED.to_wire()
         driver.outbox = []  # a killed process tells nothing more; its parent reports the exit
         driver.dirty = True
         await driver._persist(time.time())
+        if driver.core is not None:
+            await driver._write_slots(driver.core)
         driver.log.warning("incarnation %s killed by the parent: pods gone", driver.incarnation)
     if host.deleting:
         await driver._remove_finalizer()
         return True
     return False
+
+
+def _terminated(core: Supervisor) -> bool:
+    return core.state is SupervisorState.TERMINATED
+
+
+def drain(core: Supervisor, now: float, *, limit: int = 1000) -> None:
+    """Tell a killed supervisor's core what the kill did, so its status shows no child running:
+    it shuts down, and every start or stop it waits for is answered ``killed`` (the pods are
+    gone already). What it answers — notices, a give-up — is dropped: a killed process says
+    nothing more. Idempotent: a core that has terminated is left alone."""
+    if core.state is SupervisorState.NEW or _terminated(core):
+        return
+    core.handle(ShutdownRequest(KILLED), now)
+    for _ in range(limit):
+        pending = core.outstanding()
+        if _terminated(core) or not pending:
+            return
+        for command in pending:
+            if isinstance(command, StartChild):
+                core.handle(StartFailed(command.child, command.incarnation, KILLED), now)
+            else:
+                core.handle(ChildExited(command.child, command.incarnation, KILLED), now)
 
 
 async def force_delete_subtree_own(kube: Kube, namespace: str, uid: str) -> bool:

@@ -126,3 +126,25 @@ def test_is_killed_compares_with_the_running_incarnation() -> None:
     assert not subtrees.is_killed(driver)
     driver.incarnation = 0  # not started: nothing to kill yet
     assert not subtrees.is_killed(driver)
+
+
+def test_drain_leaves_no_child_running() -> None:
+    driver = driver_for("2s")
+    core = driver.core
+    subtrees.drain(core, 5.0)
+    assert core.state.value == "terminated"
+    assert all(i.status.value == "undefined" for i in core.which_children())
+    assert core.incarnations == {"a": 1, "mid": 1}
+    assert core.restart_history == ()  # a kill is no restart
+    subtrees.drain(core, 6.0)  # idempotent
+
+
+def test_drain_mid_restart_answers_the_start_it_waits_for() -> None:
+    driver = driver_for("2s")
+    core = driver.core
+    core.handle(ChildExited("a", 1, KILLED), 5.0)  # one_for_one: a#2 is starting
+    assert [type(c).__name__ for c in core.outstanding()] == ["StartChild"]
+    subtrees.drain(core, 5.5)
+    assert core.state.value == "terminated"
+    assert all(i.status.value == "undefined" for i in core.which_children())
+    assert not core.outstanding()

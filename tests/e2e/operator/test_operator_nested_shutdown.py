@@ -6,6 +6,7 @@ takes; ``brutal_kill`` kills at once."""
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from infra.cluster import Cluster
 from infra.kubelet import ProcessKubelet
 from infra.procs import wait_for
+from kubernetes import client, watch
 from operator_helpers import (
     Lifecycle,
     Objects,
@@ -44,6 +46,42 @@ def delete_and_time(objects: Objects, name: str, timeout: float) -> float:
     return time.monotonic() - start
 
 
+class StatusLog:
+    """Every status a Supervisor object had, from a watch (polling could miss a short one)."""
+
+    def __init__(self, cluster: Cluster, namespace: str, name: str) -> None:
+        self.statuses: list[dict[str, object]] = []
+        self._closing = False
+        self._watch = watch.Watch()
+        custom = client.CustomObjectsApi(cluster.api_client())
+        self._thread = threading.Thread(
+            target=self._run, args=(custom, namespace, name), daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, custom: client.CustomObjectsApi, namespace: str, name: str) -> None:
+        try:
+            for event in self._watch.stream(
+                custom.list_namespaced_custom_object,
+                "rebeam.io",
+                "v1alpha1",
+                namespace,
+                "supervisors",
+                field_selector=f"metadata.name={name}",
+                timeout_seconds=120,
+            ):
+                self.statuses.append(dict(event["object"].get("status") or {}))
+        except Exception as exc:
+            if not self._closing:  # stopping a watch may break its connection: that is fine
+                self.statuses.append({"watch broke": repr(exc)})
+
+    def close(self) -> list[dict[str, object]]:
+        self._closing = True
+        self._watch.stop()
+        self._thread.join(5)
+        return self.statuses
+
+
 def process_gone(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as stat:
@@ -60,6 +98,7 @@ def test_finite_shutdown_kills_the_subtree(
     objects: Objects,
     lifecycle: Lifecycle,
     kubelet: ProcessKubelet,
+    cluster: Cluster,
     namespace: str,
     tmp_path: Path,
 ) -> None:
@@ -69,6 +108,7 @@ def test_finite_shutdown_kills_the_subtree(
     wait_armed(armed)
     pid = kubelet.container_pid(namespace, "top-mid-w-1", "actor")
     assert pid is not None
+    mid_statuses = StatusLog(cluster, namespace, "top-mid")
 
     took = delete_and_time(objects, "top", timeout=limit + 30)
     print(f"shutdown {shutdown}: top deleted in {took:.2f}s")
@@ -79,6 +119,12 @@ def test_finite_shutdown_kills_the_subtree(
     assert "exited w shutdown" not in lines  # w never got to end by its own SIGTERM handler
     wait_for(lambda: not objects.pods(), timeout=10, what="every pod gone")
     wait_for(lambda: process_gone(pid), timeout=10, what="w's process to be killed")
+    # mid acknowledged the kill in its status: Terminated, killed, no child running.
+    acks = [s for s in mid_statuses.close() if s.get("killedIncarnation") == 1]
+    assert acks, "mid never acknowledged the kill"
+    assert acks[0]["phase"] == "Terminated"
+    assert acks[0]["exitReason"] == "killed"
+    assert acks[0]["ready"] == "0/1"
     operator.check_running()
 
 
@@ -142,6 +188,7 @@ def test_killed_child_supervisor_restarts_fresh_and_crash_safe(
     nested = objects.status("top-mid")
     assert nested["supervisorIncarnation"] == 2
     assert nested["incarnations"] == {"w": 2}  # the new core continues: no second w#1
+    assert nested["killedIncarnation"] == 1  # its first incarnation acknowledged the kill
     wait_for(
         lambda: set(objects.pods()) == {"top-a-2", "top-mid-w-2"},
         timeout=30,
