@@ -196,3 +196,35 @@ def test_killed_child_supervisor_restarts_fresh_and_crash_safe(
     )
     assert timeline.close() == []
     operator.check_running()
+
+
+def test_the_kill_deadline_survives_an_operator_restart(
+    operator: Operator, objects: Objects, lifecycle: Lifecycle, tmp_path: Path
+) -> None:
+    """The operator dies right after asking mid to stop (shutdown 10s) and stays down past the
+    deadline: the restarted operator kills mid at once, from the moment it persisted, instead
+    of granting 10 s afresh."""
+    armed = tmp_path / "w-armed"
+    objects.apply(stubborn_tree("top", "10s", armed, delay=600))
+    objects.wait_status("top", lambda s: s.get("ready") == "1/1", what="top 1/1")
+    wait_armed(armed)
+
+    operator.kill()
+    operator.start({"REBEAM_OPERATOR_FAILPOINT": "supervisor-asked"})
+    objects.delete("top")
+    assert operator.wait_exit(60) == -signal.SIGKILL
+    mid = objects.get("top-mid")
+    assert mid is not None
+    assert mid["metadata"]["annotations"]["rebeam.io/stop-incarnation"] == "1"
+    asked = float(objects.status("top")["stopsAsked"]["mid#1"])
+    # Down past the deadline: the condition under test is time itself.
+    time.sleep(max(0.0, asked + 10.5 - time.time()))
+
+    start = time.monotonic()
+    operator.start()
+    wait_for(lambda: objects.get("top") is None, timeout=60, what="top to be gone")
+    took = time.monotonic() - start
+    print(f"restarted past the deadline: top deleted {took:.2f}s after the operator's start")
+    assert took < 10.0, f"took {took:.1f}s: the 10 s deadline was granted again"
+    assert "exited mid killed" in lifecycle.lines()
+    operator.check_running()
