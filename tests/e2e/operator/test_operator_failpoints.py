@@ -42,11 +42,15 @@ class Scenario:
 
     @property
     def short(self) -> str:
-        return {"one_for_all": "ofa", "rest_for_one": "rfo"}[self.strategy]
+        return {"one_for_all": "ofa", "rest_for_one": "rfo", "one_for_one": "ofo"}[self.strategy]
 
 
 ONE_FOR_ALL = Scenario("one_for_all", "a", {"a": 2, "b": 2, "c": 2})
 REST_FOR_ONE = Scenario("rest_for_one", "b", {"a": 1, "b": 2, "c": 2})
+# A group restart stops before it starts, so its first pass notifies before any create; a
+# one_for_one restart creates the replacement in the deciding pass: after creating, before
+# notifying.
+ONE_FOR_ONE = Scenario("one_for_one", "a", {"a": 2, "b": 1, "c": 1})
 
 # Every point where a crash matters, reached during the scenario (the n-th time where a group
 # restart passes it more than once: between stops, between starts).
@@ -129,8 +133,17 @@ def tree(name: str, strategy: str) -> dict[str, object]:
     )
 
 
-@pytest.mark.parametrize("scenario", [ONE_FOR_ALL, REST_FOR_ONE], ids=lambda s: s.strategy)
-@pytest.mark.parametrize("point", POINTS)
+CASES = [
+    pytest.param(point, scenario, id=f"{point}-{scenario.strategy}")
+    for point in POINTS
+    for scenario in (ONE_FOR_ALL, REST_FOR_ONE)
+] + [
+    pytest.param(point, ONE_FOR_ONE, id=f"{point}-one_for_one")
+    for point in ("pod-created:1", "carried-out")
+]
+
+
+@pytest.mark.parametrize(("point", "scenario"), CASES)
 def test_operator_killed_at_failpoint(
     point: str,
     scenario: Scenario,
@@ -170,12 +183,13 @@ def test_operator_killed_at_failpoint(
     assert status["restartsInWindow"] == 1
     assert child_state(status, scenario.victim)["lastExit"]["reason"] == "killed"
     nested = objects.status(f"{name}-c")
-    assert nested["supervisorIncarnation"] == 2
-    assert nested["incarnations"] == {"w": 2}  # one new w, never a second w#1
+    c = scenario.incarnations["c"]
+    assert nested["supervisorIncarnation"] == c
+    assert nested["incarnations"] == {"w": c}  # a restarted c has one new w, never a second w#1
 
     live = {
         f"{name}-{child}-{inc}" for child, inc in scenario.incarnations.items() if child != "c"
-    } | {f"{name}-c-w-2"}
+    } | {f"{name}-c-w-{c}"}
     wait_for(
         lambda: {p for p in objects.pods() if p.startswith(f"{name}-")} == live,
         timeout=30,
