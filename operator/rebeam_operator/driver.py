@@ -58,7 +58,7 @@ from rebeam.supervision import (
     Supervisor,
     SupervisorState,
 )
-from rebeam_operator import convergence, notices
+from rebeam_operator import convergence, failpoints, notices, subtrees
 from rebeam_operator.children import CODEC, manifest_child
 from rebeam_operator.control import Requests
 from rebeam_operator.hosts import (
@@ -134,6 +134,8 @@ class Driver:
         self.converging: list[str] = []  # convergence requests not answered yet
         self.converged_generation = 0
         self.converge_problem: Json | None = None  # a refused generation and why
+        self.stops_asked: dict[str, float] = {}  # child#incarnation -> when its stop was decided
+        self.killed = 0  # the incarnation the parent killed, once acknowledged (subtrees.py)
 
     # --- inputs from the world (synchronous: store and wake) --------------------------------
 
@@ -186,12 +188,17 @@ class Driver:
             if done:
                 return
             tick = BUSY_TICK if self._busy() else self.world.settings.resync_seconds
+            deadline = subtrees.next_deadline(self)
+            if deadline is not None:  # a child supervisor's shutdown time runs out
+                tick = max(0.05, min(tick, deadline - time.time()))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), tick)
             self.wake.clear()
 
     def _busy(self) -> bool:
         core = self.core
+        if subtrees.is_killed(self):
+            return self.killed < self.incarnation
         if core is None or core.busy or self.host.deleting:
             return True
         return any(
@@ -242,6 +249,8 @@ class Driver:
         self.gave_up = status.get("gaveUpMessage")
         self.init_failed = status.get("initFailed")
         self.exit_reason = status.get("exitReason")
+        self.stops_asked = dict(status.get("stopsAsked") or {})
+        self.killed = int(status.get("killedIncarnation", 0))
         self.written = status
         snapshot = status.get("coreSnapshot")
         self.applied = convergence.applied_spec(status, self.host.spec)
@@ -273,6 +282,8 @@ class Driver:
             else:
                 commands += self._new_incarnation(now)
                 changed = True
+        if subtrees.is_killed(self):
+            return await subtrees.play_dead(self)
         core = self.core
         if core is not None:
             wants_stop = host.deleting or (
@@ -299,6 +310,7 @@ class Driver:
             self._note(commands)
             self._converge_answered(commands)
             self.requests.answered(commands)
+            changed = subtrees.note_timed_stops(self, core, now) or changed
         if core is not None and self.written is not None and not changed:
             # Level-triggered status: a new generation, or restarts leaving the window.
             window = core.restarts_in_window(now)
@@ -307,14 +319,20 @@ class Driver:
             ):
                 changed = True
         if changed or self.dirty or self.outbox:
+            if changed:
+                failpoints.hit("decided")
             self.dirty = True
             await self._persist(now)
+            failpoints.hit("persisted")
         self.requests.deliver()  # replied only once what they did is persisted
         if core is not None:
             # Replacement pods first: the notifications (an Event, a status write) would
             # otherwise sit between a crash and its restart.
             await self._carry_out(core)
-            await self._notify()
+            if self.outbox:
+                failpoints.hit("carried-out")
+            if await self._notify():
+                failpoints.hit("notified")
             await self._collect(core)
             await self._write_slots(core)
             await self._sync_nested(core)
@@ -636,13 +654,16 @@ class Driver:
                     }
                 )
 
-    async def _notify(self) -> None:
+    async def _notify(self) -> bool:
+        """Send the notifications persisted with their decision; True if there were any."""
         if not self.outbox:
-            return
+            return False
         for note in self.outbox:
             await notices.send(self, note)
+            failpoints.hit("notice-sent")
         self.outbox = []
         await self._persist(time.time())
+        return True
 
     def _emit(
         self,
@@ -693,6 +714,9 @@ class Driver:
         )
         if self.converging and phase in ("Running", "Restarting"):
             phase = "Converging"
+        if self.killed and self.killed >= self.incarnation:
+            phase = "Terminated"  # killed by the parent: the core stopped where it was
+        subtrees.prune(self, core)
         extra: Json = {
             "coreSnapshot": json.dumps(core.snapshot(CODEC), separators=(",", ":")),
             "seq": seq,
@@ -704,6 +728,8 @@ class Driver:
             "path": self.host.path,
             "appliedSpec": json.dumps(convergence.dump(self.applied or self.host.spec)),
             "convergePending": self.converging,
+            "stopsAsked": self.stops_asked,
+            "killedIncarnation": self.killed,
         }
         for key, value in (
             ("gaveUpMessage", self.gave_up),
@@ -763,7 +789,7 @@ class Driver:
                     await self._start_actor(spec, command.incarnation)
             elif isinstance(command, StopChild):
                 if spec.supervisor is not None:
-                    await self._stop_supervisor(spec, command.incarnation)
+                    await self._stop_supervisor(spec, command)
                 else:
                     await self._stop_actor(spec, command.incarnation, command)
 
@@ -837,6 +863,7 @@ class Driver:
             self.world.settings,
         )
         created = await self.world.kube.create_pod(body)
+        failpoints.hit("pod-created")
         self.created.add(name)
         if created is not None:
             self.on_pod(created, deleted=False)
@@ -852,6 +879,7 @@ class Driver:
         await self.world.kube.delete_pod(
             self.host.namespace, name, grace_seconds(command.shutdown), pod["metadata"]["uid"]
         )
+        failpoints.hit("pod-stopping")
 
     async def _start_supervisor(self, spec: Child, inc: int) -> None:
         kube, host = self.world.kube, self.host
@@ -879,6 +907,7 @@ class Driver:
                 "spec": spec.supervisor.model_dump(mode="json", by_alias=True, exclude_none=True),
             }
             created = await kube.create_object(host.namespace, "supervisors", body)
+            failpoints.hit("supervisor-asked")
             if created is not None:
                 self.on_child_object(created, deleted=False)
             return
@@ -890,9 +919,14 @@ class Driver:
                 name,
                 {"metadata": {"annotations": {ANN_INCARNATION: str(inc)}}},
             )
+            failpoints.hit("supervisor-asked")
             self.on_child_object(patched, deleted=False)
 
-    async def _stop_supervisor(self, spec: Child, inc: int) -> None:
+    async def _stop_supervisor(self, spec: Child, command: StopChild) -> None:
+        inc = command.incarnation
+        if subtrees.should_kill(self, command, time.time()):
+            await subtrees.kill(self, spec.name, inc)
+            return
         name = self.host.child_supervisor(spec.name)
         obj = self.child_objects.get(name)
         if obj is None:
@@ -905,6 +939,7 @@ class Driver:
                 name,
                 {"metadata": {"annotations": {ANN_STOP: str(inc)}}},
             )
+            failpoints.hit("supervisor-asked")
             self.on_child_object(patched, deleted=False)
 
     async def _collect(self, core: Supervisor) -> None:

@@ -15,10 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
+from pydantic import ValidationError
+
 from rebeam.spec.models import ActorSpec, ActorTemplate, Child, SupervisorSpec
 
 __all__ = [
     "ANN_INCARNATION",
+    "ANN_KILL",
     "ANN_PATH",
     "ANN_PID",
     "ANN_STOP",
@@ -32,6 +35,7 @@ __all__ = [
     "MANAGED_BY",
     "VERSION",
     "Host",
+    "InvalidObject",
     "host_from_body",
 ]
 
@@ -48,8 +52,14 @@ ANN_PATH: Final = "rebeam.io/path"  # the supervisor path: root/child/grandchild
 ANN_PID: Final = "rebeam.io/pid"
 ANN_INCARNATION: Final = "rebeam.io/incarnation"  # of a child Supervisor: the parent's ask
 ANN_STOP: Final = "rebeam.io/stop-incarnation"  # the parent asks that incarnation to stop
+ANN_KILL: Final = "rebeam.io/kill-incarnation"  # the parent killed that incarnation (subtrees.py)
 
 Json = dict[str, Any]
+
+
+class InvalidObject(ValueError):
+    """A Supervisor or Actor body the operator cannot drive; the message names the object and
+    the field."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,7 @@ class Host:
     spec: SupervisorSpec
     incarnation: int  # which start of this supervisor (a parent restarts a child by asking +1)
     stop_incarnation: int  # the parent asked this incarnation to stop (0: never)
+    kill_incarnation: int  # the parent killed this incarnation (0: never)
     deleting: bool
     finalizers: tuple[str, ...]
     owned_by_supervisor: bool
@@ -108,19 +119,50 @@ def _actor_as_supervisor(name: str, spec: ActorSpec) -> SupervisorSpec:
     return SupervisorSpec(children=[child])
 
 
+def _number(annotations: dict[str, str], key: str, default: int, where: str) -> int:
+    raw = annotations.get(key)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        value = -1
+    if value < 0:
+        raise InvalidObject(f"{where}: annotation {key}: {raw!r} is not a whole number >= 0")
+    return value
+
+
 def host_from_body(body: Json) -> Host:
-    """Read a Supervisor or Actor body (raises pydantic's ValidationError on a bad spec)."""
-    meta = body["metadata"]
-    kind = body["kind"]
+    """Read a Supervisor or Actor body.
+
+    Raises:
+        InvalidObject: not a Supervisor or Actor, metadata missing, an annotation of ours that
+            is not a number, or a spec the models refuse (the message names object and field).
+    """
+    kind = body.get("kind")
+    meta = body.get("metadata") or {}
+    where = f"{kind}/{meta.get('namespace', '?')}/{meta.get('name', '?')}"
+    if kind not in ("Supervisor", "Actor"):
+        raise InvalidObject(f"{where}: kind must be Supervisor or Actor")
+    missing = [k for k in ("name", "namespace", "uid") if not meta.get(k)]
+    if missing:
+        raise InvalidObject(f"{where}: metadata.{', metadata.'.join(missing)} missing")
     annotations = meta.get("annotations") or {}
     owners = meta.get("ownerReferences") or []
     owned = any(
         o.get("kind") == "Supervisor" and o.get("apiVersion", "").startswith(GROUP) for o in owners
     )
-    if kind == "Supervisor":
-        spec = SupervisorSpec.model_validate(body.get("spec") or {})
-    else:
-        spec = _actor_as_supervisor(meta["name"], ActorSpec.model_validate(body.get("spec") or {}))
+    try:
+        if kind == "Supervisor":
+            spec = SupervisorSpec.model_validate(body.get("spec") or {})
+        else:
+            actor = ActorSpec.model_validate(body.get("spec") or {})
+            spec = _actor_as_supervisor(meta["name"], actor)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise InvalidObject(f"{where}: {problems}") from None
     return Host(
         kind=kind,
         namespace=meta["namespace"],
@@ -130,8 +172,9 @@ def host_from_body(body: Json) -> Host:
         resource_version=meta.get("resourceVersion", ""),
         path=annotations.get(ANN_PATH, meta["name"]),
         spec=spec,
-        incarnation=int(annotations.get(ANN_INCARNATION, "1")),
-        stop_incarnation=int(annotations.get(ANN_STOP, "0")),
+        incarnation=_number(annotations, ANN_INCARNATION, 1, where),
+        stop_incarnation=_number(annotations, ANN_STOP, 0, where),
+        kill_incarnation=_number(annotations, ANN_KILL, 0, where),
         deleting="deletionTimestamp" in meta,
         finalizers=tuple(meta.get("finalizers") or ()),
         owned_by_supervisor=owned,

@@ -16,6 +16,7 @@ from typing import Any
 from rebeam.exits import (
     KILLED,
     NOCONNECTION,
+    NORMAL,
     SHUTDOWN,
     ExitKind,
     ExitReason,
@@ -90,8 +91,12 @@ def observe_pod(pod: Json, *, stop_requested: bool) -> PodView:
         return PodView(PodPhase.ENDED, reason, node, deleting, ran=ran)
     phase = status.get("phase")
     if phase in ("Succeeded", "Failed"):  # evicted, or ended before a container status
-        why = status.get("message") or status.get("reason") or f"pod {phase}"
-        reason = SHUTDOWN if stop_requested else crash(message=why)
+        if stop_requested:
+            reason = SHUTDOWN
+        elif phase == "Succeeded":
+            reason = NORMAL  # every container exited 0: the kubelet says so by this phase
+        else:
+            reason = crash(message=status.get("message") or status.get("reason") or "pod Failed")
         return PodView(PodPhase.ENDED, reason, node, deleting)
     if state.get("running") or phase == "Running":
         ready = bool((container or {}).get("ready"))

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 __all__ = ["DEFAULT_IMAGE", "TERMINATION_MESSAGE_PATH", "Settings", "parse"]
 
 DEFAULT_IMAGE = "ghcr.io/rebeam/actor:0.1.0"
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 
 
@@ -71,7 +72,6 @@ def parse(argv: list[str] | None = None) -> Settings:
     )
     p.add_argument(
         "--log-format",
-        choices=("json", "text"),
         default=_env("REBEAM_OPERATOR_LOG_FORMAT", Settings.log_format),
         help="json (one object a line) or text (REBEAM_OPERATOR_LOG_FORMAT)",
     )
@@ -91,14 +91,32 @@ def parse(argv: list[str] | None = None) -> Settings:
         help="REBEAM_EXIT_RECORD of pods: the termination-message path "
         "(REBEAM_OPERATOR_EXIT_RECORD)",
     )
-    ttl = _env("REBEAM_LEASE_TTL")
     p.add_argument(
         "--lease-ttl",
-        type=float,
-        default=float(ttl) if ttl else None,
+        default=_env("REBEAM_LEASE_TTL"),
         help="REBEAM_LEASE_TTL of pods: how soon a runtime on a lost node counts as dead",
     )
     args = p.parse_args(argv)
+    # argparse checks neither choices nor types of defaults, and ours come from the
+    # environment: check every value here, so a bad one is refused by name wherever it came from.
+    if args.log_format not in ("json", "text"):
+        p.error(f"--log-format (or REBEAM_OPERATOR_LOG_FORMAT): {args.log_format!r}: json or text")
+    if args.log_level.upper() not in _LEVELS:
+        p.error(
+            f"--log-level (or REBEAM_OPERATOR_LOG_LEVEL): {args.log_level!r}: "
+            f"one of {', '.join(_LEVELS)}"
+        )
+    lease_ttl: float | None = None
+    if args.lease_ttl is not None:
+        try:
+            lease_ttl = float(args.lease_ttl)
+        except ValueError:
+            lease_ttl = -1.0
+        if not lease_ttl > 0:
+            p.error(
+                f"--lease-ttl (or REBEAM_LEASE_TTL): {args.lease_ttl!r}: "
+                "a number of seconds above 0"
+            )
     namespaces = args.namespaces or [n.strip() for n in env_ns.split(",") if n.strip()]
     return Settings(
         namespaces=tuple(namespaces),
@@ -107,5 +125,5 @@ def parse(argv: list[str] | None = None) -> Settings:
         log_level=args.log_level.upper(),
         image=args.image,
         exit_record=args.exit_record,
-        lease_ttl=args.lease_ttl,
+        lease_ttl=lease_ttl,
     )

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from kubernetes.client.exceptions import ApiException
 
-from rebeam_operator.hosts import LABEL_HOST
+from rebeam_operator.hosts import LABEL_HOST, InvalidObject
 from rebeam_operator.kube import Kube
 from rebeam_operator.messaging import Messaging
 from rebeam_operator.settings import Settings
@@ -52,7 +52,12 @@ class World:
         if driver is None:
             if deleted:
                 return
-            driver = Driver(self, body)
+            try:
+                driver = Driver(self, body)
+            except InvalidObject as exc:
+                # Nothing to drive; the watch brings the object again once it is fixed.
+                log.error("cannot drive %s", exc)
+                return
             self.drivers[uid] = driver
             task = asyncio.create_task(driver.run(), name=f"driver {body['metadata']['name']}")
             self.tasks[uid] = task

@@ -37,11 +37,12 @@ class Operator:
         self.popen: subprocess.Popen[bytes] | None = None
         self.lease_ttl = "3"
 
-    def start(self) -> None:
+    def start(self, extra_env: dict[str, str] | None = None) -> None:
         env = {
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
             "REBEAM_OPERATOR_LOG_FORMAT": "json",
+            **(extra_env or {}),
         }
         args = [
             str(Path(sys.executable).parent / "rebeam-operator"),
@@ -72,6 +73,16 @@ class Operator:
         if self.popen is not None and self.popen.poll() is None:
             os.kill(self.popen.pid, signal.SIGKILL)
             self.popen.wait()
+
+    def wait_exit(self, timeout: float) -> int:
+        """Wait for the process to end by itself (a failpoint); its return code."""
+        assert self.popen is not None
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"the operator still runs after {timeout:.0f}s:\n{self.log_tail()}"
+            ) from None
 
     def stop(self) -> None:
         if self.popen is None or self.popen.poll() is not None:

@@ -54,6 +54,8 @@ def test_strategy_restarts_in_otp_order(
     children = [sleeper(n, shutdown="2s") for n in "abc"]
     objects.apply(supervisor("app", children, strategy=strategy, intensity=3, period="60s"))
     objects.wait_status("app", lambda s: s.get("ready") == "3/3", what="3/3 ready")
+    # NATS events are published after the status write that says 3/3: wait for them.
+    wait_for(lambda: len(lifecycle.lines()) >= len(STARTED), timeout=30, what=f"events {STARTED}")
     assert lifecycle.lines() == STARTED
 
     kubelet.kill_container(namespace, "app-b-1", "actor", signal.SIGKILL)

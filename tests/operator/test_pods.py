@@ -1,0 +1,202 @@
+"""pods.py: the pod of one incarnation (env, labels, annotations, entry, owner, grace period)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from rebeam.pids import Pid
+from rebeam.spec.models import Child
+from rebeam.supervision import BRUTAL_KILL, INFINITY, Shutdown
+from rebeam_operator.hosts import host_from_body
+from rebeam_operator.pods import (
+    INFINITE_GRACE,
+    READINESS_PROBE,
+    grace_seconds,
+    pod_manifest,
+    runtime_command,
+)
+from rebeam_operator.settings import Settings
+from tests.operator.bodies import actor_body, supervisor_body
+
+Json = dict[str, Any]
+
+OWNER: Json = {"apiVersion": "rebeam.io/v1alpha1", "kind": "Actor", "name": "app-a", "uid": "u"}
+
+
+@pytest.mark.parametrize(
+    ("shutdown", "grace"),
+    [
+        (BRUTAL_KILL, 0),
+        (INFINITY, INFINITE_GRACE),
+        (5.0, 5),
+        (10, 10),
+        (0.5, 1),  # rounded up: a grace period is whole seconds
+        (2.2, 3),
+        (0.0, 1),  # 0 would be a force delete: SIGTERM must still come first
+    ],
+)
+def test_grace_seconds(shutdown: Shutdown, grace: int) -> None:
+    assert grace_seconds(shutdown) == grace
+
+
+def build(child: Json, *, settings: Settings | None = None, **body: Any) -> Json:
+    host = host_from_body(supervisor_body({"children": [child]}, **body))
+    spec = host.spec.children[0]
+    pid = Pid.for_incarnation("ns", "slot-uid", 3)
+    return pod_manifest(host, spec, 3, pid, 5.0, OWNER, settings or Settings())
+
+
+def env_of(pod: Json) -> dict[str, Json]:
+    return {e["name"]: e for e in pod["spec"]["containers"][0]["env"]}
+
+
+def test_identity_labels_and_annotations() -> None:
+    pod = build({"name": "a", "actor": {"command": ["sleep", "1"]}})
+    meta = pod["metadata"]
+    assert meta["name"] == "app-a-3"
+    assert meta["namespace"] == "ns"
+    assert meta["labels"] == {
+        "app.kubernetes.io/managed-by": "rebeam-operator",
+        "rebeam.io/host-uid": "uid-app",
+        "rebeam.io/supervisor": "app",
+        "rebeam.io/child": "a",
+        "rebeam.io/incarnation": "3",
+    }
+    assert meta["annotations"] == {"rebeam.io/path": "app", "rebeam.io/pid": "ns.slot-uid.3"}
+    assert meta["ownerReferences"] == [OWNER]
+    assert pod["spec"]["restartPolicy"] == "Never"
+    assert pod["spec"]["terminationGracePeriodSeconds"] == 5
+
+
+def test_nested_path_is_the_annotation_and_env() -> None:
+    pod = build(
+        {"name": "a", "actor": {"command": ["true"]}},
+        annotations={"rebeam.io/path": "root/mid"},
+    )
+    assert pod["metadata"]["annotations"]["rebeam.io/path"] == "root/mid"
+    assert env_of(pod)["REBEAM_SUPERVISOR"]["value"] == "root/mid"
+
+
+def test_long_supervisor_name_is_a_valid_label() -> None:
+    name = "s" * 60 + "-x-" + "y" * 10
+    pod = build({"name": "a", "actor": {"command": ["true"]}}, name=name)
+    label = pod["metadata"]["labels"]["rebeam.io/supervisor"]
+    assert len(label) <= 63
+    assert label[-1].isalnum()
+
+
+def test_env() -> None:
+    settings = Settings(nats_url="nats://n:4222", exit_record="$(LOG)", lease_ttl=3.0)
+    child = {
+        "name": "a",
+        "actor": {
+            "module": "pkg.mod:Thing",
+            "register": "thing",
+            "mailbox": {"maxMessages": 10, "durable": True},
+            "env": [
+                {"name": "PLAIN", "value": "1"},
+                {"name": "EMPTY"},
+                {"name": "FROM", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            ],
+        },
+    }
+    env = env_of(build(child, settings=settings))
+    assert {k: v.get("value") for k, v in env.items() if k.startswith("REBEAM_")} == {
+        "REBEAM_NATS_URL": "nats://n:4222",
+        "REBEAM_NAMESPACE": "ns",
+        "REBEAM_PID": "ns.slot-uid.3",
+        "REBEAM_SUPERVISOR": "app",
+        "REBEAM_CHILD": "a",
+        "REBEAM_EXIT_RECORD": "$(LOG)",
+        "REBEAM_NAME": "thing",
+        "REBEAM_LEASE_TTL": "3.0",
+        "REBEAM_MAILBOX_DURABLE": "true",
+        "REBEAM_MAILBOX_MAX_MESSAGES": "10",
+    }
+    assert env["PLAIN"] == {"name": "PLAIN", "value": "1"}
+    assert env["EMPTY"] == {"name": "EMPTY", "value": ""}
+    assert env["FROM"] == {
+        "name": "FROM",
+        "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
+    }
+    # The child's own env comes last: $(VAR) references to ours resolve.
+    names = [e["name"] for e in build(child, settings=settings)["spec"]["containers"][0]["env"]]
+    assert names[-3:] == ["PLAIN", "EMPTY", "FROM"]
+
+
+def test_no_name_no_lease_ttl_no_mailbox() -> None:
+    env = env_of(build({"name": "a", "actor": {"command": ["true"]}}))
+    assert "REBEAM_NAME" not in env
+    assert "REBEAM_LEASE_TTL" not in env
+    assert not [k for k in env if k.startswith("REBEAM_MAILBOX_")]
+
+
+def test_python_entry_reads_ready_line_through_a_probe() -> None:
+    child = {"name": "a", "actor": {"module": "pkg.mod:Thing", "args": {"k": [1, "two"]}}}
+    container = build(child)["spec"]["containers"][0]
+    command = container["command"]
+    assert command[:2] == ["sh", "-c"]
+    assert "python -m rebeam.runtime" in command[2]
+    assert "--ready-fd 3" in command[2]
+    assert command[3:] == ["rebeam-runtime", "pkg.mod:Thing", "--args", '{"k": [1, "two"]}']
+    assert json.loads(command[-1]) == {"k": [1, "two"]}
+    assert container["readinessProbe"] == READINESS_PROBE
+    assert container["name"] == "actor"
+    assert container["terminationMessagePolicy"] == "File"
+
+
+def test_command_entry_with_list_args_and_no_probe() -> None:
+    child = {"name": "a", "actor": {"command": ["echo", "hi"], "args": ["there", 3]}}
+    container = build(child)["spec"]["containers"][0]
+    assert container["command"] == ["echo", "hi", "there", "3"]
+    assert "readinessProbe" not in container
+
+
+def test_command_with_mapping_args_ignores_them() -> None:
+    spec = Child.model_validate({"name": "a", "actor": {"command": ["run"], "args": {"k": 1}}})
+    assert spec.actor is not None
+    assert runtime_command(spec.actor) == ["run"]
+
+
+def test_image_resources_working_dir() -> None:
+    child = {
+        "name": "a",
+        "actor": {
+            "command": ["true"],
+            "image": "example/img:1",
+            "resources": {"limits": {"cpu": "1"}},
+            "workingDir": "/srv",
+        },
+    }
+    container = build(child)["spec"]["containers"][0]
+    assert container["image"] == "example/img:1"
+    assert container["resources"] == {"limits": {"cpu": "1"}}
+    assert container["workingDir"] == "/srv"
+    default = build({"name": "a", "actor": {"command": ["true"]}})["spec"]["containers"][0]
+    assert default["image"] == Settings().image
+    assert "resources" not in default
+    assert "workingDir" not in default
+
+
+@pytest.mark.parametrize(
+    ("shutdown", "grace"), [(BRUTAL_KILL, 0), (INFINITY, INFINITE_GRACE), (7.0, 7)]
+)
+def test_pod_grace_is_the_childs_shutdown(shutdown: Shutdown, grace: int) -> None:
+    host = host_from_body(supervisor_body())
+    spec = host.spec.children[0]
+    pid = Pid.for_incarnation("ns", "s", 1)
+    pod = pod_manifest(host, spec, 1, pid, shutdown, OWNER, Settings())
+    assert pod["spec"]["terminationGracePeriodSeconds"] == grace
+
+
+def test_standalone_actor_pod_is_named_after_the_actor() -> None:
+    host = host_from_body(actor_body())
+    spec = host.spec.children[0]
+    pod = pod_manifest(
+        host, spec, 2, Pid.for_incarnation("ns", host.uid, 2), 5.0, OWNER, Settings()
+    )
+    assert pod["metadata"]["name"] == "solo-2"
+    assert pod["metadata"]["labels"]["rebeam.io/child"] == "solo"
