@@ -200,6 +200,7 @@ async def bench_cast(
         c_s.append(await theirs(f"{prefix}.cast-decoded"))
     a, b, c = statistics.median(a_s), statistics.median(b_s), statistics.median(c_s)
     cpu_a, cpu_b = statistics.median(receiver_ns["ours"]), statistics.median(receiver_ns["theirs"])
+    per_round = [x / y for x, y in zip(a_s, b_s, strict=True)]
     return [
         Row(
             "cast throughput vs raw publish",
@@ -208,7 +209,10 @@ async def bench_cast(
             a / b,
             ">= 0.7x",
             a / b >= 0.7,
-            note=f"{rounds} rounds x {n} messages, counted as handled by the receiver",
+            note=(
+                f"{rounds} rounds x {n} messages, counted as handled by the receiver; "
+                f"round ratios {min(per_round):.2f}-{max(per_round):.2f}x"
+            ),
         ),
         Row(
             "  (for reference) vs raw + decode",
@@ -379,11 +383,13 @@ async def run(quick: bool, with_ray: bool, with_durable: bool = True) -> list[Ro
                 name="bench-target",
                 # Throughput, not bounds, is measured here: room for a whole burst, as the raw
                 # subscriber's nats-py default (512 Ki messages) has.
-                extra=["--mailbox-max-messages", str(n * 20)],
+                extra=["--mailbox-max-messages", str(n * 50)],
             )  # fmt: skip
             async with rebeam.connect(server.url, namespace=NAMESPACE) as node:
                 rows = [await bench_call(node, pid, prefix, n, rounds)]
-                rows += await bench_cast(node, pid, procs.pids[pid], prefix, n * 10, rounds)
+                # Throughput swings most from run to run on a shared 2-core machine (three
+                # busy processes on two cores): more and longer rounds than the rest.
+                rows += await bench_cast(node, pid, procs.pids[pid], prefix, n * 25, rounds * 2 - 1)
                 rows += await bench_whereis(node, n, rounds)
                 rows.append(await bench_rss(procs, server.url))
             if with_durable:
