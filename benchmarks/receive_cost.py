@@ -1,0 +1,127 @@
+"""What receiving a cast costs, in instructions: ``python -m benchmarks.receive_cost``.
+
+Throughput on a shared 2-core machine swings from run to run (docs/sdk.md); an instruction
+count does not. One process connects to a real nats-server, and nats-py's own parser is fed
+ready-made MSG frames: casts to an actor's mailbox (its real callback), or payloads to a raw
+nats-py subscriber that only counts them. Each is run under ``valgrind --tool=callgrind``
+twice, with ``SMALL`` and ``LARGE`` messages; the difference over the difference in messages
+is the cost of one message, start-up and imports cancelled out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL, LARGE = 2000, 6000
+FRAMES_PER_PARSE = 100
+
+
+def _frames(sid: int, subject: str, payload: bytes) -> bytes:
+    one = f"MSG {subject} {sid} {len(payload)}\r\n".encode() + payload + b"\r\n"
+    return one * FRAMES_PER_PARSE
+
+
+async def _receive(kind: str, count: int, url: str) -> None:
+    """The measured process: receive ``count`` messages of ``kind`` ("rebeam" or "raw")."""
+    import rebeam
+    from rebeam import _codec
+    from rebeam._actor import Host
+    from rebeam._node import Node
+    from rebeam.pids import Pid
+
+    handled = [0]
+
+    class Counter(rebeam.Actor):
+        async def handle_cast(self, message: object) -> None:
+            handled[0] += 1
+
+    pid = Pid.for_incarnation("bench", "receiver", 1)
+    node = await Node.connect(
+        url, namespace="bench", pid=pid, is_client=False, start=False, lease=False,
+        mailbox_max_messages=10**6, mailbox_max_bytes=10**9,
+    )  # fmt: skip
+    Host(node, Counter())
+    await node.start(lease=False)
+    node.delivering.set()
+
+    async def raw(msg: object) -> None:
+        handled[0] += 1
+
+    body = {"n": 1, "data": "x" * 32}
+    if kind == "rebeam":
+        sender = "bench.client-0123456789abcdef.1"
+        payload = _codec.encode([1, 2, str(pid), sender, 7, body])
+        chunk = _frames(node._subs[0]._id, node._subject, payload)
+    else:
+        sub = await node.nc.subscribe(
+            "raw.cast", cb=raw, pending_msgs_limit=10**6, pending_bytes_limit=10**9
+        )
+        chunk = _frames(sub._id, "raw.cast", _codec.encode(body))
+    for _ in range(count // FRAMES_PER_PARSE):
+        await node.nc._ps.parse(chunk)
+        await asyncio.sleep(0)  # let the subscription's task drain what was parsed
+    while handled[0] < count:  # noqa: ASYNC110 - yielding to the subscription's task is the point
+        await asyncio.sleep(0)
+    os._exit(0)  # no teardown in the count
+
+
+def _instructions(kind: str, count: int, url: str, workdir: Path) -> int:
+    argv = [
+        "valgrind", "--tool=callgrind", f"--callgrind-out-file={workdir}/callgrind.out",
+        sys.executable, "-m", "benchmarks.receive_cost", "--receive", kind, str(count), url,
+    ]  # fmt: skip
+    out = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=False,
+    )
+    found = re.search(r"Collected : (\d+)", out.stderr)
+    if out.returncode != 0 or found is None:
+        raise RuntimeError(f"callgrind run of {kind} failed:\n{out.stderr[-2000:]}")
+    return int(found.group(1))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.receive_cost")
+    parser.add_argument("--receive", nargs=3, metavar=("KIND", "COUNT", "URL"), help="internal")
+    args = parser.parse_args()
+    if args.receive:
+        kind, count, url = args.receive
+        asyncio.run(_receive(kind, int(count), url))
+        return 0
+    if shutil.which("valgrind") is None:
+        print("valgrind is not installed: no instruction counts")
+        return 0
+    from rebeam.natsd import NatsServer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        server = NatsServer.start(Path(tmp) / "nats")
+        try:
+            cost = {}
+            for kind in ("raw", "rebeam"):
+                small = _instructions(kind, SMALL, server.url, Path(tmp))
+                large = _instructions(kind, LARGE, server.url, Path(tmp))
+                cost[kind] = (large - small) / (LARGE - SMALL)
+        finally:
+            server.stop()
+    print("instructions to receive one cast (callgrind; nats-py's parser fed MSG frames)")
+    print(f"  raw nats-py subscriber that counts it : {cost['raw'] / 1000:6.1f} k")
+    print(f"  rebeam actor, async handle_cast       : {cost['rebeam'] / 1000:6.1f} k")
+    print(f"  raw / rebeam                          : {cost['raw'] / cost['rebeam']:6.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
