@@ -9,6 +9,7 @@ import asyncio
 import json
 import logging
 import os
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +23,30 @@ __all__ = ["Conflict", "Kube", "load_config"]
 log = logging.getLogger("rebeam.operator")
 
 Json = dict[str, Any]
+
+NOT_FOUND, EXISTS = 404, 409
+
+
+async def _none_on(status: int, call: Awaitable[Any]) -> Any:
+    """``call``'s answer, or None when the API server answered ``status`` instead (404: it
+    is not there; 409: one of that name exists already)."""
+    try:
+        return await call
+    except ApiException as exc:
+        if exc.status == status:
+            return None
+        raise
+
+
+async def _conflict_on_409(call: Awaitable[Any]) -> Any:
+    """``call``'s answer; a 409 (the object moved on from the resourceVersion we wrote
+    against) raises :class:`Conflict`, which the driver answers by re-reading."""
+    try:
+        return await call
+    except ApiException as exc:
+        if exc.status == EXISTS:
+            raise Conflict(str(exc.reason)) from exc
+        raise
 
 
 class Conflict(Exception):
@@ -67,15 +92,11 @@ class Kube:
 
     async def create_pod(self, body: Json) -> Json | None:
         """Create; None when a pod of that name exists already."""
-        try:
-            result: Json = await self._raw(
-                self.core.create_namespaced_pod, body["metadata"]["namespace"], body
-            )
-            return result
-        except ApiException as exc:
-            if exc.status == 409:
-                return None
-            raise
+        namespace = body["metadata"]["namespace"]
+        created: Json | None = await _none_on(
+            EXISTS, self._raw(self.core.create_namespaced_pod, namespace, body)
+        )
+        return created
 
     async def delete_pod(
         self, namespace: str, name: str, grace: int, uid: str | None = None
@@ -87,17 +108,16 @@ class Kube:
         try:
             await self._run(self.core.delete_namespaced_pod, name, namespace, body=options)
         except ApiException as exc:
-            if exc.status not in (404, 409):
+            # 404: gone already. 409: the UID precondition failed, so the pod of that name is
+            # a newer one, not ours to delete.
+            if exc.status not in (NOT_FOUND, EXISTS):
                 raise
 
     async def get_pod(self, namespace: str, name: str) -> Json | None:
-        try:
-            result: Json = await self._raw(self.core.read_namespaced_pod, name, namespace)
-            return result
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        pod: Json | None = await _none_on(
+            NOT_FOUND, self._raw(self.core.read_namespaced_pod, name, namespace)
+        )
+        return pod
 
     async def list_pods(self, namespace: str, selector: str) -> list[Json]:
         listing = await self._raw(self.core.list_namespaced_pod, namespace, label_selector=selector)
@@ -106,15 +126,13 @@ class Kube:
     # --- rebeam objects ------------------------------------------------------------------
 
     async def get_object(self, namespace: str, plural: str, name: str) -> Json | None:
-        try:
-            result: Json = await self._run(
+        found: Json | None = await _none_on(
+            NOT_FOUND,
+            self._run(
                 self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name
-            )
-            return result
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+            ),
+        )
+        return found
 
     async def list_objects(self, namespace: str, plural: str, selector: str) -> list[Json]:
         result = await self._run(
@@ -128,30 +146,27 @@ class Kube:
         return list(result.get("items") or [])
 
     async def create_object(self, namespace: str, plural: str, body: Json) -> Json | None:
-        try:
-            result: Json = await self._run(
+        created: Json | None = await _none_on(
+            EXISTS,
+            self._run(
                 self.custom.create_namespaced_custom_object, GROUP, VERSION, namespace, plural, body
-            )
-            return result
-        except ApiException as exc:
-            if exc.status == 409:
-                return None
-            raise
+            ),
+        )
+        return created
 
     async def delete_object(self, namespace: str, plural: str, name: str) -> None:
         """Idempotent: an object already gone is fine."""
-        try:
-            await self._run(
+        await _none_on(
+            NOT_FOUND,
+            self._run(
                 self.custom.delete_namespaced_custom_object, GROUP, VERSION, namespace, plural, name
-            )
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+            ),
+        )
 
     async def patch_object(self, namespace: str, plural: str, name: str, patch: Json) -> Json:
         """A merge patch; with ``metadata.resourceVersion`` in it, a 409 raises Conflict."""
-        try:
-            result: Json = await self._run(
+        patched: Json = await _conflict_on_409(
+            self._run(
                 self.custom.patch_namespaced_custom_object,
                 GROUP,
                 VERSION,
@@ -160,11 +175,8 @@ class Kube:
                 name,
                 patch,
             )
-            return result
-        except ApiException as exc:
-            if exc.status == 409:
-                raise Conflict(str(exc.reason)) from exc
-            raise
+        )
+        return patched
 
     async def replace_status(
         self, namespace: str, plural: str, name: str, resource_version: str, status: Json, kind: str
@@ -176,8 +188,8 @@ class Kube:
             "metadata": {"name": name, "namespace": namespace, "resourceVersion": resource_version},
             "status": status,
         }
-        try:
-            result: Json = await self._run(
+        replaced: Json = await _conflict_on_409(
+            self._run(
                 self.custom.replace_namespaced_custom_object_status,
                 GROUP,
                 VERSION,
@@ -186,16 +198,14 @@ class Kube:
                 name,
                 body,
             )
-            return result
-        except ApiException as exc:
-            if exc.status == 409:
-                raise Conflict(str(exc.reason)) from exc
-            raise
+        )
+        return replaced
 
     async def patch_status(self, namespace: str, plural: str, name: str, status: Json) -> None:
         """Best effort (Actor slot objects): a merge patch of status, no precondition."""
-        try:
-            await self._run(
+        await _none_on(
+            NOT_FOUND,
+            self._run(
                 self.custom.patch_namespaced_custom_object_status,
                 GROUP,
                 VERSION,
@@ -203,10 +213,8 @@ class Kube:
                 plural,
                 name,
                 {"status": status},
-            )
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+            ),
+        )
 
     # --- events --------------------------------------------------------------------------
 
