@@ -81,7 +81,7 @@ def _timed(shutdown: Shutdown) -> bool:
     return shutdown not in (BRUTAL_KILL, INFINITY)
 
 
-def _supervisor_stops(driver: Driver, core: Supervisor) -> list[StopChild]:
+def _supervisor_stops(core: Supervisor) -> list[StopChild]:
     stops = []
     for command in core.outstanding():
         if isinstance(command, StopChild):
@@ -100,7 +100,7 @@ def note_timed_stops(driver: Driver, core: Supervisor, now: float) -> bool:
     """Remember when each timed stop of a child supervisor was decided (persisted with the
     decision, so before the ask is carried out). True if a new one was noted."""
     new = False
-    for stop in _supervisor_stops(driver, core):
+    for stop in _supervisor_stops(core):
         key = _key(stop.child, stop.incarnation)
         if _timed(stop.shutdown) and key not in driver.stops_asked:
             driver.stops_asked[key] = now
@@ -143,7 +143,7 @@ def next_deadline(driver: Driver) -> float | None:
     now = time.time()
     deadlines = [
         d
-        for stop in _supervisor_stops(driver, core)
+        for stop in _supervisor_stops(core)
         if (d := deadline_of(driver, stop)) is not None and d > now
     ]
     return min(deadlines) if deadlines else None

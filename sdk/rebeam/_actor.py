@@ -58,7 +58,6 @@ _RECEIPT = pack_reply(None)  # a send or cast that asked for one: taken to be ha
 # Plain ints: the hot path compares kinds read from the wire, which are ints.
 _SEND, _CAST, _CALL = int(SEND), int(CAST), int(CALL)
 _ONE_WAY = frozenset({_SEND, _CAST})
-_REFUSE = [None, None, None]  # what the hot path reads of a message it leaves to admit_fields
 
 
 class _NoReply:
@@ -307,12 +306,12 @@ class Host:
         # throughput target), so every call and attribute lookup here counts.
         if len(data) <= node._limit and not self._busy and self._stop is None:
             try:
-                item = unpack_fields(data)
+                item: list[Any] | None = unpack_fields(data)
             except CodecError:
-                item = _REFUSE
-            kind = item[1]
+                item = None  # refused below, by admit_fields
             if (
-                kind in _ONE_WAY
+                item is not None
+                and (kind := item[1]) in _ONE_WAY
                 and item[2] == node._pid_str
                 and node.fenced_by is None
                 and node.delivering.is_set()

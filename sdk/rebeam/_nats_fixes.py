@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import nats
+
 __all__ = ["connect", "guard"]
 
 
@@ -41,6 +43,4 @@ def guard(nc: Any) -> Any:
 
 async def connect(*args: Any, **kwargs: Any) -> Any:
     """``nats.connect`` with :func:`guard` applied: how rebeam opens every connection."""
-    import nats
-
     return guard(await nats.connect(*args, **kwargs))
