@@ -58,7 +58,7 @@ from rebeam.supervision import (
     Supervisor,
     SupervisorState,
 )
-from rebeam_operator import convergence, failpoints, notices, subtrees
+from rebeam_operator import convergence, early_starts, failpoints, notices, subtrees
 from rebeam_operator.children import CODEC, manifest_child
 from rebeam_operator.control import Requests
 from rebeam_operator.hosts import (
@@ -137,6 +137,8 @@ class Driver:
         self.converge_problem: Json | None = None  # a refused generation and why
         self.stops_asked: dict[str, float] = {}  # child#incarnation -> when its stop was decided
         self.killed = 0  # the incarnation the parent killed, once acknowledged (subtrees.py)
+        self.early: set[str] = set()  # pods created ahead of the status write (early_starts.py)
+        self.unrecorded: dict[str, Json] = {}  # pods of decisions never persisted, being removed
 
     # --- inputs from the world (synchronous: store and wake) --------------------------------
 
@@ -155,7 +157,8 @@ class Driver:
         name = body["metadata"]["name"]
         if deleted:
             self.pods.pop(name, None)
-            self.gone.add(name)
+            if name not in self.unrecorded:  # an unrecorded pod's name is used again
+                self.gone.add(name)
         elif name not in self.gone:
             old = self.pods.get(name)
             if old is None or int(old["metadata"]["resourceVersion"]) <= int(
@@ -260,6 +263,7 @@ class Driver:
 
     def _restore(self, status: Json) -> None:
         self.seq = int(status.get("seq", 0))
+        self.early = set()  # their decision is not in what is restored: they are unrecorded
         self.dirty = False
         self.fed = set(status.get("fed") or [])
         self.outbox = list(status.get("outbox") or [])
@@ -296,6 +300,7 @@ class Driver:
         if FINALIZER not in host.finalizers and not host.deleting:
             await self._add_finalizer()
             return False
+        await early_starts.remove_unrecorded(self)
         if self.core is None or host.incarnation > self.incarnation:
             if host.deleting or (self.incarnation and host.incarnation <= self.incarnation):
                 pass
@@ -342,7 +347,10 @@ class Driver:
             if changed:
                 failpoints.hit("decided")
             self.dirty = True
-            await self._persist(now)
+            if core is None:
+                await self.persist(now)
+            else:  # the pods it starts are created meanwhile
+                await early_starts.persist_and_start(self, core, now)
             failpoints.hit("persisted")
         self.requests.deliver()  # replied only once what they did is persisted
         if core is not None:
@@ -503,6 +511,8 @@ class Driver:
         self, spec: Child, child: str, inc: int, status: ChildStatus, now: float
     ) -> Event | list[Event] | None:
         name = self.host.pod_name(child, inc)
+        if name in self.unrecorded:
+            return None  # an earlier life's pod of this name is being removed first
         pod = self.pods.get(name)
         stopping = status is ChildStatus.STOPPING
         brutal = spec.shutdown == BRUTAL_KILL
@@ -682,7 +692,7 @@ class Driver:
             await notices.send(self, note)
             failpoints.hit("notice-sent")
         self.outbox = []
-        await self._persist(time.time())
+        await self.persist(time.time())
         return True
 
     def _emit(
@@ -707,7 +717,7 @@ class Driver:
 
     # --- persisting ----------------------------------------------------------------------
 
-    async def _persist(self, now: float) -> None:
+    async def persist(self, now: float) -> None:
         core = self.core
         if core is None:
             return
@@ -806,7 +816,7 @@ class Driver:
                 if spec.supervisor is not None:
                     await self._start_supervisor(spec, command.incarnation)
                 else:
-                    await self._start_actor(spec, command.incarnation)
+                    await self.start_actor(spec, command.incarnation)
             elif isinstance(command, StopChild):
                 if spec.supervisor is not None:
                     await self._stop_supervisor(spec, command)
@@ -865,9 +875,32 @@ class Driver:
             "blockOwnerDeletion": False,
         }
 
-    async def _start_actor(self, spec: Child, inc: int) -> None:
+    def pending_actor_starts(self, core: Supervisor) -> list[tuple[Child, StartChild]]:
+        """The core's outstanding actor starts whose pods are not created yet."""
+        starts = []
+        for command in core.outstanding():
+            if not isinstance(command, StartChild):
+                continue
+            spec = self._child(command.child)
+            if spec is None or spec.actor is None:
+                continue
+            if self._may_create(self.host.pod_name(spec.name, command.incarnation)):
+                starts.append((spec, command))
+        return starts
+
+    def _may_create(self, name: str) -> bool:
+        return not (
+            name in self.pods
+            or name in self.created
+            or name in self.gone
+            or name in self.unrecorded
+        )
+
+    async def start_actor(self, spec: Child, inc: int, decided_seq: int | None = None) -> None:
+        """Create the pod of incarnation ``inc``, for the decision persisted as status seq
+        ``decided_seq`` (the last persisted one if not given; see early_starts.py)."""
         name = self.host.pod_name(spec.name, inc)
-        if name in self.pods or name in self.created or name in self.gone:
+        if not self._may_create(name):
             return
         slot = await self._slot(spec)
         pid = Pid.for_incarnation(self.host.namespace, slot, inc)
@@ -881,9 +914,11 @@ class Driver:
             core_spec.shutdown_policy,
             self._slot_owner(spec),
             self.world.settings,
+            decided_seq=self.seq if decided_seq is None else decided_seq,
         )
         created = await self.world.kube.create_pod(body)
-        failpoints.hit("pod-created")
+        if decided_seq is None:  # an early create counts once its decision is persisted
+            failpoints.hit("pod-created")
         self.created.add(name)
         if created is not None:
             self.on_pod(created, deleted=False)

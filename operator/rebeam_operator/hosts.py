@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from rebeam.spec.models import ActorSpec, ActorTemplate, Child, SupervisorSpec
 
 __all__ = [
+    "ANN_DECIDED_SEQ",
     "ANN_INCARNATION",
     "ANN_KILL",
     "ANN_PATH",
@@ -53,6 +54,7 @@ ANN_PID: Final = "rebeam.io/pid"
 ANN_INCARNATION: Final = "rebeam.io/incarnation"  # of a child Supervisor: the parent's ask
 ANN_STOP: Final = "rebeam.io/stop-incarnation"  # the parent asks that incarnation to stop
 ANN_KILL: Final = "rebeam.io/kill-incarnation"  # the parent killed that incarnation (subtrees.py)
+ANN_DECIDED_SEQ: Final = "rebeam.io/decided-seq"  # a pod's decision's status seq (early_starts.py)
 
 Json = dict[str, Any]
 

@@ -82,17 +82,32 @@ class Messaging:
         except Exception as exc:
             log.warning("could not release the names of %s: %s", pid, exc)
 
+    async def drop_lease(self, pid: Pid) -> None:
+        """Delete the lease of an incarnation whose process is confirmed gone, so that the same
+        pid can be taken again (early_starts.py: an unrecorded pod's pid is reused)."""
+        if self.nc is None:
+            return
+        try:
+            kv = await self._leases_of(pid.namespace)
+            await asyncio.wait_for(kv.delete(pid.tokens), DEADLINE)
+        except Exception as exc:
+            log.warning("could not drop the lease of %s: %s", pid, exc)
+
+    async def _leases_of(self, namespace: str) -> Any:
+        kv = self._leases.get(namespace)
+        if kv is None:
+            kv = await asyncio.wait_for(
+                _lease.open_leases(self.nc.jetstream(), namespace), DEADLINE
+            )
+            self._leases[namespace] = kv
+        return kv
+
     async def lease_alive(self, pid: Pid) -> bool | None:
         """Whether the incarnation's runtime holds its lease; None when NATS cannot tell."""
         if self.nc is None:
             return None
         try:
-            kv = self._leases.get(pid.namespace)
-            if kv is None:
-                kv = await asyncio.wait_for(
-                    _lease.open_leases(self.nc.jetstream(), pid.namespace), DEADLINE
-                )
-                self._leases[pid.namespace] = kv
+            kv = await self._leases_of(pid.namespace)
             return await asyncio.wait_for(_lease.lease_alive(kv, pid), DEADLINE)
         except Exception as exc:
             log.warning("could not read the lease of %s: %s", pid, exc)

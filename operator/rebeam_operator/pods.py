@@ -16,6 +16,7 @@ from rebeam.spec.models import ActorTemplate, Child
 from rebeam.spec.runtime_env import mailbox_env
 from rebeam.supervision import BRUTAL_KILL, INFINITY, Shutdown
 from rebeam_operator.hosts import (
+    ANN_DECIDED_SEQ,
     ANN_PATH,
     ANN_PID,
     LABEL_CHILD,
@@ -85,6 +86,8 @@ def pod_manifest(
     shutdown: Shutdown,
     slot_owner: Json,
     settings: Settings,
+    *,
+    decided_seq: int,
 ) -> Json:
     actor = child.actor
     assert actor is not None
@@ -135,7 +138,12 @@ def pod_manifest(
                 LABEL_CHILD: child.name,
                 LABEL_INCARNATION: str(incarnation),
             },
-            "annotations": {ANN_PATH: host.path, ANN_PID: str(pid)},
+            "annotations": {
+                ANN_PATH: host.path,
+                ANN_PID: str(pid),
+                # Which status write holds the decision to start it (early_starts.py).
+                ANN_DECIDED_SEQ: str(decided_seq),
+            },
             "ownerReferences": [slot_owner],
         },
         "spec": {

@@ -217,7 +217,7 @@ async def play_dead(driver: Driver) -> bool:
         driver.exit_reason = KILLED.to_wire()
         driver.outbox = []  # a killed process tells nothing more; its parent reports the exit
         driver.dirty = True
-        await driver._persist(time.time())
+        await driver.persist(time.time())
         if driver.core is not None:
             await driver._write_slots(driver.core)
         driver.log.warning("incarnation %s killed by the parent: pods gone", driver.incarnation)

@@ -46,7 +46,7 @@ def build(child: Json, *, settings: Settings | None = None, **body: Any) -> Json
     host = host_from_body(supervisor_body({"children": [child]}, **body))
     spec = host.spec.children[0]
     pid = Pid.for_incarnation("ns", "slot-uid", 3)
-    return pod_manifest(host, spec, 3, pid, 5.0, OWNER, settings or Settings())
+    return pod_manifest(host, spec, 3, pid, 5.0, OWNER, settings or Settings(), decided_seq=7)
 
 
 def env_of(pod: Json) -> dict[str, Json]:
@@ -65,7 +65,11 @@ def test_identity_labels_and_annotations() -> None:
         "rebeam.io/child": "a",
         "rebeam.io/incarnation": "3",
     }
-    assert meta["annotations"] == {"rebeam.io/path": "app", "rebeam.io/pid": "ns.slot-uid.3"}
+    assert meta["annotations"] == {
+        "rebeam.io/path": "app",
+        "rebeam.io/pid": "ns.slot-uid.3",
+        "rebeam.io/decided-seq": "7",
+    }
     assert meta["ownerReferences"] == [OWNER]
     assert pod["spec"]["restartPolicy"] == "Never"
     assert pod["spec"]["terminationGracePeriodSeconds"] == 5
@@ -188,7 +192,7 @@ def test_pod_grace_is_the_childs_shutdown(shutdown: Shutdown, grace: int) -> Non
     host = host_from_body(supervisor_body())
     spec = host.spec.children[0]
     pid = Pid.for_incarnation("ns", "s", 1)
-    pod = pod_manifest(host, spec, 1, pid, shutdown, OWNER, Settings())
+    pod = pod_manifest(host, spec, 1, pid, shutdown, OWNER, Settings(), decided_seq=1)
     assert pod["spec"]["terminationGracePeriodSeconds"] == grace
 
 
@@ -196,7 +200,14 @@ def test_standalone_actor_pod_is_named_after_the_actor() -> None:
     host = host_from_body(actor_body())
     spec = host.spec.children[0]
     pod = pod_manifest(
-        host, spec, 2, Pid.for_incarnation("ns", host.uid, 2), 5.0, OWNER, Settings()
+        host,
+        spec,
+        2,
+        Pid.for_incarnation("ns", host.uid, 2),
+        5.0,
+        OWNER,
+        Settings(),
+        decided_seq=1,
     )
     assert pod["metadata"]["name"] == "solo-2"
     assert pod["metadata"]["labels"]["rebeam.io/child"] == "solo"

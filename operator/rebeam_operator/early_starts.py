@@ -1,0 +1,117 @@
+"""Pods created while the status write that records their decision is still on its way.
+
+A restart was two API round trips in a row: the status PUT that persists the decision, then
+the create of the replacement pod. Each costs about as much as the other, so a restart took
+a little over twice the floor (one round trip), and anything that slowed either one pushed it
+past three times. Now the pods a pass starts are created *concurrently* with that status
+write (:func:`persist_and_start`). Everything else still waits for the write: stops, child
+Supervisors, notifications, replies. A start is the one act that can be taken back, because
+an incarnation's pod name is fixed, so a second process of it can never be created.
+
+The price is one new state after a crash. If the operator is killed after such a create and
+before the write lands, a pod exists that no stored decision asks for: an *unrecorded* pod.
+Every pod says which status write its decision belongs to (the annotation
+``rebeam.io/decided-seq``). A driver treats as unrecorded a pod whose seq is above its
+persisted ``seq``, unless it is one of its own creates whose write is still pending
+(:attr:`Driver.early`). It removes such a pod before anything else of that child happens:
+
+1. it deletes the pod with a grace period of a second, so that the kubelet confirms the
+   container has stopped (a grace-0 delete would remove the object at once and let the
+   process linger), and while the pod exists it is neither observed nor created again;
+2. once the pod is gone, it releases the names and the lease of the pod's pid. The
+   incarnation that replaces it has the same pod name and the same pid, and must find both
+   free;
+3. then the restored core's own decision runs as if the early create had never happened. It
+   was never persisted, so the exit is fed once and the restart counted once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any, Final
+
+from rebeam.pids import Pid
+from rebeam.supervision import Supervisor
+from rebeam_operator import failpoints
+from rebeam_operator.hosts import ANN_DECIDED_SEQ, ANN_PID
+
+if TYPE_CHECKING:
+    from rebeam_operator.driver import Driver
+
+__all__ = ["decided_seq", "persist_and_start", "remove_unrecorded", "unrecorded"]
+
+Json = dict[str, Any]
+
+UNRECORDED_GRACE: Final = 1  # seconds: long enough for the kubelet to confirm the stop
+
+
+def decided_seq(pod: Json) -> int:
+    """The status write a pod's decision belongs to; 0 for pods from before the annotation."""
+    value = (pod["metadata"].get("annotations") or {}).get(ANN_DECIDED_SEQ, "0")
+    try:
+        return int(value)
+    except ValueError:
+        return 0
+
+
+def unrecorded(pods: dict[str, Json], persisted_seq: int, pending: set[str]) -> list[str]:
+    """Names of the pods created for a decision that never reached status."""
+    return sorted(
+        name
+        for name, pod in pods.items()
+        if name not in pending and decided_seq(pod) > persisted_seq
+    )
+
+
+async def persist_and_start(driver: Driver, core: Supervisor, now: float) -> None:
+    """Persist the pass's decision and, at the same time, create the pods it starts."""
+    starts = driver.pending_actor_starts(core)
+    if not starts:
+        await driver.persist(now)
+        return
+    seq = driver.seq + 1
+    names = [driver.host.pod_name(spec.name, command.incarnation) for spec, command in starts]
+    driver.early.update(names)
+
+    async def create() -> None:
+        for spec, command in starts:
+            await driver.start_actor(spec, command.incarnation, decided_seq=seq)
+
+    if failpoints.is_armed("created-unpersisted"):
+        # The interleaving a test needs: every create landed, the write not issued.
+        await create()
+        failpoints.hit("created-unpersisted")
+        await driver.persist(now)
+    else:
+        results = await asyncio.gather(driver.persist(now), create(), return_exceptions=True)
+        for result in results:  # the write's failure first: it decides what happens next
+            if isinstance(result, BaseException):
+                raise result
+    driver.early.difference_update(names)
+    for _ in names:
+        failpoints.hit("pod-created")
+
+
+async def remove_unrecorded(driver: Driver) -> None:
+    """Delete unrecorded pods; release the pid of each one that is gone (see the module)."""
+    for name in unrecorded(driver.pods, driver.seq, driver.early):
+        pod = driver.pods[name]
+        if name not in driver.unrecorded:
+            driver.log.warning(
+                "pod %s was created for a decision that was never persisted: deleting it", name
+            )
+            driver.unrecorded[name] = pod
+            driver.created.discard(name)
+        if "deletionTimestamp" not in pod["metadata"]:
+            await driver.world.kube.delete_pod(
+                driver.host.namespace, name, UNRECORDED_GRACE, pod["metadata"]["uid"]
+            )
+    for name, pod in list(driver.unrecorded.items()):
+        if name in driver.pods:
+            continue  # not gone yet
+        pid = (pod["metadata"].get("annotations") or {}).get(ANN_PID)
+        if pid:
+            await driver.world.messaging.release(Pid.parse(pid))
+            await driver.world.messaging.drop_lease(Pid.parse(pid))
+        del driver.unrecorded[name]
+        driver.log.info("unrecorded pod %s is gone; its pid is free again", name)
