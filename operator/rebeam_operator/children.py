@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from rebeam.spec.models import Child
+from rebeam.spec.models import ActorSpec, Child
 from rebeam.supervision import StartCodec, Supervisor
 
-__all__ = ["CODEC", "manifest_child"]
+__all__ = ["CODEC", "manifest_child", "slot_spec", "slot_spec_patch"]
 
 
 def _encode(start: Any) -> Any:
@@ -45,3 +45,37 @@ def manifest_child(core: Supervisor, child_id: str) -> Child | None:
     if child.actor is not None:
         update["actor"] = child.actor.model_copy(update={"args": spec.args})
     return child.model_copy(update=update)
+
+
+def slot_spec(child: Child) -> dict[str, Any]:
+    """The spec of an actor child's ``Actor`` slot object: its template and the child fields
+    an Actor has (restart, shutdown, startTimeout)."""
+    as_json = child.model_dump(mode="json", by_alias=True, exclude_none=True)
+    merged = {
+        **as_json["actor"],
+        **{k: as_json[k] for k in ("restart", "shutdown", "startTimeout") if k in as_json},
+    }
+    spec: dict[str, Any] = ActorSpec.model_validate(merged).model_dump(
+        mode="json", by_alias=True, exclude_none=True
+    )
+    return spec
+
+
+def slot_spec_patch(child: Child, current: dict[str, Any]) -> dict[str, Any] | None:
+    """The merge patch that makes a slot object show the spec its child runs now (a replaced
+    child runs a new one), or None when it does already."""
+    wanted = slot_spec(child)
+    try:  # compared as the model reads them: the API server fills in the schema's defaults
+        same = (
+            ActorSpec.model_validate(current).model_dump(
+                mode="json", by_alias=True, exclude_none=True
+            )
+            == wanted
+        )
+    except ValueError:
+        same = False
+    if same:
+        return None
+    # A merge patch cannot remove keys by leaving them out: null every key no longer there.
+    removed = {k: None for k in current if k not in wanted}
+    return {"spec": {**removed, **wanted}}

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from rebeam.events import LifecycleEvent
 from rebeam.exits import KILLED, NOCONNECTION, SHUTDOWN, ExitReason, crash, shutdown_with
 from rebeam.pids import Pid
-from rebeam.spec.models import ActorSpec, Child, SupervisorSpec
+from rebeam.spec.models import Child, SupervisorSpec
 from rebeam.spec.to_core import child_specs, supervisor_flags
 from rebeam.supervision import (
     BRUTAL_KILL,
@@ -59,7 +59,7 @@ from rebeam.supervision import (
     SupervisorState,
 )
 from rebeam_operator import convergence, early_starts, failpoints, notices, subtrees
-from rebeam_operator.children import CODEC, manifest_child
+from rebeam_operator.children import CODEC, manifest_child, slot_spec, slot_spec_patch
 from rebeam_operator.control import Requests
 from rebeam_operator.hosts import (
     ANN_INCARNATION,
@@ -129,6 +129,7 @@ class Driver:
         self.exit_reason: Any = None
         self.written: Json | None = None
         self.slot_status: dict[str, Json] = {}
+        self.slot_specs: dict[str, Json] = {}  # actor child -> its slot object's spec
         self.dirty = False  # the core moved on and status does not say so yet
         self.requests = Requests()  # management requests (control.py) for the next pass
         self.applied: SupervisorSpec | None = None  # the spec the core was given
@@ -238,7 +239,9 @@ class Driver:
         for obj in await kube.list_objects(host.namespace, "supervisors", selector):
             self.on_child_object(obj, deleted=False)
         for obj in await kube.list_objects(host.namespace, "actors", selector):
-            self.slots[obj["metadata"]["labels"].get(LABEL_CHILD, "")] = obj["metadata"]["uid"]
+            child = obj["metadata"]["labels"].get(LABEL_CHILD, "")
+            self.slots[child] = obj["metadata"]["uid"]
+            self.slot_specs[child] = obj.get("spec") or {}
         self._restore(self.host.status)
 
     async def _reread(self) -> None:
@@ -451,6 +454,7 @@ class Driver:
                 self.host.namespace, "actors", self.host.slot_object(child_id)
             )
             self.slots.pop(child_id, None)
+            self.slot_specs.pop(child_id, None)
             self.slot_status.pop(child_id, None)
         for name, obj in list(self.child_objects.items()):
             child = (obj["metadata"].get("labels") or {}).get(LABEL_CHILD, "")
@@ -831,13 +835,6 @@ class Driver:
             return uid
         kube, host = self.world.kube, self.host
         assert spec.actor is not None
-        as_json = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
-        actor_spec = ActorSpec.model_validate(
-            {
-                **as_json["actor"],
-                **{k: as_json[k] for k in ("restart", "shutdown", "startTimeout") if k in as_json},
-            }
-        )
         body = {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "Actor",
@@ -853,7 +850,7 @@ class Driver:
                 "annotations": {ANN_PATH: f"{host.path}/{spec.name}"},
                 "ownerReferences": [host.owner_reference()],
             },
-            "spec": actor_spec.model_dump(mode="json", by_alias=True, exclude_none=True),
+            "spec": slot_spec(spec),
         }
         created = await kube.create_object(host.namespace, "actors", body)
         if created is None:
@@ -861,6 +858,7 @@ class Driver:
         assert created is not None
         uid = str(created["metadata"]["uid"])
         self.slots[spec.name] = uid
+        self.slot_specs[spec.name] = created.get("spec") or {}
         return uid
 
     def _slot_owner(self, spec: Child) -> Json:
@@ -1026,12 +1024,26 @@ class Driver:
                 )
 
     async def _write_slots(self, core: Supervisor) -> None:
-        """The Actor objects of actor children show their slot (best effort)."""
+        """The Actor objects of actor children show their slot (best effort), and the spec
+        the child runs now (a replaced child's is new)."""
         if self.host.standalone_actor:
             return
         for info in core.which_children():
             if info.id not in self.slots:
                 continue
+            child = self._child(info.id)
+            patch = None
+            if child is not None and child.actor is not None:
+                patch = slot_spec_patch(child, self.slot_specs.get(info.id) or {})
+            if patch is not None:
+                patched = await self.world.kube.patch_object(
+                    self.host.namespace,
+                    "actors",
+                    self.host.slot_object(info.id),
+                    patch,
+                    missing_ok=True,
+                )
+                self.slot_specs[info.id] = (patched or patch).get("spec") or {}
             inc = info.incarnation or core.incarnations.get(info.id, 0)
             status: Json = {
                 "phase": info.status.value,

@@ -11,7 +11,7 @@ import logging
 import os
 from collections.abc import Awaitable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, overload
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -163,9 +163,28 @@ class Kube:
             ),
         )
 
-    async def patch_object(self, namespace: str, plural: str, name: str, patch: Json) -> Json:
-        """A merge patch; with ``metadata.resourceVersion`` in it, a 409 raises Conflict."""
-        patched: Json = await _conflict_on_409(
+    @overload
+    async def patch_object(
+        self,
+        namespace: str,
+        plural: str,
+        name: str,
+        patch: Json,
+        *,
+        missing_ok: Literal[False] = False,
+    ) -> Json: ...
+
+    @overload
+    async def patch_object(
+        self, namespace: str, plural: str, name: str, patch: Json, *, missing_ok: bool
+    ) -> Json | None: ...
+
+    async def patch_object(
+        self, namespace: str, plural: str, name: str, patch: Json, *, missing_ok: bool = False
+    ) -> Json | None:
+        """A merge patch; with ``metadata.resourceVersion`` in it, a 409 raises Conflict.
+        With ``missing_ok``, an object that is not there is None (a best-effort write)."""
+        call = _conflict_on_409(
             self._run(
                 self.custom.patch_namespaced_custom_object,
                 GROUP,
@@ -176,6 +195,7 @@ class Kube:
                 patch,
             )
         )
+        patched: Json | None = await (_none_on(NOT_FOUND, call) if missing_ok else call)
         return patched
 
     async def replace_status(

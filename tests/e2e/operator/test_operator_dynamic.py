@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from infra.kubelet import ProcessKubelet
 from infra.procs import wait_for
-from operator_helpers import Objects, Operator, Watchdog, sleeper, supervisor
+from operator_helpers import Objects, Operator, Watchdog, child_state, sleeper, supervisor
 
 import rebeam
 
@@ -162,5 +162,84 @@ def test_dynamic_children_survive_an_operator_restart(
         timeout=30,
         what="pods of 1, 2 (second incarnation) and 3",
     )
+    assert watchdog.close() == []
+    operator.check_running()
+
+
+def team_pool(name: str = "teams") -> dict[str, object]:
+    """A simple_one_for_one whose template is itself a supervisor (of one sleeper, w)."""
+    body = supervisor(name, [], strategy="simple_one_for_one", intensity=5, period="600s")
+    body["spec"]["childTemplate"] = {  # type: ignore[index]
+        "name": "team",
+        "shutdown": "5s",
+        "supervisor": {"intensity": 1, "period": "600s", "children": [sleeper("w")]},
+    }
+    return body
+
+
+def test_dynamic_children_may_be_supervisors(
+    operator: Operator,
+    objects: Objects,
+    kubelet: ProcessKubelet,
+    watchdog: Watchdog,
+    nats_url: str,
+    namespace: str,
+) -> None:
+    """Each dynamic child is a Supervisor object of its own, named by its serial id; it gives
+    up and is restarted by its parent as any nested supervisor, survives an operator restart,
+    and terminate-child stops its whole subtree."""
+    objects.apply(team_pool())
+    objects.wait_status("teams", lambda s: s.get("phase") == "Running", what="teams running")
+    for n in (1, 2):
+        reply = wait_for(
+            lambda: (r := cli(nats_url, namespace, "start-child", "teams")).returncode == 0 and r,
+            timeout=30,
+            what="start-child answered",
+        )
+        assert reply.stdout.strip() == f"teams/{n}#1"
+        # Replied once started: the team's own child runs already.
+        assert f"teams-{n}-w-1" in objects.running_pods()
+    assert objects.status("teams-1")["path"] == "teams/1"
+
+    # Team 1's w crashes twice within its intensity of 1: team 1 gives up (exit shutdown),
+    # and teams, its parent, restarts it as a permanent child: a second incarnation of team 1.
+    kubelet.kill_container(namespace, "teams-1-w-1", "actor", signal.SIGKILL)
+    objects.wait_status(
+        "teams-1",
+        lambda s: s.get("ready") == "1/1" and s.get("incarnations") == {"w": 2},
+        what="w restarted",
+    )
+    kubelet.kill_container(namespace, "teams-1-w-2", "actor", signal.SIGKILL)
+    status = objects.wait_status(
+        "teams",
+        lambda s: s.get("incarnations", {}).get("1") == 2 and s.get("ready") == "2/2",
+        what="team 1 restarted by its parent",
+    )
+    assert status["restartsInWindow"] == 1
+    assert child_state(status, "1")["lastExit"]["reason"] == "shutdown"
+    wait_for(lambda: "teams-1-w-3" in objects.running_pods(), timeout=30, what="team 1's new w")
+
+    operator.kill()
+    operator.start()
+    objects.wait_status("teams", lambda s: s.get("ready") == "2/2", what="2/2 after restart")
+    third = wait_for(
+        lambda: (r := cli(nats_url, namespace, "start-child", "teams")).returncode == 0 and r,
+        timeout=30,
+        what="start-child after the restart",
+    )
+    assert third.stdout.strip() == "teams/3#1"
+
+    stopped = cli(nats_url, namespace, "terminate-child", "teams/1")
+    assert stopped.returncode == 0, stopped.stderr
+    wait_for(lambda: objects.get("teams-1") is None, timeout=30, what="team 1's object deleted")
+    wait_for(
+        lambda: set(objects.running_pods()) == {"teams-2-w-1", "teams-3-w-1"},
+        timeout=30,
+        what="only the pods of teams 2 and 3",
+    )
+    status = objects.wait_status(
+        "teams", lambda s: [c["name"] for c in s.get("children") or []] == ["2", "3"], what="2, 3"
+    )
+    assert status["restartsInWindow"] == 1  # a termination is not a restart
     assert watchdog.close() == []
     operator.check_running()

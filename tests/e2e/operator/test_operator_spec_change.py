@@ -94,6 +94,15 @@ def test_added_removed_and_changed_children_converge_without_a_restart(
     assert objects.pods()["app-a-1"]["metadata"]["uid"] == before["app-a-1"]  # untouched
     assert "601" in " ".join(objects.pods()["app-c-2"]["spec"]["containers"][0]["command"])
     wait_for(lambda: objects.get("app-b", "actors") is None, timeout=30, what="b's slot gone")
+    # c's Actor slot object shows the spec c runs now.
+    wait_for(
+        lambda: (
+            (objects.get("app-c", "actors") or {}).get("spec", {}).get("command")
+            == ["sleep", "601"]
+        ),
+        timeout=30,
+        what="c's slot object showing its new command",
+    )
     events = objects.events("app")
     assert not [e for e in events if e["reason"] in ("Restarting", "GaveUp")]
     changed = [e["message"] for e in events if e["reason"] == "SpecChanged"]
