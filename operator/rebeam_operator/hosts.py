@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
-from rebeam.spec.models import ActorSpec, ActorTemplate, Child, SupervisorSpec
+from rebeam.spec.models import ActorSpec, SupervisorSpec
 
 __all__ = [
     "ANN_DECIDED_SEQ",
@@ -113,14 +113,6 @@ class Host:
         }
 
 
-def _actor_as_supervisor(name: str, spec: ActorSpec) -> SupervisorSpec:
-    as_json = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
-    slot = {k: as_json.pop(k) for k in ("restart", "shutdown", "startTimeout") if k in as_json}
-    template = ActorTemplate.model_validate(as_json)
-    child = Child.model_validate({"name": name, **slot, "actor": template})
-    return SupervisorSpec(children=[child])
-
-
 def _number(annotations: dict[str, str], key: str, default: int, where: str) -> int:
     raw = annotations.get(key)
     if raw is None:
@@ -159,7 +151,7 @@ def host_from_body(body: Json) -> Host:
             spec = SupervisorSpec.model_validate(body.get("spec") or {})
         else:
             actor = ActorSpec.model_validate(body.get("spec") or {})
-            spec = _actor_as_supervisor(meta["name"], actor)
+            spec = actor.as_supervisor(meta["name"])
     except ValidationError as exc:
         problems = "; ".join(
             f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()

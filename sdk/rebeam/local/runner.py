@@ -37,7 +37,7 @@ from rebeam.local.reaper import Reaper
 from rebeam.local.supervisors import RunContext, SupervisorRunner
 from rebeam.local.zygote import Zygote
 from rebeam.natsd import NatsServer
-from rebeam.spec.models import Actor, ActorTemplate, Child, Resource, Supervisor, SupervisorSpec
+from rebeam.spec.models import Actor, ActorTemplate, Resource, Supervisor, SupervisorSpec
 from rebeam.supervision import ShutdownRequest
 
 __all__ = ["LocalRun", "RunOptions", "local_problems", "roots_of"]
@@ -62,20 +62,9 @@ def roots_of(resources: list[Resource]) -> list[tuple[str, SupervisorSpec]]:
         if isinstance(resource, Supervisor):
             roots.append((resource.metadata.name, resource.spec))
         else:
-            spec = resource.spec
-            template = spec.model_dump(
-                by_alias=True, exclude={"restart", "shutdown", "start_timeout"}, exclude_none=True
+            roots.append(
+                (resource.metadata.name, resource.spec.as_supervisor(resource.metadata.name))
             )
-            child = Child.model_validate(
-                {
-                    "name": resource.metadata.name,
-                    "restart": spec.restart,
-                    "shutdown": spec.shutdown,
-                    "startTimeout": spec.start_timeout,
-                    "actor": template,
-                }
-            )
-            roots.append((resource.metadata.name, SupervisorSpec(children=[child])))
     return roots
 
 

@@ -297,6 +297,15 @@ class ActorSpec(ActorTemplate):
     shutdown: ShutdownValue | None = None
     start_timeout: Duration = DEFAULT_START_TIMEOUT  # type: ignore[assignment]
 
+    def as_supervisor(self, name: str) -> SupervisorSpec:
+        """The implicit one_for_one supervisor (default intensity and period) of an Actor
+        applied on its own: one child, named ``name``, with this slot's restart fields. The
+        one mapping both backends use."""
+        as_json = self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        slot = {k: as_json.pop(k) for k in ("restart", "shutdown", "startTimeout") if k in as_json}
+        child = Child.model_validate({"name": name, **slot, "actor": as_json})
+        return SupervisorSpec(children=[child])
+
 
 # --- status ----------------------------------------------------------------------------
 
