@@ -16,8 +16,10 @@ __all__ = ["tree"]
 
 
 def tree(drivers: list[Driver]) -> list[dict[str, Any]]:
+    """Every root: root Supervisors, and Actors applied on their own, each shown as
+    ``rebeam run`` shows it, as its implicit one_for_one supervisor of one child."""
     by_path = {d.host.path: d for d in drivers if d.core is not None}
-    roots = [d for path, d in by_path.items() if "/" not in path and d.host.kind == "Supervisor"]
+    roots = [d for path, d in by_path.items() if "/" not in path]
     return [_node(d, by_path) for d in sorted(roots, key=lambda d: d.host.path)]
 
 

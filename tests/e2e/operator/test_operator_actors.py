@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +28,8 @@ from operator_helpers import (
 )
 
 pytestmark = pytest.mark.e2e
+
+REBEAM = str(Path(sys.executable).parent / "rebeam")
 
 
 def test_actors_call_each_other_by_name(
@@ -60,7 +65,7 @@ def test_actors_call_each_other_by_name(
 
 
 def test_an_actor_applied_on_its_own_is_supervised(
-    operator: Operator, objects: Objects, kubelet: ProcessKubelet, namespace: str
+    operator: Operator, objects: Objects, kubelet: ProcessKubelet, namespace: str, nats_url: str
 ) -> None:
     objects.apply(
         {
@@ -83,6 +88,20 @@ def test_an_actor_applied_on_its_own_is_supervised(
     assert status["pod"] == "solo-2"
     assert status["restarts"] == 1
     assert status["lastExit"]["reason"] == "killed"
+    # rebeam tree shows it as rebeam run does: its implicit supervisor, of one child.
+    shown = subprocess.run(
+        [REBEAM, "tree", "--json", "--nats-url", nats_url, "--namespace", namespace],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert shown.returncode == 0, shown.stderr
+    (root,) = json.loads(shown.stdout)
+    assert (root["path"], root["strategy"]) == ("solo", "one_for_one")
+    (child,) = root["children"]
+    assert (child["name"], child["incarnation"], child["pod"]) == ("solo", 2, "solo-2")
+    assert child["last_exit"] == "killed"
     objects.delete("solo", "actors")
     wait_for(lambda: not objects.pods(), timeout=30, what="solo's pods gone")
 
