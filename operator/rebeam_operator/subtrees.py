@@ -212,6 +212,7 @@ async def play_dead(driver: Driver) -> bool:
         if not dead:
             return False
         if driver.core is not None:
+            await _report_killed_actors(driver, driver.core)
             drain(driver.core, time.time())
         driver.killed = driver.incarnation
         driver.exit_reason = KILLED.to_wire()
@@ -225,6 +226,26 @@ async def play_dead(driver: Driver) -> bool:
         await driver._remove_finalizer()
         return True
     return False
+
+
+async def _report_killed_actors(driver: Driver, core: Supervisor) -> None:
+    """What the kill did to each live actor child, as ``rebeam run`` reports it: its names
+    released, then ``exited`` (``start_failed`` while it was starting) with reason ``killed``,
+    so monitors of it get DOWN at once rather than when its lease runs out. Nested
+    supervisors report their own actors as they play dead; a killed supervisor child is
+    reported by nobody, as in ``rebeam run``. Sent again if the operator dies before the
+    acknowledgement is persisted (lifecycle events are at least once)."""
+    for info in core.which_children():
+        if info.status not in (ChildStatus.STARTING, ChildStatus.RUNNING, ChildStatus.STOPPING):
+            continue
+        spec = manifest_child(core, info.id)
+        if spec is None or spec.actor is None or not info.incarnation:
+            continue
+        pid = driver._pid(info.id, info.incarnation)
+        if pid is not None and not spec.actor.command:
+            await driver.world.messaging.release(pid)
+        event = "start_failed" if info.status is ChildStatus.STARTING else "exited"
+        driver._emit(event, info.id, info.incarnation, pid, KILLED)
 
 
 def _terminated(core: Supervisor) -> bool:

@@ -117,6 +117,9 @@ def test_finite_shutdown_kills_the_subtree(
     lines = lifecycle.lines()
     assert "exited mid killed" in lines, lines
     assert "exited w shutdown" not in lines  # w never got to end by its own SIGTERM handler
+    # As rebeam run reports a killed subtree: w's exit, killed, told (by mid, playing dead)
+    # before mid's own, so a monitor of w gets DOWN at once.
+    assert lines.index("exited w killed") < lines.index("exited mid killed"), lines
     wait_for(lambda: not objects.pods(), timeout=10, what="every pod gone")
     wait_for(lambda: process_gone(pid), timeout=10, what="w's process to be killed")
     # mid acknowledged the kill in its status: Terminated, killed, no child running.
