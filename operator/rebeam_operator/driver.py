@@ -352,8 +352,8 @@ class Driver:
             self.dirty = True
             if core is None:
                 await self.persist(now)
-            else:  # the pods it starts are created meanwhile
-                await early_starts.persist_and_start(self, core, now)
+            else:  # the pods it starts are created first
+                await early_starts.create_then_persist(self, core, now)
             failpoints.hit("persisted")
         self.requests.deliver()  # replied only once what they did is persisted
         if core is not None:

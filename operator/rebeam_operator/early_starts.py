@@ -1,12 +1,14 @@
-"""Pods created while the status write that records their decision is still on its way.
+"""Pods created before the status write that records the decision to start them.
 
 A restart was two API round trips in a row: the status PUT that persists the decision, then
 the create of the replacement pod. Each costs about as much as the other, so a restart took
 a little over twice the floor (one round trip), and anything that slowed either one pushed it
-past three times. Now the pods a pass starts are created *concurrently* with that status
-write (:func:`persist_and_start`). Everything else still waits for the write: stops, child
-Supervisors, notifications, replies. A start is the one act that can be taken back, because
-an incarnation's pod name is fixed, so a second process of it can never be created.
+past three times. Now the pods a pass starts are created *first*, and the decision is
+persisted right after (:func:`create_then_persist`). Everything else still waits for the
+write: stops, child Supervisors, notifications, replies. A start is the one act that can be
+taken back, because an incarnation's pod name is fixed: a second process of it can never be
+created. (Creating and writing concurrently was measured too: the two requests then compete
+for the API server, and the create, which is what a restart waits for, came later.)
 
 The price is one new state after a crash. If the operator is killed after such a create and
 before the write lands, a pod exists that no stored decision asks for: an *unrecorded* pod.
@@ -27,7 +29,6 @@ persisted ``seq``, unless it is one of its own creates whose write is still pend
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any, Final
 
 from rebeam.pids import Pid
@@ -38,7 +39,7 @@ from rebeam_operator.hosts import ANN_DECIDED_SEQ, ANN_PID
 if TYPE_CHECKING:
     from rebeam_operator.driver import Driver
 
-__all__ = ["decided_seq", "persist_and_start", "remove_unrecorded", "unrecorded"]
+__all__ = ["create_then_persist", "decided_seq", "remove_unrecorded", "unrecorded"]
 
 Json = dict[str, Any]
 
@@ -63,30 +64,17 @@ def unrecorded(pods: dict[str, Json], persisted_seq: int, pending: set[str]) -> 
     )
 
 
-async def persist_and_start(driver: Driver, core: Supervisor, now: float) -> None:
-    """Persist the pass's decision and, at the same time, create the pods it starts."""
+async def create_then_persist(driver: Driver, core: Supervisor, now: float) -> None:
+    """Create the pods the pass's decision starts, then persist the decision."""
     starts = driver.pending_actor_starts(core)
-    if not starts:
-        await driver.persist(now)
-        return
     seq = driver.seq + 1
     names = [driver.host.pod_name(spec.name, command.incarnation) for spec, command in starts]
     driver.early.update(names)
-
-    async def create() -> None:
-        for spec, command in starts:
-            await driver.start_actor(spec, command.incarnation, decided_seq=seq)
-
-    if failpoints.is_armed("created-unpersisted"):
-        # The interleaving a test needs: every create landed, the write not issued.
-        await create()
+    for spec, command in starts:
+        await driver.start_actor(spec, command.incarnation, decided_seq=seq)
+    if starts:
         failpoints.hit("created-unpersisted")
-        await driver.persist(now)
-    else:
-        results = await asyncio.gather(driver.persist(now), create(), return_exceptions=True)
-        for result in results:  # the write's failure first: it decides what happens next
-            if isinstance(result, BaseException):
-                raise result
+    await driver.persist(now)
     driver.early.difference_update(names)
     for _ in names:
         failpoints.hit("pod-created")

@@ -24,7 +24,7 @@ import signal
 import sys
 from typing import Final
 
-__all__ = ["ENV", "ENV_FILE", "POINTS", "arm", "armed", "hit", "is_armed", "watch"]
+__all__ = ["ENV", "ENV_FILE", "POINTS", "arm", "armed", "hit", "watch"]
 
 ENV: Final = "REBEAM_OPERATOR_FAILPOINT"
 ENV_FILE: Final = "REBEAM_OPERATOR_FAILPOINT_FILE"
@@ -32,7 +32,7 @@ ENV_FILE: Final = "REBEAM_OPERATOR_FAILPOINT_FILE"
 # Every point of a pass where a crash matters, in the order a pass reaches them.
 POINTS: Final = (
     "decided",  # observed and fed the core; nothing of it persisted yet
-    "created-unpersisted",  # a pass's new pods created; the status write not yet issued
+    "created-unpersisted",  # a pass's new pods created; its status write not issued yet
     "persisted",  # the decision is in status; no command carried out yet
     "pod-created",  # one pod of a starting incarnation created (between creates)
     "pod-stopping",  # one pod of a stopping incarnation deleted with its grace (between stops)
@@ -67,14 +67,6 @@ def arm(spec: str | None) -> None:
 
 def armed() -> dict[str, int]:
     return dict(_armed)
-
-
-def is_armed(name: str) -> bool:
-    """Whether point ``name`` is armed now (the watched file read first): for a step that
-    takes the interleaving a test of that point needs only while the point is armed."""
-    assert name in POINTS, name
-    _reread()
-    return name in _armed
 
 
 def watch(path: str | None) -> None:

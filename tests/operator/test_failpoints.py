@@ -97,17 +97,6 @@ def test_a_watched_file_arms_and_disarms_a_running_process(tmp_path: Path) -> No
     assert failpoints.armed() == {}
 
 
-def test_is_armed_reads_the_watched_file_without_a_hit(tmp_path: Path) -> None:
-    spec = tmp_path / "failpoint"
-    failpoints.watch(str(spec))
-    assert not failpoints.is_armed("created-unpersisted")
-    spec.write_text("created-unpersisted:2")
-    assert failpoints.is_armed("created-unpersisted")
-    assert not failpoints.is_armed("decided")
-    with pytest.raises(AssertionError):
-        failpoints.is_armed("no-such-point")
-
-
 def test_the_file_counts_afresh_in_a_child_process(tmp_path: Path) -> None:
     spec = tmp_path / "failpoint"
     spec.write_text("pod-created:2")

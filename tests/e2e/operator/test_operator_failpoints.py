@@ -141,8 +141,8 @@ CASES = [
     pytest.param(point, ONE_FOR_ONE, id=f"{point}-one_for_one")
     for point in ("pod-created:1", "carried-out")
 ]
-# A pass's new pods are created while its status write is on its way (early_starts.py): killed
-# with the creates landed and the write not, the restarted operator finds pods no stored
+# A pass's new pods are created before its status write (early_starts.py): killed with the
+# creates landed and the write not issued, the restarted operator finds pods no stored
 # decision asks for, removes them and decides the restart afresh. The n-th early create: the
 # victim's replacement, then (one_for_all) its sibling's, (rest_for_one) the nested w's.
 CASES += [
