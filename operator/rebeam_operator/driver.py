@@ -78,7 +78,7 @@ from rebeam_operator.hosts import (
     host_from_body,
 )
 from rebeam_operator.kube import Conflict
-from rebeam_operator.observation import PodPhase, observe_pod, vanished_reason
+from rebeam_operator.observation import PodPhase, disrupted, observe_pod, vanished_reason
 from rebeam_operator.pods import grace_seconds, pod_manifest
 from rebeam_operator.status import build_status, exit_summary, phase_of
 
@@ -115,6 +115,7 @@ class Driver:
         self.slots: dict[str, str] = {}  # actor child -> its Actor object's uid (the pid slot)
         self.created: set[str] = set()  # pods created by this driver since it started
         self.fenced: set[str] = set()
+        self.disrupted: set[str] = set()  # pods Kubernetes took away (observation.disrupted)
         self.lease_checked: dict[str, float] = {}
         self.wake = asyncio.Event()
         self.core: Supervisor | None = None
@@ -160,6 +161,8 @@ class Driver:
             self.pods.pop(name, None)
             if name not in self.unrecorded:  # an unrecorded pod's name is used again
                 self.gone.add(name)
+            if disrupted(body):  # its end is reported from this, its last state
+                self.disrupted.add(name)
         elif name not in self.gone:
             old = self.pods.get(name)
             if old is None or int(old["metadata"]["resourceVersion"]) <= int(
@@ -533,7 +536,10 @@ class Driver:
                 self.on_pod(pod, deleted=False)
                 return None
             reason = vanished_reason(
-                stop_requested=stopping, brutal=brutal, node_lost=name in self.fenced
+                stop_requested=stopping,
+                brutal=brutal,
+                node_lost=name in self.fenced,
+                disrupted=name in self.disrupted,
             )
             return await self._ended(child, inc, pid, reason, status, name)
         view = observe_pod(pod, stop_requested=stopping)

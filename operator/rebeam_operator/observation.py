@@ -4,6 +4,13 @@ The container's terminated state is turned into an exit reason by
 :func:`rebeam.exits.from_container_end`, with what the runtime recorded through the
 termination message (``REBEAM_EXIT_RECORD`` names the termination-message path). A pod that is
 gone without a final status we saw is reported by :func:`vanished_reason`.
+
+A pod the platform took away — evicted by a drain or for node pressure, preempted, deleted by
+the taint manager: Kubernetes marks all of these with the ``DisruptionTarget`` condition —
+ended with ``noconnection``, whatever its process said when the SIGTERM came: as on a lost
+node, the process did not choose to stop and its supervisor did not ask it to (a transient
+child is restarted, as it must be). A pod deleted by hand is OTP's ``exit(Pid, shutdown)``
+and ends ``shutdown``.
 """
 
 from __future__ import annotations
@@ -25,7 +32,14 @@ from rebeam.exits import (
 )
 from rebeam_operator.pods import CONTAINER
 
-__all__ = ["PodPhase", "PodView", "observe_pod", "recorded_reason", "vanished_reason"]
+__all__ = [
+    "PodPhase",
+    "PodView",
+    "disrupted",
+    "observe_pod",
+    "recorded_reason",
+    "vanished_reason",
+]
 
 Json = dict[str, Any]
 
@@ -63,6 +77,14 @@ def _container(pod: Json) -> Json | None:
     return None
 
 
+def disrupted(pod: Json) -> bool:
+    """Kubernetes took the pod away (eviction, preemption, taint manager, node pressure)."""
+    return any(
+        c.get("type") == "DisruptionTarget" and c.get("status") == "True"
+        for c in (pod.get("status") or {}).get("conditions") or []
+    )
+
+
 def observe_pod(pod: Json, *, stop_requested: bool) -> PodView:
     status = pod.get("status") or {}
     node = (pod.get("spec") or {}).get("nodeName")
@@ -87,12 +109,16 @@ def observe_pod(pod: Json, *, stop_requested: bool) -> PodView:
                 signal=details.signal if details else None,
                 message=message.strip()[-300:],
             )
+        if disrupted(pod) and not stop_requested:
+            reason = NOCONNECTION
         ran = terminated.get("reason") not in ("StartError", "ContainerCannotRun")
         return PodView(PodPhase.ENDED, reason, node, deleting, ran=ran)
     phase = status.get("phase")
     if phase in ("Succeeded", "Failed"):  # evicted, or ended before a container status
         if stop_requested:
             reason = SHUTDOWN
+        elif disrupted(pod):
+            reason = NOCONNECTION
         elif phase == "Succeeded":
             reason = NORMAL  # every container exited 0: the kubelet says so by this phase
         else:
@@ -104,10 +130,15 @@ def observe_pod(pod: Json, *, stop_requested: bool) -> PodView:
     return PodView(PodPhase.PENDING, None, node, deleting)
 
 
-def vanished_reason(*, stop_requested: bool, brutal: bool, node_lost: bool) -> ExitReason:
-    """A pod that went away before we saw how it ended."""
+def vanished_reason(
+    *, stop_requested: bool, brutal: bool, node_lost: bool, disrupted: bool = False
+) -> ExitReason:
+    """A pod that went away before we saw how it ended (``disrupted``: its last state seen
+    had the ``DisruptionTarget`` condition)."""
     if node_lost:
         return NOCONNECTION
     if stop_requested:
         return KILLED if brutal else SHUTDOWN
+    if disrupted:
+        return NOCONNECTION
     return KILLED

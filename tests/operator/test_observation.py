@@ -11,6 +11,7 @@ import pytest
 from rebeam.exits import KILLED, NOCONNECTION, NORMAL, SHUTDOWN, ExitKind, crash, shutdown_with
 from rebeam_operator.observation import (
     PodPhase,
+    disrupted,
     observe_pod,
     recorded_reason,
     vanished_reason,
@@ -234,3 +235,53 @@ def test_empty_pod_body() -> None:
 )
 def test_vanished_reason(stop: bool, brutal: bool, lost: bool, expected: Any) -> None:
     assert vanished_reason(stop_requested=stop, brutal=brutal, node_lost=lost) == expected
+
+
+def test_a_disrupted_pod_that_vanished_is_noconnection_unless_we_stopped_it() -> None:
+    assert vanished_reason(stop_requested=False, brutal=False, node_lost=False, disrupted=True) == (
+        NOCONNECTION
+    )
+    assert vanished_reason(stop_requested=True, brutal=False, node_lost=False, disrupted=True) == (
+        SHUTDOWN
+    )
+
+
+# --- pods Kubernetes took away (DisruptionTarget) -----------------------------------------
+
+
+def evicted(body: Json, reason: str = "EvictionByEvictionAPI") -> Json:
+    condition = {"type": "DisruptionTarget", "status": "True", "reason": reason}
+    body["status"].setdefault("conditions", []).append(condition)
+    return body
+
+
+def test_disrupted_reads_the_condition() -> None:
+    assert disrupted(evicted(pod()))
+    assert not disrupted(pod())
+    off = pod()
+    off["status"]["conditions"] = [{"type": "DisruptionTarget", "status": "False"}]
+    assert not disrupted(off)
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        terminated(143),  # the SIGTERM of the eviction: would be shutdown
+        terminated(137),  # the SIGKILL after its grace period: would be killed
+        terminated(1, message='{"shutdown": "bye"}'),  # what the runtime recorded
+    ],
+)
+def test_an_evicted_pod_ends_noconnection(state: Json) -> None:
+    view = observe_pod(evicted(pod(state=state, deleting=True)), stop_requested=False)
+    assert view.phase is PodPhase.ENDED
+    assert view.reason == NOCONNECTION
+
+
+def test_an_evicted_pod_we_were_stopping_ends_as_stopped() -> None:
+    view = observe_pod(evicted(pod(state=terminated(143), deleting=True)), stop_requested=True)
+    assert view.reason == SHUTDOWN
+
+
+def test_a_pod_failed_by_node_pressure_is_noconnection() -> None:
+    body = evicted(pod(phase="Failed", message="low on memory"), reason="TerminationByKubelet")
+    assert observe_pod(body, stop_requested=False).reason == NOCONNECTION

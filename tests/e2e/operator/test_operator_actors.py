@@ -51,6 +51,8 @@ def test_actors_call_each_other_by_name(
     assert counter["restarts"] == 1
     assert counter["lastExit"]["reason"] == "shutdown"  # stopped by the auto shutdown
     assert child_state(status, "driver")["lastExit"]["reason"] == "normal"
+    # The supervisor's own shutdown event is sent once its status says Terminated: wait for it.
+    lifecycle.wait("shutdown shutdown")
     lines = lifecycle.lines()
     assert lines.index("exited counter crash") < lines.index("restarting counter crash")
     assert "exited driver normal" in lines

@@ -34,6 +34,17 @@ def cli(nats_url: str, namespace: str, *args: str) -> subprocess.CompletedProces
     )
 
 
+def start_child(nats_url: str, namespace: str, supervisor: str) -> str:
+    """``rebeam start-child``, once the operator answers (it subscribes once NATS is reached);
+    the new child's path and incarnation."""
+    done = wait_for(
+        lambda: (r := cli(nats_url, namespace, "start-child", supervisor)).returncode == 0 and r,
+        timeout=30,
+        what=f"start-child {supervisor} answered",
+    )
+    return str(done.stdout.strip())
+
+
 def pool(name: str = "pool", **spec: object) -> dict[str, object]:
     body = supervisor(name, [], strategy="simple_one_for_one", intensity=3, period="60s", **spec)
     body["spec"]["childTemplate"] = sleeper("worker", shutdown="2s")  # type: ignore[index]
@@ -130,12 +141,8 @@ def test_dynamic_children_survive_an_operator_restart(
     objects.apply(pool())
     objects.wait_status("pool", lambda s: s.get("phase") == "Running", what="pool running")
     for n in (1, 2):
-        reply = wait_for(
-            lambda: (r := cli(nats_url, namespace, "start-child", "pool")).returncode == 0 and r,
-            timeout=30,
-            what="start-child answered",
-        )
-        assert reply.stdout.strip() == f"pool/{n}#1"
+        reply = start_child(nats_url, namespace, "pool")
+        assert reply == f"pool/{n}#1"
     uids = {name: pod["metadata"]["uid"] for name, pod in objects.pods().items()}
     assert set(uids) == {"pool-1-1", "pool-2-1"}
 
@@ -151,12 +158,8 @@ def test_dynamic_children_survive_an_operator_restart(
     )
     assert status["restartsInWindow"] == 1
     assert objects.pods()["pool-1-1"]["metadata"]["uid"] == uids["pool-1-1"]
-    third = wait_for(
-        lambda: (r := cli(nats_url, namespace, "start-child", "pool")).returncode == 0 and r,
-        timeout=30,
-        what="start-child after the restart",
-    )
-    assert third.stdout.strip() == "pool/3#1"  # serial ids are never used twice
+    third = start_child(nats_url, namespace, "pool")
+    assert third == "pool/3#1"  # serial ids are never used twice
     wait_for(
         lambda: set(objects.running_pods()) == {"pool-1-1", "pool-2-2", "pool-3-1"},
         timeout=30,
@@ -191,12 +194,8 @@ def test_dynamic_children_may_be_supervisors(
     objects.apply(team_pool())
     objects.wait_status("teams", lambda s: s.get("phase") == "Running", what="teams running")
     for n in (1, 2):
-        reply = wait_for(
-            lambda: (r := cli(nats_url, namespace, "start-child", "teams")).returncode == 0 and r,
-            timeout=30,
-            what="start-child answered",
-        )
-        assert reply.stdout.strip() == f"teams/{n}#1"
+        reply = start_child(nats_url, namespace, "teams")
+        assert reply == f"teams/{n}#1"
         # Replied once started: the team's own child runs already.
         assert f"teams-{n}-w-1" in objects.running_pods()
     assert objects.status("teams-1")["path"] == "teams/1"
@@ -222,12 +221,8 @@ def test_dynamic_children_may_be_supervisors(
     operator.kill()
     operator.start()
     objects.wait_status("teams", lambda s: s.get("ready") == "2/2", what="2/2 after restart")
-    third = wait_for(
-        lambda: (r := cli(nats_url, namespace, "start-child", "teams")).returncode == 0 and r,
-        timeout=30,
-        what="start-child after the restart",
-    )
-    assert third.stdout.strip() == "teams/3#1"
+    third = start_child(nats_url, namespace, "teams")
+    assert third == "teams/3#1"
 
     stopped = cli(nats_url, namespace, "terminate-child", "teams/1")
     assert stopped.returncode == 0, stopped.stderr

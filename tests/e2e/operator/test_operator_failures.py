@@ -6,6 +6,8 @@
 * A pod on a lost node is not replaced while its incarnation may still live: only once its
   runtime's lease has expired is the pod force-deleted and the exit reported as
   ``noconnection``.
+* A pod evicted (``kubectl drain`` uses the Eviction API) was taken away by the platform: its
+  exit is ``noconnection`` too, so a transient child is restarted as well.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import time
 import pytest
 from infra.kubelet import ProcessKubelet
 from infra.procs import wait_for
+from kubernetes import client
 from operator_helpers import Objects, Operator, actor, child_state, sleeper, supervisor
 
 pytestmark = pytest.mark.e2e
@@ -91,3 +94,29 @@ def test_node_loss_replaces_a_pod_only_once_it_is_fenced(
         kubelet.recover_node()
     objects.wait_status("app", lambda s: s.get("ready") == "1/1", what="g#2 ready", timeout=60)
     operator.check_running()
+
+
+def test_an_evicted_pod_exits_noconnection_and_is_restarted(
+    operator: Operator, objects: Objects, namespace: str
+) -> None:
+    """What a drain does to a pod: the Eviction API marks it DisruptionTarget and deletes it
+    with its grace period; the kubelet SIGTERMs it. That SIGTERM would read as ``shutdown``,
+    which would leave a transient child stopped for good."""
+    children = [sleeper("a", shutdown="2s"), sleeper("t", restart="transient", shutdown="2s")]
+    objects.apply(supervisor("app", children, intensity=5, period="120s"))
+    objects.wait_status("app", lambda s: s.get("ready") == "2/2", what="2/2 ready")
+    for pod in ("app-a-1", "app-t-1"):
+        eviction = client.V1Eviction(metadata=client.V1ObjectMeta(name=pod, namespace=namespace))
+        objects.core.create_namespaced_pod_eviction(pod, namespace, eviction)
+
+    status = objects.wait_status(
+        "app",
+        lambda s: s.get("ready") == "2/2" and s.get("incarnations") == {"a": 2, "t": 2},
+        what="both children restarted",
+    )
+    assert status["restartsInWindow"] == 2
+    assert child_state(status, "a")["lastExit"]["reason"] == "noconnection"
+    assert child_state(status, "t")["lastExit"]["reason"] == "noconnection"
+    messages = [e["message"] for e in objects.events("app") if e["reason"] == "Restarting"]
+    assert any(m.startswith("a exited (noconnection), restarting a") for m in messages)
+    assert any(m.startswith("t exited (noconnection), restarting t") for m in messages)
