@@ -810,6 +810,7 @@ class Driver:
         )
         self.seq = seq
         self.dirty = False
+        self.early.clear()  # every decision in memory is in status now, theirs too
         self.written = status
         self.body = body
         self.host = host_from_body(body)

@@ -74,8 +74,7 @@ async def create_then_persist(driver: Driver, core: Supervisor, now: float) -> N
         await driver.start_actor(spec, command.incarnation, decided_seq=seq)
     if starts:
         failpoints.hit("created-unpersisted")
-    await driver.persist(now)
-    driver.early.difference_update(names)
+    await driver.persist(now)  # which empties driver.early
     for _ in names:
         failpoints.hit("pod-created")
 
