@@ -6,11 +6,14 @@ whatever woke it:
 
 1. what the object asks: deleted (finalizer) or stopped by the parent → ``ShutdownRequest``;
    a new incarnation asked by the parent → a fresh core that continues the incarnations;
-2. what the children did: each live incarnation's pod (or child Supervisor object) is read
-   into ``ChildStarted`` / ``StartFailed`` / ``ChildExited``; a start that overran its
-   ``startTimeout`` is a ``StartFailed``; a pod on a lost node is fenced first;
+2. what the children did (``child_events.py``): each live incarnation's pod (or child
+   Supervisor object) is read into ``ChildStarted`` / ``StartFailed`` / ``ChildExited``; a
+   start that overran its ``startTimeout`` is a ``StartFailed``; a pod on a lost node is
+   fenced first;
 3. the core's answer, **persisted before it is carried out**: the snapshot, the events fed
-   and the notifications due go into status with a resourceVersion-checked PUT;
+   and the notifications due go into status with a resourceVersion-checked PUT. The one
+   exception: the pods it starts are created just before that write (``early_starts.py``
+   says why, and what a crash in between leaves);
 4. then carried out, idempotently: create the pods of starting incarnations (a 409 means it
    exists), delete the pods of stopping ones with their shutdown as grace period, post the
    notifications (Kubernetes Events, NATS lifecycle events), remove pods of incarnations
@@ -29,20 +32,16 @@ import contextlib
 import json
 import logging
 import time
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from rebeam.events import LifecycleEvent
-from rebeam.exits import KILLED, NOCONNECTION, SHUTDOWN, ExitReason, crash, shutdown_with
+from rebeam.exits import SHUTDOWN, ExitReason, shutdown_with
 from rebeam.pids import Pid
 from rebeam.spec.models import Child, SupervisorSpec
 from rebeam.spec.to_core import child_specs, supervisor_flags
 from rebeam.supervision import (
-    BRUTAL_KILL,
     AutoShutdownBy,
-    ChildExited,
     ChildRestarting,
-    ChildStarted,
     ChildStatus,
     Command,
     Error,
@@ -53,13 +52,21 @@ from rebeam.supervision import (
     Reply,
     ShutdownRequest,
     StartChild,
-    StartFailed,
     StopChild,
     Supervisor,
     SupervisorState,
 )
-from rebeam_operator import convergence, early_starts, failpoints, notices, subtrees
-from rebeam_operator.children import CODEC, manifest_child, slot_spec, slot_spec_patch
+from rebeam_operator import (
+    child_events,
+    convergence,
+    early_starts,
+    failpoints,
+    notices,
+    slots,
+    subtrees,
+)
+from rebeam_operator.child_events import created_at
+from rebeam_operator.children import CODEC, manifest_child
 from rebeam_operator.control import Requests
 from rebeam_operator.hosts import (
     ANN_INCARNATION,
@@ -71,16 +78,15 @@ from rebeam_operator.hosts import (
     LABEL_HOST,
     LABEL_INCARNATION,
     LABEL_MANAGED,
-    LABEL_SUPERVISOR,
     MANAGED_BY,
     VERSION,
     Host,
     host_from_body,
 )
 from rebeam_operator.kube import Conflict
-from rebeam_operator.observation import PodPhase, disrupted, observe_pod, vanished_reason
+from rebeam_operator.observation import PodPhase, disrupted, observe_pod
 from rebeam_operator.pods import grace_seconds, pod_manifest
-from rebeam_operator.status import build_status, exit_summary, phase_of
+from rebeam_operator.status import build_status, phase_of
 
 if TYPE_CHECKING:
     from rebeam_operator.world import World
@@ -93,13 +99,6 @@ Json = dict[str, Any]
 
 BUSY_TICK = 1.0
 MIN_TICK = 0.05
-
-
-def _created_at(body: Json) -> float | None:
-    stamp = (body.get("metadata") or {}).get("creationTimestamp")
-    if not stamp:
-        return None
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 class Driver:
@@ -228,7 +227,7 @@ class Driver:
         second from now while its pod is not seen yet."""
         spec = self._child(child)
         pod = self.pods.get(self.host.pod_name(child, incarnation))
-        created = _created_at(pod) if pod is not None else None
+        created = created_at(pod) if pod is not None else None
         if spec is None or created is None:
             return time.time() + BUSY_TICK
         return created + spec.start_timeout
@@ -328,7 +327,7 @@ class Driver:
                 self.shutdown_fed = self.incarnation
                 commands += core.handle(ShutdownRequest(SHUTDOWN), now)
                 changed = True
-            for event in await self._observe(core, now):
+            for event in await child_events.observe(self, core, now):
                 commands += core.handle(event, time.time())
                 changed = True
             if core.state is SupervisorState.TERMINATED:
@@ -368,7 +367,7 @@ class Driver:
             if await self._notify():
                 failpoints.hit("notified")
             await self._collect(core)
-            await self._write_slots(core)
+            await slots.write(self, core)
             await self._sync_nested(core)
         finished = core is None or core.state is SupervisorState.TERMINATED
         if host.deleting and finished and not any(map(self._pod_alive, self.pods.values())):
@@ -449,16 +448,8 @@ class Driver:
                 self.on_child_object(patched, deleted=False)
         # Children the core no longer has (removed from the manifest, dynamic ones ended):
         # their Actor slot objects and child Supervisor objects go too.
+        await slots.delete_unused(self, core)
         present = {info.id for info in core.which_children()}
-        for child_id in [c for c in self.slots if c not in present]:
-            if self.host.standalone_actor or not self._gone_for_good(child_id):
-                continue
-            await self.world.kube.delete_object(
-                self.host.namespace, "actors", self.host.slot_object(child_id)
-            )
-            self.slots.pop(child_id, None)
-            self.slot_specs.pop(child_id, None)
-            self.slot_status.pop(child_id, None)
         for name, obj in list(self.child_objects.items()):
             child = (obj["metadata"].get("labels") or {}).get(LABEL_CHILD, "")
             if child in present or "deletionTimestamp" in obj["metadata"]:
@@ -484,162 +475,11 @@ class Driver:
     def _key(self, child: str, incarnation: int, kind: str) -> str:
         return f"{child}#{incarnation}#{kind}"
 
-    async def _observe(self, core: Supervisor, now: float) -> list[Event]:
-        events: list[Event] = []
-        for info in core.which_children():
-            if info.status not in (ChildStatus.STARTING, ChildStatus.RUNNING, ChildStatus.STOPPING):
-                continue
-            inc = info.incarnation or 0
-            spec = self._child(info.id)
-            if spec is None:
-                continue
-            found: Event | list[Event] | None
-            if spec.supervisor is not None:
-                found = self._observe_child_supervisor(info.id, inc, info.status)
-            else:
-                found = await self._observe_actor(spec, info.id, inc, info.status, now)
-            for event in found if isinstance(found, list) else [found]:
-                if event is None:
-                    continue
-                kind = "up" if isinstance(event, ChildStarted) else "end"
-                key = self._key(info.id, inc, kind)
-                if key not in self.fed:
-                    self.fed.add(key)
-                    events.append(event)
-        return events
-
     def _pid(self, child: str, incarnation: int) -> Pid | None:
         slot = self.host.uid if self.host.standalone_actor else self.slots.get(child)
         if slot is None or incarnation < 1:
             return None
         return Pid.for_incarnation(self.host.namespace, slot, incarnation)
-
-    async def _observe_actor(
-        self, spec: Child, child: str, inc: int, status: ChildStatus, now: float
-    ) -> Event | list[Event] | None:
-        name = self.host.pod_name(child, inc)
-        if name in self.unrecorded:
-            return None  # an earlier life's pod of this name is being removed first
-        pod = self.pods.get(name)
-        stopping = status is ChildStatus.STOPPING
-        brutal = spec.shutdown == BRUTAL_KILL
-        pid = self._pid(child, inc)
-        if pod is None:
-            if (
-                status is ChildStatus.STARTING
-                and name not in self.created
-                and name not in self.gone
-            ):
-                return None  # not created yet: _carry_out creates it
-            pod = await self.world.kube.get_pod(self.host.namespace, name)
-            if pod is not None:
-                self.on_pod(pod, deleted=False)
-                return None
-            reason = vanished_reason(
-                stop_requested=stopping,
-                brutal=brutal,
-                node_lost=name in self.fenced,
-                disrupted=name in self.disrupted,
-            )
-            return await self._ended(child, inc, pid, reason, status, name)
-        view = observe_pod(pod, stop_requested=stopping)
-        if view.phase is PodPhase.ENDED:
-            assert view.reason is not None
-            reason = KILLED if stopping and brutal and not view.reason.is_clean else view.reason
-            assert spec.actor is not None
-            if status is ChildStatus.STARTING and spec.actor.command and view.ran:
-                # A command is started once it runs: one that ended before we looked did
-                # start, and then ended (a quick job), as rebeam run would see it.
-                self._emit("started", child, inc, pid)
-                ended = await self._ended(child, inc, pid, reason, ChildStatus.RUNNING, name)
-                return [ChildStarted(child, inc), ended]
-            return await self._ended(child, inc, pid, reason, status, name)
-        if status is ChildStatus.STARTING:
-            assert spec.actor is not None
-            if view.phase is PodPhase.RUNNING and (view.ready or spec.actor.command):
-                self._emit("started", child, inc, pid)
-                return ChildStarted(child, inc)
-            created = _created_at(pod) or now
-            if now - created > spec.start_timeout:
-                await self.world.kube.delete_pod(self.host.namespace, name, 0)
-                reason = crash(message=f"not Running within startTimeout {spec.start_timeout:g}s")
-                return await self._ended(child, inc, pid, reason, status, name)
-            return None
-        if (view.node and not view.deleting) or (view.node and stopping):
-            return await self._maybe_fence(child, inc, pid, pod, status, name)
-        return None
-
-    async def _maybe_fence(
-        self, child: str, inc: int, pid: Pid | None, pod: Json, status: ChildStatus, name: str
-    ) -> Event | None:
-        """A pod that still looks alive on a node that is not Ready is replaced only once its
-        incarnation is fenced: its runtime's lease has expired (the runtime stops without it,
-        and a later incarnation supersedes it in the slot record), then the pod is
-        force-deleted and its exit reported as noconnection."""
-        if _pod_ready(pod) or pid is None:
-            return None
-        spec = self._child(child)
-        if spec is None or spec.actor is None or spec.actor.command:
-            return None  # a command holds no lease: wait until its pod is confirmed gone
-        node = pod["spec"].get("nodeName")
-        if not node or await self.world.node_ready(node):
-            return None
-        last = self.lease_checked.get(name, 0.0)
-        if time.monotonic() - last < 1.0:
-            return None
-        self.lease_checked[name] = time.monotonic()
-        alive = await self.world.messaging.lease_alive(pid)
-        if alive is not False:
-            return None
-        self.log.warning("pod %s on lost node %s: lease expired, force-deleting", name, node)
-        await self.world.kube.delete_pod(self.host.namespace, name, 0)
-        self.fenced.add(name)
-        return await self._ended(child, inc, pid, NOCONNECTION, status, name)
-
-    async def _ended(
-        self,
-        child: str,
-        inc: int,
-        pid: Pid | None,
-        reason: ExitReason,
-        status: ChildStatus,
-        pod: str,
-    ) -> Event:
-        spec = self._child(child)
-        if pid is not None and spec is not None and spec.actor and not spec.actor.command:
-            # A command has no runtime, so no names; a program in it that used
-            # rebeam.connect is its own observer and releases its own.
-            await self.world.messaging.release(pid)
-        self.child_exits[child] = exit_summary(reason)
-        if status is ChildStatus.STARTING:
-            self._emit("start_failed", child, inc, pid, reason)
-            return StartFailed(child, inc, reason)
-        self._emit("exited", child, inc, pid, reason)
-        return ChildExited(child, inc, reason)
-
-    def _observe_child_supervisor(self, child: str, inc: int, status: ChildStatus) -> Event | None:
-        obj = self.child_objects.get(self.host.child_supervisor(child))
-        if obj is None:
-            if status is ChildStatus.STARTING:
-                return None
-            self._emit("exited", child, inc, None, SHUTDOWN)
-            return ChildExited(child, inc, SHUTDOWN)
-        st = obj.get("status") or {}
-        if int(st.get("supervisorIncarnation", 0)) != inc:
-            return None
-        phase = st.get("phase")
-        if status is ChildStatus.STARTING and phase in ("Running", "Restarting"):
-            self._emit("started", child, inc, None)
-            return ChildStarted(child, inc)
-        if phase in ("Terminated", "GaveUp", "Failed"):
-            reason = ExitReason.from_wire(st.get("exitReason") or "shutdown")
-            self.child_exits[child] = exit_summary(reason)
-            if status is ChildStatus.STARTING:
-                self._emit("start_failed", child, inc, None, reason)
-                return StartFailed(child, inc, reason)
-            self._emit("exited", child, inc, None, reason)
-            return ChildExited(child, inc, reason)
-        return None
 
     # --- notifications -------------------------------------------------------------------
 
@@ -834,52 +674,6 @@ class Driver:
                 else:
                     await self._stop_actor(spec, command.incarnation, command)
 
-    async def _slot(self, spec: Child) -> str:
-        if self.host.standalone_actor:
-            return self.host.uid
-        uid = self.slots.get(spec.name)
-        if uid:
-            return uid
-        kube, host = self.world.kube, self.host
-        assert spec.actor is not None
-        body = {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "Actor",
-            "metadata": {
-                "name": host.slot_object(spec.name),
-                "namespace": host.namespace,
-                "labels": {
-                    LABEL_MANAGED: MANAGED_BY,
-                    LABEL_HOST: host.uid,
-                    LABEL_CHILD: spec.name,
-                    LABEL_SUPERVISOR: host.name[:63],
-                },
-                "annotations": {ANN_PATH: f"{host.path}/{spec.name}"},
-                "ownerReferences": [host.owner_reference()],
-            },
-            "spec": slot_spec(spec),
-        }
-        created = await kube.create_object(host.namespace, "actors", body)
-        if created is None:
-            created = await kube.get_object(host.namespace, "actors", host.slot_object(spec.name))
-        assert created is not None
-        uid = str(created["metadata"]["uid"])
-        self.slots[spec.name] = uid
-        self.slot_specs[spec.name] = created.get("spec") or {}
-        return uid
-
-    def _slot_owner(self, spec: Child) -> Json:
-        if self.host.standalone_actor:
-            return self.host.owner_reference()
-        return {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "Actor",
-            "name": self.host.slot_object(spec.name),
-            "uid": self.slots[spec.name],
-            "controller": True,
-            "blockOwnerDeletion": False,
-        }
-
     def pending_actor_starts(self, core: Supervisor) -> list[tuple[Child, StartChild]]:
         """The core's outstanding actor starts whose pods are not created yet."""
         starts = []
@@ -907,7 +701,7 @@ class Driver:
         name = self.host.pod_name(spec.name, inc)
         if not self._may_create(name):
             return
-        slot = await self._slot(spec)
+        slot = await slots.ensure(self, spec)
         pid = Pid.for_incarnation(self.host.namespace, slot, inc)
         core_spec = self.core.child_spec(spec.name) if self.core else None
         assert core_spec is not None
@@ -917,7 +711,7 @@ class Driver:
             inc,
             pid,
             core_spec.shutdown_policy,
-            self._slot_owner(spec),
+            slots.owner(self, spec),
             self.world.settings,
             decided_seq=self.seq if decided_seq is None else decided_seq,
         )
@@ -1030,45 +824,6 @@ class Driver:
                     self.host.namespace, name, 0, pod["metadata"]["uid"]
                 )
 
-    async def _write_slots(self, core: Supervisor) -> None:
-        """The Actor objects of actor children show their slot (best effort), and the spec
-        the child runs now (a replaced child's is new)."""
-        if self.host.standalone_actor:
-            return
-        for info in core.which_children():
-            if info.id not in self.slots:
-                continue
-            child = self._child(info.id)
-            patch = None
-            if child is not None and child.actor is not None:
-                patch = slot_spec_patch(child, self.slot_specs.get(info.id) or {})
-            if patch is not None:
-                patched = await self.world.kube.patch_object(
-                    self.host.namespace,
-                    "actors",
-                    self.host.slot_object(info.id),
-                    patch,
-                    missing_ok=True,
-                )
-                self.slot_specs[info.id] = (patched or patch).get("spec") or {}
-            inc = info.incarnation or core.incarnations.get(info.id, 0)
-            status: Json = {
-                "phase": info.status.value,
-                "incarnation": inc,
-                "pod": self.host.pod_name(info.id, inc) if inc else None,
-                "pid": str(self._pid(info.id, inc)) if inc else None,
-                "restarts": max(0, core.incarnations.get(info.id, 0) - 1),
-                "observedGeneration": self.host.generation,
-            }
-            if info.id in self.child_exits:
-                status["lastExit"] = self.child_exits[info.id]
-            if self.slot_status.get(info.id) == status:
-                continue
-            await self.world.kube.patch_status(
-                self.host.namespace, "actors", self.host.slot_object(info.id), status
-            )
-            self.slot_status[info.id] = status
-
     # --- finalizer -----------------------------------------------------------------------
 
     async def _add_finalizer(self) -> None:
@@ -1106,13 +861,6 @@ def core_child(host: Host, child_id: str) -> Child | None:
         if child.name == child_id:
             return child
     return None
-
-
-def _pod_ready(pod: Json) -> bool:
-    for condition in (pod.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == "Ready":
-            return bool(condition.get("status") == "True")
-    return False
 
 
 def _actor_fields(

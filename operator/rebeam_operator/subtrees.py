@@ -48,7 +48,7 @@ from rebeam.supervision import (
     Supervisor,
     SupervisorState,
 )
-from rebeam_operator import failpoints
+from rebeam_operator import failpoints, slots
 from rebeam_operator.children import manifest_child
 from rebeam_operator.hosts import ANN_INCARNATION, ANN_KILL, LABEL_HOST
 
@@ -220,7 +220,7 @@ async def play_dead(driver: Driver) -> bool:
         driver.dirty = True
         await driver.persist(time.time())
         if driver.core is not None:
-            await driver._write_slots(driver.core)
+            await slots.write(driver, driver.core)
         driver.log.warning("incarnation %s killed by the parent: pods gone", driver.incarnation)
     if host.deleting:
         await driver._remove_finalizer()

@@ -1,0 +1,212 @@
+"""What the children did, as core events: step 2 of a driver's pass (driver.py).
+
+Each live incarnation is read from what the world shows of it — its pod (observation.py says
+what a pod means), or for a nested supervisor its Supervisor object's status — into
+``ChildStarted``, ``StartFailed`` or ``ChildExited``, each fed to the core once (the driver's
+``fed`` keys, persisted with the snapshot). Before an exit is reported, the names of the
+incarnation's pid are released, so that its successor can register them at once, and the
+lifecycle event is sent. A start that overran its ``startTimeout`` is a ``StartFailed``; a pod
+that still looks alive on a lost node is fenced first (:func:`_maybe_fence`).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from rebeam.exits import KILLED, NOCONNECTION, SHUTDOWN, ExitReason, crash
+from rebeam.pids import Pid
+from rebeam.spec.models import Child
+from rebeam.supervision import (
+    BRUTAL_KILL,
+    ChildExited,
+    ChildStarted,
+    ChildStatus,
+    Event,
+    StartFailed,
+    Supervisor,
+)
+from rebeam_operator.observation import PodPhase, observe_pod, vanished_reason
+from rebeam_operator.status import exit_summary
+
+if TYPE_CHECKING:
+    from rebeam_operator.driver import Driver
+
+__all__ = ["created_at", "observe"]
+
+Json = dict[str, Any]
+
+
+def created_at(body: Json) -> float | None:
+    """When a Kubernetes object was created, in epoch seconds."""
+    stamp = (body.get("metadata") or {}).get("creationTimestamp")
+    if not stamp:
+        return None
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def _pod_ready(pod: Json) -> bool:
+    for condition in (pod.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Ready":
+            return bool(condition.get("status") == "True")
+    return False
+
+
+async def observe(driver: Driver, core: Supervisor, now: float) -> list[Event]:
+    """The events of the live children not fed to the core yet."""
+    events: list[Event] = []
+    for info in core.which_children():
+        if info.status not in (ChildStatus.STARTING, ChildStatus.RUNNING, ChildStatus.STOPPING):
+            continue
+        inc = info.incarnation or 0
+        spec = driver._child(info.id)
+        if spec is None:
+            continue
+        found: Event | list[Event] | None
+        if spec.supervisor is not None:
+            found = _observe_child_supervisor(driver, info.id, inc, info.status)
+        else:
+            found = await _observe_actor(driver, spec, info.id, inc, info.status, now)
+        for event in found if isinstance(found, list) else [found]:
+            if event is None:
+                continue
+            kind = "up" if isinstance(event, ChildStarted) else "end"
+            key = driver._key(info.id, inc, kind)
+            if key not in driver.fed:
+                driver.fed.add(key)
+                events.append(event)
+    return events
+
+
+async def _observe_actor(
+    driver: Driver, spec: Child, child: str, inc: int, status: ChildStatus, now: float
+) -> Event | list[Event] | None:
+    name = driver.host.pod_name(child, inc)
+    if name in driver.unrecorded:
+        return None  # an earlier life's pod of this name is being removed first
+    pod = driver.pods.get(name)
+    stopping = status is ChildStatus.STOPPING
+    brutal = spec.shutdown == BRUTAL_KILL
+    pid = driver._pid(child, inc)
+    if pod is None:
+        if (
+            status is ChildStatus.STARTING
+            and name not in driver.created
+            and name not in driver.gone
+        ):
+            return None  # not created yet: _carry_out creates it
+        pod = await driver.world.kube.get_pod(driver.host.namespace, name)
+        if pod is not None:
+            driver.on_pod(pod, deleted=False)
+            return None
+        reason = vanished_reason(
+            stop_requested=stopping,
+            brutal=brutal,
+            node_lost=name in driver.fenced,
+            disrupted=name in driver.disrupted,
+        )
+        return await _ended(driver, child, inc, pid, reason, status, name)
+    view = observe_pod(pod, stop_requested=stopping)
+    if view.phase is PodPhase.ENDED:
+        assert view.reason is not None
+        reason = KILLED if stopping and brutal and not view.reason.is_clean else view.reason
+        assert spec.actor is not None
+        if status is ChildStatus.STARTING and spec.actor.command and view.ran:
+            # A command is started once it runs: one that ended before we looked did
+            # start, and then ended (a quick job), as rebeam run would see it.
+            driver._emit("started", child, inc, pid)
+            ended = await _ended(driver, child, inc, pid, reason, ChildStatus.RUNNING, name)
+            return [ChildStarted(child, inc), ended]
+        return await _ended(driver, child, inc, pid, reason, status, name)
+    if status is ChildStatus.STARTING:
+        assert spec.actor is not None
+        if view.phase is PodPhase.RUNNING and (view.ready or spec.actor.command):
+            driver._emit("started", child, inc, pid)
+            return ChildStarted(child, inc)
+        created = created_at(pod) or now
+        if now - created > spec.start_timeout:
+            await driver.world.kube.delete_pod(driver.host.namespace, name, 0)
+            reason = crash(message=f"not Running within startTimeout {spec.start_timeout:g}s")
+            return await _ended(driver, child, inc, pid, reason, status, name)
+        return None
+    if (view.node and not view.deleting) or (view.node and stopping):
+        return await _maybe_fence(driver, child, inc, pid, pod, status, name)
+    return None
+
+
+async def _maybe_fence(
+    driver: Driver, child: str, inc: int, pid: Pid | None, pod: Json, status: ChildStatus, name: str
+) -> Event | None:
+    """A pod that still looks alive on a node that is not Ready is replaced only once its
+    incarnation is fenced: its runtime's lease has expired (the runtime stops without it,
+    and a later incarnation supersedes it in the slot record), then the pod is
+    force-deleted and its exit reported as noconnection."""
+    if _pod_ready(pod) or pid is None:
+        return None
+    spec = driver._child(child)
+    if spec is None or spec.actor is None or spec.actor.command:
+        return None  # a command holds no lease: wait until its pod is confirmed gone
+    node = pod["spec"].get("nodeName")
+    if not node or await driver.world.node_ready(node):
+        return None
+    last = driver.lease_checked.get(name, 0.0)
+    if time.monotonic() - last < 1.0:
+        return None
+    driver.lease_checked[name] = time.monotonic()
+    alive = await driver.world.messaging.lease_alive(pid)
+    if alive is not False:
+        return None
+    driver.log.warning("pod %s on lost node %s: lease expired, force-deleting", name, node)
+    await driver.world.kube.delete_pod(driver.host.namespace, name, 0)
+    driver.fenced.add(name)
+    return await _ended(driver, child, inc, pid, NOCONNECTION, status, name)
+
+
+async def _ended(
+    driver: Driver,
+    child: str,
+    inc: int,
+    pid: Pid | None,
+    reason: ExitReason,
+    status: ChildStatus,
+    pod: str,
+) -> Event:
+    spec = driver._child(child)
+    if pid is not None and spec is not None and spec.actor and not spec.actor.command:
+        # A command has no runtime, so no names; a program in it that used
+        # rebeam.connect is its own observer and releases its own.
+        await driver.world.messaging.release(pid)
+    driver.child_exits[child] = exit_summary(reason)
+    if status is ChildStatus.STARTING:
+        driver._emit("start_failed", child, inc, pid, reason)
+        return StartFailed(child, inc, reason)
+    driver._emit("exited", child, inc, pid, reason)
+    return ChildExited(child, inc, reason)
+
+
+def _observe_child_supervisor(
+    driver: Driver, child: str, inc: int, status: ChildStatus
+) -> Event | None:
+    obj = driver.child_objects.get(driver.host.child_supervisor(child))
+    if obj is None:
+        if status is ChildStatus.STARTING:
+            return None
+        driver._emit("exited", child, inc, None, SHUTDOWN)
+        return ChildExited(child, inc, SHUTDOWN)
+    st = obj.get("status") or {}
+    if int(st.get("supervisorIncarnation", 0)) != inc:
+        return None
+    phase = st.get("phase")
+    if status is ChildStatus.STARTING and phase in ("Running", "Restarting"):
+        driver._emit("started", child, inc, None)
+        return ChildStarted(child, inc)
+    if phase in ("Terminated", "GaveUp", "Failed"):
+        reason = ExitReason.from_wire(st.get("exitReason") or "shutdown")
+        driver.child_exits[child] = exit_summary(reason)
+        if status is ChildStatus.STARTING:
+            driver._emit("start_failed", child, inc, None, reason)
+            return StartFailed(child, inc, reason)
+        driver._emit("exited", child, inc, None, reason)
+        return ChildExited(child, inc, reason)
+    return None
