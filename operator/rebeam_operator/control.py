@@ -17,6 +17,7 @@ the same namespace on the same NATS is never answered for by the operator.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import uuid
@@ -36,6 +37,7 @@ from rebeam.supervision import (
     StartChildRequest,
     TerminateChildRequest,
 )
+from rebeam_operator.hosts import is_actor_slot
 
 if TYPE_CHECKING:
     from rebeam_operator.driver import Driver
@@ -46,6 +48,7 @@ __all__ = ["ControlServer", "Requests", "describe_error"]
 log = logging.getLogger("rebeam.operator")
 
 REPLY_DEADLINE = 25.0  # under the CLI's 30 s
+CATCH_UP_DEADLINE = 30.0  # for kopf to deliver the objects listed at startup
 
 
 def describe_error(reason: Any, driver: Driver) -> str:
@@ -126,15 +129,48 @@ class ControlServer:
         self._subscriptions: list[Any] = []
 
     async def start(self) -> None:
-        """Subscribe once NATS is reached (the operator supervises without it meanwhile)."""
+        """Subscribe once NATS is reached (the operator supervises without it meanwhile) and
+        every tree that exists has been picked up."""
         messaging = self.world.messaging
         await messaging.connected()
+        await self._caught_up()
         namespaces = self.world.settings.namespaces or ("*",)
         for namespace in namespaces:
             for operation in OPERATIONS:
                 subject = control_subject(namespace, operation)
                 self._subscriptions.append(await messaging.nc.subscribe(subject, cb=self._handle))
         log.info("answering control requests for namespaces %s", ",".join(namespaces))
+
+    async def _caught_up(self) -> None:
+        """Wait until kopf has handed every Supervisor and Actor that exists now to the world.
+
+        The server stays silent for a namespace where it drives nothing (a ``rebeam run`` may
+        serve it). Subscribed before the trees were picked up, a just-restarted operator would
+        leave a request unanswered, and its caller would wait out its whole timeout. Until
+        the subscription exists, a caller gets "no responders" at once instead."""
+        world = self.world
+        wanted: set[str] = set()
+        try:
+            for namespace in world.settings.namespaces or (None,):
+                for plural in ("supervisors", "actors"):
+                    for obj in await world.kube.list_everywhere(plural, namespace):
+                        if not is_actor_slot(obj):
+                            wanted.add(obj["metadata"]["uid"])
+        except Exception as exc:  # answer anyway: a request then may wait, but it is answered
+            log.warning("cannot list the trees to wait for: %s", exc)
+            return
+        deadline = asyncio.get_running_loop().time() + CATCH_UP_DEADLINE
+        while True:
+            world.host_seen.clear()
+            missing = wanted - world.seen
+            remaining = deadline - asyncio.get_running_loop().time()
+            if not missing:
+                return
+            if remaining <= 0:
+                log.warning("answering before %d object(s) were picked up", len(missing))
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(world.host_seen.wait(), remaining)
 
     async def _handle(self, msg: Any) -> None:
         _, namespace, _, operation = msg.subject.split(".", 3)

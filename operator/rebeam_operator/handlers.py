@@ -17,7 +17,7 @@ import kopf
 
 from rebeam_operator import kube as kube_module
 from rebeam_operator.control import ControlServer
-from rebeam_operator.hosts import GROUP, LABEL_MANAGED, MANAGED_BY, VERSION
+from rebeam_operator.hosts import GROUP, LABEL_MANAGED, MANAGED_BY, VERSION, is_actor_slot
 from rebeam_operator.messaging import Messaging
 from rebeam_operator.settings import Settings, parse
 from rebeam_operator.world import World
@@ -94,9 +94,8 @@ async def _supervisor(event: Any, **_: Any) -> None:
 @kopf.on.event(GROUP, VERSION, "actors")
 async def _actor(event: Any, **_: Any) -> None:
     body = dict(event["object"])
-    owners = body["metadata"].get("ownerReferences") or []
-    if any(o.get("kind") == "Supervisor" for o in owners):
-        return  # an actor slot of a Supervisor: its driver writes it
+    if is_actor_slot(body):
+        return  # its Supervisor's driver writes it
     world().on_host(body, _deleted(event))
 
 

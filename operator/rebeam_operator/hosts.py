@@ -38,6 +38,7 @@ __all__ = [
     "Host",
     "InvalidObject",
     "host_from_body",
+    "is_actor_slot",
 ]
 
 GROUP: Final = "rebeam.io"
@@ -124,6 +125,13 @@ def _number(annotations: dict[str, str], key: str, default: int, where: str) -> 
     if value < 0:
         raise InvalidObject(f"{where}: annotation {key}: {raw!r} is not a whole number >= 0")
     return value
+
+
+def is_actor_slot(body: Json) -> bool:
+    """An Actor object a Supervisor made for one of its children: that Supervisor's driver
+    writes it; it is not driven on its own."""
+    owners = (body.get("metadata") or {}).get("ownerReferences") or []
+    return any(o.get("kind") == "Supervisor" for o in owners)
 
 
 def host_from_body(body: Json) -> Host:

@@ -145,6 +145,16 @@ class Kube:
         )
         return list(result.get("items") or [])
 
+    async def list_everywhere(self, plural: str, namespace: str | None) -> list[Json]:
+        """Every object of ``plural`` in ``namespace``, or in every namespace for None."""
+        if namespace is None:
+            result = await self._run(self.custom.list_cluster_custom_object, GROUP, VERSION, plural)
+        else:
+            result = await self._run(
+                self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, plural
+            )
+        return list(result.get("items") or [])
+
     async def create_object(self, namespace: str, plural: str, body: Json) -> Json | None:
         created: Json | None = await _none_on(
             EXISTS,

@@ -41,6 +41,8 @@ class World:
         self.drivers: dict[str, Driver] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self._nodes: dict[str, tuple[float, bool]] = {}
+        self.seen: set[str] = set()  # uids of every object handed to on_host, driven or not
+        self.host_seen = asyncio.Event()  # set whenever one is
 
     # --- routing -------------------------------------------------------------------------
 
@@ -48,6 +50,8 @@ class World:
         from rebeam_operator.driver import Driver
 
         uid = body["metadata"]["uid"]
+        self.seen.add(uid)
+        self.host_seen.set()
         driver = self.drivers.get(uid)
         if driver is None:
             if deleted:

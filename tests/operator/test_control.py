@@ -1,0 +1,92 @@
+"""control.py: the management API subscribes only once the trees that exist have been picked
+up, so that a just-restarted operator never leaves a request unanswered (its caller would
+wait out its whole timeout). A fake kube and world stand in for kopf's delivery here; the
+e2e test_operator_dynamic.py restarts a real operator and asks at once."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from rebeam_operator import control
+from rebeam_operator.control import ControlServer
+from rebeam_operator.settings import Settings
+
+Json = dict[str, Any]
+
+
+def obj(uid: str, owner_kind: str | None = None) -> Json:
+    meta: Json = {"uid": uid, "name": uid}
+    if owner_kind:
+        meta["ownerReferences"] = [{"kind": owner_kind, "name": "x", "uid": "x"}]
+    return {"metadata": meta}
+
+
+class FakeKube:
+    def __init__(self, objects: dict[str, list[Json]], fail: bool = False) -> None:
+        self.objects = objects
+        self.fail = fail
+        self.asked: list[tuple[str, str | None]] = []
+
+    async def list_everywhere(self, plural: str, namespace: str | None) -> list[Json]:
+        self.asked.append((plural, namespace))
+        if self.fail:
+            raise RuntimeError("API server unreachable")
+        return self.objects.get(plural, [])
+
+
+def world(kube: FakeKube, namespaces: tuple[str, ...] = ()) -> Any:
+    return SimpleNamespace(
+        kube=kube, settings=Settings(namespaces=namespaces), seen=set(), host_seen=asyncio.Event()
+    )
+
+
+def see(w: Any, uid: str) -> None:
+    w.seen.add(uid)
+    w.host_seen.set()
+
+
+async def test_waits_until_every_listed_tree_is_seen() -> None:
+    kube = FakeKube({"supervisors": [obj("s1"), obj("s2")], "actors": [obj("a1")]})
+    w = world(kube)
+    waiting = asyncio.create_task(ControlServer(w)._caught_up())
+    await asyncio.sleep(0.05)
+    see(w, "s1")
+    see(w, "a1")
+    await asyncio.sleep(0.05)
+    assert not waiting.done()  # s2 not picked up yet
+    see(w, "s2")
+    await asyncio.wait_for(waiting, 5)
+    assert kube.asked == [("supervisors", None), ("actors", None)]  # cluster-wide
+
+
+async def test_actor_slots_are_not_waited_for() -> None:
+    """A Supervisor's slot Actors are never handed to the world: its driver writes them."""
+    kube = FakeKube({"supervisors": [obj("s1")], "actors": [obj("slot", "Supervisor")]})
+    w = world(kube)
+    see(w, "s1")
+    await asyncio.wait_for(ControlServer(w)._caught_up(), 5)
+
+
+async def test_lists_only_the_namespaces_watched() -> None:
+    kube = FakeKube({})
+    await asyncio.wait_for(ControlServer(world(kube, ("a", "b")))._caught_up(), 5)
+    assert kube.asked == [
+        ("supervisors", "a"),
+        ("actors", "a"),
+        ("supervisors", "b"),
+        ("actors", "b"),
+    ]
+
+
+async def test_gives_up_waiting_after_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(control, "CATCH_UP_DEADLINE", 0.2)
+    w = world(FakeKube({"supervisors": [obj("never")]}))
+    await asyncio.wait_for(ControlServer(w)._caught_up(), 5)
+
+
+async def test_answers_anyway_when_the_api_server_cannot_list() -> None:
+    await asyncio.wait_for(ControlServer(world(FakeKube({}, fail=True)))._caught_up(), 5)
