@@ -823,6 +823,12 @@ class Driver:
                 await self.world.kube.delete_pod(
                     self.host.namespace, name, 0, pod["metadata"]["uid"]
                 )
+        # What we remember of a pod name is only looked up for a child's latest incarnation:
+        # forget the rest, or a long-lived tree's restarts would pile the names up.
+        latest = {self.host.pod_name(child, inc) for child, inc in current.items()}
+        for names in (self.gone, self.created, self.fenced, self.disrupted):
+            names &= latest
+        self.lease_checked = {k: v for k, v in self.lease_checked.items() if k in latest}
 
     # --- finalizer -----------------------------------------------------------------------
 
