@@ -65,7 +65,7 @@ async def observe(driver: Driver, core: Supervisor, now: float) -> list[Event]:
             continue
         found: Event | list[Event] | None
         if spec.supervisor is not None:
-            found = _observe_child_supervisor(driver, info.id, inc, info.status)
+            found = await _observe_child_supervisor(driver, info.id, inc, info.status)
         else:
             found = await _observe_actor(driver, spec, info.id, inc, info.status, now)
         for event in found if isinstance(found, list) else [found]:
@@ -106,7 +106,7 @@ async def _observe_actor(
             node_lost=name in driver.fenced,
             disrupted=name in driver.disrupted,
         )
-        return await _ended(driver, child, inc, pid, reason, status, name)
+        return await _ended(driver, child, inc, pid, reason, status)
     view = observe_pod(pod, stop_requested=stopping)
     if view.phase is PodPhase.ENDED:
         assert view.reason is not None
@@ -116,9 +116,9 @@ async def _observe_actor(
             # A command is started once it runs: one that ended before we looked did
             # start, and then ended (a quick job), as rebeam run would see it.
             driver._emit("started", child, inc, pid)
-            ended = await _ended(driver, child, inc, pid, reason, ChildStatus.RUNNING, name)
+            ended = await _ended(driver, child, inc, pid, reason, ChildStatus.RUNNING)
             return [ChildStarted(child, inc), ended]
-        return await _ended(driver, child, inc, pid, reason, status, name)
+        return await _ended(driver, child, inc, pid, reason, status)
     if status is ChildStatus.STARTING:
         assert spec.actor is not None
         if view.phase is PodPhase.RUNNING and (view.ready or spec.actor.command):
@@ -128,7 +128,7 @@ async def _observe_actor(
         if now - created > spec.start_timeout:
             await driver.world.kube.delete_pod(driver.host.namespace, name, 0)
             reason = crash(message=f"not Running within startTimeout {spec.start_timeout:g}s")
-            return await _ended(driver, child, inc, pid, reason, status, name)
+            return await _ended(driver, child, inc, pid, reason, status)
         return None
     if (view.node and not view.deleting) or (view.node and stopping):
         return await _maybe_fence(driver, child, inc, pid, pod, status, name)
@@ -160,7 +160,7 @@ async def _maybe_fence(
     driver.log.warning("pod %s on lost node %s: lease expired, force-deleting", name, node)
     await driver.world.kube.delete_pod(driver.host.namespace, name, 0)
     driver.fenced.add(name)
-    return await _ended(driver, child, inc, pid, NOCONNECTION, status, name)
+    return await _ended(driver, child, inc, pid, NOCONNECTION, status)
 
 
 async def _ended(
@@ -170,8 +170,9 @@ async def _ended(
     pid: Pid | None,
     reason: ExitReason,
     status: ChildStatus,
-    pod: str,
 ) -> Event:
+    """Release the names of an actor's pid, keep how it ended for status, say it on NATS, and
+    make the core's event: a child that was still starting failed to start."""
     spec = driver._child(child)
     if pid is not None and spec is not None and spec.actor and not spec.actor.command:
         # A command has no runtime, so no names; a program in it that used
@@ -185,7 +186,7 @@ async def _ended(
     return ChildExited(child, inc, reason)
 
 
-def _observe_child_supervisor(
+async def _observe_child_supervisor(
     driver: Driver, child: str, inc: int, status: ChildStatus
 ) -> Event | None:
     obj = driver.child_objects.get(driver.host.child_supervisor(child))
@@ -203,10 +204,5 @@ def _observe_child_supervisor(
         return ChildStarted(child, inc)
     if phase in ("Terminated", "GaveUp", "Failed"):
         reason = ExitReason.from_wire(st.get("exitReason") or "shutdown")
-        driver.child_exits[child] = exit_summary(reason)
-        if status is ChildStatus.STARTING:
-            driver._emit("start_failed", child, inc, None, reason)
-            return StartFailed(child, inc, reason)
-        driver._emit("exited", child, inc, None, reason)
-        return ChildExited(child, inc, reason)
+        return await _ended(driver, child, inc, None, reason, status)
     return None
