@@ -15,7 +15,7 @@ from typing import Any
 from rebeam.spec.models import ActorSpec, Child
 from rebeam.supervision import StartCodec, Supervisor
 
-__all__ = ["CODEC", "manifest_child", "slot_spec", "slot_spec_patch"]
+__all__ = ["CODEC", "manifest_child", "slot_spec", "slot_spec_patch", "spec_replacing"]
 
 
 def _encode(start: Any) -> Any:
@@ -76,6 +76,11 @@ def slot_spec_patch(child: Child, current: dict[str, Any]) -> dict[str, Any] | N
         same = False
     if same:
         return None
-    # A merge patch cannot remove keys by leaving them out: null every key no longer there.
+    return spec_replacing(current, wanted)
+
+
+def spec_replacing(current: dict[str, Any], wanted: dict[str, Any]) -> dict[str, Any]:
+    """The merge patch that makes an object's spec ``wanted``: a merge patch cannot remove
+    keys by leaving them out, so every key no longer there is nulled."""
     removed = {k: None for k in current if k not in wanted}
     return {"spec": {**removed, **wanted}}

@@ -134,6 +134,7 @@ class ControlServer:
         messaging = self.world.messaging
         await messaging.connected()
         await self._caught_up()
+        self.world.seen = None  # only this wait needs it: stop recording
         namespaces = self.world.settings.namespaces or ("*",)
         for namespace in namespaces:
             for operation in OPERATIONS:
@@ -149,11 +150,13 @@ class ControlServer:
         leave a request unanswered, and its caller would wait out its whole timeout. Until
         the subscription exists, a caller gets "no responders" at once instead."""
         world = self.world
+        seen = world.seen
+        assert seen is not None, "recorded from the operator's start until this wait is over"
         wanted: set[str] = set()
         try:
             for namespace in world.settings.namespaces or (None,):
                 for plural in ("supervisors", "actors"):
-                    for obj in await world.kube.list_everywhere(plural, namespace):
+                    for obj in await world.kube.list_objects(namespace, plural):
                         if not is_actor_slot(obj):
                             wanted.add(obj["metadata"]["uid"])
         except Exception as exc:  # answer anyway: a request then may wait, but it is answered
@@ -162,7 +165,7 @@ class ControlServer:
         deadline = asyncio.get_running_loop().time() + CATCH_UP_DEADLINE
         while True:
             world.host_seen.clear()
-            missing = wanted - world.seen
+            missing = wanted - seen
             remaining = deadline - asyncio.get_running_loop().time()
             if not missing:
                 return

@@ -40,6 +40,7 @@ from rebeam.supervision import (
     SupervisorSpecError,
     TerminateChildRequest,
 )
+from rebeam_operator.children import spec_replacing
 
 __all__ = ["Plan", "applied_spec", "dump", "nested_spec_patch", "plan"]
 
@@ -162,9 +163,7 @@ def nested_spec_patch(child: Child, obj: Json) -> Json | None:
     current = SupervisorSpec.model_validate(obj.get("spec") or {})
     if dump(current) == wanted:
         return None
-    # A merge patch cannot remove keys by leaving them out: null every key no longer there.
-    removed = {k: None for k in (obj.get("spec") or {}) if k not in wanted}
-    return {"spec": {**removed, **wanted}}
+    return spec_replacing(obj.get("spec") or {}, wanted)
 
 
 def converged_condition(

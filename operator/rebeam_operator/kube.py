@@ -134,24 +134,26 @@ class Kube:
         )
         return found
 
-    async def list_objects(self, namespace: str, plural: str, selector: str) -> list[Json]:
-        result = await self._run(
-            self.custom.list_namespaced_custom_object,
-            GROUP,
-            VERSION,
-            namespace,
-            plural,
-            label_selector=selector,
-        )
-        return list(result.get("items") or [])
-
-    async def list_everywhere(self, plural: str, namespace: str | None) -> list[Json]:
-        """Every object of ``plural`` in ``namespace``, or in every namespace for None."""
+    async def list_objects(
+        self, namespace: str | None, plural: str, selector: str = ""
+    ) -> list[Json]:
+        """The objects of ``plural`` in ``namespace`` (every namespace for None), by label."""
         if namespace is None:
-            result = await self._run(self.custom.list_cluster_custom_object, GROUP, VERSION, plural)
+            result = await self._run(
+                self.custom.list_cluster_custom_object,
+                GROUP,
+                VERSION,
+                plural,
+                label_selector=selector,
+            )
         else:
             result = await self._run(
-                self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, plural
+                self.custom.list_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                plural,
+                label_selector=selector,
             )
         return list(result.get("items") or [])
 

@@ -41,7 +41,9 @@ class World:
         self.drivers: dict[str, Driver] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self._nodes: dict[str, tuple[float, bool]] = {}
-        self.seen: set[str] = set()  # uids of every object handed to on_host, driven or not
+        # uids of every object handed to on_host, driven or not, until the management API
+        # has caught up with them (control.py) and sets it to None
+        self.seen: set[str] | None = set()
         self.host_seen = asyncio.Event()  # set whenever one is
 
     # --- routing -------------------------------------------------------------------------
@@ -50,8 +52,9 @@ class World:
         from rebeam_operator.driver import Driver
 
         uid = body["metadata"]["uid"]
-        self.seen.add(uid)
-        self.host_seen.set()
+        if self.seen is not None:
+            self.seen.add(uid)
+            self.host_seen.set()
         driver = self.drivers.get(uid)
         if driver is None:
             if deleted:

@@ -31,7 +31,10 @@ class FakeKube:
         self.fail = fail
         self.asked: list[tuple[str, str | None]] = []
 
-    async def list_everywhere(self, plural: str, namespace: str | None) -> list[Json]:
+    async def list_objects(
+        self, namespace: str | None, plural: str, selector: str = ""
+    ) -> list[Json]:
+        assert selector == ""  # every object, not one driver's
         self.asked.append((plural, namespace))
         if self.fail:
             raise RuntimeError("API server unreachable")
