@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Final
 from rebeam.pids import Pid
 from rebeam.supervision import Supervisor
 from rebeam_operator import failpoints
-from rebeam_operator.hosts import ANN_DECIDED_SEQ, ANN_PID
+from rebeam_operator.hosts import ANN_DECIDED_SEQ, ANN_PID, LABEL_CHILD, LABEL_INCARNATION
 
 if TYPE_CHECKING:
     from rebeam_operator.driver import Driver
@@ -96,9 +96,26 @@ async def remove_unrecorded(driver: Driver) -> None:
     for name, pod in list(driver.unrecorded.items()):
         if name in driver.pods:
             continue  # not gone yet
-        pid = (pod["metadata"].get("annotations") or {}).get(ANN_PID)
-        if pid:
-            await driver.world.messaging.release(Pid.parse(pid))
-            await driver.world.messaging.drop_lease(Pid.parse(pid))
+        pid = _pid_of(driver, pod)
+        if pid is not None:
+            await driver.world.messaging.release(pid)
+            await driver.world.messaging.drop_lease(pid)
         del driver.unrecorded[name]
         driver.log.info("unrecorded pod %s is gone; its pid is free again", name)
+
+
+def _pid_of(driver: Driver, pod: Json) -> Pid | None:
+    """The pid the pod ran as: its annotation, or (if someone mangled that) the pid its
+    child and incarnation labels make."""
+    meta = pod["metadata"]
+    text = (meta.get("annotations") or {}).get(ANN_PID)
+    if text:
+        try:
+            return Pid.parse(text)
+        except ValueError as exc:
+            driver.log.warning("pod %s: %s; using its labels", meta.get("name"), exc)
+    labels = meta.get("labels") or {}
+    incarnation = labels.get(LABEL_INCARNATION, "")
+    if not incarnation.isdigit():
+        return None
+    return driver._pid(labels.get(LABEL_CHILD, ""), int(incarnation))
