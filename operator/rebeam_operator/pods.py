@@ -3,6 +3,11 @@
 The pod of incarnation ``n`` of child ``c`` under host ``h`` is named ``h-c-n`` (``h-n`` for an
 Actor applied on its own). The name is deterministic, so a create repeated after an operator
 restart is refused with 409 instead of starting a second process of one incarnation.
+
+Every pod runs hardened (docs/security.md, "Kubernetes"): as the non-root user of the actor
+image, without privilege escalation or capabilities, under the runtime's default seccomp
+profile, on a read-only root filesystem with an emptyDir at ``/tmp``, and without a
+ServiceAccount token (actors never call the Kubernetes API). A manifest cannot change this.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ __all__ = [
     "CONTAINER",
     "INFINITE_GRACE",
     "READINESS_PROBE",
+    "RUN_AS",
+    "SCRATCH",
     "grace_seconds",
     "pod_manifest",
     "runtime_command",
@@ -40,6 +47,8 @@ __all__ = [
 
 CONTAINER = "actor"
 INFINITE_GRACE = 24 * 3600  # shutdown: infinity (a pod's grace period must be a number)
+RUN_AS = 10001  # the uid and gid of the user images/actor.Dockerfile creates
+SCRATCH = "/tmp"  # the one writable directory of an actor pod: an emptyDir
 
 Json = dict[str, Any]
 
@@ -56,10 +65,18 @@ def grace_seconds(shutdown: Shutdown) -> int:
 # Starting a child is synchronous in OTP: the supervisor waits until init has returned. The
 # runtime says so on --ready-fd; in a pod that descriptor is a file the readiness probe reads,
 # so an actor counts as started when its pod is Ready (init done, name registered).
-READY_FILE = '"${HOME:-/tmp}/.rebeam-ready"'
-_RUN = f'exec python -m rebeam.runtime "$@" --ready-fd 3 3>{READY_FILE}'
+#
+# The file lives in $HOME when a file can be made there, else in /tmp: with a read-only root
+# filesystem the image's HOME is not writable, and HOME then becomes /tmp for the runtime too
+# (libraries that keep files in HOME need it writable). A kubelet that gives each pod a HOME
+# of its own but shares /tmp (the e2e process kubelet) keeps it in HOME. The run command and
+# the probe make the same test, so they name the same file. `true >>` creates the file or
+# leaves it as it is; a write attempt, unlike `test -w`, also sees a read-only mount.
+READY_FILE = '"$HOME/.rebeam-ready"'
+_PICK_HOME = f'{{ true >>"${{HOME:-/}}/.rebeam-ready"; }} 2>/dev/null || HOME={SCRATCH}'
+_RUN = f'{_PICK_HOME}; export HOME; exec python -m rebeam.runtime "$@" --ready-fd 3 3>{READY_FILE}'
 READINESS_PROBE: Json = {
-    "exec": {"command": ["sh", "-c", f"grep -q ready {READY_FILE}"]},
+    "exec": {"command": ["sh", "-c", f"{_PICK_HOME}; grep -q ready {READY_FILE}"]},
     "periodSeconds": 1,
     "failureThreshold": 1,
     "successThreshold": 1,
@@ -76,6 +93,28 @@ def runtime_command(actor: ActorTemplate) -> list[str]:
 
 def _label(value: str) -> str:
     return value if len(value) <= 63 else value[:63].rstrip("-.")
+
+
+def pod_security_context() -> Json:
+    """The image's non-root user whatever the image says (runAsNonRoot alone would refuse an
+    image that runs as root instead of running it as someone else); fsGroup so that volumes
+    are the user's."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS,
+        "runAsGroup": RUN_AS,
+        "fsGroup": RUN_AS,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security_context() -> Json:
+    return {
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
 
 
 def pod_manifest(
@@ -104,6 +143,8 @@ def pod_manifest(
     if settings.lease_ttl is not None:
         env.append({"name": "REBEAM_LEASE_TTL", "value": str(settings.lease_ttl)})
     env += [{"name": name, "value": value} for name, value in mailbox_env(actor).items()]
+    # The root filesystem is read-only: Python need not try to write bytecode caches there.
+    env.append({"name": "PYTHONDONTWRITEBYTECODE", "value": "1"})
     for var in actor.env:
         entry: Json = {"name": var.name}
         if var.value_from is not None:
@@ -118,6 +159,8 @@ def pod_manifest(
         "env": env,
         "terminationMessagePath": TERMINATION_MESSAGE_PATH,
         "terminationMessagePolicy": "File",
+        "securityContext": container_security_context(),
+        "volumeMounts": [{"name": "tmp", "mountPath": SCRATCH}],
     }
     if actor.module:
         container["readinessProbe"] = READINESS_PROBE
@@ -149,6 +192,10 @@ def pod_manifest(
         "spec": {
             "restartPolicy": "Never",
             "terminationGracePeriodSeconds": grace_seconds(shutdown),
+            "automountServiceAccountToken": False,
+            "securityContext": pod_security_context(),
             "containers": [container],
+            # Bounded by the pod's ephemeral storage: an actor's `resources` may limit it.
+            "volumes": [{"name": "tmp", "emptyDir": {}}],
         },
     }

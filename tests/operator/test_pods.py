@@ -1,19 +1,25 @@
-"""pods.py: the pod of one incarnation (env, labels, annotations, entry, owner, grace period)."""
+"""pods.py: the pod of one incarnation (env, labels, annotations, entry, owner, grace period,
+security context)."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from rebeam.pids import Pid
-from rebeam.spec.models import Child
+from rebeam.spec.models import ActorTemplate, Child
 from rebeam.supervision import BRUTAL_KILL, INFINITY, Shutdown
 from rebeam_operator.hosts import host_from_body
 from rebeam_operator.pods import (
     INFINITE_GRACE,
     READINESS_PROBE,
+    RUN_AS,
+    SCRATCH,
     grace_seconds,
     pod_manifest,
     runtime_command,
@@ -120,6 +126,7 @@ def test_env() -> None:
         "REBEAM_MAILBOX_DURABLE": "true",
         "REBEAM_MAILBOX_MAX_MESSAGES": "10",
     }
+    assert env["PYTHONDONTWRITEBYTECODE"] == {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}
     assert env["PLAIN"] == {"name": "PLAIN", "value": "1"}
     assert env["EMPTY"] == {"name": "EMPTY", "value": ""}
     assert env["FROM"] == {
@@ -211,3 +218,112 @@ def test_standalone_actor_pod_is_named_after_the_actor() -> None:
     )
     assert pod["metadata"]["name"] == "solo-2"
     assert pod["metadata"]["labels"]["rebeam.io/child"] == "solo"
+
+
+@pytest.mark.parametrize(
+    "actor", [{"module": "pkg.mod:Thing"}, {"command": ["run"], "image": "example/any:1"}]
+)
+def test_every_pod_runs_hardened(actor: Json) -> None:
+    """Whatever the child (a Python actor or any command in any image): a fixed non-root
+    user, no privilege escalation, no capabilities, seccomp RuntimeDefault, a read-only root
+    filesystem with an emptyDir at /tmp, and no ServiceAccount token. This is what the
+    Pod Security Standard "restricted" asks."""
+    pod = build({"name": "a", "actor": actor})["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS,
+        "runAsGroup": RUN_AS,
+        "fsGroup": RUN_AS,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    (container,) = pod["containers"]
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert container["volumeMounts"] == [{"name": "tmp", "mountPath": SCRATCH}]
+    assert pod["volumes"] == [{"name": "tmp", "emptyDir": {}}]
+
+
+def test_manifests_share_no_mutable_parts() -> None:
+    """The driver may add to one pod's body; another pod must not change with it."""
+    first = build({"name": "a", "actor": {"command": ["true"]}})["spec"]
+    first["securityContext"]["runAsUser"] = 0
+    first["containers"][0]["securityContext"]["capabilities"]["drop"].clear()
+    second = build({"name": "a", "actor": {"command": ["true"]}})["spec"]
+    assert second["securityContext"]["runAsUser"] == RUN_AS
+    assert second["containers"][0]["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+
+
+FAKE_PYTHON = """#!/bin/sh
+# Stands in for `python -m rebeam.runtime ... --ready-fd 3`: says ready on descriptor 3 and
+# reports the HOME it was given.
+echo "$HOME" > "$REPORT"
+echo "ready pid" >&3
+"""
+
+
+def _run_entry_and_probe(tmp_path: Path, home: Path) -> tuple[str, int]:
+    """Run the module entry's shell script and then the readiness probe with ``home`` as HOME
+    and a private directory as /tmp. Returns the HOME the runtime got and the probe's exit
+    code."""
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "python"
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(0o755)
+    report = tmp_path / "report"
+    env = {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "HOME": str(home),
+        "REPORT": str(report),
+    }
+
+    def private_tmp(script: str) -> str:
+        assert f"HOME={SCRATCH}" in script
+        return script.replace(f"HOME={SCRATCH}", f"HOME={scratch}")
+
+    command = runtime_command(ActorTemplate.model_validate({"module": "m:C"}))
+    subprocess.run(
+        ["sh", "-c", private_tmp(command[2]), *command[3:]], env=env, check=True, timeout=30
+    )
+    probe = READINESS_PROBE["exec"]["command"]
+    assert probe[:2] == ["sh", "-c"]
+    ready = subprocess.run(["sh", "-c", private_tmp(probe[2])], env=env, timeout=30, check=False)
+    return report.read_text().strip(), ready.returncode
+
+
+def test_ready_file_is_in_a_writable_home(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    runtime_home, probe = _run_entry_and_probe(tmp_path, home)
+    assert runtime_home == str(home)
+    assert probe == 0
+    assert (home / ".rebeam-ready").read_text() == "ready pid\n"
+
+
+def test_a_home_that_cannot_be_written_falls_back_to_tmp(tmp_path: Path) -> None:
+    """On a read-only root filesystem the image's HOME cannot be written: the runtime gets
+    /tmp (the emptyDir) as HOME, and the probe finds the ready line there."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    home = blocker / "home"  # under a regular file: nothing can be created there, even by root
+    runtime_home, probe = _run_entry_and_probe(tmp_path, home)
+    assert runtime_home == str(tmp_path / "scratch")
+    assert probe == 0
+    assert (tmp_path / "scratch" / ".rebeam-ready").read_text() == "ready pid\n"
+
+
+def test_probe_is_not_ready_before_the_ready_line(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    probe = READINESS_PROBE["exec"]["command"]
+    result = subprocess.run(
+        probe, env={"PATH": os.environ["PATH"], "HOME": str(home)}, timeout=30, check=False
+    )
+    assert result.returncode != 0
