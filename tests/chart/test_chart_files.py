@@ -55,7 +55,15 @@ def test_lint_strict_is_clean_in_every_mode(chart: Path, helm_home: Path) -> Non
     modes = [
         [],
         ["nats.enabled=false", "natsUrl=nats://nats.example:4222"],
-        ["operator.watchNamespaces={team-a,team-b}", "networkPolicy.enabled=true"],
+        [
+            "operator.watchNamespaces={team-a,team-b}",
+            "networkPolicy.actors.ingress[0].ports[0].port=9090",
+        ],
+        ["networkPolicy.enabled=false"],
+        [
+            "admissionPolicy.enabled=true",
+            "admissionPolicy.allowedImagePrefixes={registry.example/}",
+        ],
         ["serviceAccount.create=false", "serviceAccount.name=existing", "rbac.create=false"],
     ]
     for sets in modes:

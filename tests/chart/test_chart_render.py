@@ -1,5 +1,6 @@
-"""What `helm template` renders: the hardened operator Deployment, NATS wiring, the
-NetworkPolicy, the test hook, and values the schema refuses."""
+"""What `helm template` renders: the hardened operator Deployment, NATS wiring, the test hook,
+and values the schema refuses. NetworkPolicies and the admission policy:
+test_chart_security.py."""
 
 from __future__ import annotations
 
@@ -99,18 +100,6 @@ def test_schema_refuses_wrong_values_naming_them(chart: Path, helm_home: Path) -
         )  # fmt: skip
         assert result.returncode != 0, value
         assert field in result.stderr, result.stderr
-
-
-def test_network_policy_only_when_asked(chart: Path, helm_home: Path) -> None:
-    assert not by_kind(render(chart, helm_home), "NetworkPolicy")
-    (policy,) = by_kind(render(chart, helm_home, "networkPolicy.enabled=true"), "NetworkPolicy")
-    spec = policy["spec"]
-    assert spec["policyTypes"] == ["Ingress", "Egress"]
-    assert spec["ingress"] == []
-    ports = {p["port"] for rule in spec["egress"] for p in rule["ports"]}
-    assert {53, 443, 6443, 4222} <= ports
-    labels = _operator(render(chart, helm_home))["spec"]["template"]["metadata"]["labels"]
-    assert spec["podSelector"]["matchLabels"].items() <= labels.items()
 
 
 def test_helm_test_hook_checks_nats(chart: Path, helm_home: Path) -> None:

@@ -170,3 +170,16 @@ def _module_template(module: str) -> Any:
     from rebeam.spec import ActorTemplate
 
     return ActorTemplate.model_validate({"module": module})
+
+
+def test_actor_pods_run_as_the_actor_images_user() -> None:
+    """Pods set runAsUser and runAsGroup (rebeam_operator.pods): the base image's user, which
+    owns /app and HOME there."""
+    from rebeam_operator import pods
+
+    (user,) = [rest for word, rest in instructions(IMAGES / "actor.Dockerfile") if word == "USER"]
+    assert user == f"{pods.RUN_AS}:{pods.RUN_AS}"
+    run = " ".join(
+        rest for word, rest in instructions(IMAGES / "actor.Dockerfile") if word == "RUN"
+    )
+    assert f"--uid {pods.RUN_AS} --gid {pods.RUN_AS}" in run

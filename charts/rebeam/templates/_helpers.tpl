@@ -62,3 +62,24 @@ app.kubernetes.io/component: operator
 {{- define "rebeam.operatorImage" -}}
 {{- printf "%s:%s" .Values.operator.image.repository (default .Chart.AppVersion .Values.operator.image.tag) }}
 {{- end }}
+
+{{/* The actor pods the operator creates, as rebeam_operator/pods.py labels them. */}}
+{{- define "rebeam.actorPodSelector" -}}
+matchLabels:
+  app.kubernetes.io/managed-by: rebeam-operator
+matchExpressions:
+  - {key: rebeam.io/host-uid, operator: Exists}
+{{- end }}
+
+{{/* The pods of the NATS dependency (its servers and nats-box), by the NATS chart's labels. */}}
+{{- define "rebeam.natsPodSelector" -}}
+matchLabels:
+  app.kubernetes.io/name: {{ .Values.nats.nameOverride | default "nats" }}
+  app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* Namespaces whose actor pods the NetworkPolicies isolate: the watched ones and any listed
+in networkPolicy.actors.namespaces, as a JSON list. */}}
+{{- define "rebeam.actorNamespaces" -}}
+{{- concat .Values.operator.watchNamespaces .Values.networkPolicy.actors.namespaces | uniq | toJson }}
+{{- end }}
