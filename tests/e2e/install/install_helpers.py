@@ -1,16 +1,35 @@
-"""Helpers of the install test: the lifecycle events of a namespace as they arrive on NATS,
-and the release's operator log (from the process kubelet, else `kubectl logs`)."""
+"""Helpers of the install tests: the release's values, the lifecycle events of a namespace as
+they arrive on NATS, and the release's operator log (from the process kubelet, else
+`kubectl logs`)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 from typing import Any
 
 from infra.cluster import Cluster
 
 Json = dict[str, Any]
+
+
+def release_values(cluster: Cluster, nats_url: str, app_namespace: str, image: str) -> Json:
+    """The chart's values for a release that watches only ``app_namespace`` and uses the
+    test's nats-server (the NATS chart cannot be fetched here)."""
+    operator: Json = {"watchNamespaces": [app_namespace], "logFormat": "text"}
+    if cluster.kubelet is not None:
+        # Each process-kubelet container has a termination-message file of its own, named by
+        # $REBEAM_TERMINATION_LOG; `$$` keeps the operator's own container from expanding it.
+        operator["exitRecord"] = "$$(REBEAM_TERMINATION_LOG)"
+    else:
+        # On kind or a hosted cluster: the images built from images/ (scripts/kind-e2e.sh).
+        repository, _, tag = os.environ.get("REBEAM_E2E_OPERATOR_IMAGE", "").rpartition(":")
+        if repository:
+            operator["image"] = {"repository": repository, "tag": tag}
+        operator["actorImage"] = image
+    return {"nats": {"enabled": False}, "natsUrl": nats_url, "operator": operator}
 
 
 class EventTap:

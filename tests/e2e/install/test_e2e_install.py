@@ -13,7 +13,6 @@ image and REBEAM_E2E_IMAGE to an actor image with the demo's code (images/demo.D
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ import yaml
 from infra.binaries import REPO
 from infra.cluster import Cluster
 from infra.procs import wait_for
-from install_helpers import EventTap, operator_log
+from install_helpers import EventTap, operator_log, release_values
 from tests.chart.chart_helpers import offline_chart
 
 pytestmark = pytest.mark.e2e
@@ -31,6 +30,10 @@ pytestmark = pytest.mark.e2e
 RELEASE = "rbe2e"
 DEPLOYMENT = f"{RELEASE}-rebeam-operator"  # <release>-<chart>-operator
 DEMO = REPO / "examples" / "demo"
+RESTRICTED = (
+    "pod-security.kubernetes.io/enforce=restricted",
+    "pod-security.kubernetes.io/enforce-version=latest",
+)
 
 Json = dict[str, Any]
 
@@ -41,21 +44,6 @@ def app_namespace(cluster: Cluster) -> Iterator[str]:
     name = cluster.create_namespace("app")
     yield name
     cluster.delete_namespace(name)
-
-
-def _values(cluster: Cluster, nats_url: str, app_namespace: str, image: str) -> Json:
-    operator: Json = {"watchNamespaces": [app_namespace], "logFormat": "text"}
-    if cluster.kubelet is not None:
-        # Each process-kubelet container has a termination-message file of its own, named by
-        # $REBEAM_TERMINATION_LOG; `$$` keeps the operator's own container from expanding it.
-        operator["exitRecord"] = "$$(REBEAM_TERMINATION_LOG)"
-    else:
-        # On kind or a hosted cluster: the images built from images/ (scripts/kind-e2e.sh).
-        repository, _, tag = os.environ.get("REBEAM_E2E_OPERATOR_IMAGE", "").rpartition(":")
-        if repository:
-            operator["image"] = {"repository": repository, "tag": tag}
-        operator["actorImage"] = image
-    return {"nats": {"enabled": False}, "natsUrl": nats_url, "operator": operator}
 
 
 def _demo_manifest(cluster: Cluster, image: str) -> Json:
@@ -93,7 +81,11 @@ def test_helm_install_run_the_demo_delete_uninstall(
 ) -> None:
     chart = offline_chart(tmp_path)
     values = tmp_path / "values.yaml"
-    values.write_text(yaml.safe_dump(_values(cluster, nats_url, app_namespace, image)))
+    values.write_text(yaml.safe_dump(release_values(cluster, nats_url, app_namespace, image)))
+    # Every pod of the release and of the app must meet the Pod Security Standard "restricted":
+    # the API server refuses any that does not (docs/security.md).
+    for ns in (namespace, app_namespace):
+        cluster.kubectl("label", "namespace", ns, *RESTRICTED)
     events = EventTap(nats_url, app_namespace)
     installed = False
     try:
@@ -109,6 +101,19 @@ def test_helm_install_run_the_demo_delete_uninstall(
         (operator_pod,) = pod["items"]
         assert operator_pod["spec"]["serviceAccountName"] == DEPLOYMENT
         assert operator_pod["spec"]["containers"][0]["command"] == ["rebeam-operator"]
+
+        # NetworkPolicies (on by default): the operator's, and the actor pods' in the watched
+        # namespace (no NATS one: the release uses an external NATS).
+        policies = {
+            ns: cluster.kubectl(
+                "get", "networkpolicies", "-n", ns, "-o", "name"
+            ).stdout.split()
+            for ns in (namespace, app_namespace)
+        }  # fmt: skip
+        assert policies == {
+            namespace: [f"networkpolicy.networking.k8s.io/{DEPLOYMENT}"],
+            app_namespace: [f"networkpolicy.networking.k8s.io/{RELEASE}-rebeam-actors"],
+        }, policies
 
         tested = cluster.helm("test", RELEASE, "-n", namespace, "--timeout", "60s", check=False)
         assert tested.returncode == 0, tested.stdout + tested.stderr
@@ -149,6 +154,15 @@ def test_helm_install_run_the_demo_delete_uninstall(
             return status.get("ready") == "2/3" and conditions.get("Ready") == "True"
 
         wait_for(settled, timeout=30, what="greeter and the restarted counter ready", interval=0.5)
+        # The actor pods ran hardened (admitted under "restricted" above) and without a token.
+        pods = _get(cluster, app_namespace, "pods", "-l", "rebeam.io/child=greeter")["items"]
+        assert pods, "no greeter pod"
+        for pod in pods:
+            spec = pod["spec"]
+            assert spec["automountServiceAccountToken"] is False
+            assert spec["securityContext"]["runAsNonRoot"] is True
+            assert spec["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+            assert not [v for v in spec.get("volumes", []) if "projected" in v]
         shown = cluster.kubectl("get", "supervisors,actors", "-n", app_namespace).stdout
         assert "supervisor.rebeam.io/hello" in shown, shown
         assert "one_for_one" in shown, shown
