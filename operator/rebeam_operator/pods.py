@@ -95,7 +95,7 @@ def _label(value: str) -> str:
     return value if len(value) <= 63 else value[:63].rstrip("-.")
 
 
-def pod_security_context() -> Json:
+def _pod_security_context() -> Json:
     """The image's non-root user whatever the image says (runAsNonRoot alone would refuse an
     image that runs as root instead of running it as someone else); fsGroup so that volumes
     are the user's."""
@@ -108,7 +108,7 @@ def pod_security_context() -> Json:
     }
 
 
-def container_security_context() -> Json:
+def _container_security_context() -> Json:
     return {
         "allowPrivilegeEscalation": False,
         "privileged": False,
@@ -159,7 +159,7 @@ def pod_manifest(
         "env": env,
         "terminationMessagePath": TERMINATION_MESSAGE_PATH,
         "terminationMessagePolicy": "File",
-        "securityContext": container_security_context(),
+        "securityContext": _container_security_context(),
         "volumeMounts": [{"name": "tmp", "mountPath": SCRATCH}],
     }
     if actor.module:
@@ -193,7 +193,7 @@ def pod_manifest(
             "restartPolicy": "Never",
             "terminationGracePeriodSeconds": grace_seconds(shutdown),
             "automountServiceAccountToken": False,
-            "securityContext": pod_security_context(),
+            "securityContext": _pod_security_context(),
             "containers": [container],
             # Bounded by the pod's ephemeral storage: an actor's `resources` may limit it.
             "volumes": [{"name": "tmp", "emptyDir": {}}],
