@@ -24,6 +24,9 @@ from typing import Any
 import nats
 import pytest
 
+from rebeam.auth.grants import Grant, Role
+from rebeam.backends import claim_slot, provision
+from rebeam.errors import Refused
 from rebeam.events import LifecycleEvent, publish, read_exit_record, release_names_of
 from rebeam.exits import ExitReason, from_process_end
 from rebeam.natsd import NatsServer
@@ -41,12 +44,37 @@ def _die_with_parent() -> None:
 
 
 @pytest.fixture
-def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
-    server = NatsServer.start(tmp_path / "nats")
+def nats_server(tmp_path: Path, namespace: str) -> Iterator[NatsServer]:
+    """A secured server for the test's namespace (monitoring on: tests read /subsz)."""
+    server = NatsServer.start(tmp_path / "nats", namespaces=(namespace,), monitoring=True)
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def owner_credentials(
+    nats_server: NatsServer, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """The test acts as the tree's owner: ``rebeam.connect`` in the test picks this up."""
+    token = nats_server.admin_credentials(namespace)
+    assert token is not None
+    monkeypatch.setenv("REBEAM_CREDENTIALS", token)
+    return token
+
+
+async def owner_connect(server: NatsServer, namespace: str, **options: Any) -> Any:
+    """A raw nats-py connection as the owner, under a fresh client pid (for tests that
+    publish by hand what the SDK would never send)."""
+    client = Pid.for_client(namespace)
+    return await nats.connect(
+        server.url,
+        token=server.admin_credentials(namespace),
+        name=str(client),
+        inbox_prefix=f"_INBOX_rebeam.{namespace}.{client.tokens}.x",
+        **options,
+    )
 
 
 @dataclass
@@ -85,7 +113,10 @@ class Child:
 
 
 class Launcher:
-    def __init__(self, url: str, namespace: str, workdir: Path, nc: Any) -> None:
+    def __init__(
+        self, url: str, namespace: str, workdir: Path, nc: Any, server: NatsServer
+    ) -> None:
+        self.server = server
         self.url = url
         self.namespace = namespace
         self.workdir = workdir
@@ -109,6 +140,13 @@ class Launcher:
         self._count += 1
         slot = slot or f"test-{os.getpid()}-{self._count}"
         pid = Pid.for_incarnation(self.namespace, slot, incarnation)
+        # What a backend does before a process runs: its slot record, and its credential.
+        with contextlib.suppress(Refused):  # a stale launch: the runtime's start shows it
+            await claim_slot(self.nc, pid)
+        grant = Grant(Role.ACTOR, self.namespace, pid, names=(name,) if name else ())
+        credentials = self.workdir / f"cred-{self._count}"
+        credentials.write_text(self.server.credentials(grant) or "")
+        credentials.chmod(0o600)
         record = self.workdir / f"exit-{self._count}.json"
         log = self.workdir / f"child-{self._count}.log"
         read_fd, write_fd = os.pipe()
@@ -124,7 +162,8 @@ class Launcher:
         if name:
             argv += ["--name", name]
         argv += extra or []
-        env = {**os.environ, **(env or {})}
+        env = {**os.environ, **(env or {}), "REBEAM_CREDENTIALS_FILE": str(credentials)}
+        env.pop("REBEAM_CREDENTIALS", None)  # the test's own (owner) credential
         env["PYTHONPATH"] = os.pathsep.join([str(ACTORS_DIR), env.get("PYTHONPATH", "")])
         with open(log, "wb") as errfile:  # noqa: ASYNC230 - a local file, instantly
             proc = await asyncio.create_subprocess_exec(
@@ -198,10 +237,16 @@ def namespace(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 async def launcher(
-    nats_server: NatsServer, namespace: str, tmp_path: Path
+    nats_server: NatsServer, namespace: str, tmp_path: Path, owner_credentials: str
 ) -> AsyncIterator[Launcher]:
-    nc = await nats.connect(nats_server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
-    launcher = Launcher(nats_server.url, namespace, tmp_path, nc)
+    nc = await nats.connect(
+        nats_server.url,
+        token=nats_server.backend_credentials(namespace),
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.2,
+    )
+    await provision(nc, namespace)
+    launcher = Launcher(nats_server.url, namespace, tmp_path, nc, nats_server)
     try:
         yield launcher
     finally:

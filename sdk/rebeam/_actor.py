@@ -302,8 +302,8 @@ class Host:
         # Node.admit_fields that passes, inlined, and the callback run from the checked
         # array (no Envelope, no further coroutine). Anything else, refusals included, goes
         # the whole way below (decoding again: a refusal or a call can afford it). This is
-        # most of what a cast costs the receiver beyond nats-py's own work (issue 3's
-        # throughput target), so every call and attribute lookup here counts.
+        # most of what a cast costs the receiver beyond nats-py's own work (the throughput
+        # target of docs/sdk.md), so every call and attribute lookup here counts.
         if len(data) <= node._limit and not self._busy and self._stop is None:
             try:
                 item: list[Any] | None = unpack_fields(data)
@@ -313,6 +313,7 @@ class Host:
                 item is not None
                 and (kind := item[1]) in _ONE_WAY
                 and item[2] == node._pid_str
+                and node.sent_by(msg.subject, item[3])
                 and node.fenced_by is None
                 and node.delivering.is_set()
             ):

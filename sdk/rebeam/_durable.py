@@ -1,18 +1,20 @@
-"""Durable mailboxes (issue 4): JetStream keeps what is sent to an actor while it is down.
+"""Durable mailboxes: JetStream keeps what is sent to an actor while it is down.
 
-Layout (nats-notes §2.1, options C/D: Core NATS by default, JetStream only where asked):
+Layout (Core NATS by default, JetStream only where asked):
 
 * **one stream per namespace**, ``rebeam_mbox_<ns>``, subjects ``rebeam.<ns>.dmbox.>``,
   work-queue retention (a message is deleted once acknowledged), file storage;
-* a durable actor's queue is the subject ``rebeam.<ns>.dmbox.q.<slot token>``: per *slot*,
-  not per incarnation, so the next incarnation of the slot finds what was sent meanwhile;
+* a durable actor's queue is the subjects ``rebeam.<ns>.dmbox.q.<slot token>.<sender>._``:
+  per *slot*, not per incarnation, so the next incarnation of the slot finds what was sent
+  meanwhile; the sender's pid is in the subject, where the server enforces it;
 * **one durable pull consumer per durable actor slot** (named ``q-<slot token>``), with
   ``max_ack_pending=1``: the next message is delivered only once the previous one was
   acknowledged, so order holds across crashes and redeliveries. The server's default limit is
-  1000 consumers per stream (nats-notes §0.4): at most 1000 *durable* actors per namespace
+  1000 consumers per stream: at most 1000 *durable* actors per namespace
   unless the server's ``default_max_consumers`` is raised; plain actors cost nothing here;
 * a message's id is its stream sequence (the stream de-duplicates a sender's retried publish
-  by ``Nats-Msg-Id = <sender pid>:<msg_id>``); the handler's progress is the KV record
+  by ``Nats-Msg-Id = <sender pid>:<node nonce>:<msg_id>``: the nonce keeps anyone else from
+  spending a sender's ids in advance); the handler's progress is the KV record
   ``d.<slot token>`` (the last stream sequence handled), written after the callback returned
   and before the ack, so a redelivery after a crash between the two is recognised and acked
   without running the callback again;
@@ -37,6 +39,7 @@ import nats.errors
 import nats.js.api as jsapi
 import nats.js.errors as jserr
 
+from rebeam import _subjects
 from rebeam._envelope import CALL, USER_KINDS, pack_fields, unpack
 from rebeam._streams import MAX_CONSUMERS
 from rebeam.errors import CodecError, MailboxFull
@@ -49,9 +52,9 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_MAX_DELIVER",
     "DurableMailbox",
+    "consumer_name",
     "ensure_stream",
     "publish",
-    "queue_subject",
     "stream_name",
 ]
 
@@ -70,12 +73,12 @@ def stream_name(namespace: str) -> str:
     return f"rebeam_mbox_{namespace}"
 
 
-def queue_subject(pid: Pid) -> str:
-    return f"rebeam.{pid.namespace}.dmbox.q.{pid.slot_token}"
+def consumer_name(pid: Pid) -> str:
+    """The one consumer of ``pid``'s slot's queue."""
+    return f"q-{pid.slot_token}"
 
 
-def parked_subject(pid: Pid) -> str:
-    return f"rebeam.{pid.namespace}.dmbox.parked.{pid.slot_token}"
+parked_subject = _subjects.durable_parked
 
 
 def durable_address(pid: Pid) -> str:
@@ -113,11 +116,12 @@ async def publish(node: Node, pid: Pid, kind: int, message: Any, timeout: float 
     is at its limit."""
     msg_id = next(node._seq)
     data = pack_fields(kind, durable_address(pid), node._pid_str, msg_id, message)
-    headers = {_MSG_ID: f"{node._pid_str}:{msg_id}"}
+    headers = {_MSG_ID: f"{node._pid_str}:{node._inbox.rsplit('.', 1)[1]}:{msg_id}"}
     js = node.nc.jetstream()
+    subject = _subjects.durable_queue(pid, node.pid)
     for attempt in range(2):
         try:
-            ack = await js.publish(queue_subject(pid), data, timeout=timeout, headers=headers)
+            ack = await js.publish(subject, data, timeout=timeout, headers=headers)
             return int(ack.seq)
         except jserr.NoStreamResponseError:
             if attempt:
@@ -162,14 +166,15 @@ class DurableMailbox:
             max_ack_pending=1,  # in order, also across redeliveries
             max_deliver=-1,  # parking is ours: we see num_delivered and decide
             deliver_policy=jsapi.DeliverPolicy.ALL,
-            filter_subject=queue_subject(self.pid),
+            filter_subject=_subjects.durable_queue_filter(self.pid),
+            # Named with its filter, the creation request's subject carries both, so the
+            # server can let an actor create this consumer and no other (docs/security.md).
+            name=consumer_name(self.pid),
+            durable_name=consumer_name(self.pid),
         )
-        self._sub = await js.pull_subscribe(
-            queue_subject(self.pid),
-            durable=f"q-{self.pid.slot_token}",
-            stream=stream_name(self.pid.namespace),
-            config=config,
-        )
+        stream = stream_name(self.pid.namespace)
+        await js.add_consumer(stream, config=config)
+        self._sub = await js.pull_subscribe_bind(consumer_name(self.pid), stream)
         self._task = self.node._spawn(self._loop())
 
     async def stop(self) -> None:
@@ -210,6 +215,9 @@ class DurableMailbox:
             env = unpack(msg.data)
         except CodecError as exc:
             await self._park(msg, seq, attempt, f"malformed: {exc}")
+            return
+        if env.sender != _subjects.sender_text(msg.subject):
+            await self._park(msg, seq, attempt, "the sender does not match the subject")
             return
         if env.to != self._address or env.kind not in USER_KINDS or env.kind is CALL:
             await self._park(msg, seq, attempt, f"not a durable send or cast for {self._address}")

@@ -36,13 +36,13 @@ import dataclasses
 import itertools
 import logging
 import os
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import nats
 import nats.errors
-import nats.js.errors as jserr
 
 from rebeam import _codec, _durable, _subjects
 from rebeam._addresses import Address, Name, Via
@@ -122,6 +122,8 @@ class Stats:
     # Requests sent again after a cluster answered "no responders" for a pid holding a live
     # lease: its subscription had not reached our server yet (rebeam._interest).
     interest_retries: int = 0
+    # Messages whose envelope named another sender than the subject they came on.
+    forged: int = 0
 
 
 class Node(Naming, Watching):
@@ -138,6 +140,7 @@ class Node(Naming, Watching):
         is_client: bool = True,
         mailbox_limits: Limits | None = None,
         max_pending_calls: int = DEFAULT_MAX_PENDING_CALLS,
+        inbox: str | None = None,
     ) -> None:
         self.nc = nc
         self.pid = pid
@@ -165,8 +168,14 @@ class Node(Naming, Watching):
         self._max_size = max_message_size
         self._limit = self.max_message_size
         self._mailboxes: dict[str, str] = {}  # pid string -> mailbox subject
-        self._subject = _subjects.mailbox(pid)
-        self._inbox = _subjects.inbox_prefix(pid)
+        self._subject = _subjects.mailbox_subscription(pid)
+        # What the subject of a message from sender "<ns>.<slot>.<n>" is, less its tail:
+        # `sent_by` compares without splitting the subject (it runs for every message).
+        self._from_prefix = self._subject[: -len(".*.*.*")] + "."
+        self._ns_dot = pid.namespace + "."
+        # Reply inboxes carry a random token: a call's reply can only come from someone who
+        # was given the reply subject (docs/security.md, "Who may say what").
+        self._inbox = inbox or f"{_subjects.inbox_prefix(pid)}.{secrets.token_hex(8)}"
         self._tokens = itertools.count(1)
         self._seq = itertools.count(1)
         self._calls: dict[str, tuple[asyncio.Future[Any], Pid]] = {}
@@ -206,8 +215,16 @@ class Node(Naming, Watching):
         max_reconnect_attempts: int = -1,
         reconnect_time_wait: float = 0.5,
         connect_deadline: float = float(os.environ.get("REBEAM_CONNECT_DEADLINE", "10")),
+        credentials: str | None = None,
     ) -> Node:
+        """Connect as ``pid`` (a fresh client pid by default) with ``credentials``: the
+        token its backend issued (docs/security.md); ``REBEAM_CREDENTIALS`` otherwise."""
         pid = pid or Pid.for_client(namespace)
+        if credentials is None:
+            credentials = credentials_from_environment()
+        # Every inbox of this connection, nats-py's own (JetStream and KV replies) and the
+        # node's call inbox, lies under the pid's inbox prefix: all it may subscribe to.
+        inbox = f"{_subjects.inbox_prefix(pid)}.{secrets.token_hex(8)}"
         if mailbox_limits is None:
             mailbox_limits = Limits(
                 max_messages=mailbox_max_messages or DEFAULT_MAX_MESSAGES,
@@ -247,6 +264,8 @@ class Node(Naming, Watching):
             error_cb=error_cb,
             disconnected_cb=disconnected_cb,
             reconnected_cb=reconnected_cb,
+            token=credentials,
+            inbox_prefix=f"{inbox}n",
         )
         nc.options["max_reconnect_attempts"] = max_reconnect_attempts
         node = cls(
@@ -256,6 +275,7 @@ class Node(Naming, Watching):
             max_message_size=max_message_size,
             is_client=is_client,
             mailbox_limits=mailbox_limits,
+            inbox=inbox,
         )
         holder["node"] = node
         if start:
@@ -366,32 +386,6 @@ class Node(Naming, Watching):
 
     # -- fencing -------------------------------------------------------------------------
 
-    async def claim_slot(self) -> None:
-        """Record this incarnation as its slot's latest; refuse to run if a later one has
-        already started (a stale launch), and tell older live incarnations to stop."""
-        kv = await self.store.kv()
-        key = f"s.{self.pid.slot_token}"
-        data = _codec.encode({"pid": self.pid})
-        for _ in range(5):
-            try:
-                entry = await kv.get(key)
-            except jserr.KeyNotFoundError:
-                try:
-                    await kv.create(key, data)
-                    break
-                except jserr.KeyWrongLastSequenceError:
-                    continue
-            current = _codec.decode(entry.value).get("pid")
-            if isinstance(current, Pid) and (current == self.pid or current.supersedes(self.pid)):
-                raise Refused(f"{self.pid} is superseded: {current} of this slot already started")
-            try:
-                await kv.update(key, data, last=entry.revision)
-                break
-            except jserr.KeyWrongLastSequenceError:
-                continue
-        await self.nc.publish(_subjects.fence(self.pid), str(self.pid.incarnation).encode())
-        await self.nc.flush()
-
     async def _on_fence(self, msg: Any) -> None:
         try:
             incarnation = int(msg.data)
@@ -455,6 +449,13 @@ class Node(Naming, Watching):
             log.warning("%s: refused a malformed message: %s", self.pid, exc)
             self._spawn(self._refuse(msg.reply, str(exc)))
             return None
+        if not self.sent_by(msg.subject, item[3]):
+            # The sender is the one in the subject, which the server let only that sender
+            # publish on; an envelope naming someone else is a forgery. (A message that
+            # JetStream delivered keeps its stored subject, which is no mailbox: refused.)
+            self.stats.forged += 1
+            self._spawn(self._refuse(None, "the sender does not match the subject"))
+            return None
         if item[2] != self._pid_str:
             # Never deliver a message stamped for another incarnation (fencing).
             self.stats.misaddressed += 1
@@ -471,6 +472,16 @@ class Node(Naming, Watching):
                 self._spawn(self._refuse(msg.reply or None, "a client node does not handle calls"))
                 return None
         return item
+
+    def sent_by(self, subject: str, sender: Any) -> bool:
+        """Whether a mailbox message on ``subject`` really comes from the envelope's
+        ``sender``: the subject carries the sender's pid, and the server lets only that
+        sender publish on it (docs/security.md, "Who may say what")."""
+        return (
+            type(sender) is str
+            and sender.startswith(self._ns_dot)
+            and subject == f"{self._from_prefix}{sender[len(self._ns_dot) :]}.{_subjects.WHOLE}"
+        )
 
     async def _on_mailbox(self, msg: Any) -> None:
         """A client's mailbox subscription: messages wait for :meth:`receive`."""
@@ -637,7 +648,7 @@ class Node(Naming, Watching):
         the rest of a cast."""
         if len(self._mailboxes) > 4096:
             self._mailboxes.clear()
-        subject = self._mailboxes[pid._text] = _subjects.mailbox(pid)
+        subject = self._mailboxes[pid._text] = _subjects.mailbox(pid, self.pid)
         return subject
 
     def _envelope(self, kind: Kind, to: str, message: Any) -> bytes:
@@ -913,6 +924,23 @@ class Node(Naming, Watching):
             fut.set_result(unpack_reply(msg.data))
         except CodecError as exc:
             fut.set_exception(exc)
+
+
+def credentials_from_environment() -> str | None:
+    """The credential a process was given: ``REBEAM_CREDENTIALS``, or the file named by
+    ``REBEAM_CREDENTIALS_FILE`` (what a backend hands a process it starts; a Kubernetes
+    pod's projected token is such a file)."""
+    token = os.environ.get("REBEAM_CREDENTIALS")
+    if token:
+        return token
+    path = os.environ.get("REBEAM_CREDENTIALS_FILE")
+    if not path:
+        return None
+    try:
+        with open(path) as source:
+            return source.read(64 * 1024).strip() or None
+    except OSError as exc:
+        raise ConnectionError(f"cannot read the credential file {path}: {exc}") from None
 
 
 class _NoResponders(NoProc):

@@ -2,13 +2,25 @@
 
 ::
 
-    rebeam.<ns>.pid.<slot>.<incarnation>           a mailbox (one per incarnation)
-    rebeam.<ns>.stats.<slot>.<incarnation>         a node's counters (answered beside the mailbox)
-    rebeam.<ns>.fence.<slot>                       "incarnation N started": older ones stop
-    rebeam.<ns>.events.<event>.<slot>.<incarnation> lifecycle events (started, exited, ...)
-    _INBOX_rebeam.<ns>.<pid tokens>.<token>        call replies to one node
-    KV bucket rebeam_<ns>                          the global registry (names, keys, groups)
-    KV bucket rebeam_<ns>_local                    the local scopes (memory storage)
+    rebeam.<ns>.pid.<to>._.<from>._                 a message to a mailbox from a sender
+    rebeam.<ns>.stats.<slot>.<incarnation>           a node's counters (answered beside the mailbox)
+    rebeam.<ns>.fence.<slot>                         "incarnation N started": older ones stop
+    rebeam.<ns>.events.<event>.<slot>.<incarnation>  lifecycle events (started, exited, ...)
+    rebeam.<ns>.control.<operation>                  the management API of the tree's backend
+    rebeam.<ns>.dmbox.q.<slot>.<from>._              a durable send or cast, kept for <slot>
+    rebeam.<ns>.dmbox.parked.<slot>                  durable messages its owner could not handle
+    _INBOX_rebeam.<ns>.<slot>.<incarnation>.<nonce>  reply inboxes of one node
+    KV bucket rebeam_<ns>                            the global registry (names, keys, groups)
+    KV bucket rebeam_<ns>_local                      the local scopes (memory storage)
+    KV bucket rebeam_<ns>_leases                     liveness leases
+
+``<to>`` and ``<from>`` are pids as two tokens, ``<slot>.<incarnation>``. The **sender is part
+of the subject** because that is what the server can enforce: each connection may publish
+only on subjects that carry its own pid (docs/security.md, "Who may say what"), so a
+receiver reads the sender from the subject, never from the payload alone. The ``_`` after
+each pid stands for "the process itself": the token is kept for light actors, many of which
+one process will host and speak for, so that their pids extend the process's by one token
+without changing the subject's shape.
 """
 
 from __future__ import annotations
@@ -16,19 +28,61 @@ from __future__ import annotations
 from rebeam.pids import Pid
 
 __all__ = [
+    "WHOLE",
+    "control",
+    "durable_parked",
+    "durable_queue",
+    "durable_queue_filter",
     "events",
     "events_of",
     "fence",
     "global_bucket",
     "inbox_prefix",
+    "is_reply_inbox",
+    "leases_bucket",
     "local_bucket",
     "mailbox",
+    "mailbox_subscription",
+    "sender_text",
     "stats",
 ]
 
+WHOLE = "_"  # the light-actor token of a message to or from a whole process
 
-def mailbox(pid: Pid) -> str:
-    return f"rebeam.{pid.namespace}.pid.{pid.tokens}"
+
+def mailbox(to: Pid, sender: Pid) -> str:
+    return f"rebeam.{to.namespace}.pid.{to.tokens}.{WHOLE}.{sender.tokens}.{WHOLE}"
+
+
+def mailbox_subscription(pid: Pid) -> str:
+    """What a node subscribes: its mailbox, from any sender."""
+    return f"rebeam.{pid.namespace}.pid.{pid.tokens}.{WHOLE}.*.*.*"
+
+
+def sender_text(subject: str) -> str | None:
+    """The sender's pid string (``<ns>.<slot>.<incarnation>``) of a mailbox or durable-queue
+    subject, or None when the subject is not of that form. The receiving hot path compares
+    it with the envelope's sender; no Pid is built."""
+    parts = subject.split(".")
+    if len(parts) == 9 and parts[2] == "pid" and parts[8] == WHOLE:
+        return f"{parts[1]}.{parts[6]}.{parts[7]}"
+    if len(parts) == 8 and parts[2] == "dmbox" and parts[3] == "q" and parts[7] == WHOLE:
+        return f"{parts[1]}.{parts[5]}.{parts[6]}"
+    return None
+
+
+def durable_queue(to: Pid, sender: Pid) -> str:
+    """A durable send or cast for ``to``'s slot (any later incarnation takes it)."""
+    return f"rebeam.{to.namespace}.dmbox.q.{to.slot_token}.{sender.tokens}.{WHOLE}"
+
+
+def durable_queue_filter(pid: Pid) -> str:
+    """Everything kept for ``pid``'s slot, from any sender."""
+    return f"rebeam.{pid.namespace}.dmbox.q.{pid.slot_token}.>"
+
+
+def durable_parked(pid: Pid) -> str:
+    return f"rebeam.{pid.namespace}.dmbox.parked.{pid.slot_token}"
 
 
 def stats(pid: Pid) -> str:
@@ -48,8 +102,19 @@ def events_of(pid: Pid, event: str = "exited") -> str:
     return events(pid.namespace, event, pid)
 
 
+def control(namespace: str, operation: str) -> str:
+    return f"rebeam.{namespace}.control.{operation}"
+
+
 def inbox_prefix(pid: Pid) -> str:
+    """The prefix of every reply inbox of ``pid``'s node (a random token follows it)."""
     return f"_INBOX_rebeam.{pid.namespace}.{pid.tokens}"
+
+
+def is_reply_inbox(subject: str, namespace: str) -> bool:
+    """Whether a call's reply subject is a rebeam reply inbox in ``namespace``: replies go
+    there and nowhere else (a reply to ``$JS.API...`` would be a request to JetStream)."""
+    return subject.startswith(f"_INBOX_rebeam.{namespace}.") and " " not in subject
 
 
 def global_bucket(namespace: str) -> str:
@@ -58,3 +123,7 @@ def global_bucket(namespace: str) -> str:
 
 def local_bucket(namespace: str) -> str:
     return f"rebeam_{namespace}_local"
+
+
+def leases_bucket(namespace: str) -> str:
+    return f"rebeam_{namespace}_leases"

@@ -151,7 +151,7 @@ class Watching:
         attempt = 0
         while True:
             try:
-                await self.nc.request(_subjects.mailbox(pid), data, timeout=timeout)
+                await self.nc.request(_subjects.mailbox(pid, self.pid), data, timeout=timeout)
             except nats.errors.NoRespondersError:
                 pause = await self._interest.pause_before_retry(pid, attempt, None)
                 if pause is None:
@@ -209,7 +209,7 @@ class Watching:
         watch = await self._watch(pid)
         watch.linked = True
         await self.nc.publish(
-            _subjects.mailbox(pid), pack(Envelope(LINK, str(pid), self._pid_str, None))
+            _subjects.mailbox(pid, self.pid), pack(Envelope(LINK, str(pid), self._pid_str, None))
         )
         if not await self.is_alive(pid) and self._watches.get(pid) is watch and watch.linked:
             watch.linked = False
@@ -224,7 +224,7 @@ class Watching:
             watch.linked = False
             self._maybe_unwatch(pid)
         await self.nc.publish(
-            _subjects.mailbox(pid), pack(Envelope(UNLINK, str(pid), self._pid_str, None))
+            _subjects.mailbox(pid, self.pid), pack(Envelope(UNLINK, str(pid), self._pid_str, None))
         )
 
     @property

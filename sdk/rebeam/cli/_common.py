@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
+from pathlib import Path
+from typing import Any
 
+from rebeam import _subjects
+from rebeam._nats_fixes import connect as nats_connect
 from rebeam.local.control import InstanceFile
+from rebeam.pids import Pid
 
 
 def add_namespace(parser: argparse.ArgumentParser) -> None:
@@ -32,6 +38,15 @@ def add_target(parser: argparse.ArgumentParser) -> None:
             "operator answers"
         ),
     )
+    parser.add_argument(
+        "--credentials-file",
+        metavar="FILE",
+        type=Path,
+        help=(
+            "a file holding the NATS credential to use with --nats (default: "
+            "$REBEAM_CREDENTIALS; without --nats, the running instance's own)"
+        ),
+    )
 
 
 def nats_url(args: argparse.Namespace) -> str:
@@ -39,3 +54,27 @@ def nats_url(args: argparse.Namespace) -> str:
     if args.nats:
         return str(args.nats)
     return str(InstanceFile.read(args.namespace)["nats_url"])
+
+
+def credentials(args: argparse.Namespace) -> str | None:
+    """The credential to connect with (docs/security.md): the owner's, from the instance
+    file of the `rebeam run` for the namespace, or the one given with --nats."""
+    if not args.nats:
+        found = InstanceFile.read(args.namespace).get("credentials")
+        return str(found) if found else None
+    if getattr(args, "credentials_file", None):
+        return str(args.credentials_file.read_text().strip())
+    return os.environ.get("REBEAM_CREDENTIALS") or None
+
+
+async def admin_connect(args: argparse.Namespace, **options: Any) -> Any:
+    """A NATS connection as the owner, under a fresh client pid of the namespace (what the
+    issuer binds an owner's connection to)."""
+    pid = Pid.for_client(args.namespace)
+    return await nats_connect(
+        nats_url(args),
+        name=str(pid),
+        token=credentials(args),
+        inbox_prefix=f"{_subjects.inbox_prefix(pid)}.{secrets.token_hex(8)}",
+        **options,
+    )

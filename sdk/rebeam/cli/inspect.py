@@ -11,8 +11,7 @@ from typing import Any
 import nats
 from rich.console import Console
 
-from rebeam._nats_fixes import connect as nats_connect
-from rebeam.cli._common import add_target, nats_url
+from rebeam.cli._common import add_target, admin_connect
 from rebeam.events import LifecycleEvent
 from rebeam.local.control import NoInstance, control_subject
 from rebeam.local.view import describe_event, render_tree
@@ -49,7 +48,7 @@ def run_tree(args: argparse.Namespace) -> int:
 
 async def request(args: argparse.Namespace, operation: str, body: dict[str, Any]) -> Any:
     """One control request to the running instance; its JSON reply."""
-    nc = await nats_connect(nats_url(args), max_reconnect_attempts=0, connect_timeout=2)
+    nc = await admin_connect(args, max_reconnect_attempts=0, connect_timeout=2)
     try:
         msg = await nc.request(
             control_subject(args.namespace, operation), json.dumps(body).encode(), timeout=30
@@ -77,7 +76,7 @@ def run_events(args: argparse.Namespace) -> int:
 
 
 async def _follow(args: argparse.Namespace) -> int:
-    nc = await nats_connect(nats_url(args), max_reconnect_attempts=-1)
+    nc = await admin_connect(args, max_reconnect_attempts=-1)
     seen = 0
     done = asyncio.Event()
 

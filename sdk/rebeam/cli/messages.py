@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 from rebeam._api import connect
-from rebeam.cli._common import add_target, nats_url
+from rebeam.cli._common import add_target, credentials, nats_url
 from rebeam.errors import RebeamError
 from rebeam.local.control import NoInstance
 from rebeam.pids import Pid
@@ -48,7 +48,9 @@ async def _talk(args: argparse.Namespace, message: Any) -> int:
     dest: Pid | str = args.dest
     with contextlib.suppress(ValueError):  # not a pid: a registered name
         dest = Pid.parse(args.dest)
-    async with connect(nats_url(args), namespace=args.namespace, lease=False) as node:
+    async with connect(
+        nats_url(args), namespace=args.namespace, lease=False, credentials=credentials(args)
+    ) as node:
         if args.kind == "call":
             reply = await node.call(dest, message, args.timeout)
             print(json.dumps(reply, default=repr))

@@ -36,6 +36,13 @@ def add_parser(subparsers: Any) -> None:
     add_namespace(parser)
     parser.add_argument("--nats", metavar="URL", help="use this NATS instead of a private one")
     parser.add_argument(
+        "--issuer",
+        metavar="FILE",
+        type=Path,
+        help="with --nats: the issuer secrets of that server (the issuer.json a rebeam "
+        "nats-server wrote), so this run can give its processes credentials",
+    )
+    parser.add_argument(
         "--events", metavar="FILE", type=Path, help="append every lifecycle event as a JSON line"
     )
     parser.add_argument(
@@ -76,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         python_path=tuple(sorted({str(Path(f).resolve().parent) for f in args.files})),
         output=None if args.quiet else show_output,
         prefork=not args.no_prefork,
+        issuer_file=args.issuer,
     )
     local = LocalRun(loaded.resources, options)
 

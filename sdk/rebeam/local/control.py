@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rebeam import _subjects
 from rebeam.local.snapshot import snapshot
 from rebeam.supervision import (
     ChildRef,
@@ -42,8 +43,7 @@ log = logging.getLogger("rebeam.run")
 OPERATIONS = ("tree", "start-child", "terminate-child", "restart-child", "delete-child")
 
 
-def control_subject(namespace: str, operation: str) -> str:
-    return f"rebeam.{namespace}.control.{operation}"
+control_subject = _subjects.control
 
 
 class NoInstance(RuntimeError):
@@ -60,17 +60,25 @@ class InstanceFile:
         return Path(base) / "rebeam" / f"{namespace}.json"
 
     @classmethod
-    def write(cls, namespace: str, nats_url: str, run_id: str) -> InstanceFile:
+    def write(
+        cls, namespace: str, nats_url: str, run_id: str, *, credentials: str | None = None
+    ) -> InstanceFile:
+        """Write the file other terminals find the run by. It holds the credential of the
+        run's owner, so only its owner may read it (docs/security.md)."""
         path = cls.location(namespace)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         info = {
             "namespace": namespace,
             "nats_url": nats_url,
             "run_id": run_id,
             "pid": os.getpid(),
             "started": time.time(),
+            "credentials": credentials,
         }
-        path.write_text(json.dumps(info))
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(json.dumps(info))
+        os.chmod(path, 0o600)  # an older file may have been made with wider rights
         return cls(path)
 
     @classmethod

@@ -46,6 +46,7 @@ class Identity:
     workdir: Path  # for this incarnation's exit record
     python_path: tuple[str, ...] = ()  # where the user's actor modules are
     local_scope: str = "default"  # the run id: local names are unique per `rebeam run`
+    credentials: str | None = None  # this incarnation's NATS credential (docs/security.md)
 
     @property
     def path(self) -> str:
@@ -245,6 +246,19 @@ class ChildProcess:
             str(self.exit_record),
         ]
 
+    @property
+    def credentials_file(self) -> Path:
+        return self.identity.workdir / f"{self.identity.pid.tokens}.cred"
+
+    def _write_credentials(self, token: str) -> Path:
+        """The credential travels in a file only the run's user can read, named in the
+        environment; the runtime deletes it once read, the run when the process ends."""
+        path = self.credentials_file
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(token)
+        return path
+
     def _env(self) -> dict[str, str]:
         ident = self.identity
         env = dict(os.environ)
@@ -266,6 +280,9 @@ class ChildProcess:
         }
         if self.template.register_as:
             env["REBEAM_NAME"] = self.template.register_as
+        env.pop("REBEAM_CREDENTIALS", None)  # never the run's own, nor its user's
+        if ident.credentials is not None:
+            env["REBEAM_CREDENTIALS_FILE"] = str(self._write_credentials(ident.credentials))
         env |= mailbox_env(self.template)
         for var in self.template.env:
             if var.value is not None:

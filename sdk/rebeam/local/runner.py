@@ -29,6 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rebeam._nats_fixes import connect as nats_connect
+from rebeam.auth.grants import Grant, Role
+from rebeam.auth.issuer import Issuer
+from rebeam.backends import provision
 from rebeam.exits import SHUTDOWN, ExitReason
 from rebeam.local.control import ControlServer, InstanceFile
 from rebeam.local.lifecycle import Lifecycle
@@ -36,7 +39,7 @@ from rebeam.local.processes import OutputSink
 from rebeam.local.reaper import Reaper
 from rebeam.local.supervisors import RunContext, SupervisorRunner
 from rebeam.local.zygote import Zygote
-from rebeam.natsd import NatsServer
+from rebeam.natsd import NatsServer, read_issuer_secrets
 from rebeam.spec.models import Actor, ActorTemplate, Resource, Supervisor, SupervisorSpec
 from rebeam.supervision import ShutdownRequest
 
@@ -53,6 +56,9 @@ class RunOptions:
     python_path: tuple[str, ...] = ()  # the manifests' folders: actor modules live there
     output: OutputSink | None = None
     prefork: bool = True  # start Python actors by forking a pre-imported zygote
+    # With nats_url: the secrets of that server's issuer (what its config was made with),
+    # so that this run can give its processes credentials (docs/security.md).
+    issuer_file: Path | None = None
 
 
 def roots_of(resources: list[Resource]) -> list[tuple[str, SupervisorSpec]]:
@@ -122,12 +128,19 @@ class LocalRun:
                 zygote = await Zygote.start()
             if self.options.nats_url:
                 url = self.options.nats_url
+                issuer = self._external_issuer(url)
             else:
-                server = NatsServer.start(workdir / "nats")
-                url = server.url
+                server = NatsServer.start(workdir / "nats", namespaces=(self.options.namespace,))
+                url, issuer = server.url, server.issuer
+            namespace = self.options.namespace
+            backend = Grant(Role.BACKEND, namespace, label=f"rebeam run {self.run_id}")
             nc = await nats_connect(
-                url, name=f"rebeam-run-{self.run_id}", max_reconnect_attempts=-1
+                url,
+                name=f"rebeam-run-{self.run_id}",
+                max_reconnect_attempts=-1,
+                token=issuer.issue(backend) if issuer else None,
             )
+            await provision(nc, namespace)
             self.ctx = RunContext(
                 namespace=self.options.namespace,
                 run_id=self.run_id,
@@ -139,11 +152,13 @@ class LocalRun:
                 python_path=self.options.python_path,
                 output=self.options.output,
                 zygote=zygote,
+                issuer=issuer,
             )
             lifecycle.attach(nc)
             control = ControlServer(self, nc)
             await control.start()
-            instance = InstanceFile.write(self.options.namespace, url, self.run_id)
+            admin = issuer.issue(Grant(Role.ADMIN, namespace, label="owner")) if issuer else None
+            instance = InstanceFile.write(namespace, url, self.run_id, credentials=admin)
             if callable(on_context):
                 on_context(self)
             return await self._supervise()
@@ -162,8 +177,18 @@ class LocalRun:
                 await zygote.close()
             if server is not None:
                 server.stop()
+            elif self.ctx is not None and self.ctx.issuer is not None:
+                self.ctx.issuer.stop()
             reaper.close()
             shutil.rmtree(workdir, ignore_errors=True)
+
+    def _external_issuer(self, url: str) -> Issuer | None:
+        """The issuer for a server this run did not start, from its secrets file."""
+        if self.options.issuer_file is None:
+            return None
+        issuer = Issuer(url, read_issuer_secrets(self.options.issuer_file), primary=False)
+        issuer.start()
+        return issuer
 
     async def _supervise(self) -> int:
         loop = asyncio.get_running_loop()

@@ -14,6 +14,7 @@ after the names are released (OTP's order: a restarted child can take its name b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -21,8 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rebeam.auth.grants import Grant, Role
+from rebeam.auth.issuer import Issuer
+from rebeam.backends import claim_slot
 from rebeam.events import LifecycleEvent, release_names_of
-from rebeam.exits import KILLED, SHUTDOWN, ExitReason, shutdown_with
+from rebeam.exits import KILLED, SHUTDOWN, ExitReason, crash, shutdown_with
 from rebeam.local.lifecycle import Lifecycle
 from rebeam.local.processes import ChildProcess, Identity, OutputSink, StartFailure
 from rebeam.local.reaper import Reaper
@@ -88,6 +92,7 @@ class RunContext:
     output: OutputSink | None = None
     zygote: Zygote | None = None
     records: dict[str, ChildRecord] = field(default_factory=dict)
+    issuer: Issuer | None = None  # issues each incarnation's credential
 
 
 def _now() -> float:
@@ -240,6 +245,7 @@ class SupervisorRunner:
         # slot readable in subjects and pids (no escapes) and still unique per run.
         slot = "_".join([self.ctx.run_id, *path.split("/")])
         pid = Pid.for_incarnation(self.ctx.namespace, slot, command.incarnation)
+        credentials = self._credentials_for(pid, child.actor.register_as)
         identity = Identity(
             pid,
             self.path,
@@ -248,6 +254,7 @@ class SupervisorRunner:
             self.ctx.workdir,
             self.ctx.python_path,
             local_scope=self.ctx.run_id,
+            credentials=credentials,
         )
         process = ChildProcess(
             identity, child.actor, on_output=self.ctx.output, zygote=self.ctx.zygote
@@ -255,8 +262,10 @@ class SupervisorRunner:
         self.children[command.child] = process
         record = self._record(path, "actor")
         try:
+            await self._claim(pid)
             await process.start(child.start_timeout, on_spawn=self._watch)
         except StartFailure as failure:
+            self._revoke(credentials, process)
             await self._release(pid)
             self._forget(process)
             self._emit("start_failed", name, command.incarnation, pid, process, failure.reason)
@@ -273,6 +282,7 @@ class SupervisorRunner:
         self.post(ChildStarted(command.child, command.incarnation))
         reason = await process.wait()
         self._forget(process)
+        self._revoke(credentials, process)
         await self._release(pid)
         record.last_exit = reason.to_wire()
         record.os_pid = None
@@ -342,6 +352,31 @@ class SupervisorRunner:
     def _forget(self, process: ChildProcess) -> None:
         if self.ctx.reaper and process.os_pid:
             self.ctx.reaper.forget(process.os_pid)
+
+    def _credentials_for(self, pid: Pid, name: str | None) -> str | None:
+        """A credential for one incarnation: it may claim the name its manifest declares."""
+        if self.ctx.issuer is None:
+            return None
+        names = (name,) if name else ()
+        grant = Grant(Role.ACTOR, pid.namespace, pid, names=names, label=str(pid))
+        return self.ctx.issuer.issue(grant)
+
+    def _revoke(self, credentials: str | None, process: ChildProcess) -> None:
+        """The incarnation ended: its credential is useless from now on."""
+        if credentials is not None and self.ctx.issuer is not None:
+            self.ctx.issuer.revoke(credentials)
+        with contextlib.suppress(OSError):
+            process.credentials_file.unlink()
+
+    async def _claim(self, pid: Pid) -> None:
+        """Record the incarnation as its slot's latest before it runs (only a backend may)."""
+        if self.ctx.nc is None:
+            return
+        try:
+            await asyncio.wait_for(claim_slot(self.ctx.nc, pid), RELEASE_TIMEOUT)
+        except Exception as exc:
+            reason = crash(exception_type=type(exc).__name__, message=f"cannot start: {exc}")
+            raise StartFailure(reason) from None
 
     async def _release(self, pid: Pid) -> None:
         """Release a dead pid's names; a registry that cannot be reached must not stall

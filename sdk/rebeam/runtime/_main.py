@@ -215,7 +215,6 @@ async def run(ns: argparse.Namespace) -> ExitReason:
     loop.add_signal_handler(signal.SIGINT, host.request_stop, SHUTDOWN)
     reason: ExitReason | None = None
     try:
-        await node.claim_slot()
         if ns.name:
             await node.register(ns.name)
         reason = await host.init(args)

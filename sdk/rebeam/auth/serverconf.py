@@ -1,0 +1,69 @@
+"""The configuration of a nats-server that lets nobody in without a rebeam credential.
+
+Every client connection is sent to the issuer (auth callout). Three kinds of account:
+
+* ``AUTH`` holds only the issuer's callout connection;
+* ``SYS`` is the server's system account; the issuer's second connection lives there, to
+  close connections whose credential was revoked;
+* one ``ns_<namespace>`` account per rebeam namespace, with JetStream: actors of different
+  namespaces cannot see each other's subjects, streams or buckets at all.
+
+The monitoring port is off unless asked for (tests read subscription counts from it): it
+would list every connection's subscriptions to anyone who can reach it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+from rebeam.auth.issuer import Issuer, IssuerSecrets, account_of
+from rebeam.pids import validate_namespace
+
+__all__ = ["render"]
+
+
+def _q(text: str) -> str:
+    return json.dumps(text)  # a JSON string is a valid quoted string in NATS's config syntax
+
+
+def render(
+    *,
+    port: int,
+    ports_dir: Path,
+    store_dir: Path | None,
+    namespaces: Iterable[str],
+    issuer_secrets: IssuerSecrets,
+    monitoring: bool = False,
+) -> str:
+    spaces = sorted({validate_namespace(ns) for ns in namespaces})
+    if not spaces:
+        raise ValueError("a secured server needs at least one namespace")
+    lines = [
+        f"listen: {_q(f'127.0.0.1:{port}')}",
+        f"ports_file_dir: {_q(str(ports_dir))}",
+    ]
+    if monitoring:
+        lines.append(f"http: {_q('127.0.0.1:-1')}")
+    if store_dir is not None:
+        lines.append(f"jetstream {{ store_dir: {_q(str(store_dir))} }}")
+    auth = f"{{ user: {_q(Issuer.AUTH_USER)}, password: {_q(issuer_secrets.auth_password)} }}"
+    system = f"{{ user: {_q(Issuer.SYSTEM_USER)}, password: {_q(issuer_secrets.system_password)} }}"
+    lines.append("accounts {")
+    lines.append(f"  AUTH {{ users: [ {auth} ] }}")
+    lines.append(f"  SYS {{ users: [ {system} ] }}")
+    js = " jetstream: enabled " if store_dir is not None else " "
+    lines += [f"  {account_of(ns)} {{{js}}}" for ns in spaces]
+    lines.append("}")
+    lines.append("system_account: SYS")
+    lines += [
+        "authorization {",
+        "  auth_callout {",
+        f"    issuer: {_q(issuer_secrets.account.public_key)}",
+        f"    auth_users: [ {_q(Issuer.AUTH_USER)}, {_q(Issuer.SYSTEM_USER)} ]",
+        "    account: AUTH",
+        "  }",
+        "}",
+    ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,90 @@
+"""What every backend does for the processes it starts, and nobody else may do.
+
+A backend (``rebeam run``, the Kubernetes operator, the tests' launcher) is the only party
+allowed to write the records that decide who an actor is (docs/security.md, "Who may say
+what"; docs/runtime-contract.md):
+
+* :func:`provision` makes a namespace's buckets and streams before any actor needs them
+  (actors may read and watch them, never create, purge or delete them);
+* :func:`claim_slot` records a new incarnation as its slot's latest *before* the process
+  starts, and tells older live incarnations of the slot to stop (fencing). An actor cannot
+  write its own slot record: a stolen credential could otherwise poison its slot with a huge
+  incarnation and make every later restart fail.
+
+Example::
+
+    await provision(nc, "shop")
+    await claim_slot(nc, pid)          # raises Refused for a stale launch
+    ...                                # then start the process with its credential
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import nats.js.errors as jserr
+
+from rebeam import _codec, _durable, _lease, _subjects
+from rebeam._registry import Store
+from rebeam.errors import Refused
+from rebeam.pids import Pid
+
+__all__ = ["claim_slot", "provision", "slot_key"]
+
+_ATTEMPTS = 5
+
+
+def slot_key(pid: Pid) -> str:
+    """The registry key of ``pid``'s slot record: ``{"pid": <latest incarnation>}``."""
+    return f"s.{pid.slot_token}"
+
+
+async def provision(nc: Any, namespace: str) -> None:
+    """Create the namespace's registry buckets, lease bucket and durable-mailbox stream
+    where they do not exist yet (idempotent)."""
+    js = nc.jetstream()
+    store = Store(js, namespace)
+    await store.kv()
+    await store.kv(local=True)
+    await _lease.open_leases(js, namespace)
+    await _durable.ensure_stream(js, namespace)
+
+
+async def claim_slot(nc: Any, pid: Pid) -> None:
+    """Record ``pid`` as its slot's latest incarnation; raise :class:`Refused` if the same
+    or a later one already started (a stale launch). Then fence the older ones."""
+    kv = await Store(nc.jetstream(), pid.namespace).kv()
+    key = slot_key(pid)
+    data = _codec.encode({"pid": pid})
+    for _ in range(_ATTEMPTS):
+        try:
+            entry = await kv.get(key)
+        except jserr.KeyNotFoundError:
+            try:
+                await kv.create(key, data)
+                break
+            except jserr.KeyWrongLastSequenceError:
+                continue
+        current = _current(entry.value)
+        if current is not None and (current == pid or current.supersedes(pid)):
+            raise Refused(f"{pid} is superseded: {current} of this slot already started")
+        try:
+            await kv.update(key, data, last=entry.revision)
+            break
+        except jserr.KeyWrongLastSequenceError:
+            continue
+    else:
+        raise Refused(f"could not record {pid} as its slot's latest: too much contention")
+    await nc.publish(_subjects.fence(pid), str(pid.incarnation).encode())
+    await nc.flush()
+
+
+def _current(value: bytes | None) -> Pid | None:
+    """The pid in a slot record, or None for a record that does not decode (only a backend
+    writes them; a bad one is overwritten, never fatal)."""
+    try:
+        record = _codec.decode(value or b"")
+    except Exception:
+        return None
+    found = record.get("pid") if isinstance(record, dict) else None
+    return found if isinstance(found, Pid) else None
