@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from rebeam._limits import loads_json
 from rebeam.local.control import OPERATIONS, control_subject
 from rebeam.supervision import (
     ChildRef,
@@ -181,7 +182,7 @@ class ControlServer:
         if not drivers:
             return  # not ours: stay silent (a rebeam run may answer)
         try:
-            request = json.loads(msg.data or b"{}")
+            request = loads_json(msg.data or b"{}", what="a control request")
             if not isinstance(request, dict):
                 raise ValueError("a control request is a JSON object")
             reply = await self._answer(operation, request, drivers)

@@ -69,6 +69,7 @@ from rebeam._lease import Lease
 from rebeam._mailbox import DEFAULT_MAX_BYTES, DEFAULT_MAX_MESSAGES, Info, Limits, Mailbox
 from rebeam._naming import Naming
 from rebeam._nats_fixes import connect as nats_connect
+from rebeam._ratelog import RateLog
 from rebeam._registry import Store
 from rebeam._watching import Watching, _Watch
 from rebeam.errors import (
@@ -102,6 +103,7 @@ _SMALL_LIMITS = (1000, 1024 * 1024)
 _RECEIPT = pack_reply(None)
 _MIN_ATTEMPT = 0.1  # seconds a retry of a send or cast waiting for room needs at least
 _LOGGED_AT = frozenset({1, 10, 100, 1000, 10_000, 100_000, 1_000_000})
+_MAX_REFUSAL = 2000  # characters of a refusal's message kept in the error raised
 
 
 @dataclass
@@ -122,6 +124,10 @@ class Stats:
     # Requests sent again after a cluster answered "no responders" for a pid holding a live
     # lease: its subscription had not reached our server yet (rebeam._interest).
     interest_retries: int = 0
+    # Refused input (docs/sdk.md, "Input limits"); each is also logged, at a bounded rate.
+    malformed_replies: int = 0  # call replies that did not decode (the caller got CodecError)
+    malformed_events: int = 0  # exit events that did not decode: ignored
+    registry_invalid: int = 0  # registry records that did not decode: taken as absent
 
 
 class Node(Naming, Watching):
@@ -147,6 +153,7 @@ class Node(Naming, Watching):
         self.stats = Stats()
         self.limits = mailbox_limits or Limits()
         self.max_pending_calls = max_pending_calls
+        self._ratelog = RateLog(log, str(pid))
         self.mailbox = Mailbox(self.limits.max_messages)
         self.trap_exit = False
         # Set by the runtime: how a non-trapping actor dies from an exit signal, and what
@@ -157,7 +164,7 @@ class Node(Naming, Watching):
         # mailbox for receive().
         self.on_message: Callable[[Any], Awaitable[None]] | None = None
         self.on_fenced: Callable[[Pid], None] | None = None
-        self.store = Store(nc.jetstream(), pid.namespace)
+        self.store = Store(nc.jetstream(), pid.namespace, on_invalid=self._registry_invalid)
         self._interest = InterestProbe(nc, pid.namespace, self.stats)
         self.delivering = asyncio.Event()
         self.delivering.set()
@@ -381,8 +388,9 @@ class Node(Naming, Watching):
                     break
                 except jserr.KeyWrongLastSequenceError:
                     continue
-            current = _codec.decode(entry.value).get("pid")
-            if isinstance(current, Pid) and (current == self.pid or current.supersedes(self.pid)):
+            # A record that does not decode is nobody's: it is overwritten.
+            current, _ = self.store.record_owner(key, entry.value)
+            if current is not None and (current == self.pid or current.supersedes(self.pid)):
                 raise Refused(f"{self.pid} is superseded: {current} of this slot already started")
             try:
                 await kv.update(key, data, last=entry.revision)
@@ -414,9 +422,10 @@ class Node(Naming, Watching):
         if not self.is_client:
             try:
                 kv = await self.store.kv()
-                entry = await kv.get(f"s.{self.pid.slot_token}")
-                current = _codec.decode(entry.value).get("pid")
-                if isinstance(current, Pid) and current.supersedes(self.pid):
+                key = f"s.{self.pid.slot_token}"
+                entry = await kv.get(key)
+                current, _ = self.store.record_owner(key, entry.value)
+                if current is not None and current.supersedes(self.pid):
                     self._fence(current)
                     return
             except Exception as exc:  # the registry may still be coming back: deliver
@@ -439,26 +448,27 @@ class Node(Naming, Watching):
     def admit_fields(self, msg: Any) -> list[Any] | None:
         """Check one message from the mailbox subscription: the checked envelope array
         (:func:`unpack_fields`), or None when it was refused (oversized, malformed, for
-        another incarnation, a call to a client, or this incarnation is fenced). A plain
+        another incarnation, a call to a client, or this incarnation is fenced). Refusals
+        are counted and logged at a bounded rate (docs/sdk.md, "Input limits"). A plain
         function, not a coroutine: it runs for every message; the rare refusal is answered
         from a task of its own."""
         data = msg.data
         if len(data) > self._limit:
             self.stats.oversized += 1
-            log.warning("%s: refused an oversized message (%d bytes)", self.pid, len(data))
+            self._ratelog.warning("refused an oversized message", f"{len(data)} bytes")
             self._spawn(self._refuse(msg.reply, f"message of {len(data)} bytes exceeds the limit"))
             return None
         try:
             item = unpack_fields(data)
         except CodecError as exc:
             self.stats.malformed += 1
-            log.warning("%s: refused a malformed message: %s", self.pid, exc)
+            self._ratelog.warning("refused a malformed message", str(exc))
             self._spawn(self._refuse(msg.reply, str(exc)))
             return None
         if item[2] != self._pid_str:
             # Never deliver a message stamped for another incarnation (fencing).
             self.stats.misaddressed += 1
-            refusal = f"addressed to {item[2]}, not {self._pid_str}"
+            refusal = f"addressed to {item[2][:200]}, not {self._pid_str}"
             self._spawn(self._refuse(msg.reply or None, refusal))
             return None
         kind = item[1]
@@ -496,8 +506,9 @@ class Node(Naming, Watching):
             return
         try:
             sender = Pid.parse(env.sender or "")
-        except ValueError:
+        except ValueError as exc:
             self.stats.malformed += 1
+            self._ratelog.warning("refused a signal with a malformed sender", str(exc))
             return
         if env.kind is LINK:
             self._watch_leases()
@@ -912,7 +923,13 @@ class Node(Naming, Watching):
         try:
             fut.set_result(unpack_reply(msg.data))
         except CodecError as exc:
+            self.stats.malformed_replies += 1
+            self._ratelog.warning("refused a malformed reply", f"from {pid}: {exc}")
             fut.set_exception(exc)
+
+    def _registry_invalid(self, key: str, why: str) -> None:
+        self.stats.registry_invalid += 1
+        self._ratelog.warning("ignored an invalid registry record", f"{key}: {why}")
 
 
 class _NoResponders(NoProc):
@@ -943,6 +960,9 @@ def _error_from_reply(payload: Any, pid: Pid) -> Exception:
         return RemoteError(reason, pid) if payload.get("raised") else CalleeExited(reason, pid)
     if kind == "noproc":
         return NoProc(f"no process {pid}")
+    # The callee's words, only if they are words: str() of any other value could be huge.
+    message = payload.get("message")
+    message = message[:_MAX_REFUSAL] if isinstance(message, str) and message else None
     if kind == "mailbox_full":
-        return MailboxFull(str(payload.get("message") or f"the mailbox of {pid} is full"))
-    return Refused(str(payload.get("message") or "refused"))
+        return MailboxFull(message or f"the mailbox of {pid} is full")
+    return Refused(message or "refused")

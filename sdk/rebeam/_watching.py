@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,8 +24,10 @@ from rebeam._addresses import Address
 from rebeam._envelope import LINK, PING, UNLINK, Envelope, pack
 from rebeam._interest import InterestProbe
 from rebeam._lease import watch_expiries
+from rebeam._limits import loads_json
 from rebeam._mailbox import Info, Mailbox
 from rebeam._messages import Down, Exit, MonitorRef
+from rebeam._ratelog import RateLog
 from rebeam.errors import CalleeExited, NoProc
 from rebeam.exits import NOCONNECTION, NOPROC, ExitReason
 from rebeam.pids import Pid
@@ -34,6 +35,8 @@ from rebeam.pids import Pid
 __all__ = ["Watching"]
 
 log = logging.getLogger("rebeam.node")
+
+MAX_EVENT_BYTES = 1024 * 1024  # an exit event: NATS's default max_payload
 
 
 @dataclass
@@ -60,6 +63,8 @@ class Watching:
         mailbox: Mailbox
         trap_exit: bool
         on_exit_signal: Callable[[Pid, ExitReason], None] | None
+        stats: Any
+        _ratelog: RateLog
         _pid_str: str
         _watches: dict[Pid, _Watch]
         _calls: dict[str, tuple[asyncio.Future[Any], Pid]]
@@ -116,11 +121,14 @@ class Watching:
         # Read the two fields we need from the event's JSON directly: validating it with
         # LifecycleEvent would make every actor process load pydantic (RSS).
         try:
-            event = json.loads(msg.data)
+            event = loads_json(msg.data, what="an exit event", max_bytes=MAX_EVENT_BYTES)
+            if not isinstance(event, dict) or not isinstance(event.get("pid"), str):
+                raise ValueError("an exit event is a JSON object with a pid")
             pid = Pid.parse(event["pid"])
-            reason = ExitReason.from_wire(event["reason"])
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            log.warning("%s: ignored a malformed exit event: %s", self.pid, exc)
+            reason = ExitReason.from_wire(event.get("reason"))
+        except ValueError as exc:
+            self.stats.malformed_events += 1
+            self._ratelog.warning("ignored a malformed exit event", str(exc))
             return
         self._handle_exit(pid, reason)
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rebeam._limits import loads_json
 from rebeam.local.snapshot import snapshot
 from rebeam.supervision import (
     ChildRef,
@@ -77,7 +78,9 @@ class InstanceFile:
     def read(cls, namespace: str) -> dict[str, Any]:
         path = cls.location(namespace)
         try:
-            info: dict[str, Any] = json.loads(path.read_text())
+            info: dict[str, Any] = loads_json(path.read_bytes(), what=str(path))
+            if not (isinstance(info, dict) and isinstance(info.get("pid", 0), int)):
+                raise ValueError("not an instance file")
         except (OSError, ValueError):
             raise NoInstance(
                 f"no rebeam run is running for namespace {namespace!r} "
@@ -89,8 +92,9 @@ class InstanceFile:
 
     def remove(self) -> None:
         try:
-            info = json.loads(self.path.read_text())
-            if info.get("pid") == os.getpid():  # never remove a newer run's file
+            info = loads_json(self.path.read_bytes(), what=str(self.path))
+            # Never remove a newer run's file.
+            if isinstance(info, dict) and info.get("pid") == os.getpid():
                 self.path.unlink()
         except (OSError, ValueError):
             pass
@@ -129,7 +133,7 @@ class ControlServer:
     async def _handle(self, msg: Any) -> None:
         operation = msg.subject.rsplit(".", 1)[-1]
         try:
-            request = json.loads(msg.data or b"{}")
+            request = loads_json(msg.data or b"{}", what="a control request")
             if not isinstance(request, dict):
                 raise ValueError("a control request is a JSON object")
             reply = await self._answer(operation, request)
