@@ -103,7 +103,9 @@ _SMALL_LIMITS = (1000, 1024 * 1024)
 _RECEIPT = pack_reply(None)
 _MIN_ATTEMPT = 0.1  # seconds a retry of a send or cast waiting for room needs at least
 _LOGGED_AT = frozenset({1, 10, 100, 1000, 10_000, 100_000, 1_000_000})
+_PING = int(PING)
 _MAX_REFUSAL = 2000  # characters of a refusal's message kept in the error raised
+_NOT_AN_INBOX = "the reply subject of a call must be a call inbox (_INBOX_rebeam.<namespace>.)"
 
 
 @dataclass
@@ -125,6 +127,7 @@ class Stats:
     # lease: its subscription had not reached our server yet (rebeam._interest).
     interest_retries: int = 0
     # Refused input (docs/sdk.md, "Input limits"); each is also logged, at a bounded rate.
+    reply_refused: int = 0  # requests whose reply subject is not an inbox: not answered
     malformed_replies: int = 0  # call replies that did not decode (the caller got CodecError)
     malformed_events: int = 0  # exit events that did not decode: ignored
     registry_invalid: int = 0  # registry records that did not decode: taken as absent
@@ -448,8 +451,9 @@ class Node(Naming, Watching):
     def admit_fields(self, msg: Any) -> list[Any] | None:
         """Check one message from the mailbox subscription: the checked envelope array
         (:func:`unpack_fields`), or None when it was refused (oversized, malformed, for
-        another incarnation, a call to a client, or this incarnation is fenced). Refusals
-        are counted and logged at a bounded rate (docs/sdk.md, "Input limits"). A plain
+        another incarnation, with a reply subject that is no call inbox, a call to a client,
+        or this incarnation is fenced). Refusals are counted and logged at a bounded rate,
+        and answered only on an inbox (docs/sdk.md, "Input limits"). A plain
         function, not a coroutine: it runs for every message; the rare refusal is answered
         from a task of its own."""
         data = msg.data
@@ -470,6 +474,18 @@ class Node(Naming, Watching):
             self.stats.misaddressed += 1
             refusal = f"addressed to {item[2][:200]}, not {self._pid_str}"
             self._spawn(self._refuse(msg.reply or None, refusal))
+            return None
+        reply = msg.reply
+        if reply and not (
+            _subjects.is_inbox(reply) if item[1] == _PING else self.answerable(reply)
+        ):
+            # A call or receipt is answered on a subject its sender chose: only a call inbox
+            # of this namespace is one (a ping may use any inbox). Not delivered either: a
+            # call that cannot be answered is not one to handle. The refusal itself goes
+            # only to an inbox (_refuse), never to a $JS.API subject or a mailbox.
+            self.stats.reply_refused += 1
+            self._ratelog.warning("refused a message: its reply subject is no call inbox", reply)
+            self._spawn(self._refuse(reply, _NOT_AN_INBOX))
             return None
         kind = item[1]
         if kind <= _CALL:  # a user message (SEND, CAST, CALL), not a system signal
@@ -520,8 +536,13 @@ class Node(Naming, Watching):
                 watch_.linked = False
                 self._maybe_unwatch(sender)
 
+    def answerable(self, reply: str) -> bool:
+        """Whether a call or receipt may be answered on ``reply``: only a rebeam call inbox
+        of this namespace (docs/sdk.md, "Input limits")."""
+        return _subjects.is_reply_inbox(reply, self.namespace)
+
     async def _refuse(self, reply: str | None, why: str) -> None:
-        if reply:
+        if reply and _subjects.is_inbox(reply):
             with contextlib.suppress(Exception):
                 await self.nc.publish(reply, pack_error({"error": "refused", "message": why}))
 
@@ -540,7 +561,7 @@ class Node(Naming, Watching):
                     self.limits.max_bytes,
                     stats.mailbox_refused,
                 )
-            if exc.reply:
+            if exc.reply and _subjects.is_inbox(exc.reply):
                 with contextlib.suppress(Exception):
                     await self.nc.publish(exc.reply, self._full_reply())
             else:
@@ -578,9 +599,15 @@ class Node(Naming, Watching):
         return out
 
     async def _on_stats_request(self, msg: Any) -> None:
-        if msg.reply:
-            with contextlib.suppress(Exception):
-                await self.nc.publish(msg.reply, pack_reply(self.stats_snapshot()))
+        reply = msg.reply
+        if not reply:
+            return
+        if not _subjects.is_inbox(reply):
+            self.stats.reply_refused += 1
+            self._ratelog.warning("refused a stats request: its reply subject is no inbox", reply)
+            return
+        with contextlib.suppress(Exception):
+            await self.nc.publish(reply, pack_reply(self.stats_snapshot()))
 
     async def stats_of(self, dest: Address | None = None, timeout: float = 2.0) -> dict[str, int]:
         """The counters of a process (this one if ``dest`` is None): what it received, what

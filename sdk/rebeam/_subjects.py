@@ -9,6 +9,11 @@
     _INBOX_rebeam.<ns>.<pid tokens>.<token>        call replies to one node
     KV bucket rebeam_<ns>                          the global registry (names, keys, groups)
     KV bucket rebeam_<ns>_local                    the local scopes (memory storage)
+
+A reply goes only to an inbox: whoever sends a request chooses its reply subject, and a
+process that answered any subject would publish for them wherever it may publish (a
+``$JS.API`` request, another mailbox). :func:`is_reply_inbox` recognises the inboxes of
+rebeam calls, :func:`is_inbox` any NATS request inbox (nats-py's ``_INBOX.`` too).
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ __all__ = [
     "fence",
     "global_bucket",
     "inbox_prefix",
+    "is_inbox",
+    "is_reply_inbox",
     "local_bucket",
     "mailbox",
     "stats",
@@ -48,8 +55,36 @@ def events_of(pid: Pid, event: str = "exited") -> str:
     return events(pid.namespace, event, pid)
 
 
+_REPLY_ROOT = "_INBOX_rebeam"
+_NATS_INBOX = "_INBOX."  # nats-py's (and every NATS client's) default request inbox
+
+
+def _reply_root(namespace: str) -> str:
+    return f"{_REPLY_ROOT}.{namespace}."
+
+
 def inbox_prefix(pid: Pid) -> str:
-    return f"_INBOX_rebeam.{pid.namespace}.{pid.tokens}"
+    return f"{_reply_root(pid.namespace)}{pid.tokens}"
+
+
+def is_reply_inbox(subject: str, namespace: str) -> bool:
+    """Whether ``subject`` is a rebeam call inbox of ``namespace``: ``_INBOX_rebeam.<ns>.``
+    followed by literal tokens (no wildcard, none empty)."""
+    root = _reply_root(namespace)
+    return subject.startswith(root) and _literal(subject[len(root) :])
+
+
+def is_inbox(subject: str) -> bool:
+    """Whether ``subject`` is a request inbox: a rebeam call inbox of any namespace, or a
+    NATS client's ``_INBOX.``; never a ``$``-subject, a mailbox or anything else."""
+    for root in (_NATS_INBOX, f"{_REPLY_ROOT}."):
+        if subject.startswith(root):
+            return _literal(subject[len(root) :])
+    return False
+
+
+def _literal(tokens: str) -> bool:
+    return bool(tokens) and all(t and t != "*" and t != ">" for t in tokens.split("."))
 
 
 def global_bucket(namespace: str) -> str:

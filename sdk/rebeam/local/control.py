@@ -6,6 +6,10 @@ The run writes an instance file — ``$XDG_STATE_HOME/rebeam/<namespace>.json`` 
 ``restart-child``, ``delete-child``. Requests and replies are JSON; a reply is
 ``{"ok": value}`` or ``{"error": "what went wrong"}``. ``rebeam events`` needs no control
 request: it subscribes to the lifecycle events themselves.
+
+A request is answered only on a request inbox (``_INBOX.`` or ``_INBOX_rebeam.``): a request
+with any other reply subject is refused unread, counted and logged at a bounded rate, so
+nobody can make this process publish on a subject of their choosing.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rebeam import _subjects
 from rebeam._limits import loads_json
+from rebeam._ratelog import RateLog
 from rebeam.local.snapshot import snapshot
 from rebeam.supervision import (
     ChildRef,
@@ -116,6 +122,8 @@ class ControlServer:
     def __init__(self, run: LocalRun, nc: Any) -> None:
         self.run = run
         self.nc = nc
+        self.refused = 0  # requests with a reply subject that is not an inbox
+        self._ratelog = RateLog(log, "control")
         self._subscriptions: list[Any] = []
 
     async def start(self) -> None:
@@ -132,6 +140,10 @@ class ControlServer:
 
     async def _handle(self, msg: Any) -> None:
         operation = msg.subject.rsplit(".", 1)[-1]
+        if msg.reply and not _subjects.is_inbox(msg.reply):
+            self.refused += 1
+            self._ratelog.warning("refused a request: its reply subject is no inbox", msg.reply)
+            return
         try:
             request = loads_json(msg.data or b"{}", what="a control request")
             if not isinstance(request, dict):
