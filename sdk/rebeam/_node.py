@@ -71,7 +71,13 @@ from rebeam._naming import Naming
 from rebeam._nats_fixes import connect as nats_connect
 from rebeam._ratelog import RateLog
 from rebeam._registry import Store
-from rebeam._watching import Watching, _Watch
+from rebeam._watching import (
+    DEFAULT_MAX_LINKS,
+    DEFAULT_MAX_MONITORS,
+    Watching,
+    _Watch,
+    limit_from_env,
+)
 from rebeam.errors import (
     CalleeExited,
     CallingSelf,
@@ -131,6 +137,8 @@ class Stats:
     malformed_replies: int = 0  # call replies that did not decode (the caller got CodecError)
     malformed_events: int = 0  # exit events that did not decode: ignored
     registry_invalid: int = 0  # registry records that did not decode: taken as absent
+    links_refused: int = 0  # link signals past max_links (or from another namespace)
+    links_dropped: int = 0  # links from pids that did not answer a ping
 
 
 class Node(Naming, Watching):
@@ -147,6 +155,8 @@ class Node(Naming, Watching):
         is_client: bool = True,
         mailbox_limits: Limits | None = None,
         max_pending_calls: int = DEFAULT_MAX_PENDING_CALLS,
+        max_links: int | None = None,
+        max_monitors: int | None = None,
     ) -> None:
         self.nc = nc
         self.pid = pid
@@ -156,6 +166,8 @@ class Node(Naming, Watching):
         self.stats = Stats()
         self.limits = mailbox_limits or Limits()
         self.max_pending_calls = max_pending_calls
+        self.max_links = max_links or limit_from_env("MAX_LINKS", DEFAULT_MAX_LINKS)
+        self.max_monitors = max_monitors or limit_from_env("MAX_MONITORS", DEFAULT_MAX_MONITORS)
         self._ratelog = RateLog(log, str(pid))
         self.mailbox = Mailbox(self.limits.max_messages)
         self.trap_exit = False
@@ -183,6 +195,8 @@ class Node(Naming, Watching):
         self._slot_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._mailbox_sid: int | None = None
         self._watches: dict[Pid, _Watch] = {}
+        self._link_count = 0  # watches with linked set
+        self._monitor_count = 0  # monitors in all watches
         self._owned: set[tuple[str, bool]] = set()
         self._names: dict[str, Pid] | None = None  # the name cache, once watching
         self._name_watch_task: asyncio.Task[None] | None = None
@@ -210,6 +224,8 @@ class Node(Naming, Watching):
         mailbox_max_messages: int | None = None,
         mailbox_max_bytes: int | None = None,
         mailbox_limits: Limits | None = None,
+        max_links: int | None = None,
+        max_monitors: int | None = None,
         lease: bool = True,
         start: bool = True,
         connect_timeout: float = 2.0,
@@ -266,6 +282,8 @@ class Node(Naming, Watching):
             max_message_size=max_message_size,
             is_client=is_client,
             mailbox_limits=mailbox_limits,
+            max_links=max_links,
+            max_monitors=max_monitors,
         )
         holder["node"] = node
         if start:
@@ -527,14 +545,9 @@ class Node(Naming, Watching):
             self._ratelog.warning("refused a signal with a malformed sender", str(exc))
             return
         if env.kind is LINK:
-            self._watch_leases()
-            watch = await self._watch(sender)
-            watch.linked = True
+            await self._linked_by(sender)
         elif env.kind is UNLINK:
-            watch_ = self._watches.get(sender)
-            if watch_ is not None:
-                watch_.linked = False
-                self._maybe_unwatch(sender)
+            self._unlinked_by(sender)
 
     def answerable(self, reply: str) -> bool:
         """Whether a call or receipt may be answered on ``reply``: only a rebeam call inbox
@@ -596,6 +609,9 @@ class Node(Naming, Watching):
         out["local_pending"] = len(self.mailbox)  # Down, Exit, timers (and a client's mail)
         out["local_refused"] = self.mailbox.refused
         out["calls_pending"] = len(self._calls)
+        out["links"] = self._link_count
+        out["monitors"] = self._monitor_count
+        out["watches"] = len(self._watches)
         return out
 
     async def _on_stats_request(self, msg: Any) -> None:
