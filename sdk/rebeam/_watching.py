@@ -39,7 +39,7 @@ from rebeam.errors import CalleeExited, NoProc, Refused
 from rebeam.exits import NOCONNECTION, NOPROC, ExitReason
 from rebeam.pids import Pid
 
-__all__ = ["DEFAULT_MAX_LINKS", "DEFAULT_MAX_MONITORS", "Watching", "limit_from_env"]
+__all__ = ["DEFAULT_MAX_LINKS", "DEFAULT_MAX_MONITORS", "Watching", "exit_event", "limit_from_env"]
 
 log = logging.getLogger("rebeam.node")
 
@@ -156,14 +156,8 @@ class Watching:
         return True
 
     async def _on_exited(self, msg: Any) -> None:
-        # Read the two fields we need from the event's JSON directly: validating it with
-        # LifecycleEvent would make every actor process load pydantic (RSS).
         try:
-            event = loads_json(msg.data, what="an exit event", max_bytes=MAX_EVENT_BYTES)
-            if not isinstance(event, dict) or not isinstance(event.get("pid"), str):
-                raise ValueError("an exit event is a JSON object with a pid")
-            pid = Pid.parse(event["pid"])
-            reason = ExitReason.from_wire(event.get("reason"))
+            pid, reason = exit_event(msg.data)
         except ValueError as exc:
             self.stats.malformed_events += 1
             self._ratelog.warning("ignored a malformed exit event", str(exc))
@@ -324,6 +318,17 @@ class Watching:
     @property
     def links(self) -> list[Pid]:
         return [pid for pid, watch in self._watches.items() if watch.linked]
+
+
+def exit_event(data: bytes) -> tuple[Pid, ExitReason]:
+    """The pid and reason of an ``exited`` event; ValueError for anything else.
+
+    Reads the two fields from the event's JSON directly: validating it with LifecycleEvent
+    would make every actor process load pydantic (RSS)."""
+    event = loads_json(data, what="an exit event", max_bytes=MAX_EVENT_BYTES)
+    if not isinstance(event, dict) or not isinstance(event.get("pid"), str):
+        raise ValueError("an exit event is a JSON object with a pid")
+    return Pid.parse(event["pid"]), ExitReason.from_wire(event.get("reason"))
 
 
 async def _unsubscribe(sub: Any) -> None:
