@@ -239,6 +239,9 @@ class Node(Naming, Watching):
                 max_messages=mailbox_max_messages or DEFAULT_MAX_MESSAGES,
                 max_bytes=mailbox_max_bytes or DEFAULT_MAX_BYTES,
             )
+        # Read (and refused if unusable) before connecting: nothing to close on an error.
+        max_links = max_links or limit_from_env("MAX_LINKS", DEFAULT_MAX_LINKS)
+        max_monitors = max_monitors or limit_from_env("MAX_MONITORS", DEFAULT_MAX_MONITORS)
         holder: dict[str, Node] = {}
 
         async def error_cb(exc: Exception) -> None:
