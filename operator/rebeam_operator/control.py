@@ -11,7 +11,9 @@ same request ``rebeam run`` feeds, persists the outcome and only then replies: s
 replies once the child's pod runs or its start failed, as OTP's ``start_child`` does.
 
 Namespaces where this operator drives nothing get no answer at all, so a ``rebeam run`` of
-the same namespace on the same NATS is never answered for by the operator.
+the same namespace on the same NATS is never answered for by the operator. As ``rebeam run``
+does, it answers only on a request inbox, and refuses (unread, counted, logged at a bounded
+rate) a request whose reply subject is anything else.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from rebeam import _subjects
+from rebeam._limits import loads_json
+from rebeam._ratelog import RateLog
 from rebeam.local.control import OPERATIONS, control_subject
 from rebeam.supervision import (
     ChildRef,
@@ -126,6 +131,8 @@ class Requests:
 class ControlServer:
     def __init__(self, world: World) -> None:
         self.world = world
+        self.refused = 0  # requests with a reply subject that is not an inbox
+        self._ratelog = RateLog(log, "control")
         self._subscriptions: list[Any] = []
 
     async def start(self) -> None:
@@ -180,8 +187,12 @@ class ControlServer:
         drivers = [d for d in self.world.drivers.values() if d.host.namespace == namespace]
         if not drivers:
             return  # not ours: stay silent (a rebeam run may answer)
+        if msg.reply and not _subjects.is_inbox(msg.reply):
+            self.refused += 1
+            self._ratelog.warning("refused a request: its reply subject is no inbox", msg.reply)
+            return
         try:
-            request = json.loads(msg.data or b"{}")
+            request = loads_json(msg.data or b"{}", what="a control request")
             if not isinstance(request, dict):
                 raise ValueError("a control request is a JSON object")
             reply = await self._answer(operation, request, drivers)

@@ -16,7 +16,6 @@ and ends ``shutdown``.
 from __future__ import annotations
 
 import enum
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,7 +64,7 @@ def recorded_reason(message: str | None) -> ExitReason | None:
     if not message or not message.strip():
         return None
     try:
-        return ExitReason.from_wire(json.loads(message))
+        return ExitReason.from_json(message)
     except ValueError:
         return None
 

@@ -316,12 +316,13 @@ class Host:
                 and node.sent_by(msg.subject, item[3])
                 and node.fenced_by is None
                 and node.delivering.is_set()
+                and (not (reply := msg.reply) or node.answerable(reply))
             ):
                 node.stats.received += 1
                 self._busy = True
                 try:
-                    if msg.reply:  # a cast or send that asked for a receipt
-                        await node.nc.publish(msg.reply, _RECEIPT)
+                    if reply:  # a cast or send that asked for a receipt
+                        await node.nc.publish(reply, _RECEIPT)
                     actor = self.actor
                     result = (actor.handle_cast if kind == _CAST else actor.handle_info)(item[5])
                     if result is not None and hasattr(result, "__await__"):

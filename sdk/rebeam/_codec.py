@@ -10,15 +10,20 @@ Never pickle: bytes from the network are data, never code. Three msgpack extensi
 
 Tuples travel as lists and sets are refused: msgpack has neither, and silently turning a set
 into a list would surprise the receiver more than an error at the sender.
+
+Decoding is bounded before it recurses (:mod:`rebeam._limits`): an extension's payload is
+decoded from inside the decoder, and at most ``MAX_EXT_DEPTH`` extensions may nest.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgpack
 
+from rebeam._limits import MAX_EXT_DEPTH
 from rebeam.errors import CodecError
 from rebeam.exits import ExitReason
 from rebeam.pids import Pid
@@ -103,6 +108,29 @@ def _pack(value: Any) -> bytes:
 _packer = msgpack.Packer(default=_default, use_bin_type=True, datetime=False)
 
 
+class _Nesting(threading.local):
+    """How many extension payloads the decoder of this thread is inside of."""
+
+    level = 0
+
+
+_nesting = _Nesting()
+
+
+def _decode_nested(data: bytes) -> Any:
+    """Decode an extension's payload: the one recursion of decoding, checked before it
+    happens. Each level holds a msgpack unpacker on the C stack, and a few hundred levels
+    (under a KiB of input) overflow it: a segfault, not an exception."""
+    level = _nesting.level
+    if level >= MAX_EXT_DEPTH:
+        raise CodecError(f"message nested too deeply: more than {MAX_EXT_DEPTH} extension levels")
+    _nesting.level = level + 1
+    try:
+        return decode(data)
+    finally:
+        _nesting.level = level
+
+
 def _ext_hook(code: int, data: bytes) -> Any:
     if code == _EXT_PID:
         try:
@@ -111,11 +139,11 @@ def _ext_hook(code: int, data: bytes) -> Any:
             raise CodecError(f"malformed pid in message: {exc}") from None
     if code == _EXT_EXIT:
         try:
-            return ExitReason.from_wire(decode(data))
+            return ExitReason.from_wire(_decode_nested(data))
         except (ValueError, TypeError) as exc:
             raise CodecError(f"malformed exit reason in message: {exc}") from None
     if code == _EXT_MODEL:
-        item = decode(data)
+        item = _decode_nested(data)
         if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)):
             raise CodecError("malformed model in message")
         model = _models_by_name.get(item[0])
@@ -141,9 +169,11 @@ def encode(value: Any) -> bytes:
 def decode(data: bytes) -> Any:
     """Decode a message; any malformed input raises :class:`CodecError`, nothing else.
 
-    ``unpackb`` refuses trailing bytes itself (``ExtraData``), bounds every length by the
-    input's, and since msgpack 1.0 defaults to ``raw=False`` and ``strict_map_key=True``:
-    each keyword spelled out costs the receiving hot path, so only ``ext_hook`` is."""
+    ``unpackb`` refuses trailing bytes itself (``ExtraData``), bounds every length (string,
+    bytes, array, map, extension) by the input's size, nests containers at most 1024 deep
+    (``StackError``), and since msgpack 1.0 defaults to ``raw=False`` and
+    ``strict_map_key=True``: each keyword spelled out costs the receiving hot path, so only
+    ``ext_hook`` is. Extensions nest at most ``MAX_EXT_DEPTH`` deep (:func:`_decode_nested`)."""
     try:
         return _unpackb(data, ext_hook=_ext_hook)
     except CodecError:

@@ -157,8 +157,13 @@ class DurableMailbox:
         kv = await self.node.store.kv()
         try:
             entry = await kv.get(self._key)
-            self._done = int(entry.value or b"0")
+            self._done = _progress(entry.value)
         except jserr.KeyNotFoundError:
+            self._done = 0
+        except ValueError as exc:
+            # Not a record we wrote: start from the beginning of what is stored (at least
+            # once, as after a crash) rather than not at all.
+            self.node._registry_invalid(self._key, str(exc))
             self._done = 0
         config = jsapi.ConsumerConfig(
             ack_policy=jsapi.AckPolicy.EXPLICIT,
@@ -214,6 +219,7 @@ class DurableMailbox:
         try:
             env = unpack(msg.data)
         except CodecError as exc:
+            self.node.stats.malformed += 1
             await self._park(msg, seq, attempt, f"malformed: {exc}")
             return
         if env.sender != _subjects.sender_text(msg.subject):
@@ -256,18 +262,22 @@ class DurableMailbox:
         try:
             await js.publish(parked_subject(self.pid), msg.data, headers=headers)
         except Exception as exc:  # cannot park: leave it to be redelivered
-            log.error("%s: cannot park message %d: %s", self.pid, seq, exc)
+            self.node._ratelog.error("cannot park a durable message", f"{seq}: {exc}")
             return
         await msg.ack()
         self.node.stats.parked += 1
-        log.error(
-            "%s: parked message %d (%s, %d deliveries) on %s",
-            self.pid,
-            seq,
-            why,
-            attempt,
-            parked_subject(self.pid),
+        where = parked_subject(self.pid)
+        self.node._ratelog.error(
+            "parked a durable message", f"{seq} on {where} ({attempt} deliveries): {why}"
         )
+
+
+def _progress(value: bytes | None) -> int:
+    """The stream sequence a progress record holds; ValueError if it holds none."""
+    text = (value or b"0").decode("ascii", errors="replace")
+    if not (text.isdigit() and len(text) <= 20):  # a uint64 has at most 20 digits
+        raise ValueError(f"not a stream sequence: {text[:40]!r}")
+    return int(text)
 
 
 async def _heartbeat(msg: Any) -> None:

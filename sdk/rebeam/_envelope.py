@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rebeam import _codec
+from rebeam._limits import describe
 from rebeam.errors import CodecError
 
 __all__ = [
@@ -99,11 +100,11 @@ def unpack_fields(data: bytes) -> list[Any]:
     if type(item) is not list or len(item) != 6:
         raise CodecError("malformed envelope: not a 6-item array")
     version, kind, to, sender, msg_id, _ = item
-    if version != VERSION:
-        raise CodecError(f"unsupported envelope version {version!r}")
+    if type(version) is not int or version != VERSION:
+        raise CodecError(f"unsupported envelope version {describe(version)}")
     # ``type(...) is int`` first: True and 2.0 hash like 1 and 2 but are not kinds.
     if type(kind) is not int or kind not in _KINDS:
-        raise CodecError(f"unknown message kind {kind!r}")
+        raise CodecError(f"unknown message kind {describe(kind)}")
     if type(to) is not str:
         raise CodecError("malformed envelope: bad target")
     if sender is not None and type(sender) is not str:
@@ -132,7 +133,12 @@ def pack_error(error: dict[str, Any]) -> bytes:
 
 
 def unpack_reply(data: bytes) -> tuple[int, Any]:
+    """Decode a call's reply: ``(OK, value)`` or ``(ERROR, error)``; any malformed input
+    raises :class:`CodecError`."""
     item = _codec.decode(data)
-    if not (type(item) is list and len(item) == 2 and item[0] in (OK, ERROR)):
-        raise CodecError("malformed reply")
+    # ``type(...) is int``: True and 1.0 compare equal to 1 but are not statuses.
+    if not (type(item) is list and len(item) == 2 and type(item[0]) is int):
+        raise CodecError("malformed reply: not a [status, payload] array")
+    if item[0] not in (OK, ERROR):
+        raise CodecError(f"malformed reply: unknown status {item[0]}")
     return item[0], item[1]

@@ -14,11 +14,25 @@ from typing import Any
 import nats
 
 from rebeam._api import current_node
-from rebeam.errors import NoSupervisor, SupervisorRefused
+from rebeam._limits import loads_json
+from rebeam.errors import NoSupervisor, SupervisorError, SupervisorRefused
 
-__all__ = ["delete_child", "restart_child", "start_child", "terminate_child"]
+__all__ = ["delete_child", "parse_reply", "restart_child", "start_child", "terminate_child"]
 
 DEFAULT_TIMEOUT = 30.0
+MAX_REPLY_BYTES = 64 * 1024 * 1024  # NATS's largest max_payload: a big tree still fits
+MAX_REPLY_DEPTH = 256  # two levels per supervisor in a tree
+
+
+def parse_reply(data: bytes) -> dict[str, Any]:
+    """A control reply, ``{"ok": value}`` or ``{"error": text}``; ValueError for anything
+    else (too large or deep included)."""
+    reply = loads_json(
+        data, what="the control reply", max_bytes=MAX_REPLY_BYTES, max_depth=MAX_REPLY_DEPTH
+    )
+    if not (isinstance(reply, dict) and ("ok" in reply or "error" in reply)):
+        raise ValueError("the control reply is neither {ok: ...} nor {error: ...}")
+    return reply
 
 
 async def _request(operation: str, body: dict[str, Any], timeout: float) -> Any:
@@ -30,7 +44,10 @@ async def _request(operation: str, body: dict[str, Any], timeout: float) -> Any:
         raise NoSupervisor(
             f"nothing supervises namespace {node.namespace!r} (no rebeam run, no operator)"
         ) from None
-    reply = json.loads(msg.data)
+    try:
+        reply = parse_reply(msg.data)
+    except ValueError as exc:
+        raise SupervisorError(f"{operation} {body.get('path')}: {exc}") from None
     if "error" in reply:
         raise SupervisorRefused(f"{operation} {body.get('path')}: {reply['error']}")
     return reply["ok"]

@@ -2,7 +2,9 @@
 
 The cache is one JetStream KV watcher per node on ``n.>`` (never one per name: nats-server
 2.15 allows 1000 consumers per stream), started by the first cached lookup. A stale entry
-is harmless for calls: a call that meets noproc asks the registry again once.
+is harmless for calls: a call that meets noproc asks the registry again once. An entry that
+does not decode, or whose key is not an escaped name, is absent from the cache (and
+reported to the store's ``on_invalid``): it never stops the watcher.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
-from rebeam._registry import Store, _owner_of, local_key, name_key
+from rebeam._registry import Store, local_key, name_key
 from rebeam.pids import Pid, unescape_token
 
 __all__ = ["Naming"]
@@ -98,8 +100,14 @@ class Naming:
                         if not ready.done():
                             ready.set_result(None)
                         continue
-                    name = _unescape_name(entry.key)
-                    owner, _ = _owner_of(entry.value) if entry.operation is None else (None, 0)
+                    try:
+                        name = _unescape_name(entry.key)
+                    except (ValueError, IndexError):  # no claim() writes such a key
+                        self.store.on_invalid(entry.key, "not an escaped name")
+                        continue
+                    owner = None
+                    if entry.operation is None:
+                        owner, _ = self.store.record_owner(entry.key, entry.value)
                     if owner is None:
                         names.pop(name, None)
                     else:

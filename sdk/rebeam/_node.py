@@ -69,8 +69,15 @@ from rebeam._lease import Lease
 from rebeam._mailbox import DEFAULT_MAX_BYTES, DEFAULT_MAX_MESSAGES, Info, Limits, Mailbox
 from rebeam._naming import Naming
 from rebeam._nats_fixes import connect as nats_connect
+from rebeam._ratelog import RateLog
 from rebeam._registry import Store
-from rebeam._watching import Watching, _Watch
+from rebeam._watching import (
+    DEFAULT_MAX_LINKS,
+    DEFAULT_MAX_MONITORS,
+    Watching,
+    _Watch,
+    limit_from_env,
+)
 from rebeam.errors import (
     CalleeExited,
     CallingSelf,
@@ -102,6 +109,9 @@ _SMALL_LIMITS = (1000, 1024 * 1024)
 _RECEIPT = pack_reply(None)
 _MIN_ATTEMPT = 0.1  # seconds a retry of a send or cast waiting for room needs at least
 _LOGGED_AT = frozenset({1, 10, 100, 1000, 10_000, 100_000, 1_000_000})
+_PING = int(PING)
+_MAX_REFUSAL = 2000  # characters of a refusal's message kept in the error raised
+_NOT_AN_INBOX = "the reply subject of a call must be a call inbox (_INBOX_rebeam.<namespace>.)"
 
 
 @dataclass
@@ -124,6 +134,13 @@ class Stats:
     interest_retries: int = 0
     # Messages whose envelope named another sender than the subject they came on.
     forged: int = 0
+    # Refused input (docs/sdk.md, "Input limits"); each is also logged, at a bounded rate.
+    reply_refused: int = 0  # requests whose reply subject is not an inbox: not answered
+    malformed_replies: int = 0  # call replies that did not decode (the caller got CodecError)
+    malformed_events: int = 0  # exit events that did not decode: ignored
+    registry_invalid: int = 0  # registry records that did not decode: taken as absent
+    links_refused: int = 0  # link signals past max_links (or from another namespace)
+    links_dropped: int = 0  # links from pids that did not answer a ping
 
 
 class Node(Naming, Watching):
@@ -141,6 +158,8 @@ class Node(Naming, Watching):
         mailbox_limits: Limits | None = None,
         max_pending_calls: int = DEFAULT_MAX_PENDING_CALLS,
         inbox: str | None = None,
+        max_links: int | None = None,
+        max_monitors: int | None = None,
     ) -> None:
         self.nc = nc
         self.pid = pid
@@ -150,6 +169,9 @@ class Node(Naming, Watching):
         self.stats = Stats()
         self.limits = mailbox_limits or Limits()
         self.max_pending_calls = max_pending_calls
+        self.max_links = max_links or limit_from_env("MAX_LINKS", DEFAULT_MAX_LINKS)
+        self.max_monitors = max_monitors or limit_from_env("MAX_MONITORS", DEFAULT_MAX_MONITORS)
+        self._ratelog = RateLog(log, str(pid))
         self.mailbox = Mailbox(self.limits.max_messages)
         self.trap_exit = False
         # Set by the runtime: how a non-trapping actor dies from an exit signal, and what
@@ -160,7 +182,7 @@ class Node(Naming, Watching):
         # mailbox for receive().
         self.on_message: Callable[[Any], Awaitable[None]] | None = None
         self.on_fenced: Callable[[Pid], None] | None = None
-        self.store = Store(nc.jetstream(), pid.namespace)
+        self.store = Store(nc.jetstream(), pid.namespace, on_invalid=self._registry_invalid)
         self._interest = InterestProbe(nc, pid.namespace, self.stats)
         self.delivering = asyncio.Event()
         self.delivering.set()
@@ -182,6 +204,8 @@ class Node(Naming, Watching):
         self._slot_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._mailbox_sid: int | None = None
         self._watches: dict[Pid, _Watch] = {}
+        self._link_count = 0  # watches with linked set
+        self._monitor_count = 0  # monitors in all watches
         self._owned: set[tuple[str, bool]] = set()
         self._names: dict[str, Pid] | None = None  # the name cache, once watching
         self._name_watch_task: asyncio.Task[None] | None = None
@@ -209,6 +233,8 @@ class Node(Naming, Watching):
         mailbox_max_messages: int | None = None,
         mailbox_max_bytes: int | None = None,
         mailbox_limits: Limits | None = None,
+        max_links: int | None = None,
+        max_monitors: int | None = None,
         lease: bool = True,
         start: bool = True,
         connect_timeout: float = 2.0,
@@ -230,6 +256,9 @@ class Node(Naming, Watching):
                 max_messages=mailbox_max_messages or DEFAULT_MAX_MESSAGES,
                 max_bytes=mailbox_max_bytes or DEFAULT_MAX_BYTES,
             )
+        # Read (and refused if unusable) before connecting: nothing to close on an error.
+        max_links = max_links or limit_from_env("MAX_LINKS", DEFAULT_MAX_LINKS)
+        max_monitors = max_monitors or limit_from_env("MAX_MONITORS", DEFAULT_MAX_MONITORS)
         holder: dict[str, Node] = {}
 
         async def error_cb(exc: Exception) -> None:
@@ -276,6 +305,8 @@ class Node(Naming, Watching):
             is_client=is_client,
             mailbox_limits=mailbox_limits,
             inbox=inbox,
+            max_links=max_links,
+            max_monitors=max_monitors,
         )
         holder["node"] = node
         if start:
@@ -408,9 +439,10 @@ class Node(Naming, Watching):
         if not self.is_client:
             try:
                 kv = await self.store.kv()
-                entry = await kv.get(f"s.{self.pid.slot_token}")
-                current = _codec.decode(entry.value).get("pid")
-                if isinstance(current, Pid) and current.supersedes(self.pid):
+                key = f"s.{self.pid.slot_token}"
+                entry = await kv.get(key)
+                current, _ = self.store.record_owner(key, entry.value)
+                if current is not None and current.supersedes(self.pid):
                     self._fence(current)
                     return
             except Exception as exc:  # the registry may still be coming back: deliver
@@ -433,20 +465,22 @@ class Node(Naming, Watching):
     def admit_fields(self, msg: Any) -> list[Any] | None:
         """Check one message from the mailbox subscription: the checked envelope array
         (:func:`unpack_fields`), or None when it was refused (oversized, malformed, for
-        another incarnation, a call to a client, or this incarnation is fenced). A plain
+        another incarnation, with a reply subject that is no call inbox, a call to a client,
+        or this incarnation is fenced). Refusals are counted and logged at a bounded rate,
+        and answered only on an inbox (docs/sdk.md, "Input limits"). A plain
         function, not a coroutine: it runs for every message; the rare refusal is answered
         from a task of its own."""
         data = msg.data
         if len(data) > self._limit:
             self.stats.oversized += 1
-            log.warning("%s: refused an oversized message (%d bytes)", self.pid, len(data))
+            self._ratelog.warning("refused an oversized message", f"{len(data)} bytes")
             self._spawn(self._refuse(msg.reply, f"message of {len(data)} bytes exceeds the limit"))
             return None
         try:
             item = unpack_fields(data)
         except CodecError as exc:
             self.stats.malformed += 1
-            log.warning("%s: refused a malformed message: %s", self.pid, exc)
+            self._ratelog.warning("refused a malformed message", str(exc))
             self._spawn(self._refuse(msg.reply, str(exc)))
             return None
         if not self.sent_by(msg.subject, item[3]):
@@ -459,8 +493,20 @@ class Node(Naming, Watching):
         if item[2] != self._pid_str:
             # Never deliver a message stamped for another incarnation (fencing).
             self.stats.misaddressed += 1
-            refusal = f"addressed to {item[2]}, not {self._pid_str}"
+            refusal = f"addressed to {item[2][:200]}, not {self._pid_str}"
             self._spawn(self._refuse(msg.reply or None, refusal))
+            return None
+        reply = msg.reply
+        if reply and not (
+            _subjects.is_inbox(reply) if item[1] == _PING else self.answerable(reply)
+        ):
+            # A call or receipt is answered on a subject its sender chose: only a call inbox
+            # of this namespace is one (a ping may use any inbox). Not delivered either: a
+            # call that cannot be answered is not one to handle. The refusal itself goes
+            # only to an inbox (_refuse), never to a $JS.API subject or a mailbox.
+            self.stats.reply_refused += 1
+            self._ratelog.warning("refused a message: its reply subject is no call inbox", reply)
+            self._spawn(self._refuse(reply, _NOT_AN_INBOX))
             return None
         kind = item[1]
         if kind <= _CALL:  # a user message (SEND, CAST, CALL), not a system signal
@@ -507,21 +553,22 @@ class Node(Naming, Watching):
             return
         try:
             sender = Pid.parse(env.sender or "")
-        except ValueError:
+        except ValueError as exc:
             self.stats.malformed += 1
+            self._ratelog.warning("refused a signal with a malformed sender", str(exc))
             return
         if env.kind is LINK:
-            self._watch_leases()
-            watch = await self._watch(sender)
-            watch.linked = True
+            await self._linked_by(sender)
         elif env.kind is UNLINK:
-            watch_ = self._watches.get(sender)
-            if watch_ is not None:
-                watch_.linked = False
-                self._maybe_unwatch(sender)
+            self._unlinked_by(sender)
+
+    def answerable(self, reply: str) -> bool:
+        """Whether a call or receipt may be answered on ``reply``: only a rebeam call inbox
+        of this namespace (docs/sdk.md, "Input limits")."""
+        return _subjects.is_reply_inbox(reply, self.namespace)
 
     async def _refuse(self, reply: str | None, why: str) -> None:
-        if reply:
+        if reply and _subjects.is_inbox(reply):
             with contextlib.suppress(Exception):
                 await self.nc.publish(reply, pack_error({"error": "refused", "message": why}))
 
@@ -540,7 +587,7 @@ class Node(Naming, Watching):
                     self.limits.max_bytes,
                     stats.mailbox_refused,
                 )
-            if exc.reply:
+            if exc.reply and _subjects.is_inbox(exc.reply):
                 with contextlib.suppress(Exception):
                     await self.nc.publish(exc.reply, self._full_reply())
             else:
@@ -575,12 +622,21 @@ class Node(Naming, Watching):
         out["local_pending"] = len(self.mailbox)  # Down, Exit, timers (and a client's mail)
         out["local_refused"] = self.mailbox.refused
         out["calls_pending"] = len(self._calls)
+        out["links"] = self._link_count
+        out["monitors"] = self._monitor_count
+        out["watches"] = len(self._watches)
         return out
 
     async def _on_stats_request(self, msg: Any) -> None:
-        if msg.reply:
-            with contextlib.suppress(Exception):
-                await self.nc.publish(msg.reply, pack_reply(self.stats_snapshot()))
+        reply = msg.reply
+        if not reply:
+            return
+        if not _subjects.is_inbox(reply):
+            self.stats.reply_refused += 1
+            self._ratelog.warning("refused a stats request: its reply subject is no inbox", reply)
+            return
+        with contextlib.suppress(Exception):
+            await self.nc.publish(reply, pack_reply(self.stats_snapshot()))
 
     async def stats_of(self, dest: Address | None = None, timeout: float = 2.0) -> dict[str, int]:
         """The counters of a process (this one if ``dest`` is None): what it received, what
@@ -923,7 +979,13 @@ class Node(Naming, Watching):
         try:
             fut.set_result(unpack_reply(msg.data))
         except CodecError as exc:
+            self.stats.malformed_replies += 1
+            self._ratelog.warning("refused a malformed reply", f"from {pid}: {exc}")
             fut.set_exception(exc)
+
+    def _registry_invalid(self, key: str, why: str) -> None:
+        self.stats.registry_invalid += 1
+        self._ratelog.warning("ignored an invalid registry record", f"{key}: {why}")
 
 
 def credentials_from_environment() -> str | None:
@@ -971,6 +1033,9 @@ def _error_from_reply(payload: Any, pid: Pid) -> Exception:
         return RemoteError(reason, pid) if payload.get("raised") else CalleeExited(reason, pid)
     if kind == "noproc":
         return NoProc(f"no process {pid}")
+    # The callee's words, only if they are words: str() of any other value could be huge.
+    message = payload.get("message")
+    message = message[:_MAX_REFUSAL] if isinstance(message, str) and message else None
     if kind == "mailbox_full":
-        return MailboxFull(str(payload.get("message") or f"the mailbox of {pid} is full"))
-    return Refused(str(payload.get("message") or "refused"))
+        return MailboxFull(message or f"the mailbox of {pid} is full")
+    return Refused(message or "refused")

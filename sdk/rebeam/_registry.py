@@ -16,6 +16,11 @@ Uniqueness comes from KV ``create`` (compare-and-set at the stream leader). A la
 incarnation of the same slot may take over a name its predecessor still holds (the
 predecessor is dead or fenced, and a restarted child must be able to take its name back at
 once). Values are codec msgpack, so pids travel as pids.
+
+Anyone who may write the bucket can put anything there. A record that does not decode as
+``{pid, ...}`` belongs to nobody: a lookup treats it as absent, a claim takes it over, and
+each one seen is counted (``registry_invalid``) and logged at a bounded rate; no watcher or
+lookup ever fails on one.
 """
 
 from __future__ import annotations
@@ -24,15 +29,17 @@ import asyncio
 import contextlib
 import itertools
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import nats.js.errors as jserr
 from nats.js.api import KeyValueConfig, StorageType
 
 from rebeam import _codec
+from rebeam._ratelog import RateLog
 from rebeam._streams import lift_consumer_cap
 from rebeam._subjects import global_bucket, local_bucket
-from rebeam.errors import AlreadyRegistered, NotRegistered, RegistryMismatch
+from rebeam.errors import AlreadyRegistered, CodecError, NotRegistered, RegistryMismatch
 from rebeam.pids import Pid, escape_token, unescape_token
 
 __all__ = ["Store", "release_names_of"]
@@ -40,6 +47,8 @@ __all__ = ["Store", "release_names_of"]
 log = logging.getLogger("rebeam.registry")
 
 _dup_ids = itertools.count(1)
+_OWNED_KINDS = ("n.", "l.", "u.", "d.")  # the keys an ``o.`` index entry may name
+_ratelog = RateLog(log, "registry")  # for a Store without a node to count for it
 
 
 def name_key(name: str) -> str:
@@ -51,25 +60,47 @@ def local_key(scope: str, name: str) -> str:
 
 
 def _owner_of(value: bytes | None) -> tuple[Pid | None, Any]:
+    """``(pid, value)`` of an owner record, ``(None, None)`` for none; raises
+    :class:`CodecError` for a record that is there but is not an owner record."""
     if not value:
         return None, None
-    try:
-        item = _codec.decode(value)
-    except Exception:
-        return None, None
+    item = _codec.decode(value)
     if isinstance(item, dict) and isinstance(item.get("pid"), Pid):
         return item["pid"], item.get("value")
-    return None, None
+    raise CodecError("not a {pid, value} record")
+
+
+def _warn_invalid(key: str, why: str) -> None:
+    _ratelog.warning("ignored an invalid registry record", f"{key}: {why}")
 
 
 class Store:
-    """The registry buckets of one namespace, opened lazily on one JetStream context."""
+    """The registry buckets of one namespace, opened lazily on one JetStream context.
 
-    def __init__(self, js: Any, namespace: str) -> None:
+    ``on_invalid(key, why)`` hears of every record that does not decode (a node counts
+    them in its stats); by default they are logged at a bounded rate."""
+
+    def __init__(
+        self,
+        js: Any,
+        namespace: str,
+        *,
+        on_invalid: Callable[[str, str], None] | None = None,
+    ) -> None:
         self.js = js
         self.namespace = namespace
+        self.on_invalid = on_invalid or _warn_invalid
         self._kv: dict[bool, Any] = {}
         self._lock = asyncio.Lock()
+
+    def record_owner(self, key: str, value: bytes | None) -> tuple[Pid | None, Any]:
+        """``(pid, value)`` of the record at ``key``; ``(None, None)`` if there is none or
+        it does not decode (then reported to ``on_invalid``)."""
+        try:
+            return _owner_of(value)
+        except CodecError as exc:
+            self.on_invalid(key, str(exc))
+            return None, None
 
     async def kv(self, local: bool = False) -> Any:
         kv = self._kv.get(local)
@@ -123,10 +154,9 @@ class Store:
                     entry = await kv.get(key)
                 except jserr.KeyNotFoundError:
                     continue  # deleted in between: try to create again
-                owner, _ = _owner_of(entry.value)
-                if owner is not None and (
-                    pid.supersedes(owner) or not await self._holds_lease(owner)
-                ):
+                owner, _ = self.record_owner(key, entry.value)
+                # No owner: the record is invalid, and an invalid record holds nothing.
+                if owner is None or pid.supersedes(owner) or not await self._holds_lease(owner):
                     try:
                         rev = await kv.update(key, data, last=entry.revision)
                         break
@@ -141,7 +171,7 @@ class Store:
     async def release(self, key: str, pid: Pid, *, local: bool = False) -> bool:
         """Delete ``key`` if ``pid`` owns it; True if it did."""
         kv = await self.kv(local)
-        released = await _delete_if_owned(kv, key, pid)
+        released = await self._delete_if_owned(kv, key, pid)
         with contextlib.suppress(jserr.Error):
             await kv.delete(f"o.{pid.tokens}.{escape_token(key)}")
         return released
@@ -152,12 +182,12 @@ class Store:
             entry = await kv.get(key)
         except jserr.KeyNotFoundError:
             return None, None
-        return _owner_of(entry.value)
+        return self.record_owner(key, entry.value)
 
     async def scan(self, prefix: str, *, local: bool = False) -> list[tuple[str, Pid, Any]]:
         """Every live ``(key, pid, value)`` under ``prefix`` (one ephemeral watcher)."""
         kv = await self.kv(local)
-        return await _scan(kv, prefix)
+        return await self._scan(kv, prefix)
 
     # -- names ---------------------------------------------------------------------------
 
@@ -187,10 +217,16 @@ class Store:
             await kv.create(key, data)
         except jserr.KeyWrongLastSequenceError:
             entry = await kv.get(key)
-            found = _codec.decode(entry.value).get("keys")
+            try:
+                record = _codec.decode(entry.value)
+            except CodecError as exc:
+                record = None
+                self.on_invalid(key, str(exc))
+            found = record.get("keys") if isinstance(record, dict) else None
             if found != keys:
+                shown = found if found in ("unique", "duplicate") else "invalid"
                 raise RegistryMismatch(
-                    f"registry {registry!r} exists with {found} keys, not {keys}"
+                    f"registry {registry!r} exists with {shown} keys, not {keys}"
                 ) from None
 
     async def reg_register(self, registry: str, keys: str, key: str, pid: Pid, value: Any) -> str:
@@ -226,43 +262,44 @@ class Store:
         out = []
         for full, owner, _ in await self.scan(f"{prefix}.{reg}.>"):
             if owner == pid:
-                out.append(unescape_token(full.split(".")[2]))
+                try:
+                    out.append(unescape_token(full.split(".")[2]))
+                except (ValueError, IndexError):  # our own records never look like this
+                    self.on_invalid(full, "not an escaped registry key")
         return out
 
+    async def _delete_if_owned(self, kv: Any, key: str, pid: Pid) -> bool:
+        for _ in range(3):
+            try:
+                entry = await kv.get(key)
+            except jserr.KeyNotFoundError:
+                return False
+            owner, _ = self.record_owner(key, entry.value)
+            if owner != pid:
+                return False
+            try:
+                await kv.delete(key, last=entry.revision)
+                return True
+            except (jserr.KeyWrongLastSequenceError, jserr.BadRequestError):
+                continue  # changed under us (nats-py raises BadRequest for a stale CAS delete)
+        return False
 
-async def _delete_if_owned(kv: Any, key: str, pid: Pid) -> bool:
-    for _ in range(3):
+    async def _scan(self, kv: Any, prefix: str) -> list[tuple[str, Pid, Any]]:
+        watcher = await kv.watch(prefix, ignore_deletes=True)
+        out: list[tuple[str, Pid, Any]] = []
         try:
-            entry = await kv.get(key)
-        except jserr.KeyNotFoundError:
-            return False
-        owner, _ = _owner_of(entry.value)
-        if owner != pid:
-            return False
-        try:
-            await kv.delete(key, last=entry.revision)
-            return True
-        except (jserr.KeyWrongLastSequenceError, jserr.BadRequestError):
-            continue  # changed under us (nats-py raises BadRequest for a stale CAS delete)
-    return False
-
-
-async def _scan(kv: Any, prefix: str) -> list[tuple[str, Pid, Any]]:
-    watcher = await kv.watch(prefix, ignore_deletes=True)
-    out: list[tuple[str, Pid, Any]] = []
-    try:
-        while True:
-            entry = await watcher.updates(timeout=5.0)
-            if entry is None:
-                break
-            if entry.operation is not None or entry.value is None:
-                continue
-            pid, value = _owner_of(entry.value)
-            if pid is not None:
-                out.append((entry.key, pid, value))
-    finally:
-        await watcher.stop()
-    return out
+            while True:
+                entry = await watcher.updates(timeout=5.0)
+                if entry is None:
+                    break
+                if entry.operation is not None or entry.value is None:
+                    continue
+                pid, value = self.record_owner(entry.key, entry.value)
+                if pid is not None:
+                    out.append((entry.key, pid, value))
+        finally:
+            await watcher.stop()
+        return out
 
 
 def _display(key: str) -> str:
@@ -298,14 +335,18 @@ async def release_names_of(nc: Any, pid: Pid) -> int:
             log.warning("cannot open the registry to release %s: %s", pid, exc)
             continue
         for own_key, key in index:
-            released += await _delete_if_owned(kv, key, pid)
+            try:
+                released += key is not None and await store._delete_if_owned(kv, key, pid)
+            except jserr.Error as exc:  # a key nats-py refuses: the entry is still removed
+                _warn_invalid(own_key, f"names {key!r}: {exc}")
             with contextlib.suppress(jserr.Error):
                 await kv.delete(own_key)
     return released
 
 
-async def _owned_keys(jsm: Any, bucket: str, pid: Pid) -> list[tuple[str, str]]:
-    """The ``o.<pid>.*`` index entries of ``bucket``: ``(index key, owned key)`` pairs.
+async def _owned_keys(jsm: Any, bucket: str, pid: Pid) -> list[tuple[str, str | None]]:
+    """The ``o.<pid>.*`` index entries of ``bucket``: ``(index key, owned key)`` pairs (the
+    owned key None for an entry that names none, to be removed all the same).
 
     Read with ``STREAM.MSG.GET`` and ``next_by_subj``, one request per entry (plus one that
     finds none): no consumer is created. A KV watcher would be an ephemeral consumer, and a
@@ -314,7 +355,7 @@ async def _owned_keys(jsm: Any, bucket: str, pid: Pid) -> list[tuple[str, str]]:
     key, so each live index key is one message; deleted ones are markers without data.
     """
     stream, prefix = f"KV_{bucket}", f"$KV.{bucket}."
-    found: list[tuple[str, str]] = []
+    found: list[tuple[str, str | None]] = []
     seq = 1
     while True:
         try:
@@ -323,5 +364,11 @@ async def _owned_keys(jsm: Any, bucket: str, pid: Pid) -> list[tuple[str, str]]:
             return found  # no (further) entry, or no bucket at all: nothing more held
         headers = msg.headers or {}
         if msg.data and not headers.get("KV-Operation") and msg.subject:
-            found.append((msg.subject[len(prefix) :], msg.data.decode()))
+            own_key = msg.subject[len(prefix) :]
+            key = msg.data.decode(errors="replace")
+            if key.startswith(_OWNED_KINDS):
+                found.append((own_key, key))
+            else:  # not written by claim(): do not follow it, but remove it
+                _warn_invalid(own_key, "does not name a registry key")
+                found.append((own_key, None))
         seq = int(msg.seq or seq) + 1

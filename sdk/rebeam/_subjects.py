@@ -21,6 +21,11 @@ receiver reads the sender from the subject, never from the payload alone. The ``
 each pid stands for "the process itself": the token is kept for light actors, many of which
 one process will host and speak for, so that their pids extend the process's by one token
 without changing the subject's shape.
+
+A reply goes only to an inbox: whoever sends a request chooses its reply subject, and a
+process that answered any subject would publish for them wherever it may publish (a
+``$JS.API`` request, another mailbox). :func:`is_reply_inbox` recognises the inboxes of
+rebeam calls, :func:`is_inbox` any NATS request inbox (nats-py's ``_INBOX.`` too).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ __all__ = [
     "fence",
     "global_bucket",
     "inbox_prefix",
+    "is_inbox",
     "is_reply_inbox",
     "leases_bucket",
     "local_bucket",
@@ -106,15 +112,37 @@ def control(namespace: str, operation: str) -> str:
     return f"rebeam.{namespace}.control.{operation}"
 
 
+_REPLY_ROOT = "_INBOX_rebeam"
+_NATS_INBOX = "_INBOX."  # nats-py's (and every NATS client's) default request inbox
+
+
+def _reply_root(namespace: str) -> str:
+    return f"{_REPLY_ROOT}.{namespace}."
+
+
 def inbox_prefix(pid: Pid) -> str:
     """The prefix of every reply inbox of ``pid``'s node (a random token follows it)."""
-    return f"_INBOX_rebeam.{pid.namespace}.{pid.tokens}"
+    return f"{_reply_root(pid.namespace)}{pid.tokens}"
 
 
 def is_reply_inbox(subject: str, namespace: str) -> bool:
-    """Whether a call's reply subject is a rebeam reply inbox in ``namespace``: replies go
-    there and nowhere else (a reply to ``$JS.API...`` would be a request to JetStream)."""
-    return subject.startswith(f"_INBOX_rebeam.{namespace}.") and " " not in subject
+    """Whether ``subject`` is a rebeam call inbox of ``namespace``: ``_INBOX_rebeam.<ns>.``
+    followed by literal tokens (no wildcard, none empty)."""
+    root = _reply_root(namespace)
+    return subject.startswith(root) and _literal(subject[len(root) :])
+
+
+def is_inbox(subject: str) -> bool:
+    """Whether ``subject`` is a request inbox: a rebeam call inbox of any namespace, or a
+    NATS client's ``_INBOX.``; never a ``$``-subject, a mailbox or anything else."""
+    for root in (_NATS_INBOX, f"{_REPLY_ROOT}."):
+        if subject.startswith(root):
+            return _literal(subject[len(root) :])
+    return False
+
+
+def _literal(tokens: str) -> bool:
+    return bool(tokens) and all(t and t != "*" and t != ">" for t in tokens.split("."))
 
 
 def global_bucket(namespace: str) -> str:

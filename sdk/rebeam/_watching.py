@@ -6,14 +6,20 @@ shared by every reason to watch it, dropped when the last reason goes. An event 
 :class:`~rebeam.Down` messages, exit signals (OTP's link semantics) and failed calls. Lost
 nodes are found by their expired leases (one lease watcher per node that monitors or links),
 and after a NATS outage every watched pid is asked again whether it is still there.
+
+Each watched pid costs a subscription here and on the server, and anyone can send a ``link``
+signal naming any pid: so a node holds at most ``max_links`` links and ``max_monitors``
+monitors (refused past that, counted), and a link from a pid that does not answer a ping
+is dropped at once. It may never have existed, and then no ``exited`` event will ever come
+to release the watch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -25,15 +31,35 @@ from rebeam._addresses import Address
 from rebeam._envelope import LINK, PING, UNLINK, Envelope, pack
 from rebeam._interest import InterestProbe
 from rebeam._lease import watch_expiries
+from rebeam._limits import loads_json
 from rebeam._mailbox import Info, Mailbox
 from rebeam._messages import Down, Exit, MonitorRef
-from rebeam.errors import CalleeExited, NoProc
+from rebeam._ratelog import RateLog
+from rebeam.errors import CalleeExited, NoProc, Refused
 from rebeam.exits import NOCONNECTION, NOPROC, ExitReason
 from rebeam.pids import Pid
 
-__all__ = ["Watching"]
+__all__ = ["DEFAULT_MAX_LINKS", "DEFAULT_MAX_MONITORS", "Watching", "exit_event", "limit_from_env"]
 
 log = logging.getLogger("rebeam.node")
+
+DEFAULT_MAX_LINKS = 1000
+DEFAULT_MAX_MONITORS = 10_000
+MAX_EVENT_BYTES = 1024 * 1024  # an exit event: NATS's default max_payload
+
+
+def limit_from_env(name: str, default: int) -> int:
+    """A positive limit from ``REBEAM_<name>``, else ``default``; a clear error if unusable."""
+    text = os.environ.get(f"REBEAM_{name}", "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"REBEAM_{name} must be a positive integer, not {text!r}")
+    return value
 
 
 @dataclass
@@ -60,8 +86,14 @@ class Watching:
         mailbox: Mailbox
         trap_exit: bool
         on_exit_signal: Callable[[Pid, ExitReason], None] | None
+        stats: Any
+        max_links: int
+        max_monitors: int
+        _ratelog: RateLog
         _pid_str: str
         _watches: dict[Pid, _Watch]
+        _link_count: int
+        _monitor_count: int
         _calls: dict[str, tuple[asyncio.Future[Any], Pid]]
         _lease_watch: asyncio.Task[None] | None
         _interest: InterestProbe
@@ -112,15 +144,23 @@ class Watching:
             del self._watches[pid]
             self._spawn(_unsubscribe(watch.sub))
 
+    def _set_linked(self, watch: _Watch, linked: bool) -> None:
+        if watch.linked != linked:
+            watch.linked = linked
+            self._link_count += 1 if linked else -1
+
+    def _drop_monitor(self, watch: _Watch, ref: MonitorRef) -> bool:
+        if watch.monitors.pop(ref, 0) == 0:
+            return False
+        self._monitor_count -= 1
+        return True
+
     async def _on_exited(self, msg: Any) -> None:
-        # Read the two fields we need from the event's JSON directly: validating it with
-        # LifecycleEvent would make every actor process load pydantic (RSS).
         try:
-            event = json.loads(msg.data)
-            pid = Pid.parse(event["pid"])
-            reason = ExitReason.from_wire(event["reason"])
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            log.warning("%s: ignored a malformed exit event: %s", self.pid, exc)
+            pid, reason = exit_event(msg.data)
+        except ValueError as exc:
+            self.stats.malformed_events += 1
+            self._ratelog.warning("ignored a malformed exit event", str(exc))
             return
         self._handle_exit(pid, reason)
 
@@ -129,6 +169,8 @@ class Watching:
         if watch is None:
             return
         self._spawn(_unsubscribe(watch.sub))
+        self._link_count -= watch.linked
+        self._monitor_count -= len(watch.monitors)
         for token in watch.calls:
             entry = self._calls.pop(token, None)
             if entry is not None and not entry[0].done():
@@ -175,12 +217,17 @@ class Watching:
             return ref
         if pid == self.pid:
             return ref  # monitoring yourself: it can never fire while you are there to get it
+        if self._monitor_count >= self.max_monitors:
+            raise Refused(
+                f"{self.pid} has {self._monitor_count} monitors, its limit (max_monitors)"
+            )
         self._watch_leases()
         watch = await self._watch(pid)
         watch.monitors[ref] = name
+        self._monitor_count += 1
         # Pinging only after the watch is in place: an exit between the two cannot be missed.
         if not await self.is_alive(pid) and self._watches.get(pid) is watch:
-            if watch.monitors.pop(ref, 0) != 0:
+            if self._drop_monitor(watch, ref):
                 self.mailbox.offer(Info(Down(ref, pid, NOPROC, name)))
             self._maybe_unwatch(pid)
         return ref
@@ -188,7 +235,7 @@ class Watching:
     def demonitor(self, ref: MonitorRef) -> bool:
         """Remove a monitor; True if it was active. A Down already queued stays queued."""
         for pid, watch in list(self._watches.items()):
-            if watch.monitors.pop(ref, 0) != 0:
+            if self._drop_monitor(watch, ref):
                 self._maybe_unwatch(pid)
                 return True
         return False
@@ -205,23 +252,64 @@ class Watching:
             raise
         if pid == self.pid:
             return pid
+        known = self._watches.get(pid)
+        if (known is None or not known.linked) and self._link_count >= self.max_links:
+            raise Refused(f"{self.pid} has {self._link_count} links, its limit (max_links)")
         self._watch_leases()
         watch = await self._watch(pid)
-        watch.linked = True
+        self._set_linked(watch, True)
         await self.nc.publish(
             _subjects.mailbox(pid, self.pid), pack(Envelope(LINK, str(pid), self._pid_str, None))
         )
         if not await self.is_alive(pid) and self._watches.get(pid) is watch and watch.linked:
-            watch.linked = False
+            self._set_linked(watch, False)
             self._maybe_unwatch(pid)
             self.exit_signal(pid, NOPROC)
         return pid
+
+    async def _linked_by(self, sender: Pid) -> None:
+        """A ``link`` signal from ``sender``: watch it, within ``max_links``, and drop the
+        link again if ``sender`` does not answer a ping (anyone can name any pid)."""
+        watch = self._watches.get(sender)
+        if watch is not None and watch.linked:
+            return
+        if sender.namespace != self.namespace or sender == self.pid:
+            why = f"{sender} is not a peer in namespace {self.namespace}"
+        elif self._link_count >= self.max_links:
+            why = f"from {sender}: {self.max_links} links, the limit (max_links)"
+        else:
+            self._watch_leases()
+            watch = await self._watch(sender)
+            self._set_linked(watch, True)
+            self._spawn(self._check_linker(sender, watch))
+            return
+        self.stats.links_refused += 1
+        self._ratelog.warning("refused a link", why)
+
+    async def _check_linker(self, sender: Pid, watch: _Watch) -> None:
+        # Pinging only after the watch is in place: an exit between the two cannot be missed.
+        if await self.is_alive(sender):
+            return
+        if self._watches.get(sender) is watch and watch.linked:
+            # Gone, or never there: its exit event (if there ever is one) may have passed
+            # before the watch was in place, and nothing else would ever release the watch.
+            self.stats.links_dropped += 1
+            self._ratelog.warning("dropped a link", f"{sender} does not answer")
+            self._set_linked(watch, False)
+            self._maybe_unwatch(sender)
+
+    def _unlinked_by(self, sender: Pid) -> None:
+        """An ``unlink`` signal from ``sender``."""
+        watch = self._watches.get(sender)
+        if watch is not None:
+            self._set_linked(watch, False)
+            self._maybe_unwatch(sender)
 
     async def unlink(self, dest: Address) -> None:
         pid = await self.resolve(dest, cached=False)
         watch = self._watches.get(pid)
         if watch is not None:
-            watch.linked = False
+            self._set_linked(watch, False)
             self._maybe_unwatch(pid)
         await self.nc.publish(
             _subjects.mailbox(pid, self.pid), pack(Envelope(UNLINK, str(pid), self._pid_str, None))
@@ -230,6 +318,17 @@ class Watching:
     @property
     def links(self) -> list[Pid]:
         return [pid for pid, watch in self._watches.items() if watch.linked]
+
+
+def exit_event(data: bytes) -> tuple[Pid, ExitReason]:
+    """The pid and reason of an ``exited`` event; ValueError for anything else.
+
+    Reads the two fields from the event's JSON directly: validating it with LifecycleEvent
+    would make every actor process load pydantic (RSS)."""
+    event = loads_json(data, what="an exit event", max_bytes=MAX_EVENT_BYTES)
+    if not isinstance(event, dict) or not isinstance(event.get("pid"), str):
+        raise ValueError("an exit event is a JSON object with a pid")
+    return Pid.parse(event["pid"]), ExitReason.from_wire(event.get("reason"))
 
 
 async def _unsubscribe(sub: Any) -> None:

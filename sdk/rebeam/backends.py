@@ -65,7 +65,8 @@ async def claim_slot(nc: Any, pid: Pid) -> None:
                 break
             except jserr.KeyWrongLastSequenceError:
                 continue
-        current = _current(entry.value)
+        # A record that does not decode is nobody's: it is overwritten.
+        current, _ = Store(nc.jetstream(), pid.namespace).record_owner(key, entry.value)
         if current is not None and (current == pid or current.supersedes(pid)):
             raise Refused(f"{pid} is superseded: {current} of this slot already started")
         try:
@@ -77,14 +78,3 @@ async def claim_slot(nc: Any, pid: Pid) -> None:
         raise Refused(f"could not record {pid} as its slot's latest: too much contention")
     await nc.publish(_subjects.fence(pid), str(pid.incarnation).encode())
     await nc.flush()
-
-
-def _current(value: bytes | None) -> Pid | None:
-    """The pid in a slot record, or None for a record that does not decode (only a backend
-    writes them; a bad one is overwritten, never fatal)."""
-    try:
-        record = _codec.decode(value or b"")
-    except Exception:
-        return None
-    found = record.get("pid") if isinstance(record, dict) else None
-    return found if isinstance(found, Pid) else None

@@ -16,7 +16,7 @@ Payloads are JSON (the same lines ``rebeam run --events FILE`` writes).
 
 from __future__ import annotations
 
-import json
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -24,6 +24,8 @@ from typing import Any, Literal
 import pydantic
 
 from rebeam import _subjects
+from rebeam._limits import MAX_JSON_BYTES
+from rebeam._ratelog import RateLog
 from rebeam._registry import release_names_of
 from rebeam.exits import ExitReason
 from rebeam.pids import Pid
@@ -36,6 +38,9 @@ __all__ = [
     "release_names_of",
     "subject_for",
 ]
+
+log = logging.getLogger("rebeam.events")
+_ratelog = RateLog(log, "exit records")
 
 EventName = Literal["started", "exited", "restarting", "start_failed", "gave_up", "shutdown"]
 
@@ -89,9 +94,18 @@ async def publish(nc: Any, namespace: str, event: LifecycleEvent) -> None:
 
 def read_exit_record(path: str | Path) -> ExitReason | None:
     """Read what a runtime recorded with ``--exit-record``; None if nothing usable is there
-    (a SIGKILLed process writes nothing)."""
+    (a SIGKILLed process writes nothing). The process wrote the file, so it is outside
+    input: one that is too large, too deep or not an exit reason is logged (at a bounded
+    rate) and taken as no record, and the exit code decides."""
     try:
-        text = Path(path).read_text()
-        return ExitReason.from_wire(json.loads(text)) if text.strip() else None
-    except (OSError, ValueError):
+        with open(path, "rb") as file:
+            data = file.read(MAX_JSON_BYTES + 1)  # a larger one is refused unread
+    except OSError:
+        return None
+    if not data.strip():
+        return None
+    try:
+        return ExitReason.from_json(data)
+    except ValueError as exc:
+        _ratelog.warning("ignored an unusable exit record", f"{path}: {exc}")
         return None

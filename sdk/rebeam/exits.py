@@ -30,6 +30,8 @@ import signal as _signal
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
+from rebeam._limits import MAX_REASON_DEPTH, describe, exceeds_depth, loads_json
+
 JSONValue: TypeAlias = Any
 """A JSON-like value: None, bool, int, float, str, list, dict with str keys."""
 
@@ -74,10 +76,15 @@ class CrashDetails:
 
     @classmethod
     def from_wire(cls, data: dict[str, JSONValue]) -> CrashDetails:
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown crash detail field(s): {', '.join(sorted(unknown))}")
+        """Parse the wire form; raises ValueError naming the first field that is wrong."""
+        known = cls.__dataclass_fields__
+        for key, value in data.items():
+            if key not in known:
+                raise ValueError(f"unknown crash detail field {describe(key)}")
+            # Each field is printed and compared later: only its documented type is accepted.
+            wanted = int if key == "exit_code" else str
+            if value is not None and (type(value) is not wanted):
+                raise ValueError(f"crash detail {key} must be a {wanted.__name__} or null")
         return cls(**data)
 
     def summary(self) -> str:
@@ -119,12 +126,13 @@ class ExitReason:
 
     @classmethod
     def from_wire(cls, data: JSONValue) -> ExitReason:
-        """Parse the wire form; raises ValueError naming what is wrong."""
+        """Parse the wire form; raises ValueError naming what is wrong (and nothing else,
+        whatever ``data`` is)."""
         if isinstance(data, str):
             try:
                 kind = ExitKind(data)
             except ValueError:
-                raise ValueError(f"unknown exit reason {data!r}") from None
+                raise ValueError(f"unknown exit reason {describe(data)}") from None
             return cls(kind)
         if isinstance(data, dict) and len(data) == 1:
             ((key, value),) = data.items()
@@ -134,7 +142,13 @@ class ExitReason:
                 if not isinstance(value, dict):
                     raise ValueError("crash details must be an object")
                 return cls(ExitKind.CRASH, details=CrashDetails.from_wire(value))
-        raise ValueError(f"malformed exit reason {data!r}")
+        raise ValueError(f"malformed exit reason: {describe(data)}")
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> ExitReason:
+        """Parse the wire form as JSON text (an exit record, a termination message);
+        raises ValueError for anything else, too large (1 MiB) or too deep included."""
+        return cls.from_wire(loads_json(text, what="an exit reason"))
 
     def __str__(self) -> str:
         if self.kind is ExitKind.SHUTDOWN and self.info is not None:
@@ -152,7 +166,11 @@ NOPROC = ExitReason(ExitKind.NOPROC)
 
 
 def shutdown_with(info: JSONValue) -> ExitReason:
-    """``{shutdown, info}``: a clean stop the actor asked for, with a note."""
+    """``{shutdown, info}``: a clean stop the actor asked for, with a note. ``info`` nests
+    at most ``MAX_REASON_DEPTH`` lists and dicts deep (ValueError): every receiver of the
+    reason refuses a deeper one, so it is refused where it is made."""
+    if exceeds_depth(info, MAX_REASON_DEPTH):
+        raise ValueError(f"shutdown info nests more than {MAX_REASON_DEPTH} levels")
     return ExitReason(ExitKind.SHUTDOWN, info=info)
 
 

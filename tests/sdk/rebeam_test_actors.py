@@ -109,6 +109,12 @@ class Probe(rebeam.Actor):
             self.send_after(0.05, "cancelled").cancel()
             self.send_after(0.1, "direct", dest=self.report_to)
             return "ok"
+        if op == "try_call":  # [target pid or name, message]: the outcome, never a crash
+            target = rebeam.Pid.parse(arg[0]) if arg[0].count(".") == 2 else arg[0]
+            try:
+                return {"ok": await rebeam.call(target, arg[1], timeout=5.0)}
+            except Exception as exc:
+                return {"error": type(exc).__name__}
         if op == "order":
             return Order(sku=arg["sku"], qty=arg["qty"] * 2, note=b"\x00\xff")
         if op == "os_pid":

@@ -29,7 +29,7 @@ class Bank(rebeam.Actor):
 
 
 class Teller(rebeam.Actor):
-    async def init(self, args: Any) -> None:
+    def init(self, args: Any) -> None:  # plain: it only reads and writes two small files
         source = os.environ.get("REBEAM_CREDENTIALS_FILE")
         token = Path(source).read_text() if source else None
         loot = {"pid": str(self.node.pid), "token": token}

@@ -11,6 +11,7 @@ from typing import Any
 import nats
 from rich.console import Console
 
+from rebeam._management import parse_reply
 from rebeam.cli._common import add_target, admin_connect
 from rebeam.events import LifecycleEvent
 from rebeam.local.control import NoInstance, control_subject
@@ -53,7 +54,9 @@ async def request(args: argparse.Namespace, operation: str, body: dict[str, Any]
         msg = await nc.request(
             control_subject(args.namespace, operation), json.dumps(body).encode(), timeout=30
         )
-        return json.loads(msg.data)
+        return parse_reply(msg.data)
+    except ValueError as exc:  # printed as the other ways of getting no usable answer
+        raise NoInstance(f"no usable answer for namespace {args.namespace!r}: {exc}") from None
     except nats.errors.TimeoutError:
         raise NoInstance(
             f"no answer for namespace {args.namespace!r} within 30s: is a rebeam run or an "

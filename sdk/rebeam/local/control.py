@@ -6,6 +6,10 @@ The run writes an instance file — ``$XDG_STATE_HOME/rebeam/<namespace>.json`` 
 ``restart-child``, ``delete-child``. Requests and replies are JSON; a reply is
 ``{"ok": value}`` or ``{"error": "what went wrong"}``. ``rebeam events`` needs no control
 request: it subscribes to the lifecycle events themselves.
+
+A request is answered only on a request inbox (``_INBOX.`` or ``_INBOX_rebeam.``): a request
+with any other reply subject is refused unread, counted and logged at a bounded rate, so
+nobody can make this process publish on a subject of their choosing.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rebeam import _subjects
+from rebeam._limits import loads_json
+from rebeam._ratelog import RateLog
 from rebeam.local.snapshot import snapshot
 from rebeam.supervision import (
     ChildRef,
@@ -85,7 +91,9 @@ class InstanceFile:
     def read(cls, namespace: str) -> dict[str, Any]:
         path = cls.location(namespace)
         try:
-            info: dict[str, Any] = json.loads(path.read_text())
+            info: dict[str, Any] = loads_json(path.read_bytes(), what=str(path))
+            if not (isinstance(info, dict) and isinstance(info.get("pid", 0), int)):
+                raise ValueError("not an instance file")
         except (OSError, ValueError):
             raise NoInstance(
                 f"no rebeam run is running for namespace {namespace!r} "
@@ -97,8 +105,9 @@ class InstanceFile:
 
     def remove(self) -> None:
         try:
-            info = json.loads(self.path.read_text())
-            if info.get("pid") == os.getpid():  # never remove a newer run's file
+            info = loads_json(self.path.read_bytes(), what=str(self.path))
+            # Never remove a newer run's file.
+            if isinstance(info, dict) and info.get("pid") == os.getpid():
                 self.path.unlink()
         except (OSError, ValueError):
             pass
@@ -120,6 +129,8 @@ class ControlServer:
     def __init__(self, run: LocalRun, nc: Any) -> None:
         self.run = run
         self.nc = nc
+        self.refused = 0  # requests with a reply subject that is not an inbox
+        self._ratelog = RateLog(log, "control")
         self._subscriptions: list[Any] = []
 
     async def start(self) -> None:
@@ -136,8 +147,12 @@ class ControlServer:
 
     async def _handle(self, msg: Any) -> None:
         operation = msg.subject.rsplit(".", 1)[-1]
+        if msg.reply and not _subjects.is_inbox(msg.reply):
+            self.refused += 1
+            self._ratelog.warning("refused a request: its reply subject is no inbox", msg.reply)
+            return
         try:
-            request = json.loads(msg.data or b"{}")
+            request = loads_json(msg.data or b"{}", what="a control request")
             if not isinstance(request, dict):
                 raise ValueError("a control request is a JSON object")
             reply = await self._answer(operation, request)
