@@ -44,24 +44,27 @@ def _die_with_parent() -> None:
 
 
 @pytest.fixture
-def nats_server(tmp_path: Path, namespace: str) -> Iterator[NatsServer]:
-    """A secured server for the test's namespace (monitoring on: tests read /subsz)."""
+def nats_server(
+    tmp_path: Path, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[NatsServer]:
+    """A secured server for the test's namespace, provisioned as a backend would, with the
+    test acting as the tree's owner: ``rebeam.connect`` in the test picks up the owner's
+    credential from ``REBEAM_CREDENTIALS``. Monitoring is on: tests read /subsz."""
     server = NatsServer.start(tmp_path / "nats", namespaces=(namespace,), monitoring=True)
     try:
+        asyncio.run(_provision(server, namespace))
+        monkeypatch.setenv("REBEAM_CREDENTIALS", server.admin_credentials(namespace) or "")
         yield server
     finally:
         server.stop()
 
 
-@pytest.fixture
-def owner_credentials(
-    nats_server: NatsServer, namespace: str, monkeypatch: pytest.MonkeyPatch
-) -> str:
-    """The test acts as the tree's owner: ``rebeam.connect`` in the test picks this up."""
-    token = nats_server.admin_credentials(namespace)
-    assert token is not None
-    monkeypatch.setenv("REBEAM_CREDENTIALS", token)
-    return token
+async def _provision(server: NatsServer, namespace: str) -> None:
+    nc = await nats.connect(server.url, token=server.backend_credentials(namespace))
+    try:
+        await provision(nc, namespace)
+    finally:
+        await nc.close()
 
 
 async def owner_connect(server: NatsServer, namespace: str, **options: Any) -> Any:
@@ -136,14 +139,18 @@ class Launcher:
         expect_ready: bool = True,
         extra: list[str] | None = None,
         env: dict[str, str] | None = None,
+        names: tuple[str, ...] = (),
     ) -> Child:
+        """Start an actor process as a backend would; ``names`` are the global names it may
+        claim besides ``name`` (what its manifest would declare)."""
         self._count += 1
         slot = slot or f"test-{os.getpid()}-{self._count}"
         pid = Pid.for_incarnation(self.namespace, slot, incarnation)
         # What a backend does before a process runs: its slot record, and its credential.
         with contextlib.suppress(Refused):  # a stale launch: the runtime's start shows it
             await claim_slot(self.nc, pid)
-        grant = Grant(Role.ACTOR, self.namespace, pid, names=(name,) if name else ())
+        declared = ((name,) if name else ()) + names
+        grant = Grant(Role.ACTOR, self.namespace, pid, names=declared)
         credentials = self.workdir / f"cred-{self._count}"
         credentials.write_text(self.server.credentials(grant) or "")
         credentials.chmod(0o600)
@@ -237,7 +244,7 @@ def namespace(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 async def launcher(
-    nats_server: NatsServer, namespace: str, tmp_path: Path, owner_credentials: str
+    nats_server: NatsServer, namespace: str, tmp_path: Path
 ) -> AsyncIterator[Launcher]:
     nc = await nats.connect(
         nats_server.url,
@@ -245,7 +252,6 @@ async def launcher(
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.2,
     )
-    await provision(nc, namespace)
     launcher = Launcher(nats_server.url, namespace, tmp_path, nc, nats_server)
     try:
         yield launcher

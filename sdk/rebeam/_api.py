@@ -15,7 +15,7 @@ from typing import Any
 from rebeam import _groups
 from rebeam._addresses import Address
 from rebeam._messages import MonitorRef
-from rebeam._node import DEFAULT_CALL_TIMEOUT, Node
+from rebeam._node import DEFAULT_CALL_TIMEOUT, Node, credentials_from_environment
 from rebeam.errors import NotConnected
 from rebeam.pids import Pid
 
@@ -62,6 +62,19 @@ def current_node() -> Node:
     return node
 
 
+def _owner_credentials(url: str, namespace: str) -> str | None:
+    """The owner's credential of the local ``rebeam run`` serving ``namespace`` at ``url``:
+    its instance file is readable by its owner only."""
+    from rebeam.local.control import InstanceFile, NoInstance
+
+    try:
+        info = InstanceFile.read(namespace)
+    except (NoInstance, OSError):
+        return None
+    found = info.get("credentials")
+    return str(found) if info.get("nats_url") == url and found else None
+
+
 class connect:
     """Connect this program to rebeam as a process with its own pid and mailbox.
 
@@ -72,10 +85,17 @@ class connect:
 
     Also ``node = await rebeam.connect(url)`` (then ``await node.close()``). When the block
     ends, the node releases its names and publishes its own ``exited`` event.
+
+    Every connection needs a credential (docs/security.md): ``credentials=``, else
+    ``REBEAM_CREDENTIALS`` (or the file ``REBEAM_CREDENTIALS_FILE`` names), else — for the
+    person who started a ``rebeam run`` on this machine — the owner's credential from that
+    run's instance file, when ``url`` is that run's server.
     """
 
     def __init__(self, url: str = "nats://127.0.0.1:4222", **options: Any) -> None:
         self._url = url
+        if options.get("credentials") is None and credentials_from_environment() is None:
+            options["credentials"] = _owner_credentials(url, options.get("namespace", "default"))
         self._options = options
         self._node: Node | None = None
         self._token: contextvars.Token[Node | None] | None = None

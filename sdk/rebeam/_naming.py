@@ -15,6 +15,8 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from rebeam._registry import Store, local_key, name_key
+from rebeam._subjects import global_bucket
+from rebeam.errors import NotPermitted
 from rebeam.pids import Pid, unescape_token
 
 __all__ = ["Naming"]
@@ -32,8 +34,11 @@ class Naming:
         _owned: set[tuple[str, bool]]
         _names: dict[str, Pid] | None
         _name_watch_task: asyncio.Task[None] | None
+        namespace: str
 
         def _spawn(self, coro: Any) -> asyncio.Task[Any]: ...
+
+        async def permitted(self, subject: str, operation: Any) -> Any: ...
 
     # -- names ---------------------------------------------------------------------------
 
@@ -42,7 +47,17 @@ class Naming:
         (``local=True`` for the node's own scope). Raises AlreadyRegistered."""
         if local and scope is None:
             scope = self.local_scope
-        await self.store.register(name, self.pid, scope)
+        if scope is None:
+            subject = f"$KV.{global_bucket(self.namespace)}.{name_key(name)}"
+            try:
+                await self.permitted(subject, self.store.register(name, self.pid, scope))
+            except NotPermitted:
+                raise NotPermitted(
+                    f"{self.pid} may not register {name!r}: its manifest does not declare "
+                    "that name (docs/security.md)"
+                ) from None
+        else:
+            await self.store.register(name, self.pid, scope)
         if scope is None:
             self._owned.add((name_key(name), False))
             if self._names is not None:

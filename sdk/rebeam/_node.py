@@ -43,6 +43,7 @@ from typing import Any
 
 import nats
 import nats.errors
+import nats.js.errors as jserr
 
 from rebeam import _codec, _durable, _subjects
 from rebeam._addresses import Address, Name, Via
@@ -86,6 +87,7 @@ from rebeam.errors import (
     MailboxFull,
     MessageTooLarge,
     NoProc,
+    NotPermitted,
     Refused,
     RemoteError,
 )
@@ -134,6 +136,8 @@ class Stats:
     interest_retries: int = 0
     # Messages whose envelope named another sender than the subject they came on.
     forged: int = 0
+    # Operations the server refused: this process's credential does not allow them.
+    not_permitted: int = 0
     # Refused input (docs/sdk.md, "Input limits"); each is also logged, at a bounded rate.
     reply_refused: int = 0  # requests whose reply subject is not an inbox: not answered
     malformed_replies: int = 0  # call replies that did not decode (the caller got CodecError)
@@ -187,6 +191,7 @@ class Node(Naming, Watching):
         self.delivering = asyncio.Event()
         self.delivering.set()
         self._pid_str = str(pid)
+        self._permission_waiters: dict[str, asyncio.Future[str]] = {}
         self._max_size = max_message_size
         self._limit = self.max_message_size
         self._mailboxes: dict[str, str] = {}  # pid string -> mailbox subject
@@ -268,6 +273,9 @@ class Node(Naming, Watching):
                     await node._on_dropped(exc)
                 else:
                     log.warning("%s: NATS dropped a message on %s", pid, exc.subject)
+                return
+            if node is not None and "permissions violation" in str(exc).lower():
+                node.on_violation(str(exc))
                 return
             log.debug("%s: NATS error: %s", pid, exc)
 
@@ -435,14 +443,24 @@ class Node(Naming, Watching):
         if self.on_fenced is not None:
             self.on_fenced(newer)
 
+    async def superseded_by(self) -> Pid | None:
+        """The later incarnation of this slot its backend recorded, if there is one. Only
+        backends write slot records (docs/runtime-contract.md §6); a process reads its own
+        to refuse a stale launch and to re-check after a reconnect."""
+        kv = await self.store.kv()
+        key = f"s.{self.pid.slot_token}"
+        try:
+            entry = await kv.get(key)
+        except jserr.KeyNotFoundError:
+            return None
+        current, _ = self.store.record_owner(key, entry.value)
+        return current if current is not None and current.supersedes(self.pid) else None
+
     async def _after_reconnect(self) -> None:
         if not self.is_client:
             try:
-                kv = await self.store.kv()
-                key = f"s.{self.pid.slot_token}"
-                entry = await kv.get(key)
-                current, _ = self.store.record_owner(key, entry.value)
-                if current is not None and current.supersedes(self.pid):
+                current = await self.superseded_by()
+                if current is not None:
                     self._fence(current)
                     return
             except Exception as exc:  # the registry may still be coming back: deliver
@@ -518,6 +536,34 @@ class Node(Naming, Watching):
                 self._spawn(self._refuse(msg.reply or None, "a client node does not handle calls"))
                 return None
         return item
+
+    def on_violation(self, error: str) -> None:
+        """The server refused something of ours (nats-py reports it apart from the request
+        it concerns): wake whoever waits on that subject, count it, log it at a bounded
+        rate."""
+        self.stats.not_permitted += 1
+        text = error.lower()
+        for subject, waiter in list(self._permission_waiters.items()):
+            if f'"{subject}"' in text and not waiter.done():
+                waiter.set_result(error)
+        if self.stats.not_permitted in _LOGGED_AT:
+            log.warning("%s: %s [%d so far]", self.pid, error, self.stats.not_permitted)
+
+    async def permitted(self, subject: str, operation: Awaitable[Any]) -> Any:
+        """Run ``operation`` (a JetStream request on ``subject``); raise NotPermitted at once
+        if the server refuses the subject, instead of a timeout later."""
+        key = subject.lower()
+        refused = self._permission_waiters[key] = asyncio.get_running_loop().create_future()
+        task = asyncio.ensure_future(operation)
+        try:
+            await asyncio.wait({task, refused}, return_when=asyncio.FIRST_COMPLETED)
+            if refused.done() and not task.done():
+                task.cancel()
+                raise NotPermitted(f"{self.pid} may not publish on {subject}: {refused.result()}")
+            return await task
+        finally:
+            if self._permission_waiters.get(key) is refused:
+                del self._permission_waiters[key]
 
     def sent_by(self, subject: str, sender: Any) -> bool:
         """Whether a mailbox message on ``subject`` really comes from the envelope's

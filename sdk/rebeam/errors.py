@@ -23,6 +23,8 @@
     │   ├── AlreadyRegistered    the name or unique key is held: ``.owner`` is its pid
     │   ├── NotRegistered        unregister of a name this process does not hold
     │   └── RegistryMismatch     a registry opened with different key semantics
+    ├── NotPermitted             the server refused what this process has no right to do
+    │                            (docs/security.md): a name its manifest does not declare
     └── SupervisorError          start_child, terminate_child, ... did not succeed
         ├── NoSupervisor         nothing (no rebeam run, no operator) serves the namespace
         └── SupervisorRefused    the supervisor said no: max_children, no such child, ...
@@ -151,6 +153,11 @@ class NotRegistered(RegistryError):
 
 class RegistryMismatch(RegistryError):
     """A user registry exists with other key semantics (unique versus duplicate)."""
+
+
+class NotPermitted(RebeamError):
+    """NATS refused an operation this process's credential does not allow, such as
+    registering a name its manifest does not declare (docs/security.md, "Who may say what")."""
 
 
 class SupervisorError(RebeamError):

@@ -24,7 +24,10 @@ def _matches(pattern: str, subject: str) -> bool:
 
 
 def _may(grant: Grant, verb: str, subject: str) -> bool:
-    return any(_matches(p, subject) for p in permissions(grant)[verb]["allow"])
+    rules = permissions(grant)[verb]
+    if any(_matches(p, subject) for p in rules.get("deny", [])):
+        return False
+    return any(_matches(p, subject) for p in rules["allow"])
 
 
 def test_an_actor_sends_to_anyone_but_only_as_itself() -> None:
@@ -78,6 +81,7 @@ def test_an_admin_is_a_client_pid_with_management_rights() -> None:
     admin = Grant(Role.ADMIN, "shop", Pid.for_client("shop"))
     assert _may(admin, "pub", _subjects.control("shop", "tree"))
     assert _may(admin, "pub", f"$KV.{_subjects.global_bucket('shop')}.n.anything")
+    assert not _may(admin, "pub", f"$KV.{_subjects.global_bucket('shop')}.s.{A.slot_token}")
     assert client_pid_allowed(admin, Pid.for_client("shop"))
     assert not client_pid_allowed(admin, A)  # never a supervised child
     assert not client_pid_allowed(admin, Pid.for_client("other"))

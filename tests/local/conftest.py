@@ -139,12 +139,13 @@ def rebeam_run(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Start
     runs: list[Run] = []
     counter = iter(range(1000))
 
-    def start(manifest: str, *extra: str, ready: bool = True) -> Run:
+    def start(manifest: str, *extra: str, ready: bool = True, namespace: str | None = None) -> Run:
         n = next(counter)
         path = tmp_path / f"app{n}.yaml"
         path.write_text(manifest)
-        namespace = f"t{os.getpid()}-{n}-{abs(hash(request.node.name)) % 10**6}"
+        namespace = namespace or f"t{os.getpid()}-{n}-{abs(hash(request.node.name)) % 10**6}"
         env = dict(os.environ, XDG_STATE_HOME=str(tmp_path / "state"))
+        env.pop("REBEAM_CREDENTIALS", None)  # the run's CLI uses the owner's, from its file
         events = EventLog(tmp_path / f"events{n}.jsonl")
         process = subprocess.Popen(
             [REBEAM, "run", str(path), "--plain", "--namespace", namespace,

@@ -16,6 +16,8 @@ import pytest
 
 import rebeam
 from rebeam._durable import stream_name
+from rebeam._registry import Store
+from rebeam.backends import provision
 
 DURABLE = "rebeam_test_actors:DurableProbe"
 
@@ -105,10 +107,11 @@ async def test_a_redelivery_of_a_handled_message_is_not_handled_again(launcher, 
     await first.stop()
     for i in range(3):
         await node.cast(first.pid, ["a", i], durable=True)
-    # Record the first as handled, as a process killed between the record and the ack did.
-    js = node.nc.jetstream()
+    # Record the first as handled, as a process killed between the record and the ack did
+    # (with the backend's rights: only the actor itself may write that record).
+    js = launcher.nc.jetstream()
     info = await js.stream_info(stream_name(launcher.namespace))
-    kv = await node.store.kv()
+    kv = await Store(js, launcher.namespace).kv()
     await kv.put(f"d.{first.pid.slot_token}", str(info.state.first_seq).encode())
     second = await launcher.start(DURABLE, args, slot="dur-d", incarnation=2)
     got = await collect(node, 2)
@@ -156,6 +159,12 @@ async def test_server_restart_keeps_what_was_acknowledged(launcher, node, nats_s
         assert time.monotonic() < deadline, "the client did not reconnect"
         await asyncio.sleep(0.02)
     await node.nc.flush(timeout=10)
+    # A backend provisions again after its server restarted: memory buckets (leases, local
+    # scopes) do not survive a restart, and actors may not make them.
+    while not launcher.nc.is_connected:
+        assert time.monotonic() < deadline, "the backend did not reconnect"
+        await asyncio.sleep(0.02)
+    await provision(launcher.nc, launcher.namespace)
     second = await launcher.start(DURABLE, args, slot="dur-s", incarnation=2)
     got = await collect(node, 50)
     assert [m["got"] for m in got] == [["a", i] for i in range(50)]

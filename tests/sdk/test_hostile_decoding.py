@@ -24,9 +24,10 @@ from tests.sdk.hostile_inputs import (
 )
 
 import rebeam
-from rebeam import _subjects
-from rebeam._durable import durable_address, queue_subject
+from rebeam import _codec, _subjects
+from rebeam._durable import durable_address
 from rebeam._envelope import CALL, CAST
+from rebeam._registry import Store
 from rebeam.events import read_exit_record
 from rebeam.pids import Pid
 
@@ -78,7 +79,7 @@ for code in (2, 3):
 
 async def test_a_nested_message_does_not_kill_the_actor(launcher, node):
     child = await launcher.start(PROBE)
-    subject = _subjects.mailbox(child.pid)
+    subject = _subjects.mailbox(child.pid, node.pid)
     bomb = nested_ext(LEVELS)
     cast = envelope(CAST, child.pid, str(node.pid), bomb)
     assert len(cast) < 1000
@@ -100,8 +101,9 @@ async def test_a_nested_call_reply_is_a_codec_error_for_the_caller(launcher, nod
     async def answer(msg):  # a "callee" that answers every call with the bomb
         await msg.respond(packed([0, nested_ext(LEVELS, EXT_EXIT)]))
 
-    await node.nc.subscribe(_subjects.mailbox(fake), cb=answer)
-    await node.nc.flush()
+    # Only a backend may stand in for a pid it did not start.
+    await launcher.nc.subscribe(_subjects.mailbox_subscription(fake), cb=answer)
+    await launcher.nc.flush()
     got = await node.call(caller.pid, ["try_call", [str(fake), "hello"]])
     assert got == {"error": "CodecError"}
     assert await node.call(caller.pid, ["echo", "alive"]) == "alive"
@@ -109,7 +111,7 @@ async def test_a_nested_call_reply_is_a_codec_error_for_the_caller(launcher, nod
 
 
 async def test_nested_registry_values_are_absent_for_a_name_cache(launcher, node):
-    holder = await launcher.start(PROBE, {"register": ["good"]})
+    holder = await launcher.start(PROBE, {"register": ["good"]}, names=("good",))
     kv = await node.store.kv()
     fake = Pid.for_incarnation(launcher.namespace, "fake-owner", 1)
     await kv.put("n.victim", owner_record(fake, nested_ext(LEVELS)))
@@ -124,12 +126,14 @@ async def test_nested_registry_values_are_absent_for_a_name_cache(launcher, node
 
 async def test_a_nested_slot_record_does_not_stop_a_start(launcher, node):
     slot = "bombed-slot"
-    kv = await node.store.kv()
+    # Slot records are the backend's to write: only its credential can plant the bomb.
+    kv = await Store(launcher.nc.jetstream(), launcher.namespace).kv()
     token = Pid.for_incarnation(launcher.namespace, slot, 1).slot_token
     await kv.put(f"s.{token}", packed({"pid": nested_ext(LEVELS)}))
     child = await launcher.start(PROBE, slot=slot)  # claims the slot: overwrites the record
     assert await node.call(child.pid, ["echo", "alive"]) == "alive"
-    assert (await node.stats_of(child.pid))["registry_invalid"] == 1
+    record = await kv.get(f"s.{token}")
+    assert _codec.decode(record.value)["pid"] == child.pid
 
 
 def test_nested_registry_records_are_refused_on_every_lookup(nats_server, namespace) -> None:
@@ -180,7 +184,7 @@ async def test_a_nested_durable_message_is_parked(launcher, node):
     child = await launcher.start(DURABLE, {"report_to": str(node.pid)})
     js = node.nc.jetstream()
     bomb = envelope(CAST, durable_address(child.pid), str(node.pid), nested_ext(LEVELS))
-    await js.publish(queue_subject(child.pid), bomb)
+    await js.publish(_subjects.durable_queue(child.pid, node.pid), bomb)
 
     async def parked() -> bool:
         return (await node.stats_of(child.pid))["parked"] == 1
@@ -199,7 +203,7 @@ async def test_deep_exit_events_are_ignored_and_counted(launcher, node):
     deep_info = json.loads(deep_json(600))  # deeper than msgpack will pack again
     forged = {"event": "exited", "pid": str(target.pid), "reason": {"shutdown": deep_info}}
     for payload in (json.dumps(forged).encode(), deep_json(100_000).encode(), b"\xff"):
-        await node.nc.publish(subject, payload)
+        await launcher.nc.publish(subject, payload)  # events are the backend's to publish
 
     async def counted() -> bool:
         return (await node.stats_of(watcher.pid))["malformed_events"] == 3

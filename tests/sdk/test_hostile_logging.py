@@ -27,7 +27,7 @@ async def node(nats_server, namespace):
 
 async def test_a_flood_of_refused_messages_is_counted_and_logged_at_a_bounded_rate(launcher, node):
     child = await launcher.start(PROBE)
-    subject = _subjects.mailbox(child.pid)
+    subject = _subjects.mailbox(child.pid, node.pid)
     bad_reply = "$JS.API.STREAM.LIST"
     for i in range(FLOOD):
         await node.nc.publish(subject, b"\xc1" + i.to_bytes(4, "big"))  # never valid msgpack

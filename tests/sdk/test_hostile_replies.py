@@ -43,11 +43,11 @@ async def stream_untouched(nc) -> bool:
 
 
 async def test_no_request_to_an_actor_is_answered_on_a_subject_that_is_no_inbox(launcher, node):
-    await a_stream(node.nc)
+    await a_stream(launcher.nc)
     child = await launcher.start(PROBE)
     bystander = await launcher.start(PROBE)  # its mailbox is a reply subject too
-    subject, me = _subjects.mailbox(child.pid), str(node.pid)
-    for reply in (DELETE, STORED, _subjects.mailbox(bystander.pid)):
+    subject, me = _subjects.mailbox(child.pid, node.pid), str(node.pid)
+    for reply in (DELETE, STORED, _subjects.mailbox(bystander.pid, child.pid)):
         await node.nc.publish(subject, envelope(CALL, child.pid, me, "count"), reply=reply)
         await node.nc.publish(subject, envelope(CAST, child.pid, me, "x"), reply=reply)
         await node.nc.publish(subject, envelope(PING, child.pid, me, None), reply=reply)
@@ -56,7 +56,7 @@ async def test_no_request_to_an_actor_is_answered_on_a_subject_that_is_no_inbox(
     await node.nc.flush()
     # The mailbox is in order: this call comes after the refused ones, none of them handled.
     count = await node.call(child.pid, "count")
-    assert await stream_untouched(node.nc)
+    assert await stream_untouched(launcher.nc)
     assert count == 1
 
     async def counted() -> bool:
@@ -71,18 +71,21 @@ async def test_no_request_to_an_actor_is_answered_on_a_subject_that_is_no_inbox(
 
 async def test_a_nats_inbox_gets_pings_and_refusals_but_no_call_is_handled(launcher, node):
     child = await launcher.start(PROBE)
-    subject, me = _subjects.mailbox(child.pid), str(node.pid)
-    pong = await node.nc.request(subject, envelope(PING, child.pid, me, None), timeout=5)
+    subject, me = _subjects.mailbox(child.pid, node.pid), str(node.pid)
+    # A connection with nats-py's own `_INBOX.` inboxes, sending as the test's client (only
+    # a backend's credential may both: an actor's inboxes are always rebeam call inboxes).
+    nc = launcher.nc
+    pong = await nc.request(subject, envelope(PING, child.pid, me, None), timeout=5)
     assert unpack_reply(pong.data) == (0, None)
     assert await node.is_alive(child.pid)
-    refused = await node.nc.request(subject, envelope(CALL, child.pid, me, "count"), timeout=5)
+    refused = await nc.request(subject, envelope(CALL, child.pid, me, "count"), timeout=5)
     status, error = unpack_reply(refused.data)
     assert (status, error["error"]) == (1, "refused")
     assert "call inbox" in error["message"]
     # A call inbox of another namespace is an inbox, but not one of this namespace's calls.
     inbox = f"_INBOX_rebeam.elsewhere.{me.split('.', 1)[1]}.1"
-    waiting = await node.nc.subscribe(inbox, max_msgs=1)
-    await node.nc.publish(subject, envelope(CALL, child.pid, me, "count"), reply=inbox)
+    waiting = await nc.subscribe(inbox, max_msgs=1)
+    await nc.publish(subject, envelope(CALL, child.pid, me, "count"), reply=inbox)
     status, error = unpack_reply((await waiting.next_msg(timeout=5)).data)
     assert (status, error["error"]) == (1, "refused")
     assert await node.call(child.pid, "count") == 1
@@ -117,14 +120,23 @@ def test_a_node_s_own_call_inbox_is_a_reply_inbox() -> None:
     assert _subjects.is_reply_inbox(f"{prefix}.9", "ns")
 
 
-def test_rebeam_run_answers_control_requests_only_on_an_inbox(rebeam_run, nats_server) -> None:  # noqa: F811
+def test_rebeam_run_answers_control_requests_only_on_an_inbox(
+    rebeam_run,  # noqa: F811
+    nats_server,
+    namespace,
+) -> None:
     run = rebeam_run(
-        supervisor("app", f"    - {{name: idle, actor: {SLEEPER}}}\n"), "--nats", nats_server.url
+        supervisor("app", f"    - {{name: idle, actor: {SLEEPER}}}\n"),
+        "--nats",
+        nats_server.url,
+        "--issuer",
+        str(nats_server.workdir / "issuer.json"),
+        namespace=namespace,
     )
     run.events.wait("started", "idle")
 
     async def main() -> None:
-        nc = await nats.connect(nats_server.url)
+        nc = await nats.connect(nats_server.url, token=nats_server.backend_credentials(namespace))
         try:
             await a_stream(nc)
             subject = control_subject(run.namespace, "terminate-child")
@@ -154,7 +166,7 @@ async def test_the_operator_answers_control_requests_only_on_an_inbox(nats_serve
     # The operator's world, reduced to what answering needs: one driver in this namespace.
     driver = SimpleNamespace(host=SimpleNamespace(namespace=namespace))
     server = ControlServer(SimpleNamespace(drivers={"d": driver}))  # type: ignore[arg-type]
-    nc = await nats.connect(nats_server.url)
+    nc = await nats.connect(nats_server.url, token=nats_server.backend_credentials(namespace))
     try:
         await a_stream(nc)
         subject = control_subject(namespace, "terminate-child")

@@ -22,8 +22,8 @@ async def _cancel_a_flush(nc) -> None:
         await flush
 
 
-async def test_a_cancelled_flush_leaves_the_connection_reading(nats_server):
-    nc = await connect(nats_server.url)
+async def test_a_cancelled_flush_leaves_the_connection_reading(nats_server, namespace):
+    nc = await connect(nats_server.url, token=nats_server.backend_credentials(namespace))
     try:
 
         async def echo(msg) -> None:

@@ -67,7 +67,7 @@ async def test_restarted_incarnation_takes_its_name_back_at_once(launcher, node)
 
 
 async def test_clean_exit_releases_names(launcher, node):
-    child = await launcher.start(PROBE, {"register": ["a", "b"]})
+    child = await launcher.start(PROBE, {"register": ["a", "b"]}, names=("a", "b"))
     assert await node.whereis("a", cached=False) == child.pid
     await node.call(child.pid, "stop")
     await child.wait()
@@ -121,7 +121,7 @@ async def test_message_stamped_for_another_incarnation_is_refused(launcher, node
     child = await launcher.start(PROBE)
     stale = rebeam.Pid.for_incarnation(child.pid.namespace, child.pid.slot, 99)
     data = pack(Envelope(Kind.CALL, str(stale), str(node.pid), b"\xc0"))
-    reply = await node.nc.request(_subjects.mailbox(child.pid), data, timeout=5)
+    reply = await node.nc.request(_subjects.mailbox(child.pid, node.pid), data, timeout=5)
     from rebeam._envelope import unpack_reply
 
     status, payload = unpack_reply(reply.data)
@@ -207,3 +207,14 @@ async def test_release_names_of_uses_no_consumer(node):
         for bucket in (global_bucket(node.namespace), local_bucket(node.namespace)):
             assert await _owned_keys(jsm, bucket, pid) == []
     assert await release_names_of(node.nc, pids[0]) == 0  # twice is safe
+
+
+async def test_a_name_the_manifest_does_not_declare_is_refused_at_once(launcher, node):
+    child = await launcher.start(PROBE, {"register": ["declared"]}, names=("declared",))
+    assert await node.whereis("declared", cached=False) == child.pid
+    refused = await launcher.start(PROBE, {"register": ["bank"]}, expect_ready=False)
+    reason = await refused.wait()
+    assert reason.details is not None
+    assert reason.details.exception_type == "NotPermitted"
+    assert "may not register 'bank'" in (reason.details.message or "")
+    assert await node.whereis("bank", cached=False) is None

@@ -53,7 +53,9 @@ def test_pids():
     assert Pid.parse(str(pid)) == pid
     assert Pid.for_incarnation("shop", "run-1/pipeline/writer", 3).supersedes(pid)
     assert Pid.for_client("shop") != Pid.for_client("shop")
-    assert _subjects.mailbox(pid) == "rebeam.shop.pid.run-1=2Fpipeline=2Fwriter.2"
+    sender = Pid.for_incarnation("shop", "c", 1)
+    assert _subjects.mailbox(pid, sender) == "rebeam.shop.pid.run-1=2Fpipeline=2Fwriter.2._.c.1._"
+    assert _subjects.sender_text(_subjects.mailbox(pid, sender)) == "shop.c.1"
     with pytest.raises(ValueError, match="namespace"):
         Pid.for_incarnation("Bad.NS", "x", 1)
     with pytest.raises(ValueError, match="malformed"):
@@ -116,7 +118,7 @@ async def test_oversized_message_refused_at_sender(launcher, node):
 
 async def test_garbage_never_crashes_a_runtime(launcher, node):
     child = await launcher.start(PROBE)
-    subject = _subjects.mailbox(child.pid)
+    subject = _subjects.mailbox(child.pid, node.pid)
     garbage_count = 0
 
     @settings(

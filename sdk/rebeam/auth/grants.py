@@ -14,7 +14,8 @@ Roles:
   records or management requests, and never creates or deletes streams.
 * ``ADMIN`` — the person who owns the tree (``rebeam`` CLI, or a program they run with
   :func:`rebeam.connect`). Like an actor, but its pid is a client pid it picks when it
-  connects, and it may also make management requests and register any name.
+  connects, and it may also make management requests and write any registry record (it
+  manages the tree: it may release a dead pid's names) except slot records.
 * ``BACKEND`` — the supervisor itself: everything in its namespace's account.
 """
 
@@ -76,7 +77,7 @@ def _registry(ns: str, pid: Pid, names: tuple[str, ...], any_name: bool) -> list
         f"$KV.{_subjects.leases_bucket(ns)}.{tokens}",  # its own lease, nobody else's
     ]
     if any_name:
-        allowed.append(f"{kv}.n.>")
+        allowed += [f"{kv}.>"]  # slot records are denied apart: see permissions()
     else:
         allowed += [f"{kv}.n.{escape_token(name)}" for name in names]
     return allowed
@@ -149,10 +150,22 @@ def permissions(grant: Grant) -> dict[str, Any]:
     ]
     publish += _durable(ns, pid)
     if grant.role is Role.ADMIN:
+        from rebeam._durable import stream_name
+
+        mailboxes = stream_name(ns)
         publish += [
+            # The owner may read what durable mailboxes hold (parked messages included).
+            f"$JS.API.STREAM.INFO.{mailboxes}",
+            f"$JS.API.STREAM.MSG.GET.{mailboxes}",
             f"rebeam.{ns}.control.>",
             # A client is nobody's child: it reports its own end to its monitors and links.
             _subjects.events_of(pid),
         ]
+    # Slot records say which incarnation is a slot's latest: the backend's alone.
+    deny = [f"$KV.{_subjects.global_bucket(ns)}.s.>"]
     # A call is answered by publishing once to the reply subject it came with.
-    return {"pub": {"allow": publish}, "sub": {"allow": subscribe}, "resp": {"max": 1, "ttl": 0}}
+    return {
+        "pub": {"allow": publish, "deny": deny},
+        "sub": {"allow": subscribe},
+        "resp": {"max": 1, "ttl": 0},
+    }

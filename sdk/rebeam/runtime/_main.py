@@ -1,10 +1,10 @@
-"""The actor process: parse the identity, connect, claim the slot, init, serve, record the end.
+"""The actor process: parse the identity, connect, check the slot, init, serve, record the end.
 
 The sequence, which is the contract with every supervisor (docs/runtime-contract.md)::
 
     connect to NATS as the pid          (fails: exit 1, crash recorded)
-    claim the slot (fencing)            (a later incarnation exists: exit 1, crash recorded)
     subscribe the mailbox
+    read the slot record (fencing)      (a later incarnation exists: exit 1, crash recorded)
     register --name, if given           (taken: exit 1, crash AlreadyRegistered)
     Actor.init(args)                    (raises: exit 1, crash recorded; no terminate)
     write "ready <pid>" to --ready-fd and close it
@@ -215,6 +215,9 @@ async def run(ns: argparse.Namespace) -> ExitReason:
     loop.add_signal_handler(signal.SIGINT, host.request_stop, SHUTDOWN)
     reason: ExitReason | None = None
     try:
+        later = await node.superseded_by()
+        if later is not None:  # a stale launch: it never takes a message
+            raise Refused(f"{pid} is superseded: {later} of this slot already started")
         if ns.name:
             await node.register(ns.name)
         reason = await host.init(args)
