@@ -265,6 +265,7 @@ class Node(Naming, Watching):
         max_links = max_links or limit_from_env("MAX_LINKS", DEFAULT_MAX_LINKS)
         max_monitors = max_monitors or limit_from_env("MAX_MONITORS", DEFAULT_MAX_MONITORS)
         holder: dict[str, Node] = {}
+        refused_by_server: list[str] = []  # the server's refusals of our credential
 
         async def error_cb(exc: Exception) -> None:
             node = holder.get("node")
@@ -274,6 +275,8 @@ class Node(Naming, Watching):
                 else:
                     log.warning("%s: NATS dropped a message on %s", pid, exc.subject)
                 return
+            if "authorization violation" in str(exc).lower():
+                refused_by_server.append(str(exc))
             if node is not None and "permissions violation" in str(exc).lower():
                 node.on_violation(str(exc))
                 return
@@ -289,21 +292,30 @@ class Node(Naming, Watching):
             if node is not None:
                 node._spawn(node._after_reconnect())
 
-        nc = await nats_connect(
-            url,
-            name=str(pid),
-            connect_timeout=connect_timeout,
+        try:
+            nc = await nats_connect(
+                url,
+                name=str(pid),
+                connect_timeout=connect_timeout,
             # nats-py retries the first connect with the reconnect budget, and -1 would
             # retry forever: bound the first connect, then allow the configured budget.
-            max_reconnect_attempts=max(1, int(connect_deadline / reconnect_time_wait)),
-            reconnect_time_wait=reconnect_time_wait,
-            allow_reconnect=True,
-            error_cb=error_cb,
-            disconnected_cb=disconnected_cb,
-            reconnected_cb=reconnected_cb,
-            token=credentials,
-            inbox_prefix=f"{inbox}n",
-        )
+                max_reconnect_attempts=max(1, int(connect_deadline / reconnect_time_wait)),
+                reconnect_time_wait=reconnect_time_wait,
+                allow_reconnect=True,
+                error_cb=error_cb,
+                disconnected_cb=disconnected_cb,
+                reconnected_cb=reconnected_cb,
+                token=credentials,
+                inbox_prefix=f"{inbox}n",
+            )
+        except nats.errors.NoServersError:
+            if refused_by_server:
+                what = "no credential was given" if not credentials else "its credential"
+                raise NotPermitted(
+                    f"NATS at {url} refused {pid}: {what} is not valid there "
+                    "(docs/security.md, 'How a process is let in')"
+                ) from None
+            raise
         nc.options["max_reconnect_attempts"] = max_reconnect_attempts
         node = cls(
             nc,

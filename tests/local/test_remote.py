@@ -110,10 +110,13 @@ def test_start_child_from_python(rebeam_run: StartRun) -> None:
     run = rebeam_run(manifest)
     run.wait_ready()
     instance = Path(run.env["XDG_STATE_HOME"]) / "rebeam" / f"{run.namespace}.json"
-    url = json.loads(instance.read_text())["nats_url"]
+    info = json.loads(instance.read_text())
+    url = info["nats_url"]
 
     async def main() -> None:
-        async with rebeam.connect(url, namespace=run.namespace):
+        # The owner's credential, from the instance file only its owner can read (rebeam.connect
+        # finds it by itself where XDG_STATE_HOME is the run's; this test's is not).
+        async with rebeam.connect(url, namespace=run.namespace, credentials=info["credentials"]):
             assert await rebeam.start_child("jobs", ["1"]) == "jobs/job-1#1"
             with pytest.raises(rebeam.SupervisorRefused, match="max_children"):
                 await rebeam.start_child("jobs")
@@ -121,3 +124,9 @@ def test_start_child_from_python(rebeam_run: StartRun) -> None:
 
     asyncio.run(main())
     assert run.events.wait("exited", "job-1")
+
+    async def stranger() -> None:
+        await rebeam.connect(url, namespace=run.namespace, credentials="rbm_guessed")
+
+    with pytest.raises(rebeam.NotPermitted, match="refused"):
+        asyncio.run(stranger())
