@@ -69,6 +69,7 @@ class ManifestError(ValueError):
 class LoadResult:
     resources: list[Resource] = field(default_factory=list)
     problems: list[ManifestProblem] = field(default_factory=list)
+    origins: list[tuple[str, int]] = field(default_factory=list)  # each resource's file, line
 
     @property
     def problem_count(self) -> int:
@@ -112,7 +113,8 @@ def load_files(paths: Iterable[str | Path]) -> LoadResult:
         one = load_text(text, name)
         result.resources += one.resources
         result.problems += one.problems
-    result.problems += _duplicates(result.resources, result)
+        result.origins += one.origins
+    result.problems += _duplicates(result)
     return result
 
 
@@ -135,6 +137,7 @@ def load_text(text: str, filename: str = "<manifest>") -> LoadResult:
         resource, problems, found = _load_document(document.data, document.node, filename, budget)
         if resource is not None:
             result.resources.append(resource)
+            result.origins.append((filename, document.node.start_mark.line + 1))
         result.problems += problems
         unlisted += found - len(problems)
     if unlisted:
@@ -216,16 +219,17 @@ def _load_document(
     return (None, found, len(broken)) if broken else (resource, [], 0)
 
 
-def _duplicates(resources: list[Resource], result: LoadResult) -> list[ManifestProblem]:
-    seen: set[tuple[str, str | None, str]] = set()
+def _duplicates(result: LoadResult) -> list[ManifestProblem]:
+    first: dict[tuple[str, str | None, str], tuple[str, int]] = {}
     found = []
-    for resource in resources:
+    for resource, (file, line) in zip(result.resources, result.origins, strict=True):
         key = (resource.kind, resource.metadata.namespace, resource.metadata.name)
-        if key in seen:
-            found.append(
-                ManifestProblem("<manifests>", None, resource.ref, (), "defined more than once")
-            )
-        seen.add(key)
+        if key in first:
+            where = "{}:{}".format(*first[key])
+            message = f"defined more than once (first at {where})"
+            found.append(ManifestProblem(file, line, resource.ref, (), message))
+        else:
+            first[key] = (file, line)
     return found
 
 
