@@ -28,10 +28,13 @@ def parse_duration(value: object) -> float:
     if isinstance(value, int):
         if value < 0:
             raise ValueError("must not be negative")
-        return _bounded(float(value))
+        return float(_bounded(value))  # bounded first: float() of a huge int overflows
     if isinstance(value, str) and _WHOLE_RE.match(value.strip()):
         return _bounded(sum(float(n) * _UNITS[unit] for n, unit in _PART_RE.findall(value)))
     if isinstance(value, float):
+        if value < 0:
+            raise ValueError("must not be negative")
+        _bounded(value)  # the suggestion below is no use for a number beyond the limit
         raise ValueError(
             f"{value} is not a whole number of seconds: write a duration like "
             f"{format_duration(value)}"
