@@ -181,3 +181,17 @@ def test_a_reader_that_went_away_is_no_error_to_report(tmp_path: Path) -> None:
         os.close(write_end)
     assert result.returncode == 1
     assert result.stderr == ""
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["call", "counter"], ["cast", "counter"], ["send", "counter"], ["start-child", "jobs"]],
+)
+def test_json_nested_too_deep_is_a_usage_error(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Parsed before anything connects: no instance is needed to see the refusal.
+    assert cli.main([*argv, "[" * 5000 + "]" * 5000]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("rebeam: the ")
+    assert "not valid JSON: maximum recursion depth exceeded" in line

@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "args", None) is not None:
         try:
             body["args"] = json.loads(args.args)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
             print(f"rebeam: the args are not valid JSON: {exc}", file=sys.stderr)
             return 2
     try:

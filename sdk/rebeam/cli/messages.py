@@ -34,7 +34,7 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         message = json.loads(args.message)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         print(f"rebeam: the message is not valid JSON: {exc}", file=sys.stderr)
         return 2
     try:
