@@ -293,3 +293,8 @@ def test_an_actor_that_loads_can_be_turned_into_its_supervisor() -> None:
     (actor,) = load_text(text).raise_for_problems()
     assert isinstance(actor, Actor)
     assert actor.spec.as_supervisor("j").children[0].start_timeout == 8760 * 3600
+
+
+def test_a_file_name_no_file_can_have_is_a_problem() -> None:
+    (problem,) = load_files(["app\0.yaml"]).problems
+    assert problem.message == "embedded null byte"

@@ -8,6 +8,9 @@ transient, temporary
 
 Nothing is started from a file that has any problem: :func:`load_files` returns either
 resources or problems, and callers refuse to go on with problems.
+
+A file is read within the limits of the README's "Manifest limits" (size here, the rest in
+:mod:`rebeam.spec.safe_yaml`), so no file can make reading it crash, slow or large.
 """
 
 from __future__ import annotations
@@ -107,8 +110,8 @@ def load_files(paths: Iterable[str | Path]) -> LoadResult:
         except _Unreadable as exc:
             result.problems.append(ManifestProblem(name, exc.line, None, (), exc.message))
             continue
-        except OSError as exc:
-            result.problems.append(ManifestProblem(name, None, None, (), exc.strerror or str(exc)))
+        except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
+            result.problems.append(ManifestProblem(name, None, None, (), _reason(exc)))
             continue
         one = load_text(text, name)
         result.resources += one.resources
@@ -141,7 +144,8 @@ def load_text(text: str, filename: str = "<manifest>") -> LoadResult:
         result.problems += problems
         unlisted += found - len(problems)
     if unlisted:
-        message = f"{unlisted} more problems not listed (the first {MAX_PROBLEMS} are)"
+        noun = "problem" if unlisted == 1 else "problems"
+        message = f"{unlisted} more {noun} not listed (the first {MAX_PROBLEMS} are)"
         result.problems.append(ManifestProblem(filename, None, None, (), message, unlisted))
     return result
 
@@ -154,6 +158,10 @@ class _Unreadable(Exception):
         super().__init__(message)
         self.line = line
         self.message = message
+
+
+def _reason(exc: Exception) -> str:
+    return (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
 
 
 def _too_large(size: str) -> str:
