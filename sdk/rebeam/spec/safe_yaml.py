@@ -16,7 +16,9 @@ A manifest may come from anywhere, so reading one must neither crash nor run awa
   ``!tags``) is refused, as is a lone UTF-16 surrogate from an escape such as ``"\\ud800"``.
 
 The file size limit is applied by the caller before the text gets here (:mod:`loading`).
-Every refusal is a :class:`YamlRefused` with the 1-based line it is about.
+Every refusal is a :class:`YamlRefused` with the 1-based line it is about. The limits and their
+messages are listed in the README ("Manifest limits"); what this relies on in PyYAML is in
+docs/architecture.md ("Reading a manifest").
 """
 
 from __future__ import annotations
