@@ -12,6 +12,7 @@ import pytest
 
 from rebeam import cli
 from rebeam.cli import validate
+from rebeam.pids import unescape_token, validate_namespace
 from tests.spec.test_hostile_manifests import BOMB, with_actor
 
 REBEAM = str(Path(sys.executable).parent / "rebeam")
@@ -195,3 +196,21 @@ def test_json_nested_too_deep_is_a_usage_error(
     for deep, problem in [(5000, "is nested too deeply"), (65, "nests more than 64 levels")]:
         assert cli.main([*argv, "[" * deep + "]" * deep]) == 2
         assert capsys.readouterr().err.splitlines() == [f"rebeam: {what} {problem}"]
+
+
+@pytest.mark.parametrize("namespace", ["", "Shop", "../x", "shop\n", "a" * 64])
+@pytest.mark.parametrize("command", [["tree"], ["events"], ["call", "x", "1"], ["run", "x.yaml"]])
+def test_a_namespace_no_tree_can_have_is_a_usage_error(
+    command: list[str], namespace: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # It used to reach the subject builders and come back as an internal error (or, with a
+    # final newline, pass as a namespace of its own).
+    assert cli.main([*command, "--namespace", namespace]) == 2
+    assert "argument --namespace/-n: invalid namespace" in capsys.readouterr().err
+
+
+def test_a_final_newline_is_not_part_of_a_valid_name() -> None:
+    with pytest.raises(ValueError, match="invalid namespace"):
+        validate_namespace("shop\n")
+    with pytest.raises(ValueError, match="malformed token"):
+        unescape_token("slot\n")
