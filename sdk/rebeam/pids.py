@@ -58,7 +58,7 @@ def escape_token(text: str) -> str:
 
 def unescape_token(token: str) -> str:
     """The inverse of :func:`escape_token`; raises ValueError for a malformed token."""
-    if not _TOKEN.match(token):
+    if not _TOKEN.fullmatch(token):  # '$' alone would let a final newline through
         raise ValueError(f"malformed token {token!r}")
     if "=" not in token:
         return token
@@ -77,7 +77,7 @@ def unescape_token(token: str) -> str:
 def validate_namespace(namespace: str) -> str:
     """Namespaces are DNS-label-like (as Kubernetes namespaces are), so they are subject
     tokens and bucket-name parts as they are."""
-    if not _NAMESPACE.match(namespace):
+    if not _NAMESPACE.fullmatch(namespace):
         raise ValueError(
             f"invalid namespace {namespace!r}: use lowercase letters, digits, '-' and '_' "
             "(at most 63, starting and ending with a letter or digit)"

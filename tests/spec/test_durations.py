@@ -24,3 +24,16 @@ def test_refused(bad: object) -> None:
 @given(st.integers(0, 10**6))
 def test_format_then_parse_round_trips_milliseconds(ms: int) -> None:
     assert parse_duration(format_duration(ms / 1000)) == pytest.approx(ms / 1000)
+
+
+@pytest.mark.parametrize(
+    "huge", [10**400, 1e259, float("inf"), "1" * 400 + "s", "8761h", 365 * 24 * 3600 + 1]
+)
+def test_at_most_a_year_with_a_short_message(huge: object) -> None:
+    # A huge int used to overflow float() and a huge float to print all its digits back.
+    with pytest.raises(ValueError, match=r"^must be at most 8760h \(a year\)$"):
+        parse_duration(huge)
+
+
+def test_a_year_is_fine() -> None:
+    assert parse_duration("8760h") == parse_duration(365 * 24 * 3600) == 365 * 24 * 3600

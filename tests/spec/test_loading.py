@@ -116,9 +116,11 @@ def test_durations_accept_whole_seconds_and_unit_strings() -> None:
 
 def test_the_same_resource_twice_is_refused(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text(MINIMAL)
-    result = load_files([tmp_path / "a.yaml", tmp_path / "a.yaml"])
+    (tmp_path / "b.yaml").write_text("# the same again\n" + MINIMAL)
+    result = load_files([tmp_path / "a.yaml", tmp_path / "b.yaml"])
     assert [str(p) for p in result.problems] == [
-        "<manifests>: Supervisor/shop: defined more than once"
+        f"{tmp_path}/b.yaml:2: Supervisor/shop: defined more than once (first at "
+        f"{tmp_path}/a.yaml:1)"
     ]
 
 

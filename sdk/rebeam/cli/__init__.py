@@ -1,17 +1,28 @@
 """The ``rebeam`` command line. Each subcommand lives in its own module and registers itself
-with :func:`main`'s parser through an ``add_parser(subparsers)`` function."""
+with :func:`main`'s parser through an ``add_parser(subparsers)`` function.
+
+Exit codes (README, "CLI errors"): 0 done, 1 the command failed (problems found, no running
+instance, a supervisor gave up), 2 a usage error or refused input (nothing was done), 70 an
+internal error. A user never sees a Python traceback unless they ask for it with ``--debug``
+or ``REBEAM_DEBUG=1``: an unexpected exception is one line naming it.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
 from collections.abc import Sequence
+from typing import Final
 
 from rebeam.cli import children, inspect, messages, run, validate
 
-__all__ = ["main"]
+__all__ = ["EXIT_INTERNAL", "main"]
 
 COMMANDS = [run, validate, inspect, messages, children]
+EXIT_INTERNAL: Final = 70  # EX_SOFTWARE in sysexits.h
+DEBUG_HELP: Final = "show the Python traceback of an internal error (also: REBEAM_DEBUG=1)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,19 +30,60 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rebeam",
         description="Erlang/OTP supervision trees, registry and messaging for Python.",
     )
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for command in COMMANDS:
         command.add_parser(subparsers)
+    # Also after the subcommand, where users type it; SUPPRESS keeps a --debug given before
+    # the subcommand from being reset by the subcommand's default.
+    for sub in subparsers.choices.values():
+        sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
-        code: int = args.run(args)
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error argparse has already printed
+        return _exit_code(exc)
+    debug = args.debug or os.environ.get("REBEAM_DEBUG", "") not in ("", "0")
+    try:
+        code = int(args.run(args))
+        sys.stdout.flush()  # a closed pipe fails here, where it is handled, not at exit
+        return code
     except KeyboardInterrupt:
         return 130
-    return code
+    except SystemExit as exc:
+        return _exit_code(exc)
+    except BrokenPipeError:
+        # The reader went away (`rebeam tree | head`): nothing left to say to anyone. Point
+        # stdout at /dev/null so the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        print(_internal_error(exc), file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _internal_error(exc: Exception) -> str:
+    detail = " ".join(str(exc).split())  # one line, whatever the exception says
+    if len(detail) > 300:
+        detail = detail[:297] + "..."
+    return (
+        f"rebeam: internal error: {type(exc).__name__}: {detail} "
+        "(please report; --debug shows the traceback)"
+    )
+
+
+def _exit_code(exc: SystemExit) -> int:
+    if exc.code is None:
+        return 0
+    if isinstance(exc.code, int):
+        return exc.code
+    print(exc.code, file=sys.stderr)  # sys.exit("message") means: print it, exit 1
+    return 1
 
 
 if __name__ == "__main__":

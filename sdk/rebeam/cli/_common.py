@@ -11,16 +11,25 @@ from typing import Any
 from rebeam import _subjects
 from rebeam._nats_fixes import connect as nats_connect
 from rebeam.local.control import InstanceFile
-from rebeam.pids import Pid
+from rebeam.pids import Pid, validate_namespace
 
 
 def add_namespace(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--namespace",
         "-n",
+        type=_namespace,  # also applied to the default, so a bad $REBEAM_NAMESPACE is refused
         default=os.environ.get("REBEAM_NAMESPACE", "default"),
         help="the namespace of the tree (default: $REBEAM_NAMESPACE or 'default')",
     )
+
+
+def _namespace(text: str) -> str:
+    """A namespace no tree can have is a usage error (exit 2), before anything is looked up."""
+    try:
+        return validate_namespace(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_target(parser: argparse.ArgumentParser) -> None:

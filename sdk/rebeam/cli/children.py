@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 from typing import Any
 
 import nats
 
+from rebeam._limits import loads_json
 from rebeam.cli._common import add_target
 from rebeam.cli.inspect import request
 from rebeam.local.control import NoInstance
@@ -38,9 +38,9 @@ def run(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"path": args.path}
     if getattr(args, "args", None) is not None:
         try:
-            body["args"] = json.loads(args.args)
-        except ValueError as exc:
-            print(f"rebeam: the args are not valid JSON: {exc}", file=sys.stderr)
+            body["args"] = loads_json(args.args, what="the args")
+        except ValueError as exc:  # not JSON, too large or nested too deep: one line, exit 2
+            print(f"rebeam: {exc}", file=sys.stderr)
             return 2
     try:
         reply = asyncio.run(request(args, args.operation, body))

@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 from rebeam._api import connect
+from rebeam._limits import loads_json
 from rebeam.cli._common import add_target, credentials, nats_url
 from rebeam.errors import RebeamError
 from rebeam.local.control import NoInstance
@@ -33,9 +34,9 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        message = json.loads(args.message)
-    except ValueError as exc:
-        print(f"rebeam: the message is not valid JSON: {exc}", file=sys.stderr)
+        message = loads_json(args.message, what="the message")
+    except ValueError as exc:  # not JSON, too large or nested too deep: one line, exit 2
+        print(f"rebeam: {exc}", file=sys.stderr)
         return 2
     try:
         return asyncio.run(_talk(args, message))

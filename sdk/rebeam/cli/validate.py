@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     for problem in result.problems:
         print(problem, file=sys.stderr)
     if result.problems:
-        count = len(result.problems)
+        count = result.problem_count
         print(f"{count} problem{'s' if count != 1 else ''} found", file=sys.stderr)
         return 1
     for resource in result.resources:

@@ -8,15 +8,20 @@ transient, temporary
 
 Nothing is started from a file that has any problem: :func:`load_files` returns either
 resources or problems, and callers refuse to go on with problems.
+
+A file is read within the limits of the README's "Manifest limits" (size here, the rest in
+:mod:`rebeam.spec.safe_yaml`), so no file can make reading it crash, slow or large.
 """
 
 from __future__ import annotations
 
 import difflib
+import os
+import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -24,12 +29,16 @@ from pydantic_core import ErrorDetails
 
 from rebeam.spec.models import API_VERSION, Actor, Resource, Supervisor
 from rebeam.spec.rules import problems as rule_problems
+from rebeam.spec.safe_yaml import YamlRefused, read_documents, shown
 
 __all__ = ["LoadResult", "ManifestError", "ManifestProblem", "load_files", "load_text"]
 
 KINDS: dict[str, type[Supervisor] | type[Actor]] = {"Supervisor": Supervisor, "Actor": Actor}
 
 FieldPath = tuple[str | int, ...]
+
+MAX_FILE_BYTES: Final = 1024 * 1024
+MAX_PROBLEMS: Final = 100  # listed one by one per file; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -39,6 +48,7 @@ class ManifestProblem:
     resource: str | None  # "Supervisor/shop", or None before the kind and name are known
     path: FieldPath
     message: str
+    unlisted: int = 0  # >0: this line stands for that many problems not listed one by one
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
@@ -62,6 +72,12 @@ class ManifestError(ValueError):
 class LoadResult:
     resources: list[Resource] = field(default_factory=list)
     problems: list[ManifestProblem] = field(default_factory=list)
+    origins: list[tuple[str, int]] = field(default_factory=list)  # each resource's file, line
+
+    @property
+    def problem_count(self) -> int:
+        """Every problem found, also those not listed one by one."""
+        return sum(p.unlisted or 1 for p in self.problems)
 
     def raise_for_problems(self) -> list[Resource]:
         if self.problems:
@@ -73,8 +89,16 @@ def format_path(path: FieldPath) -> str:
     """``("spec", "children", 2, "restart")`` -> ``spec.children[2].restart``."""
     text = ""
     for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+        text += f"[{part}]" if isinstance(part, int) else (f".{_part(part)}" if text else part)
     return text
+
+
+def _part(value: object) -> str:
+    """A name from the manifest as part of a message: as it is if it is short and printable
+    (a field name, a resource name), else quoted and cut short, so a problem stays one line."""
+    if isinstance(value, str) and value.isprintable() and 0 < len(value) <= 63:
+        return value
+    return shown(value)
 
 
 def load_files(paths: Iterable[str | Path]) -> LoadResult:
@@ -82,82 +106,138 @@ def load_files(paths: Iterable[str | Path]) -> LoadResult:
     for path in paths:
         name = str(path)
         try:
-            text = Path(path).read_text()
-        except OSError as exc:
-            result.problems.append(ManifestProblem(name, None, None, (), exc.strerror or str(exc)))
+            text = _read(Path(path))
+        except _Unreadable as exc:
+            result.problems.append(ManifestProblem(name, exc.line, None, (), exc.message))
+            continue
+        except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
+            result.problems.append(ManifestProblem(name, None, None, (), _reason(exc)))
             continue
         one = load_text(text, name)
         result.resources += one.resources
         result.problems += one.problems
-    result.problems += _duplicates(result.resources, result)
+        result.origins += one.origins
+    result.problems += _duplicates(result)
     return result
 
 
 def load_text(text: str, filename: str = "<manifest>") -> LoadResult:
     result = LoadResult()
-    try:
-        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else None
-        reason = getattr(exc, "problem", None) or str(exc)
-        result.problems.append(ManifestProblem(filename, line, None, (), f"invalid YAML: {reason}"))
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_FILE_BYTES:
+        result.problems.append(ManifestProblem(filename, None, None, (), _too_large(str(size))))
         return result
-    for node in nodes:
-        document = yaml.SafeLoader(text).construct_document(node) if node else None
-        if document is None:
-            continue  # an empty document, e.g. after a trailing '---'
-
-        resource, problems = _load_document(document, node, filename)
+    try:
+        documents = read_documents(text)
+    except YamlRefused as exc:
+        result.problems.append(ManifestProblem(filename, exc.line, None, (), exc.message))
+        return result
+    if not documents:
+        result.problems.append(ManifestProblem(filename, None, None, (), NO_MANIFEST))
+    unlisted = 0
+    for document in documents:
+        budget = max(MAX_PROBLEMS - len(result.problems), 0)
+        resource, problems, found = _load_document(document.data, document.node, filename, budget)
         if resource is not None:
             result.resources.append(resource)
+            result.origins.append((filename, document.node.start_mark.line + 1))
         result.problems += problems
+        unlisted += found - len(problems)
+    if unlisted:
+        noun = "problem" if unlisted == 1 else "problems"
+        message = f"{unlisted} more {noun} not listed (the first {MAX_PROBLEMS} are)"
+        result.problems.append(ManifestProblem(filename, None, None, (), message, unlisted))
     return result
 
 
+NO_MANIFEST: Final = "no manifest in this file: expected a Supervisor or an Actor"
+
+
+class _Unreadable(Exception):
+    def __init__(self, line: int | None, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+        self.message = message
+
+
+def _reason(exc: Exception) -> str:
+    return (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
+
+
+def _too_large(size: str) -> str:
+    return f"file too large: {size} bytes, the limit is {MAX_FILE_BYTES} bytes (1 MiB)"
+
+
+def _read(path: Path) -> str:
+    """The file's text; never more than the size limit is read (it may be /dev/zero)."""
+    with path.open("rb") as f:
+        data = f.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            info = os.fstat(f.fileno())
+            size = (
+                str(info.st_size)
+                if stat.S_ISREG(info.st_mode)
+                else "more than " + str(MAX_FILE_BYTES)
+            )
+            raise _Unreadable(None, _too_large(size))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise _Unreadable(
+            line, f"not UTF-8 text: byte 0x{data[exc.start]:02x} is not valid here"
+        ) from None
+
+
 def _load_document(
-    document: Any, node: yaml.Node, filename: str
-) -> tuple[Resource | None, list[ManifestProblem]]:
+    document: Any, node: yaml.Node, filename: str, budget: int
+) -> tuple[Resource | None, list[ManifestProblem], int]:
+    """The resource, or at most ``budget`` problems and how many there were: finding the line
+    of a problem costs time, and a hostile file can have a hundred thousand of them."""
     start = node.start_mark.line + 1
 
     def problem(resource: str | None, path: FieldPath, message: str) -> ManifestProblem:
         return ManifestProblem(filename, _line_of(node, path) or start, resource, path, message)
 
     if not isinstance(document, dict):
-        return None, [problem(None, (), "a manifest must be a mapping with apiVersion and kind")]
+        found = [problem(None, (), "a manifest must be a mapping with apiVersion and kind")]
+        return None, found[:budget], 1
     kind = document.get("kind")
-    name = (
-        (document.get("metadata") or {}).get("name")
-        if isinstance(document.get("metadata"), dict)
-        else None
-    )
-    label = f"{kind}/{name}" if isinstance(kind, str) and name else None
-    if kind not in KINDS:
+    metadata = document.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    label = f"{_part(kind)}/{_part(name)}" if isinstance(kind, str) and name else None
+    if not isinstance(kind, str) or kind not in KINDS:
         expected = " or ".join(KINDS)
-        return None, [problem(label, ("kind",), f"must be {expected}, got {kind!r}")]
+        found = [problem(label, ("kind",), f"must be {expected}, got {shown(kind)}")]
+        return None, found[:budget], 1
     if document.get("apiVersion") != API_VERSION:
-        got = document.get("apiVersion")
-        return None, [problem(label, ("apiVersion",), f"must be {API_VERSION}, got {got!r}")]
+        got = shown(document.get("apiVersion"))
+        found = [problem(label, ("apiVersion",), f"must be {API_VERSION}, got {got}")]
+        return None, found[:budget], 1
     model = KINDS[kind]
     try:
         resource = model.model_validate(document)
     except ValidationError as exc:
-        return None, [problem(label, _path(e), _message(e, model)) for e in exc.errors()]
-    found = [problem(resource.ref, p.path, p.message) for p in rule_problems(resource)]
+        errors = exc.errors()
+        found = [problem(label, _path(e), _message(e, model)) for e in errors[:budget]]
+        return None, found, len(errors)
+    broken = rule_problems(resource)
+    found = [problem(resource.ref, p.path, p.message) for p in broken[:budget]]
     found.sort(key=lambda p: p.line or 0)
-    return (None, found) if found else (resource, [])
+    return (None, found, len(broken)) if broken else (resource, [], 0)
 
 
-def _duplicates(resources: list[Resource], result: LoadResult) -> list[ManifestProblem]:
-    seen: set[tuple[str, str | None, str]] = set()
+def _duplicates(result: LoadResult) -> list[ManifestProblem]:
+    first: dict[tuple[str, str | None, str], tuple[str, int]] = {}
     found = []
-    for resource in resources:
+    for resource, (file, line) in zip(result.resources, result.origins, strict=True):
         key = (resource.kind, resource.metadata.namespace, resource.metadata.name)
-        if key in seen:
-            found.append(
-                ManifestProblem("<manifests>", None, resource.ref, (), "defined more than once")
-            )
-        seen.add(key)
+        if key in first:
+            where = "{}:{}".format(*first[key])
+            message = f"defined more than once (first at {where})"
+            found.append(ManifestProblem(file, line, resource.ref, (), message))
+        else:
+            first[key] = (file, line)
     return found
 
 
@@ -217,7 +297,7 @@ def _unknown_field(error: ErrorDetails, root: type[BaseModel]) -> str:
     close = difflib.get_close_matches(name, known, n=1)
     hint = f" (did you mean {close[0]}?)" if close else ""
     listing = f"; expected one of {', '.join(sorted(known))}" if known and not close else ""
-    return f"unknown field {name!r}{hint}{listing}"
+    return f"unknown field {shown(name)}{hint}{listing}"
 
 
 def _known_fields(model: type[BaseModel], loc: Sequence[int | str]) -> list[str]:

@@ -71,10 +71,12 @@ _ENTRY_RE: Final = re.compile(_ENTRY)
 _ENV_NAME: Final = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
 _ENV_NAME_RE: Final = re.compile(_ENV_NAME)
 _SHUTDOWN_PATTERN: Final = rf"^(brutal_kill|infinity|{DURATION_PATTERN[1:-1]})$"
+# The patterns above are also the CRD's (where '$' is the end of the text); in Python '$' also
+# matches before a final newline, so the checks below use fullmatch.
 
 
 def _dns_label(value: str) -> str:
-    if len(value) > 63 or not _DNS_LABEL_RE.match(value):
+    if len(value) > 63 or not _DNS_LABEL_RE.fullmatch(value):
         raise ValueError(
             "must be a lowercase DNS label: at most 63 of a-z, 0-9 and '-', "
             "starting and ending with a letter or digit"
@@ -83,14 +85,23 @@ def _dns_label(value: str) -> str:
 
 
 def _entry(value: str) -> str:
-    if not _ENTRY_RE.match(value):
+    if not _ENTRY_RE.fullmatch(value):
         raise ValueError("must be 'package.module:ClassName'")
     return value
 
 
 def _env_name(value: str) -> str:
-    if not _ENV_NAME_RE.match(value):
+    if not _ENV_NAME_RE.fullmatch(value):
         raise ValueError("must be a valid environment variable name")
+    return value
+
+
+def _no_nul(value: str) -> str:
+    if "\0" in value:
+        raise ValueError(
+            "must not contain a NUL character (no program argument, environment value or path "
+            "can hold one)"
+        )
     return value
 
 
@@ -137,6 +148,8 @@ Entry = Annotated[
 EnvName = Annotated[
     str, AfterValidator(_env_name), WithJsonSchema({"type": "string", "pattern": _ENV_NAME})
 ]
+OsText = Annotated[str, AfterValidator(_no_nul)]
+"""A string the operating system gets as it is: an argument, an environment value, a path."""
 AnyJSON = Annotated[Any, WithJsonSchema({"x-kubernetes-preserve-unknown-fields": True})]
 AnyObject = Annotated[
     dict[str, Any],
@@ -161,7 +174,7 @@ class EnvVar(_Model):
     """An environment variable, in the form a Kubernetes container takes."""
 
     name: EnvName
-    value: str | None = None
+    value: OsText | None = None
     value_from: AnyObject | None = Field(
         None,
         description="Kubernetes only: a secretKeyRef, configMapKeyRef or fieldRef, "
@@ -195,7 +208,7 @@ class ActorTemplate(_Model):
     module: Entry | None = Field(
         None, description="The actor class, as 'package.module:ClassName'."
     )
-    command: list[str] | None = Field(
+    command: list[OsText] | None = Field(
         None,
         min_length=1,
         description="A program to run instead of a Python actor, as a container command.",
@@ -206,7 +219,7 @@ class ActorTemplate(_Model):
         "For a command: its arguments, a list of strings.",
     )
     env: list[EnvVar] = Field(default_factory=list)
-    register_as: str | None = Field(
+    register_as: OsText | None = Field(
         None,
         alias="register",
         min_length=1,
@@ -222,7 +235,7 @@ class ActorTemplate(_Model):
     resources: AnyObject | None = Field(
         None, description="Kubernetes only: the container's resources (requests, limits)."
     )
-    working_dir: str | None = None
+    working_dir: OsText | None = None
 
 
 class Child(_Model):

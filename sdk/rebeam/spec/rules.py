@@ -75,6 +75,17 @@ RULES: Final[dict[type[BaseModel], list[Rule]]] = {
             "the args of a command must be a list of strings",
             "args",
         ),
+        Rule(
+            lambda a: (
+                a.command is None
+                or not isinstance(a.args, list)
+                or not any(isinstance(x, str) and "\0" in x for x in a.args)
+            ),
+            None,  # as above: CEL cannot see args; the operator checks this one
+            "the args of a command must not contain a NUL character (no program argument can "
+            "hold one)",
+            "args",
+        ),
     ],
     Child: [
         Rule(
