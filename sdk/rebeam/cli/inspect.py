@@ -11,8 +11,7 @@ from typing import Any
 import nats
 from rich.console import Console
 
-from rebeam._nats_fixes import connect as nats_connect
-from rebeam.cli._common import add_target, nats_url
+from rebeam.cli._common import FAILURES, add_target, connect, nats_url
 from rebeam.events import LifecycleEvent
 from rebeam.local.control import NoInstance, control_subject
 from rebeam.local.view import describe_event, render_tree
@@ -34,7 +33,7 @@ def add_parser(subparsers: Any) -> None:
 def run_tree(args: argparse.Namespace) -> int:
     try:
         reply = asyncio.run(request(args, "tree", {}))
-    except (NoInstance, OSError, nats.errors.Error) as exc:
+    except FAILURES as exc:
         print(f"rebeam: {exc}", file=sys.stderr)
         return 1
     if "error" in reply:
@@ -49,7 +48,7 @@ def run_tree(args: argparse.Namespace) -> int:
 
 async def request(args: argparse.Namespace, operation: str, body: dict[str, Any]) -> Any:
     """One control request to the running instance; its JSON reply."""
-    nc = await nats_connect(nats_url(args), max_reconnect_attempts=0, connect_timeout=2)
+    nc = await connect(nats_url(args))
     try:
         msg = await nc.request(
             control_subject(args.namespace, operation), json.dumps(body).encode(), timeout=30
@@ -71,13 +70,24 @@ async def request(args: argparse.Namespace, operation: str, body: dict[str, Any]
 def run_events(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(_follow(args))
-    except (NoInstance, OSError, nats.errors.Error) as exc:
+    except FAILURES as exc:
         print(f"rebeam: {exc}", file=sys.stderr)
         return 1
 
 
 async def _follow(args: argparse.Namespace) -> int:
-    nc = await nats_connect(nats_url(args), max_reconnect_attempts=-1)
+    url = nats_url(args)
+    closing = False
+
+    async def disconnected_cb() -> None:
+        if not closing:
+            print(f"rebeam: lost the connection to NATS at {url}; reconnecting", file=sys.stderr)
+
+    async def reconnected_cb() -> None:
+        print(f"rebeam: reconnected to NATS at {url}", file=sys.stderr)
+
+    nc = await connect(url, disconnected_cb=disconnected_cb, reconnected_cb=reconnected_cb)
+    nc.options["allow_reconnect"] = True  # following: a server restart is waited out
     seen = 0
     done = asyncio.Event()
 
@@ -96,5 +106,6 @@ async def _follow(args: argparse.Namespace) -> int:
     try:
         await done.wait()
     finally:
+        closing = True
         await nc.close()
     return 0
