@@ -52,6 +52,12 @@ class NoInstance(RuntimeError):
 
 @dataclass(frozen=True)
 class InstanceFile:
+    """The one owner of the instance file: ``rebeam run`` writes it, commands read it.
+
+    It records the run's pid with the time that process started (from ``/proc``), so a file
+    left behind by a run that was killed is told apart from a live run even once the pid has
+    been reused; a stale file is removed by the first command that finds it."""
+
     path: Path
 
     @staticmethod
@@ -68,23 +74,33 @@ class InstanceFile:
             "nats_url": nats_url,
             "run_id": run_id,
             "pid": os.getpid(),
+            "pid_started": _started(os.getpid()),
             "started": time.time(),
         }
-        path.write_text(json.dumps(info))
+        # Whole or not at all: another terminal may read it at any moment.
+        partial = path.with_name(f".{path.name}.{os.getpid()}")
+        partial.write_text(json.dumps(info))
+        partial.replace(path)
         return cls(path)
 
     @classmethod
     def read(cls, namespace: str) -> dict[str, Any]:
         path = cls.location(namespace)
         try:
-            info: dict[str, Any] = json.loads(path.read_text())
-        except (OSError, ValueError):
+            text = path.read_text()
+            info: dict[str, Any] = json.loads(text)
+            pid = int(info.get("pid", 0))
+        except (OSError, ValueError, TypeError, AttributeError):
             raise NoInstance(
                 f"no rebeam run is running for namespace {namespace!r} "
                 "(start one with `rebeam run app.yaml`, or pass --nats URL)"
             ) from None
-        if not _alive(int(info.get("pid", 0))):
-            raise NoInstance(f"the rebeam run for namespace {namespace!r} is gone")
+        if not _running(pid, info.get("pid_started")):
+            removed = _remove_if_unchanged(path, text)
+            raise NoInstance(
+                f"the rebeam run for namespace {namespace!r} (pid {pid}) is no longer running"
+                + ("; removed its stale instance file" if removed else "")
+            )
         return info
 
     def remove(self) -> None:
@@ -96,16 +112,46 @@ class InstanceFile:
             pass
 
 
-def _alive(pid: int) -> bool:
+def _remove_if_unchanged(path: Path, text: str) -> bool:
+    """Remove a stale file unless a new run has just written its own there."""
+    try:
+        if path.read_text() == text:
+            path.unlink()
+            return True
+    except OSError:
+        pass
+    return False
+
+
+def _started(pid: int) -> int | None:
+    """When the process started (clock ticks after boot), or None where /proc says nothing."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _running(pid: int, started: Any) -> bool:
+    """Whether ``pid`` is still the process that started at ``started`` (and not a zombie)."""
     if pid <= 0:
         return False
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
         return False
-    except PermissionError:
+    except OSError:  # no /proc here: all we can ask is whether the pid exists
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
         return True
-    return True
+    if fields[0] == "Z":
+        return False
+    return started is None or fields[19] == str(started)
 
 
 class ControlServer:
