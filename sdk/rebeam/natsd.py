@@ -11,9 +11,10 @@ Example::
         nc = await nats.connect(server.url)
 
 The server is stopped by its own pid: SIGTERM, then SIGKILL if it has not gone within the
-grace time. ``kill()`` is the SIGKILL used by tests that crash the server on purpose, and
-``restart()`` brings it back on the same port with the same store (nothing acknowledged in
-JetStream is lost across it).
+grace time. It runs in a process group of its own, so a Ctrl-C typed in the terminal reaches
+only the program that started it, which decides when the server stops. ``kill()`` is the
+SIGKILL used by tests that crash the server on purpose, and ``restart()`` brings it back on
+the same port with the same store (nothing acknowledged in JetStream is lost across it).
 """
 
 from __future__ import annotations
@@ -94,6 +95,9 @@ class NatsServer:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                # A process group of its own: a Ctrl-C typed in the terminal goes to the
+                # terminal's foreground group, and is for whoever started us to handle.
+                start_new_session=True,
                 # Die with whoever started us when that is a Linux process: no orphans.
                 preexec_fn=die_with_parent,
             )

@@ -3,14 +3,17 @@
 Order of things, and why:
 
 1. the reaper first, so nothing started afterwards can outlive us;
-2. the private nats-server (or ``--nats URL``), the controller's connection to it, the
-   control subject for other terminals, and the instance file that lets them find us;
+2. the zygote and the private nats-server (or ``--nats URL``), each in a process group of its
+   own — a Ctrl-C typed in the terminal reaches the terminal's foreground group, and only
+   ``rebeam run`` may act on it — then the controller's connection, the control subject for
+   other terminals, and the instance file that lets them find us;
 3. each root supervisor's init, in the order of the manifests (a start failure stops what
    started, in reverse);
 4. then wait: for a root to end (given up, or auto-shutdown) or for SIGINT/SIGTERM, which
-   shut every tree down in order — a second Ctrl-C kills everything at once;
-5. the end: one line saying why, exit code 0 for a clean end, 1 when a supervisor gave up or
-   a tree could not start.
+   shut every tree down in order — a second one kills everything at once;
+5. the end: one line saying why, exit code 0 for a clean end, 1 when a supervisor gave up, a
+   tree could not start, or a second signal killed the children instead of stopping them in
+   order.
 
 A standalone ``Actor`` resource is supervised as the only child of an implicit one_for_one
 supervisor of the same name, with the actor's restart and shutdown settings.
@@ -106,6 +109,7 @@ class LocalRun:
         self.outcome = ""
         self._stop_requested: asyncio.Event | None = None
         self._signals = 0
+        self._killed = ""  # the signal that killed every child at once, if one did
 
     async def run(self, on_context: object = None) -> int:
         workdir = Path(tempfile.mkdtemp(prefix="rebeam-run-"))
@@ -120,10 +124,13 @@ class LocalRun:
         try:
             if self.options.prefork:
                 zygote = await Zygote.start()
+                reaper.watch(zygote.pid)
             if self.options.nats_url:
                 url = self.options.nats_url
             else:
                 server = NatsServer.start(workdir / "nats")
+                if server.pid is not None:
+                    reaper.watch(server.pid)
                 url = server.url
             nc = await nats_connect(
                 url, name=f"rebeam-run-{self.run_id}", max_reconnect_attempts=-1
@@ -160,8 +167,11 @@ class LocalRun:
                     await nc.close()
             if zygote is not None:
                 await zygote.close()
-            if server is not None:
+                reaper.forget(zygote.pid)
+            if server is not None and server.pid is not None:
+                last = server.pid
                 server.stop()
+                reaper.forget(last)
             reaper.close()
             shutil.rmtree(workdir, ignore_errors=True)
 
@@ -188,8 +198,15 @@ class LocalRun:
             stop.cancel()
             finished = next((r for r in self.roots if r.done.done()), None)
             if finished is None:
-                self.outcome = "stopped; every child was shut down in order"
                 await self._shutdown_all()
+                if self._killed:
+                    await self._settle()
+                    self.outcome = (
+                        f"stopped by a second {self._killed}: every child was killed at once "
+                        "(SIGKILL), not stopped one by one"
+                    )
+                    return 1
+                self.outcome = "stopped; every child was shut down in order"
                 return 0
             code = self._describe_end(finished)
             await self._shutdown_all()
@@ -200,14 +217,14 @@ class LocalRun:
 
     def _on_signal(self, signum: int) -> None:
         self._signals += 1
+        name = signal.Signals(signum).name
         if self._signals == 1:
-            log.warning(
-                "%s: shutting the tree down in order (again to kill at once)",
-                signal.Signals(signum).name,
-            )
+            log.warning("%s: shutting the tree down in order (again to kill at once)", name)
             assert self._stop_requested is not None
             self._stop_requested.set()
         else:
+            log.warning("%s again: killing every child at once", name)
+            self._killed = self._killed or name
             for runner in self.roots:
                 runner.kill()
 
@@ -218,6 +235,14 @@ class LocalRun:
                 runner.post(ShutdownRequest(SHUTDOWN))
                 with contextlib.suppress(asyncio.CancelledError):
                     await runner.done
+
+    async def _settle(self, timeout: float = 5.0) -> None:
+        """After a kill: let each killed child's end be reported, for a while."""
+        settling = asyncio.gather(*(runner.settled() for runner in self.roots))
+        try:
+            await asyncio.wait_for(settling, timeout)
+        except TimeoutError:
+            log.warning("not every killed child was reported within %gs", timeout)
 
     def _describe_end(self, runner: SupervisorRunner) -> int:
         reason = runner.done.result()

@@ -168,6 +168,15 @@ class SupervisorRunner:
         if not self._ready.done():
             self._ready.set_result(KILLED)
 
+    async def settled(self) -> None:
+        """Until every task of the subtree has ended: after :meth:`kill`, each killed
+        child's end has then been reported (its ``exited`` event written)."""
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+        for child in list(self.children.values()):
+            if isinstance(child, SupervisorRunner):
+                await child.settled()
+
     # --- the loop ------------------------------------------------------------------------
 
     async def _loop(self) -> None:

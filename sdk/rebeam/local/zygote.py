@@ -20,8 +20,9 @@ Protocol, over a SOCK_SEQPACKET socket pair (one message per request or report):
 * when a child ends, the zygote reports ``{"exit": pid, "code": returncode}`` (negative for a
   signal, as :mod:`subprocess` says it).
 
-The child starts a session of its own (a process group for stops and the reaper) and dies
-with the zygote, which dies with ``rebeam run``.
+The zygote runs in a session of its own, as each child does (a process group for stops and
+the reaper): a Ctrl-C typed in the terminal is for ``rebeam run`` alone. A child dies with the
+zygote, which dies with ``rebeam run``.
 """
 
 from __future__ import annotations
@@ -85,10 +86,16 @@ class Zygote:
             sys.executable, "-m", "rebeam.local.zygote", str(theirs.fileno()),
             stdin=asyncio.subprocess.DEVNULL,
             pass_fds=(theirs.fileno(),),
+            # A process group of its own: a Ctrl-C typed in the terminal is for rebeam run.
+            start_new_session=True,
             preexec_fn=die_with_parent,
         )  # fmt: skip
         theirs.close()
         return cls(process, ours)
+
+    @property
+    def pid(self) -> int:
+        return int(self._process.pid)
 
     @property
     def alive(self) -> bool:
