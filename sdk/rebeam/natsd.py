@@ -26,6 +26,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -55,30 +56,47 @@ def find_nats_server() -> str:
 class NatsServer:
     """One nats-server process with JetStream on a loopback port."""
 
-    def __init__(self, workdir: Path, *, port: int = -1, jetstream: bool = True) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        port: int = -1,
+        jetstream: bool = True,
+        on_spawn: Callable[[int], None] | None = None,
+    ) -> None:
         self.workdir = Path(workdir)
         self.port = port
         self.jetstream = jetstream
         self.url = ""
         self.monitor_url = ""
         self.process: subprocess.Popen[bytes] | None = None
+        # Hears each new server process's pid in the step that spawned it (rebeam run keeps
+        # a list of the processes it started itself: see rebeam.local.adoption).
+        self.on_spawn = on_spawn
 
     @classmethod
-    def start(cls, workdir: Path, *, jetstream: bool = True, timeout: float = 10.0) -> NatsServer:
-        server = cls(workdir, jetstream=jetstream)
-        server._spawn(timeout)
+    def start(
+        cls,
+        workdir: Path,
+        *,
+        jetstream: bool = True,
+        timeout: float = 10.0,
+        on_spawn: Callable[[int], None] | None = None,
+    ) -> NatsServer:
+        server = cls(workdir, jetstream=jetstream, on_spawn=on_spawn)
+        server._launch()
+        deadline = time.monotonic() + timeout
+        while not server._came_up(deadline, timeout):
+            time.sleep(0.02)
         return server
 
     @property
     def pid(self) -> int | None:
         return self.process.pid if self.process else None
 
-    def _spawn(self, timeout: float) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
+    def _args(self) -> list[str]:
+        """The server's whole configuration: every option it is started with."""
         ports_dir = self.workdir / "ports"
-        ports_dir.mkdir(exist_ok=True)
-        for stale in ports_dir.glob("*.ports"):
-            stale.unlink()
         args = [
             find_nats_server(),
             "-a", "127.0.0.1",
@@ -88,10 +106,18 @@ class NatsServer:
         ]  # fmt: skip
         if self.jetstream:
             args += ["-js", "-sd", str(self.workdir / "store")]
+        return args
+
+    def _launch(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        ports_dir = self.workdir / "ports"
+        ports_dir.mkdir(exist_ok=True)
+        for stale in ports_dir.glob("*.ports"):
+            stale.unlink()
         log = open(self.workdir / "nats-server.log", "ab")  # noqa: SIM115 - owned by the child
         try:
             self.process = subprocess.Popen(
-                args,
+                self._args(),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -103,27 +129,32 @@ class NatsServer:
             )
         finally:
             log.close()
-        ports_file = ports_dir / f"nats-server_{self.process.pid}.ports"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise NatsServerError(
-                    f"nats-server exited with code {self.process.returncode} at start; "
-                    f"see {self.workdir / 'nats-server.log'}"
-                )
-            if ports_file.exists():
-                try:
-                    ports = json.loads(ports_file.read_text())
-                    self.url = ports["nats"][0]
-                    self.monitor_url = ports["monitoring"][0]
-                except (ValueError, KeyError, IndexError):
-                    pass  # written but not complete yet: poll again
-                else:
-                    self.port = int(self.url.rsplit(":", 1)[1])
-                    return
-            time.sleep(0.02)
-        self.stop()
-        raise NatsServerError(f"nats-server did not report its port within {timeout:.0f}s")
+        if self.on_spawn is not None:
+            self.on_spawn(self.process.pid)
+
+    def _came_up(self, deadline: float, timeout: float) -> bool:
+        """Whether the server reported its port; raises if it died or the time is up."""
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise NatsServerError(
+                f"nats-server exited with code {self.process.returncode} at start; "
+                f"see {self.workdir / 'nats-server.log'}"
+            )
+        ports_file = self.workdir / "ports" / f"nats-server_{self.process.pid}.ports"
+        if ports_file.exists():
+            try:
+                ports = json.loads(ports_file.read_text())
+                self.url = ports["nats"][0]
+                self.monitor_url = ports["monitoring"][0]
+            except (ValueError, KeyError, IndexError):
+                pass  # written but not complete yet: poll again
+            else:
+                self.port = int(self.url.rsplit(":", 1)[1])
+                return True
+        if time.monotonic() > deadline:
+            self.stop()
+            raise NatsServerError(f"nats-server did not report its port within {timeout:.0f}s")
+        return False
 
     def stop(self, grace: float = 5.0) -> None:
         """SIGTERM, wait up to ``grace``, then SIGKILL. Safe to call twice."""
@@ -147,7 +178,10 @@ class NatsServer:
     def restart(self, timeout: float = 10.0) -> None:
         """Stop and start again on the same port with the same JetStream store."""
         self.stop()
-        self._spawn(timeout)
+        self._launch()
+        deadline = time.monotonic() + timeout
+        while not self._came_up(deadline, timeout):
+            time.sleep(0.02)
 
     def __enter__(self) -> NatsServer:
         return self

@@ -8,6 +8,7 @@ children are its own business, and test_no_orphans checks that it minds it.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -233,6 +234,29 @@ def descendants(root: int) -> list[int]:
             found.append(child)
             stack.append(child)
     return found
+
+
+def processes_with_arg(arg: str) -> list[int]:
+    """The OS pids of every process with ``arg`` as one of its arguments, from /proc."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if arg.encode() in argv and alive(int(entry)):
+            found.append(int(entry))
+    return found
+
+
+def kill_leftovers(arg: str) -> None:
+    """Teardown for tests of escaping processes: SIGKILL whatever is left, each by its pid."""
+    for os_pid in processes_with_arg(arg):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(os_pid, signal.SIGKILL)
 
 
 @dataclass

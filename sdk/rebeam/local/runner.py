@@ -2,7 +2,8 @@
 
 Order of things, and why:
 
-1. the reaper first, so nothing started afterwards can outlive us;
+1. become the subreaper of everything below us (orphans are re-parented to us: see
+   adoption.py), then start the reaper, so nothing started afterwards can outlive us;
 2. the zygote and the private nats-server (or ``--nats URL``), each in a process group of its
    own — a Ctrl-C typed in the terminal reaches the terminal's foreground group, and only
    ``rebeam run`` may act on it — then the controller's connection, the control subject for
@@ -33,11 +34,12 @@ from pathlib import Path
 
 from rebeam._nats_fixes import connect as nats_connect
 from rebeam.exits import SHUTDOWN, ExitReason
+from rebeam.local.adoption import MARK, Adoption
 from rebeam.local.control import ControlServer, InstanceFile
 from rebeam.local.lifecycle import Lifecycle
 from rebeam.local.processes import OutputSink
 from rebeam.local.reaper import Reaper
-from rebeam.local.supervisors import RunContext, SupervisorRunner
+from rebeam.local.supervisors import RunContext, SupervisorRunner, run_mark
 from rebeam.local.zygote import Zygote
 from rebeam.natsd import NatsServer
 from rebeam.spec.models import Actor, ActorTemplate, Resource, Supervisor, SupervisorSpec
@@ -113,8 +115,24 @@ class LocalRun:
 
     async def run(self, on_context: object = None) -> int:
         workdir = Path(tempfile.mkdtemp(prefix="rebeam-run-"))
+        # Orphans below us are ours to reap and to stop (adoption.py); the reaper takes the
+        # rest down if we are killed. Each process we start is registered with both in the
+        # step that starts it.
+        adoption = Adoption()
+        adoption.start()
         reaper = Reaper()
+        adoption.own(reaper.pid)
         reaper.remove_at_exit(workdir)
+        reaper.kill_marked_at_exit(f"{MARK}={run_mark(self.options.namespace, self.run_id)}")
+
+        def spawned(pid: int) -> None:  # a helper in a process group of its own
+            adoption.own(pid)
+            reaper.watch(pid)
+
+        def ended(pid: int) -> None:
+            adoption.disown(pid)
+            reaper.forget(pid)
+
         server: NatsServer | None = None
         nc = None
         lifecycle = Lifecycle(self.options.namespace, self.options.events_file)
@@ -123,14 +141,11 @@ class LocalRun:
         zygote: Zygote | None = None
         try:
             if self.options.prefork:
-                zygote = await Zygote.start()
-                reaper.watch(zygote.pid)
+                zygote = Zygote.start(on_spawn=spawned)
             if self.options.nats_url:
                 url = self.options.nats_url
             else:
-                server = NatsServer.start(workdir / "nats")
-                if server.pid is not None:
-                    reaper.watch(server.pid)
+                server = NatsServer.start(workdir / "nats", on_spawn=spawned)
                 url = server.url
             nc = await nats_connect(
                 url, name=f"rebeam-run-{self.run_id}", max_reconnect_attempts=-1
@@ -146,6 +161,7 @@ class LocalRun:
                 python_path=self.options.python_path,
                 output=self.options.output,
                 zygote=zygote,
+                adoption=adoption,
             )
             lifecycle.attach(nc)
             control = ControlServer(self, nc)
@@ -167,11 +183,12 @@ class LocalRun:
                     await nc.close()
             if zygote is not None:
                 await zygote.close()
-                reaper.forget(zygote.pid)
+                ended(zygote.pid)
             if server is not None and server.pid is not None:
                 last = server.pid
                 server.stop()
-                reaper.forget(last)
+                ended(last)
+            adoption.close()
             reaper.close()
             shutil.rmtree(workdir, ignore_errors=True)
 

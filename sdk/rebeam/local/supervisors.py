@@ -23,11 +23,12 @@ from typing import Any
 
 from rebeam.events import LifecycleEvent, release_names_of
 from rebeam.exits import KILLED, SHUTDOWN, ExitReason, shutdown_with
+from rebeam.local.adoption import Adoption
 from rebeam.local.lifecycle import Lifecycle
 from rebeam.local.processes import ChildProcess, Identity, OutputSink, StartFailure
 from rebeam.local.reaper import Reaper
 from rebeam.local.zygote import Zygote
-from rebeam.pids import Pid
+from rebeam.pids import Pid, escape_token
 from rebeam.spec.models import Child, SupervisorSpec
 from rebeam.spec.to_core import child_specs, supervisor_flags
 from rebeam.supervision import (
@@ -53,7 +54,7 @@ from rebeam.supervision import (
     Supervisor,
 )
 
-__all__ = ["ChildRecord", "RunContext", "SupervisorRunner"]
+__all__ = ["ChildRecord", "RunContext", "SupervisorRunner", "run_mark", "slot_of"]
 
 log = logging.getLogger("rebeam.run")
 
@@ -87,7 +88,20 @@ class RunContext:
     python_path: tuple[str, ...] = ()
     output: OutputSink | None = None
     zygote: Zygote | None = None
+    adoption: Adoption | None = None
     records: dict[str, ChildRecord] = field(default_factory=dict)
+
+
+def slot_of(run_id: str, path: str) -> str:
+    """The slot of the child at ``path`` (``shop/storage/cache``) in the run ``run_id``."""
+    # Names in a path are DNS labels, which never hold '_': joining with it keeps the slot
+    # readable in subjects and pids (no escapes) and still unique per run.
+    return "_".join([run_id, *path.split("/")])
+
+
+def run_mark(namespace: str, run_id: str) -> str:
+    """What every pid of the run's children starts with (see :func:`slot_of`)."""
+    return f"{namespace}.{escape_token(run_id)}_"
 
 
 def _now() -> float:
@@ -245,9 +259,7 @@ class SupervisorRunner:
         assert child.actor is not None
         name = self.child_name(command.child)
         path = f"{self.path}/{name}"
-        # Names in a path are DNS labels, which never hold '_': joining with it keeps the
-        # slot readable in subjects and pids (no escapes) and still unique per run.
-        slot = "_".join([self.ctx.run_id, *path.split("/")])
+        slot = slot_of(self.ctx.run_id, path)
         pid = Pid.for_incarnation(self.ctx.namespace, slot, command.incarnation)
         identity = Identity(
             pid,
@@ -259,7 +271,11 @@ class SupervisorRunner:
             local_scope=self.ctx.run_id,
         )
         process = ChildProcess(
-            identity, child.actor, on_output=self.ctx.output, zygote=self.ctx.zygote
+            identity,
+            child.actor,
+            on_output=self.ctx.output,
+            zygote=self.ctx.zygote,
+            adoption=self.ctx.adoption,
         )
         self.children[command.child] = process
         record = self._record(path, "actor")

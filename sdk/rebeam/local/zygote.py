@@ -34,12 +34,15 @@ import os
 import select
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 from rebeam._orphans import die_with_parent
+from rebeam.local.endwatch import process_end
 
 __all__ = ["ForkedProcess", "Zygote", "main"]
 
@@ -49,10 +52,10 @@ _MAX_MESSAGE = 1 << 20
 class ForkedProcess:
     """What :class:`~rebeam.local.processes.ChildProcess` needs of a started process."""
 
-    def __init__(self, pid: int, ready_fd: int, stdout: asyncio.StreamReader | None) -> None:
+    def __init__(self, pid: int, ready_fd: int, output_fd: int | None) -> None:
         self.pid = pid
         self.ready_fd = ready_fd
-        self.stdout = stdout
+        self.output_fd = output_fd  # the read end of its stdout and stderr, if asked for
         self.returncode: int | None = None
         self._exit: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
@@ -68,7 +71,7 @@ class ForkedProcess:
 class Zygote:
     """The ``rebeam run`` side: start the zygote, ask it for children, hear of their ends."""
 
-    def __init__(self, process: Any, sock: socket.socket) -> None:
+    def __init__(self, process: subprocess.Popen[bytes], sock: socket.socket) -> None:
         self._process = process
         self._sock = sock
         self._loop = asyncio.get_running_loop()
@@ -80,26 +83,31 @@ class Zygote:
         self._reader.start()
 
     @classmethod
-    async def start(cls) -> Zygote:
+    def start(cls, on_spawn: Callable[[int], None] | None = None) -> Zygote:
+        """Start the zygote (from the event loop); ``on_spawn`` hears its pid at once."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "rebeam.local.zygote", str(theirs.fileno()),
-            stdin=asyncio.subprocess.DEVNULL,
-            pass_fds=(theirs.fileno(),),
-            # A process group of its own: a Ctrl-C typed in the terminal is for rebeam run.
-            start_new_session=True,
-            preexec_fn=die_with_parent,
-        )  # fmt: skip
-        theirs.close()
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "rebeam.local.zygote", str(theirs.fileno())],
+                stdin=subprocess.DEVNULL,
+                pass_fds=(theirs.fileno(),),
+                # A process group of its own: a Ctrl-C typed in the terminal is for rebeam run.
+                start_new_session=True,
+                preexec_fn=die_with_parent,
+            )
+        finally:
+            theirs.close()
+        if on_spawn is not None:
+            on_spawn(process.pid)
         return cls(process, ours)
 
     @property
     def pid(self) -> int:
-        return int(self._process.pid)
+        return self._process.pid
 
     @property
     def alive(self) -> bool:
-        return self._process.returncode is None
+        return self._process.poll() is None
 
     async def fork(
         self, argv: list[str], env: dict[str, str], cwd: str | None, output: bool
@@ -114,13 +122,7 @@ class Zygote:
             for fd in fds:
                 os.close(fd)
             raise OSError(reply["error"])
-        stdout = None
-        if output:
-            stdout = asyncio.StreamReader()
-            await self._loop.connect_read_pipe(
-                lambda: asyncio.StreamReaderProtocol(stdout), os.fdopen(fds[1], "rb", buffering=0)
-            )
-        child = ForkedProcess(reply["pid"], fds[0], stdout)
+        child = ForkedProcess(reply["pid"], fds[0], fds[1] if output else None)
         self._children[child.pid] = child
         if child.pid in self._early_exits:
             child._ended(self._early_exits.pop(child.pid))
@@ -155,8 +157,11 @@ class Zygote:
         if self.alive:
             with contextlib.suppress(ProcessLookupError):
                 self._process.terminate()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._process.wait(), 5)
+        try:
+            await asyncio.wait_for(process_end(self._process), 5)
+        except TimeoutError:
+            self._process.kill()
+            self._process.wait()
 
 
 # --- the zygote process ----------------------------------------------------------------
