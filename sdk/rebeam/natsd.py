@@ -19,6 +19,7 @@ the same port with the same store (nothing acknowledged in JetStream is lost acr
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -182,6 +183,15 @@ class NatsServer:
         deadline = time.monotonic() + timeout
         while not self._came_up(deadline, timeout):
             time.sleep(0.02)
+
+    async def restart_async(self, timeout: float = 10.0) -> None:
+        """:meth:`restart` for an event loop: it is not blocked while the server comes up."""
+        self.stop()
+        self._launch()
+        deadline = time.monotonic() + timeout
+        # The ports file is the server's only signal that it is up: poll it.
+        while not self._came_up(deadline, timeout):  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
 
     def __enter__(self) -> NatsServer:
         return self

@@ -66,7 +66,10 @@ class InstanceFile:
         return Path(base) / "rebeam" / f"{namespace}.json"
 
     @classmethod
-    def write(cls, namespace: str, nats_url: str, run_id: str) -> InstanceFile:
+    def write(
+        cls, namespace: str, nats_url: str, run_id: str, *, nats_pid: int | None = None
+    ) -> InstanceFile:
+        """Write (or rewrite: the private server's pid changes when it is restarted)."""
         path = cls.location(namespace)
         path.parent.mkdir(parents=True, exist_ok=True)
         info = {
@@ -75,6 +78,7 @@ class InstanceFile:
             "run_id": run_id,
             "pid": os.getpid(),
             "pid_started": _started(os.getpid()),
+            "nats_pid": nats_pid,
             "started": time.time(),
         }
         # Whole or not at all: another terminal may read it at any moment.

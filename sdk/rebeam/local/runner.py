@@ -10,11 +10,12 @@ Order of things, and why:
    other terminals, and the instance file that lets them find us;
 3. each root supervisor's init, in the order of the manifests (a start failure stops what
    started, in reverse);
-4. then wait: for a root to end (given up, or auto-shutdown) or for SIGINT/SIGTERM, which
-   shut every tree down in order — a second one kills everything at once;
+4. then wait: for a root to end (given up, or auto-shutdown), for SIGINT/SIGTERM, which
+   shut every tree down in order — a second one kills everything at once — or for the
+   private nats-server to die more often than it may be restarted (natskeeper.py);
 5. the end: one line saying why, exit code 0 for a clean end, 1 when a supervisor gave up, a
-   tree could not start, or a second signal killed the children instead of stopping them in
-   order.
+   tree could not start, the nats-server could not be kept up, or a second signal killed
+   the children instead of stopping them in order.
 
 A standalone ``Actor`` resource is supervised as the only child of an implicit one_for_one
 supervisor of the same name, with the actor's restart and shutdown settings.
@@ -31,12 +32,14 @@ import signal
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rebeam._nats_fixes import connect as nats_connect
 from rebeam.exits import SHUTDOWN, ExitReason
 from rebeam.local.adoption import MARK, Adoption
 from rebeam.local.control import ControlServer, InstanceFile
 from rebeam.local.lifecycle import Lifecycle
+from rebeam.local.natskeeper import ServerKeeper
 from rebeam.local.processes import OutputSink
 from rebeam.local.reaper import Reaper
 from rebeam.local.supervisors import RunContext, SupervisorRunner, run_mark
@@ -134,11 +137,13 @@ class LocalRun:
             reaper.forget(pid)
 
         server: NatsServer | None = None
+        keeper: asyncio.Task[str] | None = None
         nc = None
         lifecycle = Lifecycle(self.options.namespace, self.options.events_file)
         control: ControlServer | None = None
         instance: InstanceFile | None = None
         zygote: Zygote | None = None
+        connection = _ConnectionLog()
         try:
             if self.options.prefork:
                 zygote = Zygote.start(on_spawn=spawned)
@@ -148,7 +153,11 @@ class LocalRun:
                 server = NatsServer.start(workdir / "nats", on_spawn=spawned)
                 url = server.url
             nc = await nats_connect(
-                url, name=f"rebeam-run-{self.run_id}", max_reconnect_attempts=-1
+                url,
+                name=f"rebeam-run-{self.run_id}",
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+                **connection.callbacks(url),
             )
             self.ctx = RunContext(
                 namespace=self.options.namespace,
@@ -166,10 +175,25 @@ class LocalRun:
             lifecycle.attach(nc)
             control = ControlServer(self, nc)
             await control.start()
-            instance = InstanceFile.write(self.options.namespace, url, self.run_id)
+
+            def advertise() -> InstanceFile:
+                return InstanceFile.write(
+                    self.options.namespace,
+                    url,
+                    self.run_id,
+                    nats_pid=server.pid if server is not None else None,
+                )
+
+            instance = advertise()
+            if server is not None:
+                keeper = asyncio.ensure_future(
+                    ServerKeeper(
+                        server, on_spawn=spawned, on_end=ended, on_restarted=advertise
+                    ).keep()
+                )
             if callable(on_context):
                 on_context(self)
-            return await self._supervise()
+            return await self._supervise(keeper)
         finally:
             for runner in self.roots:
                 runner.kill()  # a no-op after an orderly shutdown; the last resort otherwise
@@ -178,12 +202,17 @@ class LocalRun:
             await lifecycle.close()
             if instance is not None:
                 instance.remove()
+            connection.closing = True
             if nc is not None:
                 with contextlib.suppress(Exception):
                     await nc.close()
             if zygote is not None:
                 await zygote.close()
                 ended(zygote.pid)
+            if keeper is not None:
+                keeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await keeper
             if server is not None and server.pid is not None:
                 last = server.pid
                 server.stop()
@@ -192,7 +221,7 @@ class LocalRun:
             reaper.close()
             shutil.rmtree(workdir, ignore_errors=True)
 
-    async def _supervise(self) -> int:
+    async def _supervise(self, keeper: asyncio.Task[str] | None) -> int:
         loop = asyncio.get_running_loop()
         self._stop_requested = asyncio.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -210,10 +239,15 @@ class LocalRun:
                 asyncio.wait([r.done for r in self.roots], return_when=asyncio.FIRST_COMPLETED)
             )
             stop = asyncio.ensure_future(self._stop_requested.wait())
-            await asyncio.wait({ended, stop}, return_when=asyncio.FIRST_COMPLETED)
+            waiting = {ended, stop} | ({keeper} if keeper is not None else set())
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             ended.cancel()
             stop.cancel()
             finished = next((r for r in self.roots if r.done.done()), None)
+            if keeper is not None and keeper.done() and not self._stop_requested.is_set():
+                self.outcome = _kept_up_until(keeper)
+                await self._shutdown_all()
+                return 1
             if finished is None:
                 await self._shutdown_all()
                 if self._killed:
@@ -296,6 +330,41 @@ class LocalRun:
         parent, _, name = path.strip("/").rpartition("/")
         runner = self.supervisor_at(parent) if parent else None
         return (runner, runner.child_id(name)) if runner else None
+
+
+def _kept_up_until(keeper: asyncio.Task[str]) -> str:
+    """Why the private nats-server could not be kept up (the keeper's last word)."""
+    if keeper.cancelled():
+        return "the private nats-server is gone"
+    error = keeper.exception()
+    if error is not None:
+        return f"the private nats-server could not be kept up: {error}"
+    return keeper.result()
+
+
+class _ConnectionLog:
+    """One line when the controller loses NATS and one when it is back; nats-py's own error
+    reports (a traceback per failed reconnect attempt) only at debug level."""
+
+    def __init__(self) -> None:
+        self.closing = False
+
+    def callbacks(self, url: str) -> dict[str, Any]:
+        async def error_cb(exc: Exception) -> None:
+            log.debug("NATS at %s: %s", url, exc)
+
+        async def disconnected_cb() -> None:
+            if not self.closing:
+                log.warning("lost the connection to NATS at %s; reconnecting", url)
+
+        async def reconnected_cb() -> None:
+            log.warning("reconnected to NATS at %s", url)
+
+        return {
+            "error_cb": error_cb,
+            "disconnected_cb": disconnected_cb,
+            "reconnected_cb": reconnected_cb,
+        }
 
 
 def _start_failure(reason: ExitReason) -> str:
