@@ -22,7 +22,9 @@ Protocol, over a SOCK_SEQPACKET socket pair (one message per request or report):
 
 The zygote runs in a session of its own, as each child does (a process group for stops and
 the reaper): a Ctrl-C typed in the terminal is for ``rebeam run`` alone. A child dies with the
-zygote, which dies with ``rebeam run``.
+zygote, which dies with ``rebeam run``. If the zygote dies (its socket closes), each child
+forked from it has ended by SIGKILL, and is reported so — its supervisor restarts it as
+usual — and Python actors are spawned as fresh interpreters from then on.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import select
 import signal
@@ -45,6 +48,8 @@ from rebeam._orphans import die_with_parent
 from rebeam.local.endwatch import process_end
 
 __all__ = ["ForkedProcess", "Zygote", "main"]
+
+log = logging.getLogger("rebeam.run")
 
 _MAX_MESSAGE = 1 << 20
 
@@ -78,6 +83,7 @@ class Zygote:
         self._forks: asyncio.Queue[tuple[dict[str, Any], list[int]]] = asyncio.Queue()
         self._children: dict[int, ForkedProcess] = {}
         self._early_exits: dict[int, int] = {}
+        self._gone = False
         self._lock = asyncio.Lock()
         self._reader = threading.Thread(target=self._read_reports, daemon=True)
         self._reader.start()
@@ -107,13 +113,15 @@ class Zygote:
 
     @property
     def alive(self) -> bool:
-        return self._process.poll() is None
+        return not self._gone and self._process.poll() is None
 
     async def fork(
         self, argv: list[str], env: dict[str, str], cwd: str | None, output: bool
     ) -> ForkedProcess:
         request = {"argv": argv, "env": env, "cwd": cwd, "output": output}
         async with self._lock:  # one fork at a time: answers come back in order
+            if self._gone:
+                raise OSError("the zygote is gone")
             # A blocking send of a few KiB on a local socket pair: it never waits in practice,
             # and the socket stays blocking for the reader thread.
             self._sock.send(json.dumps(request).encode())
@@ -134,11 +142,28 @@ class Zygote:
             try:
                 data, fds, _, _ = socket.recv_fds(self._sock, _MAX_MESSAGE, 2)
             except OSError:
-                return
+                data = b""
             if not data:
+                with contextlib.suppress(RuntimeError):  # the loop is closed: the run is over
+                    self._loop.call_soon_threadsafe(self._lost)
                 return
             report = json.loads(data)
             self._loop.call_soon_threadsafe(self._report, report, list(fds))
+
+    def _lost(self) -> None:
+        """The zygote is gone (killed, or closed at the end). Its children went with it —
+        each dies with its parent, by SIGKILL — so that is how each of them ended."""
+        if not self._gone and self._children:
+            log.warning(
+                "the zygote (pid %d) is gone, and the actors forked from it; Python actors "
+                "start as fresh interpreters from now on",
+                self._process.pid,
+            )
+        self._gone = True
+        for child in self._children.values():
+            child._ended(-signal.SIGKILL)
+        self._children.clear()
+        self._forks.put_nowait(({"error": "the zygote is gone"}, []))  # for a fork under way
 
     def _report(self, report: dict[str, Any], fds: list[int]) -> None:
         if "exit" in report:
