@@ -297,8 +297,8 @@ class Node(Naming, Watching):
                 url,
                 name=str(pid),
                 connect_timeout=connect_timeout,
-            # nats-py retries the first connect with the reconnect budget, and -1 would
-            # retry forever: bound the first connect, then allow the configured budget.
+                # nats-py retries the first connect with the reconnect budget, and -1 would
+                # retry forever: bound the first connect, then allow the configured budget.
                 max_reconnect_attempts=max(1, int(connect_deadline / reconnect_time_wait)),
                 reconnect_time_wait=reconnect_time_wait,
                 allow_reconnect=True,

@@ -17,13 +17,15 @@ rows only. The issuer's secrets are written to ``<workdir>/issuer.json`` (mode 0
 ``rebeam run --nats URL --issuer FILE`` can issue credentials for a server it did not start.
 
 The server is stopped by its own pid: SIGTERM, then SIGKILL if it has not gone within the
-grace time. ``kill()`` is the SIGKILL used by tests that crash the server on purpose, and
-``restart()`` brings it back on the same port with the same store (nothing acknowledged in
-JetStream is lost across it).
+grace time. It runs in a process group of its own, so a Ctrl-C typed in the terminal reaches
+only the program that started it, which decides when the server stops. ``kill()`` is the
+SIGKILL used by tests that crash the server on purpose, and ``restart()`` brings it back on
+the same port with the same store (nothing acknowledged in JetStream is lost across it).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -32,6 +34,7 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -71,6 +74,7 @@ class NatsServer:
         *,
         port: int = -1,
         jetstream: bool = True,
+        on_spawn: Callable[[int], None] | None = None,
         namespaces: tuple[str, ...] = ("default",),
         secure: bool = True,
         monitoring: bool = False,
@@ -79,13 +83,15 @@ class NatsServer:
         self.port = port
         self.jetstream = jetstream
         self.namespaces = namespaces
-        self.secure = secure
         self.monitoring = monitoring or not secure
+        self.secrets = IssuerSecrets.create() if secure else None
+        self.issuer: Issuer | None = None
         self.url = ""
         self.monitor_url = ""
         self.process: subprocess.Popen[bytes] | None = None
-        self.secrets = IssuerSecrets.create() if secure else None
-        self.issuer: Issuer | None = None
+        # Hears each new server process's pid in the step that spawned it (rebeam run keeps
+        # a list of the processes it started itself: see rebeam.local.adoption).
+        self.on_spawn = on_spawn
 
     @classmethod
     def start(
@@ -94,6 +100,7 @@ class NatsServer:
         *,
         jetstream: bool = True,
         timeout: float = 10.0,
+        on_spawn: Callable[[int], None] | None = None,
         namespaces: tuple[str, ...] = ("default",),
         secure: bool = True,
         monitoring: bool = False,
@@ -101,12 +108,17 @@ class NatsServer:
         server = cls(
             workdir,
             jetstream=jetstream,
+            on_spawn=on_spawn,
             namespaces=namespaces,
             secure=secure,
             monitoring=monitoring,
         )
-        server._spawn(timeout)
+        server._launch()
+        deadline = time.monotonic() + timeout
+        while not server._came_up(deadline, timeout):
+            time.sleep(0.02)
         if server.secrets is not None:
+            # One issuer for the server's whole life: it reconnects across restarts.
             server.issuer = Issuer(server.url, server.secrets)
             try:
                 server.issuer.start(timeout)
@@ -125,12 +137,23 @@ class NatsServer:
     def admin_credentials(self, namespace: str) -> str | None:
         return self.credentials(Grant(Role.ADMIN, namespace, label="admin"))
 
-    def _args(self, ports_dir: Path) -> list[str]:
-        """The server's command line; a secured server gets a config file of its own."""
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def _args(self) -> list[str]:
+        """The server's whole configuration: every option it is started with. A secured
+        server gets a config file of its own (accounts and the auth callout)."""
+        ports_dir = self.workdir / "ports"
         store = self.workdir / "store" if self.jetstream else None
         if self.secrets is None:
-            args = [find_nats_server(), "-a", "127.0.0.1", "-p", str(self.port)]
-            args += ["-m", "-1", "--ports_file_dir", str(ports_dir)]
+            args = [
+                find_nats_server(),
+                "-a", "127.0.0.1",
+                "-p", str(self.port),
+                "-m", "-1",
+                "--ports_file_dir", str(ports_dir),
+            ]  # fmt: skip
             return args + (["-js", "-sd", str(store)] if store else [])
         config = self.workdir / "nats-server.conf"
         text = serverconf.render(
@@ -145,59 +168,63 @@ class NatsServer:
         _write_private(self.workdir / "issuer.json", json.dumps(_secrets_to_json(self.secrets)))
         return [find_nats_server(), "-c", str(config)]
 
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process else None
-
-    def _spawn(self, timeout: float) -> None:
+    def _launch(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         ports_dir = self.workdir / "ports"
         ports_dir.mkdir(exist_ok=True)
         for stale in ports_dir.glob("*.ports"):
             stale.unlink()
-        args = self._args(ports_dir)
         log = open(self.workdir / "nats-server.log", "ab")  # noqa: SIM115 - owned by the child
         try:
             self.process = subprocess.Popen(
-                args,
+                self._args(),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                # A process group of its own: a Ctrl-C typed in the terminal goes to the
+                # terminal's foreground group, and is for whoever started us to handle.
+                start_new_session=True,
                 # Die with whoever started us when that is a Linux process: no orphans.
                 preexec_fn=die_with_parent,
             )
         finally:
             log.close()
-        ports_file = ports_dir / f"nats-server_{self.process.pid}.ports"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise NatsServerError(
-                    f"nats-server exited with code {self.process.returncode} at start; "
-                    f"see {self.workdir / 'nats-server.log'}"
-                )
-            if ports_file.exists():
-                try:
-                    ports = json.loads(ports_file.read_text())
-                    self.url = ports["nats"][0]
-                    self.monitor_url = ports.get("monitoring", [""])[0]
-                except (ValueError, KeyError, IndexError):
-                    pass  # written but not complete yet: poll again
-                else:
-                    self.port = int(self.url.rsplit(":", 1)[1])
-                    return
-            time.sleep(0.02)
-        self.stop()
-        raise NatsServerError(f"nats-server did not report its port within {timeout:.0f}s")
+        if self.on_spawn is not None:
+            self.on_spawn(self.process.pid)
+
+    def _came_up(self, deadline: float, timeout: float) -> bool:
+        """Whether the server reported its port; raises if it died or the time is up."""
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise NatsServerError(
+                f"nats-server exited with code {self.process.returncode} at start; "
+                f"see {self.workdir / 'nats-server.log'}"
+            )
+        ports_file = self.workdir / "ports" / f"nats-server_{self.process.pid}.ports"
+        if ports_file.exists():
+            try:
+                ports = json.loads(ports_file.read_text())
+                self.url = ports["nats"][0]
+                self.monitor_url = ports.get("monitoring", [""])[0]
+            except (ValueError, KeyError, IndexError):
+                pass  # written but not complete yet: poll again
+            else:
+                self.port = int(self.url.rsplit(":", 1)[1])
+                return True
+        if time.monotonic() > deadline:
+            self.stop()
+            raise NatsServerError(f"nats-server did not report its port within {timeout:.0f}s")
+        return False
 
     def stop(self, grace: float = 5.0) -> None:
-        """SIGTERM, wait up to ``grace``, then SIGKILL. Safe to call twice."""
+        """SIGTERM, wait up to ``grace``, then SIGKILL, and stop the issuer. Safe to call
+        twice."""
         if self.issuer is not None:
             self.issuer.stop()
             self.issuer = None
         self._stop_process(grace)
 
-    def _stop_process(self, grace: float) -> None:
+    def _stop_process(self, grace: float = 5.0) -> None:
         proc, self.process = self.process, None
         if proc is None or proc.poll() is not None:
             return
@@ -218,8 +245,20 @@ class NatsServer:
     def restart(self, timeout: float = 10.0) -> None:
         """Stop and start again on the same port with the same JetStream store (and the
         same issuer, which reconnects by itself)."""
-        self._stop_process(5.0)
-        self._spawn(timeout)
+        self._stop_process()
+        self._launch()
+        deadline = time.monotonic() + timeout
+        while not self._came_up(deadline, timeout):
+            time.sleep(0.02)
+
+    async def restart_async(self, timeout: float = 10.0) -> None:
+        """:meth:`restart` for an event loop: it is not blocked while the server comes up."""
+        self._stop_process()
+        self._launch()
+        deadline = time.monotonic() + timeout
+        # The ports file is the server's only signal that it is up: poll it.
+        while not self._came_up(deadline, timeout):  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
 
     def __enter__(self) -> NatsServer:
         return self

@@ -8,11 +8,16 @@ children are its own business, and test_no_orphans checks that it minds it.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
+import termios
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -230,3 +235,92 @@ def descendants(root: int) -> list[int]:
             found.append(child)
             stack.append(child)
     return found
+
+
+def processes_with_arg(arg: str) -> list[int]:
+    """The OS pids of every process with ``arg`` as one of its arguments, from /proc."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if arg.encode() in argv and alive(int(entry)):
+            found.append(int(entry))
+    return found
+
+
+def kill_leftovers(arg: str) -> None:
+    """Teardown for tests of escaping processes: SIGKILL whatever is left, each by its pid."""
+    for os_pid in processes_with_arg(arg):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(os_pid, signal.SIGKILL)
+
+
+@dataclass
+class Terminal:
+    """A process in a pseudo-terminal of its own, as a person starts it in a terminal window:
+    the session leader, with the pty as its controlling terminal, so that a Ctrl-C typed
+    into the master goes to the terminal's foreground process group — not to a pid."""
+
+    process: subprocess.Popen[bytes]
+    master: int
+    _output: bytearray = field(default_factory=bytearray)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def type(self, keys: bytes) -> None:
+        os.write(self.master, keys)
+
+    def output(self) -> str:
+        with self._lock:
+            return self._output.decode(errors="replace")
+
+    def _drain(self) -> None:
+        """Read everything written to the terminal (a full pty would block the writer)."""
+        while True:
+            try:
+                chunk = os.read(self.master, 65536)
+            except OSError:  # EIO: every writer has closed the terminal
+                return
+            if not chunk:
+                return
+            with self._lock:
+                self._output += chunk
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def in_terminal(argv: list[str], env: dict[str, str], cwd: Path) -> Terminal:
+    master, slave = os.openpty()
+    # A size, as a terminal window has (a fresh pty says 0x0).
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+
+    def take_terminal() -> None:  # runs after setsid(): make the pty our controlling terminal
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    try:
+        process = subprocess.Popen(
+            argv,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+            preexec_fn=take_terminal,
+        )
+    finally:
+        os.close(slave)
+    terminal = Terminal(process, master)
+    threading.Thread(target=terminal._drain, daemon=True).start()
+    return terminal

@@ -1,17 +1,45 @@
-"""What several subcommands share: finding the running instance, printing errors."""
+"""What several subcommands share: finding the running instance, connecting to its NATS,
+printing errors."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import secrets
 from pathlib import Path
 from typing import Any
 
+import nats
+
 from rebeam import _subjects
 from rebeam._nats_fixes import connect as nats_connect
-from rebeam.local.control import InstanceFile
+from rebeam.local.control import InstanceFile, NoInstance
 from rebeam.pids import Pid, validate_namespace
+
+__all__ = [
+    "CONNECT_TIMEOUT",
+    "FAILURES",
+    "Unreachable",
+    "add_namespace",
+    "add_target",
+    "admin_connect",
+    "connect",
+    "credentials",
+    "nats_url",
+    "unreachable",
+]
+
+CONNECT_TIMEOUT = 3.0
+"""A command that cannot reach NATS within this many seconds says so and ends."""
+
+
+class Unreachable(RuntimeError):
+    """NATS did not answer; the message names the URL and what happened."""
+
+
+FAILURES = (NoInstance, Unreachable, OSError, nats.errors.Error)
+"""What a command that talks to a running tree reports in one line (``rebeam: ...``)."""
 
 
 def add_namespace(parser: argparse.ArgumentParser) -> None:
@@ -65,6 +93,54 @@ def nats_url(args: argparse.Namespace) -> str:
     return str(InstanceFile.read(args.namespace)["nats_url"])
 
 
+def unreachable(url: str, exc: BaseException) -> Unreachable:
+    """One line for a connection that failed: the URL, and why in words."""
+    if isinstance(exc, ConnectionRefusedError):
+        why = "connection refused (is the server running?)"
+    elif isinstance(exc, TimeoutError | nats.errors.TimeoutError):
+        why = f"no answer within {CONNECT_TIMEOUT:g}s"
+    elif isinstance(exc, nats.errors.NoServersError):
+        why = "no server answered"
+    elif isinstance(exc, OSError) and exc.strerror:
+        why = exc.strerror.lower()
+    else:
+        why = str(exc) or type(exc).__name__
+    return Unreachable(f"cannot reach NATS at {url}: {why}")
+
+
+async def connect(url: str, **callbacks: Any) -> Any:
+    """A NATS connection for one command, or :class:`Unreachable` within CONNECT_TIMEOUT.
+
+    One attempt and one retry: a command is asked for by a person, who wants an answer, not a
+    wait. A command that follows (``rebeam events``) may allow reconnects once connected, by
+    setting ``options["allow_reconnect"]`` on the connection."""
+    failures: list[BaseException] = []
+
+    async def keep(exc: Exception) -> None:
+        """nats-py would log a traceback for every failure; the caller says it in a line."""
+        failures.append(exc)
+
+    callbacks.setdefault("error_cb", keep)
+    try:
+        nc = await asyncio.wait_for(
+            nats_connect(
+                url,
+                connect_timeout=CONNECT_TIMEOUT / 2,
+                allow_reconnect=False,
+                # nats-py retries the first connect within the reconnect budget: 1 is one retry.
+                max_reconnect_attempts=1,
+                reconnect_time_wait=0.2,
+                **callbacks,
+            ),
+            CONNECT_TIMEOUT + 0.5,
+        )
+    except (OSError, TimeoutError, nats.errors.Error) as exc:
+        raise unreachable(url, failures[-1] if failures else exc) from None
+    nc.options["max_reconnect_attempts"] = -1  # only used once reconnects are allowed
+    nc.options["reconnect_time_wait"] = 0.5
+    return nc
+
+
 def credentials(args: argparse.Namespace) -> str | None:
     """The credential to connect with (docs/security.md): the owner's, from the instance
     file of the `rebeam run` for the namespace, or the one given with --nats."""
@@ -76,14 +152,14 @@ def credentials(args: argparse.Namespace) -> str | None:
     return os.environ.get("REBEAM_CREDENTIALS") or None
 
 
-async def admin_connect(args: argparse.Namespace, **options: Any) -> Any:
-    """A NATS connection as the owner, under a fresh client pid of the namespace (what the
+async def admin_connect(args: argparse.Namespace, **callbacks: Any) -> Any:
+    """:func:`connect` as the owner, under a fresh client pid of the namespace (what the
     issuer binds an owner's connection to)."""
     pid = Pid.for_client(args.namespace)
-    return await nats_connect(
+    return await connect(
         nats_url(args),
         name=str(pid),
         token=credentials(args),
         inbox_prefix=f"{_subjects.inbox_prefix(pid)}.{secrets.token_hex(8)}",
-        **options,
+        **callbacks,
     )

@@ -8,12 +8,9 @@ import asyncio
 import sys
 from typing import Any
 
-import nats
-
 from rebeam._limits import loads_json
-from rebeam.cli._common import add_target
+from rebeam.cli._common import FAILURES, add_target
 from rebeam.cli.inspect import request
-from rebeam.local.control import NoInstance
 
 HELP = {
     "start-child": "start a dynamic child of a simple_one_for_one supervisor",
@@ -44,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
             return 2
     try:
         reply = asyncio.run(request(args, args.operation, body))
-    except (NoInstance, OSError, nats.errors.Error) as exc:
+    except FAILURES as exc:
         print(f"rebeam: {exc}", file=sys.stderr)
         return 1
     if "error" in reply:

@@ -12,7 +12,7 @@ import nats
 from rich.console import Console
 
 from rebeam._management import parse_reply
-from rebeam.cli._common import add_target, admin_connect
+from rebeam.cli._common import FAILURES, add_target, admin_connect, nats_url
 from rebeam.events import LifecycleEvent
 from rebeam.local.control import NoInstance, control_subject
 from rebeam.local.view import describe_event, render_tree
@@ -34,7 +34,7 @@ def add_parser(subparsers: Any) -> None:
 def run_tree(args: argparse.Namespace) -> int:
     try:
         reply = asyncio.run(request(args, "tree", {}))
-    except (NoInstance, OSError, nats.errors.Error) as exc:
+    except FAILURES as exc:
         print(f"rebeam: {exc}", file=sys.stderr)
         return 1
     if "error" in reply:
@@ -49,7 +49,7 @@ def run_tree(args: argparse.Namespace) -> int:
 
 async def request(args: argparse.Namespace, operation: str, body: dict[str, Any]) -> Any:
     """One control request to the running instance; its JSON reply."""
-    nc = await admin_connect(args, max_reconnect_attempts=0, connect_timeout=2)
+    nc = await admin_connect(args)
     try:
         msg = await nc.request(
             control_subject(args.namespace, operation), json.dumps(body).encode(), timeout=30
@@ -73,13 +73,24 @@ async def request(args: argparse.Namespace, operation: str, body: dict[str, Any]
 def run_events(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(_follow(args))
-    except (NoInstance, OSError, nats.errors.Error) as exc:
+    except FAILURES as exc:
         print(f"rebeam: {exc}", file=sys.stderr)
         return 1
 
 
 async def _follow(args: argparse.Namespace) -> int:
-    nc = await admin_connect(args, max_reconnect_attempts=-1)
+    url = nats_url(args)
+    closing = False
+
+    async def disconnected_cb() -> None:
+        if not closing:
+            print(f"rebeam: lost the connection to NATS at {url}; reconnecting", file=sys.stderr)
+
+    async def reconnected_cb() -> None:
+        print(f"rebeam: reconnected to NATS at {url}", file=sys.stderr)
+
+    nc = await admin_connect(args, disconnected_cb=disconnected_cb, reconnected_cb=reconnected_cb)
+    nc.options["allow_reconnect"] = True  # following: a server restart is waited out
     seen = 0
     done = asyncio.Event()
 
@@ -98,5 +109,6 @@ async def _follow(args: argparse.Namespace) -> int:
     try:
         await done.wait()
     finally:
+        closing = True
         await nc.close()
     return 0

@@ -9,11 +9,20 @@ import json
 import sys
 from typing import Any
 
+import nats
+
 from rebeam._api import connect
 from rebeam._limits import loads_json
-from rebeam.cli._common import add_target, credentials, nats_url
+from rebeam.cli._common import (
+    CONNECT_TIMEOUT,
+    FAILURES,
+    add_target,
+    credentials,
+    nats_url,
+    unreachable,
+)
+from rebeam.cli._common import connect as probe_connect
 from rebeam.errors import RebeamError
-from rebeam.local.control import NoInstance
 from rebeam.pids import Pid
 
 
@@ -40,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         return asyncio.run(_talk(args, message))
-    except (NoInstance, RebeamError, OSError) as exc:
+    except (*FAILURES, RebeamError) as exc:
         print(f"rebeam: {exc}", file=sys.stderr)
         return 1
 
@@ -49,9 +58,24 @@ async def _talk(args: argparse.Namespace, message: Any) -> int:
     dest: Pid | str = args.dest
     with contextlib.suppress(ValueError):  # not a pid: a registered name
         dest = Pid.parse(args.dest)
-    async with connect(
-        nats_url(args), namespace=args.namespace, lease=False, credentials=credentials(args)
-    ) as node:
+    url = nats_url(args)
+    try:
+        node = await asyncio.wait_for(
+            connect(
+                url,
+                namespace=args.namespace,
+                lease=False,
+                connect_deadline=1.0,
+                credentials=credentials(args),
+            ),
+            CONNECT_TIMEOUT,
+        )
+    except (OSError, TimeoutError, nats.errors.Error) as exc:
+        # The node's connect only knows that it failed; one plain attempt says why.
+        probe = await probe_connect(url)  # raises Unreachable with the reason
+        await probe.close()
+        raise unreachable(url, exc) from None
+    try:
         if args.kind == "call":
             reply = await node.call(dest, message, args.timeout)
             print(json.dumps(reply, default=repr))
@@ -59,4 +83,6 @@ async def _talk(args: argparse.Namespace, message: Any) -> int:
             await node.cast(dest, message)
         else:
             await node.send(dest, message)
+    finally:
+        await node.close()
     return 0

@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from rich.text import Text
 
 from rebeam.cli._common import add_namespace
 from rebeam.local.runner import LocalRun, RunOptions, local_problems
-from rebeam.local.view import LiveView, PlainLog
+from rebeam.local.view import LiveView, Outlet, PlainLog, fd_writer
 from rebeam.spec import load_files
 
 EXIT_REFUSED = 2
@@ -58,7 +59,6 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.WARNING, format="rebeam: %(message)s", stream=sys.stderr)
     loaded = load_files(args.files)
     problems = [str(p) for p in loaded.problems] or local_problems(loaded.resources)
     if problems:
@@ -68,13 +68,20 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_REFUSED
     live = not args.quiet and not args.plain and sys.stdout.isatty()
     view: LiveView | None = None
+    # Every line rebeam run writes while the tree runs goes through the outlet's thread. The
+    # live view prints through its console (which keeps the tree drawn under the lines).
+    to_stdout = fd_writer(sys.stdout) if not live else _print_stdout
+    to_stderr = fd_writer(sys.stderr) if not live else _print_stderr
+    outlet = Outlet(report=to_stderr)
+    _log_through(outlet, to_stderr)
 
     def show_output(path: str, line: str) -> None:
         """Children's output, each line under its child's path (as docker compose does)."""
         if view is not None:
-            view.console.print(Text.assemble((f"{path} | ", "dim"), line))
+            console = view.console
+            outlet.put(line, lambda text: console.print(Text.assemble((f"{path} | ", "dim"), text)))
         else:
-            print(f"{path} | {line}", flush=True)
+            outlet.put(f"{path} | {line}", to_stdout)
 
     options = RunOptions(
         namespace=args.namespace,
@@ -94,12 +101,43 @@ def run(args: argparse.Namespace) -> int:
             view.__enter__()
             started.ctx.lifecycle.listen(view)
         elif not args.quiet:
-            started.ctx.lifecycle.listen(PlainLog())
+            started.ctx.lifecycle.listen(PlainLog(outlet, to_stdout))
 
     try:
         code = asyncio.run(local.run(on_context))
     finally:
+        outlet.close()
         if view is not None:
             view.__exit__()
     print(f"rebeam: {local.outcome}", file=sys.stderr)
     return code
+
+
+def _print_stdout(line: str) -> None:
+    print(line, flush=True)
+
+
+def _print_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+class _OutletHandler(logging.Handler):
+    """Log records as lines through the outlet: a blocked terminal blocks no log call."""
+
+    def __init__(self, outlet: Outlet, write: Callable[[str], None]) -> None:
+        super().__init__(logging.WARNING)
+        self.outlet = outlet
+        self.write = write
+        self.setFormatter(logging.Formatter("rebeam: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.outlet.put(self.format(record), self.write)
+        except Exception:  # a record that cannot be formatted must not end the run
+            self.handleError(record)
+
+
+def _log_through(outlet: Outlet, write: Callable[[str], None]) -> None:
+    root = logging.getLogger()
+    root.setLevel(logging.WARNING)
+    root.addHandler(_OutletHandler(outlet, write))

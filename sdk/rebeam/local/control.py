@@ -58,6 +58,12 @@ class NoInstance(RuntimeError):
 
 @dataclass(frozen=True)
 class InstanceFile:
+    """The one owner of the instance file: ``rebeam run`` writes it, commands read it.
+
+    It records the run's pid with the time that process started (from ``/proc``), so a file
+    left behind by a run that was killed is told apart from a live run even once the pid has
+    been reused; a stale file is removed by the first command that finds it."""
+
     path: Path
 
     @staticmethod
@@ -67,10 +73,17 @@ class InstanceFile:
 
     @classmethod
     def write(
-        cls, namespace: str, nats_url: str, run_id: str, *, credentials: str | None = None
+        cls,
+        namespace: str,
+        nats_url: str,
+        run_id: str,
+        *,
+        nats_pid: int | None = None,
+        credentials: str | None = None,
     ) -> InstanceFile:
-        """Write the file other terminals find the run by. It holds the credential of the
-        run's owner, so only its owner may read it (docs/security.md)."""
+        """Write (or rewrite: the private server's pid changes when it is restarted). It
+        holds the credential of the run's owner, so only its owner may read it
+        (docs/security.md)."""
         path = cls.location(namespace)
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         info = {
@@ -78,29 +91,40 @@ class InstanceFile:
             "nats_url": nats_url,
             "run_id": run_id,
             "pid": os.getpid(),
+            "pid_started": _started(os.getpid()),
+            "nats_pid": nats_pid,
             "started": time.time(),
             "credentials": credentials,
         }
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # Whole or not at all: another terminal may read it at any moment. Made 0600 before
+        # anything is written to it: it holds a credential.
+        partial = path.with_name(f".{path.name}.{os.getpid()}")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:
             out.write(json.dumps(info))
-        os.chmod(path, 0o600)  # an older file may have been made with wider rights
+        partial.replace(path)
         return cls(path)
 
     @classmethod
     def read(cls, namespace: str) -> dict[str, Any]:
         path = cls.location(namespace)
         try:
-            info: dict[str, Any] = loads_json(path.read_bytes(), what=str(path))
-            if not (isinstance(info, dict) and isinstance(info.get("pid", 0), int)):
+            text = path.read_text()
+            info: dict[str, Any] = loads_json(text, what=str(path))
+            if not isinstance(info, dict):
                 raise ValueError("not an instance file")
-        except (OSError, ValueError):
+            pid = int(info.get("pid", 0))
+        except (OSError, ValueError, TypeError, AttributeError):
             raise NoInstance(
                 f"no rebeam run is running for namespace {namespace!r} "
                 "(start one with `rebeam run app.yaml`, or pass --nats URL)"
             ) from None
-        if not _alive(int(info.get("pid", 0))):
-            raise NoInstance(f"the rebeam run for namespace {namespace!r} is gone")
+        if not _running(pid, info.get("pid_started")):
+            removed = _remove_if_unchanged(path, text)
+            raise NoInstance(
+                f"the rebeam run for namespace {namespace!r} (pid {pid}) is no longer running"
+                + ("; removed its stale instance file" if removed else "")
+            )
         return info
 
     def remove(self) -> None:
@@ -113,16 +137,46 @@ class InstanceFile:
             pass
 
 
-def _alive(pid: int) -> bool:
+def _remove_if_unchanged(path: Path, text: str) -> bool:
+    """Remove a stale file unless a new run has just written its own there."""
+    try:
+        if path.read_text() == text:
+            path.unlink()
+            return True
+    except OSError:
+        pass
+    return False
+
+
+def _started(pid: int) -> int | None:
+    """When the process started (clock ticks after boot), or None where /proc says nothing."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _running(pid: int, started: Any) -> bool:
+    """Whether ``pid`` is still the process that started at ``started`` (and not a zombie)."""
     if pid <= 0:
         return False
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
         return False
-    except PermissionError:
+    except OSError:  # no /proc here: all we can ask is whether the pid exists
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
         return True
-    return True
+    if fields[0] == "Z":
+        return False
+    return started is None or fields[19] == str(started)
 
 
 class ControlServer:

@@ -8,6 +8,11 @@ its exit reason to a file (``--exit-record``) — the contract of docs/runtime-c
 Every child gets a process group of its own, so a stop reaches a shell's children too, and
 the reaper (:mod:`rebeam.local.reaper`) can kill the whole group if ``rebeam run`` itself is
 killed. PR_SET_PDEATHSIG is set as well, belt and braces, for the direct child.
+
+A child's end is its process's exit (:mod:`rebeam.local.endwatch`), not the end of its
+output: a daemon it left behind may hold the pipe. When it ends, what is left of its group is
+killed, and so is every process that escaped the group but carries its ``REBEAM_PID``
+(:mod:`rebeam.local.adoption`); then its output is read to the end, for a second at most.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,13 +32,18 @@ from typing import Any
 from rebeam._orphans import die_with_parent
 from rebeam.events import read_exit_record
 from rebeam.exits import ExitReason, crash, from_process_end
+from rebeam.local.adoption import MARK, Adoption, kill_marked
+from rebeam.local.endwatch import process_end
+from rebeam.local.output import ChildOutput
 from rebeam.local.zygote import ForkedProcess, Zygote
 from rebeam.pids import Pid
 from rebeam.spec.models import ActorTemplate
 from rebeam.spec.runtime_env import mailbox_env
 from rebeam.supervision.childspec import BRUTAL_KILL, INFINITY, Shutdown
 
-__all__ = ["ChildProcess", "Identity", "StartFailure"]
+__all__ = ["ChildProcess", "Identity", "SpawnedProcess", "StartFailure"]
+
+OUTPUT_GRACE = 1.0  # how long a dead child's output may take to reach its end
 
 
 @dataclass(frozen=True)
@@ -65,16 +76,34 @@ class StartFailure(Exception):
         self.reason = reason
 
 
+class SpawnedProcess:
+    """A spawned child, with what :class:`ChildProcess` needs of it (as a forked one has)."""
+
+    def __init__(self, popen: subprocess.Popen[bytes], output_fd: int | None) -> None:
+        self.popen = popen
+        self.pid = popen.pid
+        self.output_fd = output_fd
+        self._end = asyncio.ensure_future(process_end(popen))
+
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.returncode
+
+    async def wait(self) -> int:
+        return await asyncio.shield(self._end)
+
+
 @dataclass
 class ChildProcess:
     identity: Identity
     template: ActorTemplate
     on_output: OutputSink | None = None  # None: the child writes to our stdout directly
     zygote: Zygote | None = None  # fork Python actors from it instead of spawning
-    process: asyncio.subprocess.Process | ForkedProcess | None = None
+    adoption: Adoption | None = None  # told of the processes we spawn (we reap them)
+    process: SpawnedProcess | ForkedProcess | None = None
     stop_requested: bool = False
     _exited: asyncio.Future[ExitReason] | None = field(default=None, repr=False)
-    _output: asyncio.Future[None] | None = field(default=None, repr=False)
+    _output: ChildOutput | None = field(default=None, repr=False)
 
     @property
     def os_pid(self) -> int | None:
@@ -92,36 +121,52 @@ class ChildProcess:
             await self._fork(self.zygote, timeout, on_spawn)
             return
         read_fd, write_fd = os.pipe() if self.template.module else (None, None)
+        out_r, out_w = os.pipe() if self.on_output else (None, None)
         try:
-            self.process = await asyncio.create_subprocess_exec(
-                *self._argv(write_fd),
+            # Popen, not asyncio's subprocess: spawned and registered in one synchronous step
+            # (adoption.py), and its end is its exit, not its pipes' (endwatch.py).
+            popen = subprocess.Popen(  # noqa: ASYNC220
+                self._argv(write_fd),
                 env=self._env(),
                 cwd=self.template.working_dir or None,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE if self.on_output else None,
-                stderr=asyncio.subprocess.STDOUT if self.on_output else None,
+                stdin=subprocess.DEVNULL,
+                stdout=out_w,  # None: ours
+                stderr=out_w,
                 pass_fds=(write_fd,) if write_fd is not None else (),
                 start_new_session=True,  # its own process group: stops reach its children
                 preexec_fn=die_with_parent,
             )
         except OSError as exc:
+            for fd in (read_fd, out_r):
+                if fd is not None:
+                    os.close(fd)
             raise StartFailure(
                 crash(exception_type=type(exc).__name__, message=f"cannot start: {exc}")
             ) from None
         finally:
-            if write_fd is not None:
-                os.close(write_fd)  # the child holds its own copy
-        if self.on_output is not None:
-            self._output = asyncio.ensure_future(self._forward_output())
-        self._exited = asyncio.ensure_future(self._observe_end())
-        if on_spawn is not None:
-            on_spawn(self.process.pid)
+            for fd in (write_fd, out_w):
+                if fd is not None:
+                    os.close(fd)  # the child holds its own copy
+        if self.adoption is not None:
+            self.adoption.own(popen.pid)  # in the step that spawned it: see adoption.py
+        self.process = SpawnedProcess(popen, out_r)
+        self._observe(on_spawn)
         if read_fd is None:
             return
         try:
             await self._await_ready(read_fd, timeout)
         finally:
             os.close(read_fd)
+
+    def _observe(self, on_spawn: Callable[[int], None] | None) -> None:
+        """From now on: its output is shown, and its end is seen."""
+        assert self.process is not None
+        if self.on_output is not None and self.process.output_fd is not None:
+            path, sink = self.identity.path, self.on_output
+            self._output = ChildOutput(self.process.output_fd, lambda line: sink(path, line))
+        self._exited = asyncio.ensure_future(self._observe_end())
+        if on_spawn is not None:
+            on_spawn(self.process.pid)
 
     async def _fork(
         self, zygote: Zygote, timeout: float, on_spawn: Callable[[int], None] | None
@@ -139,11 +184,7 @@ class ChildProcess:
                 crash(exception_type=type(exc).__name__, message=f"cannot start: {exc}")
             ) from None
         self.process = process
-        if self.on_output is not None:
-            self._output = asyncio.ensure_future(self._forward_output())
-        self._exited = asyncio.ensure_future(self._observe_end())
-        if on_spawn is not None:
-            on_spawn(process.pid)
+        self._observe(on_spawn)
         try:
             await self._await_ready(process.ready_fd, timeout)
         finally:
@@ -204,24 +245,22 @@ class ChildProcess:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signum)
 
-    async def _forward_output(self) -> None:
-        assert self.process is not None
-        assert self.process.stdout is not None
-        assert self.on_output is not None
-        while line := await self.process.stdout.readline():
-            self.on_output(self.identity.path, line.decode(errors="replace").rstrip("\n"))
-
     async def _observe_end(self) -> ExitReason:
         assert self.process is not None
         returncode = await self.process.wait()
-        if self._output is not None:
-            # Everything it printed is shown before its exit is reported; a grandchild
-            # that keeps the pipe open is killed below, which closes it.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._output), 1.0)
-        # A SIGKILL reaches the whole group, so nothing of the child lingers on.
+        if self.adoption is not None and isinstance(self.process, SpawnedProcess):
+            self.adoption.disown(self.process.pid)
+        # What is left of it goes with it: SIGKILL reaches the whole group, and then every
+        # process that left the group but still carries this incarnation's mark.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
+        await asyncio.to_thread(kill_marked, f"{MARK}={self.identity.pid}")
+        if self._output is not None:
+            # Everything it printed is shown before its exit is reported; a pipe that
+            # something we could not find still holds is closed on our side.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._output.closed), OUTPUT_GRACE)
+            self._output.close()
         recorded = read_exit_record(self.exit_record) if self.template.module else None
         with contextlib.suppress(OSError):
             self.exit_record.unlink()
@@ -271,7 +310,6 @@ class ChildProcess:
             "PYTHONUNBUFFERED": "1",
             "REBEAM_NATS_URL": ident.nats_url,
             "REBEAM_NAMESPACE": ident.pid.namespace,
-            "REBEAM_PID": str(ident.pid),
             "REBEAM_SUPERVISOR": ident.supervisor,
             "REBEAM_CHILD": ident.child,
             # Names in the local scope are unique within one `rebeam run`, as OTP's plain
@@ -287,6 +325,8 @@ class ChildProcess:
         for var in self.template.env:
             if var.value is not None:
                 env[var.name] = var.value
+        # Last, so that nothing overrides it: whatever this child starts is found by it.
+        env[MARK] = str(ident.pid)
         return env
 
 

@@ -2,12 +2,15 @@
 
 A killed process runs no cleanup, so the cleanup has to live elsewhere. ``rebeam run`` starts
 this small process first, in a session of its own, and tells it over a pipe about every process
-group it creates (``+<pgid>``) and retires (``-<pgid>``), and about its scratch folder
-(``dir <path>``). When the pipe closes — ``rebeam run`` ended, however it ended — the reaper
-SIGKILLs every group still on its list, removes the folder if it is still there, and exits.
+group it creates (``+<pgid>``: each child, the private nats-server, the zygote) and retires
+(``-<pgid>``), about its scratch folder (``dir <path>``), and about the mark its children carry
+(``mark <prefix>``: an environment entry, see :mod:`rebeam.local.adoption`). When the pipe
+closes — ``rebeam run`` ended, however it ended — the reaper SIGKILLs every group still on its
+list and every process carrying the mark, removes the folder if it is still there, and exits.
 
 PR_SET_PDEATHSIG on each child covers the direct children; the reaper also covers what they
-started (a shell's children), because it kills whole process groups.
+started: a shell's children, because it kills whole process groups, and a daemon that left
+its group, because it still carries the mark.
 
 Run as ``python -m rebeam.local.reaper`` with the pipe on stdin.
 """
@@ -21,6 +24,8 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+
+from rebeam.local.adoption import kill_marked
 
 __all__ = ["Reaper", "main"]
 
@@ -48,6 +53,10 @@ class Reaper:
     def remove_at_exit(self, folder: Path) -> None:
         self._say(f"dir {folder}")
 
+    def kill_marked_at_exit(self, prefix: str) -> None:
+        """Kill every process with an environment entry starting with ``prefix``."""
+        self._say(f"mark {prefix}")
+
     def _say(self, line: str) -> None:
         stdin = self._process.stdin
         if stdin is None or stdin.closed:
@@ -71,11 +80,14 @@ def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     groups: set[int] = set()
     folders: list[str] = []
+    marks: list[str] = []
     for raw in sys.stdin.buffer:
         line = raw.strip().decode(errors="replace")
         with contextlib.suppress(ValueError):
             if line.startswith("dir "):
                 folders.append(line[4:])
+            elif line.startswith("mark "):
+                marks.append(line[5:])
             elif line.startswith("+"):
                 groups.add(int(line[1:]))
             elif line.startswith("-"):
@@ -83,6 +95,8 @@ def main() -> int:
     for pgid in groups:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGKILL)
+    for mark in marks:
+        kill_marked(mark, prefix=True)
     for folder in folders:
         shutil.rmtree(folder, ignore_errors=True)
     return 0

@@ -2,15 +2,20 @@
 
 Order of things, and why:
 
-1. the reaper first, so nothing started afterwards can outlive us;
-2. the private nats-server (or ``--nats URL``), the controller's connection to it, the
-   control subject for other terminals, and the instance file that lets them find us;
+1. become the subreaper of everything below us (orphans are re-parented to us: see
+   adoption.py), then start the reaper, so nothing started afterwards can outlive us;
+2. the zygote and the private nats-server (or ``--nats URL``), each in a process group of its
+   own — a Ctrl-C typed in the terminal reaches the terminal's foreground group, and only
+   ``rebeam run`` may act on it — then the controller's connection, the control subject for
+   other terminals, and the instance file that lets them find us;
 3. each root supervisor's init, in the order of the manifests (a start failure stops what
    started, in reverse);
-4. then wait: for a root to end (given up, or auto-shutdown) or for SIGINT/SIGTERM, which
-   shut every tree down in order — a second Ctrl-C kills everything at once;
-5. the end: one line saying why, exit code 0 for a clean end, 1 when a supervisor gave up or
-   a tree could not start.
+4. then wait: for a root to end (given up, or auto-shutdown), for SIGINT/SIGTERM, which
+   shut every tree down in order — a second one kills everything at once — or for the
+   private nats-server to die more often than it may be restarted (natskeeper.py);
+5. the end: one line saying why, exit code 0 for a clean end, 1 when a supervisor gave up, a
+   tree could not start, the nats-server could not be kept up, or a second signal killed
+   the children instead of stopping them in order.
 
 A standalone ``Actor`` resource is supervised as the only child of an implicit one_for_one
 supervisor of the same name, with the actor's restart and shutdown settings.
@@ -27,17 +32,20 @@ import signal
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rebeam._nats_fixes import connect as nats_connect
 from rebeam.auth.grants import Grant, Role
 from rebeam.auth.issuer import Issuer
 from rebeam.backends import provision
 from rebeam.exits import SHUTDOWN, ExitReason
+from rebeam.local.adoption import MARK, Adoption
 from rebeam.local.control import ControlServer, InstanceFile
 from rebeam.local.lifecycle import Lifecycle
+from rebeam.local.natskeeper import ServerKeeper
 from rebeam.local.processes import OutputSink
 from rebeam.local.reaper import Reaper
-from rebeam.local.supervisors import RunContext, SupervisorRunner
+from rebeam.local.supervisors import RunContext, SupervisorRunner, run_mark
 from rebeam.local.zygote import Zygote
 from rebeam.natsd import NatsServer, read_issuer_secrets
 from rebeam.spec.models import Actor, ActorTemplate, Resource, Supervisor, SupervisorSpec
@@ -112,33 +120,58 @@ class LocalRun:
         self.outcome = ""
         self._stop_requested: asyncio.Event | None = None
         self._signals = 0
+        self._killed = ""  # the signal that killed every child at once, if one did
+        self._provisioning: asyncio.Future[None] | None = None
 
     async def run(self, on_context: object = None) -> int:
         workdir = Path(tempfile.mkdtemp(prefix="rebeam-run-"))
+        # Orphans below us are ours to reap and to stop (adoption.py); the reaper takes the
+        # rest down if we are killed. Each process we start is registered with both in the
+        # step that starts it.
+        adoption = Adoption()
+        adoption.start()
         reaper = Reaper()
+        adoption.own(reaper.pid)
         reaper.remove_at_exit(workdir)
+        reaper.kill_marked_at_exit(f"{MARK}={run_mark(self.options.namespace, self.run_id)}")
+
+        def spawned(pid: int) -> None:  # a helper in a process group of its own
+            adoption.own(pid)
+            reaper.watch(pid)
+
+        def ended(pid: int) -> None:
+            adoption.disown(pid)
+            reaper.forget(pid)
+
         server: NatsServer | None = None
+        keeper: asyncio.Task[str] | None = None
         nc = None
         lifecycle = Lifecycle(self.options.namespace, self.options.events_file)
         control: ControlServer | None = None
         instance: InstanceFile | None = None
         zygote: Zygote | None = None
+        connection = _ConnectionLog()
+        issuer: Issuer | None = None
         try:
             if self.options.prefork:
-                zygote = await Zygote.start()
+                zygote = Zygote.start(on_spawn=spawned)
+            namespace = self.options.namespace
             if self.options.nats_url:
                 url = self.options.nats_url
                 issuer = self._external_issuer(url)
             else:
-                server = NatsServer.start(workdir / "nats", namespaces=(self.options.namespace,))
+                server = NatsServer.start(
+                    workdir / "nats", on_spawn=spawned, namespaces=(namespace,)
+                )
                 url, issuer = server.url, server.issuer
-            namespace = self.options.namespace
             backend = Grant(Role.BACKEND, namespace, label=f"rebeam run {self.run_id}")
             nc = await nats_connect(
                 url,
                 name=f"rebeam-run-{self.run_id}",
                 max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
                 token=issuer.issue(backend) if issuer else None,
+                **connection.callbacks(url),
             )
             await provision(nc, namespace)
             self.ctx = RunContext(
@@ -152,16 +185,40 @@ class LocalRun:
                 python_path=self.options.python_path,
                 output=self.options.output,
                 zygote=zygote,
+                adoption=adoption,
                 issuer=issuer,
             )
             lifecycle.attach(nc)
             control = ControlServer(self, nc)
             await control.start()
+
             admin = issuer.issue(Grant(Role.ADMIN, namespace, label="owner")) if issuer else None
-            instance = InstanceFile.write(namespace, url, self.run_id, credentials=admin)
+
+            def advertise() -> InstanceFile:
+                return InstanceFile.write(
+                    namespace,
+                    url,
+                    self.run_id,
+                    nats_pid=server.pid if server is not None else None,
+                    credentials=admin,
+                )
+
+            def restarted() -> InstanceFile:
+                # Memory buckets (leases, local scopes) did not survive the restart, and
+                # only the backend may make them again.
+                self._spawn_provision(nc, namespace)
+                return advertise()
+
+            instance = advertise()
+            if server is not None:
+                keeper = asyncio.ensure_future(
+                    ServerKeeper(
+                        server, on_spawn=spawned, on_end=ended, on_restarted=restarted
+                    ).keep()
+                )
             if callable(on_context):
                 on_context(self)
-            return await self._supervise()
+            return await self._supervise(keeper)
         finally:
             for runner in self.roots:
                 runner.kill()  # a no-op after an orderly shutdown; the last resort otherwise
@@ -170,15 +227,24 @@ class LocalRun:
             await lifecycle.close()
             if instance is not None:
                 instance.remove()
+            connection.closing = True
             if nc is not None:
                 with contextlib.suppress(Exception):
                     await nc.close()
             if zygote is not None:
                 await zygote.close()
-            if server is not None:
+                ended(zygote.pid)
+            if server is None and issuer is not None:
+                issuer.stop()  # an external server's issuer: ours to stop
+            if keeper is not None:
+                keeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await keeper
+            if server is not None and server.pid is not None:
+                last = server.pid
                 server.stop()
-            elif self.ctx is not None and self.ctx.issuer is not None:
-                self.ctx.issuer.stop()
+                ended(last)
+            adoption.close()
             reaper.close()
             shutil.rmtree(workdir, ignore_errors=True)
 
@@ -190,7 +256,20 @@ class LocalRun:
         issuer.start()
         return issuer
 
-    async def _supervise(self) -> int:
+    def _spawn_provision(self, nc: Any, namespace: str) -> None:
+        async def again() -> None:
+            for _ in range(60):
+                try:
+                    await provision(nc, namespace)
+                    return
+                except Exception as exc:  # still reconnecting: try again shortly
+                    log.debug("provisioning after a server restart: %s", exc)
+                    await asyncio.sleep(0.5)
+            log.error("could not provision namespace %s after the server restarted", namespace)
+
+        self._provisioning = asyncio.ensure_future(again())
+
+    async def _supervise(self, keeper: asyncio.Task[str] | None) -> int:
         loop = asyncio.get_running_loop()
         self._stop_requested = asyncio.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -208,13 +287,25 @@ class LocalRun:
                 asyncio.wait([r.done for r in self.roots], return_when=asyncio.FIRST_COMPLETED)
             )
             stop = asyncio.ensure_future(self._stop_requested.wait())
-            await asyncio.wait({ended, stop}, return_when=asyncio.FIRST_COMPLETED)
+            waiting = {ended, stop} | ({keeper} if keeper is not None else set())
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             ended.cancel()
             stop.cancel()
             finished = next((r for r in self.roots if r.done.done()), None)
-            if finished is None:
-                self.outcome = "stopped; every child was shut down in order"
+            if keeper is not None and keeper.done() and not self._stop_requested.is_set():
+                self.outcome = _kept_up_until(keeper)
                 await self._shutdown_all()
+                return 1
+            if finished is None:
+                await self._shutdown_all()
+                if self._killed:
+                    await self._settle()
+                    self.outcome = (
+                        f"stopped by a second {self._killed}: every child was killed at once "
+                        "(SIGKILL), not stopped one by one"
+                    )
+                    return 1
+                self.outcome = "stopped; every child was shut down in order"
                 return 0
             code = self._describe_end(finished)
             await self._shutdown_all()
@@ -225,14 +316,14 @@ class LocalRun:
 
     def _on_signal(self, signum: int) -> None:
         self._signals += 1
+        name = signal.Signals(signum).name
         if self._signals == 1:
-            log.warning(
-                "%s: shutting the tree down in order (again to kill at once)",
-                signal.Signals(signum).name,
-            )
+            log.warning("%s: shutting the tree down in order (again to kill at once)", name)
             assert self._stop_requested is not None
             self._stop_requested.set()
         else:
+            log.warning("%s again: killing every child at once", name)
+            self._killed = self._killed or name
             for runner in self.roots:
                 runner.kill()
 
@@ -243,6 +334,14 @@ class LocalRun:
                 runner.post(ShutdownRequest(SHUTDOWN))
                 with contextlib.suppress(asyncio.CancelledError):
                     await runner.done
+
+    async def _settle(self, timeout: float = 5.0) -> None:
+        """After a kill: let each killed child's end be reported, for a while."""
+        settling = asyncio.gather(*(runner.settled() for runner in self.roots))
+        try:
+            await asyncio.wait_for(settling, timeout)
+        except TimeoutError:
+            log.warning("not every killed child was reported within %gs", timeout)
 
     def _describe_end(self, runner: SupervisorRunner) -> int:
         reason = runner.done.result()
@@ -279,6 +378,41 @@ class LocalRun:
         parent, _, name = path.strip("/").rpartition("/")
         runner = self.supervisor_at(parent) if parent else None
         return (runner, runner.child_id(name)) if runner else None
+
+
+def _kept_up_until(keeper: asyncio.Task[str]) -> str:
+    """Why the private nats-server could not be kept up (the keeper's last word)."""
+    if keeper.cancelled():
+        return "the private nats-server is gone"
+    error = keeper.exception()
+    if error is not None:
+        return f"the private nats-server could not be kept up: {error}"
+    return keeper.result()
+
+
+class _ConnectionLog:
+    """One line when the controller loses NATS and one when it is back; nats-py's own error
+    reports (a traceback per failed reconnect attempt) only at debug level."""
+
+    def __init__(self) -> None:
+        self.closing = False
+
+    def callbacks(self, url: str) -> dict[str, Any]:
+        async def error_cb(exc: Exception) -> None:
+            log.debug("NATS at %s: %s", url, exc)
+
+        async def disconnected_cb() -> None:
+            if not self.closing:
+                log.warning("lost the connection to NATS at %s; reconnecting", url)
+
+        async def reconnected_cb() -> None:
+            log.warning("reconnected to NATS at %s", url)
+
+        return {
+            "error_cb": error_cb,
+            "disconnected_cb": disconnected_cb,
+            "reconnected_cb": reconnected_cb,
+        }
 
 
 def _start_failure(reason: ExitReason) -> str:

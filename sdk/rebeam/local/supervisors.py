@@ -27,11 +27,12 @@ from rebeam.auth.issuer import Issuer
 from rebeam.backends import claim_slot
 from rebeam.events import LifecycleEvent, release_names_of
 from rebeam.exits import KILLED, SHUTDOWN, ExitReason, crash, shutdown_with
+from rebeam.local.adoption import Adoption
 from rebeam.local.lifecycle import Lifecycle
 from rebeam.local.processes import ChildProcess, Identity, OutputSink, StartFailure
 from rebeam.local.reaper import Reaper
 from rebeam.local.zygote import Zygote
-from rebeam.pids import Pid
+from rebeam.pids import Pid, escape_token
 from rebeam.spec.models import Child, SupervisorSpec
 from rebeam.spec.to_core import child_specs, supervisor_flags
 from rebeam.supervision import (
@@ -57,7 +58,7 @@ from rebeam.supervision import (
     Supervisor,
 )
 
-__all__ = ["ChildRecord", "RunContext", "SupervisorRunner"]
+__all__ = ["ChildRecord", "RunContext", "SupervisorRunner", "run_mark", "slot_of"]
 
 log = logging.getLogger("rebeam.run")
 
@@ -91,8 +92,21 @@ class RunContext:
     python_path: tuple[str, ...] = ()
     output: OutputSink | None = None
     zygote: Zygote | None = None
+    adoption: Adoption | None = None
     records: dict[str, ChildRecord] = field(default_factory=dict)
     issuer: Issuer | None = None  # issues each incarnation's credential
+
+
+def slot_of(run_id: str, path: str) -> str:
+    """The slot of the child at ``path`` (``shop/storage/cache``) in the run ``run_id``."""
+    # Names in a path are DNS labels, which never hold '_': joining with it keeps the slot
+    # readable in subjects and pids (no escapes) and still unique per run.
+    return "_".join([run_id, *path.split("/")])
+
+
+def run_mark(namespace: str, run_id: str) -> str:
+    """What every pid of the run's children starts with (see :func:`slot_of`)."""
+    return f"{namespace}.{escape_token(run_id)}_"
 
 
 def _now() -> float:
@@ -173,6 +187,15 @@ class SupervisorRunner:
         if not self._ready.done():
             self._ready.set_result(KILLED)
 
+    async def settled(self) -> None:
+        """Until every task of the subtree has ended: after :meth:`kill`, each killed
+        child's end has then been reported (its ``exited`` event written)."""
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+        for child in list(self.children.values()):
+            if isinstance(child, SupervisorRunner):
+                await child.settled()
+
     # --- the loop ------------------------------------------------------------------------
 
     async def _loop(self) -> None:
@@ -241,9 +264,7 @@ class SupervisorRunner:
         assert child.actor is not None
         name = self.child_name(command.child)
         path = f"{self.path}/{name}"
-        # Names in a path are DNS labels, which never hold '_': joining with it keeps the
-        # slot readable in subjects and pids (no escapes) and still unique per run.
-        slot = "_".join([self.ctx.run_id, *path.split("/")])
+        slot = slot_of(self.ctx.run_id, path)
         pid = Pid.for_incarnation(self.ctx.namespace, slot, command.incarnation)
         credentials = self._credentials_for(pid, child.actor.register_as)
         identity = Identity(
@@ -257,7 +278,11 @@ class SupervisorRunner:
             credentials=credentials,
         )
         process = ChildProcess(
-            identity, child.actor, on_output=self.ctx.output, zygote=self.ctx.zygote
+            identity,
+            child.actor,
+            on_output=self.ctx.output,
+            zygote=self.ctx.zygote,
+            adoption=self.ctx.adoption,
         )
         self.children[command.child] = process
         record = self._record(path, "actor")

@@ -20,8 +20,11 @@ Protocol, over a SOCK_SEQPACKET socket pair (one message per request or report):
 * when a child ends, the zygote reports ``{"exit": pid, "code": returncode}`` (negative for a
   signal, as :mod:`subprocess` says it).
 
-The child starts a session of its own (a process group for stops and the reaper) and dies
-with the zygote, which dies with ``rebeam run``.
+The zygote runs in a session of its own, as each child does (a process group for stops and
+the reaper): a Ctrl-C typed in the terminal is for ``rebeam run`` alone. A child dies with the
+zygote, which dies with ``rebeam run``. If the zygote dies (its socket closes), each child
+forked from it has ended by SIGKILL, and is reported so — its supervisor restarts it as
+usual — and Python actors are spawned as fresh interpreters from then on.
 """
 
 from __future__ import annotations
@@ -29,18 +32,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import select
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 from rebeam._orphans import die_with_parent
+from rebeam.local.endwatch import process_end
 
 __all__ = ["ForkedProcess", "Zygote", "main"]
+
+log = logging.getLogger("rebeam.run")
 
 _MAX_MESSAGE = 1 << 20
 
@@ -48,10 +57,10 @@ _MAX_MESSAGE = 1 << 20
 class ForkedProcess:
     """What :class:`~rebeam.local.processes.ChildProcess` needs of a started process."""
 
-    def __init__(self, pid: int, ready_fd: int, stdout: asyncio.StreamReader | None) -> None:
+    def __init__(self, pid: int, ready_fd: int, output_fd: int | None) -> None:
         self.pid = pid
         self.ready_fd = ready_fd
-        self.stdout = stdout
+        self.output_fd = output_fd  # the read end of its stdout and stderr, if asked for
         self.returncode: int | None = None
         self._exit: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
@@ -67,38 +76,52 @@ class ForkedProcess:
 class Zygote:
     """The ``rebeam run`` side: start the zygote, ask it for children, hear of their ends."""
 
-    def __init__(self, process: Any, sock: socket.socket) -> None:
+    def __init__(self, process: subprocess.Popen[bytes], sock: socket.socket) -> None:
         self._process = process
         self._sock = sock
         self._loop = asyncio.get_running_loop()
         self._forks: asyncio.Queue[tuple[dict[str, Any], list[int]]] = asyncio.Queue()
         self._children: dict[int, ForkedProcess] = {}
         self._early_exits: dict[int, int] = {}
+        self._gone = False
         self._lock = asyncio.Lock()
         self._reader = threading.Thread(target=self._read_reports, daemon=True)
         self._reader.start()
 
     @classmethod
-    async def start(cls) -> Zygote:
+    def start(cls, on_spawn: Callable[[int], None] | None = None) -> Zygote:
+        """Start the zygote (from the event loop); ``on_spawn`` hears its pid at once."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "rebeam.local.zygote", str(theirs.fileno()),
-            stdin=asyncio.subprocess.DEVNULL,
-            pass_fds=(theirs.fileno(),),
-            preexec_fn=die_with_parent,
-        )  # fmt: skip
-        theirs.close()
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "rebeam.local.zygote", str(theirs.fileno())],
+                stdin=subprocess.DEVNULL,
+                pass_fds=(theirs.fileno(),),
+                # A process group of its own: a Ctrl-C typed in the terminal is for rebeam run.
+                start_new_session=True,
+                preexec_fn=die_with_parent,
+            )
+        finally:
+            theirs.close()
+        if on_spawn is not None:
+            on_spawn(process.pid)
         return cls(process, ours)
 
     @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    @property
     def alive(self) -> bool:
-        return self._process.returncode is None
+        return not self._gone and self._process.poll() is None
 
     async def fork(
         self, argv: list[str], env: dict[str, str], cwd: str | None, output: bool
     ) -> ForkedProcess:
         request = {"argv": argv, "env": env, "cwd": cwd, "output": output}
         async with self._lock:  # one fork at a time: answers come back in order
+            if self._gone:
+                raise OSError("the zygote is gone")
             # A blocking send of a few KiB on a local socket pair: it never waits in practice,
             # and the socket stays blocking for the reader thread.
             self._sock.send(json.dumps(request).encode())
@@ -107,13 +130,7 @@ class Zygote:
             for fd in fds:
                 os.close(fd)
             raise OSError(reply["error"])
-        stdout = None
-        if output:
-            stdout = asyncio.StreamReader()
-            await self._loop.connect_read_pipe(
-                lambda: asyncio.StreamReaderProtocol(stdout), os.fdopen(fds[1], "rb", buffering=0)
-            )
-        child = ForkedProcess(reply["pid"], fds[0], stdout)
+        child = ForkedProcess(reply["pid"], fds[0], fds[1] if output else None)
         self._children[child.pid] = child
         if child.pid in self._early_exits:
             child._ended(self._early_exits.pop(child.pid))
@@ -125,11 +142,28 @@ class Zygote:
             try:
                 data, fds, _, _ = socket.recv_fds(self._sock, _MAX_MESSAGE, 2)
             except OSError:
-                return
+                data = b""
             if not data:
+                with contextlib.suppress(RuntimeError):  # the loop is closed: the run is over
+                    self._loop.call_soon_threadsafe(self._lost)
                 return
             report = json.loads(data)
             self._loop.call_soon_threadsafe(self._report, report, list(fds))
+
+    def _lost(self) -> None:
+        """The zygote is gone (killed, or closed at the end). Its children went with it —
+        each dies with its parent, by SIGKILL — so that is how each of them ended."""
+        if not self._gone and self._children:
+            log.warning(
+                "the zygote (pid %d) is gone, and the actors forked from it; Python actors "
+                "start as fresh interpreters from now on",
+                self._process.pid,
+            )
+        self._gone = True
+        for child in self._children.values():
+            child._ended(-signal.SIGKILL)
+        self._children.clear()
+        self._forks.put_nowait(({"error": "the zygote is gone"}, []))  # for a fork under way
 
     def _report(self, report: dict[str, Any], fds: list[int]) -> None:
         if "exit" in report:
@@ -148,8 +182,11 @@ class Zygote:
         if self.alive:
             with contextlib.suppress(ProcessLookupError):
                 self._process.terminate()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._process.wait(), 5)
+        try:
+            await asyncio.wait_for(process_end(self._process), 5)
+        except TimeoutError:
+            self._process.kill()
+            self._process.wait()
 
 
 # --- the zygote process ----------------------------------------------------------------

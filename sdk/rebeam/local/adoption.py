@@ -1,0 +1,167 @@
+"""Orphans: what a child leaves behind when it ends is found, and stopped with it.
+
+Stopping a child's process group does not reach a process that left the group — a daemon
+(``setsid``, a double fork) — and such a process may hold the child's output pipe open for
+good. Two things find it:
+
+* every child's environment carries ``REBEAM_PID``, its incarnation's pid, and whatever it
+  starts inherits it (unless it clears its environment). ``/proc/<pid>/environ`` therefore
+  says whose a process is: when a child ends, every process still carrying its
+  ``REBEAM_PID`` is killed (:func:`kill_marked`), and the reaper kills every process carrying
+  the run's prefix of it when ``rebeam run`` ends, however it ends;
+* ``rebeam run`` is a child subreaper (PR_SET_CHILD_SUBREAPER): an orphan anywhere below it
+  is re-parented to it rather than to init. So orphans stay below ``rebeam run``, which reaps
+  those that end and kills those still there when it ends — also the ones that cleared their
+  environment.
+
+Being a subreaper means reaping what nobody else will: on SIGCHLD, every zombie child that
+``rebeam run`` did not start itself is reaped. The processes it did start are registered
+(:meth:`Adoption.own`) in the same synchronous step that spawned them, and SIGCHLD is handled
+by the event loop, so no exit status is ever taken from the ``Popen`` that owns it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+
+__all__ = ["MARK", "Adoption", "become_subreaper", "kill_marked", "marked"]
+
+log = logging.getLogger("rebeam.run")
+
+MARK = "REBEAM_PID"
+"""The environment variable that says which incarnation a process belongs to."""
+
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> bool:
+    """Make orphans below this process its children; False where that is not possible."""
+    if sys.platform != "linux":
+        return False
+    import ctypes
+
+    return bool(ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1) == 0)
+
+
+def marked(entry: str, *, prefix: bool = False) -> list[int]:
+    """Every other process whose environment holds ``entry`` (``NAME=value``), or with
+    ``prefix`` an entry that starts with it. Processes of other users cannot be read and are
+    never found; zombies have no environment any more."""
+    needle = b"\0" + entry.encode() + (b"" if prefix else b"\0")
+    me = os.getpid()
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == me:
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as f:
+                environ = f.read()
+        except OSError:
+            continue
+        if needle in b"\0" + environ:
+            found.append(int(name))
+    return found
+
+
+def kill_marked(entry: str, *, prefix: bool = False, rounds: int = 5) -> int:
+    """SIGKILL every process :func:`marked` finds, and the process group of each that leads
+    one; again while new ones appear (one may fork while we look). Returns how many."""
+    killed = 0
+    for _ in range(rounds):
+        found = marked(entry, prefix=prefix)
+        if not found:
+            break
+        for pid in found:
+            _kill(pid)
+        killed += len(found)
+    return killed
+
+
+def _kill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if os.getpgid(pid) == pid:  # a daemon leads a group of its own: take it all
+            os.killpg(pid, signal.SIGKILL)
+        os.kill(pid, signal.SIGKILL)
+
+
+def _children() -> list[tuple[int, bool]]:
+    """This process's children: (pid, is a zombie)."""
+    me = os.getpid()
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 1 and fields[1] == str(me):
+            found.append((int(name), fields[0] == "Z"))
+    return found
+
+
+class Adoption:
+    """``rebeam run`` as the subreaper of everything below it."""
+
+    def __init__(self) -> None:
+        self.subreaper = become_subreaper()
+        self._owned: set[int] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self) -> None:
+        """Reap orphans as they end (call from the event loop, in the main thread)."""
+        if not self.subreaper:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_signal_handler(signal.SIGCHLD, self.reap)
+
+    def own(self, pid: int) -> None:
+        """A process this run started and will reap itself."""
+        self._owned.add(pid)
+
+    def disown(self, pid: int) -> None:
+        """Reaped by its owner: the pid may be a stranger's next."""
+        self._owned.discard(pid)
+
+    def reap(self) -> None:
+        """Reap every zombie child that no ``Popen`` of ours owns."""
+        try:
+            waitable = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return
+        if waitable is None:  # no child has ended: nothing to look for
+            return
+        for pid, zombie in _children():
+            if zombie and pid not in self._owned:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)
+
+    def close(self, grace: float = 2.0) -> None:
+        """The end of the run: kill the orphans still here, and reap them."""
+        if self._loop is not None:
+            self._loop.remove_signal_handler(signal.SIGCHLD)
+            self._loop = None
+        if not self.subreaper:
+            return
+        strays = [pid for pid, _ in _children() if pid not in self._owned]
+        for pid in strays:
+            _kill(pid)
+        if strays:
+            log.debug("killed %d orphan(s) left below rebeam run", len(strays))
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            self.reap()
+            if not any(pid not in self._owned for pid, _ in _children()):
+                return
+            # An orphan's own orphans are re-parented to us as it dies: look once more.
+            for pid, zombie in _children():
+                if not zombie and pid not in self._owned:
+                    _kill(pid)
+            time.sleep(0.01)
