@@ -107,10 +107,15 @@ def test_commands_against_a_run_whose_nats_is_gone_fail_fast(
     rebeam_run: StartRun, tmp_path: Path
 ) -> None:
     # A run on a NATS of its own (--nats): when that server goes, nobody restarts it.
-    server = NatsServer.start(tmp_path / "nats")
+    server = NatsServer.start(tmp_path / "nats", namespaces=("gone",))
     try:
         run = rebeam_run(
-            supervisor("app", f"    - {{name: idle, actor: {SLEEPER}}}\n"), "--nats", server.url
+            supervisor("app", f"    - {{name: idle, actor: {SLEEPER}}}\n"),
+            "--nats",
+            server.url,
+            "--issuer",
+            str(tmp_path / "nats" / "issuer.json"),
+            namespace="gone",
         )
         run.events.wait("started", "idle")
         run.wait_ready()

@@ -168,7 +168,17 @@ class Issuer:
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
-        common = {"max_reconnect_attempts": -1, "reconnect_time_wait": 0.2}
+
+        async def quiet(exc: Exception) -> None:
+            # The server going away (and coming back) is the supervisor's to report; the
+            # issuer reconnects by itself and says nothing more.
+            log.debug("issuer connection: %s", exc)
+
+        common = {
+            "max_reconnect_attempts": -1,
+            "reconnect_time_wait": 0.2,
+            "error_cb": quiet,
+        }
         nc = await nats.connect(
             self.url,
             user=self.AUTH_USER,
