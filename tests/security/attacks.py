@@ -92,9 +92,8 @@ async def fence_actor(world: World) -> tuple[bool, str]:
     return await world.outcome(subject, stopped)
 
 
-async def read_mailbox(world: World) -> tuple[bool, str]:
-    victim = await _victim(world)
-    subject = _subjects.mailbox_subscription(victim)
+async def _overhear(world: World, subject: str) -> tuple[bool, str]:
+    """Subscribe to ``subject`` and see whether the owner's call to the bank shows there."""
     seen: list[Any] = []
 
     async def spy(msg: Any) -> None:
@@ -110,21 +109,12 @@ async def read_mailbox(world: World) -> tuple[bool, str]:
     return await world.outcome(subject, overheard)
 
 
+async def read_mailbox(world: World) -> tuple[bool, str]:
+    return await _overhear(world, _subjects.mailbox_subscription(await _victim(world)))
+
+
 async def read_replies(world: World) -> tuple[bool, str]:
-    subject = f"_INBOX_rebeam.{world.a.namespace}.>"
-    seen: list[Any] = []
-
-    async def spy(msg: Any) -> None:
-        seen.append(msg.data)
-
-    await world.thief.nc.subscribe(subject, cb=spy)
-    await world.thief.nc.flush()
-
-    async def overheard() -> bool:
-        await world.a.owner.call(world.victims["a"], "balance", timeout=2)
-        return bool(seen)
-
-    return await world.outcome(subject, overheard)
+    return await _overhear(world, f"_INBOX_rebeam.{world.a.namespace}.>")
 
 
 async def forge_event(world: World) -> tuple[bool, str]:
