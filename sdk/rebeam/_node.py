@@ -310,9 +310,13 @@ class Node(Naming, Watching):
             )
         except nats.errors.NoServersError:
             if refused_by_server:
-                what = "no credential was given" if not credentials else "its credential"
+                why = (
+                    "no credential was given"
+                    if not credentials
+                    else "unknown or revoked credential"
+                )
                 raise NotPermitted(
-                    f"NATS at {url} refused {pid}: {what} is not valid there "
+                    f"NATS at {url} refused {pid}: {why} "
                     "(docs/security.md, 'How a process is let in')"
                 ) from None
             raise

@@ -95,6 +95,11 @@ def nats_url(args: argparse.Namespace) -> str:
 
 def unreachable(url: str, exc: BaseException) -> Unreachable:
     """One line for a connection that failed: the URL, and why in words."""
+    if "authorization violation" in str(exc).lower():
+        return Unreachable(
+            f"NATS at {url} refused the credential (the owner's is in the instance file of "
+            "the rebeam run; see docs/security.md)"
+        )
     if isinstance(exc, ConnectionRefusedError):
         why = "connection refused (is the server running?)"
     elif isinstance(exc, TimeoutError | nats.errors.TimeoutError):
