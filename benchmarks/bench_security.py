@@ -127,13 +127,10 @@ async def measure(workdir: Path, calls: int, casts: int, rounds: int) -> tuple[l
         ):
             for samples, p50 in zip((secured, open_), await _calls([a, b], calls), strict=True):
                 samples.call_p50_us.append(p50)
-            # Each nats-server beside its receiver: where it runs would otherwise be the
-            # scheduler's pick for the pair's whole life, one more difference between them.
-            receiving = [a.actor.os_pid, b.actor.os_pid, a.server_os_pid, b.server_os_pid]
-            with a_core_each(receiving, "receivers and nats-servers") as pinning:
+            with a_core_each([a.actor.os_pid, b.actor.os_pid], "receivers") as pinning:
                 await _casts([a, b], casts // CAST_BURSTS, [secured, open_])
-    call_p50 = statistics.median(secured.call_p50_us)
-    return _rows(secured, open_, calls, casts, rounds, pinning), call_p50
+    rows = _rows(secured, open_, calls, casts, rounds, pinning)
+    return rows, _median_round(secured.call_p50_us, open_.call_p50_us)[0]
 
 
 def _median_round(a: list[float], b: list[float]) -> tuple[float, float, float, str]:
