@@ -11,7 +11,7 @@ run:
 * the floor: a fresh Python process that imports the runtime and connects to the secured
   server with an actor's credential: what any restart of a Python actor process has to pay;
 * Ray: an actor with ``max_restarts=-1`` killed with ``ray.kill(no_restart=False)``, to the
-  first successful call on the restarted actor.
+  first call answered by the restarted actor.
 
 The caller retries a failed call every 2 ms, so the figure includes the time to notice the
 new incarnation through the registry, as a user's client would.
@@ -284,7 +284,7 @@ def main() -> int:
                 ours / ray_p50,
                 "<= 0.1x",
                 ours / ray_p50 <= 0.1,
-                note="Ray: ray.kill(no_restart=False), then calls until the actor answers",
+                note="Ray: ray.kill(no_restart=False), then calls until a new incarnation answers",
             )
         )
     print_table(rows)
