@@ -1,7 +1,9 @@
 """Run every benchmark and print one table of ratios: ``python -m benchmarks [--quick]``.
 
 Measurements alternate between rebeam and its baseline in rounds, so that the other load on
-a shared machine falls on both alike; each figure is the median of the rounds.
+a shared machine falls on both alike; each figure is the median of the rounds. Everything
+runs on a secured server, as users run rebeam (benchmarks/_harness.py); the rows that say
+"secured vs open" compare it with an open one.
 """
 
 from __future__ import annotations
@@ -11,19 +13,29 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import rebeam
-from rebeam.natsd import NatsServer
+from benchmarks import bench_durable, bench_security
+from benchmarks._harness import Actor, Backend, Processes
+from benchmarks._measure import (
+    PAYLOAD,
+    Row,
+    a_core_each,
+    cast_rate,
+    cpu_ns,
+    p50_us,
+    print_table,
+    time_each,
+)
+from rebeam._orphans import die_with_parent
+from rebeam.auth.grants import Grant, Role
 from rebeam.pids import Pid
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,102 +43,21 @@ BENCH_VENV = ROOT / ".cache" / "venv-bench"
 RAY_VERSION = "2.60.0"
 NAMESPACE = "bench"
 RAY = "call p50 vs Ray actor call"
-
-
-@dataclass
-class Row:
-    metric: str
-    rebeam: str
-    baseline: str
-    ratio: float | None
-    target: str
-    ok: bool | None
-    note: str = ""
-
-
-def _die_with_parent() -> None:
-    import ctypes
-
-    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-class Processes:
-    """Every process the benchmarks start, stopped by its own pid at the end."""
-
-    def __init__(self) -> None:
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def spawn(self, argv: list[str], **kw: Any) -> subprocess.Popen[bytes]:
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        proc = subprocess.Popen(argv, env=env, preexec_fn=_die_with_parent, **kw)
-        self.procs.append(proc)
-        return proc
-
-    def actor(
-        self,
-        url: str,
-        target: str,
-        args: Any,
-        slot: str,
-        name: str | None = None,
-        extra: list[str] | None = None,
-    ) -> Pid:
-        pid = Pid.for_incarnation(NAMESPACE, slot, 1)
-        r, w = os.pipe()
-        argv = [
-            sys.executable, "-m", "rebeam.runtime", target, "--args", json.dumps(args),
-            "--nats", url, "--pid", str(pid), "--ready-fd", str(w),
-        ]  # fmt: skip
-        if name:
-            argv += ["--name", name]
-        argv += extra or []
-        proc = self.spawn(argv, pass_fds=(w,), stdin=subprocess.DEVNULL)
-        os.close(w)
-        with os.fdopen(r, "rb") as ready:
-            line = ready.readline()
-        if not line.startswith(b"ready"):
-            raise RuntimeError(f"{target} did not start (exit {proc.wait()})")
-        self.pids = getattr(self, "pids", {})
-        self.pids[pid] = proc.pid
-        return pid
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def _p50_us(samples: list[int]) -> float:
-    return statistics.median(samples) / 1000
-
-
-async def _time_each(n: int, op: Callable[[int], Awaitable[Any]]) -> list[int]:
-    samples = []
-    for i in range(n):
-        started = time.perf_counter_ns()
-        await op(i)
-        samples.append(time.perf_counter_ns() - started)
-    return samples
+BENCH_ACTOR = "benchmarks.bench_actor:BenchActor"
+RAW_GRANTS = "both with BACKEND grants: the raw subjects are no actor's"
 
 
 async def bench_call(node: rebeam.Node, pid: Pid, prefix: str, n: int, rounds: int) -> Row:
-    payload = {"n": 1, "data": "x" * 32}
-    raw = rebeam._codec.encode(payload)  # the same bytes a rebeam call carries as its body
+    raw = rebeam._codec.encode(PAYLOAD)  # the same bytes a rebeam call carries as its body
     subject = f"{prefix}.echo"
     for _ in range(300):  # warm both paths
-        await node.call(pid, payload)
+        await node.call(pid, PAYLOAD)
         await node.nc.request(subject, raw, timeout=5)
     ours, theirs = [], []
     for _ in range(rounds):
-        ours.append(_p50_us(await _time_each(n, lambda i: node.call(pid, payload))))
+        ours.append(p50_us(await time_each(n, lambda i: node.call(pid, PAYLOAD))))
         theirs.append(
-            _p50_us(await _time_each(n, lambda i: node.nc.request(subject, raw, timeout=5)))
+            p50_us(await time_each(n, lambda i: node.nc.request(subject, raw, timeout=5)))
         )
     a, b = statistics.median(ours), statistics.median(theirs)
     return Row(
@@ -136,77 +67,33 @@ async def bench_call(node: rebeam.Node, pid: Pid, prefix: str, n: int, rounds: i
         a / b,
         "<= 1.25x",
         a / b <= 1.25,
-        note=f"{rounds} rounds x {n} calls, same two processes and connection",
+        note=f"{rounds} rounds x {n} calls, same two processes and connection, {RAW_GRANTS}",
     )
 
 
-def _cpu_ns(os_pid: int) -> int:
-    """CPU time a process has used, in nanoseconds, from every thread's schedstat: a finer
-    clock than utime's ticks, and one other load on the machine does not inflate."""
-    total = 0
-    for task in Path(f"/proc/{os_pid}/task").iterdir():
-        with contextlib.suppress(OSError):
-            total += int((task / "schedstat").read_text().split()[0])
-    return total
-
-
-@contextlib.contextmanager
-def _a_core_each(receiver: int) -> Iterator[str]:
-    """The sender (this process) and the receiver on a CPU each, nats-server where it can
-    run; restored after. Three busy processes left to the scheduler on two cores gave round
-    ratios from 0.49x to 1.04x within one run. Yields what was done, for the table's note."""
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    if len(cpus) < 2:
-        yield "not pinned (one CPU)"
-        return
-    mine, theirs = os.sched_getaffinity(0), os.sched_getaffinity(receiver)
-    os.sched_setaffinity(0, {cpus[0]})
-    os.sched_setaffinity(receiver, {cpus[1]})
-    try:
-        yield f"sender on CPU {cpus[0]}, receiver on CPU {cpus[1]}"
-    finally:
-        os.sched_setaffinity(0, mine)
-        with contextlib.suppress(OSError):
-            os.sched_setaffinity(receiver, theirs)
-
-
 async def bench_cast(
-    node: rebeam.Node, pid: Pid, os_pid: int, prefix: str, n: int, rounds: int
+    node: rebeam.Node, actor: Actor, prefix: str, n: int, rounds: int
 ) -> list[Row]:
-    with _a_core_each(os_pid) as pinning:
-        return await _bench_cast(node, pid, os_pid, prefix, n, rounds, pinning)
+    with a_core_each([actor.os_pid]) as pinning:
+        return await _bench_cast(node, actor, prefix, n, rounds, pinning)
 
 
 async def _bench_cast(
-    node: rebeam.Node, pid: Pid, os_pid: int, prefix: str, n: int, rounds: int, pinning: str
+    node: rebeam.Node, actor: Actor, prefix: str, n: int, rounds: int, pinning: str
 ) -> list[Row]:
-    payload = {"n": 1, "data": "x" * 32}
-    raw = rebeam._codec.encode(payload)
+    raw = rebeam._codec.encode(PAYLOAD)
     receiver_ns: dict[str, list[float]] = {"ours": [], "theirs": []}
 
     async def timed(kind: str, run: Callable[[], Awaitable[float]]) -> float:
-        before = _cpu_ns(os_pid)
+        before = cpu_ns(actor.os_pid)
         rate = await run()
-        receiver_ns[kind].append((_cpu_ns(os_pid) - before) / n)
+        receiver_ns[kind].append((cpu_ns(actor.os_pid) - before) / n)
         return rate
 
-    # Each round ends with one request queued behind its casts on the same subscription: its
-    # answer means all were handled (ordered per sender), with no polling in the receiver
-    # competing with the messages measured.
     async def ours() -> float:
-        base = await node.call(pid, "casts")
-        refused = (await node.stats_of(pid))["refused_silently"]
-        started = time.perf_counter()
-        for _ in range(n):
-            await node.cast(pid, payload)
-        handled = await node.call(pid, "casts", timeout=60)
-        elapsed = time.perf_counter() - started
-        # A refused cast (mailbox full) would never be counted as handled: count it too.
-        refused = (await node.stats_of(pid))["refused_silently"] - refused
-        if handled - base + refused != n:
-            raise RuntimeError(f"{n} casts sent, {handled - base} handled, {refused} refused")
-        return n / elapsed
+        return await cast_rate(node, actor.pid, n)
 
+    # A request on the cast subject ends a round, as the call does for rebeam's casts.
     async def theirs(subject: str = f"{prefix}.cast") -> float:
         base = int((await node.nc.request(f"{prefix}.count", b"", timeout=5)).data)
         started = time.perf_counter()
@@ -237,8 +124,9 @@ async def _bench_cast(
             ">= 0.7x",
             a / b >= 0.7,
             note=(
-                f"{rounds} rounds x {n} messages, counted as handled by the receiver; "
-                f"round ratios {min(per_round):.2f}-{max(per_round):.2f}x; {pinning}"
+                f"{rounds} rounds x {n} messages, counted as handled by the receiver, "
+                f"{RAW_GRANTS}; round ratios {min(per_round):.2f}-{max(per_round):.2f}x; "
+                f"{pinning}"
             ),
         ),
         Row(
@@ -264,15 +152,15 @@ async def _bench_cast(
 
 async def bench_whereis(node: rebeam.Node, n: int, rounds: int) -> list[Row]:
     await node.whereis("bench-target")  # starts the node's one name watcher
-    cached = _p50_us(await _time_each(n * 5, lambda i: node.whereis("bench-target")))
+    cached = p50_us(await time_each(n * 5, lambda i: node.whereis("bench-target")))
     kv = await node.store.kv()
     key = "n.bench-target"
     ours, theirs = [], []
     for _ in range(rounds):
         ours.append(
-            _p50_us(await _time_each(n // 4, lambda i: node.whereis("bench-target", cached=False)))
+            p50_us(await time_each(n // 4, lambda i: node.whereis("bench-target", cached=False)))
         )
-        theirs.append(_p50_us(await _time_each(n // 4, lambda i: kv.get(key))))
+        theirs.append(p50_us(await time_each(n // 4, lambda i: kv.get(key))))
     a, b = statistics.median(ours), statistics.median(theirs)
     return [
         Row(
@@ -290,6 +178,7 @@ async def bench_whereis(node: rebeam.Node, n: int, rounds: int) -> list[Row]:
             a / b,
             "<= 1.3x",
             a / b <= 1.3,
+            note="the tree owner's ADMIN connection, both",
         ),
     ]
 
@@ -301,17 +190,23 @@ def _rss_kib(os_pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
-async def bench_rss(procs: Processes, url: str) -> Row:
-    pid = procs.actor(url, "benchmarks.bench_actor:Idle", None, "rss-idle")
-    bare = procs.spawn(
-        [sys.executable, str(ROOT / "benchmarks" / "_bare.py"), url],
+async def bench_rss(backend: Backend) -> Row:
+    idle = await backend.actor("benchmarks.bench_actor:Idle", None, "rss-idle", namespace=NAMESPACE)
+    # The bare client authenticates like an actor too: the same connection, minus rebeam.
+    bare_pid = Pid.for_incarnation(NAMESPACE, "rss-bare", 1)
+    credentials = backend.credential_file(Grant(Role.ACTOR, NAMESPACE, bare_pid, label="bare"))
+    bare = backend.procs.spawn(
+        [sys.executable, str(ROOT / "benchmarks" / "_bare.py"), backend.url],
+        credentials,
         stdout=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
     )
     assert bare.stdout is not None
-    bare.stdout.readline()
+    line = await asyncio.wait_for(asyncio.to_thread(bare.stdout.readline), 60)
+    if not line.startswith(b"ready"):
+        raise RuntimeError(f"the bare nats client did not connect ({bare.wait()})")
     await asyncio.sleep(2.0)  # both settle (the actor's lease refresh has run)
-    a, b = _rss_kib(procs.pids[pid]), _rss_kib(bare.pid)
+    a, b = _rss_kib(idle.os_pid), _rss_kib(bare.pid)
     return Row(
         "idle actor RSS vs bare nats client",
         f"{a / 1024:.1f} MiB",
@@ -356,7 +251,7 @@ def bench_ray(call_p50_us: float, n: int) -> Row:
         capture_output=True,
         text=True,
         timeout=600,
-        preexec_fn=_die_with_parent,
+        preexec_fn=die_with_parent,
     )
     try:
         ray_p50 = json.loads(out.stdout.strip().splitlines()[-1])["p50_us"]
@@ -375,62 +270,55 @@ def bench_ray(call_p50_us: float, n: int) -> Row:
     return Row(RAY, us, f"{ray_p50:.0f} us", ratio, "<= 0.5x", ratio <= 0.5, "Ray 2.60, local")
 
 
-def print_table(rows: list[Row]) -> None:
-    headers = ["metric", "rebeam", "baseline", "ratio", "target", "met"]
-    table = [
-        [
-            r.metric,
-            r.rebeam,
-            r.baseline,
-            "-" if r.ratio is None else f"{r.ratio:.2f}x",
-            r.target,
-            "-" if r.ok is None else ("yes" if r.ok else "NO"),
-        ]
-        for r in rows
-    ]
-    widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(headers)]
-    print(" | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
-    print("-+-".join("-" * w for w in widths))
-    for row in table:
-        print(" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
-    for r in rows:
-        if r.note:
-            print(f"  {r.metric}: {r.note}")
-
-
 async def run(quick: bool, with_ray: bool, with_durable: bool = True) -> list[Row]:
     n, rounds = (500, 3) if quick else (2000, 5)
     with tempfile.TemporaryDirectory() as tmp:
-        server = NatsServer.start(Path(tmp) / "nats")
         procs = Processes()
+        secured: Backend | None = None
         try:
-            prefix = f"bench.raw.{os.getpid()}"
-            pid = procs.actor(
-                server.url, "benchmarks.bench_actor:BenchActor", {"prefix": prefix}, "bench-1",
-                name="bench-target",
-                # Throughput, not bounds, is measured here: room for a whole burst, as the raw
-                # subscriber's nats-py default (512 Ki messages) has.
-                extra=["--mailbox-max-messages", str(n * 50)],
-            )  # fmt: skip
-            async with rebeam.connect(server.url, namespace=NAMESPACE) as node:
-                rows = [await bench_call(node, pid, prefix, n, rounds)]
-                # Throughput swings most from run to run on a shared 2-core machine (three
-                # busy processes on two cores): more and longer rounds than the rest.
-                rows += await bench_cast(node, pid, procs.pids[pid], prefix, n * 25, rounds * 2 - 1)
-                rows += await bench_whereis(node, n, rounds)
-                rows.append(await bench_rss(procs, server.url))
-            if with_durable:
-                from benchmarks import bench_durable
-
-                durable = await bench_durable.measure(server.url, n, rounds)
-                rows += [Row(**row) for row in durable]
+            secured = await Backend.start(
+                Path(tmp) / "secured", (NAMESPACE, bench_durable.NAMESPACE), procs
+            )
+            raw_call, raw_cast, registry = await _measure(secured, n, rounds)
+            durable = await bench_durable.measure(secured, n, rounds) if with_durable else []
         finally:
-            procs.stop()
-            server.stop()
-    if with_ray:
-        call_p50 = float(rows[0].rebeam.split()[0])
-        rows.insert(1, bench_ray(call_p50, n))
-    return rows
+            procs.stop()  # the actors end while their server is still there
+            if secured is not None:
+                await secured.close()
+        # Each round a fresh pair of servers and actors (see bench_security): more of them.
+        security, call_p50 = await bench_security.measure(
+            Path(tmp) / "security", n, n * 25, 3 if quick else 9
+        )
+    ray = [bench_ray(call_p50, n)] if with_ray else []
+    return [
+        raw_call, *ray, security[0], *raw_cast, *security[1:], *registry,
+        *(Row(**row) for row in durable),
+    ]  # fmt: skip
+
+
+async def _measure(backend: Backend, n: int, rounds: int) -> tuple[Row, list[Row], list[Row]]:
+    """The rows against raw nats-py, and the registry's and memory's, on one secured server."""
+    prefix = f"bench.raw.{os.getpid()}"
+    raw_actor = await backend.actor(
+        BENCH_ACTOR, {"prefix": prefix}, "bench-1", namespace=NAMESPACE, role=Role.BACKEND,
+        name="bench-target",
+        # Throughput, not bounds, is measured here: room for a whole burst, as the raw
+        # subscriber's nats-py default (512 Ki messages) has.
+        extra=["--mailbox-max-messages", str(n * 50)],
+    )  # fmt: skip
+    raw_grant = backend.client_credentials(NAMESPACE, Role.BACKEND)
+    owner = backend.client_credentials(NAMESPACE)
+    async with (
+        rebeam.connect(backend.url, namespace=NAMESPACE, credentials=raw_grant) as raw_node,
+        rebeam.connect(backend.url, namespace=NAMESPACE, credentials=owner) as node,
+    ):
+        call = await bench_call(raw_node, raw_actor.pid, prefix, n, rounds)
+        # Throughput swings most from run to run on a shared 2-core machine (three busy
+        # processes on two cores): more and longer rounds than the rest.
+        casts = await bench_cast(raw_node, raw_actor, prefix, n * 25, rounds * 2 - 1)
+        registry = await bench_whereis(node, n, rounds)
+        registry.append(await bench_rss(backend))
+    return call, casts, registry
 
 
 def main() -> int:

@@ -1,5 +1,6 @@
-"""The actor process the benchmarks talk to. Its init also sets up the raw baselines on the
-same NATS connection, so rebeam and raw nats-py are measured between the same two processes."""
+"""The actor process the benchmarks talk to. Given a subject prefix, its init also sets up the
+raw baselines on the same NATS connection, so rebeam and raw nats-py are measured between the
+same two processes; those raw subjects need a BACKEND grant (an actor's may not touch them)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,11 @@ class BenchActor(rebeam.Actor):
     async def init(self, args: Any) -> None:
         self.casts = 0
         self.raw_casts = 0
+        if args and args.get("prefix"):
+            await self._raw_baselines(args["prefix"])
+
+    async def _raw_baselines(self, prefix: str) -> None:
         nc = self.node.nc
-        prefix = args["prefix"]
 
         async def raw_echo(msg: Any) -> None:
             await nc.publish(msg.reply, msg.data)

@@ -17,22 +17,20 @@ redeliveries), a KV record per message (de-duplication after a crash) and the ac
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import signal
 import statistics
-import subprocess
-import sys
 import time
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nats.js.api as jsapi
 
 import rebeam
+from rebeam.auth.grants import Role
 from rebeam.pids import Pid
 
-ROOT = Path(__file__).resolve().parent.parent
+if TYPE_CHECKING:  # the actor process imports this module too: it needs no harness
+    from benchmarks._harness import Backend
+
 NAMESPACE = "bench-durable"
 RAW_STREAM = "benchraw"
 
@@ -78,62 +76,33 @@ class DurableBench(rebeam.Actor):
         return self.casts if message == "casts" else self.raw
 
 
-def _die_with_parent() -> None:
-    import ctypes
-
-    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-def start_actor(
-    url: str, raw_subject: str, max_messages: int
-) -> tuple[Pid, subprocess.Popen[bytes]]:
-    pid = Pid.for_incarnation(NAMESPACE, "durable-bench", 1)
-    r, w = os.pipe()
-    argv = [
-        sys.executable, "-m", "rebeam.runtime", "benchmarks.bench_durable:DurableBench",
-        "--args", json.dumps({"raw_subject": raw_subject}), "--nats", url, "--pid", str(pid),
-        "--ready-fd", str(w), "--mailbox-max-messages", str(max_messages),
-    ]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        argv, env=env, pass_fds=(w,), stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent
-    )
-    os.close(w)
-    with os.fdopen(r, "rb") as ready:
-        line = ready.readline()
-    if not line.startswith(b"ready"):
-        raise RuntimeError(f"the durable bench actor did not start (exit {proc.wait()})")
-    return pid, proc
-
-
 async def _until(check: Any, target: int) -> None:
     while await check() < target:  # noqa: ASYNC110 - a remote count
         await asyncio.sleep(0.001)
 
 
-async def measure(url: str, n: int, rounds: int) -> list[dict[str, Any]]:
-    """Rows (dicts with the fields of ``benchmarks.__main__.Row``) for the table."""
+async def measure(backend: Backend, n: int, rounds: int) -> list[dict[str, Any]]:
+    """Rows (dicts with the fields of ``benchmarks._measure.Row``) for the table."""
     raw_subject = f"benchraw.{os.getpid()}"
-    async with rebeam.connect(url, namespace=NAMESPACE) as node:
-        js = node.nc.jetstream()
-        await js.add_stream(
-            jsapi.StreamConfig(
-                name=RAW_STREAM,
-                subjects=["benchraw.>"],
-                retention=jsapi.RetentionPolicy.WORK_QUEUE,
-                storage=jsapi.StorageType.FILE,
-            )
+    # The raw stream is the backend's to make: no actor or tree owner may create streams.
+    js = (await backend.connection(NAMESPACE)).jetstream()
+    await js.add_stream(
+        jsapi.StreamConfig(
+            name=RAW_STREAM,
+            subjects=["benchraw.>"],
+            retention=jsapi.RetentionPolicy.WORK_QUEUE,
+            storage=jsapi.StorageType.FILE,
         )
-        pid, proc = start_actor(url, raw_subject, n * 20)
-        try:
-            return await _measure(node, pid, raw_subject, n, rounds)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    )
+    # Both ends use the raw stream and its consumer beside the durable mailbox, on the
+    # same connections: BACKEND grants, as for the other raw baselines.
+    actor = await backend.actor(
+        "benchmarks.bench_durable:DurableBench", {"raw_subject": raw_subject}, "durable-bench",
+        namespace=NAMESPACE, role=Role.BACKEND, extra=["--mailbox-max-messages", str(n * 20)],
+    )  # fmt: skip
+    credentials = backend.client_credentials(NAMESPACE, Role.BACKEND)
+    async with rebeam.connect(backend.url, namespace=NAMESPACE, credentials=credentials) as node:
+        return await _measure(node, actor.pid, raw_subject, n, rounds)
 
 
 async def _measure(
@@ -211,7 +180,10 @@ async def _measure(
     await sub.unsubscribe()
     t = {k: statistics.median(v) for k, v in thr.items()}
     p50 = {k: statistics.median(v) for k, v in lat.items()}
-    note = f"{rounds} rounds x {n} messages; latency: {rounds} x {m} sends, to an echo"
+    note = (
+        f"{rounds} rounds x {n} messages; latency: {rounds} x {m} sends, to an echo; "
+        "both with BACKEND grants: the raw stream is no actor's"
+    )
     return [
         _row("durable cast throughput vs plain cast", t["durable"], t["plain"], "/s", note),
         _row("durable cast throughput vs raw JetStream", t["durable"], t["raw"], "/s", note),

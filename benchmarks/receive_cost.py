@@ -19,6 +19,10 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # imported where used: the measured process needs none of it
+    from rebeam.natsd import NatsServer
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL, LARGE = 2000, 6000
@@ -33,7 +37,7 @@ def _frames(sid: int, subject: str, payload: bytes) -> bytes:
 async def _receive(kind: str, count: int, url: str) -> None:
     """The measured process: receive ``count`` messages of ``kind`` ("rebeam" or "raw")."""
     import rebeam
-    from rebeam import _codec
+    from rebeam import _codec, _subjects
     from rebeam._actor import Host
     from rebeam._node import Node
     from rebeam.pids import Pid
@@ -58,9 +62,10 @@ async def _receive(kind: str, count: int, url: str) -> None:
 
     body = {"n": 1, "data": "x" * 32}
     if kind == "rebeam":
-        sender = "bench.client-0123456789abcdef.1"
-        payload = _codec.encode([1, 2, str(pid), sender, 7, body])
-        chunk = _frames(node._subs[0]._id, node._subject, payload)
+        sender = Pid.parse("bench.client-0123456789abcdef.1")
+        payload = _codec.encode([1, 2, str(pid), str(sender), 7, body])
+        # The subject names the sender, as the server lets only that sender publish it.
+        chunk = _frames(node._subs[0]._id, _subjects.mailbox(pid, sender), payload)
     else:
         sub = await node.nc.subscribe(
             "raw.cast", cb=raw, pending_msgs_limit=10**6, pending_bytes_limit=10**9
@@ -69,22 +74,49 @@ async def _receive(kind: str, count: int, url: str) -> None:
     for _ in range(count // FRAMES_PER_PARSE):
         await node.nc._ps.parse(chunk)
         await asyncio.sleep(0)  # let the subscription's task drain what was parsed
-    while handled[0] < count:  # noqa: ASYNC110 - yielding to the subscription's task is the point
+    # Every message was parsed: each is handled or refused (counted) within this loop's
+    # turns, so a refusal ends it at once instead of waiting for what never comes.
+    while handled[0] + _refused(node) < count:  # noqa: ASYNC110 - yielding is the point
         await asyncio.sleep(0)
+    if handled[0] < count:
+        print(f"{count - handled[0]} of {count} refused: {node.stats}", file=sys.stderr)
+        os._exit(1)
     os._exit(0)  # no teardown in the count
 
 
-def _instructions(kind: str, count: int, url: str, workdir: Path) -> int:
+def _refused(node: Any) -> int:
+    stats = node.stats
+    return int(
+        stats.forged
+        + stats.malformed
+        + stats.misaddressed
+        + stats.oversized
+        + stats.mailbox_refused
+    )
+
+
+def _instructions(kind: str, count: int, server: NatsServer, workdir: Path) -> int:
+    from benchmarks._harness import child_env, write_private
+    from rebeam.auth.grants import Grant, Role
+    from rebeam.pids import Pid
+
     argv = [
         "valgrind", "--tool=callgrind", f"--callgrind-out-file={workdir}/callgrind.out",
-        sys.executable, "-m", "benchmarks.receive_cost", "--receive", kind, str(count), url,
+        sys.executable, "-m", "benchmarks.receive_cost", "--receive", kind, str(count),
+        server.url,
     ]  # fmt: skip
+    # The receiver connects as an actor does, with a credential of its own; the raw
+    # subscriber's subject is no actor's, so it gets a BACKEND grant. (The server is not in
+    # what is counted: the frames are fed to the client's parser.)
+    pid = Pid.for_incarnation("bench", "receiver", 1)
+    grant = Grant(Role.ACTOR if kind == "rebeam" else Role.BACKEND, "bench", pid)
+    credentials = write_private(workdir / "credential", server.credentials(grant) or "")
     out = subprocess.run(
         argv,
         capture_output=True,
         text=True,
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env=child_env(credentials),
         check=False,
     )
     found = re.search(r"Collected : (\d+)", out.stderr)
@@ -106,16 +138,15 @@ def main() -> int:
         return 0
     from rebeam.natsd import NatsServer
 
-    with tempfile.TemporaryDirectory() as tmp:
-        server = NatsServer.start(Path(tmp) / "nats")
-        try:
-            cost = {}
-            for kind in ("raw", "rebeam"):
-                small = _instructions(kind, SMALL, server.url, Path(tmp))
-                large = _instructions(kind, LARGE, server.url, Path(tmp))
-                cost[kind] = (large - small) / (LARGE - SMALL)
-        finally:
-            server.stop()
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        NatsServer.start(Path(tmp) / "nats", namespaces=("bench",)) as server,
+    ):
+        cost = {}
+        for kind in ("raw", "rebeam"):
+            small = _instructions(kind, SMALL, server, Path(tmp))
+            large = _instructions(kind, LARGE, server, Path(tmp))
+            cost[kind] = (large - small) / (LARGE - SMALL)
     print("instructions to receive one cast (callgrind; nats-py's parser fed MSG frames)")
     print(f"  raw nats-py subscriber that counts it : {cost['raw'] / 1000:6.1f} k")
     print(f"  rebeam actor, async handle_cast       : {cost['rebeam'] / 1000:6.1f} k")
