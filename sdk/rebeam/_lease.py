@@ -33,7 +33,7 @@ from typing import Any
 import nats.js.errors as jserr
 from nats.js.api import KeyValueConfig, StorageType
 
-from rebeam._streams import lift_consumer_cap
+from rebeam._streams import create_bucket, lift_consumer_cap
 from rebeam.errors import Refused
 from rebeam.pids import Pid, unescape_token
 
@@ -62,7 +62,7 @@ async def open_leases(js: Any, namespace: str) -> Any:
         limit_marker_ttl=_MARKER_TTL,
     )
     try:
-        kv = await js.create_key_value(config)
+        kv = await create_bucket(js, config, namespace)
     except jserr.KeyValueLimitMarkerTTLNotSupportedError:
         # A server without limit markers (API level 0): leases still expire and free names,
         # but watchers cannot see the expiry, so lost nodes give no noconnection DOWN.

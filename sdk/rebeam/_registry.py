@@ -37,7 +37,7 @@ from nats.js.api import KeyValueConfig, StorageType
 
 from rebeam import _codec
 from rebeam._ratelog import RateLog
-from rebeam._streams import lift_consumer_cap
+from rebeam._streams import create_bucket, lift_consumer_cap
 from rebeam._subjects import global_bucket, local_bucket
 from rebeam.errors import AlreadyRegistered, CodecError, NotRegistered, RegistryMismatch
 from rebeam.pids import Pid, escape_token, unescape_token
@@ -123,7 +123,7 @@ class Store:
             storage=StorageType.MEMORY if local else StorageType.FILE,
         )
         try:
-            kv = await self.js.create_key_value(config)
+            kv = await create_bucket(self.js, config, self.namespace)
         except jserr.BadRequestError:
             return await self.js.key_value(bucket)  # another process created it first
         await lift_consumer_cap(self.js, f"KV_{bucket}")  # one name cache per process

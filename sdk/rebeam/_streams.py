@@ -1,6 +1,11 @@
-"""Settings every stream rebeam creates needs, that nats-py cannot pass at creation.
+"""Creating rebeam's buckets, and settings every stream it creates needs that nats-py cannot
+pass at creation.
 
-nats-server 2.15 caps every stream that sets no ``max_consumers`` of its own at 1000
+Only a backend may create a namespace's buckets and streams (docs/security.md): anyone
+else's attempt is refused by the server, which nats-py reports as a timeout.
+:func:`create_bucket` says instead that the namespace is not set up.
+
+Consumers: nats-server 2.15 caps every stream that sets no ``max_consumers`` of its own at 1000
 consumers (``jetstream.limits.default_max_consumers``; nats-notes §0.4). Every KV watcher
 is an ephemeral consumer, and rebeam runs at most one name-cache watcher and one lease
 watcher per process (never one per name or per monitor): with one process per actor, the
@@ -12,7 +17,11 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["MAX_CONSUMERS", "lift_consumer_cap"]
+import nats.errors
+
+from rebeam.errors import NotPermitted
+
+__all__ = ["MAX_CONSUMERS", "create_bucket", "lift_consumer_cap"]
 
 # Processes per namespace, times a watcher or two each: well past the chart's 2,000 pods.
 MAX_CONSUMERS = 100_000
@@ -25,3 +34,14 @@ async def lift_consumer_cap(js: Any, stream: str) -> None:
     if config.max_consumers is None or config.max_consumers < 0:
         config.max_consumers = MAX_CONSUMERS
         await js.update_stream(config)
+
+
+async def create_bucket(js: Any, config: Any, namespace: str) -> Any:
+    """``js.create_key_value(config)``, or NotPermitted naming the missing backend."""
+    try:
+        return await js.create_key_value(config)
+    except (nats.errors.TimeoutError, TimeoutError):
+        raise NotPermitted(
+            f"namespace {namespace!r} is not set up here: its bucket {config.bucket} does not "
+            "exist, and only its backend (rebeam run, or the operator) may create it"
+        ) from None

@@ -267,7 +267,8 @@ class Issuer:
         if self._refusals_logged < 20 or self.counters.refused % 1000 == 0:
             self._refusals_logged += 1
             log.warning(
-                "refused a NATS connection from %s (%s): %s [%d refused so far]",
+                "refused a NATS connection from %s (%s): %s, unless another issuer of this "
+                "server knows it [%d refused so far]",
                 client.get("host", "?"),
                 str(client.get("name", ""))[:80],
                 why,
