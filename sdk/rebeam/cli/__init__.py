@@ -7,11 +7,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from rebeam.cli import children, inspect, messages, run, validate
+from rebeam.cli import children, inspect, messages, run, secrets, validate
 
 __all__ = ["main"]
 
-COMMANDS = [run, validate, inspect, messages, children]
+COMMANDS = [run, validate, inspect, messages, children, secrets]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,9 +1,9 @@
-"""The actor process: parse the identity, connect, claim the slot, init, serve, record the end.
+"""The actor process: parse the identity, connect, init, serve, record the end.
 
-The sequence, which is the contract with every supervisor (docs/runtime-contract.md)::
+The sequence, which is the contract with every supervisor (docs/runtime-contract.md); the
+supervisor claimed the pid's slot (fencing) before the process could connect::
 
     connect to NATS as the pid          (fails: exit 1, crash recorded)
-    claim the slot (fencing)            (a later incarnation exists: exit 1, crash recorded)
     subscribe the mailbox
     register --name, if given           (taken: exit 1, crash AlreadyRegistered)
     Actor.init(args)                    (raises: exit 1, crash recorded; no terminate)
