@@ -150,7 +150,7 @@ def permissions(grant: Grant) -> dict[str, Any]:
     publish += _durable(ns, pid)
     if grant.role is Role.ADMIN:
         publish += [
-            f"rebeam.{ns}.control.>",
+            f"rebeam.{ns}.control.*.{tokens}",  # management requests, as itself
             # A client is nobody's child: it reports its own end to its monitors and links.
             _subjects.events_of(pid),
         ]

@@ -11,10 +11,11 @@ from typing import Any
 import nats
 from rich.console import Console
 
+from rebeam import _subjects
 from rebeam._management import parse_reply
 from rebeam.cli._common import add_target, admin_connect
 from rebeam.events import LifecycleEvent
-from rebeam.local.control import NoInstance, control_subject
+from rebeam.local.control import NoInstance
 from rebeam.local.view import describe_event, render_tree
 
 
@@ -49,10 +50,10 @@ def run_tree(args: argparse.Namespace) -> int:
 
 async def request(args: argparse.Namespace, operation: str, body: dict[str, Any]) -> Any:
     """One control request to the running instance; its JSON reply."""
-    nc = await admin_connect(args, max_reconnect_attempts=0, connect_timeout=2)
+    nc, pid = await admin_connect(args, max_reconnect_attempts=0, connect_timeout=2)
     try:
         msg = await nc.request(
-            control_subject(args.namespace, operation), json.dumps(body).encode(), timeout=30
+            _subjects.control(args.namespace, operation, pid), json.dumps(body).encode(), 30
         )
         return parse_reply(msg.data)
     except ValueError as exc:  # printed as the other ways of getting no usable answer
@@ -79,7 +80,7 @@ def run_events(args: argparse.Namespace) -> int:
 
 
 async def _follow(args: argparse.Namespace) -> int:
-    nc = await admin_connect(args, max_reconnect_attempts=-1)
+    nc, _ = await admin_connect(args, max_reconnect_attempts=-1)
     seen = 0
     done = asyncio.Event()
 
