@@ -4,6 +4,7 @@ bound to one identity, revocation by pid, and requests answered side by side."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 
 from rebeam import _subjects
 from rebeam.auth.grants import Grant, Role
-from rebeam.auth.issuer import Issuer, shared
+from rebeam.auth.issuer import Issuer, IssuerSecrets, shared
 from rebeam.natsd import NatsServer
 from rebeam.pids import Pid
 
@@ -144,3 +145,18 @@ async def test_a_slow_resolver_holds_up_no_other_connection(server: NatsServer) 
     finally:
         released.set()
         issuer.stop()
+
+
+def test_an_issuer_without_a_server_fails_its_start_and_leaves_no_thread() -> None:
+    """A backend retries while NATS is not up yet (the operator starting with its cluster):
+    each failed start must end, not leave a thread retrying forever."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again: nobody listens there
+    issuer = Issuer(f"nats://127.0.0.1:{port}", IssuerSecrets.create())
+    with pytest.raises(RuntimeError, match="failed"):
+        issuer.start(timeout=1)
+    thread = issuer._thread
+    issuer.stop()
+    assert thread is not None
+    assert not thread.is_alive()

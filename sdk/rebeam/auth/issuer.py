@@ -81,6 +81,7 @@ ISSUED_PREFIX = "rbm_"  # every credential an issuer hands out starts so
 MAX_IN_FLIGHT = 256  # authorization requests answered at once; more are dropped (and counted)
 MAX_BOUND = 65536  # pids remembered with their grant (the oldest forgotten first)
 _MAX_REQUEST = 64 * 1024
+_RECONNECT_WAIT = 0.2
 
 # A token and the client's information (its name, host, ...) -> the grant, or None: not one
 # of ours. May block (it is run on a worker thread); PermissionError refuses the connection
@@ -178,6 +179,7 @@ class Issuer:
         self._failure: BaseException | None = None
         self._system: Any = None
         self._refusals_logged = 0
+        self._connect_attempts = 1
 
     # -- credentials (any thread) ---------------------------------------------------------
 
@@ -227,9 +229,10 @@ class Issuer:
     # -- the service thread -----------------------------------------------------------------
 
     def start(self, timeout: float = 10.0) -> None:
+        self._connect_attempts = max(1, int(timeout / _RECONNECT_WAIT))
         self._thread = threading.Thread(target=self._run, name="rebeam-issuer", daemon=True)
         self._thread.start()
-        if not self._ready.wait(timeout):
+        if not self._ready.wait(timeout + 2):
             raise RuntimeError(f"the credential issuer did not connect to {self.url}")
         if self._failure is not None:
             raise RuntimeError(f"the credential issuer failed: {self._failure}")
@@ -254,7 +257,13 @@ class Issuer:
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
-        common = {"max_reconnect_attempts": -1, "reconnect_time_wait": 0.2}
+        # nats-py retries a first connect with the reconnect budget: bound it by start()'s
+        # timeout (a server that is not there fails the start), then never give up.
+        common: dict[str, Any] = {
+            "max_reconnect_attempts": self._connect_attempts,
+            "reconnect_time_wait": _RECONNECT_WAIT,
+            "error_cb": _connection_error,
+        }
         nc = await nats.connect(
             self.url,
             user=self.AUTH_USER,
@@ -269,6 +278,8 @@ class Issuer:
             name="rebeam-issuer-system",
             **common,
         )
+        for conn in (nc, self._system):
+            conn.options["max_reconnect_attempts"] = -1
         await nc.subscribe(AUTH_SUBJECT, cb=self._on_request)
         await nc.flush()
         self._ready.set()
@@ -431,6 +442,11 @@ class Issuer:
                 self.counters.kicked += 1
             except Exception as exc:  # the connection may already be gone
                 log.debug("kick of connection %d: %s", cid, exc)
+
+
+async def _connection_error(exc: Exception) -> None:
+    """The issuer's connections reconnect by themselves; a failed attempt is no news."""
+    log.debug("credential issuer connection: %s", exc)
 
 
 def _bind_client(grant: Grant, name: str) -> tuple[Grant | None, str]:
