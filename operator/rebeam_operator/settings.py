@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,6 +141,11 @@ def parse(argv: list[str] | None = None) -> Settings:
                 f"--lease-ttl (or REBEAM_LEASE_TTL): {args.lease_ttl!r}: "
                 "a number of seconds above 0"
             )
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{0,63}", args.nats_account):
+        p.error(
+            f"--nats-account (or REBEAM_NATS_ACCOUNT): {args.nats_account!r}: a NATS account "
+            "name (a letter, then letters, digits, '_' or '-')"
+        )
     if args.issuer_secrets:
         from rebeam.natsd import read_issuer_secrets
 
