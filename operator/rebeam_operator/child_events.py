@@ -171,9 +171,12 @@ async def _ended(
     reason: ExitReason,
     status: ChildStatus,
 ) -> Event:
-    """Release the names of an actor's pid, keep how it ended for status, say it on NATS, and
-    make the core's event: a child that was still starting failed to start."""
+    """Close what the incarnation has open on NATS, release the names of an actor's pid,
+    keep how it ended for status, say it on NATS, and make the core's event: a child that
+    was still starting failed to start."""
     spec = driver._child(child)
+    if pid is not None:
+        driver.world.messaging.ended(pid)
     if pid is not None and spec is not None and spec.actor and not spec.actor.command:
         # A command has no runtime, so no names; a program in it that used
         # rebeam.connect is its own observer and releases its own.

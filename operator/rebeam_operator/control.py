@@ -1,7 +1,10 @@
 """The management API on Kubernetes: the operator answers the same NATS control requests as
-``rebeam run`` (``rebeam.<ns>.control.<operation>``, see ``rebeam.local.control``), so
+``rebeam run`` (``rebeam.<ns>.control.<operation>.<requester>``, see ``rebeam.local.control``), so
 ``rebeam start-child|terminate-child|restart-child|delete-child|tree --nats URL -n NS``
 works against a cluster. The namespace is the Kubernetes namespace.
+
+Who asks is in the subject; RBAC decides whether they may (access.py): ``tree`` needs ``get``
+on the namespace's Supervisors, the rest ``patch`` on the root Supervisor they name.
 
 A request names a supervisor by its path (``shop/storage``, as in the manifest) or by its
 Supervisor object's name, and a child by ``<supervisor>/<child>``; a dynamic child's name is
@@ -29,7 +32,8 @@ from typing import TYPE_CHECKING, Any
 from rebeam import _subjects
 from rebeam._limits import loads_json
 from rebeam._ratelog import RateLog
-from rebeam.local.control import OPERATIONS, control_subject
+from rebeam.local.control import OPERATIONS
+from rebeam.pids import Pid
 from rebeam.supervision import (
     ChildRef,
     Command,
@@ -42,6 +46,7 @@ from rebeam.supervision import (
     StartChildRequest,
     TerminateChildRequest,
 )
+from rebeam_operator.access import refusal
 from rebeam_operator.hosts import is_actor_slot
 
 if TYPE_CHECKING:
@@ -144,9 +149,8 @@ class ControlServer:
         self.world.seen = None  # only this wait needs it: stop recording
         namespaces = self.world.settings.namespaces or ("*",)
         for namespace in namespaces:
-            for operation in OPERATIONS:
-                subject = control_subject(namespace, operation)
-                self._subscriptions.append(await messaging.nc.subscribe(subject, cb=self._handle))
+            subject = _subjects.control_subscription(namespace)
+            self._subscriptions.append(await messaging.nc.subscribe(subject, cb=self._handle))
         log.info("answering control requests for namespaces %s", ",".join(namespaces))
 
     async def _caught_up(self) -> None:
@@ -183,8 +187,13 @@ class ControlServer:
                 await asyncio.wait_for(world.host_seen.wait(), remaining)
 
     async def _handle(self, msg: Any) -> None:
-        _, namespace, _, operation = msg.subject.split(".", 3)
-        drivers = [d for d in self.world.drivers.values() if d.host.namespace == namespace]
+        parsed = _subjects.control_request(msg.subject)
+        if parsed is None:
+            return  # not a management request's subject: nothing to answer
+        operation, requester = parsed
+        drivers = [
+            d for d in self.world.drivers.values() if d.host.namespace == requester.namespace
+        ]
         if not drivers:
             return  # not ours: stay silent (a rebeam run may answer)
         if msg.reply and not _subjects.is_inbox(msg.reply):
@@ -192,27 +201,34 @@ class ControlServer:
             self._ratelog.warning("refused a request: its reply subject is no inbox", msg.reply)
             return
         try:
+            if operation not in OPERATIONS:
+                raise ValueError(f"no such management operation: {operation[:100]}")
             request = loads_json(msg.data or b"{}", what="a control request")
             if not isinstance(request, dict):
                 raise ValueError("a control request is a JSON object")
-            reply = await self._answer(operation, request, drivers)
+            reply = await self._answer(operation, request, drivers, requester)
         except Exception as exc:
             reply = {"error": f"{type(exc).__name__}: {exc}"}
         if msg.reply:
             await msg.respond(json.dumps(reply, default=str).encode())
 
     async def _answer(
-        self, operation: str, request: dict[str, Any], drivers: list[Driver]
+        self, operation: str, request: dict[str, Any], drivers: list[Driver], requester: Pid
     ) -> dict[str, Any]:
         if operation == "tree":
             from rebeam_operator.tree import tree
 
-            return {"ok": tree(drivers)}
+            refused = await refusal(self.world, requester, operation, None, "")
+            return {"error": refused} if refused else {"ok": tree(drivers)}
         path = str(request.get("path", "")).strip("/")
         if not path:
             return {"error": "a path is needed, e.g. pool or shop/storage/cache"}
         if operation == "start-child":
             driver = _find(drivers, path)
+            # Asked before anything is said of the path: no probing what exists.
+            refused = await refusal(self.world, requester, operation, driver, path)
+            if refused:
+                return {"error": refused}
             if driver is None:
                 return {"error": f"no supervisor at {path!r} in this namespace"}
             if driver.host.spec.child_template is None:
@@ -221,6 +237,9 @@ class ControlServer:
             return await _ask(driver, lambda rid: StartChildRequest(rid, args=args))
         parent, _, child = path.rpartition("/")
         driver = _find(drivers, parent) if parent else None
+        refused = await refusal(self.world, requester, operation, driver, path)
+        if refused:
+            return {"error": refused}
         if driver is None:
             return {"error": f"no supervisor holds {path!r} in this namespace"}
         template = driver.host.spec.child_template

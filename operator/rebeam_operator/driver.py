@@ -715,6 +715,9 @@ class Driver:
             self.world.settings,
             decided_seq=self.seq if decided_seq is None else decided_seq,
         )
+        # Its slot is claimed alongside the create: the pod's runtime is let into NATS only
+        # once the claim is done (claims.py), so nothing waits for NATS here.
+        self.world.messaging.claims.begin(pid)
         created = await self.world.kube.create_pod(body)
         if decided_seq is None:  # an early create counts once its decision is persisted
             failpoints.hit("pod-created")

@@ -18,6 +18,7 @@ import kopf
 from rebeam_operator import kube as kube_module
 from rebeam_operator.control import ControlServer
 from rebeam_operator.hosts import GROUP, LABEL_MANAGED, MANAGED_BY, VERSION, is_actor_slot
+from rebeam_operator.identity import Identity
 from rebeam_operator.messaging import Messaging
 from rebeam_operator.settings import Settings, parse
 from rebeam_operator.world import World
@@ -67,10 +68,15 @@ async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.scanning.disabled = True
     kube = kube_module.Kube(kube_module.load_config())
     messaging = Messaging(ours.nats_url)
+    identity = Identity(ours, kube, messaging.claims)
+    messaging.identity = identity if identity.secured else None
     messaging.start()
     _state["world"] = World(ours, kube, messaging)
+    identity.world = _state["world"]
     # The management API (start-child, ...) over NATS, once NATS is reached.
     _state["control"] = asyncio.create_task(ControlServer(_state["world"]).start())
+    if not identity.secured:
+        log.warning("no --issuer-secrets: the operator and its pods use NATS without credentials")
     log.info(
         "rebeam operator started: namespaces=%s nats=%s", ours.namespaces or "all", ours.nats_url
     )

@@ -68,6 +68,8 @@ class Kube:
         self.api = api
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
+        self.authentication = client.AuthenticationV1Api(api)
+        self.authorization = client.AuthorizationV1Api(api)
 
     async def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(fn, *args, **kwargs)
@@ -247,6 +249,33 @@ class Kube:
                 {"status": status},
             ),
         )
+
+    # --- who is asking (docs/security.md, "Kubernetes identity") ---------------------------
+
+    async def review_token(self, token: str, audiences: list[str] | None) -> Json:
+        """A TokenReview's status: ``authenticated``, ``user``, ``audiences``, ``error``.
+        ``audiences`` None: the API server's own."""
+        spec: Json = {"token": token}
+        if audiences:
+            spec["audiences"] = audiences
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": spec}
+        review: Json = await self._raw(self.authentication.create_token_review, body)
+        return dict(review.get("status") or {})
+
+    async def review_access(self, user: Json, attributes: Json) -> Json:
+        """A SubjectAccessReview's status (``allowed``, ``reason``) for ``user`` (a
+        TokenReview's ``user``: username, uid, groups, extra) and resource ``attributes``."""
+        spec: Json = {"resourceAttributes": attributes, "user": user.get("username", "")}
+        for key in ("uid", "groups", "extra"):
+            if user.get(key):
+                spec[key] = user[key]
+        body = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SubjectAccessReview",
+            "spec": spec,
+        }
+        review: Json = await self._raw(self.authorization.create_subject_access_review, body)
+        return dict(review.get("status") or {})
 
     # --- events --------------------------------------------------------------------------
 

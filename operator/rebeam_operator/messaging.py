@@ -1,5 +1,6 @@
 """The operator's NATS side: lifecycle events out, names of dead incarnations released,
-leases looked up to fence a pod on a lost node.
+leases looked up to fence a pod on a lost node. On a secured server the operator first
+starts its credential issuer (identity.py) and connects with its own backend credential.
 
 NATS being away never stalls supervision: events are queued and published in order by one
 task, releases and lease look-ups give up after a short deadline (names then expire with
@@ -17,6 +18,8 @@ from rebeam import _lease
 from rebeam._nats_fixes import connect as nats_connect
 from rebeam.events import LifecycleEvent, publish, release_names_of
 from rebeam.pids import Pid
+from rebeam_operator.claims import Claims
+from rebeam_operator.identity import Identity
 
 __all__ = ["Messaging"]
 
@@ -28,6 +31,8 @@ DEADLINE = 3.0
 class Messaging:
     def __init__(self, url: str) -> None:
         self.url = url
+        self.identity: Identity | None = None  # the credential issuer, on a secured server
+        self.claims = Claims(self.connection)
         self.nc: Any = None
         self._outbox: asyncio.Queue[tuple[str, LifecycleEvent]] = asyncio.Queue()
         self._sender: asyncio.Task[None] | None = None
@@ -40,10 +45,17 @@ class Messaging:
         self._sender = asyncio.create_task(self._send())
 
     async def _connect(self) -> None:
+        if self.identity is not None:
+            await self.identity.start()
+        token = self.identity.backend_token if self.identity is not None else None
         while self.nc is None:
             try:
                 self.nc = await nats_connect(
-                    self.url, max_reconnect_attempts=-1, connect_timeout=3, name="rebeam-operator"
+                    self.url,
+                    max_reconnect_attempts=-1,
+                    connect_timeout=3,
+                    name="rebeam-operator",
+                    token=token,
                 )
                 self._connected.set()
                 log.info("connected to NATS at %s", self.url)
@@ -54,6 +66,11 @@ class Messaging:
     async def connected(self) -> None:
         await self._connected.wait()
 
+    async def connection(self) -> Any:
+        """The NATS connection, once there is one."""
+        await self._connected.wait()
+        return self.nc
+
     async def close(self) -> None:
         for task in (self._sender, self._connector):
             if task is not None:
@@ -61,6 +78,8 @@ class Messaging:
         if self.nc is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.nc.drain(), DEADLINE)
+        if self.identity is not None:
+            await asyncio.to_thread(self.identity.stop)
 
     def emit(self, event: LifecycleEvent) -> None:
         self._outbox.put_nowait((event.namespace, event))
@@ -73,6 +92,13 @@ class Messaging:
                 await asyncio.wait_for(publish(self.nc, namespace, event), DEADLINE)
             except Exception as exc:
                 log.warning("could not publish %s event: %s", event.event, exc)
+
+    def ended(self, pid: Pid) -> None:
+        """An incarnation is over: its slot claim is forgotten, and (secured) its
+        credential refused and its connections closed."""
+        self.claims.forget(pid)
+        if self.identity is not None:
+            self.identity.ended(pid)
 
     async def release(self, pid: Pid) -> None:
         if self.nc is None:

@@ -6,8 +6,13 @@ restart is refused with 409 instead of starting a second process of one incarnat
 
 Every pod runs hardened (docs/security.md, "Kubernetes"): as the non-root user of the actor
 image, without privilege escalation or capabilities, under the runtime's default seccomp
-profile, on a read-only root filesystem with an emptyDir at ``/tmp``, and without a
-ServiceAccount token (actors never call the Kubernetes API). A manifest cannot change this.
+profile, on a read-only root filesystem with an emptyDir at ``/tmp``, and without a token for
+the Kubernetes API (actors never call it). A manifest cannot change this.
+
+Its NATS credential is a projected ServiceAccount token for the audience ``rebeam-nats``
+only (useless against the API server), bound to the pod, which the kubelet renews before it
+expires. The pod's environment names its file, ``REBEAM_CREDENTIALS_FILE``; the token itself is
+never in the pod spec (identity.py says how the operator checks it).
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ __all__ = [
     "READINESS_PROBE",
     "RUN_AS",
     "SCRATCH",
+    "TOKEN_AUDIENCE",
+    "TOKEN_FILE",
     "grace_seconds",
     "pod_manifest",
     "runtime_command",
@@ -49,6 +56,10 @@ CONTAINER = "actor"
 INFINITE_GRACE = 24 * 3600  # shutdown: infinity (a pod's grace period must be a number)
 RUN_AS = 10001  # the uid and gid of the user images/actor.Dockerfile creates
 SCRATCH = "/tmp"  # the one writable directory of an actor pod: an emptyDir
+TOKEN_AUDIENCE = "rebeam-nats"  # the pod's NATS credential is good for this audience only
+TOKEN_DIR = "/var/run/secrets/rebeam"
+TOKEN_FILE = f"{TOKEN_DIR}/nats-token"
+TOKEN_SECONDS = 3600  # the kubelet renews it at 80% of this
 
 Json = dict[str, Any]
 
@@ -117,6 +128,12 @@ def _container_security_context() -> Json:
     }
 
 
+def _token_volume() -> Json:
+    """The pod's NATS credential: its ServiceAccount's token for ``rebeam-nats`` only."""
+    token = {"audience": TOKEN_AUDIENCE, "expirationSeconds": TOKEN_SECONDS, "path": "nats-token"}
+    return {"name": "nats-token", "projected": {"sources": [{"serviceAccountToken": token}]}}
+
+
 def pod_manifest(
     host: Host,
     child: Child,
@@ -137,6 +154,7 @@ def pod_manifest(
         {"name": "REBEAM_SUPERVISOR", "value": host.path},
         {"name": "REBEAM_CHILD", "value": child.name},
         {"name": "REBEAM_EXIT_RECORD", "value": settings.exit_record},
+        {"name": "REBEAM_CREDENTIALS_FILE", "value": TOKEN_FILE},
     ]
     if actor.register_as:
         env.append({"name": "REBEAM_NAME", "value": actor.register_as})
@@ -160,7 +178,10 @@ def pod_manifest(
         "terminationMessagePath": TERMINATION_MESSAGE_PATH,
         "terminationMessagePolicy": "File",
         "securityContext": _container_security_context(),
-        "volumeMounts": [{"name": "tmp", "mountPath": SCRATCH}],
+        "volumeMounts": [
+            {"name": "tmp", "mountPath": SCRATCH},
+            {"name": "nats-token", "mountPath": TOKEN_DIR, "readOnly": True},
+        ],
     }
     if actor.module:
         container["readinessProbe"] = READINESS_PROBE
@@ -195,7 +216,10 @@ def pod_manifest(
             "automountServiceAccountToken": False,
             "securityContext": _pod_security_context(),
             "containers": [container],
-            # Bounded by the pod's ephemeral storage: an actor's `resources` may limit it.
-            "volumes": [{"name": "tmp", "emptyDir": {}}],
+            "volumes": [
+                # Bounded by the pod's ephemeral storage: an actor's `resources` may limit it.
+                {"name": "tmp", "emptyDir": {}},
+                _token_volume(),
+            ],
         },
     }

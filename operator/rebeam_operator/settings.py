@@ -10,7 +10,14 @@ flag                         environment                             default
 ``--image IMAGE``            ``REBEAM_OPERATOR_IMAGE``               the actor base image
 ``--exit-record PATH``       ``REBEAM_OPERATOR_EXIT_RECORD``         ``/dev/termination-log``
 ``--lease-ttl SECONDS``      ``REBEAM_LEASE_TTL``                    (the runtime's default)
+``--issuer-secrets FILE``    ``REBEAM_ISSUER_SECRETS``               none: NATS must be open
+``--nats-account NAME``      ``REBEAM_NATS_ACCOUNT``                 ``REBEAM``
 ===========================  ======================================  ========================
+
+``--issuer-secrets`` names the ``issuer.json`` of the NATS server (``rebeam nats-secrets``
+makes one, with the server's matching configuration): the operator is then the server's
+credential issuer, and every namespace lives in the account ``--nats-account`` of that
+configuration (docs/security.md, "Kubernetes identity").
 
 ``--exit-record`` is the value pods get in ``REBEAM_EXIT_RECORD``: where the runtime writes its
 exit reason. It is the container's ``terminationMessagePath`` on a real kubelet; a kubelet that
@@ -22,7 +29,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
 __all__ = ["DEFAULT_IMAGE", "TERMINATION_MESSAGE_PATH", "Settings", "parse"]
 
@@ -41,6 +50,8 @@ class Settings:
     exit_record: str = TERMINATION_MESSAGE_PATH
     lease_ttl: float | None = None
     resync_seconds: float = 10.0  # a level-triggered look at every tree, events or not
+    issuer_secrets: str | None = None  # the NATS server's issuer.json; None: an open server
+    nats_account: str = "REBEAM"  # the shared account of every namespace
 
     @property
     def clusterwide(self) -> bool:
@@ -96,6 +107,19 @@ def parse(argv: list[str] | None = None) -> Settings:
         default=_env("REBEAM_LEASE_TTL"),
         help="REBEAM_LEASE_TTL of pods: how soon a runtime on a lost node counts as dead",
     )
+    p.add_argument(
+        "--issuer-secrets",
+        default=_env("REBEAM_ISSUER_SECRETS"),
+        metavar="FILE",
+        help="the NATS server's issuer.json: the operator issues and checks every NATS "
+        "credential (REBEAM_ISSUER_SECRETS; without it, NATS must let anyone in)",
+    )
+    p.add_argument(
+        "--nats-account",
+        default=_env("REBEAM_NATS_ACCOUNT", Settings.nats_account),
+        help="the NATS account of every namespace, as the server's configuration names it "
+        "(REBEAM_NATS_ACCOUNT)",
+    )
     args = p.parse_args(argv)
     # argparse checks neither choices nor types of defaults, and ours come from the
     # environment: check every value here, so a bad one is refused by name wherever it came from.
@@ -117,6 +141,18 @@ def parse(argv: list[str] | None = None) -> Settings:
                 f"--lease-ttl (or REBEAM_LEASE_TTL): {args.lease_ttl!r}: "
                 "a number of seconds above 0"
             )
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{0,63}", args.nats_account):
+        p.error(
+            f"--nats-account (or REBEAM_NATS_ACCOUNT): {args.nats_account!r}: a NATS account "
+            "name (a letter, then letters, digits, '_' or '-')"
+        )
+    if args.issuer_secrets:
+        from rebeam.natsd import read_issuer_secrets
+
+        try:
+            read_issuer_secrets(Path(args.issuer_secrets))
+        except ValueError as exc:
+            p.error(f"--issuer-secrets (or REBEAM_ISSUER_SECRETS): {exc}")
     namespaces = args.namespaces or [n.strip() for n in env_ns.split(",") if n.strip()]
     return Settings(
         namespaces=tuple(namespaces),
@@ -126,4 +162,6 @@ def parse(argv: list[str] | None = None) -> Settings:
         image=args.image,
         exit_record=args.exit_record,
         lease_ttl=lease_ttl,
+        issuer_secrets=args.issuer_secrets,
+        nats_account=args.nats_account,
     )

@@ -1,9 +1,9 @@
 """OTP's management API from Python: ``await rebeam.start_child("pool", {"job": 1})``.
 
 The same control requests the ``rebeam start-child`` command sends
-(``rebeam.<ns>.control.<operation>``): a ``rebeam run`` answers them locally, the operator on
-Kubernetes, so one call works on both backends. They go through the current node's NATS
-connection and namespace (inside an actor, the actor's).
+(``rebeam.<ns>.control.<operation>.<requester>``): a ``rebeam run`` answers them locally, the
+operator on Kubernetes, so one call works on both backends. They go through the current
+node's NATS connection, namespace and pid (an actor's credential may not make them).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 
 import nats
 
+from rebeam import _subjects
 from rebeam._api import current_node
 from rebeam._limits import loads_json
 from rebeam.errors import NoSupervisor, SupervisorError, SupervisorRefused
@@ -37,7 +38,7 @@ def parse_reply(data: bytes) -> dict[str, Any]:
 
 async def _request(operation: str, body: dict[str, Any], timeout: float) -> Any:
     node = current_node()
-    subject = f"rebeam.{node.namespace}.control.{operation}"
+    subject = _subjects.control(node.namespace, operation, node.pid)
     try:
         msg = await node.nc.request(subject, json.dumps(body).encode(), timeout=timeout)
     except nats.errors.NoRespondersError:

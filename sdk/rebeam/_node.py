@@ -246,10 +246,12 @@ class Node(Naming, Watching):
         max_reconnect_attempts: int = -1,
         reconnect_time_wait: float = 0.5,
         connect_deadline: float = float(os.environ.get("REBEAM_CONNECT_DEADLINE", "10")),
-        credentials: str | None = None,
+        credentials: str | Callable[[], str] | None = None,
     ) -> Node:
         """Connect as ``pid`` (a fresh client pid by default) with ``credentials``: the
-        token its backend issued (docs/security.md); ``REBEAM_CREDENTIALS`` otherwise."""
+        token its backend issued (docs/security.md), or a function that reads it afresh
+        for every (re)connection; from the environment otherwise
+        (:func:`credentials_from_environment`)."""
         pid = pid or Pid.for_client(namespace)
         if credentials is None:
             credentials = credentials_from_environment()
@@ -1050,19 +1052,36 @@ class Node(Naming, Watching):
         self._ratelog.warning("ignored an invalid registry record", f"{key}: {why}")
 
 
-def credentials_from_environment() -> str | None:
+def credentials_from_environment() -> str | Callable[[], str] | None:
     """The credential a process was given: ``REBEAM_CREDENTIALS``, or the file named by
-    ``REBEAM_CREDENTIALS_FILE`` (what a backend hands a process it starts; a Kubernetes
-    pod's projected token is such a file)."""
+    ``REBEAM_CREDENTIALS_FILE`` (what a backend hands a process it starts). The file is read
+    now, so that an unreadable one fails the start by name, and again at every reconnection:
+    a Kubernetes pod's projected token is such a file, and the kubelet replaces it with a
+    fresh token before the old one expires."""
     token = os.environ.get("REBEAM_CREDENTIALS")
     if token:
         return token
     path = os.environ.get("REBEAM_CREDENTIALS_FILE")
     if not path:
         return None
+    first = _read_credentials(path)
+    if not first:
+        return None  # an empty file: no credential (an open server)
+
+    def current() -> str:
+        try:
+            return _read_credentials(path) or first
+        except ConnectionError as exc:  # keep the last good one: the server says if it is stale
+            log.warning("%s", exc)
+            return first
+
+    return current
+
+
+def _read_credentials(path: str) -> str:
     try:
         with open(path) as source:
-            return source.read(64 * 1024).strip() or None
+            return source.read(64 * 1024).strip()
     except OSError as exc:
         raise ConnectionError(f"cannot read the credential file {path}: {exc}") from None
 

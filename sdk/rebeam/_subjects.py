@@ -6,7 +6,7 @@
     rebeam.<ns>.stats.<slot>.<incarnation>           a node's counters (answered beside the mailbox)
     rebeam.<ns>.fence.<slot>                         "incarnation N started": older ones stop
     rebeam.<ns>.events.<event>.<slot>.<incarnation>  lifecycle events (started, exited, ...)
-    rebeam.<ns>.control.<operation>                  the management API of the tree's backend
+    rebeam.<ns>.control.<operation>.<from>           the management API of the tree's backend
     rebeam.<ns>.dmbox.q.<slot>.<from>._              a durable send or cast, kept for <slot>
     rebeam.<ns>.dmbox.parked.<slot>                  durable messages its owner could not handle
     _INBOX_rebeam.<ns>.<slot>.<incarnation>.<nonce>  reply inboxes of one node
@@ -15,7 +15,8 @@
     KV bucket rebeam_<ns>_leases                     liveness leases
 
 ``<to>`` and ``<from>`` are pids as two tokens, ``<slot>.<incarnation>``. The **sender is part
-of the subject** because that is what the server can enforce: each connection may publish
+of the subject** (of a management request too: who asks) because that is what the server can
+enforce: each connection may publish
 only on subjects that carry its own pid (docs/security.md, "Who may say what"), so a
 receiver reads the sender from the subject, never from the payload alone. The ``_`` after
 each pid stands for "the process itself": the token is kept for light actors, many of which
@@ -35,6 +36,8 @@ from rebeam.pids import Pid
 __all__ = [
     "WHOLE",
     "control",
+    "control_request",
+    "control_subscription",
     "durable_parked",
     "durable_queue",
     "durable_queue_filter",
@@ -108,8 +111,26 @@ def events_of(pid: Pid, event: str = "exited") -> str:
     return events(pid.namespace, event, pid)
 
 
-def control(namespace: str, operation: str) -> str:
-    return f"rebeam.{namespace}.control.{operation}"
+def control(namespace: str, operation: str, requester: Pid) -> str:
+    """A management request of ``requester`` (a client pid of ``namespace``)."""
+    return f"rebeam.{namespace}.control.{operation}.{requester.tokens}"
+
+
+def control_subscription(namespace: str) -> str:
+    """Every management request of ``namespace`` (``*``: of every namespace)."""
+    return f"rebeam.{namespace}.control.*.*.*"
+
+
+def control_request(subject: str) -> tuple[str, Pid] | None:
+    """The operation and the requester of a management request's subject, or None when the
+    subject is not of that form."""
+    parts = subject.split(".")
+    if len(parts) != 6 or parts[0] != "rebeam" or parts[2] != "control":
+        return None
+    try:
+        return parts[3], Pid.parse(f"{parts[1]}.{parts[4]}.{parts[5]}")
+    except ValueError:
+        return None
 
 
 _REPLY_ROOT = "_INBOX_rebeam"

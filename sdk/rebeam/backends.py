@@ -50,9 +50,12 @@ async def provision(nc: Any, namespace: str) -> None:
     await _durable.ensure_stream(js, namespace)
 
 
-async def claim_slot(nc: Any, pid: Pid) -> None:
+async def claim_slot(nc: Any, pid: Pid, *, again: bool = False) -> None:
     """Record ``pid`` as its slot's latest incarnation; raise :class:`Refused` if the same
-    or a later one already started (a stale launch). Then fence the older ones."""
+    or a later one already started (a stale launch). Then fence the older ones.
+
+    ``again``: this launch may have been claimed already (a backend that restarted and
+    cannot know whether its claim was written): finding ``pid`` itself is then success."""
     kv = await Store(nc.jetstream(), pid.namespace).kv()
     key = slot_key(pid)
     data = _codec.encode({"pid": pid})
@@ -67,6 +70,8 @@ async def claim_slot(nc: Any, pid: Pid) -> None:
                 continue
         # A record that does not decode is nobody's: it is overwritten.
         current, _ = Store(nc.jetstream(), pid.namespace).record_owner(key, entry.value)
+        if again and current == pid:
+            break
         if current is not None and (current == pid or current.supersedes(pid)):
             raise Refused(f"{pid} is superseded: {current} of this slot already started")
         try:

@@ -12,9 +12,12 @@ Example::
 
 By default the server is **secured** (docs/security.md): it lets no connection in without a
 credential from its issuer (:attr:`NatsServer.issuer`), and keeps each namespace it was
-started for in an account of its own. ``secure=False`` exists for the benchmarks' comparison
-rows only. The issuer's secrets are written to ``<workdir>/issuer.json`` (mode 0600) so that a
-``rebeam run --nats URL --issuer FILE`` can issue credentials for a server it did not start.
+started for in an account of its own, or all of them in one (``shared_account``, as on a
+cluster). ``secure=False`` exists for the benchmarks' comparison rows only. The issuer's
+secrets are written to ``<workdir>/issuer.json`` (mode 0600) so that a ``rebeam run --nats URL
+--issuer FILE``, or an operator (``--issuer-secrets FILE``), can issue credentials for a server
+it did not start. With ``primary_issuer=False`` the server's own issuer only answers for the
+credentials it issued and leaves the refusals to another (the operator, on a cluster).
 
 The server is stopped by its own pid: SIGTERM, then SIGKILL if it has not gone within the
 grace time. It runs in a process group of its own, so a Ctrl-C typed in the terminal reaches
@@ -41,10 +44,16 @@ from types import TracebackType
 from rebeam._orphans import die_with_parent
 from rebeam.auth import serverconf
 from rebeam.auth.grants import Grant, Role
-from rebeam.auth.issuer import Issuer, IssuerSecrets
-from rebeam.auth.nkeys import KeyPair
+from rebeam.auth.issuer import Issuer, IssuerSecrets, account_of, shared
+from rebeam.auth.nkeys import ACCOUNT, KeyPair
 
-__all__ = ["NatsServer", "NatsServerError", "find_nats_server", "read_issuer_secrets"]
+__all__ = [
+    "NatsServer",
+    "NatsServerError",
+    "find_nats_server",
+    "issuer_secrets_json",
+    "read_issuer_secrets",
+]
 
 
 class NatsServerError(RuntimeError):
@@ -78,11 +87,16 @@ class NatsServer:
         namespaces: tuple[str, ...] = ("default",),
         secure: bool = True,
         monitoring: bool = False,
+        shared_account: str | None = None,
+        primary_issuer: bool = True,
     ) -> None:
         self.workdir = Path(workdir)
         self.port = port
         self.jetstream = jetstream
         self.namespaces = namespaces
+        self.shared_account = shared_account
+        self.primary_issuer = primary_issuer
+        self.secure = secure
         self.monitoring = monitoring or not secure
         self.secrets = IssuerSecrets.create() if secure else None
         self.issuer: Issuer | None = None
@@ -104,6 +118,8 @@ class NatsServer:
         namespaces: tuple[str, ...] = ("default",),
         secure: bool = True,
         monitoring: bool = False,
+        shared_account: str | None = None,
+        primary_issuer: bool = True,
     ) -> NatsServer:
         server = cls(
             workdir,
@@ -112,6 +128,8 @@ class NatsServer:
             namespaces=namespaces,
             secure=secure,
             monitoring=monitoring,
+            shared_account=shared_account,
+            primary_issuer=primary_issuer,
         )
         server._launch()
         deadline = time.monotonic() + timeout
@@ -119,7 +137,10 @@ class NatsServer:
             time.sleep(0.02)
         if server.secrets is not None:
             # One issuer for the server's whole life: it reconnects across restarts.
-            server.issuer = Issuer(server.url, server.secrets)
+            account_for = shared(shared_account) if shared_account else account_of
+            server.issuer = Issuer(
+                server.url, server.secrets, primary=primary_issuer, account_for=account_for
+            )
             try:
                 server.issuer.start(timeout)
             except RuntimeError:
@@ -163,9 +184,10 @@ class NatsServer:
             namespaces=self.namespaces,
             issuer_secrets=self.secrets,
             monitoring=self.monitoring,
+            shared_account=self.shared_account,
         )
         _write_private(config, text)
-        _write_private(self.workdir / "issuer.json", json.dumps(_secrets_to_json(self.secrets)))
+        _write_private(self.workdir / "issuer.json", issuer_secrets_json(self.secrets))
         return [find_nats_server(), "-c", str(config)]
 
     def _launch(self) -> None:
@@ -279,17 +301,30 @@ def _write_private(path: Path, text: str) -> None:
         out.write(text)
 
 
-def _secrets_to_json(issuer_secrets: IssuerSecrets) -> dict[str, str]:
-    return {
-        "account_seed": issuer_secrets.account.seed,
-        "auth_password": issuer_secrets.auth_password,
-        "system_password": issuer_secrets.system_password,
-    }
+def issuer_secrets_json(issuer_secrets: IssuerSecrets) -> str:
+    """The ``issuer.json`` form of the issuer's secrets."""
+    return json.dumps(
+        {
+            "account_seed": issuer_secrets.account.seed,
+            "auth_password": issuer_secrets.auth_password,
+            "system_password": issuer_secrets.system_password,
+        }
+    )
 
 
 def read_issuer_secrets(path: Path) -> IssuerSecrets:
-    """The issuer secrets a secured server wrote to ``<workdir>/issuer.json``."""
-    data = json.loads(Path(path).read_text())
-    return IssuerSecrets(
-        KeyPair.from_seed(data["account_seed"]), data["auth_password"], data["system_password"]
-    )
+    """The issuer secrets a secured server wrote to ``<workdir>/issuer.json``; ValueError
+    naming the file and what is wrong with it."""
+    try:
+        data = json.loads(Path(path).read_bytes()[: 64 * 1024])
+        account = KeyPair.from_seed(data["account_seed"])
+        if account.kind != ACCOUNT:
+            raise ValueError("account_seed is not the seed of an account key")
+        return IssuerSecrets(account, str(data["auth_password"]), str(data["system_password"]))
+    except OSError as exc:
+        raise ValueError(f"cannot read the issuer secrets {path}: {exc.strerror}") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(
+            f"{path} is not an issuer secrets file (account_seed, auth_password, "
+            f"system_password): {exc}"
+        ) from None

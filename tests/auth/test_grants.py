@@ -45,7 +45,7 @@ def test_an_actor_never_speaks_for_the_backend() -> None:
         _subjects.events_of(A),
         _subjects.fence(A),
         _subjects.fence(B),
-        _subjects.control("shop", "restart-child"),
+        _subjects.control("shop", "restart-child", A),
         f"$KV.{_subjects.global_bucket('shop')}.s.{A.slot_token}",  # slot records
         f"$KV.{_subjects.leases_bucket('shop')}.{B.tokens}",
         "$JS.API.STREAM.CREATE.evil",
@@ -78,8 +78,12 @@ def test_no_role_reaches_another_namespace() -> None:
 
 
 def test_an_admin_is_a_client_pid_with_management_rights() -> None:
-    admin = Grant(Role.ADMIN, "shop", Pid.for_client("shop"))
-    assert _may(admin, "pub", _subjects.control("shop", "tree"))
+    me = Pid.for_client("shop")
+    admin = Grant(Role.ADMIN, "shop", me)
+    assert _may(admin, "pub", _subjects.control("shop", "tree", me))
+    # Who asks is in the subject: an admin asks only as itself.
+    assert not _may(admin, "pub", _subjects.control("shop", "tree", Pid.for_client("shop")))
+    assert not _may(admin, "pub", f"rebeam.shop.control.tree.{me.tokens}.x")
     assert _may(admin, "pub", f"$KV.{_subjects.global_bucket('shop')}.n.anything")
     assert not _may(admin, "pub", f"$KV.{_subjects.global_bucket('shop')}.s.{A.slot_token}")
     assert client_pid_allowed(admin, Pid.for_client("shop"))

@@ -31,6 +31,8 @@ NEEDED = {
     *(("", "pods", verb) for verb in ("get", "list", "watch", "create", "delete")),
     ("", "events", "create"),
     ("", "nodes", "get"),
+    ("authentication.k8s.io", "tokenreviews", "create"),
+    ("authorization.k8s.io", "subjectaccessreviews", "create"),
 }
 
 
@@ -46,7 +48,7 @@ def _reference_rules() -> list[Json]:
 
 
 def _cluster_scoped(rule: Json) -> bool:
-    return "nodes" in rule["resources"]
+    return bool({"nodes", "tokenreviews", "subjectaccessreviews"} & set(rule["resources"]))
 
 
 def test_cluster_wide_rules_are_exactly_those_of_rbac_yaml(chart: Path, helm_home: Path) -> None:

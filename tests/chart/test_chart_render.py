@@ -110,3 +110,47 @@ def test_helm_test_hook_checks_nats(chart: Path, helm_home: Path) -> None:
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert "jetstream" in container["args"][1]
     assert not by_kind(render(chart, helm_home, "tests.enabled=false"), "Pod")
+
+
+def test_nats_auth_wiring(chart: Path, helm_home: Path) -> None:
+    """By default the operator is the NATS server's credential issuer: the issuer Secret is
+    mounted (read-only, owner-only) and named in its env; the NATS chart includes the server
+    Secret; the test hook connects with a projected token, as a person does."""
+    objects = render(chart, helm_home, "operator.watchNamespaces={team-a}")
+    pod = _operator(objects)["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = _env(container)
+    assert env["REBEAM_ISSUER_SECRETS"] == "/etc/rebeam/issuer/issuer.json"
+    assert env["REBEAM_NATS_ACCOUNT"] == "REBEAM"
+    assert {"name": "issuer", "mountPath": "/etc/rebeam/issuer", "readOnly": True} in container[
+        "volumeMounts"
+    ]
+    assert {
+        "name": "issuer",
+        "secret": {"secretName": "rebeam-nats-issuer", "defaultMode": 0o400},
+    } in pod["volumes"]
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["nats"]["config"]["merge"] == {"$include": "./rebeam-auth/auth.conf"}
+    (mount,) = [p["value"] for p in values["nats"]["container"]["patch"]]
+    (volume,) = [p["value"] for p in values["nats"]["podTemplate"]["patch"]]
+    assert mount["mountPath"] == "/etc/nats-config/rebeam-auth"
+    assert mount["name"] == volume["name"]
+    assert volume["secret"] == {"secretName": "rebeam-nats-auth"}
+
+    (hook,) = by_kind(objects, "Pod")
+    assert hook["spec"]["automountServiceAccountToken"] is False
+    (source,) = hook["spec"]["volumes"][0]["projected"]["sources"]
+    assert source == {"serviceAccountToken": {"path": "token", "expirationSeconds": 600}}
+    hook_env = _env(hook["spec"]["containers"][0])
+    assert hook_env["REBEAM_CREDENTIALS_FILE"] == "/var/run/secrets/rebeam/token"
+    assert hook_env["REBEAM_NAMESPACE"] == "team-a"  # a namespace the operator runs
+
+
+def test_nats_auth_off(chart: Path, helm_home: Path) -> None:
+    objects = render(chart, helm_home, "natsAuth.enabled=false")
+    pod = _operator(objects)["spec"]["template"]["spec"]
+    assert "REBEAM_ISSUER_SECRETS" not in _env(pod["containers"][0])
+    assert [v["name"] for v in pod["volumes"]] == ["tmp"]
+    (hook,) = by_kind(objects, "Pod")
+    assert "volumes" not in hook["spec"]
+    assert "REBEAM_CREDENTIALS_FILE" not in _env(hook["spec"]["containers"][0])

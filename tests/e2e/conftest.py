@@ -5,7 +5,10 @@
 - ``kubelet``: the process kubelet with its fault switches (skipped on an existing cluster).
 - ``namespace``: a fresh namespace per test, deleted afterwards.
 - ``crds`` (session): every CustomResourceDefinition of ``crds/`` installed and Established.
-- ``nats_url`` (session): a nats-server with JetStream that pod processes reach.
+- ``nats`` (session): a secured nats-server with JetStream that pod processes reach, every
+  namespace in one account as on a cluster; its ``issuer.json`` is the operator's
+  ``--issuer-secrets`` (the operator is the primary issuer), and its own issuer, a secondary
+  one, hands the tests' clients their credentials (:class:`E2ENats`). ``nats_url``: its URL.
 - ``image``: the image put in pod specs (ignored by the process kubelet).
 
 Missing binaries are a failure, never a skip: run ``make controlplane`` first.
@@ -20,6 +23,7 @@ from pathlib import Path
 import pytest
 from infra.binaries import REPO
 from infra.cluster import Cluster
+from infra.e2enats import E2ENats
 from infra.kubelet import ProcessKubelet
 
 CRDS = REPO / "crds"
@@ -61,17 +65,42 @@ def crds(cluster: Cluster) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def nats_url(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if not cluster.local_control_plane:
-        url = os.environ.get("REBEAM_E2E_NATS_URL")
-        if not url:
-            pytest.skip("set REBEAM_E2E_NATS_URL to a NATS server that the cluster's pods reach")
-        yield url
-        return
-    from rebeam.natsd import NatsServer  # here: the control plane does not need the SDK
+def nats(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2ENats]:
+    # Here, not at the top: the control plane does not need the SDK.
+    from rebeam.auth.issuer import Issuer, shared
+    from rebeam.auth.serverconf import SHARED_ACCOUNT
+    from rebeam.natsd import NatsServer, read_issuer_secrets
 
-    with NatsServer.start(tmp_path_factory.mktemp("nats")) as server:
-        yield server.url
+    if not cluster.local_control_plane:
+        url, issuer_file = (
+            os.environ.get("REBEAM_E2E_NATS_URL"),
+            os.environ.get("REBEAM_E2E_NATS_ISSUER"),
+        )
+        if not (url and issuer_file):
+            pytest.skip(
+                "set REBEAM_E2E_NATS_URL to a NATS server that the cluster's pods reach and "
+                "REBEAM_E2E_NATS_ISSUER to its issuer.json (rebeam nats-secrets)"
+            )
+        issuer = Issuer(
+            url,
+            read_issuer_secrets(Path(issuer_file)),
+            primary=False,
+            account_for=shared(SHARED_ACCOUNT),
+        )
+        issuer.start()
+        try:
+            yield E2ENats(url, Path(issuer_file), issuer)
+        finally:
+            issuer.stop()
+        return
+    workdir = tmp_path_factory.mktemp("nats")
+    with NatsServer.start(workdir, shared_account=SHARED_ACCOUNT, primary_issuer=False) as server:
+        yield E2ENats(server.url, workdir / "issuer.json", server.issuer)
+
+
+@pytest.fixture(scope="session")
+def nats_url(nats: E2ENats) -> str:
+    return nats.url
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from infra.cluster import Cluster
+from infra.e2enats import E2ENats
 from infra.kubelet import ProcessKubelet
 from infra.pods import container_status, phase, python_pod, running, terminated
 from infra.pods import ready as is_ready
@@ -198,14 +199,14 @@ def test_env_from_config_map_and_expansion(
 
 
 def test_pods_reach_nats_with_jetstream(
-    cluster: Cluster, kubelet: ProcessKubelet, namespace: str, image: str, nats_url: str
+    cluster: Cluster, kubelet: ProcessKubelet, namespace: str, image: str, nats: E2ENats
 ) -> None:
     code = """
         import asyncio, os
         import nats
 
         async def main():
-            nc = await nats.connect(os.environ["NATS_URL"])
+            nc = await nats.connect(os.environ["NATS_URL"], token=os.environ["NATS_TOKEN"])
             js = nc.jetstream()
             await js.add_stream(name="E2E_" + os.environ["NS"].replace("-", "_"), subjects=[])
             await nc.close()
@@ -213,7 +214,9 @@ def test_pods_reach_nats_with_jetstream(
         asyncio.run(main())
     """
     env = [
-        {"name": "NATS_URL", "value": nats_url},
+        {"name": "NATS_URL", "value": nats.url},
+        # The e2e NATS is secured: a backend's credential, from the test's own issuer.
+        {"name": "NATS_TOKEN", "value": nats.backend_token()},
         {"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
     ]
     manifest = python_pod("nats", code, image=image, env=env)
@@ -225,6 +228,71 @@ def test_pods_reach_nats_with_jetstream(
     )
 
     assert phase(pod) == "Succeeded", terminated(pod).get("message")
+
+
+def test_secret_and_projected_token_volumes_are_files_env_paths_name(
+    cluster: Cluster, kubelet: ProcessKubelet, namespace: str, image: str
+) -> None:
+    """A secret volume and a projected ServiceAccount token (with its audience, bound to the
+    pod) are files; an env value naming a path under their mountPath names the real file."""
+    core = client.CoreV1Api(cluster.api_client())
+    core.create_namespaced_secret(
+        namespace,
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "s"},
+            "stringData": {"k": "v1"},
+        },
+    )
+    code = """
+        import os, pathlib
+        secret = pathlib.Path(os.environ["SECRET"]).read_text()
+        token = pathlib.Path(os.environ["TOKEN"]).read_text()
+        pathlib.Path(os.environ["REBEAM_TERMINATION_LOG"]).write_text(secret + " " + token)
+    """
+    env = [
+        {"name": "SECRET", "value": "/etc/demo/k"},
+        {"name": "TOKEN", "value": "/var/run/secrets/demo/token"},
+    ]
+    manifest = python_pod("volumes", code, image=image, env=env)
+    manifest["spec"]["automountServiceAccountToken"] = False
+    manifest["spec"]["volumes"] = [
+        {"name": "s", "secret": {"secretName": "s"}},
+        {
+            "name": "t",
+            "projected": {
+                "sources": [
+                    {
+                        "serviceAccountToken": {
+                            "audience": "demo",
+                            "expirationSeconds": 600,
+                            "path": "token",
+                        }
+                    }
+                ]
+            },
+        },
+    ]
+    manifest["spec"]["containers"][0]["volumeMounts"] = [
+        {"name": "s", "mountPath": "/etc/demo"},
+        {"name": "t", "mountPath": "/var/run/secrets/demo"},
+    ]
+    _create(cluster, namespace, manifest)
+
+    pod = cluster.wait_pod(
+        namespace, "volumes", lambda p: phase(p) in ("Succeeded", "Failed"), what="finished"
+    )
+
+    assert phase(pod) == "Succeeded", terminated(pod).get("message")
+    secret, token = terminated(pod)["message"].split(" ")
+    assert secret == "v1"
+    review = client.AuthenticationV1Api(cluster.api_client()).create_token_review(
+        {"apiVersion": "authentication.k8s.io/v1", "spec": {"token": token, "audiences": ["demo"]}}
+    )
+    assert review.status.authenticated, review.status.error
+    assert review.status.user.username == f"system:serviceaccount:{namespace}:default"
+    assert review.status.user.extra["authentication.kubernetes.io/pod-name"] == ["volumes"]
 
 
 def test_garbage_collector_deletes_owned_pods(

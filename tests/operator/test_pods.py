@@ -20,6 +20,7 @@ from rebeam_operator.pods import (
     READINESS_PROBE,
     RUN_AS,
     SCRATCH,
+    TOKEN_FILE,
     grace_seconds,
     pod_manifest,
     runtime_command,
@@ -121,6 +122,7 @@ def test_env() -> None:
         "REBEAM_SUPERVISOR": "app",
         "REBEAM_CHILD": "a",
         "REBEAM_EXIT_RECORD": "$(LOG)",
+        "REBEAM_CREDENTIALS_FILE": TOKEN_FILE,
         "REBEAM_NAME": "thing",
         "REBEAM_LEASE_TTL": "3.0",
         "REBEAM_MAILBOX_DURABLE": "true",
@@ -226,8 +228,9 @@ def test_standalone_actor_pod_is_named_after_the_actor() -> None:
 def test_every_pod_runs_hardened(actor: Json) -> None:
     """Whatever the child (a Python actor or any command in any image): a fixed non-root
     user, no privilege escalation, no capabilities, seccomp RuntimeDefault, a read-only root
-    filesystem with an emptyDir at /tmp, and no ServiceAccount token. This is what the
-    Pod Security Standard "restricted" asks."""
+    filesystem with an emptyDir at /tmp, and no token for the Kubernetes API: only a
+    projected ServiceAccount token for the audience rebeam-nats (its NATS credential). This
+    is what the Pod Security Standard "restricted" asks."""
     pod = build({"name": "a", "actor": actor})["spec"]
     assert pod["automountServiceAccountToken"] is False
     assert pod["securityContext"] == {
@@ -244,8 +247,17 @@ def test_every_pod_runs_hardened(actor: Json) -> None:
         "readOnlyRootFilesystem": True,
         "capabilities": {"drop": ["ALL"]},
     }
-    assert container["volumeMounts"] == [{"name": "tmp", "mountPath": SCRATCH}]
-    assert pod["volumes"] == [{"name": "tmp", "emptyDir": {}}]
+    assert container["volumeMounts"] == [
+        {"name": "tmp", "mountPath": SCRATCH},
+        {"name": "nats-token", "mountPath": "/var/run/secrets/rebeam", "readOnly": True},
+    ]
+    token = {"audience": "rebeam-nats", "expirationSeconds": 3600, "path": "nats-token"}
+    assert pod["volumes"] == [
+        {"name": "tmp", "emptyDir": {}},
+        {"name": "nats-token", "projected": {"sources": [{"serviceAccountToken": token}]}},
+    ]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["REBEAM_CREDENTIALS_FILE"] == TOKEN_FILE == "/var/run/secrets/rebeam/nats-token"
 
 
 def test_manifests_share_no_mutable_parts() -> None:

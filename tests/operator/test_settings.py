@@ -105,6 +105,8 @@ def test_empty_environment_values_are_unset(monkeypatch: pytest.MonkeyPatch) -> 
         ("REBEAM_OPERATOR_LOG_LEVEL", "loud", "--log-level"),
         ("REBEAM_LEASE_TTL", "soon", "--lease-ttl"),
         ("REBEAM_LEASE_TTL", "0", "--lease-ttl"),
+        ("REBEAM_NATS_ACCOUNT", "SYS accounts", "--nats-account"),
+        ("REBEAM_ISSUER_SECRETS", "/nonexistent/issuer.json", "--issuer-secrets"),
     ],
 )
 def test_a_bad_environment_value_is_refused_by_name(
@@ -130,6 +132,8 @@ def test_a_bad_environment_value_is_refused_by_name(
         (["--log-level", "loud"], "--log-level"),
         (["--lease-ttl", "soon"], "--lease-ttl"),
         (["--lease-ttl", "-1"], "--lease-ttl"),
+        (["--nats-account", "a.b"], "--nats-account"),
+        (["--issuer-secrets", __file__], "not an issuer secrets file"),
     ],
 )
 def test_a_bad_flag_is_refused_by_name(

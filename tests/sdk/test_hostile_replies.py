@@ -18,7 +18,6 @@ from tests.sdk.hostile_inputs import deep_json, envelope, until
 import rebeam
 from rebeam import _subjects
 from rebeam._envelope import CALL, CAST, PING, unpack_reply
-from rebeam.local.control import control_subject
 
 PROBE = "rebeam_test_actors:Probe"
 STREAM = "VICTIM"
@@ -139,7 +138,8 @@ def test_rebeam_run_answers_control_requests_only_on_an_inbox(
         nc = await nats.connect(nats_server.url, token=nats_server.backend_credentials(namespace))
         try:
             await a_stream(nc)
-            subject = control_subject(run.namespace, "terminate-child")
+            asker = rebeam.Pid.for_client(run.namespace)
+            subject = _subjects.control(run.namespace, "terminate-child", asker)
             stop = json.dumps({"path": "app/idle"}).encode()
             await nc.publish(subject, stop, reply=DELETE)
             await nc.publish(subject, stop, reply=STORED)
@@ -163,14 +163,16 @@ def test_rebeam_run_answers_control_requests_only_on_an_inbox(
 async def test_the_operator_answers_control_requests_only_on_an_inbox(nats_server, namespace):
     from rebeam_operator.control import ControlServer
 
-    # The operator's world, reduced to what answering needs: one driver in this namespace.
+    # The operator's world, reduced to what answering needs: one driver in this namespace,
+    # no credential issuer (so no RBAC check). A backend's connection asks and answers.
     driver = SimpleNamespace(host=SimpleNamespace(namespace=namespace))
-    server = ControlServer(SimpleNamespace(drivers={"d": driver}))  # type: ignore[arg-type]
+    world = SimpleNamespace(drivers={"d": driver}, messaging=SimpleNamespace(identity=None))
+    server = ControlServer(world)  # type: ignore[arg-type]
     nc = await nats.connect(nats_server.url, token=nats_server.backend_credentials(namespace))
     try:
         await a_stream(nc)
-        subject = control_subject(namespace, "terminate-child")
-        await nc.subscribe(subject, cb=server._handle)
+        subject = _subjects.control(namespace, "terminate-child", rebeam.Pid.for_client(namespace))
+        await nc.subscribe(_subjects.control_subscription(namespace), cb=server._handle)
         for reply in (DELETE, STORED):
             await nc.publish(subject, b'{"path": ""}', reply=reply)
         answer = await nc.request(subject, b'{"path": ""}', timeout=10)  # after them, in order

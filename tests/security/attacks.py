@@ -145,7 +145,7 @@ async def forge_event(world: World) -> tuple[bool, str]:
 
 async def management(world: World) -> tuple[bool, str]:
     # Reading the tree is enough to show the API answers; the rest is a verb away.
-    subject = _subjects.control(world.a.namespace, "tree")
+    subject = _subjects.control(world.a.namespace, "tree", world.thief.pid)
     body = b"{}"
 
     async def obeyed() -> bool:

@@ -157,7 +157,7 @@ def permissions(grant: Grant) -> dict[str, Any]:
             # The owner may read what durable mailboxes hold (parked messages included).
             f"$JS.API.STREAM.INFO.{mailboxes}",
             f"$JS.API.STREAM.MSG.GET.{mailboxes}",
-            f"rebeam.{ns}.control.>",
+            f"rebeam.{ns}.control.*.{tokens}",  # management requests, as itself
             # A client is nobody's child: it reports its own end to its monitors and links.
             _subjects.events_of(pid),
         ]

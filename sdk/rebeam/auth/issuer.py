@@ -17,6 +17,19 @@ its own): an issuer answers only for the credentials it handed out. Only the *pr
 the issuer of the server's own starter, refuses unknown tokens, and only after
 ``REFUSAL_DELAY``, so that the issuer that knows a token always answers first.
 
+Credentials it did not issue can still be accepted by a *resolver* (``resolve``), a blocking
+function from a token and the client's information to a :class:`Grant` or None. On
+Kubernetes the operator's resolver accepts ServiceAccount tokens (docs/security.md,
+"Kubernetes identity"). It runs on a worker thread, several requests at once.
+
+Every connection let in under a grant with a pid is *bound* to that pid: :meth:`Issuer.bound`
+says under which grant a pid speaks (who asks, for a management request), and
+:meth:`Issuer.revoke_pid` closes what a pid has open once its incarnation is over. A client pid
+is bound to one identity: a second connection naming it under another is refused.
+
+Which account a grant's namespace lives in is ``account_for`` (one account per namespace by
+default, :func:`account_of`; one account for all of them on a cluster, :func:`shared`).
+
 The issuer runs on a thread of its own with its own event loop, so that a busy supervisor
 loop (or a test's) never delays a connection, and so that the same object serves ``rebeam
 run``, the operator and the test fixtures.
@@ -38,6 +51,8 @@ import json
 import logging
 import secrets
 import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,18 +63,45 @@ from rebeam.auth.grants import Grant, Role, client_pid_allowed, permissions
 from rebeam.auth.nkeys import ACCOUNT, SERVER, KeyPair
 from rebeam.pids import Pid
 
-__all__ = ["AUTH_SUBJECT", "Issuer", "IssuerSecrets", "account_of"]
+__all__ = [
+    "AUTH_SUBJECT",
+    "ISSUED_PREFIX",
+    "Issuer",
+    "IssuerSecrets",
+    "Resolver",
+    "account_of",
+    "shared",
+]
 
 log = logging.getLogger("rebeam.auth")
 
 AUTH_SUBJECT = "$SYS.REQ.USER.AUTH"
 REFUSAL_DELAY = 0.5  # seconds a primary issuer leaves the others to answer first
+ISSUED_PREFIX = "rbm_"  # every credential an issuer hands out starts so
+MAX_IN_FLIGHT = 256  # authorization requests answered at once; more are dropped (and counted)
+MAX_BOUND = 65536  # pids remembered with their grant (the oldest forgotten first)
 _MAX_REQUEST = 64 * 1024
+_RECONNECT_WAIT = 0.2
+
+# A token and the client's information (its name, host, ...) -> the grant, or None: not one
+# of ours. May block (it is run on a worker thread); PermissionError refuses the connection
+# for the reason it gives, any other exception as "could not be checked".
+Resolver = Callable[[str, dict[str, Any]], Grant | None]
 
 
 def account_of(namespace: str) -> str:
     """The NATS account that holds one rebeam namespace."""
     return f"ns_{namespace}"
+
+
+def shared(account: str) -> Callable[[str], str]:
+    """Every namespace in one account (a server whose accounts are fixed in its
+    configuration, as on a cluster): namespaces are then kept apart by permissions alone."""
+
+    def account_for(namespace: str) -> str:
+        return account
+
+    return account_for
 
 
 @dataclass(frozen=True)
@@ -90,24 +132,46 @@ class _Answer:
 
 
 @dataclass
+class _Binding:
+    """A pid that speaks through connections let in under ``grant``."""
+
+    grant: Grant
+    connections: set[tuple[str, int]] = field(default_factory=set)
+
+
+@dataclass
 class Counters:
     granted: int = 0
     refused: int = 0
     malformed: int = 0
     kicked: int = 0
+    resolved: int = 0  # granted by the resolver
+    overloaded: int = 0  # requests dropped: too many in flight
 
 
 class Issuer:
     AUTH_USER = "rebeam-issuer"
     SYSTEM_USER = "rebeam-system"
 
-    def __init__(self, url: str, issuer_secrets: IssuerSecrets, *, primary: bool = True) -> None:
+    def __init__(
+        self,
+        url: str,
+        issuer_secrets: IssuerSecrets,
+        *,
+        primary: bool = True,
+        account_for: Callable[[str], str] = account_of,
+        resolve: Resolver | None = None,
+    ) -> None:
         self.url = url
         self.primary = primary
         self.secrets = issuer_secrets
+        self.account_for = account_for
+        self.resolve = resolve
         self.counters = Counters()
         self._lock = threading.Lock()
         self._credentials: dict[str, _Entry] = {}
+        self._bound: OrderedDict[Pid, _Binding] = OrderedDict()
+        self._in_flight: set[asyncio.Task[None]] = set()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
@@ -115,12 +179,13 @@ class Issuer:
         self._failure: BaseException | None = None
         self._system: Any = None
         self._refusals_logged = 0
+        self._connect_attempts = 1
 
     # -- credentials (any thread) ---------------------------------------------------------
 
     def issue(self, grant: Grant) -> str:
         """A new credential for ``grant``: a token the holder connects with."""
-        token = "rbm_" + secrets.token_urlsafe(32)
+        token = ISSUED_PREFIX + secrets.token_urlsafe(32)
         with self._lock:
             self._credentials[token] = _Entry(grant)
         return token
@@ -129,21 +194,45 @@ class Issuer:
         """Refuse ``token`` from now on and close what it let in (in the background)."""
         with self._lock:
             entry = self._credentials.pop(token, None)
-        if entry is None or not entry.connections or self._loop is None:
-            return
-        asyncio.run_coroutine_threadsafe(self._kick(entry.connections), self._loop)
+            if entry is not None and entry.grant.pid is not None:
+                self._bound.pop(entry.grant.pid, None)
+        if entry is not None:
+            self._close(entry.connections)
+
+    def revoke_pid(self, pid: Pid) -> None:
+        """The incarnation ``pid`` is over: refuse the credentials issued for it and close
+        every connection that speaks as it (in the background)."""
+        with self._lock:
+            binding = self._bound.pop(pid, None)
+            tokens = [t for t, e in self._credentials.items() if e.grant.pid == pid]
+            entries = [self._credentials.pop(t) for t in tokens]
+        connections = set(binding.connections) if binding else set()
+        for entry in entries:
+            connections |= entry.connections
+        self._close(connections)
 
     def grant_of(self, token: str) -> Grant | None:
         with self._lock:
             entry = self._credentials.get(token)
         return entry.grant if entry else None
 
+    def bound(self, pid: Pid) -> Grant | None:
+        """The grant the connections speaking as ``pid`` were let in under, if any is known."""
+        with self._lock:
+            binding = self._bound.get(pid)
+        return binding.grant if binding else None
+
+    def _close(self, connections: set[tuple[str, int]]) -> None:
+        if connections and self._loop is not None and not self._loop.is_closed():
+            asyncio.run_coroutine_threadsafe(self._kick(connections), self._loop)
+
     # -- the service thread -----------------------------------------------------------------
 
     def start(self, timeout: float = 10.0) -> None:
+        self._connect_attempts = max(1, int(timeout / _RECONNECT_WAIT))
         self._thread = threading.Thread(target=self._run, name="rebeam-issuer", daemon=True)
         self._thread.start()
-        if not self._ready.wait(timeout):
+        if not self._ready.wait(timeout + 2):
             raise RuntimeError(f"the credential issuer did not connect to {self.url}")
         if self._failure is not None:
             raise RuntimeError(f"the credential issuer failed: {self._failure}")
@@ -168,16 +257,12 @@ class Issuer:
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
-
-        async def quiet(exc: Exception) -> None:
-            # The server going away (and coming back) is the supervisor's to report; the
-            # issuer reconnects by itself and says nothing more.
-            log.debug("issuer connection: %s", exc)
-
-        common = {
-            "max_reconnect_attempts": -1,
-            "reconnect_time_wait": 0.2,
-            "error_cb": quiet,
+        # nats-py retries a first connect with the reconnect budget: bound it by start()'s
+        # timeout (a server that is not there fails the start), then never give up.
+        common: dict[str, Any] = {
+            "max_reconnect_attempts": self._connect_attempts,
+            "reconnect_time_wait": _RECONNECT_WAIT,
+            "error_cb": _connection_error,
         }
         nc = await nats.connect(
             self.url,
@@ -193,12 +278,16 @@ class Issuer:
             name="rebeam-issuer-system",
             **common,
         )
+        for conn in (nc, self._system):
+            conn.options["max_reconnect_attempts"] = -1
         await nc.subscribe(AUTH_SUBJECT, cb=self._on_request)
         await nc.flush()
         self._ready.set()
         try:
             await self._stopping.wait()
         finally:
+            for task in list(self._in_flight):
+                task.cancel()
             for conn in (nc, self._system):
                 try:
                     await asyncio.wait_for(conn.close(), 5)
@@ -206,6 +295,16 @@ class Issuer:
                     log.debug("issuer connection close: %s", exc)
 
     async def _on_request(self, msg: Any) -> None:
+        """Each request is answered by a task of its own: a resolver that waits for an API
+        server, or a refusal held back by ``REFUSAL_DELAY``, must not hold up the others."""
+        if len(self._in_flight) >= MAX_IN_FLIGHT:
+            self.counters.overloaded += 1
+            return  # no answer: the server times the connection out, the client retries
+        task = asyncio.get_running_loop().create_task(self._answer(msg))
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+
+    async def _answer(self, msg: Any) -> None:
         if len(msg.data) > _MAX_REQUEST:
             self.counters.malformed += 1
             return  # no answer: the server times the connection out
@@ -220,36 +319,45 @@ class Issuer:
             return
         client = info.get("client_info") or {}
         token = (info.get("connect_opts") or {}).get("auth_token") or ""
-        answer = self._decide(token, client, user_key, server_id)
+        answer = await self._decide(token, client, user_key, server_id)
         if answer is None:
             return  # another issuer's credential, or nobody's: the primary refuses it
         if answer.refused:
             await asyncio.sleep(REFUSAL_DELAY if self.primary else 0)
         await msg.respond(answer.jwt.encode())
 
-    def _decide(
+    async def _decide(
         self, token: str, client: dict[str, Any], user_key: str, server_id: str
     ) -> _Answer | None:
+        token = token if isinstance(token, str) else ""
         with self._lock:
-            entry = self._credentials.get(token) if isinstance(token, str) else None
-        if entry is None and not self.primary:
-            return None
+            entry = self._credentials.get(token)
         grant = entry.grant if entry else None
-        why = "" if grant is not None else "unknown or revoked credential"
+        why = "unknown or revoked credential"
+        if (
+            grant is None
+            and self.resolve is not None
+            and token
+            and not token.startswith(ISSUED_PREFIX)
+        ):
+            grant, why = await self._resolve(token, client)
+        if grant is None and not self.primary:
+            return None  # another issuer's credential, or nobody's: the primary refuses it
         raw_name = client.get("name")
         name = raw_name if isinstance(raw_name, str) else ""
         if grant is not None and grant.role is Role.ADMIN:
             grant, why = _bind_client(grant, name)
-        if grant is None or entry is None:
-            return self._refuse(why, client, user_key, server_id)
-        cid = client.get("id")
-        if isinstance(cid, int):
+        if grant is not None and grant.pid is not None:
+            grant, why = self._bind(grant, client, server_id, entry)
+        elif grant is not None and entry is not None:
             with self._lock:
-                entry.connections.add((server_id, cid))
+                self._remember(entry.connections, client, server_id)
+        if grant is None:
+            return self._refuse(why, client, user_key, server_id)
         self.counters.granted += 1
         claims = {
             "sub": user_key,
-            "aud": account_of(grant.namespace),
+            "aud": self.account_for(grant.namespace),
             "name": str(grant.pid) if grant.pid else grant.label or grant.role.value,
             "nats": {
                 **permissions(grant),
@@ -261,6 +369,48 @@ class Issuer:
         }
         user_jwt = jwt.encode(claims, self.secrets.account)
         return _Answer(self._respond(user_key, server_id, {"jwt": user_jwt}), refused=False)
+
+    async def _resolve(self, token: str, client: dict[str, Any]) -> tuple[Grant | None, str]:
+        assert self.resolve is not None
+        try:
+            grant = await asyncio.get_running_loop().run_in_executor(
+                None, self.resolve, token, client
+            )
+        except PermissionError as exc:  # the resolver's own words: why not
+            return None, str(exc)
+        except Exception as exc:
+            return None, f"the credential could not be checked: {exc}"
+        if grant is None:
+            return None, "unknown or revoked credential"
+        self.counters.resolved += 1
+        return grant, ""
+
+    def _bind(
+        self, grant: Grant, client: dict[str, Any], server_id: str, entry: _Entry | None
+    ) -> tuple[Grant | None, str]:
+        """Bind the connection to its grant's pid; a pid speaks for one identity only."""
+        assert grant.pid is not None
+        with self._lock:
+            binding = self._bound.get(grant.pid)
+            if binding is not None and binding.grant != grant:
+                return None, f"{grant.pid} is in use by another identity"
+            if binding is None:
+                binding = self._bound[grant.pid] = _Binding(grant)
+                while len(self._bound) > MAX_BOUND:
+                    self._bound.popitem(last=False)
+            self._bound.move_to_end(grant.pid)
+            self._remember(binding.connections, client, server_id)
+            if entry is not None:
+                self._remember(entry.connections, client, server_id)
+        return grant, ""
+
+    @staticmethod
+    def _remember(
+        connections: set[tuple[str, int]], client: dict[str, Any], server_id: str
+    ) -> None:
+        cid = client.get("id")
+        if isinstance(cid, int):
+            connections.add((server_id, cid))
 
     def _refuse(self, why: str, client: dict[str, Any], user_key: str, server_id: str) -> _Answer:
         self.counters.refused += 1
@@ -295,6 +445,11 @@ class Issuer:
                 log.debug("kick of connection %d: %s", cid, exc)
 
 
+async def _connection_error(exc: Exception) -> None:
+    """The issuer's connections reconnect by themselves; a failed attempt is no news."""
+    log.debug("credential issuer connection: %s", exc)
+
+
 def _bind_client(grant: Grant, name: str) -> tuple[Grant | None, str]:
     """An admin's connection speaks as the client pid it names when it connects."""
     try:
@@ -303,4 +458,6 @@ def _bind_client(grant: Grant, name: str) -> tuple[Grant | None, str]:
         return None, "an admin connection must be named with its client pid"
     if not client_pid_allowed(grant, pid):
         return None, f"{name} is not a client pid of namespace {grant.namespace}"
-    return Grant(Role.ADMIN, grant.namespace, pid, grant.names, label=grant.label), ""
+    return Grant(
+        Role.ADMIN, grant.namespace, pid, grant.names, label=grant.label, extra=grant.extra
+    ), ""

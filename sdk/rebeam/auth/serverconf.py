@@ -5,8 +5,16 @@ Every client connection is sent to the issuer (auth callout). Three kinds of acc
 * ``AUTH`` holds only the issuer's callout connection;
 * ``SYS`` is the server's system account; the issuer's second connection lives there, to
   close connections whose credential was revoked;
-* one ``ns_<namespace>`` account per rebeam namespace, with JetStream: actors of different
-  namespaces cannot see each other's subjects, streams or buckets at all.
+* the accounts of rebeam namespaces, with JetStream: one ``ns_<namespace>`` account per
+  namespace by default (actors of different namespaces cannot see each other's subjects,
+  streams or buckets at all), or one shared account for every namespace
+  (``shared_account``). A server whose accounts are fixed before anyone knows the
+  namespaces, as on a cluster, shares one; namespaces are then kept apart by the
+  permissions of each grant (docs/security.md, "Kubernetes identity").
+
+:func:`render` writes a whole server's configuration (``rebeam run``'s embedded server, the
+tests'); :func:`auth_include` only the accounts and the callout, for a server configured
+elsewhere (the NATS Helm chart includes it).
 
 The monitoring port is off unless asked for (tests read subscription counts from it): it
 would list every connection's subscriptions to anyone who can reach it.
@@ -15,13 +23,17 @@ would list every connection's subscriptions to anyone who can reach it.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
 from rebeam.auth.issuer import Issuer, IssuerSecrets, account_of
 from rebeam.pids import validate_namespace
 
-__all__ = ["render"]
+__all__ = ["SHARED_ACCOUNT", "auth_include", "render"]
+
+SHARED_ACCOUNT = "REBEAM"  # the account of every namespace on a cluster
+_ACCOUNT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 
 
 def _q(text: str) -> str:
@@ -36,10 +48,8 @@ def render(
     namespaces: Iterable[str],
     issuer_secrets: IssuerSecrets,
     monitoring: bool = False,
+    shared_account: str | None = None,
 ) -> str:
-    spaces = sorted({validate_namespace(ns) for ns in namespaces})
-    if not spaces:
-        raise ValueError("a secured server needs at least one namespace")
     lines = [
         f"listen: {_q(f'127.0.0.1:{port}')}",
         f"ports_file_dir: {_q(str(ports_dir))}",
@@ -48,17 +58,48 @@ def render(
         lines.append(f"http: {_q('127.0.0.1:-1')}")
     if store_dir is not None:
         lines.append(f"jetstream {{ store_dir: {_q(str(store_dir))} }}")
+    include = auth_include(
+        issuer_secrets,
+        namespaces=namespaces,
+        shared_account=shared_account,
+        jetstream=store_dir is not None,
+    )
+    return "\n".join(lines) + "\n" + include
+
+
+def auth_include(
+    issuer_secrets: IssuerSecrets,
+    *,
+    namespaces: Iterable[str] = (),
+    shared_account: str | None = None,
+    jetstream: bool = True,
+) -> str:
+    """The accounts, the system account and the auth callout: what makes a server require
+    rebeam credentials. It holds the issuer's passwords: keep it secret."""
+    if shared_account is not None:
+        if not _ACCOUNT_NAME.fullmatch(shared_account) or shared_account in ("AUTH", "SYS"):
+            raise ValueError(
+                f"invalid account name {shared_account!r}: a letter, then letters, digits, "
+                "'_' or '-' (at most 64; not AUTH or SYS)"
+            )
+        accounts = [shared_account]
+    else:
+        accounts = [account_of(ns) for ns in sorted({validate_namespace(n) for n in namespaces})]
+    if not accounts:
+        raise ValueError("a secured server needs at least one namespace, or a shared account")
     auth = f"{{ user: {_q(Issuer.AUTH_USER)}, password: {_q(issuer_secrets.auth_password)} }}"
     system = f"{{ user: {_q(Issuer.SYSTEM_USER)}, password: {_q(issuer_secrets.system_password)} }}"
-    lines.append("accounts {")
+    js = " jetstream: enabled " if jetstream else " "
+    lines = ["accounts {"]
     lines.append(f"  AUTH {{ users: [ {auth} ] }}")
     lines.append(f"  SYS {{ users: [ {system} ] }}")
-    js = " jetstream: enabled " if store_dir is not None else " "
-    lines += [f"  {account_of(ns)} {{{js}}}" for ns in spaces]
+    lines += [f"  {account} {{{js}}}" for account in accounts]
     lines.append("}")
     lines.append("system_account: SYS")
     lines += [
         "authorization {",
+        # Seconds a client has to be let in: the issuer may ask an API server first.
+        "  timeout: 5",
         "  auth_callout {",
         f"    issuer: {_q(issuer_secrets.account.public_key)}",
         f"    auth_users: [ {_q(Issuer.AUTH_USER)}, {_q(Issuer.SYSTEM_USER)} ]",

@@ -81,7 +81,8 @@ def add_target(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help=(
             "a file holding the NATS credential to use with --nats (default: "
-            "$REBEAM_CREDENTIALS; without --nats, the running instance's own)"
+            "$REBEAM_CREDENTIALS, else on Kubernetes the current kubeconfig user's token; "
+            "without --nats, the running instance's own)"
         ),
     )
 
@@ -148,23 +149,44 @@ async def connect(url: str, **callbacks: Any) -> Any:
 
 def credentials(args: argparse.Namespace) -> str | None:
     """The credential to connect with (docs/security.md): the owner's, from the instance
-    file of the `rebeam run` for the namespace, or the one given with --nats."""
+    file of the `rebeam run` for the namespace; with --nats, --credentials-file, else
+    $REBEAM_CREDENTIALS, else the bearer token of the current kubeconfig user (against a
+    cluster, the operator checks it with the API server and asks RBAC what it may do)."""
     if not args.nats:
         found = InstanceFile.read(args.namespace).get("credentials")
         return str(found) if found else None
     if getattr(args, "credentials_file", None):
         return str(args.credentials_file.read_text().strip())
-    return os.environ.get("REBEAM_CREDENTIALS") or None
+    return os.environ.get("REBEAM_CREDENTIALS") or kubeconfig_token()
 
 
-async def admin_connect(args: argparse.Namespace, **callbacks: Any) -> Any:
+def kubeconfig_token() -> str | None:
+    """The bearer token of the current kubeconfig user, when the ``kubernetes`` package is
+    installed (it is optional) and the user has one (a token, or an exec plugin that gives
+    one); otherwise None."""
+    try:
+        from kubernetes import client, config
+    except ImportError:
+        return None
+    configuration = client.Configuration()
+    try:
+        config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call,unused-ignore]
+    except Exception:  # no kubeconfig, or one without a usable context: no token from it
+        return None
+    header = str((configuration.api_key or {}).get("authorization") or "")
+    token = header.removeprefix("Bearer ").strip()
+    return token or None
+
+
+async def admin_connect(args: argparse.Namespace, **callbacks: Any) -> tuple[Any, Pid]:
     """:func:`connect` as the owner, under a fresh client pid of the namespace (what the
-    issuer binds an owner's connection to)."""
+    issuer binds an owner's connection to), and that pid."""
     pid = Pid.for_client(args.namespace)
-    return await connect(
+    nc = await connect(
         nats_url(args),
         name=str(pid),
         token=credentials(args),
         inbox_prefix=f"{_subjects.inbox_prefix(pid)}.{secrets.token_hex(8)}",
         **callbacks,
     )
+    return nc, pid

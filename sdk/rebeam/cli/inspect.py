@@ -11,10 +11,11 @@ from typing import Any
 import nats
 from rich.console import Console
 
+from rebeam import _subjects
 from rebeam._management import parse_reply
 from rebeam.cli._common import FAILURES, add_target, admin_connect, nats_url
 from rebeam.events import LifecycleEvent
-from rebeam.local.control import NoInstance, control_subject
+from rebeam.local.control import NoInstance
 from rebeam.local.view import describe_event, render_tree
 
 
@@ -49,10 +50,10 @@ def run_tree(args: argparse.Namespace) -> int:
 
 async def request(args: argparse.Namespace, operation: str, body: dict[str, Any]) -> Any:
     """One control request to the running instance; its JSON reply."""
-    nc = await admin_connect(args)
+    nc, pid = await admin_connect(args)
     try:
         msg = await nc.request(
-            control_subject(args.namespace, operation), json.dumps(body).encode(), timeout=30
+            _subjects.control(args.namespace, operation, pid), json.dumps(body).encode(), 30
         )
         return parse_reply(msg.data)
     except ValueError as exc:  # printed as the other ways of getting no usable answer
@@ -89,7 +90,9 @@ async def _follow(args: argparse.Namespace) -> int:
     async def reconnected_cb() -> None:
         print(f"rebeam: reconnected to NATS at {url}", file=sys.stderr)
 
-    nc = await admin_connect(args, disconnected_cb=disconnected_cb, reconnected_cb=reconnected_cb)
+    nc, _ = await admin_connect(
+        args, disconnected_cb=disconnected_cb, reconnected_cb=reconnected_cb
+    )
     nc.options["allow_reconnect"] = True  # following: a server restart is waited out
     seen = 0
     done = asyncio.Event()

@@ -2,10 +2,14 @@
 
 The run writes an instance file — ``$XDG_STATE_HOME/rebeam/<namespace>.json`` (default
 ``~/.local/state/rebeam/``) — with its NATS URL, and answers requests on
-``rebeam.<ns>.control.<operation>``: ``tree``, ``start-child``, ``terminate-child``,
-``restart-child``, ``delete-child``. Requests and replies are JSON; a reply is
-``{"ok": value}`` or ``{"error": "what went wrong"}``. ``rebeam events`` needs no control
-request: it subscribes to the lifecycle events themselves.
+``rebeam.<ns>.control.<operation>.<requester>``: ``tree``, ``start-child``,
+``terminate-child``, ``restart-child``, ``delete-child``, where the requester is the client
+pid that asks (the server lets a connection publish there only as itself). Requests and
+replies are JSON; a reply is ``{"ok": value}`` or ``{"error": "what went wrong"}``. ``rebeam
+events`` needs no control request: it subscribes to the lifecycle events themselves.
+
+Locally, the owner's credential is the only one allowed to make management requests, so a
+request that reaches the run is the owner's: the requester is not checked further.
 
 A request is answered only on a request inbox (``_INBOX.`` or ``_INBOX_rebeam.``): a request
 with any other reply subject is refused unread, counted and logged at a bounded rate, so
@@ -42,14 +46,11 @@ if TYPE_CHECKING:
     from rebeam.local.runner import LocalRun
     from rebeam.local.supervisors import SupervisorRunner
 
-__all__ = ["ControlServer", "InstanceFile", "NoInstance", "control_subject"]
+__all__ = ["OPERATIONS", "ControlServer", "InstanceFile", "NoInstance"]
 
 log = logging.getLogger("rebeam.run")
 
 OPERATIONS = ("tree", "start-child", "terminate-child", "restart-child", "delete-child")
-
-
-control_subject = _subjects.control
 
 
 class NoInstance(RuntimeError):
@@ -188,9 +189,8 @@ class ControlServer:
         self._subscriptions: list[Any] = []
 
     async def start(self) -> None:
-        for operation in OPERATIONS:
-            subject = control_subject(self.run.options.namespace, operation)
-            self._subscriptions.append(await self.nc.subscribe(subject, cb=self._handle))
+        subject = _subjects.control_subscription(self.run.options.namespace)
+        self._subscriptions.append(await self.nc.subscribe(subject, cb=self._handle))
 
     async def stop(self) -> None:
         for subscription in self._subscriptions:
@@ -200,16 +200,18 @@ class ControlServer:
                 log.debug("unsubscribe failed: %s", exc)
 
     async def _handle(self, msg: Any) -> None:
-        operation = msg.subject.rsplit(".", 1)[-1]
         if msg.reply and not _subjects.is_inbox(msg.reply):
             self.refused += 1
             self._ratelog.warning("refused a request: its reply subject is no inbox", msg.reply)
             return
+        parsed = _subjects.control_request(msg.subject)
         try:
+            if parsed is None or parsed[0] not in OPERATIONS:
+                raise ValueError(f"no such management operation: {msg.subject[:200]}")
             request = loads_json(msg.data or b"{}", what="a control request")
             if not isinstance(request, dict):
                 raise ValueError("a control request is a JSON object")
-            reply = await self._answer(operation, request)
+            reply = await self._answer(parsed[0], request)
         except Exception as exc:
             reply = {"error": f"{type(exc).__name__}: {exc}"}
         if msg.reply:

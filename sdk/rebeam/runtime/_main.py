@@ -1,6 +1,7 @@
 """The actor process: parse the identity, connect, check the slot, init, serve, record the end.
 
-The sequence, which is the contract with every supervisor (docs/runtime-contract.md)::
+The sequence, which is the contract with every supervisor (docs/runtime-contract.md); the
+supervisor claimed the pid's slot (fencing) before the process could connect::
 
     connect to NATS as the pid          (fails: exit 1, crash recorded)
     subscribe the mailbox

@@ -122,6 +122,17 @@ class Cluster:
         )
         return configuration
 
+    def admin_token(self) -> str:
+        """The admin's bearer token (the static one of our control plane, else the
+        kubeconfig user's): what the rebeam CLI presents to the operator as a person."""
+        if self.control_plane is not None:
+            return self.control_plane.admin_token
+        header = str((self._admin_configuration().api_key or {}).get("authorization") or "")
+        token = header.removeprefix("Bearer ").strip()
+        if not token:
+            raise RuntimeError("the kubeconfig's user has no bearer token")
+        return token
+
     def token_client(self, token: str) -> client.ApiClient:
         """A client that authenticates with ``token`` alone: exactly its permissions."""
         admin = self._admin_configuration()

@@ -28,7 +28,11 @@ Where it differs from a kubelet (deliberately; documented in tests/e2e/README.md
   kubeconfig with a token for the pod's ServiceAccount (TokenRequest bound to the pod), unless
   ``automountServiceAccountToken`` is false. Clients that try in-cluster config first fall back
   to it.
-- No images, volumes, liveness/startup probes, init containers, resource limits or
+- Volumes: only ``secret`` volumes and ``projected`` ``serviceAccountToken`` sources (audience,
+  expiration, bound to the pod) are made, as files in the pod's directory; an env value naming
+  a path under the container's ``mountPath`` is rewritten to the real file. Projected tokens
+  are not renewed (no test runs for an hour).
+- No images, other volumes, liveness/startup probes, init containers, resource limits or
   ``kubectl logs``/``exec``: a pod with init containers fails; only ``exec`` readiness probes
   run (a container without one is ready while it runs). Logs are files under the kubelet's work
   directory (:meth:`ProcessKubelet.log_path`). All pods share the loopback network: podIP and

@@ -5,6 +5,13 @@ starts each container (``command`` + ``args``, env, workingDir), restarts it as
 ``restartPolicy`` says, runs ``exec`` readiness probes, writes the pod's status, and carries
 out a deletion (SIGTERM, grace period, SIGKILL, final status, DELETE with grace 0 and a UID
 precondition).
+
+Two kinds of volume are made, as files in the pod's own directory: ``secret`` volumes and
+the ``serviceAccountToken`` sources of ``projected`` volumes (a TokenRequest for the pod's
+ServiceAccount with the source's audience and expiration, bound to the pod). A process cannot
+see them at their ``mountPath``, so an env value that names a path under a container's
+mountPath is rewritten to the real file, as ``HOME`` and the termination log are given real
+paths. Other volumes are ignored.
 """
 
 from __future__ import annotations
@@ -309,6 +316,56 @@ class PodWorker:
         return ""
 
     async def _environment(self, run: ContainerRun) -> dict[str, str]:
+        env = await self._declared_environment(run)
+        mounts = await self._mount_volumes(run)
+        for name, value in env.items():
+            for mount_path, local in mounts.items():
+                if value == mount_path or value.startswith(mount_path.rstrip("/") + "/"):
+                    env[name] = str(local) + value[len(mount_path.rstrip("/")) :]
+                    break
+        # Ours, whatever the spec says (it may name the in-container terminationMessagePath).
+        env["REBEAM_TERMINATION_LOG"] = str(run.termination_log)
+        return env
+
+    async def _mount_volumes(self, run: ContainerRun) -> dict[str, Path]:
+        """Make the container's secret and projected-token volumes; mountPath -> directory."""
+        volumes = {v["name"]: v for v in self.pod["spec"].get("volumes") or []}
+        mounts: dict[str, Path] = {}
+        for mount in run.spec.get("volumeMounts") or []:
+            volume = volumes.get(mount.get("name"))
+            if volume is None or not ({"secret", "projected"} & volume.keys()):
+                continue  # emptyDir and the rest: not made (see the module's docstring)
+            local = self.directory / "volumes" / volume["name"]
+            local.mkdir(parents=True, exist_ok=True)
+            local.chmod(0o700)
+            if "secret" in volume:
+                await self._write_secret(volume["secret"], local)
+            else:
+                await self._write_projected(volume["projected"], local)
+            mounts[mount["mountPath"]] = local
+        return mounts
+
+    async def _write_secret(self, source: Json, local: Path) -> None:
+        data = await self._read_data("secret", source["secretName"], source.get("optional"))
+        items = source.get("items") or [{"key": k, "path": k} for k in data]
+        for item in items:
+            if item["key"] in data:
+                _write_file(local / item["path"], data[item["key"]])
+            elif not source.get("optional"):
+                raise StartError(f"couldn't find key {item['key']} in secret")
+
+    async def _write_projected(self, projected: Json, local: Path) -> None:
+        for source in projected.get("sources") or []:
+            token = source.get("serviceAccountToken")
+            if token is None:
+                continue  # configMap, downwardAPI, ...: not made (KUBECONFIG stands in for them)
+            audience = token.get("audience")
+            value = await self._request_token(
+                int(token.get("expirationSeconds", 3600)), [audience] if audience else None
+            )
+            _write_file(local / token["path"], value)
+
+    async def _declared_environment(self, run: ContainerRun) -> dict[str, str]:
         env: dict[str, str] = {
             "PATH": self.kubelet.path,
             "HOME": str(self.directory),
@@ -344,8 +401,6 @@ class PodWorker:
                     raise StartError(f"couldn't find key {ref['key']} in {kind} {ref['name']}")
             else:
                 raise StartError(f"env {name}: only fieldRef, configMapKeyRef, secretKeyRef")
-        # Ours, whatever the spec says (it may name the in-container terminationMessagePath).
-        env["REBEAM_TERMINATION_LOG"] = str(run.termination_log)
         return env
 
     async def _read_data(self, kind: str, name: str, optional: bool | None) -> dict[str, str]:
@@ -384,21 +439,21 @@ class PodWorker:
             return str((meta.get(match[1]) or {}).get(match[2], ""))
         raise StartError(f"fieldRef {path} is not supported by the process kubelet")
 
-    async def _service_account_kubeconfig(self) -> Path:
+    async def _request_token(self, expiration: int, audiences: list[str] | None) -> str:
+        """A token of the pod's ServiceAccount, bound to the pod (TokenRequest)."""
         account = self.pod["spec"].get("serviceAccountName") or "default"
-        request = {
-            "apiVersion": "authentication.k8s.io/v1",
-            "kind": "TokenRequest",
-            "spec": {
-                "expirationSeconds": 3600,
-                "boundObjectRef": {
-                    "apiVersion": "v1",
-                    "kind": "Pod",
-                    "name": self.name,
-                    "uid": self.uid,
-                },
+        spec: Json = {
+            "expirationSeconds": expiration,
+            "boundObjectRef": {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "name": self.name,
+                "uid": self.uid,
             },
         }
+        if audiences:
+            spec["audiences"] = audiences
+        request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}
         try:
             create = (
                 self.kubelet.core.create_namespaced_service_account_token_without_preload_content
@@ -410,7 +465,11 @@ class PodWorker:
         if response.status >= 300:
             reason = answer.get("message") if isinstance(answer, dict) else answer
             raise StartError(f"token for serviceaccount {account}: {reason}")
-        token = answer["status"]["token"]
+        return str(answer["status"]["token"])
+
+    async def _service_account_kubeconfig(self) -> Path:
+        account = self.pod["spec"].get("serviceAccountName") or "default"
+        token = await self._request_token(3600, None)
         path = self.directory / "serviceaccount.kubeconfig"
         config = {
             "apiVersion": "v1",
@@ -575,6 +634,13 @@ class PodWorker:
             log.warning(
                 "status of %s/%s: HTTP %s %s", self.namespace, self.name, response.status, body
             )
+
+
+def _write_file(path: Path, text: str) -> None:
+    """A volume's file, readable by the pod's processes only (they run as this user)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(0o600)
 
 
 def _signal_group(pgid: int, sig: int) -> None:

@@ -1,16 +1,20 @@
-"""Helpers of the install tests: the release's values, the lifecycle events of a namespace as
-they arrive on NATS, and the release's operator log (from the process kubelet, else
-`kubectl logs`)."""
+"""Helpers of the install tests: the release's values and NATS Secrets, the lifecycle events
+of a namespace as they arrive on NATS, and the release's operator log (from the process
+kubelet, else `kubectl logs`)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 from infra.cluster import Cluster
+from infra.e2enats import E2ENats
 
 Json = dict[str, Any]
 
@@ -32,11 +36,30 @@ def release_values(cluster: Cluster, nats_url: str, app_namespace: str, image: s
     return {"nats": {"enabled": False}, "natsUrl": nats_url, "operator": operator}
 
 
+def apply_nats_secrets(cluster: Cluster, namespace: str, nats: E2ENats, workdir: Path) -> None:
+    """What the install docs say to do first: ``rebeam nats-secrets | kubectl apply -f -``,
+    here for the test's NATS server (its issuer.json)."""
+    rebeam = str(Path(sys.executable).parent / "rebeam")
+    made = subprocess.run(
+        [rebeam, "nats-secrets", "--namespace", namespace, "--issuer-file", str(nats.issuer_file)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    secrets = workdir / "nats-secrets.yaml"
+    secrets.touch(mode=0o600)
+    secrets.write_text(made.stdout)
+    cluster.kubectl("apply", "-f", str(secrets))
+
+
 class EventTap:
     """Collects ``rebeam.<namespace>.events.>`` in a thread of its own."""
 
-    def __init__(self, url: str, namespace: str) -> None:
-        self.url = url
+    def __init__(self, nats: E2ENats, namespace: str) -> None:
+        self.url = nats.url
+        self.namespace = namespace
+        self.token = nats.admin_token(namespace)
         self.subject = f"rebeam.{namespace}.events.>"
         self._events: list[Json] = []
         self._lock = threading.Lock()
@@ -59,9 +82,19 @@ class EventTap:
     async def _main(self) -> None:
         import nats
 
+        from rebeam import _subjects
+        from rebeam.pids import Pid
+
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        nc = await nats.connect(self.url, connect_timeout=5)
+        pid = Pid.for_client(self.namespace)
+        nc = await nats.connect(
+            self.url,
+            connect_timeout=5,
+            token=self.token,
+            name=str(pid),
+            inbox_prefix=f"{_subjects.inbox_prefix(pid)}.t",
+        )
 
         async def got(msg: Any) -> None:
             with self._lock:

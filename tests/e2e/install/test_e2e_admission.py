@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 import yaml
 from infra.cluster import Cluster
+from infra.e2enats import E2ENats
 from infra.procs import wait_for
-from install_helpers import release_values
+from install_helpers import apply_nats_secrets, release_values
 from kubernetes import client
 from tests.chart.chart_helpers import offline_chart
 
@@ -125,11 +126,12 @@ def test_admission_policy_refuses_what_it_forbids_at_every_depth(
     crds: list[str],
     namespace: str,
     app_namespace: str,
-    nats_url: str,
+    nats: E2ENats,
     image: str,
     tmp_path: Path,
 ) -> None:
-    values = release_values(cluster, nats_url, app_namespace, image)
+    apply_nats_secrets(cluster, namespace, nats, tmp_path)
+    values = release_values(cluster, nats.url, app_namespace, image)
     values["admissionPolicy"] = {"enabled": True, "allowedImagePrefixes": [ALLOWED]}
     values["tests"] = {"enabled": False}
     values_file = tmp_path / "values.yaml"

@@ -21,8 +21,9 @@ import pytest
 import yaml
 from infra.binaries import REPO
 from infra.cluster import Cluster
+from infra.e2enats import E2ENats
 from infra.procs import wait_for
-from install_helpers import EventTap, operator_log, release_values
+from install_helpers import EventTap, apply_nats_secrets, operator_log, release_values
 from tests.chart.chart_helpers import offline_chart
 
 pytestmark = pytest.mark.e2e
@@ -75,18 +76,20 @@ def test_helm_install_run_the_demo_delete_uninstall(
     crds: list[str],
     namespace: str,
     app_namespace: str,
-    nats_url: str,
+    nats: E2ENats,
     image: str,
     tmp_path: Path,
 ) -> None:
     chart = offline_chart(tmp_path)
     values = tmp_path / "values.yaml"
-    values.write_text(yaml.safe_dump(release_values(cluster, nats_url, app_namespace, image)))
+    values.write_text(yaml.safe_dump(release_values(cluster, nats.url, app_namespace, image)))
+    # The install step of docs/kubernetes.md: the NATS Secrets, for the test's NATS server.
+    apply_nats_secrets(cluster, namespace, nats, tmp_path)
     # Every pod of the release and of the app must meet the Pod Security Standard "restricted":
     # the API server refuses any that does not (docs/security.md).
     for ns in (namespace, app_namespace):
         cluster.kubectl("label", "namespace", ns, *RESTRICTED)
-    events = EventTap(nats_url, app_namespace)
+    events = EventTap(nats, app_namespace)
     installed = False
     try:
         # helm install: the operator Deployment is Ready (its probe reached the API server
@@ -154,7 +157,8 @@ def test_helm_install_run_the_demo_delete_uninstall(
             return status.get("ready") == "2/3" and conditions.get("Ready") == "True"
 
         wait_for(settled, timeout=30, what="greeter and the restarted counter ready", interval=0.5)
-        # The actor pods ran hardened (admitted under "restricted" above) and without a token.
+        # The actor pods ran hardened (admitted under "restricted" above), without a token
+        # for the API server: their one token is for NATS only (audience rebeam-nats).
         pods = _get(cluster, app_namespace, "pods", "-l", "rebeam.io/child=greeter")["items"]
         assert pods, "no greeter pod"
         for pod in pods:
@@ -162,7 +166,20 @@ def test_helm_install_run_the_demo_delete_uninstall(
             assert spec["automountServiceAccountToken"] is False
             assert spec["securityContext"]["runAsNonRoot"] is True
             assert spec["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
-            assert not [v for v in spec.get("volumes", []) if "projected" in v]
+            sources = [
+                source
+                for volume in spec.get("volumes", [])
+                for source in (volume.get("projected") or {}).get("sources") or []
+            ]
+            assert sources == [
+                {
+                    "serviceAccountToken": {
+                        "audience": "rebeam-nats",
+                        "expirationSeconds": 3600,
+                        "path": "nats-token",
+                    }
+                }
+            ], sources
         shown = cluster.kubectl("get", "supervisors,actors", "-n", app_namespace).stdout
         assert "supervisor.rebeam.io/hello" in shown, shown
         assert "one_for_one" in shown, shown

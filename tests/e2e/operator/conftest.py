@@ -1,7 +1,12 @@
 """Fixtures of the operator e2e tests (helpers in operator_helpers.py): ``operator`` runs
 ``rebeam-operator`` as a subprocess with exactly the RBAC of ``operator/deploy/rbac.yaml``
-(a token of its ServiceAccount, never admin), watching the test's namespace, stopped by its
-pid at teardown; ``objects``, ``lifecycle`` (NATS events) and ``watchdog`` observe."""
+(a token of its ServiceAccount, never admin), watching the test's namespace, the NATS
+server's credential issuer, stopped by its pid at teardown; ``objects``, ``lifecycle`` (NATS
+events) and ``watchdog`` observe.
+
+The test is the cluster's admin: ``REBEAM_CREDENTIALS`` is the admin's bearer token, so the
+``rebeam`` CLI and ``rebeam.connect`` in a test present it to the operator, which checks it
+with the API server and asks RBAC what it may do, as for any person."""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from infra.cluster import Cluster
+from infra.e2enats import E2ENats
 from operator_helpers import (
     ACCOUNT,
     OPERATOR_NAMESPACE,
@@ -19,6 +25,11 @@ from operator_helpers import (
     Operator,
     Watchdog,
 )
+
+
+@pytest.fixture(autouse=True)
+def _admin_credentials(cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REBEAM_CREDENTIALS", cluster.admin_token())
 
 
 @pytest.fixture(scope="session")
@@ -38,11 +49,11 @@ def operator_kubeconfig(
 def operator(
     cluster: Cluster,
     namespace: str,
-    nats_url: str,
+    nats: E2ENats,
     operator_kubeconfig: Path,
     tmp_path: Path,
 ) -> Iterator[Operator]:
-    process = Operator(operator_kubeconfig, namespace, nats_url, tmp_path)
+    process = Operator(operator_kubeconfig, namespace, nats, tmp_path)
     process.start()
     try:
         yield process
@@ -56,8 +67,8 @@ def objects(cluster: Cluster, namespace: str) -> Objects:
 
 
 @pytest.fixture
-def lifecycle(nats_url: str, namespace: str) -> Iterator[Lifecycle]:
-    events = Lifecycle(nats_url, namespace)
+def lifecycle(nats: E2ENats, namespace: str) -> Iterator[Lifecycle]:
+    events = Lifecycle(nats, namespace)
     yield events
     events.close()
 

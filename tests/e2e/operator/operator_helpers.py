@@ -1,5 +1,8 @@
 """Helpers of the operator e2e tests: the operator process, admin-side reads of objects and
-pods, the lifecycle events on NATS, and a watchdog for two live incarnations of one child."""
+pods, the lifecycle events on NATS, and a watchdog for two live incarnations of one child.
+
+The operator is the NATS server's credential issuer (``--issuer-secrets``); the tests' own
+clients get their credentials from the e2e NATS's secondary issuer (``E2ENats``)."""
 
 from __future__ import annotations
 
@@ -15,8 +18,12 @@ from typing import Any
 
 from infra.binaries import REPO
 from infra.cluster import Cluster
+from infra.e2enats import E2ENats
 from infra.procs import die_with_parent, wait_for
 from kubernetes import client
+
+from rebeam import _subjects
+from rebeam.pids import Pid
 
 RBAC = REPO / "operator" / "deploy" / "rbac.yaml"
 OPERATOR_NAMESPACE = "rebeam-system"
@@ -29,13 +36,15 @@ Json = dict[str, Any]
 class Operator:
     """One ``rebeam-operator`` process at a time; its log is ``log_path``."""
 
-    def __init__(self, kubeconfig: Path, namespace: str, nats_url: str, workdir: Path) -> None:
+    def __init__(self, kubeconfig: Path, namespace: str, nats: E2ENats, workdir: Path) -> None:
         self.kubeconfig = kubeconfig
         self.namespace = namespace
-        self.nats_url = nats_url
+        self.nats_url = nats.url
+        self.issuer_file = nats.issuer_file
         self.log_path = workdir / "operator.log"
         self.popen: subprocess.Popen[bytes] | None = None
         self.lease_ttl = "3"
+        self.also_watch: tuple[str, ...] = ()  # namespaces beyond the test's (set before start)
 
     def start(self, extra_env: dict[str, str] | None = None) -> None:
         env = {
@@ -46,8 +55,7 @@ class Operator:
         }
         args = [
             str(Path(sys.executable).parent / "rebeam-operator"),
-            "--namespace",
-            self.namespace,
+            *(f"--namespace={ns}" for ns in (self.namespace, *self.also_watch)),
             "--nats-url",
             self.nats_url,
             "--log-level",
@@ -57,6 +65,8 @@ class Operator:
             "$(REBEAM_TERMINATION_LOG)",
             "--lease-ttl",
             self.lease_ttl,
+            "--issuer-secrets",
+            str(self.issuer_file),
         ]
         with open(self.log_path, "ab") as log:
             self.popen = subprocess.Popen(
@@ -185,8 +195,9 @@ class Lifecycle:
     """The lifecycle events the operator publishes on NATS for one namespace, collected by a
     subscriber in a thread of its own."""
 
-    def __init__(self, url: str, namespace: str) -> None:
-        self.url = url
+    def __init__(self, nats: E2ENats, namespace: str) -> None:
+        self.url = nats.url
+        self.token = nats.admin_token(namespace)
         self.namespace = namespace
         self._events: list[Json] = []
         self._lock = threading.Lock()
@@ -202,11 +213,10 @@ class Lifecycle:
         asyncio.run(self._main())
 
     async def _main(self) -> None:
-        import nats
 
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        nc = await nats.connect(self.url)
+        nc = await admin_connect(self.url, self.namespace, self.token)
 
         async def got(msg: Any) -> None:
             with self._lock:
@@ -227,6 +237,8 @@ class Lifecycle:
         with self._lock:
             return list(self._events)
 
+    poll = events  # the attack suite's name for it (tests/security/harness.py)
+
     def lines(self, *, since: int = 0) -> list[str]:
         """``event child reason`` strings (reason: its kind only), in arrival order."""
         return event_lines(self.events()[since:])
@@ -238,6 +250,21 @@ class Lifecycle:
             what=f"{count}x lifecycle event '{line}' (got {self.lines()})",
             interval=0.1,
         )
+
+
+async def admin_connect(url: str, namespace: str, token: str, **options: Any) -> Any:
+    """A raw NATS connection with an admin credential of ``namespace``: named with a fresh
+    client pid, its inboxes under that pid's (what the issuer and its grant require)."""
+    import nats
+
+    pid = Pid.for_client(namespace)
+    return await nats.connect(
+        url,
+        token=token,
+        name=str(pid),
+        inbox_prefix=f"{_subjects.inbox_prefix(pid)}.t",
+        **options,
+    )
 
 
 class Watchdog:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 from infra.cluster import Cluster
+from infra.e2enats import E2ENats
 from infra.kubelet import ProcessKubelet
 from infra.procs import wait_for
 from operator_helpers import Objects, Operator, child_state, sleeper, supervisor
@@ -79,9 +80,9 @@ class ArmableOperator(Operator):
     """An operator that reads its failpoint from ``spec`` (empty: none armed)."""
 
     def __init__(
-        self, spec: Path, kubeconfig: Path, namespace: str, nats_url: str, workdir: Path
+        self, spec: Path, kubeconfig: Path, namespace: str, nats: E2ENats, workdir: Path
     ) -> None:
-        super().__init__(kubeconfig, namespace, nats_url, workdir)
+        super().__init__(kubeconfig, namespace, nats, workdir)
         self.spec = spec
         spec.write_text("")
 
@@ -100,13 +101,13 @@ def shared_operator(
     cluster: Cluster,
     crds: list[str],
     shared_namespace: str,
-    nats_url: str,
+    nats: E2ENats,
     operator_kubeconfig: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ArmableOperator]:
     workdir = tmp_path_factory.mktemp("failpoints")
     process = ArmableOperator(
-        workdir / "failpoint", operator_kubeconfig, shared_namespace, nats_url, workdir
+        workdir / "failpoint", operator_kubeconfig, shared_namespace, nats, workdir
     )
     process.start()
     try:

@@ -1,0 +1,99 @@
+"""``rebeam nats-secrets``: the two Secrets a cluster's secured NATS needs, as YAML.
+
+* ``rebeam-nats-issuer`` (``issuer.json``): the issuer's account key and passwords, mounted
+  into the operator (its ``--issuer-secrets``);
+* ``rebeam-nats-auth`` (``auth.conf``): the matching accounts and auth callout of the NATS
+  server, which the chart's NATS includes (include it in your own NATS's configuration).
+
+Fresh secrets by default; ``--issuer-file`` makes the Secrets of an existing ``issuer.json``
+(a server started by ``rebeam.natsd``, say). Print them into ``kubectl apply -f -``; they
+are secrets: do not keep the output anywhere else (docs/kubernetes.md, "Install").
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rebeam.auth.issuer import IssuerSecrets
+from rebeam.auth.serverconf import SHARED_ACCOUNT, auth_include
+from rebeam.natsd import issuer_secrets_json, read_issuer_secrets
+from rebeam.pids import validate_namespace
+
+ISSUER_SECRET = "rebeam-nats-issuer"
+SERVER_SECRET = "rebeam-nats-auth"
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "nats-secrets",
+        help="print the Secrets of a secured NATS on Kubernetes (for kubectl apply -f -)",
+        description="Print, as YAML, the operator's issuer Secret and the NATS server's "
+        "auth.conf Secret, made from the same fresh (or given) issuer secrets.",
+    )
+    parser.add_argument(
+        "--namespace", "-n", required=True, help="the namespace of the rebeam release"
+    )
+    parser.add_argument(
+        "--issuer-file",
+        type=Path,
+        metavar="FILE",
+        help="an existing issuer.json to use instead of fresh secrets",
+    )
+    parser.add_argument(
+        "--account",
+        default=SHARED_ACCOUNT,
+        help=f"the NATS account of every namespace (the chart's natsAuth.account; default "
+        f"{SHARED_ACCOUNT})",
+    )
+    parser.add_argument("--issuer-secret", default=ISSUER_SECRET, help="its Secret's name")
+    parser.add_argument("--server-secret", default=SERVER_SECRET, help="its Secret's name")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        validate_namespace(args.namespace)
+        issuer = (
+            read_issuer_secrets(args.issuer_file) if args.issuer_file else IssuerSecrets.create()
+        )
+        server = auth_include(issuer, shared_account=args.account)
+    except ValueError as exc:
+        print(f"rebeam: {exc}", file=sys.stderr)
+        return 2
+    documents = [
+        secret(args.issuer_secret, args.namespace, "issuer.json", issuer_secrets_json(issuer)),
+        secret(args.server_secret, args.namespace, "auth.conf", server),
+    ]
+    sys.stdout.write(yaml.dump_all(documents, Dumper=_Dumper, sort_keys=False))
+    return 0
+
+
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings as literal blocks: auth.conf stays readable."""
+
+
+def _text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _text)
+
+
+def secret(name: str, namespace: str, key: str, value: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/part-of": "rebeam"},
+        },
+        "type": "Opaque",
+        "stringData": {key: value},
+    }
