@@ -247,9 +247,12 @@ class Node(Naming, Watching):
         reconnect_time_wait: float = 0.5,
         connect_deadline: float = float(os.environ.get("REBEAM_CONNECT_DEADLINE", "10")),
         credentials: str | None = None,
+        tls_ca: str | None = None,
     ) -> Node:
         """Connect as ``pid`` (a fresh client pid by default) with ``credentials``: the
-        token its backend issued (docs/security.md); ``REBEAM_CREDENTIALS`` otherwise."""
+        token its backend issued (docs/security.md); ``REBEAM_CREDENTIALS`` otherwise.
+        ``tls_ca``: a file of the CA certificates a ``tls://`` server's certificate must be
+        signed by; ``REBEAM_NATS_CA`` otherwise (docs/security.md, "TLS")."""
         pid = pid or Pid.for_client(namespace)
         if credentials is None:
             credentials = credentials_from_environment()
@@ -297,8 +300,8 @@ class Node(Naming, Watching):
                 url,
                 name=str(pid),
                 connect_timeout=connect_timeout,
-            # nats-py retries the first connect with the reconnect budget, and -1 would
-            # retry forever: bound the first connect, then allow the configured budget.
+                # nats-py retries the first connect with the reconnect budget, and -1 would
+                # retry forever: bound the first connect, then allow the configured budget.
                 max_reconnect_attempts=max(1, int(connect_deadline / reconnect_time_wait)),
                 reconnect_time_wait=reconnect_time_wait,
                 allow_reconnect=True,
@@ -307,6 +310,7 @@ class Node(Naming, Watching):
                 reconnected_cb=reconnected_cb,
                 token=credentials,
                 inbox_prefix=f"{inbox}n",
+                tls_ca=tls_ca,
             )
         except nats.errors.NoServersError:
             if refused_by_server:

@@ -16,6 +16,11 @@ started for in an account of its own. ``secure=False`` exists for the benchmarks
 rows only. The issuer's secrets are written to ``<workdir>/issuer.json`` (mode 0600) so that a
 ``rebeam run --nats URL --issuer FILE`` can issue credentials for a server it did not start.
 
+With ``tls=TlsFiles(cert, key, ca)`` the server speaks only TLS, with that certificate; its
+:attr:`~NatsServer.url` is then a ``tls://`` URL, and its clients (the issuer too) trust
+``ca`` (docs/security.md, "TLS"). ``rebeam run``'s own server listens on loopback only and
+needs none.
+
 The server is stopped by its own pid: SIGTERM, then SIGKILL if it has not gone within the
 grace time. ``kill()`` is the SIGKILL used by tests that crash the server on purpose, and
 ``restart()`` brings it back on the same port with the same store (nothing acknowledged in
@@ -40,8 +45,9 @@ from rebeam.auth import serverconf
 from rebeam.auth.grants import Grant, Role
 from rebeam.auth.issuer import Issuer, IssuerSecrets
 from rebeam.auth.nkeys import KeyPair
+from rebeam.auth.serverconf import TlsFiles
 
-__all__ = ["NatsServer", "NatsServerError", "find_nats_server", "read_issuer_secrets"]
+__all__ = ["NatsServer", "NatsServerError", "TlsFiles", "find_nats_server", "read_issuer_secrets"]
 
 
 class NatsServerError(RuntimeError):
@@ -74,8 +80,10 @@ class NatsServer:
         namespaces: tuple[str, ...] = ("default",),
         secure: bool = True,
         monitoring: bool = False,
+        tls: TlsFiles | None = None,
     ) -> None:
         self.workdir = Path(workdir)
+        self.tls = tls
         self.port = port
         self.jetstream = jetstream
         self.namespaces = namespaces
@@ -97,6 +105,7 @@ class NatsServer:
         namespaces: tuple[str, ...] = ("default",),
         secure: bool = True,
         monitoring: bool = False,
+        tls: TlsFiles | None = None,
     ) -> NatsServer:
         server = cls(
             workdir,
@@ -104,16 +113,22 @@ class NatsServer:
             namespaces=namespaces,
             secure=secure,
             monitoring=monitoring,
+            tls=tls,
         )
         server._spawn(timeout)
         if server.secrets is not None:
-            server.issuer = Issuer(server.url, server.secrets)
+            server.issuer = Issuer(server.url, server.secrets, tls_ca=server.tls_ca)
             try:
                 server.issuer.start(timeout)
             except RuntimeError:
                 server.stop()
                 raise
         return server
+
+    @property
+    def tls_ca(self) -> str | None:
+        """The CA file a client of this server must trust (None: no TLS)."""
+        return str(self.tls.ca) if self.tls is not None else None
 
     def credentials(self, grant: Grant) -> str | None:
         """A credential for ``grant`` from this server's issuer (None on an open server)."""
@@ -131,6 +146,8 @@ class NatsServer:
         if self.secrets is None:
             args = [find_nats_server(), "-a", "127.0.0.1", "-p", str(self.port)]
             args += ["-m", "-1", "--ports_file_dir", str(ports_dir)]
+            if self.tls is not None:
+                args += ["--tls", "--tlscert", str(self.tls.cert), "--tlskey", str(self.tls.key)]
             return args + (["-js", "-sd", str(store)] if store else [])
         config = self.workdir / "nats-server.conf"
         text = serverconf.render(
@@ -140,6 +157,7 @@ class NatsServer:
             namespaces=self.namespaces,
             issuer_secrets=self.secrets,
             monitoring=self.monitoring,
+            tls=self.tls,
         )
         _write_private(config, text)
         _write_private(self.workdir / "issuer.json", json.dumps(_secrets_to_json(self.secrets)))

@@ -41,11 +41,11 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-import nats
-
+from rebeam._nats_fixes import connect as nats_connect
 from rebeam.auth import jwt
 from rebeam.auth.grants import Grant, Role, client_pid_allowed, permissions
 from rebeam.auth.nkeys import ACCOUNT, SERVER, KeyPair
+from rebeam.errors import TlsError
 from rebeam.pids import Pid
 
 __all__ = ["AUTH_SUBJECT", "Issuer", "IssuerSecrets", "account_of"]
@@ -101,8 +101,16 @@ class Issuer:
     AUTH_USER = "rebeam-issuer"
     SYSTEM_USER = "rebeam-system"
 
-    def __init__(self, url: str, issuer_secrets: IssuerSecrets, *, primary: bool = True) -> None:
+    def __init__(
+        self,
+        url: str,
+        issuer_secrets: IssuerSecrets,
+        *,
+        primary: bool = True,
+        tls_ca: str | None = None,
+    ) -> None:
         self.url = url
+        self.tls_ca = tls_ca  # the CA of a tls:// server; default $REBEAM_NATS_CA (rebeam._tls)
         self.primary = primary
         self.secrets = issuer_secrets
         self.counters = Counters()
@@ -145,6 +153,8 @@ class Issuer:
         self._thread.start()
         if not self._ready.wait(timeout):
             raise RuntimeError(f"the credential issuer did not connect to {self.url}")
+        if isinstance(self._failure, TlsError):
+            raise self._failure  # says itself which server and CA: the user's to fix
         if self._failure is not None:
             raise RuntimeError(f"the credential issuer failed: {self._failure}")
 
@@ -168,15 +178,16 @@ class Issuer:
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
-        common = {"max_reconnect_attempts": -1, "reconnect_time_wait": 0.2}
-        nc = await nats.connect(
+        common: dict[str, Any] = {"max_reconnect_attempts": -1, "reconnect_time_wait": 0.2}
+        common["tls_ca"] = self.tls_ca
+        nc = await nats_connect(
             self.url,
             user=self.AUTH_USER,
             password=self.secrets.auth_password,
             name="rebeam-issuer",
             **common,
         )
-        self._system = await nats.connect(
+        self._system = await nats_connect(
             self.url,
             user=self.SYSTEM_USER,
             password=self.secrets.system_password,

@@ -10,18 +10,36 @@ Every client connection is sent to the issuer (auth callout). Three kinds of acc
 
 The monitoring port is off unless asked for (tests read subscription counts from it): it
 would list every connection's subscriptions to anyone who can reach it.
+
+With :class:`TlsFiles` the client port speaks only TLS (:func:`tls_block`): a client that
+does not is refused before it can send a credential.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from rebeam.auth.issuer import Issuer, IssuerSecrets, account_of
 from rebeam.pids import validate_namespace
 
-__all__ = ["render"]
+__all__ = ["TlsFiles", "render", "tls_block"]
+
+# Seconds a client has for its TLS handshake (nats-server's default is 2): a busy machine
+# must not turn a slow handshake into a refused connection.
+TLS_TIMEOUT = 5
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """A server's certificate and key (PEM files), and the CA that signed the certificate:
+    what its clients must trust (``tls_ca=``, ``REBEAM_NATS_CA``)."""
+
+    cert: Path
+    key: Path
+    ca: Path
 
 
 def _q(text: str) -> str:
@@ -36,6 +54,7 @@ def render(
     namespaces: Iterable[str],
     issuer_secrets: IssuerSecrets,
     monitoring: bool = False,
+    tls: TlsFiles | None = None,
 ) -> str:
     spaces = sorted({validate_namespace(ns) for ns in namespaces})
     if not spaces:
@@ -44,6 +63,8 @@ def render(
         f"listen: {_q(f'127.0.0.1:{port}')}",
         f"ports_file_dir: {_q(str(ports_dir))}",
     ]
+    if tls is not None:
+        lines.append(tls_block(tls))
     if monitoring:
         lines.append(f"http: {_q('127.0.0.1:-1')}")
     if store_dir is not None:
@@ -67,3 +88,10 @@ def render(
         "}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def tls_block(files: TlsFiles) -> str:
+    """The client port's ``tls {}``: TLS required, no client certificate asked for (a
+    credential says who a client is)."""
+    cert, key = _q(str(files.cert)), _q(str(files.key))
+    return f"tls {{ cert_file: {cert}, key_file: {key}, timeout: {TLS_TIMEOUT} }}"
