@@ -56,6 +56,18 @@ def add_target(parser: argparse.ArgumentParser) -> None:
             "$REBEAM_CREDENTIALS; without --nats, the running instance's own)"
         ),
     )
+    add_nats_ca(parser)
+
+
+def add_nats_ca(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--nats-ca",
+        metavar="FILE",
+        help=(
+            "the CA certificates (PEM) a tls:// NATS server's certificate must be signed by "
+            "(default: $REBEAM_NATS_CA, else the system's trust store)"
+        ),
+    )
 
 
 def nats_url(args: argparse.Namespace) -> str:
@@ -76,6 +88,17 @@ def credentials(args: argparse.Namespace) -> str | None:
     return os.environ.get("REBEAM_CREDENTIALS") or None
 
 
+def nats_ca(args: argparse.Namespace) -> str | None:
+    """The CA file to trust (docs/security.md, "TLS"): --nats-ca, else, without --nats, the
+    one the running instance was given; None leaves it to $REBEAM_NATS_CA."""
+    if getattr(args, "nats_ca", None):
+        return str(args.nats_ca)
+    if args.nats:
+        return None
+    found = InstanceFile.read(args.namespace).get("nats_ca")
+    return str(found) if found else None
+
+
 async def admin_connect(args: argparse.Namespace, **options: Any) -> Any:
     """A NATS connection as the owner, under a fresh client pid of the namespace (what the
     issuer binds an owner's connection to)."""
@@ -85,5 +108,6 @@ async def admin_connect(args: argparse.Namespace, **options: Any) -> Any:
         name=str(pid),
         token=credentials(args),
         inbox_prefix=f"{_subjects.inbox_prefix(pid)}.{secrets.token_hex(8)}",
+        tls_ca=nats_ca(args),
         **options,
     )

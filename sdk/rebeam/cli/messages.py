@@ -11,7 +11,7 @@ from typing import Any
 
 from rebeam._api import connect
 from rebeam._limits import loads_json
-from rebeam.cli._common import add_target, credentials, nats_url
+from rebeam.cli._common import add_target, credentials, nats_ca, nats_url
 from rebeam.errors import RebeamError
 from rebeam.local.control import NoInstance
 from rebeam.pids import Pid
@@ -50,7 +50,11 @@ async def _talk(args: argparse.Namespace, message: Any) -> int:
     with contextlib.suppress(ValueError):  # not a pid: a registered name
         dest = Pid.parse(args.dest)
     async with connect(
-        nats_url(args), namespace=args.namespace, lease=False, credentials=credentials(args)
+        nats_url(args),
+        namespace=args.namespace,
+        lease=False,
+        credentials=credentials(args),
+        tls_ca=nats_ca(args),
     ) as node:
         if args.kind == "call":
             reply = await node.call(dest, message, args.timeout)

@@ -67,10 +67,17 @@ class InstanceFile:
 
     @classmethod
     def write(
-        cls, namespace: str, nats_url: str, run_id: str, *, credentials: str | None = None
+        cls,
+        namespace: str,
+        nats_url: str,
+        run_id: str,
+        *,
+        credentials: str | None = None,
+        nats_ca: str | None = None,
     ) -> InstanceFile:
         """Write the file other terminals find the run by. It holds the credential of the
-        run's owner, so only its owner may read it (docs/security.md)."""
+        run's owner, so only its owner may read it (docs/security.md), and the CA file of a
+        tls:// server the run was given."""
         path = cls.location(namespace)
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         info = {
@@ -80,6 +87,7 @@ class InstanceFile:
             "pid": os.getpid(),
             "started": time.time(),
             "credentials": credentials,
+            "nats_ca": nats_ca,
         }
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:

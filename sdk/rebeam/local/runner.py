@@ -59,6 +59,8 @@ class RunOptions:
     # With nats_url: the secrets of that server's issuer (what its config was made with),
     # so that this run can give its processes credentials (docs/security.md).
     issuer_file: Path | None = None
+    # With a tls:// nats_url: the CA its certificate is signed by (default $REBEAM_NATS_CA).
+    nats_ca: Path | None = None
 
 
 def roots_of(resources: list[Resource]) -> list[tuple[str, SupervisorSpec]]:
@@ -118,6 +120,7 @@ class LocalRun:
         reaper = Reaper()
         reaper.remove_at_exit(workdir)
         server: NatsServer | None = None
+        issuer: Issuer | None = None
         nc = None
         lifecycle = Lifecycle(self.options.namespace, self.options.events_file)
         control: ControlServer | None = None
@@ -139,6 +142,7 @@ class LocalRun:
                 name=f"rebeam-run-{self.run_id}",
                 max_reconnect_attempts=-1,
                 token=issuer.issue(backend) if issuer else None,
+                tls_ca=self._nats_ca,
             )
             await provision(nc, namespace)
             self.ctx = RunContext(
@@ -153,12 +157,15 @@ class LocalRun:
                 output=self.options.output,
                 zygote=zygote,
                 issuer=issuer,
+                nats_ca=self._nats_ca,
             )
             lifecycle.attach(nc)
             control = ControlServer(self, nc)
             await control.start()
             admin = issuer.issue(Grant(Role.ADMIN, namespace, label="owner")) if issuer else None
-            instance = InstanceFile.write(namespace, url, self.run_id, credentials=admin)
+            instance = InstanceFile.write(
+                namespace, url, self.run_id, credentials=admin, nats_ca=self._nats_ca
+            )
             if callable(on_context):
                 on_context(self)
             return await self._supervise()
@@ -177,8 +184,8 @@ class LocalRun:
                 await zygote.close()
             if server is not None:
                 server.stop()
-            elif self.ctx is not None and self.ctx.issuer is not None:
-                self.ctx.issuer.stop()
+            elif issuer is not None:  # also when the run failed before it had a context
+                issuer.stop()
             reaper.close()
             shutil.rmtree(workdir, ignore_errors=True)
 
@@ -186,9 +193,16 @@ class LocalRun:
         """The issuer for a server this run did not start, from its secrets file."""
         if self.options.issuer_file is None:
             return None
-        issuer = Issuer(url, read_issuer_secrets(self.options.issuer_file), primary=False)
+        secrets = read_issuer_secrets(self.options.issuer_file)
+        issuer = Issuer(url, secrets, primary=False, tls_ca=self._nats_ca)
         issuer.start()
         return issuer
+
+    @property
+    def _nats_ca(self) -> str | None:
+        """--nats-ca as an absolute path: children and other terminals read it too."""
+        ca = self.options.nats_ca
+        return str(ca.resolve()) if ca is not None else None
 
     async def _supervise(self) -> int:
         loop = asyncio.get_running_loop()

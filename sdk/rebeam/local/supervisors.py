@@ -93,6 +93,7 @@ class RunContext:
     zygote: Zygote | None = None
     records: dict[str, ChildRecord] = field(default_factory=dict)
     issuer: Issuer | None = None  # issues each incarnation's credential
+    nats_ca: str | None = None  # the CA file of a tls:// server, for the children
 
 
 def _now() -> float:
@@ -255,6 +256,7 @@ class SupervisorRunner:
             self.ctx.python_path,
             local_scope=self.ctx.run_id,
             credentials=credentials,
+            nats_ca=self.ctx.nats_ca,
         )
         process = ChildProcess(
             identity, child.actor, on_output=self.ctx.output, zygote=self.ctx.zygote
