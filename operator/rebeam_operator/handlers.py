@@ -66,7 +66,7 @@ async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     # (and no RBAC for it). Install the CRDs before the operator.
     settings.scanning.disabled = True
     kube = kube_module.Kube(kube_module.load_config())
-    messaging = Messaging(ours.nats_url)
+    messaging = Messaging(ours.nats_url, tls_ca=ours.nats_ca)
     messaging.start()
     _state["world"] = World(ours, kube, messaging)
     # The management API (start-child, ...) over NATS, once NATS is reached.

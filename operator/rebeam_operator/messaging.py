@@ -26,8 +26,9 @@ DEADLINE = 3.0
 
 
 class Messaging:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, tls_ca: str | None = None) -> None:
         self.url = url
+        self.tls_ca = tls_ca  # the CA of a tls:// NATS (default $REBEAM_NATS_CA)
         self.nc: Any = None
         self._outbox: asyncio.Queue[tuple[str, LifecycleEvent]] = asyncio.Queue()
         self._sender: asyncio.Task[None] | None = None
@@ -43,7 +44,11 @@ class Messaging:
         while self.nc is None:
             try:
                 self.nc = await nats_connect(
-                    self.url, max_reconnect_attempts=-1, connect_timeout=3, name="rebeam-operator"
+                    self.url,
+                    max_reconnect_attempts=-1,
+                    connect_timeout=3,
+                    name="rebeam-operator",
+                    tls_ca=self.tls_ca,
                 )
                 self._connected.set()
                 log.info("connected to NATS at %s", self.url)

@@ -10,7 +10,11 @@ flag                         environment                             default
 ``--image IMAGE``            ``REBEAM_OPERATOR_IMAGE``               the actor base image
 ``--exit-record PATH``       ``REBEAM_OPERATOR_EXIT_RECORD``         ``/dev/termination-log``
 ``--lease-ttl SECONDS``      ``REBEAM_LEASE_TTL``                    (the runtime's default)
+``--nats-ca FILE``           ``REBEAM_NATS_CA``                      the system's trust store
 ===========================  ======================================  ========================
+
+``--nats-ca`` names the CA certificates (PEM) a ``tls://`` NATS server's certificate is signed
+by: the operator trusts them, and gives them to every actor pod (nats_ca.py).
 
 ``--exit-record`` is the value pods get in ``REBEAM_EXIT_RECORD``: where the runtime writes its
 exit reason. It is the container's ``terminationMessagePath`` on a real kubelet; a kubelet that
@@ -40,6 +44,7 @@ class Settings:
     image: str = DEFAULT_IMAGE
     exit_record: str = TERMINATION_MESSAGE_PATH
     lease_ttl: float | None = None
+    nats_ca: str | None = None  # a file of CA certificates (PEM) for a tls:// NATS
     resync_seconds: float = 10.0  # a level-triggered look at every tree, events or not
 
     @property
@@ -96,6 +101,13 @@ def parse(argv: list[str] | None = None) -> Settings:
         default=_env("REBEAM_LEASE_TTL"),
         help="REBEAM_LEASE_TTL of pods: how soon a runtime on a lost node counts as dead",
     )
+    p.add_argument(
+        "--nats-ca",
+        default=_env("REBEAM_NATS_CA"),
+        metavar="FILE",
+        help="the CA certificates (PEM) of a tls:// NATS, trusted by the operator and given to "
+        "actor pods (REBEAM_NATS_CA)",
+    )
     args = p.parse_args(argv)
     # argparse checks neither choices nor types of defaults, and ours come from the
     # environment: check every value here, so a bad one is refused by name wherever it came from.
@@ -117,6 +129,13 @@ def parse(argv: list[str] | None = None) -> Settings:
                 f"--lease-ttl (or REBEAM_LEASE_TTL): {args.lease_ttl!r}: "
                 "a number of seconds above 0"
             )
+    if args.nats_ca:
+        from rebeam_operator.nats_ca import check
+
+        try:
+            check(args.nats_ca)
+        except (OSError, ValueError) as exc:
+            p.error(f"--nats-ca (or REBEAM_NATS_CA): {exc}")
     namespaces = args.namespaces or [n.strip() for n in env_ns.split(",") if n.strip()]
     return Settings(
         namespaces=tuple(namespaces),
@@ -126,4 +145,5 @@ def parse(argv: list[str] | None = None) -> Settings:
         image=args.image,
         exit_record=args.exit_record,
         lease_ttl=lease_ttl,
+        nats_ca=args.nats_ca,
     )
