@@ -93,8 +93,9 @@ class connect:
     run's instance file, when ``url`` is that run's server.
 
     A ``tls://`` server's certificate must be signed by the CA in the file ``tls_ca=``,
-    else in the one that run was given (``--nats-ca``), else in ``REBEAM_NATS_CA``, else
-    by a CA of the system's trust store (docs/security.md, "TLS").
+    else in the one that run was given (``--nats-ca``), else in ``REBEAM_NATS_CA`` (or
+    ``REBEAM_NATS_CA_PEM``), else by a CA of the system's trust store (docs/security.md,
+    "TLS").
     """
 
     def __init__(self, url: str = "nats://127.0.0.1:4222", **options: Any) -> None:

@@ -137,6 +137,7 @@ def test_cert_manager_makes_them_when_its_api_is_served(chart: Path, helm_home: 
     assert ca["isCA"] is True
     assert ca["issuerRef"]["name"] == "rb-rebeam-nats-selfsigned"
     assert ca["duration"] == f"{3650 * 24}h"
+    assert ca["privateKey"]["rotationPolicy"] == "Never"  # a renewal keeps clients trusting
     assert server["secretName"] == SECRET
     assert server["issuerRef"] == {
         "name": "rb-rebeam-nats-ca",
