@@ -23,8 +23,17 @@ connection attempt, reconnects included.
 
 **A failed TLS handshake is retried like an unreachable server**, for the whole connect
 budget, and ends as "no servers available". A certificate that does not verify will not
-verify a moment later: :func:`connect` stops the first connect at the first TLS failure and
-raises :class:`~rebeam.errors.TlsError` saying why (rebeam._tls words it).
+verify a moment later: :func:`connect` stops the first connect at the first such failure and
+raises :class:`~rebeam.errors.TlsError` saying why (rebeam._tls words it). Other handshake
+failures (a busy server that gave up waiting) are retried, and when the budget is spent the
+last one is raised as a TlsError instead of "no servers available".
+
+**A failed TLS handshake hangs the connect** (nats-py 2.16, Python 3.11). After the handshake
+fails, nats-py closes the connection and waits for the close of the plain stream it started
+from; that stream handed its socket to the TLS layer, never hears of the close, and the wait
+never ends. Measured here: a connect to a server that answered the handshake with garbage
+never returned. :func:`bound_close_wait` gives that wait a deadline on every connection
+attempt.
 
 **Every TLS connection that the server ends logs an asyncio warning**, "returning true from
 eof_received() has no effect when using ssl": nats-py's stream protocol was made for the
@@ -35,16 +44,18 @@ cannot. Nothing is wrong; an actor's log would show it at every server restart.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import ssl
 from typing import Any
 
 from nats.aio.client import Client as NATS
+from nats.errors import NoServersError
 
 from rebeam import _tls
-from rebeam.errors import TlsError
 
-__all__ = ["connect", "guard", "require_tls"]
+__all__ = ["bound_close_wait", "connect", "guard", "require_tls"]
 
 log = logging.getLogger("nats.aio.client")  # where nats-py logs an error nobody handles
 _EOF_WARNING = "returning true from eof_received() has no effect when using ssl"
@@ -75,6 +86,31 @@ def guard(nc: Any) -> Any:
     return nc
 
 
+CLOSE_WAIT = 2.0  # seconds to wait for a closed socket to say so: a local matter
+
+
+def bound_close_wait(nc: Any) -> None:
+    """Give the wait for a closed connection a deadline, on the transport of every attempt
+    (nats-py makes it when it connects)."""
+    connect_to_server = nc._connect_to_server
+
+    async def connecting(server: Any) -> None:
+        await connect_to_server(server)
+        transport = nc._transport
+        if transport is None or getattr(transport, "_rebeam_bounded", False):
+            return
+        wait_closed = transport.wait_closed
+
+        async def bounded() -> None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(wait_closed(), CLOSE_WAIT)
+
+        transport.wait_closed = bounded
+        transport._rebeam_bounded = True
+
+    nc._connect_to_server = connecting
+
+
 def require_tls(nc: Any, url: str) -> None:
     """Refuse a server that does not require TLS, before CONNECT is sent (``url`` asked for
     TLS). nats-py then upgrades every connection it makes before it says anything."""
@@ -97,14 +133,18 @@ async def connect(url: str, *, tls_ca: str | None = None, **kwargs: Any) -> Any:
     if options:
         logging.getLogger("asyncio").addFilter(_quiet_tls_eof)  # again: a no-op
     nc = guard(NATS())
+    bound_close_wait(nc)
     if _tls.wants_tls(url):
         require_tls(nc, url)
     given = kwargs.pop("error_cb", None)
     connecting = True
+    handshakes: list[ssl.SSLError] = []  # failed handshakes of the first connect
 
     async def error_cb(exc: Exception) -> None:
         if connecting and (failure := _tls.failure(exc, url, trusted)) is not None:
             raise failure  # out of nats-py's retry loop, through nc.connect() below
+        if connecting and isinstance(exc, ssl.SSLError):
+            handshakes[:] = [exc]
         if given is not None:
             await given(exc)
         else:
@@ -112,8 +152,14 @@ async def connect(url: str, *, tls_ca: str | None = None, **kwargs: Any) -> Any:
 
     try:
         await nc.connect(url, error_cb=error_cb, **options, **kwargs)
-    except (TlsError, OSError) as exc:
+    except NoServersError:
+        if handshakes:
+            raise _tls.handshake_failed(handshakes[0], url) from None
+        raise
+    except OSError as exc:  # TlsError is one
         failure = _tls.failure(exc, url, trusted)
+        if failure is None and isinstance(exc, ssl.SSLError):
+            failure = _tls.handshake_failed(exc, url)  # the only attempt (no reconnects)
         if failure is None:
             raise
         _drop_socket(nc)

@@ -34,6 +34,7 @@ __all__ = [
     "TrustedCa",
     "client_context",
     "failure",
+    "handshake_failed",
     "nats_options",
     "plaintext_refused",
     "wants_tls",
@@ -43,6 +44,8 @@ ENV_CA = "REBEAM_NATS_CA"
 ENV_CA_PEM = "REBEAM_NATS_CA_PEM"
 # A CA bundle is a few KiB; a whole system trust store about 200 KiB.
 MAX_BUNDLE = 1024 * 1024
+# OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH and X509_V_ERR_IP_ADDRESS_MISMATCH.
+_NAME_MISMATCH = (62, 64)
 _HINT = "give the CA that signed the server's certificate (tls_ca=, $REBEAM_NATS_CA, --nats-ca)"
 
 
@@ -120,19 +123,30 @@ def nats_options(url: str, ca: str | None = None) -> tuple[dict[str, Any], Trust
 
 
 def failure(exc: BaseException, url: str, trusted: TrustedCa) -> TlsError | None:
-    """What a TLS failure of a connection attempt means, in words; None for any other error.
-    A certificate that does not verify will not verify on the next attempt either."""
+    """What a connection attempt's failure means when it is one that will not go away by
+    trying again, in words: a server that does not speak TLS for a tls:// URL, a certificate
+    that does not verify. None for any other error."""
     if isinstance(exc, TlsError):
         return exc
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        why = exc.verify_message or str(exc)
+    if not isinstance(exc, ssl.SSLCertVerificationError):
+        return None
+    why = (exc.verify_message or str(exc)).rstrip(".")
+    if exc.verify_code in _NAME_MISMATCH:
         return TlsError(
-            f"NATS at {url}: TLS: the server's certificate is not trusted ({why}), checked "
-            f"against {trusted.source}: {_HINT}"
+            f"NATS at {url}: TLS: the server's certificate is not for this host ({why}): "
+            "connect by a name it has (on Kubernetes: the NATS Service, localhost, or one of "
+            "tls.extraDNSNames)"
         )
-    if isinstance(exc, ssl.SSLError):
-        return TlsError(f"NATS at {url}: TLS handshake failed: {exc.reason or exc}")
-    return None
+    return TlsError(
+        f"NATS at {url}: TLS: the server's certificate is not trusted ({why}), checked "
+        f"against {trusted.source}: {_HINT}"
+    )
+
+
+def handshake_failed(exc: ssl.SSLError, url: str) -> TlsError:
+    """The last of handshakes that failed for another reason (a server that closed the
+    connection during the handshake, a protocol it does not speak), once retries are spent."""
+    return TlsError(f"NATS at {url}: TLS handshake failed: {exc.reason or exc}")
 
 
 def plaintext_refused(url: str) -> TlsError:

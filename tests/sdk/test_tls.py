@@ -130,6 +130,16 @@ async def test_a_client_with_another_ca_is_refused(
         await rebeam.connect(tls_server.url, namespace=namespace, tls_ca=str(other))
 
 
+async def test_a_certificate_for_another_host_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("REBEAM_NATS_CA", raising=False)
+    elsewhere = make_tls_files(tmp_path / "pki", hosts=("nats.example",), ips=())
+    refused = pytest.raises(TlsError, match=r"not for this host.*connect by a name it has")
+    with NatsServer.start(tmp_path / "nats", secure=False, tls=elsewhere) as server, refused:
+        await nats_connect(server.url, tls_ca=str(elsewhere.ca), allow_reconnect=False)
+
+
 async def test_an_unusable_ca_file_is_named(tls_server: NatsServer, namespace: str, tmp_path: Path):
     garbage = tmp_path / "ca.pem"
     garbage.write_text("not a certificate\n")
@@ -195,6 +205,33 @@ async def test_no_credential_reaches_a_server_that_drops_the_tls_flag() -> None:
         listener.close()
     assert b"rbm_secret" not in received
     assert bytes(received) == b""
+
+
+async def test_a_handshake_that_keeps_failing_is_named_after_the_retries() -> None:
+    """A server that answers the TLS handshake with garbage: retried (it could be a passing
+    fault), then a TlsError that says what failed, not "no servers available"."""
+    attempts = 0
+
+    async def garbled(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal attempts
+        attempts += 1
+        writer.write(b'INFO {"server_id": "x", "tls_required": true, "max_payload": 1024}\r\n')
+        with contextlib.suppress(OSError):
+            await asyncio.wait_for(reader.read(1), 10)  # the ClientHello
+            writer.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+            await writer.drain()
+        writer.close()
+
+    listener = await asyncio.start_server(garbled, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    try:
+        with pytest.raises(TlsError, match="TLS handshake failed"):
+            await nats_connect(
+                f"tls://127.0.0.1:{port}", max_reconnect_attempts=2, reconnect_time_wait=0.05
+            )
+    finally:
+        listener.close()
+    assert attempts >= 2
 
 
 async def test_an_open_server_speaks_tls_too(
