@@ -67,7 +67,7 @@ async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     # (and no RBAC for it). Install the CRDs before the operator.
     settings.scanning.disabled = True
     kube = kube_module.Kube(kube_module.load_config())
-    messaging = Messaging(ours.nats_url)
+    messaging = Messaging(ours.nats_url, tls_ca=ours.nats_ca)
     identity = Identity(ours, kube, messaging.claims)
     messaging.identity = identity if identity.secured else None
     messaging.start()

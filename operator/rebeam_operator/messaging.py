@@ -29,10 +29,11 @@ DEADLINE = 3.0
 
 
 class Messaging:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, tls_ca: str | None = None) -> None:
         self.url = url
         self.identity: Identity | None = None  # the credential issuer, on a secured server
         self.claims = Claims(self.connection)
+        self.tls_ca = tls_ca  # the CA of a tls:// NATS (default $REBEAM_NATS_CA)
         self.nc: Any = None
         self._outbox: asyncio.Queue[tuple[str, LifecycleEvent]] = asyncio.Queue()
         self._sender: asyncio.Task[None] | None = None
@@ -56,6 +57,7 @@ class Messaging:
                     connect_timeout=3,
                     name="rebeam-operator",
                     token=token,
+                    tls_ca=self.tls_ca,
                 )
                 self._connected.set()
                 log.info("connected to NATS at %s", self.url)

@@ -21,6 +21,7 @@ import json
 import math
 from typing import Any
 
+from rebeam._tls import ENV_CA_PEM
 from rebeam.pids import Pid
 from rebeam.spec.models import ActorTemplate, Child
 from rebeam.spec.runtime_env import mailbox_env
@@ -37,6 +38,7 @@ from rebeam_operator.hosts import (
     MANAGED_BY,
     Host,
 )
+from rebeam_operator.nats_ca import ca_bundle
 from rebeam_operator.settings import TERMINATION_MESSAGE_PATH, Settings
 
 __all__ = [
@@ -160,6 +162,8 @@ def pod_manifest(
         env.append({"name": "REBEAM_NAME", "value": actor.register_as})
     if settings.lease_ttl is not None:
         env.append({"name": "REBEAM_LEASE_TTL", "value": str(settings.lease_ttl)})
+    if settings.nats_ca and (ca := ca_bundle(settings.nats_ca)):
+        env.append({"name": ENV_CA_PEM, "value": ca})  # why in env: nats_ca.py
     env += [{"name": name, "value": value} for name, value in mailbox_env(actor).items()]
     # The root filesystem is read-only: Python need not try to write bytecode caches there.
     env.append({"name": "PYTHONDONTWRITEBYTECODE", "value": "1"})

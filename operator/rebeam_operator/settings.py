@@ -12,12 +12,16 @@ flag                         environment                             default
 ``--lease-ttl SECONDS``      ``REBEAM_LEASE_TTL``                    (the runtime's default)
 ``--issuer-secrets FILE``    ``REBEAM_ISSUER_SECRETS``               none: NATS must be open
 ``--nats-account NAME``      ``REBEAM_NATS_ACCOUNT``                 ``REBEAM``
+``--nats-ca FILE``           ``REBEAM_NATS_CA``                      the system's trust store
 ===========================  ======================================  ========================
 
 ``--issuer-secrets`` names the ``issuer.json`` of the NATS server (``rebeam nats-secrets``
 makes one, with the server's matching configuration): the operator is then the server's
 credential issuer, and every namespace lives in the account ``--nats-account`` of that
 configuration (docs/security.md, "Kubernetes identity").
+
+``--nats-ca`` names the CA certificates (PEM) a ``tls://`` NATS server's certificate is signed
+by: the operator trusts them, and gives them to every actor pod (nats_ca.py).
 
 ``--exit-record`` is the value pods get in ``REBEAM_EXIT_RECORD``: where the runtime writes its
 exit reason. It is the container's ``terminationMessagePath`` on a real kubelet; a kubelet that
@@ -49,6 +53,7 @@ class Settings:
     image: str = DEFAULT_IMAGE
     exit_record: str = TERMINATION_MESSAGE_PATH
     lease_ttl: float | None = None
+    nats_ca: str | None = None  # a file of CA certificates (PEM) for a tls:// NATS
     resync_seconds: float = 10.0  # a level-triggered look at every tree, events or not
     issuer_secrets: str | None = None  # the NATS server's issuer.json; None: an open server
     nats_account: str = "REBEAM"  # the shared account of every namespace
@@ -120,6 +125,13 @@ def parse(argv: list[str] | None = None) -> Settings:
         help="the NATS account of every namespace, as the server's configuration names it "
         "(REBEAM_NATS_ACCOUNT)",
     )
+    p.add_argument(
+        "--nats-ca",
+        default=_env("REBEAM_NATS_CA"),
+        metavar="FILE",
+        help="the CA certificates (PEM) of a tls:// NATS, trusted by the operator and given to "
+        "actor pods (REBEAM_NATS_CA)",
+    )
     args = p.parse_args(argv)
     # argparse checks neither choices nor types of defaults, and ours come from the
     # environment: check every value here, so a bad one is refused by name wherever it came from.
@@ -153,6 +165,13 @@ def parse(argv: list[str] | None = None) -> Settings:
             read_issuer_secrets(Path(args.issuer_secrets))
         except ValueError as exc:
             p.error(f"--issuer-secrets (or REBEAM_ISSUER_SECRETS): {exc}")
+    if args.nats_ca:
+        from rebeam_operator.nats_ca import check
+
+        try:
+            check(args.nats_ca)
+        except (OSError, ValueError) as exc:
+            p.error(f"--nats-ca (or REBEAM_NATS_CA): {exc}")
     namespaces = args.namespaces or [n.strip() for n in env_ns.split(",") if n.strip()]
     return Settings(
         namespaces=tuple(namespaces),
@@ -164,4 +183,5 @@ def parse(argv: list[str] | None = None) -> Settings:
         lease_ttl=lease_ttl,
         issuer_secrets=args.issuer_secrets,
         nats_account=args.nats_account,
+        nats_ca=args.nats_ca,
     )

@@ -49,6 +49,7 @@ from rebeam.errors import (
     RemoteError,
     SupervisorError,
     SupervisorRefused,
+    TlsError,
 )
 from rebeam.exits import ExitReason
 from rebeam.pids import Pid
@@ -87,6 +88,7 @@ __all__ = [
     "SupervisorError",
     "SupervisorRefused",
     "Timer",
+    "TlsError",
     "Via",
     "broadcast",
     "call",

@@ -62,16 +62,17 @@ def current_node() -> Node:
     return node
 
 
-def _owner_credentials(url: str, namespace: str) -> str | None:
-    """The owner's credential of the local ``rebeam run`` serving ``namespace`` at ``url``:
-    its instance file is readable by its owner only."""
+def _from_instance(url: str, namespace: str, key: str) -> str | None:
+    """``key`` of the instance file of the local ``rebeam run`` serving ``namespace`` at
+    ``url``: its owner's credential (the file is readable by its owner only), or the CA file
+    it was given for a tls:// server."""
     from rebeam.local.control import InstanceFile, NoInstance
 
     try:
         info = InstanceFile.read(namespace)
     except (NoInstance, OSError):
         return None
-    found = info.get("credentials")
+    found = info.get(key)
     return str(found) if info.get("nats_url") == url and found else None
 
 
@@ -90,12 +91,20 @@ class connect:
     ``REBEAM_CREDENTIALS`` (or the file ``REBEAM_CREDENTIALS_FILE`` names), else — for the
     person who started a ``rebeam run`` on this machine — the owner's credential from that
     run's instance file, when ``url`` is that run's server.
+
+    A ``tls://`` server's certificate must be signed by the CA in the file ``tls_ca=``,
+    else in the one that run was given (``--nats-ca``), else in ``REBEAM_NATS_CA`` (or
+    ``REBEAM_NATS_CA_PEM``), else by a CA of the system's trust store (docs/security.md,
+    "TLS").
     """
 
     def __init__(self, url: str = "nats://127.0.0.1:4222", **options: Any) -> None:
         self._url = url
+        namespace = options.get("namespace", "default")
         if options.get("credentials") is None and credentials_from_environment() is None:
-            options["credentials"] = _owner_credentials(url, options.get("namespace", "default"))
+            options["credentials"] = _from_instance(url, namespace, "credentials")
+        if options.get("tls_ca") is None:
+            options["tls_ca"] = _from_instance(url, namespace, "nats_ca")
         self._options = options
         self._node: Node | None = None
         self._token: contextvars.Token[Node | None] | None = None

@@ -13,15 +13,60 @@ request after one cancelled flush timed out on a connected client.
 :func:`guard` replaces that connection's PONG handler with one that does the same, but
 skips a future that is already done. The PONG still answers its own PING (PONGs come in
 PING order), so no later flush is resolved early.
+
+**A tls:// URL does not make nats-py use TLS** (nats-py 2.16). It upgrades a connection only
+when the server's first INFO says ``tls_required``; a server that does not (a plain server
+at that address, or someone in between who removed the flag) gets CONNECT, with the
+credential, in plaintext. Measured here: a ``tls://`` URL to a plain nats-server connected,
+unencrypted. :func:`require_tls` refuses such an INFO before anything is sent, on every
+connection attempt, reconnects included.
+
+**A failed TLS handshake is retried like an unreachable server**, for the whole connect
+budget, and ends as "no servers available". A certificate that does not verify will not
+verify a moment later: :func:`connect` stops the first connect at the first such failure and
+raises :class:`~rebeam.errors.TlsError` saying why (rebeam._tls words it). Other handshake
+failures (a busy server that gave up waiting) are retried, and when the budget is spent the
+last one is raised as a TlsError instead of "no servers available".
+
+**A failed TLS handshake hangs the connect** (nats-py 2.16, Python 3.11). After the handshake
+fails, nats-py closes the connection and waits for the close of the plain stream it started
+from; that stream handed its socket to the TLS layer, never hears of the close, and the wait
+never ends. Measured here: a connect to a server that answered the handshake with garbage
+never returned. :func:`bound_close_wait` gives that wait a deadline on every connection
+attempt.
+
+**Every TLS connection that the server ends logs an asyncio warning**, "returning true from
+eof_received() has no effect when using ssl": nats-py's stream protocol was made for the
+plain socket it later upgrades, and asks to keep a half-closed connection open, which TLS
+cannot. Nothing is wrong; an actor's log would show it at every server restart.
+:func:`connect` filters out exactly that message once a TLS connection is made.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import ssl
 from typing import Any
 
-import nats
+from nats.aio.client import Client as NATS
+from nats.errors import NoServersError
 
-__all__ = ["connect", "guard"]
+from rebeam import _tls
+
+__all__ = ["bound_close_wait", "connect", "guard", "require_tls"]
+
+log = logging.getLogger("nats.aio.client")  # where nats-py logs an error nobody handles
+_EOF_WARNING = "returning true from eof_received() has no effect when using ssl"
+
+
+class _QuietTlsEof(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != _EOF_WARNING
+
+
+_quiet_tls_eof = _QuietTlsEof()
 
 
 def guard(nc: Any) -> Any:
@@ -41,6 +86,92 @@ def guard(nc: Any) -> Any:
     return nc
 
 
-async def connect(*args: Any, **kwargs: Any) -> Any:
-    """``nats.connect`` with :func:`guard` applied: how rebeam opens every connection."""
-    return guard(await nats.connect(*args, **kwargs))
+CLOSE_WAIT = 2.0  # seconds to wait for a closed socket to say so: a local matter
+
+
+def bound_close_wait(nc: Any) -> None:
+    """Give the wait for a closed connection a deadline, on the transport of every attempt
+    (nats-py makes it when it connects)."""
+    connect_to_server = nc._connect_to_server
+
+    async def connecting(server: Any) -> None:
+        await connect_to_server(server)
+        transport = nc._transport
+        if transport is None or getattr(transport, "_rebeam_bounded", False):
+            return
+        wait_closed = transport.wait_closed
+
+        async def bounded() -> None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(wait_closed(), CLOSE_WAIT)
+
+        transport.wait_closed = bounded
+        transport._rebeam_bounded = True
+
+    nc._connect_to_server = connecting
+
+
+def require_tls(nc: Any, url: str) -> None:
+    """Refuse a server that does not require TLS, before CONNECT is sent (``url`` asked for
+    TLS). nats-py then upgrades every connection it makes before it says anything."""
+    process_info = nc._process_info
+
+    async def checked(info: dict[str, Any], initial_connection: bool = False) -> None:
+        if initial_connection and not info.get("tls_required"):
+            raise _tls.plaintext_refused(url)  # an OSError: the attempt fails, nothing sent
+        await process_info(info, initial_connection)
+
+    nc._process_info = checked
+
+
+async def connect(url: str, *, tls_ca: str | None = None, **kwargs: Any) -> Any:
+    """``nats.connect`` as rebeam opens every connection: with the TLS context of
+    :mod:`rebeam._tls` (``tls_ca``: a CA file; its default is ``$REBEAM_NATS_CA``), no
+    plaintext for a ``tls://`` URL, :func:`guard` applied, and a TLS failure of the first
+    connect raised at once as :class:`~rebeam.errors.TlsError`."""
+    options, trusted = _tls.nats_options(url, tls_ca)
+    if options:
+        logging.getLogger("asyncio").addFilter(_quiet_tls_eof)  # again: a no-op
+    nc = guard(NATS())
+    bound_close_wait(nc)
+    if _tls.wants_tls(url):
+        require_tls(nc, url)
+    given = kwargs.pop("error_cb", None)
+    connecting = True
+    handshakes: list[ssl.SSLError] = []  # failed handshakes of the first connect
+
+    async def error_cb(exc: Exception) -> None:
+        if connecting and (failure := _tls.failure(exc, url, trusted)) is not None:
+            raise failure  # out of nats-py's retry loop, through nc.connect() below
+        if connecting and isinstance(exc, ssl.SSLError):
+            handshakes[:] = [exc]
+        if given is not None:
+            await given(exc)
+        else:
+            log.error("nats: encountered error", exc_info=exc)  # what nats-py does by default
+
+    try:
+        await nc.connect(url, error_cb=error_cb, **options, **kwargs)
+    except NoServersError:
+        if handshakes:
+            raise _tls.handshake_failed(handshakes[0], url) from None
+        raise
+    except OSError as exc:  # TlsError is one
+        failure = _tls.failure(exc, url, trusted)
+        if failure is None and isinstance(exc, ssl.SSLError):
+            failure = _tls.handshake_failed(exc, url)  # the only attempt (no reconnects)
+        if failure is None:
+            raise
+        _drop_socket(nc)
+        raise failure from None
+    connecting = False
+    return nc
+
+
+def _drop_socket(nc: Any) -> None:
+    """Close the socket of a connect that failed (nats-py keeps it when it gives up, and
+    ``close()`` of a client that never connected waits forever)."""
+    transport = getattr(nc, "_transport", None)
+    if transport is not None:
+        with contextlib.suppress(Exception):
+            transport.close()

@@ -247,11 +247,14 @@ class Node(Naming, Watching):
         reconnect_time_wait: float = 0.5,
         connect_deadline: float = float(os.environ.get("REBEAM_CONNECT_DEADLINE", "10")),
         credentials: str | Callable[[], str] | None = None,
+        tls_ca: str | None = None,
     ) -> Node:
         """Connect as ``pid`` (a fresh client pid by default) with ``credentials``: the
         token its backend issued (docs/security.md), or a function that reads it afresh
         for every (re)connection; from the environment otherwise
-        (:func:`credentials_from_environment`)."""
+        (:func:`credentials_from_environment`). ``tls_ca``: a file of the CA certificates a
+        ``tls://`` server's certificate must be signed by; ``REBEAM_NATS_CA`` otherwise
+        (docs/security.md, "TLS")."""
         pid = pid or Pid.for_client(namespace)
         if credentials is None:
             credentials = credentials_from_environment()
@@ -309,6 +312,7 @@ class Node(Naming, Watching):
                 reconnected_cb=reconnected_cb,
                 token=credentials,
                 inbox_prefix=f"{inbox}n",
+                tls_ca=tls_ca,
             )
         except nats.errors.NoServersError:
             if refused_by_server:

@@ -25,6 +25,10 @@
     │   └── RegistryMismatch     a registry opened with different key semantics
     ├── NotPermitted             the server refused what this process has no right to do
     │                            (docs/security.md): a name its manifest does not declare
+    ├── TlsError                 no trusted TLS connection to NATS: the server's certificate
+    │                            is not signed by the CA given, or names another host; a
+    │                            tls:// server that speaks no TLS; an unusable CA file (also a
+    │                            ConnectionError)
     └── SupervisorError          start_child, terminate_child, ... did not succeed
         ├── NoSupervisor         nothing (no rebeam run, no operator) serves the namespace
         └── SupervisorRefused    the supervisor said no: max_children, no such child, ...
@@ -62,6 +66,7 @@ __all__ = [
     "RemoteError",
     "SupervisorError",
     "SupervisorRefused",
+    "TlsError",
 ]
 
 
@@ -158,6 +163,11 @@ class RegistryMismatch(RegistryError):
 class NotPermitted(RebeamError):
     """NATS refused an operation this process's credential does not allow, such as
     registering a name its manifest does not declare (docs/security.md, "Who may say what")."""
+
+
+class TlsError(RebeamError, ConnectionError):
+    """No trusted TLS connection to NATS could be made (docs/security.md, "TLS"): the message
+    names the URL, what went wrong and which CA was used."""
 
 
 class SupervisorError(RebeamError):

@@ -19,6 +19,11 @@ secrets are written to ``<workdir>/issuer.json`` (mode 0600) so that a ``rebeam 
 it did not start. With ``primary_issuer=False`` the server's own issuer only answers for the
 credentials it issued and leaves the refusals to another (the operator, on a cluster).
 
+With ``tls=TlsFiles(cert, key, ca)`` the server speaks only TLS, with that certificate; its
+:attr:`~NatsServer.url` is then a ``tls://`` URL, and its clients (the issuer too) trust
+``ca`` (docs/security.md, "TLS"). ``rebeam run``'s own server listens on loopback only and
+needs none.
+
 The server is stopped by its own pid: SIGTERM, then SIGKILL if it has not gone within the
 grace time. It runs in a process group of its own, so a Ctrl-C typed in the terminal reaches
 only the program that started it, which decides when the server stops. ``kill()`` is the
@@ -46,10 +51,12 @@ from rebeam.auth import serverconf
 from rebeam.auth.grants import Grant, Role
 from rebeam.auth.issuer import Issuer, IssuerSecrets, account_of, shared
 from rebeam.auth.nkeys import ACCOUNT, KeyPair
+from rebeam.auth.serverconf import TlsFiles
 
 __all__ = [
     "NatsServer",
     "NatsServerError",
+    "TlsFiles",
     "find_nats_server",
     "issuer_secrets_json",
     "read_issuer_secrets",
@@ -89,8 +96,10 @@ class NatsServer:
         monitoring: bool = False,
         shared_account: str | None = None,
         primary_issuer: bool = True,
+        tls: TlsFiles | None = None,
     ) -> None:
         self.workdir = Path(workdir)
+        self.tls = tls
         self.port = port
         self.jetstream = jetstream
         self.namespaces = namespaces
@@ -120,6 +129,7 @@ class NatsServer:
         monitoring: bool = False,
         shared_account: str | None = None,
         primary_issuer: bool = True,
+        tls: TlsFiles | None = None,
     ) -> NatsServer:
         server = cls(
             workdir,
@@ -130,6 +140,7 @@ class NatsServer:
             monitoring=monitoring,
             shared_account=shared_account,
             primary_issuer=primary_issuer,
+            tls=tls,
         )
         server._launch()
         deadline = time.monotonic() + timeout
@@ -139,7 +150,11 @@ class NatsServer:
             # One issuer for the server's whole life: it reconnects across restarts.
             account_for = shared(shared_account) if shared_account else account_of
             server.issuer = Issuer(
-                server.url, server.secrets, primary=primary_issuer, account_for=account_for
+                server.url,
+                server.secrets,
+                primary=primary_issuer,
+                account_for=account_for,
+                tls_ca=server.tls_ca,
             )
             try:
                 server.issuer.start(timeout)
@@ -147,6 +162,11 @@ class NatsServer:
                 server.stop()
                 raise
         return server
+
+    @property
+    def tls_ca(self) -> str | None:
+        """The CA file a client of this server must trust (None: no TLS)."""
+        return str(self.tls.ca) if self.tls is not None else None
 
     def credentials(self, grant: Grant) -> str | None:
         """A credential for ``grant`` from this server's issuer (None on an open server)."""
@@ -168,13 +188,10 @@ class NatsServer:
         ports_dir = self.workdir / "ports"
         store = self.workdir / "store" if self.jetstream else None
         if self.secrets is None:
-            args = [
-                find_nats_server(),
-                "-a", "127.0.0.1",
-                "-p", str(self.port),
-                "-m", "-1",
-                "--ports_file_dir", str(ports_dir),
-            ]  # fmt: skip
+            args = [find_nats_server(), "-a", "127.0.0.1", "-p", str(self.port)]
+            args += ["-m", "-1", "--ports_file_dir", str(ports_dir)]
+            if self.tls is not None:
+                args += ["--tls", "--tlscert", str(self.tls.cert), "--tlskey", str(self.tls.key)]
             return args + (["-js", "-sd", str(store)] if store else [])
         config = self.workdir / "nats-server.conf"
         text = serverconf.render(
@@ -185,6 +202,7 @@ class NatsServer:
             issuer_secrets=self.secrets,
             monitoring=self.monitoring,
             shared_account=self.shared_account,
+            tls=self.tls,
         )
         _write_private(config, text)
         _write_private(self.workdir / "issuer.json", issuer_secrets_json(self.secrets))

@@ -86,13 +86,21 @@ def offline_chart(dest: Path) -> Path:
 
 
 def render(
-    chart: Path, home: Path, *sets: str, release: str = "rb", namespace: str = "rebeam-system"
+    chart: Path,
+    home: Path,
+    *sets: str,
+    release: str = "rb",
+    namespace: str = "rebeam-system",
+    api_versions: tuple[str, ...] = (),
 ) -> list[Json]:
-    """``helm template`` with ``--set`` values; the rendered objects (hooks included)."""
+    """``helm template`` with ``--set`` values, as if the cluster served ``api_versions``
+    too (e.g. cert-manager's); the rendered objects (hooks included)."""
     args = ["template", release, str(chart), "--namespace", namespace]
     args += ["--kube-version", KUBE_VERSION]
     for value in sets:
         args += ["--set", value]
+    for api in api_versions:
+        args += ["--api-versions", api]
     out = helm(*args, home=home).stdout
     return [doc for doc in yaml.safe_load_all(out) if doc]
 

@@ -51,7 +51,7 @@ def test_nats_from_the_dependency_by_default(chart: Path, helm_home: Path) -> No
     (container,) = _operator(render(chart, helm_home, namespace="ops"))["spec"]["template"]["spec"][
         "containers"
     ]
-    assert _env(container)["REBEAM_NATS_URL"] == "nats://rb-nats.ops.svc:4222"
+    assert _env(container)["REBEAM_NATS_URL"] == "tls://rb-nats.ops.svc:4222"  # TLS: test_chart_tls
     assert "args" not in container  # every namespace
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert values["nats"]["enabled"] is True

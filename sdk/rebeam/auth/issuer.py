@@ -56,11 +56,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import nats
-
+from rebeam._nats_fixes import connect as nats_connect
 from rebeam.auth import jwt
 from rebeam.auth.grants import Grant, Role, client_pid_allowed, permissions
 from rebeam.auth.nkeys import ACCOUNT, SERVER, KeyPair
+from rebeam.errors import TlsError
 from rebeam.pids import Pid
 
 __all__ = [
@@ -161,8 +161,10 @@ class Issuer:
         primary: bool = True,
         account_for: Callable[[str], str] = account_of,
         resolve: Resolver | None = None,
+        tls_ca: str | None = None,
     ) -> None:
         self.url = url
+        self.tls_ca = tls_ca  # the CA of a tls:// server; default $REBEAM_NATS_CA (rebeam._tls)
         self.primary = primary
         self.secrets = issuer_secrets
         self.account_for = account_for
@@ -234,6 +236,8 @@ class Issuer:
         self._thread.start()
         if not self._ready.wait(timeout + 2):
             raise RuntimeError(f"the credential issuer did not connect to {self.url}")
+        if isinstance(self._failure, TlsError):
+            raise self._failure  # says itself which server and CA: the user's to fix
         if self._failure is not None:
             raise RuntimeError(f"the credential issuer failed: {self._failure}")
 
@@ -264,14 +268,15 @@ class Issuer:
             "reconnect_time_wait": _RECONNECT_WAIT,
             "error_cb": _connection_error,
         }
-        nc = await nats.connect(
+        common["tls_ca"] = self.tls_ca
+        nc = await nats_connect(
             self.url,
             user=self.AUTH_USER,
             password=self.secrets.auth_password,
             name="rebeam-issuer",
             **common,
         )
-        self._system = await nats.connect(
+        self._system = await nats_connect(
             self.url,
             user=self.SYSTEM_USER,
             password=self.secrets.system_password,

@@ -18,6 +18,9 @@ elsewhere (the NATS Helm chart includes it).
 
 The monitoring port is off unless asked for (tests read subscription counts from it): it
 would list every connection's subscriptions to anyone who can reach it.
+
+With :class:`TlsFiles` the client port speaks only TLS (:func:`tls_block`): a client that
+does not is refused before it can send a credential.
 """
 
 from __future__ import annotations
@@ -25,15 +28,30 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from rebeam.auth.issuer import Issuer, IssuerSecrets, account_of
 from rebeam.pids import validate_namespace
 
-__all__ = ["SHARED_ACCOUNT", "auth_include", "render"]
+__all__ = ["SHARED_ACCOUNT", "TlsFiles", "auth_include", "render", "tls_block"]
 
 SHARED_ACCOUNT = "REBEAM"  # the account of every namespace on a cluster
 _ACCOUNT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+
+# Seconds a client has for its TLS handshake (nats-server's default is 2): a busy machine
+# must not turn a slow handshake into a refused connection.
+TLS_TIMEOUT = 5
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """A server's certificate and key (PEM files), and the CA that signed the certificate:
+    what its clients must trust (``tls_ca=``, ``REBEAM_NATS_CA``)."""
+
+    cert: Path
+    key: Path
+    ca: Path
 
 
 def _q(text: str) -> str:
@@ -49,11 +67,14 @@ def render(
     issuer_secrets: IssuerSecrets,
     monitoring: bool = False,
     shared_account: str | None = None,
+    tls: TlsFiles | None = None,
 ) -> str:
     lines = [
         f"listen: {_q(f'127.0.0.1:{port}')}",
         f"ports_file_dir: {_q(str(ports_dir))}",
     ]
+    if tls is not None:
+        lines.append(tls_block(tls))
     if monitoring:
         lines.append(f"http: {_q('127.0.0.1:-1')}")
     if store_dir is not None:
@@ -108,3 +129,10 @@ def auth_include(
         "}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def tls_block(files: TlsFiles) -> str:
+    """The client port's ``tls {}``: TLS required, no client certificate asked for (a
+    credential says who a client is)."""
+    cert, key = _q(str(files.cert)), _q(str(files.key))
+    return f"tls {{ cert_file: {cert}, key_file: {key}, timeout: {TLS_TIMEOUT} }}"

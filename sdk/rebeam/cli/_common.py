@@ -85,6 +85,18 @@ def add_target(parser: argparse.ArgumentParser) -> None:
             "without --nats, the running instance's own)"
         ),
     )
+    add_nats_ca(parser)
+
+
+def add_nats_ca(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--nats-ca",
+        metavar="FILE",
+        help=(
+            "the CA certificates (PEM) a tls:// NATS server's certificate must be signed by "
+            "(default: $REBEAM_NATS_CA, else the system's trust store)"
+        ),
+    )
 
 
 def nats_url(args: argparse.Namespace) -> str:
@@ -178,6 +190,17 @@ def kubeconfig_token() -> str | None:
     return token or None
 
 
+def nats_ca(args: argparse.Namespace) -> str | None:
+    """The CA file to trust (docs/security.md, "TLS"): --nats-ca, else, without --nats, the
+    one the running instance was given; None leaves it to $REBEAM_NATS_CA."""
+    if getattr(args, "nats_ca", None):
+        return str(args.nats_ca)
+    if args.nats:
+        return None
+    found = InstanceFile.read(args.namespace).get("nats_ca")
+    return str(found) if found else None
+
+
 async def admin_connect(args: argparse.Namespace, **callbacks: Any) -> tuple[Any, Pid]:
     """:func:`connect` as the owner, under a fresh client pid of the namespace (what the
     issuer binds an owner's connection to), and that pid."""
@@ -187,6 +210,7 @@ async def admin_connect(args: argparse.Namespace, **callbacks: Any) -> tuple[Any
         name=str(pid),
         token=credentials(args),
         inbox_prefix=f"{_subjects.inbox_prefix(pid)}.{secrets.token_hex(8)}",
+        tls_ca=nats_ca(args),
         **callbacks,
     )
     return nc, pid

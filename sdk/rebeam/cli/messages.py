@@ -18,6 +18,7 @@ from rebeam.cli._common import (
     FAILURES,
     add_target,
     credentials,
+    nats_ca,
     nats_url,
     unreachable,
 )
@@ -67,6 +68,7 @@ async def _talk(args: argparse.Namespace, message: Any) -> int:
                 lease=False,
                 connect_deadline=1.0,
                 credentials=credentials(args),
+                tls_ca=nats_ca(args),
             ),
             CONNECT_TIMEOUT,
         )

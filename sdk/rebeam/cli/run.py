@@ -18,7 +18,8 @@ from typing import Any
 
 from rich.text import Text
 
-from rebeam.cli._common import add_namespace
+from rebeam.cli._common import add_namespace, add_nats_ca
+from rebeam.errors import TlsError
 from rebeam.local.runner import LocalRun, RunOptions, local_problems
 from rebeam.local.view import LiveView, Outlet, PlainLog, fd_writer
 from rebeam.spec import load_files
@@ -43,6 +44,7 @@ def add_parser(subparsers: Any) -> None:
         help="with --nats: the issuer secrets of that server (the issuer.json a rebeam "
         "nats-server wrote), so this run can give its processes credentials",
     )
+    add_nats_ca(parser)
     parser.add_argument(
         "--events", metavar="FILE", type=Path, help="append every lifecycle event as a JSON line"
     )
@@ -91,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
         output=None if args.quiet else show_output,
         prefork=not args.no_prefork,
         issuer_file=args.issuer,
+        nats_ca=Path(args.nats_ca) if args.nats_ca else None,
     )
     local = LocalRun(loaded.resources, options)
 
@@ -105,6 +108,9 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         code = asyncio.run(local.run(on_context))
+    except TlsError as exc:  # no trusted connection to --nats: nothing was started
+        print(f"rebeam: {exc}", file=sys.stderr)
+        return 1
     finally:
         outlet.close()
         if view is not None:

@@ -81,10 +81,11 @@ class InstanceFile:
         *,
         nats_pid: int | None = None,
         credentials: str | None = None,
+        nats_ca: str | None = None,
     ) -> InstanceFile:
         """Write (or rewrite: the private server's pid changes when it is restarted). It
         holds the credential of the run's owner, so only its owner may read it
-        (docs/security.md)."""
+        (docs/security.md), and the CA file of a tls:// server the run was given."""
         path = cls.location(namespace)
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         info = {
@@ -96,6 +97,7 @@ class InstanceFile:
             "nats_pid": nats_pid,
             "started": time.time(),
             "credentials": credentials,
+            "nats_ca": nats_ca,
         }
         # Whole or not at all: another terminal may read it at any moment. Made 0600 before
         # anything is written to it: it holds a credential.

@@ -58,6 +58,7 @@ class Identity:
     python_path: tuple[str, ...] = ()  # where the user's actor modules are
     local_scope: str = "default"  # the run id: local names are unique per `rebeam run`
     credentials: str | None = None  # this incarnation's NATS credential (docs/security.md)
+    nats_ca: str | None = None  # the CA file of a tls:// server (docs/security.md, "TLS")
 
     @property
     def path(self) -> str:
@@ -321,6 +322,8 @@ class ChildProcess:
         env.pop("REBEAM_CREDENTIALS", None)  # never the run's own, nor its user's
         if ident.credentials is not None:
             env["REBEAM_CREDENTIALS_FILE"] = str(self._write_credentials(ident.credentials))
+        if ident.nats_ca is not None:
+            env["REBEAM_NATS_CA"] = ident.nats_ca
         env |= mailbox_env(self.template)
         for var in self.template.env:
             if var.value is not None:

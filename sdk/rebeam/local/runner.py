@@ -67,6 +67,8 @@ class RunOptions:
     # With nats_url: the secrets of that server's issuer (what its config was made with),
     # so that this run can give its processes credentials (docs/security.md).
     issuer_file: Path | None = None
+    # With a tls:// nats_url: the CA its certificate is signed by (default $REBEAM_NATS_CA).
+    nats_ca: Path | None = None
 
 
 def roots_of(resources: list[Resource]) -> list[tuple[str, SupervisorSpec]]:
@@ -172,6 +174,7 @@ class LocalRun:
                 reconnect_time_wait=0.5,
                 token=issuer.issue(backend) if issuer else None,
                 **connection.callbacks(url),
+                tls_ca=self._nats_ca,
             )
             await provision(nc, namespace)
             self.ctx = RunContext(
@@ -187,6 +190,7 @@ class LocalRun:
                 zygote=zygote,
                 adoption=adoption,
                 issuer=issuer,
+                nats_ca=self._nats_ca,
             )
             lifecycle.attach(nc)
             control = ControlServer(self, nc)
@@ -201,6 +205,7 @@ class LocalRun:
                     self.run_id,
                     nats_pid=server.pid if server is not None else None,
                     credentials=admin,
+                    nats_ca=self._nats_ca,
                 )
 
             def restarted() -> InstanceFile:
@@ -252,7 +257,8 @@ class LocalRun:
         """The issuer for a server this run did not start, from its secrets file."""
         if self.options.issuer_file is None:
             return None
-        issuer = Issuer(url, read_issuer_secrets(self.options.issuer_file), primary=False)
+        secrets = read_issuer_secrets(self.options.issuer_file)
+        issuer = Issuer(url, secrets, primary=False, tls_ca=self._nats_ca)
         issuer.start()
         return issuer
 
@@ -268,6 +274,12 @@ class LocalRun:
             log.error("could not provision namespace %s after the server restarted", namespace)
 
         self._provisioning = asyncio.ensure_future(again())
+
+    @property
+    def _nats_ca(self) -> str | None:
+        """--nats-ca as an absolute path: children and other terminals read it too."""
+        ca = self.options.nats_ca
+        return str(ca.resolve()) if ca is not None else None
 
     async def _supervise(self, keeper: asyncio.Task[str] | None) -> int:
         loop = asyncio.get_running_loop()

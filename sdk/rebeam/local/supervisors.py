@@ -95,6 +95,7 @@ class RunContext:
     adoption: Adoption | None = None
     records: dict[str, ChildRecord] = field(default_factory=dict)
     issuer: Issuer | None = None  # issues each incarnation's credential
+    nats_ca: str | None = None  # the CA file of a tls:// server, for the children
 
 
 def slot_of(run_id: str, path: str) -> str:
@@ -276,6 +277,7 @@ class SupervisorRunner:
             self.ctx.python_path,
             local_scope=self.ctx.run_id,
             credentials=credentials,
+            nats_ca=self.ctx.nats_ca,
         )
         process = ChildProcess(
             identity,
