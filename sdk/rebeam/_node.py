@@ -319,7 +319,7 @@ class Node(Naming, Watching):
                 why = (
                     "no credential was given"
                     if not credentials
-                    else "unknown or revoked credential"
+                    else "its credential was refused (unknown, revoked, or its pid is in use)"
                 )
                 raise NotPermitted(
                     f"NATS at {url} refused {pid}: {why} "
