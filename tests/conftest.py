@@ -211,7 +211,10 @@ class Launcher:
         if (
             not child.ready
             and details
-            and "another process is running as" in (details.message or "")
+            and any(
+                why in (details.message or "")
+                for why in ("another process is running as", "its pid is in use")
+            )
         ):
             # A duplicate launch of a live pid: its names and exit belong to the process
             # still running as that pid (runtime-contract.md section 6).

@@ -150,7 +150,8 @@ def test_nats_auth_off(chart: Path, helm_home: Path) -> None:
     objects = render(chart, helm_home, "natsAuth.enabled=false")
     pod = _operator(objects)["spec"]["template"]["spec"]
     assert "REBEAM_ISSUER_SECRETS" not in _env(pod["containers"][0])
-    assert [v["name"] for v in pod["volumes"]] == ["tmp"]
+    # No issuer secrets and no token: what stays is the scratch folder and the TLS CA.
+    assert [v["name"] for v in pod["volumes"]] == ["tmp", "nats-ca"]
     (hook,) = by_kind(objects, "Pod")
-    assert "volumes" not in hook["spec"]
+    assert [v["name"] for v in hook["spec"]["volumes"]] == ["nats-ca"]
     assert "REBEAM_CREDENTIALS_FILE" not in _env(hook["spec"]["containers"][0])

@@ -14,6 +14,7 @@ import nats
 
 from rebeam import _subjects
 from rebeam._nats_fixes import connect as nats_connect
+from rebeam.errors import TlsError
 from rebeam.local.control import InstanceFile, NoInstance
 from rebeam.pids import Pid, validate_namespace
 
@@ -108,6 +109,8 @@ def nats_url(args: argparse.Namespace) -> str:
 
 def unreachable(url: str, exc: BaseException) -> Unreachable:
     """One line for a connection that failed: the URL, and why in words."""
+    if isinstance(exc, TlsError):
+        return Unreachable(str(exc))  # it names the URL and the TLS problem already
     if "authorization violation" in str(exc).lower():
         return Unreachable(
             f"NATS at {url} refused the credential (the owner's is in the instance file of "
