@@ -190,7 +190,7 @@ class Host:
     a second task. Handling a message where it arrives saves a task switch per message
     (the call latency target is 1.25x raw request/reply); while a callback runs, later
     messages wait in the subscription's pending queue, whose limits and overflow callback
-    are where a bounded mailbox (issue 4) refuses them.
+    are where a bounded mailbox (docs/sdk.md) refuses them.
     """
 
     def __init__(self, node: Node, actor: Actor) -> None:

@@ -1,6 +1,6 @@
 """The in-process queue of a node: a client's messages, and every node's local info messages.
 
-Where messages wait, and how the bounds hold (issue 4):
+Where messages wait, and how the bounds hold (docs/sdk.md, "Bounded mailboxes"):
 
 * An actor's NATS messages are handled in the mailbox subscription's task
   (``Host.deliver``), so they wait in that subscription's pending queue while a callback

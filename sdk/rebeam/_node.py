@@ -15,7 +15,7 @@ What the node does, and where:
 * calls: one reply subscription per node (``_INBOX_rebeam.<ns>.<pid>.*``), a future per call,
   a timer for the deadline; a reply nobody waits for any more is counted and dropped; at most
   ``max_pending_calls`` calls wait for replies at once (more wait for a slot);
-* bounds (issue 4): the mailbox subscription's pending queue is the mailbox, limited by
+* bounds (docs/sdk.md): the mailbox subscription's pending queue is the mailbox, limited by
   :class:`~rebeam._mailbox.Limits`; what nats-py refuses past a limit comes back through
   ``error_cb`` and is answered ``mailbox_full`` (a call, a cast or send with ``wait``) or
   counted (a plain cast or send); every other subscription has limits too, and its drops are

@@ -1,4 +1,4 @@
-"""Durable mailboxes (issue 4): JetStream keeps what is sent while an actor is down.
+"""Durable mailboxes (docs/sdk.md): JetStream keeps what is sent while an actor is down.
 
 Real actor processes killed with SIGKILL and restarted as the next incarnation of their
 slot, a real nats-server (restarted with its store kept). Waits are on reports, with

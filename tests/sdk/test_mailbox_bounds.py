@@ -1,4 +1,4 @@
-"""Bounded mailboxes (issue 4): limits, refusals the sender hears of, and an overload run.
+"""Bounded mailboxes (docs/sdk.md): limits, refusals the sender hears of, and an overload run.
 
 Real actor processes and a real nats-server. Waits are on conditions with deadlines; the only
 sleeps pace the producers of the overload test (they are the load, not a wait).
