@@ -67,19 +67,6 @@ async def _provision(server: NatsServer, namespace: str) -> None:
         await nc.close()
 
 
-async def owner_connect(server: NatsServer, namespace: str, **options: Any) -> Any:
-    """A raw nats-py connection as the owner, under a fresh client pid (for tests that
-    publish by hand what the SDK would never send)."""
-    client = Pid.for_client(namespace)
-    return await nats.connect(
-        server.url,
-        token=server.admin_credentials(namespace),
-        name=str(client),
-        inbox_prefix=f"_INBOX_rebeam.{namespace}.{client.tokens}.x",
-        **options,
-    )
-
-
 @dataclass
 class Child:
     pid: Pid

@@ -13,7 +13,6 @@ import asyncio
 import json
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -181,7 +180,3 @@ async def tear_down(world: World) -> None:
             if stream is not None:
                 stream.close()
     world.server.stop()
-
-
-def python() -> str:
-    return sys.executable
