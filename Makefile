@@ -58,7 +58,7 @@ bench-operator: venv controlplane
 	REBEAM_E2E_OPERATOR_BENCH=1 REBEAM_E2E_BENCH_SUPERVISORS=$(BENCH_SUPERVISORS) \
 	REBEAM_E2E_BENCH_CHILDREN=$(BENCH_CHILDREN) REBEAM_E2E_BENCH_REPORT=$(BENCH_REPORT) \
 	$(BIN)/python tools/run_pytest.py tests/e2e/operator/test_operator_scale.py \
-		-k test_scale_benchmark -q -p no:cacheprovider
+		tests/e2e/operator/test_operator_security_bench.py -k benchmark -q -p no:cacheprovider
 	@echo; cat $(BENCH_REPORT)
 
 clean:

@@ -15,11 +15,21 @@ class E2ENats:
     and a secondary issuer for the tests' own clients (event taps, raw connections)."""
 
     url: str
-    issuer_file: Path
-    issuer: Any  # rebeam.auth.issuer.Issuer: imported lazily, the control plane needs no SDK
+    issuer_file: Path | None  # None: an open server (the benchmarks' comparison row only)
+    issuer: Any  # rebeam.auth.issuer.Issuer (lazily imported: the control plane needs no SDK)
+
+    @classmethod
+    def open(cls, url: str) -> E2ENats:
+        """A server that lets anyone in: what security is measured against, never tested on."""
+        return cls(url, None, None)
+
+    @property
+    def secured(self) -> bool:
+        return self.issuer is not None
 
     def token(self, grant: Any) -> str:
-        return str(self.issuer.issue(grant))
+        # An open server takes any connection; a token there is ignored.
+        return str(self.issuer.issue(grant)) if self.issuer is not None else "open"
 
     def admin_token(self, namespace: str) -> str:
         """An admin of ``namespace`` (connect as a client pid of it): for event taps and raw

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +66,7 @@ class Operator:
             "$(REBEAM_TERMINATION_LOG)",
             "--lease-ttl",
             self.lease_ttl,
-            "--issuer-secrets",
-            str(self.issuer_file),
+            *(["--issuer-secrets", str(self.issuer_file)] if self.issuer_file else []),
         ]
         with open(self.log_path, "ab") as log:
             self.popen = subprocess.Popen(
@@ -200,6 +200,7 @@ class Lifecycle:
         self.token = nats.admin_token(namespace)
         self.namespace = namespace
         self._events: list[Json] = []
+        self._arrivals: list[float] = []  # time.monotonic() of each event's arrival
         self._lock = threading.Lock()
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
@@ -221,6 +222,7 @@ class Lifecycle:
         async def got(msg: Any) -> None:
             with self._lock:
                 self._events.append(json.loads(msg.data))
+                self._arrivals.append(time.monotonic())
 
         await nc.subscribe(f"rebeam.{self.namespace}.events.>", cb=got)
         await nc.flush()
@@ -236,6 +238,11 @@ class Lifecycle:
     def events(self) -> list[Json]:
         with self._lock:
             return list(self._events)
+
+    def arrivals(self) -> list[tuple[float, Json]]:
+        """Each event with the moment it arrived here (time.monotonic())."""
+        with self._lock:
+            return list(zip(self._arrivals, self._events, strict=True))
 
     poll = events  # the attack suite's name for it (tests/security/harness.py)
 

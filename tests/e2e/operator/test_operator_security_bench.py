@@ -1,0 +1,86 @@
+"""What security costs a restart on Kubernetes (security_bench.py), on purpose and as a smoke.
+
+The benchmark runs in ``make bench-operator`` (``REBEAM_E2E_OPERATOR_BENCH=1``): 20 restarts
+on each side, interleaved, printed as a table with the secured / open ratio. The smoke runs
+the same code for 2 rounds in every ``make test``, so the comparison cannot rot unnoticed;
+it asserts only that every restart happened on both sides.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from infra.cluster import Cluster
+from infra.e2enats import E2ENats
+from infra.kubelet import ProcessKubelet
+from operator_helpers import Operator
+from security_bench import lines, open_side, run_paired, side
+
+pytestmark = [pytest.mark.e2e]
+
+ROUNDS = int(os.environ.get("REBEAM_E2E_BENCH_RESTARTS", "20"))
+
+
+def _compare(
+    rounds: int,
+    operator: Operator,
+    cluster: Cluster,
+    kubelet: ProcessKubelet,
+    nats: E2ENats,
+    namespace: str,
+    operator_kubeconfig: Path,
+    workdir: Path,
+) -> list[str]:
+    with (
+        side("secured", cluster, kubelet, nats, namespace) as secured,
+        open_side(cluster, kubelet, operator_kubeconfig, workdir) as opened,
+    ):
+        run_paired(secured, opened, rounds)
+    operator.check_running()
+    for one in (secured, opened):
+        assert (
+            len(one.report.to_started)
+            == len(one.report.to_ready)
+            == len(one.report.to_pod)
+            == rounds
+        ), one.name
+    return lines(secured.report, opened.report, rounds)
+
+
+@pytest.mark.skipif(
+    not os.environ.get("REBEAM_E2E_OPERATOR_BENCH"), reason="set REBEAM_E2E_OPERATOR_BENCH=1"
+)
+@pytest.mark.timeout(1800)
+def test_restart_secured_vs_open_benchmark(
+    operator: Operator,
+    cluster: Cluster,
+    kubelet: ProcessKubelet,
+    nats: E2ENats,
+    namespace: str,
+    operator_kubeconfig: Path,
+    tmp_path: Path,
+) -> None:
+    table = _compare(
+        ROUNDS, operator, cluster, kubelet, nats, namespace, operator_kubeconfig, tmp_path
+    )
+    print("\n" + "\n".join(table), flush=True)
+    path = os.environ.get("REBEAM_E2E_BENCH_REPORT")
+    if path:
+        with open(path, "a") as out:
+            out.write("\n" + "\n".join(table) + "\n")
+
+
+@pytest.mark.timeout(240)
+def test_restart_secured_vs_open_smoke(
+    operator: Operator,
+    cluster: Cluster,
+    kubelet: ProcessKubelet,
+    nats: E2ENats,
+    namespace: str,
+    operator_kubeconfig: Path,
+    tmp_path: Path,
+) -> None:
+    table = _compare(2, operator, cluster, kubelet, nats, namespace, operator_kubeconfig, tmp_path)
+    assert len(table) == 5  # the table renders
