@@ -22,7 +22,7 @@ RULE_CASES: list[tuple[str, str]] = [
         "spec.autoShutdown: significant children need autoShutdown any_significant or "
         "all_significant",
     ),
-    (  # OTP newer rev: auto_shutdown with simple_one_for_one
+    (  # OTP (recent releases): auto_shutdown with simple_one_for_one
         f"  strategy: simple_one_for_one\n  autoShutdown: all_significant\n"
         f"  childTemplate: {{name: t, {ACTOR}}}\n",
         "spec.autoShutdown: autoShutdown must be never with simple_one_for_one",
