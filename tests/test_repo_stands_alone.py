@@ -33,6 +33,7 @@ SECTION_OF_DOC = re.compile(r"([\w-]+)\.md`?\s*$")
 URL = re.compile(r"https?://\S+")
 HEADING_CITATION = re.compile(r'docs/([\w-]+)\.md,\s*("[^"]+"(?:(?:,\s*|\s+and\s+)"[^"]+")*)')
 QUOTED = re.compile(r'"([^"]+)"')
+ANCHOR = re.compile(r"\]\(([\w./-]+\.md)#([\w-]+)\)")  # a markdown link to a heading
 # What a line continues with when a citation is wrapped: indentation and a comment marker.
 CONTINUATION = re.compile(r"^[ \t]*(?:#+|//|\*)?[ \t]*")
 
@@ -137,6 +138,23 @@ def broken_doc_citations(text: str) -> Iterator[tuple[int, str]]:
             yield number, f"docs/{of.group(1)}.md has no section {m.group(1)}"
 
 
+def slug(heading: str) -> str:
+    """The anchor GitHub gives a heading."""
+    kept = "".join(c for c in heading.lower() if c.isalnum() or c in " -_")
+    return kept.replace(" ", "-")
+
+
+def broken_anchors(path: str, text: str) -> Iterator[tuple[int, str]]:
+    """(line number, what is wrong) for each markdown link to a heading that does not exist."""
+    for number, line in enumerate(text.splitlines(), 1):
+        for m in ANCHOR.finditer(line):
+            doc = (ROOT / path).parent / m.group(1)
+            if not doc.is_file():
+                yield number, f"{m.group(1)} does not exist"
+            elif m.group(2) not in {slug(h) for h in headings(doc)}:
+                yield number, f"{m.group(1)} has no heading with the anchor #{m.group(2)}"
+
+
 def report(hits: list[str]) -> str:
     return f"{len(hits)} problem(s):\n" + "\n".join(hits)
 
@@ -154,7 +172,7 @@ def test_every_citation_of_the_docs_resolves() -> None:
     hits = [
         f"{path}:{number}: {problem}"
         for path, text in texts()
-        for number, problem in broken_doc_citations(text)
+        for number, problem in [*broken_doc_citations(text), *broken_anchors(path, text)]
     ]
     assert not hits, report(hits)
 
@@ -186,6 +204,13 @@ def test_an_outside_citation_is_found(line: str) -> None:
 )
 def test_what_may_stay(line: str) -> None:
     assert list(outside_citations(line)) == []
+
+
+def test_a_link_to_a_missing_heading_is_found() -> None:
+    text = "[a](docs/architecture.md#exit-reasons), [b](docs/architecture.md#no-such-part)\n"
+    assert list(broken_anchors("README.md", text)) == [
+        (1, "docs/architecture.md has no heading with the anchor #no-such-part")
+    ]
 
 
 def test_a_wrapped_citation_is_checked_and_a_missing_heading_found() -> None:
