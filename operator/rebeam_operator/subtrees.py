@@ -1,5 +1,5 @@
 """Stopping a nested supervisor the way OTP does: ``exit(Child, shutdown)``, wait up to its
-``shutdown`` time, then ``exit(Child, kill)`` (otp-semantics.md §1.6).
+``shutdown`` time, then ``exit(Child, kill)`` (docs/semantics.md, "Shutdown").
 
 On Kubernetes a child supervisor is a ``Supervisor`` object driven by its own driver, and its
 "process" is the whole subtree of pods below it. The parent:

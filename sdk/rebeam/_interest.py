@@ -4,15 +4,15 @@ A request to a subject nobody subscribes to is answered at once with status 503 
 responders): that is ``noproc``, as immediate as OTP's. On a single nats-server it is exact,
 because a SUB is registered before the subscriber's next message is read. In a cluster it is
 not: a subscription reaches the other servers asynchronously, and a request from a client on
-another server right after the callee subscribed gets 503 anyway (nats-notes §0.2; measured
-here: 29 of 200 requests on a three-server cluster on loopback). The Helm chart runs a
-three-server cluster, and a restarted actor is called the moment it is ready: without this,
-every restart could hand its callers a false ``noproc``.
+another server right after the callee subscribed gets 503 anyway (29 of 200 requests on a
+three-server cluster on loopback; docs/nats.md, "Subscription interest"). The Helm chart
+runs a three-server cluster, and a restarted actor is called the moment it is ready: without
+this, every restart could hand its callers a false ``noproc``.
 
 The lease tells the two apart (a runtime takes it before it subscribes its mailbox, and
 drops it when it stops receiving). So, only when the server we are connected to is part of a
 cluster, a 503 for a pid that holds a live lease is retried after a short pause, with the
-back-off JetStream clients use for the same race (ADR-22), shortened: at most four retries,
+back-off JetStream clients use for the same race (NATS ADR-22), shortened: at most four retries,
 375 ms in all, never past the caller's deadline. Everything else is ``noproc`` at once.
 """
 

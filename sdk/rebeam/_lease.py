@@ -4,12 +4,13 @@ A process that ends on a living machine is observed by its supervisor, which pub
 ``exited``. A process whose node (or pod, or network) is lost is observed by nobody; its
 lease says so instead. Every node holds one key in ``rebeam_<ns>_leases``::
 
-    <slot token>.<incarnation>     created with a per-message TTL (nats-notes §3.3, ADR-43)
+    <slot token>.<incarnation>     created with a per-message TTL
 
 and refreshes it every TTL/3 with a compare-and-set publish that renews the TTL (nats-py
 2.16 has no ``update`` with a TTL, so it is a raw publish with
-``Nats-Expected-Last-Subject-Sequence``). When the refreshes stop, the server removes the
-value and leaves a ``MaxAge`` limit marker, which a lease watcher sees as a PURGE:
+``Nats-Expected-Last-Subject-Sequence``; docs/nats.md, "Per-message TTL"). When the
+refreshes stop, the server removes the value and leaves a ``MaxAge`` limit marker, which a
+lease watcher sees as a PURGE:
 
 * monitors and links of that pid get DOWN / exit signals with ``noconnection``;
 * a name held by a pid without a lease is free: :meth:`Store.claim` takes it over;
@@ -81,7 +82,8 @@ async def lease_alive(kv: Any, pid: Pid) -> bool:
         entry = await kv.get(pid.tokens)
     except jserr.KeyNotFoundError:
         return False
-    # nats-py 2.16 returns an empty entry while a limit marker stands (nats-notes §3.3).
+    # nats-py 2.16 returns an empty entry while a limit marker stands
+    # (docs/nats.md, "Limit markers").
     return entry.value is not None and entry.operation is None
 
 

@@ -2,8 +2,8 @@
 
 Every process that takes part has exactly one node and one NATS connection: an actor hosted by
 ``python -m rebeam.runtime``, and any program that called :func:`rebeam.connect`. One
-connection per process is what gives OTP's per-pair ordering (nats-notes §1.2: NATS orders
-per publishing connection).
+connection per process is what gives OTP's per-pair ordering: NATS orders per publishing
+connection (docs/nats.md, "Ordering").
 
 What the node does, and where:
 
@@ -350,7 +350,8 @@ class Node(Naming, Watching):
 
     async def start(self, *, lease: bool = True) -> None:
         """Take a lease, subscribe the mailbox, the reply inbox and the fence; flushed, so
-        that once this returns the server routes messages to us (nats-notes §1.4)."""
+        that once this returns the server routes messages to us
+        (docs/nats.md, "Subscription interest")."""
         if lease:
             self.lease = Lease(self.nc.jetstream(), self.pid)
             self.lease.on_lost = self._lease_lost

@@ -119,7 +119,7 @@ class Store:
             pass
         config = KeyValueConfig(
             bucket=bucket,
-            history=1,  # per-key semantics (see nats-notes §3.3): no history to resurrect
+            history=1,  # nothing to resurrect (docs/nats.md, "Key-value history")
             storage=StorageType.MEMORY if local else StorageType.FILE,
         )
         try:
@@ -350,9 +350,10 @@ async def _owned_keys(jsm: Any, bucket: str, pid: Pid) -> list[tuple[str, str | 
 
     Read with ``STREAM.MSG.GET`` and ``next_by_subj``, one request per entry (plus one that
     finds none): no consumer is created. A KV watcher would be an ephemeral consumer, and a
-    stream has at most 1000 of them (nats-notes §0.4), which an operator releasing the names
-    of many crashed incarnations at once did run into. The bucket keeps one revision per
-    key, so each live index key is one message; deleted ones are markers without data.
+    stream has at most 1000 of them (docs/nats.md, "Stream consumer limit"), which an
+    operator releasing the names of many crashed incarnations at once did run into. The
+    bucket keeps one revision per key, so each live index key is one message; deleted ones
+    are markers without data.
     """
     stream, prefix = f"KV_{bucket}", f"$KV.{bucket}."
     found: list[tuple[str, str | None]] = []

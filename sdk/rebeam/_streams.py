@@ -6,10 +6,10 @@ else's attempt is refused by the server, which nats-py reports as a timeout.
 :func:`create_bucket` says instead that the namespace is not set up.
 
 Consumers: nats-server 2.15 caps every stream that sets no ``max_consumers`` of its own at 1000
-consumers (``jetstream.limits.default_max_consumers``; nats-notes §0.4). Every KV watcher
-is an ephemeral consumer, and rebeam runs at most one name-cache watcher and one lease
-watcher per process (never one per name or per monitor): with one process per actor, the
-1001st actor of a namespace to look up a name would fail. nats-py's ``KeyValueConfig`` has
+consumers (``jetstream.limits.default_max_consumers``; docs/nats.md, "Stream consumer limit").
+Every KV watcher is an ephemeral consumer, and rebeam runs at most one name-cache watcher and
+one lease watcher per process (never one per name or per monitor): with one process per actor,
+the 1001st actor of a namespace to look up a name would fail. nats-py's ``KeyValueConfig`` has
 no ``max_consumers``, so the bucket's stream is updated right after it is created.
 """
 

@@ -1,5 +1,6 @@
-"""permanent, transient and temporary children on normal and abnormal exits (§1.4), with
-real processes: each child exits once with its code; if it is restarted, it then stays up."""
+"""permanent, transient and temporary children on normal and abnormal exits
+(docs/semantics.md, "Restart types"), with real processes: each child exits once with its
+code; if it is restarted, it then stays up."""
 
 from __future__ import annotations
 

@@ -5,9 +5,10 @@ The cluster is secured like every server rebeam starts: the same accounts and au
 all three, one issuer (on the first server) answering for every server's clients.
 
 Interest in a subject reaches the other servers of a cluster asynchronously, so a request
-sent right after the callee subscribed can get "no responders" (nats-notes §0.2). The SDK
-retries a 503 briefly when the callee holds a live lease (rebeam._interest); without that,
-these tests fail in a good fraction of the rounds. A dead pid must still be noproc at once.
+sent right after the callee subscribed can get "no responders"
+(docs/nats.md, "Subscription interest"). The SDK retries a 503 briefly when the callee holds
+a live lease (rebeam._interest); without that, these tests fail in a good fraction of the
+rounds. A dead pid must still be noproc at once.
 """
 
 from __future__ import annotations

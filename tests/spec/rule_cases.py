@@ -8,29 +8,30 @@ from __future__ import annotations
 
 ACTOR = "actor: {module: 'm:A'}"
 
-# (the spec, indented under "spec:"; "field.path: message")
+# (the spec, indented under "spec:"; "field.path: message"). OTP's rules among them:
+# docs/semantics.md, "Flags", "Child specs", "Significant children and auto_shutdown".
 RULE_CASES: list[tuple[str, str]] = [
-    (  # OTP: significant=true with a permanent child is a bad combination (§1.2)
+    (  # OTP: significant=true with a permanent child is a bad combination
         f"  autoShutdown: any_significant\n  children:\n"
         f"    - {{name: a, significant: true, {ACTOR}}}\n",
         "spec.children[0].significant: a significant child must be transient or "
         "temporary, not permanent",
     ),
-    (  # OTP: significant children need auto_shutdown (§1.11)
+    (  # OTP: significant children need auto_shutdown
         f"  children:\n    - {{name: a, restart: transient, significant: true, {ACTOR}}}\n",
         "spec.autoShutdown: significant children need autoShutdown any_significant or "
         "all_significant",
     ),
-    (  # OTP newer rev: auto_shutdown with simple_one_for_one (§1.1)
+    (  # OTP (recent releases): auto_shutdown with simple_one_for_one
         f"  strategy: simple_one_for_one\n  autoShutdown: all_significant\n"
         f"  childTemplate: {{name: t, {ACTOR}}}\n",
         "spec.autoShutdown: autoShutdown must be never with simple_one_for_one",
     ),
-    (  # OTP: duplicate child names (§1.2)
+    (  # OTP: duplicate child names
         f"  children:\n    - {{name: a, {ACTOR}}}\n    - {{name: a, {ACTOR}}}\n",
         "spec.children[1].name: duplicate child name a",
     ),
-    (  # OTP: a simple_one_for_one supervisor has exactly one spec (§1.2)
+    (  # OTP: a simple_one_for_one supervisor has exactly one spec
         "  strategy: simple_one_for_one\n",
         "spec.childTemplate: simple_one_for_one needs a childTemplate",
     ),
@@ -44,7 +45,7 @@ RULE_CASES: list[tuple[str, str]] = [
         "spec.childTemplate: childTemplate is only for simple_one_for_one",
     ),
     ("  maxChildren: 3\n", "spec.maxChildren: maxChildren is only for simple_one_for_one"),
-    (  # OTP: period 0 is invalid (§1.1)
+    (  # OTP: period 0 is invalid
         "  period: 0s\n",
         "spec.period: period must be more than 0",
     ),

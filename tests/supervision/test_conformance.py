@@ -1,7 +1,7 @@
-"""Conformance of the supervision core to ../shared/otp-semantics.md §1, rule by rule.
+"""Conformance of the supervision core to docs/semantics.md, rule by rule.
 
-Each test names the section and the rule it checks; the OTP test it mirrors is given where
-there is one ([SUITE name]).
+Each group of tests is headed by the rules it checks (their headings in docs/semantics.md);
+the test of OTP's supervisor_SUITE it mirrors is given where there is one ([SUITE name]).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def flags(strategy: Strategy = Strategy.ONE_FOR_ONE, **kw: object) -> Supervisor
     return SupervisorFlags(strategy=strategy, **kw)  # type: ignore[arg-type]
 
 
-# --- §1.1 flags and defaults -------------------------------------------------------------
+# --- docs/semantics.md, "Flags" ----------------------------------------------------------
 
 
 class TestFlags_1_1:
@@ -79,7 +79,7 @@ class TestFlags_1_1:
             Supervisor(flags(Strategy.SIMPLE_ONE_FOR_ONE, auto_shutdown=mode), children("t"))
 
 
-# --- §1.2 child specs ----------------------------------------------------------------------
+# --- docs/semantics.md, "Child specs" ------------------------------------------------------
 
 
 class TestChildSpecs_1_2:
@@ -116,7 +116,7 @@ class TestChildSpecs_1_2:
         assert len(info.value.problems) == 3
 
 
-# --- §1.3 start order ----------------------------------------------------------------------
+# --- docs/semantics.md, "Start order" ------------------------------------------------------
 
 
 class TestStartOrder_1_3:
@@ -145,7 +145,7 @@ class TestStartOrder_1_3:
         assert h.stopped(m) == ["stop c#1", "stop b#1", "stop a#1"]
 
 
-# --- §1.4 restart types --------------------------------------------------------------------
+# --- docs/semantics.md, "Restart types" ----------------------------------------------------
 
 
 REASONS = {
@@ -155,7 +155,7 @@ REASONS = {
     "killed": KILLED,
     "crash": BOOM,
 }
-# The table of §1.4: restarted or not, for every (restart type, reason) pair.
+# The table of "Restart types": restarted or not, for every (restart type, reason) pair.
 RESTARTED = {
     PERMANENT: {"normal", "shutdown", "{shutdown,info}", "killed", "crash"},
     TRANSIENT: {"killed", "crash"},
@@ -224,7 +224,7 @@ class TestRestartTypes_1_4:
         assert h.sup.child("t") is None
 
     def test_transient_child_supervisor_that_gave_up_is_not_restarted(self) -> None:
-        # §1.4 last rule: a giving-up supervisor exits 'shutdown', clean for transient.
+        # A giving-up supervisor exits 'shutdown', clean for transient (the last rule).
         h = Harness(flags(), [ChildSpec("sub", type=ChildType.SUPERVISOR, restart=TRANSIENT)])
         h.init()
         m = h.mark()
@@ -232,7 +232,7 @@ class TestRestartTypes_1_4:
         assert h.started(m) == []
 
 
-# --- §1.5 restart intensity ----------------------------------------------------------------
+# --- docs/semantics.md, "Intensity", "Giving up and escalation" ----------------------------
 
 
 class TestIntensity_1_5:
@@ -326,7 +326,7 @@ class TestIntensity_1_5:
         assert h.terminated_with == SHUTDOWN
 
     def test_escalation_a_permanent_child_supervisor_that_gave_up_is_restarted(self) -> None:
-        # The parent sees the child supervisor's exit 'shutdown' and applies §1.4.
+        # The parent sees the child supervisor's exit 'shutdown' and applies its restart type.
         parent = Harness(flags(intensity=1), [ChildSpec("sub", type=ChildType.SUPERVISOR)])
         child = Harness(flags(intensity=0), children("w"))
         parent.init()
@@ -338,7 +338,7 @@ class TestIntensity_1_5:
         assert parent.started(m) == ["start sub#2"]
 
 
-# --- §1.6 shutdown -------------------------------------------------------------------------
+# --- docs/semantics.md, "Shutdown", "Order of stops" ---------------------------------------
 
 
 class TestShutdown_1_6:
@@ -392,7 +392,7 @@ class TestShutdown_1_6:
         assert h.trace()[-1] == "exit shutdown"
 
 
-# --- §1.7 strategies -----------------------------------------------------------------------
+# --- docs/semantics.md, "Strategies" -------------------------------------------------------
 
 
 class TestStrategies_1_7:
@@ -454,7 +454,7 @@ class TestStrategies_1_7:
         assert first.spec.args == restarted.spec.args == {"base": 1, "n": 7}  # type: ignore[union-attr]
 
     def test_a_sibling_death_during_a_group_restart_is_absorbed(self) -> None:
-        # §1.7 [impl]: two children dying together under one_for_all cause one restart.
+        # Two children dying together under one_for_all cause one restart.
         h = Harness(flags(Strategy.ONE_FOR_ALL, intensity=5), children("a", "b", "c"))
         h.init()
         h.auto = False
@@ -468,7 +468,7 @@ class TestStrategies_1_7:
         assert h.sup.restart_history == (0.0,)
 
 
-# --- §1.8 start failures -------------------------------------------------------------------
+# --- docs/semantics.md, "Start failures at init", "Start failures during a restart" --------
 
 
 class TestStartFailures_1_8:
@@ -608,7 +608,7 @@ class TestStartFailures_1_8:
         assert h.trace()[-1] == "init_failed a"
 
 
-# --- §1.9 the management API ---------------------------------------------------------------
+# --- docs/semantics.md, "Management API" ---------------------------------------------------
 
 
 class TestManagementApi_1_9:
@@ -740,7 +740,7 @@ class TestManagementApi_1_9:
         assert h.replies["late"] == Error("noproc")
 
 
-# --- §1.10 simple_one_for_one --------------------------------------------------------------
+# --- docs/semantics.md, "Dynamic children" -------------------------------------------------
 
 
 class TestSimpleOneForOne_1_10:
@@ -827,7 +827,7 @@ class TestSimpleOneForOne_1_10:
         assert [c.id for c in h.sup.which_children()] == ["2", "3"]
 
 
-# --- §1.11 significant children and auto_shutdown ------------------------------------------
+# --- docs/semantics.md, "Significant children and auto_shutdown" ---------------------------
 
 
 class TestAutoShutdown_1_11:
@@ -920,7 +920,7 @@ class TestAutoShutdown_1_11:
         assert parent.terminated_with == SHUTDOWN
 
 
-# --- §1.13 implementation notes ------------------------------------------------------------
+# --- docs/semantics.md, "One death, one decision" ------------------------------------------
 
 
 class TestImplementationNotes_1_13:

@@ -1,5 +1,5 @@
-"""Exit reasons: the one mapping from how a process or container ended (DESIGN.md's table),
-and the wire form events, status and messages carry."""
+"""Exit reasons: the one mapping from how a process or container ended
+(docs/semantics.md, "Exit reasons"), and the wire form events, status and messages carry."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@
 
 Fresh secrets by default; ``--issuer-file`` makes the Secrets of an existing ``issuer.json``
 (a server started by ``rebeam.natsd``, say). Print them into ``kubectl apply -f -``; they
-are secrets: do not keep the output anywhere else (docs/kubernetes.md, "Install").
+are secrets: do not keep the output anywhere else (docs/kubernetes.md, "Install with Helm").
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The supervisor's vocabulary: flags, child specs and their defaults (otp-semantics §1.1, §1.2).
+"""The supervisor's vocabulary: flags, child specs and their defaults
+(docs/semantics.md, "Flags", "Child specs").
 
 These are plain frozen dataclasses with no I/O and no pydantic: the core is fed them by the
 manifest layer (:mod:`rebeam.spec`), by the operator, or by tests directly.

@@ -22,7 +22,8 @@ restarted twice: when the stop step comes to it, its death is taken out of the m
 counts as the stop (OTP's ``unlink_flush``). An event about an incarnation that is no longer
 current is stale and ignored, so a death is handled exactly once.
 
-Sections of ../shared/otp-semantics.md are cited as §N.N next to the rules they implement.
+The rules are cited next to the code that implements them by their heading in
+docs/semantics.md, for example ``(docs/semantics.md, "Intensity")``.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ class ChildStatus(enum.StrEnum):
     RUNNING = "running"
     STARTING = "starting"  # a StartChild is out; not yet answered
     STOPPING = "stopping"  # a StopChild is out; not yet answered
-    RESTARTING = "restarting"  # a restart's start failed; a retry is queued (§1.8)
+    RESTARTING = "restarting"  # a restart's start failed; its retry is queued
     UNDEFINED = "undefined"  # no process: stopped, ignored, or a transient that ended cleanly
 
 
@@ -135,7 +136,7 @@ class ChildInfo:
 
 @dataclass(frozen=True)
 class ChildCounts:
-    """:meth:`Supervisor.count_children`, as OTP's ``count_children`` (§1.9)."""
+    """:meth:`Supervisor.count_children`, as OTP's ``count_children``."""
 
     specs: int
     active: int
@@ -154,9 +155,9 @@ class _Child:
 
 
 class _StartMode(enum.Enum):
-    INIT = "init"  # initial start: the first failure aborts init (§1.8)
-    RESTART = "restart"  # a restart: a failure becomes 'restarting' plus a retry (§1.8)
-    START_REQUEST = "start_request"  # start_child: a failure discards the spec (§1.9)
+    INIT = "init"  # initial start: the first failure aborts init
+    RESTART = "restart"  # a restart: a failure becomes 'restarting' plus a retry
+    START_REQUEST = "start_request"  # start_child: a failure discards the spec
     RESTART_REQUEST = "restart_request"  # restart_child: a failure leaves it undefined
 
 
@@ -169,7 +170,7 @@ class _Start:
 
 @dataclass(frozen=True)
 class _Stop:
-    """Stop one child; ``remove`` drops its spec afterwards (temporary children, §1.4)."""
+    """Stop one child; ``remove`` drops its spec afterwards (temporary children)."""
 
     child: str
     remove: bool = False
@@ -177,7 +178,7 @@ class _Stop:
 
 @dataclass(frozen=True)
 class _StopAll:
-    """Stop children all at once (simple_one_for_one's parallel shutdown, §1.6)."""
+    """Stop children all at once (simple_one_for_one's parallel shutdown)."""
 
     children: tuple[str, ...]
 
@@ -333,7 +334,8 @@ class Supervisor:
 
     def init(self, now: float) -> list[Command]:
         """Start the static children left to right, each after the previous one is up
-        (§1.3). Ends with Ready, or with InitFailed after stopping what had started."""
+        (docs/semantics.md, "Start order"). Ends with Ready, or with InitFailed after
+        stopping what had started."""
         if self.state is not SupervisorState.NEW:
             raise RuntimeError(f"init() called on a supervisor that is {self.state}")
         self.state = SupervisorState.STARTING
@@ -353,7 +355,7 @@ class Supervisor:
     # --- queries (pure reads of the current state) ---------------------------------------
 
     def which_children(self) -> list[ChildInfo]:
-        """OTP's order: most recently started first for static supervisors (§1.3)."""
+        """Most recently started first for static supervisors (docs/semantics.md, "Start order")."""
         ids = self._order if self._simple else list(reversed(self._order))
         return [self._info(self._children[i]) for i in ids]
 
@@ -613,7 +615,8 @@ class Supervisor:
 
     def _absorb_exit(self, c: _Child) -> bool:
         """A child we are about to stop may already be dead, its exit still in the mailbox.
-        Take that exit as the stop, so it is not handled again as a crash (§1.6, §1.7)."""
+        Take that exit as the stop, so it is not handled again as a crash
+        (docs/semantics.md, "Shutdown", "Deaths during a group restart")."""
         for event in self._mailbox:
             if (
                 isinstance(event, ChildExited)
@@ -667,7 +670,8 @@ class Supervisor:
             self._start_failed(step, c, event.reason)
 
     def _start_ignored(self, step: _Start, c: _Child) -> None:
-        """§1.8: a static child is kept with no pid; a temporary or dynamic one is dropped."""
+        """An *ignore*: a static child is kept with no pid; a temporary or dynamic one is
+        dropped (docs/semantics.md, "Start failures at init", "Dynamic children")."""
         if self._simple or c.spec.restart is RestartType.TEMPORARY:
             if step.mode is not _StartMode.RESTART_REQUEST:
                 self._remove(c.spec.id)
@@ -681,20 +685,22 @@ class Supervisor:
     def _start_failed(self, step: _Start, c: _Child, reason: ExitReason) -> None:
         child_id = c.spec.id
         if step.mode is _StartMode.INIT:
-            # §1.8 during init: stop what started, in reverse, start nothing more, fail.
+            # (docs/semantics.md, "Start failures at init"): stop what started, in reverse,
+            # start nothing more, fail.
             c.status = ChildStatus.UNDEFINED
             self._steps.clear()
             self._steps.extend(_Stop(i) for i in reversed(self._order) if i != child_id)
             self._steps.append(_Emit(InitFailed(child_id, reason)))
             self._steps.append(_Exit(None))
         elif step.mode is _StartMode.RESTART:
-            # §1.8 during a restart: the child is 'restarting', the rest of the group waits
-            # (undefined), and a retry is queued behind what is already in the mailbox.
+            # (docs/semantics.md, "Start failures during a restart"): the child is
+            # 'restarting', the rest of the group waits (undefined), and a retry is queued
+            # behind what is already in the mailbox.
             c.status = ChildStatus.RESTARTING
             self._steps = deque(s for s in self._steps if not isinstance(s, _Start))
             self._mailbox.append(TryAgain(child_id))
         elif step.mode is _StartMode.START_REQUEST:
-            self._remove(child_id)  # §1.9: the spec is discarded
+            self._remove(child_id)  # start_child: the spec is discarded
             self._reply(step.request_id, Error(reason))
         else:
             c.status = ChildStatus.UNDEFINED
@@ -728,7 +734,8 @@ class Supervisor:
         # ChildStarted / StartFailed / StartIgnored nobody waits for: stale answers.
 
     def _child_exited(self, c: _Child, reason: ExitReason) -> None:
-        """§1.4: restart by the table, else forget (temporary, dynamic) or keep undefined."""
+        """Restart by the table (docs/semantics.md, "Restart types"), else forget (temporary,
+        dynamic) or keep undefined."""
         if should_restart(c.spec.restart, reason):
             self._restart(c, reason)
             return
@@ -740,7 +747,8 @@ class Supervisor:
             self._maybe_auto_shutdown(c.spec.id, reason)
 
     def _restart(self, c: _Child, reason: ExitReason | None) -> None:
-        """One restart decision: counted once (§1.5), then the strategy's plan (§1.7)."""
+        """One restart decision: counted once (docs/semantics.md, "Intensity"), then the
+        strategy's plan (docs/semantics.md, "Strategies")."""
         child_id = c.spec.id
         if not self._intensity.add_restart(self._now):
             c.status = ChildStatus.UNDEFINED
@@ -774,7 +782,7 @@ class Supervisor:
 
     def _plan_exit(self, reason: ExitReason) -> None:
         """Stop every child — newest first, one at a time; all at once for
-        simple_one_for_one (§1.6) — then exit."""
+        simple_one_for_one — then exit (docs/semantics.md, "Order of stops")."""
         if self._simple:
             self._steps.append(_StopAll(tuple(self._order)))
         else:
@@ -783,7 +791,7 @@ class Supervisor:
             )
         self._steps.append(_Exit(reason))
 
-    # --- the management API (§1.9) -------------------------------------------------------
+    # --- the management API (docs/semantics.md, "Management API") ------------------------
 
     def _request_start(self, req: StartChildRequest) -> None:
         if self._simple:
@@ -828,7 +836,8 @@ class Supervisor:
             return
         remove = self._simple or self._is_temporary(req.child)
         if c.status is ChildStatus.RUNNING:
-            # A stop step, never a restart or an auto-shutdown (§1.13.5).
+            # A stop step, never a restart or an auto-shutdown
+            # (docs/semantics.md, "terminate_child").
             self._steps.append(_Stop(req.child, remove=remove))
             self._steps.append(_Emit(Reply(req.request_id, Ok())))
             return

@@ -1,4 +1,5 @@
-"""Restart intensity: at most ``intensity`` restarts within any ``period`` seconds (§1.5).
+"""Restart intensity: at most ``intensity`` restarts within any ``period`` seconds
+(docs/semantics.md, "Intensity").
 
 OTP keeps a list of restart timestamps, newest first. On every restart *decision* — before
 any child is started — it adds ``now``, drops the timestamps older than the window, and gives

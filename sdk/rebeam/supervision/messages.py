@@ -4,7 +4,7 @@ Events in — what a backend observed, or a request it received::
 
     ChildStarted / StartFailed / StartIgnored   the answer to a StartChild command
     ChildExited                                 an incarnation ended, with its real reason
-    StartChildRequest, TerminateChildRequest,   the management API (§1.9); each is answered
+    StartChildRequest, TerminateChildRequest,   the management API; each is answered
     RestartChildRequest, DeleteChildRequest     by exactly one Reply
     ShutdownRequest                             the parent asks this supervisor to stop
 
@@ -18,7 +18,8 @@ Commands out — what the backend must do, or may report::
 
 Every event that concerns a child names the incarnation it is about. An event for an
 incarnation that is no longer current is stale and ignored: that is how a death is handled
-exactly once (§1.13.1), whoever reports it and however late.
+exactly once, whoever reports it and however late
+(docs/semantics.md, "One death, one decision").
 """
 
 from __future__ import annotations
@@ -252,7 +253,8 @@ class GaveUp:
 
 @dataclass(frozen=True)
 class AutoShutdownBy:
-    """A significant child ended by itself and the supervisor shuts down (§1.11)."""
+    """A significant child ended by itself and the supervisor shuts down
+    (docs/semantics.md, "Significant children and auto_shutdown")."""
 
     child: str
     reason: ExitReason

@@ -1,4 +1,5 @@
-"""Which exits are restarted (§1.4) and when significant children end a supervisor (§1.11).
+"""Which exits are restarted and when significant children end a supervisor
+(docs/semantics.md, "Restart types", "Significant children and auto_shutdown").
 
 The whole restart rule fits in one table::
 

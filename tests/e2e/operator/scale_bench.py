@@ -1,5 +1,6 @@
-"""Issue 7's scale benchmark, shared by the opt-in benchmark and its small smoke test
-(test_operator_scale.py), reported as ratios measured in the same run.
+"""The operator's scale benchmark (docs/operator.md, "Scale"), shared by the opt-in benchmark
+and its small smoke test (test_operator_scale.py), reported as ratios measured in the same
+run.
 
 * The floor: one API round trip, a pod create issued by the watcher itself until its watch
   shows it. Measured with nothing running and again with every benchmark pod running.

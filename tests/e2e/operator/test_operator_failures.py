@@ -38,7 +38,7 @@ def test_a_failed_restart_is_retried_and_counted(
         lambda s: s.get("ready") == "1/1" and s.get("incarnations") == {"w": 3},
         what="w#3 running after w#2 failed to start",
     )
-    assert status["restartsInWindow"] == 2  # the retry counts again (OTP §1.8)
+    assert status["restartsInWindow"] == 2  # the retry counts again, as in OTP
     messages = [e["message"] for e in objects.events("app") if e["reason"] == "Restarting"]
     assert any("w exited (killed), restarting w" in m for m in messages)
     assert any("retrying the failed start of w" in m for m in messages)

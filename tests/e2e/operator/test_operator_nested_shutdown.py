@@ -1,7 +1,7 @@
-"""A nested supervisor's shutdown, as OTP's supervisor does it (otp-semantics.md §1.6): asked to
-stop, waited for up to its ``shutdown`` time, then killed — on Kubernetes every pod of its
-subtree force-deleted and its exit reported as ``killed``. ``infinity`` waits as long as it
-takes; ``brutal_kill`` kills at once."""
+"""A nested supervisor's shutdown, as OTP's supervisor does it
+(docs/semantics.md, "Shutdown"): asked to stop, waited for up to its ``shutdown`` time, then
+killed — on Kubernetes every pod of its subtree force-deleted and its exit reported as
+``killed``. ``infinity`` waits as long as it takes; ``brutal_kill`` kills at once."""
 
 from __future__ import annotations
 

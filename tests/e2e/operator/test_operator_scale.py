@@ -1,4 +1,4 @@
-"""Issue 7's scale benchmark (scale_bench.py), on purpose and as a small smoke test.
+"""The operator's scale benchmark (scale_bench.py), on purpose and as a small smoke test.
 
 The benchmark: ``make bench-operator``, or
 ``REBEAM_E2E_OPERATOR_BENCH=1 REBEAM_E2E_BENCH_SUPERVISORS=200 REBEAM_E2E_BENCH_CHILDREN=10
