@@ -23,8 +23,6 @@ __all__ = [
     "Shutdown",
     "Strategy",
     "SupervisorFlags",
-    "child_spec_problems",
-    "flags_problems",
 ]
 
 
