@@ -375,7 +375,7 @@ class Host:
             try:
                 if self._stop is not None:
                     return
-                # Handled as a plain send from nobody is: handle_info, and a raise crashes.
+                # Handled exactly as a plain send is: handle_info, and a raise crashes the actor.
                 await self._dispatch(Envelope(SEND, self.node._pid_str, None, item.message))
             finally:
                 self._give_turn()
