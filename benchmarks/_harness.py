@@ -40,7 +40,7 @@ import nats
 from rebeam._orphans import die_with_parent
 from rebeam.auth.grants import Grant, Role
 from rebeam.backends import claim_slot, provision
-from rebeam.natsd import NatsServer
+from rebeam.natsd import NatsServer, ServerOptions
 from rebeam.pids import Pid
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -117,7 +117,7 @@ class Backend:
         secure: bool = True,
     ) -> Backend:
         server = NatsServer.start(  # (makes workdir too)
-            workdir / "nats", namespaces=namespaces, secure=secure
+            workdir / "nats", ServerOptions(namespaces=namespaces, secure=secure)
         )
         backend = cls(server, workdir, procs)
         try:

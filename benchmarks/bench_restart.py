@@ -40,7 +40,7 @@ from benchmarks._measure import Row, print_table
 from rebeam._orphans import die_with_parent
 from rebeam.auth.grants import Grant, Role
 from rebeam.errors import RebeamError
-from rebeam.natsd import NatsServer
+from rebeam.natsd import NatsServer, ServerOptions
 from rebeam.pids import Pid
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -243,8 +243,8 @@ def main() -> int:
     logging.getLogger("rebeam.auth").setLevel(logging.ERROR)
     with (
         tempfile.TemporaryDirectory() as tmp,
-        NatsServer.start(Path(tmp) / "secured", namespaces=(NAMESPACE,)) as secured,
-        NatsServer.start(Path(tmp) / "open", secure=False) as open_,
+        NatsServer.start(Path(tmp) / "secured", ServerOptions(namespaces=(NAMESPACE,))) as secured,
+        NatsServer.start(Path(tmp) / "open", ServerOptions(secure=False)) as open_,
     ):
         restarts, unsecured, floor = asyncio.run(measure(secured, open_, Path(tmp) / "runs", ns.n))
     ours, base, off = p50(restarts), p50(floor), p50(unsecured)

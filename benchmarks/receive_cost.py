@@ -136,11 +136,11 @@ def main() -> int:
     if shutil.which("valgrind") is None:
         print("valgrind is not installed: no instruction counts")
         return 0
-    from rebeam.natsd import NatsServer
+    from rebeam.natsd import NatsServer, ServerOptions
 
     with (
         tempfile.TemporaryDirectory() as tmp,
-        NatsServer.start(Path(tmp) / "nats", namespaces=("bench",)) as server,
+        NatsServer.start(Path(tmp) / "nats", ServerOptions(namespaces=("bench",))) as server,
     ):
         cost = {}
         for kind in ("raw", "rebeam"):

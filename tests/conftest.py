@@ -29,7 +29,7 @@ from rebeam.backends import claim_slot, provision
 from rebeam.errors import Refused
 from rebeam.events import LifecycleEvent, publish, read_exit_record, release_names_of
 from rebeam.exits import ExitReason, from_process_end
-from rebeam.natsd import NatsServer
+from rebeam.natsd import NatsServer, ServerOptions
 from rebeam.pids import Pid
 
 ACTORS_DIR = Path(__file__).parent / "sdk"
@@ -50,7 +50,9 @@ def nats_server(
     """A secured server for the test's namespace, provisioned as a backend would, with the
     test acting as the tree's owner: ``rebeam.connect`` in the test picks up the owner's
     credential from ``REBEAM_CREDENTIALS``. Monitoring is on: tests read /subsz."""
-    server = NatsServer.start(tmp_path / "nats", namespaces=(namespace,), monitoring=True)
+    server = NatsServer.start(
+        tmp_path / "nats", ServerOptions(namespaces=(namespace,), monitoring=True)
+    )
     try:
         asyncio.run(_provision(server, namespace))
         monkeypatch.setenv("REBEAM_CREDENTIALS", server.admin_credentials(namespace) or "")

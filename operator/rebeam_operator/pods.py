@@ -149,12 +149,58 @@ def pod_manifest(
 ) -> Json:
     actor = child.actor
     assert actor is not None
+    env = _environment(host, child.name, actor, pid, settings)
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": _metadata(host, child.name, incarnation, pid, slot_owner, decided_seq),
+        "spec": {
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": grace_seconds(shutdown),
+            "automountServiceAccountToken": False,
+            "securityContext": _pod_security_context(),
+            "containers": [_container(actor, env, settings)],
+            "volumes": [
+                # Bounded by the pod's ephemeral storage: an actor's `resources` may limit it.
+                {"name": "tmp", "emptyDir": {}},
+                _token_volume(),
+            ],
+        },
+    }
+
+
+def _metadata(
+    host: Host, child: str, incarnation: int, pid: Pid, slot_owner: Json, decided_seq: int
+) -> Json:
+    return {
+        "name": host.pod_name(child, incarnation),
+        "namespace": host.namespace,
+        "labels": {
+            LABEL_MANAGED: MANAGED_BY,
+            LABEL_HOST: host.uid,
+            LABEL_SUPERVISOR: _label(host.name),
+            LABEL_CHILD: child,
+            LABEL_INCARNATION: str(incarnation),
+        },
+        "annotations": {
+            ANN_PATH: host.path,
+            ANN_PID: str(pid),
+            # Which status write holds the decision to start it (early_starts.py).
+            ANN_DECIDED_SEQ: str(decided_seq),
+        },
+        "ownerReferences": [slot_owner],
+    }
+
+
+def _environment(
+    host: Host, child: str, actor: ActorTemplate, pid: Pid, settings: Settings
+) -> list[Json]:
     env: list[Json] = [
         {"name": "REBEAM_NATS_URL", "value": settings.nats_url},
         {"name": "REBEAM_NAMESPACE", "value": host.namespace},
         {"name": "REBEAM_PID", "value": str(pid)},
         {"name": "REBEAM_SUPERVISOR", "value": host.path},
-        {"name": "REBEAM_CHILD", "value": child.name},
+        {"name": "REBEAM_CHILD", "value": child},
         {"name": "REBEAM_EXIT_RECORD", "value": settings.exit_record},
         {"name": "REBEAM_CREDENTIALS_FILE", "value": TOKEN_FILE},
     ]
@@ -174,6 +220,10 @@ def pod_manifest(
         else:
             entry["value"] = var.value or ""
         env.append(entry)
+    return env
+
+
+def _container(actor: ActorTemplate, env: list[Json], settings: Settings) -> Json:
     container: Json = {
         "name": CONTAINER,
         "image": actor.image or settings.image,
@@ -193,37 +243,4 @@ def pod_manifest(
         container["resources"] = actor.resources
     if actor.working_dir:
         container["workingDir"] = actor.working_dir
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": host.pod_name(child.name, incarnation),
-            "namespace": host.namespace,
-            "labels": {
-                LABEL_MANAGED: MANAGED_BY,
-                LABEL_HOST: host.uid,
-                LABEL_SUPERVISOR: _label(host.name),
-                LABEL_CHILD: child.name,
-                LABEL_INCARNATION: str(incarnation),
-            },
-            "annotations": {
-                ANN_PATH: host.path,
-                ANN_PID: str(pid),
-                # Which status write holds the decision to start it (early_starts.py).
-                ANN_DECIDED_SEQ: str(decided_seq),
-            },
-            "ownerReferences": [slot_owner],
-        },
-        "spec": {
-            "restartPolicy": "Never",
-            "terminationGracePeriodSeconds": grace_seconds(shutdown),
-            "automountServiceAccountToken": False,
-            "securityContext": _pod_security_context(),
-            "containers": [container],
-            "volumes": [
-                # Bounded by the pod's ephemeral storage: an actor's `resources` may limit it.
-                {"name": "tmp", "emptyDir": {}},
-                _token_volume(),
-            ],
-        },
-    }
+    return container

@@ -36,6 +36,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 __all__ = ["DEFAULT_IMAGE", "TERMINATION_MESSAGE_PATH", "Settings", "parse"]
 
@@ -68,110 +69,25 @@ def _env(name: str, default: str | None = None) -> str | None:
     return value if value else default
 
 
+# Each flag's environment variable: its default, and named with the flag when it is refused.
+_ENV = {
+    "--nats-url": "REBEAM_NATS_URL",
+    "--log-format": "REBEAM_OPERATOR_LOG_FORMAT",
+    "--log-level": "REBEAM_OPERATOR_LOG_LEVEL",
+    "--image": "REBEAM_OPERATOR_IMAGE",
+    "--exit-record": "REBEAM_OPERATOR_EXIT_RECORD",
+    "--lease-ttl": "REBEAM_LEASE_TTL",
+    "--issuer-secrets": "REBEAM_ISSUER_SECRETS",
+    "--nats-account": "REBEAM_NATS_ACCOUNT",
+    "--nats-ca": "REBEAM_NATS_CA",
+}
+
+
 def parse(argv: list[str] | None = None) -> Settings:
-    p = argparse.ArgumentParser(
-        prog="rebeam-operator",
-        description="Run rebeam Supervisor and Actor resources as pods with OTP semantics.",
-    )
-    env_ns = _env("REBEAM_OPERATOR_NAMESPACES", "") or ""
-    p.add_argument(
-        "--namespace",
-        "-n",
-        action="append",
-        dest="namespaces",
-        help="a namespace to watch (repeat; default: REBEAM_OPERATOR_NAMESPACES or all)",
-    )
-    p.add_argument(
-        "--nats-url",
-        default=_env("REBEAM_NATS_URL", Settings.nats_url),
-        help="NATS for lifecycle events, names and leases; given to pods (REBEAM_NATS_URL)",
-    )
-    p.add_argument(
-        "--log-format",
-        default=_env("REBEAM_OPERATOR_LOG_FORMAT", Settings.log_format),
-        help="json (one object a line) or text (REBEAM_OPERATOR_LOG_FORMAT)",
-    )
-    p.add_argument(
-        "--log-level",
-        default=_env("REBEAM_OPERATOR_LOG_LEVEL", Settings.log_level),
-        help="DEBUG, INFO, WARNING, ... (REBEAM_OPERATOR_LOG_LEVEL)",
-    )
-    p.add_argument(
-        "--image",
-        default=_env("REBEAM_OPERATOR_IMAGE", DEFAULT_IMAGE),
-        help="image of actors that name none (REBEAM_OPERATOR_IMAGE)",
-    )
-    p.add_argument(
-        "--exit-record",
-        default=_env("REBEAM_OPERATOR_EXIT_RECORD", TERMINATION_MESSAGE_PATH),
-        help="REBEAM_EXIT_RECORD of pods: the termination-message path "
-        "(REBEAM_OPERATOR_EXIT_RECORD)",
-    )
-    p.add_argument(
-        "--lease-ttl",
-        default=_env("REBEAM_LEASE_TTL"),
-        help="REBEAM_LEASE_TTL of pods: how soon a runtime on a lost node counts as dead",
-    )
-    p.add_argument(
-        "--issuer-secrets",
-        default=_env("REBEAM_ISSUER_SECRETS"),
-        metavar="FILE",
-        help="the NATS server's issuer.json: the operator issues and checks every NATS "
-        "credential (REBEAM_ISSUER_SECRETS; without it, NATS must let anyone in)",
-    )
-    p.add_argument(
-        "--nats-account",
-        default=_env("REBEAM_NATS_ACCOUNT", Settings.nats_account),
-        help="the NATS account of every namespace, as the server's configuration names it "
-        "(REBEAM_NATS_ACCOUNT)",
-    )
-    p.add_argument(
-        "--nats-ca",
-        default=_env("REBEAM_NATS_CA"),
-        metavar="FILE",
-        help="the CA certificates (PEM) of a tls:// NATS, trusted by the operator and given to "
-        "actor pods (REBEAM_NATS_CA)",
-    )
+    p = _parser()
     args = p.parse_args(argv)
-    # argparse checks neither choices nor types of defaults, and ours come from the
-    # environment: check every value here, so a bad one is refused by name wherever it came from.
-    if args.log_format not in ("json", "text"):
-        p.error(f"--log-format (or REBEAM_OPERATOR_LOG_FORMAT): {args.log_format!r}: json or text")
-    if args.log_level.upper() not in _LEVELS:
-        p.error(
-            f"--log-level (or REBEAM_OPERATOR_LOG_LEVEL): {args.log_level!r}: "
-            f"one of {', '.join(_LEVELS)}"
-        )
-    lease_ttl: float | None = None
-    if args.lease_ttl is not None:
-        try:
-            lease_ttl = float(args.lease_ttl)
-        except ValueError:
-            lease_ttl = -1.0
-        if not lease_ttl > 0:
-            p.error(
-                f"--lease-ttl (or REBEAM_LEASE_TTL): {args.lease_ttl!r}: "
-                "a number of seconds above 0"
-            )
-    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{0,63}", args.nats_account):
-        p.error(
-            f"--nats-account (or REBEAM_NATS_ACCOUNT): {args.nats_account!r}: a NATS account "
-            "name (a letter, then letters, digits, '_' or '-')"
-        )
-    if args.issuer_secrets:
-        from rebeam.natsd import read_issuer_secrets
-
-        try:
-            read_issuer_secrets(Path(args.issuer_secrets))
-        except ValueError as exc:
-            p.error(f"--issuer-secrets (or REBEAM_ISSUER_SECRETS): {exc}")
-    if args.nats_ca:
-        from rebeam_operator.nats_ca import check
-
-        try:
-            check(args.nats_ca)
-        except (OSError, ValueError) as exc:
-            p.error(f"--nats-ca (or REBEAM_NATS_CA): {exc}")
+    lease_ttl = _check(p, args)
+    env_ns = _env("REBEAM_OPERATOR_NAMESPACES", "") or ""
     namespaces = args.namespaces or [n.strip() for n in env_ns.split(",") if n.strip()]
     return Settings(
         namespaces=tuple(namespaces),
@@ -185,3 +101,109 @@ def parse(argv: list[str] | None = None) -> Settings:
         nats_account=args.nats_account,
         nats_ca=args.nats_ca,
     )
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="rebeam-operator",
+        description="Run rebeam Supervisor and Actor resources as pods with OTP semantics.",
+    )
+    p.add_argument(
+        "--namespace",
+        "-n",
+        action="append",
+        dest="namespaces",
+        help="a namespace to watch (repeat; default: REBEAM_OPERATOR_NAMESPACES or all)",
+    )
+
+    def option(
+        flag: str, help: str, default: str | None = None, metavar: str | None = None
+    ) -> None:
+        p.add_argument(flag, default=_env(_ENV[flag], default), metavar=metavar, help=help)
+
+    option(
+        "--nats-url",
+        "NATS for lifecycle events, names and leases; given to pods (REBEAM_NATS_URL)",
+        Settings.nats_url,
+    )
+    option(
+        "--log-format",
+        "json (one object a line) or text (REBEAM_OPERATOR_LOG_FORMAT)",
+        Settings.log_format,
+    )
+    option(
+        "--log-level", "DEBUG, INFO, WARNING, ... (REBEAM_OPERATOR_LOG_LEVEL)", Settings.log_level
+    )
+    option("--image", "image of actors that name none (REBEAM_OPERATOR_IMAGE)", DEFAULT_IMAGE)
+    option(
+        "--exit-record",
+        "REBEAM_EXIT_RECORD of pods: the termination-message path (REBEAM_OPERATOR_EXIT_RECORD)",
+        TERMINATION_MESSAGE_PATH,
+    )
+    option(
+        "--lease-ttl",
+        "REBEAM_LEASE_TTL of pods: how soon a runtime on a lost node counts as dead",
+    )
+    option(
+        "--issuer-secrets",
+        "the NATS server's issuer.json: the operator issues and checks every NATS "
+        "credential (REBEAM_ISSUER_SECRETS; without it, NATS must let anyone in)",
+        metavar="FILE",
+    )
+    option(
+        "--nats-account",
+        "the NATS account of every namespace, as the server's configuration names it "
+        "(REBEAM_NATS_ACCOUNT)",
+        Settings.nats_account,
+    )
+    option(
+        "--nats-ca",
+        "the CA certificates (PEM) of a tls:// NATS, trusted by the operator and given to "
+        "actor pods (REBEAM_NATS_CA)",
+        metavar="FILE",
+    )
+    return p
+
+
+def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> float | None:
+    """Refuse a bad value by its flag and variable; returns the lease TTL, the one value that
+    is not kept as given."""
+    # argparse checks neither choices nor types of defaults, and ours come from the
+    # environment: check every value here, so a bad one is refused by name wherever it came from.
+
+    def refuse(flag: str, problem: str) -> NoReturn:
+        p.error(f"{flag} (or {_ENV[flag]}): {problem}")
+
+    if args.log_format not in ("json", "text"):
+        refuse("--log-format", f"{args.log_format!r}: json or text")
+    if args.log_level.upper() not in _LEVELS:
+        refuse("--log-level", f"{args.log_level!r}: one of {', '.join(_LEVELS)}")
+    lease_ttl: float | None = None
+    if args.lease_ttl is not None:
+        try:
+            lease_ttl = float(args.lease_ttl)
+        except ValueError:
+            lease_ttl = -1.0
+        if not lease_ttl > 0:
+            refuse("--lease-ttl", f"{args.lease_ttl!r}: a number of seconds above 0")
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{0,63}", args.nats_account):
+        refuse(
+            "--nats-account",
+            f"{args.nats_account!r}: a NATS account name (a letter, then letters, digits, '_' "
+            "or '-')",
+        )
+    if args.issuer_secrets:
+        from rebeam.natsd import read_issuer_secrets
+
+        try:
+            read_issuer_secrets(Path(args.issuer_secrets))
+        except ValueError as exc:
+            refuse("--issuer-secrets", str(exc))
+    if args.nats_ca:
+        from rebeam_operator.nats_ca import check
+
+        try:
+            check(args.nats_ca)
+        except (OSError, ValueError) as exc:
+            refuse("--nats-ca", str(exc))
+    return lease_ttl

@@ -1,5 +1,6 @@
 """Re:BEAM - Erlang/OTP's supervision trees, registry and actor messaging for Python."""
 
+from rebeam import errors
 from rebeam._actor import NOREPLY, Actor, Timer
 from rebeam._addresses import Address, Name, Via
 from rebeam._api import (
@@ -28,67 +29,26 @@ from rebeam._groups import Registry
 from rebeam._management import delete_child, restart_child, start_child, terminate_child
 from rebeam._messages import Down, Exit, From, MonitorRef
 from rebeam._node import Node
-from rebeam.errors import (
-    AlreadyRegistered,
-    CalleeExited,
-    CallError,
-    CallingSelf,
-    CallTimeout,
-    CodecError,
-    MailboxFull,
-    MessageTooLarge,
-    NoProc,
-    NoSupervisor,
-    NotConnected,
-    NotPermitted,
-    NotRegistered,
-    RebeamError,
-    Refused,
-    RegistryError,
-    RegistryMismatch,
-    RemoteError,
-    SupervisorError,
-    SupervisorRefused,
-    TlsError,
-)
+from rebeam.errors import *  # noqa: F403
 from rebeam.exits import ExitReason
 from rebeam.pids import Pid
 
+# The exceptions are listed once, in rebeam.errors.
 __all__ = [
+    *errors.__all__,
     "NOREPLY",
     "Actor",
     "Address",
-    "AlreadyRegistered",
-    "CallError",
-    "CallTimeout",
-    "CalleeExited",
-    "CallingSelf",
-    "CodecError",
     "Down",
     "Exit",
     "ExitReason",
     "From",
-    "MailboxFull",
-    "MessageTooLarge",
     "MonitorRef",
     "Name",
-    "NoProc",
-    "NoSupervisor",
     "Node",
-    "NotConnected",
-    "NotPermitted",
-    "NotRegistered",
     "Pid",
-    "RebeamError",
-    "Refused",
     "Registry",
-    "RegistryError",
-    "RegistryMismatch",
-    "RemoteError",
-    "SupervisorError",
-    "SupervisorRefused",
     "Timer",
-    "TlsError",
     "Via",
     "broadcast",
     "call",

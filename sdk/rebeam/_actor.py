@@ -375,7 +375,8 @@ class Host:
             try:
                 if self._stop is not None:
                     return
-                await self._guard(self.actor.handle_info, item.message)
+                # Handled exactly as a plain send is: handle_info, and a raise crashes the actor.
+                await self._dispatch(Envelope(SEND, self.node._pid_str, None, item.message))
             finally:
                 self._give_turn()
 
@@ -398,7 +399,7 @@ class Host:
                     await self.node.nc.publish(env.reply, pack_error(crashed))
             finally:
                 self._current = None
-        else:  # inlined _guard: this is the cast hot path
+        else:  # a cast or a plain send: the hot path, so written out here, not in a helper
             if env.reply:
                 await self.node.nc.publish(env.reply, _RECEIPT)
             callback = self.actor.handle_cast if env.kind is CAST else self.actor.handle_info
@@ -411,14 +412,6 @@ class Host:
                 return  # not acknowledged: a durable message is delivered again
             if env.ack is not None:
                 await env.ack()
-
-    async def _guard(self, callback: Any, message: Any) -> None:
-        try:
-            result = callback(message)
-            if result is not None and hasattr(result, "__await__"):
-                await result
-        except Exception as exc:
-            self._crash(crash_reason(exc))
 
     def _crash(self, reason: ExitReason) -> None:
         log.error("%s crashed: %s", self.node.pid, reason)

@@ -58,6 +58,7 @@ __all__ = [
     "NoProc",
     "NoSupervisor",
     "NotConnected",
+    "NotPermitted",
     "NotRegistered",
     "RebeamError",
     "Refused",

@@ -10,14 +10,15 @@ Example::
     with NatsServer.start(tmp_path) as server:
         nc = await nats.connect(server.url)
 
-By default the server is **secured** (docs/security.md): it lets no connection in without a
-credential from its issuer (:attr:`NatsServer.issuer`), and keeps each namespace it was
-started for in an account of its own, or all of them in one (``shared_account``, as on a
-cluster). ``secure=False`` exists for the benchmarks' comparison rows only. The issuer's
-secrets are written to ``<workdir>/issuer.json`` (mode 0600) so that a ``rebeam run --nats URL
---issuer FILE``, or an operator (``--issuer-secrets FILE``), can issue credentials for a server
-it did not start. With ``primary_issuer=False`` the server's own issuer only answers for the
-credentials it issued and leaves the refusals to another (the operator, on a cluster).
+How a server is set up is a :class:`ServerOptions`. By default the server is **secured**
+(docs/security.md): it lets no connection in without a credential from its issuer
+(:attr:`NatsServer.issuer`), and keeps each namespace it was started for in an account of its
+own, or all of them in one (``shared_account``, as on a cluster). ``secure=False`` exists for
+the benchmarks' comparison rows only. The issuer's secrets are written to
+``<workdir>/issuer.json`` (mode 0600) so that a ``rebeam run --nats URL --issuer FILE``, or an
+operator (``--issuer-secrets FILE``), can issue credentials for a server it did not start.
+With ``primary_issuer=False`` the server's own issuer only answers for the credentials it
+issued and leaves the refusals to another (the operator, on a cluster).
 
 With ``tls=TlsFiles(cert, key, ca)`` the server speaks only TLS, with that certificate; its
 :attr:`~NatsServer.url` is then a ``tls://`` URL, and its clients (the issuer too) trust
@@ -43,6 +44,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -56,6 +58,7 @@ from rebeam.auth.serverconf import TlsFiles
 __all__ = [
     "NatsServer",
     "NatsServerError",
+    "ServerOptions",
     "TlsFiles",
     "find_nats_server",
     "issuer_secrets_json",
@@ -81,33 +84,35 @@ def find_nats_server() -> str:
     )
 
 
+@dataclass(frozen=True)
+class ServerOptions:
+    """How a server is set up (the module's docstring says what each field does): by default
+    secured, with JetStream, for the ``default`` namespace."""
+
+    namespaces: tuple[str, ...] = ("default",)
+    jetstream: bool = True
+    secure: bool = True
+    monitoring: bool = False
+    """The HTTP monitoring port; an open server always has one."""
+    shared_account: str | None = None
+    primary_issuer: bool = True
+    tls: TlsFiles | None = None
+
+
 class NatsServer:
     """One nats-server process with JetStream on a loopback port."""
 
     def __init__(
         self,
         workdir: Path,
+        options: ServerOptions,
         *,
-        port: int = -1,
-        jetstream: bool = True,
         on_spawn: Callable[[int], None] | None = None,
-        namespaces: tuple[str, ...] = ("default",),
-        secure: bool = True,
-        monitoring: bool = False,
-        shared_account: str | None = None,
-        primary_issuer: bool = True,
-        tls: TlsFiles | None = None,
     ) -> None:
         self.workdir = Path(workdir)
-        self.tls = tls
-        self.port = port
-        self.jetstream = jetstream
-        self.namespaces = namespaces
-        self.shared_account = shared_account
-        self.primary_issuer = primary_issuer
-        self.secure = secure
-        self.monitoring = monitoring or not secure
-        self.secrets = IssuerSecrets.create() if secure else None
+        self.options = options
+        self.port = -1  # any free port at first; then the one it reported, kept across restarts
+        self.secrets = IssuerSecrets.create() if options.secure else None
         self.issuer: Issuer | None = None
         self.url = ""
         self.monitor_url = ""
@@ -120,40 +125,21 @@ class NatsServer:
     def start(
         cls,
         workdir: Path,
+        options: ServerOptions = ServerOptions(),
         *,
-        jetstream: bool = True,
         timeout: float = 10.0,
         on_spawn: Callable[[int], None] | None = None,
-        namespaces: tuple[str, ...] = ("default",),
-        secure: bool = True,
-        monitoring: bool = False,
-        shared_account: str | None = None,
-        primary_issuer: bool = True,
-        tls: TlsFiles | None = None,
     ) -> NatsServer:
-        server = cls(
-            workdir,
-            jetstream=jetstream,
-            on_spawn=on_spawn,
-            namespaces=namespaces,
-            secure=secure,
-            monitoring=monitoring,
-            shared_account=shared_account,
-            primary_issuer=primary_issuer,
-            tls=tls,
-        )
-        server._launch()
-        deadline = time.monotonic() + timeout
-        while not server._came_up(deadline, timeout):
-            time.sleep(0.02)
+        server = cls(workdir, options, on_spawn=on_spawn)
+        server._launch_and_wait(timeout)
         if server.secrets is not None:
             # One issuer for the server's whole life: it reconnects across restarts.
-            account_for = shared(shared_account) if shared_account else account_of
+            shared_account = options.shared_account
             server.issuer = Issuer(
                 server.url,
                 server.secrets,
-                primary=primary_issuer,
-                account_for=account_for,
+                primary=options.primary_issuer,
+                account_for=shared(shared_account) if shared_account else account_of,
                 tls_ca=server.tls_ca,
             )
             try:
@@ -166,7 +152,8 @@ class NatsServer:
     @property
     def tls_ca(self) -> str | None:
         """The CA file a client of this server must trust (None: no TLS)."""
-        return str(self.tls.ca) if self.tls is not None else None
+        tls = self.options.tls
+        return str(tls.ca) if tls is not None else None
 
     def credentials(self, grant: Grant) -> str | None:
         """A credential for ``grant`` from this server's issuer (None on an open server)."""
@@ -185,24 +172,25 @@ class NatsServer:
     def _args(self) -> list[str]:
         """The server's whole configuration: every option it is started with. A secured
         server gets a config file of its own (accounts and the auth callout)."""
+        options, tls = self.options, self.options.tls
         ports_dir = self.workdir / "ports"
-        store = self.workdir / "store" if self.jetstream else None
+        store = self.workdir / "store" if options.jetstream else None
         if self.secrets is None:
             args = [find_nats_server(), "-a", "127.0.0.1", "-p", str(self.port)]
             args += ["-m", "-1", "--ports_file_dir", str(ports_dir)]
-            if self.tls is not None:
-                args += ["--tls", "--tlscert", str(self.tls.cert), "--tlskey", str(self.tls.key)]
+            if tls is not None:
+                args += ["--tls", "--tlscert", str(tls.cert), "--tlskey", str(tls.key)]
             return args + (["-js", "-sd", str(store)] if store else [])
         config = self.workdir / "nats-server.conf"
         text = serverconf.render(
             port=self.port,
             ports_dir=ports_dir,
             store_dir=store,
-            namespaces=self.namespaces,
+            namespaces=options.namespaces,
             issuer_secrets=self.secrets,
-            monitoring=self.monitoring,
-            shared_account=self.shared_account,
-            tls=self.tls,
+            monitoring=options.monitoring,
+            shared_account=options.shared_account,
+            tls=tls,
         )
         _write_private(config, text)
         _write_private(self.workdir / "issuer.json", issuer_secrets_json(self.secrets))
@@ -231,6 +219,12 @@ class NatsServer:
             log.close()
         if self.on_spawn is not None:
             self.on_spawn(self.process.pid)
+
+    def _launch_and_wait(self, timeout: float) -> None:
+        self._launch()
+        deadline = time.monotonic() + timeout
+        while not self._came_up(deadline, timeout):
+            time.sleep(0.02)
 
     def _came_up(self, deadline: float, timeout: float) -> bool:
         """Whether the server reported its port; raises if it died or the time is up."""
@@ -286,10 +280,7 @@ class NatsServer:
         """Stop and start again on the same port with the same JetStream store (and the
         same issuer, which reconnects by itself)."""
         self._stop_process()
-        self._launch()
-        deadline = time.monotonic() + timeout
-        while not self._came_up(deadline, timeout):
-            time.sleep(0.02)
+        self._launch_and_wait(timeout)
 
     async def restart_async(self, timeout: float = 10.0) -> None:
         """:meth:`restart` for an event loop: it is not blocked while the server comes up."""

@@ -16,7 +16,7 @@ import pytest
 from rebeam import _subjects
 from rebeam.auth.grants import Grant, Role
 from rebeam.auth.issuer import Issuer, IssuerSecrets, shared
-from rebeam.natsd import NatsServer
+from rebeam.natsd import NatsServer, ServerOptions
 from rebeam.pids import Pid
 
 NS = "team-a"
@@ -27,7 +27,7 @@ ACCOUNT = "REBEAM"
 def server(tmp_path: Path) -> Iterator[NatsServer]:
     """A server whose own issuer is secondary: the issuer under test is the primary one."""
     with NatsServer.start(
-        tmp_path / "nats", shared_account=ACCOUNT, primary_issuer=False
+        tmp_path / "nats", ServerOptions(shared_account=ACCOUNT, primary_issuer=False)
     ) as started:
         yield started
 

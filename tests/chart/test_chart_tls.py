@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from rebeam._nats_fixes import connect as nats_connect
-from rebeam.natsd import NatsServer, TlsFiles, find_nats_server
+from rebeam.natsd import NatsServer, ServerOptions, TlsFiles, find_nats_server
 from tests.chart.chart_helpers import CHART, KUBE_VERSION, by_kind, helm, render
 
 Json = dict[str, Any]
@@ -253,7 +253,7 @@ def chart_tls(chart: Path, helm_home: Path, tmp_path: Path) -> TlsFiles:
 
 
 async def test_the_sdk_trusts_the_charts_certificate(chart_tls: TlsFiles, tmp_path: Path) -> None:
-    with NatsServer.start(tmp_path / "nats", secure=False, tls=chart_tls) as server:
+    with NatsServer.start(tmp_path / "nats", ServerOptions(secure=False, tls=chart_tls)) as server:
         # By address, and by name as through `kubectl port-forward svc/... 4222`.
         for url in (server.url, server.url.replace("127.0.0.1", "localhost")):
             nc = await nats_connect(url, tls_ca=str(chart_tls.ca), allow_reconnect=False)

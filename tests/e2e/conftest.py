@@ -69,7 +69,7 @@ def nats(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     # Here, not at the top: the control plane does not need the SDK.
     from rebeam.auth.issuer import Issuer, shared
     from rebeam.auth.serverconf import SHARED_ACCOUNT
-    from rebeam.natsd import NatsServer, read_issuer_secrets
+    from rebeam.natsd import NatsServer, ServerOptions, read_issuer_secrets
 
     if not cluster.local_control_plane:
         url, issuer_file = (
@@ -94,7 +94,9 @@ def nats(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             issuer.stop()
         return
     workdir = tmp_path_factory.mktemp("nats")
-    with NatsServer.start(workdir, shared_account=SHARED_ACCOUNT, primary_issuer=False) as server:
+    with NatsServer.start(
+        workdir, ServerOptions(shared_account=SHARED_ACCOUNT, primary_issuer=False)
+    ) as server:
         yield E2ENats(server.url, workdir / "issuer.json", server.issuer)
 
 

@@ -10,7 +10,7 @@ import signal
 import time
 from pathlib import Path
 
-from rebeam.natsd import NatsServer
+from rebeam.natsd import NatsServer, ServerOptions
 from tests.local.conftest import SLEEPER, Run, StartRun, alive, supervisor, wait_until
 
 COUNTER = """\
@@ -107,7 +107,7 @@ def test_commands_against_a_run_whose_nats_is_gone_fail_fast(
     rebeam_run: StartRun, tmp_path: Path
 ) -> None:
     # A run on a NATS of its own (--nats): when that server goes, nobody restarts it.
-    server = NatsServer.start(tmp_path / "nats", namespaces=("gone",))
+    server = NatsServer.start(tmp_path / "nats", ServerOptions(namespaces=("gone",)))
     try:
         run = rebeam_run(
             supervisor("app", f"    - {{name: idle, actor: {SLEEPER}}}\n"),

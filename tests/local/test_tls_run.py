@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rebeam.natsd import NatsServer, TlsFiles
+from rebeam.natsd import NatsServer, ServerOptions, TlsFiles
 from tests.local.conftest import StartRun, supervisor
 from tests.tlsfiles import make_tls_files
 
@@ -37,7 +37,9 @@ def tls_server(
 ) -> Iterator[NatsServer]:
     monkeypatch.delenv("REBEAM_NATS_CA", raising=False)
     monkeypatch.delenv("REBEAM_NATS_CA_PEM", raising=False)
-    with NatsServer.start(tmp_path / "nats", namespaces=(NAMESPACE,), tls=tls) as server:
+    with NatsServer.start(
+        tmp_path / "nats", ServerOptions(namespaces=(NAMESPACE,), tls=tls)
+    ) as server:
         yield server
 
 

@@ -24,7 +24,7 @@ import rebeam
 from rebeam._nats_fixes import connect as nats_connect
 from rebeam.backends import provision
 from rebeam.errors import TlsError
-from rebeam.natsd import NatsServer, TlsFiles
+from rebeam.natsd import NatsServer, ServerOptions, TlsFiles
 
 
 @pytest.fixture
@@ -40,7 +40,9 @@ def tls_server(
     in its environment names a CA."""
     monkeypatch.delenv("REBEAM_NATS_CA", raising=False)
     monkeypatch.delenv("REBEAM_NATS_CA_PEM", raising=False)
-    server = NatsServer.start(tmp_path / "nats", namespaces=(namespace,), tls=tls, monitoring=True)
+    server = NatsServer.start(
+        tmp_path / "nats", ServerOptions(namespaces=(namespace,), tls=tls, monitoring=True)
+    )
     try:
         asyncio.run(_provision(server, namespace))
         monkeypatch.setenv("REBEAM_CREDENTIALS", server.admin_credentials(namespace) or "")
@@ -136,7 +138,10 @@ async def test_a_certificate_for_another_host_is_refused(
     monkeypatch.delenv("REBEAM_NATS_CA", raising=False)
     elsewhere = make_tls_files(tmp_path / "pki", hosts=("nats.example",), ips=())
     refused = pytest.raises(TlsError, match=r"not for this host.*connect by a name it has")
-    with NatsServer.start(tmp_path / "nats", secure=False, tls=elsewhere) as server, refused:
+    with (
+        NatsServer.start(tmp_path / "nats", ServerOptions(secure=False, tls=elsewhere)) as server,
+        refused,
+    ):
         await nats_connect(server.url, tls_ca=str(elsewhere.ca), allow_reconnect=False)
 
 
@@ -173,7 +178,7 @@ async def test_a_plaintext_client_is_refused_by_the_server(
 async def test_a_tls_url_never_speaks_plaintext(tmp_path: Path, namespace: str) -> None:
     """nats-py alone connects a tls:// URL in plaintext when the server does not ask for
     TLS, sending the credential in the clear; rebeam refuses before CONNECT."""
-    with NatsServer.start(tmp_path / "plain", namespaces=(namespace,)) as plain:
+    with NatsServer.start(tmp_path / "plain", ServerOptions(namespaces=(namespace,))) as plain:
         url = plain.url.replace("nats://", "tls://")
         token = plain.admin_credentials(namespace)
         with pytest.raises(TlsError, match="does not require TLS"):
@@ -237,7 +242,7 @@ async def test_a_handshake_that_keeps_failing_is_named_after_the_retries() -> No
 async def test_an_open_server_speaks_tls_too(
     tmp_path: Path, tls: TlsFiles, caplog: pytest.LogCaptureFixture
 ) -> None:
-    server = NatsServer.start(tmp_path / "open", secure=False, tls=tls)
+    server = NatsServer.start(tmp_path / "open", ServerOptions(secure=False, tls=tls))
     try:
         assert server.url.startswith("tls://")
         with pytest.raises(TlsError):

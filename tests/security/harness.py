@@ -23,7 +23,7 @@ import nats
 
 import rebeam
 from rebeam import _subjects
-from rebeam.natsd import NatsServer
+from rebeam.natsd import NatsServer, ServerOptions
 from rebeam.pids import Pid
 from tests.local.conftest import REBEAM, EventLog, wait_until
 
@@ -130,7 +130,7 @@ def start_side(tmp: Path, url: str, namespace: str, issuer: Path | None, loot: P
 
 async def build(tmp: Path, secure: bool) -> World:
     server = NatsServer.start(
-        tmp / "nats", namespaces=("atka", "atkb"), secure=secure, monitoring=True
+        tmp / "nats", ServerOptions(namespaces=("atka", "atkb"), secure=secure, monitoring=True)
     )
     issuer = tmp / "nats" / "issuer.json" if secure else None
     loot = tmp / "loot.json"

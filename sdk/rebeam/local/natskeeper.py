@@ -14,11 +14,11 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from collections import deque
 from collections.abc import Callable
 
 from rebeam.local.endwatch import process_end
 from rebeam.natsd import NatsServer, NatsServerError
+from rebeam.supervision import RestartIntensity
 
 __all__ = ["RESTARTS", "WINDOW", "ServerKeeper"]
 
@@ -55,9 +55,8 @@ class ServerKeeper:
         self.on_spawn = on_spawn
         self.on_end = on_end
         self.on_restarted = on_restarted
-        self.restarts = restarts
-        self.window = window
-        self._deaths: deque[float] = deque()
+        # The deaths inside the window, counted as a supervisor counts its restarts.
+        self._budget = RestartIntensity(restarts, window)
         self._live_pid = server.pid
         server.on_spawn = self._spawned
 
@@ -77,15 +76,12 @@ class ServerKeeper:
             assert process is not None
             what = f"(pid {process.pid}) {describe_end(await process_end(process))}"
             self._ended()
+            budget = self._budget
             while True:
-                now = time.monotonic()
-                self._deaths.append(now)
-                while self._deaths and self._deaths[0] < now - self.window:
-                    self._deaths.popleft()
-                if len(self._deaths) > self.restarts:
+                if not budget.add_restart(time.monotonic()):
                     return (
-                        f"the private nats-server {what}: that is {len(self._deaths)} times "
-                        f"within {self.window:g}s, so it was not restarted again and the tree "
+                        f"the private nats-server {what}: that is {len(budget.history)} times "
+                        f"within {budget.period:g}s, so it was not restarted again and the tree "
                         "was shut down"
                     )
                 log.warning(
@@ -93,9 +89,9 @@ class ServerKeeper:
                     "(restart %d of at most %d within %gs)",
                     what,
                     self.server.port,
-                    len(self._deaths),
-                    self.restarts,
-                    self.window,
+                    len(budget.history),
+                    budget.intensity,
+                    budget.period,
                 )
                 try:
                     await self.server.restart_async()

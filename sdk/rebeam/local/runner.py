@@ -47,7 +47,7 @@ from rebeam.local.processes import OutputSink
 from rebeam.local.reaper import Reaper
 from rebeam.local.supervisors import RunContext, SupervisorRunner, run_mark
 from rebeam.local.zygote import Zygote
-from rebeam.natsd import NatsServer, read_issuer_secrets
+from rebeam.natsd import NatsServer, ServerOptions, read_issuer_secrets
 from rebeam.spec.models import Actor, ActorTemplate, Resource, Supervisor, SupervisorSpec
 from rebeam.supervision import ShutdownRequest
 
@@ -163,7 +163,7 @@ class LocalRun:
                 issuer = self._external_issuer(url)
             else:
                 server = NatsServer.start(
-                    workdir / "nats", on_spawn=spawned, namespaces=(namespace,)
+                    workdir / "nats", ServerOptions(namespaces=(namespace,)), on_spawn=spawned
                 )
                 url, issuer = server.url, server.issuer
             backend = Grant(Role.BACKEND, namespace, label=f"rebeam run {self.run_id}")

@@ -187,8 +187,41 @@ async def run(ns: argparse.Namespace) -> ExitReason:
         limits = mailbox_limits(ns, actor_cls)
     except Exception as exc:
         return crash_reason(exc)
+    node = await _connect(ns, pid, limits)
+    if isinstance(node, ExitReason):
+        return node
+    _api.set_default_node(node)
+    host = Host(node, actor_cls())
+    refused = await _start(node)
+    if refused is not None:
+        return refused
+    node.on_lease_lost = lambda: host.request_stop(NOCONNECTION)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, host.request_stop, SHUTDOWN)
+    loop.add_signal_handler(signal.SIGINT, host.request_stop, SHUTDOWN)
+    reason = await _init(ns, node, host, args)
+    durable = _durable_mailbox(ns, node, host, actor_cls) if reason is None else None
+    if durable is not None:
+        try:
+            await durable.start()
+        except Exception as exc:
+            reason = crash(exception_type=type(exc).__name__, message=f"durable mailbox: {exc}")
+    if reason is not None:  # a failed start: no terminate, as in OTP
+        await host.finish(reason)
+        await node.close(reason)
+        return reason
+    signal_ready(ns.ready_fd, pid)
+    reason = await host.run()
+    if durable is not None:
+        await durable.stop()
+    _log_refusals(node, pid)
+    await node.close(reason)
+    return reason
+
+
+async def _connect(ns: argparse.Namespace, pid: Pid, limits: Limits) -> Node | ExitReason:
     try:
-        node = await Node.connect(
+        return await Node.connect(
             ns.nats,
             namespace=pid.namespace,
             pid=pid,
@@ -200,8 +233,10 @@ async def run(ns: argparse.Namespace) -> ExitReason:
         )
     except Exception as exc:
         return crash(exception_type=type(exc).__name__, message=f"cannot connect: {exc}")
-    _api.set_default_node(node)
-    host = Host(node, actor_cls())
+
+
+async def _start(node: Node) -> ExitReason | None:
+    """Start taking messages; the reason it cannot, with the node closed."""
     try:
         await node.start()
     except Refused as exc:  # this pid is already running: a duplicate launch
@@ -210,40 +245,34 @@ async def run(ns: argparse.Namespace) -> ExitReason:
     except Exception as exc:
         await node.close()
         return crash(exception_type=type(exc).__name__, message=f"cannot start: {exc}")
-    node.on_lease_lost = lambda: host.request_stop(NOCONNECTION)
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, host.request_stop, SHUTDOWN)
-    loop.add_signal_handler(signal.SIGINT, host.request_stop, SHUTDOWN)
-    reason: ExitReason | None = None
+    return None
+
+
+async def _init(ns: argparse.Namespace, node: Node, host: Host, args: Any) -> ExitReason | None:
+    """Register the name and run the actor's init; the reason the start failed, if it did."""
     try:
         later = await node.superseded_by()
         if later is not None:  # a stale launch: it never takes a message
-            raise Refused(f"{pid} is superseded: {later} of this slot already started")
+            raise Refused(f"{node.pid} is superseded: {later} of this slot already started")
         if ns.name:
             await node.register(ns.name)
-        reason = await host.init(args)
+        return await host.init(args)
     except Exception as exc:
-        reason = crash_reason(exc)
-    if reason is not None:  # a failed start: no terminate, as in OTP
-        await host.finish(reason)
-        await node.close(reason)
-        return reason
-    durable: DurableMailbox | None = None
+        return crash_reason(exc)
+
+
+def _durable_mailbox(
+    ns: argparse.Namespace, node: Node, host: Host, actor_cls: type[Actor]
+) -> DurableMailbox | None:
+    """The durable mailbox the flags or the actor class ask for, not started yet."""
     wants_durable = ns.mailbox_durable
-    if wants_durable if wants_durable is not None else actor_cls.mailbox_durable:
-        max_deliver = ns.mailbox_max_deliver or actor_cls.mailbox_max_deliver or DEFAULT_MAX_DELIVER
-        durable = DurableMailbox(node, host, max_deliver)
-        try:
-            await durable.start()
-        except Exception as exc:
-            reason = crash(exception_type=type(exc).__name__, message=f"durable mailbox: {exc}")
-            await host.finish(reason)
-            await node.close(reason)
-            return reason
-    signal_ready(ns.ready_fd, pid)
-    reason = await host.run()
-    if durable is not None:
-        await durable.stop()
+    if not (wants_durable if wants_durable is not None else actor_cls.mailbox_durable):
+        return None
+    max_deliver = ns.mailbox_max_deliver or actor_cls.mailbox_max_deliver or DEFAULT_MAX_DELIVER
+    return DurableMailbox(node, host, max_deliver)
+
+
+def _log_refusals(node: Node, pid: Pid) -> None:
     stats = node.stats
     if stats.mailbox_refused or stats.slow_consumer_drops:
         log.warning(
@@ -252,8 +281,6 @@ async def run(ns: argparse.Namespace) -> ExitReason:
             stats.mailbox_refused,
             stats.slow_consumer_drops,
         )
-    await node.close(reason)
-    return reason
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,58 +4,22 @@
 SupervisorSpec into the supervision core's flags and child specs; ``crdgen`` writes ``crds/``.
 """
 
+from rebeam.spec import loading, models, to_core
 from rebeam.spec.durations import format_duration, parse_duration
-from rebeam.spec.loading import LoadResult, ManifestError, ManifestProblem, load_files, load_text
-from rebeam.spec.models import (
-    API_VERSION,
-    MAX_NESTING,
-    Actor,
-    ActorSpec,
-    ActorStatus,
-    ActorTemplate,
-    Child,
-    ChildState,
-    Condition,
-    EnvVar,
-    ExitSummary,
-    MailboxSpec,
-    ObjectMeta,
-    Resource,
-    Supervisor,
-    SupervisorSpec,
-    SupervisorStatus,
-)
+from rebeam.spec.loading import *  # noqa: F403
+from rebeam.spec.models import *  # noqa: F403
 from rebeam.spec.rules import Problem, problems
-from rebeam.spec.to_core import child_spec, child_specs, supervisor_flags
+from rebeam.spec.to_core import *  # noqa: F403
 
+# A module whose whole vocabulary is public is re-exported through its own __all__, so each
+# of its names is listed once, where it is defined. Of the durations and the rules, only
+# these concern a caller.
 __all__ = [
-    "API_VERSION",
-    "MAX_NESTING",
-    "Actor",
-    "ActorSpec",
-    "ActorStatus",
-    "ActorTemplate",
-    "Child",
-    "ChildState",
-    "Condition",
-    "EnvVar",
-    "ExitSummary",
-    "LoadResult",
-    "MailboxSpec",
-    "ManifestError",
-    "ManifestProblem",
-    "ObjectMeta",
+    *loading.__all__,
+    *models.__all__,
+    *to_core.__all__,
     "Problem",
-    "Resource",
-    "Supervisor",
-    "SupervisorSpec",
-    "SupervisorStatus",
-    "child_spec",
-    "child_specs",
     "format_duration",
-    "load_files",
-    "load_text",
     "parse_duration",
     "problems",
-    "supervisor_flags",
 ]

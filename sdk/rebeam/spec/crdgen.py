@@ -23,15 +23,8 @@ from typing import Any, Final
 import yaml
 from pydantic import BaseModel
 
-from rebeam.spec.models import (
-    Actor,
-    ActorSpec,
-    ActorTemplate,
-    Child,
-    Supervisor,
-    SupervisorSpec,
-)
-from rebeam.spec.rules import RULES
+from rebeam.spec.models import Actor, Supervisor
+from rebeam.spec.rules import RULES, Rule
 
 __all__ = ["GROUP", "VERSION", "crd_documents", "main", "write_crds"]
 
@@ -42,9 +35,8 @@ HEADER: Final = (
     "# Do not edit by hand.\n"
 )
 
-_MODELS_BY_NAME: Final[dict[str, type[BaseModel]]] = {
-    m.__name__: m for m in (ActorTemplate, ActorSpec, Child, SupervisorSpec)
-}
+# A schema names its definitions by model name; the rules are kept by model.
+_RULES_BY_NAME: Final[dict[str, list[Rule]]] = {m.__name__: rules for m, rules in RULES.items()}
 _DROP: Final = {"title", "additionalProperties", "$defs"}
 SCHEMA_DEPTH: Final = 2
 """How many levels of supervisor specs the CRD schema describes in full: the root and the
@@ -113,8 +105,7 @@ class _Schemas:
         return {k: v for k, v in outer.items() if k not in _DROP and v is not None}
 
     def _with_rules(self, schema: dict[str, Any], name: str, nesting: int) -> dict[str, Any]:
-        model = _MODELS_BY_NAME.get(name)
-        rules = [r for r in RULES.get(model, []) if r.cel] if model else []
+        rules = [r for r in _RULES_BY_NAME.get(name, []) if r.cel]
         validations = [
             {"rule": r.cel, "message": r.message}
             | ({"fieldPath": f".{r.field}"} if r.field else {})
@@ -187,49 +178,42 @@ def _crd(
     }
 
 
+def _column(name: str, kind: str, path: str, description: str = "") -> dict[str, str]:
+    """One of ``kubectl get``'s columns."""
+    column = {"name": name, "type": kind, "jsonPath": path}
+    return (column | {"description": description}) if description else column
+
+
 def crd_documents() -> dict[str, dict[str, Any]]:
     """File name -> CRD, for every resource kind."""
-    age = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
-    supervisor = _crd(
-        "Supervisor",
-        "supervisors",
-        ["sup"],
-        _object_schema(Supervisor),
-        [
-            {"name": "Strategy", "type": "string", "jsonPath": ".spec.strategy"},
-            {
-                "name": "Ready",
-                "type": "string",
-                "jsonPath": ".status.ready",
-                "description": "running children / children",
-            },
-            {
-                "name": "Restarts",
-                "type": "integer",
-                "jsonPath": ".status.restartsInWindow",
-                "description": "restarts inside the current intensity window",
-            },
-            {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-            age,
-        ],
-    )
-    actor = _crd(
-        "Actor",
-        "actors",
-        ["act"],
-        _object_schema(Actor),
-        [
-            {"name": "Incarnation", "type": "integer", "jsonPath": ".status.incarnation"},
-            {"name": "Pod", "type": "string", "jsonPath": ".status.pod"},
-            {"name": "Restarts", "type": "integer", "jsonPath": ".status.restarts"},
-            {"name": "Last-Exit", "type": "string", "jsonPath": ".status.lastExit.reason"},
-            {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-            age,
-        ],
-    )
+    # Every kind's columns end with its phase and its age.
+    last = [
+        _column("Phase", "string", ".status.phase"),
+        _column("Age", "date", ".metadata.creationTimestamp"),
+    ]
+    supervisor = [
+        _column("Strategy", "string", ".spec.strategy"),
+        _column("Ready", "string", ".status.ready", "running children / children"),
+        _column(
+            "Restarts",
+            "integer",
+            ".status.restartsInWindow",
+            "restarts inside the current intensity window",
+        ),
+        *last,
+    ]
+    actor = [
+        _column("Incarnation", "integer", ".status.incarnation"),
+        _column("Pod", "string", ".status.pod"),
+        _column("Restarts", "integer", ".status.restarts"),
+        _column("Last-Exit", "string", ".status.lastExit.reason"),
+        *last,
+    ]
     return {
-        f"{GROUP}_supervisors.yaml": supervisor,
-        f"{GROUP}_actors.yaml": actor,
+        f"{GROUP}_supervisors.yaml": _crd(
+            "Supervisor", "supervisors", ["sup"], _object_schema(Supervisor), supervisor
+        ),
+        f"{GROUP}_actors.yaml": _crd("Actor", "actors", ["act"], _object_schema(Actor), actor),
     }
 
 

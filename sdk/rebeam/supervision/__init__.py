@@ -5,106 +5,23 @@ Both backends drive it: the local runtime (``rebeam run``) and the Kubernetes op
 engine and ``messages.py`` for the events and commands.
 """
 
-from rebeam.supervision.childspec import (
-    BRUTAL_KILL,
-    DEFAULT_INTENSITY,
-    DEFAULT_PERIOD,
-    DEFAULT_WORKER_SHUTDOWN,
-    INFINITY,
-    AutoShutdown,
-    ChildSpec,
-    ChildType,
-    RestartType,
-    Shutdown,
-    Strategy,
-    SupervisorFlags,
-)
-from rebeam.supervision.core import (
-    ChildCounts,
-    ChildInfo,
-    ChildStatus,
-    Supervisor,
-    SupervisorSpecError,
-    SupervisorState,
-    combine_args,
-)
-from rebeam.supervision.intensity import RestartIntensity
-from rebeam.supervision.messages import (
-    AutoShutdownBy,
-    ChildExited,
-    ChildRef,
-    ChildRestarting,
-    ChildStarted,
-    Command,
-    DeleteChildRequest,
-    Error,
-    Event,
-    Exited,
-    GaveUp,
-    InitFailed,
-    Ok,
-    Ready,
-    ReplaceChildRequest,
-    Reply,
-    RestartChildRequest,
-    ShutdownRequest,
-    StartChild,
-    StartChildRequest,
-    StartFailed,
-    StartIgnored,
-    StopChild,
-    TerminateChildRequest,
-)
-from rebeam.supervision.policy import should_restart, triggers_auto_shutdown
+from rebeam.supervision import childspec, core, intensity, messages, policy
+from rebeam.supervision.childspec import *  # noqa: F403
+from rebeam.supervision.core import *  # noqa: F403
+from rebeam.supervision.intensity import *  # noqa: F403
+from rebeam.supervision.messages import *  # noqa: F403
+from rebeam.supervision.policy import *  # noqa: F403
 from rebeam.supervision.snapshots import SnapshotError, StartCodec
 
+# Each module's __all__ names its public vocabulary, so a name is listed once, where it is
+# defined. Of the snapshot forms only the error and the codec concern a caller: a backend
+# keeps a snapshot through Supervisor.snapshot and Supervisor.restore.
 __all__ = [
-    "BRUTAL_KILL",
-    "DEFAULT_INTENSITY",
-    "DEFAULT_PERIOD",
-    "DEFAULT_WORKER_SHUTDOWN",
-    "INFINITY",
-    "AutoShutdown",
-    "AutoShutdownBy",
-    "ChildCounts",
-    "ChildExited",
-    "ChildInfo",
-    "ChildRef",
-    "ChildRestarting",
-    "ChildSpec",
-    "ChildStarted",
-    "ChildStatus",
-    "ChildType",
-    "Command",
-    "DeleteChildRequest",
-    "Error",
-    "Event",
-    "Exited",
-    "GaveUp",
-    "InitFailed",
-    "Ok",
-    "Ready",
-    "ReplaceChildRequest",
-    "Reply",
-    "RestartChildRequest",
-    "RestartIntensity",
-    "RestartType",
-    "Shutdown",
-    "ShutdownRequest",
+    *childspec.__all__,
+    *core.__all__,
+    *intensity.__all__,
+    *messages.__all__,
+    *policy.__all__,
     "SnapshotError",
-    "StartChild",
-    "StartChildRequest",
     "StartCodec",
-    "StartFailed",
-    "StartIgnored",
-    "StopChild",
-    "Strategy",
-    "Supervisor",
-    "SupervisorFlags",
-    "SupervisorSpecError",
-    "SupervisorState",
-    "TerminateChildRequest",
-    "combine_args",
-    "should_restart",
-    "triggers_auto_shutdown",
 ]

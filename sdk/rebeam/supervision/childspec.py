@@ -24,8 +24,6 @@ __all__ = [
     "Shutdown",
     "Strategy",
     "SupervisorFlags",
-    "child_spec_problems",
-    "flags_problems",
 ]
 
 

@@ -192,7 +192,7 @@ class _Swap:
 
 @dataclass(frozen=True)
 class _Emit:
-    command: Command
+    command: Ready | Reply | InitFailed  # the only commands a plan emits as steps of its own
 
 
 @dataclass(frozen=True)

@@ -38,10 +38,12 @@ __all__ = [
     "ChildStarted",
     "Command",
     "DeleteChildRequest",
+    "Error",
     "Event",
     "Exited",
     "GaveUp",
     "InitFailed",
+    "Ok",
     "Ready",
     "ReplaceChildRequest",
     "Reply",
@@ -60,31 +62,34 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class ChildStarted:
+class _AboutIncarnation:
+    """One incarnation of one child: what StartChild and StopChild command, and what every
+    answer to them reports. A subclass that adds no field needs no decorator of its own: it
+    inherits the generated methods, and a dataclass compares equal only to its own class."""
+
     child: str
     incarnation: int
 
 
-@dataclass(frozen=True)
-class StartFailed:
-    child: str
-    incarnation: int
-    reason: ExitReason
+class ChildStarted(_AboutIncarnation):
+    """The incarnation runs."""
 
 
-@dataclass(frozen=True)
-class StartIgnored:
+class StartIgnored(_AboutIncarnation):
     """The child's init chose not to run (OTP's ``ignore``)."""
 
-    child: str
-    incarnation: int
-
 
 @dataclass(frozen=True)
-class ChildExited:
-    child: str
-    incarnation: int
+class _IncarnationEnded(_AboutIncarnation):
     reason: ExitReason
+
+
+class StartFailed(_IncarnationEnded):
+    """The incarnation did not start, for ``reason``."""
+
+
+class ChildExited(_IncarnationEnded):
+    """The incarnation ended, with its real reason."""
 
 
 @dataclass(frozen=True)
@@ -97,21 +102,23 @@ class StartChildRequest:
 
 
 @dataclass(frozen=True)
-class TerminateChildRequest:
+class _ChildRequest:
+    """A management request about one child, named by its id."""
+
     request_id: Any
     child: str
 
 
-@dataclass(frozen=True)
-class RestartChildRequest:
-    request_id: Any
-    child: str
+class TerminateChildRequest(_ChildRequest):
+    """OTP's ``terminate_child``."""
 
 
-@dataclass(frozen=True)
-class DeleteChildRequest:
-    request_id: Any
-    child: str
+class RestartChildRequest(_ChildRequest):
+    """OTP's ``restart_child``."""
+
+
+class DeleteChildRequest(_ChildRequest):
+    """OTP's ``delete_child``."""
 
 
 @dataclass(frozen=True)
@@ -161,22 +168,18 @@ Event: TypeAlias = (
 
 
 @dataclass(frozen=True)
-class StartChild:
+class StartChild(_AboutIncarnation):
     """Start incarnation ``incarnation`` of ``child``; answer with ChildStarted, StartFailed
     or StartIgnored for the same incarnation."""
 
-    child: str
-    incarnation: int
     spec: ChildSpec
 
 
 @dataclass(frozen=True)
-class StopChild:
+class StopChild(_AboutIncarnation):
     """Stop this incarnation by ``shutdown`` (brutal_kill: SIGKILL at once; seconds: SIGTERM,
     then SIGKILL after that long; infinity: SIGTERM and wait). Answer with ChildExited."""
 
-    child: str
-    incarnation: int
     shutdown: Shutdown
 
 

@@ -14,30 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 from rebeam.exits import ExitReason
+from rebeam.supervision import messages as msg
 from rebeam.supervision.childspec import ChildSpec, ChildType, RestartType
-from rebeam.supervision.messages import (
-    ChildExited,
-    ChildRef,
-    ChildStarted,
-    DeleteChildRequest,
-    Error,
-    Event,
-    InitFailed,
-    Ok,
-    Ready,
-    ReplaceChildRequest,
-    Reply,
-    RestartChildRequest,
-    ShutdownRequest,
-    StartChildRequest,
-    StartFailed,
-    StartIgnored,
-    TerminateChildRequest,
-    TryAgain,
-)
 
 __all__ = [
     "SNAPSHOT_VERSION",
@@ -72,7 +53,7 @@ def value_to_json(value: Any) -> Json:
     """Reply values and error reasons: JSON-like values, tuples, ChildRefs, ExitReasons."""
     if isinstance(value, ExitReason):
         return {"$exit": value.to_wire()}
-    if isinstance(value, ChildRef):
+    if isinstance(value, msg.ChildRef):
         return {"$child": [value.id, value.incarnation]}
     if isinstance(value, tuple):
         return {"$tuple": [value_to_json(v) for v in value]}
@@ -85,7 +66,7 @@ def value_from_json(data: Json) -> Any:
         if key == "$exit":
             return ExitReason.from_wire(inner)
         if key == "$child":
-            return ChildRef(inner[0], inner[1])
+            return msg.ChildRef(inner[0], inner[1])
         if key == "$tuple":
             return tuple(value_from_json(v) for v in inner)
     return data
@@ -115,17 +96,22 @@ def spec_from_json(data: Json, codec: StartCodec) -> ChildSpec:
     )
 
 
-def event_to_json(event: Event, codec: StartCodec) -> Json:
-    if isinstance(event, ChildStarted | StartIgnored):
+_ByIdRequest: TypeAlias = (
+    msg.TerminateChildRequest | msg.RestartChildRequest | msg.DeleteChildRequest
+)
+
+
+def event_to_json(event: msg.Event, codec: StartCodec) -> Json:
+    if isinstance(event, msg.ChildStarted | msg.StartIgnored):
         return {"kind": type(event).__name__, "child": event.child, "inc": event.incarnation}
-    if isinstance(event, StartFailed | ChildExited):
+    if isinstance(event, msg.StartFailed | msg.ChildExited):
         return {
             "kind": type(event).__name__,
             "child": event.child,
             "inc": event.incarnation,
             "reason": event.reason.to_wire(),
         }
-    if isinstance(event, StartChildRequest):
+    if isinstance(event, msg.StartChildRequest):
         spec = spec_to_json(event.spec, codec) if event.spec is not None else None
         return {
             "kind": "StartChildRequest",
@@ -133,69 +119,69 @@ def event_to_json(event: Event, codec: StartCodec) -> Json:
             "spec": spec,
             "args": event.args,
         }
-    if isinstance(event, ReplaceChildRequest):
+    if isinstance(event, msg.ReplaceChildRequest):
         return {
             "kind": "ReplaceChildRequest",
             "id": event.request_id,
             "spec": spec_to_json(event.spec, codec),
         }
-    if isinstance(event, TerminateChildRequest | RestartChildRequest | DeleteChildRequest):
+    if isinstance(event, _ByIdRequest):
         return {"kind": type(event).__name__, "id": event.request_id, "child": event.child}
-    if isinstance(event, ShutdownRequest):
+    if isinstance(event, msg.ShutdownRequest):
         return {"kind": "ShutdownRequest", "reason": event.reason.to_wire()}
     return {"kind": "TryAgain", "child": event.child}
 
 
-_REQUESTS: dict[str, type[TerminateChildRequest | RestartChildRequest | DeleteChildRequest]] = {
-    "TerminateChildRequest": TerminateChildRequest,
-    "RestartChildRequest": RestartChildRequest,
-    "DeleteChildRequest": DeleteChildRequest,
+_REQUESTS: dict[str, type[_ByIdRequest]] = {
+    "TerminateChildRequest": msg.TerminateChildRequest,
+    "RestartChildRequest": msg.RestartChildRequest,
+    "DeleteChildRequest": msg.DeleteChildRequest,
 }
 
 
-def event_from_json(data: Json, codec: StartCodec) -> Event:
+def event_from_json(data: Json, codec: StartCodec) -> msg.Event:
     kind = data["kind"]
     if kind == "ChildStarted":
-        return ChildStarted(data["child"], data["inc"])
+        return msg.ChildStarted(data["child"], data["inc"])
     if kind == "StartIgnored":
-        return StartIgnored(data["child"], data["inc"])
+        return msg.StartIgnored(data["child"], data["inc"])
     if kind == "StartFailed":
-        return StartFailed(data["child"], data["inc"], ExitReason.from_wire(data["reason"]))
+        return msg.StartFailed(data["child"], data["inc"], ExitReason.from_wire(data["reason"]))
     if kind == "ChildExited":
-        return ChildExited(data["child"], data["inc"], ExitReason.from_wire(data["reason"]))
+        return msg.ChildExited(data["child"], data["inc"], ExitReason.from_wire(data["reason"]))
     if kind == "StartChildRequest":
         spec = spec_from_json(data["spec"], codec) if data["spec"] is not None else None
-        return StartChildRequest(data["id"], spec, data["args"])
+        return msg.StartChildRequest(data["id"], spec, data["args"])
     if kind == "ReplaceChildRequest":
-        return ReplaceChildRequest(data["id"], spec_from_json(data["spec"], codec))
+        return msg.ReplaceChildRequest(data["id"], spec_from_json(data["spec"], codec))
     if kind in _REQUESTS:
         return _REQUESTS[kind](data["id"], data["child"])
     if kind == "ShutdownRequest":
-        return ShutdownRequest(ExitReason.from_wire(data["reason"]))
+        return msg.ShutdownRequest(ExitReason.from_wire(data["reason"]))
     if kind == "TryAgain":
-        return TryAgain(data["child"])
+        return msg.TryAgain(data["child"])
     raise SnapshotError(f"unknown event kind {kind!r}")
 
 
-def command_to_json(command: Ready | Reply | InitFailed) -> Json:
+def command_to_json(command: msg.Ready | msg.Reply | msg.InitFailed) -> Json:
     """The commands a plan emits as its own steps."""
-    if isinstance(command, Ready):
+    if isinstance(command, msg.Ready):
         return {"kind": "Ready"}
-    if isinstance(command, InitFailed):
+    if isinstance(command, msg.InitFailed):
         return {"kind": "InitFailed", "child": command.child, "reason": command.reason.to_wire()}
     result = command.result
-    ok = isinstance(result, Ok)
-    value = result.value if isinstance(result, Ok) else result.reason
+    ok = isinstance(result, msg.Ok)
+    value = result.value if isinstance(result, msg.Ok) else result.reason
     return {"kind": "Reply", "id": command.request_id, "ok": ok, "value": value_to_json(value)}
 
 
-def command_from_json(data: Json) -> Ready | Reply | InitFailed:
+def command_from_json(data: Json) -> msg.Ready | msg.Reply | msg.InitFailed:
     kind = data["kind"]
     if kind == "Ready":
-        return Ready()
+        return msg.Ready()
     if kind == "InitFailed":
-        return InitFailed(data["child"], ExitReason.from_wire(data["reason"]))
+        return msg.InitFailed(data["child"], ExitReason.from_wire(data["reason"]))
     if kind == "Reply":
         value = value_from_json(data["value"])
-        return Reply(data["id"], Ok(value) if data["ok"] else Error(value))
+        return msg.Reply(data["id"], msg.Ok(value) if data["ok"] else msg.Error(value))
     raise SnapshotError(f"unknown command kind {kind!r}")
