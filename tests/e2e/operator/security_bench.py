@@ -147,11 +147,11 @@ def open_side(
     cluster: Cluster, kubelet: ProcessKubelet, operator_kubeconfig: Path, workdir: Path
 ) -> Iterator[Side]:
     """The comparison row: an open nats-server, an operator that issues nothing, a namespace."""
-    from rebeam.natsd import NatsServer
+    from rebeam.natsd import NatsServer, ServerOptions
 
     namespace = cluster.create_namespace("open-bench")
     try:
-        with NatsServer.start(workdir / "nats", secure=False) as server:
+        with NatsServer.start(workdir / "nats", ServerOptions(secure=False)) as server:
             nats = E2ENats.open(server.url)
             (workdir / "operator").mkdir()
             operator = Operator(operator_kubeconfig, namespace, nats, workdir / "operator")
