@@ -118,6 +118,13 @@ class Run:
         instance = Path(self.env["XDG_STATE_HOME"]) / "rebeam" / f"{self.namespace}.json"
         wait_until(instance.exists, what=f"{instance} to be written")
 
+    def instance(self) -> dict[str, Any]:
+        """What this run's instance file says (its NATS URL, the owner's credential...)."""
+        self.wait_ready()
+        path = Path(self.env["XDG_STATE_HOME"]) / "rebeam" / f"{self.namespace}.json"
+        info: dict[str, Any] = json.loads(path.read_text())
+        return info
+
     def rebeam(self, *args: str, timeout: float = DEADLINE) -> subprocess.CompletedProcess[str]:
         """Another terminal's command against this run (its namespace unless one is given)."""
         target = [] if "--namespace" in args else ["--namespace", self.namespace]

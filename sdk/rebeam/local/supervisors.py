@@ -279,9 +279,12 @@ class SupervisorRunner:
             credentials=credentials,
             nats_ca=self.ctx.nats_ca,
         )
+        # The core's spec carries the arguments this child runs with: for a dynamic child,
+        # the template's combined with start_child's (the template alone lacks the latter).
+        actor = child.actor.model_copy(update={"args": command.spec.args})
         process = ChildProcess(
             identity,
-            child.actor,
+            actor,
             on_output=self.ctx.output,
             zygote=self.ctx.zygote,
             adoption=self.ctx.adoption,
