@@ -249,7 +249,7 @@ def _reply(result: Ok | Error, runner: SupervisorRunner) -> dict[str, Any]:
     if isinstance(result, Ok):
         value = result.value
         if isinstance(value, ChildRef):  # people address children by path
-            return {"ok": f"{runner.path}/{runner.child_name(value.id)}#{value.incarnation}"}
+            return {"ok": f"{runner.path}/{value.id}#{value.incarnation}"}
         return {"ok": value}
     reason = result.reason
     return {"error": str(reason) if not isinstance(reason, str) else reason}

@@ -362,15 +362,14 @@ class LocalRun:
             last = f" (last exit: {g.reason})" if g.reason is not None else ""
             intensity, period = runner.spec.intensity, runner.spec.period
             self.outcome = (
-                f"{runner.path} gave up: {runner.child_name(g.child)} needed more than "
+                f"{runner.path} gave up: {g.child} needed more than "
                 f"{intensity} restart{'s' if intensity != 1 else ''} in {period:g}s{last}"
             )
             return 1
         if runner.auto_shutdown is not None:
             a = runner.auto_shutdown
             self.outcome = (
-                f"{runner.path} shut down: significant child {runner.child_name(a.child)} "
-                f"exited ({a.reason})"
+                f"{runner.path} shut down: significant child {a.child} exited ({a.reason})"
             )
             return 0
         self.outcome = f"{runner.path} exited ({reason})"
@@ -381,7 +380,7 @@ class LocalRun:
         parts = path.strip("/").split("/")
         runner = next((r for r in self.roots if r.path == parts[0]), None)
         for part in parts[1:]:
-            child = runner.children.get(runner.child_id(part)) if runner else None
+            child = runner.children.get(part) if runner else None
             runner = child if isinstance(child, SupervisorRunner) else None
         return runner
 
@@ -389,7 +388,7 @@ class LocalRun:
         """The supervisor of the child at ``path``, and the child's id in it."""
         parent, _, name = path.strip("/").rpartition("/")
         runner = self.supervisor_at(parent) if parent else None
-        return (runner, runner.child_id(name)) if runner else None
+        return (runner, name) if runner else None
 
 
 def _kept_up_until(keeper: asyncio.Task[str]) -> str:

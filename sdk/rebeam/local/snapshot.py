@@ -33,12 +33,11 @@ def _supervisor(runner: SupervisorRunner) -> dict[str, Any]:
     }
     # which_children is OTP's order (newest first); people read a tree in start order.
     for info in reversed(runner.core.which_children()):
-        name = runner.child_name(info.id)
-        path = f"{runner.path}/{name}"
+        path = f"{runner.path}/{info.id}"
         record = runner.ctx.records.get(path)
         live = info.status is not ChildStatus.UNDEFINED
         child: dict[str, Any] = {
-            "name": name,
+            "name": info.id,
             "path": path,
             "kind": record.kind if record else "actor",
             "state": info.status.value,

@@ -161,17 +161,6 @@ class SupervisorRunner:
         self.post(make(rid))
         return await reply
 
-    def child_name(self, child_id: str) -> str:
-        """Dynamic children are numbered by the core; people see ``<template>-<n>``."""
-        template = self.spec.child_template
-        return f"{template.name}-{child_id}" if template else child_id
-
-    def child_id(self, name: str) -> str:
-        template = self.spec.child_template
-        if template and name.startswith(f"{template.name}-"):
-            return name[len(template.name) + 1 :]
-        return name
-
     def kill(self) -> None:
         """Brutal end of the whole subtree (a shutdown that timed out, a second Ctrl-C):
         SIGKILL every process below, without ordering."""
@@ -228,12 +217,12 @@ class SupervisorRunner:
             elif isinstance(command, ChildRestarting):
                 self._emit(
                     "restarting",
-                    child=self.child_name(command.child),
+                    child=command.child,
                     reason=command.reason,
                 )
             elif isinstance(command, GaveUp):
                 self.gave_up = command
-                self._emit("gave_up", child=self.child_name(command.child), reason=command.reason)
+                self._emit("gave_up", child=command.child, reason=command.reason)
             elif isinstance(command, AutoShutdownBy):
                 self.auto_shutdown = command
 
@@ -263,7 +252,7 @@ class SupervisorRunner:
 
     async def _run_actor(self, command: StartChild, child: Child) -> None:
         assert child.actor is not None
-        name = self.child_name(command.child)
+        name = command.child
         path = f"{self.path}/{name}"
         slot = slot_of(self.ctx.run_id, path)
         pid = Pid.for_incarnation(self.ctx.namespace, slot, command.incarnation)
@@ -321,7 +310,7 @@ class SupervisorRunner:
 
     async def _start_supervisor(self, command: StartChild, child: Child) -> None:
         assert child.supervisor is not None
-        name = self.child_name(command.child)
+        name = command.child
         path = f"{self.path}/{name}"
         record = self._record(path, "supervisor")
 
@@ -369,8 +358,7 @@ class SupervisorRunner:
             except TimeoutError:
                 child.kill()
         # Killed: the subtree reports nothing more itself; say it here.
-        name = self.child_name(command.child)
-        self._emit("exited", name, command.incarnation, reason=KILLED)
+        self._emit("exited", command.child, command.incarnation, reason=KILLED)
         self.post(ChildExited(command.child, command.incarnation, KILLED))
 
     # --- small helpers -------------------------------------------------------------------

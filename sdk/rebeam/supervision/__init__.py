@@ -28,6 +28,7 @@ from rebeam.supervision.core import (
     SupervisorState,
     combine_args,
 )
+from rebeam.supervision.dynamic import dynamic_child_id, dynamic_serial
 from rebeam.supervision.intensity import RestartIntensity
 from rebeam.supervision.messages import (
     AutoShutdownBy,
@@ -105,6 +106,8 @@ __all__ = [
     "SupervisorState",
     "TerminateChildRequest",
     "combine_args",
+    "dynamic_child_id",
+    "dynamic_serial",
     "should_restart",
     "triggers_auto_shutdown",
 ]
