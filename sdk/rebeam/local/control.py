@@ -18,6 +18,7 @@ nobody can make this process publish on a subject of their choosing.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -51,6 +52,10 @@ __all__ = ["OPERATIONS", "ControlServer", "InstanceFile", "NoInstance"]
 log = logging.getLogger("rebeam.run")
 
 OPERATIONS = ("tree", "start-child", "terminate-child", "restart-child", "delete-child")
+
+# Requests being answered at once. A request may wait for a tree that is starting (as long as
+# its starts take); more than this many at once is somebody flooding the run.
+MAX_IN_PROGRESS = 64
 
 
 class NoInstance(RuntimeError):
@@ -187,12 +192,14 @@ class ControlServer:
         self.run = run
         self.nc = nc
         self.refused = 0  # requests with a reply subject that is not an inbox
+        self.busy = 0  # requests refused because MAX_IN_PROGRESS were being answered
         self._ratelog = RateLog(log, "control")
         self._subscriptions: list[Any] = []
+        self._in_progress: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         subject = _subjects.control_subscription(self.run.options.namespace)
-        self._subscriptions.append(await self.nc.subscribe(subject, cb=self._handle))
+        self._subscriptions.append(await self.nc.subscribe(subject, cb=self._accept))
 
     async def stop(self) -> None:
         for subscription in self._subscriptions:
@@ -200,6 +207,24 @@ class ControlServer:
                 await subscription.unsubscribe()
             except Exception as exc:  # the connection may already be gone at the end
                 log.debug("unsubscribe failed: %s", exc)
+        for task in list(self._in_progress):
+            task.cancel()
+
+    async def _accept(self, msg: Any) -> None:
+        """Each request in a task of its own: NATS hands one subscription's messages over
+        one at a time, and a request waiting for a starting supervisor must not hold up the
+        others (a child's init may be asking a supervisor that runs already)."""
+        if len(self._in_progress) >= MAX_IN_PROGRESS:
+            self.busy += 1
+            self._ratelog.warning("refused a request: too many in progress", msg.subject[:200])
+            if msg.reply and _subjects.is_inbox(msg.reply):
+                busy = f"busy: {MAX_IN_PROGRESS} requests are being answered; ask again later"
+                await msg.respond(json.dumps({"error": busy}).encode())
+            return
+        task = asyncio.create_task(self._handle(msg))
+        self._in_progress.add(task)
+        task.add_done_callback(self._in_progress.discard)
+        task.add_done_callback(_unanswered)
 
     async def _handle(self, msg: Any) -> None:
         if msg.reply and not _subjects.is_inbox(msg.reply):
@@ -221,10 +246,11 @@ class ControlServer:
 
     async def _answer(self, operation: str, request: dict[str, Any]) -> dict[str, Any]:
         if operation == "tree":
+            await self.run.until_started()  # as OTP's which_children waits out an init
             return {"ok": snapshot(self.run)}
         path = str(request.get("path", ""))
         if operation == "start-child":
-            runner = self.run.supervisor_at(path)
+            runner = await self.run.reach(path)
             if runner is None:
                 return {"error": f"no running supervisor at {path!r}"}
             if runner.spec.child_template is None:
@@ -232,7 +258,7 @@ class ControlServer:
             args = request.get("args")
             result = await runner.request(lambda rid: StartChildRequest(rid, args=args))
             return _reply(result, runner)
-        found = self.run.parent_of(path)
+        found = await self.run.parent_of(path)
         if found is None:
             return {"error": f"no running supervisor holds {path!r}"}
         runner, child = found
@@ -243,6 +269,12 @@ class ControlServer:
         }
         make = makers[operation]
         return _reply(await runner.request(lambda rid: make(rid, child)), runner)
+
+
+def _unanswered(task: asyncio.Task[None]) -> None:
+    """A reply that could not be sent (the connection went at the end): nobody to tell."""
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("a control reply was not sent: %s", task.exception())
 
 
 def _reply(result: Ok | Error, runner: SupervisorRunner) -> dict[str, Any]:

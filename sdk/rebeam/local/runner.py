@@ -124,6 +124,7 @@ class LocalRun:
         self._signals = 0
         self._killed = ""  # the signal that killed every child at once, if one did
         self._provisioning: asyncio.Future[None] | None = None
+        self._started = asyncio.Event()  # every root has started, or the start was given up
 
     async def run(self, on_context: object = None) -> int:
         workdir = Path(tempfile.mkdtemp(prefix="rebeam-run-"))
@@ -289,12 +290,14 @@ class LocalRun:
         try:
             for name, spec in roots_of(self.resources):
                 runner = SupervisorRunner(self.ctx, name, spec)
+                self.roots.append(runner)  # reachable while it starts (see reach)
                 failure = await runner.start()
                 if failure is not None:
+                    self._started.set()
                     self.outcome = f"{name} failed to start: {_start_failure(failure)}"
                     await self._shutdown_all()
                     return 1
-                self.roots.append(runner)
+            self._started.set()
             ended = asyncio.ensure_future(
                 asyncio.wait([r.done for r in self.roots], return_when=asyncio.FIRST_COMPLETED)
             )
@@ -375,6 +378,32 @@ class LocalRun:
         self.outcome = f"{runner.path} exited ({reason})"
         return 0 if reason.is_clean else 1
 
+    async def until_started(self) -> None:
+        """Until every root has started (or the start was given up)."""
+        await self._started.wait()
+
+    async def reach(self, path: str) -> SupervisorRunner | None:
+        """The supervisor at ``path``; while the trees start, waits for it to be created
+        (its parent may not have come to it yet). None once it cannot appear any more."""
+        while True:
+            runner = self.supervisor_at(path)
+            if runner is not None or self._started.is_set():
+                return runner
+            arrived = asyncio.ensure_future(self.ctx.arrivals.next())
+            started = asyncio.ensure_future(self._started.wait())
+            try:
+                await asyncio.wait({arrived, started}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                arrived.cancel()
+                started.cancel()
+
+    async def parent_of(self, path: str) -> tuple[SupervisorRunner, str] | None:
+        """The supervisor of the child at ``path``, and the child's id in it; waits for the
+        supervisor as :meth:`reach` does."""
+        parent, _, name = path.strip("/").rpartition("/")
+        runner = await self.reach(parent) if parent else None
+        return (runner, name) if runner else None
+
     def supervisor_at(self, path: str) -> SupervisorRunner | None:
         """The running supervisor at ``path`` (``shop`` or ``shop/storage``)."""
         parts = path.strip("/").split("/")
@@ -383,12 +412,6 @@ class LocalRun:
             child = runner.children.get(part) if runner else None
             runner = child if isinstance(child, SupervisorRunner) else None
         return runner
-
-    def parent_of(self, path: str) -> tuple[SupervisorRunner, str] | None:
-        """The supervisor of the child at ``path``, and the child's id in it."""
-        parent, _, name = path.strip("/").rpartition("/")
-        runner = self.supervisor_at(parent) if parent else None
-        return (runner, name) if runner else None
 
 
 def _kept_up_until(keeper: asyncio.Task[str]) -> str:

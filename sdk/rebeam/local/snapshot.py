@@ -25,7 +25,7 @@ def _supervisor(runner: SupervisorRunner) -> dict[str, Any]:
         "path": runner.path,
         "kind": "supervisor",
         "strategy": spec.strategy.value,
-        "state": "terminated" if runner.done.done() else "running",
+        "state": _state(runner),
         "restarts": runner.core.restarts_in_window(now),
         "intensity": spec.intensity,
         "period": spec.period,
@@ -52,3 +52,9 @@ def _supervisor(runner: SupervisorRunner) -> dict[str, Any]:
             child |= {k: v for k, v in _supervisor(nested).items() if k not in ("path", "state")}
         node["children"].append(child)
     return node
+
+
+def _state(runner: SupervisorRunner) -> str:
+    if runner.done.done():
+        return "terminated"
+    return "starting" if runner.starting else "running"

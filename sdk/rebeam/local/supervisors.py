@@ -28,6 +28,7 @@ from rebeam.backends import claim_slot
 from rebeam.events import LifecycleEvent, release_names_of
 from rebeam.exits import KILLED, SHUTDOWN, ExitReason, crash, shutdown_with
 from rebeam.local.adoption import Adoption
+from rebeam.local.arrivals import Arrivals
 from rebeam.local.lifecycle import Lifecycle
 from rebeam.local.processes import ChildProcess, Identity, OutputSink, StartFailure
 from rebeam.local.reaper import Reaper
@@ -96,6 +97,7 @@ class RunContext:
     records: dict[str, ChildRecord] = field(default_factory=dict)
     issuer: Issuer | None = None  # issues each incarnation's credential
     nats_ca: str | None = None  # the CA file of a tls:// server, for the children
+    arrivals: Arrivals = field(default_factory=Arrivals)  # a supervisor was created
 
 
 def slot_of(run_id: str, path: str) -> str:
@@ -146,14 +148,25 @@ class SupervisorRunner:
         """Run init: None once every child is up, else why it failed (all stopped again)."""
         self._loop_task = asyncio.create_task(self._loop())
         self._execute(self.core.init(_now()))
+        # Reachable from now on: a request that waited for this supervisor to appear is
+        # posted to its core, which keeps it until init is done.
+        self.ctx.arrivals.announce()
         return await self._ready
+
+    @property
+    def starting(self) -> bool:
+        """In init: its children are being started."""
+        return not self._ready.done()
 
     def post(self, event: Event) -> None:
         if not self._killed and not self.done.done():
             self._events.put_nowait(event)
 
     async def request(self, make: Callable[[int], Event]) -> Ok | Error:
-        """A management request (start_child, terminate_child, ...), answered by the core."""
+        """A management request (start_child, terminate_child, ...), answered by the core;
+        during init, once init is done (the core keeps it until then)."""
+        if self._killed or self.done.done():
+            return Error("noproc")  # nobody would answer: an ended process, as in OTP
         self._next_request += 1
         rid = self._next_request
         reply: asyncio.Future[Ok | Error] = asyncio.Future()
