@@ -40,7 +40,8 @@ from rebeam.auth.issuer import Issuer
 from rebeam.backends import provision
 from rebeam.exits import SHUTDOWN, ExitReason
 from rebeam.local.adoption import MARK, Adoption
-from rebeam.local.control import ControlServer, InstanceFile
+from rebeam.local.control import ControlServer
+from rebeam.local.instances import InstanceFile
 from rebeam.local.lifecycle import Lifecycle
 from rebeam.local.natskeeper import ServerKeeper
 from rebeam.local.processes import OutputSink
@@ -216,6 +217,14 @@ class LocalRun:
                 return advertise()
 
             instance = advertise()
+            log.warning(
+                "run %s serves namespace %r with NATS at %s; from another terminal: "
+                "rebeam tree -n %s (rebeam runs lists every run)",
+                self.run_id,
+                namespace,
+                url,
+                namespace,
+            )
             if server is not None:
                 keeper = asyncio.ensure_future(
                     ServerKeeper(
