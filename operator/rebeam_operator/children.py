@@ -1,11 +1,11 @@
 """Which manifest ``Child`` a core child runs: asked of the core, never of the manifest.
 
 The core holds the spec each child runs under now. That is the manifest's child for a static
-child, but not always: a dynamic child of a simple_one_for_one supervisor (id ``1``, ``2``,
-...) is made from the template with its own arguments, and while an edited manifest is being
-converged a child still runs under its old spec until it is replaced. Pods are made and
-stopped from what the core says, so an old incarnation is stopped with its old shutdown and
-the new one started from the new spec.
+child, but not always: a dynamic child of a simple_one_for_one supervisor (``worker-1``,
+``worker-2``, ...) is made from the template with its own arguments, and while an edited
+manifest is being converged a child still runs under its old spec until it is replaced. Pods
+are made and stopped from what the core says, so an old incarnation is stopped with its old
+shutdown and the new one started from the new spec.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def manifest_child(core: Supervisor, child_id: str) -> Child | None:
     child = spec.start
     if child.name == child_id:
         return child
-    # A dynamic child: the template under the child's serial id, with its combined args.
+    # A dynamic child: the template under the child's own name, with its combined args.
     update: dict[str, Any] = {"name": child_id}
     if child.actor is not None:
         update["actor"] = child.actor.model_copy(update={"args": spec.args})

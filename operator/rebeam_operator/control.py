@@ -8,10 +8,11 @@ on the namespace's Supervisors, the rest ``patch`` on the root Supervisor they n
 
 A request names a supervisor by its path (``shop/storage``, as in the manifest) or by its
 Supervisor object's name, and a child by ``<supervisor>/<child>``; a dynamic child's name is
-its serial id (``pool/3``). The request is handed to that supervisor's
-:class:`~rebeam_operator.driver.Driver`, which feeds it to the core in its next pass as the
-same request ``rebeam run`` feeds, persists the outcome and only then replies: start-child
-replies once the child's pod runs or its start failed, as OTP's ``start_child`` does.
+``<template>-<n>`` (``pool/worker-3``) on both backends (``rebeam.supervision.dynamic``).
+The request is handed to that supervisor's :class:`~rebeam_operator.driver.Driver`, which
+feeds it to the core in its next pass as the same request ``rebeam run`` feeds, persists the
+outcome and only then replies: start-child replies once the child's pod runs or its start
+failed, as OTP's ``start_child`` does.
 
 Namespaces where this operator drives nothing get no answer at all, so a ``rebeam run`` of
 the same namespace on the same NATS is never answered for by the operator. As ``rebeam run``
@@ -242,11 +243,6 @@ class ControlServer:
             return {"error": refused}
         if driver is None:
             return {"error": f"no supervisor holds {path!r} in this namespace"}
-        template = driver.host.spec.child_template
-        if template is not None and child.startswith(f"{template.name}-"):
-            # rebeam run names a dynamic child <template>-<id>: accept that name here too.
-            serial = child.removeprefix(f"{template.name}-")
-            child = serial if serial.isdigit() else child
         makers: dict[str, Callable[[str, str], Event]] = {
             "terminate-child": TerminateChildRequest,
             "restart-child": RestartChildRequest,

@@ -65,15 +65,18 @@ def current_node() -> Node:
 def _from_instance(url: str, namespace: str, key: str) -> str | None:
     """``key`` of the instance file of the local ``rebeam run`` serving ``namespace`` at
     ``url``: its owner's credential (the file is readable by its owner only), or the CA file
-    it was given for a tls:// server."""
-    from rebeam.local.control import InstanceFile, NoInstance
+    it was given for a tls:// server. Of several such runs, the one started last."""
+    from rebeam.local.instances import InstanceFile
 
     try:
-        info = InstanceFile.read(namespace)
-    except (NoInstance, OSError):
+        runs = InstanceFile.runs(namespace)
+    except OSError:
         return None
-    found = info.get(key)
-    return str(found) if info.get("nats_url") == url and found else None
+    for info in reversed(runs):
+        if info.get("nats_url") == url:
+            found = info.get(key)
+            return str(found) if found else None
+    return None
 
 
 class connect:

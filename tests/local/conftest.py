@@ -113,10 +113,27 @@ class Run:
     def signal(self, signum: int) -> None:
         self.process.send_signal(signum)
 
+    def instance_files(self) -> list[Path]:
+        """The instance files of this test's runs of this namespace."""
+        runs = Path(self.env["XDG_STATE_HOME"]) / "rebeam" / "runs"
+        return sorted(runs.glob(f"{self.namespace}.*.json"))
+
+    def instance_file(self) -> Path:
+        """This run's instance file, once it is written."""
+        wait_until(
+            lambda: any(_pid_in(f) == self.process.pid for f in self.instance_files()),
+            what=f"the instance file of pid {self.process.pid} to be written",
+        )
+        return next(f for f in self.instance_files() if _pid_in(f) == self.process.pid)
+
     def wait_ready(self) -> None:
         """Until other terminals can find this run (its instance file exists)."""
-        instance = Path(self.env["XDG_STATE_HOME"]) / "rebeam" / f"{self.namespace}.json"
-        wait_until(instance.exists, what=f"{instance} to be written")
+        self.instance_file()
+
+    def instance(self) -> dict[str, Any]:
+        """What this run's instance file says (its NATS URL, the owner's credential...)."""
+        info: dict[str, Any] = json.loads(self.instance_file().read_text())
+        return info
 
     def rebeam(self, *args: str, timeout: float = DEADLINE) -> subprocess.CompletedProcess[str]:
         """Another terminal's command against this run (its namespace unless one is given)."""
@@ -129,6 +146,13 @@ class Run:
             env=self.env,
             check=False,
         )
+
+
+def _pid_in(instance_file: Path) -> int | None:
+    try:
+        return int(json.loads(instance_file.read_text())["pid"])
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 StartRun = Callable[..., Run]

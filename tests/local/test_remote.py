@@ -109,8 +109,7 @@ def test_start_child_from_python(rebeam_run: StartRun) -> None:
     )
     run = rebeam_run(manifest)
     run.wait_ready()
-    instance = Path(run.env["XDG_STATE_HOME"]) / "rebeam" / f"{run.namespace}.json"
-    info = json.loads(instance.read_text())
+    info = run.instance()
     url = info["nats_url"]
 
     async def main() -> None:

@@ -27,9 +27,7 @@ FAST = 8.0  # what "within a few seconds" means for a command that cannot reach 
 
 
 def instance(run: Run) -> dict[str, object]:
-    path = Path(run.env["XDG_STATE_HOME"]) / "rebeam" / f"{run.namespace}.json"
-    info: dict[str, object] = json.loads(path.read_text())
-    return info
+    return run.instance()
 
 
 def server_pid(run: Run, not_this: int | None = None) -> int:

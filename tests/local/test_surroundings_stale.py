@@ -4,7 +4,6 @@ in one line, and removes it."""
 from __future__ import annotations
 
 import signal
-from pathlib import Path
 
 from tests.local.conftest import SLEEPER, StartRun, supervisor
 
@@ -14,8 +13,7 @@ def test_a_command_after_a_sigkilled_run_says_it_is_gone_and_removes_its_file(
 ) -> None:
     run = rebeam_run(supervisor("s", f"    - {{name: a, actor: {SLEEPER}}}\n"))
     run.events.wait("started", "a")
-    run.wait_ready()
-    instance = Path(run.env["XDG_STATE_HOME"]) / "rebeam" / f"{run.namespace}.json"
+    instance = run.instance_file()
     pid = run.process.pid
     run.signal(signal.SIGKILL)
     run.process.wait()

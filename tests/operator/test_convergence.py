@@ -121,15 +121,15 @@ def test_a_nested_spec_is_patched_not_replaced() -> None:
     assert [c["name"] for c in patch["spec"]["children"]] == ["x", "y"]
 
 
-def test_dynamic_children_are_the_template_under_their_serial_id() -> None:
+def test_dynamic_children_are_the_template_under_their_own_name() -> None:
     s = SupervisorSpec.model_validate(
         {"strategy": "simple_one_for_one", "childTemplate": child("worker", "sleep")}
     )
     h = running(s)
     h.send(StartChildRequest("r", args=["5"]))
-    made = manifest_child(h.sup, "1")
+    made = manifest_child(h.sup, "worker-1")
     assert made is not None
-    assert made.name == "1"
+    assert made.name == "worker-1"
     assert made.actor is not None
     assert made.actor.args == ["5"]
 

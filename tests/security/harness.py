@@ -61,8 +61,16 @@ class Side:
     state: Path
     owner: Any = None
 
+    def instance_files(self) -> list[Path]:
+        return list((self.state / "rebeam" / "runs").glob(f"{self.namespace}.*.json"))
+
+    def ready(self) -> bool:
+        """Whether its instance file is written."""
+        return bool(self.instance_files())
+
     def owner_credentials(self) -> str | None:
-        info = json.loads((self.state / "rebeam" / f"{self.namespace}.json").read_text())
+        (instance,) = self.instance_files()
+        info = json.loads(instance.read_text())
         return info.get("credentials")
 
 
@@ -138,7 +146,7 @@ async def build(tmp: Path, secure: bool) -> World:
     b = start_side(tmp, server.url, "atkb", issuer, None)
     for side in (a, b):
         side.events.wait("started", "vault")
-        wait_until((side.state / "rebeam" / f"{side.namespace}.json").exists)
+        wait_until(side.ready)
         side.owner = await rebeam.connect(
             server.url, namespace=side.namespace, credentials=side.owner_credentials()
         )

@@ -16,10 +16,10 @@ from tests.local.conftest import SLEEPER, StartRun, rebeam_run, supervisor  # no
 def test_another_user_cannot_manage_the_tree(rebeam_run: StartRun, tmp_path: Path) -> None:  # noqa: F811
     run = rebeam_run(supervisor("app", f"    - {{name: idle, actor: {SLEEPER}}}\n"))
     run.events.wait("started", "idle")
-    run.wait_ready()
-    instance = Path(run.env["XDG_STATE_HOME"]) / "rebeam" / f"{run.namespace}.json"
+    instance = run.instance_file()
     assert instance.stat().st_mode & 0o777 == 0o600
-    assert instance.parent.stat().st_mode & 0o077 == 0  # nor can they list the folder
+    for folder in (instance.parent, instance.parent.parent):  # nor can they list the folders
+        assert folder.stat().st_mode & 0o077 == 0
     url = json.loads(instance.read_text())["nats_url"]
     stranger = dict(run.env, XDG_STATE_HOME=str(tmp_path / "stranger"))
     for command in (

@@ -386,7 +386,7 @@ class TestShutdown_1_6:
         for r in range(3):
             h.send(StartChildRequest(r))
         h.auto = False
-        assert h.send(ShutdownRequest(SHUTDOWN)) == ["stop 1#1", "stop 2#1", "stop 3#1"]
+        assert h.send(ShutdownRequest(SHUTDOWN)) == ["stop t-1#1", "stop t-2#1", "stop t-3#1"]
         for command in list(h.unanswered):
             h.answer(command, ChildExited(command.child, 1, SHUTDOWN))
         assert h.trace()[-1] == "exit shutdown"
@@ -449,7 +449,7 @@ class TestStrategies_1_7:
         h.init()
         h.send(StartChildRequest("r", args={"n": 7}))
         first = h.commands[-2]
-        h.crash("1")
+        h.crash("t-1")
         restarted = h.commands[-1]
         assert first.spec.args == restarted.spec.args == {"base": 1, "n": 7}  # type: ignore[union-attr]
 
@@ -597,8 +597,8 @@ class TestStartFailures_1_8:
         h = Harness(flags(Strategy.SIMPLE_ONE_FOR_ONE), children("t"))
         h.init()
         h.send(StartChildRequest("r"))
-        h.ignore_next_start("1")
-        h.crash("1")
+        h.ignore_next_start("t-1")
+        h.crash("t-1")
         assert h.sup.which_children() == []
 
     def test_a_process_that_dies_before_it_is_up_failed_to_start(self) -> None:
@@ -774,7 +774,7 @@ class TestSimpleOneForOne_1_10:
 
     def test_ignore_stores_nothing(self) -> None:
         h = self._simple()
-        h.ignore_next_start("1")
+        h.ignore_next_start("t-1")
         h.send(StartChildRequest("r"))
         assert h.replies["r"] == Ok(None)
         assert h.sup.which_children() == []
@@ -782,16 +782,16 @@ class TestSimpleOneForOne_1_10:
     def test_restart_and_delete_child_are_not_for_simple(self) -> None:
         h = self._simple()
         h.send(StartChildRequest("r"))
-        h.send(RestartChildRequest("x", "1"))
-        h.send(DeleteChildRequest("y", "1"))
+        h.send(RestartChildRequest("x", "t-1"))
+        h.send(DeleteChildRequest("y", "t-1"))
         assert h.replies["x"] == h.replies["y"] == Error("simple_one_for_one")
 
     def test_terminate_child_removes_it_a_past_child_is_ok_a_stranger_not_found(self) -> None:
         h = self._simple()
         h.send(StartChildRequest("r"))
-        h.send(TerminateChildRequest("t1", "1"))
-        h.send(TerminateChildRequest("t2", "1"))
-        h.send(TerminateChildRequest("t3", "99"))
+        h.send(TerminateChildRequest("t1", "t-1"))
+        h.send(TerminateChildRequest("t2", "t-1"))
+        h.send(TerminateChildRequest("t3", "t-99"))
         assert h.sup.which_children() == []
         assert (h.replies["t1"], h.replies["t2"], h.replies["t3"]) == (
             Ok(),
@@ -803,7 +803,7 @@ class TestSimpleOneForOne_1_10:
         h = Harness(flags(Strategy.SIMPLE_ONE_FOR_ONE), [ChildSpec("t", restart=TRANSIENT)])
         h.init()
         h.send(StartChildRequest("r"))
-        h.exit("1", NORMAL)
+        h.exit("t-1", NORMAL)
         assert h.sup.which_children() == []
 
     def test_count_children_counts_restarting_as_stored_not_active(self) -> None:
@@ -812,19 +812,19 @@ class TestSimpleOneForOne_1_10:
         for r in "abc":
             h.send(StartChildRequest(r))
         h.auto = False
-        h.crash("1")
-        h.answer(h.unanswered[0], _failed("1", 2))  # 1 is restarting; the retry starts 1#3
+        h.crash("t-1")
+        h.answer(h.unanswered[0], _failed("t-1", 2))  # restarting; the retry starts t-1#3
         counts = h.sup.count_children()
         assert (counts.specs, counts.workers) == (1, 3)
-        assert counts.active == 3  # 1 is 'starting' again, not 'restarting'
+        assert counts.active == 3  # t-1 is 'starting' again, not 'restarting'
 
     def test_dynamic_children_get_unique_ids_never_reused(self) -> None:
         h = self._simple()
         for r in "ab":
             h.send(StartChildRequest(r))
-        h.send(TerminateChildRequest("t", "1"))
+        h.send(TerminateChildRequest("t", "t-1"))
         h.send(StartChildRequest("c"))
-        assert [c.id for c in h.sup.which_children()] == ["2", "3"]
+        assert [c.id for c in h.sup.which_children()] == ["t-2", "t-3"]
 
 
 # --- docs/semantics.md, "Significant children and auto_shutdown" ---------------------------

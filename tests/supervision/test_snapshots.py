@@ -68,7 +68,7 @@ def test_dynamic_and_added_children_come_back_with_their_args() -> None:
     h.init()
     h.send(StartChildRequest("r", args={"n": 2}))
     restored = through_json(h.sup, flags, specs)
-    out = restored.handle(ChildExited("1", 1, BOOM), 1.0)
+    out = restored.handle(ChildExited("t-1", 1, BOOM), 1.0)
     start = next(c for c in out if isinstance(c, StartChild))
     assert start.spec.args == {"base": 1, "n": 2}
 

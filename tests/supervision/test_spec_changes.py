@@ -168,12 +168,12 @@ def test_a_new_template_serves_new_children_and_restarts_keeping_their_args() ->
     h.init()
     h.send(StartChildRequest("s", args=[2]))
     h.sup.change_template(ChildSpec("t", shutdown=7, args=[9]))
-    assert h.incarnation("1") == 1  # not restarted
-    spec = h.sup.child_spec("1")
+    assert h.incarnation("t-1") == 1  # not restarted
+    spec = h.sup.child_spec("t-1")
     assert spec is not None
     assert (spec.shutdown, spec.args) == (7, [1, 2])
     h.send(StartChildRequest("s2", args=[3]))
-    spec2 = h.sup.child_spec("2")
+    spec2 = h.sup.child_spec("t-2")
     assert spec2 is not None
     assert (spec2.shutdown, spec2.args) == (7, [9, 3])
     with pytest.raises(SupervisorSpecError):

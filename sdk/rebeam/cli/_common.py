@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import os
 import secrets
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import nats
 from rebeam import _subjects
 from rebeam._nats_fixes import connect as nats_connect
 from rebeam.errors import TlsError
-from rebeam.local.control import InstanceFile, NoInstance
+from rebeam.local.instances import InstanceFile, NoInstance
 from rebeam.pids import Pid, validate_namespace
 
 __all__ = [
@@ -27,6 +28,8 @@ __all__ = [
     "admin_connect",
     "connect",
     "credentials",
+    "instance",
+    "namespace_type",
     "nats_url",
     "unreachable",
 ]
@@ -47,13 +50,13 @@ def add_namespace(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--namespace",
         "-n",
-        type=_namespace,  # also applied to the default, so a bad $REBEAM_NAMESPACE is refused
+        type=namespace_type,  # also applied to the default, so a bad $REBEAM_NAMESPACE is refused
         default=os.environ.get("REBEAM_NAMESPACE", "default"),
         help="the namespace of the tree (default: $REBEAM_NAMESPACE or 'default')",
     )
 
 
-def _namespace(text: str) -> str:
+def namespace_type(text: str) -> str:
     """A namespace no tree can have is a usage error (exit 2), before anything is looked up."""
     try:
         return validate_namespace(text)
@@ -87,6 +90,16 @@ def add_target(parser: argparse.ArgumentParser) -> None:
         ),
     )
     add_nats_ca(parser)
+    parser.add_argument(
+        "--run",
+        dest="run_id",  # args.run is the subcommand's function
+        metavar="ID",
+        default=os.environ.get("REBEAM_RUN"),
+        help=(
+            "which `rebeam run` of the namespace to talk to, by its id or a prefix of it "
+            "(`rebeam runs` lists them; default: $REBEAM_RUN, else the one started last)"
+        ),
+    )
 
 
 def add_nats_ca(parser: argparse.ArgumentParser) -> None:
@@ -104,7 +117,26 @@ def nats_url(args: argparse.Namespace) -> str:
     """The NATS URL to talk to; raises NoInstance with a clear message when there is none."""
     if args.nats:
         return str(args.nats)
-    return str(InstanceFile.read(args.namespace)["nats_url"])
+    return str(instance(args)["nats_url"])
+
+
+def instance(args: argparse.Namespace) -> dict[str, Any]:
+    """The instance file of the `rebeam run` to talk to (--run, else the one started last).
+    When the namespace has several runs and none was picked, says which one on stderr."""
+    chosen: dict[str, Any] | None = getattr(args, "chosen_instance", None)
+    if chosen is None:
+        picked = getattr(args, "run_id", None)
+        chosen = InstanceFile.read(args.namespace, picked)
+        others = len(InstanceFile.runs(args.namespace)) - 1
+        if others > 0 and not picked:
+            print(
+                f"rebeam: namespace {args.namespace!r} has {others + 1} runs; talking to run "
+                f"{chosen['run_id']} (NATS {chosen['nats_url']}), the one started last; pick "
+                f"another with --run ID (`rebeam runs -n {args.namespace}` lists them)",
+                file=sys.stderr,
+            )
+        args.chosen_instance = chosen
+    return chosen
 
 
 def unreachable(url: str, exc: BaseException) -> Unreachable:
@@ -168,7 +200,7 @@ def credentials(args: argparse.Namespace) -> str | None:
     $REBEAM_CREDENTIALS, else the bearer token of the current kubeconfig user (against a
     cluster, the operator checks it with the API server and asks RBAC what it may do)."""
     if not args.nats:
-        found = InstanceFile.read(args.namespace).get("credentials")
+        found = instance(args).get("credentials")
         return str(found) if found else None
     if getattr(args, "credentials_file", None):
         return str(args.credentials_file.read_text().strip())
@@ -200,7 +232,7 @@ def nats_ca(args: argparse.Namespace) -> str | None:
         return str(args.nats_ca)
     if args.nats:
         return None
-    found = InstanceFile.read(args.namespace).get("nats_ca")
+    found = instance(args).get("nats_ca")
     return str(found) if found else None
 
 

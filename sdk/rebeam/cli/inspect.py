@@ -15,7 +15,7 @@ from rebeam import _subjects
 from rebeam._management import parse_reply
 from rebeam.cli._common import FAILURES, add_target, admin_connect, nats_url
 from rebeam.events import LifecycleEvent
-from rebeam.local.control import NoInstance
+from rebeam.local.instances import NoInstance
 from rebeam.local.view import describe_event, render_tree
 
 

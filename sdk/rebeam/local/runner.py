@@ -40,7 +40,8 @@ from rebeam.auth.issuer import Issuer
 from rebeam.backends import provision
 from rebeam.exits import SHUTDOWN, ExitReason
 from rebeam.local.adoption import MARK, Adoption
-from rebeam.local.control import ControlServer, InstanceFile
+from rebeam.local.control import ControlServer
+from rebeam.local.instances import InstanceFile
 from rebeam.local.lifecycle import Lifecycle
 from rebeam.local.natskeeper import ServerKeeper
 from rebeam.local.processes import OutputSink
@@ -124,6 +125,7 @@ class LocalRun:
         self._signals = 0
         self._killed = ""  # the signal that killed every child at once, if one did
         self._provisioning: asyncio.Future[None] | None = None
+        self._started = asyncio.Event()  # every root has started, or the start was given up
 
     async def run(self, on_context: object = None) -> int:
         workdir = Path(tempfile.mkdtemp(prefix="rebeam-run-"))
@@ -215,6 +217,14 @@ class LocalRun:
                 return advertise()
 
             instance = advertise()
+            log.warning(
+                "run %s serves namespace %r with NATS at %s; from another terminal: "
+                "rebeam tree -n %s (rebeam runs lists every run)",
+                self.run_id,
+                namespace,
+                url,
+                namespace,
+            )
             if server is not None:
                 keeper = asyncio.ensure_future(
                     ServerKeeper(
@@ -289,12 +299,14 @@ class LocalRun:
         try:
             for name, spec in roots_of(self.resources):
                 runner = SupervisorRunner(self.ctx, name, spec)
+                self.roots.append(runner)  # reachable while it starts (see reach)
                 failure = await runner.start()
                 if failure is not None:
+                    self._started.set()
                     self.outcome = f"{name} failed to start: {_start_failure(failure)}"
                     await self._shutdown_all()
                     return 1
-                self.roots.append(runner)
+            self._started.set()
             ended = asyncio.ensure_future(
                 asyncio.wait([r.done for r in self.roots], return_when=asyncio.FIRST_COMPLETED)
             )
@@ -362,34 +374,53 @@ class LocalRun:
             last = f" (last exit: {g.reason})" if g.reason is not None else ""
             intensity, period = runner.spec.intensity, runner.spec.period
             self.outcome = (
-                f"{runner.path} gave up: {runner.child_name(g.child)} needed more than "
+                f"{runner.path} gave up: {g.child} needed more than "
                 f"{intensity} restart{'s' if intensity != 1 else ''} in {period:g}s{last}"
             )
             return 1
         if runner.auto_shutdown is not None:
             a = runner.auto_shutdown
             self.outcome = (
-                f"{runner.path} shut down: significant child {runner.child_name(a.child)} "
-                f"exited ({a.reason})"
+                f"{runner.path} shut down: significant child {a.child} exited ({a.reason})"
             )
             return 0
         self.outcome = f"{runner.path} exited ({reason})"
         return 0 if reason.is_clean else 1
+
+    async def until_started(self) -> None:
+        """Until every root has started (or the start was given up)."""
+        await self._started.wait()
+
+    async def reach(self, path: str) -> SupervisorRunner | None:
+        """The supervisor at ``path``; while the trees start, waits for it to be created
+        (its parent may not have come to it yet). None once it cannot appear any more."""
+        while True:
+            runner = self.supervisor_at(path)
+            if runner is not None or self._started.is_set():
+                return runner
+            arrived = asyncio.ensure_future(self.ctx.arrivals.next())
+            started = asyncio.ensure_future(self._started.wait())
+            try:
+                await asyncio.wait({arrived, started}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                arrived.cancel()
+                started.cancel()
+
+    async def parent_of(self, path: str) -> tuple[SupervisorRunner, str] | None:
+        """The supervisor of the child at ``path``, and the child's id in it; waits for the
+        supervisor as :meth:`reach` does."""
+        parent, _, name = path.strip("/").rpartition("/")
+        runner = await self.reach(parent) if parent else None
+        return (runner, name) if runner else None
 
     def supervisor_at(self, path: str) -> SupervisorRunner | None:
         """The running supervisor at ``path`` (``shop`` or ``shop/storage``)."""
         parts = path.strip("/").split("/")
         runner = next((r for r in self.roots if r.path == parts[0]), None)
         for part in parts[1:]:
-            child = runner.children.get(runner.child_id(part)) if runner else None
+            child = runner.children.get(part) if runner else None
             runner = child if isinstance(child, SupervisorRunner) else None
         return runner
-
-    def parent_of(self, path: str) -> tuple[SupervisorRunner, str] | None:
-        """The supervisor of the child at ``path``, and the child's id in it."""
-        parent, _, name = path.strip("/").rpartition("/")
-        runner = self.supervisor_at(parent) if parent else None
-        return (runner, runner.child_id(name)) if runner else None
 
 
 def _kept_up_until(keeper: asyncio.Task[str]) -> str:

@@ -25,7 +25,7 @@ def _supervisor(runner: SupervisorRunner) -> dict[str, Any]:
         "path": runner.path,
         "kind": "supervisor",
         "strategy": spec.strategy.value,
-        "state": "terminated" if runner.done.done() else "running",
+        "state": _state(runner),
         "restarts": runner.core.restarts_in_window(now),
         "intensity": spec.intensity,
         "period": spec.period,
@@ -33,12 +33,11 @@ def _supervisor(runner: SupervisorRunner) -> dict[str, Any]:
     }
     # which_children is OTP's order (newest first); people read a tree in start order.
     for info in reversed(runner.core.which_children()):
-        name = runner.child_name(info.id)
-        path = f"{runner.path}/{name}"
+        path = f"{runner.path}/{info.id}"
         record = runner.ctx.records.get(path)
         live = info.status is not ChildStatus.UNDEFINED
         child: dict[str, Any] = {
-            "name": name,
+            "name": info.id,
             "path": path,
             "kind": record.kind if record else "actor",
             "state": info.status.value,
@@ -53,3 +52,9 @@ def _supervisor(runner: SupervisorRunner) -> dict[str, Any]:
             child |= {k: v for k, v in _supervisor(nested).items() if k not in ("path", "state")}
         node["children"].append(child)
     return node
+
+
+def _state(runner: SupervisorRunner) -> str:
+    if runner.done.done():
+        return "terminated"
+    return "starting" if runner.starting else "running"

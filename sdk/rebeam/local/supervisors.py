@@ -28,6 +28,7 @@ from rebeam.backends import claim_slot
 from rebeam.events import LifecycleEvent, release_names_of
 from rebeam.exits import KILLED, SHUTDOWN, ExitReason, crash, shutdown_with
 from rebeam.local.adoption import Adoption
+from rebeam.local.arrivals import Arrivals
 from rebeam.local.lifecycle import Lifecycle
 from rebeam.local.processes import ChildProcess, Identity, OutputSink, StartFailure
 from rebeam.local.reaper import Reaper
@@ -96,6 +97,7 @@ class RunContext:
     records: dict[str, ChildRecord] = field(default_factory=dict)
     issuer: Issuer | None = None  # issues each incarnation's credential
     nats_ca: str | None = None  # the CA file of a tls:// server, for the children
+    arrivals: Arrivals = field(default_factory=Arrivals)  # a supervisor was created
 
 
 def slot_of(run_id: str, path: str) -> str:
@@ -146,31 +148,31 @@ class SupervisorRunner:
         """Run init: None once every child is up, else why it failed (all stopped again)."""
         self._loop_task = asyncio.create_task(self._loop())
         self._execute(self.core.init(_now()))
+        # Reachable from now on: a request that waited for this supervisor to appear is
+        # posted to its core, which keeps it until init is done.
+        self.ctx.arrivals.announce()
         return await self._ready
+
+    @property
+    def starting(self) -> bool:
+        """In init: its children are being started."""
+        return not self._ready.done()
 
     def post(self, event: Event) -> None:
         if not self._killed and not self.done.done():
             self._events.put_nowait(event)
 
     async def request(self, make: Callable[[int], Event]) -> Ok | Error:
-        """A management request (start_child, terminate_child, ...), answered by the core."""
+        """A management request (start_child, terminate_child, ...), answered by the core;
+        during init, once init is done (the core keeps it until then)."""
+        if self._killed or self.done.done():
+            return Error("noproc")  # nobody would answer: an ended process, as in OTP
         self._next_request += 1
         rid = self._next_request
         reply: asyncio.Future[Ok | Error] = asyncio.Future()
         self._replies[rid] = reply
         self.post(make(rid))
         return await reply
-
-    def child_name(self, child_id: str) -> str:
-        """Dynamic children are numbered by the core; people see ``<template>-<n>``."""
-        template = self.spec.child_template
-        return f"{template.name}-{child_id}" if template else child_id
-
-    def child_id(self, name: str) -> str:
-        template = self.spec.child_template
-        if template and name.startswith(f"{template.name}-"):
-            return name[len(template.name) + 1 :]
-        return name
 
     def kill(self) -> None:
         """Brutal end of the whole subtree (a shutdown that timed out, a second Ctrl-C):
@@ -228,12 +230,12 @@ class SupervisorRunner:
             elif isinstance(command, ChildRestarting):
                 self._emit(
                     "restarting",
-                    child=self.child_name(command.child),
+                    child=command.child,
                     reason=command.reason,
                 )
             elif isinstance(command, GaveUp):
                 self.gave_up = command
-                self._emit("gave_up", child=self.child_name(command.child), reason=command.reason)
+                self._emit("gave_up", child=command.child, reason=command.reason)
             elif isinstance(command, AutoShutdownBy):
                 self.auto_shutdown = command
 
@@ -263,7 +265,7 @@ class SupervisorRunner:
 
     async def _run_actor(self, command: StartChild, child: Child) -> None:
         assert child.actor is not None
-        name = self.child_name(command.child)
+        name = command.child
         path = f"{self.path}/{name}"
         slot = slot_of(self.ctx.run_id, path)
         pid = Pid.for_incarnation(self.ctx.namespace, slot, command.incarnation)
@@ -279,9 +281,12 @@ class SupervisorRunner:
             credentials=credentials,
             nats_ca=self.ctx.nats_ca,
         )
+        # The core's spec carries the arguments this child runs with: for a dynamic child,
+        # the template's combined with start_child's (the template alone lacks the latter).
+        actor = child.actor.model_copy(update={"args": command.spec.args})
         process = ChildProcess(
             identity,
-            child.actor,
+            actor,
             on_output=self.ctx.output,
             zygote=self.ctx.zygote,
             adoption=self.ctx.adoption,
@@ -318,7 +323,7 @@ class SupervisorRunner:
 
     async def _start_supervisor(self, command: StartChild, child: Child) -> None:
         assert child.supervisor is not None
-        name = self.child_name(command.child)
+        name = command.child
         path = f"{self.path}/{name}"
         record = self._record(path, "supervisor")
 
@@ -366,8 +371,7 @@ class SupervisorRunner:
             except TimeoutError:
                 child.kill()
         # Killed: the subtree reports nothing more itself; say it here.
-        name = self.child_name(command.child)
-        self._emit("exited", name, command.incarnation, reason=KILLED)
+        self._emit("exited", command.child, command.incarnation, reason=KILLED)
         self.post(ChildExited(command.child, command.incarnation, KILLED))
 
     # --- small helpers -------------------------------------------------------------------

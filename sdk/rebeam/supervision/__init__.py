@@ -5,9 +5,10 @@ Both backends drive it: the local runtime (``rebeam run``) and the Kubernetes op
 engine and ``messages.py`` for the events and commands.
 """
 
-from rebeam.supervision import childspec, core, intensity, messages, policy
+from rebeam.supervision import childspec, core, dynamic, intensity, messages, policy
 from rebeam.supervision.childspec import *  # noqa: F403
 from rebeam.supervision.core import *  # noqa: F403
+from rebeam.supervision.dynamic import *  # noqa: F403
 from rebeam.supervision.intensity import *  # noqa: F403
 from rebeam.supervision.messages import *  # noqa: F403
 from rebeam.supervision.policy import *  # noqa: F403
@@ -19,6 +20,7 @@ from rebeam.supervision.snapshots import SnapshotError, StartCodec
 __all__ = [
     *childspec.__all__,
     *core.__all__,
+    *dynamic.__all__,
     *intensity.__all__,
     *messages.__all__,
     *policy.__all__,

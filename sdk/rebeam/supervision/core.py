@@ -45,6 +45,7 @@ from rebeam.supervision.childspec import (
     child_spec_problems,
     flags_problems,
 )
+from rebeam.supervision.dynamic import dynamic_child_id, dynamic_serial
 from rebeam.supervision.intensity import RestartIntensity
 from rebeam.supervision.messages import (
     AutoShutdownBy,
@@ -321,7 +322,9 @@ class Supervisor:
             for spec in children:
                 self._add(spec)
         self._incarnations: dict[str, int] = dict(incarnations or {})
-        self._dynamic_serial = max((int(i) for i in self._incarnations if i.isdigit()), default=0)
+        self._dynamic_serial = max(
+            (s for i in self._incarnations if (s := self._serial_of(i)) is not None), default=0
+        )
         self._mailbox: deque[Event] = deque()
         self._steps: deque[_Step] = deque()
         self._awaiting: _Start | _Stop | _StopAll | None = None
@@ -406,6 +409,12 @@ class Supervisor:
             raise SupervisorSpecError(problems)
         self.flags = flags
         self._intensity = RestartIntensity(flags.intensity, flags.period, self._intensity.history)
+
+    def _serial_of(self, child_id: str) -> int | None:
+        """The serial number of a dynamic child's id; None for any other id."""
+        if self._template is None:
+            return None
+        return dynamic_serial(self._template.id, child_id)
 
     def change_template(self, template: ChildSpec) -> None:
         """simple_one_for_one: a new template for the children started from now on and for
@@ -807,7 +816,8 @@ class Supervisor:
                 self._reply(req.request_id, Error(f"bad_args: {exc}"))
                 return
             self._dynamic_serial += 1
-            spec = dataclasses.replace(template, id=str(self._dynamic_serial), args=args)
+            child_id = dynamic_child_id(template.id, self._dynamic_serial)
+            spec = dataclasses.replace(template, id=child_id, args=args)
         else:
             if req.spec is None:
                 self._reply(req.request_id, Error("missing child spec"))
@@ -831,7 +841,8 @@ class Supervisor:
         c = self._children.get(req.child)
         if c is None:
             # simple_one_for_one: a child that was ours and is gone is already terminated.
-            known = self._simple and req.child.isdigit() and int(req.child) <= self._dynamic_serial
+            serial = self._serial_of(req.child)
+            known = serial is not None and serial <= self._dynamic_serial
             self._reply(req.request_id, Ok() if known else Error("not_found"))
             return
         remove = self._simple or self._is_temporary(req.child)
