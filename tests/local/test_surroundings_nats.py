@@ -49,8 +49,12 @@ def no_traceback(run: Run) -> None:
 
 
 def test_a_killed_private_nats_server_is_restarted_and_the_tree_carries_on(
-    rebeam_run: StartRun, tmp_path: Path
+    rebeam_run: StartRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # What is tested is the keeper, not the lease: on a busy machine, the restart and the
+    # reconnection can take longer than the default lease TTL (15 s), after which an actor is
+    # declared lost and stops with noconnection, as it must (docs/architecture.md on leases).
+    monkeypatch.setenv("REBEAM_LEASE_TTL", "120")
     (tmp_path / "counting.py").write_text(COUNTER)
     children = (
         "    - {name: counter, actor: {module: 'counting:Counter', register: counter}}\n"
@@ -70,7 +74,7 @@ def test_a_killed_private_nats_server_is_restarted_and_the_tree_carries_on(
     while (called := run.rebeam("call", "counter", "{}")).returncode != 0:
         assert time.monotonic() < deadline, called.stderr
     assert json.loads(called.stdout) == {"n": 2}  # the same incarnation: it never went down
-    tree = run.rebeam("tree", "--json", timeout=FAST)
+    tree = run.rebeam("tree", "--json")
     assert tree.returncode == 0, tree.stderr
     assert alive(new)
     assert run.process.poll() is None
