@@ -9,14 +9,12 @@ caused it, then sends it: an operator killed in between sends it again after its
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from rebeam.exits import ExitReason
+from rebeam.pids import Pid
 
-if TYPE_CHECKING:
-    from rebeam_operator.driver import Driver
-
-__all__ = ["send"]
+__all__ = ["Teller", "send"]
 
 Json = dict[str, Any]
 
@@ -28,36 +26,55 @@ def _reason(note: Json) -> ExitReason | None:
     return None if wire is None else ExitReason.from_wire(wire)
 
 
-async def send(driver: Driver, note: Json) -> None:
+class Teller(Protocol):
+    """The two acts sending a notice takes (effects.py has them)."""
+
+    def emit(
+        self,
+        event: str,
+        child: str | None,
+        inc: int | None,
+        pid: Pid | None,
+        reason: ExitReason | None = None,
+    ) -> None: ...
+
+    async def post_event(
+        self, involved: Json, event_type: str, reason: str, message: str
+    ) -> None: ...
+
+
+async def send(teller: Teller, involved: Json, note: Json, gave_up: str | None) -> None:
+    """Tell ``note`` as a Kubernetes Event on ``involved`` (the driver's object) and, where
+    ``rebeam run`` publishes one, as a lifecycle event; ``gave_up`` is the message of a
+    give-up, as status keeps it."""
     kind = note["event"]
     reason = _reason(note)
     child = note.get("child")
-    kube = driver.world.kube
     if kind == "restarting":
         children = ", ".join(note.get("children") or [])
         if reason is None:
             message = f"retrying the failed start of {child}: restarting {children}"
         else:
             message = f"{child} exited ({reason}), restarting {children}"
-        await kube.post_event(driver.body, "Warning", "Restarting", message)
-        driver._emit("restarting", child, None, None, reason)
+        await teller.post_event(involved, "Warning", "Restarting", message)
+        teller.emit("restarting", child, None, None, reason)
     elif kind == "gave_up":
-        message = driver.gave_up or f"{child} exited ({reason}); gave up"
-        await kube.post_event(driver.body, "Warning", "GaveUp", message)
-        driver._emit("gave_up", child, None, None, reason)
+        message = gave_up or f"{child} exited ({reason}); gave up"
+        await teller.post_event(involved, "Warning", "GaveUp", message)
+        teller.emit("gave_up", child, None, None, reason)
     elif kind == "init_failed":
         message = f"{child} failed to start ({reason}); the children already started were stopped"
-        await kube.post_event(driver.body, "Warning", "StartFailed", message)
+        await teller.post_event(involved, "Warning", "StartFailed", message)
     elif kind == "shutdown":
-        await kube.post_event(driver.body, "Normal", "Exited", f"exited ({reason})")
-        driver._emit("shutdown", None, None, None, reason)
+        await teller.post_event(involved, "Normal", "Exited", f"exited ({reason})")
+        teller.emit("shutdown", None, None, None, reason)
     elif kind == "spec_changed":
-        await kube.post_event(driver.body, "Normal", "SpecChanged", str(note.get("message")))
+        await teller.post_event(involved, "Normal", "SpecChanged", str(note.get("message")))
     elif kind == "spec_refused":
-        await kube.post_event(driver.body, "Warning", "SpecRefused", str(note.get("message")))
+        await teller.post_event(involved, "Warning", "SpecRefused", str(note.get("message")))
     elif kind == "auto_shutdown":
         message = f"significant child {child} exited ({reason}): shutting down"
-        await kube.post_event(driver.body, "Normal", "AutoShutdown", message)
+        await teller.post_event(involved, "Normal", "AutoShutdown", message)
     else:
         # Not raised: the outbox is persisted, and a notice no code sends (one written by
         # another version of the operator) would fail every pass of this driver forever.
