@@ -71,6 +71,7 @@ from rebeam_operator.hosts import FINALIZER, LABEL_CHILD, LABEL_HOST, Host, host
 from rebeam_operator.kube import Conflict
 from rebeam_operator.record import Record, parse, restore_core, to_status
 from rebeam_operator.requests import Requests
+from rebeam_operator.settings import Settings
 from rebeam_operator.timing import BUSY_TICK, DONE, MIN_TICK, Backoff, Result, requeue_after
 
 __all__ = ["Driver"]
@@ -81,12 +82,14 @@ Json = dict[str, Any]
 
 
 class Driver:
-    def __init__(self, services: Services, body: Json, effects: Effects | None = None) -> None:
-        self.settings = services.settings
+    """The driver of one object (``body``); it acts on the world only through ``effects``."""
+
+    def __init__(self, settings: Settings, body: Json, effects: Effects) -> None:
+        self.settings = settings
         self.body = body
         self.host: Host = host_from_body(body)
         self.log = logging.LoggerAdapter(log, {"object": f"{self.host.namespace}/{self.host.name}"})
-        self.effects: Effects = effects or WorldEffects(services, self.host)
+        self.effects = effects
         self.deleted = False
         self.core: Supervisor | None = None
         self.record = Record()
@@ -94,6 +97,11 @@ class Driver:
         self.requests = Requests()  # management requests (control.py) for the next pass
         self.wake = asyncio.Event()
         self.backoff = Backoff()
+
+    @classmethod
+    def in_world(cls, services: Services, body: Json) -> Driver:
+        """The driver of ``body`` in the operator's world. Raises InvalidObject."""
+        return cls(services.settings, body, WorldEffects(services, host_from_body(body)))
 
     # --- what others see (view.py) ---------------------------------------------------------
 
@@ -144,12 +152,12 @@ class Driver:
     # --- the loop ------------------------------------------------------------------------
 
     async def run(self) -> None:
-        await self._seed()
+        await self.seed()
         while not self.deleted:
             try:
                 result = await self.reconcile()
             except Conflict:
-                await self._reread()
+                await self.reread()
                 continue
             except Exception:
                 delay = self.backoff.failed()
@@ -182,7 +190,7 @@ class Driver:
             wait = max(MIN_TICK, min(wait, deadline - time.time()))
         return Result(requeue_after=wait)
 
-    async def _seed(self) -> None:
+    async def seed(self) -> None:
         """List what this driver owns before trusting its caches (a watch may lag)."""
         selector = f"{LABEL_HOST}={self.host.uid}"
         for pod in await self.effects.list_pods(selector):
@@ -195,7 +203,8 @@ class Driver:
             self.cache.slot_specs[child] = obj.get("spec") or {}
         self._restore(self.host.status)
 
-    async def _reread(self) -> None:
+    async def reread(self) -> None:
+        """After a Conflict: the object as stored, and the record too if someone else wrote it."""
         body = await self.effects.get_object(self.host.plural, self.host.name)
         if body is None:
             self.deleted = True

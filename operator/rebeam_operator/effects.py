@@ -9,7 +9,7 @@ the shared Kubernetes client and NATS connection to the driver's namespace.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 
 from rebeam.events import LifecycleEvent
 from rebeam.exits import ExitReason
@@ -19,9 +19,10 @@ from rebeam_operator.kube import Kube
 from rebeam_operator.messaging import Messaging
 from rebeam_operator.settings import Settings
 
-__all__ = ["Effects", "Services", "WorldEffects"]
+__all__ = ["Effects", "Services", "Teller", "WorldEffects"]
 
 Json = dict[str, Any]
+Why: TypeAlias = ExitReason | None  # the reason of a lifecycle event, if it has one
 
 
 class Services(Protocol):
@@ -39,21 +40,20 @@ class Services(Protocol):
     async def node_ready(self, name: str) -> bool: ...
 
 
-class Effects(Protocol):
-    """The acts of one driver; names are of objects in the driver's namespace."""
+class Teller(Protocol):
+    """The acts that tell people what happened (notices.py)."""
 
     def emit(
-        self,
-        event: str,
-        child: str | None,
-        inc: int | None,
-        pid: Pid | None,
-        reason: ExitReason | None = None,
+        self, event: str, child: str | None, inc: int | None, pid: Pid | None, reason: Why = None
     ) -> None:
         """Publish a lifecycle event of the driver's supervisor on NATS."""
 
     async def post_event(self, involved: Json, event_type: str, reason: str, message: str) -> None:
         """A Kubernetes Event on ``involved``."""
+
+
+class Effects(Teller, Protocol):
+    """The acts of one driver; names are of objects in the driver's namespace."""
 
     async def get_pod(self, name: str) -> Json | None: ...
 
@@ -115,12 +115,7 @@ class WorldEffects:
         self._path = host.path
 
     def emit(
-        self,
-        event: str,
-        child: str | None,
-        inc: int | None,
-        pid: Pid | None,
-        reason: ExitReason | None = None,
+        self, event: str, child: str | None, inc: int | None, pid: Pid | None, reason: Why = None
     ) -> None:
         self._messaging.emit(
             LifecycleEvent(

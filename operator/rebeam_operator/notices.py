@@ -9,12 +9,12 @@ caused it, then sends it: an operator killed in between sends it again after its
 from __future__ import annotations
 
 import logging
-from typing import Any, Protocol
+from typing import Any
 
 from rebeam.exits import ExitReason
-from rebeam.pids import Pid
+from rebeam_operator.effects import Teller
 
-__all__ = ["Teller", "send"]
+__all__ = ["send"]
 
 Json = dict[str, Any]
 
@@ -24,23 +24,6 @@ log = logging.getLogger("rebeam.operator")
 def _reason(note: Json) -> ExitReason | None:
     wire = note.get("reason")
     return None if wire is None else ExitReason.from_wire(wire)
-
-
-class Teller(Protocol):
-    """The two acts sending a notice takes (effects.py has them)."""
-
-    def emit(
-        self,
-        event: str,
-        child: str | None,
-        inc: int | None,
-        pid: Pid | None,
-        reason: ExitReason | None = None,
-    ) -> None: ...
-
-    async def post_event(
-        self, involved: Json, event_type: str, reason: str, message: str
-    ) -> None: ...
 
 
 async def send(teller: Teller, involved: Json, note: Json, gave_up: str | None) -> None:

@@ -56,7 +56,7 @@ class World:
             if deleted:
                 return
             try:
-                driver = Driver(self, body)
+                driver = Driver.in_world(self, body)
             except InvalidObject as exc:
                 # Nothing to drive; the watch brings the object again once it is fixed.
                 log.error("cannot drive %s", exc)
