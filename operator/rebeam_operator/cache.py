@@ -1,6 +1,6 @@
 """A driver's cache: what the watches (and its own writes) showed of the objects it owns, and
 what it did since it started. Memory only: a restarted operator lists the objects again
-(``Driver._seed``) and trusts only its record (record.py) for what it decided.
+(``Driver.seed``) and trusts only its record (record.py) for what it decided.
 """
 
 from __future__ import annotations

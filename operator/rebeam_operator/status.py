@@ -4,8 +4,8 @@ persists beside it.
 
 Beside the documented fields a driver keeps, in the same status, what it needs to carry on
 after an operator restart (``coreSnapshot``, ``seq``, ``fed``, ``outbox``,
-``supervisorIncarnation``, ``shutdownFed``, ``childExits``, ``exitReason``): status is the
-only memory the operator trusts.
+``supervisorIncarnation``, ``shutdownFed``, ``childExits``, ``exitReason``, ...; record.py
+says what each is): status is the only memory the operator trusts.
 """
 
 from __future__ import annotations
