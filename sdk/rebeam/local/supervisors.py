@@ -56,9 +56,9 @@ from rebeam.supervision import (
 )
 from rebeam.supervision.notices import Notice, notice_of
 
-__all__ = ["ChildRecord", "RunContext", "SupervisorRunner", "run_mark", "slot_of"]
-
 log = logging.getLogger("rebeam.run")
+
+__all__ = ["ChildRecord", "RunContext", "SupervisorRunner", "run_mark", "slot_of"]
 
 RELEASE_TIMEOUT = 5.0
 
