@@ -231,7 +231,7 @@ class Driver:
 
     async def reconcile(self) -> Result:
         """Observe, decide, persist, act; what should happen next."""
-        host, record = self.host, self.record
+        host, record, now = self.host, self.record, time.time()
         if FINALIZER not in host.finalizers and not host.deleting:
             await self._add_finalizer()
             return self._next()
@@ -241,20 +241,20 @@ class Driver:
         commands: list[Command] = []
         changed = self._wants_new_incarnation()
         if changed:
-            commands += self._new_incarnation(time.time())
+            commands += self._new_incarnation(now)
         if subtrees.is_killed(record, self.host):
             return await self._play_dead()
         core = self.core
         if core is not None:
-            changed = await self._decide(core, commands) or changed
-            changed = changed or self._status_outdated(core)
+            changed = await self._decide(core, commands, now) or changed
+            changed = changed or self._status_outdated(core, now)
         if changed or record.dirty or record.outbox:
-            await self._persist_decision(core, changed)
+            await self._persist_decision(core, changed, now)
         self.requests.deliver()  # replied only once what they did is persisted
         if core is not None:
             await self._carry_out(core)
         finished = core is None or core.state is SupervisorState.TERMINATED
-        if self.host.deleting and finished and not any(map(pod_alive, self.cache.pods.values())):
+        if host.deleting and finished and not any(map(pod_alive, self.cache.pods.values())):
             await self._remove_finalizer()
             return DONE
         return self._next()
@@ -281,11 +281,11 @@ class Driver:
         self.log.info("starting incarnation %s", self.record.incarnation)
         return core.init(now)
 
-    async def _decide(self, core: Supervisor, commands: list[Command]) -> bool:
+    async def _decide(self, core: Supervisor, commands: list[Command], now: float) -> bool:
         """Feed the core what the object asks, what the children did, and the requests (an
         edited manifest, management requests); keep what its answers tell. ``commands``
         are the pass's so far; True if the core was fed anything."""
-        host, record, now = self.host, self.record, time.time()
+        host, record = self.host, self.record
         changed = False
         wants_stop = record.stopping(host)
         if (
@@ -314,23 +314,22 @@ class Driver:
         self.requests.answered(commands)
         return subtrees.note_timed_stops(record, core, now) or changed
 
-    def _status_outdated(self, core: Supervisor) -> bool:
+    def _status_outdated(self, core: Supervisor, now: float) -> bool:
         """Level-triggered status: a new generation, or restarts leaving the window."""
         written = self.record.written
         if written is None:
             return False
         generation = self.record.observed_generation(self.host.generation)
-        window = core.restarts_in_window(time.time())
+        window = core.restarts_in_window(now)
         return bool(
             written.get("observedGeneration") != generation
             or written.get("restartsInWindow", 0) != window
         )
 
-    async def _persist_decision(self, core: Supervisor | None, changed: bool) -> None:
+    async def _persist_decision(self, core: Supervisor | None, changed: bool, now: float) -> None:
         if changed:
             failpoints.hit("decided")
         self.record.dirty = True
-        now = time.time()
         if core is None:
             await self.persist(now)
         else:  # the pods it starts are created first (early_starts.py)
