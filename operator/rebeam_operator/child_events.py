@@ -118,7 +118,7 @@ async def _observe_actor(
             and name not in look.cache.created
             and name not in look.cache.gone
         ):
-            return None  # not created yet: _carry_out creates it
+            return None  # not created yet: carry_out.py creates it
         pod = await look.effects.get_pod(name)
         if pod is not None:
             look.cache.on_pod(pod, deleted=False)
