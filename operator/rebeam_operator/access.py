@@ -14,25 +14,39 @@ request is allowed.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from rebeam.auth.grants import Role
+from rebeam.auth.grants import Grant, Role
 from rebeam.pids import Pid
 from rebeam_operator.hosts import GROUP
+from rebeam_operator.view import DriverView
 
-if TYPE_CHECKING:
-    from rebeam_operator.driver import Driver
-    from rebeam_operator.world import World
+__all__ = ["Binder", "Reviewer", "refusal"]
 
-__all__ = ["refusal"]
+Json = dict[str, Any]
+
+
+class Binder(Protocol):
+    def bound(self, pid: Pid) -> Grant | None:
+        """The grant a pid's connections were let in under (identity.py)."""
+
+
+class Reviewer(Protocol):
+    async def review_access(self, user: Json, attributes: Json) -> Json:
+        """A SubjectAccessReview's status (kube.py)."""
 
 
 async def refusal(
-    world: World, requester: Pid, operation: str, target: Driver | None, path: str
+    identity: Binder | None,
+    reviewer: Reviewer,
+    requester: Pid,
+    operation: str,
+    target: DriverView | None,
+    path: str,
 ) -> str | None:
     """None if the requester may ask for ``operation`` on ``path`` (handled by ``target``, if
-    one was found), else the reason, naming the missing right."""
-    identity = world.messaging.identity
+    one was found), else the reason, naming the missing right. ``identity`` is None when the
+    operator has no issuer secrets."""
     if identity is None:
         return None
     grant = identity.bound(requester)
@@ -54,7 +68,7 @@ async def refusal(
             plural, name = "supervisors", path.strip("/").split("/")[0]
         attributes.update(verb="patch", resource=plural, name=name)
         right = f"patch {plural}/{name}"
-    status = await world.kube.review_access(user, attributes)
+    status = await reviewer.review_access(user, attributes)
     if status.get("allowed") and not status.get("denied"):
         return None
     return f"user {user.get('username', '?')} may not {right} in namespace {namespace}"

@@ -7,13 +7,16 @@ what a pod means), or for a nested supervisor its Supervisor object's status —
 incarnation's pid are released, so that its successor can register them at once, and the
 lifecycle event is sent. A start that overran its ``startTimeout`` is a ``StartFailed``; a pod
 that still looks alive on a lost node is fenced first (:func:`_maybe_fence`).
+
+It reads the driver's cache and record and acts through its effects, nothing else of it.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 from rebeam.exits import KILLED, NOCONNECTION, SHUTDOWN, ExitReason, crash
 from rebeam.pids import Pid
@@ -27,23 +30,17 @@ from rebeam.supervision import (
     StartFailed,
     Supervisor,
 )
-from rebeam_operator.observation import PodPhase, observe_pod, vanished_reason
+from rebeam_operator.cache import Cache
+from rebeam_operator.children import manifest_child
+from rebeam_operator.effects import Effects
+from rebeam_operator.hosts import Host
+from rebeam_operator.observation import PodPhase, created_at, observe_pod, vanished_reason
+from rebeam_operator.record import Record, fed_key
 from rebeam_operator.status import exit_summary
 
-if TYPE_CHECKING:
-    from rebeam_operator.driver import Driver
-
-__all__ = ["created_at", "observe"]
+__all__ = ["observe"]
 
 Json = dict[str, Any]
-
-
-def created_at(body: Json) -> float | None:
-    """When a Kubernetes object was created, in epoch seconds."""
-    stamp = (body.get("metadata") or {}).get("creationTimestamp")
-    if not stamp:
-        return None
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 def _pod_ready(pod: Json) -> bool:
@@ -53,60 +50,86 @@ def _pod_ready(pod: Json) -> bool:
     return False
 
 
-async def observe(driver: Driver, core: Supervisor, now: float) -> list[Event]:
-    """The events of the live children not fed to the core yet."""
+@dataclass(frozen=True)
+class _Looking:
+    """What observing reads and acts through (one driver's)."""
+
+    host: Host
+    core: Supervisor
+    record: Record
+    cache: Cache
+    effects: Effects
+    log: logging.LoggerAdapter[logging.Logger]
+
+    def child(self, child_id: str) -> Child | None:
+        return manifest_child(self.core, child_id)
+
+    def pid(self, child: str, incarnation: int) -> Pid | None:
+        return self.cache.pid(self.host, child, incarnation)
+
+
+async def observe(
+    host: Host,
+    core: Supervisor,
+    record: Record,
+    cache: Cache,
+    effects: Effects,
+    log: logging.LoggerAdapter[logging.Logger],
+    now: float,
+) -> list[Event]:
+    """The events of the live children not fed to the core yet (noted in ``record.fed``)."""
+    look = _Looking(host, core, record, cache, effects, log)
     events: list[Event] = []
     for info in core.which_children():
         if info.status not in (ChildStatus.STARTING, ChildStatus.RUNNING, ChildStatus.STOPPING):
             continue
         inc = info.incarnation or 0
-        spec = driver._child(info.id)
+        spec = look.child(info.id)
         if spec is None:
             continue
         found: Event | list[Event] | None
         if spec.supervisor is not None:
-            found = await _observe_child_supervisor(driver, info.id, inc, info.status)
+            found = await _observe_child_supervisor(look, info.id, inc, info.status)
         else:
-            found = await _observe_actor(driver, spec, info.id, inc, info.status, now)
+            found = await _observe_actor(look, spec, info.id, inc, info.status, now)
         for event in found if isinstance(found, list) else [found]:
             if event is None:
                 continue
-            kind = "up" if isinstance(event, ChildStarted) else "end"
-            key = driver._key(info.id, inc, kind)
-            if key not in driver.fed:
-                driver.fed.add(key)
+            key = fed_key(info.id, inc, "up" if isinstance(event, ChildStarted) else "end")
+            if key not in record.fed:
+                record.fed.add(key)
                 events.append(event)
     return events
 
 
 async def _observe_actor(
-    driver: Driver, spec: Child, child: str, inc: int, status: ChildStatus, now: float
+    look: _Looking, spec: Child, child: str, inc: int, status: ChildStatus, now: float
 ) -> Event | list[Event] | None:
-    name = driver.host.pod_name(child, inc)
-    if name in driver.unrecorded:
+    name = look.host.pod_name(child, inc)
+    if name in look.cache.unrecorded:
         return None  # an earlier life's pod of this name is being removed first
-    pod = driver.pods.get(name)
+    pod = look.cache.pods.get(name)
     stopping = status is ChildStatus.STOPPING
     brutal = spec.shutdown == BRUTAL_KILL
-    pid = driver._pid(child, inc)
+    pid = look.pid(child, inc)
     if pod is None:
         if (
             status is ChildStatus.STARTING
-            and name not in driver.created
-            and name not in driver.gone
+            and name not in look.cache.created
+            and name not in look.cache.gone
         ):
-            return None  # not created yet: _carry_out creates it
-        pod = await driver.world.kube.get_pod(driver.host.namespace, name)
+            return None  # not created yet: carry_out.py creates it
+        pod = await look.effects.get_pod(name)
         if pod is not None:
-            driver.on_pod(pod, deleted=False)
+            look.cache.on_pod(pod, deleted=False)
             return None
         reason = vanished_reason(
             stop_requested=stopping,
             brutal=brutal,
-            node_lost=name in driver.fenced,
-            disrupted=name in driver.disrupted,
+            node_lost=name in look.cache.fenced,
+            disrupted=name in look.cache.disrupted,
         )
-        return await _ended(driver, child, inc, pid, reason, status)
+        return await _ended(look, child, inc, pid, reason, status)
     view = observe_pod(pod, stop_requested=stopping)
     if view.phase is PodPhase.ENDED:
         assert view.reason is not None
@@ -115,28 +138,28 @@ async def _observe_actor(
         if status is ChildStatus.STARTING and spec.actor.command and view.ran:
             # A command is started once it runs: one that ended before we looked did
             # start, and then ended (a quick job), as rebeam run would see it.
-            driver._emit("started", child, inc, pid)
-            ended = await _ended(driver, child, inc, pid, reason, ChildStatus.RUNNING)
+            look.effects.emit("started", child, inc, pid)
+            ended = await _ended(look, child, inc, pid, reason, ChildStatus.RUNNING)
             return [ChildStarted(child, inc), ended]
-        return await _ended(driver, child, inc, pid, reason, status)
+        return await _ended(look, child, inc, pid, reason, status)
     if status is ChildStatus.STARTING:
         assert spec.actor is not None
         if view.phase is PodPhase.RUNNING and (view.ready or spec.actor.command):
-            driver._emit("started", child, inc, pid)
+            look.effects.emit("started", child, inc, pid)
             return ChildStarted(child, inc)
         created = created_at(pod) or now
         if now - created > spec.start_timeout:
-            await driver.world.kube.delete_pod(driver.host.namespace, name, 0)
+            await look.effects.delete_pod(name, 0)
             reason = crash(message=f"not Running within startTimeout {spec.start_timeout:g}s")
-            return await _ended(driver, child, inc, pid, reason, status)
+            return await _ended(look, child, inc, pid, reason, status)
         return None
     if (view.node and not view.deleting) or (view.node and stopping):
-        return await _maybe_fence(driver, child, inc, pid, pod, status, name)
+        return await _maybe_fence(look, child, inc, pid, pod, status, name)
     return None
 
 
 async def _maybe_fence(
-    driver: Driver, child: str, inc: int, pid: Pid | None, pod: Json, status: ChildStatus, name: str
+    look: _Looking, child: str, inc: int, pid: Pid | None, pod: Json, status: ChildStatus, name: str
 ) -> Event | None:
     """A pod that still looks alive on a node that is not Ready is replaced only once its
     incarnation is fenced: its runtime's lease has expired (the runtime stops without it,
@@ -144,27 +167,27 @@ async def _maybe_fence(
     force-deleted and its exit reported as noconnection."""
     if _pod_ready(pod) or pid is None:
         return None
-    spec = driver._child(child)
+    spec = look.child(child)
     if spec is None or spec.actor is None or spec.actor.command:
         return None  # a command holds no lease: wait until its pod is confirmed gone
     node = pod["spec"].get("nodeName")
-    if not node or await driver.world.node_ready(node):
+    if not node or await look.effects.node_ready(node):
         return None
-    last = driver.lease_checked.get(name, 0.0)
+    last = look.cache.lease_checked.get(name, 0.0)
     if time.monotonic() - last < 1.0:
         return None
-    driver.lease_checked[name] = time.monotonic()
-    alive = await driver.world.messaging.lease_alive(pid)
+    look.cache.lease_checked[name] = time.monotonic()
+    alive = await look.effects.lease_alive(pid)
     if alive is not False:
         return None
-    driver.log.warning("pod %s on lost node %s: lease expired, force-deleting", name, node)
-    await driver.world.kube.delete_pod(driver.host.namespace, name, 0)
-    driver.fenced.add(name)
-    return await _ended(driver, child, inc, pid, NOCONNECTION, status)
+    look.log.warning("pod %s on lost node %s: lease expired, force-deleting", name, node)
+    await look.effects.delete_pod(name, 0)
+    look.cache.fenced.add(name)
+    return await _ended(look, child, inc, pid, NOCONNECTION, status)
 
 
 async def _ended(
-    driver: Driver,
+    look: _Looking,
     child: str,
     inc: int,
     pid: Pid | None,
@@ -174,38 +197,38 @@ async def _ended(
     """Close what the incarnation has open on NATS, release the names of an actor's pid,
     keep how it ended for status, say it on NATS, and make the core's event: a child that
     was still starting failed to start."""
-    spec = driver._child(child)
+    spec = look.child(child)
     if pid is not None:
-        driver.world.messaging.ended(pid)
+        look.effects.ended(pid)
     if pid is not None and spec is not None and spec.actor and not spec.actor.command:
         # A command has no runtime, so no names; a program in it that used
         # rebeam.connect is its own observer and releases its own.
-        await driver.world.messaging.release(pid)
-    driver.child_exits[child] = exit_summary(reason)
+        await look.effects.release(pid)
+    look.record.child_exits[child] = exit_summary(reason)
     if status is ChildStatus.STARTING:
-        driver._emit("start_failed", child, inc, pid, reason)
+        look.effects.emit("start_failed", child, inc, pid, reason)
         return StartFailed(child, inc, reason)
-    driver._emit("exited", child, inc, pid, reason)
+    look.effects.emit("exited", child, inc, pid, reason)
     return ChildExited(child, inc, reason)
 
 
 async def _observe_child_supervisor(
-    driver: Driver, child: str, inc: int, status: ChildStatus
+    look: _Looking, child: str, inc: int, status: ChildStatus
 ) -> Event | None:
-    obj = driver.child_objects.get(driver.host.child_supervisor(child))
+    obj = look.cache.child_objects.get(look.host.child_supervisor(child))
     if obj is None:
         if status is ChildStatus.STARTING:
             return None
-        driver._emit("exited", child, inc, None, SHUTDOWN)
+        look.effects.emit("exited", child, inc, None, SHUTDOWN)
         return ChildExited(child, inc, SHUTDOWN)
     st = obj.get("status") or {}
     if int(st.get("supervisorIncarnation", 0)) != inc:
         return None
     phase = st.get("phase")
     if status is ChildStatus.STARTING and phase in ("Running", "Restarting"):
-        driver._emit("started", child, inc, None)
+        look.effects.emit("started", child, inc, None)
         return ChildStarted(child, inc)
     if phase in ("Terminated", "GaveUp", "Failed"):
         reason = ExitReason.from_wire(st.get("exitReason") or "shutdown")
-        return await _ended(driver, child, inc, None, reason, status)
+        return await _ended(look, child, inc, None, reason, status)
     return None

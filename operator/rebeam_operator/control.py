@@ -9,8 +9,8 @@ on the namespace's Supervisors, the rest ``patch`` on the root Supervisor they n
 A request names a supervisor by its path (``shop/storage``, as in the manifest) or by its
 Supervisor object's name, and a child by ``<supervisor>/<child>``; a dynamic child's name is
 ``<template>-<n>`` (``pool/worker-3``) on both backends (``rebeam.supervision.dynamic``).
-The request is handed to that supervisor's :class:`~rebeam_operator.driver.Driver`, which
-feeds it to the core in its next pass as the same request ``rebeam run`` feeds, persists the
+The request is handed to that supervisor's driver (through its view, view.py), which feeds
+it to the core in its next pass as the same request ``rebeam run`` feeds, persists the
 outcome and only then replies: start-child replies once the child's pod runs or its start
 failed, as OTP's ``start_child`` does.
 
@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -37,24 +36,22 @@ from rebeam.local.control import OPERATIONS
 from rebeam.pids import Pid
 from rebeam.supervision import (
     ChildRef,
-    Command,
     DeleteChildRequest,
-    Error,
     Event,
     Ok,
-    Reply,
     RestartChildRequest,
     StartChildRequest,
     TerminateChildRequest,
 )
 from rebeam_operator.access import refusal
 from rebeam_operator.hosts import is_actor_slot
+from rebeam_operator.tree import tree
+from rebeam_operator.view import DriverView
 
 if TYPE_CHECKING:
-    from rebeam_operator.driver import Driver
     from rebeam_operator.world import World
 
-__all__ = ["ControlServer", "Requests", "describe_error"]
+__all__ = ["ControlServer", "describe_error"]
 
 log = logging.getLogger("rebeam.operator")
 
@@ -62,7 +59,7 @@ REPLY_DEADLINE = 25.0  # under the CLI's 30 s
 CATCH_UP_DEADLINE = 30.0  # for kopf to deliver the objects listed at startup
 
 
-def describe_error(reason: Any, driver: Driver) -> str:
+def describe_error(reason: Any, driver: DriverView) -> str:
     """The core's error reasons, in words that say what to do."""
     if reason == "max_children":
         limit = driver.host.spec.max_children
@@ -78,60 +75,6 @@ def describe_error(reason: Any, driver: Driver) -> str:
     if reason == "noproc":
         return f"{driver.host.path} is not running"
     return str(reason)
-
-
-class Requests:
-    """Management requests waiting for one driver's next pass, and their callers."""
-
-    def __init__(self) -> None:
-        self._queued: list[Event] = []
-        self._waiting: dict[str, asyncio.Future[Ok | Error]] = {}
-        self._fed: set[str] = set()  # taken into the core, not answered yet
-        self._answers: dict[str, Ok | Error] = {}  # answered, to deliver once persisted
-
-    def submit(self, make: Callable[[str], Event]) -> asyncio.Future[Ok | Error]:
-        request_id = f"control/{uuid.uuid4().hex}"
-        future: asyncio.Future[Ok | Error] = asyncio.get_running_loop().create_future()
-        self._waiting[request_id] = future
-        self._queued.append(make(request_id))
-        return future
-
-    def take(self) -> list[Event]:
-        """The requests to feed to the core now (their replies come as Reply commands)."""
-        queued, self._queued = self._queued, []
-        self._fed.update(str(getattr(e, "request_id", "")) for e in queued)
-        return queued
-
-    def answered(self, commands: list[Command]) -> None:
-        """Keep the core's replies among ``commands`` until :meth:`deliver`."""
-        for command in commands:
-            if isinstance(command, Reply) and str(command.request_id) in self._waiting:
-                self._answers[str(command.request_id)] = command.result
-
-    def deliver(self) -> None:
-        """Answer the callers whose replies were kept (call once they are persisted)."""
-        for request_id, result in self._answers.items():
-            self._fed.discard(request_id)
-            future = self._waiting.pop(request_id, None)
-            if future is not None and not future.done():
-                future.set_result(result)
-        self._answers.clear()
-
-    def forget(self, why: str) -> None:
-        """The driver went back to what status says: requests fed since may be lost, so
-        their callers are told to ask again (requests still queued are fed as usual)."""
-        for request_id in self._fed:
-            future = self._waiting.pop(request_id, None)
-            if future is not None and not future.done():
-                future.set_result(Error(why))
-        self._fed.clear()
-        self._answers.clear()
-
-    def drop(self, future: asyncio.Future[Ok | Error]) -> None:
-        for key, value in list(self._waiting.items()):
-            if value is future:
-                del self._waiting[key]
-                self._fed.discard(key)
 
 
 class ControlServer:
@@ -192,7 +135,7 @@ class ControlServer:
         if parsed is None:
             return  # not a management request's subject: nothing to answer
         operation, requester = parsed
-        drivers = [
+        drivers: list[DriverView] = [
             d for d in self.world.drivers.values() if d.host.namespace == requester.namespace
         ]
         if not drivers:
@@ -214,12 +157,10 @@ class ControlServer:
             await msg.respond(json.dumps(reply, default=str).encode())
 
     async def _answer(
-        self, operation: str, request: dict[str, Any], drivers: list[Driver], requester: Pid
+        self, operation: str, request: dict[str, Any], drivers: list[DriverView], requester: Pid
     ) -> dict[str, Any]:
         if operation == "tree":
-            from rebeam_operator.tree import tree
-
-            refused = await refusal(self.world, requester, operation, None, "")
+            refused = await self._refusal(requester, operation, None, "")
             return {"error": refused} if refused else {"ok": tree(drivers)}
         path = str(request.get("path", "")).strip("/")
         if not path:
@@ -227,7 +168,7 @@ class ControlServer:
         if operation == "start-child":
             driver = _find(drivers, path)
             # Asked before anything is said of the path: no probing what exists.
-            refused = await refusal(self.world, requester, operation, driver, path)
+            refused = await self._refusal(requester, operation, driver, path)
             if refused:
                 return {"error": refused}
             if driver is None:
@@ -238,7 +179,7 @@ class ControlServer:
             return await _ask(driver, lambda rid: StartChildRequest(rid, args=args))
         parent, _, child = path.rpartition("/")
         driver = _find(drivers, parent) if parent else None
-        refused = await refusal(self.world, requester, operation, driver, path)
+        refused = await self._refusal(requester, operation, driver, path)
         if refused:
             return {"error": refused}
         if driver is None:
@@ -251,8 +192,16 @@ class ControlServer:
         make = makers[operation]
         return await _ask(driver, lambda rid: make(rid, child))
 
+    async def _refusal(
+        self, requester: Pid, operation: str, target: DriverView | None, path: str
+    ) -> str | None:
+        world = self.world
+        return await refusal(
+            world.messaging.identity, world.kube, requester, operation, target, path
+        )
 
-def _find(drivers: list[Driver], path: str) -> Driver | None:
+
+def _find(drivers: list[DriverView], path: str) -> DriverView | None:
     for driver in drivers:
         if driver.host.kind == "Supervisor" and driver.host.path == path:
             return driver
@@ -262,13 +211,12 @@ def _find(drivers: list[Driver], path: str) -> Driver | None:
     return None
 
 
-async def _ask(driver: Driver, make: Callable[[str], Event]) -> dict[str, Any]:
-    future = driver.requests.submit(make)
-    driver.wake.set()
+async def _ask(driver: DriverView, make: Callable[[str], Event]) -> dict[str, Any]:
+    future = driver.ask(make)
     try:
         result = await asyncio.wait_for(asyncio.shield(future), REPLY_DEADLINE)
     except TimeoutError:
-        driver.requests.drop(future)
+        driver.withdraw(future)
         return {"error": f"no answer from {driver.host.path} within {REPLY_DEADLINE:g}s"}
     if isinstance(result, Ok):
         value = result.value

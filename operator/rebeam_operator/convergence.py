@@ -41,6 +41,7 @@ from rebeam.supervision import (
     TerminateChildRequest,
 )
 from rebeam_operator.children import spec_replacing
+from rebeam_operator.status import condition
 
 __all__ = ["Plan", "applied_spec", "dump", "nested_spec_patch", "plan"]
 
@@ -170,8 +171,6 @@ def converged_condition(
     previous: Json, *, generation: int, pending: int, problem: Json | None
 ) -> Json:
     """The ``Converged`` condition: is the object's latest spec what the tree runs?"""
-    from rebeam_operator.status import condition
-
     old = list(previous.get("conditions") or [])
     if problem and problem.get("generation") == generation:
         return condition(

@@ -4,18 +4,19 @@ A restart was two API round trips in a row: the status PUT that persists the dec
 the create of the replacement pod. Each costs about as much as the other, so a restart took
 a little over twice the floor (one round trip), and anything that slowed either one pushed it
 past three times. Now the pods a pass starts are created *first*, and the decision is
-persisted right after (:func:`create_then_persist`). Everything else still waits for the
-write: stops, child Supervisors, notifications, replies. A start is the one act that can be
-taken back, because an incarnation's pod name is fixed: a second process of it can never be
-created. (Creating and writing concurrently was measured too: the two requests then compete
-for the API server, and the create, which is what a restart waits for, came later.)
+persisted right after (:func:`create_ahead`, then the driver's status write). Everything
+else still waits for the write: stops, child Supervisors, notifications, replies. A start
+is the one act that can be taken back, because an incarnation's pod name is fixed: a second
+process of it can never be created. (Creating and writing concurrently was measured too: the
+two requests then compete for the API server, and the create, which is what a restart waits
+for, came later.)
 
 The price is one new state after a crash. If the operator is killed after such a create and
 before the write lands, a pod exists that no stored decision asks for: an *unrecorded* pod.
 Every pod says which status write its decision belongs to (the annotation
 ``rebeam.io/decided-seq``). A driver treats as unrecorded a pod whose seq is above its
 persisted ``seq``, unless it is one of its own creates whose write is still pending
-(:attr:`Driver.early`). It removes such a pod before anything else of that child happens:
+(the cache's ``early``). It removes such a pod before anything else of that child happens:
 
 1. it deletes the pod with a grace period of a second, so that the kubelet confirms the
    container has stopped (a grace-0 delete would remove the object at once and let the
@@ -29,17 +30,20 @@ persisted ``seq``, unless it is one of its own creates whose write is still pend
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final
+import logging
+from collections.abc import Callable
+from typing import Any, Final
 
 from rebeam.pids import Pid
-from rebeam.supervision import Supervisor
 from rebeam_operator import failpoints
+from rebeam_operator.cache import Cache
+from rebeam_operator.carry_out import CarryOut
+from rebeam_operator.effects import Effects
 from rebeam_operator.hosts import ANN_DECIDED_SEQ, ANN_PID, LABEL_CHILD, LABEL_INCARNATION
 
-if TYPE_CHECKING:
-    from rebeam_operator.driver import Driver
+__all__ = ["create_ahead", "decided_seq", "remove_unrecorded", "unrecorded"]
 
-__all__ = ["create_then_persist", "decided_seq", "remove_unrecorded", "unrecorded"]
+Log = logging.LoggerAdapter[logging.Logger]
 
 Json = dict[str, Any]
 
@@ -64,47 +68,50 @@ def unrecorded(pods: dict[str, Json], persisted_seq: int, pending: set[str]) -> 
     )
 
 
-async def create_then_persist(driver: Driver, core: Supervisor, now: float) -> None:
-    """Create the pods the pass's decision starts, then persist the decision."""
-    starts = driver.pending_actor_starts(core)
-    seq = driver.seq + 1
-    names = [driver.host.pod_name(spec.name, command.incarnation) for spec, command in starts]
-    driver.early.update(names)
+async def create_ahead(hands: CarryOut, seq: int) -> list[str]:
+    """Create the pods the pass's decision starts, for status write ``seq``; the names of
+    those pods (the driver persists the decision next)."""
+    starts = hands.pending_actor_starts()
+    names = [hands.host.pod_name(spec.name, command.incarnation) for spec, command in starts]
+    hands.cache.early.update(names)
     for spec, command in starts:
-        await driver.start_actor(spec, command.incarnation, decided_seq=seq)
+        await hands.start_actor(spec, command.incarnation, decided_seq=seq)
     if starts:
         failpoints.hit("created-unpersisted")
-    await driver.persist(now)  # which empties driver.early
-    for _ in names:
-        failpoints.hit("pod-created")
+    return names
 
 
-async def remove_unrecorded(driver: Driver) -> None:
-    """Delete unrecorded pods; release the pid of each one that is gone (see the module)."""
-    for name in unrecorded(driver.pods, driver.seq, driver.early):
-        pod = driver.pods[name]
-        if name not in driver.unrecorded:
-            driver.log.warning(
+async def remove_unrecorded(
+    cache: Cache,
+    effects: Effects,
+    persisted_seq: int,
+    pid_rule: Callable[[str, int], Pid | None],
+    log: Log,
+) -> None:
+    """Delete unrecorded pods; release the pid of each one that is gone (see the module).
+    ``pid_rule`` makes a child incarnation's pid."""
+    for name in unrecorded(cache.pods, persisted_seq, cache.early):
+        pod = cache.pods[name]
+        if name not in cache.unrecorded:
+            log.warning(
                 "pod %s was created for a decision that was never persisted: deleting it", name
             )
-            driver.unrecorded[name] = pod
-            driver.created.discard(name)
+            cache.unrecorded[name] = pod
+            cache.created.discard(name)
         if "deletionTimestamp" not in pod["metadata"]:
-            await driver.world.kube.delete_pod(
-                driver.host.namespace, name, UNRECORDED_GRACE, pod["metadata"]["uid"]
-            )
-    for name, pod in list(driver.unrecorded.items()):
-        if name in driver.pods:
+            await effects.delete_pod(name, UNRECORDED_GRACE, pod["metadata"]["uid"])
+    for name, pod in list(cache.unrecorded.items()):
+        if name in cache.pods:
             continue  # not gone yet
-        pid = _pid_of(driver, pod)
+        pid = _pid_of(pod, pid_rule, log)
         if pid is not None:
-            await driver.world.messaging.release(pid)
-            await driver.world.messaging.drop_lease(pid)
-        del driver.unrecorded[name]
-        driver.log.info("unrecorded pod %s is gone; its pid is free again", name)
+            await effects.release(pid)
+            await effects.drop_lease(pid)
+        del cache.unrecorded[name]
+        log.info("unrecorded pod %s is gone; its pid is free again", name)
 
 
-def _pid_of(driver: Driver, pod: Json) -> Pid | None:
+def _pid_of(pod: Json, pid_rule: Callable[[str, int], Pid | None], log: Log) -> Pid | None:
     """The pid the pod ran as: its annotation, or (if someone mangled that) the pid its
     child and incarnation labels make."""
     meta = pod["metadata"]
@@ -113,9 +120,9 @@ def _pid_of(driver: Driver, pod: Json) -> Pid | None:
         try:
             return Pid.parse(text)
         except ValueError as exc:
-            driver.log.warning("pod %s: %s; using its labels", meta.get("name"), exc)
+            log.warning("pod %s: %s; using its labels", meta.get("name"), exc)
     labels = meta.get("labels") or {}
     incarnation = labels.get(LABEL_INCARNATION, "")
     if not incarnation.isdigit():
         return None
-    return driver._pid(labels.get(LABEL_CHILD, ""), int(incarnation))
+    return pid_rule(labels.get(LABEL_CHILD, ""), int(incarnation))

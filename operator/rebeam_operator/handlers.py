@@ -72,7 +72,7 @@ async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     messaging.identity = identity if identity.secured else None
     messaging.start()
     _state["world"] = World(ours, kube, messaging)
-    identity.world = _state["world"]
+    identity.drivers = _state["world"].drivers
     # The management API (start-child, ...) over NATS, once NATS is reached.
     _state["control"] = asyncio.create_task(ControlServer(_state["world"]).start())
     if not identity.secured:

@@ -31,8 +31,9 @@ import logging
 import re
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rebeam.auth.grants import Grant, Role
 from rebeam.auth.issuer import Issuer, shared
@@ -51,9 +52,7 @@ from rebeam_operator.hosts import (
 from rebeam_operator.kube import Kube
 from rebeam_operator.pods import TOKEN_AUDIENCE
 from rebeam_operator.settings import Settings
-
-if TYPE_CHECKING:
-    from rebeam_operator.world import World
+from rebeam_operator.view import DriverView
 
 __all__ = ["AUDIENCE", "Identity"]
 
@@ -78,7 +77,7 @@ class Identity:
         self.settings = settings
         self.kube = kube
         self.claims = claims
-        self.world: World | None = None  # set once the world exists
+        self.drivers: Mapping[str, DriverView] | None = None  # by host uid, once they exist
         self.issuer: Issuer | None = None
         self.backend_token: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -200,13 +199,13 @@ class Identity:
     ) -> tuple[Pid, tuple[str, ...], str]:
         """The incarnation an actor pod runs, if this operator made the pod for it and it is
         alive; PermissionError naming what does not match otherwise."""
-        world = self.world
-        if world is None:
+        drivers = self.drivers
+        if drivers is None:
             raise PermissionError("the operator is starting")
         pod = next(
             (
                 d.pods[name]
-                for d in world.drivers.values()
+                for d in drivers.values()
                 if d.host.namespace == namespace and name in d.pods
             ),
             None,
@@ -217,7 +216,7 @@ class Identity:
         if pod is None or meta.get("uid") != uid:
             raise PermissionError(f"pod {namespace}/{name} is gone")
         labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
-        driver = world.drivers.get(str(labels.get(LABEL_HOST, "")))
+        driver = drivers.get(str(labels.get(LABEL_HOST, "")))
         if labels.get(LABEL_MANAGED) != MANAGED_BY or driver is None:
             raise PermissionError(f"pod {namespace}/{name} is not an actor pod of this operator")
         child = str(labels.get(LABEL_CHILD, ""))
@@ -226,7 +225,7 @@ class Identity:
             pid = Pid.parse(str(annotations.get(ANN_PID, "")))
         except ValueError:
             raise PermissionError(f"pod {namespace}/{name} has no valid pid") from None
-        expected = driver._pid(child, incarnation)
+        expected = driver.pid(child, incarnation)
         if (
             driver.host.namespace != namespace
             or driver.host.pod_name(child, incarnation) != name
@@ -237,7 +236,7 @@ class Identity:
             raise PermissionError(f"pod {namespace}/{name} is not the pod of {pid}")
         if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
             raise PermissionError(f"{pid} has ended")
-        spec = driver._child(child)
+        spec = driver.child(child)
         register = spec.actor.register_as if spec is not None and spec.actor else None
         return pid, (register,) if register else (), f"{driver.host.path}/{child}#{incarnation}"
 

@@ -127,14 +127,18 @@ class Kube:
 
     # --- rebeam objects ------------------------------------------------------------------
 
-    async def get_object(self, namespace: str, plural: str, name: str) -> Json | None:
-        found: Json | None = await _none_on(
-            NOT_FOUND,
-            self._run(
-                self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name
-            ),
+    async def _object_call(
+        self, none_on: int, call: Any, namespace: str, plural: str, arg: Any
+    ) -> Json | None:
+        """A call on one namespaced rebeam object; None when the API answers ``none_on``."""
+        result: Json | None = await _none_on(
+            none_on, self._run(call, GROUP, VERSION, namespace, plural, arg)
         )
-        return found
+        return result
+
+    async def get_object(self, namespace: str, plural: str, name: str) -> Json | None:
+        call = self.custom.get_namespaced_custom_object
+        return await self._object_call(NOT_FOUND, call, namespace, plural, name)
 
     async def list_objects(
         self, namespace: str | None, plural: str, selector: str = ""
@@ -160,22 +164,13 @@ class Kube:
         return list(result.get("items") or [])
 
     async def create_object(self, namespace: str, plural: str, body: Json) -> Json | None:
-        created: Json | None = await _none_on(
-            EXISTS,
-            self._run(
-                self.custom.create_namespaced_custom_object, GROUP, VERSION, namespace, plural, body
-            ),
-        )
-        return created
+        call = self.custom.create_namespaced_custom_object
+        return await self._object_call(EXISTS, call, namespace, plural, body)
 
     async def delete_object(self, namespace: str, plural: str, name: str) -> None:
         """Idempotent: an object already gone is fine."""
-        await _none_on(
-            NOT_FOUND,
-            self._run(
-                self.custom.delete_namespaced_custom_object, GROUP, VERSION, namespace, plural, name
-            ),
-        )
+        call = self.custom.delete_namespaced_custom_object
+        await self._object_call(NOT_FOUND, call, namespace, plural, name)
 
     @overload
     async def patch_object(

@@ -9,12 +9,10 @@ caused it, then sends it: an operator killed in between sends it again after its
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rebeam.exits import ExitReason
-
-if TYPE_CHECKING:
-    from rebeam_operator.driver import Driver
+from rebeam_operator.effects import Teller
 
 __all__ = ["send"]
 
@@ -28,36 +26,38 @@ def _reason(note: Json) -> ExitReason | None:
     return None if wire is None else ExitReason.from_wire(wire)
 
 
-async def send(driver: Driver, note: Json) -> None:
+async def send(teller: Teller, involved: Json, note: Json, gave_up: str | None) -> None:
+    """Tell ``note`` as a Kubernetes Event on ``involved`` (the driver's object) and, where
+    ``rebeam run`` publishes one, as a lifecycle event; ``gave_up`` is the message of a
+    give-up, as status keeps it."""
     kind = note["event"]
     reason = _reason(note)
     child = note.get("child")
-    kube = driver.world.kube
     if kind == "restarting":
         children = ", ".join(note.get("children") or [])
         if reason is None:
             message = f"retrying the failed start of {child}: restarting {children}"
         else:
             message = f"{child} exited ({reason}), restarting {children}"
-        await kube.post_event(driver.body, "Warning", "Restarting", message)
-        driver._emit("restarting", child, None, None, reason)
+        await teller.post_event(involved, "Warning", "Restarting", message)
+        teller.emit("restarting", child, None, None, reason)
     elif kind == "gave_up":
-        message = driver.gave_up or f"{child} exited ({reason}); gave up"
-        await kube.post_event(driver.body, "Warning", "GaveUp", message)
-        driver._emit("gave_up", child, None, None, reason)
+        message = gave_up or f"{child} exited ({reason}); gave up"
+        await teller.post_event(involved, "Warning", "GaveUp", message)
+        teller.emit("gave_up", child, None, None, reason)
     elif kind == "init_failed":
         message = f"{child} failed to start ({reason}); the children already started were stopped"
-        await kube.post_event(driver.body, "Warning", "StartFailed", message)
+        await teller.post_event(involved, "Warning", "StartFailed", message)
     elif kind == "shutdown":
-        await kube.post_event(driver.body, "Normal", "Exited", f"exited ({reason})")
-        driver._emit("shutdown", None, None, None, reason)
+        await teller.post_event(involved, "Normal", "Exited", f"exited ({reason})")
+        teller.emit("shutdown", None, None, None, reason)
     elif kind == "spec_changed":
-        await kube.post_event(driver.body, "Normal", "SpecChanged", str(note.get("message")))
+        await teller.post_event(involved, "Normal", "SpecChanged", str(note.get("message")))
     elif kind == "spec_refused":
-        await kube.post_event(driver.body, "Warning", "SpecRefused", str(note.get("message")))
+        await teller.post_event(involved, "Warning", "SpecRefused", str(note.get("message")))
     elif kind == "auto_shutdown":
         message = f"significant child {child} exited ({reason}): shutting down"
-        await kube.post_event(driver.body, "Normal", "AutoShutdown", message)
+        await teller.post_event(involved, "Normal", "AutoShutdown", message)
     else:
         # Not raised: the outbox is persisted, and a notice no code sends (one written by
         # another version of the operator) would fail every pass of this driver forever.

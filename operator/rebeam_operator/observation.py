@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from rebeam.exits import (
@@ -34,6 +35,7 @@ from rebeam_operator.pods import CONTAINER
 __all__ = [
     "PodPhase",
     "PodView",
+    "created_at",
     "disrupted",
     "observe_pod",
     "recorded_reason",
@@ -74,6 +76,14 @@ def _container(pod: Json) -> Json | None:
         if status.get("name") == CONTAINER:
             return dict(status)
     return None
+
+
+def created_at(body: Json) -> float | None:
+    """When a Kubernetes object was created, in epoch seconds."""
+    stamp = (body.get("metadata") or {}).get("creationTimestamp")
+    if not stamp:
+        return None
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 def disrupted(pod: Json) -> bool:

@@ -4,8 +4,8 @@ persists beside it.
 
 Beside the documented fields a driver keeps, in the same status, what it needs to carry on
 after an operator restart (``coreSnapshot``, ``seq``, ``fed``, ``outbox``,
-``supervisorIncarnation``, ``shutdownFed``, ``childExits``, ``exitReason``): status is the
-only memory the operator trusts.
+``supervisorIncarnation``, ``shutdownFed``, ``childExits``, ``exitReason``, ...; record.py
+says what each is): status is the only memory the operator trusts.
 """
 
 from __future__ import annotations
@@ -79,6 +79,54 @@ def phase_of(core: Supervisor, *, stopping: bool, gave_up: bool, init_failed: bo
     return "Restarting" if core.busy else "Running"
 
 
+def _child_states(
+    core: Supervisor, rows: list[ChildInfo], pids: dict[str, str], child_exits: dict[str, Json]
+) -> list[ChildState]:
+    return [
+        ChildState(
+            name=info.id,
+            state=info.status.value,  # type: ignore[arg-type,unused-ignore]
+            incarnation=info.incarnation,
+            pid=pids.get(info.id) if info.status is ChildStatus.RUNNING else None,
+            restarts=max(0, core.incarnations.get(info.id, 0) - 1),
+            last_exit=ExitSummary.model_validate(child_exits[info.id])
+            if info.id in child_exits
+            else None,
+        )
+        for info in rows
+    ]
+
+
+def _conditions(
+    rows: list[ChildInfo], previous: Json, phase: str, gave_up_message: str | None, generation: int
+) -> list[Json]:
+    """Ready and GaveUp."""
+    running = sum(1 for info in rows if info.status is ChildStatus.RUNNING)
+    old = list(previous.get("conditions") or [])
+    # Ready: every child that should run runs (a transient child that ended cleanly, or a
+    # temporary one that ended, is undefined and wants nothing).
+    settled = all(info.status in (ChildStatus.RUNNING, ChildStatus.UNDEFINED) for info in rows)
+    ready = phase == "Running" and settled
+    return [
+        condition(
+            old,
+            "Ready",
+            "True" if ready else "False",
+            "ChildrenRunning" if ready else phase,
+            f"{running}/{len(rows)} children running",
+            generation,
+        ),
+        condition(
+            old,
+            "GaveUp",
+            "True" if gave_up_message else "False",
+            "ReachedMaxRestartIntensity" if gave_up_message else "WithinIntensity",
+            gave_up_message or "",
+            generation,
+        ),
+    ]
+
+
 def build_status(
     core: Supervisor,
     *,
@@ -92,56 +140,19 @@ def build_status(
     extra: Json,
 ) -> Json:
     rows = start_order(core)
-    states = []
-    for info in rows:
-        states.append(
-            ChildState(
-                name=info.id,
-                state=info.status.value,  # type: ignore[arg-type,unused-ignore]
-                incarnation=info.incarnation,
-                pid=pids.get(info.id) if info.status is ChildStatus.RUNNING else None,
-                restarts=max(0, core.incarnations.get(info.id, 0) - 1),
-                last_exit=ExitSummary.model_validate(child_exits[info.id])
-                if info.id in child_exits
-                else None,
-            )
-        )
     running = sum(1 for info in rows if info.status is ChildStatus.RUNNING)
-    total = len(rows)
-    old_conditions = list(previous.get("conditions") or [])
-    # Ready: every child that should run runs (a transient child that ended cleanly, or a
-    # temporary one that ended, is undefined and wants nothing).
-    settled = all(info.status in (ChildStatus.RUNNING, ChildStatus.UNDEFINED) for info in rows)
-    ready = phase == "Running" and settled
-    conditions = [
-        condition(
-            old_conditions,
-            "Ready",
-            "True" if ready else "False",
-            "ChildrenRunning" if ready else phase,
-            f"{running}/{total} children running",
-            generation,
-        ),
-        condition(
-            old_conditions,
-            "GaveUp",
-            "True" if gave_up_message else "False",
-            "ReachedMaxRestartIntensity" if gave_up_message else "WithinIntensity",
-            gave_up_message or "",
-            generation,
-        ),
-    ]
+    conditions = _conditions(rows, previous, phase, gave_up_message, generation)
     window = [t for t in core.restart_history if now - t <= core.flags.period]
     status = SupervisorStatus(
         observed_generation=generation,
         phase=phase,
-        ready=f"{running}/{total}",
+        ready=f"{running}/{len(rows)}",
         ready_children=running,
-        total_children=total,
+        total_children=len(rows),
         restarts_in_window=len(window),
         restart_history=list(window),
         incarnations=core.incarnations,
-        children=states,
+        children=_child_states(core, rows, pids, child_exits),
         conditions=[Condition.model_validate(c) for c in conditions],
     )
     body = status.model_dump(mode="json", by_alias=True, exclude_none=True)

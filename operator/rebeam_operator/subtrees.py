@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rebeam.exits import KILLED
 from rebeam.supervision import (
@@ -48,13 +48,12 @@ from rebeam.supervision import (
     Supervisor,
     SupervisorState,
 )
-from rebeam_operator import failpoints, slots
+from rebeam_operator import failpoints
+from rebeam_operator.cache import Cache
 from rebeam_operator.children import manifest_child
-from rebeam_operator.hosts import ANN_INCARNATION, ANN_KILL, LABEL_HOST
-
-if TYPE_CHECKING:
-    from rebeam_operator.driver import Driver
-    from rebeam_operator.kube import Kube
+from rebeam_operator.effects import Effects
+from rebeam_operator.hosts import ANN_INCARNATION, ANN_KILL, LABEL_HOST, Host
+from rebeam_operator.record import Record
 
 __all__ = [
     "deadline_of",
@@ -96,82 +95,83 @@ def _supervisor_stops(core: Supervisor) -> list[StopChild]:
 # --- the parent's side --------------------------------------------------------------------
 
 
-def note_timed_stops(driver: Driver, core: Supervisor, now: float) -> bool:
+def note_timed_stops(record: Record, core: Supervisor, now: float) -> bool:
     """Remember when each timed stop of a child supervisor was decided (persisted with the
     decision, so before the ask is carried out). True if a new one was noted."""
     new = False
     for stop in _supervisor_stops(core):
         key = _key(stop.child, stop.incarnation)
-        if _timed(stop.shutdown) and key not in driver.stops_asked:
-            driver.stops_asked[key] = now
+        if _timed(stop.shutdown) and key not in record.stops_asked:
+            record.stops_asked[key] = now
             new = True
     return new
 
 
-def prune(driver: Driver, core: Supervisor) -> None:
+def prune(record: Record, core: Supervisor) -> None:
     """Forget the asks of stops that are over (the child is no longer stopping)."""
     stopping = {
         _key(info.id, info.incarnation or 0)
         for info in core.which_children()
         if info.status is ChildStatus.STOPPING
     }
-    for key in list(driver.stops_asked):
+    for key in list(record.stops_asked):
         if key not in stopping:
-            del driver.stops_asked[key]
+            del record.stops_asked[key]
 
 
-def deadline_of(driver: Driver, stop: StopChild) -> float | None:
+def deadline_of(record: Record, stop: StopChild) -> float | None:
     """When a stop turns into a kill: now for brutal_kill, never for infinity."""
     if stop.shutdown == BRUTAL_KILL:
         return 0.0
     if stop.shutdown == INFINITY:
         return None
-    asked = driver.stops_asked.get(_key(stop.child, stop.incarnation))
+    asked = record.stops_asked.get(_key(stop.child, stop.incarnation))
     return None if asked is None else asked + float(stop.shutdown)
 
 
-def should_kill(driver: Driver, stop: StopChild, now: float) -> bool:
-    deadline = deadline_of(driver, stop)
+def should_kill(record: Record, stop: StopChild, now: float) -> bool:
+    deadline = deadline_of(record, stop)
     return deadline is not None and now >= deadline
 
 
-def next_deadline(driver: Driver) -> float | None:
+def next_deadline(record: Record, core: Supervisor | None) -> float | None:
     """The nearest kill deadline still ahead (the driver wakes for it), if any."""
-    core = driver.core
     if core is None:
         return None
     now = time.time()
     deadlines = [
         d
         for stop in _supervisor_stops(core)
-        if (d := deadline_of(driver, stop)) is not None and d > now
+        if (d := deadline_of(record, stop)) is not None and d > now
     ]
     return min(deadlines) if deadlines else None
 
 
-async def kill(driver: Driver, child: str, incarnation: int) -> None:
+async def kill(
+    host: Host,
+    cache: Cache,
+    effects: Effects,
+    log: logging.LoggerAdapter[logging.Logger],
+    child: str,
+    incarnation: int,
+) -> None:
     """``exit(Child, kill)``: mark the child's incarnation killed, force-delete its subtree.
     Repeated on every pass until the child acknowledges (idempotent)."""
-    kube, host = driver.world.kube, driver.host
     name = host.child_supervisor(child)
-    obj = driver.child_objects.get(name)
+    obj = cache.child_objects.get(name)
     if obj is None:
         return  # gone: observation reports its exit
     annotations = obj["metadata"].get("annotations") or {}
     if int(annotations.get(ANN_KILL, "0") or 0) < incarnation:
-        driver.log.warning("child supervisor %s#%s: killing its subtree", child, incarnation)
-        patched = await kube.patch_object(
-            host.namespace,
-            "supervisors",
-            name,
-            {"metadata": {"annotations": {ANN_KILL: str(incarnation)}}},
-        )
-        driver.on_child_object(patched, deleted=False)
-    await force_delete_subtree(kube, host.namespace, obj["metadata"]["uid"])
+        log.warning("child supervisor %s#%s: killing its subtree", child, incarnation)
+        patch = {"metadata": {"annotations": {ANN_KILL: str(incarnation)}}}
+        patched = await effects.patch_object("supervisors", name, patch)
+        cache.on_child_object(patched, deleted=False)
+    await force_delete_subtree(effects, obj["metadata"]["uid"])
     failpoints.hit("subtree-killed")
 
 
-async def force_delete_subtree(kube: Kube, namespace: str, root_uid: str) -> int:
+async def force_delete_subtree(effects: Effects, root_uid: str) -> int:
     """Force-delete (grace 0) every pod of the Supervisor ``root_uid`` and of every Supervisor
     below it. Returns how many pods were still there."""
     found = 0
@@ -182,11 +182,11 @@ async def force_delete_subtree(kube: Kube, namespace: str, root_uid: str) -> int
             continue
         seen.add(uid)
         selector = f"{LABEL_HOST}={uid}"
-        for pod in await kube.list_pods(namespace, selector):
+        for pod in await effects.list_pods(selector):
             found += 1
             meta = pod["metadata"]
-            await kube.delete_pod(namespace, meta["name"], 0, meta["uid"])
-        for obj in await kube.list_objects(namespace, "supervisors", selector):
+            await effects.delete_pod(meta["name"], 0, meta["uid"])
+        for obj in await effects.list_objects("supervisors", selector):
             todo.append(obj["metadata"]["uid"])
     return found
 
@@ -194,41 +194,36 @@ async def force_delete_subtree(kube: Kube, namespace: str, root_uid: str) -> int
 # --- the killed child's side --------------------------------------------------------------
 
 
-def is_killed(driver: Driver) -> bool:
+def is_killed(record: Record, host: Host) -> bool:
     """The parent killed the incarnation this driver runs."""
-    return driver.incarnation > 0 and driver.host.kill_incarnation >= driver.incarnation
+    return record.incarnation > 0 and host.kill_incarnation >= record.incarnation
 
 
-async def play_dead(driver: Driver) -> bool:
-    """One pass of a killed driver. True when the driver is finished (deleted)."""
-    kube, host = driver.world.kube, driver.host
-    if driver.killed < driver.incarnation:
-        dead = True
-        below = await kube.list_objects(host.namespace, "supervisors", f"{LABEL_HOST}={host.uid}")
-        for obj in below:
-            dead = await _pass_kill_down(kube, host.namespace, obj) and dead
-        if await force_delete_subtree_own(kube, host.namespace, host.uid):
-            dead = False
-        if not dead:
-            return False
-        if driver.core is not None:
-            await _report_killed_actors(driver, driver.core)
-            drain(driver.core, time.time())
-        driver.killed = driver.incarnation
-        driver.exit_reason = KILLED.to_wire()
-        driver.outbox = []  # a killed process tells nothing more; its parent reports the exit
-        driver.dirty = True
-        await driver.persist(time.time())
-        if driver.core is not None:
-            await slots.write(driver, driver.core)
-        driver.log.warning("incarnation %s killed by the parent: pods gone", driver.incarnation)
-    if host.deleting:
-        await driver._remove_finalizer()
-        return True
-    return False
+async def play_dead(
+    host: Host, core: Supervisor | None, record: Record, cache: Cache, effects: Effects
+) -> bool:
+    """One pass of a killed driver that has not acknowledged the kill: True once its whole
+    subtree is gone and the acknowledgement is in ``record`` (for the driver to persist)."""
+    dead = True
+    for obj in await effects.list_objects("supervisors", f"{LABEL_HOST}={host.uid}"):
+        dead = await _pass_kill_down(effects, obj) and dead
+    if await force_delete_own(effects, host.uid):
+        dead = False
+    if not dead:
+        return False
+    if core is not None:
+        await _report_killed_actors(host, core, cache, effects)
+        drain(core, time.time())
+    record.killed = record.incarnation
+    record.exit_reason = KILLED.to_wire()
+    record.outbox = []  # a killed process tells nothing more; its parent reports the exit
+    record.dirty = True
+    return True
 
 
-async def _report_killed_actors(driver: Driver, core: Supervisor) -> None:
+async def _report_killed_actors(
+    host: Host, core: Supervisor, cache: Cache, effects: Effects
+) -> None:
     """What the kill did to each live actor child, as ``rebeam run`` reports it: its names
     released, then ``exited`` (``start_failed`` while it was starting) with reason ``killed``,
     so monitors of it get DOWN at once rather than when its lease runs out. Nested
@@ -241,11 +236,11 @@ async def _report_killed_actors(driver: Driver, core: Supervisor) -> None:
         spec = manifest_child(core, info.id)
         if spec is None or spec.actor is None or not info.incarnation:
             continue
-        pid = driver._pid(info.id, info.incarnation)
+        pid = cache.pid(host, info.id, info.incarnation)
         if pid is not None and not spec.actor.command:
-            await driver.world.messaging.release(pid)
+            await effects.release(pid)
         event = "start_failed" if info.status is ChildStatus.STARTING else "exited"
-        driver._emit(event, info.id, info.incarnation, pid, KILLED)
+        effects.emit(event, info.id, info.incarnation, pid, KILLED)
 
 
 def _terminated(core: Supervisor) -> bool:
@@ -271,28 +266,24 @@ def drain(core: Supervisor, now: float, *, limit: int = 1000) -> None:
                 core.handle(ChildExited(command.child, command.incarnation, KILLED), now)
 
 
-async def force_delete_subtree_own(kube: Kube, namespace: str, uid: str) -> bool:
+async def force_delete_own(effects: Effects, uid: str) -> bool:
     """Force-delete this driver's own pods; True while the API still lists any."""
     selector = f"{LABEL_HOST}={uid}"
-    pods = await kube.list_pods(namespace, selector)
+    pods = await effects.list_pods(selector)
     for pod in pods:
         meta = pod["metadata"]
-        await kube.delete_pod(namespace, meta["name"], 0, meta["uid"])
-    return bool(pods) and bool(await kube.list_pods(namespace, selector))
+        await effects.delete_pod(meta["name"], 0, meta["uid"])
+    return bool(pods) and bool(await effects.list_pods(selector))
 
 
-async def _pass_kill_down(kube: Kube, namespace: str, obj: Json) -> bool:
+async def _pass_kill_down(effects: Effects, obj: Json) -> bool:
     """Kill a child supervisor of a killed one; True once it acknowledged."""
     meta = obj["metadata"]
     annotations = meta.get("annotations") or {}
     incarnation = int(annotations.get(ANN_INCARNATION, "1") or 1)
     if int(annotations.get(ANN_KILL, "0") or 0) < incarnation:
-        await kube.patch_object(
-            namespace,
-            "supervisors",
-            meta["name"],
-            {"metadata": {"annotations": {ANN_KILL: str(incarnation)}}},
-        )
+        patch = {"metadata": {"annotations": {ANN_KILL: str(incarnation)}}}
+        await effects.patch_object("supervisors", meta["name"], patch)
         return False
     acked = int((obj.get("status") or {}).get("killedIncarnation", 0))
     return acked >= incarnation

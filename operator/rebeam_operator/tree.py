@@ -4,18 +4,16 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rebeam.supervision import ChildStatus, SupervisorState
 from rebeam_operator.status import start_order
-
-if TYPE_CHECKING:
-    from rebeam_operator.driver import Driver
+from rebeam_operator.view import DriverView
 
 __all__ = ["tree"]
 
 
-def tree(drivers: list[Driver]) -> list[dict[str, Any]]:
+def tree(drivers: list[DriverView]) -> list[dict[str, Any]]:
     """Every root: root Supervisors, and Actors applied on their own, each shown as
     ``rebeam run`` shows it, as its implicit one_for_one supervisor of one child."""
     by_path = {d.host.path: d for d in drivers if d.core is not None}
@@ -23,7 +21,7 @@ def tree(drivers: list[Driver]) -> list[dict[str, Any]]:
     return [_node(d, by_path) for d in sorted(roots, key=lambda d: d.host.path)]
 
 
-def _node(driver: Driver, by_path: dict[str, Driver]) -> dict[str, Any]:
+def _node(driver: DriverView, by_path: dict[str, DriverView]) -> dict[str, Any]:
     core = driver.core
     assert core is not None
     spec = driver.host.spec

@@ -12,17 +12,15 @@ import asyncio
 import functools
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
+from rebeam_operator.driver import Driver
 from rebeam_operator.hosts import LABEL_HOST, InvalidObject
 from rebeam_operator.kube import Kube
 from rebeam_operator.messaging import Messaging
 from rebeam_operator.settings import Settings
-
-if TYPE_CHECKING:
-    from rebeam_operator.driver import Driver
 
 __all__ = ["World"]
 
@@ -49,8 +47,6 @@ class World:
     # --- routing -------------------------------------------------------------------------
 
     def on_host(self, body: Json, deleted: bool) -> None:
-        from rebeam_operator.driver import Driver
-
         uid = body["metadata"]["uid"]
         if self.seen is not None:
             self.seen.add(uid)
@@ -60,7 +56,7 @@ class World:
             if deleted:
                 return
             try:
-                driver = Driver(self, body)
+                driver = Driver.in_world(self, body)
             except InvalidObject as exc:
                 # Nothing to drive; the watch brings the object again once it is fixed.
                 log.error("cannot drive %s", exc)

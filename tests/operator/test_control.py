@@ -6,7 +6,7 @@ e2e test_operator_dynamic.py restarts a real operator and asks at once."""
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -41,13 +41,21 @@ class FakeKube:
         return self.objects.get(plural, [])
 
 
+@dataclass
+class FakeWorld:
+    """What ControlServer._caught_up reads of the world: kube, settings, and the uids seen."""
+
+    kube: FakeKube
+    settings: Settings
+    seen: set[str] = field(default_factory=set)
+    host_seen: asyncio.Event = field(default_factory=asyncio.Event)
+
+
 def world(kube: FakeKube, namespaces: tuple[str, ...] = ()) -> Any:
-    return SimpleNamespace(
-        kube=kube, settings=Settings(namespaces=namespaces), seen=set(), host_seen=asyncio.Event()
-    )
+    return FakeWorld(kube, Settings(namespaces=namespaces))
 
 
-def see(w: Any, uid: str) -> None:
+def see(w: FakeWorld, uid: str) -> None:
     w.seen.add(uid)
     w.host_seen.set()
 

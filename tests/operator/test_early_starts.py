@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+import pytest
 
 from rebeam.pids import Pid
 from rebeam_operator.early_starts import _pid_of, decided_seq, unrecorded
@@ -41,22 +44,12 @@ def test_nothing_is_unrecorded_once_the_write_landed() -> None:
     assert unrecorded(pods, persisted_seq=5, pending=set()) == []
 
 
-class _Log:
-    def __init__(self) -> None:
-        self.warnings: list[str] = []
-
-    def warning(self, message: str, *args: object) -> None:
-        self.warnings.append(message % args)
+def pid_rule(child: str, incarnation: int) -> Pid | None:
+    """The driver's pid of a child's incarnation (its slot is made up here)."""
+    return Pid.for_incarnation("ns", f"slot-of-{child}", incarnation)
 
 
-class _Driver:
-    """What _pid_of needs of a driver: its log and its pid rule."""
-
-    def __init__(self) -> None:
-        self.log = _Log()
-
-    def _pid(self, child: str, incarnation: int) -> Pid | None:
-        return Pid.for_incarnation("ns", f"slot-of-{child}", incarnation)
+LOG = logging.LoggerAdapter(logging.getLogger("rebeam.operator"), {"object": "ns/app"})
 
 
 def labelled(pid: str | None) -> Json:
@@ -68,13 +61,16 @@ def labelled(pid: str | None) -> Json:
 
 
 def test_an_unrecorded_pods_pid_is_its_annotation() -> None:
-    driver: Any = _Driver()
-    assert _pid_of(driver, labelled("ns.abc.2")) == Pid.parse("ns.abc.2")
+    assert _pid_of(labelled("ns.abc.2"), pid_rule, LOG) == Pid.parse("ns.abc.2")
 
 
-def test_a_mangled_pid_annotation_falls_back_to_the_labels() -> None:
+def test_a_mangled_pid_annotation_falls_back_to_the_labels(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """Bad input on a pod must not wedge the driver's passes: it says so and carries on."""
-    driver: Any = _Driver()
-    assert _pid_of(driver, labelled("not a pid")) == Pid.for_incarnation("ns", "slot-of-x", 2)
-    assert "malformed pid" in driver.log.warnings[0]
-    assert _pid_of(driver, labelled(None)) == Pid.for_incarnation("ns", "slot-of-x", 2)
+    caplog.set_level(logging.WARNING, "rebeam.operator")
+    assert _pid_of(labelled("not a pid"), pid_rule, LOG) == Pid.for_incarnation(
+        "ns", "slot-of-x", 2
+    )
+    assert "malformed pid" in caplog.records[0].getMessage()
+    assert _pid_of(labelled(None), pid_rule, LOG) == Pid.for_incarnation("ns", "slot-of-x", 2)

@@ -4,17 +4,22 @@ server: test_attacks_operator.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
-from types import SimpleNamespace
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from rebeam.auth.grants import Grant, Role
 from rebeam.pids import Pid
+from rebeam.spec.models import Child
+from rebeam.supervision import Error, Event, Ok, Supervisor
+from rebeam_operator.hosts import host_from_body
 from rebeam_operator.identity import Identity
 from rebeam_operator.settings import Settings
+from tests.operator.bodies import supervisor_body
 
 Json = dict[str, Any]
 
@@ -82,20 +87,27 @@ def pod(**changes: Any) -> Json:
 
 
 class FakeDriver:
+    """A driver as identity.py sees it (view.DriverView): the Supervisor ``shop`` whose child
+    ``bank`` registers as ``bank``, with one pod."""
+
     def __init__(self, body: Json) -> None:
-        self.host = SimpleNamespace(
-            namespace=NS,
-            path="shop",
-            plural="supervisors",
-            pod_name=lambda child, inc: f"shop-{child}-{inc}",
-        )
+        self.host = host_from_body(supervisor_body(name="shop", uid="host-uid", namespace=NS))
+        self.core: Supervisor | None = None
+        self.child_exits: dict[str, Json] = {}
         self.pods = {body["metadata"]["name"]: body}
 
-    def _pid(self, child: str, incarnation: int) -> Pid:
+    def pid(self, child: str, incarnation: int) -> Pid | None:
         return Pid.for_incarnation(NS, "slot-uid", incarnation)
 
-    def _child(self, child: str) -> Any:
-        return SimpleNamespace(actor=SimpleNamespace(register_as="bank"))
+    def child(self, child_id: str) -> Child | None:
+        actor = {"command": ["sleep", "600"], "register": "bank"}
+        return Child.model_validate({"name": child_id, "actor": actor})
+
+    def ask(self, make: Callable[[str], Event]) -> asyncio.Future[Ok | Error]:
+        raise AssertionError("identity asks no driver for anything")
+
+    def withdraw(self, future: asyncio.Future[Ok | Error]) -> None:
+        raise AssertionError("identity asks no driver for anything")
 
 
 class Claims:
@@ -109,7 +121,7 @@ class Claims:
 def identity(body: Json | None = None, namespaces: tuple[str, ...] = (NS,)) -> Identity:
     kube = FakeKube()
     made = Identity(Settings(namespaces=namespaces), kube, Claims())  # type: ignore[arg-type]
-    made.world = SimpleNamespace(drivers={"host-uid": FakeDriver(body or pod())})  # type: ignore[assignment]
+    made.drivers = {"host-uid": FakeDriver(body or pod())}
     return made
 
 

@@ -26,7 +26,7 @@ from rebeam.auth.grants import Grant, Role
 from rebeam.auth.issuer import Issuer
 from rebeam.backends import claim_slot
 from rebeam.events import LifecycleEvent, release_names_of
-from rebeam.exits import KILLED, SHUTDOWN, ExitReason, crash, shutdown_with
+from rebeam.exits import KILLED, SHUTDOWN, ExitReason, crash
 from rebeam.local.adoption import Adoption
 from rebeam.local.arrivals import Arrivals
 from rebeam.local.lifecycle import Lifecycle
@@ -41,14 +41,11 @@ from rebeam.supervision import (
     INFINITY,
     AutoShutdownBy,
     ChildExited,
-    ChildRestarting,
     ChildStarted,
     Command,
     Error,
     Event,
-    Exited,
     GaveUp,
-    InitFailed,
     Ok,
     Ready,
     Reply,
@@ -58,10 +55,11 @@ from rebeam.supervision import (
     StopChild,
     Supervisor,
 )
-
-__all__ = ["ChildRecord", "RunContext", "SupervisorRunner", "run_mark", "slot_of"]
+from rebeam.supervision.notices import Notice, notice_of
 
 log = logging.getLogger("rebeam.run")
+
+__all__ = ["ChildRecord", "RunContext", "SupervisorRunner", "run_mark", "slot_of"]
 
 RELEASE_TIMEOUT = 5.0
 
@@ -218,26 +216,27 @@ class SupervisorRunner:
                     reply.set_result(command.result)
             elif isinstance(command, Ready):
                 self._ready.set_result(None)
-            elif isinstance(command, InitFailed):
-                failure = shutdown_with(
-                    {"failed_to_start_child": command.child, "reason": command.reason.to_wire()}
-                )
-                self._finish(failure, report=False)
-                self._ready.set_result(failure)
-            elif isinstance(command, Exited):
-                self._emit("shutdown", reason=command.reason)
-                self._finish(command.reason, report=True)
-            elif isinstance(command, ChildRestarting):
-                self._emit(
-                    "restarting",
-                    child=command.child,
-                    reason=command.reason,
-                )
             elif isinstance(command, GaveUp):
-                self.gave_up = command
-                self._emit("gave_up", child=command.child, reason=command.reason)
+                self.gave_up = command  # how the run ended, said when it is over
             elif isinstance(command, AutoShutdownBy):
                 self.auto_shutdown = command
+            notice = notice_of(command)
+            if notice is not None:
+                self._tell(notice)
+
+    def _tell(self, notice: Notice) -> None:
+        """Publish what a command tells (rebeam.supervision.notices), and end the run on an
+        exit: an init failure is said by the caller of start, not as a shutdown event."""
+        if notice.kind == "init_failed":
+            assert notice.exit_reason is not None
+            self._finish(notice.exit_reason, report=False)
+            self._ready.set_result(notice.exit_reason)
+        elif notice.kind == "shutdown":
+            assert notice.exit_reason is not None
+            self._emit("shutdown", reason=notice.reason)
+            self._finish(notice.exit_reason, report=True)
+        elif notice.kind in ("restarting", "gave_up"):
+            self._emit(notice.kind, child=notice.child, reason=notice.reason)
 
     def _finish(self, reason: ExitReason, *, report: bool) -> None:
         for reply in self._replies.values():

@@ -1,0 +1,101 @@
+"""A driver's cache: what the watches (and its own writes) showed of the objects it owns, and
+what it did since it started. Memory only: a restarted operator lists the objects again
+(``Driver.seed``) and trusts only its record (record.py) for what it decided.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from rebeam.pids import Pid
+from rebeam.supervision import Supervisor
+from rebeam_operator.hosts import LABEL_CHILD, Host
+from rebeam_operator.observation import PodPhase, disrupted, observe_pod
+
+__all__ = ["Cache", "pod_alive"]
+
+Json = dict[str, Any]
+
+
+def pod_alive(pod: Json) -> bool:
+    return observe_pod(pod, stop_requested=True).phase is not PodPhase.ENDED
+
+
+@dataclass
+class Cache:
+    pods: dict[str, Json] = field(default_factory=dict)
+    gone: set[str] = field(default_factory=set)  # pods we saw deleted
+    child_objects: dict[str, Json] = field(default_factory=dict)  # child Supervisor objects
+    slots: dict[str, str] = field(default_factory=dict)  # actor child -> its slot object's uid
+    slot_specs: dict[str, Json] = field(default_factory=dict)  # actor child -> slot spec
+    slot_status: dict[str, Json] = field(default_factory=dict)  # actor child -> status written
+    created: set[str] = field(default_factory=set)  # pods created since the driver started
+    fenced: set[str] = field(default_factory=set)
+    disrupted: set[str] = field(default_factory=set)  # pods Kubernetes took away
+    lease_checked: dict[str, float] = field(default_factory=dict)
+    early: set[str] = field(default_factory=set)  # created ahead of their status write
+    unrecorded: dict[str, Json] = field(default_factory=dict)  # decisions never persisted
+
+    def on_pod(self, body: Json, deleted: bool) -> None:
+        name = body["metadata"]["name"]
+        if deleted:
+            self.pods.pop(name, None)
+            if name not in self.unrecorded:  # an unrecorded pod's name is used again
+                self.gone.add(name)
+            if disrupted(body):  # its end is reported from this, its last state
+                self.disrupted.add(name)
+        elif name not in self.gone:
+            old = self.pods.get(name)
+            if old is None or int(old["metadata"]["resourceVersion"]) <= int(
+                body["metadata"]["resourceVersion"]
+            ):
+                self.pods[name] = body
+
+    def on_child_object(self, body: Json, deleted: bool) -> None:
+        name = body["metadata"]["name"]
+        if deleted:
+            self.child_objects.pop(name, None)
+        else:
+            self.child_objects[name] = body
+
+    def may_create(self, name: str) -> bool:
+        """No pod of that name was ever seen or made (an incarnation's pod is made once)."""
+        return not (
+            name in self.pods
+            or name in self.created
+            or name in self.gone
+            or name in self.unrecorded
+        )
+
+    def gone_for_good(self, child: str) -> bool:
+        """No pod of the child is still alive (its last incarnation has ended)."""
+        for pod in self.pods.values():
+            labels = pod["metadata"].get("labels") or {}
+            if labels.get(LABEL_CHILD) == child and pod_alive(pod):
+                return False
+        return True
+
+    def pid(self, host: Host, child: str, incarnation: int) -> Pid | None:
+        """The pid of a child's incarnation: its slot is its Actor object's uid (the host's
+        own for an Actor applied on its own); None while the slot is not known."""
+        slot = host.uid if host.standalone_actor else self.slots.get(child)
+        if slot is None or incarnation < 1:
+            return None
+        return Pid.for_incarnation(host.namespace, slot, incarnation)
+
+    def pids(self, host: Host, core: Supervisor) -> dict[str, str]:
+        """The pid of every child's current incarnation, as status shows them."""
+        found = {}
+        for info in core.which_children():
+            pid = self.pid(host, info.id, info.incarnation or 0)
+            if pid is not None:
+                found[info.id] = str(pid)
+        return found
+
+    def keep_only(self, names: set[str]) -> None:
+        """What is remembered of a pod name is only looked up for a child's latest
+        incarnation: forget the rest, or a long-lived tree's restarts would pile up."""
+        for kept in (self.gone, self.created, self.fenced, self.disrupted):
+            kept &= names
+        self.lease_checked = {k: v for k, v in self.lease_checked.items() if k in names}
