@@ -10,6 +10,8 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from rebeam.natsd import NatsServer, ServerOptions
 from tests.local.conftest import SLEEPER, Run, StartRun, alive, supervisor, wait_until
 
