@@ -1,7 +1,8 @@
 """The management API on Kubernetes: the operator answers the same NATS control requests as
-``rebeam run`` (``rebeam.<ns>.control.<operation>.<requester>``, see ``rebeam.local.control``), so
-``rebeam start-child|terminate-child|restart-child|delete-child|tree --nats URL -n NS``
-works against a cluster. The namespace is the Kubernetes namespace.
+``rebeam run``, with the same error codes and sentences (the management protocol,
+``rebeam._management_protocol``), so ``rebeam start-child|terminate-child|restart-child|
+delete-child|tree --nats URL -n NS`` works against a cluster. The namespace is the
+Kubernetes namespace.
 
 Who asks is in the subject; RBAC decides whether they may (access.py): ``tree`` needs ``get``
 on the namespace's Supervisors, the rest ``patch`` on the root Supervisor they name.
@@ -16,23 +17,21 @@ failed, as OTP's ``start_child`` does.
 
 Namespaces where this operator drives nothing get no answer at all, so a ``rebeam run`` of
 the same namespace on the same NATS is never answered for by the operator. As ``rebeam run``
-does, it answers only on a request inbox, and refuses (unread, counted, logged at a bounded
-rate) a request whose reply subject is anything else.
+does (``rebeam._management_server``), it answers only on a request inbox, and refuses
+(unread, counted, logged at a bounded rate) a request whose reply subject is anything else.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rebeam import _subjects
-from rebeam._limits import loads_json
-from rebeam._ratelog import RateLog
-from rebeam.local.control import OPERATIONS
+from rebeam._management_protocol import Refusal, child_path, core_refusal, request_path
+from rebeam._management_server import RequestAnswerer
 from rebeam.pids import Pid
 from rebeam.supervision import (
     ChildRef,
@@ -51,7 +50,7 @@ from rebeam_operator.view import DriverView
 if TYPE_CHECKING:
     from rebeam_operator.world import World
 
-__all__ = ["ControlServer", "describe_error"]
+__all__ = ["ControlServer"]
 
 log = logging.getLogger("rebeam.operator")
 
@@ -59,29 +58,10 @@ REPLY_DEADLINE = 25.0  # under the CLI's 30 s
 CATCH_UP_DEADLINE = 30.0  # for kopf to deliver the objects listed at startup
 
 
-def describe_error(reason: Any, driver: DriverView) -> str:
-    """The core's error reasons, in words that say what to do."""
-    if reason == "max_children":
-        limit = driver.host.spec.max_children
-        return f"max_children reached: {driver.host.path} already has {limit} children"
-    if reason == "simple_one_for_one":
-        return f"{driver.host.path} is simple_one_for_one: terminate its children instead"
-    if reason == "not_found":
-        return "no such child"
-    if reason == "running":
-        return "the child is running: terminate it first"
-    if reason == "restarting":
-        return "the child is being restarted: terminate it first"
-    if reason == "noproc":
-        return f"{driver.host.path} is not running"
-    return str(reason)
-
-
-class ControlServer:
+class ControlServer(RequestAnswerer):
     def __init__(self, world: World) -> None:
+        super().__init__(log)
         self.world = world
-        self.refused = 0  # requests with a reply subject that is not an inbox
-        self._ratelog = RateLog(log, "control")
         self._subscriptions: list[Any] = []
 
     async def start(self) -> None:
@@ -140,65 +120,51 @@ class ControlServer:
         ]
         if not drivers:
             return  # not ours: stay silent (a rebeam run may answer)
-        if msg.reply and not _subjects.is_inbox(msg.reply):
-            self.refused += 1
-            self._ratelog.warning("refused a request: its reply subject is no inbox", msg.reply)
-            return
-        try:
-            if operation not in OPERATIONS:
-                raise ValueError(f"no such management operation: {operation[:100]}")
-            request = loads_json(msg.data or b"{}", what="a control request")
-            if not isinstance(request, dict):
-                raise ValueError("a control request is a JSON object")
-            reply = await self._answer(operation, request, drivers, requester)
-        except Exception as exc:
-            reply = {"error": f"{type(exc).__name__}: {exc}"}
-        if msg.reply:
-            await msg.respond(json.dumps(reply, default=str).encode())
+
+        async def handle(operation: str, request: dict[str, Any]) -> dict[str, Any]:
+            return await self._answer(operation, request, drivers, requester)
+
+        await self.answer(msg, operation, handle)
 
     async def _answer(
         self, operation: str, request: dict[str, Any], drivers: list[DriverView], requester: Pid
     ) -> dict[str, Any]:
         if operation == "tree":
-            refused = await self._refusal(requester, operation, None, "")
-            return {"error": refused} if refused else {"ok": tree(drivers)}
-        path = str(request.get("path", "")).strip("/")
-        if not path:
-            return {"error": "a path is needed, e.g. pool or shop/storage/cache"}
+            await self._allowed(requester, operation, None, "")
+            return {"ok": tree(drivers)}
+        path = request_path(request)
         if operation == "start-child":
             driver = _find(drivers, path)
             # Asked before anything is said of the path: no probing what exists.
-            refused = await self._refusal(requester, operation, driver, path)
-            if refused:
-                return {"error": refused}
+            await self._allowed(requester, operation, driver, path)
             if driver is None:
-                return {"error": f"no supervisor at {path!r} in this namespace"}
+                raise Refusal.of("no_supervisor", supervisor=path)
             if driver.host.spec.child_template is None:
-                return {"error": f"{path} is not simple_one_for_one: add children to the manifest"}
+                raise Refusal.of("not_simple_one_for_one", supervisor=path)
             args = request.get("args")
-            return await _ask(driver, lambda rid: StartChildRequest(rid, args=args))
-        parent, _, child = path.rpartition("/")
-        driver = _find(drivers, parent) if parent else None
-        refused = await self._refusal(requester, operation, driver, path)
-        if refused:
-            return {"error": refused}
+            return await _ask(driver, path, "", lambda rid: StartChildRequest(rid, args=args))
+        parent, child = child_path(path)
+        driver = _find(drivers, parent)
+        await self._allowed(requester, operation, driver, path)
         if driver is None:
-            return {"error": f"no supervisor holds {path!r} in this namespace"}
+            raise Refusal.of("no_supervisor", supervisor=parent)
         makers: dict[str, Callable[[str, str], Event]] = {
             "terminate-child": TerminateChildRequest,
             "restart-child": RestartChildRequest,
             "delete-child": DeleteChildRequest,
         }
         make = makers[operation]
-        return await _ask(driver, lambda rid: make(rid, child))
+        return await _ask(driver, parent, child, lambda rid: make(rid, child))
 
-    async def _refusal(
+    async def _allowed(
         self, requester: Pid, operation: str, target: DriverView | None, path: str
-    ) -> str | None:
+    ) -> None:
         world = self.world
-        return await refusal(
+        refused = await refusal(
             world.messaging.identity, world.kube, requester, operation, target, path
         )
+        if refused:
+            raise Refusal.of("forbidden", detail=refused)
 
 
 def _find(drivers: list[DriverView], path: str) -> DriverView | None:
@@ -211,16 +177,23 @@ def _find(drivers: list[DriverView], path: str) -> DriverView | None:
     return None
 
 
-async def _ask(driver: DriverView, make: Callable[[str], Event]) -> dict[str, Any]:
+async def _ask(
+    driver: DriverView, supervisor: str, child: str, make: Callable[[str], Event]
+) -> dict[str, Any]:
     future = driver.ask(make)
     try:
         result = await asyncio.wait_for(asyncio.shield(future), REPLY_DEADLINE)
     except TimeoutError:
         driver.withdraw(future)
-        return {"error": f"no answer from {driver.host.path} within {REPLY_DEADLINE:g}s"}
+        raise Refusal.of("timeout", supervisor=supervisor, seconds=REPLY_DEADLINE) from None
     if isinstance(result, Ok):
         value = result.value
         if isinstance(value, ChildRef):  # people address children by path
             return {"ok": f"{driver.host.path}/{value.id}#{value.incarnation}"}
         return {"ok": value}
-    return {"error": describe_error(result.reason, driver)}
+    raise core_refusal(
+        result.reason,
+        supervisor=supervisor,
+        child=child,
+        limit=driver.host.spec.max_children,
+    )

@@ -1,11 +1,12 @@
-"""``rebeam tree`` against a cluster: the tree of one namespace, in the JSON shape
-``rebeam run`` answers with (``rebeam.local.snapshot``), read from the drivers' cores."""
+"""``rebeam tree`` against a cluster: the tree of one namespace, in the one JSON shape
+both backends answer with (``rebeam._management_protocol``), read from the drivers' cores."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
+from rebeam._management_protocol import tree_child, tree_supervisor
 from rebeam.supervision import ChildStatus, SupervisorState
 from rebeam_operator.status import start_order
 from rebeam_operator.view import DriverView
@@ -25,37 +26,33 @@ def _node(driver: DriverView, by_path: dict[str, DriverView]) -> dict[str, Any]:
     core = driver.core
     assert core is not None
     spec = driver.host.spec
-    terminated = core.state is SupervisorState.TERMINATED
-    node: dict[str, Any] = {
-        "path": driver.host.path,
-        "kind": "supervisor",
-        "strategy": spec.strategy.value,
-        "state": "terminated" if terminated else "running",
-        "restarts": core.restarts_in_window(time.time()),
-        "intensity": spec.intensity,
-        "period": spec.period,
-        "children": [],
-    }
+    node = tree_supervisor(
+        path=driver.host.path,
+        strategy=spec.strategy.value,
+        state="terminated" if core.state is SupervisorState.TERMINATED else "running",
+        restarts=core.restarts_in_window(time.time()),
+        intensity=spec.intensity,
+        period=spec.period,
+    )
     for info in start_order(core):
         path = f"{driver.host.path}/{info.id}"
-        child: dict[str, Any] = {
-            "name": info.id,
-            "path": path,
-            "kind": "supervisor" if info.type.value == "supervisor" else "actor",
-            "state": info.status.value,
-            "incarnation": info.incarnation,
-            "pid": None,
-            "os_pid": None,
-            "starts": core.incarnations.get(info.id, 0),
-            "last_exit": (driver.child_exits.get(info.id) or {}).get("reason"),
-        }
-        if info.status is not ChildStatus.UNDEFINED and info.incarnation:
-            child["pod"] = driver.host.pod_name(info.id, info.incarnation)
+        incarnation = info.incarnation or 0
+        live = info.status is not ChildStatus.UNDEFINED and incarnation > 0
+        # The operator issues each incarnation's pid: shown as rebeam run shows its own.
+        pid = driver.pid(info.id, incarnation) if live else None
         nested = by_path.get(path)
-        if nested is not None and nested.core is not None:
-            inner = _node(nested, by_path)
-            child |= {k: v for k, v in inner.items() if k not in ("path", "state", "kind")}
-            child["kind"] = "supervisor"
-            child["name"] = info.id
+        child = tree_child(
+            name=info.id,
+            path=path,
+            kind="supervisor" if info.type.value == "supervisor" else "actor",
+            state=info.status.value,
+            incarnation=info.incarnation,
+            pid=str(pid) if pid is not None else None,
+            os_pid=None,  # a pod's processes are the kubelet's
+            pod=driver.host.pod_name(info.id, incarnation) if live else None,
+            starts=core.incarnations.get(info.id, 0),
+            last_exit=(driver.child_exits.get(info.id) or {}).get("reason"),
+            supervisor=_node(nested, by_path) if nested and nested.core else None,
+        )
         node["children"].append(child)
     return node

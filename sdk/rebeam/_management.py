@@ -1,9 +1,10 @@
 """OTP's management API from Python: ``await rebeam.start_child("pool", {"job": 1})``.
 
-The same control requests the ``rebeam start-child`` command sends
-(``rebeam.<ns>.control.<operation>.<requester>``): a ``rebeam run`` answers them locally, the
-operator on Kubernetes, so one call works on both backends. They go through the current
-node's NATS connection, namespace and pid (an actor's credential may not make them).
+The same control requests the ``rebeam start-child`` command sends (the management protocol,
+``rebeam._management_protocol``): a ``rebeam run`` answers them locally, the operator on
+Kubernetes, so one call works on both backends, and a refusal carries the same code and
+sentence from both. They go through the current node's NATS connection, namespace and pid
+(an actor's credential may not make them).
 """
 
 from __future__ import annotations
@@ -15,25 +16,12 @@ import nats
 
 from rebeam import _subjects
 from rebeam._api import current_node
-from rebeam._limits import loads_json
+from rebeam._management_protocol import parse_reply, refusal_text
 from rebeam.errors import NoSupervisor, SupervisorError, SupervisorRefused
 
-__all__ = ["delete_child", "parse_reply", "restart_child", "start_child", "terminate_child"]
+__all__ = ["delete_child", "restart_child", "start_child", "terminate_child"]
 
 DEFAULT_TIMEOUT = 30.0
-MAX_REPLY_BYTES = 64 * 1024 * 1024  # NATS's largest max_payload: a big tree still fits
-MAX_REPLY_DEPTH = 256  # two levels per supervisor in a tree
-
-
-def parse_reply(data: bytes) -> dict[str, Any]:
-    """A control reply, ``{"ok": value}`` or ``{"error": text}``; ValueError for anything
-    else (too large or deep included)."""
-    reply = loads_json(
-        data, what="the control reply", max_bytes=MAX_REPLY_BYTES, max_depth=MAX_REPLY_DEPTH
-    )
-    if not (isinstance(reply, dict) and ("ok" in reply or "error" in reply)):
-        raise ValueError("the control reply is neither {ok: ...} nor {error: ...}")
-    return reply
 
 
 async def _request(operation: str, body: dict[str, Any], timeout: float) -> Any:
@@ -50,7 +38,11 @@ async def _request(operation: str, body: dict[str, Any], timeout: float) -> Any:
     except ValueError as exc:
         raise SupervisorError(f"{operation} {body.get('path')}: {exc}") from None
     if "error" in reply:
-        raise SupervisorRefused(f"{operation} {body.get('path')}: {reply['error']}")
+        raise SupervisorRefused(
+            refusal_text(operation, body.get("path"), reply),
+            code=reply["code"],
+            sentence=reply["error"],
+        )
     return reply["ok"]
 
 

@@ -180,4 +180,11 @@ class NoSupervisor(SupervisorError):
 
 
 class SupervisorRefused(SupervisorError):
-    """The supervisor said no (max_children reached, no such child, ...)."""
+    """The supervisor said no (max_children reached, no such child, ...): ``code`` is the
+    management protocol's error code (``max_children``, ``not_found``, ...; docs/sdk.md,
+    "Management errors"), ``sentence`` what it means, in the backend's words."""
+
+    def __init__(self, message: str, code: str = "refused", sentence: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.sentence = sentence or message

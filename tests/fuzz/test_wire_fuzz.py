@@ -11,7 +11,7 @@ refusal, never anything else, whatever the bytes.
 | exit record | ``ExitReason.from_json`` | ValueError |
 | exit event | ``_watching.exit_event`` | ValueError |
 | lifecycle event | ``LifecycleEvent.model_validate_json`` (``rebeam events``) | ValueError |
-| control reply | ``_management.parse_reply`` | ValueError |
+| control reply | ``_management_protocol.parse_reply`` | ValueError |
 | durable progress | ``_durable._progress`` | ValueError |
 
 Inputs: raw msgpack built here (never by the codec), with extensions 1, 2 and 3 nested to
@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 
 from rebeam import _codec, _envelope
 from rebeam._durable import _progress
-from rebeam._management import parse_reply
+from rebeam._management_protocol import parse_reply
 from rebeam._node import _error_from_reply
 from rebeam._registry import _owner_of
 from rebeam._watching import exit_event

@@ -12,7 +12,7 @@ import nats
 from rich.console import Console
 
 from rebeam import _subjects
-from rebeam._management import parse_reply
+from rebeam._management_protocol import parse_reply, refusal_text
 from rebeam.cli._common import FAILURES, add_target, admin_connect, nats_url
 from rebeam.events import LifecycleEvent
 from rebeam.local.instances import NoInstance
@@ -33,19 +33,28 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run_tree(args: argparse.Namespace) -> int:
-    try:
-        reply = asyncio.run(request(args, "tree", {}))
-    except FAILURES as exc:
-        print(f"rebeam: {exc}", file=sys.stderr)
-        return 1
-    if "error" in reply:
-        print(f"rebeam: {reply['error']}", file=sys.stderr)
+    reply = ask(args, "tree", {})
+    if reply is None:
         return 1
     if args.json:
         print(json.dumps(reply["ok"], indent=2))
     else:
         Console().print(render_tree(reply["ok"]))
     return 0
+
+
+def ask(args: argparse.Namespace, operation: str, body: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``{"ok": ...}`` reply to one control request, or None once the failure or the
+    refusal (its sentence and code) has been printed in one line."""
+    try:
+        reply: dict[str, Any] = asyncio.run(request(args, operation, body))
+    except FAILURES as exc:
+        print(f"rebeam: {exc}", file=sys.stderr)
+        return None
+    if "error" in reply:
+        print(f"rebeam: {refusal_text(operation, body.get('path'), reply)}", file=sys.stderr)
+        return None
+    return reply
 
 
 async def request(args: argparse.Namespace, operation: str, body: dict[str, Any]) -> Any:

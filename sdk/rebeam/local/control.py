@@ -3,16 +3,18 @@
 The run writes an instance file with its NATS URL (instances.py), and answers requests on
 ``rebeam.<ns>.control.<operation>.<requester>``: ``tree``, ``start-child``,
 ``terminate-child``, ``restart-child``, ``delete-child``, where the requester is the client
-pid that asks (the server lets a connection publish there only as itself). Requests and
-replies are JSON; a reply is ``{"ok": value}`` or ``{"error": "what went wrong"}``. ``rebeam
-events`` needs no control request: it subscribes to the lifecycle events themselves.
+pid that asks (the server lets a connection publish there only as itself). Requests,
+replies and error codes are the management protocol both backends share
+(``rebeam._management_protocol``). ``rebeam events`` needs no control request: it
+subscribes to the lifecycle events themselves.
 
 Locally, the owner's credential is the only one allowed to make management requests, so a
 request that reaches the run is the owner's: the requester is not checked further.
 
-A request is answered only on a request inbox (``_INBOX.`` or ``_INBOX_rebeam.``): a request
-with any other reply subject is refused unread, counted and logged at a bounded rate, so
-nobody can make this process publish on a subject of their choosing.
+A request is answered only on a request inbox, as the operator answers
+(``rebeam._management_server``): a request with any other reply subject is refused unread,
+counted and logged at a bounded rate, so nobody can make this process publish on a subject
+of their choosing.
 """
 
 from __future__ import annotations
@@ -24,8 +26,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from rebeam import _subjects
-from rebeam._limits import loads_json
-from rebeam._ratelog import RateLog
+from rebeam._management_protocol import (
+    Refusal,
+    child_path,
+    core_refusal,
+    error_reply,
+    request_path,
+)
+from rebeam._management_server import RequestAnswerer
 from rebeam.local.snapshot import snapshot
 from rebeam.supervision import (
     ChildRef,
@@ -42,24 +50,21 @@ if TYPE_CHECKING:
     from rebeam.local.runner import LocalRun
     from rebeam.local.supervisors import SupervisorRunner
 
-__all__ = ["OPERATIONS", "ControlServer"]
+__all__ = ["ControlServer"]
 
 log = logging.getLogger("rebeam.run")
-
-OPERATIONS = ("tree", "start-child", "terminate-child", "restart-child", "delete-child")
 
 # Requests being answered at once. A request may wait for a tree that is starting (as long as
 # its starts take); more than this many at once is somebody flooding the run.
 MAX_IN_PROGRESS = 64
 
 
-class ControlServer:
+class ControlServer(RequestAnswerer):
     def __init__(self, run: LocalRun, nc: Any) -> None:
+        super().__init__(log)
         self.run = run
         self.nc = nc
-        self.refused = 0  # requests with a reply subject that is not an inbox
         self.busy = 0  # requests refused because MAX_IN_PROGRESS were being answered
-        self._ratelog = RateLog(log, "control")
         self._subscriptions: list[Any] = []
         self._in_progress: set[asyncio.Task[None]] = set()
 
@@ -84,8 +89,8 @@ class ControlServer:
             self.busy += 1
             self._ratelog.warning("refused a request: too many in progress", msg.subject[:200])
             if msg.reply and _subjects.is_inbox(msg.reply):
-                busy = f"busy: {MAX_IN_PROGRESS} requests are being answered; ask again later"
-                await msg.respond(json.dumps({"error": busy}).encode())
+                busy = error_reply("busy", count=MAX_IN_PROGRESS)
+                await msg.respond(json.dumps(busy).encode())
             return
         task = asyncio.create_task(self._handle(msg))
         self._in_progress.add(task)
@@ -93,48 +98,42 @@ class ControlServer:
         task.add_done_callback(_unanswered)
 
     async def _handle(self, msg: Any) -> None:
-        if msg.reply and not _subjects.is_inbox(msg.reply):
-            self.refused += 1
-            self._ratelog.warning("refused a request: its reply subject is no inbox", msg.reply)
-            return
         parsed = _subjects.control_request(msg.subject)
-        try:
-            if parsed is None or parsed[0] not in OPERATIONS:
-                raise ValueError(f"no such management operation: {msg.subject[:200]}")
-            request = loads_json(msg.data or b"{}", what="a control request")
-            if not isinstance(request, dict):
-                raise ValueError("a control request is a JSON object")
-            reply = await self._answer(parsed[0], request)
-        except Exception as exc:
-            reply = {"error": f"{type(exc).__name__}: {exc}"}
-        if msg.reply:
-            await msg.respond(json.dumps(reply, default=str).encode())
+        await self.answer(msg, parsed[0] if parsed is not None else "", self._answer)
 
     async def _answer(self, operation: str, request: dict[str, Any]) -> dict[str, Any]:
         if operation == "tree":
             await self.run.until_started()  # as OTP's which_children waits out an init
             return {"ok": snapshot(self.run)}
-        path = str(request.get("path", ""))
+        path = request_path(request)
         if operation == "start-child":
-            runner = await self.run.reach(path)
-            if runner is None:
-                return {"error": f"no running supervisor at {path!r}"}
+            runner = await self._supervisor(path)
             if runner.spec.child_template is None:
-                return {"error": f"{path} is not simple_one_for_one: add children to the manifest"}
+                raise Refusal.of("not_simple_one_for_one", supervisor=path)
             args = request.get("args")
             result = await runner.request(lambda rid: StartChildRequest(rid, args=args))
-            return _reply(result, runner)
+            return _reply(result, runner, path, "")
+        supervisor, child = child_path(path)
         found = await self.run.parent_of(path)
         if found is None:
-            return {"error": f"no running supervisor holds {path!r}"}
-        runner, child = found
+            raise Refusal.of("no_supervisor", supervisor=supervisor)
+        runner = found[0]
         makers: dict[str, Callable[[int, str], Event]] = {
             "terminate-child": TerminateChildRequest,
             "restart-child": RestartChildRequest,
             "delete-child": DeleteChildRequest,
         }
         make = makers[operation]
-        return _reply(await runner.request(lambda rid: make(rid, child)), runner)
+        result = await runner.request(lambda rid: make(rid, child))
+        return _reply(result, runner, supervisor, child)
+
+    async def _supervisor(self, path: str) -> SupervisorRunner:
+        """The supervisor at ``path``, once it has started (as OTP queues a request to a
+        supervisor still in its init)."""
+        runner = await self.run.reach(path)
+        if runner is None:
+            raise Refusal.of("no_supervisor", supervisor=path)
+        return runner
 
 
 def _unanswered(task: asyncio.Task[None]) -> None:
@@ -143,11 +142,17 @@ def _unanswered(task: asyncio.Task[None]) -> None:
         log.debug("a control reply was not sent: %s", task.exception())
 
 
-def _reply(result: Ok | Error, runner: SupervisorRunner) -> dict[str, Any]:
+def _reply(
+    result: Ok | Error, runner: SupervisorRunner, supervisor: str, child: str
+) -> dict[str, Any]:
     if isinstance(result, Ok):
         value = result.value
         if isinstance(value, ChildRef):  # people address children by path
             return {"ok": f"{runner.path}/{value.id}#{value.incarnation}"}
         return {"ok": value}
-    reason = result.reason
-    return {"error": str(reason) if not isinstance(reason, str) else reason}
+    return core_refusal(
+        result.reason,
+        supervisor=supervisor,
+        child=child,
+        limit=runner.spec.max_children,
+    ).reply()

@@ -1,10 +1,12 @@
-"""A JSON-like picture of a running tree: what ``rebeam tree`` prints and the live view shows."""
+"""A JSON-like picture of a running tree: what ``rebeam tree`` prints and the live view shows,
+in the shape the operator answers with too (``rebeam._management_protocol``)."""
 
 from __future__ import annotations
 
 import time
 from typing import TYPE_CHECKING, Any
 
+from rebeam._management_protocol import tree_child, tree_supervisor
 from rebeam.local.supervisors import SupervisorRunner
 from rebeam.supervision import ChildStatus
 
@@ -19,37 +21,34 @@ def snapshot(run: LocalRun) -> list[dict[str, Any]]:
 
 
 def _supervisor(runner: SupervisorRunner) -> dict[str, Any]:
-    now = time.monotonic()
     spec = runner.spec
-    node: dict[str, Any] = {
-        "path": runner.path,
-        "kind": "supervisor",
-        "strategy": spec.strategy.value,
-        "state": _state(runner),
-        "restarts": runner.core.restarts_in_window(now),
-        "intensity": spec.intensity,
-        "period": spec.period,
-        "children": [],
-    }
+    node = tree_supervisor(
+        path=runner.path,
+        strategy=spec.strategy.value,
+        state=_state(runner),
+        restarts=runner.core.restarts_in_window(time.monotonic()),
+        intensity=spec.intensity,
+        period=spec.period,
+    )
     # which_children is OTP's order (newest first); people read a tree in start order.
     for info in reversed(runner.core.which_children()):
         path = f"{runner.path}/{info.id}"
         record = runner.ctx.records.get(path)
-        live = info.status is not ChildStatus.UNDEFINED
-        child: dict[str, Any] = {
-            "name": info.id,
-            "path": path,
-            "kind": record.kind if record else "actor",
-            "state": info.status.value,
-            "incarnation": info.incarnation,
-            "pid": record.pid if record and live else None,
-            "os_pid": record.os_pid if record and live else None,
-            "starts": record.starts if record else 0,
-            "last_exit": record.last_exit if record else None,
-        }
+        live = record is not None and info.status is not ChildStatus.UNDEFINED
         nested = runner.children.get(info.id)
-        if isinstance(nested, SupervisorRunner):
-            child |= {k: v for k, v in _supervisor(nested).items() if k not in ("path", "state")}
+        child = tree_child(
+            name=info.id,
+            path=path,
+            kind=record.kind if record else "actor",
+            state=info.status.value,
+            incarnation=info.incarnation,
+            pid=record.pid if record and live else None,
+            os_pid=record.os_pid if record and live else None,
+            pod=None,  # Kubernetes only
+            starts=record.starts if record else 0,
+            last_exit=record.last_exit if record else None,
+            supervisor=_supervisor(nested) if isinstance(nested, SupervisorRunner) else None,
+        )
         node["children"].append(child)
     return node
 

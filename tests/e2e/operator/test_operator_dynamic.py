@@ -82,11 +82,11 @@ def test_dynamic_children_start_and_stop_through_the_cli(
 
     refused = cli(nats_url, namespace, "start-child", "pool", "{}")
     assert refused.returncode == 1
-    assert "max_children reached" in refused.stderr
+    assert "pool has reached max_children (2)" in refused.stderr
     wrong = cli(nats_url, namespace, "start-child", "static")
     assert "static is not simple_one_for_one" in wrong.stderr
     unknown = cli(nats_url, namespace, "start-child", "nope")
-    assert "no supervisor at 'nope'" in unknown.stderr
+    assert "no running supervisor at 'nope' (no_supervisor)" in unknown.stderr
     restart = cli(nats_url, namespace, "restart-child", "pool/worker-2")
     assert "simple_one_for_one" in restart.stderr
 
@@ -94,12 +94,12 @@ def test_dynamic_children_start_and_stop_through_the_cli(
     assert cli(nats_url, namespace, "terminate-child", "static/a").returncode == 0
     wait_for(lambda: "static-a-1" not in objects.pods(), timeout=30, what="static-a-1 gone")
     missing = cli(nats_url, namespace, "delete-child", "static/b")
-    assert "no such child" in missing.stderr
+    assert "static has no child 'b' (not_found)" in missing.stderr
     again = cli(nats_url, namespace, "restart-child", "static/a")
     assert again.returncode == 0, again.stderr
     assert again.stdout.strip() == "static/a#2"
     busy = cli(nats_url, namespace, "delete-child", "static/a")
-    assert "the child is running: terminate it first" in busy.stderr
+    assert "static/a is running: terminate it first (running)" in busy.stderr
 
     tree = cli(nats_url, namespace, "tree", "--json")
     assert tree.returncode == 0, tree.stderr
@@ -124,7 +124,8 @@ def test_dynamic_children_start_and_stop_through_the_cli(
     assert (
         cli(nats_url, namespace, "terminate-child", "pool/worker-1").returncode == 0
     )  # idempotent
-    assert "no such child" in cli(nats_url, namespace, "terminate-child", "pool/worker-9").stderr
+    gone = cli(nats_url, namespace, "terminate-child", "pool/worker-9")
+    assert "pool has no child 'worker-9' (not_found)" in gone.stderr
 
     # The same from Python: rebeam.start_child works against the operator too.
     async def from_python() -> None:
