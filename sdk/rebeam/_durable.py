@@ -96,7 +96,7 @@ async def ensure_stream(js: Any, namespace: str) -> None:
         pass
     config = jsapi.StreamConfig(
         name=name,
-        subjects=[f"rebeam.{namespace}.dmbox.>"],
+        subjects=[_subjects.durable_all(namespace)],
         retention=jsapi.RetentionPolicy.WORK_QUEUE,
         storage=jsapi.StorageType.FILE,
         max_msgs_per_subject=DURABLE_MAX_MESSAGES,

@@ -34,7 +34,9 @@ from typing import Any
 import nats.js.errors as jserr
 from nats.js.api import KeyValueConfig, StorageType
 
+from rebeam import _subjects
 from rebeam._streams import create_bucket, lift_consumer_cap
+from rebeam._subjects import leases_bucket
 from rebeam.errors import Refused
 from rebeam.pids import Pid, unescape_token
 
@@ -47,17 +49,13 @@ _MARKER_TTL = 60  # how long watchers can still see that a lease expired
 _EXPECTED_LAST = "Nats-Expected-Last-Subject-Sequence"
 
 
-def bucket(namespace: str) -> str:
-    return f"rebeam_{namespace}_leases"
-
-
 async def open_leases(js: Any, namespace: str) -> Any:
     try:
-        return await js.key_value(bucket(namespace))
+        return await js.key_value(leases_bucket(namespace))
     except jserr.BucketNotFoundError:
         pass
     config = KeyValueConfig(
-        bucket=bucket(namespace),
+        bucket=leases_bucket(namespace),
         history=1,
         storage=StorageType.MEMORY,  # a lease is worth nothing after a server restart
         limit_marker_ttl=_MARKER_TTL,
@@ -71,8 +69,9 @@ async def open_leases(js: Any, namespace: str) -> Any:
         config.limit_marker_ttl = None
         kv = await js.create_key_value(config)
     except jserr.BadRequestError:
-        return await js.key_value(bucket(namespace))
-    await lift_consumer_cap(js, f"KV_{bucket(namespace)}")  # one lease watcher per process
+        return await js.key_value(leases_bucket(namespace))
+    stream = _subjects.kv_stream(leases_bucket(namespace))
+    await lift_consumer_cap(js, stream)  # one lease watcher per process
     return kv
 
 
@@ -110,7 +109,7 @@ class Lease:
         self._task = asyncio.get_running_loop().create_task(self._refresh_loop())
 
     async def _refresh_loop(self) -> None:
-        subject = f"$KV.{bucket(self.pid.namespace)}.{self.pid.tokens}"
+        subject = _subjects.kv(leases_bucket(self.pid.namespace), self.pid.tokens)
         while True:
             await asyncio.sleep(self.ttl / 3)
             try:

@@ -15,7 +15,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from rebeam._registry import Store, local_key, name_key
-from rebeam._subjects import global_bucket
+from rebeam._subjects import global_bucket, kv
 from rebeam.errors import NotPermitted
 from rebeam.pids import Pid, unescape_token
 
@@ -48,7 +48,7 @@ class Naming:
         if local and scope is None:
             scope = self.local_scope
         if scope is None:
-            subject = f"$KV.{global_bucket(self.namespace)}.{name_key(name)}"
+            subject = kv(global_bucket(self.namespace), name_key(name))
             try:
                 await self.permitted(subject, self.store.register(name, self.pid, scope))
             except NotPermitted:

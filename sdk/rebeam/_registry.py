@@ -35,7 +35,7 @@ from typing import Any
 import nats.js.errors as jserr
 from nats.js.api import KeyValueConfig, StorageType
 
-from rebeam import _codec
+from rebeam import _codec, _subjects
 from rebeam._ratelog import RateLog
 from rebeam._streams import create_bucket, lift_consumer_cap
 from rebeam._subjects import global_bucket, local_bucket
@@ -126,7 +126,7 @@ class Store:
             kv = await create_bucket(self.js, config, self.namespace)
         except jserr.BadRequestError:
             return await self.js.key_value(bucket)  # another process created it first
-        await lift_consumer_cap(self.js, f"KV_{bucket}")  # one name cache per process
+        await lift_consumer_cap(self.js, _subjects.kv_stream(bucket))  # one name cache per process
         return kv
 
     async def _holds_lease(self, pid: Pid) -> bool:
@@ -355,7 +355,7 @@ async def _owned_keys(jsm: Any, bucket: str, pid: Pid) -> list[tuple[str, str | 
     bucket keeps one revision per key, so each live index key is one message; deleted ones
     are markers without data.
     """
-    stream, prefix = f"KV_{bucket}", f"$KV.{bucket}."
+    stream, prefix = _subjects.kv_stream(bucket), _subjects.kv(bucket, "")
     found: list[tuple[str, str | None]] = []
     seq = 1
     while True:

@@ -7,9 +7,8 @@ from __future__ import annotations
 import contextlib
 
 import rebeam
-from rebeam._lease import bucket as lease_bucket
 from rebeam._streams import MAX_CONSUMERS
-from rebeam._subjects import global_bucket, local_bucket
+from rebeam._subjects import global_bucket, leases_bucket, local_bucket
 
 WATCHERS = 1001  # the default cap, plus one
 
@@ -19,7 +18,7 @@ async def test_buckets_take_more_than_a_thousand_watchers(nats_server, namespace
         await node.register("someone")  # creates the registry bucket; the lease bucket exists
         await node.store.kv(local=True)
         js = node.nc.jetstream()
-        for name in (global_bucket(namespace), local_bucket(namespace), lease_bucket(namespace)):
+        for name in (global_bucket(namespace), local_bucket(namespace), leases_bucket(namespace)):
             info = await js.stream_info(f"KV_{name}")
             assert info.config.max_consumers == MAX_CONSUMERS, name
         # What 1001 processes' name caches amount to, on the real server.

@@ -26,11 +26,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rebeam import _subjects
+from rebeam._subjects import js_api, kv
 from rebeam.pids import Pid, escape_token
 
 __all__ = ["Grant", "Role", "client_pid_allowed", "permissions"]
-
-W = _subjects.WHOLE
 
 
 class Role(enum.Enum):
@@ -65,44 +64,43 @@ def client_pid_allowed(grant: Grant, pid: Pid) -> bool:
 def _registry(ns: str, pid: Pid, names: tuple[str, ...], any_name: bool) -> list[str]:
     bucket = _subjects.global_bucket(ns)
     tokens = pid.tokens
-    kv = f"$KV.{bucket}"
     allowed = [
-        f"{kv}.o.{tokens}.>",  # "this pid owns that key": its own records only
-        f"{kv}.d.*.*.{tokens}.*",  # its own entries in duplicate registries (process groups)
+        kv(bucket, f"o.{tokens}.>"),  # "this pid owns that key": its own records only
+        kv(bucket, f"d.*.*.{tokens}.*"),  # its own entries in duplicate registries (groups)
         # Unique-key registries and their declarations are shared by the namespace's
         # members: documented as cooperative (docs/security.md, "What is not isolated").
-        f"{kv}.u.>",
-        f"{kv}.m.>",
-        f"$KV.{_subjects.local_bucket(ns)}.>",
-        f"$KV.{_subjects.leases_bucket(ns)}.{tokens}",  # its own lease, nobody else's
+        kv(bucket, "u.>"),
+        kv(bucket, "m.>"),
+        kv(_subjects.local_bucket(ns), ">"),
+        kv(_subjects.leases_bucket(ns), tokens),  # its own lease, nobody else's
     ]
     if any_name:
-        allowed += [f"{kv}.>"]  # slot records are denied apart: see permissions()
+        allowed += [kv(bucket, ">")]  # slot records are denied apart: see permissions()
     else:
-        allowed += [f"{kv}.n.{escape_token(name)}" for name in names]
+        allowed += [kv(bucket, f"n.{escape_token(name)}") for name in names]
     return allowed
 
 
 def _jetstream_reads(ns: str) -> list[str]:
     """Reading and watching the namespace's buckets: gets, stream info, ephemeral consumers
     (a watch). Never stream creation, purge or deletion, never the durable mailboxes."""
-    out = ["$JS.API.INFO"]
+    out = [js_api("INFO")]
     for bucket in (
         _subjects.global_bucket(ns),
         _subjects.local_bucket(ns),
         _subjects.leases_bucket(ns),
     ):
-        stream = f"KV_{bucket}"
+        stream = _subjects.kv_stream(bucket)
         out += [
-            f"$JS.API.STREAM.INFO.{stream}",
-            f"$JS.API.STREAM.MSG.GET.{stream}",
-            f"$JS.API.DIRECT.GET.{stream}",
-            f"$JS.API.DIRECT.GET.{stream}.>",
-            f"$JS.API.CONSUMER.CREATE.{stream}",
-            f"$JS.API.CONSUMER.CREATE.{stream}.>",
-            f"$JS.API.CONSUMER.DELETE.{stream}.*",
-            f"$JS.API.CONSUMER.INFO.{stream}.*",
-            f"$JS.FC.{stream}.>",
+            js_api("STREAM", "INFO", stream),
+            js_api("STREAM", "MSG", "GET", stream),
+            js_api("DIRECT", "GET", stream),
+            js_api("DIRECT", "GET", stream, ">"),
+            js_api("CONSUMER", "CREATE", stream),
+            js_api("CONSUMER", "CREATE", stream, ">"),
+            js_api("CONSUMER", "DELETE", stream, "*"),
+            js_api("CONSUMER", "INFO", stream, "*"),
+            _subjects.js_flow_control(stream),
         ]
     return out
 
@@ -115,13 +113,13 @@ def _durable(ns: str, pid: Pid) -> list[str]:
     stream = _durable.stream_name(ns)
     consumer = _durable.consumer_name(pid)
     return [
-        f"$JS.API.STREAM.INFO.{stream}",
-        f"$JS.API.CONSUMER.CREATE.{stream}.{consumer}.{_subjects.durable_queue_filter(pid)}",
-        f"$JS.API.CONSUMER.INFO.{stream}.{consumer}",
-        f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}",
-        f"$JS.ACK.{stream}.{consumer}.>",
-        f"$KV.{_subjects.global_bucket(ns)}.d.{pid.slot_token}",  # its handled-up-to mark
-        f"rebeam.{ns}.dmbox.parked.{pid.slot_token}",
+        js_api("STREAM", "INFO", stream),
+        js_api("CONSUMER", "CREATE", stream, consumer, _subjects.durable_queue_filter(pid)),
+        js_api("CONSUMER", "INFO", stream, consumer),
+        js_api("CONSUMER", "MSG", "NEXT", stream, consumer),
+        _subjects.js_ack(stream, consumer),
+        kv(_subjects.global_bucket(ns), f"d.{pid.slot_token}"),  # its handled-up-to mark
+        _subjects.durable_parked(pid),
     ]
 
 
@@ -133,18 +131,17 @@ def permissions(grant: Grant) -> dict[str, Any]:
     pid = grant.pid
     if pid is None:
         raise ValueError(f"a {grant.role.value} grant needs a pid")
-    tokens = pid.tokens
     subscribe = [
         _subjects.mailbox_subscription(pid),
-        f"{_subjects.inbox_prefix(pid)}.>",
+        _subjects.inboxes(pid),
         _subjects.fence(pid),
         _subjects.stats(pid),
-        f"rebeam.{ns}.events.>",  # monitors and links watch other pids' exits
+        _subjects.events_all(ns),  # monitors and links watch other pids' exits
     ]
     publish = [
-        f"rebeam.{ns}.pid.*.*.{W}.{tokens}.{W}",  # any mailbox, as itself
-        f"rebeam.{ns}.dmbox.q.*.{tokens}.{W}",  # any durable mailbox, as itself
-        f"rebeam.{ns}.stats.*.*",
+        _subjects.mailbox_as(pid),  # any mailbox, as itself
+        _subjects.durable_queue_as(pid),  # any durable mailbox, as itself
+        _subjects.stats_all(ns),
         *_registry(ns, pid, grant.names, any_name=grant.role is Role.ADMIN),
         *_jetstream_reads(ns),
     ]
@@ -155,14 +152,14 @@ def permissions(grant: Grant) -> dict[str, Any]:
         mailboxes = stream_name(ns)
         publish += [
             # The owner may read what durable mailboxes hold (parked messages included).
-            f"$JS.API.STREAM.INFO.{mailboxes}",
-            f"$JS.API.STREAM.MSG.GET.{mailboxes}",
-            f"rebeam.{ns}.control.*.{tokens}",  # management requests, as itself
+            js_api("STREAM", "INFO", mailboxes),
+            js_api("STREAM", "MSG", "GET", mailboxes),
+            _subjects.control_as(pid),  # management requests, as itself
             # A client is nobody's child: it reports its own end to its monitors and links.
             _subjects.events_of(pid),
         ]
     # Slot records say which incarnation is a slot's latest: the backend's alone.
-    deny = [f"$KV.{_subjects.global_bucket(ns)}.s.>"]
+    deny = [kv(_subjects.global_bucket(ns), "s.>")]
     # A call is answered by publishing once to the reply subject it came with.
     return {
         "pub": {"allow": publish, "deny": deny},

@@ -56,6 +56,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from rebeam import _subjects
 from rebeam._nats_fixes import connect as nats_connect
 from rebeam.auth import jwt
 from rebeam.auth.grants import Grant, Role, client_pid_allowed, permissions
@@ -64,7 +65,6 @@ from rebeam.errors import TlsError
 from rebeam.pids import Pid
 
 __all__ = [
-    "AUTH_SUBJECT",
     "ISSUED_PREFIX",
     "Issuer",
     "IssuerSecrets",
@@ -75,7 +75,6 @@ __all__ = [
 
 log = logging.getLogger("rebeam.auth")
 
-AUTH_SUBJECT = "$SYS.REQ.USER.AUTH"
 REFUSAL_DELAY = 0.5  # seconds a primary issuer leaves the others to answer first
 ISSUED_PREFIX = "rbm_"  # every credential an issuer hands out starts so
 MAX_IN_FLIGHT = 256  # authorization requests answered at once; more are dropped (and counted)
@@ -285,7 +284,7 @@ class Issuer:
         )
         for conn in (nc, self._system):
             conn.options["max_reconnect_attempts"] = -1
-        await nc.subscribe(AUTH_SUBJECT, cb=self._on_request)
+        await nc.subscribe(_subjects.AUTH_CALLOUT, cb=self._on_request)
         await nc.flush()
         self._ready.set()
         try:
@@ -443,7 +442,7 @@ class Issuer:
         for server_id, cid in connections:
             try:
                 await self._system.request(
-                    f"$SYS.REQ.SERVER.{server_id}.KICK", json.dumps({"cid": cid}).encode(), 2
+                    _subjects.kick(server_id), json.dumps({"cid": cid}).encode(), 2
                 )
                 self.counters.kicked += 1
             except Exception as exc:  # the connection may already be gone

@@ -117,7 +117,7 @@ async def _follow(args: argparse.Namespace) -> int:
         if args.count and seen >= args.count:
             done.set()
 
-    await nc.subscribe(f"rebeam.{args.namespace}.events.>", cb=show)
+    await nc.subscribe(_subjects.events_all(args.namespace), cb=show)
     try:
         await done.wait()
     finally:
