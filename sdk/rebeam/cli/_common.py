@@ -28,6 +28,7 @@ __all__ = [
     "connect",
     "credentials",
     "nats_url",
+    "subcommand",
     "unreachable",
 ]
 
@@ -41,6 +42,12 @@ class Unreachable(RuntimeError):
 
 FAILURES = (NoInstance, Unreachable, OSError, nats.errors.Error)
 """What a command that talks to a running tree reports in one line (``rebeam: ...``)."""
+
+
+def subcommand(subparsers: Any, name: str, summary: str, details: str) -> argparse.ArgumentParser:
+    """A subcommand's parser: ``summary`` in ``rebeam --help``, ``details`` in its own."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(name, help=summary, description=details)
+    return parser
 
 
 def add_namespace(parser: argparse.ArgumentParser) -> None:

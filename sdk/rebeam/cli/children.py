@@ -4,13 +4,12 @@ against a running ``rebeam run``, by path (``shop/storage/cache``)."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from typing import Any
 
 from rebeam._limits import loads_json
-from rebeam.cli._common import FAILURES, add_target
-from rebeam.cli.inspect import request
+from rebeam.cli._common import add_target
+from rebeam.cli.inspect import ask
 
 HELP = {
     "start-child": "start a dynamic child of a simple_one_for_one supervisor",
@@ -39,13 +38,8 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:  # not JSON, too large or nested too deep: one line, exit 2
             print(f"rebeam: {exc}", file=sys.stderr)
             return 2
-    try:
-        reply = asyncio.run(request(args, args.operation, body))
-    except FAILURES as exc:
-        print(f"rebeam: {exc}", file=sys.stderr)
-        return 1
-    if "error" in reply:
-        print(f"rebeam: {args.operation} {args.path}: {reply['error']}", file=sys.stderr)
+    reply = ask(args, args.operation, body, f"rebeam: {args.operation} {args.path}")
+    if reply is None:
         return 1
     print(reply["ok"] if reply["ok"] is not None else "ok")
     return 0
