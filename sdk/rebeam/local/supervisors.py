@@ -279,9 +279,11 @@ class SupervisorRunner:
             credentials=credentials,
             nats_ca=self.ctx.nats_ca,
         )
+        # The core's args: a dynamic child's are the template's combined with start-child's.
+        actor = child.actor.model_copy(update={"args": command.spec.args})
         process = ChildProcess(
             identity,
-            child.actor,
+            actor,
             on_output=self.ctx.output,
             zygote=self.ctx.zygote,
             adoption=self.ctx.adoption,
