@@ -29,6 +29,7 @@ import pytest
 
 from tests.local.conftest import DEADLINE, REBEAM, wait_until
 
+Completed = subprocess.CompletedProcess[str]
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 EXAMPLES = ROOT / "examples"
@@ -115,14 +116,7 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tree]:
         url = json.loads(instance.read_text())["nats_url"]
         yield Tree(url, env)
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(DEADLINE)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stderr:
-            process.stderr.close()
+        stop(process)
 
 
 def test_the_docs_have_runnable_blocks() -> None:
@@ -147,16 +141,14 @@ def test_a_file_block_is_the_file(block: Block) -> None:
 def test_a_python_block_runs(block: Block, tree: Tree, tmp_path: Path) -> None:
     program = tmp_path / "block.py"
     program.write_text(block.text)
-    result = subprocess.run(
-        [sys.executable, str(program)],
-        capture_output=True,
-        text=True,
-        env=tree.program_env,
-        cwd=tmp_path,
-        timeout=DEADLINE * 2,
-        check=False,
-    )
+    result = run_block_command([sys.executable, str(program)], tree.program_env, tmp_path)
     assert result.returncode == 0, f"{block.id}:\n{result.stdout}\n{result.stderr}"
+
+
+def run_block_command(argv: list[str], env: dict[str, str], cwd: Path) -> Completed:
+    return subprocess.run(
+        argv, capture_output=True, text=True, env=env, cwd=cwd, timeout=DEADLINE * 2, check=False
+    )
 
 
 @pytest.mark.nats
@@ -169,15 +161,7 @@ def test_a_shell_block_runs(block: Block, tree: Tree) -> None:
         if not argv:
             continue
         assert argv[0] == "rebeam", f"{block.id}: only rebeam commands run here: {line}"
-        result = subprocess.run(
-            [REBEAM, *argv[1:]],
-            capture_output=True,
-            text=True,
-            env=tree.env,
-            cwd=ROOT,
-            timeout=DEADLINE * 2,
-            check=False,
-        )
+        result = run_block_command([REBEAM, *argv[1:]], tree.env, ROOT)
         assert result.returncode == 0, f"{block.id}: {line}\n{result.stdout}\n{result.stderr}"
 
 

@@ -30,11 +30,7 @@ def add_parser(subparsers: Any) -> None:
     tree = subparsers.add_parser("tree", help="show the running tree")
     add_target(tree)
     tree.add_argument("--json", action="store_true", help="print the tree as JSON")
-    tree.add_argument(
-        "--watch",
-        action="store_true",
-        help="redraw the tree whenever a lifecycle event arrives, until Ctrl-C",
-    )
+    tree.add_argument("--watch", action="store_true", help="redraw on lifecycle events, to Ctrl-C")
     tree.set_defaults(run=run_tree)
 
     events = subparsers.add_parser("events", help="follow lifecycle events")
