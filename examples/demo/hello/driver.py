@@ -36,15 +36,14 @@ class Driver(rebeam.Actor):
         print(f"found greeter at {greeter} through the registry")
         for name in self.visitors:
             print(await patient_call("greeter", {"hello": name}))
-        counter = await rebeam.whereis("counter")
+        for _ in range(3):
+            count = await patient_call("counter", "incr")
+        counter = await rebeam.whereis("counter", cached=False)
         if counter is not None and counter.incarnation > 1:
             # This driver is a restarted one, and the crash it asked for has happened.
             print(f"the counter already crashed once and is back as {counter}")
-            await self.after_restart()
             self.stop()
             return
-        for _ in range(3):
-            count = await patient_call("counter", "incr")
         print(f"counter is at {count}; asking it to crash")
         await rebeam.monitor("counter")
         await rebeam.cast("counter", "crash")
