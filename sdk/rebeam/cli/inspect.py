@@ -40,7 +40,7 @@ def add_parser(subparsers: Any) -> None:
     events.add_argument(
         "--all",
         action="store_true",
-        help="also the exits of connected programs (every rebeam call, cast and send is one)",
+        help="also the exits of programs connected with rebeam.connect (outside any tree)",
     )
     events.set_defaults(run=run_events)
 
