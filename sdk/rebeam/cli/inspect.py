@@ -170,8 +170,9 @@ class _Drawing:
 
 def shown(data: bytes, *, everything: bool) -> LifecycleEvent | None:
     """The event in ``data`` if it is one to show. Without ``everything``, the exits of
-    connected programs (pids ``<namespace>.client-….1``, outside any supervisor) are not:
-    each ``rebeam call``, ``cast`` and ``send`` is one, and would add a line per command."""
+    programs connected with ``rebeam.connect`` (pids ``<namespace>.client-….1``, outside any
+    supervisor) are not: a short-lived client (a script run in a loop, a command) would add
+    a line per run that says nothing about the tree."""
     try:
         event = LifecycleEvent.model_validate_json(data)
     except ValueError:
