@@ -226,11 +226,16 @@ class Host:
         self._stopping.set()
 
     async def init(self, args: Any) -> ExitReason | None:
-        """Run ``init``; its crash reason if it raised."""
+        """Run ``init``; its crash reason if it raised. As in OTP, no message is handled
+        before init has returned: init holds the actor's turn, and a call that arrives
+        meanwhile (the name is registered before init) waits for it."""
+        await self._take_turn()
         try:
             await _maybe_await(self.actor.init(args))
         except Exception as exc:
             return crash_reason(exc)
+        finally:
+            self._give_turn()
         return None
 
     async def _take_turn(self) -> None:

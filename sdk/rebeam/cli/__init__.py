@@ -10,6 +10,7 @@ or ``REBEAM_DEBUG=1``: an unexpected exception is one line naming it.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import os
 import sys
 import traceback
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Erlang/OTP supervision trees, registry and messaging for Python.",
     )
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
+    parser.add_argument("--version", action="version", version=f"rebeam {installed_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for command in COMMANDS:
         command.add_parser(subparsers)
@@ -39,6 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
     for sub in subparsers.choices.values():
         sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
     return parser
+
+
+def installed_version() -> str:
+    """The version of the installed ``rebeam`` distribution (what pip installed), not a
+    constant in the source that could drift from it."""
+    try:
+        return importlib.metadata.version("rebeam")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
+        return "unknown (not installed)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -31,6 +31,7 @@ __all__ = [
     "instance",
     "namespace_type",
     "nats_url",
+    "subcommand",
     "unreachable",
 ]
 
@@ -44,6 +45,12 @@ class Unreachable(RuntimeError):
 
 FAILURES = (NoInstance, Unreachable, OSError, nats.errors.Error)
 """What a command that talks to a running tree reports in one line (``rebeam: ...``)."""
+
+
+def subcommand(subparsers: Any, name: str, summary: str, details: str) -> argparse.ArgumentParser:
+    """A subcommand's parser: ``summary`` in ``rebeam --help``, ``details`` in its own."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(name, help=summary, description=details)
+    return parser
 
 
 def add_namespace(parser: argparse.ArgumentParser) -> None:

@@ -6,40 +6,62 @@ import argparse
 import asyncio
 import json
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Final
 
 import nats
 from rich.console import Console
+from rich.live import Live
 
 from rebeam import _subjects
 from rebeam._management_protocol import parse_reply, refusal_text
-from rebeam.cli._common import FAILURES, add_target, admin_connect, nats_url
+from rebeam.cli._common import FAILURES, Unreachable, add_target, admin_connect, nats_url
 from rebeam.events import LifecycleEvent
 from rebeam.local.instances import NoInstance
 from rebeam.local.view import describe_event, render_tree
+from rebeam.pids import Pid
+
+REDRAW_EVERY: Final = 0.5
+"""``tree --watch`` redraws at most this often (seconds), however many events arrive: a
+burst of restarts costs one tree request per interval, not one per event."""
 
 
 def add_parser(subparsers: Any) -> None:
     tree = subparsers.add_parser("tree", help="show the running tree")
     add_target(tree)
     tree.add_argument("--json", action="store_true", help="print the tree as JSON")
+    tree.add_argument("--watch", action="store_true", help="redraw on lifecycle events, to Ctrl-C")
     tree.set_defaults(run=run_tree)
 
     events = subparsers.add_parser("events", help="follow lifecycle events")
     add_target(events)
     events.add_argument("--json", action="store_true", help="print each event as JSON")
     events.add_argument("--count", type=int, metavar="N", help="stop after N events")
+    events.add_argument(
+        "--all",
+        action="store_true",
+        help="also the exits of programs connected with rebeam.connect (outside any tree)",
+    )
     events.set_defaults(run=run_events)
 
 
 def run_tree(args: argparse.Namespace) -> int:
+    if args.watch:
+        try:
+            return asyncio.run(_watch(args))
+        except FAILURES as exc:
+            print(f"rebeam: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:  # how a watch is meant to end
+            return 0
     reply = ask(args, "tree", {})
     if reply is None:
         return 1
     if args.json:
         print(json.dumps(reply["ok"], indent=2))
     else:
-        Console().print(render_tree(reply["ok"]))
+        console = Console()
+        console.print(render_tree(reply["ok"], console.width))
     return 0
 
 
@@ -61,23 +83,107 @@ async def request(args: argparse.Namespace, operation: str, body: dict[str, Any]
     """One control request to the running instance; its JSON reply."""
     nc, pid = await admin_connect(args)
     try:
+        return await _request(nc, pid, args.namespace, operation, body)
+    finally:
+        await nc.close()
+
+
+async def _request(nc: Any, pid: Pid, namespace: str, operation: str, body: dict[str, Any]) -> Any:
+    try:
         msg = await nc.request(
-            _subjects.control(args.namespace, operation, pid), json.dumps(body).encode(), 30
+            _subjects.control(namespace, operation, pid), json.dumps(body).encode(), 30
         )
         return parse_reply(msg.data)
     except ValueError as exc:  # printed as the other ways of getting no usable answer
-        raise NoInstance(f"no usable answer for namespace {args.namespace!r}: {exc}") from None
+        raise NoInstance(f"no usable answer for namespace {namespace!r}: {exc}") from None
     except nats.errors.TimeoutError:
         raise NoInstance(
-            f"no answer for namespace {args.namespace!r} within 30s: is a rebeam run or an "
+            f"no answer for namespace {namespace!r} within 30s: is a rebeam run or an "
             "operator serving it, with a supervisor there?"
         ) from None
     except nats.errors.NoRespondersError:
-        raise NoInstance(
-            f"no rebeam run or operator answers for namespace {args.namespace!r}"
-        ) from None
+        raise NoInstance(f"no rebeam run or operator answers for namespace {namespace!r}") from None
+
+
+async def _watch(args: argparse.Namespace) -> int:
+    """Draw the tree, then again after lifecycle events: one request per redraw, never one
+    per actor, and at most one every REDRAW_EVERY seconds."""
+    url = nats_url(args)
+    changed = asyncio.Event()
+    closed = False
+
+    async def closed_cb() -> None:
+        nonlocal closed
+        closed = True
+        changed.set()
+
+    nc, pid = await admin_connect(args, closed_cb=closed_cb)
+
+    async def on_event(msg: Any) -> None:
+        if shown(msg.data, everything=False):
+            changed.set()
+
+    await nc.subscribe(f"rebeam.{args.namespace}.events.>", cb=on_event)
+    console = Console()
+    try:
+        with _Drawing(console) as draw:
+            while True:
+                changed.clear()
+                if closed:
+                    raise Unreachable(f"NATS at {url} closed the connection (did the run end?)")
+                reply = await _request(nc, pid, args.namespace, "tree", {})
+                if "error" in reply:
+                    print(f"rebeam: {reply['error']}", file=sys.stderr)
+                    return 1
+                draw(render_tree(reply["ok"], console.width))
+                await asyncio.sleep(REDRAW_EVERY)
+                await changed.wait()
     finally:
-        await nc.close()
+        if not closed:
+            await nc.close()
+
+
+class _Drawing:
+    """Where ``tree --watch`` draws: in place in a terminal; elsewhere (a pipe, a log) each
+    drawing in full after the last, with a blank line between."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.live = Live(console=console, auto_refresh=False) if console.is_terminal else None
+
+    def __enter__(self) -> Callable[[Any], None]:
+        if self.live is not None:
+            self.live.__enter__()
+        return self.draw
+
+    def draw(self, renderable: Any) -> None:
+        if self.live is not None:
+            self.live.update(renderable, refresh=True)
+        else:
+            self.console.print(renderable)
+            self.console.print()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.__exit__(None, None, None)
+
+
+def shown(data: bytes, *, everything: bool) -> LifecycleEvent | None:
+    """The event in ``data`` if it is one to show. Without ``everything``, the exits of
+    programs connected with ``rebeam.connect`` (pids ``<namespace>.client-….1``, outside any
+    supervisor) are not: a short-lived client (a script run in a loop, a command) would add
+    a line per run that says nothing about the tree."""
+    try:
+        event = LifecycleEvent.model_validate_json(data)
+    except ValueError:
+        return None  # not an event of ours
+    if everything or event.supervisor is not None or event.pid is None:
+        return event
+    try:
+        client = Pid.parse(event.pid).slot.startswith("client-")
+    except ValueError:
+        client = False
+    return None if client else event
 
 
 def run_events(args: argparse.Namespace) -> int:
@@ -108,10 +214,9 @@ async def _follow(args: argparse.Namespace) -> int:
 
     async def show(msg: Any) -> None:
         nonlocal seen
-        try:
-            event = LifecycleEvent.model_validate_json(msg.data)
-        except ValueError:
-            return  # not an event of ours
+        event = shown(msg.data, everything=args.all)
+        if event is None:
+            return
         print(msg.data.decode() if args.json else describe_event(event), flush=True)
         seen += 1
         if args.count and seen >= args.count:

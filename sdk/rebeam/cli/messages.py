@@ -1,4 +1,9 @@
-"""``rebeam call|cast|send NAME JSON``: talk to an actor by registered name (or pid)."""
+"""``rebeam call|cast|send NAME JSON``: talk to an actor by registered name (or pid).
+
+A reply is printed as JSON, with every pid in it as its string form
+``<namespace>.<slot>.<incarnation>`` (README, "Pids on the command line"): the form NAME
+accepts, so a pid from one command's output can be pasted into the next one.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ from rebeam.cli._common import (
 )
 from rebeam.cli._common import connect as probe_connect
 from rebeam.errors import RebeamError
+from rebeam.exits import ExitReason
 from rebeam.pids import Pid
 
 
@@ -80,7 +86,7 @@ async def _talk(args: argparse.Namespace, message: Any) -> int:
     try:
         if args.kind == "call":
             reply = await node.call(dest, message, args.timeout)
-            print(json.dumps(reply, default=repr))
+            print(printable(reply))
         elif args.kind == "cast":
             await node.cast(dest, message)
         else:
@@ -88,3 +94,17 @@ async def _talk(args: argparse.Namespace, message: Any) -> int:
     finally:
         await node.close()
     return 0
+
+
+def printable(reply: Any) -> str:
+    """A reply as one line of JSON: a pid as the text NAME accepts, an exit reason as its
+    wire form (the form of lifecycle events), any other non-JSON value as its repr."""
+    return json.dumps(reply, default=_as_json)
+
+
+def _as_json(value: Any) -> Any:
+    if isinstance(value, Pid):
+        return str(value)
+    if isinstance(value, ExitReason):
+        return value.to_wire()
+    return repr(value)

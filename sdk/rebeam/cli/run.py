@@ -2,6 +2,10 @@
 
 Starts a private nats-server (or uses ``--nats URL``), starts every tree, shows it live, and
 keeps it alive by OTP's rules until Ctrl-C, an auto-shutdown or a root supervisor giving up.
+``--quiet`` is for a service manager's journal or a script: rebeam says nothing but its
+warnings and its final line, and the children's output is dropped too unless
+``--show-output`` asks for it (README, "Output").
+
 Exit code: 0 for a clean end, 1 when a supervisor gave up or a tree could not start, 2 for
 manifests that are refused (nothing is started then).
 """
@@ -18,7 +22,7 @@ from typing import Any
 
 from rich.text import Text
 
-from rebeam.cli._common import add_namespace, add_nats_ca
+from rebeam.cli._common import add_namespace, add_nats_ca, subcommand
 from rebeam.errors import TlsError
 from rebeam.local.runner import LocalRun, RunOptions, local_problems
 from rebeam.local.view import LiveView, Outlet, PlainLog, fd_writer
@@ -28,11 +32,12 @@ EXIT_REFUSED = 2
 
 
 def add_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
+    parser = subcommand(
+        subparsers,
         "run",
-        help="run supervision trees on this machine",
-        description="Run the Supervisors and Actors of the given manifests as OS processes, "
-        "with a private nats-server, until Ctrl-C.",
+        "run supervision trees on this machine",
+        "Run the Supervisors and Actors of the given manifests as OS processes, with a "
+        "private nats-server, until Ctrl-C.",
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help="YAML manifests")
     add_namespace(parser)
@@ -55,8 +60,19 @@ def add_parser(subparsers: Any) -> None:
         "pre-imported one (slower restarts)",
     )
     output = parser.add_mutually_exclusive_group()
-    output.add_argument("--quiet", "-q", action="store_true", help="print only the final line")
+    output.add_argument(
+        "--quiet",
+        "-q",
+        action="store_true",
+        help="no live view, no event lines and no output of the children: only warnings and "
+        "the final line (with --show-output, the children's output still)",
+    )
     output.add_argument("--plain", action="store_true", help="plain event lines even in a terminal")
+    parser.add_argument(
+        "--show-output",
+        action="store_true",
+        help="with --quiet: still show the children's output, each line under its child's path",
+    )
     parser.set_defaults(run=run)
 
 
@@ -90,7 +106,9 @@ def run(args: argparse.Namespace) -> int:
         nats_url=args.nats,
         events_file=args.events,
         python_path=tuple(sorted({str(Path(f).resolve().parent) for f in args.files})),
-        output=None if args.quiet else show_output,
+        # Quiet drops the children's lines here, after reading them: a child must never
+        # block on a pipe nobody reads, nor write into our terminal unasked.
+        output=show_output if not args.quiet or args.show_output else _drop_output,
         prefork=not args.no_prefork,
         issuer_file=args.issuer,
         nats_ca=Path(args.nats_ca) if args.nats_ca else None,
@@ -117,6 +135,10 @@ def run(args: argparse.Namespace) -> int:
             view.__exit__()
     print(f"rebeam: {local.outcome}", file=sys.stderr)
     return code
+
+
+def _drop_output(path: str, line: str) -> None:
+    """--quiet: a child's line, read and not shown."""
 
 
 def _print_stdout(line: str) -> None:

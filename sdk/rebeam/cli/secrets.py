@@ -21,6 +21,7 @@ import yaml
 
 from rebeam.auth.issuer import IssuerSecrets
 from rebeam.auth.serverconf import SHARED_ACCOUNT, auth_include
+from rebeam.cli._common import subcommand
 from rebeam.natsd import issuer_secrets_json, read_issuer_secrets
 from rebeam.pids import validate_namespace
 
@@ -29,11 +30,12 @@ SERVER_SECRET = "rebeam-nats-auth"
 
 
 def add_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
+    parser = subcommand(
+        subparsers,
         "nats-secrets",
-        help="print the Secrets of a secured NATS on Kubernetes (for kubectl apply -f -)",
-        description="Print, as YAML, the operator's issuer Secret and the NATS server's "
-        "auth.conf Secret, made from the same fresh (or given) issuer secrets.",
+        "print the Secrets of a secured NATS on Kubernetes (for kubectl apply -f -)",
+        "Print, as YAML, the operator's issuer Secret and the NATS server's auth.conf "
+        "Secret, made from the same fresh (or given) issuer secrets.",
     )
     parser.add_argument(
         "--namespace", "-n", required=True, help="the namespace of the rebeam release"

@@ -10,14 +10,16 @@ import argparse
 import sys
 from typing import Any
 
+from rebeam.cli._common import subcommand
 from rebeam.spec import Supervisor, SupervisorSpec, load_files
 
 
 def add_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
+    parser = subcommand(
+        subparsers,
         "validate",
-        help="check manifests and report every problem",
-        description="Check Supervisor and Actor manifests; report every problem, one a line.",
+        "check manifests and report every problem",
+        "Check Supervisor and Actor manifests; report every problem, one a line.",
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help="YAML manifests")
     parser.set_defaults(run=run)

@@ -30,7 +30,7 @@ import secrets
 import shutil
 import signal
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -124,10 +124,23 @@ class LocalRun:
         self._stop_requested: asyncio.Event | None = None
         self._signals = 0
         self._killed = ""  # the signal that killed every child at once, if one did
+        self._killed_paths: list[str] = []  # the children that signal found running
         self._provisioning: asyncio.Future[None] | None = None
         self._started = asyncio.Event()  # every root has started, or the start was given up
 
     async def run(self, on_context: object = None) -> int:
+        held = self._surroundings()
+        try:
+            url = await self._bring_up_nats(held)
+            await self._serve(held, url)
+            if callable(on_context):
+                on_context(self)
+            return await self._supervise(held.keeper)
+        finally:
+            await self._tear_down(held)
+
+    def _surroundings(self) -> _Held:
+        """The work folder, and the two that make sure nothing we start outlives us."""
         workdir = Path(tempfile.mkdtemp(prefix="rebeam-run-"))
         # Orphans below us are ours to reap and to stop (adoption.py); the reaper takes the
         # rest down if we are killed. Each process we start is registered with both in the
@@ -138,130 +151,122 @@ class LocalRun:
         adoption.own(reaper.pid)
         reaper.remove_at_exit(workdir)
         reaper.kill_marked_at_exit(f"{MARK}={run_mark(self.options.namespace, self.run_id)}")
-
-        def spawned(pid: int) -> None:  # a helper in a process group of its own
-            adoption.own(pid)
-            reaper.watch(pid)
-
-        def ended(pid: int) -> None:
-            adoption.disown(pid)
-            reaper.forget(pid)
-
-        server: NatsServer | None = None
-        keeper: asyncio.Task[str] | None = None
-        nc = None
         lifecycle = Lifecycle(self.options.namespace, self.options.events_file)
-        control: ControlServer | None = None
-        instance: InstanceFile | None = None
-        zygote: Zygote | None = None
-        connection = _ConnectionLog()
-        issuer: Issuer | None = None
-        try:
-            if self.options.prefork:
-                zygote = Zygote.start(on_spawn=spawned)
-            namespace = self.options.namespace
-            if self.options.nats_url:
-                url = self.options.nats_url
-                issuer = self._external_issuer(url)
-            else:
-                server = NatsServer.start(
-                    workdir / "nats", ServerOptions(namespaces=(namespace,)), on_spawn=spawned
-                )
-                url, issuer = server.url, server.issuer
-            backend = Grant(Role.BACKEND, namespace, label=f"rebeam run {self.run_id}")
-            nc = await nats_connect(
-                url,
-                name=f"rebeam-run-{self.run_id}",
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=0.5,
-                token=issuer.issue(backend) if issuer else None,
-                **connection.callbacks(url),
-                tls_ca=self._nats_ca,
+        return _Held(workdir, adoption, reaper, lifecycle)
+
+    async def _bring_up_nats(self, held: _Held) -> str:
+        """The zygote, the private nats-server (or the issuer of --nats), and the
+        controller's own connection to it; the URL of that NATS."""
+        if self.options.prefork:
+            held.zygote = Zygote.start(on_spawn=held.spawned)
+        namespace = self.options.namespace
+        if self.options.nats_url:
+            url = self.options.nats_url
+            held.issuer = self._external_issuer(url)
+        else:
+            held.server = NatsServer.start(
+                held.workdir / "nats", ServerOptions(namespaces=(namespace,)), on_spawn=held.spawned
             )
-            await provision(nc, namespace)
-            self.ctx = RunContext(
-                namespace=self.options.namespace,
-                run_id=self.run_id,
-                nats_url=url,
-                workdir=workdir,
-                lifecycle=lifecycle,
-                reaper=reaper,
-                nc=nc,
-                python_path=self.options.python_path,
-                output=self.options.output,
-                zygote=zygote,
-                adoption=adoption,
-                issuer=issuer,
+            url, held.issuer = held.server.url, held.server.issuer
+        issuer = held.issuer
+        backend = Grant(Role.BACKEND, namespace, label=f"rebeam run {self.run_id}")
+        held.nc = await nats_connect(
+            url,
+            name=f"rebeam-run-{self.run_id}",
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            token=issuer.issue(backend) if issuer else None,
+            **held.connection.callbacks(url),
+            tls_ca=self._nats_ca,
+        )
+        await provision(held.nc, namespace)
+        return url
+
+    async def _serve(self, held: _Held, url: str) -> None:
+        """The run's context, the control subject for other terminals, the instance file
+        that lets them find us, and the keeper of the private nats-server."""
+        namespace, nc, server, issuer = self.options.namespace, held.nc, held.server, held.issuer
+        self.ctx = RunContext(
+            namespace=namespace,
+            run_id=self.run_id,
+            nats_url=url,
+            workdir=held.workdir,
+            lifecycle=held.lifecycle,
+            reaper=held.reaper,
+            nc=nc,
+            python_path=self.options.python_path,
+            output=self.options.output,
+            zygote=held.zygote,
+            adoption=held.adoption,
+            issuer=issuer,
+            nats_ca=self._nats_ca,
+        )
+        held.lifecycle.attach(nc)
+        held.control = ControlServer(self, nc)
+        await held.control.start()
+
+        admin = issuer.issue(Grant(Role.ADMIN, namespace, label="owner")) if issuer else None
+
+        def advertise() -> InstanceFile:
+            return InstanceFile.write(
+                namespace,
+                url,
+                self.run_id,
+                nats_pid=server.pid if server is not None else None,
+                credentials=admin,
                 nats_ca=self._nats_ca,
             )
-            lifecycle.attach(nc)
-            control = ControlServer(self, nc)
-            await control.start()
 
-            admin = issuer.issue(Grant(Role.ADMIN, namespace, label="owner")) if issuer else None
+        def restarted() -> InstanceFile:
+            # Memory buckets (leases, local scopes) did not survive the restart, and
+            # only the backend may make them again.
+            self._spawn_provision(nc, namespace)
+            return advertise()
 
-            def advertise() -> InstanceFile:
-                return InstanceFile.write(
-                    namespace,
-                    url,
-                    self.run_id,
-                    nats_pid=server.pid if server is not None else None,
-                    credentials=admin,
-                    nats_ca=self._nats_ca,
-                )
-
-            def restarted() -> InstanceFile:
-                # Memory buckets (leases, local scopes) did not survive the restart, and
-                # only the backend may make them again.
-                self._spawn_provision(nc, namespace)
-                return advertise()
-
-            instance = advertise()
-            log.warning(
-                "run %s serves namespace %r with NATS at %s; from another terminal: "
-                "rebeam tree -n %s (rebeam runs lists every run)",
-                self.run_id,
-                namespace,
-                url,
-                namespace,
+        held.instance = advertise()
+        log.warning(
+            "run %s serves namespace %r with NATS at %s; from another terminal: "
+            "rebeam tree -n %s (rebeam runs lists every run)",
+            self.run_id,
+            namespace,
+            url,
+            namespace,
+        )
+        if server is not None:
+            keeper = ServerKeeper(
+                server, on_spawn=held.spawned, on_end=held.ended, on_restarted=restarted
             )
-            if server is not None:
-                keeper = asyncio.ensure_future(
-                    ServerKeeper(
-                        server, on_spawn=spawned, on_end=ended, on_restarted=restarted
-                    ).keep()
-                )
-            if callable(on_context):
-                on_context(self)
-            return await self._supervise(keeper)
-        finally:
-            for runner in self.roots:
-                runner.kill()  # a no-op after an orderly shutdown; the last resort otherwise
-            if control is not None:
-                await control.stop()
-            await lifecycle.close()
-            if instance is not None:
-                instance.remove()
-            connection.closing = True
-            if nc is not None:
-                with contextlib.suppress(Exception):
-                    await nc.close()
-            if zygote is not None:
-                await zygote.close()
-                ended(zygote.pid)
-            if server is None and issuer is not None:
-                issuer.stop()  # an external server's issuer: ours to stop
-            if keeper is not None:
-                keeper.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await keeper
-            if server is not None and server.pid is not None:
-                last = server.pid
-                server.stop()
-                ended(last)
-            adoption.close()
-            reaper.close()
-            shutil.rmtree(workdir, ignore_errors=True)
+            held.keeper = asyncio.ensure_future(keeper.keep())
+
+    async def _tear_down(self, held: _Held) -> None:
+        """Whatever was started, stopped again: the newest first."""
+        for runner in self.roots:
+            runner.kill()  # a no-op after an orderly shutdown; the last resort otherwise
+        if held.control is not None:
+            await held.control.stop()
+        await held.lifecycle.close()
+        if held.instance is not None:
+            held.instance.remove()
+        held.connection.closing = True
+        if held.nc is not None:
+            with contextlib.suppress(Exception):
+                await held.nc.close()
+        if held.zygote is not None:
+            await held.zygote.close()
+            held.ended(held.zygote.pid)
+        if held.server is None and held.issuer is not None:
+            held.issuer.stop()  # an external server's issuer: ours to stop
+        if held.keeper is not None:
+            held.keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await held.keeper
+        if held.server is not None and held.server.pid is not None:
+            last = held.server.pid
+            held.server.stop()
+            held.ended(last)
+        held.adoption.close()
+        held.reaper.close()
+        shutil.rmtree(held.workdir, ignore_errors=True)
 
     def _external_issuer(self, url: str) -> Issuer | None:
         """The issuer for a server this run did not start, from its secrets file."""
@@ -322,12 +327,9 @@ class LocalRun:
                 return 1
             if finished is None:
                 await self._shutdown_all()
-                if self._killed:
+                if self._killed_paths:
                     await self._settle()
-                    self.outcome = (
-                        f"stopped by a second {self._killed}: every child was killed at once "
-                        "(SIGKILL), not stopped one by one"
-                    )
+                    self.outcome = _killed_by_signal(self._killed, self._killed_paths)
                     return 1
                 self.outcome = "stopped; every child was shut down in order"
                 return 0
@@ -349,6 +351,7 @@ class LocalRun:
             log.warning("%s again: killing every child at once", name)
             self._killed = self._killed or name
             for runner in self.roots:
+                self._killed_paths += running_children(runner)
                 runner.kill()
 
     async def _shutdown_all(self) -> None:
@@ -423,6 +426,28 @@ class LocalRun:
         return runner
 
 
+def running_children(runner: SupervisorRunner) -> list[str]:
+    """The paths of the child processes below ``runner`` that have not ended yet."""
+    found = []
+    for child in runner.children.values():
+        if isinstance(child, SupervisorRunner):
+            found += running_children(child)
+        elif child.process is not None and child.process.returncode is None:
+            found.append(child.identity.path)
+    return found
+
+
+def _killed_by_signal(signal_name: str, paths: list[str]) -> str:
+    """What a second signal really did: which children it killed (the others, if any,
+    had been shut down in order before it came)."""
+    shown = ", ".join(paths[:_LISTED])
+    more = f" and {len(paths) - _LISTED} more" if len(paths) > _LISTED else ""
+    return f"stopped by a second {signal_name}: killed at once (SIGKILL): {shown}{more}"
+
+
+_LISTED = 8  # children named in a line; the rest are counted
+
+
 def _kept_up_until(keeper: asyncio.Task[str]) -> str:
     """Why the private nats-server could not be kept up (the keeper's last word)."""
     if keeper.cancelled():
@@ -431,6 +456,34 @@ def _kept_up_until(keeper: asyncio.Task[str]) -> str:
     if error is not None:
         return f"the private nats-server could not be kept up: {error}"
     return keeper.result()
+
+
+@dataclass
+class _Held:
+    """What one ``rebeam run`` holds while it runs, each piece once it has been started:
+    what its tear-down has to stop."""
+
+    workdir: Path
+    adoption: Adoption
+    reaper: Reaper
+    lifecycle: Lifecycle
+    connection: _ConnectionLog = field(default_factory=lambda: _ConnectionLog())
+    zygote: Zygote | None = None
+    server: NatsServer | None = None
+    issuer: Issuer | None = None
+    nc: Any = None
+    control: ControlServer | None = None
+    instance: InstanceFile | None = None
+    keeper: asyncio.Task[str] | None = None
+
+    def spawned(self, pid: int) -> None:
+        """A helper started, in a process group of its own: ours to reap and to stop."""
+        self.adoption.own(pid)
+        self.reaper.watch(pid)
+
+    def ended(self, pid: int) -> None:
+        self.adoption.disown(pid)
+        self.reaper.forget(pid)
 
 
 class _ConnectionLog:

@@ -18,7 +18,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -32,15 +32,15 @@ from rebeam.local.snapshot import snapshot
 if TYPE_CHECKING:
     from rebeam.local.runner import LocalRun
 
-__all__ = ["LiveView", "Outlet", "PlainLog", "describe_event", "render_tree"]
+__all__ = ["LiveView", "Outlet", "PlainLog", "describe_event", "render_tree", "state_word"]
 
 STATE_STYLE = {
     "running": "green",
     "starting": "yellow",
     "stopping": "yellow",
     "restarting": "red",
-    "undefined": "dim",
     "terminated": "dim",
+    "not started": "dim",
 }
 
 
@@ -63,7 +63,9 @@ def describe_event(event: LifecycleEvent) -> str:
     who = event.supervisor or ""
     if event.child:
         who = f"{who}/{event.child}"
-    if event.incarnation:
+    if not who and event.pid:  # a connected program, outside any tree: its pid says it all
+        who = event.pid
+    elif event.incarnation:
         who = f"{who}#{event.incarnation}"
     line = f"{clock} {who} {event.event}"
     if event.reason is not None:
@@ -154,19 +156,65 @@ class PlainLog:
         self.outlet.put(describe_event(event), self.write)
 
 
-def render_tree(nodes: list[dict[str, Any]]) -> Table:
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("child", "state", "incarnation", "os pid", "restarts", "last exit"):
-        table.add_column(column, no_wrap=column != "last exit")
+# The narrow columns and their widths: "not started", "#1234", an OS pid of up to 7 digits,
+# a supervisor's "10/10 in 60s".
+_NARROW = (("state", 11), ("inc", 5), ("os pid", 7), ("restarts", 12))
+_FIXED = sum(size for _, size in _NARROW) + len(_NARROW) + 1  # one space between columns
+_MIN_FREE = 12
+
+
+def _period(seconds: float) -> str:
+    """``30s``, ``5m``, ``1h``: a supervisor's intensity window, short."""
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size:g}{unit}"
+    return f"{seconds:g}s"
+
+
+def _labels(nodes: list[dict[str, Any]], depth: int) -> list[str]:
+    """The first column's text of every row, indented by depth."""
+    found = []
+    for node in nodes:
+        name = node.get("name") or node.get("path", "")
+        strategy = f" {node['strategy']}" if node.get("kind") == "supervisor" else ""
+        found.append(f"{'  ' * depth}{name}{strategy}")
+        found += _labels(node.get("children", []), depth + 1)
+    return found
+
+
+def state_word(node: dict[str, Any]) -> str:
+    """The state a person reads: the core's ``undefined`` (no process) is ``terminated`` for a
+    child that ran (its last exit says how it ended) and ``not started`` for one that never
+    did."""
+    state = str(node.get("state", ""))
+    if state != "undefined":
+        return state
+    return "terminated" if node.get("starts") or node.get("last_exit") else "not started"
+
+
+def render_tree(nodes: list[dict[str, Any]], width: int = 80) -> Table:
+    """The tree as a table ``width`` columns wide at most (80 fits any terminal): every cell
+    stays on one line, and what does not fit (a deep or long name, a long exit reason) ends
+    in an ellipsis rather than wrapping; ``rebeam tree --json`` has every value in full."""
+    names = [len(label) for label in _labels(nodes, 0)]
+    free = max(width - _FIXED, 2 * _MIN_FREE)  # for the child names and the last exits
+    name_width = max(_MIN_FREE, min(max(names, default=0), free * 45 // 100))
+    table = Table(box=None, pad_edge=False, header_style="bold", collapse_padding=True)
+    table.add_column("child", width=name_width, no_wrap=True, overflow="ellipsis")
+    for header, size in _NARROW:
+        justify: Literal["left", "right"] = "right" if header in ("inc", "os pid") else "left"
+        table.add_column(header, width=size, no_wrap=True, overflow="ellipsis", justify=justify)
+    table.add_column("last exit", width=free - name_width, no_wrap=True, overflow="ellipsis")
 
     def add(node: dict[str, Any], depth: int) -> None:
         indent = "  " * depth
+        state = state_word(node)
         if node.get("kind") == "supervisor":
-            window = f"{node['restarts']}/{node['intensity']} in {node['period']:g}s"
+            window = f"{node['restarts']}/{node['intensity']} in {_period(node['period'])}"
             name = node.get("name") or node["path"]
             table.add_row(
                 Text.assemble((f"{indent}{name}", "bold"), (f" {node.get('strategy', '')}", "dim")),
-                Text(node.get("state", ""), style=STATE_STYLE.get(node.get("state", ""), "")),
+                Text(state, style=STATE_STYLE.get(state, "")),
                 "",
                 "",
                 window,
@@ -178,7 +226,7 @@ def render_tree(nodes: list[dict[str, Any]]) -> Table:
         restarts = max(node.get("starts", 0) - 1, 0)
         table.add_row(
             f"{indent}{node['name']}",
-            Text(node["state"], style=STATE_STYLE.get(node["state"], "")),
+            Text(state, style=STATE_STYLE.get(state, "")),
             f"#{node['incarnation']}" if node.get("incarnation") else "",
             str(node.get("os_pid") or ""),
             str(restarts),
@@ -204,7 +252,8 @@ class LiveView:
         self.recent.append(describe_event(event))
 
     def _render(self) -> Group:
-        tree = render_tree(snapshot(self.run)) if getattr(self.run, "roots", None) else Text("")
+        running = getattr(self.run, "roots", None)
+        tree = render_tree(snapshot(self.run), self.console.width) if running else Text("")
         events = Text("\n".join(self.recent), style="dim")
         return Group(tree, Text(""), events)
 
