@@ -111,9 +111,11 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tree]:
         cwd=tmp,
     )
     try:
-        instance = tmp / "state" / "rebeam" / f"{namespace}.json"
-        wait_until(instance.exists, what="the fixture tree's instance file")
-        url = json.loads(instance.read_text())["nats_url"]
+        runs = tmp / "state" / "rebeam" / "runs"  # one instance file per run
+        wait_until(
+            lambda: any(runs.glob(f"{namespace}.*.json")), what="the fixture tree's instance file"
+        )
+        url = json.loads(next(runs.glob(f"{namespace}.*.json")).read_text())["nats_url"]
         yield Tree(url, env)
     finally:
         stop(process)

@@ -242,8 +242,9 @@ def manifests(draw: st.DrawFn) -> bytes:
     text = yaml.safe_dump_all(documents, default_flow_style=flow, allow_unicode=True)
     data = text.encode("utf-8", "surrogatepass")
     for _ in range(draw(st.integers(0, 2))):
-        # "flow" needs text that is still YAML; otherwise the text stays as it is.
-        with contextlib.suppress(yaml.YAMLError):
+        # "flow" needs text that PyYAML can still read (a 5,000-digit integer it cannot);
+        # otherwise the text stays as it is.
+        with contextlib.suppress(yaml.YAMLError, ValueError):
             data = draw(mutate_text(data))
     return data
 

@@ -94,8 +94,7 @@ asyncio.run(main())
 def connected_program(run: Run) -> None:
     """A program connected with rebeam.connect, as each CLI command is one: it reports its
     own exit when it ends."""
-    instance = Path(run.env["XDG_STATE_HOME"]) / "rebeam" / f"{run.namespace}.json"
-    url = json.loads(instance.read_text())["nats_url"]
+    url = run.instance()["nats_url"]
     subprocess.run(
         [sys.executable, "-c", PROGRAM, url, run.namespace],
         env=run.env,

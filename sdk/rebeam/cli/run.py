@@ -117,6 +117,8 @@ def run(args: argparse.Namespace) -> int:
 
     def on_context(started: LocalRun) -> None:
         nonlocal view
+        if not args.quiet:
+            outlet.put(started.serving(), to_stderr)
         if live:
             view = LiveView(started)
             view.__enter__()

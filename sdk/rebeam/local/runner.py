@@ -224,14 +224,6 @@ class LocalRun:
             return advertise()
 
         held.instance = advertise()
-        log.warning(
-            "run %s serves namespace %r with NATS at %s; from another terminal: "
-            "rebeam tree -n %s (rebeam runs lists every run)",
-            self.run_id,
-            namespace,
-            url,
-            namespace,
-        )
         if server is not None:
             keeper = ServerKeeper(
                 server, on_spawn=held.spawned, on_end=held.ended, on_restarted=restarted
@@ -267,6 +259,15 @@ class LocalRun:
         held.adoption.close()
         held.reaper.close()
         shutil.rmtree(held.workdir, ignore_errors=True)
+
+    def serving(self) -> str:
+        """Where other terminals reach this run: what ``rebeam run`` says once they can."""
+        namespace = self.options.namespace
+        return (
+            f"rebeam: run {self.run_id} serves namespace {namespace!r} with NATS at "
+            f"{self.ctx.nats_url}; from another terminal: rebeam tree -n {namespace} "
+            "(rebeam runs lists every run)"
+        )
 
     def _external_issuer(self, url: str) -> Issuer | None:
         """The issuer for a server this run did not start, from its secrets file."""
