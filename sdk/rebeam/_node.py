@@ -36,7 +36,6 @@ import dataclasses
 import itertools
 import logging
 import os
-import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -46,6 +45,7 @@ import nats.js.errors as jserr
 
 from rebeam import _codec, _durable, _subjects
 from rebeam._addresses import Address, Name, Via
+from rebeam._connecting import Connection, credentials_from_environment
 from rebeam._envelope import (
     CALL,
     CAST,
@@ -67,12 +67,11 @@ from rebeam._lease import Lease
 from rebeam._mailbox import DEFAULT_MAX_BYTES, DEFAULT_MAX_MESSAGES, Info, Limits, Mailbox
 from rebeam._messages import MonitorRef
 from rebeam._naming import Naming
-from rebeam._nats_fixes import connect as nats_connect
 from rebeam._ratelog import RateLog
 from rebeam._registry import Store
 from rebeam._requests import RECEIPT, Answer, Requests
 from rebeam._stats import Stats
-from rebeam._watching import DEFAULT_MAX_LINKS, DEFAULT_MAX_MONITORS, Watching, limit_from_env
+from rebeam._watching import Watching, WatchLimits
 from rebeam.errors import (
     CallingSelf,
     CallTimeout,
@@ -84,7 +83,8 @@ from rebeam.errors import (
 from rebeam.exits import ExitReason
 from rebeam.pids import Pid
 
-__all__ = ["Node", "Stats"]
+# credentials_from_environment: rebeam._api asks it too, where it imports the node from.
+__all__ = ["Node", "Stats", "credentials_from_environment"]
 
 log = logging.getLogger("rebeam.node")
 
@@ -96,7 +96,7 @@ DEFAULT_MAX_PENDING_CALLS = 10_000
 # The other subscriptions' bounds: replies (one per call in flight), the fence (rare).
 _INBOX_LIMITS = (2 * DEFAULT_MAX_PENDING_CALLS, 64 * 1024 * 1024)
 _SMALL_LIMITS = (1000, 1024 * 1024)
-_RECEIPT = pack_reply(None)
+_RECEIPT_REPLY = pack_reply(None)  # a receipt: the send or cast is in the mailbox
 _LOGGED_AT = frozenset({1, 10, 100, 1000, 10_000, 100_000, 1_000_000})
 _PING = int(PING)
 _NOT_AN_INBOX = "the reply subject of a call must be a call inbox (_INBOX_rebeam.<namespace>.)"
@@ -115,10 +115,9 @@ class Node(Naming):
         max_message_size: int | None = None,
         is_client: bool = True,
         mailbox_limits: Limits | None = None,
+        inbox: str,
         max_pending_calls: int = DEFAULT_MAX_PENDING_CALLS,
-        inbox: str | None = None,
-        max_links: int | None = None,
-        max_monitors: int | None = None,
+        watch_limits: WatchLimits | None = None,
     ) -> None:
         self.nc = nc
         self.pid = pid
@@ -137,7 +136,7 @@ class Node(Naming):
         self._init_runtime_hooks()
         self._init_fencing()
         self._init_sending(max_message_size)
-        self._init_requests(inbox, max_pending_calls, max_links, max_monitors)
+        self._init_requests(inbox, max_pending_calls, watch_limits or WatchLimits.read(None, None))
         self._init_naming()
 
     def _init_runtime_hooks(self) -> None:
@@ -170,14 +169,10 @@ class Node(Naming):
         self._ns_dot = self.namespace + "."
         self._mailbox_sid: int | None = None
 
-    def _init_requests(
-        self, inbox: str | None, max_pending: int, max_links: int | None, max_monitors: int | None
-    ) -> None:
+    def _init_requests(self, inbox: str, max_pending: int, watch_limits: WatchLimits) -> None:
         """The one request path, and the exit watches that end a call whose callee exits."""
         self._interest = InterestProbe(self.nc, self.namespace, self.stats)
-        # Reply inboxes carry a random token: a call's reply can only come from someone who
-        # was given the reply subject (docs/security.md, "Who may say what").
-        self._inbox = inbox or f"{_subjects.inbox_prefix(self.pid)}.{secrets.token_hex(8)}"
+        self._inbox = inbox  # its calls' replies come on "<inbox>.<token>" (rebeam._connecting)
         self._requests = Requests(
             self.nc,
             self._inbox,
@@ -196,8 +191,7 @@ class Node(Naming):
             spawn=self._spawn,
             resolve=self.resolve,
             fail_call=self._requests.fail,
-            max_links=max_links or limit_from_env("MAX_LINKS", DEFAULT_MAX_LINKS),
-            max_monitors=max_monitors or limit_from_env("MAX_MONITORS", DEFAULT_MAX_MONITORS),
+            limits=watch_limits,
         )
         self._reply = Answer("reply", callees=self._watching)
 
@@ -240,89 +234,31 @@ class Node(Naming):
         ``tls://`` server's certificate must be signed by; ``REBEAM_NATS_CA`` otherwise
         (docs/security.md, "TLS")."""
         pid = pid or Pid.for_client(namespace)
-        if credentials is None:
-            credentials = credentials_from_environment()
-        # Every inbox of this connection, nats-py's own (JetStream and KV replies) and the
-        # node's call inbox, lies under the pid's inbox prefix: all it may subscribe to.
-        inbox = f"{_subjects.inbox_prefix(pid)}.{secrets.token_hex(8)}"
-        if mailbox_limits is None:
-            mailbox_limits = Limits(
-                max_messages=mailbox_max_messages or DEFAULT_MAX_MESSAGES,
-                max_bytes=mailbox_max_bytes or DEFAULT_MAX_BYTES,
-            )
         # Read (and refused if unusable) before connecting: nothing to close on an error.
-        max_links = max_links or limit_from_env("MAX_LINKS", DEFAULT_MAX_LINKS)
-        max_monitors = max_monitors or limit_from_env("MAX_MONITORS", DEFAULT_MAX_MONITORS)
-        holder: dict[str, Node] = {}
-        refused_by_server: list[str] = []  # the server's refusals of our credential
-
-        async def error_cb(exc: Exception) -> None:
-            node = holder.get("node")
-            if isinstance(exc, nats.errors.SlowConsumerError):
-                if node is not None:
-                    await node._on_dropped(exc)
-                else:
-                    log.warning("%s: NATS dropped a message on %s", pid, exc.subject)
-                return
-            if "authorization violation" in str(exc).lower():
-                refused_by_server.append(str(exc))
-            if node is not None and "permissions violation" in str(exc).lower():
-                node.on_violation(str(exc))
-                return
-            log.debug("%s: NATS error: %s", pid, exc)
-
-        async def disconnected_cb() -> None:
-            node = holder.get("node")
-            if node is not None and not node.is_client:
-                node.delivering.clear()  # hold messages until the fence is re-checked
-
-        async def reconnected_cb() -> None:
-            node = holder.get("node")
-            if node is not None:
-                node._spawn(node._after_reconnect())
-
-        try:
-            nc = await nats_connect(
-                url,
-                name=str(pid),
-                connect_timeout=connect_timeout,
-                # nats-py retries the first connect with the reconnect budget, and -1 would
-                # retry forever: bound the first connect, then allow the configured budget.
-                max_reconnect_attempts=max(1, int(connect_deadline / reconnect_time_wait)),
-                reconnect_time_wait=reconnect_time_wait,
-                allow_reconnect=True,
-                error_cb=error_cb,
-                disconnected_cb=disconnected_cb,
-                reconnected_cb=reconnected_cb,
-                token=credentials,
-                inbox_prefix=f"{inbox}n",
-                tls_ca=tls_ca,
-            )
-        except nats.errors.NoServersError:
-            if refused_by_server:
-                why = (
-                    "no credential was given"
-                    if not credentials
-                    else "its credential was refused (unknown, revoked, or its pid is in use)"
-                )
-                raise NotPermitted(
-                    f"NATS at {url} refused {pid}: {why} "
-                    "(docs/security.md, 'How a process is let in')"
-                ) from None
-            raise
-        nc.options["max_reconnect_attempts"] = max_reconnect_attempts
+        limits = mailbox_limits or Limits(
+            max_messages=mailbox_max_messages or DEFAULT_MAX_MESSAGES,
+            max_bytes=mailbox_max_bytes or DEFAULT_MAX_BYTES,
+        )
+        watch_limits = WatchLimits.read(max_links, max_monitors)
+        connection = Connection(pid, credentials, tls_ca)
+        nc = await connection.open(
+            url,
+            connect_timeout=connect_timeout,
+            reconnect_time_wait=reconnect_time_wait,
+            connect_deadline=connect_deadline,
+            max_reconnect_attempts=max_reconnect_attempts,
+        )
         node = cls(
             nc,
             pid,
             local_scope=local_scope,
             max_message_size=max_message_size,
             is_client=is_client,
-            mailbox_limits=mailbox_limits,
-            inbox=inbox,
-            max_links=max_links,
-            max_monitors=max_monitors,
+            mailbox_limits=limits,
+            inbox=connection.inbox,
+            watch_limits=watch_limits,
         )
-        holder["node"] = node
+        connection.listener = node
         if start:
             await node.start(lease=lease)
         return node
@@ -415,6 +351,13 @@ class Node(Naming):
         if not self.nc.is_closed:
             with contextlib.suppress(Exception):
                 await self.nc.close()
+
+    def on_disconnected(self) -> None:
+        if not self.is_client:
+            self.delivering.clear()  # hold messages until the fence is re-checked
+
+    def on_reconnected(self) -> None:
+        self._spawn(self._after_reconnect())
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -591,7 +534,7 @@ class Node(Naming):
             else:
                 self.stats.refused_silently += 1
         elif env.reply:  # a send or cast that asked for a receipt: it is in the mailbox
-            await self.nc.publish(env.reply, _RECEIPT)
+            await self.nc.publish(env.reply, _RECEIPT_REPLY)
 
     async def _on_signal(self, env: Envelope) -> None:
         if env.kind is PING:
@@ -619,7 +562,7 @@ class Node(Naming):
             with contextlib.suppress(Exception):
                 await self.nc.publish(reply, pack_error({"error": "refused", "message": why}))
 
-    async def _on_dropped(self, exc: nats.errors.SlowConsumerError) -> None:
+    async def on_dropped(self, exc: nats.errors.SlowConsumerError) -> None:
         """nats-py refused a message because a subscription's pending queue was at its
         limit (called from its read loop, once per message). On the mailbox, that is a full
         mailbox: answer the sender if it waits for an answer, count it either way."""
@@ -906,37 +849,3 @@ class Node(Naming):
     def _registry_invalid(self, key: str, why: str) -> None:
         self.stats.registry_invalid += 1
         self._ratelog.warning("ignored an invalid registry record", f"{key}: {why}")
-
-
-def credentials_from_environment() -> str | Callable[[], str] | None:
-    """The credential a process was given: ``REBEAM_CREDENTIALS``, or the file named by
-    ``REBEAM_CREDENTIALS_FILE`` (what a backend hands a process it starts). The file is read
-    now, so that an unreadable one fails the start by name, and again at every reconnection:
-    a Kubernetes pod's projected token is such a file, and the kubelet replaces it with a
-    fresh token before the old one expires."""
-    token = os.environ.get("REBEAM_CREDENTIALS")
-    if token:
-        return token
-    path = os.environ.get("REBEAM_CREDENTIALS_FILE")
-    if not path:
-        return None
-    first = _read_credentials(path)
-    if not first:
-        return None  # an empty file: no credential (an open server)
-
-    def current() -> str:
-        try:
-            return _read_credentials(path) or first
-        except ConnectionError as exc:  # keep the last good one: the server says if it is stale
-            log.warning("%s", exc)
-            return first
-
-    return current
-
-
-def _read_credentials(path: str) -> str:
-    try:
-        with open(path) as source:
-            return source.read(64 * 1024).strip()
-    except OSError as exc:
-        raise ConnectionError(f"cannot read the credential file {path}: {exc}") from None

@@ -48,6 +48,7 @@ __all__ = [
     "DEFAULT_MAX_LINKS",
     "DEFAULT_MAX_MONITORS",
     "Resolver",
+    "WatchLimits",
     "Watching",
     "exit_event",
     "limit_from_env",
@@ -73,6 +74,23 @@ def limit_from_env(name: str, default: int) -> int:
     if value < 1:
         raise ValueError(f"REBEAM_{name} must be a positive integer, not {text!r}")
     return value
+
+
+@dataclass(frozen=True)
+class WatchLimits:
+    """How many links and monitors a node may hold (each costs a subscription)."""
+
+    max_links: int = DEFAULT_MAX_LINKS
+    max_monitors: int = DEFAULT_MAX_MONITORS
+
+    @classmethod
+    def read(cls, max_links: int | None, max_monitors: int | None) -> WatchLimits:
+        """The limits given, else ``REBEAM_MAX_LINKS`` and ``REBEAM_MAX_MONITORS``, else
+        the defaults; a clear error if one is unusable."""
+        return cls(
+            max_links or limit_from_env("MAX_LINKS", DEFAULT_MAX_LINKS),
+            max_monitors or limit_from_env("MAX_MONITORS", DEFAULT_MAX_MONITORS),
+        )
 
 
 @dataclass
@@ -111,14 +129,13 @@ class Watching:
         spawn: Callable[[Coroutine[Any, Any, Any]], asyncio.Task[Any]],
         resolve: Resolver,
         fail_call: Callable[[str, Exception], None],
-        max_links: int,
-        max_monitors: int,
+        limits: WatchLimits,
     ) -> None:
         self.nc = nc
         self.pid = pid
         self.mailbox = mailbox  # where Down and Exit messages go
-        self.max_links = max_links
-        self.max_monitors = max_monitors
+        self.max_links = limits.max_links
+        self.max_monitors = limits.max_monitors
         self.trap_exit = False
         # Set by the runtime: how a non-trapping actor dies from an exit signal. A client
         # gets Exit messages.
