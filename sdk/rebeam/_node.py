@@ -12,16 +12,17 @@ What the node does, and where:
   (ping, link, unlink) itself, and hands user messages to ``deliver`` (an actor: its
   callbacks run right there, one at a time) or to the :class:`~rebeam._mailbox.Mailbox` (a
   client: ``receive()`` takes them);
-* calls: one reply subscription per node (``_INBOX_rebeam.<ns>.<pid>.*``), a future per call,
-  a timer for the deadline; a reply nobody waits for any more is counted and dropped; at most
-  ``max_pending_calls`` calls wait for replies at once (more wait for a slot);
+* requests (:mod:`rebeam._requests`): a call, and a send or cast with ``wait``, take the one
+  request path, with one reply subscription per node (``_INBOX_rebeam.<ns>.<pid>.*``); at
+  most ``max_pending_calls`` wait for answers at once (more wait for a slot);
 * bounds (docs/sdk.md): the mailbox subscription's pending queue is the mailbox, limited by
   :class:`~rebeam._mailbox.Limits`; what nats-py refuses past a limit comes back through
   ``error_cb`` and is answered ``mailbox_full`` (a call, a cast or send with ``wait``) or
   counted (a plain cast or send); every other subscription has limits too, and its drops are
   counted and logged (``slow_consumer_drops``); ``stats`` answers a node's counters on a
   subject of its own, so an overloaded mailbox does not delay the answer;
-* exit watches (:mod:`rebeam._watching`) and names (:mod:`rebeam._naming`), mixed in;
+* exit watches (:mod:`rebeam._watching`), an object of their own; names
+  (:mod:`rebeam._naming`), mixed in;
 * fencing: the node listens on its slot's fence subject and stops delivering as soon as a
   later incarnation of its slot announces itself, and re-checks the slot record after every
   reconnect before it delivers again.
@@ -30,15 +31,12 @@ What the node does, and where:
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import dataclasses
 import itertools
 import logging
 import os
-import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import nats
@@ -47,6 +45,7 @@ import nats.js.errors as jserr
 
 from rebeam import _codec, _durable, _subjects
 from rebeam._addresses import Address, Name, Via
+from rebeam._connecting import Connection, credentials_from_environment
 from rebeam._envelope import (
     CALL,
     CAST,
@@ -57,10 +56,8 @@ from rebeam._envelope import (
     USER_KINDS,
     VERSION,
     Envelope,
-    Kind,
     envelope_of,
     pack_error,
-    pack_fields,
     pack_reply,
     unpack_fields,
     unpack_reply,
@@ -68,86 +65,44 @@ from rebeam._envelope import (
 from rebeam._interest import InterestProbe
 from rebeam._lease import Lease
 from rebeam._mailbox import DEFAULT_MAX_BYTES, DEFAULT_MAX_MESSAGES, Info, Limits, Mailbox
+from rebeam._messages import MonitorRef
 from rebeam._naming import Naming
-from rebeam._nats_fixes import connect as nats_connect
 from rebeam._ratelog import RateLog
 from rebeam._registry import Store
-from rebeam._watching import (
-    DEFAULT_MAX_LINKS,
-    DEFAULT_MAX_MONITORS,
-    Watching,
-    _Watch,
-    limit_from_env,
-)
+from rebeam._requests import RECEIPT, Answer, Requests
+from rebeam._stats import Stats
+from rebeam._watching import Watching, WatchLimits
 from rebeam.errors import (
-    CalleeExited,
     CallingSelf,
     CallTimeout,
     CodecError,
-    MailboxFull,
     MessageTooLarge,
     NoProc,
     NotPermitted,
-    Refused,
-    RemoteError,
 )
 from rebeam.exits import ExitReason
 from rebeam.pids import Pid
 
-__all__ = ["Node", "Stats"]
+# credentials_from_environment: rebeam._api asks it too, where it imports the node from.
+__all__ = ["Node", "Stats", "credentials_from_environment"]
 
 log = logging.getLogger("rebeam.node")
 
 DEFAULT_CALL_TIMEOUT = 5.0
-_STATUS = "Status"
-_NO_RESPONDERS = "503"
-_MAX_IDLE_WATCHES = 256
-_CAST = int(CAST)  # a plain int packs faster than the enum
+_SEND = int(SEND)  # a plain int packs faster than the enum
+_CAST = int(CAST)
 _CALL = int(CALL)
 DEFAULT_MAX_PENDING_CALLS = 10_000
 # The other subscriptions' bounds: replies (one per call in flight), the fence (rare).
 _INBOX_LIMITS = (2 * DEFAULT_MAX_PENDING_CALLS, 64 * 1024 * 1024)
 _SMALL_LIMITS = (1000, 1024 * 1024)
-_RECEIPT = pack_reply(None)
-_MIN_ATTEMPT = 0.1  # seconds a retry of a send or cast waiting for room needs at least
+_RECEIPT_REPLY = pack_reply(None)  # a receipt: the send or cast is in the mailbox
 _LOGGED_AT = frozenset({1, 10, 100, 1000, 10_000, 100_000, 1_000_000})
 _PING = int(PING)
-_MAX_REFUSAL = 2000  # characters of a refusal's message kept in the error raised
 _NOT_AN_INBOX = "the reply subject of a call must be a call inbox (_INBOX_rebeam.<namespace>.)"
 
 
-@dataclass
-class Stats:
-    """Counters a node keeps, for logs, status, ``rebeam.stats`` and tests."""
-
-    received: int = 0  # user messages (send, cast, call) admitted from the mailbox
-    malformed: int = 0
-    oversized: int = 0
-    misaddressed: int = 0
-    late_replies: int = 0
-    slow_consumer_drops: int = 0  # dropped by nats-py on a subscription other than the mailbox
-    mailbox_refused: int = 0  # refused because the mailbox was full (answered when possible)
-    refused_silently: int = 0  # ... of which plain casts and sends: no sender to answer
-    durable_delivered: int = 0  # durable mailbox: handled and acknowledged
-    durable_duplicates: int = 0  # durable mailbox: redeliveries of handled messages, skipped
-    parked: int = 0  # durable mailbox: poison messages moved aside
-    # Requests sent again after a cluster answered "no responders" for a pid holding a live
-    # lease: its subscription had not reached our server yet (rebeam._interest).
-    interest_retries: int = 0
-    # Messages whose envelope named another sender than the subject they came on.
-    forged: int = 0
-    # Operations the server refused: this process's credential does not allow them.
-    not_permitted: int = 0
-    # Refused input (docs/sdk.md, "Input limits"); each is also logged, at a bounded rate.
-    reply_refused: int = 0  # requests whose reply subject is not an inbox: not answered
-    malformed_replies: int = 0  # call replies that did not decode (the caller got CodecError)
-    malformed_events: int = 0  # exit events that did not decode: ignored
-    registry_invalid: int = 0  # registry records that did not decode: taken as absent
-    links_refused: int = 0  # link signals past max_links (or from another namespace)
-    links_dropped: int = 0  # links from pids that did not answer a ping
-
-
-class Node(Naming, Watching):
+class Node(Naming):
     """One process's presence in rebeam. Make one with :func:`rebeam.connect` (a client) or
     let ``python -m rebeam.runtime`` make it (an actor)."""
 
@@ -160,10 +115,9 @@ class Node(Naming, Watching):
         max_message_size: int | None = None,
         is_client: bool = True,
         mailbox_limits: Limits | None = None,
+        inbox: str,
         max_pending_calls: int = DEFAULT_MAX_PENDING_CALLS,
-        inbox: str | None = None,
-        max_links: int | None = None,
-        max_monitors: int | None = None,
+        watch_limits: WatchLimits | None = None,
     ) -> None:
         self.nc = nc
         self.pid = pid
@@ -172,56 +126,80 @@ class Node(Naming, Watching):
         self.is_client = is_client
         self.stats = Stats()
         self.limits = mailbox_limits or Limits()
-        self.max_pending_calls = max_pending_calls
-        self.max_links = max_links or limit_from_env("MAX_LINKS", DEFAULT_MAX_LINKS)
-        self.max_monitors = max_monitors or limit_from_env("MAX_MONITORS", DEFAULT_MAX_MONITORS)
-        self._ratelog = RateLog(log, str(pid))
         self.mailbox = Mailbox(self.limits.max_messages)
-        self.trap_exit = False
-        # Set by the runtime: how a non-trapping actor dies from an exit signal, and what
-        # happens when a later incarnation fences this one. A client gets Exit messages.
-        self.on_exit_signal: Callable[[Pid, ExitReason], None] | None = None
-        # Set by the runtime before start(): the mailbox subscription's callback (an actor
-        # handles its messages right there). Without it (a client) messages wait in the
-        # mailbox for receive().
-        self.on_message: Callable[[Any], Awaitable[None]] | None = None
-        self.on_fenced: Callable[[Pid], None] | None = None
         self.store = Store(nc.jetstream(), pid.namespace, on_invalid=self._registry_invalid)
-        self._interest = InterestProbe(nc, pid.namespace, self.stats)
-        self.delivering = asyncio.Event()
-        self.delivering.set()
-        self._pid_str = str(pid)
-        self._permission_waiters: dict[str, asyncio.Future[str]] = {}
-        self._max_size = max_message_size
-        self._limit = self.max_message_size
-        self._mailboxes: dict[str, str] = {}  # pid string -> mailbox subject
-        self._subject = _subjects.mailbox_subscription(pid)
-        # What the subject of a message from sender "<ns>.<slot>.<n>" is, less its tail:
-        # `sent_by` compares without splitting the subject (it runs for every message).
-        self._from_prefix = self._subject[: -len(".*.*.*")] + "."
-        self._ns_dot = pid.namespace + "."
-        # Reply inboxes carry a random token: a call's reply can only come from someone who
-        # was given the reply subject (docs/security.md, "Who may say what").
-        self._inbox = inbox or f"{_subjects.inbox_prefix(pid)}.{secrets.token_hex(8)}"
-        self._tokens = itertools.count(1)
-        self._seq = itertools.count(1)
-        self._calls: dict[str, tuple[asyncio.Future[Any], Pid]] = {}
-        self._slot_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-        self._mailbox_sid: int | None = None
-        self._watches: dict[Pid, _Watch] = {}
-        self._link_count = 0  # watches with linked set
-        self._monitor_count = 0  # monitors in all watches
-        self._owned: set[tuple[str, bool]] = set()
-        self._names: dict[str, Pid] | None = None  # the name cache, once watching
-        self._name_watch_task: asyncio.Task[None] | None = None
+        self._ratelog = RateLog(log, str(pid))
         self._subs: list[Any] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
+        self._permission_waiters: dict[str, asyncio.Future[str]] = {}
+        self._init_runtime_hooks()
+        self._init_fencing()
+        self._init_sending(max_message_size)
+        self._init_requests(inbox, max_pending_calls, watch_limits or WatchLimits.read(None, None))
+        self._init_naming()
+
+    def _init_runtime_hooks(self) -> None:
+        """What the runtime sets (a client leaves them unset)."""
+        # The mailbox subscription's callback, set before start(): an actor handles its
+        # messages right there. Without it (a client) messages wait in the mailbox for
+        # receive().
+        self.on_message: Callable[[Any], Awaitable[None]] | None = None
+        # What happens when a later incarnation fences this one, and when this node's
+        # lease was lost (declared dead).
+        self.on_fenced: Callable[[Pid], None] | None = None
+        self.on_lease_lost: Callable[[], None] | None = None
+
+    def _init_fencing(self) -> None:
+        self.delivering = asyncio.Event()
+        self.delivering.set()
         self.fenced_by: Pid | None = None
         self.lease: Lease | None = None
-        self._lease_watch: asyncio.Task[None] | None = None
-        # Set by the runtime: what to do when this node's lease was lost (declared dead).
-        self.on_lease_lost: Callable[[], None] | None = None
+
+    def _init_sending(self, max_message_size: int | None) -> None:
+        self._pid_str = str(self.pid)
+        self._max_size = max_message_size
+        self._limit = self.max_message_size
+        self._seq = itertools.count(1)
+        self._mailboxes: dict[str, str] = {}  # pid string -> mailbox subject
+        self._subject = _subjects.mailbox_subscription(self.pid)
+        # What the subject of a message from sender "<ns>.<slot>.<n>" is, less its tail:
+        # `sent_by` compares without splitting the subject (it runs for every message).
+        self._from_prefix = self._subject[: -len(".*.*.*")] + "."
+        self._ns_dot = self.namespace + "."
+        self._mailbox_sid: int | None = None
+
+    def _init_requests(self, inbox: str, max_pending: int, watch_limits: WatchLimits) -> None:
+        """The one request path, and the exit watches that end a call whose callee exits."""
+        self._interest = InterestProbe(self.nc, self.namespace, self.stats)
+        self._inbox = inbox  # its calls' replies come on "<inbox>.<token>" (rebeam._connecting)
+        self._requests = Requests(
+            self.nc,
+            self._inbox,
+            max_pending=max_pending,
+            stats=self.stats,
+            ratelog=self._ratelog,
+            interest=self._interest,
+        )
+        self._watching = Watching(
+            self.nc,
+            self.pid,
+            self.mailbox,
+            stats=self.stats,
+            ratelog=self._ratelog,
+            interest=self._interest,
+            spawn=self._spawn,
+            resolve=self.resolve,
+            fail_call=self._requests.fail,
+            limits=watch_limits,
+        )
+        self._reply = Answer("reply", callees=self._watching)
+
+    def _init_naming(self) -> None:
+        """The state :class:`~rebeam._naming.Naming` keeps."""
+        self._owned: set[tuple[str, bool]] = set()
+        self._names: dict[str, Pid] | None = None  # the name cache, once watching
+        self._name_watch_task: asyncio.Task[None] | None = None
 
     # -- set-up and tear-down ------------------------------------------------------------
 
@@ -256,89 +234,31 @@ class Node(Naming, Watching):
         ``tls://`` server's certificate must be signed by; ``REBEAM_NATS_CA`` otherwise
         (docs/security.md, "TLS")."""
         pid = pid or Pid.for_client(namespace)
-        if credentials is None:
-            credentials = credentials_from_environment()
-        # Every inbox of this connection, nats-py's own (JetStream and KV replies) and the
-        # node's call inbox, lies under the pid's inbox prefix: all it may subscribe to.
-        inbox = f"{_subjects.inbox_prefix(pid)}.{secrets.token_hex(8)}"
-        if mailbox_limits is None:
-            mailbox_limits = Limits(
-                max_messages=mailbox_max_messages or DEFAULT_MAX_MESSAGES,
-                max_bytes=mailbox_max_bytes or DEFAULT_MAX_BYTES,
-            )
         # Read (and refused if unusable) before connecting: nothing to close on an error.
-        max_links = max_links or limit_from_env("MAX_LINKS", DEFAULT_MAX_LINKS)
-        max_monitors = max_monitors or limit_from_env("MAX_MONITORS", DEFAULT_MAX_MONITORS)
-        holder: dict[str, Node] = {}
-        refused_by_server: list[str] = []  # the server's refusals of our credential
-
-        async def error_cb(exc: Exception) -> None:
-            node = holder.get("node")
-            if isinstance(exc, nats.errors.SlowConsumerError):
-                if node is not None:
-                    await node._on_dropped(exc)
-                else:
-                    log.warning("%s: NATS dropped a message on %s", pid, exc.subject)
-                return
-            if "authorization violation" in str(exc).lower():
-                refused_by_server.append(str(exc))
-            if node is not None and "permissions violation" in str(exc).lower():
-                node.on_violation(str(exc))
-                return
-            log.debug("%s: NATS error: %s", pid, exc)
-
-        async def disconnected_cb() -> None:
-            node = holder.get("node")
-            if node is not None and not node.is_client:
-                node.delivering.clear()  # hold messages until the fence is re-checked
-
-        async def reconnected_cb() -> None:
-            node = holder.get("node")
-            if node is not None:
-                node._spawn(node._after_reconnect())
-
-        try:
-            nc = await nats_connect(
-                url,
-                name=str(pid),
-                connect_timeout=connect_timeout,
-                # nats-py retries the first connect with the reconnect budget, and -1 would
-                # retry forever: bound the first connect, then allow the configured budget.
-                max_reconnect_attempts=max(1, int(connect_deadline / reconnect_time_wait)),
-                reconnect_time_wait=reconnect_time_wait,
-                allow_reconnect=True,
-                error_cb=error_cb,
-                disconnected_cb=disconnected_cb,
-                reconnected_cb=reconnected_cb,
-                token=credentials,
-                inbox_prefix=f"{inbox}n",
-                tls_ca=tls_ca,
-            )
-        except nats.errors.NoServersError:
-            if refused_by_server:
-                why = (
-                    "no credential was given"
-                    if not credentials
-                    else "its credential was refused (unknown, revoked, or its pid is in use)"
-                )
-                raise NotPermitted(
-                    f"NATS at {url} refused {pid}: {why} "
-                    "(docs/security.md, 'How a process is let in')"
-                ) from None
-            raise
-        nc.options["max_reconnect_attempts"] = max_reconnect_attempts
+        limits = mailbox_limits or Limits(
+            max_messages=mailbox_max_messages or DEFAULT_MAX_MESSAGES,
+            max_bytes=mailbox_max_bytes or DEFAULT_MAX_BYTES,
+        )
+        watch_limits = WatchLimits.read(max_links, max_monitors)
+        connection = Connection(pid, credentials, tls_ca)
+        nc = await connection.open(
+            url,
+            connect_timeout=connect_timeout,
+            reconnect_time_wait=reconnect_time_wait,
+            connect_deadline=connect_deadline,
+            max_reconnect_attempts=max_reconnect_attempts,
+        )
         node = cls(
             nc,
             pid,
             local_scope=local_scope,
             max_message_size=max_message_size,
             is_client=is_client,
-            mailbox_limits=mailbox_limits,
-            inbox=inbox,
-            max_links=max_links,
-            max_monitors=max_monitors,
+            mailbox_limits=limits,
+            inbox=connection.inbox,
+            watch_limits=watch_limits,
         )
-        holder["node"] = node
+        connection.listener = node
         if start:
             await node.start(lease=lease)
         return node
@@ -370,8 +290,8 @@ class Node(Naming, Watching):
         self._subs.append(
             await sub(
                 self._inbox + ".*",
-                cb=self._on_reply,
-                pending_msgs_limit=max(msgs, 2 * self.max_pending_calls),
+                cb=self._requests.on_reply,
+                pending_msgs_limit=max(msgs, 2 * self._requests.max_pending),
                 pending_bytes_limit=size,
             )
         )
@@ -410,9 +330,7 @@ class Node(Naming, Watching):
             return
         self._closed = True
         await self.stop_receiving()
-        for fut, pid in list(self._calls.values()):
-            if not fut.done():
-                fut.set_exception(NoProc(f"{self.pid} closed during a call to {pid}"))
+        self._requests.fail_all(lambda pid: NoProc(f"{self.pid} closed during a call to {pid}"))
         if self.nc.is_connected:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.release_all(), 5)
@@ -426,8 +344,7 @@ class Node(Naming, Watching):
             await self.lease.release()
         if self._name_watch_task is not None:
             self._name_watch_task.cancel()
-        if self._lease_watch is not None:
-            self._lease_watch.cancel()
+        self._watching.close()
         for task in list(self._tasks):
             task.cancel()
         with contextlib.suppress(Exception):
@@ -435,6 +352,13 @@ class Node(Naming, Watching):
         if not self.nc.is_closed:
             with contextlib.suppress(Exception):
                 await self.nc.close()
+
+    def on_disconnected(self) -> None:
+        if not self.is_client:
+            self.delivering.clear()  # hold messages until the fence is re-checked
+
+    def on_reconnected(self) -> None:
+        self._spawn(self._after_reconnect())
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -490,9 +414,7 @@ class Node(Naming, Watching):
                 log.warning("%s: fence check after reconnect failed: %s", self.pid, exc)
             if self.fenced_by is None:
                 self.delivering.set()
-        # Exit events published while we were away are lost (Core NATS): ask again.
-        for pid in list(self._watches):
-            self._spawn(self._recheck(pid))
+        self._watching.recheck_all()
 
     # -- receiving -----------------------------------------------------------------------
 
@@ -613,7 +535,7 @@ class Node(Naming, Watching):
             else:
                 self.stats.refused_silently += 1
         elif env.reply:  # a send or cast that asked for a receipt: it is in the mailbox
-            await self.nc.publish(env.reply, _RECEIPT)
+            await self.nc.publish(env.reply, _RECEIPT_REPLY)
 
     async def _on_signal(self, env: Envelope) -> None:
         if env.kind is PING:
@@ -627,9 +549,9 @@ class Node(Naming, Watching):
             self._ratelog.warning("refused a signal with a malformed sender", str(exc))
             return
         if env.kind is LINK:
-            await self._linked_by(sender)
+            await self._watching.linked_by(sender)
         elif env.kind is UNLINK:
-            self._unlinked_by(sender)
+            self._watching.unlinked_by(sender)
 
     def answerable(self, reply: str) -> bool:
         """Whether a call or receipt may be answered on ``reply``: only a rebeam call inbox
@@ -641,7 +563,7 @@ class Node(Naming, Watching):
             with contextlib.suppress(Exception):
                 await self.nc.publish(reply, pack_error({"error": "refused", "message": why}))
 
-    async def _on_dropped(self, exc: nats.errors.SlowConsumerError) -> None:
+    async def on_dropped(self, exc: nats.errors.SlowConsumerError) -> None:
         """nats-py refused a message because a subscription's pending queue was at its
         limit (called from its read loop, once per message). On the mailbox, that is a full
         mailbox: answer the sender if it waits for an answer, count it either way."""
@@ -690,10 +612,8 @@ class Node(Naming, Watching):
         out["mailbox_max_bytes"] = self.limits.max_bytes
         out["local_pending"] = len(self.mailbox)  # Down, Exit, timers (and a client's mail)
         out["local_refused"] = self.mailbox.refused
-        out["calls_pending"] = len(self._calls)
-        out["links"] = self._link_count
-        out["monitors"] = self._monitor_count
-        out["watches"] = len(self._watches)
+        out["calls_pending"] = len(self._requests)
+        out.update(self._watching.counts())
         return out
 
     async def _on_stats_request(self, msg: Any) -> None:
@@ -763,10 +683,6 @@ class Node(Naming, Watching):
             raise NoProc(f"no process is registered as {dest!r}")
         return pid
 
-    def _route(self, pid: Pid) -> tuple[str, str]:
-        """``(mailbox subject, pid string)``."""
-        return self._mailboxes.get(pid._text) or self._mailbox_of(pid), pid._text
-
     def _mailbox_of(self, pid: Pid) -> str:
         """``pid``'s mailbox subject, cached by the pid's string (a str's hash is cached,
         a Pid's is a Python call): escaping a slot on every message would cost more than
@@ -776,19 +692,14 @@ class Node(Naming, Watching):
         subject = self._mailboxes[pid._text] = _subjects.mailbox(pid, self.pid)
         return subject
 
-    def _envelope(self, kind: Kind, to: str, message: Any) -> bytes:
-        data = pack_fields(kind, to, self._pid_str, next(self._seq), message)
+    def _envelope(self, kind: int, to: str, message: Any) -> bytes:
+        data = _codec.encode([VERSION, kind, to, self._pid_str, next(self._seq), message])
         if len(data) > self._limit:
             raise MessageTooLarge(len(data), self._limit)
         return data
 
     def send(
-        self,
-        dest: Address,
-        message: Any,
-        *,
-        wait: float | None = None,
-        durable: bool = False,
+        self, dest: Address, message: Any, *, wait: float | None = None, durable: bool = False
     ) -> Awaitable[None]:
         """Send a plain message (``handle_info``): at-most-once, ordered per pair, silent
         if the pid is dead. A name that is not registered raises :class:`NoProc` (OTP's
@@ -804,32 +715,10 @@ class Node(Naming, Watching):
         the actor's slot, and returns once stored; kept while the actor is down or
         restarting, delivered in order, at least once, to the handler once (docs/sdk.md).
         Raises :class:`MailboxFull` if that mailbox is at its limit."""
-        if type(dest) is not Pid or wait is not None or durable:
-            return self._send_resolving(dest, message, wait, durable)
-        # A plain send to a pid has no coroutine of its own: the awaitable returned is
-        # nats-py's publish (an async frame per message is a tenth of what a send costs).
-        subject = self._mailboxes.get(dest._text) or self._mailbox_of(dest)
-        return self.nc.publish(subject, self._envelope(SEND, dest._text, message))  # type: ignore[no-any-return]
-
-    async def _send_resolving(
-        self, dest: Address, message: Any, wait: float | None, durable: bool
-    ) -> None:
-        pid = dest if type(dest) is Pid else await self.resolve(dest)
-        if durable:
-            await _durable.publish(self, pid, SEND, message)
-        elif wait is not None:
-            await self._with_receipt(pid, SEND, message, wait)
-        else:
-            subject, to = self._route(pid)
-            await self.nc.publish(subject, self._envelope(SEND, to, message))
+        return self._deliver(_SEND, dest, message, wait, durable)
 
     def cast(
-        self,
-        dest: Address,
-        message: Any,
-        *,
-        wait: float | None = None,
-        durable: bool = False,
+        self, dest: Address, message: Any, *, wait: float | None = None, durable: bool = False
     ) -> Awaitable[None]:
         """Cast (``handle_cast``): returns at once, and is silently lost if nobody is there,
         also when the name is not registered (OTP's ``gen_server:cast``). A full mailbox
@@ -840,36 +729,43 @@ class Node(Naming, Watching):
         when it cannot be delivered (an unregistered name raises :class:`NoProc` too).
 
         With ``durable=True``, as :meth:`send` with ``durable=True``."""
+        return self._deliver(_CAST, dest, message, wait, durable)
+
+    def _deliver(
+        self, kind: int, dest: Address, message: Any, wait: float | None, durable: bool
+    ) -> Awaitable[None]:
+        """A send or a cast. The hot path, a plain one to a pid, has no coroutine of its
+        own: the awaitable returned is nats-py's publish (an async frame per message is a
+        tenth of what a cast costs), the subject cached by the pid's string, and the
+        envelope packed right here, as :meth:`_envelope` does (calling it costs the sender
+        3% more CPU per cast)."""
         if type(dest) is not Pid or wait is not None or durable:
-            return self._cast_resolving(dest, message, wait, durable)
-        # The hot path, a plain cast to a pid: no coroutine of its own (the awaitable
-        # returned is nats-py's publish), the subject cached by the pid's string, and the
-        # envelope packed in one go. It is what a cast costs the sender beyond nats-py.
+            return self._deliver_resolving(kind, dest, message, wait, durable)
         text = dest._text
         subject = self._mailboxes.get(text) or self._mailbox_of(dest)
-        data = _codec.encode([VERSION, _CAST, text, self._pid_str, next(self._seq), message])
+        data = _codec.encode([VERSION, kind, text, self._pid_str, next(self._seq), message])
         if len(data) > self._limit:
             raise MessageTooLarge(len(data), self._limit)
         return self.nc.publish(subject, data)  # type: ignore[no-any-return]
 
-    async def _cast_resolving(
-        self, dest: Address, message: Any, wait: float | None, durable: bool
+    async def _deliver_resolving(
+        self, kind: int, dest: Address, message: Any, wait: float | None, durable: bool
     ) -> None:
         if type(dest) is Pid:
             pid = dest
-        elif wait is not None or durable:
-            pid = await self.resolve(dest)
-        else:
+        elif kind == _CAST and wait is None and not durable:
             try:
                 pid = await self.resolve(dest)
             except NoProc:
                 return  # OTP's cast to an unregistered name: silently nothing
-        if durable:
-            await _durable.publish(self, pid, CAST, message)
-        elif wait is not None:
-            await self._with_receipt(pid, CAST, message, wait)
         else:
-            await self.cast(pid, message)
+            pid = await self.resolve(dest)
+        if durable:
+            await _durable.publish(self, pid, kind, message)
+        elif wait is not None:
+            await self._request(pid, kind, message, wait, RECEIPT)
+        else:
+            await self._deliver(kind, pid, message, None, False)
 
     async def call(
         self,
@@ -889,239 +785,74 @@ class Node(Naming, Watching):
         """
         pid = dest if type(dest) is Pid else await self.resolve(dest)
         try:
-            return await self._call(pid, message, timeout)
+            return await self._request(pid, _CALL, message, timeout, self._reply)
         except NoProc:
             if isinstance(dest, str) and self._names is not None:
                 # The cached name may be stale (its owner restarted): ask the registry.
                 fresh = await self.resolve(dest, cached=False)
                 if fresh != pid:
-                    return await self._call(fresh, message, timeout)
+                    return await self._request(fresh, _CALL, message, timeout, self._reply)
             raise
 
-    async def _with_receipt(self, pid: Pid, kind: Kind, message: Any, wait: float) -> None:
-        """Deliver a send or cast with a receipt, retrying while the mailbox is full."""
+    async def _request(
+        self, pid: Pid, kind: int, message: Any, timeout: float | None, answer: Answer
+    ) -> Any:
+        """A call, or a send or cast with a receipt: the one request path
+        (:meth:`Requests.request <rebeam._requests.Requests.request>`)."""
         if pid == self.pid:
-            raise CallingSelf(f"{pid} cannot wait for room in its own mailbox")
-        subject, to = self._route(pid)
-        data = self._envelope(kind, to, message)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait
-        backoff = 0.002
-        attempt = 0
-        while True:
-            remaining = deadline - loop.time()
-            if len(self._calls) >= self.max_pending_calls:
-                try:
-                    await self._wait_for_slot(remaining)
-                except TimeoutError:
-                    raise CallTimeout(f"no free call slot within {wait:g}s") from None
-                remaining = deadline - loop.time()
-            token = str(next(self._tokens))
-            fut: asyncio.Future[Any] = loop.create_future()
-            self._calls[token] = (fut, pid)
-            timer = loop.call_later(max(remaining, 0.0), _expire_receipt, fut, pid, wait)
-            retry_after: float | None = None
-            try:
-                await self.nc.publish(subject, data, reply=f"{self._inbox}.{token}")
-                status, payload = await fut
-            except _NoResponders:
-                retry_after = await self._interest.pause_before_retry(
-                    pid, attempt, deadline - loop.time()
-                )
-                if retry_after is None:
-                    raise NoProc(f"no process {pid}") from None
-            finally:
-                self._calls.pop(token, None)
-                timer.cancel()
-                self._wake_slot()
-            if retry_after is not None:
-                await asyncio.sleep(retry_after)  # a cluster's interest may lag (_interest)
-                attempt += 1
-                continue
-            if status == 0:
-                return
-            error = _error_from_reply(payload, pid)
-            # Retry only with time left for an answer: a refusal takes a round trip, and one
-            # arriving after the deadline would turn a clear "full" into an ambiguous timeout.
-            if not isinstance(error, MailboxFull):
-                raise error
-            pause = min(backoff, deadline - loop.time() - _MIN_ATTEMPT)
-            if pause < 0:
-                raise error
-            await asyncio.sleep(pause)  # room is made by the receiver
-            backoff = min(backoff * 2, 0.1)
-
-    async def _wait_for_slot(self, timeout: float | None) -> None:
-        """Wait until fewer than ``max_pending_calls`` calls wait for replies (the reply
-        map is bounded; callers past the bound queue here, each under its own deadline)."""
-        loop = asyncio.get_running_loop()
-        async with asyncio.timeout(None if timeout is None else max(timeout, 0.0)):
-            while len(self._calls) >= self.max_pending_calls:
-                waiter: asyncio.Future[None] = loop.create_future()
-                self._slot_waiters.append(waiter)
-                try:
-                    await waiter
-                finally:
-                    with contextlib.suppress(ValueError):
-                        self._slot_waiters.remove(waiter)
-
-    def _wake_slot(self) -> None:
-        waiters = self._slot_waiters
-        while waiters:
-            waiter = waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
-
-    async def _call(self, pid: Pid, message: Any, timeout: float | None) -> Any:
-        if pid == self.pid:
-            raise CallingSelf(f"{pid} called itself")
-        subject, to = self._route(pid)
-        data = self._envelope(CALL, to, message)
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        attempt = 0
-        while True:
-            left = None if deadline is None else deadline - loop.time()
-            try:
-                status, payload = await self._call_once(pid, subject, data, left, timeout)
-                break
-            except _NoResponders:
-                pause = await self._interest.pause_before_retry(pid, attempt, left)
-                if pause is None:
-                    raise NoProc(f"no process {pid}") from None
-            await asyncio.sleep(pause)  # a cluster's interest may lag (see _interest)
-            attempt += 1
-        if status == 0:
-            return payload
-        raise _error_from_reply(payload, pid)
-
-    async def _call_once(
-        self, pid: Pid, subject: str, data: bytes, left: float | None, timeout: float | None
-    ) -> tuple[int, Any]:
-        """Publish one call and wait for its reply: ``(status, payload)``. Raises
-        :class:`_NoResponders` on a 503, :class:`CallTimeout` past ``left`` seconds."""
-        if len(self._calls) >= self.max_pending_calls:
-            try:
-                await self._wait_for_slot(left)
-            except TimeoutError:
-                raise CallTimeout(f"no free call slot within {timeout:g}s") from None
-        token = str(next(self._tokens))
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Any] = loop.create_future()
-        self._calls[token] = (fut, pid)
-        watch = self._watches.get(pid)
-        if watch is None:
-            watch = await self._watch(pid)
-        watch.calls.add(token)
-        timer = None
-        if left is not None:
-            timer = loop.call_later(
-                max(left, 0.0), _expire, fut, pid, left if timeout is None else timeout
+            raise CallingSelf(
+                f"{pid} called itself"
+                if kind == _CALL
+                else f"{pid} cannot wait for room in its own mailbox"
             )
-        try:
-            await self.nc.publish(subject, data, reply=f"{self._inbox}.{token}")
-            return await fut  # type: ignore[no-any-return]
-        finally:
-            self._calls.pop(token, None)
-            if timer is not None:
-                timer.cancel()
-            if self._slot_waiters:
-                self._wake_slot()
-            watch.calls.discard(token)
-            if len(self._watches) > _MAX_IDLE_WATCHES:
-                self._maybe_unwatch(pid)
+        subject = self._mailboxes.get(pid._text) or self._mailbox_of(pid)
+        data = self._envelope(kind, pid._text, message)
+        return await self._requests.request(pid, subject, data, timeout, answer)
 
-    async def _on_reply(self, msg: Any) -> None:
-        token = msg.subject[len(self._inbox) + 1 :]
-        entry = self._calls.pop(token, None)
-        if entry is None:
-            self.stats.late_replies += 1  # the caller gave up: dropped, as OTP's aliases do
-            return
-        fut, pid = entry
-        if fut.done():
-            return
-        headers = msg.headers
-        if headers and headers.get(_STATUS) == _NO_RESPONDERS:
-            fut.set_exception(_NoResponders(f"no process {pid}"))
-            return
-        try:
-            fut.set_result(unpack_reply(msg.data))
-        except CodecError as exc:
-            self.stats.malformed_replies += 1
-            self._ratelog.warning("refused a malformed reply", f"from {pid}: {exc}")
-            fut.set_exception(exc)
+    # -- exit watches (rebeam._watching) -------------------------------------------------
+
+    @property
+    def trap_exit(self) -> bool:
+        """Whether exit signals from links arrive as :class:`Exit` messages."""
+        return self._watching.trap_exit
+
+    @trap_exit.setter
+    def trap_exit(self, value: bool) -> None:
+        self._watching.trap_exit = value
+
+    @property
+    def on_exit_signal(self) -> Callable[[Pid, ExitReason], None] | None:
+        """Set by the runtime: how a non-trapping actor dies from an exit signal."""
+        return self._watching.on_exit_signal
+
+    @on_exit_signal.setter
+    def on_exit_signal(self, value: Callable[[Pid, ExitReason], None] | None) -> None:
+        self._watching.on_exit_signal = value
+
+    @property
+    def links(self) -> list[Pid]:
+        return self._watching.links
+
+    def monitor(self, dest: Address) -> Awaitable[MonitorRef]:
+        """See :meth:`Watching.monitor <rebeam._watching.Watching.monitor>`."""
+        return self._watching.monitor(dest)
+
+    def demonitor(self, ref: MonitorRef) -> bool:
+        """See :meth:`Watching.demonitor <rebeam._watching.Watching.demonitor>`."""
+        return self._watching.demonitor(ref)
+
+    def link(self, dest: Address) -> Awaitable[Pid]:
+        """See :meth:`Watching.link <rebeam._watching.Watching.link>`."""
+        return self._watching.link(dest)
+
+    def unlink(self, dest: Address) -> Awaitable[None]:
+        """See :meth:`Watching.unlink <rebeam._watching.Watching.unlink>`."""
+        return self._watching.unlink(dest)
+
+    def is_alive(self, pid: Pid, timeout: float = 5.0) -> Awaitable[bool]:
+        """See :meth:`Watching.is_alive <rebeam._watching.Watching.is_alive>`."""
+        return self._watching.is_alive(pid, timeout)
 
     def _registry_invalid(self, key: str, why: str) -> None:
         self.stats.registry_invalid += 1
         self._ratelog.warning("ignored an invalid registry record", f"{key}: {why}")
-
-
-def credentials_from_environment() -> str | Callable[[], str] | None:
-    """The credential a process was given: ``REBEAM_CREDENTIALS``, or the file named by
-    ``REBEAM_CREDENTIALS_FILE`` (what a backend hands a process it starts). The file is read
-    now, so that an unreadable one fails the start by name, and again at every reconnection:
-    a Kubernetes pod's projected token is such a file, and the kubelet replaces it with a
-    fresh token before the old one expires."""
-    token = os.environ.get("REBEAM_CREDENTIALS")
-    if token:
-        return token
-    path = os.environ.get("REBEAM_CREDENTIALS_FILE")
-    if not path:
-        return None
-    first = _read_credentials(path)
-    if not first:
-        return None  # an empty file: no credential (an open server)
-
-    def current() -> str:
-        try:
-            return _read_credentials(path) or first
-        except ConnectionError as exc:  # keep the last good one: the server says if it is stale
-            log.warning("%s", exc)
-            return first
-
-    return current
-
-
-def _read_credentials(path: str) -> str:
-    try:
-        with open(path) as source:
-            return source.read(64 * 1024).strip()
-    except OSError as exc:
-        raise ConnectionError(f"cannot read the credential file {path}: {exc}") from None
-
-
-class _NoResponders(NoProc):
-    """A 503: nobody subscribes the mailbox, as far as our server knows (see _interest)."""
-
-
-def _expire(fut: asyncio.Future[Any], pid: Pid, timeout: float) -> None:
-    if not fut.done():
-        fut.set_exception(CallTimeout(f"no reply from {pid} within {timeout:g}s"))
-
-
-def _expire_receipt(fut: asyncio.Future[Any], pid: Pid, wait: float) -> None:
-    if not fut.done():
-        fut.set_exception(
-            CallTimeout(f"no receipt from {pid} within {wait:g}s (it may still be handled)")
-        )
-
-
-def _error_from_reply(payload: Any, pid: Pid) -> Exception:
-    if not isinstance(payload, dict):
-        return CodecError("malformed error reply")
-    kind = payload.get("error")
-    if kind == "exited":
-        try:
-            reason = ExitReason.from_wire(payload.get("reason"))
-        except ValueError:
-            return CodecError("malformed exit reason in reply")
-        return RemoteError(reason, pid) if payload.get("raised") else CalleeExited(reason, pid)
-    if kind == "noproc":
-        return NoProc(f"no process {pid}")
-    # The callee's words, only if they are words: str() of any other value could be huge.
-    message = payload.get("message")
-    message = message[:_MAX_REFUSAL] if isinstance(message, str) and message else None
-    if kind == "mailbox_full":
-        return MailboxFull(message or f"the mailbox of {pid} is full")
-    return Refused(message or "refused")

@@ -7,6 +7,10 @@ shared by every reason to watch it, dropped when the last reason goes. An event 
 nodes are found by their expired leases (one lease watcher per node that monitors or links),
 and after a NATS outage every watched pid is asked again whether it is still there.
 
+The watches are an object of their own (:class:`Watching`), composed into the node: it owns
+their state and is given what it needs of the node (its connection, mailbox, counters, a way
+to resolve names and to end a call whose callee exited).
+
 Each watched pid costs a subscription here and on the server, and anyone can send a ``link``
 signal naming any pid: so a node holds at most ``max_links`` links and ``max_monitors``
 monitors (refused past that, counted), and a link from a pid that does not answer a ping
@@ -20,9 +24,9 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import nats.errors
 
@@ -35,17 +39,27 @@ from rebeam._limits import loads_json
 from rebeam._mailbox import Info, Mailbox
 from rebeam._messages import Down, Exit, MonitorRef
 from rebeam._ratelog import RateLog
+from rebeam._stats import Stats
 from rebeam.errors import CalleeExited, NoProc, Refused
 from rebeam.exits import NOCONNECTION, NOPROC, ExitReason
 from rebeam.pids import Pid
 
-__all__ = ["DEFAULT_MAX_LINKS", "DEFAULT_MAX_MONITORS", "Watching", "exit_event", "limit_from_env"]
+__all__ = [
+    "DEFAULT_MAX_LINKS",
+    "DEFAULT_MAX_MONITORS",
+    "Resolver",
+    "WatchLimits",
+    "Watching",
+    "exit_event",
+    "limit_from_env",
+]
 
 log = logging.getLogger("rebeam.node")
 
 DEFAULT_MAX_LINKS = 1000
 DEFAULT_MAX_MONITORS = 10_000
 MAX_EVENT_BYTES = 1024 * 1024  # an exit event: NATS's default max_payload
+_MAX_IDLE_WATCHES = 256
 
 
 def limit_from_env(name: str, default: int) -> int:
@@ -62,6 +76,23 @@ def limit_from_env(name: str, default: int) -> int:
     return value
 
 
+@dataclass(frozen=True)
+class WatchLimits:
+    """How many links and monitors a node may hold (each costs a subscription)."""
+
+    max_links: int = DEFAULT_MAX_LINKS
+    max_monitors: int = DEFAULT_MAX_MONITORS
+
+    @classmethod
+    def read(cls, max_links: int | None, max_monitors: int | None) -> WatchLimits:
+        """The limits given, else ``REBEAM_MAX_LINKS`` and ``REBEAM_MAX_MONITORS``, else
+        the defaults; a clear error if one is unusable."""
+        return cls(
+            max_links or limit_from_env("MAX_LINKS", DEFAULT_MAX_LINKS),
+            max_monitors or limit_from_env("MAX_MONITORS", DEFAULT_MAX_MONITORS),
+        )
+
+
 @dataclass
 class _Watch:
     """Why this node listens for one pid's exit."""
@@ -76,31 +107,62 @@ class _Watch:
         return not self.monitors and not self.linked and not self.calls
 
 
+class Resolver(Protocol):
+    """How the watches find the pid an address names now (the node's ``resolve``)."""
+
+    def __call__(self, dest: Address, *, cached: bool = ...) -> Awaitable[Pid]: ...
+
+
 class Watching:
-    """The monitor and link half of :class:`~rebeam._node.Node` (a mixin)."""
+    """One node's exit watches: its monitors and links, the callee watch of its calls
+    (:class:`~rebeam._requests.Callees`), and how the process takes exit signals."""
 
-    if TYPE_CHECKING:
-        nc: Any
-        pid: Pid
-        namespace: str
-        mailbox: Mailbox
-        trap_exit: bool
-        on_exit_signal: Callable[[Pid, ExitReason], None] | None
-        stats: Any
-        max_links: int
-        max_monitors: int
-        _ratelog: RateLog
-        _pid_str: str
-        _watches: dict[Pid, _Watch]
-        _link_count: int
-        _monitor_count: int
-        _calls: dict[str, tuple[asyncio.Future[Any], Pid]]
-        _lease_watch: asyncio.Task[None] | None
-        _interest: InterestProbe
+    def __init__(
+        self,
+        nc: Any,
+        pid: Pid,
+        mailbox: Mailbox,
+        *,
+        stats: Stats,
+        ratelog: RateLog,
+        interest: InterestProbe,
+        spawn: Callable[[Coroutine[Any, Any, Any]], asyncio.Task[Any]],
+        resolve: Resolver,
+        fail_call: Callable[[str, Exception], None],
+        limits: WatchLimits,
+    ) -> None:
+        self.nc = nc
+        self.pid = pid
+        self.mailbox = mailbox  # where Down and Exit messages go
+        self.max_links = limits.max_links
+        self.max_monitors = limits.max_monitors
+        self.trap_exit = False
+        # Set by the runtime: how a non-trapping actor dies from an exit signal. A client
+        # gets Exit messages.
+        self.on_exit_signal: Callable[[Pid, ExitReason], None] | None = None
+        self._stats = stats
+        self._ratelog = ratelog
+        self._interest = interest
+        self._spawn = spawn
+        self._resolve = resolve
+        self._fail_call = fail_call  # ends a call whose callee exited (Requests.fail)
+        self._pid_str = str(pid)
+        self._watches: dict[Pid, _Watch] = {}
+        self._link_count = 0  # watches with linked set
+        self._monitor_count = 0  # monitors in all watches
+        self._lease_watch: asyncio.Task[None] | None = None
 
-        def _spawn(self, coro: Any) -> asyncio.Task[Any]: ...
+    def close(self) -> None:
+        if self._lease_watch is not None:
+            self._lease_watch.cancel()
 
-        async def resolve(self, dest: Address, *, cached: bool = True) -> Pid: ...
+    def counts(self) -> dict[str, int]:
+        """For the node's stats: its links, monitors and watched pids."""
+        return {
+            "links": self._link_count,
+            "monitors": self._monitor_count,
+            "watches": len(self._watches),
+        }
 
     def _watch_leases(self) -> None:
         """Start this node's one lease watcher (monitors and links need it)."""
@@ -111,8 +173,14 @@ class Watching:
                     self._handle_exit(pid, NOCONNECTION)
 
             self._lease_watch = self._spawn(
-                watch_expiries(self.nc.jetstream(), self.namespace, expired)
+                watch_expiries(self.nc.jetstream(), self.pid.namespace, expired)
             )
+
+    def recheck_all(self) -> None:
+        """After a NATS outage: exit events published meanwhile are lost (Core NATS), so
+        ask every watched pid again."""
+        for pid in list(self._watches):
+            self._spawn(self._recheck(pid))
 
     async def _recheck(self, pid: Pid, grace: float = 10.0) -> None:
         # After a NATS outage the peer reconnects on its own schedule: only a peer that
@@ -144,6 +212,21 @@ class Watching:
             del self._watches[pid]
             self._spawn(_unsubscribe(watch.sub))
 
+    async def add_call(self, pid: Pid, token: str) -> None:
+        """A call to ``pid`` goes out: its exit fails the call (``CalleeExited``)."""
+        watch = self._watches.get(pid)
+        if watch is None:
+            watch = await self._watch(pid)
+        watch.calls.add(token)
+
+    def end_call(self, pid: Pid, token: str) -> None:
+        watch = self._watches.get(pid)
+        if watch is not None:
+            watch.calls.discard(token)
+        # A callee watch is kept while few pids are watched: the next call needs no SUB.
+        if len(self._watches) > _MAX_IDLE_WATCHES:
+            self._maybe_unwatch(pid)
+
     def _set_linked(self, watch: _Watch, linked: bool) -> None:
         if watch.linked != linked:
             watch.linked = linked
@@ -159,7 +242,7 @@ class Watching:
         try:
             pid, reason = exit_event(msg.data)
         except ValueError as exc:
-            self.stats.malformed_events += 1
+            self._stats.malformed_events += 1
             self._ratelog.warning("ignored a malformed exit event", str(exc))
             return
         self._handle_exit(pid, reason)
@@ -172,9 +255,7 @@ class Watching:
         self._link_count -= watch.linked
         self._monitor_count -= len(watch.monitors)
         for token in watch.calls:
-            entry = self._calls.pop(token, None)
-            if entry is not None and not entry[0].done():
-                entry[0].set_exception(CalleeExited(reason, pid))
+            self._fail_call(token, CalleeExited(reason, pid))
         for ref, name in watch.monitors.items():
             self.mailbox.offer(Info(Down(ref, pid, reason, name)))
         if watch.linked:
@@ -211,7 +292,7 @@ class Watching:
         ref = MonitorRef()
         name = dest if isinstance(dest, str) else None
         try:
-            pid = await self.resolve(dest, cached=False)
+            pid = await self._resolve(dest, cached=False)
         except NoProc:
             self.mailbox.offer(Info(Down(ref, None, NOPROC, name)))
             return ref
@@ -244,7 +325,7 @@ class Watching:
         """Link to a process (both ways). If it is not there, this process gets an exit
         signal with reason ``noproc``."""
         try:
-            pid = await self.resolve(dest, cached=False)
+            pid = await self._resolve(dest, cached=False)
         except NoProc:
             if self.trap_exit or self.on_exit_signal is None:
                 raise
@@ -267,14 +348,14 @@ class Watching:
             self.exit_signal(pid, NOPROC)
         return pid
 
-    async def _linked_by(self, sender: Pid) -> None:
+    async def linked_by(self, sender: Pid) -> None:
         """A ``link`` signal from ``sender``: watch it, within ``max_links``, and drop the
         link again if ``sender`` does not answer a ping (anyone can name any pid)."""
         watch = self._watches.get(sender)
         if watch is not None and watch.linked:
             return
-        if sender.namespace != self.namespace or sender == self.pid:
-            why = f"{sender} is not a peer in namespace {self.namespace}"
+        if sender.namespace != self.pid.namespace or sender == self.pid:
+            why = f"{sender} is not a peer in namespace {self.pid.namespace}"
         elif self._link_count >= self.max_links:
             why = f"from {sender}: {self.max_links} links, the limit (max_links)"
         else:
@@ -283,7 +364,7 @@ class Watching:
             self._set_linked(watch, True)
             self._spawn(self._check_linker(sender, watch))
             return
-        self.stats.links_refused += 1
+        self._stats.links_refused += 1
         self._ratelog.warning("refused a link", why)
 
     async def _check_linker(self, sender: Pid, watch: _Watch) -> None:
@@ -293,24 +374,21 @@ class Watching:
         if self._watches.get(sender) is watch and watch.linked:
             # Gone, or never there: its exit event (if there ever is one) may have passed
             # before the watch was in place, and nothing else would ever release the watch.
-            self.stats.links_dropped += 1
+            self._stats.links_dropped += 1
             self._ratelog.warning("dropped a link", f"{sender} does not answer")
             self._set_linked(watch, False)
             self._maybe_unwatch(sender)
 
-    def _unlinked_by(self, sender: Pid) -> None:
-        """An ``unlink`` signal from ``sender``."""
+    def unlinked_by(self, sender: Pid) -> None:
+        """An ``unlink`` signal from ``sender`` (or this process unlinked it)."""
         watch = self._watches.get(sender)
         if watch is not None:
             self._set_linked(watch, False)
             self._maybe_unwatch(sender)
 
     async def unlink(self, dest: Address) -> None:
-        pid = await self.resolve(dest, cached=False)
-        watch = self._watches.get(pid)
-        if watch is not None:
-            self._set_linked(watch, False)
-            self._maybe_unwatch(pid)
+        pid = await self._resolve(dest, cached=False)
+        self.unlinked_by(pid)  # both ways: the link is gone here too
         await self.nc.publish(
             _subjects.mailbox(pid, self.pid), pack(Envelope(UNLINK, str(pid), self._pid_str, None))
         )

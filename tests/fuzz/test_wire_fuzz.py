@@ -34,8 +34,8 @@ from hypothesis import strategies as st
 from rebeam import _codec, _envelope
 from rebeam._durable import _progress
 from rebeam._management_protocol import parse_reply
-from rebeam._node import _error_from_reply
 from rebeam._registry import _owner_of
+from rebeam._requests import error_from_reply
 from rebeam._watching import exit_event
 from rebeam.errors import CodecError
 from rebeam.events import LifecycleEvent
@@ -173,7 +173,7 @@ def test_call_reply(data: bytes) -> None:
     reply = refuses("call reply", _envelope.unpack_reply, data, CodecError)
     if reply is not None and reply[0] == _envelope.ERROR:
         with tally("call reply (error)"):
-            error = _error_from_reply(reply[1], PID)
+            error = error_from_reply(reply[1], PID)
             assert isinstance(error, Exception)
             str(error)
 

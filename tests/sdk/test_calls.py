@@ -139,7 +139,7 @@ async def test_deferred_reply(launcher, node):
     child = await launcher.start(PROBE)
     waiting = asyncio.create_task(node.call(child.pid, "defer"))
     async with asyncio.timeout(5):
-        while not node._calls:  # noqa: ASYNC110 - wait until the deferred call is out
+        while not node.stats_snapshot()["calls_pending"]:  # noqa: ASYNC110 - the call is out
             await asyncio.sleep(0)
     assert await node.call(child.pid, ["release", {"late": True}]) == "released"
     assert await asyncio.wait_for(waiting, 5) == {"late": True}

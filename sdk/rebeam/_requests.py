@@ -1,0 +1,260 @@
+"""One request path: every message that waits for an answer.
+
+A call waits for its reply; a send or cast with ``wait`` waits for its receipt (the receiver
+took the message). Each is a *request*, made by :meth:`Requests.request` and nowhere else
+(docs/architecture.md, "One request path"): published with the reply subject
+``<inbox>.<token>`` under the node's one reply inbox, kept in one map of pending requests,
+and ended by exactly one of: its answer (:meth:`Requests.on_reply`, the reply inbox's
+subscription), its deadline, its callee's exit (:meth:`Requests.fail`, from the exit
+watches; calls only) or the node closing (:meth:`Requests.fail_all`). An answer nobody waits
+for any more is counted and dropped, as OTP's aliases drop it. At most ``max_pending``
+requests wait at once (the map is bounded); more wait for a slot, under their own deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from rebeam._envelope import OK, unpack_reply
+from rebeam._interest import InterestProbe
+from rebeam._ratelog import RateLog
+from rebeam._stats import Stats
+from rebeam.errors import (
+    CalleeExited,
+    CallTimeout,
+    CodecError,
+    MailboxFull,
+    NoProc,
+    Refused,
+    RemoteError,
+)
+from rebeam.exits import ExitReason
+from rebeam.pids import Pid
+
+__all__ = ["RECEIPT", "Answer", "Callees", "Requests", "error_from_reply"]
+
+_STATUS = "Status"
+_NO_RESPONDERS = "503"
+# The status a 503 leaves in a request's future: no reply carries it (unpack_reply).
+_NOBODY = -1
+_MIN_ATTEMPT = 0.1  # seconds a retry after "mailbox full" needs at least
+_MAX_BACKOFF = 0.1
+_MAX_REFUSAL = 2000  # characters of a refusal's message kept in the error raised
+
+
+class Callees(Protocol):
+    """Who hears of each attempt of a request that its callee's exit must end: the exit
+    watches, which then end it with :meth:`Requests.fail`."""
+
+    async def add_call(self, pid: Pid, token: str) -> None: ...
+
+    def end_call(self, pid: Pid, token: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a kind of request waits for."""
+
+    name: str  # "reply" or "receipt": the words of its timeout
+    note: str = ""  # what its timeout adds
+    callees: Callees | None = None  # set: its callee's exit ends it (a call)
+    # Retry while the receiver's mailbox is full, until the deadline (a receipt). Needs one.
+    retry_full: bool = False
+
+
+RECEIPT = Answer("receipt", " (it may still be handled)", retry_full=True)
+
+
+class Requests:
+    """One node's pending requests, and the one path every request takes."""
+
+    def __init__(
+        self,
+        nc: Any,
+        inbox: str,
+        *,
+        max_pending: int,
+        stats: Stats,
+        ratelog: RateLog,
+        interest: InterestProbe,
+    ) -> None:
+        self.nc = nc
+        self.inbox = inbox  # replies come on "<inbox>.<token>"
+        self.max_pending = max_pending
+        self._stats = stats
+        self._ratelog = ratelog
+        self._interest = interest
+        self._pending: dict[str, tuple[asyncio.Future[Any], Pid]] = {}
+        self._slot_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._tokens = itertools.count(1)
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    async def request(
+        self, pid: Pid, subject: str, data: bytes, timeout: float | None, answer: Answer
+    ) -> Any:
+        """Publish ``data`` (an envelope for ``pid``) on ``subject`` and wait up to
+        ``timeout`` seconds (None: for ever) for the answer: its payload, or the error it
+        carries (:func:`error_from_reply`) raised. A 503 is :class:`NoProc` unless a
+        cluster's interest may lag (rebeam._interest); a full mailbox is retried when
+        ``answer`` says so; either retry stays within the one deadline."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        attempt = 0
+        backoff = 0.002
+        while True:
+            if len(self._pending) >= self.max_pending:
+                await self._wait_for_slot(deadline, timeout)
+            status, payload = await self._attempt(pid, subject, data, deadline, timeout, answer)
+            if status == OK:
+                return payload
+            left = None if deadline is None else deadline - loop.time()
+            if status == _NOBODY:
+                pause = await self._interest.pause_before_retry(pid, attempt, left)
+                if pause is None:
+                    raise NoProc(f"no process {pid}")
+                attempt += 1
+            else:
+                error = error_from_reply(payload, pid)
+                pause = _pause_when_full(error, answer, left, backoff)
+                if pause is None:
+                    raise error
+                backoff = min(backoff * 2, _MAX_BACKOFF)
+            await asyncio.sleep(pause)  # interest to spread, or the receiver to make room
+
+    async def _attempt(
+        self,
+        pid: Pid,
+        subject: str,
+        data: bytes,
+        deadline: float | None,
+        timeout: float | None,
+        answer: Answer,
+    ) -> tuple[int, Any]:
+        """Publish once and wait for the answer: ``(status, payload)``."""
+        loop = asyncio.get_running_loop()
+        token = str(next(self._tokens))
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._pending[token] = (fut, pid)
+        timer = None
+        if deadline is not None:
+            left = max(deadline - loop.time(), 0.0)
+            timer = loop.call_later(left, _expire, fut, pid, answer, timeout)
+        callees = answer.callees
+        try:
+            if callees is not None:
+                await callees.add_call(pid, token)
+            await self.nc.publish(subject, data, reply=f"{self.inbox}.{token}")
+            return await fut  # type: ignore[no-any-return]
+        finally:
+            self._pending.pop(token, None)
+            if timer is not None:
+                timer.cancel()
+            if self._slot_waiters:
+                self._wake_slot()
+            if callees is not None:
+                callees.end_call(pid, token)
+
+    async def _wait_for_slot(self, deadline: float | None, timeout: float | None) -> None:
+        """Wait until fewer than ``max_pending`` requests wait for answers."""
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout_at(deadline):
+                while len(self._pending) >= self.max_pending:
+                    waiter: asyncio.Future[None] = loop.create_future()
+                    self._slot_waiters.append(waiter)
+                    try:
+                        await waiter
+                    finally:
+                        with contextlib.suppress(ValueError):
+                            self._slot_waiters.remove(waiter)
+        except TimeoutError:
+            raise CallTimeout(f"no free call slot within {timeout:g}s") from None
+
+    def _wake_slot(self) -> None:
+        waiters = self._slot_waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    async def on_reply(self, msg: Any) -> None:
+        """The reply inbox's subscription: hand an answer to the request waiting for it."""
+        entry = self._pending.pop(msg.subject[len(self.inbox) + 1 :], None)
+        if entry is None:
+            self._stats.late_replies += 1  # the caller gave up: dropped, as OTP's aliases do
+            return
+        fut, pid = entry
+        if fut.done():
+            return
+        headers = msg.headers
+        if headers and headers.get(_STATUS) == _NO_RESPONDERS:
+            fut.set_result((_NOBODY, None))
+            return
+        try:
+            fut.set_result(unpack_reply(msg.data))
+        except CodecError as exc:
+            self._stats.malformed_replies += 1
+            self._ratelog.warning("refused a malformed reply", f"from {pid}: {exc}")
+            fut.set_exception(exc)
+
+    def fail(self, token: str, error: Exception) -> None:
+        """End the request ``token`` (if it still waits) with ``error``."""
+        entry = self._pending.pop(token, None)
+        if entry is not None and not entry[0].done():
+            entry[0].set_exception(error)
+
+    def fail_all(self, error: Callable[[Pid], Exception]) -> None:
+        """End every waiting request with ``error(callee)``: the node is closing."""
+        for fut, pid in list(self._pending.values()):
+            if not fut.done():
+                fut.set_exception(error(pid))
+
+
+def _expire(fut: asyncio.Future[Any], pid: Pid, answer: Answer, timeout: float | None) -> None:
+    if not fut.done():
+        fut.set_exception(
+            CallTimeout(f"no {answer.name} from {pid} within {timeout:g}s{answer.note}")
+        )
+
+
+def _pause_when_full(
+    error: Exception, answer: Answer, left: float | None, backoff: float
+) -> float | None:
+    """The pause before trying again a request that found the mailbox full, or None: the
+    error stands. Retried only with time left for an answer: a refusal takes a round trip,
+    and one arriving after the deadline would turn a clear "full" into an ambiguous
+    timeout."""
+    if not answer.retry_full or not isinstance(error, MailboxFull) or left is None:
+        return None
+    pause = min(backoff, left - _MIN_ATTEMPT)
+    return pause if pause >= 0 else None
+
+
+def error_from_reply(payload: Any, pid: Pid) -> Exception:
+    """The error an error reply from ``pid`` carries."""
+    if not isinstance(payload, dict):
+        return CodecError("malformed error reply")
+    kind = payload.get("error")
+    if kind == "exited":
+        try:
+            reason = ExitReason.from_wire(payload.get("reason"))
+        except ValueError:
+            return CodecError("malformed exit reason in reply")
+        return RemoteError(reason, pid) if payload.get("raised") else CalleeExited(reason, pid)
+    if kind == "noproc":
+        return NoProc(f"no process {pid}")
+    # The callee's words, only if they are words: str() of any other value could be huge.
+    message = payload.get("message")
+    message = message[:_MAX_REFUSAL] if isinstance(message, str) and message else None
+    if kind == "mailbox_full":
+        return MailboxFull(message or f"the mailbox of {pid} is full")
+    return Refused(message or "refused")
