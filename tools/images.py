@@ -177,10 +177,13 @@ def ensure_tools(needed: tuple[str, ...]) -> None:
 # --- the local base image ---------------------------------------------------------------------
 
 
-def debian_mirror() -> str:
+def apt_sources() -> list[Path]:
+    return [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
+
+
+def debian_mirror(sources: list[Path] | None = None) -> str:
     """The Debian mirror apt on this machine uses (deb822 or one-line sources)."""
-    sources = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
-    for path in sources:
+    for path in apt_sources() if sources is None else sources:
         with contextlib.suppress(OSError):
             uris: list[str] = []
             for line in path.read_text().splitlines():
