@@ -26,6 +26,7 @@ import hashlib
 import inspect
 import json
 import os
+import re
 import resource
 import shutil
 import subprocess
@@ -264,9 +265,21 @@ def run_checked(argv: list[str], env: dict[str, str] | None = None) -> None:
 # --- building ----------------------------------------------------------------------------------
 
 
-def build(eng: Engine, image: str, build_args: dict[str, str]) -> None:
+BUILD_STAGE = re.compile(r"^FROM\s+\S+\s+AS\s+build\s*$", re.IGNORECASE | re.MULTILINE)
+
+
+def build_stage(image: str) -> str | None:
+    """The tag of an image's ``build`` stage, if its Dockerfile has one."""
     dockerfile = REPO / "images" / f"{image}.Dockerfile"
-    args = ["build", "-f", str(dockerfile), "-t", eng.name(image)]
+    return f"{image}-build" if BUILD_STAGE.search(dockerfile.read_text()) else None
+
+
+def build(eng: Engine, image: str, build_args: dict[str, str], *, target: str = "") -> None:
+    dockerfile = REPO / "images" / f"{image}.Dockerfile"
+    tag = eng.name(f"{image}-{target}" if target else image)
+    args = ["build", "-f", str(dockerfile), "-t", tag]
+    if target:
+        args.append(f"--target={target}")
     for key, value in build_args.items():
         args += ["--build-arg", f"{key}={value}"]
     if eng.local:
@@ -279,11 +292,48 @@ def build(eng: Engine, image: str, build_args: dict[str, str]) -> None:
         # Docker reads <Dockerfile>.dockerignore by itself; podman is told.
         args += ["--ignorefile", f"{dockerfile}.dockerignore"]
     start = time.monotonic()
-    log(f"building {eng.name(image)} from {dockerfile.relative_to(REPO)}")
+    log(f"building {tag} from {dockerfile.relative_to(REPO)}")
     result = subprocess.run([*eng.argv(*args), str(REPO)], env=eng.environ(), check=False)
     if result.returncode != 0:
-        raise ImageError(f"building {image} from {dockerfile} failed (build output above)")
-    log(f"{eng.name(image)} built in {time.monotonic() - start:.0f} s")
+        raise ImageError(f"building {tag} from {dockerfile} failed (build output above)")
+    log(f"{tag} built in {time.monotonic() - start:.0f} s")
+
+
+def prune(eng: Engine, keep: list[str]) -> None:
+    """Drop what no current image is built on: earlier builds' images and layers, other
+    bases. The build steps of the current images stay (they are the layer cache), so the
+    store holds about one generation instead of growing with every change of the sources."""
+    fmt = "{{.Id}} {{.Parent}}"
+    images = eng.run("images", "--all", "--no-trunc", "--format", "{{.ID}}", capture=True)
+    ids = {i.removeprefix("sha256:") for i in images.stdout.split()}
+    parents: dict[str, str] = {}
+    if ids:
+        inspected = eng.run("image", "inspect", "--format", fmt, *sorted(ids), capture=True)
+        for line in inspected.stdout.splitlines():
+            image, _, parent = line.partition(" ")
+            parents[image] = parent.strip().removeprefix("sha256:")
+    kept: set[str] = set()
+    for reference in keep:
+        image = eng.run("image", "inspect", "--format", "{{.Id}}", reference, capture=True)
+        current = image.stdout.strip()
+        while current and current not in kept:
+            kept.add(current)
+            current = parents.get(current, "")
+
+    def depth(image: str) -> int:
+        steps = 0
+        while image := parents.get(image, ""):
+            steps += 1
+        return steps
+
+    stale = sorted(ids - kept, key=depth, reverse=True)  # children before their parents
+    if stale:
+        eng.run("rmi", *stale, capture=True)
+        log(f"removed {len(stale)} images that no current image is built on")
+    for tarball in CACHE.glob("base-*.tar"):
+        if f"rebeam-base:{tarball.stem.removeprefix('base-')}" not in " ".join(keep):
+            tarball.unlink()
+            log(f"removed {tarball.name} (another recipe)")
 
 
 @contextlib.contextmanager
@@ -303,9 +353,18 @@ def build_all(base: str, command: str | None) -> Engine:
         raise ImageError(f"no {eng.command} on PATH: install docker or podman")
     with _lock() if eng.local else contextlib.nullcontext():
         python_image = {"PYTHON_IMAGE": ensure_base(eng)} if eng.local else {}
-        build(eng, "operator", python_image)
-        build(eng, "actor", python_image)
-        build(eng, "demo", {"BASE": eng.name("actor")})
+        build_args = {"operator": python_image, "actor": python_image}
+        build_args["demo"] = {"BASE": eng.name("actor")}
+        keep = [*python_image.values()]
+        for image in IMAGES:
+            if eng.local and (stage := build_stage(image)):
+                # Tagged, so that pruning keeps it: it is the layer cache of the pip steps.
+                build(eng, image, build_args[image], target="build")
+                keep.append(eng.name(stage))
+            build(eng, image, build_args[image])
+            keep.append(eng.name(image))
+        if eng.local:  # only in our own store: a user's engine is theirs to prune
+            prune(eng, keep)
     for image in IMAGES:
         log(f"{eng.name(image):<32} {eng.size(eng.name(image)) / 1e6:8.1f} MB")
     return eng

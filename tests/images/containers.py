@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import time
@@ -91,10 +92,12 @@ def pod_run_args(pod_spec: Json, container: Json, files: dict[str, Path]) -> lis
     a directory for a secret or projected volume, a file for the termination log."""
     args = _pod_security(dict(pod_spec.get("securityContext", {})))
     args += _container_security(dict(container.get("securityContext", {})))
+    env: dict[str, str] = {}
     for var in container.get("env", []):
         if "value" not in var:
             raise ValueError(f"env {var['name']}: only literal values are translated")
-        args.append(f"--env={var['name']}={var['value']}")
+        env[var["name"]] = expand(var["value"], env)
+        args.append(f"--env={var['name']}={env[var['name']]}")
     volumes = {v["name"]: v for v in pod_spec.get("volumes", [])}
     for mount in container.get("volumeMounts", []):
         volume = volumes[mount["name"]]
@@ -112,6 +115,18 @@ def pod_run_args(pod_spec: Json, container: Json, files: dict[str, Path]) -> lis
     if container.get("workingDir"):
         args.append(f"--workdir={container['workingDir']}")
     return args
+
+
+def expand(value: str, env: dict[str, str]) -> str:
+    """The kubelet's expansion of an env value: ``$(NAME)`` of a variable defined before it,
+    ``$$`` for a literal ``$``; anything else stays as written."""
+
+    def one(match: re.Match[str]) -> str:
+        if match[0] == "$$":
+            return "$"
+        return env.get(match[1], match[0])
+
+    return re.sub(r"\$\$|\$\((\w+)\)", one, value)
 
 
 def _bytes(quantity: str) -> int:
