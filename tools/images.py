@@ -106,8 +106,8 @@ def _local_engine() -> Engine:
     """Podman with a configuration and a store of our own (never /etc or the system's store).
 
     runc, because crun fails on the hybrid cgroup layout of the VMs CI runs on; ulimits the
-    process already has, because such a VM cannot raise them; cgroupfs and a file event log,
-    because no systemd may be running."""
+    process already has, because such a VM cannot raise them; cgroupfs and no event log,
+    because no systemd may be running (and a log of events would only grow)."""
     CACHE.mkdir(parents=True, exist_ok=True)
     nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     nofile = 1048576 if nofile == resource.RLIM_INFINITY else nofile
@@ -120,8 +120,7 @@ def _local_engine() -> Engine:
         "[engine]\n"
         'runtime = "runc"\n'
         'cgroup_manager = "cgroupfs"\n'
-        'events_logger = "file"\n'
-        f'events_logfile_path = "{CACHE / "events.log"}"\n'
+        'events_logger = "none"\n'
         f'tmp_dir = "{CACHE / "tmp"}"\n',
     )
     _write_if_changed(
@@ -204,9 +203,11 @@ def _make_base_tree(root: Path, mirror: str) -> None:
     """The recipe of the base image (its source is part of the cache key)."""
     run_checked(["debootstrap", "--variant=minbase", SUITE, str(root), mirror])
     chroot_env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "--no-install-recommends", *BASE_PACKAGES]
+    # No pty in a bare chroot: without Use-Pty=0 apt prints a harmless but alarming "E:" line.
+    apt = ["apt-get", "-o", "Dpkg::Use-Pty=0"]
+    install = [*apt, "install", "-y", "--no-install-recommends", *BASE_PACKAGES]
     run_checked(["chroot", str(root), *install], env=chroot_env)
-    run_checked(["chroot", str(root), "apt-get", "clean"], env=chroot_env)
+    run_checked(["chroot", str(root), *apt, "clean"], env=chroot_env)
     shutil.rmtree(root / "var/lib/apt/lists", ignore_errors=True)
     # pip may install into this image's Python, as into python:3.11-slim's.
     for marker in root.glob("usr/lib/python3*/EXTERNALLY-MANAGED"):
