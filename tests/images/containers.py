@@ -75,8 +75,7 @@ def _container_security(context: Json) -> list[str]:
     if context.pop("allowPrivilegeEscalation", True) is False:
         args.append("--security-opt=no-new-privileges")
     if context.pop("readOnlyRootFilesystem", False):
-        # podman would add writable tmpfs at /tmp, /var/tmp and /run; Kubernetes does not.
-        args += ["--read-only", "--read-only-tmpfs=false"]
+        args.append("--read-only")
     capabilities = context.pop("capabilities", {})
     args += [f"--cap-drop={c}" for c in capabilities.pop("drop", [])]
     args += [f"--cap-add={c}" for c in capabilities.pop("add", [])]
@@ -142,8 +141,26 @@ def readable_by_container(path: Path, uid: int = 10001) -> None:
     for entry in [path, *path.rglob("*")] if path.is_dir() else [path]:
         try:
             os.chown(entry, uid, uid)
-        except PermissionError:  # not root: podman runs rootless, the user maps to us
-            entry.chmod(0o755 if entry.is_dir() else 0o644)
+        except PermissionError:  # not root (rootless podman maps 10001 elsewhere): open them
+            entry.chmod(0o777 if entry.is_dir() else 0o666)
+
+
+def _run_argv(
+    engine: Engine, name: str, run_args: list[str], image: str, command: list[str]
+) -> list[str]:
+    """``run`` of ``command`` in place of the image's entry point (a pod's ``command``)."""
+    argv = engine.argv("run", "--rm", f"--name={name}", "--network=host", *run_args)
+    if engine.command == "podman" and "--read-only" in run_args:
+        # podman would add writable tmpfs at /tmp, /var/tmp and /run; Kubernetes does not.
+        argv.append("--read-only-tmpfs=false")
+    if command:
+        return [*argv, f"--entrypoint={command[0]}", image, *command[1:]]
+    return [*argv, image]
+
+
+def _force_remove(engine: Engine, name: str) -> None:
+    extra = ["--time=0"] if engine.command == "podman" else []
+    engine.run("rm", "--force", *extra, name, check=False, capture=True)
 
 
 @dataclass
@@ -160,11 +177,7 @@ class Container:
         """``podman run`` of ``command`` (a pod's ``command``: it replaces the entry point)
         in the background; loopback is the host's, so the test's nats-server is reachable."""
         name = f"rebeam-test-{uuid.uuid4().hex[:12]}"
-        argv = engine.argv("run", "--rm", f"--name={name}", "--network=host", *run_args)
-        if command:
-            argv += [f"--entrypoint={command[0]}", image, *command[1:]]
-        else:
-            argv.append(image)
+        argv = _run_argv(engine, name, run_args, image, command)
         with open(log, "wb") as out:
             proc = subprocess.Popen(
                 argv,
@@ -226,7 +239,7 @@ class Container:
             with contextlib.suppress(ContainerFailed):
                 self.stop(timeout=10)
         if self.proc.poll() is None:
-            self.engine.run("rm", "--force", "--time=0", self.name, check=False, capture=True)
+            _force_remove(self.engine, self.name)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=10)
         if self.proc.poll() is None:
@@ -243,11 +256,7 @@ def run_once(
 ) -> subprocess.CompletedProcess[str]:
     """Run a container to its end; its exit code and output (a timeout fails the test)."""
     name = f"rebeam-test-{uuid.uuid4().hex[:12]}"
-    argv = engine.argv("run", "--rm", f"--name={name}", "--network=host", *run_args)
-    if command:
-        argv += [f"--entrypoint={command[0]}", image, *command[1:]]
-    else:
-        argv.append(image)
+    argv = _run_argv(engine, name, run_args, image, command)
     try:
         return subprocess.run(
             argv,
@@ -259,5 +268,5 @@ def run_once(
             stdin=subprocess.DEVNULL,
         )
     except subprocess.TimeoutExpired as exc:
-        engine.run("rm", "--force", "--time=0", name, check=False, capture=True)
+        _force_remove(engine, name)
         raise ContainerFailed(f"{' '.join(command)} in {image} did not end in {timeout} s") from exc

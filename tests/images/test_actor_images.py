@@ -89,7 +89,7 @@ async def start_actor(
 CONFINEMENT = """
 echo "uid $(id -u)"
 grep -E '^(CapEff|NoNewPrivs):' /proc/1/status | tr -d :
-for dir in / /tmp; do
+for dir in / /tmp /var/tmp /run; do
     if touch "$dir/.probe" 2>/dev/null; then echo "$dir writable"; else echo "$dir read-only"; fi
 done
 """
@@ -119,6 +119,8 @@ async def test_the_greeter_answers_from_the_image(
             "NoNewPrivs": "1",
             "root": "read-only",
             "/tmp": "writable",
+            "/var/tmp": "read-only",  # only the pod's emptyDir is writable, as in Kubernetes
+            "/run": "read-only",
         }
         async with rebeam.connect(nats_server.url, namespace=namespace):
             reply = await rebeam.call("greeter", {"hello": "image"}, timeout=10)

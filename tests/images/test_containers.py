@@ -31,7 +31,6 @@ def test_the_operators_pod_becomes_flags(tmp_path: Path) -> None:
         "--group-add=10001",
         "--security-opt=no-new-privileges",
         "--read-only",
-        "--read-only-tmpfs=false",
         "--cap-drop=ALL",
         "--mount=type=tmpfs,destination=/tmp,tmpfs-mode=1777",
         f"--volume={tmp_path}:/var/run/secrets/rebeam:ro",
