@@ -41,11 +41,10 @@ controlplane:
 # Build (or reuse, cached under ~/.cache/rebeam/images) the operator, actor and demo images of
 # images/ (docs/kubernetes.md, "Images"). As root: podman with a Debian base made here, no
 # registry needed (installs podman, runc, debootstrap with apt when missing). Elsewhere:
-# docker or podman from python:3.11-slim, e.g. `make images IMAGES_ARGS="--engine docker"`.
-IMAGES_ARGS ?=
-
+# docker or podman from python:3.11-slim. REBEAM_IMAGES_BASE=local|registry and
+# REBEAM_IMAGES_ENGINE=podman|docker choose, for this and for the image tests alike.
 images:
-	$(PY) tools/images.py $(IMAGES_ARGS)
+	$(PY) tools/images.py
 
 test: venv lint typecheck controlplane images
 	$(BIN)/python tools/run_pytest.py
