@@ -146,9 +146,13 @@ def default_base() -> str:
 def engine(base: str | None = None, command: str | None = None) -> Engine:
     """The engine ``make images`` used with the same choices (the tests call it too)."""
     base = base or os.environ.get("REBEAM_IMAGES_BASE") or default_base()
+    command = command or os.environ.get("REBEAM_IMAGES_ENGINE")
+    if base not in ("local", "registry"):
+        raise ImageError(f"REBEAM_IMAGES_BASE={base}: it is local or registry")
+    if command not in (None, "", "podman", "docker"):
+        raise ImageError(f"REBEAM_IMAGES_ENGINE={command}: it is podman or docker")
     if base == "local":
         return _local_engine()
-    command = command or os.environ.get("REBEAM_IMAGES_ENGINE")
     if not command:
         command = "podman" if shutil.which("podman") else "docker"
     return Engine(command)
@@ -347,9 +351,9 @@ def _lock() -> Iterator[None]:
 
 
 def build_all(base: str, command: str | None) -> Engine:
-    if base == "local":
-        ensure_tools(("podman", "runc", "debootstrap"))
     eng = engine(base, command)
+    if eng.local:
+        ensure_tools(("podman", "runc", "debootstrap"))
     if not eng.local and shutil.which(eng.command) is None:
         raise ImageError(f"no {eng.command} on PATH: install docker or podman")
     with _lock() if eng.local else contextlib.nullcontext():

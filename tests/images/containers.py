@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tools.images import IMAGES, Engine, engine
+from tools.images import IMAGES, Engine, ImageError, engine
 
 from tests.images.report import SIZES
 
@@ -37,7 +37,10 @@ STOP_TIMEOUT = 30.0
 def built_images() -> Engine:
     """The engine holding every image of images/ (``make images`` built them there); fails
     the test when one is missing. Records their sizes for the report."""
-    eng = engine()
+    try:
+        eng = engine()
+    except ImageError as exc:
+        pytest.fail(str(exc))
     missing = [eng.name(i) for i in IMAGES if not eng.exists(eng.name(i))]
     if missing:
         pytest.fail(f"images not built: {', '.join(missing)}: run `make images`")

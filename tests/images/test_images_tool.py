@@ -52,3 +52,11 @@ def test_a_failed_build_is_one_line_not_a_traceback(
     err = capsys.readouterr().err
     assert err.startswith("images: error: missing podman"), err
     assert "Traceback" not in err
+
+
+def test_a_wrong_choice_is_named(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("REBEAM_IMAGES_BASE", "laptop")
+    assert images.main([]) == 1
+    assert "REBEAM_IMAGES_BASE=laptop: it is local or registry" in capsys.readouterr().err
