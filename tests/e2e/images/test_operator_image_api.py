@@ -7,11 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlparse
 
+import pytest
 from infra.cluster import Cluster
 from kubernetes import client
 from tests.chart.chart_helpers import by_kind, offline_chart, render
 from tests.images.containers import pod_run_args, readable_by_container, run_once
 from tools.images import Engine
+
+pytestmark = pytest.mark.e2e
 
 ACCOUNT = "rebeam-operator"
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
