@@ -8,7 +8,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: venv demo test lint typecheck unit crds controlplane bench bench-operator clean
+.PHONY: venv demo test lint typecheck unit crds controlplane images bench bench-operator clean
 
 venv: $(STAMP)
 
@@ -38,7 +38,15 @@ crds: venv
 controlplane:
 	bash testinfra/build.sh
 
-test: venv lint typecheck controlplane
+# Build (or reuse, cached under ~/.cache/rebeam/images) the operator, actor and demo images of
+# images/ (docs/kubernetes.md, "Images"). As root: podman with a Debian base made here, no
+# registry needed (installs podman, runc, debootstrap with apt when missing). Elsewhere:
+# docker or podman from python:3.11-slim. REBEAM_IMAGES_BASE=local|registry and
+# REBEAM_IMAGES_ENGINE=podman|docker choose, for this and for the image tests alike.
+images:
+	$(PY) tools/images.py
+
+test: venv lint typecheck controlplane images
 	$(BIN)/python tools/run_pytest.py
 
 bench: venv
