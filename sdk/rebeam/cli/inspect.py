@@ -123,7 +123,7 @@ async def _watch(args: argparse.Namespace) -> int:
         if shown(msg.data, everything=False):
             changed.set()
 
-    await nc.subscribe(f"rebeam.{args.namespace}.events.>", cb=on_event)
+    await nc.subscribe(_subjects.events_all(args.namespace), cb=on_event)
     console = Console()
     try:
         with _Drawing(console) as draw:
