@@ -101,19 +101,10 @@ def run(args: argparse.Namespace) -> int:
         else:
             outlet.put(f"{path} | {line}", to_stdout)
 
-    options = RunOptions(
-        namespace=args.namespace,
-        nats_url=args.nats,
-        events_file=args.events,
-        python_path=tuple(sorted({str(Path(f).resolve().parent) for f in args.files})),
-        # Quiet drops the children's lines here, after reading them: a child must never
-        # block on a pipe nobody reads, nor write into our terminal unasked.
-        output=show_output if not args.quiet or args.show_output else _drop_output,
-        prefork=not args.no_prefork,
-        issuer_file=args.issuer,
-        nats_ca=Path(args.nats_ca) if args.nats_ca else None,
-    )
-    local = LocalRun(loaded.resources, options)
+    # Quiet drops the children's lines here, after reading them: a child must never block on
+    # a pipe nobody reads, nor write into our terminal unasked.
+    output = show_output if not args.quiet or args.show_output else _drop_output
+    local = LocalRun(loaded.resources, _options(args, output))
 
     def on_context(started: LocalRun) -> None:
         nonlocal view
@@ -137,6 +128,19 @@ def run(args: argparse.Namespace) -> int:
             view.__exit__()
     print(f"rebeam: {local.outcome}", file=sys.stderr)
     return code
+
+
+def _options(args: argparse.Namespace, output: Callable[[str, str], None]) -> RunOptions:
+    return RunOptions(
+        namespace=args.namespace,
+        nats_url=args.nats,
+        events_file=args.events,
+        python_path=tuple(sorted({str(Path(f).resolve().parent) for f in args.files})),
+        output=output,
+        prefork=not args.no_prefork,
+        issuer_file=args.issuer,
+        nats_ca=Path(args.nats_ca) if args.nats_ca else None,
+    )
 
 
 def _drop_output(path: str, line: str) -> None:
