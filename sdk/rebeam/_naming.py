@@ -5,6 +5,11 @@ The cache is one JetStream KV watcher per node on ``n.>`` (never one per name: n
 is harmless for calls: a call that meets noproc asks the registry again once. An entry that
 does not decode, or whose key is not an escaped name, is absent from the cache (and
 reported to the store's ``on_invalid``): it never stops the watcher.
+
+The names are an object of their own (:class:`Naming`), composed into the node: it owns the
+keys this node claimed, the name cache and its watcher, and is given what it needs of the
+node (its pid, registry store and local scope, a way to run a task, and a way to run a
+registry request that the server may refuse).
 """
 
 from __future__ import annotations
@@ -12,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from rebeam._registry import Store, local_key, name_key
 from rebeam._subjects import global_bucket, kv
@@ -25,22 +31,38 @@ log = logging.getLogger("rebeam.node")
 
 
 class Naming:
-    """The registry half of :class:`~rebeam._node.Node` (a mixin)."""
+    """One node's names: what it registered, and its cache of the global names."""
 
-    if TYPE_CHECKING:
-        pid: Pid
-        store: Store
-        local_scope: str
-        _owned: set[tuple[str, bool]]
-        _names: dict[str, Pid] | None
-        _name_watch_task: asyncio.Task[None] | None
-        namespace: str
+    def __init__(
+        self,
+        pid: Pid,
+        store: Store,
+        local_scope: str,
+        *,
+        spawn: Callable[[Coroutine[Any, Any, Any]], asyncio.Task[Any]],
+        permitted: Callable[[str, Awaitable[Any]], Awaitable[Any]],
+    ) -> None:
+        self.pid = pid
+        self.store = store
+        self.local_scope = local_scope
+        self.namespace = pid.namespace
+        self._spawn = spawn
+        # Runs a JetStream request, raising NotPermitted at once if the server refuses its
+        # subject (the node's ``permitted``).
+        self._permitted = permitted
+        self._owned: set[tuple[str, bool]] = set()
+        self._names: dict[str, Pid] | None = None  # the name cache, once watching
+        self._name_watch_task: asyncio.Task[None] | None = None
 
-        def _spawn(self, coro: Any) -> asyncio.Task[Any]: ...
+    @property
+    def caching(self) -> bool:
+        """Whether the name cache is live (a cached lookup may have been stale)."""
+        return self._names is not None
 
-        async def permitted(self, subject: str, operation: Any) -> Any: ...
-
-    # -- names ---------------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop the name cache's watcher."""
+        if self._name_watch_task is not None:
+            self._name_watch_task.cancel()
 
     async def register(self, name: str, *, scope: str | None = None, local: bool = False) -> None:
         """Register this process under ``name``: globally, or in a local scope
@@ -50,7 +72,7 @@ class Naming:
         if scope is None:
             subject = kv(global_bucket(self.namespace), name_key(name))
             try:
-                await self.permitted(subject, self.store.register(name, self.pid, scope))
+                await self._permitted(subject, self.store.register(name, self.pid, scope))
             except NotPermitted:
                 raise NotPermitted(
                     f"{self.pid} may not register {name!r}: its manifest does not declare "
@@ -66,6 +88,8 @@ class Naming:
             self._owned.add((local_key(scope, name), True))
 
     async def unregister(self, name: str, *, scope: str | None = None, local: bool = False) -> None:
+        """Remove this process's registration of ``name``: globally, or in a local scope
+        (``local=True`` for the node's own scope)."""
         if local and scope is None:
             scope = self.local_scope
         await self.store.unregister(name, self.pid, scope)
@@ -143,9 +167,11 @@ class Naming:
         self._owned.clear()
 
     def owns(self, key: str, local: bool = False) -> None:
+        """Count ``key`` among this node's claims, released on a clean exit."""
         self._owned.add((key, local))
 
     def disown(self, key: str, local: bool = False) -> None:
+        """No longer count ``key`` among this node's claims."""
         self._owned.discard((key, local))
 
 

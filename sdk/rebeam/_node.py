@@ -21,8 +21,8 @@ What the node does, and where:
   counted (a plain cast or send); every other subscription has limits too, and its drops are
   counted and logged (``slow_consumer_drops``); ``stats`` answers a node's counters on a
   subject of its own, so an overloaded mailbox does not delay the answer;
-* exit watches (:mod:`rebeam._watching`), an object of their own; names
-  (:mod:`rebeam._naming`), mixed in;
+* exit watches (:mod:`rebeam._watching`) and names (:mod:`rebeam._naming`), each an
+  object of its own;
 * fencing: the node listens on its slot's fence subject and stops delivering as soon as a
   later incarnation of its slot announces itself, and re-checks the slot record after every
   reconnect before it delivers again.
@@ -102,7 +102,7 @@ _PING = int(PING)
 _NOT_AN_INBOX = "the reply subject of a call must be a call inbox (_INBOX_rebeam.<namespace>.)"
 
 
-class Node(Naming):
+class Node:
     """One process's presence in rebeam. Make one with :func:`rebeam.connect` (a client) or
     let ``python -m rebeam.runtime`` make it (an actor)."""
 
@@ -196,10 +196,10 @@ class Node(Naming):
         self._reply = Answer("reply", callees=self._watching)
 
     def _init_naming(self) -> None:
-        """The state :class:`~rebeam._naming.Naming` keeps."""
-        self._owned: set[tuple[str, bool]] = set()
-        self._names: dict[str, Pid] | None = None  # the name cache, once watching
-        self._name_watch_task: asyncio.Task[None] | None = None
+        """This node's names and its name cache."""
+        self._naming = Naming(
+            self.pid, self.store, self.local_scope, spawn=self._spawn, permitted=self.permitted
+        )
 
     # -- set-up and tear-down ------------------------------------------------------------
 
@@ -342,8 +342,7 @@ class Node(Naming):
                     await publish(self.nc, self.namespace, event)
         if self.lease is not None:
             await self.lease.release()
-        if self._name_watch_task is not None:
-            self._name_watch_task.cancel()
+        self._naming.close()
         self._watching.close()
         for task in list(self._tasks):
             task.cancel()
@@ -787,7 +786,7 @@ class Node(Naming):
         try:
             return await self._request(pid, _CALL, message, timeout, self._reply)
         except NoProc:
-            if isinstance(dest, str) and self._names is not None:
+            if isinstance(dest, str) and self._naming.caching:
                 # The cached name may be stale (its owner restarted): ask the registry.
                 fresh = await self.resolve(dest, cached=False)
                 if fresh != pid:
@@ -852,6 +851,34 @@ class Node(Naming):
     def is_alive(self, pid: Pid, timeout: float = 5.0) -> Awaitable[bool]:
         """See :meth:`Watching.is_alive <rebeam._watching.Watching.is_alive>`."""
         return self._watching.is_alive(pid, timeout)
+
+    # -- names (rebeam._naming) ----------------------------------------------------------
+
+    async def register(self, name: str, *, scope: str | None = None, local: bool = False) -> None:
+        """See :meth:`Naming.register <rebeam._naming.Naming.register>`."""
+        await self._naming.register(name, scope=scope, local=local)
+
+    async def unregister(self, name: str, *, scope: str | None = None, local: bool = False) -> None:
+        """See :meth:`Naming.unregister <rebeam._naming.Naming.unregister>`."""
+        await self._naming.unregister(name, scope=scope, local=local)
+
+    async def whereis(
+        self, name: str, *, scope: str | None = None, local: bool = False, cached: bool = True
+    ) -> Pid | None:
+        """See :meth:`Naming.whereis <rebeam._naming.Naming.whereis>`."""
+        return await self._naming.whereis(name, scope=scope, local=local, cached=cached)
+
+    async def release_all(self) -> None:
+        """See :meth:`Naming.release_all <rebeam._naming.Naming.release_all>`."""
+        await self._naming.release_all()
+
+    def owns(self, key: str, local: bool = False) -> None:
+        """See :meth:`Naming.owns <rebeam._naming.Naming.owns>`."""
+        self._naming.owns(key, local)
+
+    def disown(self, key: str, local: bool = False) -> None:
+        """See :meth:`Naming.disown <rebeam._naming.Naming.disown>`."""
+        self._naming.disown(key, local)
 
     def _registry_invalid(self, key: str, why: str) -> None:
         self.stats.registry_invalid += 1
