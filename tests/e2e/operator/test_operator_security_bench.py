@@ -9,6 +9,7 @@ it asserts only that every restart happened on both sides.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,37 +24,8 @@ pytestmark = [pytest.mark.e2e]
 ROUNDS = int(os.environ.get("REBEAM_E2E_BENCH_RESTARTS", "20"))
 
 
-def _compare(
-    rounds: int,
-    operator: Operator,
-    cluster: Cluster,
-    kubelet: ProcessKubelet,
-    nats: E2ENats,
-    namespace: str,
-    operator_kubeconfig: Path,
-    workdir: Path,
-) -> list[str]:
-    with (
-        side("secured", cluster, kubelet, nats, namespace) as secured,
-        open_side(cluster, kubelet, operator_kubeconfig, workdir) as opened,
-    ):
-        run_paired(secured, opened, rounds)
-    operator.check_running()
-    for one in (secured, opened):
-        assert (
-            len(one.report.to_started)
-            == len(one.report.to_ready)
-            == len(one.report.to_pod)
-            == rounds
-        ), one.name
-    return lines(secured.report, opened.report, rounds)
-
-
-@pytest.mark.skipif(
-    not os.environ.get("REBEAM_E2E_OPERATOR_BENCH"), reason="set REBEAM_E2E_OPERATOR_BENCH=1"
-)
-@pytest.mark.timeout(1800)
-def test_restart_secured_vs_open_benchmark(
+@pytest.fixture
+def compare(
     operator: Operator,
     cluster: Cluster,
     kubelet: ProcessKubelet,
@@ -61,10 +33,30 @@ def test_restart_secured_vs_open_benchmark(
     namespace: str,
     operator_kubeconfig: Path,
     tmp_path: Path,
-) -> None:
-    table = _compare(
-        ROUNDS, operator, cluster, kubelet, nats, namespace, operator_kubeconfig, tmp_path
-    )
+) -> Callable[[int], list[str]]:
+    """Runs the comparison for so many rounds; the table it prints."""
+
+    def run(rounds: int) -> list[str]:
+        with (
+            side("secured", cluster, kubelet, nats, namespace) as secured,
+            open_side(cluster, kubelet, operator_kubeconfig, tmp_path) as opened,
+        ):
+            run_paired(secured, opened, rounds)
+        operator.check_running()
+        for one in (secured, opened):
+            report = one.report
+            assert len(report.to_started) == len(report.to_ready) == len(report.to_pod) == rounds
+        return lines(secured.report, opened.report, rounds)
+
+    return run
+
+
+@pytest.mark.skipif(
+    not os.environ.get("REBEAM_E2E_OPERATOR_BENCH"), reason="set REBEAM_E2E_OPERATOR_BENCH=1"
+)
+@pytest.mark.timeout(1800)
+def test_restart_secured_vs_open_benchmark(compare: Callable[[int], list[str]]) -> None:
+    table = compare(ROUNDS)
     print("\n" + "\n".join(table), flush=True)
     path = os.environ.get("REBEAM_E2E_BENCH_REPORT")
     if path:
@@ -73,14 +65,5 @@ def test_restart_secured_vs_open_benchmark(
 
 
 @pytest.mark.timeout(240)
-def test_restart_secured_vs_open_smoke(
-    operator: Operator,
-    cluster: Cluster,
-    kubelet: ProcessKubelet,
-    nats: E2ENats,
-    namespace: str,
-    operator_kubeconfig: Path,
-    tmp_path: Path,
-) -> None:
-    table = _compare(2, operator, cluster, kubelet, nats, namespace, operator_kubeconfig, tmp_path)
-    assert len(table) == 5  # the table renders
+def test_restart_secured_vs_open_smoke(compare: Callable[[int], list[str]]) -> None:
+    assert len(compare(2)) == 5  # the table renders
