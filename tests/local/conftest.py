@@ -218,6 +218,18 @@ def supervisor(name: str, children: str, **flags: Any) -> str:
 
 SLEEPER = "{command: [sleep, '300']}"
 
+# A Python actor's module (write it as counting.py next to the manifest): each call adds the
+# message's "add" (1 when absent) and answers the total, so a test sees whether state survived.
+COUNTER = """\
+import rebeam
+class Counter(rebeam.Actor):
+    async def init(self, args):
+        self.n = 0
+    async def handle_call(self, msg, from_):
+        self.n += msg.get("add", 1)
+        return {"n": self.n}
+"""
+
 
 def wait_until(condition: Callable[[], bool], timeout: float = DEADLINE, what: str = "") -> None:
     deadline = time.monotonic() + timeout

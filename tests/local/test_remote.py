@@ -11,17 +11,7 @@ from pathlib import Path
 import pytest
 
 import rebeam
-from tests.local.conftest import SLEEPER, StartRun, supervisor
-
-COUNTER = """\
-import rebeam
-class Counter(rebeam.Actor):
-    async def init(self, args):
-        self.n = 0
-    async def handle_call(self, msg, from_):
-        self.n += msg.get("add", 1)
-        return {"n": self.n}
-"""
+from tests.local.conftest import COUNTER, SLEEPER, StartRun, supervisor
 
 
 def test_tree_call_terminate_and_restart(rebeam_run: StartRun, tmp_path: Path) -> None:

@@ -13,17 +13,7 @@ from pathlib import Path
 import pytest
 
 from rebeam.natsd import NatsServer, ServerOptions
-from tests.local.conftest import SLEEPER, Run, StartRun, alive, supervisor, wait_until
-
-COUNTER = """\
-import rebeam
-class Counter(rebeam.Actor):
-    async def init(self, args):
-        self.n = 0
-    async def handle_call(self, msg, from_):
-        self.n += 1
-        return {"n": self.n}
-"""
+from tests.local.conftest import COUNTER, SLEEPER, Run, StartRun, alive, supervisor, wait_until
 
 FAST = 8.0  # what "within a few seconds" means for a command that cannot reach NATS
 

@@ -8,17 +8,7 @@ import os
 import signal
 from pathlib import Path
 
-from tests.local.conftest import StartRun, descendants, supervisor
-
-COUNTER = """\
-import rebeam
-class Counter(rebeam.Actor):
-    async def init(self, args):
-        self.n = 0
-    async def handle_call(self, msg, from_):
-        self.n += 1
-        return {"n": self.n}
-"""
+from tests.local.conftest import COUNTER, StartRun, descendants, supervisor
 
 
 def zygote_of(root: int) -> int:

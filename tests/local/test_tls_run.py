@@ -11,19 +11,10 @@ from pathlib import Path
 import pytest
 
 from rebeam.natsd import NatsServer, ServerOptions, TlsFiles
-from tests.local.conftest import StartRun, supervisor
+from tests.local.conftest import COUNTER, StartRun, supervisor
 from tests.tlsfiles import make_tls_files
 
 NAMESPACE = "tlsrun"
-COUNTER = """\
-import rebeam
-class Counter(rebeam.Actor):
-    async def init(self, args):
-        self.n = 0
-    async def handle_call(self, msg, from_):
-        self.n += msg.get("add", 1)
-        return {"n": self.n}
-"""
 
 
 @pytest.fixture
