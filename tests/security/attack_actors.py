@@ -33,4 +33,7 @@ class Teller(rebeam.Actor):
         source = os.environ.get("REBEAM_CREDENTIALS_FILE")
         token = Path(source).read_text() if source else None
         loot = {"pid": str(self.node.pid), "token": token}
-        Path(args["loot"]).write_text(json.dumps(loot))
+        # Written whole, then renamed: the test reads it as soon as the name exists.
+        partial = Path(f"{args['loot']}.partial")
+        partial.write_text(json.dumps(loot))
+        partial.rename(args["loot"])

@@ -117,6 +117,26 @@ class World:
         raise AssertionError(f"neither refused nor effective within {timeout}s: {subject}")
 
 
+async def steal(url: str, stolen: dict[str, Any]) -> Thief:
+    """A raw NATS connection with the teller's stolen credential, speaking as the teller's
+    pid (what its grant requires), its errors collected."""
+    pid = Pid.parse(stolen["pid"])
+    errors: list[str] = []
+
+    async def collect(exc: Exception) -> None:
+        errors.append(str(exc))
+
+    nc = await nats.connect(
+        url,
+        token=stolen["token"],
+        name=str(pid),
+        inbox_prefix=f"{_subjects.inbox_prefix(pid)}.stolen",
+        error_cb=collect,
+        max_reconnect_attempts=0,
+    )
+    return Thief(pid, nc, errors)
+
+
 def start_side(tmp: Path, url: str, namespace: str, issuer: Path | None, loot: Path | None) -> Side:
     folder = tmp / namespace
     folder.mkdir()
@@ -151,22 +171,8 @@ async def build(tmp: Path, secure: bool) -> World:
             server.url, namespace=side.namespace, credentials=side.owner_credentials()
         )
     wait_until(loot.exists, what="the teller's loot")
-    stolen = json.loads(loot.read_text())
-    thief_pid = Pid.parse(stolen["pid"])
-    errors: list[str] = []
-
-    async def collect(exc: Exception) -> None:
-        errors.append(str(exc))
-
-    nc = await nats.connect(
-        server.url,
-        token=stolen["token"],
-        name=str(thief_pid),
-        inbox_prefix=f"{_subjects.inbox_prefix(thief_pid)}.stolen",
-        error_cb=collect,
-        max_reconnect_attempts=0,
-    )
-    world = World(secure, server, server.url, a, b, Thief(thief_pid, nc, errors), tmp)
+    thief = await steal(server.url, json.loads(loot.read_text()))
+    world = World(secure, server, server.url, a, b, thief, tmp)
     for name, side in (("a", a), ("b", b)):
         world.victims[name] = await side.owner.whereis("bank", cached=False)
     return world

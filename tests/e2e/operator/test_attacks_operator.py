@@ -20,18 +20,15 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import nats
 import pytest
 from infra.cluster import Cluster
 from infra.e2enats import E2ENats
 from infra.procs import wait_for
 from operator_helpers import GROUP, VERSION, Lifecycle, Objects, Operator
 from tests.security.attacks import ATTACKS
-from tests.security.harness import Thief, World
+from tests.security.harness import Thief, World, steal
 
 import rebeam
-from rebeam import _subjects
-from rebeam.pids import Pid
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -113,7 +110,7 @@ async def world(
             side.events.wait("started vault", timeout=90)
         wait_for(loot.exists, timeout=90, what="the teller's loot")
         stolen = json.loads(loot.read_text())
-        thief = await steal(nats, stolen)
+        thief = await steal(nats.url, stolen)
         built = World(True, None, nats.url, sides["a"], sides["b"], thief, tmp_path)  # type: ignore[arg-type]
         for name, side in sides.items():
             side.owner = await rebeam.connect(nats.url, namespace=side.namespace)
@@ -126,25 +123,6 @@ async def world(
             if side.owner is not None:
                 await side.owner.close()
             side.events.close()
-
-
-async def steal(nats_server: E2ENats, stolen: Json) -> Thief:
-    """A raw connection with the teller pod's token, as the teller's pid."""
-    pid = Pid.parse(stolen["pid"])
-    errors: list[str] = []
-
-    async def collect(exc: Exception) -> None:
-        errors.append(str(exc))
-
-    nc = await nats.connect(
-        nats_server.url,
-        token=stolen["token"],
-        name=str(pid),
-        inbox_prefix=f"{_subjects.inbox_prefix(pid)}.stolen",
-        error_cb=collect,
-        max_reconnect_attempts=0,
-    )
-    return Thief(pid, nc, errors)
 
 
 async def test_every_attack_is_refused_on_kubernetes(
