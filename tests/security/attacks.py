@@ -158,10 +158,23 @@ async def management(world: World) -> tuple[bool, str]:
     return await world.outcome(subject, obeyed)
 
 
-async def _call_as(world: World, subject: str, sender: Pid, to: Pid) -> dict[str, Any] | None:
+async def _call_as(
+    world: World, subject: str, sender: Pid, to: Pid, *, reply_as_sender: bool = False
+) -> dict[str, Any] | None:
+    """A call to ``to`` posing as ``sender``. Its answer comes to the thief's own inbox, or,
+    with ``reply_as_sender``, to an inbox of the sender's (a callee answers only inboxes of its
+    own namespace: posing across namespaces needs one there too, which only an open server
+    lets the thief subscribe to)."""
     data = _envelope.pack_fields(_envelope.CALL, str(to), str(sender), 1, "balance")
+    nc = world.thief.nc
     try:
-        msg = await world.thief.nc.request(subject, data, timeout=2)
+        if not reply_as_sender:
+            msg = await nc.request(subject, data, timeout=2)
+        else:
+            inbox = f"{_subjects.inbox_prefix(sender)}.stolen"
+            answers = await nc.subscribe(inbox, max_msgs=1)
+            await nc.publish(subject, data, reply=inbox)
+            msg = await answers.next_msg(timeout=2)
     except Exception:
         return None
     status, payload = _envelope.unpack_reply(msg.data)
@@ -206,7 +219,7 @@ async def other_namespace(world: World) -> tuple[bool, str]:
     subject = _subjects.mailbox(victim, posing)
 
     async def reached() -> bool:
-        return await _call_as(world, subject, posing, victim) is not None
+        return await _call_as(world, subject, posing, victim, reply_as_sender=True) is not None
 
     return await world.outcome(subject, reached)
 
