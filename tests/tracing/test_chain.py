@@ -17,7 +17,7 @@ from opentelemetry import trace
 import rebeam
 from rebeam import _codec
 from tests.sdk.hostile_inputs import until
-from tests.tracing.conftest import RELAY, actor_env, read_spans
+from tests.tracing.spanfiles import RELAY, actor_env, read_spans
 from tests.tracing.traced_actors import record
 
 pytestmark = pytest.mark.nats
