@@ -697,10 +697,11 @@ class Node:
         subject = self._mailboxes[pid._text] = _subjects.mailbox(pid, self.pid)
         return subject
 
-    def _envelope(self, kind: int, to: str, message: Any) -> bytes:
+    def _envelope(self, kind: int, to: str, message: Any, trace: Any = None) -> bytes:
+        """Pack a message for ``to``; ``trace``: the sender span's context, when tracing."""
         fields = [VERSION, kind, to, self._pid_str, next(self._seq), message]
-        if self._tracing is not None:
-            self._tracing.stamp(fields)
+        if trace is not None:
+            fields.append(trace)
         data = _codec.encode(fields)
         if len(data) > self._limit:
             raise MessageTooLarge(len(data), self._limit)
@@ -773,9 +774,9 @@ class Node:
         elif wait is not None:
             await self._request(pid, kind, message, wait, RECEIPT)
         elif self._tracing is not None:
-            with self._tracing.sending(kind, pid):
+            with self._tracing.sending(kind, pid) as trace:
                 subject = self._mailboxes.get(pid._text) or self._mailbox_of(pid)
-                await self.nc.publish(subject, self._envelope(kind, pid._text, message))
+                await self.nc.publish(subject, self._envelope(kind, pid._text, message, trace))
         else:
             await self._deliver(kind, pid, message, None, False)
 
@@ -821,8 +822,8 @@ class Node:
         if self._tracing is None:
             data = self._envelope(kind, pid._text, message)
             return await self._requests.request(pid, subject, data, timeout, answer)
-        with self._tracing.sending(kind, pid):  # current while packed: the envelope carries it
-            data = self._envelope(kind, pid._text, message)
+        with self._tracing.sending(kind, pid) as trace:
+            data = self._envelope(kind, pid._text, message, trace)
             return await self._requests.request(pid, subject, data, timeout, answer)
 
     # -- exit watches (rebeam._watching) -------------------------------------------------

@@ -37,6 +37,7 @@ CHAIN = [
     ("E", "send", "PRODUCER"),
 ]
 ACTORS = "ABCDE"
+NEXT = {"test": "A", "A": "B", "B": "C", "C": "D", "D": "E", "E": "test"}  # who each sends to
 
 
 async def start_chain(launcher, tmp_path: Path, *, tracing: bool) -> dict[str, Any]:
@@ -91,21 +92,24 @@ async def test_a_chain_of_five_actors_is_one_trace(
     spans.update({name: read_spans(path) for name, path in files.items()})
     trace_id = f"{root.get_span_context().trace_id:032x}"
     parent = f"{root.get_span_context().span_id:016x}"
+    pids = {name: str(child.pid) for name, child in children.items()} | {"test": str(node.pid)}
+    sent = None  # the operation the previous hop sent
     for process, name, kind in CHAIN:
         (span,) = [s for s in spans[process] if s["parent_id"] == parent and s["name"] == name]
         assert span["kind"] == kind, (process, span)
         assert span["trace_id"] == trace_id, (process, span)
-        assert span["attributes"]["messaging.system"] == "rebeam"
-        attributes = span["attributes"]
-        if process == "test":
-            assert attributes["rebeam.sender.pid"] == str(node.pid)
-        elif name.startswith("handle_"):
-            assert attributes["rebeam.actor.pid"] == str(children[process].pid)
-            assert attributes["rebeam.actor.class"] == "Relay"
-            assert attributes["rebeam.message.kind"] == name.removeprefix("handle_")
-        else:
-            assert attributes["rebeam.sender.pid"] == str(children[process].pid)
         assert span["status"] == "UNSET", span
+        attributes = span["attributes"]
+        assert attributes["messaging.system"] == "rebeam"
+        if name.startswith("handle_"):
+            assert attributes["messaging.destination.name"] == pids[process]
+            assert attributes["messaging.operation.name"] == sent
+            assert attributes["rebeam.actor.class"] == "Relay"
+            assert attributes["rebeam.actor.path"] == children[process].pid.slot
+        else:
+            assert attributes["messaging.destination.name"] == pids[NEXT[process]]
+            assert attributes["messaging.operation.name"] == name
+            sent = name
         parent = span["span_id"]
     assert done[6][0].split("-")[2] == parent, "the send's context names E's send span"
     assert sum(len(s) for s in spans.values()) == len(CHAIN) + 1  # and the test's root
