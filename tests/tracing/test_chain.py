@@ -134,3 +134,20 @@ async def test_off_by_default_no_span_and_no_field(
     assert [s.name for s in memory_spans.get_finished_spans()] == ["test"]
     for name in ACTORS:
         assert read_spans(tmp_path / f"spans-{name}.jsonl") == []
+
+
+async def test_a_failed_call_is_an_error_at_both_ends(
+    launcher, nats_server, namespace, tmp_path, memory_spans, monkeypatch
+):
+    monkeypatch.setenv("REBEAM_TRACING", "1")
+    spans_file = tmp_path / "spans.jsonl"
+    child = await launcher.start(RELAY, env=actor_env(spans_file, tracing=True))
+    async with rebeam.connect(nats_server.url, namespace=namespace) as node:
+        with pytest.raises(rebeam.RemoteError):
+            await node.call(child.pid, "raise")
+    await child.wait()
+    (caller,) = [record(s) for s in memory_spans.get_finished_spans()]
+    (handler,) = read_spans(spans_file)  # the process has ended: its spans are all written
+    assert (caller["name"], caller["status"]) == ("call", "ERROR")
+    assert (handler["name"], handler["status"]) == ("handle_call", "ERROR")
+    assert handler["parent_id"] == caller["span_id"]

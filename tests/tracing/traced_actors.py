@@ -63,7 +63,8 @@ if os.environ.get(TRACE_FILE):
 class Relay(rebeam.Actor):
     """Passes a message down a chain of hops: ``{"hops": [[how, pid], ...], "report_to":
     pid}``, each hop a ``call`` or a ``cast``; the last actor sends ``"done"`` to
-    ``report_to``. Any other call is echoed; ``"casts"`` answers how many other casts came."""
+    ``report_to``. Any other call is echoed; ``"casts"`` answers how many other casts came,
+    ``"raise"`` raises (the actor crashes)."""
 
     async def init(self, args: Any) -> None:
         self.casts = 0
@@ -71,6 +72,8 @@ class Relay(rebeam.Actor):
     async def handle_call(self, message: Any, from_: rebeam.From) -> Any:
         if isinstance(message, dict):
             return await self._hop(message)
+        if message == "raise":
+            raise ValueError("asked to")
         return self.casts if message == "casts" else message
 
     async def handle_cast(self, message: Any) -> None:
