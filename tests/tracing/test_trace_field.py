@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -114,3 +115,21 @@ def test_on_without_a_tracer_provider_stays_off() -> None:
     assert done.stdout.strip() == "None"
     assert "set no OpenTelemetry tracer provider" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_off_does_not_even_import_opentelemetry() -> None:
+    # An idle actor's memory is a benchmark target: a process that does not trace must not
+    # pay for the library.
+    code = (
+        "import sys, rebeam, rebeam.runtime._main; from rebeam import tracing, _ratelog, _stats; "
+        "from rebeam.pids import Pid; "
+        "log = _ratelog.RateLog(tracing.log, ''); "
+        "tracing.for_node(None, Pid.for_client('ns'), _stats.Stats(), log); "
+        "print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != tracing.ENV}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
