@@ -216,7 +216,7 @@ class Host:
         self._handle = self._dispatch
         node.on_message = self.on_message
         if self._tracing is not None:
-            self._tracing.serve(type(actor).__qualname__, node.pid)
+            self._tracing.serve(type(actor).__qualname__)
             self._handle = self._traced_dispatch
             node.on_message = self._admit
         node.on_exit_signal = self._on_exit_signal

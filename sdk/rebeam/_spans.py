@@ -60,15 +60,16 @@ class Tracing:
         self._stats = stats
         self._ratelog = ratelog
         self._pid = str(pid)
+        self._slot = pid.slot
         self._sending = {
             kind: {"messaging.system": _SYSTEM, "messaging.operation.name": op}
             for kind, op in _OPERATION.items()
         }
-        self.serve(None, pid)
+        self.serve(None)
 
-    def serve(self, actor_class: str | None, pid: Pid) -> None:
+    def serve(self, actor_class: str | None) -> None:
         """Name what handles this node's messages in the handler spans' attributes."""
-        actor = {"rebeam.actor.path": pid.slot}
+        actor = {"rebeam.actor.path": self._slot}
         if actor_class:
             actor["rebeam.actor.class"] = actor_class
         self._handling = {
