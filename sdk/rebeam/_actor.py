@@ -30,8 +30,9 @@ import contextlib
 import inspect
 import logging
 import traceback
+import typing
 from collections import deque
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rebeam._envelope import (
     CALL,
@@ -49,6 +50,9 @@ from rebeam._node import Node
 from rebeam.errors import CodecError
 from rebeam.exits import NORMAL, SHUTDOWN, ExitReason, crash, shutdown_with
 from rebeam.pids import Pid
+
+if TYPE_CHECKING:
+    from rebeam._spans import Tracing
 
 __all__ = ["NOREPLY", "Actor", "Host", "Timer", "crash_reason"]
 
@@ -206,7 +210,15 @@ class Host:
         self._busy = False
         self._turn_waiters: deque[asyncio.Future[None]] = deque()
         self._current: Envelope | None = None
+        # Chosen once: a node that traces takes the path with a span around each handler;
+        # one that does not keeps the fast path with no tracing in it at all.
+        self._tracing = node._tracing
+        self._handle = self._dispatch
         node.on_message = self.on_message
+        if self._tracing is not None:
+            self._tracing.serve(type(actor).__qualname__)
+            self._handle = self._traced_dispatch
+            node.on_message = self._admit
         node.on_exit_signal = self._on_exit_signal
         node.on_fenced = lambda newer: self.request_stop(shutdown_with("superseded"))
 
@@ -340,14 +352,22 @@ class Host:
                     else:
                         self._busy = False
                 return
+        await self._admit(msg)
+
+    async def _admit(self, msg: Any) -> None:
+        """Every message the whole way: admitted, then a signal or :meth:`deliver`. The
+        mailbox callback of an actor that traces, where each handler gets a span."""
+        node = self.node
         admitted = node.admit_fields(msg)
         if admitted is None:
             return
         kind = admitted[1]
-        env = envelope_of(admitted, msg.reply or None, len(data))
+        env = envelope_of(admitted, msg.reply or None, len(msg.data))
         if kind > _CALL:
             await node._on_signal(env)
         else:
+            if len(admitted) == 7:  # the sender's trace context (read only when tracing)
+                env.trace = admitted[6]
             await self.deliver(env)
 
     async def deliver(self, env: Envelope) -> None:
@@ -363,7 +383,7 @@ class Host:
                 self._busy = True  # a free turn: taken without a coroutine call
             try:
                 if self._stop is None:
-                    await self._dispatch(env)
+                    await self._handle(env)
                     return
             finally:
                 self._give_turn()
@@ -381,9 +401,14 @@ class Host:
                 if self._stop is not None:
                     return
                 # Handled exactly as a plain send is: handle_info, and a raise crashes the actor.
-                await self._dispatch(Envelope(SEND, self.node._pid_str, None, item.message))
+                await self._handle(Envelope(SEND, self.node._pid_str, None, item.message))
             finally:
                 self._give_turn()
+
+    async def _traced_dispatch(self, env: Envelope) -> None:
+        # Chosen (in __init__) only for a node that traces.
+        with typing.cast("Tracing", self._tracing).handling(env, lambda: self._stop):
+            await self._dispatch(env)
 
     async def _dispatch(self, env: Envelope) -> None:
         message = env.body
