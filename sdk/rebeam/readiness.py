@@ -34,6 +34,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any, Final
@@ -141,12 +142,16 @@ class _Refusals:
 
 
 class _Host:
-    """The ready pipe: what the supervisor hears from the watcher."""
+    """The ready pipe: what the supervisor hears from the watcher. ``quiet``: the ready line
+    only (in a pod it is a file a probe reads, and status lines would only make it grow)."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, *, quiet: bool = False) -> None:
         self.fd = fd
+        self.quiet = quiet
 
     def say(self, line: str) -> None:
+        if self.quiet and line != "ready":
+            return
         with contextlib.suppress(OSError):  # the supervisor is gone: nobody to tell
             os.write(self.fd, (line + "\n").encode(errors="replace"))
 
@@ -304,11 +309,16 @@ def _become_watcher(
 # --- the entry ------------------------------------------------------------------------
 
 
-def _prepare_notify(directory: str, env: dict[str, str], interval: float | None) -> socket.socket:
+def _prepare_notify(
+    directory: str | None, env: dict[str, str], interval: float | None
+) -> socket.socket:
     """A datagram socket in a directory only this user can enter (0700): nobody else can
     say the command is ready."""
-    shutil.rmtree(directory, ignore_errors=True)  # left by an incarnation that was killed
-    os.mkdir(directory, 0o700)
+    if directory is None:
+        directory = tempfile.mkdtemp(prefix="rebeam-notify-")  # made 0700
+    else:
+        shutil.rmtree(directory, ignore_errors=True)  # left by an incarnation that was killed
+        os.mkdir(directory, 0o700)
     path = os.path.join(directory, "notify")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(path)
@@ -328,8 +338,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rebeam-readiness", description=__doc__)
     parser.add_argument("--ready-fd", type=int, required=True)
     parser.add_argument("--exit-record", required=True)
-    parser.add_argument("--notify-dir", required=True)
+    parser.add_argument(
+        "--notify-dir", help="where to make the notify socket (default: a new temporary folder)"
+    )
     parser.add_argument("--check", type=json.loads, required=True)
+    parser.add_argument("--quiet", action="store_true", help="write the ready line only")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -351,7 +364,8 @@ def main(argv: list[str] | None = None) -> int:
     if os.fork() == 0:
         if check["kind"] == "fd":
             os.close(fd_write)  # so that the command closing its end is seen
-        _become_watcher(check, command_pid, _Host(args.ready_fd), args.exit_record, notify, fd_read)
+        host = _Host(args.ready_fd, quiet=args.quiet)
+        _become_watcher(check, command_pid, host, args.exit_record, notify, fd_read)
     os.close(args.ready_fd)
     if fd_read is not None:
         os.close(fd_read)

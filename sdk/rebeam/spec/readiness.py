@@ -32,7 +32,12 @@ def _check(readiness: Readiness) -> str:
 
 
 def entry_arguments(
-    template: ActorTemplate, *, ready_fd: str, exit_record: str, notify_dir: str
+    template: ActorTemplate,
+    *,
+    ready_fd: str,
+    exit_record: str,
+    notify_dir: str | None = None,
+    quiet: bool = False,
 ) -> list[str]:
     """The entry's arguments (after ``python -m rebeam.readiness`` or its file) for a
     template that :func:`uses_entry`: where to say ready, then the command itself."""
@@ -44,10 +49,10 @@ def entry_arguments(
         ready_fd,
         "--exit-record",
         exit_record,
-        "--notify-dir",
-        notify_dir,
+        *(["--notify-dir", notify_dir] if notify_dir else []),
         "--check",
         _check(template.readiness),
+        *(["--quiet"] if quiet else []),
         "--",
         *template.command,
         *(str(a) for a in args),
