@@ -274,8 +274,9 @@ def _watch_notify(
         if notify.pinged and interval:
             notify.pinged = False
             deadline = time.monotonic() + interval
+        if not interval:
+            continue  # no watchdog: WATCHDOG= means nothing
         if notify.triggered or (deadline is not None and time.monotonic() >= deadline):
-            assert interval is not None
             _watchdog_kill(command_pid, interval, exit_record)
             return
 

@@ -242,6 +242,16 @@ time.sleep(300)
     assert out.count("notify message refused:") <= 5  # a bounded log rate
 
 
+def test_the_example_runs(rebeam_run: StartRun) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "readiness.yaml"
+    run = rebeam_run(example.read_text())
+    run.events.wait("started", "web")
+    run.events.wait("started", "worker")
+    assert [e["child"] for e in run.events.poll() if e["event"] == "started"] == ["web", "worker"]
+    run.signal(2)
+    assert run.exit_code() == 0
+
+
 @pytest.mark.parametrize(
     "bad",
     [
