@@ -247,6 +247,10 @@ def _watch(
         assert fd is not None
         if _fd_ready(fd):
             host.say("ready")
+            # Keep reading what else it writes: a write to a pipe nobody reads would kill it
+            # with SIGPIPE.
+            while os.read(fd, 4096):
+                pass
         return  # closed without a line: the supervisor's startTimeout decides
     if check["kind"] == "notify":
         assert notify is not None

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.local.conftest import REBEAM, SLEEPER, StartRun, supervisor
+from tests.local.conftest import REBEAM, SLEEPER, StartRun, supervisor, wait_until
 
 PY = json.dumps(sys.executable)
 
@@ -67,7 +67,11 @@ FD = """
 import os, time, pathlib
 time.sleep(0.5)
 pathlib.Path('{name}.up').touch()
-os.write(int(os.environ['REBEAM_READY_FD']), b'ready\\n')
+fd = int(os.environ['REBEAM_READY_FD'])
+os.write(fd, b'ready\\n')
+time.sleep(0.5)
+os.write(fd, b'a later line must not kill it\\n')
+pathlib.Path('{name}.later').touch()
 time.sleep(300)
 """
 EXEC_TARGET = """
@@ -99,6 +103,7 @@ def test_each_kind_is_started_only_once_ready(rebeam_run: StartRun, tmp_path: Pa
     for name in ("tcp", "http", "notify", "fd", "exec"):
         run.events.wait("started", name)
         assert (tmp_path / f"{name}.up").exists(), f"{name} was reported started before ready"
+    wait_until(lambda: (tmp_path / "fd.later").exists(), what="fd's later write")
     tree = run.rebeam("tree", "--json")
     assert tree.returncode == 0, tree.stderr
     (root,) = json.loads(tree.stdout)
@@ -222,6 +227,12 @@ def test_systemd_notify_works_unchanged(rebeam_run: StartRun) -> None:
     )
     run = rebeam_run(supervisor("app", children))
     run.events.wait("started", "unit")
+    tree = run.rebeam("tree", "--json")
+    assert tree.returncode == 0, tree.stderr
+    (root,) = json.loads(tree.stdout)
+    assert root["children"][0]["status"] == "warming up done"
+    shown = run.rebeam("tree")
+    assert "status: warming up done" in shown.stdout, shown.stdout
 
 
 def test_notify_refuses_oversized_datagrams_and_stays_up(rebeam_run: StartRun) -> None:

@@ -1,6 +1,7 @@
 """Readiness of command children on the cluster (docs/readiness.md): the operator reports a
-command with a readiness block started only once it is ready, and one that ends before it
-is ready has failed its start — as rebeam run does (tests/local/test_readiness.py)."""
+command with a readiness block started only once it is ready, one that ends before it is
+ready has failed its start, and a watchdog kill says why — as rebeam run does
+(tests/local/test_readiness.py)."""
 
 from __future__ import annotations
 
@@ -67,3 +68,36 @@ def test_a_command_that_exits_before_ready_fails_its_start(
         e for e in lifecycle.events() if e["event"] == "start_failed" and e["child"] == "quitter"
     )
     assert failed["reason"]["crash"]["exit_code"] == 3
+
+
+def test_a_watchdog_kill_says_why(
+    operator: Operator, objects: Objects, lifecycle: Lifecycle, tmp_path: Path
+) -> None:
+    # Ready while "alive" exists; the child removes it once the check has seen it, and from
+    # then on the check fails: the watchdog kills it, and the pod's exit says why.
+    alive, probed = tmp_path / "alive", tmp_path / "probed"
+    program = (
+        f"touch {alive}; while [ ! -e {probed} ]; do sleep 0.05; done; rm {alive}; exec sleep 600"
+    )
+    wedged = {
+        "name": "wedged",
+        "restart": "temporary",
+        "actor": {
+            "command": ["sh", "-c", program],
+            "readiness": {
+                "exec": {"command": ["sh", "-c", f"test -e {alive} && touch {probed}"]},
+                "watchdog": {"interval": "1s"},
+            },
+        },
+    }
+    objects.apply(supervisor("app", [wedged]))
+    lifecycle.wait("exited wedged crash")
+    exited = next(
+        e for e in lifecycle.events() if e["event"] == "exited" and e["child"] == "wedged"
+    )
+    assert exited["reason"] == {
+        "crash": {
+            "exception_type": "Watchdog",
+            "message": "did not answer its watchdog within 1s",
+        }
+    }
