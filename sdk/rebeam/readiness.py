@@ -87,10 +87,25 @@ def _http_ok(port: int, path: str, timeout: float) -> bool:
         conn.close()
 
 
+_unrunnable: set[str] = set()
+
+
 def _exec_ok(command: list[str], timeout: float) -> bool:
     try:
-        done = subprocess.run(command, stdin=subprocess.DEVNULL, timeout=max(timeout, 0.05))
-    except (OSError, subprocess.SubprocessError):
+        # What it prints is for its exit status only (a watchdog repeats it every interval);
+        # what it says on stderr stays in the child's output, to find a broken check by.
+        done = subprocess.run(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            timeout=max(timeout, 0.05),
+        )
+    except OSError as exc:
+        if not _unrunnable:  # said once: it is tried again and again
+            _log(f"cannot run the readiness check {command[0]}: {exc.strerror or exc}")
+        _unrunnable.add(command[0])
+        return False
+    except subprocess.SubprocessError:
         return False
     return done.returncode == 0
 
