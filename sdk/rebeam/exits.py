@@ -215,8 +215,10 @@ def from_process_end(
     * Anything else is a crash carrying the exit code or the signal name.
     """
     if returncode == -_signal.SIGKILL:
-        # A watchdog's kill says why it killed (rebeam.readiness): that is kept.
-        return recorded if recorded is not None and _is_watchdog(recorded) else KILLED
+        # A watchdog's kill says why it killed (rebeam.readiness): that is kept, unless the
+        # supervisor was stopping it anyway.
+        watchdog = recorded is not None and _is_watchdog(recorded) and not stop_requested
+        return recorded if watchdog and recorded is not None else KILLED
     if recorded is not None:
         return recorded
     if returncode == -_signal.SIGTERM:

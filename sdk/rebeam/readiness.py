@@ -90,6 +90,18 @@ def _http_ok(port: int, path: str, timeout: float) -> bool:
 _unrunnable: set[str] = set()
 
 
+class _Stop:
+    """Set once the command is being stopped (its supervisor's SIGTERM reached the watcher, or
+    the command sent STOPPING=1): a program that winds down may stop answering, and that is
+    no watchdog's business; its stop has a deadline of its own (its shutdown time)."""
+
+    requested = False
+
+
+def _stop_requested(*_: object) -> None:
+    _Stop.requested = True
+
+
 def _exec_ok(command: list[str], timeout: float) -> bool:
     try:
         # What it prints is for its exit status only (a watchdog repeats it every interval);
@@ -128,6 +140,8 @@ def _probe_until(probe: Callable[[float], bool], deadline: float | None) -> bool
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and left <= 0:
             return False
+        if _Stop.requested:
+            return True  # being stopped: nothing more to ask
         if probe(min(left, 5.0) if left is not None else 5.0):
             return True
         left = None if deadline is None else deadline - time.monotonic()
@@ -211,6 +225,7 @@ class _Notify:
             printable = "".join(c if c.isprintable() else " " for c in value[:MAX_STATUS])
             self.host.say(f"status {printable}")
         elif key == "STOPPING" and value == "1":
+            _Stop.requested = True
             self.host.say("stopping")
         elif key == "WATCHDOG" and value == "1":
             self.pinged = True
@@ -273,10 +288,15 @@ def _watch(
         return
     probe = _probe(check)
     _probe_until(probe, None)  # the supervisor's startTimeout bounds this wait
+    if _Stop.requested:
+        return  # stopped while starting: it never was ready
     host.say("ready")
     while interval:
         time.sleep(interval)
-        if not _probe_until(probe, time.monotonic() + interval):
+        answered = _Stop.requested or _probe_until(probe, time.monotonic() + interval)
+        if _Stop.requested:
+            return
+        if not answered:
             _watchdog_kill(command_pid, interval, exit_record)
             return
 
@@ -293,8 +313,8 @@ def _watch_notify(
         if notify.pinged and interval:
             notify.pinged = False
             deadline = time.monotonic() + interval
-        if not interval:
-            continue  # no watchdog: WATCHDOG= means nothing
+        if not interval or _Stop.requested:
+            continue  # no watchdog (any more): WATCHDOG= means nothing
         if notify.triggered or (deadline is not None and time.monotonic() >= deadline):
             _watchdog_kill(command_pid, interval, exit_record)
             return
@@ -315,8 +335,9 @@ def _become_watcher(
             libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != command_pid:
             return  # the command ended before the line above: nothing to watch
-        # The command's stops are for the command: the watcher ends with it (above).
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        # The command's stops are for the command: the watcher ends with it (above), and
+        # only stops watching.
+        signal.signal(signal.SIGTERM, _stop_requested)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         _watch(check, command_pid, host, exit_record, notify, fd)
     except BaseException as exc:

@@ -202,6 +202,31 @@ def test_notify_watchdog_kills_a_child_that_stops_pinging(rebeam_run: StartRun) 
     run.events.wait("started", "hung", incarnation=2)  # restarted like any crash
 
 
+SLOW_TO_STOP = """
+import os, signal, socket, sys, time
+signal.signal(signal.SIGTERM, lambda *_: (time.sleep(3), sys.exit(0)))
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.sendto(b'READY=1', os.environ['NOTIFY_SOCKET'])
+while True:
+    s.sendto(b'WATCHDOG=1', os.environ['NOTIFY_SOCKET'])
+    time.sleep(0.2)
+"""
+
+
+def test_a_child_being_stopped_is_no_watchdog_case(rebeam_run: StartRun) -> None:
+    # Its stop takes longer than the watchdog interval, and it does not ping meanwhile (the
+    # handler blocks): the stop, not the watchdog, decides how it ends.
+    children = python_child(
+        "slow", SLOW_TO_STOP, "{notify: {}, watchdog: {interval: 1s}}", extra="shutdown: 20s, "
+    )
+    run = rebeam_run(supervisor("app", children))
+    run.events.wait("started", "slow")
+    run.signal(2)
+    exited = run.events.wait("exited", "slow")
+    assert exited["reason"] == "shutdown"
+    assert run.exit_code() == 0
+
+
 def test_probe_watchdog_kills_a_child_that_stops_answering(
     rebeam_run: StartRun, tmp_path: Path
 ) -> None:
