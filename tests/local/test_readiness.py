@@ -14,7 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.local.conftest import REBEAM, SLEEPER, StartRun, supervisor, wait_until
+import rebeam.readiness
+from tests.local.conftest import (
+    REBEAM,
+    SLEEPER,
+    StartRun,
+    processes_with_arg,
+    supervisor,
+    wait_gone,
+    wait_until,
+)
 
 PY = json.dumps(sys.executable)
 
@@ -284,8 +293,11 @@ def test_the_example_runs(rebeam_run: StartRun) -> None:
     run.events.wait("started", "web")
     run.events.wait("started", "worker")
     assert [e["child"] for e in run.events.poll() if e["event"] == "started"] == ["web", "worker"]
+    watchers = processes_with_arg(rebeam.readiness.__file__)
+    assert len(watchers) == 2  # web's (its watchdog) and worker's (reading its descriptor)
     run.signal(2)
     assert run.exit_code() == 0
+    wait_gone(watchers)  # each went with its command
 
 
 @pytest.mark.parametrize(
