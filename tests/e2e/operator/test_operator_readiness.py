@@ -101,3 +101,30 @@ def test_a_watchdog_kill_says_why(
             "message": "did not answer its watchdog within 1s",
         }
     }
+
+
+NOTIFY = """
+import os, pathlib, socket, sys, time
+time.sleep(1)
+pathlib.Path(sys.argv[1]).touch()
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.sendto(b'READY=1', os.environ['NOTIFY_SOCKET'])
+time.sleep(600)
+"""
+
+
+def test_a_notify_command_is_started_once_it_says_ready(
+    operator: Operator, objects: Objects, lifecycle: Lifecycle, tmp_path: Path
+) -> None:
+    up = tmp_path / "up"
+    unit = {
+        "name": "unit",
+        "actor": {
+            "command": ["python", "-c", NOTIFY],
+            "args": [str(up)],
+            "readiness": {"notify": {}},
+        },
+    }
+    objects.apply(supervisor("svc", [unit]))
+    lifecycle.wait("started unit")
+    assert up.exists(), "started before it sent READY=1"
