@@ -133,9 +133,10 @@ class ChildProcess:
         return bool(self.template.module) or uses_entry(self.template)
 
     async def start(self, timeout: float, on_spawn: Callable[[int], None] | None = None) -> None:
-        """Spawn, and for a Python actor wait until its init returned. Raises StartFailure
-        with the real reason if it dies, cannot be spawned, or takes longer than ``timeout``.
-        ``on_spawn`` hears the OS pid (the process group) as soon as it exists."""
+        """Spawn, and for a Python actor wait until its init returned (for a command with a
+        readiness block: until it is ready). Raises StartFailure with the real reason if it
+        dies, cannot be spawned, or takes longer than ``timeout``. ``on_spawn`` hears the OS
+        pid (the process group) as soon as it exists."""
         if self.template.module and self.zygote is not None and self.zygote.alive:
             await self._fork(self.zygote, timeout, on_spawn)
             return
