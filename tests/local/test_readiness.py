@@ -145,6 +145,14 @@ def test_exit_before_ready_fails_the_start_at_init(rebeam_run: StartRun) -> None
     run.events.wait("exited", "first", reason="shutdown")
 
 
+def test_exit_0_before_ready_is_no_start_either(rebeam_run: StartRun) -> None:
+    children = "    - {name: brief, actor: {command: ['true'], readiness: {notify: {}}}}\n"
+    run = rebeam_run(supervisor("app", children))
+    failed = run.events.wait("start_failed", "brief")
+    assert failed["reason"]["crash"]["message"] == "exited before it was ready (exit code 0)"
+    assert run.exit_code() == 1
+
+
 def test_a_failed_restart_is_retried_and_counted(rebeam_run: StartRun, tmp_path: Path) -> None:
     # Ready the first time, then it ends; each restart ends before it is ready.
     program = (

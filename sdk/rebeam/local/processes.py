@@ -238,8 +238,12 @@ class ChildProcess:
 
     def _before_ready(self, reason: ExitReason) -> ExitReason:
         """How a command that ended before it was ready failed its start, in words."""
-        if self.template.module or reason.kind is not ExitKind.CRASH or reason.details is None:
-            return reason  # an actor's init failure, or a kill, says it itself
+        if self.template.module:
+            return reason  # an actor's init failure says it itself
+        if reason.kind is ExitKind.NORMAL:  # exit 0 is no start either
+            reason = crash(exit_code=0)
+        if reason.kind is not ExitKind.CRASH or reason.details is None:
+            return reason  # a kill, a stop
         details = reason.details
         if details.exception_type:
             return reason  # the entry recorded why (the program could not be run)
