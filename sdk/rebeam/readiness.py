@@ -4,8 +4,10 @@ OTP starts a child synchronously: the supervisor waits until the child says it h
 A Python actor says so once its ``init`` returned; a ``command`` child with a ``readiness``
 block is started through this entry, on both backends, which says it for the command::
 
-    python -I .../rebeam/readiness.py --ready-fd N --exit-record PATH --notify-dir DIR \\
-        --check JSON -- command args...
+    python -I .../rebeam/readiness.py --ready-fd N --exit-record PATH [--notify-dir DIR] \\
+        --check JSON [--quiet] -- command args...
+
+(``rebeam run`` runs the file so; a pod runs ``python -m rebeam.readiness``.)
 
 The entry prepares what the command needs (a notify socket, a readiness pipe), forks a
 *watcher*, and then becomes the command with ``exec``. The command therefore keeps the pid,
@@ -16,8 +18,8 @@ same line the Python runtime writes — and then, while it lives, ``status <text
 a watchdog it keeps checking; a command that stops answering is SIGKILLed, after the watcher
 wrote why to the exit record.
 
-Only the standard library is imported here: the entry runs as a script in isolated mode, so
-its start costs no imports of rebeam's own.
+Only the standard library is imported here: under ``rebeam run`` the entry runs as a script
+in isolated mode, so its start costs no imports of rebeam's own.
 """
 
 from __future__ import annotations
