@@ -21,6 +21,7 @@ from typing import Any
 from rebeam.exits import KILLED, NOCONNECTION, SHUTDOWN, ExitReason, crash
 from rebeam.pids import Pid
 from rebeam.spec.models import Child
+from rebeam.spec.readiness import uses_entry
 from rebeam.supervision import (
     BRUTAL_KILL,
     ChildExited,
@@ -135,7 +136,7 @@ async def _observe_actor(
         assert view.reason is not None
         reason = KILLED if stopping and brutal and not view.reason.is_clean else view.reason
         assert spec.actor is not None
-        if status is ChildStatus.STARTING and spec.actor.command and view.ran:
+        if status is ChildStatus.STARTING and _started_once_spawned(spec) and view.ran:
             # A command is started once it runs: one that ended before we looked did
             # start, and then ended (a quick job), as rebeam run would see it.
             look.effects.emit("started", child, inc, pid)
@@ -144,7 +145,7 @@ async def _observe_actor(
         return await _ended(look, child, inc, pid, reason, status)
     if status is ChildStatus.STARTING:
         assert spec.actor is not None
-        if view.phase is PodPhase.RUNNING and (view.ready or spec.actor.command):
+        if view.phase is PodPhase.RUNNING and (view.ready or _started_once_spawned(spec)):
             look.effects.emit("started", child, inc, pid)
             return ChildStarted(child, inc)
         created = created_at(pod) or now
@@ -156,6 +157,12 @@ async def _observe_actor(
     if (view.node and not view.deleting) or (view.node and stopping):
         return await _maybe_fence(look, child, inc, pid, pod, status, name)
     return None
+
+
+def _started_once_spawned(spec: Child) -> bool:
+    """A command without readiness is started once it runs; any other child once its pod is
+    Ready (a Python actor's init returned, a command's readiness said so: docs/readiness.md)."""
+    return spec.actor is not None and bool(spec.actor.command) and not uses_entry(spec.actor)
 
 
 async def _maybe_fence(
