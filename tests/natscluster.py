@@ -38,7 +38,7 @@ from rebeam.auth import serverconf
 from rebeam.auth.grants import Grant, Role
 from rebeam.auth.issuer import Issuer, IssuerSecrets, account_of
 from rebeam.backends import provision
-from rebeam.natsd import find_nats_server
+from rebeam.natsd import find_nats_server, issuer_secrets_json
 from rebeam.pids import Pid
 
 FORM_DEADLINE = 60.0
@@ -68,6 +68,7 @@ class NatsCluster:
         self.processes: list[subprocess.Popen[bytes]] = []
         self.client_ports: list[int] = []
         self.monitor_ports: list[int] = []
+        self.route_ports: list[int] = []
         self.attempt = 0
 
     def start(self, deadline: float = FORM_DEADLINE) -> None:
@@ -83,38 +84,62 @@ class NatsCluster:
                     raise
 
     def _launch(self, route_ports: list[int]) -> None:
-        routes = ", ".join(f'"nats://127.0.0.1:{port}"' for port in route_ports)
+        self.route_ports = route_ports
         self.processes, self.client_ports, self.monitor_ports = [], [], []
         for i in range(self.size):
-            base = self.workdir / f"a{self.attempt}"
-            (base / f"p{i}").mkdir(parents=True)
-            config = serverconf.render(
-                port=-1,  # the server picks: nobody can take it first
-                ports_dir=base / f"p{i}",
-                store_dir=base / f"s{i}",
-                namespaces=(self.namespace,),
-                issuer_secrets=self.secrets,
-                monitoring=True,
-            ) + "\n".join([
-                f'server_name: "s{i}"',
-                "cluster {",
-                '  name: "rebeam-test"',
-                f'  listen: "127.0.0.1:{route_ports[i]}"',
-                f"  routes: [{routes}]",
-                "}",
-                "",
-            ])  # fmt: skip
-            (base / f"s{i}.conf").write_text(config)
-            with open(base / f"s{i}.log", "wb") as log:
-                self.processes.append(
-                    subprocess.Popen(
-                        [find_nats_server(), "-c", str(base / f"s{i}.conf")],
-                        stdin=subprocess.DEVNULL,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        preexec_fn=die_with_parent,
-                    )
-                )
+            (self.workdir / f"a{self.attempt}" / f"p{i}").mkdir(parents=True)
+            self.processes.append(self._server(i, client=-1, monitor=-1))
+
+    def _server(self, i: int, *, client: int, monitor: int) -> subprocess.Popen[bytes]:
+        """Server ``i`` on these ports (-1: it picks), with its routes and its store."""
+        base = self.workdir / f"a{self.attempt}"
+        routes = ", ".join(f'"nats://127.0.0.1:{port}"' for port in self.route_ports)
+        config = serverconf.render(
+            port=client,
+            ports_dir=base / f"p{i}",
+            store_dir=base / f"s{i}",
+            namespaces=(self.namespace,),
+            issuer_secrets=self.secrets,
+        ) + "\n".join([
+            f'http: "127.0.0.1:{monitor}"',
+            f'server_name: "s{i}"',
+            "cluster {",
+            '  name: "rebeam-test"',
+            f'  listen: "127.0.0.1:{self.route_ports[i]}"',
+            f"  routes: [{routes}]",
+            "}",
+            "",
+        ])  # fmt: skip
+        (base / f"s{i}.conf").write_text(config)
+        with open(base / f"s{i}.log", "ab") as log:
+            return subprocess.Popen(
+                [find_nats_server(), "-c", str(base / f"s{i}.conf")],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent,
+            )
+
+    def kill(self, i: int) -> int:
+        """SIGKILL server ``i``, as a machine or pod is lost; its pid."""
+        proc = self.processes[i]
+        proc.kill()
+        proc.wait()
+        return proc.pid
+
+    def restart(self, i: int) -> None:
+        """Server ``i`` again, on the ports it had and with its store (what it kept on
+        disk survives; its memory streams do not)."""
+        assert self.processes[i].poll() is not None, f"s{i} is still running"
+        self.processes[i] = self._server(
+            i, client=self.client_ports[i], monitor=self.monitor_ports[i]
+        )
+
+    def issuer_file(self, path: Path) -> Path:
+        """The issuer's secrets as ``rebeam run --issuer`` reads them (mode 0600)."""
+        path.write_text(issuer_secrets_json(self.secrets))
+        path.chmod(0o600)
+        return path
 
     def _log(self, i: int) -> str:
         path = self.workdir / f"a{self.attempt}" / f"s{i}.log"
@@ -192,7 +217,8 @@ class NatsCluster:
         """Until every server knows where the namespace's streams take their messages. Each
         stream lives on one server, and the interest in its subjects reaches the others
         asynchronously, like any subscription's: before it does, a publish from a client
-        of another server gets "no responders" (the first lease, say)."""
+        of another server gets "no responders" (the first lease, say; docs/nats.md,
+        "Subscription interest")."""
         subjects = [
             _subjects.kv(bucket(self.namespace), "probe")
             for bucket in (global_bucket, local_bucket, leases_bucket)

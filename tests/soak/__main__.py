@@ -30,6 +30,11 @@ def main() -> int:
     p.add_argument("--stops", type=float, default=0.5, help="SIGSTOPs a second")
     p.add_argument("--nats-every", type=float, default=15.0, help="seconds between kills")
     p.add_argument("--overload", type=float, default=10.0, help="times the teller rate")
+    p.add_argument(
+        "--cluster",
+        action="store_true",
+        help="on a three-server NATS cluster; the nats fault kills one server at a time",
+    )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--report", type=Path, default=Path(".cache/soak.md"))
     p.add_argument("--keep", action="store_true", help="keep the work directory")
@@ -39,7 +44,7 @@ def main() -> int:
         p.error(f"unknown faults {sorted(unknown)}: choose from {','.join(FAULTS)}")
     schedule = Schedule(
         a.baseline, a.fault, a.after, tuple(f for f in a.faults.split(",") if f),
-        not a.no_together,
+        not a.no_together, a.cluster,
     )  # fmt: skip
     rates = Rates(a.kills, a.stops, 1.5, a.nats_every, a.overload)
     bank = Bank(a.accounts, a.tellers, 1_000, a.rate)

@@ -14,6 +14,8 @@ from tests.soak import journal_files
 from tests.soak.manifest import Bank
 from tests.soak.observer import Observer
 
+STALLED = 5.0  # seconds without a look at the process table that make the look worthless
+
 
 @dataclass
 class Findings:
@@ -48,6 +50,7 @@ class Findings:
         "two live incarnations (process table)",
         "two live incarnations (events)",
         "damaged record",
+        "observer failed",
     )
 
 
@@ -141,6 +144,10 @@ def _audits(data: Path, found: Findings) -> None:
 
 
 def _incarnations(observer: Observer, found: Findings) -> None:
+    if observer.failure is not None:
+        found.add("observer failed", repr(observer.failure))
+    if observer.longest_gap > STALLED:  # two incarnations could have overlapped unseen
+        found.add("observer failed", f"it did not look for {observer.longest_gap:.1f}s")
     for overlap in observer.overlaps:
         found.add(
             "two live incarnations (process table)",

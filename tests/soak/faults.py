@@ -14,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from tests.natscluster import NatsCluster
 from tests.soak.observer import Observer
 
 
@@ -24,6 +25,7 @@ class Rates:
     stop_for: float = 1.5  # seconds a stopped process stays stopped
     nats_every: float = 15.0  # the keeper allows 3 restarts within 30 s
     overload: float = 10.0  # times the tellers' rate
+    server_down: float = 3.0  # seconds a cluster's killed server stays down
 
 
 @dataclass
@@ -85,6 +87,21 @@ async def nats_kills(nats_pid: Callable[[], int | None], rates: Rates, log: Faul
         os_pid = nats_pid()
         if os_pid is not None and _signal(os_pid, signal.SIGKILL):
             log.add("nats", str(os_pid))
+        await asyncio.sleep(rates.nats_every)
+
+
+async def rolling_kills(cluster: NatsCluster, rates: Rates, log: FaultLog) -> None:
+    """One server of the cluster at a time: SIGKILL, down a while, back on its ports with
+    its store; then the next one."""
+    turn = 0
+    while True:
+        i = turn % cluster.size
+        log.add("nats", f"s{i} ({cluster.kill(i)})")
+        try:
+            await asyncio.sleep(rates.server_down)
+        finally:
+            cluster.restart(i)  # also when the phase ends while it is down
+        turn += 1
         await asyncio.sleep(rates.nats_every)
 
 

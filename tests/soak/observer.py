@@ -55,6 +55,8 @@ class Observer:
     rss: list[tuple[float, str, int, int]] = field(default_factory=list)  # t, label, pid, B
     lifecycle: list[dict[str, Any]] = field(default_factory=list)
     samples: int = 0
+    longest_gap: float = 0.0  # seconds between two looks at the process table, at most
+    failure: BaseException | None = None
 
     def __post_init__(self) -> None:
         self._births = TailedFile(self.data / "births.jsonl")
@@ -77,10 +79,17 @@ class Observer:
 
     def _loop(self) -> None:
         next_rss = 0.0
-        while not self._stop.wait(SAMPLE):
-            self.sample(with_rss=time.monotonic() >= next_rss)
-            if time.monotonic() >= next_rss:
-                next_rss = time.monotonic() + RSS_EVERY
+        last = time.monotonic()
+        try:
+            while not self._stop.wait(SAMPLE):
+                self.longest_gap = max(self.longest_gap, time.monotonic() - last)
+                last = time.monotonic()
+                self.sample(with_rss=time.monotonic() >= next_rss)
+                if time.monotonic() >= next_rss:
+                    next_rss = time.monotonic() + RSS_EVERY
+        except BaseException as exc:  # a blind observer must fail the soak, not go quiet
+            self.failure = exc
+            raise
 
     def sample(self, with_rss: bool = False) -> None:
         self._learn()
@@ -100,7 +109,7 @@ class Observer:
         if with_rss:
             for os_pid in [self.run_pid, *family]:
                 size = procs.rss_bytes(os_pid)
-                if size is not None and procs.alive(os_pid):
+                if size and procs.alive(os_pid):  # 0: exiting, its memory gone already
                     self.rss.append((now, self.label(os_pid), os_pid, size))
         self.samples += 1
 

@@ -24,7 +24,8 @@ def render(result: Result) -> str:
         f"transfers acknowledged, {result.findings.transfers} applied, "
         f"{result.findings.declined} declined (not enough money); "
         f"{result.findings.audits} complete audits; drained in {result.drained_in:.1f}s; "
-        f"`rebeam run` exit code {result.exit_code}.",
+        f"`rebeam run` exit code {result.exit_code}; the process table looked at "
+        f"{result.observer.samples} times, at most {result.observer.longest_gap:.2f}s apart.",
         "",
         "| phase | seconds | transfers/s | call p50 ms | call p99 ms | faults | recovery s |",
         "|---|---|---|---|---|---|---|",

@@ -39,16 +39,20 @@ class BankRun:
         return self.workdir / "events.jsonl"
 
     @classmethod
-    def start(cls, workdir: Path, bank: Bank, namespace: str) -> BankRun:
+    def start(
+        cls, workdir: Path, bank: Bank, namespace: str, nats: tuple[str, Path] | None = None
+    ) -> BankRun:
+        """``nats``: the URL of a server not the run's own, and its issuer's secrets."""
         (workdir / "data").mkdir(parents=True)
         app = workdir / "bank.yaml"
         app.write_text(manifest(bank, workdir / "data"))
         env = dict(os.environ, XDG_STATE_HOME=str(workdir / "state"), PYTHONPATH=str(APP))
         env.pop("REBEAM_CREDENTIALS", None)
+        external = ["--nats", nats[0], "--issuer", str(nats[1])] if nats else []
         with open(workdir / "rebeam-run.log", "wb") as log:
             process = subprocess.Popen(
                 [REBEAM, "run", str(app), "--quiet", "--namespace", namespace,
-                 "--events", str(workdir / "events.jsonl")],
+                 "--events", str(workdir / "events.jsonl"), *external],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 env=env, cwd=workdir, preexec_fn=_die_with_parent,
             )  # fmt: skip

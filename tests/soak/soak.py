@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import rebeam
+from tests.natscluster import NatsCluster
 from tests.soak import faults, journal_files, procs
 from tests.soak.check import Findings, check
 from tests.soak.manifest import Bank
@@ -33,6 +34,7 @@ class Schedule:
     after: float = 20.0  # the quiet phase after each, to recover in
     faults: tuple[str, ...] = FAULTS
     together: bool = True  # then every fault at once
+    cluster: bool = False  # on a three-server NATS cluster instead of the run's own server
 
 
 @dataclass
@@ -77,7 +79,30 @@ async def soak(
 ) -> Result:
     bank, schedule, rates = bank or Bank(), schedule or Schedule(), rates or faults.Rates()
     namespace = f"soak{abs(hash(str(workdir))) % 10**8}"
-    run = BankRun.start(workdir, bank, namespace)
+    cluster = None
+    if schedule.cluster:  # the bank on a three-server cluster; "nats" kills one at a time
+        cluster = NatsCluster(workdir / "cluster", namespace)
+        cluster.start()
+    try:
+        return await _soak(workdir, bank, schedule, rates, seed, namespace, cluster)
+    finally:
+        if cluster is not None:
+            cluster.stop()
+
+
+async def _soak(
+    workdir: Path,
+    bank: Bank,
+    schedule: Schedule,
+    rates: faults.Rates,
+    seed: int,
+    namespace: str,
+    cluster: NatsCluster | None,
+) -> Result:
+    external = None
+    if cluster is not None:
+        external = (cluster.url(0), cluster.issuer_file(workdir / "issuer.json"))
+    run = BankRun.start(workdir, bank, namespace, external)
     observer = Observer(run.process.pid, run.data, run.events)
     try:
         info = run.wait_instance(time.monotonic() + START_DEADLINE)
@@ -86,7 +111,7 @@ async def soak(
             info["nats_url"], namespace=namespace, credentials=info["credentials"]
         ) as node:
             await _wait_flowing(run, bank, observer)
-            phases, log = await _phases(run, bank, schedule, rates, observer, node, seed)
+            phases, log = await _phases(run, bank, schedule, rates, observer, node, seed, cluster)
             drained_in, live_total = await _drain(node, bank)
     finally:
         exit_code = run.stop(STOP_DEADLINE)
@@ -126,6 +151,7 @@ async def _phases(
     observer: Observer,
     node: rebeam.Node,
     seed: int,
+    cluster: NatsCluster | None,
 ) -> tuple[list[Phase], faults.FaultLog]:
     rng = random.Random(seed)
     log = faults.FaultLog()
@@ -138,7 +164,11 @@ async def _phases(
     makers: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
         "kill": lambda: faults.kill_storm(observer, targets, rates, log, rng),
         "hang": lambda: faults.hangs(observer, targets, rates, log, rng),
-        "nats": lambda: faults.nats_kills(run.nats_pid, rates, log),
+        "nats": lambda: (
+            faults.rolling_kills(cluster, rates, log)
+            if cluster is not None
+            else faults.nats_kills(run.nats_pid, rates, log)
+        ),
         "overload": lambda: faults.overload(set_rate, bank.rate, rates, log),
     }
     phases = []

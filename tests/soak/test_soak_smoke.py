@@ -30,3 +30,19 @@ async def test_a_minute_of_faults_breaks_no_invariant(tmp_path: Path) -> None:
     assert result.findings.acknowledged > 0, report
     assert result.findings.audits > 0, report
     assert [p.name for p in result.phases if p.faults] == [*FAULTS, "all"], report
+
+
+@pytest.mark.nats
+@pytest.mark.timeout(300)
+async def test_rolling_server_kills_on_a_cluster_break_no_invariant(tmp_path: Path) -> None:
+    """The bank on a three-server cluster (``rebeam run --nats``), one server killed and
+    brought back at a time, with kills of the children besides."""
+    schedule = Schedule(4.0, 10.0, 3.0, ("nats", "kill"), together=True, cluster=True)
+    result = await soak(tmp_path, Bank(rate=10.0), schedule, Rates(nats_every=1.0))
+    report = render(result)
+    assert result.findings.violations == 0, report
+    assert result.orphans == [], report
+    assert result.exit_code == 0, report
+    servers = {target.split(" ")[0] for _, fault, target in result.log.entries if fault == "nats"}
+    assert len(servers) >= 2, report  # a rolling kill, not one server again and again
+    assert result.findings.acknowledged > 0, report
