@@ -30,6 +30,7 @@ def main() -> int:
     p.add_argument("--stops", type=float, default=0.5, help="SIGSTOPs a second")
     p.add_argument("--nats-every", type=float, default=15.0, help="seconds between kills")
     p.add_argument("--overload", type=float, default=10.0, help="times the teller rate")
+    p.add_argument("--server-down", type=float, default=3.0, help="with --cluster: seconds")
     p.add_argument(
         "--cluster",
         action="store_true",
@@ -46,7 +47,7 @@ def main() -> int:
         a.baseline, a.fault, a.after, tuple(f for f in a.faults.split(",") if f),
         not a.no_together, a.cluster,
     )  # fmt: skip
-    rates = Rates(a.kills, a.stops, 1.5, a.nats_every, a.overload)
+    rates = Rates(a.kills, a.stops, 1.5, a.nats_every, a.overload, a.server_down)
     bank = Bank(a.accounts, a.tellers, 1_000, a.rate)
     workdir = Path(tempfile.mkdtemp(prefix="rebeam-soak-"))
     try:
