@@ -12,8 +12,9 @@ from pathlib import Path
 
 from tests.soak.faults import Rates
 from tests.soak.manifest import Bank
+from tests.soak.partition import unavailable
 from tests.soak.report import render
-from tests.soak.soak import FAULTS, Schedule, soak
+from tests.soak.soak import CLUSTER_FAULTS, FAULTS, Schedule, soak
 
 
 def main() -> int:
@@ -21,7 +22,10 @@ def main() -> int:
     p.add_argument("--baseline", type=float, default=20.0, help="seconds before any fault")
     p.add_argument("--fault", type=float, default=30.0, help="seconds of each fault phase")
     p.add_argument("--after", type=float, default=20.0, help="quiet seconds after each")
-    p.add_argument("--faults", default=",".join(FAULTS), help=f"of {','.join(FAULTS)}")
+    p.add_argument(
+        "--faults",
+        help=f"of {','.join(CLUSTER_FAULTS)} (partition: --cluster only); default: all",
+    )
     p.add_argument("--no-together", action="store_true", help="skip all faults at once")
     p.add_argument("--rate", type=float, default=20.0, help="transfers/s per teller")
     p.add_argument("--accounts", type=int, default=5)
@@ -31,6 +35,7 @@ def main() -> int:
     p.add_argument("--nats-every", type=float, default=15.0, help="seconds between kills")
     p.add_argument("--overload", type=float, default=10.0, help="times the teller rate")
     p.add_argument("--server-down", type=float, default=3.0, help="with --cluster: seconds")
+    p.add_argument("--partition-for", type=float, default=5.0, help="with --cluster: seconds")
     p.add_argument(
         "--cluster",
         action="store_true",
@@ -40,14 +45,20 @@ def main() -> int:
     p.add_argument("--report", type=Path, default=Path(".cache/soak.md"))
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     a = p.parse_args()
-    unknown = set(a.faults.split(",")) - set(FAULTS)
+    allowed = CLUSTER_FAULTS if a.cluster else FAULTS
+    if a.faults is None:
+        a.faults = ",".join(allowed)
+        if a.cluster and unavailable():
+            print(f"no partitions: {unavailable()}", file=sys.stderr)
+            a.faults = ",".join(FAULTS)
+    unknown = set(a.faults.split(",")) - set(allowed)
     if unknown:
-        p.error(f"unknown faults {sorted(unknown)}: choose from {','.join(FAULTS)}")
+        p.error(f"unknown faults {sorted(unknown)}: choose from {','.join(allowed)}")
     schedule = Schedule(
         a.baseline, a.fault, a.after, tuple(f for f in a.faults.split(",") if f),
         not a.no_together, a.cluster,
     )  # fmt: skip
-    rates = Rates(a.kills, a.stops, 1.5, a.nats_every, a.overload, a.server_down)
+    rates = Rates(a.kills, a.stops, 1.5, a.nats_every, a.overload, a.server_down, a.partition_for)
     bank = Bank(a.accounts, a.tellers, 1_000, a.rate)
     workdir = Path(tempfile.mkdtemp(prefix="rebeam-soak-"))
     try:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from tests.natscluster import NatsCluster
 from tests.soak.observer import Observer
+from tests.soak.partition import Partition
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class Rates:
     nats_every: float = 15.0  # the keeper allows 3 restarts within 30 s
     overload: float = 10.0  # times the tellers' rate
     server_down: float = 3.0  # seconds a cluster's killed server stays down
+    partition_for: float = 5.0  # seconds a cluster's server stays cut off
 
 
 @dataclass
@@ -103,6 +105,24 @@ async def rolling_kills(cluster: NatsCluster, rates: Rates, log: FaultLog) -> No
             cluster.restart(i)  # also when the phase ends while it is down
         turn += 1
         await asyncio.sleep(rates.nats_every)
+
+
+async def partitions(cluster: NatsCluster, rates: Rates, log: FaultLog) -> None:
+    """One server of the cluster at a time cut off from its clients and the other servers
+    (tests/soak/partition.py), then healed; then the next one."""
+    partition = Partition()
+    turn = 0
+    try:
+        while True:
+            i = turn % cluster.size
+            partition.isolate(cluster, i)
+            log.add("partition", f"s{i}")
+            await asyncio.sleep(rates.partition_for)
+            partition.heal()
+            turn += 1
+            await asyncio.sleep(rates.nats_every)
+    finally:
+        partition.heal()
 
 
 async def overload(

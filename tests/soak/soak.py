@@ -22,6 +22,7 @@ from tests.soak.observer import Observer
 from tests.soak.run import BankRun
 
 FAULTS = ("kill", "hang", "nats", "overload")
+CLUSTER_FAULTS = (*FAULTS, "partition")  # a partition needs servers to cut apart
 START_DEADLINE = 90.0
 DRAIN_DEADLINE = 90.0
 STOP_DEADLINE = 60.0
@@ -171,6 +172,8 @@ async def _phases(
         ),
         "overload": lambda: faults.overload(set_rate, bank.rate, rates, log),
     }
+    if cluster is not None:
+        makers["partition"] = lambda: faults.partitions(cluster, rates, log)
     phases = []
     for name, group, seconds in plan(schedule):
         start = time.time()
