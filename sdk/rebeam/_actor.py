@@ -209,6 +209,7 @@ class Host:
         # than asyncio.Lock, because taking a free turn must cost nothing on the hot path.
         self._busy = False
         self._turn_waiters: deque[asyncio.Future[None]] = deque()
+        self._held_for_init = False
         self._current: Envelope | None = None
         # Chosen once: a node that traces takes the path with a span around each handler;
         # one that does not keeps the fast path with no tracing in it at all.
@@ -237,11 +238,23 @@ class Host:
             self._killed = True
         self._stopping.set()
 
+    def hold_turn_for_init(self) -> None:
+        """Take the actor's turn now and keep it until ``init`` returns: called before the
+        mailbox is subscribed, so that a message arriving while the runtime still reads its
+        slot record and registers its name waits for ``init`` too."""
+        assert not self._busy, "the turn is held already"
+        self._busy = True
+        self._held_for_init = True
+
     async def init(self, args: Any) -> ExitReason | None:
         """Run ``init``; its crash reason if it raised. As in OTP, no message is handled
-        before init has returned: init holds the actor's turn, and a call that arrives
-        meanwhile (the name is registered before init) waits for it."""
-        await self._take_turn()
+        before init has returned: init holds the actor's turn (from before the mailbox is
+        subscribed, see :meth:`hold_turn_for_init`), and a call that arrives meanwhile (the
+        name is registered before init) waits for it."""
+        if self._held_for_init:
+            self._held_for_init = False
+        else:
+            await self._take_turn()
         try:
             await _maybe_await(self.actor.init(args))
         except Exception as exc:

@@ -192,6 +192,7 @@ async def run(ns: argparse.Namespace) -> ExitReason:
         return node
     _api.set_default_node(node)
     host = Host(node, actor_cls())
+    host.hold_turn_for_init()  # from the mailbox's subscription until init has returned
     refused = await _start(node)
     if refused is not None:
         return refused
