@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,6 +79,45 @@ class Cluster:
             if kubelet is not None:
                 kubelet.stop()
             plane.stop()
+
+    @contextmanager
+    def container_node(
+        self, *namespaces: str, node_name: str = "rebeam-e2e-containers"
+    ) -> Iterator[ProcessKubelet]:
+        """A second node, in container mode (infra/containers.py), that runs the pods of
+        ``namespaces`` from their images while the first node runs every other pod as
+        processes. Stopped, with every container it ran, when the block ends."""
+        if self.kubelet is None or self.control_plane is None:
+            raise RuntimeError("a container node needs the local control plane")
+        plane = self.control_plane
+        node = ProcessKubelet(
+            kubeconfig=plane.kubeconfig,
+            server=plane.server,
+            ca_cert=plane.pki.ca_cert,
+            workdir=self.workdir / node_name,
+            node_name=node_name,
+            containers=True,
+            placement=self.kubelet.placement,
+            spare=False,
+        )
+        node.start()
+        try:
+            for namespace in namespaces:
+                self.kubelet.placement.route(namespace, node_name)
+            yield node
+        finally:
+            for namespace in namespaces:
+                self.kubelet.placement.unroute(namespace)
+            node.stop()
+            # Its pods would wait for the pod garbage collector: remove them now, and the node.
+            core = client.CoreV1Api(self.api_client())
+            pods = core.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={node_name}")
+            for pod in pods.items:
+                with suppress(client.ApiException):
+                    core.delete_namespaced_pod(
+                        pod.metadata.name, pod.metadata.namespace, grace_period_seconds=0
+                    )
+            core.delete_node(node_name)
 
     @classmethod
     @contextmanager

@@ -67,9 +67,10 @@ from kubernetes.aio import client as aclient
 from kubernetes.aio import config as aconfig
 from kubernetes.aio import watch as awatch
 
+from .containers import ContainerRuntime
 from .podworker import HOST_IP, MERGE_PATCH, ContainerRun, PodWorker, now
 
-__all__ = ["ProcessKubelet", "StartFault"]
+__all__ = ["Placement", "ProcessKubelet", "StartFault"]
 
 log = logging.getLogger("rebeam.e2e.kubelet")
 
@@ -103,6 +104,26 @@ class StartFault:
         )
 
 
+class Placement:
+    """Where unscheduled pods go when several kubelets share one API server (there is no
+    scheduler): a namespace handed to a node with :meth:`route` is bound there, all others to
+    the default node. Shared by the kubelets; read and written on their loops and the test's
+    thread (a dict's get and set are atomic)."""
+
+    def __init__(self, default: str) -> None:
+        self.default = default
+        self._routes: dict[str, str] = {}
+
+    def route(self, namespace: str, node: str) -> None:
+        self._routes[namespace] = node
+
+    def unroute(self, namespace: str) -> None:
+        self._routes.pop(namespace, None)
+
+    def node_for(self, namespace: str) -> str:
+        return self._routes.get(namespace, self.default)
+
+
 class ProcessKubelet:
     """One node. :meth:`start` registers it and returns once it is Ready; :meth:`stop` ends it."""
 
@@ -115,6 +136,9 @@ class ProcessKubelet:
         workdir: Path,
         node_name: str = "rebeam-e2e-node",
         path: str | None = None,
+        containers: bool = False,
+        placement: Placement | None = None,
+        spare: bool = True,
     ) -> None:
         self.kubeconfig = kubeconfig
         self.server = server
@@ -125,7 +149,13 @@ class ProcessKubelet:
         # "all nodes not ready": the node lifecycle controller then assumes a control-plane
         # network problem and neither taints nor marks pods not ready. With a spare, node loss
         # looks as it does in any multi-node cluster.
-        self.spare_node = f"{node_name}-spare"
+        self.spare_node = f"{node_name}-spare" if spare else None
+        # Container mode: each container from its image (infra/containers.py); else processes.
+        self.runtime: ContainerRuntime | None = (
+            ContainerRuntime(node_name, server, ca_cert) if containers else None
+        )
+        # Which node binds an unscheduled pod, when several kubelets share the API server.
+        self.placement = placement or Placement(node_name)
         # Containers find `python` & co. first beside this interpreter (the project venv).
         self.path = path or os.pathsep.join(
             [str(Path(sys.executable).parent), os.environ.get("PATH", "/usr/bin:/bin")]
@@ -161,6 +191,8 @@ class ProcessKubelet:
                 loop.close()
 
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.runtime is not None:
+            self.runtime.remove_leftovers()
         self._thread = threading.Thread(target=run, name=f"kubelet-{self.node_name}", daemon=True)
         self._thread.start()
         if not ready.wait(timeout):
@@ -171,11 +203,15 @@ class ProcessKubelet:
     def stop(self, timeout: float = 30.0) -> None:
         """Kill every container (SIGTERM, 2 s, SIGKILL) and end the loop."""
         loop, thread = self._loop, self._thread
-        if loop is None or thread is None or not thread.is_alive():
-            return
-        with contextlib.suppress(RuntimeError):  # the loop may already be closing
-            asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(timeout)
-        thread.join(timeout)
+        try:
+            if loop is None or thread is None or not thread.is_alive():
+                return
+            with contextlib.suppress(RuntimeError):  # the loop may already be closing
+                asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(timeout)
+            thread.join(timeout)
+        finally:
+            if self.runtime is not None:  # whatever happened above, no container outlives us
+                self.runtime.remove_all()
 
     def _call(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
         assert self._loop is not None, "kubelet not started"
@@ -194,7 +230,10 @@ class ProcessKubelet:
                 raise LookupError(
                     f"container {container or '(first)'} of {namespace}/{pod} is not running"
                 )
-            os.killpg(run.process.pid, sig)
+            if self.runtime is not None:
+                self.runtime.signal(run, sig)
+            else:
+                os.killpg(run.process.pid, sig)
             return run.process.pid
 
         return self._call(kill())
@@ -273,7 +312,7 @@ class ProcessKubelet:
             self._api = aclient.ApiClient(configuration)
             self.core = aclient.CoreV1Api(self._api)
             self.coordination = aclient.CoordinationV1Api(self._api)
-            for name in (self.node_name, self.spare_node):
+            for name in self._nodes():
                 await self._register_node(name, unschedulable=name == self.spare_node)
                 await self._renew_lease(name)
         except BaseException as exc:
@@ -305,6 +344,9 @@ class ProcessKubelet:
         self._stopping.set()
 
     # -- node and heartbeat ------------------------------------------------------------------
+
+    def _nodes(self) -> list[str]:
+        return [self.node_name, *([self.spare_node] if self.spare_node else [])]
 
     def _ready_condition(self, status: str, reason: str, message: str) -> Json:
         return {
@@ -366,7 +408,7 @@ class ProcessKubelet:
                     "bootID": "rebeam-e2e",
                     "kernelVersion": os.uname().release,
                     "osImage": "process kubelet",
-                    "containerRuntimeVersion": "process://1",
+                    "containerRuntimeVersion": "podman://4" if self.runtime else "process://1",
                     "kubeletVersion": "v0.0.0-process",
                     "kubeProxyVersion": "",
                     "operatingSystem": "linux",
@@ -419,7 +461,7 @@ class ProcessKubelet:
         coordination = client.CoordinationV1Api(api)
         try:
             while not self._beat_stop.wait(RENEW_SECONDS):
-                for name in (self.spare_node, self.node_name):
+                for name in self._nodes():
                     if name == self.node_name and self.lost:
                         continue
                     try:
@@ -519,7 +561,8 @@ class ProcessKubelet:
         node = spec.get("nodeName")
         if not node:
             default = spec.get("schedulerName", "default-scheduler") == "default-scheduler"
-            if default and "deletionTimestamp" not in meta and uid not in self._binding:
+            here = self.placement.node_for(meta["namespace"]) == self.node_name
+            if default and here and "deletionTimestamp" not in meta and uid not in self._binding:
                 self._binding.add(uid)
                 self.spawn_task(self._bind(pod))
             return
