@@ -15,15 +15,28 @@ from typing import Any
 
 from infra.cluster import Cluster
 from infra.e2enats import E2ENats
+from tools.images import Engine
 
 Json = dict[str, Any]
 
 
-def release_values(cluster: Cluster, nats_url: str, app_namespace: str, image: str) -> Json:
+def release_values(
+    cluster: Cluster,
+    nats_url: str,
+    app_namespace: str,
+    image: str,
+    images: Engine | None = None,
+) -> Json:
     """The chart's values for a release that watches only ``app_namespace`` and uses the
-    test's nats-server (the NATS chart cannot be fetched here)."""
+    test's nats-server (the NATS chart cannot be fetched here). ``images``: the release runs
+    on a node in container mode, from the images ``make images`` built, with the chart's
+    defaults otherwise (the exit record is the containers' terminationMessagePath)."""
     operator: Json = {"watchNamespaces": [app_namespace], "logFormat": "text"}
-    if cluster.kubelet is not None:
+    if images is not None:
+        repository, _, tag = images.name("operator").rpartition(":")
+        operator["image"] = {"repository": repository, "tag": tag}
+        operator["actorImage"] = images.name("actor")
+    elif cluster.kubelet is not None:
         # Each process-kubelet container has a termination-message file of its own, named by
         # $REBEAM_TERMINATION_LOG; `$$` keeps the operator's own container from expanding it.
         operator["exitRecord"] = "$$(REBEAM_TERMINATION_LOG)"

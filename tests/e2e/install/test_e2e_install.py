@@ -4,6 +4,11 @@ the actors call each other, one crashes and is restarted -> `kubectl get` and
 `kubectl describe` show it -> `kubectl delete` shuts the tree down in order ->
 `helm uninstall` leaves nothing behind but the CRDs.
 
+It runs twice on the local control plane: with every pod a process of this machine
+(``processes``), and in container mode (``containers``: infra/containers.py), where the
+operator Deployment runs from the operator image and every actor pod from the actor image
+(the demo's, built FROM it), with the chart's default values but for the image names.
+
 The NATS chart cannot be fetched here: the release uses the test nats-server
 (nats.enabled=false, natsUrl) and the chart copy of tests/chart/chart_helpers.offline_chart.
 On an existing cluster (REBEAM_E2E_KUBECONFIG), set REBEAM_E2E_OPERATOR_IMAGE to the operator
@@ -25,6 +30,8 @@ from infra.e2enats import E2ENats
 from infra.procs import wait_for
 from install_helpers import EventTap, apply_nats_secrets, operator_log, release_values
 from tests.chart.chart_helpers import offline_chart
+from tests.images.containers import built_images
+from tools.images import Engine
 
 pytestmark = pytest.mark.e2e
 
@@ -47,7 +54,23 @@ def app_namespace(cluster: Cluster) -> Iterator[str]:
     cluster.delete_namespace(name)
 
 
-def _demo_manifest(cluster: Cluster, image: str) -> Json:
+@pytest.fixture(params=["processes", "containers"])
+def images(
+    request: pytest.FixtureRequest, cluster: Cluster, namespace: str, app_namespace: str
+) -> Iterator[Engine | None]:
+    """The kubelet mode: None for processes; in container mode, the engine holding our
+    images, with a node in container mode running both namespaces' pods."""
+    if request.param == "processes":
+        yield None
+        return
+    if cluster.kubelet is None:
+        pytest.skip("container mode is a mode of the local test kubelet")
+    engine = built_images()
+    with cluster.container_node(namespace, app_namespace):
+        yield engine
+
+
+def _demo_manifest(cluster: Cluster, image: str, images: Engine | None) -> Json:
     """examples/demo/app.yaml, kept running after the driver is done (autoShutdown never,
     so that `kubectl delete` has a live tree to shut down in order)."""
     manifest: Json = yaml.safe_load((DEMO / "app.yaml").read_text())
@@ -55,7 +78,9 @@ def _demo_manifest(cluster: Cluster, image: str) -> Json:
     spec["autoShutdown"] = "never"
     for child in spec["children"]:
         child.pop("significant", None)
-        if cluster.kubelet is not None:  # pods run in this repository's environment
+        if images is not None:  # the demo image: the actor image with the demo's code
+            child["actor"]["image"] = images.name("demo")
+        elif cluster.kubelet is not None:  # pods run in this repository's environment
             child["actor"]["env"] = [{"name": "PYTHONPATH", "value": str(DEMO)}]
         else:  # an image with the demo's code under /app (images/demo.Dockerfile)
             child["actor"]["image"] = image
@@ -78,11 +103,13 @@ def test_helm_install_run_the_demo_delete_uninstall(
     app_namespace: str,
     nats: E2ENats,
     image: str,
+    images: Engine | None,
     tmp_path: Path,
 ) -> None:
     chart = offline_chart(tmp_path)
     values = tmp_path / "values.yaml"
-    values.write_text(yaml.safe_dump(release_values(cluster, nats.url, app_namespace, image)))
+    release = release_values(cluster, nats.url, app_namespace, image, images)
+    values.write_text(yaml.safe_dump(release))
     # The install step of docs/kubernetes.md: the NATS Secrets, for the test's NATS server.
     apply_nats_secrets(cluster, namespace, nats, tmp_path)
     # Every pod of the release and of the app must meet the Pod Security Standard "restricted":
@@ -104,6 +131,10 @@ def test_helm_install_run_the_demo_delete_uninstall(
         (operator_pod,) = pod["items"]
         assert operator_pod["spec"]["serviceAccountName"] == DEPLOYMENT
         assert operator_pod["spec"]["containers"][0]["command"] == ["rebeam-operator"]
+        if images is not None:  # it runs from the operator image, in a container
+            status = operator_pod["status"]["containerStatuses"][0]
+            assert status["image"] == images.name("operator"), status
+            assert status["containerID"].startswith("podman://"), status
 
         # NetworkPolicies (on by default): the operator's, and the actor pods' in the watched
         # namespace (no NATS one: the release uses an external NATS).
@@ -125,7 +156,7 @@ def test_helm_install_run_the_demo_delete_uninstall(
         # kubectl apply: the demo's actors call each other by name; the driver crashes counter
         # on purpose and calls the restarted counter by name again, then ends normally.
         manifest = tmp_path / "app.yaml"
-        manifest.write_text(yaml.safe_dump(_demo_manifest(cluster, image)))
+        manifest.write_text(yaml.safe_dump(_demo_manifest(cluster, image, images)))
         cluster.kubectl("apply", "-n", app_namespace, "-f", str(manifest))
 
         def demo_done() -> Json | None:
