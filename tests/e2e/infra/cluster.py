@@ -47,12 +47,15 @@ class Cluster:
 
     @classmethod
     @contextmanager
-    def local(cls, workdir: Path, *, crds: Path | None = None) -> Iterator[Cluster]:
+    def local(
+        cls, workdir: Path, *, crds: Path | None = None, containers: bool = False
+    ) -> Iterator[Cluster]:
         """Start etcd, kube-apiserver, kube-controller-manager and a process kubelet.
 
         ``crds``: a directory of CustomResourceDefinitions to install before the controllers
         start (best effort: a broken CRD is reported by whoever applies it next, e.g. the
-        ``crds`` fixture)."""
+        ``crds`` fixture). ``containers``: the kubelet runs pods from their images
+        (infra/containers.py) instead of as processes."""
 
         def install(plane: ControlPlane) -> None:
             if crds is None:
@@ -70,6 +73,8 @@ class Cluster:
                 server=plane.server,
                 ca_cert=plane.pki.ca_cert,
                 workdir=workdir / "kubelet",
+                pki=plane.pki,
+                containers=containers,
             )
             kubelet.start()
             cluster = cls(plane.kubeconfig, workdir, plane, kubelet)
@@ -99,6 +104,7 @@ class Cluster:
             containers=True,
             placement=self.kubelet.placement,
             spare=False,
+            pki=plane.pki,
         )
         node.start()
         try:

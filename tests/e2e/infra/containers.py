@@ -54,7 +54,7 @@ from .podworker import ContainerRun, StartError, WaitingError, _expand
 if TYPE_CHECKING:
     from .podworker import PodWorker
 
-__all__ = ["LABEL_NODE", "ContainerRuntime"]
+__all__ = ["LABEL_NODE", "ContainerRuntime", "remove_leftovers"]
 
 log = logging.getLogger("rebeam.e2e.kubelet")
 
@@ -99,18 +99,7 @@ class ContainerRuntime:
         return await asyncio.to_thread(self._podman, *args, **kwargs)
 
     def remove_leftovers(self) -> None:
-        """Containers of this node whose kubelet process is gone (a test run killed hard)."""
-        listing = self._podman(
-            "ps", "--all", "--filter", f"label={LABEL_NODE}={self.node}",
-            "--format", "{{.ID}} {{index .Labels \"" + LABEL_OWNER + "\"}}",
-        )  # fmt: skip
-        stale = []
-        for line in listing.stdout.splitlines():
-            ident, _, owner = line.partition(" ")
-            if not owner.isdigit() or not _alive(int(owner)):
-                stale.append(ident)
-        if stale:
-            self._podman("rm", "--force", "--time=0", *stale)
+        remove_leftovers(self.engine, self.node)
 
     def remove_all(self) -> None:
         """Every container this kubelet process made (the kubelet stops)."""
@@ -285,6 +274,25 @@ class ContainerRuntime:
         path = run.spec.get("terminationMessagePath") or "/dev/termination-log"
         args.append(f"--mount=type=bind,source={run.termination_log},destination={path}")
         return args
+
+
+def remove_leftovers(eng: Engine, node: str) -> None:
+    """Containers of ``node`` whose kubelet process is gone (a test run or a dev cluster
+    killed hard: their conmon keeps them running)."""
+    listing = subprocess.run(
+        eng.argv(
+            "ps", "--all", "--filter", f"label={LABEL_NODE}={node}",
+            "--format", "{{.ID}} {{index .Labels \"" + LABEL_OWNER + "\"}}",
+        ),
+        env=eng.environ(), text=True, capture_output=True, timeout=PODMAN_TIMEOUT, check=False,
+    )  # fmt: skip
+    stale = []
+    for line in listing.stdout.splitlines():
+        ident, _, owner = line.partition(" ")
+        if not owner.isdigit() or not _alive(int(owner)):
+            stale.append(ident)
+    if stale:
+        eng.run("rm", "--force", "--time=0", *stale, check=False, capture=True)
 
 
 def security_args(pod_spec: Json, container: Json) -> list[str]:

@@ -58,7 +58,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -68,6 +68,8 @@ from kubernetes.aio import config as aconfig
 from kubernetes.aio import watch as awatch
 
 from .containers import ContainerRuntime
+from .logserver import LogServer
+from .pki import Pki
 from .podworker import HOST_IP, MERGE_PATCH, ContainerRun, PodWorker, now
 
 __all__ = ["Placement", "ProcessKubelet", "StartFault"]
@@ -139,6 +141,7 @@ class ProcessKubelet:
         containers: bool = False,
         placement: Placement | None = None,
         spare: bool = True,
+        pki: Pki | None = None,
     ) -> None:
         self.kubeconfig = kubeconfig
         self.server = server
@@ -156,6 +159,12 @@ class ProcessKubelet:
         )
         # Which node binds an unscheduled pod, when several kubelets share the API server.
         self.placement = placement or Placement(node_name)
+        # Container logs for `kubectl logs`, when it has the cluster's CA to serve with.
+        self.logs = (
+            LogServer(pki, workdir / "pki", node_name, HOST_IP, self._log_source)
+            if pki is not None
+            else None
+        )
         # Containers find `python` & co. first beside this interpreter (the project venv).
         self.path = path or os.pathsep.join(
             [str(Path(sys.executable).parent), os.environ.get("PATH", "/usr/bin:/bin")]
@@ -286,6 +295,24 @@ class ProcessKubelet:
 
         return self._call(path())
 
+    def _log_source(
+        self, namespace: str, pod: str, container: str, previous: bool
+    ) -> tuple[Path, Callable[[], bool]]:
+        """The log file of a container's current run (or the one before), and whether that
+        run is still going (on the loop: the log server runs there)."""
+        try:
+            run = self._container(namespace, pod, container)
+        except KeyError:
+            raise LookupError(f'container "{container}" is not in pod "{pod}"') from None
+        restarts = run.restarts
+        if not previous:
+            return run.log_path, lambda: run.restarts == restarts and run.running
+        if restarts == 0:
+            raise LookupError(
+                f'previous terminated container "{container}" in pod "{pod}" not found'
+            )
+        return run.directory / f"{restarts - 1}.log", lambda: False
+
     def _container(self, namespace: str, pod: str, container: str | None) -> ContainerRun:
         for worker in self._workers.values():
             meta = worker.pod["metadata"]
@@ -312,12 +339,16 @@ class ProcessKubelet:
             self._api = aclient.ApiClient(configuration)
             self.core = aclient.CoreV1Api(self._api)
             self.coordination = aclient.CoordinationV1Api(self._api)
+            if self.logs is not None:
+                await self.logs.start()
             for name in self._nodes():
                 await self._register_node(name, unschedulable=name == self.spare_node)
                 await self._renew_lease(name)
         except BaseException as exc:
             failure.append(exc)
             ready.set()
+            if self.logs is not None:
+                await self.logs.stop()
             if self._api is not None:
                 await self._api.close()
             return
@@ -334,6 +365,8 @@ class ProcessKubelet:
         self._beat_stop.set()
         if self._beat is not None:
             self._beat.join(10)
+        if self.logs is not None:
+            await self.logs.stop()
         await self._api.close()
 
     async def _shutdown(self) -> None:
@@ -398,6 +431,10 @@ class ProcessKubelet:
                     {"type": "InternalIP", "address": HOST_IP},
                     {"type": "Hostname", "address": name},
                 ],
+                # Where the API server reaches this node's log endpoint (infra/logserver.py).
+                "daemonEndpoints": {
+                    "kubeletEndpoint": {"Port": self.logs.port if self.logs else 0}
+                },
                 "conditions": [
                     *pressure,
                     self._ready_condition("True", "KubeletReady", "process kubelet is ready"),

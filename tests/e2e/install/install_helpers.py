@@ -1,6 +1,5 @@
 """Helpers of the install tests: the release's values and NATS Secrets, the lifecycle events
-of a namespace as they arrive on NATS, and the release's operator log (from the process
-kubelet, else `kubectl logs`)."""
+of a namespace as they arrive on NATS, and the release's operator log (`kubectl logs`)."""
 
 from __future__ import annotations
 
@@ -139,18 +138,9 @@ class EventTap:
 
 
 def operator_log(cluster: Cluster, namespace: str, deployment: str) -> str:
-    """The tail of the operator container's log, for failure messages."""
+    """The tail of the operator container's log, for failure messages (`kubectl logs`, which
+    the test kubelet serves in both modes)."""
     try:
-        if cluster.kubelet is not None:
-            pods = cluster.kubectl(
-                "get", "pods", "-n", namespace, "-l", "app.kubernetes.io/component=operator",
-                "-o", "jsonpath={.items[*].metadata.name}", check=False,
-            ).stdout.split()  # fmt: skip
-            tails = []
-            for pod in pods:
-                path = cluster.kubelet.log_path(namespace, pod)
-                tails.append(f"--- {pod}\n" + "\n".join(path.read_text().splitlines()[-60:]))
-            return "\n".join(tails) or "(no operator pod)"
         result = cluster.kubectl(
             "logs", "-n", namespace, f"deployment/{deployment}", "--tail=60", check=False
         )

@@ -92,6 +92,17 @@ def _get(cluster: Cluster, namespace: str, *what: str) -> Json:
     return json.loads(out.stdout) if out.returncode == 0 else {}
 
 
+def _logs(cluster: Cluster, namespace: str) -> str:
+    """Every pod's log (`kubectl logs`), for failure messages."""
+    out = []
+    for pod in _get(cluster, namespace, "pods").get("items") or []:
+        name = pod["metadata"]["name"]
+        out.append(
+            f"--- {name}\n" + cluster.kubectl("logs", "-n", namespace, name, check=False).stdout
+        )
+    return "\n".join(out)
+
+
 def _child(status: Json, name: str) -> Json:
     return next((c for c in status.get("children") or [] if c["name"] == name), {})
 
@@ -150,7 +161,8 @@ def test_helm_install_run_the_demo_delete_uninstall(
         }, policies
 
         tested = cluster.helm("test", RELEASE, "-n", namespace, "--timeout", "60s", check=False)
-        assert tested.returncode == 0, tested.stdout + tested.stderr
+        # (Not `helm test --logs`: it fails to read the log of a test pod deleted on success.)
+        assert tested.returncode == 0, tested.stdout + tested.stderr + _logs(cluster, namespace)
         assert "Succeeded" in tested.stdout
 
         # kubectl apply: the demo's actors call each other by name; the driver crashes counter
@@ -170,7 +182,8 @@ def test_helm_install_run_the_demo_delete_uninstall(
             raise AssertionError(
                 f"{exc}\nevents: {events.lines()}\n{operator_log(cluster, namespace, DEPLOYMENT)}"
             ) from exc
-        assert _child(status, "driver")["lastExit"]["reason"] == "normal", status
+        driver = _child(status, "driver")
+        assert driver["lastExit"]["reason"] == "normal", (driver, _logs(cluster, app_namespace))
         assert _child(status, "counter")["restarts"] == 1
         lines = events.lines()
         assert lines.index("exited counter crash") < lines.index("restarting counter crash")
@@ -211,6 +224,12 @@ def test_helm_install_run_the_demo_delete_uninstall(
                     }
                 }
             ], sources
+        # kubectl logs: the API server reaches the node's log endpoint for both kinds of pod.
+        logs = cluster.kubectl("logs", "-n", namespace, f"deployment/{DEPLOYMENT}", "--tail=5")
+        assert logs.stdout.strip(), "no operator log"
+        greeter = pods[0]["metadata"]["name"]
+        logs = cluster.kubectl("logs", "-n", app_namespace, greeter, check=False)
+        assert logs.returncode == 0, logs.stderr
         shown = cluster.kubectl("get", "supervisors,actors", "-n", app_namespace).stdout
         assert "supervisor.rebeam.io/hello" in shown, shown
         assert "one_for_one" in shown, shown
