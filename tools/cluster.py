@@ -114,6 +114,7 @@ def serve(state_dir: Path, containers: bool) -> None:
             offline_chart(state_dir / "chart")
             binaries = [REPO / ".cache" / "controlplane", Path(sys.executable).parent]
             (state_dir / "env.sh").write_text(
+                f"export REBEAM_CLUSTER={state_dir}\n"
                 f"export KUBECONFIG={state_dir / 'admin.kubeconfig'}\n"
                 f"export REBEAM_NATS_URL={nats.url}\n"
                 f"export PATH={':'.join(str(b) for b in binaries)}:$PATH\n"
@@ -172,10 +173,10 @@ def _print_next(state_dir: Path) -> None:
         f"# the lines above are in {state_dir / 'env.sh'}: `. {state_dir / 'env.sh'}`\n"
         "# next (docs/kubernetes.md, 'A dev cluster on your machine'):\n"
         "#   kubectl create namespace rebeam-system\n"
-        "#   rebeam nats-secrets -n rebeam-system --issuer-file .cache/cluster/issuer.json "
+        "#   rebeam nats-secrets -n rebeam-system --issuer-file $REBEAM_CLUSTER/issuer.json "
         "| kubectl apply -f -\n"
-        "#   helm install rebeam .cache/cluster/chart/rebeam -n rebeam-system "
-        "-f .cache/cluster/values.yaml --wait\n"
+        "#   helm install rebeam $REBEAM_CLUSTER/chart/rebeam -n rebeam-system "
+        "-f $REBEAM_CLUSTER/values.yaml --wait\n"
         "#   kubectl apply -f examples/demo/app.yaml"
     )
 
