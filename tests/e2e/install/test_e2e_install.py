@@ -103,6 +103,52 @@ def _logs(cluster: Cluster, namespace: str) -> str:
     return "\n".join(out)
 
 
+def _an_absent_image_is_a_failed_start(cluster: Cluster, namespace: str, tmp_path: Path) -> None:
+    """In container mode: an actor whose image is not there waits in ImagePullBackOff, as on
+    a cluster, and the operator counts it a failed start once its startTimeout is over (here
+    during init: the supervisor fails)."""
+    manifest: Json = {
+        "apiVersion": "rebeam.io/v1alpha1",
+        "kind": "Supervisor",
+        "metadata": {"name": "absent"},
+        "spec": {
+            "intensity": 0,
+            "children": [
+                {
+                    "name": "w",
+                    "startTimeout": "8s",
+                    "actor": {
+                        "module": "hello.greeter:Greeter",
+                        "image": "localhost/rebeam-absent:dev",
+                    },
+                }
+            ],
+        },
+    }
+    path = tmp_path / "absent.yaml"
+    path.write_text(yaml.safe_dump(manifest))
+    cluster.kubectl("apply", "-n", namespace, "-f", str(path))
+
+    def waiting() -> str | None:
+        pods = _get(cluster, namespace, "pods", "-l", "rebeam.io/child=w").get("items") or []
+        for pod in pods:
+            for status in pod.get("status", {}).get("containerStatuses") or []:
+                reason = (status.get("state", {}).get("waiting") or {}).get("reason")
+                if reason in ("ErrImagePull", "ImagePullBackOff"):
+                    return str(reason)
+        return None
+
+    wait_for(waiting, timeout=60, what="the pod waiting for its image", interval=0.5)
+
+    def failed() -> Json | None:
+        status = _get(cluster, namespace, "supervisor", "absent").get("status") or {}
+        return status if status.get("phase") == "Failed" else None
+
+    status = wait_for(failed, timeout=60, what="init failed", interval=0.5)
+    assert "startTimeout" in status["childExits"]["w"]["message"], status
+    cluster.kubectl("delete", "-n", namespace, "-f", str(path), "--timeout=60s")
+
+
 def _child(status: Json, name: str) -> Json:
     return next((c for c in status.get("children") or [] if c["name"] == name), {})
 
@@ -201,6 +247,8 @@ def test_helm_install_run_the_demo_delete_uninstall(
             return status.get("ready") == "2/3" and conditions.get("Ready") == "True"
 
         wait_for(settled, timeout=30, what="greeter and the restarted counter ready", interval=0.5)
+        if images is not None:
+            _an_absent_image_is_a_failed_start(cluster, app_namespace, tmp_path)
         # The actor pods ran hardened (admitted under "restricted" above), without a token
         # for the API server: their one token is for NATS only (audience rebeam-nats).
         pods = _get(cluster, app_namespace, "pods", "-l", "rebeam.io/child=greeter")["items"]
