@@ -32,12 +32,18 @@ Where it differs from a kubelet (deliberately; documented in tests/e2e/README.md
   expiration, bound to the pod) are made, as files in the pod's directory; an env value naming
   a path under the container's ``mountPath`` is rewritten to the real file. Projected tokens
   are not renewed (no test runs for an hour).
-- No images, other volumes, liveness/startup probes, init containers, resource limits or
-  ``kubectl logs``/``exec``: a pod with init containers fails; only ``exec`` readiness probes
-  run (a container without one is ready while it runs). Logs are files under the kubelet's work
-  directory (:meth:`ProcessKubelet.log_path`). All pods share the loopback network: podIP and
-  hostIP are 127.0.0.1.
+- No images (unless in container mode, below), other volumes, liveness/startup probes, init
+  containers, resource limits or ``kubectl exec``: a pod with init containers fails; only
+  ``exec`` readiness probes run (a container without one is ready while it runs). Logs are
+  files under the kubelet's work directory (:meth:`ProcessKubelet.log_path`), served to
+  ``kubectl logs`` by :mod:`.logserver` when the kubelet is given the cluster's PKI. All pods
+  share the loopback network: podIP and hostIP are 127.0.0.1.
 - It acts with the admin credentials, not as ``system:node:<name>``.
+
+Container mode (``containers=True``): each container runs from its image with podman and runc
+(:mod:`.containers`); the differences above about termination messages, tokens and volumes
+do not apply there. Several kubelets may share an API server: a :class:`Placement` says which
+one binds a namespace's pods.
 
 Fault switches for tests (thread-safe, called from the test's thread): :meth:`kill_container`,
 :meth:`fail_start`, :meth:`lose_node` / :meth:`recover_node`.
