@@ -36,6 +36,7 @@ kubelet whose process died are removed when the next one starts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -193,14 +194,20 @@ class ContainerRuntime:
         name = run.container_id
         if name is None:
             return
-        task = asyncio.get_running_loop().create_task(self._kill(name, sig))
+        task = asyncio.get_running_loop().create_task(self._kill(run, name, sig))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _kill(self, name: str, sig: int) -> None:
+    async def _kill(self, run: ContainerRun, name: str, sig: int) -> None:
         result = await self._apodman("kill", f"--signal={int(sig)}", name)
-        if result.returncode != 0:
-            log.info("podman kill %s %s: %s", sig, name, result.stderr.strip())
+        if result.returncode == 0:
+            return
+        log.info("podman kill %s %s: %s", sig, name, result.stderr.strip())
+        if sig == signal.SIGKILL and run.process is not None and run.process.returncode is None:
+            # A kill must end the run whatever state podman is in: end our `podman start`;
+            # ended() then finds the container and removes it.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(run.process.pid, signal.SIGKILL)
 
     async def exec_probe(
         self, worker: PodWorker, run: ContainerRun, command: list[str], timeout: float
