@@ -3,17 +3,15 @@ when no other credential is given (docs/kubernetes.md)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
-from rebeam.cli._common import kubeconfig_token
 
-
-def test_the_kubeconfig_users_token_is_found(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_kubeconfig_users_token_is_found(tmp_path: Path) -> None:
     config = {
         "apiVersion": "v1",
         "kind": "Config",
@@ -24,5 +22,13 @@ def test_the_kubeconfig_users_token_is_found(
     }
     path = tmp_path / "kubeconfig"
     path.write_text(yaml.safe_dump(config))
-    monkeypatch.setenv("KUBECONFIG", str(path))
-    assert kubeconfig_token() == "the-token"
+    # A process of its own, as the CLI is: the kubernetes client reads KUBECONFIG on import.
+    found = subprocess.run(
+        [sys.executable, "-c", "from rebeam.cli._common import kubeconfig_token as t; print(t())"],
+        env={**os.environ, "KUBECONFIG": str(path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert found.stdout.strip() == "the-token"
