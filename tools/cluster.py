@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import select
 import shutil
@@ -97,6 +98,8 @@ def serve(state_dir: Path, containers: bool) -> None:
     from rebeam.auth.serverconf import SHARED_ACCOUNT
     from rebeam.natsd import NatsServer, ServerOptions
 
+    # The kubelet's and the control plane's messages go to cluster.log.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
