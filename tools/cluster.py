@@ -23,6 +23,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import select
 import shutil
 import signal
@@ -36,6 +37,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests" / "e2e")]  # infra (tests/e2e/infra), tools, tests
 
 STATE_DIR = REPO / ".cache" / "cluster"
+DOC = REPO / "docs" / "kubernetes.md"
+WALKTHROUGH = re.compile(r"^```sh[ \t]+walkthrough[ \t]*\n(.*?)^```[ \t]*$", re.M | re.S)
 START_TIMEOUT = 300.0  # a cold control plane on a busy 2-core machine
 STOP_TIMEOUT = 60.0
 NODE = "rebeam-e2e-node"
@@ -170,18 +173,22 @@ def start(state_dir: Path, mode: str) -> int:
     return 0
 
 
+def walkthrough() -> list[str]:
+    """The commands of docs/kubernetes.md's ```` ```sh walkthrough ```` block: what ``start``
+    prints as next steps, and what tests/e2e/test_e2e_walkthrough.py runs."""
+    blocks = WALKTHROUGH.findall(DOC.read_text())
+    if len(blocks) != 1:
+        raise ValueError(f"{DOC} should have exactly one ```sh walkthrough block")
+    return [line for line in blocks[0].splitlines() if line.strip()]
+
+
 def _print_next(state_dir: Path) -> None:
     print((state_dir / "env.sh").read_text(), end="")
-    print(
-        f"# the lines above are in {state_dir / 'env.sh'}: `. {state_dir / 'env.sh'}`\n"
-        "# next (docs/kubernetes.md, 'A dev cluster on your machine'):\n"
-        "#   kubectl create namespace rebeam-system\n"
-        "#   rebeam nats-secrets -n rebeam-system --issuer-file $REBEAM_CLUSTER/issuer.json "
-        "| kubectl apply -f -\n"
-        "#   helm install rebeam $REBEAM_CLUSTER/chart/rebeam -n rebeam-system "
-        "-f $REBEAM_CLUSTER/values.yaml --wait\n"
-        "#   kubectl apply -f examples/demo/app.yaml"
-    )
+    print(f"# the lines above are in {state_dir / 'env.sh'}: `. {state_dir / 'env.sh'}`")
+    print("# then (docs/kubernetes.md, 'A dev cluster on your machine'):")
+    for command in walkthrough():
+        print(f"#   {command}")
+    print("# and `make cluster-stop` to stop it all")
 
 
 def _stop_pid(pid: int) -> bool:

@@ -5,7 +5,6 @@ exports of its ``env.sh``. Docs and test cannot drift: the commands are read fro
 
 from __future__ import annotations
 
-import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,8 +16,6 @@ from tools import cluster as dev_cluster
 
 pytestmark = pytest.mark.e2e
 
-DOC = REPO / "docs" / "kubernetes.md"
-BLOCK = re.compile(r"^```sh[ \t]+walkthrough[ \t]*\n(.*?)^```[ \t]*$", re.M | re.S)
 COMMAND_TIMEOUT = 240.0
 
 # What a command's output must show (by the command's first words).
@@ -30,12 +27,6 @@ EXPECT = {
     "kubectl logs -n rebeam-system": "created pod hello-driver-1",
     "rebeam tree": "driver",
 }
-
-
-def walkthrough() -> list[str]:
-    blocks = BLOCK.findall(DOC.read_text())
-    assert len(blocks) == 1, f"{DOC} should have one ```sh walkthrough block"
-    return [line for line in blocks[0].splitlines() if line.strip()]
 
 
 @pytest.fixture
@@ -52,7 +43,7 @@ def state_dir(tmp_path: Path) -> Iterator[Path]:
 
 def test_the_docs_walkthrough_runs_as_written(state_dir: Path) -> None:
     built_images()
-    commands = walkthrough()
+    commands = dev_cluster.walkthrough()  # the doc's block, as `make cluster` prints it
     assert commands[0].startswith("kubectl create namespace"), commands
     env_sh = state_dir / "env.sh"
     for command in commands:
