@@ -6,7 +6,6 @@ one fails the test)."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -217,4 +216,3 @@ def test_a_missing_image_waits_and_a_bad_entry_point_is_a_start_error(
     assert (state["exitCode"], state["reason"]) == (128, "StartError"), state
     assert "/no/such/program" in state["message"], state
     assert phase(pod) == "Failed"
-    assert os.path.exists(node.workdir)
