@@ -8,7 +8,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: venv demo test lint typecheck unit crds controlplane images bench bench-operator soak clean
+.PHONY: venv demo test lint typecheck unit crds controlplane images cluster cluster-stop bench bench-operator soak clean
 
 venv: $(STAMP)
 
@@ -45,6 +45,15 @@ controlplane:
 # REBEAM_IMAGES_ENGINE=podman|docker choose, for this and for the image tests alike.
 images:
 	$(PY) tools/images.py
+
+# A dev cluster on this machine (docs/kubernetes.md, "A dev cluster on your machine"): etcd,
+# kube-apiserver, kube-controller-manager, the test kubelet (container mode when the images are
+# built) and NATS in the background; prints the `export KUBECONFIG=...` to use it.
+cluster: venv controlplane
+	$(BIN)/python tools/cluster.py start
+
+cluster-stop:
+	$(BIN)/python tools/cluster.py stop
 
 test: venv lint typecheck controlplane images
 	$(BIN)/python tools/run_pytest.py

@@ -1,6 +1,5 @@
 """Helpers of the install tests: the release's values and NATS Secrets, the lifecycle events
-of a namespace as they arrive on NATS, and the release's operator log (from the process
-kubelet, else `kubectl logs`)."""
+of a namespace as they arrive on NATS, and the release's operator log (`kubectl logs`)."""
 
 from __future__ import annotations
 
@@ -15,15 +14,28 @@ from typing import Any
 
 from infra.cluster import Cluster
 from infra.e2enats import E2ENats
+from tools.images import Engine
 
 Json = dict[str, Any]
 
 
-def release_values(cluster: Cluster, nats_url: str, app_namespace: str, image: str) -> Json:
+def release_values(
+    cluster: Cluster,
+    nats_url: str,
+    app_namespace: str,
+    image: str,
+    images: Engine | None = None,
+) -> Json:
     """The chart's values for a release that watches only ``app_namespace`` and uses the
-    test's nats-server (the NATS chart cannot be fetched here)."""
+    test's nats-server (the NATS chart cannot be fetched here). ``images``: the release runs
+    on a node in container mode, from the images ``make images`` built, with the chart's
+    defaults otherwise (the exit record is the containers' terminationMessagePath)."""
     operator: Json = {"watchNamespaces": [app_namespace], "logFormat": "text"}
-    if cluster.kubelet is not None:
+    if images is not None:
+        repository, _, tag = images.name("operator").rpartition(":")
+        operator["image"] = {"repository": repository, "tag": tag}
+        operator["actorImage"] = images.name("actor")
+    elif cluster.kubelet is not None:
         # Each process-kubelet container has a termination-message file of its own, named by
         # $REBEAM_TERMINATION_LOG; `$$` keeps the operator's own container from expanding it.
         operator["exitRecord"] = "$$(REBEAM_TERMINATION_LOG)"
@@ -126,18 +138,9 @@ class EventTap:
 
 
 def operator_log(cluster: Cluster, namespace: str, deployment: str) -> str:
-    """The tail of the operator container's log, for failure messages."""
+    """The tail of the operator container's log, for failure messages (`kubectl logs`, which
+    the test kubelet serves in both modes)."""
     try:
-        if cluster.kubelet is not None:
-            pods = cluster.kubectl(
-                "get", "pods", "-n", namespace, "-l", "app.kubernetes.io/component=operator",
-                "-o", "jsonpath={.items[*].metadata.name}", check=False,
-            ).stdout.split()  # fmt: skip
-            tails = []
-            for pod in pods:
-                path = cluster.kubelet.log_path(namespace, pod)
-                tails.append(f"--- {pod}\n" + "\n".join(path.read_text().splitlines()[-60:]))
-            return "\n".join(tails) or "(no operator pod)"
         result = cluster.kubectl(
             "logs", "-n", namespace, f"deployment/{deployment}", "--tail=60", check=False
         )
