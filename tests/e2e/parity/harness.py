@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import nats
 from infra.procs import wait_for
 
 import rebeam
@@ -36,6 +37,7 @@ from rebeam import _subjects
 Json = dict[str, Any]
 REBEAM = str(Path(sys.executable).parent / "rebeam")
 DEADLINE = 60.0  # generous: the operator's pods start on a busy 2-core machine
+BOUNDED = 0.5  # a caller's short timeout: the gate holds the start for as long as the test likes
 
 
 def event_line(event: Json) -> str:
@@ -247,9 +249,10 @@ class Stop:
 @dataclass(frozen=True)
 class DuringSlowStart:
     """Requests while a :func:`gate` child is in its init: a tree request waits for the start
-    to end, a start_child to an already running ``pool`` is answered at once, and the tree
-    answer, once the gate opens, shows every child running. The gate holds until this step
-    lets it go, so "waits" is shown by order, not by time."""
+    to end (one with a short timeout gets no answer in that time), a start_child to an
+    already running ``pool`` is answered at once, and the tree answer, once the gate opens,
+    shows every child running. The gate holds until this step lets it go, so "waits" is
+    shown by order, not by time."""
 
     pool: str
 
@@ -272,6 +275,11 @@ class DuringSlowStart:
             tree = _subjects.control(node.namespace, "tree", node.pid)
             await node.nc.publish(tree, b"{}", reply=inbox)
             await node.nc.flush()
+            try:  # one more, bounded by this caller's timeout
+                await node.nc.request(tree, b"{}", timeout=BOUNDED)
+                bounded = "answered"
+            except nats.errors.TimeoutError:
+                bounded = f"no answer within {BOUNDED}s"
             # Sent after the tree request on the same connection: once this is answered,
             # the tree request has arrived too.
             started = await rebeam.start_child(self.pool, timeout=DEADLINE)
@@ -279,7 +287,12 @@ class DuringSlowStart:
             waiting.sendall(b"!")  # the gate's init returns
             answer = await replies.next_msg(timeout=DEADLINE)
         roots = json.loads(answer.data)["ok"]
-        return [f"start_child {started}", f"tree answered early: {early > 0}", *tree_lines(roots)]
+        return [
+            f"tree with a timeout: {bounded}",
+            f"start_child {started}",
+            f"tree answered early: {early > 0}",
+            *tree_lines(roots),
+        ]
 
 
 @dataclass(frozen=True)

@@ -436,6 +436,7 @@ ROWS: list[Row] = [
             "app shutdown shutdown",
         ],
         answers=[
+            "tree with a timeout: no answer within 0.5s",
             "start_child app/pool/worker-1#1",  # answered while the gate held the start
             "tree answered early: False",  # the tree request waited for it
             f"app: {TOP}",
