@@ -125,6 +125,9 @@ class CarryOut:
         if observe_pod(pod, stop_requested=True).phase is PodPhase.ENDED:
             return
         grace = grace_seconds(command.shutdown)
+        # Past this moment the kubelet SIGKILLs it: a pod that vanishes later without an end
+        # we saw was killed, not stopped cleanly (child_events.py).
+        self.cache.kill_due.setdefault(name, time.time() + grace)
         await self.effects.delete_pod(name, grace, pod["metadata"]["uid"])
         failpoints.hit("pod-stopping")
 

@@ -379,3 +379,89 @@ def test_the_record_reads_back_from_the_status_it_builds() -> None:
     assert back.converge_problem == record.converge_problem
     assert back.fed == record.fed
     assert built["phase"] == "Terminated"  # killed by its parent
+
+
+# --- what the children did, told once --------------------------------------------------------
+
+
+async def _one_for_all_running() -> tuple[Driver, FakeEffects]:
+    """a, c and b running under one_for_all (started in that order, so stopped b first);
+    b takes its 3 s shutdown when stopped."""
+    children = [
+        {"name": "a", "actor": SLEEP},
+        {"name": "c", "actor": SLEEP},
+        {"name": "b", "actor": SLEEP, "shutdown": "3s"},
+    ]
+    fake = FakeEffects(supervisor_body({"strategy": "one_for_all", "children": children}))
+    driver = Driver(Settings(), copy.deepcopy(fake.owner), fake)
+    await driver.seed()
+    for _ in range(PASS_LIMIT):  # children start one at a time
+        await driver.reconcile()
+        for name, pod in list(fake.pods.items()):
+            if pod["status"]["phase"] == "Pending":
+                driver.on_pod(fake.run_pod(name), deleted=False)
+        if status(fake).get("phase") == "Running":
+            break
+    assert status(fake)["phase"] == "Running"
+    return driver, fake
+
+
+def _told(fake: FakeEffects, event: str, child: str, inc: int) -> int:
+    return sum(1 for e in fake.emitted if e[:3] == (event, child, inc))
+
+
+async def test_an_exit_is_told_once_while_a_sibling_takes_its_shutdown_time() -> None:
+    driver, fake = await _one_for_all_running()
+    driver.on_pod(fake.end_pod("app-a-1", 1), deleted=False)
+    await driver.reconcile()  # a crashed: b is stopped first, and takes its 3 s
+    assert "delete pod app-b-1 grace 3" in fake.acts
+    ended = fake.end_pod("app-c-1", 1)  # c crashes meanwhile: its exit waits in the mailbox
+    driver.on_pod(ended, deleted=False)
+    for _ in range(4):
+        await driver.reconcile()
+    assert _told(fake, "exited", "c", 1) == 1
+    # A restarted operator reads what was told from status and tells it no more.
+    again = Driver(Settings(), copy.deepcopy(fake.owner), fake)
+    await again.seed()
+    for _ in range(2):
+        await again.reconcile()
+    assert _told(fake, "exited", "c", 1) == 1
+    assert _told(fake, "exited", "a", 1) == 1
+
+
+async def test_a_failed_start_is_told_as_start_failed_only() -> None:
+    driver, fake = await started([{"name": "a", "actor": SLEEP, "startTimeout": "1s"}])
+    pod = fake.pods["app-a-1"]
+    pod["metadata"]["creationTimestamp"] = "2000-01-01T00:00:00Z"  # long past its timeout
+    driver.on_pod(copy.deepcopy(pod), deleted=False)
+    for _ in range(3):
+        await driver.reconcile()
+        driver.on_pod({"metadata": {"name": "app-a-1"}}, deleted=True)
+    assert _told(fake, "start_failed", "a", 1) == 1
+    assert _told(fake, "exited", "a", 1) == 0
+
+
+async def test_a_pod_killed_at_the_end_of_its_shutdown_time_ended_killed() -> None:
+    driver, fake = await _one_for_all_running()
+    driver.on_pod(fake.end_pod("app-a-1", 1), deleted=False)
+    await driver.reconcile()  # a crashed: b is stopped with its 3 s
+    assert "delete pod app-b-1 grace 3" in fake.acts
+    # The kubelet SIGKILLed b at the end of its grace period, said so, then deleted it; the
+    # next pass comes only after the deletion.
+    fake.pods["app-b-1"] = copy.deepcopy(driver.cache.pods["app-b-1"])
+    killed = fake.end_pod("app-b-1", 137)
+    driver.on_pod(killed, deleted=False)
+    del fake.pods["app-b-1"]
+    driver.on_pod({"metadata": {"name": "app-b-1"}}, deleted=True)
+    await driver.reconcile()
+    assert ("exited", "b", 1, ExitReason.from_wire("killed")) in fake.emitted
+
+
+async def test_a_pod_gone_after_its_kill_was_due_ended_killed() -> None:
+    driver, fake = await _one_for_all_running()
+    driver.on_pod(fake.end_pod("app-a-1", 1), deleted=False)
+    await driver.reconcile()
+    driver.cache.kill_due["app-b-1"] = 0.0  # its grace period ran out long ago
+    driver.on_pod({"metadata": {"name": "app-b-1"}}, deleted=True)  # no end seen
+    await driver.reconcile()
+    assert ("exited", "b", 1, ExitReason.from_wire("killed")) in fake.emitted
