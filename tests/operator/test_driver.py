@@ -465,3 +465,61 @@ async def test_a_pod_gone_after_its_kill_was_due_ended_killed() -> None:
     driver.on_pod({"metadata": {"name": "app-b-1"}}, deleted=True)  # no end seen
     await driver.reconcile()
     assert ("exited", "b", 1, ExitReason.from_wire("killed")) in fake.emitted
+
+
+# --- a spec that cannot be run --------------------------------------------------------------
+
+
+def _conditions(fake: FakeEffects) -> dict[str, Json]:
+    return {c["type"]: c for c in status(fake).get("conditions") or []}
+
+
+async def test_a_spec_the_core_refuses_is_told_once_on_the_object_and_backs_off() -> None:
+    # period 0 passes an older CRD (and an object stored under one); the core refuses it.
+    fake = FakeEffects(supervisor_body({"period": 0, "children": [{"name": "a", "actor": SLEEP}]}))
+    driver = Driver(Settings(), copy.deepcopy(fake.owner), fake)
+    await driver.seed()
+    waits = [(await driver.reconcile()).requeue_after for _ in range(5)]
+    sentence = "spec.period: period must be more than 0"
+    valid = _conditions(fake)["SpecValid"]
+    assert (valid["status"], valid["reason"], valid["message"]) == (
+        "False",
+        "InvalidSpec",
+        sentence,
+    )
+    assert status(fake)["phase"] == "Failed"
+    assert fake.events == [("Warning", "InvalidSpec", sentence)]
+    assert not fake.pods
+    assert waits[1:] == sorted(waits[1:])  # it backs off
+    assert waits[-1] > waits[1]
+    # A restarted operator reads that it was told.
+    again = Driver(Settings(), copy.deepcopy(fake.owner), fake)
+    await again.seed()
+    await again.reconcile()
+    assert len(fake.events) == 1
+    # Fixed by an edit: it runs, and the condition says the spec is valid now.
+    fake.owner["spec"]["period"] = "5s"
+    fake.owner["metadata"]["generation"] = 4
+    again.update(copy.deepcopy(fake.owner), deleted=False)
+    await again.reconcile()
+    assert "app-a-1" in fake.pods
+    assert _conditions(fake)["SpecValid"]["status"] == "True"
+
+
+async def test_each_distinct_reason_a_spec_cannot_run_is_told() -> None:
+    command = {"command": ["sleep"], "args": ["600", 1]}  # the CRD leaves args untyped
+    fake = FakeEffects(supervisor_body({"children": [{"name": "a", "actor": command}]}))
+    driver = Driver(Settings(), copy.deepcopy(fake.owner), fake)
+    await driver.seed()
+    for _ in range(3):
+        await driver.reconcile()
+    fake.owner["spec"]["period"] = 0
+    driver.update(copy.deepcopy(fake.owner), deleted=False)
+    for _ in range(3):
+        await driver.reconcile()
+    assert [e[2] for e in fake.events] == [
+        "spec.children.0.actor.args: the args of a command must be a list of strings",
+        "spec.period: period must be more than 0; "
+        "spec.children.0.actor.args: the args of a command must be a list of strings",
+    ]
+
