@@ -42,6 +42,7 @@ class Cache:
     gone: set[str] = field(default_factory=set)  # pods we saw deleted
     last_seen: dict[str, Json] = field(default_factory=dict)  # deleted pods: how they ended
     kill_due: dict[str, float] = field(default_factory=dict)  # pods stopped: SIGKILL due at
+    kill_ordered: dict[str, float] = field(default_factory=dict)  # brutal_kill: told when
     child_objects: dict[str, Json] = field(default_factory=dict)  # child Supervisor objects
     slots: dict[str, str] = field(default_factory=dict)  # actor child -> its slot object's uid
     slot_specs: dict[str, Json] = field(default_factory=dict)  # actor child -> slot spec
@@ -117,4 +118,5 @@ class Cache:
             kept &= names
         self.last_seen = {k: v for k, v in self.last_seen.items() if k in names}
         self.kill_due = {k: v for k, v in self.kill_due.items() if k in names}
+        self.kill_ordered = {k: v for k, v in self.kill_ordered.items() if k in names}
         self.lease_checked = {k: v for k, v in self.lease_checked.items() if k in names}

@@ -58,6 +58,7 @@ class FakeEffects:
         self.events: list[tuple[str, str, str]] = []
         self.emitted: list[tuple[str, str | None, int | None, ExitReason | None]] = []
         self.failing_writes = 0  # status writes still to fail
+        self.orders_reach = True  # a kill order reaches the runtime
         self.written = asyncio.Event()  # a status write landed
         self._serial = 0
 
@@ -180,6 +181,10 @@ class FakeEffects:
 
     async def release(self, pid: Pid) -> None:
         self.acts.append(f"release {pid.incarnation}")
+
+    async def order_kill(self, pid: Pid) -> bool:
+        self.acts.append(f"order kill {pid.incarnation}")
+        return self.orders_reach
 
     async def drop_lease(self, pid: Pid) -> None:
         self.acts.append(f"drop lease {pid.incarnation}")
@@ -523,3 +528,30 @@ async def test_each_distinct_reason_a_spec_cannot_run_is_told() -> None:
         "spec.children.0.actor.args: the args of a command must be a list of strings",
     ]
 
+
+# --- brutal_kill ------------------------------------------------------------------------------
+
+
+async def test_a_brutal_kill_orders_the_runtime_killed_and_does_not_sigterm_it() -> None:
+    actor = {"module": "pkg.mod:Thing"}
+    driver, fake = await running([{"name": "a", "actor": actor, "shutdown": "brutal_kill"}])
+    fake.owner["metadata"]["deletionTimestamp"] = _now()
+    driver.update(copy.deepcopy(fake.owner), deleted=False)
+    await driver.reconcile()
+    assert "order kill 1" in fake.acts
+    assert not [a for a in fake.acts if a.startswith("delete pod")]  # no SIGTERM
+    driver.on_pod(fake.end_pod("app-a-1", 137), deleted=False)  # it SIGKILLed itself
+    await driver.reconcile()
+    assert ("exited", "a", 1, ExitReason.from_wire("killed")) in fake.emitted
+
+
+@pytest.mark.parametrize("actor", [{"module": "pkg.mod:Thing"}, SLEEP])
+async def test_a_brutal_kill_no_order_reaches_is_a_grace_0_deletion(actor: Json) -> None:
+    # A runtime that is not connected misses the order; a command has no runtime to order.
+    driver, fake = await running([{"name": "a", "actor": actor, "shutdown": "brutal_kill"}])
+    fake.orders_reach = False
+    fake.owner["metadata"]["deletionTimestamp"] = _now()
+    driver.update(copy.deepcopy(fake.owner), deleted=False)
+    await driver.reconcile()
+    assert "delete pod app-a-1 grace 0" in fake.acts
+    assert ("order kill 1" in fake.acts) is (actor is not SLEEP)

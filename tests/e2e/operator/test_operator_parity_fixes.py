@@ -6,14 +6,16 @@ time, a spec that cannot be run refused at admission or reported on the object, 
 from __future__ import annotations
 
 import signal
+import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
+from infra.cluster import Cluster
 from infra.kubelet import ProcessKubelet
 from infra.procs import wait_for
-from kubernetes import client
+from kubernetes import client, watch
 from operator_helpers import (
     Lifecycle,
     Objects,
@@ -127,4 +129,100 @@ def test_a_spec_that_cannot_run_is_reported_on_the_object_once(
     refusals = [e for e in objects.events("app") if e["reason"] == "InvalidSpec"]
     assert [(e["type"], e["message"]) for e in refusals] == [("Warning", sentence)]
     assert event_lines(lifecycle.events()) == ["started a"]
+    operator.check_running()
+
+
+CAREFUL = '''
+import pathlib
+import signal
+
+import rebeam
+
+
+class Careful(rebeam.Actor):
+    """Leaves a marker when it gets to clean up: in terminate, and at once on SIGTERM (a
+    Python-level handler runs between two bytecodes; the runtime's own reaction to SIGTERM
+    still runs, through asyncio's wakeup descriptor)."""
+
+    async def init(self, args):
+        self.marker = pathlib.Path(args["marker"])
+        signal.signal(signal.SIGTERM, lambda *_: self.marker.write_text("SIGTERM"))
+
+    async def terminate(self, reason):
+        self.marker.write_text(str(reason))
+'''
+
+
+class PodLog:
+    """Every state one pod had, from a watch: (deletion asked, container ended, exit code)."""
+
+    def __init__(self, cluster: Cluster, namespace: str, name: str) -> None:
+        self.states: list[tuple[bool, bool, int | None]] = []
+        self._closing = False
+        self._watch = watch.Watch()
+        core = client.CoreV1Api(cluster.api_client())
+        self._thread = threading.Thread(target=self._run, args=(core, namespace, name))
+        self._thread.start()
+
+    def _run(self, core: client.CoreV1Api, namespace: str, name: str) -> None:
+        try:
+            for event in self._watch.stream(
+                core.list_namespaced_pod,
+                namespace,
+                field_selector=f"metadata.name={name}",
+                timeout_seconds=120,
+            ):
+                pod = event["object"]
+                ended = None
+                for container in pod.status.container_statuses or []:
+                    if container.state and container.state.terminated:
+                        ended = container.state.terminated.exit_code
+                deleting = pod.metadata.deletion_timestamp is not None
+                self.states.append((deleting, ended is not None, ended))
+        except Exception:
+            if not self._closing:  # stopping a watch may break its connection: that is fine
+                raise
+
+    def close(self) -> list[tuple[bool, bool, int | None]]:
+        self._closing = True
+        self._watch.stop()
+        self._thread.join(5)
+        return self.states
+
+
+def test_brutal_kill_gives_an_actor_no_chance_to_clean_up(
+    operator: Operator,
+    objects: Objects,
+    lifecycle: Lifecycle,
+    cluster: Cluster,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "careful.py").write_text(CAREFUL)
+    x_pod = PodLog(cluster, namespace, "app-x-1")
+
+    def careful(name: str, shutdown: str) -> Json:
+        marker = str(tmp_path / f"{name}-cleaned-up")
+        template = {
+            "module": "careful:Careful",
+            "args": {"marker": marker},
+            "env": [{"name": "PYTHONPATH", "value": str(tmp_path)}],
+        }
+        return {"name": name, "shutdown": shutdown, "actor": template}
+
+    # Stopped newest first: x (brutal_kill), then y, whose terminate shows that the marker
+    # is written whenever an actor does get to clean up.
+    objects.apply(supervisor("app", [careful("y", "10s"), careful("x", "brutal_kill")]))
+    objects.wait_status("app", lambda s: s.get("ready") == "2/2", what="2/2 ready")
+    objects.delete("app")
+    wait_for(lambda: objects.get("app") is None, timeout=60, what="the Supervisor to be gone")
+    lifecycle.wait("exited y shutdown", timeout=30)
+    assert lifecycle.lines()[2:4] == ["exited x killed", "exited y shutdown"]
+    assert (tmp_path / "y-cleaned-up").exists()
+    assert not (tmp_path / "x-cleaned-up").exists()
+    # Its runtime killed itself on the operator's order before any deletion (a grace-0
+    # deletion is SIGTERM first: a kubelet gives even that at least 2 s before SIGKILL).
+    states = x_pod.close()
+    first_deleting = next(state for state in states if state[0])
+    assert first_deleting[1:] == (True, 137), states
     operator.check_running()
