@@ -34,9 +34,19 @@ from rebeam_operator.children import CODEC
 from rebeam_operator.hosts import Host
 from rebeam_operator.status import build_status, condition, phase_of
 
-__all__ = ["Record", "fed_key", "parse", "refused_status", "restore_core", "to_status"]
+__all__ = [
+    "SPEC_VALID",
+    "Record",
+    "fed_key",
+    "parse",
+    "refused_status",
+    "restore_core",
+    "to_status",
+]
 
 Json = dict[str, Any]
+
+SPEC_VALID = "SpecValid"  # the condition of whether the object's spec can be run
 
 
 @dataclass
@@ -221,7 +231,7 @@ def refused_status(record: Record, host: Host) -> Json:
     """The next status of an object whose spec cannot be run and that has no core: what it
     showed before, phase ``Failed``, ``SpecValid`` false with the reason, and the record."""
     status = dict(record.written or {})
-    kept = [c for c in status.get("conditions") or [] if c.get("type") != _SPEC_VALID]
+    kept = [c for c in status.get("conditions") or [] if c.get("type") != SPEC_VALID]
     valid = _spec_valid(record, host.generation)
     status.update(
         phase="Failed",
@@ -235,18 +245,15 @@ def refused_status(record: Record, host: Host) -> Json:
     return status
 
 
-_SPEC_VALID = "SpecValid"
-
-
 def _spec_valid(record: Record, generation: int) -> Json | None:
     """The ``SpecValid`` condition: false while the spec cannot be run; shown as true again
     once it can, and absent on an object whose spec was never refused."""
     previous = list((record.written or {}).get("conditions") or [])
     if record.invalid is not None:
         message = str(record.invalid.get("message"))
-        return condition(previous, _SPEC_VALID, "False", "InvalidSpec", message, generation)
-    if any(c.get("type") == _SPEC_VALID for c in previous):
-        return condition(previous, _SPEC_VALID, "True", "SpecAccepted", "", generation)
+        return condition(previous, SPEC_VALID, "False", "InvalidSpec", message, generation)
+    if any(c.get("type") == SPEC_VALID for c in previous):
+        return condition(previous, SPEC_VALID, "True", "SpecAccepted", "", generation)
     return None
 
 

@@ -132,6 +132,59 @@ def test_a_spec_that_cannot_run_is_reported_on_the_object_once(
     operator.check_running()
 
 
+def test_an_object_the_models_refuse_is_reported_on_itself_once(
+    operator: Operator, objects: Objects
+) -> None:
+    # A NUL in a command passes the CRD (a string may hold one); no program can take it.
+    bad = {"name": "a", "actor": {"command": ["sleep\u0000", "600"]}}
+    objects.apply(supervisor("app", [bad]))
+
+    def refused(status: Json) -> Json | None:
+        return next((c for c in status.get("conditions") or [] if c["type"] == "SpecValid"), None)
+
+    status = objects.wait_status("app", refused, what="the SpecValid condition")
+    condition = refused(status)
+    assert condition is not None
+    assert (condition["status"], condition["reason"]) == ("False", "InvalidSpec")
+    assert "must not contain a NUL character" in condition["message"]
+    assert status["phase"] == "Failed"
+    events = wait_for(
+        lambda: [e for e in objects.events("app") if e["reason"] == "InvalidSpec"],
+        timeout=30,
+        what="the InvalidSpec Event",
+    )
+    assert events[0]["message"] == condition["message"]
+    # Its own status write brought the object back to the operator: told once all the same.
+    operator.stop()
+    operator.start()  # and a restarted operator reads what was told from the object
+    objects.custom.patch_namespaced_custom_object(
+        "rebeam.io",
+        "v1alpha1",
+        objects.namespace,
+        "supervisors",
+        "app",
+        {"metadata": {"labels": {"touched": "yes"}}},
+    )
+    wait_for(
+        lambda: (objects.get("app") or {}).get("metadata", {}).get("labels"),
+        timeout=30,
+        what="the edit",
+    )
+    fixed = {"name": "a", "actor": {"command": ["sleep", "600"]}}
+    objects.custom.patch_namespaced_custom_object(
+        "rebeam.io",
+        "v1alpha1",
+        objects.namespace,
+        "supervisors",
+        "app",
+        {"spec": {"children": [fixed]}},
+    )
+    status = objects.wait_status("app", lambda s: s.get("ready") == "1/1", what="1/1 ready")
+    assert (refused(status) or {}).get("status") == "True"
+    assert len([e for e in objects.events("app") if e["reason"] == "InvalidSpec"]) == 1
+    operator.check_running()
+
+
 CAREFUL = '''
 import pathlib
 import signal
