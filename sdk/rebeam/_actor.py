@@ -48,6 +48,7 @@ from rebeam._messages import From
 from rebeam._node import Node
 from rebeam.errors import CodecError
 from rebeam.exits import NORMAL, SHUTDOWN, ExitReason, crash, shutdown_with
+from rebeam.metrics import INFO, REPLY, clock
 from rebeam.pids import Pid
 
 __all__ = ["NOREPLY", "Actor", "Host", "Timer", "crash_reason"]
@@ -164,6 +165,7 @@ class Actor:
     async def reply(self, from_: From, value: Any) -> None:
         """Reply to a call whose ``handle_call`` returned :data:`NOREPLY`."""
         await self._node.nc.publish(from_.reply_to, pack_reply(value))
+        self._node.metrics.sent[REPLY] += 1
 
 
 def crash_reason(exc: BaseException) -> ExitReason:
@@ -325,6 +327,7 @@ class Host:
             ):
                 node.stats.received += 1
                 self._busy = True
+                started = clock()
                 try:
                     if reply:  # a cast or send that asked for a receipt
                         await node.nc.publish(reply, _RECEIPT)
@@ -335,6 +338,7 @@ class Host:
                 except Exception as exc:
                     self._crash(crash_reason(exc))
                 finally:
+                    node.metrics.handled(kind, started)
                     if self._turn_waiters:
                         self._give_turn()
                     else:
@@ -363,7 +367,9 @@ class Host:
                 self._busy = True  # a free turn: taken without a coroutine call
             try:
                 if self._stop is None:
+                    started = clock()
                     await self._dispatch(env)
+                    node.metrics.handled(env.kind, started)
                     return
             finally:
                 self._give_turn()
@@ -381,7 +387,9 @@ class Host:
                 if self._stop is not None:
                     return
                 # Handled exactly as a plain send is: handle_info, and a raise crashes the actor.
+                started = clock()
                 await self._dispatch(Envelope(SEND, self.node._pid_str, None, item.message))
+                self.node.metrics.handled(INFO, started)
             finally:
                 self._give_turn()
 
@@ -396,6 +404,7 @@ class Host:
                     result = await result
                 if result is not NOREPLY and env.reply:
                     await self.node.nc.publish(env.reply, pack_reply(result))
+                    self.node.metrics.sent[REPLY] += 1
             except Exception as exc:
                 reason = crash_reason(exc)
                 self._crash(reason)
