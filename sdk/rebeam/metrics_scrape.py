@@ -81,6 +81,8 @@ class Endpoint:
     def __init__(self, host: str, port: int) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(REGISTRY)  # the runner's own: supervision, the process
+        # Before the scrape's own counters: a scrape reports itself, not the one before.
+        self.registry.register(_TreeCollector(self))
         self._unanswered = Counter(
             "rebeam_scrape_unanswered",
             "Actors that did not answer a scrape in time.",
@@ -98,7 +100,6 @@ class Endpoint:
             registry=self.registry,
         )
         self._tree: _Tree | None = None
-        self.registry.register(_TreeCollector(self))
         self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
         self.url = f"http://{_host(host)}:{self._server.server_address[1]}/metrics"
 
