@@ -48,6 +48,8 @@ def test_the_quick_benchmark_prints_every_row() -> None:
         "whereis p50, uncached vs raw KV get",
         "idle actor RSS vs bare nats client",
         "durable cast throughput vs raw JetStream",
+        "cast throughput, metrics on vs off",
+        "call p50, metrics on vs off",
     } <= metrics
 
 
