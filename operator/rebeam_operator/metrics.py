@@ -42,6 +42,8 @@ PASS_SECONDS = Histogram(
     "How long one reconcile pass took.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+for _result in ("ok", "conflict", "failed"):
+    PASSES.labels(_result)  # at zero from the start: a rate works before the first failure
 API_ERRORS = Counter(
     "rebeam_operator_api_errors",
     "Kubernetes API calls that failed, by verb and HTTP status (an expected 404 or 409 "

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
+from rebeam.exits import ExitKind
 from rebeam.supervision import ChildExited, Command, Event, StartChild, StartFailed, Supervisor
 from rebeam.supervision.core import ChildStatus
 from rebeam.supervision.notices import notices
@@ -57,6 +58,16 @@ class SupervisionMetrics:
             (*_LABELS, "state"),
             registry=registry,
         )
+        self._known: set[tuple[str, str]] = set()
+
+    def _first_seen(self, namespace: str, supervisor: str) -> None:
+        """Every series of a new supervisor, at zero: a rate over a restart counter works
+        from its first restart on, and a dashboard finds the series before anything fails."""
+        self._known.add((namespace, supervisor))
+        for counter in (self.starts, self.restarts, self.give_ups):
+            counter.labels(namespace, supervisor)
+        for kind in ExitKind:
+            self.exits.labels(namespace, supervisor, kind.value)
 
     def observe(
         self,
@@ -67,6 +78,8 @@ class SupervisionMetrics:
         commands: list[Command],
     ) -> None:
         """Count what one step of ``core`` (``event`` in, ``commands`` out) tells."""
+        if (namespace, supervisor) not in self._known:
+            self._first_seen(namespace, supervisor)
         if isinstance(event, ChildExited | StartFailed):
             self.exits.labels(namespace, supervisor, event.reason.kind.value).inc()
         starts = sum(isinstance(c, StartChild) for c in commands)

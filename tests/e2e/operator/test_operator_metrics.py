@@ -5,7 +5,9 @@ series under its supervisor and child (never its pid)."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -21,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 pytestmark = pytest.mark.e2e
 
 REBEAM = str(Path(sys.executable).parent / "rebeam")
+DASHBOARD = Path(__file__).resolve().parents[3] / "charts" / "rebeam" / "dashboards" / "rebeam.json"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
@@ -48,6 +51,25 @@ def scrape(url: str) -> Samples:
         for family in text_string_to_metric_families(text)
         for s in family.samples
     }
+
+
+def exposed(url: str) -> set[str]:
+    """Every family and sample name of a scrape (a labelled family with no series yet, such
+    as API errors before the first one, is exposed by its HELP and TYPE)."""
+    status, text = get(url)
+    assert status == 200, text
+    out = set()
+    for family in text_string_to_metric_families(text):
+        out.add(family.name)
+        out.add(family.name + "_total" if family.type == "counter" else family.name)
+        out.update(s.name for s in family.samples)
+    return out
+
+
+def operator_panels() -> set[str]:
+    """The operator's metric names the Grafana dashboard queries."""
+    text = json.dumps(json.loads(DASHBOARD.read_text())["panels"])
+    return set(re.findall(r"\brebeam_operator_[a-z_]+\b", text))
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:
@@ -97,6 +119,9 @@ def test_operator_metrics_health_and_an_actor_pods_metrics(
     assert value(seen, "rebeam_supervisor_child_exits_total", reason="crash", **app) == 1
     assert value(seen, "rebeam_supervisor_children", state="running", **app) == 1
     assert "process_cpu_seconds_total" in {name for name, _ in seen}
+    dashboard = operator_panels()
+    assert len(dashboard) > 5, dashboard
+    assert dashboard - exposed(f"{base}/metrics") == set()
 
     (pod,) = [p for p in objects.pods().values() if p["metadata"]["labels"].get(
         "rebeam.io/incarnation") == "2"]  # fmt: skip
