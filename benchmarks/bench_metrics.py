@@ -1,7 +1,9 @@
 """What metrics cost (docs/observability.md): cast throughput and call p50 between the same
 sender and two receivers that differ only in ``REBEAM_METRICS`` (on: the default; off: no
 handler timings), the sender's own call timing switched with them. Rounds alternate off
-and on, so the machine's other load falls on both alike; each figure is the median."""
+and on, so the machine's other load falls on both alike; each figure is the median. The
+receiver's CPU per cast (schedstat) is the steadiest of the three on a shared machine: other
+load slows a round down, it does not make the receiver work more."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import statistics
 
 import rebeam
 from benchmarks._harness import Backend
-from benchmarks._measure import PAYLOAD, Row, a_core_each, cast_rate, p50_us, time_each
+from benchmarks._measure import PAYLOAD, Row, a_core_each, cast_rate, cpu_ns, p50_us, time_each
 from rebeam import metrics
 from rebeam.auth.grants import Role
 
@@ -26,6 +28,7 @@ async def measure(backend: Backend, n: int, rounds: int) -> list[Row]:
         )  # fmt: skip
     casts: dict[str, list[float]] = {"off": [], "on": []}
     calls: dict[str, list[float]] = {"off": [], "on": []}
+    cpu: dict[str, list[float]] = {"off": [], "on": []}
     owner = backend.client_credentials(NAMESPACE, Role.BACKEND)
     enabled = metrics.ENABLED
     async with rebeam.connect(backend.url, namespace=NAMESPACE, credentials=owner) as node:
@@ -34,16 +37,21 @@ async def measure(backend: Backend, n: int, rounds: int) -> list[Row]:
                 metrics.ENABLED = setting == "on"
                 await cast_rate(node, actor.pid, n)
             try:
-                for _ in range(rounds):
-                    for setting, actor in actors.items():
+                for round_ in range(rounds):
+                    # Which goes first swaps every round: the second of a pair ran warmer.
+                    pair = list(actors.items())
+                    for setting, actor in pair if round_ % 2 else reversed(pair):
                         metrics.ENABLED = setting == "on"
+                        before = cpu_ns(actor.os_pid)
                         casts[setting].append(await cast_rate(node, actor.pid, n * 25))
+                        cpu[setting].append((cpu_ns(actor.os_pid) - before) / (n * 25))
                         timed = await time_each(n, lambda i, a=actor: node.call(a.pid, PAYLOAD))
                         calls[setting].append(p50_us(timed))
             finally:
                 metrics.ENABLED = enabled
     cast_off, cast_on = statistics.median(casts["off"]), statistics.median(casts["on"])
     call_off, call_on = statistics.median(calls["off"]), statistics.median(calls["on"])
+    cpu_off, cpu_on = statistics.median(cpu["off"]), statistics.median(cpu["on"])
     note = f"{rounds} rounds, alternating; {pinning}"
     return [
         Row(
@@ -54,6 +62,15 @@ async def measure(backend: Backend, n: int, rounds: int) -> list[Row]:
             ">= 0.95x",
             cast_on / cast_off >= 0.95,
             note=f"{n * 25} casts a round; {note}",
+        ),
+        Row(
+            "receiver CPU per cast, metrics on vs off",
+            f"{cpu_on / 1000:.1f} us",
+            f"{cpu_off / 1000:.1f} us",
+            cpu_on / cpu_off,
+            "<= 1.05x",
+            cpu_on / cpu_off <= 1.05,
+            note="CPU the receiving process spent per cast (schedstat)",
         ),
         Row(
             "call p50, metrics on vs off",

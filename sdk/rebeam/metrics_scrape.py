@@ -102,6 +102,7 @@ class Endpoint:
         self._tree: _Tree | None = None
         self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
         self.url = f"http://{_host(host)}:{self._server.server_address[1]}/metrics"
+        self.any_port = port == 0
 
     def attach(self, nc: Any, targets: Callable[[], list[Target]]) -> None:
         """Scrape the tree whose live actors ``targets`` lists, through ``nc``."""

@@ -49,6 +49,7 @@ def test_the_quick_benchmark_prints_every_row() -> None:
         "idle actor RSS vs bare nats client",
         "durable cast throughput vs raw JetStream",
         "cast throughput, metrics on vs off",
+        "receiver CPU per cast, metrics on vs off",
         "call p50, metrics on vs off",
     } <= metrics
 

@@ -98,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"rebeam: {exc}", file=sys.stderr)
         print("rebeam: nothing was started", file=sys.stderr)
         return EXIT_REFUSED
-    if endpoint is not None:
+    # Said even with --quiet when the port was left to the system: nothing else tells it.
+    if endpoint is not None and (not args.quiet or endpoint.any_port):
         print(f"rebeam: metrics on {endpoint.url}", file=sys.stderr, flush=True)
     try:
         return _run(args, loaded.resources, endpoint)
