@@ -14,7 +14,7 @@ from typing import Any
 from rebeam.pids import Pid
 from rebeam.spec.models import Child
 from rebeam.supervision import BRUTAL_KILL, ChildStatus, StartChild, StopChild, Supervisor
-from rebeam_operator import convergence, failpoints, slots, subtrees
+from rebeam_operator import convergence, failpoints, metrics, slots, subtrees
 from rebeam_operator.cache import Cache
 from rebeam_operator.children import manifest_child
 from rebeam_operator.effects import Effects
@@ -116,6 +116,7 @@ class CarryOut:
         cache.created.add(name)
         if created is not None:
             cache.on_pod(created, deleted=False)
+            metrics.replaced(host.pod_name(spec.name, inc - 1))
             self.log.info("created pod %s (%s)", name, pid)
 
     async def _stop_actor(self, spec: Child, inc: int, command: StopChild) -> None:

@@ -40,6 +40,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from rebeam import metrics_supervision
 from rebeam.exits import SHUTDOWN
 from rebeam.pids import Pid
 from rebeam.spec.models import Child
@@ -60,6 +61,7 @@ from rebeam_operator import (
     converging,
     early_starts,
     failpoints,
+    metrics,
     notices,
     slots,
     subtrees,
@@ -153,6 +155,7 @@ class Driver:
             self.log.warning("cannot read the object: %s", exc)
 
     def on_pod(self, body: Json, deleted: bool) -> None:
+        metrics.pod_seen(body)
         self.cache.on_pod(body, deleted)
         self.wake.set()
 
@@ -166,7 +169,7 @@ class Driver:
         await self.seed()
         while not self.deleted:
             try:
-                result = await self.reconcile()
+                result = await metrics.timed_pass(self.reconcile(), Conflict)
             except Conflict:
                 await self.reread()
                 continue
@@ -325,6 +328,7 @@ class Driver:
         edited manifest, management requests); keep what its answers tell. ``commands``
         are the pass's so far; True if the core was fed anything."""
         host, record = self.host, self.record
+        where = (host.namespace, host.path)  # the supervision metrics' labels
         changed = False
         wants_stop = record.stopping(host)
         if (
@@ -333,19 +337,19 @@ class Driver:
             and record.shutdown_fed < record.incarnation
         ):
             record.shutdown_fed = record.incarnation
-            commands += core.handle(ShutdownRequest(SHUTDOWN), now)
+            commands += metrics_supervision.handle(core, ShutdownRequest(SHUTDOWN), now, *where)
             changed = True
         for event in await child_events.observe(
             host, core, record, self.cache, self.effects, self.log, now
         ):
-            commands += core.handle(event, time.time())
+            commands += metrics_supervision.handle(core, event, time.time(), *where)
             changed = True
         if core.state is SupervisorState.TERMINATED:
             self.requests.forget(f"{host.path} is not running")
         else:
             converge = [] if wants_stop else converging.requests(record, core, host, self.log)
             for event in converge + self.requests.take():
-                commands += core.handle(event, time.time())
+                commands += metrics_supervision.handle(core, event, time.time(), *where)
                 changed = True
         for notice in notices_of(commands):
             record.note(notice, intensity=core.flags.intensity, period=host.spec.period)

@@ -27,6 +27,7 @@ from rebeam.spec.models import ActorTemplate, Child, Readiness
 from rebeam.spec.readiness import entry_arguments, uses_entry
 from rebeam.spec.runtime_env import mailbox_env
 from rebeam.supervision import BRUTAL_KILL, INFINITY, Shutdown
+from rebeam_operator import metrics
 from rebeam_operator.hosts import (
     ANN_DECIDED_SEQ,
     ANN_PATH,
@@ -161,7 +162,7 @@ def pod_manifest(
     actor = child.actor
     assert actor is not None
     env = _environment(host, child.name, actor, pid, settings)
-    return {
+    pod: Json = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": _metadata(host, child.name, incarnation, pid, slot_owner, decided_seq),
@@ -178,6 +179,8 @@ def pod_manifest(
             ],
         },
     }
+    metrics.expose(pod, settings.actor_metrics_port if actor.module else None)
+    return pod
 
 
 def _metadata(

@@ -49,6 +49,7 @@ from rebeam._messages import From
 from rebeam._node import Node
 from rebeam.errors import CodecError
 from rebeam.exits import NORMAL, SHUTDOWN, ExitReason, crash, shutdown_with
+from rebeam.metrics import INFO, REPLY, SAMPLED, clock
 from rebeam.pids import Pid
 
 if TYPE_CHECKING:
@@ -168,6 +169,7 @@ class Actor:
     async def reply(self, from_: From, value: Any) -> None:
         """Reply to a call whose ``handle_call`` returned :data:`NOREPLY`."""
         await self._node.nc.publish(from_.reply_to, pack_reply(value))
+        self._node.metrics.sent[REPLY] += 1
 
 
 def crash_reason(exc: BaseException) -> ExitReason:
@@ -350,6 +352,11 @@ class Host:
             ):
                 node.stats.received += 1
                 self._busy = True
+                # Every message counted; every SAMPLED+1-th timed: a clock read and a call
+                # per cast cost more than the rest of the metrics (docs/observability.md).
+                counts = node.metrics.received
+                counts[kind] += 1
+                started = 0.0 if counts[kind] & SAMPLED else clock()
                 try:
                     if reply:  # a cast or send that asked for a receipt
                         await node.nc.publish(reply, _RECEIPT)
@@ -360,6 +367,8 @@ class Host:
                 except Exception as exc:
                     self._crash(crash_reason(exc))
                 finally:
+                    if started:
+                        node.metrics.timed(kind, started)
                     if self._turn_waiters:
                         self._give_turn()
                     else:
@@ -396,7 +405,9 @@ class Host:
                 self._busy = True  # a free turn: taken without a coroutine call
             try:
                 if self._stop is None:
+                    started = clock()
                     await self._handle(env)
+                    node.metrics.handled(env.kind, started)
                     return
             finally:
                 self._give_turn()
@@ -414,7 +425,9 @@ class Host:
                 if self._stop is not None:
                     return
                 # Handled exactly as a plain send is: handle_info, and a raise crashes the actor.
+                started = clock()
                 await self._handle(Envelope(SEND, self.node._pid_str, None, item.message))
+                self.node.metrics.handled(INFO, started)
             finally:
                 self._give_turn()
 
@@ -434,6 +447,7 @@ class Host:
                     result = await result
                 if result is not NOREPLY and env.reply:
                     await self.node.nc.publish(env.reply, pack_reply(result))
+                    self.node.metrics.sent[REPLY] += 1
             except Exception as exc:
                 reason = crash_reason(exc)
                 self._crash(reason)

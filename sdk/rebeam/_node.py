@@ -43,7 +43,7 @@ import nats
 import nats.errors
 import nats.js.errors as jserr
 
-from rebeam import _codec, _durable, _subjects
+from rebeam import _codec, _durable, _subjects, metrics
 from rebeam._addresses import Address, Name, Via
 from rebeam._connecting import Connection, credentials_from_environment
 from rebeam._envelope import (
@@ -127,6 +127,7 @@ class Node:
         self.local_scope = local_scope or os.environ.get("REBEAM_LOCAL_SCOPE") or "default"
         self.is_client = is_client
         self.stats = Stats()
+        self.metrics = metrics.NodeMetrics(self)
         self.limits = mailbox_limits or Limits()
         self.mailbox = Mailbox(self.limits.max_messages)
         self.store = Store(nc.jetstream(), pid.namespace, on_invalid=self._registry_invalid)
@@ -365,6 +366,7 @@ class Node:
             self.delivering.clear()  # hold messages until the fence is re-checked
 
     def on_reconnected(self) -> None:
+        self.stats.reconnects += 1
         self._spawn(self._after_reconnect())
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
@@ -639,8 +641,9 @@ class Node:
             self.stats.reply_refused += 1
             self._ratelog.warning("refused a stats request: its reply subject is no inbox", reply)
             return
+        answer = metrics.export() if msg.data == metrics.SCRAPE else self.stats_snapshot()
         with contextlib.suppress(Exception):
-            await self.nc.publish(reply, pack_reply(self.stats_snapshot()))
+            await self.nc.publish(reply, pack_reply(answer))
 
     async def stats_of(self, dest: Address | None = None, timeout: float = 2.0) -> dict[str, int]:
         """The counters of a process (this one if ``dest`` is None): what it received, what
@@ -765,6 +768,7 @@ class Node:
         data = _codec.encode([VERSION, kind, text, self._pid_str, next(self._seq), message])
         if len(data) > self._limit:
             raise MessageTooLarge(len(data), self._limit)
+        self.metrics.sent[kind] += 1
         return self.nc.publish(subject, data)  # type: ignore[no-any-return]
 
     async def _deliver_resolving(
@@ -781,6 +785,7 @@ class Node:
             pid = await self.resolve(dest)
         if durable:
             await _durable.publish(self, pid, kind, message)
+            self.metrics.sent[kind] += 1
         elif wait is not None:
             await self._request(pid, kind, message, wait, RECEIPT)
         elif self._tracing is not None:
@@ -829,12 +834,18 @@ class Node:
                 else f"{pid} cannot wait for room in its own mailbox"
             )
         subject = self._mailboxes.get(pid._text) or self._mailbox_of(pid)
-        if self._tracing is None:
-            data = self._envelope(kind, pid._text, message)
-            return await self._requests.request(pid, subject, data, timeout, answer)
-        with self._tracing.sending(kind, pid) as trace:
-            data = self._envelope(kind, pid._text, message, trace)
-            return await self._requests.request(pid, subject, data, timeout, answer)
+        self.metrics.sent[kind] += 1
+        started = metrics.clock()
+        try:
+            if self._tracing is None:
+                data = self._envelope(kind, pid._text, message)
+                return await self._requests.request(pid, subject, data, timeout, answer)
+            with self._tracing.sending(kind, pid) as trace:
+                data = self._envelope(kind, pid._text, message, trace)
+                return await self._requests.request(pid, subject, data, timeout, answer)
+        finally:
+            if kind == _CALL:
+                self.metrics.called(started)
 
     # -- exit watches (rebeam._watching) -------------------------------------------------
 

@@ -22,6 +22,8 @@ class Stats:
     durable_delivered: int = 0  # durable mailbox: handled and acknowledged
     durable_duplicates: int = 0  # durable mailbox: redeliveries of handled messages, skipped
     parked: int = 0  # durable mailbox: poison messages moved aside
+    durable_redelivered: int = 0  # durable mailbox: deliveries after the first of a message
+    reconnects: int = 0  # to NATS, after the connection was lost
     # Requests sent again after a cluster answered "no responders" for a pid holding a live
     # lease: its subscription had not reached our server yet (rebeam._interest).
     interest_retries: int = 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -39,13 +40,36 @@ def release_values(
         # Each process-kubelet container has a termination-message file of its own, named by
         # $REBEAM_TERMINATION_LOG; `$$` keeps the operator's own container from expanding it.
         operator["exitRecord"] = "$$(REBEAM_TERMINATION_LOG)"
+        # Its pods share this machine's network: a free port for the operator's own, none for
+        # actor pods (several would want the same). It runs only exec probes: /readyz, asked
+        # from one.
+        port = free_port()
+        operator["metricsPort"] = port
+        readyz = {"command": ["python", "-c", READYZ.format(port)]}
+        operator["readinessProbe"] = {"httpGet": None, "exec": readyz}  # null: not the chart's
+        metrics: Json = {"actorPort": None}
     else:
+        metrics = {}
         # On kind or a hosted cluster: the images built from images/ (scripts/kind-e2e.sh).
         repository, _, tag = os.environ.get("REBEAM_E2E_OPERATOR_IMAGE", "").rpartition(":")
         if repository:
             operator["image"] = {"repository": repository, "tag": tag}
         operator["actorImage"] = image
-    return {"nats": {"enabled": False}, "natsUrl": nats_url, "operator": operator}
+    return {
+        "nats": {"enabled": False},
+        "natsUrl": nats_url,
+        "operator": operator,
+        "metrics": metrics,
+    }
+
+
+READYZ = "import urllib.request; urllib.request.urlopen('http://127.0.0.1:{}/readyz', timeout=5)"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def apply_nats_secrets(cluster: Cluster, namespace: str, nats: E2ENats, workdir: Path) -> None:
