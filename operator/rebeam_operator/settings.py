@@ -116,6 +116,77 @@ def parse(argv: list[str] | None = None) -> Settings:
     )
 
 
+# The operator's options besides --namespace: (flag, help, default, metavar). Each may also be
+# given by its environment variable (_ENV), which the flag overrides.
+_OPTIONS: list[tuple[str, str, str | None, str | None]] = [
+    (
+        "--nats-url",
+        "NATS for lifecycle events, names and leases; given to pods (REBEAM_NATS_URL)",
+        Settings.nats_url,
+        None,
+    ),
+    (
+        "--log-format",
+        "json (one object a line) or text (REBEAM_OPERATOR_LOG_FORMAT)",
+        Settings.log_format,
+        None,
+    ),
+    (
+        "--log-level",
+        "DEBUG, INFO, WARNING, ... (REBEAM_OPERATOR_LOG_LEVEL)",
+        Settings.log_level,
+        None,
+    ),
+    ("--image", "image of actors that name none (REBEAM_OPERATOR_IMAGE)", DEFAULT_IMAGE, None),
+    (
+        "--exit-record",
+        "REBEAM_EXIT_RECORD of pods: the termination-message path (REBEAM_OPERATOR_EXIT_RECORD)",
+        TERMINATION_MESSAGE_PATH,
+        None,
+    ),
+    (
+        "--lease-ttl",
+        "REBEAM_LEASE_TTL of pods: how soon a runtime on a lost node counts as dead",
+        None,
+        None,
+    ),
+    (
+        "--issuer-secrets",
+        "the NATS server's issuer.json: the operator issues and checks every NATS "
+        "credential (REBEAM_ISSUER_SECRETS; without it, NATS must let anyone in)",
+        None,
+        "FILE",
+    ),
+    (
+        "--nats-account",
+        "the NATS account of every namespace, as the server's configuration names it "
+        "(REBEAM_NATS_ACCOUNT)",
+        Settings.nats_account,
+        None,
+    ),
+    (
+        "--nats-ca",
+        "the CA certificates (PEM) of a tls:// NATS, trusted by the operator and given to "
+        "actor pods (REBEAM_NATS_CA)",
+        None,
+        "FILE",
+    ),
+    (
+        "--metrics-port",
+        "serve /metrics, /healthz and /readyz on this port (REBEAM_OPERATOR_METRICS_PORT)",
+        None,
+        "PORT",
+    ),
+    (
+        "--actor-metrics-port",
+        "actor pods serve their metrics on this port, annotated for Prometheus "
+        "(REBEAM_OPERATOR_ACTOR_METRICS_PORT)",
+        None,
+        "PORT",
+    ),
+]
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="rebeam-operator",
@@ -128,64 +199,8 @@ def _parser() -> argparse.ArgumentParser:
         dest="namespaces",
         help="a namespace to watch (repeat; default: REBEAM_OPERATOR_NAMESPACES or all)",
     )
-
-    def option(
-        flag: str, help: str, default: str | None = None, metavar: str | None = None
-    ) -> None:
-        p.add_argument(flag, default=_env(_ENV[flag], default), metavar=metavar, help=help)
-
-    option(
-        "--nats-url",
-        "NATS for lifecycle events, names and leases; given to pods (REBEAM_NATS_URL)",
-        Settings.nats_url,
-    )
-    option(
-        "--log-format",
-        "json (one object a line) or text (REBEAM_OPERATOR_LOG_FORMAT)",
-        Settings.log_format,
-    )
-    option(
-        "--log-level", "DEBUG, INFO, WARNING, ... (REBEAM_OPERATOR_LOG_LEVEL)", Settings.log_level
-    )
-    option("--image", "image of actors that name none (REBEAM_OPERATOR_IMAGE)", DEFAULT_IMAGE)
-    option(
-        "--exit-record",
-        "REBEAM_EXIT_RECORD of pods: the termination-message path (REBEAM_OPERATOR_EXIT_RECORD)",
-        TERMINATION_MESSAGE_PATH,
-    )
-    option(
-        "--lease-ttl",
-        "REBEAM_LEASE_TTL of pods: how soon a runtime on a lost node counts as dead",
-    )
-    option(
-        "--issuer-secrets",
-        "the NATS server's issuer.json: the operator issues and checks every NATS "
-        "credential (REBEAM_ISSUER_SECRETS; without it, NATS must let anyone in)",
-        metavar="FILE",
-    )
-    option(
-        "--nats-account",
-        "the NATS account of every namespace, as the server's configuration names it "
-        "(REBEAM_NATS_ACCOUNT)",
-        Settings.nats_account,
-    )
-    option(
-        "--nats-ca",
-        "the CA certificates (PEM) of a tls:// NATS, trusted by the operator and given to "
-        "actor pods (REBEAM_NATS_CA)",
-        metavar="FILE",
-    )
-    option(
-        "--metrics-port",
-        "serve /metrics, /healthz and /readyz on this port (REBEAM_OPERATOR_METRICS_PORT)",
-        metavar="PORT",
-    )
-    option(
-        "--actor-metrics-port",
-        "actor pods serve their metrics on this port, annotated for Prometheus "
-        "(REBEAM_OPERATOR_ACTOR_METRICS_PORT)",
-        metavar="PORT",
-    )
+    for flag, help_text, default, metavar in _OPTIONS:
+        p.add_argument(flag, default=_env(_ENV[flag], default), metavar=metavar, help=help_text)
     return p
 
 
