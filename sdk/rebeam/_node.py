@@ -70,7 +70,7 @@ from rebeam._naming import Naming
 from rebeam._ratelog import RateLog
 from rebeam._registry import Store
 from rebeam._requests import RECEIPT, Answer, Requests
-from rebeam._stats import Stats
+from rebeam._stats import STATUS_REQUEST, Stats
 from rebeam._watching import Watching, WatchLimits
 from rebeam.errors import (
     CallingSelf,
@@ -125,6 +125,8 @@ class Node:
         self.local_scope = local_scope or os.environ.get("REBEAM_LOCAL_SCOPE") or "default"
         self.is_client = is_client
         self.stats = Stats()
+        # An actor's state summary (its format_status), added to a stats reply that asks.
+        self.status_report: Callable[[], Awaitable[Any]] | None = None
         self.limits = mailbox_limits or Limits()
         self.mailbox = Mailbox(self.limits.max_messages)
         self.store = Store(nc.jetstream(), pid.namespace, on_invalid=self._registry_invalid)
@@ -623,8 +625,11 @@ class Node:
             self.stats.reply_refused += 1
             self._ratelog.warning("refused a stats request: its reply subject is no inbox", reply)
             return
+        snapshot: dict[str, Any] = self.stats_snapshot()
+        if msg.data == STATUS_REQUEST and self.status_report is not None:
+            snapshot["status"] = await self.status_report()
         with contextlib.suppress(Exception):
-            await self.nc.publish(reply, pack_reply(self.stats_snapshot()))
+            await self.nc.publish(reply, pack_reply(snapshot))
 
     async def stats_of(self, dest: Address | None = None, timeout: float = 2.0) -> dict[str, int]:
         """The counters of a process (this one if ``dest`` is None): what it received, what
