@@ -49,7 +49,8 @@ def _row(node: dict[str, Any], stats: ActorStats | None, depth: int) -> str:
     is_child = "name" in node
     label = node["name"] if is_child else path
     supervisor = node.get("kind") == "supervisor" or "strategy" in node
-    restarts = node.get("restarts") if supervisor else node.get("starts")
+    # A supervisor's restarts in its intensity window; a child's since the tree started.
+    restarts = node.get("restarts") if supervisor else max(int(node.get("starts") or 0) - 1, 0)
     shown = stats.public() if stats is not None else {}
     latency = shown.get("latency_ms")
     cells = [

@@ -111,6 +111,7 @@ class Observer:
                 web.get("/events", self._events),
                 web.get("/static/{name}", self._static),
                 web.get("/api/status", self._status),
+                web.get("/api/counters", self._counters),
                 web.post("/api/{op}", self._action),
             ]
         )
@@ -285,6 +286,17 @@ class Observer:
             return None
         node = self.follower.state.node(path)
         return node if node is not None and "name" in node else None
+
+    async def _counters(self, request: web.Request) -> web.Response:
+        """What the observer itself counted: refusals by kind, pages open, failed polls."""
+        return web.json_response(
+            {
+                "refused": dict(self.refused),
+                "pages": len(self._clients),
+                "stats_failures": self.poller.failures,
+                "directory_failures": self.directory.failures,
+            }
+        )
 
     async def _status(self, request: web.Request) -> web.Response:
         path = request.query.get("path")
