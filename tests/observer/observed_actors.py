@@ -39,3 +39,11 @@ class Plain(rebeam.Actor):
 
     async def handle_call(self, message: Any, from_: rebeam.From) -> Any:
         return message
+
+
+class Worker(Summarized):
+    """A Summarized that joins the process group ``workers``."""
+
+    async def init(self, args: Any) -> None:
+        await super().init(args)
+        await rebeam.join("workers")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import time
 import urllib.error
@@ -21,15 +22,18 @@ from tests.observer.conftest import Observe, start_observer, wait_for
 
 TREE = supervisor(
     "shop",
-    "    - {name: counter, actor: {module: 'counting:Counter'}}\n"
-    "    - {name: other, actor: {module: 'counting:Counter'}}\n",
+    "    - {name: counter, actor: {module: 'counting:Counter', register: counter}}\n"
+    "    - {name: other, actor: {module: 'counting:Counter'}}\n"
+    "    - {name: worker, actor: {module: 'observed_actors:Worker'}}\n",
 )
+ACTORS = Path(__file__).with_name("observed_actors.py")
 
 
 def start(rebeam_run: StartRun, tmp_path: Path, observe: list[Observe]) -> tuple[Any, Observe]:
     (tmp_path / "counting.py").write_text(COUNTER)
+    shutil.copy(ACTORS, tmp_path)
     run = rebeam_run(TREE)
-    run.events.wait("started", child="other")
+    run.events.wait("started", child="worker")
     observer = start_observer(run)
     observe.append(observer)
     return run, observer
@@ -99,6 +103,19 @@ def test_tree_appears_and_a_crash_shows_within_a_second(
     wait_for(lambda: cell(browser, "shop/counter", 3) == "2", timeout=1.0, what="inc 2")
     assert "killed" in cell(browser, "shop/counter", 5)  # the last exit
 
+    # Names, groups, and the stats the server polls: a rate and a handler latency.
+    directory = browser.find_element(By.ID, "directory")
+    wait_for(lambda: "counter" in directory.text, what="the registered name")
+    wait_for(lambda: "pg/workers" in directory.text, what="the process group")
+
+    def busy_counter() -> str:
+        assert run.rebeam("call", "counter", "{}").returncode == 0
+        return cell(browser, "shop/counter", 9)
+
+    assert wait_for(busy_counter, what="a handler latency").endswith(" ms")
+    assert float(cell(browser, "shop/counter", 8)) >= 0  # msg/s
+    assert cell(browser, "shop/counter", 7) == "0"  # nothing waits in its mailbox
+
     shot = tmp_path / "observer.png"
     assert browser.save_screenshot(str(shot))
     print(f"observer screenshot: {shot}")
@@ -119,7 +136,7 @@ def test_restart_from_the_page_and_nothing_without_the_token(
     # A forged POST carrying the session cookie but not the page's CSRF token: refused.
     cookie = browser.get_cookies()[0]
     assert post(observer, "restart", "shop/other", cookie=cookie) == 403
-    assert run.events.since(0)[-1]["child"] == "other"  # nothing happened to it
+    assert all(e["event"] == "started" for e in run.events.since(0))  # nothing happened
     assert cell(browser, "shop/other", 3) == "1"
 
     click(browser, "shop/other", "restart")
@@ -128,11 +145,18 @@ def test_restart_from_the_page_and_nothing_without_the_token(
     run.events.wait("started", child="other", incarnation=2)
     wait_for(lambda: "done" in browser.find_element(By.ID, "notice").text, what="the notice")
 
-    # The state summary of the page's "state" button: the counter has none.
+    # The "state" button: the actor's format_status, or a sentence when it has none.
+    click(browser, "shop/worker", "status")
+    shown = wait_for(
+        lambda: json.loads(browser.find_element(By.ID, "status").text.split("\n", 1)[1]),
+        what="the state summary",
+    )
+    assert shown["count"] == 0
+    assert "secret" not in shown
     click(browser, "shop/counter", "status")
     wait_for(
         lambda: "defines no format_status" in browser.find_element(By.ID, "status").text,
-        what="the state summary",
+        what="a sentence for an actor without format_status",
     )
 
 
