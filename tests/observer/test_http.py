@@ -132,3 +132,33 @@ def test_the_command_says_in_one_line_what_is_wrong(tmp_path: Path) -> None:
     )
     assert bad_port.returncode == 2
     assert "no TCP port" in bad_port.stderr
+
+
+JOBS = (
+    "apiVersion: rebeam.io/v1alpha1\nkind: Supervisor\nmetadata: {name: jobs}\n"
+    "spec:\n  strategy: simple_one_for_one\n"
+    "  childTemplate: {name: job, actor: {command: [sleep, '300']}}\n"
+)
+
+
+def test_a_dynamic_child_is_terminated_not_restarted(
+    rebeam_run: StartRun, observe: list[Observe]
+) -> None:
+    run = rebeam_run(JOBS)
+    run.wait_ready()
+    assert run.rebeam("start-child", "jobs").returncode == 0
+    run.events.wait("started", child="job-1")
+    observer = start_observer(run)
+    observe.append(observer)
+    client = Client(observer)
+    client.log_in(observer.token)
+    _, _, page = client.ask("GET", "/")
+    row = page[page.index('data-path="jobs/job-1"') :].split("</tr>", 1)[0]
+    assert 'data-op="restart"' not in row  # no button for what cannot be done
+    assert 'data-op="terminate"' in row
+    body = json.dumps({"path": "jobs/job-1"}).encode()
+    status, reply = client.act("restart", body)
+    assert (status, reply["code"]) == (409, "dynamic_child")
+    assert "can be terminated, not restarted" in reply["error"]
+    assert client.act("terminate", body) == (200, {"ok": "terminate jobs/job-1: done"})
+    run.events.wait("exited", child="job-1")

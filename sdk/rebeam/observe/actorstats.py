@@ -29,6 +29,7 @@ EVERY: Final = 2.0
 PER_SECOND: Final = 500  # stats requests at most, however many actors: a modest load
 CONCURRENCY: Final = 32
 TIMEOUT: Final = 1.0
+MAX_SILENT: Final = 100_000  # pids remembered as not answering stats
 
 
 @dataclass
@@ -65,6 +66,9 @@ class StatsPoller:
         self.latest: dict[str, ActorStats] = {}
         self.changed = asyncio.Event()
         self.failures = 0  # requests that got no usable answer (an actor just ended, say)
+        # Pids nobody answers stats for (a command child, not a Python actor): not asked
+        # again, so a tree of such children costs one request each, not one per round.
+        self._silent: set[str] = set()
 
     async def run(self) -> None:
         while True:
@@ -82,7 +86,8 @@ class StatsPoller:
             async with gate:
                 return path, pid, await self._ask(pid)
 
-        answers = await asyncio.gather(*(one(path, pid) for path, pid in targets))
+        asked = [(path, pid) for path, pid in targets if pid not in self._silent]
+        answers = await asyncio.gather(*(one(path, pid) for path, pid in asked))
         latest: dict[str, ActorStats] = {}
         for path, _pid, counters in answers:
             if counters is not None:
@@ -94,6 +99,10 @@ class StatsPoller:
         try:
             msg = await self.nc.request(_subjects.stats(Pid.parse(pid)), b"", timeout=TIMEOUT)
             status, counters = unpack_reply(msg.data)
+        except nats.errors.NoRespondersError:
+            if len(self._silent) < MAX_SILENT:
+                self._silent.add(pid)
+            return None
         except (ValueError, CodecError, nats.errors.Error):
             self.failures += 1
             return None

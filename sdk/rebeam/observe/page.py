@@ -36,15 +36,18 @@ def render_rows(roots: list[dict[str, Any]], stats: Mapping[str, ActorStats]) ->
     return "".join(_rows(roots, stats, 0))
 
 
-def _rows(nodes: list[Any], stats: Mapping[str, ActorStats], depth: int) -> Iterator[str]:
+def _rows(
+    nodes: list[Any], stats: Mapping[str, ActorStats], depth: int, dynamic: bool = False
+) -> Iterator[str]:
     for node in nodes:
         if not isinstance(node, dict):
             continue
-        yield _row(node, stats.get(str(node.get("path"))), depth)
-        yield from _rows(node.get("children") or [], stats, depth + 1)
+        yield _row(node, stats.get(str(node.get("path"))), depth, dynamic)
+        below = node.get("strategy") == "simple_one_for_one"
+        yield from _rows(node.get("children") or [], stats, depth + 1, below)
 
 
-def _row(node: dict[str, Any], stats: ActorStats | None, depth: int) -> str:
+def _row(node: dict[str, Any], stats: ActorStats | None, depth: int, dynamic: bool) -> str:
     path = str(node.get("path", ""))
     is_child = "name" in node
     label = node["name"] if is_child else path
@@ -64,14 +67,15 @@ def _row(node: dict[str, Any], stats: ActorStats | None, depth: int) -> str:
         f'<td data-s="mailbox">{_text(shown.get("mailbox"))}</td>',
         f'<td data-s="rate">{_text(shown.get("rate"))}</td>',
         f'<td data-s="latency">{"" if latency is None else f"{latency:g} ms"}</td>',
-        f"<td>{_actions(node) if is_child else ''}</td>",
+        f"<td>{_actions(node, dynamic) if is_child else ''}</td>",
     ]
     kind = "sup" if supervisor else "actor"
     return f'<tr class="{kind}" data-path="{escape(path)}">{"".join(cells)}</tr>'
 
 
-def _actions(node: dict[str, Any]) -> str:
-    buttons = ['<button data-op="restart">restart</button>']
+def _actions(node: dict[str, Any], dynamic: bool) -> str:
+    # A dynamic child (of a simple_one_for_one supervisor) cannot be restarted by name.
+    buttons = [] if dynamic else ['<button data-op="restart">restart</button>']
     if node.get("state") not in ("undefined", "terminated"):
         buttons.append('<button data-op="terminate">terminate</button>')
     if node.get("pid") and node.get("kind") != "supervisor":

@@ -321,6 +321,11 @@ class Observer:
         child = self._child(path)
         if child is None:
             return self._refuse("bad_request", 400, f"no child {str(path)[:100]!r}", request)
+        parent = self.follower.state.node(str(path).rpartition("/")[0]) or {}
+        if op == "restart" and parent.get("strategy") == "simple_one_for_one":
+            # Terminating would remove it for good: its supervisor cannot restart it by name.
+            sentence = f"{path} is a dynamic child: it can be terminated, not restarted"
+            return self._refuse("dynamic_child", 409, sentence, request)
         log.info("%s %s, asked from the page", op, path)
         steps = ["terminate-child"]
         if op == "restart":
