@@ -43,8 +43,8 @@ def cell(driver: Any, path: str, column: int) -> str:
     """A cell's text, read in one script: the rows are replaced as the tree changes, so an
     element found in one step may be gone in the next."""
     text = driver.execute_script(
-        "const row = document.querySelector(`tr[data-path='${arguments[0]}']`);"
-        "return row ? row.cells[arguments[1]].textContent : null;",
+        "const row = document.querySelector(`#rows [data-path='${arguments[0]}']`);"
+        "return row ? row.children[arguments[1]].textContent : null;",
         path,
         column,
     )
@@ -52,9 +52,10 @@ def cell(driver: Any, path: str, column: int) -> str:
 
 
 def click(driver: Any, path: str, op: str) -> None:
+    """Select the child's row, then press the action bar's button for ``op``."""
     driver.execute_script(
-        "document.querySelector(`tr[data-path='${arguments[0]}'] "
-        "button[data-op='${arguments[1]}']`).click();",
+        "document.querySelector(`#rows [data-path='${arguments[0]}']`).click();"
+        "document.querySelector(`#actions button[data-op='${arguments[1]}']`).click();",
         path,
         op,
     )

@@ -1,22 +1,32 @@
 """The observer's HTML, rendered on the server: the whole page for the first paint, and the
 fragments the event stream sends (the tree's rows, a timeline line, names and groups), so
-the page's script only puts them in place. Everything from the tree is escaped."""
+the page's script only puts them in place. Everything from the tree is escaped.
+
+The tree is a list of small rows (a CSS grid each, no table: a table is laid out whole
+before it is painted), in chunks of CHUNK rows that the browser skips laying out while they
+are off screen (``content-visibility``): a tree of thousands of children paints as fast as a
+screenful. Actions are not repeated on every row: a row is selected, and the bar above acts
+on it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from html import escape
-from typing import Any
+from itertools import islice
+from typing import Any, Final
 
 from rebeam.exits import ExitReason
 from rebeam.observe.actorstats import ActorStats
 
 __all__ = ["render_directory", "render_event", "render_page", "render_rows"]
 
-COLUMNS = (
+COLUMNS: Final = (
     "child", "kind", "state", "inc", "restarts", "last exit", "os pid",
-    "mailbox", "msg/s", "latency", "",
+    "mailbox", "msg/s", "latency",
 )  # fmt: skip
+CHUNK: Final = 50
+MAX_DEPTH_CLASS: Final = 12  # indentation classes d0..d12; deeper rows indent as d12
 
 
 def _reason(wire: Any) -> str:
@@ -33,7 +43,11 @@ def _text(value: Any) -> str:
 
 
 def render_rows(roots: list[dict[str, Any]], stats: Mapping[str, ActorStats]) -> str:
-    return "".join(_rows(roots, stats, 0))
+    rows = _rows(roots, stats, 0)
+    out = []
+    while chunk := "".join(islice(rows, CHUNK)):
+        out.append(f'<div class="chunk">{chunk}</div>')
+    return "".join(out)
 
 
 def _rows(
@@ -50,37 +64,28 @@ def _rows(
 def _row(node: dict[str, Any], stats: ActorStats | None, depth: int, dynamic: bool) -> str:
     path = str(node.get("path", ""))
     is_child = "name" in node
-    label = node["name"] if is_child else path
     supervisor = node.get("kind") == "supervisor" or "strategy" in node
     # A supervisor's restarts in its intensity window; a child's since the tree started.
     restarts = node.get("restarts") if supervisor else max(int(node.get("starts") or 0) - 1, 0)
     shown = stats.public() if stats is not None else {}
     latency = shown.get("latency_ms")
-    cells = [
-        f'<td class="name" style="padding-left:{depth * 1.2 + 0.3:.1f}em">{_text(label)}</td>',
-        f"<td>{_text(node.get('strategy') if supervisor else node.get('kind'))}</td>",
-        f'<td class="state s-{_text(node.get("state"))}">{_text(node.get("state"))}</td>',
-        f'<td data-f="inc">{_text(node.get("incarnation"))}</td>',
-        f"<td>{_text(restarts)}</td>",
-        f'<td class="exit">{_text(_reason(node.get("last_exit")))}</td>',
-        f"<td>{_text(node.get('os_pid'))}</td>",
-        f'<td data-s="mailbox">{_text(shown.get("mailbox"))}</td>',
-        f'<td data-s="rate">{_text(shown.get("rate"))}</td>',
-        f'<td data-s="latency">{"" if latency is None else f"{latency:g} ms"}</td>',
-        f"<td>{_actions(node, dynamic) if is_child else ''}</td>",
-    ]
-    kind = "sup" if supervisor else "actor"
-    return f'<tr class="{kind}" data-path="{escape(path)}">{"".join(cells)}</tr>'
-
-
-def _actions(node: dict[str, Any], dynamic: bool) -> str:
-    # A dynamic child (of a simple_one_for_one supervisor) cannot be restarted by name.
-    buttons = [] if dynamic else ['<button data-op="restart">restart</button>']
-    if node.get("state") not in ("undefined", "terminated"):
-        buttons.append('<button data-op="terminate">terminate</button>')
-    if node.get("pid") and node.get("kind") != "supervisor":
-        buttons.append('<button data-op="status">state</button>')
-    return "".join(buttons)
+    state = _text(node.get("state"))
+    cells = (
+        f'<i class="d{min(depth, MAX_DEPTH_CLASS)}">{_text(node["name"] if is_child else path)}</i>'
+        f"<i>{_text(node.get('strategy') if supervisor else node.get('kind'))}</i>"
+        f'<i class="s-{state}">{state}</i>'
+        f"<i>{_text(node.get('incarnation'))}</i><i>{_text(restarts)}</i>"
+        f"<i>{_text(_reason(node.get('last_exit')))}</i><i>{_text(node.get('os_pid'))}</i>"
+        f"<i>{_text(shown.get('mailbox'))}</i><i>{_text(shown.get('rate'))}</i>"
+        f"<i>{'' if latency is None else f'{latency:g} ms'}</i>"
+    )
+    # What the action bar offers for the row: a dynamic child (of a simple_one_for_one
+    # supervisor) cannot be restarted by name; only a running actor has a state summary.
+    flags = "".join(
+        f" data-{flag}" for flag, on in (("dyn", dynamic), ("pid", bool(node.get("pid")))) if on
+    )
+    kind = "r s" if supervisor else "r a" if is_child else "r"
+    return f'<div class="{kind}" data-path="{escape(path)}"{flags}>{cells}</div>'
 
 
 def render_event(event: dict[str, Any]) -> str:
@@ -121,7 +126,7 @@ def render_page(
     directory: Mapping[str, Any],
     csrf: str,
 ) -> str:
-    head = "".join(f"<th>{escape(c)}</th>" for c in COLUMNS)
+    head = "".join(f"<i>{escape(c)}</i>" for c in COLUMNS)
     events = "".join(render_event(e) for e in reversed(timeline))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -133,9 +138,15 @@ def render_page(
 <header><h1>rebeam observe</h1><span>{escape(title)}</span>
 <span id="conn" class="down">connecting</span></header>
 <main>
-<section id="tree-box"><table id="tree"><thead><tr>{head}</tr></thead>
-<tbody id="rows">{render_rows(roots, stats)}</tbody></table>
-<pre id="status" hidden></pre><p id="notice" role="status"></p></section>
+<section id="tree-box">
+<div id="actions"><span id="selected">select a child</span>
+<button data-op="restart" disabled>restart</button>
+<button data-op="terminate" disabled>terminate</button>
+<button data-op="status" disabled>state</button>
+<span id="notice" role="status"></span></div>
+<pre id="status" hidden></pre>
+<div id="tree"><div class="r head">{head}</div>
+<div id="rows">{render_rows(roots, stats)}</div></div></section>
 <aside><h2>Timeline</h2><ol id="timeline" reversed>{events}</ol>
 <div id="directory">{render_directory(directory)}</div></aside>
 </main></body></html>

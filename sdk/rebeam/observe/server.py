@@ -46,6 +46,12 @@ QUEUE: Final = 256  # messages waiting for one page; a page that falls behind is
 PUSH_EVERY: Final = 0.2  # the tree's rows are sent at most this often
 HEARTBEAT: Final = 15.0
 ACTION_TIMEOUT: Final = 30.0
+# Only this server's script and style apply to the page, whatever a tree's text contains
+# (it is escaped too).
+CSP: Final = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; "
+    "frame-ancestors 'none'; form-action 'none'"
+)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 STATIC: Final = {"observer.js": "text/javascript", "observer.css": "text/css"}
 
@@ -121,7 +127,7 @@ class Observer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = int(self._runner.addresses[0][1])
         self.cookie = f"rebeam_observer_{self.port}"  # one per observer on a host
         loop = asyncio.get_running_loop()
         for job in (self.follower.run(), self.poller.run(), self.directory.run(), self._pump()):
@@ -141,6 +147,8 @@ class Observer:
         logging.getLogger("aiohttp.server").removeFilter(self._http_errors)
 
     def _targets(self) -> list[tuple[str, str]]:
+        if not self._clients:
+            return []  # nobody looks: no stats requests
         return [
             (str(child["path"]), str(child["pid"]))
             for child in self.follower.state.children()
@@ -195,7 +203,7 @@ class Observer:
         return web.Response(
             text=html,
             content_type="text/html",
-            headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY"},
+            headers={"Cache-Control": "no-store", "Content-Security-Policy": CSP},
         )
 
     async def _static(self, request: web.Request) -> web.Response:
@@ -265,6 +273,10 @@ class Observer:
             self._push_changes()
 
     def _push_changes(self) -> None:
+        if not self._clients:  # a page that connects is sent everything anyway
+            for flag in (self.follower.changed, self.poller.changed, self.directory.changed):
+                flag.clear()
+            return
         if self.follower.changed.is_set():
             self.follower.changed.clear()
             state = self.follower.state
