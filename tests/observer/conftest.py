@@ -32,6 +32,7 @@ from tests.local.conftest import (  # noqa: F401 - fixtures used by this directo
     StartRun,
     alive,
     descendants,
+    processes_with_arg,
     rebeam_run,
     wait_gone,
 )
@@ -109,7 +110,11 @@ def observe() -> Iterator[list[Observe]]:
     yield started
     for observer in started:
         stop_process(observer.process)
-        assert observer.process.returncode == 0, observer.process.stderr
+        stderr = observer.process.stderr.read() if observer.process.stderr else ""
+        assert observer.process.returncode == 0, stderr
+        # Nothing it read from the tree was taken for bad input, nothing raised.
+        assert "Traceback" not in stderr
+        assert "invalid" not in stderr, stderr
         if observer.process.stderr:
             observer.process.stderr.close()
 
@@ -149,6 +154,13 @@ def browser(tmp_path: Path) -> Iterator[object]:
         with contextlib.suppress(Exception):
             service.process.wait(DEADLINE)
         wait_gone([*started, driver_pid])
+        # And none that left the driver's tree (a browser helper reparented to init).
+        profile = f"--user-data-dir={tmp_path / 'chromium'}"
+        left = processes_with_arg(profile)
+        for os_pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(os_pid, signal.SIGKILL)
+        assert not left, f"chromium processes left after quit: {left}"
 
 
 def wait_for(condition: object, timeout: float = DEADLINE, what: str = "", poll: float = 0.02):

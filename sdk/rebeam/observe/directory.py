@@ -18,6 +18,8 @@ __all__ = ["Directory", "read_directory"]
 
 EVERY: Final = 5.0
 MAX_ENTRIES: Final = 5000  # shown at most per kind: a page is for people
+SHOWN_GLOBAL: Final = ("n.>", "d.>")  # global names, duplicate-key entries (groups)
+SHOWN_LOCAL: Final = ("l.>",)  # names in local scopes
 
 
 async def read_directory(js: Any, namespace: str) -> dict[str, Any]:
@@ -31,8 +33,10 @@ async def read_directory(js: Any, namespace: str) -> dict[str, Any]:
             await js.key_value(bucket)
         except jserr.BucketNotFoundError:
             continue
-        for key, pid, _value in await store.scan(">", local=local):
-            _file(key, str(pid), names, groups)
+        # Only the kinds shown: the owner index (o.) holds no {pid, value} records.
+        for prefix in SHOWN_LOCAL if local else SHOWN_GLOBAL:
+            for key, pid, _value in await store.scan(prefix, local=local):
+                _file(key, str(pid), names, groups)
     names.sort()
     return {"names": names[:MAX_ENTRIES], "groups": dict(sorted(groups.items())[:MAX_ENTRIES])}
 
