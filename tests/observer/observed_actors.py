@@ -19,7 +19,7 @@ class Summarized(rebeam.Actor):
 
     async def handle_call(self, message: Any, from_: rebeam.From) -> Any:
         if message == "slow":
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.02)
         self.count += 1
         return self.count
 

@@ -4,7 +4,7 @@ round at most every ``every`` seconds (longer for large trees), never from the b
 
 Rates and latencies come from two snapshots of the counters a process keeps
 (``rebeam._stats``): messages received per second between them, and the mean time its
-callbacks took for the messages handled between them.
+callbacks took for the messages sampled between them (one in 16, ``rebeam._actor``).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class ActorStats:
     refused: int
     rate: float | None = None  # messages received per second
     latency_ms: float | None = None  # mean handler time over the last interval
-    handled: int = 0
+    samples: int = 0
     handler_ns: int = 0
     at: float = 0.0
 
@@ -120,16 +120,16 @@ def _step(before: ActorStats | None, counters: dict[str, Any]) -> ActorStats:
         mailbox=_int(counters, "mailbox_pending") + _int(counters, "local_pending"),
         received=_int(counters, "received"),
         refused=_int(counters, "mailbox_refused"),
-        handled=_int(counters, "handled"),
+        samples=_int(counters, "handler_samples"),
         handler_ns=_int(counters, "handler_ns"),
         at=now,
     )
     # A restarted actor's counters start again from zero: no rate across that.
     if before is not None and now > before.at and after.received >= before.received:
         after.rate = (after.received - before.received) / (now - before.at)
-        handled = after.handled - before.handled
-        if handled > 0:
-            after.latency_ms = (after.handler_ns - before.handler_ns) / handled / 1e6
+        samples = after.samples - before.samples
+        if samples > 0:
+            after.latency_ms = (after.handler_ns - before.handler_ns) / samples / 1e6
         elif before.latency_ms is not None:
             after.latency_ms = before.latency_ms  # idle: the last measure still says most
     return after
