@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import rebeam
-from benchmarks import bench_durable, bench_security
+from benchmarks import bench_durable, bench_security, bench_tracing
 from benchmarks._harness import Actor, Backend, Processes
 from benchmarks._measure import (
     PAYLOAD,
@@ -270,7 +270,9 @@ def bench_ray(call_p50_us: float, n: int) -> Row:
     return Row(RAY, us, f"{ray_p50:.0f} us", ratio, "<= 0.5x", ratio <= 0.5, "Ray 2.60, local")
 
 
-async def run(quick: bool, with_ray: bool, with_durable: bool = True) -> list[Row]:
+async def run(
+    quick: bool, with_ray: bool, with_durable: bool = True, with_tracing: bool = True
+) -> list[Row]:
     n, rounds = (500, 3) if quick else (2000, 5)
     with tempfile.TemporaryDirectory() as tmp:
         procs = Processes()
@@ -281,6 +283,7 @@ async def run(quick: bool, with_ray: bool, with_durable: bool = True) -> list[Ro
             )
             raw_call, raw_cast, registry = await _measure(secured, n, rounds)
             durable = await bench_durable.measure(secured, n, rounds) if with_durable else []
+            tracing = await bench_tracing.measure(secured, n, rounds) if with_tracing else []
         finally:
             procs.stop()  # the actors end while their server is still there
             if secured is not None:
@@ -292,7 +295,7 @@ async def run(quick: bool, with_ray: bool, with_durable: bool = True) -> list[Ro
     ray = [bench_ray(call_p50, n)] if with_ray else []
     return [
         raw_call, *ray, security[0], *raw_cast, *security[1:], *registry,
-        *(Row(**row) for row in durable),
+        *(Row(**row) for row in durable), *tracing,
     ]  # fmt: skip
 
 
@@ -328,9 +331,12 @@ def main() -> int:
     parser.add_argument(
         "--no-durable", action="store_true", help="skip the durable-mailbox benchmark"
     )
+    parser.add_argument(
+        "--no-tracing", action="store_true", help="skip the tracing on-vs-off benchmark"
+    )
     ns = parser.parse_args()
     started = time.monotonic()
-    rows = asyncio.run(run(ns.quick, not ns.no_ray, not ns.no_durable))
+    rows = asyncio.run(run(ns.quick, not ns.no_ray, not ns.no_durable, not ns.no_tracing))
     print_table(rows)
     elapsed = time.monotonic() - started
     print(f"({elapsed:.0f} s; python {sys.version.split()[0]}, {os.cpu_count()} cpus)")

@@ -10,8 +10,8 @@ run:
   as the caller (the tree owner's ADMIN grant on the secured side);
 * the floor: a fresh Python process that imports the runtime and connects to the secured
   server with an actor's credential: what any restart of a Python actor process has to pay;
-* Ray: an actor with ``max_restarts=-1`` killed with ``ray.kill(no_restart=False)``, to the
-  first call answered by the restarted actor.
+* Ray: an actor with ``max_restarts=-1`` whose OS process is SIGKILLed by its pid, to the
+  first call answered by a process with another pid (benchmarks/_ray_restart.py says why).
 
 The caller retries a failed call every 2 ms, so the figure includes the time to notice the
 new incarnation through the registry, as a user's client would.
@@ -284,7 +284,8 @@ def main() -> int:
                 ours / ray_p50,
                 "<= 0.1x",
                 ours / ray_p50 <= 0.1,
-                note="Ray: ray.kill(no_restart=False), then calls until a new incarnation answers",
+                note="Ray: the actor's OS process SIGKILLed by its pid, then calls until another "
+                "process answers",
             )
         )
     print_table(rows)

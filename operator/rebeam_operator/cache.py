@@ -13,9 +13,20 @@ from rebeam.supervision import Supervisor
 from rebeam_operator.hosts import LABEL_CHILD, Host
 from rebeam_operator.observation import PodPhase, disrupted, observe_pod
 
-__all__ = ["Cache", "pod_alive"]
+__all__ = ["Cache", "pod_alive", "version_of"]
 
 Json = dict[str, Any]
+
+
+# How many deleted child objects are remembered against late views of them: stale views
+# arrive within one write's round trip, so the last few deletions are the ones that matter.
+_TOMBSTONES = 256
+
+
+def version_of(body: Json) -> int:
+    """An object's resourceVersion, as an order: one API server's versions are its storage
+    revisions, which only grow (the watches' bookmarks rely on the same)."""
+    return int(body["metadata"].get("resourceVersion") or 0)
 
 
 def pod_alive(pod: Json) -> bool:
@@ -27,6 +38,7 @@ class Cache:
     pods: dict[str, Json] = field(default_factory=dict)
     gone: set[str] = field(default_factory=set)  # pods we saw deleted
     child_objects: dict[str, Json] = field(default_factory=dict)  # child Supervisor objects
+    deleted_objects: dict[str, int] = field(default_factory=dict)  # name -> version deleted at
     slots: dict[str, str] = field(default_factory=dict)  # actor child -> its slot object's uid
     slot_specs: dict[str, Json] = field(default_factory=dict)  # actor child -> slot spec
     slot_status: dict[str, Json] = field(default_factory=dict)  # actor child -> status written
@@ -47,16 +59,28 @@ class Cache:
                 self.disrupted.add(name)
         elif name not in self.gone:
             old = self.pods.get(name)
-            if old is None or int(old["metadata"]["resourceVersion"]) <= int(
-                body["metadata"]["resourceVersion"]
-            ):
+            if old is None or version_of(old) <= version_of(body):
                 self.pods[name] = body
 
     def on_child_object(self, body: Json, deleted: bool) -> None:
+        """Keep the newest view of a child Supervisor object. Views arrive out of order: a
+        write's response can be read after the watch event of a later change (the child's
+        own driver runs in the same loop), and a LIST answered during a watch is older than
+        the events delivered meanwhile. A stale view kept would hide the child's last phase
+        until something else changes it — for a terminated child, never."""
         name = body["metadata"]["name"]
+        version = version_of(body)
         if deleted:
             self.child_objects.pop(name, None)
-        else:
+            self.deleted_objects.pop(name, None)
+            self.deleted_objects[name] = version
+            while len(self.deleted_objects) > _TOMBSTONES:  # the oldest first: dicts keep order
+                del self.deleted_objects[next(iter(self.deleted_objects))]
+            return
+        if version <= self.deleted_objects.get(name, 0):
+            return  # a view from before its deletion
+        old = self.child_objects.get(name)
+        if old is None or version_of(old) <= version:
             self.child_objects[name] = body
 
     def may_create(self, name: str) -> bool:

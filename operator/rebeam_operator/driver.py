@@ -63,7 +63,7 @@ from rebeam_operator import (
     slots,
     subtrees,
 )
-from rebeam_operator.cache import Cache, pod_alive
+from rebeam_operator.cache import Cache, pod_alive, version_of
 from rebeam_operator.carry_out import CarryOut
 from rebeam_operator.children import manifest_child
 from rebeam_operator.effects import Effects, Services, WorldEffects
@@ -134,12 +134,21 @@ class Driver:
         if deleted:
             self.deleted = True
         else:
-            self.body = body
-            try:
-                self.host = host_from_body(body)
-            except ValueError as exc:
-                self.log.warning("cannot read the object: %s", exc)
+            self._take(body)
         self.wake.set()
+
+    def _take(self, body: Json) -> None:
+        """Keep ``body`` as the object unless a newer view is kept already. A write's response
+        can be read after the watch event of a later change (a parent's ask, made while our
+        status write was on its way): taking it would lose that change until the next one,
+        and a stop asked of an idle child would never be seen."""
+        if version_of(body) < version_of(self.body):
+            return
+        self.body = body
+        try:
+            self.host = host_from_body(body)
+        except ValueError as exc:
+            self.log.warning("cannot read the object: %s", exc)
 
     def on_pod(self, body: Json, deleted: bool) -> None:
         self.cache.on_pod(body, deleted)
@@ -400,8 +409,7 @@ class Driver:
         self.record.dirty = False
         self.cache.early.clear()  # every decision in memory is in status now, theirs too
         self.record.written = status
-        self.body = body
-        self.host = host_from_body(body)
+        self._take(body)
 
     # --- finalizer -----------------------------------------------------------------------
 

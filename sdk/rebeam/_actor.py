@@ -31,8 +31,9 @@ import inspect
 import logging
 import time
 import traceback
+import typing
 from collections import deque
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rebeam._envelope import (
     CALL,
@@ -51,6 +52,9 @@ from rebeam._stats import bounded_status
 from rebeam.errors import CodecError
 from rebeam.exits import NORMAL, SHUTDOWN, ExitReason, crash, shutdown_with
 from rebeam.pids import Pid
+
+if TYPE_CHECKING:
+    from rebeam._spans import Tracing
 
 __all__ = ["NOREPLY", "Actor", "Host", "Timer", "crash_reason"]
 
@@ -219,8 +223,16 @@ class Host:
         self._busy = False
         self._turn_waiters: deque[asyncio.Future[None]] = deque()
         self._current: Envelope | None = None
+        # Chosen once: a node that traces takes the path with a span around each handler;
+        # one that does not keeps the fast path with no tracing in it at all.
+        self._tracing = node._tracing
+        self._handle = self._timed_dispatch
         self._dispatched = SAMPLE_EVERY - 1  # the first message off the fast path is timed
         node.on_message = self.on_message
+        if self._tracing is not None:
+            self._tracing.serve(type(actor).__qualname__)
+            self._handle = self._traced_dispatch
+            node.on_message = self._admit
         node.on_exit_signal = self._on_exit_signal
         node.on_fenced = lambda newer: self.request_stop(shutdown_with("superseded"))
         node.status_report = self.status_report
@@ -378,14 +390,22 @@ class Host:
                     else:
                         self._busy = False
                 return
+        await self._admit(msg)
+
+    async def _admit(self, msg: Any) -> None:
+        """Every message the whole way: admitted, then a signal or :meth:`deliver`. The
+        mailbox callback of an actor that traces, where each handler gets a span."""
+        node = self.node
         admitted = node.admit_fields(msg)
         if admitted is None:
             return
         kind = admitted[1]
-        env = envelope_of(admitted, msg.reply or None, len(data))
+        env = envelope_of(admitted, msg.reply or None, len(msg.data))
         if kind > _CALL:
             await node._on_signal(env)
         else:
+            if len(admitted) == 7:  # the sender's trace context (read only when tracing)
+                env.trace = admitted[6]
             await self.deliver(env)
 
     async def deliver(self, env: Envelope) -> None:
@@ -401,7 +421,7 @@ class Host:
                 self._busy = True  # a free turn: taken without a coroutine call
             try:
                 if self._stop is None:
-                    await self._dispatch(env)
+                    await self._handle(env)
                     return
             finally:
                 self._give_turn()
@@ -419,24 +439,31 @@ class Host:
                 if self._stop is not None:
                     return
                 # Handled exactly as a plain send is: handle_info, and a raise crashes the actor.
-                await self._dispatch(Envelope(SEND, self.node._pid_str, None, item.message))
+                await self._handle(Envelope(SEND, self.node._pid_str, None, item.message))
             finally:
                 self._give_turn()
 
-    async def _dispatch(self, env: Envelope) -> None:
-        stats = self.node.stats
+    async def _traced_dispatch(self, env: Envelope) -> None:
+        # Chosen (in __init__) only for a node that traces.
+        with typing.cast("Tracing", self._tracing).handling(env, lambda: self._stop):
+            await self._timed_dispatch(env)
+
+    async def _timed_dispatch(self, env: Envelope) -> None:
+        """:meth:`_dispatch`, timed for one message in SAMPLE_EVERY (the handler latency
+        in stats)."""
         self._dispatched += 1
         if self._dispatched & _SAMPLE_MASK:
-            await self._handle(env)
+            await self._dispatch(env)
             return
+        stats = self.node.stats
         started = _clock()
         try:
-            await self._handle(env)
+            await self._dispatch(env)
         finally:
             stats.handler_samples += 1
             stats.handler_ns += _clock() - started
 
-    async def _handle(self, env: Envelope) -> None:
+    async def _dispatch(self, env: Envelope) -> None:
         message = env.body
         if env.kind is CALL:
             self._current = env

@@ -12,7 +12,11 @@ A mailbox message is msgpack ``[version, kind, to, sender, msg_id, body]``:
 * ``body`` is the message itself, in the codec's msgpack (one msgpack document for the whole
   envelope: decoding twice was a large part of the receiving cost). A body that
   does not decode makes the envelope fail; a call is still answered ``refused``, because
-  its reply subject travels outside the payload.
+  its reply subject travels outside the payload;
+* an optional seventh item, ``trace``, the W3C trace context of the sender's span
+  (``[traceparent]`` or ``[traceparent, tracestate]``), present only when the sender traces
+  (docs/observability.md, "Tracing"). It is checked only by a receiver that traces
+  (:mod:`rebeam.tracing`): a malformed one is dropped there, never the message.
 
 A call's reply is codec msgpack ``[status, payload]``: ``0`` and the reply value, or ``1``
 and an error map ``{"error": kind, ...}``. The NATS reply subject carries the call; the
@@ -69,6 +73,9 @@ class Envelope:
     msg_id: int | None = None
     reply: str | None = None  # the NATS reply subject of a call; not part of the payload
     size: int = 0
+    # The sender's trace context, as it came (the envelope's seventh item); read only by a
+    # receiver that traces, which validates it (rebeam.tracing).
+    trace: Any = None
     # Set by a durable mailbox: acknowledge once handled (at-least-once delivery).
     ack: Callable[[], Awaitable[None]] | None = None
 
@@ -93,13 +100,15 @@ def unpack(data: bytes, reply: str | None = None) -> Envelope:
 
 def unpack_fields(data: bytes) -> list[Any]:
     """Decode and check an envelope without building an :class:`Envelope`: the array
-    ``[version, kind, to, sender, msg_id, body]`` with ``kind`` a known kind's plain int.
+    ``[version, kind, to, sender, msg_id, body]`` with ``kind`` a known kind's plain int,
+    and perhaps a seventh item, the trace context, left unchecked (see the module's doc).
     The receiving hot path reads casts from it directly; a dataclass per message cost as
     much as the decoding. Any malformed input raises :class:`CodecError`."""
-    item = _codec.decode(data)
-    if type(item) is not list or len(item) != 6:
-        raise CodecError("malformed envelope: not a 6-item array")
-    version, kind, to, sender, msg_id, _ = item
+    item: list[Any] = _codec.decode(data)  # a list once ``head`` is (checked below)
+    # The untraced six items take the first test alone: the hot path pays nothing for the
+    # trace field it does not carry.
+    head = item if type(item) is list and len(item) == 6 else _traced_head(item)
+    version, kind, to, sender, msg_id, _ = head
     if type(version) is not int or version != VERSION:
         raise CodecError(f"unsupported envelope version {describe(version)}")
     # ``type(...) is int`` first: True and 2.0 hash like 1 and 2 but are not kinds.
@@ -112,6 +121,13 @@ def unpack_fields(data: bytes) -> list[Any]:
     if msg_id is not None and type(msg_id) is not int:
         raise CodecError("malformed envelope: bad message id")
     return item
+
+
+def _traced_head(item: Any) -> list[Any]:
+    """The first six items of an envelope that carries a trace context."""
+    if type(item) is not list or len(item) != 7:
+        raise CodecError("malformed envelope: not a 6- or 7-item array")
+    return item[:6]
 
 
 def envelope_of(item: list[Any], reply: str | None, size: int) -> Envelope:

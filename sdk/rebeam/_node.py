@@ -82,6 +82,7 @@ from rebeam.errors import (
 )
 from rebeam.exits import ExitReason
 from rebeam.pids import Pid
+from rebeam.tracing import for_node as _tracing_of
 
 # credentials_from_environment: rebeam._api asks it too, where it imports the node from.
 __all__ = ["Node", "Stats", "credentials_from_environment"]
@@ -118,6 +119,7 @@ class Node:
         inbox: str,
         max_pending_calls: int = DEFAULT_MAX_PENDING_CALLS,
         watch_limits: WatchLimits | None = None,
+        tracing: bool | None = None,
     ) -> None:
         self.nc = nc
         self.pid = pid
@@ -135,6 +137,8 @@ class Node:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
         self._permission_waiters: dict[str, asyncio.Future[str]] = {}
+        # Decided once: None (the default) keeps every message path free of tracing.
+        self._tracing = _tracing_of(tracing, pid, self.stats, self._ratelog)
         self._init_runtime_hooks()
         self._init_fencing()
         self._init_sending(max_message_size)
@@ -228,13 +232,14 @@ class Node:
         connect_deadline: float = float(os.environ.get("REBEAM_CONNECT_DEADLINE", "10")),
         credentials: str | Callable[[], str] | None = None,
         tls_ca: str | None = None,
+        tracing: bool | None = None,
     ) -> Node:
         """Connect as ``pid`` (a fresh client pid by default) with ``credentials``: the
-        token its backend issued (docs/security.md), or a function that reads it afresh
-        for every (re)connection; from the environment otherwise
-        (:func:`credentials_from_environment`). ``tls_ca``: a file of the CA certificates a
-        ``tls://`` server's certificate must be signed by; ``REBEAM_NATS_CA`` otherwise
-        (docs/security.md, "TLS")."""
+        token its backend issued (docs/security.md), or a function that reads it afresh for
+        every (re)connection; from the environment otherwise (:func:`credentials_from_environment`).
+        ``tls_ca``: a file of the CA certificates a ``tls://`` server's certificate must be
+        signed by; ``REBEAM_NATS_CA`` otherwise (docs/security.md, "TLS"). ``tracing``:
+        trace messages (None: ``REBEAM_TRACING``; docs/observability.md, "Tracing")."""
         pid = pid or Pid.for_client(namespace)
         # Read (and refused if unusable) before connecting: nothing to close on an error.
         limits = mailbox_limits or Limits(
@@ -259,6 +264,7 @@ class Node:
             mailbox_limits=limits,
             inbox=connection.inbox,
             watch_limits=watch_limits,
+            tracing=tracing,
         )
         connection.listener = node
         if start:
@@ -696,8 +702,12 @@ class Node:
         subject = self._mailboxes[pid._text] = _subjects.mailbox(pid, self.pid)
         return subject
 
-    def _envelope(self, kind: int, to: str, message: Any) -> bytes:
-        data = _codec.encode([VERSION, kind, to, self._pid_str, next(self._seq), message])
+    def _envelope(self, kind: int, to: str, message: Any, trace: Any = None) -> bytes:
+        """Pack a message for ``to``; ``trace``: the sender span's context, when tracing."""
+        fields = [VERSION, kind, to, self._pid_str, next(self._seq), message]
+        if trace is not None:
+            fields.append(trace)
+        data = _codec.encode(fields)
         if len(data) > self._limit:
             raise MessageTooLarge(len(data), self._limit)
         return data
@@ -742,8 +752,8 @@ class Node:
         own: the awaitable returned is nats-py's publish (an async frame per message is a
         tenth of what a cast costs), the subject cached by the pid's string, and the
         envelope packed right here, as :meth:`_envelope` does (calling it costs the sender
-        3% more CPU per cast)."""
-        if type(dest) is not Pid or wait is not None or durable:
+        3% more CPU per cast). A node that traces takes the longer way too."""
+        if type(dest) is not Pid or wait is not None or durable or self._tracing is not None:
             return self._deliver_resolving(kind, dest, message, wait, durable)
         text = dest._text
         subject = self._mailboxes.get(text) or self._mailbox_of(dest)
@@ -768,6 +778,10 @@ class Node:
             await _durable.publish(self, pid, kind, message)
         elif wait is not None:
             await self._request(pid, kind, message, wait, RECEIPT)
+        elif self._tracing is not None:
+            with self._tracing.sending(kind, pid) as trace:
+                subject = self._mailboxes.get(pid._text) or self._mailbox_of(pid)
+                await self.nc.publish(subject, self._envelope(kind, pid._text, message, trace))
         else:
             await self._deliver(kind, pid, message, None, False)
 
@@ -810,8 +824,12 @@ class Node:
                 else f"{pid} cannot wait for room in its own mailbox"
             )
         subject = self._mailboxes.get(pid._text) or self._mailbox_of(pid)
-        data = self._envelope(kind, pid._text, message)
-        return await self._requests.request(pid, subject, data, timeout, answer)
+        if self._tracing is None:
+            data = self._envelope(kind, pid._text, message)
+            return await self._requests.request(pid, subject, data, timeout, answer)
+        with self._tracing.sending(kind, pid) as trace:
+            data = self._envelope(kind, pid._text, message, trace)
+            return await self._requests.request(pid, subject, data, timeout, answer)
 
     # -- exit watches (rebeam._watching) -------------------------------------------------
 

@@ -51,6 +51,7 @@ class Stats:
     registry_invalid: int = 0  # registry records that did not decode: taken as absent
     links_refused: int = 0  # link signals past max_links (or from another namespace)
     links_dropped: int = 0  # links from pids that did not answer a ping
+    trace_dropped: int = 0  # malformed trace contexts a tracing receiver dropped (rebeam.tracing)
 
 
 def bounded_status(summary: Any) -> dict[str, Any] | str:

@@ -48,6 +48,8 @@ def test_the_quick_benchmark_prints_every_row() -> None:
         "whereis p50, uncached vs raw KV get",
         "idle actor RSS vs bare nats client",
         "durable cast throughput vs raw JetStream",
+        "call p50, tracing on vs off",
+        "cast throughput, tracing on vs off",
     } <= metrics
 
 

@@ -20,7 +20,7 @@ from rebeam.pids import Pid
 from rebeam.spec.to_core import child_specs, supervisor_flags
 from rebeam.supervision import ChildExited, ChildStarted, Supervisor
 from rebeam_operator.driver import Driver
-from rebeam_operator.hosts import ANN_DECIDED_SEQ, FINALIZER, Host, host_from_body
+from rebeam_operator.hosts import ANN_DECIDED_SEQ, ANN_STOP, FINALIZER, Host, host_from_body
 from rebeam_operator.kube import Conflict
 from rebeam_operator.record import Record, parse, to_status
 from rebeam_operator.settings import Settings
@@ -303,6 +303,41 @@ async def test_a_deleted_object_stops_its_children_then_lets_go() -> None:
     assert "delete pod app-a-1 grace 5" in fake.acts  # its shutdown, as the grace period
     assert fake.acts[-1] == "finalizers []"
     assert status(fake)["phase"] == "Terminated"
+
+
+class AskedDuringAWrite(FakeEffects):
+    """The parent asks the object to stop while one of its status writes is on its way: the
+    ask lands after the write, and its watch event is read before the write's response."""
+
+    def __init__(self, owner: Json) -> None:
+        super().__init__(owner)
+        self.driver: Driver | None = None
+        self.ask: Json | None = None  # the parent's patch, made at the next status write
+
+    async def replace_status(self, host: Host, status: Json) -> Json:
+        response = await super().replace_status(host, status)
+        if self.ask is not None and self.driver is not None:
+            _merge(self.owner, self.ask)
+            self.owner["metadata"]["resourceVersion"] = self._next()
+            self.ask = None
+            self.driver.update(copy.deepcopy(self.owner), deleted=False)
+        return response
+
+
+async def test_a_stop_asked_while_a_status_write_is_on_its_way_is_not_lost() -> None:
+    fake = AskedDuringAWrite(supervisor_body({"children": [{"name": "a", "actor": SLEEP}]}))
+    driver = Driver(Settings(), copy.deepcopy(fake.owner), fake)
+    fake.driver = driver
+    await driver.seed()
+    await driver.reconcile()
+    await driver.reconcile()
+    fake.ask = {"metadata": {"annotations": {ANN_STOP: "1"}}}
+    driver.on_pod(fake.run_pod("app-a-1"), deleted=False)
+    await driver.reconcile()  # writes "started": the ask lands meanwhile
+    assert fake.ask is None
+    assert driver.host.stop_incarnation == 1  # the write's older response did not hide it
+    await driver.reconcile()
+    assert "delete pod app-a-1 grace 5" in fake.acts
 
 
 async def test_a_status_someone_else_wrote_is_restored_from() -> None:
