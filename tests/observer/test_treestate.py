@@ -3,10 +3,13 @@ its child at once, an unknown child asks for a fresh tree, the timeline is bound
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 from rebeam.events import LifecycleEvent
-from rebeam.observe.treestate import TreeState, client_event
+from rebeam.observe.treestate import TreeFollower, TreeState, client_event
+from rebeam.pids import Pid
 
 
 def tree() -> list[dict[str, Any]]:
@@ -52,3 +55,23 @@ def test_client_exits_are_not_the_trees() -> None:
     assert client_event(LifecycleEvent(event="exited", pid="ns.client-abc.1"))
     assert not client_event(LifecycleEvent(event="exited", pid="ns.s-a.1", supervisor="s"))
     assert not client_event(LifecycleEvent(event="exited", pid="not a pid"))
+
+
+class LosesItsCancellation(TreeFollower):
+    """A refresh that drops a cancellation, as a NATS request can on Python 3.11."""
+
+    async def refresh(self) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(30)
+
+
+async def test_stop_ends_the_follower_even_when_a_cancellation_was_lost() -> None:
+    follower = LosesItsCancellation(None, Pid.for_client("ns"), "ns", refresh_every=0.01)
+    running = asyncio.get_running_loop().create_task(follower.run())
+    follower.mark_stale()
+    await asyncio.sleep(0.05)  # inside the refresh
+    running.cancel()  # lost
+    await asyncio.sleep(0.05)
+    assert not running.done()
+    await follower.stop()
+    await asyncio.wait_for(running, 2)  # ended, not waiting for the next event forever

@@ -46,6 +46,7 @@ QUEUE: Final = 256  # messages waiting for one page; a page that falls behind is
 PUSH_EVERY: Final = 0.2  # the tree's rows are sent at most this often
 HEARTBEAT: Final = 15.0
 ACTION_TIMEOUT: Final = 30.0
+STOP_TIMEOUT: Final = 5.0
 # Only this server's script and style apply to the page, whatever a tree's text contains
 # (it is escaped too).
 CSP: Final = (
@@ -134,14 +135,15 @@ class Observer:
             self._tasks.append(loop.create_task(job))
 
     async def stop(self) -> None:
+        """Stop within a bounded time, even if a task lost its cancellation in a NATS
+        request (see TreeFollower.run): it is waited for STOP_TIMEOUT at most."""
+        await self.follower.stop()
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(BaseException):
-                await task
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT)
         for queue in self._clients:
             _offer(queue, None)
-        await self.follower.stop()
         if self._runner is not None:
             await self._runner.cleanup()
         logging.getLogger("aiohttp.server").removeFilter(self._http_errors)
@@ -377,10 +379,10 @@ async def _stream(response: web.StreamResponse, queue: asyncio.Queue[bytes | Non
     """Write what is queued for one page until None; a heartbeat when idle finds pages
     that went away."""
     while True:
-        try:
-            message = await asyncio.wait_for(queue.get(), HEARTBEAT)
-        except TimeoutError:
-            message = b": heartbeat\n\n"
+        message: bytes | None = b": heartbeat\n\n"
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(HEARTBEAT):
+                message = await queue.get()
         if message is None:
             return
         await response.write(message)

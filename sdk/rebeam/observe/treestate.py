@@ -133,6 +133,7 @@ class TreeFollower:
         self.changed = asyncio.Event()
         self._stale = asyncio.Event()
         self._sub: Any = None
+        self._running = True
 
     async def start(self) -> None:
         """Subscribe, then read the tree once (raises :class:`NoTree`): no event between
@@ -167,10 +168,15 @@ class TreeFollower:
     async def run(self, retry: float = 5.0) -> None:
         """Refresh after events, at most every ``refresh_every`` seconds, until cancelled.
         With ``on_error``, a failed refresh is reported and tried again after the next event
-        or ``retry`` seconds; without, it ends the run."""
-        while True:
+        or ``retry`` seconds; without, it ends the run. Ends after :meth:`stop` too: a
+        cancellation can be lost in a NATS request (asyncio.wait_for in Python 3.11 returns
+        a result that arrives together with the cancellation, and drops the latter)."""
+        while self._running:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stale.wait(), None if self.error is None else retry)
+                async with asyncio.timeout(None if self.error is None else retry):
+                    await self._stale.wait()
+            if not self._running:
+                return
             self._stale.clear()
             try:
                 await self.refresh()
@@ -184,6 +190,9 @@ class TreeFollower:
             await asyncio.sleep(self.refresh_every)
 
     async def stop(self) -> None:
+        """Unsubscribe, and end :meth:`run` at its next turn."""
+        self._running = False
+        self._stale.set()
         if self._sub is not None:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
