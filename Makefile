@@ -8,7 +8,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: venv demo test lint typecheck unit crds controlplane images bench bench-operator clean
+.PHONY: venv demo test lint typecheck unit crds controlplane images cluster cluster-stop bench bench-operator soak clean
 
 venv: $(STAMP)
 
@@ -46,6 +46,15 @@ controlplane:
 images:
 	$(PY) tools/images.py
 
+# A dev cluster on this machine (docs/kubernetes.md, "A dev cluster on your machine"): etcd,
+# kube-apiserver, kube-controller-manager, the test kubelet (container mode when the images are
+# built) and NATS in the background; prints the `export KUBECONFIG=...` to use it.
+cluster: venv controlplane
+	$(BIN)/python tools/cluster.py start
+
+cluster-stop:
+	$(BIN)/python tools/cluster.py stop
+
 test: venv lint typecheck controlplane images
 	$(BIN)/python tools/run_pytest.py
 
@@ -69,6 +78,15 @@ bench-operator: venv controlplane
 	$(BIN)/python tools/run_pytest.py tests/e2e/operator/test_operator_scale.py \
 		tests/e2e/operator/test_operator_security_bench.py -k benchmark -q -p no:cacheprovider
 	@echo; cat $(BENCH_REPORT)
+
+# The soak (docs/soak.md): the bank of tests/soak under SIGKILL storms, SIGSTOP hangs,
+# nats-server kills and 10x overload, each alone and then together; prints a report and writes
+# it to .cache/soak.md. Opt-in: `make test` runs only its one-minute smoke. About 6 minutes by
+# default; SOAK_ARGS takes `python -m tests.soak --help`'s options (durations, rates, faults).
+SOAK_ARGS ?=
+
+soak: venv
+	$(BIN)/python -m tests.soak --report .cache/soak.md $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

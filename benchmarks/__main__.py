@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import rebeam
-from benchmarks import bench_durable, bench_security, bench_tracing
+from benchmarks import bench_durable, bench_metrics, bench_security, bench_tracing
 from benchmarks._harness import Actor, Backend, Processes
 from benchmarks._measure import (
     PAYLOAD,
@@ -282,6 +282,7 @@ async def run(
                 Path(tmp) / "secured", (NAMESPACE, bench_durable.NAMESPACE), procs
             )
             raw_call, raw_cast, registry = await _measure(secured, n, rounds)
+            costs = await bench_metrics.measure(secured, n, rounds * 2 - 1)
             durable = await bench_durable.measure(secured, n, rounds) if with_durable else []
             tracing = await bench_tracing.measure(secured, n, rounds) if with_tracing else []
         finally:
@@ -294,7 +295,7 @@ async def run(
         )
     ray = [bench_ray(call_p50, n)] if with_ray else []
     return [
-        raw_call, *ray, security[0], *raw_cast, *security[1:], *registry,
+        raw_call, *ray, security[0], *raw_cast, *security[1:], *registry, *costs,
         *(Row(**row) for row in durable), *tracing,
     ]  # fmt: skip
 

@@ -73,9 +73,14 @@ class Processes:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def spawn(
-        self, argv: list[str], credentials: Path | None = None, **kw: Any
+        self,
+        argv: list[str],
+        credentials: Path | None = None,
+        env: dict[str, str] | None = None,
+        **kw: Any,
     ) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(argv, env=child_env(credentials), preexec_fn=die_with_parent, **kw)
+        environment = {**child_env(credentials), **(env or {})}
+        proc = subprocess.Popen(argv, env=environment, preexec_fn=die_with_parent, **kw)
         self.procs.append(proc)
         return proc
 
@@ -179,6 +184,7 @@ class Backend:
         role: Role = Role.ACTOR,
         name: str | None = None,
         extra: list[str] | None = None,
+        env: dict[str, str] | None = None,
     ) -> Actor:
         """Start ``python -m rebeam.runtime target`` as incarnation 1 of ``slot``, as a
         backend does: claim the slot, hand the process its credential, wait until ready."""
@@ -195,7 +201,7 @@ class Backend:
             argv += ["--name", name]
         argv += extra or []
         try:
-            proc = self.procs.spawn(argv, credentials, pass_fds=(w,), stdin=subprocess.DEVNULL)
+            proc = self.procs.spawn(argv, credentials, env, pass_fds=(w,), stdin=subprocess.DEVNULL)
         finally:
             os.close(w)
         with os.fdopen(r, "rb") as ready:

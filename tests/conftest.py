@@ -31,6 +31,7 @@ from rebeam.events import LifecycleEvent, publish, read_exit_record, release_nam
 from rebeam.exits import ExitReason, from_process_end
 from rebeam.natsd import NatsServer, ServerOptions
 from rebeam.pids import Pid
+from tests.natscluster import NatsCluster
 
 ACTORS_DIR = Path(__file__).parent / "sdk"
 READY_TIMEOUT = 30.0
@@ -226,6 +227,18 @@ class Launcher:
         for task in self._tasks:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, 10)
+
+
+@pytest.fixture
+async def nats_cluster(tmp_path: Path, namespace: str) -> AsyncIterator[NatsCluster]:
+    """Three secured nats-servers routed to each other, formed (tests/natscluster.py)."""
+    cluster = NatsCluster(tmp_path / "cluster", namespace)
+    try:
+        cluster.start()
+        await cluster.set_up()
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ from typing import Any
 
 from rebeam.pids import Pid
 from rebeam.spec.models import Child
-from rebeam.supervision import ChildStatus, StartChild, StopChild, Supervisor
-from rebeam_operator import convergence, failpoints, slots, subtrees
+from rebeam.supervision import BRUTAL_KILL, ChildStatus, StartChild, StopChild, Supervisor
+from rebeam_operator import convergence, failpoints, metrics, slots, subtrees
 from rebeam_operator.cache import Cache
 from rebeam_operator.children import manifest_child
 from rebeam_operator.effects import Effects
@@ -41,6 +41,7 @@ __all__ = ["CarryOut"]
 Json = dict[str, Any]
 
 _ALIVE = (ChildStatus.STARTING, ChildStatus.RUNNING, ChildStatus.STOPPING)
+KILL_ORDER_WAIT = 1.0  # seconds a runtime told to kill itself has before its pod is deleted
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,7 @@ class CarryOut:
         cache.created.add(name)
         if created is not None:
             cache.on_pod(created, deleted=False)
+            metrics.replaced(host.pod_name(spec.name, inc - 1))
             self.log.info("created pod %s (%s)", name, pid)
 
     async def _stop_actor(self, spec: Child, inc: int, command: StopChild) -> None:
@@ -125,8 +127,32 @@ class CarryOut:
         if observe_pod(pod, stop_requested=True).phase is PodPhase.ENDED:
             return
         grace = grace_seconds(command.shutdown)
+        if (
+            command.shutdown == BRUTAL_KILL
+            and spec.actor is not None
+            and not spec.actor.command
+            and await self._ordered_killed(name, spec.name, inc)
+        ):
+            return
+        # Past this moment the kubelet SIGKILLs it: a pod that vanishes later without an end
+        # we saw was killed, not stopped cleanly (child_events.py).
+        self.cache.kill_due.setdefault(name, time.time() + grace)
         await self.effects.delete_pod(name, grace, pod["metadata"]["uid"])
         failpoints.hit("pod-stopping")
+
+    async def _ordered_killed(self, name: str, child: str, inc: int) -> bool:
+        """brutal_kill of a Python actor: True while its runtime, told to SIGKILL itself, is
+        given :data:`KILL_ORDER_WAIT` to do so (its pod's end wakes the driver). A grace-0
+        deletion is SIGTERM then SIGKILL, and the SIGTERM would run the actor's terminate;
+        it is only the fallback, for a runtime the order did not reach."""
+        ordered = self.cache.kill_ordered.get(name)
+        if ordered is None:
+            pid = self.cache.pid(self.host, child, inc)
+            if pid is None or not await self.effects.order_kill(pid):
+                return False
+            self.cache.kill_ordered[name] = time.monotonic()
+            return True
+        return time.monotonic() - ordered < KILL_ORDER_WAIT
 
     async def _start_supervisor(self, spec: Child, inc: int) -> None:
         name = self.host.child_supervisor(spec.name)

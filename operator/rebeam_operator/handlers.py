@@ -16,6 +16,7 @@ from typing import Any
 import kopf
 
 from rebeam_operator import kube as kube_module
+from rebeam_operator import metrics
 from rebeam_operator.control import ControlServer
 from rebeam_operator.hosts import GROUP, LABEL_MANAGED, MANAGED_BY, VERSION, is_actor_slot
 from rebeam_operator.identity import Identity
@@ -73,6 +74,12 @@ async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     messaging.start()
     _state["world"] = World(ours, kube, messaging)
     identity.drivers = _state["world"].drivers
+    if ours.metrics_port is not None:
+        _state["metrics"] = await metrics.serve(
+            ours.metrics_port,
+            ready=lambda: messaging.nc is not None and messaging.nc.is_connected,
+            drivers=lambda: list(_state["world"].drivers.values()),
+        )
     # The management API (start-child, ...) over NATS, once NATS is reached.
     _state["control"] = asyncio.create_task(ControlServer(_state["world"]).start())
     if not identity.secured:

@@ -16,6 +16,7 @@ from typing import Any, Literal, overload
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from rebeam_operator import metrics
 from rebeam_operator.hosts import GROUP, VERSION
 
 __all__ = ["Conflict", "Kube", "load_config"]
@@ -72,7 +73,7 @@ class Kube:
         self.authorization = client.AuthorizationV1Api(api)
 
     async def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        return await asyncio.to_thread(fn, *args, **kwargs)
+        return await asyncio.to_thread(metrics.counted(fn), *args, **kwargs)
 
     async def _raw(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """Call and parse the JSON answer ourselves. The client would build V1Pod models,
@@ -80,7 +81,7 @@ class Kube:
         large share of the operator's CPU. Errors still raise ApiException."""
 
         def call() -> Any:
-            return json.loads(fn(*args, _preload_content=False, **kwargs).data)
+            return json.loads(metrics.counted(fn)(*args, _preload_content=False, **kwargs).data)
 
         return await asyncio.to_thread(call)
 

@@ -23,9 +23,11 @@ from typing import Any
 
 from rebeam._tls import ENV_CA_PEM
 from rebeam.pids import Pid
-from rebeam.spec.models import ActorTemplate, Child
+from rebeam.spec.models import ActorTemplate, Child, Readiness
+from rebeam.spec.readiness import entry_arguments, uses_entry
 from rebeam.spec.runtime_env import mailbox_env
 from rebeam.supervision import BRUTAL_KILL, INFINITY, Shutdown
+from rebeam_operator import metrics
 from rebeam_operator.hosts import (
     ANN_DECIDED_SEQ,
     ANN_PATH,
@@ -50,6 +52,7 @@ __all__ = [
     "TOKEN_AUDIENCE",
     "TOKEN_FILE",
     "grace_seconds",
+    "kubelet_probes",
     "pod_manifest",
     "runtime_command",
 ]
@@ -96,7 +99,16 @@ READINESS_PROBE: Json = {
 }
 
 
-def runtime_command(actor: ActorTemplate) -> list[str]:
+# A command with a readiness block runs under the readiness entry (rebeam.readiness), which
+# writes the same ready line to the same file once the command is ready: it then goes through
+# the same probe, so the operator reports it started only when ready, as rebeam run does.
+_RUN_ENTRY = f'{_PICK_HOME}; export HOME; exec python -m rebeam.readiness "$@" 3>{READY_FILE}'
+
+
+def runtime_command(actor: ActorTemplate, exit_record: str = TERMINATION_MESSAGE_PATH) -> list[str]:
+    if uses_entry(actor):
+        arguments = entry_arguments(actor, ready_fd="3", exit_record=exit_record, quiet=True)
+        return ["sh", "-c", _RUN_ENTRY, "rebeam-readiness", *arguments]
     if actor.command:
         extra = actor.args if isinstance(actor.args, list) else []
         return [*actor.command, *(str(a) for a in extra)]
@@ -150,7 +162,7 @@ def pod_manifest(
     actor = child.actor
     assert actor is not None
     env = _environment(host, child.name, actor, pid, settings)
-    return {
+    pod: Json = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": _metadata(host, child.name, incarnation, pid, slot_owner, decided_seq),
@@ -159,7 +171,7 @@ def pod_manifest(
             "terminationGracePeriodSeconds": grace_seconds(shutdown),
             "automountServiceAccountToken": False,
             "securityContext": _pod_security_context(),
-            "containers": [_container(actor, env, settings)],
+            "containers": [_container(actor, env, settings, child.start_timeout)],
             "volumes": [
                 # Bounded by the pod's ephemeral storage: an actor's `resources` may limit it.
                 {"name": "tmp", "emptyDir": {}},
@@ -167,6 +179,8 @@ def pod_manifest(
             ],
         },
     }
+    metrics.expose(pod, settings.actor_metrics_port if actor.module else None)
+    return pod
 
 
 def _metadata(
@@ -223,11 +237,51 @@ def _environment(
     return env
 
 
-def _container(actor: ActorTemplate, env: list[Json], settings: Settings) -> Json:
+def _kubelet_check(readiness: Readiness) -> Json | None:
+    """A tcp, http or exec readiness as a kubelet probe's handler (notify and fd have none)."""
+    if readiness.tcp is not None:
+        return {"tcpSocket": {"port": readiness.tcp.port}}
+    if readiness.http is not None:
+        return {"httpGet": {"port": readiness.http.port, "path": readiness.http.path}}
+    if readiness.exec_ is not None:
+        return {"exec": {"command": list(readiness.exec_.command)}}
+    return None
+
+
+def kubelet_probes(readiness: Readiness | None, start_timeout: float) -> Json:
+    """Belt and braces: the entry checks readiness and the watchdog itself (so the process
+    kubelet of the tests, which probes nothing but exec, sees the same behaviour); a real
+    kubelet checks too. Each probe gives a little more time than the entry does, so the
+    entry's verdict, which says why, comes first."""
+    handler = _kubelet_check(readiness) if readiness is not None else None
+    if handler is None:
+        return {}
+    assert readiness is not None
+    probes: Json = {
+        "startupProbe": {
+            **handler,
+            "periodSeconds": 1,
+            "failureThreshold": max(1, math.ceil(start_timeout)) + 1,
+        }
+    }
+    if readiness.watchdog is not None:
+        period = max(1, math.ceil(readiness.watchdog.interval))
+        probes["livenessProbe"] = {
+            **handler,
+            "periodSeconds": period,
+            "timeoutSeconds": period,
+            "failureThreshold": 3,
+        }
+    return probes
+
+
+def _container(
+    actor: ActorTemplate, env: list[Json], settings: Settings, start_timeout: float
+) -> Json:
     container: Json = {
         "name": CONTAINER,
         "image": actor.image or settings.image,
-        "command": runtime_command(actor),
+        "command": runtime_command(actor, settings.exit_record),
         "env": env,
         "terminationMessagePath": TERMINATION_MESSAGE_PATH,
         "terminationMessagePolicy": "File",
@@ -237,8 +291,10 @@ def _container(actor: ActorTemplate, env: list[Json], settings: Settings) -> Jso
             {"name": "nats-token", "mountPath": TOKEN_DIR, "readOnly": True},
         ],
     }
-    if actor.module:
+    if actor.module or uses_entry(actor):
         container["readinessProbe"] = READINESS_PROBE
+    if uses_entry(actor):
+        container |= kubelet_probes(actor.readiness, start_timeout)
     if actor.resources:
         container["resources"] = actor.resources
     if actor.working_dir:

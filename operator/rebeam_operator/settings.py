@@ -13,7 +13,13 @@ flag                         environment                             default
 ``--issuer-secrets FILE``    ``REBEAM_ISSUER_SECRETS``               none: NATS must be open
 ``--nats-account NAME``      ``REBEAM_NATS_ACCOUNT``                 ``REBEAM``
 ``--nats-ca FILE``           ``REBEAM_NATS_CA``                      the system's trust store
+``--metrics-port PORT``      ``REBEAM_OPERATOR_METRICS_PORT``        none: no HTTP endpoint
+``--actor-metrics-port PORT``  ``REBEAM_OPERATOR_ACTOR_METRICS_PORT``  none: pods serve none
 ===========================  ======================================  ========================
+
+``--metrics-port`` serves the operator's ``/metrics``, ``/healthz`` and ``/readyz``;
+``--actor-metrics-port`` gives every actor pod ``REBEAM_METRICS_PORT`` and the
+``prometheus.io/*`` annotations that point a scraper at it (docs/observability.md).
 
 ``--issuer-secrets`` names the ``issuer.json`` of the NATS server (``rebeam nats-secrets``
 makes one, with the server's matching configuration): the operator is then the server's
@@ -58,6 +64,8 @@ class Settings:
     resync_seconds: float = 10.0  # a level-triggered look at every tree, events or not
     issuer_secrets: str | None = None  # the NATS server's issuer.json; None: an open server
     nats_account: str = "REBEAM"  # the shared account of every namespace
+    metrics_port: int | None = None  # the operator's /metrics, /healthz, /readyz
+    actor_metrics_port: int | None = None  # every actor pod's metrics port
 
     @property
     def clusterwide(self) -> bool:
@@ -80,6 +88,8 @@ _ENV = {
     "--issuer-secrets": "REBEAM_ISSUER_SECRETS",
     "--nats-account": "REBEAM_NATS_ACCOUNT",
     "--nats-ca": "REBEAM_NATS_CA",
+    "--metrics-port": "REBEAM_OPERATOR_METRICS_PORT",
+    "--actor-metrics-port": "REBEAM_OPERATOR_ACTOR_METRICS_PORT",
 }
 
 
@@ -87,6 +97,7 @@ def parse(argv: list[str] | None = None) -> Settings:
     p = _parser()
     args = p.parse_args(argv)
     lease_ttl = _check(p, args)
+    ports = {flag: _port(p, args, flag) for flag in ("--metrics-port", "--actor-metrics-port")}
     env_ns = _env("REBEAM_OPERATOR_NAMESPACES", "") or ""
     namespaces = args.namespaces or [n.strip() for n in env_ns.split(",") if n.strip()]
     return Settings(
@@ -100,6 +111,8 @@ def parse(argv: list[str] | None = None) -> Settings:
         issuer_secrets=args.issuer_secrets,
         nats_account=args.nats_account,
         nats_ca=args.nats_ca,
+        metrics_port=ports["--metrics-port"],
+        actor_metrics_port=ports["--actor-metrics-port"],
     )
 
 
@@ -162,7 +175,27 @@ def _parser() -> argparse.ArgumentParser:
         "actor pods (REBEAM_NATS_CA)",
         metavar="FILE",
     )
+    option(
+        "--metrics-port",
+        "serve /metrics, /healthz and /readyz on this port (REBEAM_OPERATOR_METRICS_PORT)",
+        metavar="PORT",
+    )
+    option(
+        "--actor-metrics-port",
+        "actor pods serve their metrics on this port, annotated for Prometheus "
+        "(REBEAM_OPERATOR_ACTOR_METRICS_PORT)",
+        metavar="PORT",
+    )
     return p
+
+
+def _port(p: argparse.ArgumentParser, args: argparse.Namespace, flag: str) -> int | None:
+    text = getattr(args, flag.lstrip("-").replace("-", "_"))
+    if text is None:
+        return None
+    if not (str(text).isdigit() and 1 <= int(text) <= 65535):
+        p.error(f"{flag} (or {_ENV[flag]}): {text!r}: a port number (1-65535)")
+    return int(text)
 
 
 def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> float | None:

@@ -29,7 +29,6 @@ import asyncio
 import contextlib
 import inspect
 import logging
-import time
 import traceback
 import typing
 from collections import deque
@@ -51,6 +50,7 @@ from rebeam._node import Node
 from rebeam._stats import bounded_status
 from rebeam.errors import CodecError
 from rebeam.exits import NORMAL, SHUTDOWN, ExitReason, crash, shutdown_with
+from rebeam.metrics import INFO, REPLY, SAMPLED, clock
 from rebeam.pids import Pid
 
 if TYPE_CHECKING:
@@ -64,12 +64,6 @@ _RECEIPT = pack_reply(None)  # a send or cast that asked for one: taken to be ha
 # Plain ints: the hot path compares kinds read from the wire, which are ints.
 _SEND, _CAST, _CALL = int(SEND), int(CAST), int(CALL)
 _ONE_WAY = frozenset({_SEND, _CAST})
-_clock = time.perf_counter_ns
-# Handler time is measured for one message in SAMPLE_EVERY (a power of two): reading the
-# clock twice costs about as much as the rest of the fast path's bookkeeping, a sample of
-# it gives the mean all the same.
-SAMPLE_EVERY = 16
-_SAMPLE_MASK = SAMPLE_EVERY - 1
 STATUS_TIMEOUT = 1.0  # an async format_status that takes longer is answered with a sentence
 
 
@@ -181,6 +175,7 @@ class Actor:
     async def reply(self, from_: From, value: Any) -> None:
         """Reply to a call whose ``handle_call`` returned :data:`NOREPLY`."""
         await self._node.nc.publish(from_.reply_to, pack_reply(value))
+        self._node.metrics.sent[REPLY] += 1
 
 
 def crash_reason(exc: BaseException) -> ExitReason:
@@ -222,12 +217,12 @@ class Host:
         # than asyncio.Lock, because taking a free turn must cost nothing on the hot path.
         self._busy = False
         self._turn_waiters: deque[asyncio.Future[None]] = deque()
+        self._held_for_init = False
         self._current: Envelope | None = None
         # Chosen once: a node that traces takes the path with a span around each handler;
         # one that does not keeps the fast path with no tracing in it at all.
         self._tracing = node._tracing
-        self._handle = self._timed_dispatch
-        self._dispatched = SAMPLE_EVERY - 1  # the first message off the fast path is timed
+        self._handle = self._dispatch
         node.on_message = self.on_message
         if self._tracing is not None:
             self._tracing.serve(type(actor).__qualname__)
@@ -270,11 +265,23 @@ class Host:
             self._killed = True
         self._stopping.set()
 
+    def hold_turn_for_init(self) -> None:
+        """Take the actor's turn now and keep it until ``init`` returns: called before the
+        mailbox is subscribed, so that a message arriving while the runtime still reads its
+        slot record and registers its name waits for ``init`` too."""
+        assert not self._busy, "the turn is held already"
+        self._busy = True
+        self._held_for_init = True
+
     async def init(self, args: Any) -> ExitReason | None:
         """Run ``init``; its crash reason if it raised. As in OTP, no message is handled
-        before init has returned: init holds the actor's turn, and a call that arrives
-        meanwhile (the name is registered before init) waits for it."""
-        await self._take_turn()
+        before init has returned: init holds the actor's turn (from before the mailbox is
+        subscribed, see :meth:`hold_turn_for_init`), and a call that arrives meanwhile (the
+        name is registered before init) waits for it."""
+        if self._held_for_init:
+            self._held_for_init = False
+        else:
+            await self._take_turn()
         try:
             await _maybe_await(self.actor.init(args))
         except Exception as exc:
@@ -368,10 +375,13 @@ class Host:
                 and node.delivering.is_set()
                 and (not (reply := msg.reply) or node.answerable(reply))
             ):
-                stats = node.stats
-                stats.received += 1
+                node.stats.received += 1
                 self._busy = True
-                started = 0 if stats.received & _SAMPLE_MASK else _clock()
+                # Every message counted; every SAMPLED+1-th timed: a clock read and a call
+                # per cast cost more than the rest of the metrics (docs/observability.md).
+                counts = node.metrics.received
+                counts[kind] += 1
+                started = 0.0 if counts[kind] & SAMPLED else clock()
                 try:
                     if reply:  # a cast or send that asked for a receipt
                         await node.nc.publish(reply, _RECEIPT)
@@ -383,8 +393,7 @@ class Host:
                     self._crash(crash_reason(exc))
                 finally:
                     if started:
-                        stats.handler_samples += 1
-                        stats.handler_ns += _clock() - started
+                        node.metrics.timed(kind, started)
                     if self._turn_waiters:
                         self._give_turn()
                     else:
@@ -421,7 +430,9 @@ class Host:
                 self._busy = True  # a free turn: taken without a coroutine call
             try:
                 if self._stop is None:
+                    started = clock()
                     await self._handle(env)
+                    node.metrics.handled(env.kind, started)
                     return
             finally:
                 self._give_turn()
@@ -439,29 +450,16 @@ class Host:
                 if self._stop is not None:
                     return
                 # Handled exactly as a plain send is: handle_info, and a raise crashes the actor.
+                started = clock()
                 await self._handle(Envelope(SEND, self.node._pid_str, None, item.message))
+                self.node.metrics.handled(INFO, started)
             finally:
                 self._give_turn()
 
     async def _traced_dispatch(self, env: Envelope) -> None:
         # Chosen (in __init__) only for a node that traces.
         with typing.cast("Tracing", self._tracing).handling(env, lambda: self._stop):
-            await self._timed_dispatch(env)
-
-    async def _timed_dispatch(self, env: Envelope) -> None:
-        """:meth:`_dispatch`, timed for one message in SAMPLE_EVERY (the handler latency
-        in stats)."""
-        self._dispatched += 1
-        if self._dispatched & _SAMPLE_MASK:
             await self._dispatch(env)
-            return
-        stats = self.node.stats
-        started = _clock()
-        try:
-            await self._dispatch(env)
-        finally:
-            stats.handler_samples += 1
-            stats.handler_ns += _clock() - started
 
     async def _dispatch(self, env: Envelope) -> None:
         message = env.body
@@ -474,6 +472,7 @@ class Host:
                     result = await result
                 if result is not NOREPLY and env.reply:
                     await self.node.nc.publish(env.reply, pack_reply(result))
+                    self.node.metrics.sent[REPLY] += 1
             except Exception as exc:
                 reason = crash_reason(exc)
                 self._crash(reason)

@@ -209,6 +209,7 @@ class DurableMailbox:
         stats = self.node.stats
         meta = msg.metadata
         seq, attempt = int(meta.sequence.stream), int(meta.num_delivered)
+        stats.durable_redelivered += attempt > 1
         if seq <= self._done:  # handled before a crash, not acknowledged: do not run again
             stats.durable_duplicates += 1
             await msg.ack()

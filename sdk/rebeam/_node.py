@@ -43,7 +43,7 @@ import nats
 import nats.errors
 import nats.js.errors as jserr
 
-from rebeam import _codec, _durable, _subjects
+from rebeam import _codec, _durable, _subjects, metrics
 from rebeam._addresses import Address, Name, Via
 from rebeam._connecting import Connection, credentials_from_environment
 from rebeam._envelope import (
@@ -127,6 +127,7 @@ class Node:
         self.local_scope = local_scope or os.environ.get("REBEAM_LOCAL_SCOPE") or "default"
         self.is_client = is_client
         self.stats = Stats()
+        self.metrics = metrics.NodeMetrics(self)
         # An actor's state summary (its format_status), added to a stats reply that asks.
         self.status_report: Callable[[], Awaitable[Any]] | None = None
         self.limits = mailbox_limits or Limits()
@@ -155,6 +156,8 @@ class Node:
         # lease was lost (declared dead).
         self.on_fenced: Callable[[Pid], None] | None = None
         self.on_lease_lost: Callable[[], None] | None = None
+        # What a backend's kill order (brutal_kill) does: the runtime dies at once.
+        self.on_kill_order: Callable[[], None] | None = None
 
     def _init_fencing(self) -> None:
         self.delivering = asyncio.Event()
@@ -365,6 +368,7 @@ class Node:
             self.delivering.clear()  # hold messages until the fence is re-checked
 
     def on_reconnected(self) -> None:
+        self.stats.reconnects += 1
         self._spawn(self._after_reconnect())
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
@@ -380,8 +384,16 @@ class Node:
     # -- fencing -------------------------------------------------------------------------
 
     async def _on_fence(self, msg: Any) -> None:
+        # Only backends may publish here: "N" (incarnation N started) or "kill N" (a
+        # brutal_kill of incarnation N, which must not get to clean up).
+        text = bytes(msg.data)
+        if text.startswith(_subjects.KILL_ORDER):
+            mine = text[len(_subjects.KILL_ORDER) :] == str(self.pid.incarnation).encode()
+            if mine and self.on_kill_order is not None:
+                self.on_kill_order()
+            return
         try:
-            incarnation = int(msg.data)
+            incarnation = int(text)
         except ValueError:
             return
         if incarnation > self.pid.incarnation:
@@ -621,6 +633,9 @@ class Node:
         out["local_refused"] = self.mailbox.refused
         out["calls_pending"] = len(self._requests)
         out.update(self._watching.counts())
+        # What the observer shows as handler latency: the metrics' handler timings.
+        out["handler_samples"] = sum(sum(t.counts) for t in self.metrics.handler)
+        out["handler_ns"] = int(sum(t.sum for t in self.metrics.handler) * 1e9)
         return out
 
     async def _on_stats_request(self, msg: Any) -> None:
@@ -631,11 +646,15 @@ class Node:
             self.stats.reply_refused += 1
             self._ratelog.warning("refused a stats request: its reply subject is no inbox", reply)
             return
-        snapshot: dict[str, Any] = self.stats_snapshot()
-        if msg.data == STATUS_REQUEST and self.status_report is not None:
-            snapshot["status"] = await self.status_report()
+        answer: Any
+        if msg.data == metrics.SCRAPE:
+            answer = metrics.export()
+        else:
+            answer = self.stats_snapshot()
+            if msg.data == STATUS_REQUEST and self.status_report is not None:
+                answer["status"] = await self.status_report()
         with contextlib.suppress(Exception):
-            await self.nc.publish(reply, pack_reply(snapshot))
+            await self.nc.publish(reply, pack_reply(answer))
 
     async def stats_of(self, dest: Address | None = None, timeout: float = 2.0) -> dict[str, int]:
         """The counters of a process (this one if ``dest`` is None): what it received, what
@@ -760,6 +779,7 @@ class Node:
         data = _codec.encode([VERSION, kind, text, self._pid_str, next(self._seq), message])
         if len(data) > self._limit:
             raise MessageTooLarge(len(data), self._limit)
+        self.metrics.sent[kind] += 1
         return self.nc.publish(subject, data)  # type: ignore[no-any-return]
 
     async def _deliver_resolving(
@@ -776,6 +796,7 @@ class Node:
             pid = await self.resolve(dest)
         if durable:
             await _durable.publish(self, pid, kind, message)
+            self.metrics.sent[kind] += 1
         elif wait is not None:
             await self._request(pid, kind, message, wait, RECEIPT)
         elif self._tracing is not None:
@@ -824,12 +845,18 @@ class Node:
                 else f"{pid} cannot wait for room in its own mailbox"
             )
         subject = self._mailboxes.get(pid._text) or self._mailbox_of(pid)
-        if self._tracing is None:
-            data = self._envelope(kind, pid._text, message)
-            return await self._requests.request(pid, subject, data, timeout, answer)
-        with self._tracing.sending(kind, pid) as trace:
-            data = self._envelope(kind, pid._text, message, trace)
-            return await self._requests.request(pid, subject, data, timeout, answer)
+        self.metrics.sent[kind] += 1
+        started = metrics.clock()
+        try:
+            if self._tracing is None:
+                data = self._envelope(kind, pid._text, message)
+                return await self._requests.request(pid, subject, data, timeout, answer)
+            with self._tracing.sending(kind, pid) as trace:
+                data = self._envelope(kind, pid._text, message, trace)
+                return await self._requests.request(pid, subject, data, timeout, answer)
+        finally:
+            if kind == _CALL:
+                self.metrics.called(started)
 
     # -- exit watches (rebeam._watching) -------------------------------------------------
 

@@ -22,11 +22,6 @@ class Stats:
     """Counters a node keeps, for logs, status, ``rebeam.stats`` and tests."""
 
     received: int = 0  # user messages (send, cast, call) admitted from the mailbox
-    # A sample of the messages an actor's callbacks handled (one in 16) and the time those
-    # took in all: an observer gets the mean handler latency over an interval from two
-    # snapshots, (handler_ns difference) / (handler_samples difference).
-    handler_samples: int = 0
-    handler_ns: int = 0
     malformed: int = 0
     oversized: int = 0
     misaddressed: int = 0
@@ -37,6 +32,8 @@ class Stats:
     durable_delivered: int = 0  # durable mailbox: handled and acknowledged
     durable_duplicates: int = 0  # durable mailbox: redeliveries of handled messages, skipped
     parked: int = 0  # durable mailbox: poison messages moved aside
+    durable_redelivered: int = 0  # durable mailbox: deliveries after the first of a message
+    reconnects: int = 0  # to NATS, after the connection was lost
     # Requests sent again after a cluster answered "no responders" for a pid holding a live
     # lease: its subscription had not reached our server yet (rebeam._interest).
     interest_retries: int = 0

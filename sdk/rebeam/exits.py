@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 from rebeam._limits import MAX_REASON_DEPTH, describe, exceeds_depth, loads_json
+from rebeam.readiness import WATCHDOG_EXCEPTION
 
 JSONValue: TypeAlias = Any
 """A JSON-like value: None, bool, int, float, str, list, dict with str keys."""
@@ -203,7 +204,8 @@ def from_process_end(
     The rules, in order:
 
     * SIGKILL is ``killed``, whoever sent it: brutal_kill, a shutdown timeout, the OOM
-      killer or ``kill -9`` all look the same and OTP calls them all ``killed``.
+      killer or ``kill -9`` all look the same and OTP calls them all ``killed``. The one
+      exception is a readiness watchdog's kill, which records why (docs/readiness.md).
     * What the runtime recorded wins next: it knows the exception or the shutdown info.
     * SIGTERM is ``shutdown``, also when it came from outside: OTP treats an external
       ``exit(Pid, shutdown)`` as ``shutdown``, and a container runtime stopping a pod does
@@ -213,7 +215,10 @@ def from_process_end(
     * Anything else is a crash carrying the exit code or the signal name.
     """
     if returncode == -_signal.SIGKILL:
-        return KILLED
+        # A watchdog's kill says why it killed (rebeam.readiness): that is kept, unless the
+        # supervisor was stopping it anyway.
+        watchdog = recorded is not None and _is_watchdog(recorded) and not stop_requested
+        return recorded if watchdog and recorded is not None else KILLED
     if recorded is not None:
         return recorded
     if returncode == -_signal.SIGTERM:
@@ -225,6 +230,11 @@ def from_process_end(
     if returncode < 0:
         return crash(signal=_signal_name(-returncode))
     return crash(exit_code=returncode)
+
+
+def _is_watchdog(recorded: ExitReason) -> bool:
+    details = recorded.details
+    return details is not None and details.exception_type == WATCHDOG_EXCEPTION
 
 
 def from_container_end(

@@ -50,6 +50,9 @@ def test_the_quick_benchmark_prints_every_row() -> None:
         "durable cast throughput vs raw JetStream",
         "call p50, tracing on vs off",
         "cast throughput, tracing on vs off",
+        "cast throughput, metrics on vs off",
+        "receiver CPU per cast, metrics on vs off",
+        "call p50, metrics on vs off",
     } <= metrics
 
 

@@ -39,8 +39,9 @@ def test_operator_deployment_is_one_hardened_replica(chart: Path, helm_home: Pat
     assert security["readOnlyRootFilesystem"] is True
     assert security["capabilities"] == {"drop": ["ALL"]}
     assert container["command"] == ["rebeam-operator"]
-    assert container["readinessProbe"]["exec"]["command"][0] == "python"
-    assert container["livenessProbe"]["exec"]["command"][0] == "python"
+    # The operator's own HTTP endpoints (docs/observability.md), not a Python process per probe.
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
     assert container["resources"]["requests"]
     assert container["resources"]["limits"]
     assert container["image"] == "ghcr.io/rebeam/operator:0.1.0"  # the appVersion

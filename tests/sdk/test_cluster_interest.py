@@ -1,8 +1,8 @@
 """A three-server NATS cluster (as the Helm chart runs): a process that has just started
 receiving on one server is reachable at once from a caller on another server.
 
-The cluster is secured like every server rebeam starts: the same accounts and auth callout on
-all three, one issuer (on the first server) answering for every server's clients.
+The cluster (tests/natscluster.py, the ``nats_cluster`` fixture) is secured like every server
+rebeam starts.
 
 Interest in a subject reaches the other servers of a cluster asynchronously, so a request
 sent right after the callee subscribed can get "no responders"
@@ -14,140 +14,21 @@ rounds. A dead pid must still be noproc at once.
 from __future__ import annotations
 
 import contextlib
-import json
 import socket
-import subprocess
-import time
-import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import nats
 import pytest
+from tests.natscluster import NatsCluster, free_port
 
 import rebeam
 from rebeam._actor import Host
 from rebeam._node import Node
-from rebeam._orphans import die_with_parent
-from rebeam.auth import serverconf
-from rebeam.auth.grants import Grant, Role
-from rebeam.auth.issuer import Issuer, IssuerSecrets
-from rebeam.backends import provision
-from rebeam.natsd import find_nats_server
+from rebeam.auth.grants import Role
 from rebeam.pids import Pid
 
 ROUNDS = 60
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class NatsCluster:
-    """Three nats-servers with JetStream, routed to each other on loopback."""
-
-    def __init__(self, workdir: Path, namespace: str, size: int = 3) -> None:
-        self.namespace = namespace
-        self.client_ports = [_free_port() for _ in range(size)]
-        self.monitor_ports = [_free_port() for _ in range(size)]
-        cluster_ports = [_free_port() for _ in range(size)]
-        routes = ", ".join(f'"nats://127.0.0.1:{port}"' for port in cluster_ports)
-        self.secrets = IssuerSecrets.create()
-        self.issuer: Issuer | None = None
-        self.processes: list[subprocess.Popen[bytes]] = []
-        for i in range(size):
-            (workdir / f"p{i}").mkdir()
-            config = serverconf.render(
-                port=self.client_ports[i],
-                ports_dir=workdir / f"p{i}",
-                store_dir=workdir / f"s{i}",
-                namespaces=(namespace,),
-                issuer_secrets=self.secrets,
-            ) + "\n".join([
-                f'server_name: "s{i}"',
-                f'http: "127.0.0.1:{self.monitor_ports[i]}"',
-                "cluster {",
-                '  name: "rebeam-test"',
-                f'  listen: "127.0.0.1:{cluster_ports[i]}"',
-                f"  routes: [{routes}]",
-                "}",
-                "",
-            ])  # fmt: skip
-            (workdir / f"s{i}.conf").write_text(config)
-            argv = [find_nats_server(), "-c", str(workdir / f"s{i}.conf")]
-            with open(workdir / f"s{i}.log", "wb") as log:
-                self.processes.append(
-                    subprocess.Popen(
-                        argv,
-                        stdin=subprocess.DEVNULL,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        preexec_fn=die_with_parent,
-                    )
-                )
-
-    def url(self, i: int) -> str:
-        return f"nats://127.0.0.1:{self.client_ports[i]}"
-
-    def credentials(self, role: Role, pid: Pid | None = None) -> str:
-        assert self.issuer is not None
-        return self.issuer.issue(Grant(role, self.namespace, pid))
-
-    async def set_up(self) -> None:
-        """Start the issuer, and provision the namespace as its backend would."""
-        self.issuer = Issuer(self.url(0), self.secrets)
-        self.issuer.start()
-        nc = await nats.connect(self.url(0), token=self.credentials(Role.BACKEND))
-        try:
-            await provision(nc, self.namespace)
-        finally:
-            await nc.close()
-
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        """Until every server sees its routes and JetStream has a meta leader."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if all(self._ready(i) for i in range(len(self.processes))):
-                return
-            time.sleep(0.1)
-        raise TimeoutError("the NATS cluster did not form")
-
-    def _ready(self, i: int) -> bool:
-        try:
-            base = f"http://127.0.0.1:{self.monitor_ports[i]}"
-            with urllib.request.urlopen(f"{base}/routez", timeout=1) as r:
-                routes = json.load(r).get("num_routes", 0)
-            with urllib.request.urlopen(f"{base}/jsz", timeout=1) as r:
-                leader = (json.load(r).get("meta_cluster") or {}).get("leader")
-        except OSError:
-            return False
-        return routes >= len(self.processes) - 1 and bool(leader)
-
-    def stop(self) -> None:
-        if self.issuer is not None:
-            self.issuer.stop()
-        for proc in self.processes:
-            proc.terminate()
-        for proc in self.processes:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-@pytest.fixture
-async def nats_cluster(tmp_path: Path, namespace: str) -> AsyncIterator[NatsCluster]:
-    cluster = NatsCluster(tmp_path, namespace)
-    try:
-        cluster.wait_ready()
-        await cluster.set_up()
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 class Echo(rebeam.Actor):
@@ -225,3 +106,22 @@ async def test_a_dead_pid_is_still_noproc_at_once(
         assert not await caller.is_alive(never)
         # No lease, so not one retry: the 503 was taken as final.
         assert caller.stats.interest_retries == retries
+
+
+def test_the_cluster_forms_when_another_process_takes_a_port_picked_for_it(
+    tmp_path: Path, namespace: str
+) -> None:
+    """A route port is picked free before the servers start, and another test run may take
+    it before the server listens (what made the cluster "not form" once, on a busy machine).
+    The server that cannot listen exits; the cluster is started again on fresh ports."""
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = int(squatter.getsockname()[1])
+        picks = iter([taken])
+        cluster = NatsCluster(tmp_path, namespace, pick_port=lambda: next(picks, 0) or free_port())
+        try:
+            cluster.start()
+        finally:
+            cluster.stop()
+    assert cluster.attempt == 2

@@ -61,4 +61,26 @@ RULE_CASES: list[tuple[str, str]] = [
         "  children:\n    - {name: a, actor: {command: [x], args: {a: 1}}}\n",
         "spec.children[0].actor.args: the args of a command must be a list of strings",
     ),
+    (
+        "  children:\n    - {name: a, actor: {command: [x], readiness: {}}}\n",
+        "spec.children[0].actor.readiness: readiness needs exactly one of spawned, notify, "
+        "fd, tcp, http or exec",
+    ),
+    (
+        "  children:\n    - {name: a, actor: {command: [x], "
+        "readiness: {fd: {}, tcp: {port: 80}}}}\n",
+        "spec.children[0].actor.readiness: readiness needs exactly one of spawned, notify, "
+        "fd, tcp, http or exec",
+    ),
+    (
+        "  children:\n    - {name: a, actor: {command: [x], "
+        "readiness: {fd: {}, watchdog: {interval: 1s}}}}\n",
+        "spec.children[0].actor.readiness.watchdog: a watchdog needs notify, tcp, http or exec "
+        "readiness",
+    ),
+    (
+        "  children:\n    - {name: a, actor: {module: 'm:A', readiness: {notify: {}}}}\n",
+        "spec.children[0].actor.readiness: readiness is for a command; a Python actor is ready "
+        "when its init returns",
+    ),
 ]

@@ -227,7 +227,9 @@ def kubeconfig_token() -> str | None:
         config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call,unused-ignore]
     except Exception:  # no kubeconfig, or one without a usable context: no token from it
         return None
-    header = str((configuration.api_key or {}).get("authorization") or "")
+    # Newer clients keep it under "BearerToken", older ones under "authorization".
+    keys = configuration.api_key or {}
+    header = str(keys.get("BearerToken") or keys.get("authorization") or "")
     token = header.removeprefix("Bearer ").strip()
     return token or None
 

@@ -26,7 +26,9 @@ from rebeam.cli._common import add_namespace, add_nats_ca, subcommand
 from rebeam.errors import TlsError
 from rebeam.local.runner import LocalRun, RunOptions, local_problems
 from rebeam.local.view import LiveView, Outlet, PlainLog, fd_writer
+from rebeam.metrics_scrape import Endpoint, parse_address
 from rebeam.spec import load_files
+from rebeam.spec.models import Resource
 
 EXIT_REFUSED = 2
 
@@ -73,6 +75,12 @@ def add_parser(subparsers: Any) -> None:
         action="store_true",
         help="with --quiet: still show the children's output, each line under its child's path",
     )
+    parser.add_argument(
+        "--metrics",
+        metavar="[HOST:]PORT",
+        help="serve the whole tree's Prometheus metrics on http://HOST:PORT/metrics "
+        "(HOST: 127.0.0.1 unless given; docs/observability.md)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -84,6 +92,34 @@ def run(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
         print("rebeam: nothing was started", file=sys.stderr)
         return EXIT_REFUSED
+    try:
+        endpoint = _metrics_endpoint(args.metrics)
+    except (ValueError, OSError) as exc:
+        print(f"rebeam: {exc}", file=sys.stderr)
+        print("rebeam: nothing was started", file=sys.stderr)
+        return EXIT_REFUSED
+    # Said even with --quiet when the port was left to the system: nothing else tells it.
+    if endpoint is not None and (not args.quiet or endpoint.any_port):
+        print(f"rebeam: metrics on {endpoint.url}", file=sys.stderr, flush=True)
+    try:
+        return _run(args, loaded.resources, endpoint)
+    finally:
+        if endpoint is not None:
+            endpoint.close()
+
+
+def _metrics_endpoint(address: str | None) -> Endpoint | None:
+    """The --metrics endpoint, bound before anything starts: a port in use is said at once."""
+    if address is None:
+        return None
+    host, port = parse_address(address)
+    try:
+        return Endpoint(host, port)
+    except OSError as exc:
+        raise OSError(f"--metrics: cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+def _run(args: argparse.Namespace, resources: list[Resource], endpoint: Endpoint | None) -> int:
     live = not args.quiet and not args.plain and sys.stdout.isatty()
     view: LiveView | None = None
     # Every line rebeam run writes while the tree runs goes through the outlet's thread. The
@@ -104,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     # Quiet drops the children's lines here, after reading them: a child must never block on
     # a pipe nobody reads, nor write into our terminal unasked.
     output = show_output if not args.quiet or args.show_output else _drop_output
-    local = LocalRun(loaded.resources, _options(args, output))
+    local = LocalRun(resources, _options(args, output, endpoint))
 
     def on_context(started: LocalRun) -> None:
         nonlocal view
@@ -130,7 +166,9 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
-def _options(args: argparse.Namespace, output: Callable[[str, str], None]) -> RunOptions:
+def _options(
+    args: argparse.Namespace, output: Callable[[str, str], None], endpoint: Endpoint | None
+) -> RunOptions:
     return RunOptions(
         namespace=args.namespace,
         nats_url=args.nats,
@@ -140,6 +178,7 @@ def _options(args: argparse.Namespace, output: Callable[[str, str], None]) -> Ru
         prefork=not args.no_prefork,
         issuer_file=args.issuer,
         nats_ca=Path(args.nats_ca) if args.nats_ca else None,
+        metrics=endpoint,
     )
 
 

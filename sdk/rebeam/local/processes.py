@@ -3,7 +3,10 @@
 A Python actor runs as ``python -m rebeam.runtime module:Class`` and says it is ready by
 writing a line to a pipe (``--ready-fd``) once its ``init`` returned; before exiting it writes
 its exit reason to a file (``--exit-record``) — the contract of docs/runtime-contract.md. A
-``command`` child is any program: it is started once it has been spawned, as a container is.
+``command`` child is any program: it is started once it has been spawned, as a container is,
+unless its manifest has a ``readiness`` block. Then it is spawned through the readiness entry
+(rebeam.readiness), which keeps that same contract for it: ``ready`` on the pipe once the
+command is ready, then ``status`` lines, and a watchdog's verdict in the exit record.
 
 Every child gets a process group of its own, so a stop reaches a shell's children too, and
 the reaper (:mod:`rebeam.local.reaper`) can kill the whole group if ``rebeam run`` itself is
@@ -21,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,15 +33,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import rebeam.readiness
 from rebeam._orphans import die_with_parent
 from rebeam.events import read_exit_record
-from rebeam.exits import ExitReason, crash, from_process_end
+from rebeam.exits import ExitKind, ExitReason, crash, from_process_end
 from rebeam.local.adoption import MARK, Adoption, kill_marked
 from rebeam.local.endwatch import process_end
 from rebeam.local.output import ChildOutput
 from rebeam.local.zygote import ForkedProcess, Zygote
 from rebeam.pids import Pid
 from rebeam.spec.models import ActorTemplate
+from rebeam.spec.readiness import entry_arguments, uses_entry
 from rebeam.spec.runtime_env import mailbox_env
 from rebeam.supervision.childspec import BRUTAL_KILL, INFINITY, Shutdown
 
@@ -103,8 +109,10 @@ class ChildProcess:
     adoption: Adoption | None = None  # told of the processes we spawn (we reap them)
     process: SpawnedProcess | ForkedProcess | None = None
     stop_requested: bool = False
+    status: str | None = None  # the last STATUS= of a command that speaks the notify protocol
     _exited: asyncio.Future[ExitReason] | None = field(default=None, repr=False)
     _output: ChildOutput | None = field(default=None, repr=False)
+    _listener: asyncio.Future[None] | None = field(default=None, repr=False)
 
     @property
     def os_pid(self) -> int | None:
@@ -114,14 +122,25 @@ class ChildProcess:
     def exit_record(self) -> Path:
         return self.identity.workdir / f"{self.identity.pid.tokens}.exit"
 
+    @property
+    def notify_dir(self) -> Path:
+        return self.identity.workdir / f"{self.identity.pid.tokens}.notify"
+
+    @property
+    def says_ready(self) -> bool:
+        """Whether the process writes ``ready`` on a pipe: a Python actor, or a command
+        started through the readiness entry."""
+        return bool(self.template.module) or uses_entry(self.template)
+
     async def start(self, timeout: float, on_spawn: Callable[[int], None] | None = None) -> None:
-        """Spawn, and for a Python actor wait until its init returned. Raises StartFailure
-        with the real reason if it dies, cannot be spawned, or takes longer than ``timeout``.
-        ``on_spawn`` hears the OS pid (the process group) as soon as it exists."""
+        """Spawn, and for a Python actor wait until its init returned (for a command with a
+        readiness block: until it is ready). Raises StartFailure with the real reason if it
+        dies, cannot be spawned, or takes longer than ``timeout``. ``on_spawn`` hears the OS
+        pid (the process group) as soon as it exists."""
         if self.template.module and self.zygote is not None and self.zygote.alive:
             await self._fork(self.zygote, timeout, on_spawn)
             return
-        read_fd, write_fd = os.pipe() if self.template.module else (None, None)
+        read_fd, write_fd = os.pipe() if self.says_ready else (None, None)
         out_r, out_w = os.pipe() if self.on_output else (None, None)
         try:
             # Popen, not asyncio's subprocess: spawned and registered in one synchronous step
@@ -154,10 +173,7 @@ class ChildProcess:
         self._observe(on_spawn)
         if read_fd is None:
             return
-        try:
-            await self._await_ready(read_fd, timeout)
-        finally:
-            os.close(read_fd)
+        await self._await_ready(read_fd, timeout)
 
     def _observe(self, on_spawn: Callable[[int], None] | None) -> None:
         """From now on: its output is shown, and its end is seen."""
@@ -186,34 +202,87 @@ class ChildProcess:
             ) from None
         self.process = process
         self._observe(on_spawn)
-        try:
-            await self._await_ready(process.ready_fd, timeout)
-        finally:
-            os.close(process.ready_fd)
+        await self._await_ready(process.ready_fd, timeout)
 
     async def _await_ready(self, read_fd: int, timeout: float) -> None:
+        """Until ``ready`` on the pipe (which this takes over); then, for a command, the
+        pipe's ``status`` lines are heard for as long as it runs."""
         assert self._exited is not None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        ready = asyncio.ensure_future(_read_line(read_fd))
+        lines = _Lines(read_fd)
+        ready = asyncio.ensure_future(self._ready_line(lines))
         waiting: set[asyncio.Future[Any]] = {ready, self._exited}
         done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         if ready in done and ready.result().startswith("ready"):
+            if self.template.module:
+                lines.close()  # the runtime says nothing more on it
+            else:
+                self._listen(lines)
             return
         ready.cancel()
+        lines.close()
         if ready in done:
             # The pipe closed without a word: the runtime is exiting (init failed). Its
             # exit reason says why; give it the rest of the start time to finish.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._exited), deadline - loop.time())
         if self._exited.done():
-            raise StartFailure(self._exited.result())
+            raise StartFailure(self._before_ready(self._exited.result()))
         # Hung in init: a start that takes longer than startTimeout has failed.
         self.kill()
         await self._exited
         raise StartFailure(
             crash(exception_type="StartTimeout", message=f"not ready within {timeout:g}s")
         )
+
+    def _before_ready(self, reason: ExitReason) -> ExitReason:
+        """How a command that ended before it was ready failed its start, in words."""
+        if self.template.module:
+            return reason  # an actor's init failure says it itself
+        if reason.kind is ExitKind.NORMAL:  # exit 0 is no start either
+            reason = crash(exit_code=0)
+        if reason.kind is not ExitKind.CRASH or reason.details is None:
+            return reason  # a kill, a stop
+        details = reason.details
+        if details.exception_type:
+            return reason  # the entry recorded why (the program could not be run)
+        return crash(
+            exception_type="NotReady",
+            message=f"exited before it was ready ({details.summary()})",
+            exit_code=details.exit_code,
+            signal=details.signal,
+        )
+
+    async def _ready_line(self, lines: _Lines) -> str:
+        """The line that says ready, or "" at the end; status lines before it are heard."""
+        while line := await lines.next():
+            if not self._heard(line):
+                return line
+        return ""
+
+    def _heard(self, line: str) -> bool:
+        """Whether ``line`` was a status line (the entry's, once the command says one)."""
+        word, _, text = line.rstrip("\n").partition(" ")
+        if word == "status":
+            self.status = text
+        elif word == "stopping":
+            self.status = "stopping"
+        else:
+            return False
+        return True
+
+    def _listen(self, lines: _Lines) -> None:
+        """The status lines of a ready command, until its pipe closes."""
+
+        async def listen() -> None:
+            try:
+                while line := await lines.next():
+                    self._heard(line)
+            finally:
+                lines.close()
+
+        self._listener = asyncio.ensure_future(listen())
 
     async def wait(self) -> ExitReason:
         """The exit reason, once the process has ended."""
@@ -262,13 +331,25 @@ class ChildProcess:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._output.closed), OUTPUT_GRACE)
             self._output.close()
-        recorded = read_exit_record(self.exit_record) if self.template.module else None
+        recorded = read_exit_record(self.exit_record) if self.says_ready else None
         with contextlib.suppress(OSError):
             self.exit_record.unlink()
+        if uses_entry(self.template):
+            shutil.rmtree(self.notify_dir, ignore_errors=True)
         return from_process_end(returncode, stop_requested=self.stop_requested, recorded=recorded)
 
     def _argv(self, ready_fd: int | None) -> list[str]:
         template = self.template
+        if template.command and ready_fd is not None:
+            arguments = entry_arguments(
+                template,
+                ready_fd=str(ready_fd),
+                exit_record=str(self.exit_record),
+                notify_dir=str(self.notify_dir),
+            )
+            # Isolated (-I): the entry needs the standard library only, and nothing of the
+            # user's environment may change how it runs.
+            return [sys.executable, "-I", rebeam.readiness.__file__, *arguments]
         if template.command:
             return [*template.command, *(template.args or [])]
         assert ready_fd is not None
@@ -333,14 +414,34 @@ class ChildProcess:
         return env
 
 
-async def _read_line(fd: int) -> str:
-    """Read one line from a pipe without blocking the loop (it is a handful of bytes)."""
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    transport, _ = await loop.connect_read_pipe(
-        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(os.dup(fd), "rb", buffering=0)
-    )
-    try:
-        return (await reader.readline()).decode(errors="replace")
-    finally:
-        transport.close()
+class _Lines:
+    """The lines of a ready pipe, read without blocking the loop; owns ``fd`` (closes it)."""
+
+    _LIMIT = 1024  # a line longer than this is not one the entry or the runtime writes
+
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd
+        self._reader = asyncio.StreamReader(limit=self._LIMIT)
+        self._transport: asyncio.ReadTransport | None = None
+
+    async def next(self) -> str:
+        """The next line, or "" at the end (or for a line too long to be ours)."""
+        if self._transport is None:
+            assert self._fd is not None, "closed"
+            loop = asyncio.get_running_loop()
+            pipe = os.fdopen(self._fd, "rb", buffering=0)
+            self._fd = None  # the transport owns it now
+            self._transport, _ = await loop.connect_read_pipe(
+                lambda: asyncio.StreamReaderProtocol(self._reader), pipe
+            )
+        try:
+            return (await self._reader.readline()).decode(errors="replace")
+        except ValueError:  # over the limit
+            return ""
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+        elif self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

@@ -48,9 +48,10 @@ from rebeam.local.processes import OutputSink
 from rebeam.local.reaper import Reaper
 from rebeam.local.supervisors import RunContext, SupervisorRunner, run_mark
 from rebeam.local.zygote import Zygote
+from rebeam.metrics_scrape import Endpoint, Target
 from rebeam.natsd import NatsServer, ServerOptions, read_issuer_secrets
 from rebeam.spec.models import Actor, ActorTemplate, Resource, Supervisor, SupervisorSpec
-from rebeam.supervision import ShutdownRequest
+from rebeam.supervision import ShutdownRequest, dynamic_serial
 
 __all__ = ["LocalRun", "RunOptions", "local_problems", "roots_of"]
 
@@ -70,6 +71,8 @@ class RunOptions:
     issuer_file: Path | None = None
     # With a tls:// nats_url: the CA its certificate is signed by (default $REBEAM_NATS_CA).
     nats_ca: Path | None = None
+    # --metrics: the endpoint (bound already) that serves this run's metrics.
+    metrics: Endpoint | None = None
 
 
 def roots_of(resources: list[Resource]) -> list[tuple[str, SupervisorSpec]]:
@@ -204,6 +207,8 @@ class LocalRun:
         held.lifecycle.attach(nc)
         held.control = ControlServer(self, nc)
         await held.control.start()
+        if self.options.metrics is not None:
+            self.options.metrics.attach(nc, lambda: [t for r in self.roots for t in targets(r)])
 
         admin = issuer.issue(Grant(Role.ADMIN, namespace, label="owner")) if issuer else None
 
@@ -234,6 +239,8 @@ class LocalRun:
         """Whatever was started, stopped again: the newest first."""
         for runner in self.roots:
             runner.kill()  # a no-op after an orderly shutdown; the last resort otherwise
+        if self.options.metrics is not None:
+            self.options.metrics.detach()
         if held.control is not None:
             await held.control.stop()
         await held.lifecycle.close()
@@ -435,6 +442,23 @@ def running_children(runner: SupervisorRunner) -> list[str]:
             found += running_children(child)
         elif child.process is not None and child.process.returncode is None:
             found.append(child.identity.path)
+    return found
+
+
+def targets(runner: SupervisorRunner) -> list[Target]:
+    """The live Python actors below ``runner``, each with the labels of its series: a dynamic
+    child's are its template's, so a pool that starts children for ever has one series per
+    template, not one per child ever started."""
+    template = runner.spec.child_template
+    found = []
+    for name, child in runner.children.items():
+        if isinstance(child, SupervisorRunner):
+            found += targets(child)
+        elif child.template.module and child.process and child.process.returncode is None:
+            # Only a Python actor (the rebeam runtime) answers a scrape; a command does not.
+            dynamic = template is not None and dynamic_serial(template.name, name) is not None
+            label = template.name if dynamic and template is not None else name
+            found.append(Target(child.identity.pid, runner.path, label))
     return found
 
 

@@ -7,6 +7,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from rebeam._management_protocol import tree_child, tree_supervisor
+from rebeam.local.processes import ChildProcess
 from rebeam.local.supervisors import SupervisorRunner
 from rebeam.supervision import ChildStatus
 
@@ -49,6 +50,8 @@ def _supervisor(runner: SupervisorRunner) -> dict[str, Any]:
             last_exit=record.last_exit if record else None,
             supervisor=_supervisor(nested) if isinstance(nested, SupervisorRunner) else None,
         )
+        if isinstance(nested, ChildProcess) and live and nested.status is not None:
+            child["status"] = nested.status  # what a notify-speaking command last said
         node["children"].append(child)
     return node
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rebeam import metrics_supervision
 from rebeam.auth.grants import Grant, Role
 from rebeam.auth.issuer import Issuer
 from rebeam.backends import claim_slot
@@ -145,7 +146,7 @@ class SupervisorRunner:
     async def start(self) -> ExitReason | None:
         """Run init: None once every child is up, else why it failed (all stopped again)."""
         self._loop_task = asyncio.create_task(self._loop())
-        self._execute(self.core.init(_now()))
+        self._execute(metrics_supervision.init(self.core, _now(), self.ctx.namespace, self.path))
         # Reachable from now on: a request that waited for this supervisor to appear is
         # posted to its core, which keeps it until init is done.
         self.ctx.arrivals.announce()
@@ -202,7 +203,9 @@ class SupervisorRunner:
     async def _loop(self) -> None:
         while not self.done.done():
             event = await self._events.get()
-            self._execute(self.core.handle(event, _now()))
+            self._execute(
+                metrics_supervision.handle(self.core, event, _now(), self.ctx.namespace, self.path)
+            )
 
     def _execute(self, commands: list[Command]) -> None:
         for command in commands:

@@ -53,6 +53,15 @@ def _reason(wire: Any) -> str:
         return str(wire)
 
 
+def _last_column(node: dict[str, Any]) -> str:
+    """A child's last exit, after what it last said of itself (a notify STATUS=), if any."""
+    reason = _reason(node.get("last_exit"))
+    status = node.get("status")
+    if not status:
+        return reason
+    return f"status: {status}" + (f"; last exit: {reason}" if reason else "")
+
+
 def describe_event(event: LifecycleEvent) -> str:
     """One line for one event, e.g. ``12:00:01.250 pipeline/writer#2 exited: killed``."""
     try:
@@ -230,7 +239,7 @@ def render_tree(nodes: list[dict[str, Any]], width: int = 80) -> Table:
             f"#{node['incarnation']}" if node.get("incarnation") else "",
             str(node.get("os_pid") or ""),
             str(restarts),
-            _reason(node.get("last_exit")),
+            _last_column(node),
         )
 
     for node in nodes:

@@ -10,6 +10,7 @@ supervisor claimed the pid's slot (fencing) before the process could connect::
     Actor.init(args)                    (raises: exit 1, crash recorded; no terminate)
     write "ready <pid>" to --ready-fd and close it
     serve until stop / crash / SIGTERM (then terminate(shutdown)) / exit signal
+        (a backend's kill order on the fence subject: SIGKILL itself, nothing more)
     release own names, answer queued calls with the exit reason
     write the exit reason's wire form to --exit-record; exit 0 if clean, else 1
 """
@@ -28,7 +29,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rebeam import _api
+from rebeam import _api, metrics
 from rebeam._actor import Actor, Host, crash_reason
 from rebeam._durable import DEFAULT_MAX_DELIVER, DurableMailbox
 from rebeam._mailbox import DEFAULT_MAX_BYTES, DEFAULT_MAX_MESSAGES, Limits
@@ -98,7 +99,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="deliveries of one durable message before it is parked "
         f"(REBEAM_MAILBOX_MAX_DELIVER; default: the class's, else {DEFAULT_MAX_DELIVER})",
     )
+    p.add_argument(
+        "--metrics-port",
+        type=_port,
+        default=_port_env("METRICS_PORT"),
+        help="serve Prometheus metrics over HTTP on this port, on every interface "
+        "(REBEAM_METRICS_PORT; default: none; docs/observability.md)",
+    )
     return p.parse_args(argv)
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number (1-65535), not {text!r}")
+    return value
+
+
+def _port_env(name: str) -> int | None:
+    text = _env(name)
+    if not text:
+        return None
+    try:
+        return _port(text)
+    except (ValueError, argparse.ArgumentTypeError):
+        raise SystemExit(f"REBEAM_{name} must be a port number (1-65535), not {text!r}") from None
 
 
 def _bool_env(name: str) -> bool | None:
@@ -191,11 +216,14 @@ async def run(ns: argparse.Namespace) -> ExitReason:
     if isinstance(node, ExitReason):
         return node
     _api.set_default_node(node)
+    _metrics(ns, node)
     host = Host(node, actor_cls())
+    host.hold_turn_for_init()  # from the mailbox's subscription until init has returned
     refused = await _start(node)
     if refused is not None:
         return refused
     node.on_lease_lost = lambda: host.request_stop(NOCONNECTION)
+    node.on_kill_order = _killed  # brutal_kill: no terminate, no exit record
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, host.request_stop, SHUTDOWN)
     loop.add_signal_handler(signal.SIGINT, host.request_stop, SHUTDOWN)
@@ -217,6 +245,12 @@ async def run(ns: argparse.Namespace) -> ExitReason:
     _log_refusals(node, pid)
     await node.close(reason)
     return reason
+
+
+def _killed() -> None:
+    """Die as a SIGKILL from outside would kill us: the supervisor reads exit 137 as
+    ``killed``."""
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 async def _connect(ns: argparse.Namespace, pid: Pid, limits: Limits) -> Node | ExitReason:
@@ -270,6 +304,18 @@ def _durable_mailbox(
         return None
     max_deliver = ns.mailbox_max_deliver or actor_cls.mailbox_max_deliver or DEFAULT_MAX_DELIVER
     return DurableMailbox(node, host, max_deliver)
+
+
+def _metrics(ns: argparse.Namespace, node: Node) -> None:
+    """Label this process's metrics with its place in the tree; serve them if asked. A port
+    that cannot be bound is logged, not fatal: the actor works without its metrics."""
+    node.metrics.where(ns.supervisor, ns.child)
+    if ns.metrics_port is None:
+        return
+    try:
+        metrics.serve(ns.metrics_port)
+    except OSError as exc:
+        log.error("cannot serve metrics on port %d: %s", ns.metrics_port, exc)
 
 
 def _log_refusals(node: Node, pid: Pid) -> None:

@@ -51,6 +51,7 @@ __all__ = [
     "ExitSummary",
     "MailboxSpec",
     "ObjectMeta",
+    "Readiness",
     "Resource",
     "Supervisor",
     "SupervisorSpec",
@@ -71,6 +72,13 @@ _ENTRY_RE: Final = re.compile(_ENTRY)
 _ENV_NAME: Final = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
 _ENV_NAME_RE: Final = re.compile(_ENV_NAME)
 _SHUTDOWN_PATTERN: Final = rf"^(brutal_kill|infinity|{DURATION_PATTERN[1:-1]})$"
+# A duration of more than 0: one of its numbers has a digit other than 0 (units have none).
+# The API server's regular expressions have no lookahead, so: pairs that are all zeros, then
+# one that is not, then any.
+_DURATION_PART: Final = DURATION_PATTERN[len("^(?:") : -len(")+$")]
+_ZERO_PART: Final = r"0+(?:\.0+)?(?:ms|s|m|h)"
+_NONZERO_PART: Final = r"(?:[0-9]*[1-9][0-9]*(?:\.[0-9]+)?|[0-9]+\.[0-9]*[1-9][0-9]*)(?:ms|s|m|h)"
+POSITIVE_DURATION_PATTERN: Final = rf"^(?:{_ZERO_PART})*{_NONZERO_PART}(?:{_DURATION_PART})*$"
 # The patterns above are also the CRD's (where '$' is the end of the text); in Python '$' also
 # matches before a final newline, so the checks below use fullmatch.
 
@@ -135,6 +143,14 @@ Duration = Annotated[
     BeforeValidator(parse_duration),
     PlainSerializer(_serialize_duration, return_type=str),
     WithJsonSchema({**_INT_OR_STRING, "pattern": DURATION_PATTERN, "minimum": 0}),
+]
+PositiveDuration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    PlainSerializer(_serialize_duration, return_type=str),
+    # Only for the API server: rebeam validate refuses 0 through rebeam.spec.rules, in the
+    # same words as the core; kubectl apply is refused by the schema before anything runs.
+    WithJsonSchema({**_INT_OR_STRING, "pattern": POSITIVE_DURATION_PATTERN, "minimum": 1}),
 ]
 ShutdownValue = Annotated[
     float | str,
@@ -202,6 +218,99 @@ class MailboxSpec(_Model):
     )
 
 
+def _port(value: int) -> int:
+    if not 1 <= value <= 65535:
+        raise ValueError("a port is a number from 1 to 65535")
+    return value
+
+
+_HTTP_PATH: Final = r"^/[!-~]*$"
+_HTTP_PATH_RE: Final = re.compile(_HTTP_PATH)
+
+
+def _http_path(value: str) -> str:
+    if len(value) > 1024 or not _HTTP_PATH_RE.fullmatch(value):
+        raise ValueError(
+            "must start with / and hold only visible ASCII characters (no spaces), at most 1024"
+        )
+    return value
+
+
+def _interval(value: float) -> float:
+    if value <= 0:
+        raise ValueError("must be more than 0")
+    return value
+
+
+Port = Annotated[
+    int,
+    AfterValidator(_port),
+    WithJsonSchema({"type": "integer", "minimum": 1, "maximum": 65535}),
+]
+HttpPath = Annotated[
+    str,
+    AfterValidator(_http_path),
+    WithJsonSchema({"type": "string", "pattern": _HTTP_PATH, "maxLength": 1024}),
+]
+Interval = Annotated[Duration, AfterValidator(_interval)]
+
+
+class Nothing(_Model):
+    """A readiness kind that takes no settings: written ``{}``."""
+
+
+class TcpCheck(_Model):
+    port: Port = Field(description="Ready once this port of the child accepts a connection.")
+
+
+class HttpCheck(_Model):
+    port: Port = Field(description="The port of the child's HTTP server.")
+    path: HttpPath = Field("/healthz", description="Ready once a GET of it answers 2xx.")
+
+
+class ExecCheck(_Model):
+    command: list[OsText] = Field(
+        min_length=1, max_length=64, description="Ready once this command exits 0."
+    )
+
+
+class Watchdog(_Model):
+    interval: Interval = Field(
+        description="notify: a WATCHDOG=1 must arrive at least this often; tcp, http, exec: "
+        "the check must pass at least this often. Otherwise the child is killed."
+    )
+
+
+READINESS_KINDS: Final = ("spawned", "notify", "fd", "tcp", "http", "exec")
+
+
+class Readiness(_Model):
+    """When a command child counts as started (docs/readiness.md): exactly one kind."""
+
+    spawned: Nothing | None = Field(
+        None, description="Started once spawned (the default when readiness is absent)."
+    )
+    notify: Nothing | None = Field(
+        None,
+        description="The systemd notify protocol: READY=1 on the socket named by NOTIFY_SOCKET.",
+    )
+    fd: Nothing | None = Field(
+        None, description="Any line written to the file descriptor named by REBEAM_READY_FD."
+    )
+    tcp: TcpCheck | None = None
+    http: HttpCheck | None = None
+    exec_: ExecCheck | None = Field(None, alias="exec")
+    watchdog: Watchdog | None = Field(
+        None, description="notify, tcp, http or exec only: keep checking once it is ready."
+    )
+
+    @property
+    def kind(self) -> str | None:
+        """The one kind set (None if none is: rules.py refuses that)."""
+        found = [k for k in READINESS_KINDS if getattr(self, "exec_" if k == "exec" else k)]
+        return found[0] if len(found) == 1 else None
+
+
 class ActorTemplate(_Model):
     """What runs in one actor slot: a Python actor class, or any command."""
 
@@ -236,6 +345,11 @@ class ActorTemplate(_Model):
         None, description="Kubernetes only: the container's resources (requests, limits)."
     )
     working_dir: OsText | None = None
+    readiness: Readiness | None = Field(
+        None,
+        description="Commands only: when the command counts as started (bounded by "
+        "startTimeout), and an optional watchdog. Python actors are ready when init returns.",
+    )
 
 
 class Child(_Model):
@@ -280,7 +394,7 @@ class SupervisorSpec(_Model):
         description="At most this many restarts within period; one more and the "
         "supervisor gives up (stops its children and exits shutdown).",
     )
-    period: Duration = Field("5s", description="The restart intensity window.")  # type: ignore[assignment]
+    period: PositiveDuration = Field("5s", description="The restart intensity window, more than 0.")  # type: ignore[assignment]
     auto_shutdown: AutoShutdown = Field(
         AutoShutdown.NEVER,
         description="never, any_significant or all_significant: whether significant "

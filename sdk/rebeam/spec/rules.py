@@ -21,6 +21,7 @@ from rebeam.spec.models import (
     ActorSpec,
     ActorTemplate,
     Child,
+    Readiness,
     Supervisor,
     SupervisorSpec,
 )
@@ -56,8 +57,33 @@ def _is_simple(spec: SupervisorSpec) -> bool:
     return spec.strategy is SIMPLE
 
 
+_KINDS_CEL: Final = (
+    "[has(self.spawned), has(self.notify), has(self.fd), has(self.tcp), "
+    "has(self.http), has(self.exec)]"
+)
+
 RULES: Final[dict[type[BaseModel], list[Rule]]] = {
+    Readiness: [
+        Rule(
+            lambda r: r.kind is not None,
+            f"{_KINDS_CEL}.filter(k, k).size() == 1",
+            "readiness needs exactly one of spawned, notify, fd, tcp, http or exec",
+        ),
+        Rule(
+            lambda r: r.watchdog is None or r.kind in ("notify", "tcp", "http", "exec"),
+            "!has(self.watchdog) || has(self.notify) || has(self.tcp) || has(self.http) "
+            "|| has(self.exec)",
+            "a watchdog needs notify, tcp, http or exec readiness",
+            "watchdog",
+        ),
+    ],
     ActorTemplate: [
+        Rule(
+            lambda a: a.readiness is None or a.command is not None,
+            "!has(self.readiness) || has(self.command)",
+            "readiness is for a command; a Python actor is ready when its init returns",
+            "readiness",
+        ),
         Rule(
             lambda a: (a.module is None) != (a.command is None),
             "has(self.module) != has(self.command)",

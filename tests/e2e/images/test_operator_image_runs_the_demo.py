@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,11 @@ def deployment_pod(tmp_path: Path, app_namespace: str, nats_url: str) -> Json:
             "logFormat": "text",
             # Each process-kubelet container has a termination-message file of its own.
             "exitRecord": "$$(REBEAM_TERMINATION_LOG)",
+            # The container shares this machine's network: a free port for its HTTP.
+            "metricsPort": free_port(),
         },
+        # Actor pods too, and several would want the same port.
+        "metrics": {"actorPort": None},
     }
     values_file = tmp_path / "values.yaml"
     values_file.write_text(yaml.safe_dump(values))
@@ -70,6 +75,21 @@ def deployment_pod(tmp_path: Path, app_namespace: str, nats_url: str) -> Json:
     (deployment,) = by_kind(objects, "Deployment")
     spec: Json = deployment["spec"]["template"]["spec"]
     return spec
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http_probe(container: Json) -> list[str]:
+    """The chart's httpGet readiness probe, as a command run in the container (what the
+    kubelet would ask of the operator's port)."""
+    get = container["readinessProbe"]["httpGet"]
+    (port,) = [p["containerPort"] for p in container["ports"] if p["name"] == get["port"]]
+    url = f"http://127.0.0.1:{port}{get['path']}"
+    return ["python", "-c", f"import urllib.request; urllib.request.urlopen({url!r}, timeout=5)"]
 
 
 def service_account_dir(cluster: Cluster, tmp_path: Path) -> Path:
@@ -164,7 +184,7 @@ def test_the_operator_image_runs_the_demo(
         images, images.name("operator"), args, command, tmp_path / "operator.log"
     )
     try:
-        operator.wait_ready(container["readinessProbe"]["exec"]["command"])
+        operator.wait_ready(http_probe(container))
         manifest = tmp_path / "app.yaml"
         manifest.write_text(yaml.safe_dump(demo_manifest()))
         cluster.kubectl("apply", "-n", app_namespace, "-f", str(manifest))

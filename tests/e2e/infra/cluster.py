@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,12 +47,15 @@ class Cluster:
 
     @classmethod
     @contextmanager
-    def local(cls, workdir: Path, *, crds: Path | None = None) -> Iterator[Cluster]:
+    def local(
+        cls, workdir: Path, *, crds: Path | None = None, containers: bool = False
+    ) -> Iterator[Cluster]:
         """Start etcd, kube-apiserver, kube-controller-manager and a process kubelet.
 
         ``crds``: a directory of CustomResourceDefinitions to install before the controllers
         start (best effort: a broken CRD is reported by whoever applies it next, e.g. the
-        ``crds`` fixture)."""
+        ``crds`` fixture). ``containers``: the kubelet runs pods from their images
+        (infra/containers.py) instead of as processes."""
 
         def install(plane: ControlPlane) -> None:
             if crds is None:
@@ -70,6 +73,8 @@ class Cluster:
                 server=plane.server,
                 ca_cert=plane.pki.ca_cert,
                 workdir=workdir / "kubelet",
+                pki=plane.pki,
+                containers=containers,
             )
             kubelet.start()
             cluster = cls(plane.kubeconfig, workdir, plane, kubelet)
@@ -79,6 +84,46 @@ class Cluster:
             if kubelet is not None:
                 kubelet.stop()
             plane.stop()
+
+    @contextmanager
+    def container_node(
+        self, *namespaces: str, node_name: str = "rebeam-e2e-containers"
+    ) -> Iterator[ProcessKubelet]:
+        """A second node, in container mode (infra/containers.py), that runs the pods of
+        ``namespaces`` from their images while the first node runs every other pod as
+        processes. Stopped, with every container it ran, when the block ends."""
+        if self.kubelet is None or self.control_plane is None:
+            raise RuntimeError("a container node needs the local control plane")
+        plane = self.control_plane
+        node = ProcessKubelet(
+            kubeconfig=plane.kubeconfig,
+            server=plane.server,
+            ca_cert=plane.pki.ca_cert,
+            workdir=self.workdir / node_name,
+            node_name=node_name,
+            containers=True,
+            placement=self.kubelet.placement,
+            spare=False,
+            pki=plane.pki,
+        )
+        node.start()
+        try:
+            for namespace in namespaces:
+                self.kubelet.placement.route(namespace, node_name)
+            yield node
+        finally:
+            for namespace in namespaces:
+                self.kubelet.placement.unroute(namespace)
+            node.stop()
+            # Its pods would wait for the pod garbage collector: remove them now, and the node.
+            core = client.CoreV1Api(self.api_client())
+            pods = core.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={node_name}")
+            for pod in pods.items:
+                with suppress(client.ApiException):
+                    core.delete_namespaced_pod(
+                        pod.metadata.name, pod.metadata.namespace, grace_period_seconds=0
+                    )
+            core.delete_node(node_name)
 
     @classmethod
     @contextmanager

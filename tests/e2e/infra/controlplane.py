@@ -161,6 +161,13 @@ class ControlPlane:
                 f"--tls-cert-file={pki.serving_cert}",
                 f"--tls-private-key-file={pki.serving_key}",
                 f"--client-ca-file={pki.ca_cert}",
+                # Logs (kubectl logs): the API server calls a node's kubelet at its InternalIP
+                # (the test nodes' hostnames resolve nowhere), as this CA's client, and checks
+                # the kubelet's serving certificate with the same CA.
+                "--kubelet-preferred-address-types=InternalIP",
+                f"--kubelet-client-certificate={pki.kubelet_client_cert}",
+                f"--kubelet-client-key={pki.kubelet_client_key}",
+                f"--kubelet-certificate-authority={pki.ca_cert}",
                 f"--token-auth-file={tokens}",
                 "--authorization-mode=RBAC",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",

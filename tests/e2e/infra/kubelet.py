@@ -32,12 +32,18 @@ Where it differs from a kubelet (deliberately; documented in tests/e2e/README.md
   expiration, bound to the pod) are made, as files in the pod's directory; an env value naming
   a path under the container's ``mountPath`` is rewritten to the real file. Projected tokens
   are not renewed (no test runs for an hour).
-- No images, other volumes, liveness/startup probes, init containers, resource limits or
-  ``kubectl logs``/``exec``: a pod with init containers fails; only ``exec`` readiness probes
-  run (a container without one is ready while it runs). Logs are files under the kubelet's work
-  directory (:meth:`ProcessKubelet.log_path`). All pods share the loopback network: podIP and
-  hostIP are 127.0.0.1.
+- No images (unless in container mode, below), other volumes, liveness/startup probes, init
+  containers, resource limits or ``kubectl exec``: a pod with init containers fails; only
+  ``exec`` readiness probes run (a container without one is ready while it runs). Logs are
+  files under the kubelet's work directory (:meth:`ProcessKubelet.log_path`), served to
+  ``kubectl logs`` by :mod:`.logserver` when the kubelet is given the cluster's PKI. All pods
+  share the loopback network: podIP and hostIP are 127.0.0.1.
 - It acts with the admin credentials, not as ``system:node:<name>``.
+
+Container mode (``containers=True``): each container runs from its image with podman and runc
+(:mod:`.containers`); the differences above about termination messages, tokens and volumes
+do not apply there. Several kubelets may share an API server: a :class:`Placement` says which
+one binds a namespace's pods.
 
 Fault switches for tests (thread-safe, called from the test's thread): :meth:`kill_container`,
 :meth:`fail_start`, :meth:`lose_node` / :meth:`recover_node`.
@@ -58,7 +64,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -67,9 +73,12 @@ from kubernetes.aio import client as aclient
 from kubernetes.aio import config as aconfig
 from kubernetes.aio import watch as awatch
 
+from .containers import ContainerRuntime
+from .logserver import LogServer
+from .pki import Pki
 from .podworker import HOST_IP, MERGE_PATCH, ContainerRun, PodWorker, now
 
-__all__ = ["ProcessKubelet", "StartFault"]
+__all__ = ["Placement", "ProcessKubelet", "StartFault"]
 
 log = logging.getLogger("rebeam.e2e.kubelet")
 
@@ -103,6 +112,26 @@ class StartFault:
         )
 
 
+class Placement:
+    """Where unscheduled pods go when several kubelets share one API server (there is no
+    scheduler): a namespace handed to a node with :meth:`route` is bound there, all others to
+    the default node. Shared by the kubelets; read and written on their loops and the test's
+    thread (a dict's get and set are atomic)."""
+
+    def __init__(self, default: str) -> None:
+        self.default = default
+        self._routes: dict[str, str] = {}
+
+    def route(self, namespace: str, node: str) -> None:
+        self._routes[namespace] = node
+
+    def unroute(self, namespace: str) -> None:
+        self._routes.pop(namespace, None)
+
+    def node_for(self, namespace: str) -> str:
+        return self._routes.get(namespace, self.default)
+
+
 class ProcessKubelet:
     """One node. :meth:`start` registers it and returns once it is Ready; :meth:`stop` ends it."""
 
@@ -115,6 +144,10 @@ class ProcessKubelet:
         workdir: Path,
         node_name: str = "rebeam-e2e-node",
         path: str | None = None,
+        containers: bool = False,
+        placement: Placement | None = None,
+        spare: bool = True,
+        pki: Pki | None = None,
     ) -> None:
         self.kubeconfig = kubeconfig
         self.server = server
@@ -125,7 +158,19 @@ class ProcessKubelet:
         # "all nodes not ready": the node lifecycle controller then assumes a control-plane
         # network problem and neither taints nor marks pods not ready. With a spare, node loss
         # looks as it does in any multi-node cluster.
-        self.spare_node = f"{node_name}-spare"
+        self.spare_node = f"{node_name}-spare" if spare else None
+        # Container mode: each container from its image (infra/containers.py); else processes.
+        self.runtime: ContainerRuntime | None = (
+            ContainerRuntime(node_name, server, ca_cert) if containers else None
+        )
+        # Which node binds an unscheduled pod, when several kubelets share the API server.
+        self.placement = placement or Placement(node_name)
+        # Container logs for `kubectl logs`, when it has the cluster's CA to serve with.
+        self.logs = (
+            LogServer(pki, workdir / "pki", node_name, HOST_IP, self._log_source)
+            if pki is not None
+            else None
+        )
         # Containers find `python` & co. first beside this interpreter (the project venv).
         self.path = path or os.pathsep.join(
             [str(Path(sys.executable).parent), os.environ.get("PATH", "/usr/bin:/bin")]
@@ -161,6 +206,8 @@ class ProcessKubelet:
                 loop.close()
 
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.runtime is not None:
+            self.runtime.remove_leftovers()
         self._thread = threading.Thread(target=run, name=f"kubelet-{self.node_name}", daemon=True)
         self._thread.start()
         if not ready.wait(timeout):
@@ -171,11 +218,15 @@ class ProcessKubelet:
     def stop(self, timeout: float = 30.0) -> None:
         """Kill every container (SIGTERM, 2 s, SIGKILL) and end the loop."""
         loop, thread = self._loop, self._thread
-        if loop is None or thread is None or not thread.is_alive():
-            return
-        with contextlib.suppress(RuntimeError):  # the loop may already be closing
-            asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(timeout)
-        thread.join(timeout)
+        try:
+            if loop is None or thread is None or not thread.is_alive():
+                return
+            with contextlib.suppress(RuntimeError):  # the loop may already be closing
+                asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(timeout)
+            thread.join(timeout)
+        finally:
+            if self.runtime is not None:  # whatever happened above, no container outlives us
+                self.runtime.remove_all()
 
     def _call(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
         assert self._loop is not None, "kubelet not started"
@@ -194,7 +245,10 @@ class ProcessKubelet:
                 raise LookupError(
                     f"container {container or '(first)'} of {namespace}/{pod} is not running"
                 )
-            os.killpg(run.process.pid, sig)
+            if self.runtime is not None:
+                self.runtime.signal(run, sig)
+            else:
+                os.killpg(run.process.pid, sig)
             return run.process.pid
 
         return self._call(kill())
@@ -247,6 +301,24 @@ class ProcessKubelet:
 
         return self._call(path())
 
+    def _log_source(
+        self, namespace: str, pod: str, container: str, previous: bool
+    ) -> tuple[Path, Callable[[], bool]]:
+        """The log file of a container's current run (or the one before), and whether that
+        run is still going (on the loop: the log server runs there)."""
+        try:
+            run = self._container(namespace, pod, container)
+        except KeyError:
+            raise LookupError(f'container "{container}" is not in pod "{pod}"') from None
+        restarts = run.restarts
+        if not previous:
+            return run.log_path, lambda: run.restarts == restarts and run.running
+        if restarts == 0:
+            raise LookupError(
+                f'previous terminated container "{container}" in pod "{pod}" not found'
+            )
+        return run.directory / f"{restarts - 1}.log", lambda: False
+
     def _container(self, namespace: str, pod: str, container: str | None) -> ContainerRun:
         for worker in self._workers.values():
             meta = worker.pod["metadata"]
@@ -273,12 +345,16 @@ class ProcessKubelet:
             self._api = aclient.ApiClient(configuration)
             self.core = aclient.CoreV1Api(self._api)
             self.coordination = aclient.CoordinationV1Api(self._api)
-            for name in (self.node_name, self.spare_node):
+            if self.logs is not None:
+                await self.logs.start()
+            for name in self._nodes():
                 await self._register_node(name, unschedulable=name == self.spare_node)
                 await self._renew_lease(name)
         except BaseException as exc:
             failure.append(exc)
             ready.set()
+            if self.logs is not None:
+                await self.logs.stop()
             if self._api is not None:
                 await self._api.close()
             return
@@ -295,6 +371,8 @@ class ProcessKubelet:
         self._beat_stop.set()
         if self._beat is not None:
             self._beat.join(10)
+        if self.logs is not None:
+            await self.logs.stop()
         await self._api.close()
 
     async def _shutdown(self) -> None:
@@ -305,6 +383,9 @@ class ProcessKubelet:
         self._stopping.set()
 
     # -- node and heartbeat ------------------------------------------------------------------
+
+    def _nodes(self) -> list[str]:
+        return [self.node_name, *([self.spare_node] if self.spare_node else [])]
 
     def _ready_condition(self, status: str, reason: str, message: str) -> Json:
         return {
@@ -356,6 +437,10 @@ class ProcessKubelet:
                     {"type": "InternalIP", "address": HOST_IP},
                     {"type": "Hostname", "address": name},
                 ],
+                # Where the API server reaches this node's log endpoint (infra/logserver.py).
+                "daemonEndpoints": {
+                    "kubeletEndpoint": {"Port": self.logs.port if self.logs else 0}
+                },
                 "conditions": [
                     *pressure,
                     self._ready_condition("True", "KubeletReady", "process kubelet is ready"),
@@ -366,7 +451,7 @@ class ProcessKubelet:
                     "bootID": "rebeam-e2e",
                     "kernelVersion": os.uname().release,
                     "osImage": "process kubelet",
-                    "containerRuntimeVersion": "process://1",
+                    "containerRuntimeVersion": "podman://4" if self.runtime else "process://1",
                     "kubeletVersion": "v0.0.0-process",
                     "kubeProxyVersion": "",
                     "operatingSystem": "linux",
@@ -419,7 +504,7 @@ class ProcessKubelet:
         coordination = client.CoordinationV1Api(api)
         try:
             while not self._beat_stop.wait(RENEW_SECONDS):
-                for name in (self.spare_node, self.node_name):
+                for name in self._nodes():
                     if name == self.node_name and self.lost:
                         continue
                     try:
@@ -519,7 +604,8 @@ class ProcessKubelet:
         node = spec.get("nodeName")
         if not node:
             default = spec.get("schedulerName", "default-scheduler") == "default-scheduler"
-            if default and "deletionTimestamp" not in meta and uid not in self._binding:
+            here = self.placement.node_for(meta["namespace"]) == self.node_name
+            if default and here and "deletionTimestamp" not in meta and uid not in self._binding:
                 self._binding.add(uid)
                 self.spawn_task(self._bind(pod))
             return

@@ -27,7 +27,7 @@ import re
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kubernetes.aio import client as aclient
 
@@ -36,7 +36,16 @@ from .localproc import LocalProcess, spawn
 if TYPE_CHECKING:
     from .kubelet import ProcessKubelet
 
-__all__ = ["HOST_IP", "MERGE_PATCH", "ContainerRun", "PodWorker", "StartError", "now"]
+__all__ = [
+    "HOST_IP",
+    "MERGE_PATCH",
+    "ContainerRun",
+    "PodWorker",
+    "Runtime",
+    "StartError",
+    "WaitingError",
+    "now",
+]
 
 log = logging.getLogger("rebeam.e2e.kubelet")
 
@@ -57,6 +66,39 @@ class StartError(Exception):
     """A container could not be started (its message goes into the terminated state)."""
 
 
+class WaitingError(Exception):
+    """A container cannot be created yet (its image is missing, ...): it stays waiting with
+    ``reason`` and the message, and the worker tries again after a back-off, as a kubelet does
+    with ``ErrImagePull`` / ``ImagePullBackOff``."""
+
+    def __init__(self, reason: str, message: str, backoff_reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.backoff_reason = backoff_reason or reason
+
+
+class Runtime(Protocol):
+    """How a node runs containers other than as local processes (infra/containers.py). The
+    process path of :class:`PodWorker` is used when the kubelet has no runtime."""
+
+    id_prefix: str
+
+    async def start(self, worker: PodWorker, run: ContainerRun) -> LocalProcess:
+        """Start ``run``; the returned process ends when the container does."""
+
+    async def ended(self, worker: PodWorker, run: ContainerRun, code: int) -> int:
+        """The container's exit code once its process ended with ``code``; removes it.
+        Raises StartError when its entry point never ran."""
+
+    def signal(self, run: ContainerRun, sig: int) -> None:
+        """Deliver ``sig`` to the container's main process (without waiting)."""
+
+    async def exec_probe(
+        self, worker: PodWorker, run: ContainerRun, command: list[str], timeout: float
+    ) -> bool:
+        """Run an exec probe inside the container; True if it exited 0 in time."""
+
+
 @dataclass
 class ContainerRun:
     """One container of a pod: its spec, its current process and the status a kubelet reports."""
@@ -71,6 +113,7 @@ class ContainerRun:
     probe_ready: bool = False  # the readiness probe's verdict on the current run
     env: dict[str, str] = field(default_factory=dict)
     will_restart: bool = True  # until it ends for good
+    container_id: str | None = None  # the runtime's name for the current run (container mode)
 
     @property
     def name(self) -> str:
@@ -104,7 +147,9 @@ class ContainerRun:
             "state": self.state,
             "lastState": self.last_state,
         }
-        if self.process is not None:
+        if self.container_id is not None:
+            status["containerID"] = f"{pid_prefix}{self.container_id}"
+        elif self.process is not None:
             status["containerID"] = f"{pid_prefix}{self.process.pid}"
         return status
 
@@ -114,6 +159,7 @@ class PodWorker:
 
     def __init__(self, kubelet: ProcessKubelet, pod: Json) -> None:
         self.kubelet = kubelet
+        self.runtime: Runtime | None = kubelet.runtime
         self.pod = pod
         meta = pod["metadata"]
         self.namespace, self.name, self.uid = meta["namespace"], meta["name"], meta["uid"]
@@ -186,7 +232,7 @@ class PodWorker:
                 await self._start(run)
                 assert run.process is not None
                 if self.terminating:  # deleted while it was starting
-                    _signal_group(run.process.pid, signal.SIGTERM)
+                    self._signal(run, signal.SIGTERM)
                 run.state = {"running": {"startedAt": started_at}}
                 run.started_once = True
                 self.status_changed()
@@ -196,8 +242,17 @@ class PodWorker:
                 finally:
                     probing.cancel()
                     run.probe_ready = False
-                exit_code, sig = (128 - code, -code) if code < 0 else (code, None)
+                if self.runtime is not None:
+                    # A container's exit code is already 128+N for signal N (as containerd
+                    # reports it, with no separate signal).
+                    exit_code, sig = await self.runtime.ended(self, run, code), None
+                else:
+                    exit_code, sig = (128 - code, -code) if code < 0 else (code, None)
                 reason = "Completed" if exit_code == 0 else "Error"
+            except WaitingError as exc:  # not created: wait, then try again (no restart)
+                await self._wait_to_create(run, exc, backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+                continue
             except Exception as exc:  # StartError, or the API failing us while preparing
                 exit_code, sig, reason = 128, None, "StartError"
                 (run.directory / "start-error").write_text(str(exc))
@@ -213,7 +268,7 @@ class PodWorker:
             if message:
                 terminated["message"] = message
             if run.process is not None and reason != "StartError":
-                terminated["containerID"] = f"process://{run.process.pid}"
+                terminated["containerID"] = run.status(self._id_prefix)["containerID"]
             run.state = {"terminated": terminated}
             restart = not self.terminating and (
                 policy == "Always" or (policy == "OnFailure" and exit_code != 0)
@@ -238,13 +293,44 @@ class PodWorker:
                 run.restarts += 1
         run.will_restart = False
 
+    async def _wait_to_create(self, run: ContainerRun, exc: WaitingError, backoff: float) -> None:
+        """ErrImagePull (the message says why), then ImagePullBackOff for the back-off."""
+        run.state = {"waiting": {"reason": exc.reason, "message": str(exc)}}
+        self.status_changed()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), min(backoff, BACKOFF_INITIAL))
+        image = run.spec.get("image", "")
+        run.state = {
+            "waiting": {
+                "reason": exc.backoff_reason,
+                "message": f'Back-off pulling image "{image}"',
+            }
+        }
+        self.status_changed()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), backoff)
+
+    @property
+    def _id_prefix(self) -> str:
+        return self.runtime.id_prefix if self.runtime is not None else "process://"
+
+    def _signal(self, run: ContainerRun, sig: int) -> None:
+        if self.runtime is not None:
+            self.runtime.signal(run, sig)
+        elif run.process is not None:
+            _signal_group(run.process.pid, sig)
+
     async def _start(self, run: ContainerRun) -> None:
         run.directory.mkdir(parents=True, exist_ok=True)
         run.termination_log.write_bytes(b"")
         run.process = None
+        run.container_id = None
         fault = self.kubelet.take_fault(self.namespace, self.name, run.name)
         if fault is not None:
             raise StartError(fault.message)
+        if self.runtime is not None:
+            run.process = await self.runtime.start(self, run)
+            return
         spec = run.spec
         env = run.env = await self._environment(run)
         argv = [_expand(a, env) for a in [*spec.get("command", []), *spec.get("args", [])]]
@@ -284,6 +370,8 @@ class PodWorker:
             await asyncio.sleep(probe.get("periodSeconds", 10))
 
     async def _exec_probe(self, run: ContainerRun, command: list[str], timeout: float) -> bool:
+        if self.runtime is not None:
+            return await self.runtime.exec_probe(self, run, command, timeout)
         try:
             process = spawn(
                 command, cwd=run.spec.get("workingDir") or str(self.directory), env=run.env
@@ -365,15 +453,21 @@ class PodWorker:
             )
             _write_file(local / token["path"], value)
 
-    async def _declared_environment(self, run: ContainerRun) -> dict[str, str]:
-        env: dict[str, str] = {
-            "PATH": self.kubelet.path,
-            "HOME": str(self.directory),
-            "HOSTNAME": self.name,
-            "REBEAM_TERMINATION_LOG": str(run.termination_log),
-        }
-        if self.pod["spec"].get("automountServiceAccountToken", True):
-            env["KUBECONFIG"] = str(await self._service_account_kubeconfig())
+    async def _declared_environment(
+        self, run: ContainerRun, base: dict[str, str] | None = None
+    ) -> dict[str, str]:
+        """The container's env as the spec declares it, on top of ``base`` (default: what a
+        local process needs: PATH, HOME, the termination log, a ServiceAccount kubeconfig)."""
+        if base is None:
+            base = {
+                "PATH": self.kubelet.path,
+                "HOME": str(self.directory),
+                "HOSTNAME": self.name,
+                "REBEAM_TERMINATION_LOG": str(run.termination_log),
+            }
+            if self.pod["spec"].get("automountServiceAccountToken", True):
+                base["KUBECONFIG"] = str(await self._service_account_kubeconfig())
+        env = dict(base)
         for source in run.spec.get("envFrom", []):
             prefix = source.get("prefix", "")
             if "configMapRef" in source:
@@ -502,8 +596,7 @@ class PodWorker:
         loop = asyncio.get_running_loop()
         for run in self.containers.values():
             if run.running:
-                assert run.process is not None
-                _signal_group(run.process.pid, signal.SIGTERM)
+                self._signal(run, signal.SIGTERM)
         while any(r.running for r in self.containers.values()):
             assert self.deadline is not None
             if loop.time() >= self.deadline:
@@ -537,8 +630,7 @@ class PodWorker:
         runs = [r for r in self.containers.values() if r.running]
         if grace > 0:
             for run in runs:
-                assert run.process is not None
-                _signal_group(run.process.pid, signal.SIGTERM)
+                self._signal(run, signal.SIGTERM)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
                     asyncio.gather(*(r.process.wait() for r in runs if r.process)), grace
@@ -546,7 +638,7 @@ class PodWorker:
         for run in runs:
             if run.running:
                 assert run.process is not None
-                _signal_group(run.process.pid, signal.SIGKILL)
+                self._signal(run, signal.SIGKILL)
                 await run.process.wait()
         for run in runs:
             # Anything the container left in its group goes too.
@@ -614,7 +706,7 @@ class PodWorker:
             "podIP": HOST_IP,
             "podIPs": [{"ip": HOST_IP}],
             "startTime": self.start_time,
-            "containerStatuses": [r.status() for r in runs],
+            "containerStatuses": [r.status(self._id_prefix) for r in runs],
         }
         if message:
             status["message"] = message

@@ -1,12 +1,12 @@
 """Helpers of the install tests: the release's values and NATS Secrets, the lifecycle events
-of a namespace as they arrive on NATS, and the release's operator log (from the process
-kubelet, else `kubectl logs`)."""
+of a namespace as they arrive on NATS, and the release's operator log (`kubectl logs`)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -15,25 +15,61 @@ from typing import Any
 
 from infra.cluster import Cluster
 from infra.e2enats import E2ENats
+from tools.images import Engine
 
 Json = dict[str, Any]
 
 
-def release_values(cluster: Cluster, nats_url: str, app_namespace: str, image: str) -> Json:
+def release_values(
+    cluster: Cluster,
+    nats_url: str,
+    app_namespace: str,
+    image: str,
+    images: Engine | None = None,
+) -> Json:
     """The chart's values for a release that watches only ``app_namespace`` and uses the
-    test's nats-server (the NATS chart cannot be fetched here)."""
+    test's nats-server (the NATS chart cannot be fetched here). ``images``: the release runs
+    on a node in container mode, from the images ``make images`` built, with the chart's
+    defaults otherwise (the exit record is the containers' terminationMessagePath)."""
     operator: Json = {"watchNamespaces": [app_namespace], "logFormat": "text"}
-    if cluster.kubelet is not None:
+    if images is not None:
+        repository, _, tag = images.name("operator").rpartition(":")
+        operator["image"] = {"repository": repository, "tag": tag}
+        operator["actorImage"] = images.name("actor")
+    elif cluster.kubelet is not None:
         # Each process-kubelet container has a termination-message file of its own, named by
         # $REBEAM_TERMINATION_LOG; `$$` keeps the operator's own container from expanding it.
         operator["exitRecord"] = "$$(REBEAM_TERMINATION_LOG)"
+        # Its pods share this machine's network: a free port for the operator's own, none for
+        # actor pods (several would want the same). It runs only exec probes: /readyz, asked
+        # from one.
+        port = free_port()
+        operator["metricsPort"] = port
+        readyz = {"command": ["python", "-c", READYZ.format(port)]}
+        operator["readinessProbe"] = {"httpGet": None, "exec": readyz}  # null: not the chart's
+        metrics: Json = {"actorPort": None}
     else:
+        metrics = {}
         # On kind or a hosted cluster: the images built from images/ (scripts/kind-e2e.sh).
         repository, _, tag = os.environ.get("REBEAM_E2E_OPERATOR_IMAGE", "").rpartition(":")
         if repository:
             operator["image"] = {"repository": repository, "tag": tag}
         operator["actorImage"] = image
-    return {"nats": {"enabled": False}, "natsUrl": nats_url, "operator": operator}
+    return {
+        "nats": {"enabled": False},
+        "natsUrl": nats_url,
+        "operator": operator,
+        "metrics": metrics,
+    }
+
+
+READYZ = "import urllib.request; urllib.request.urlopen('http://127.0.0.1:{}/readyz', timeout=5)"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def apply_nats_secrets(cluster: Cluster, namespace: str, nats: E2ENats, workdir: Path) -> None:
@@ -126,18 +162,9 @@ class EventTap:
 
 
 def operator_log(cluster: Cluster, namespace: str, deployment: str) -> str:
-    """The tail of the operator container's log, for failure messages."""
+    """The tail of the operator container's log, for failure messages (`kubectl logs`, which
+    the test kubelet serves in both modes)."""
     try:
-        if cluster.kubelet is not None:
-            pods = cluster.kubectl(
-                "get", "pods", "-n", namespace, "-l", "app.kubernetes.io/component=operator",
-                "-o", "jsonpath={.items[*].metadata.name}", check=False,
-            ).stdout.split()  # fmt: skip
-            tails = []
-            for pod in pods:
-                path = cluster.kubelet.log_path(namespace, pod)
-                tails.append(f"--- {pod}\n" + "\n".join(path.read_text().splitlines()[-60:]))
-            return "\n".join(tails) or "(no operator pod)"
         result = cluster.kubectl(
             "logs", "-n", namespace, f"deployment/{deployment}", "--tail=60", check=False
         )

@@ -4,6 +4,11 @@ the actors call each other, one crashes and is restarted -> `kubectl get` and
 `kubectl describe` show it -> `kubectl delete` shuts the tree down in order ->
 `helm uninstall` leaves nothing behind but the CRDs.
 
+It runs twice on the local control plane: with every pod a process of this machine
+(``processes``), and in container mode (``containers``: infra/containers.py), where the
+operator Deployment runs from the operator image and every actor pod from the actor image
+(the demo's, built FROM it), with the chart's default values but for the image names.
+
 The NATS chart cannot be fetched here: the release uses the test nats-server
 (nats.enabled=false, natsUrl) and the chart copy of tests/chart/chart_helpers.offline_chart.
 On an existing cluster (REBEAM_E2E_KUBECONFIG), set REBEAM_E2E_OPERATOR_IMAGE to the operator
@@ -25,6 +30,8 @@ from infra.e2enats import E2ENats
 from infra.procs import wait_for
 from install_helpers import EventTap, apply_nats_secrets, operator_log, release_values
 from tests.chart.chart_helpers import offline_chart
+from tests.images.containers import built_images
+from tools.images import Engine
 
 pytestmark = pytest.mark.e2e
 
@@ -47,7 +54,23 @@ def app_namespace(cluster: Cluster) -> Iterator[str]:
     cluster.delete_namespace(name)
 
 
-def _demo_manifest(cluster: Cluster, image: str) -> Json:
+@pytest.fixture(params=["processes", "containers"])
+def images(
+    request: pytest.FixtureRequest, cluster: Cluster, namespace: str, app_namespace: str
+) -> Iterator[Engine | None]:
+    """The kubelet mode: None for processes; in container mode, the engine holding our
+    images, with a node in container mode running both namespaces' pods."""
+    if request.param == "processes":
+        yield None
+        return
+    if cluster.kubelet is None:
+        pytest.skip("container mode is a mode of the local test kubelet")
+    engine = built_images()
+    with cluster.container_node(namespace, app_namespace):
+        yield engine
+
+
+def _demo_manifest(cluster: Cluster, image: str, images: Engine | None) -> Json:
     """examples/demo/app.yaml, kept running after the driver is done (autoShutdown never,
     so that `kubectl delete` has a live tree to shut down in order)."""
     manifest: Json = yaml.safe_load((DEMO / "app.yaml").read_text())
@@ -55,7 +78,9 @@ def _demo_manifest(cluster: Cluster, image: str) -> Json:
     spec["autoShutdown"] = "never"
     for child in spec["children"]:
         child.pop("significant", None)
-        if cluster.kubelet is not None:  # pods run in this repository's environment
+        if images is not None:  # the demo image: the actor image with the demo's code
+            child["actor"]["image"] = images.name("demo")
+        elif cluster.kubelet is not None:  # pods run in this repository's environment
             child["actor"]["env"] = [{"name": "PYTHONPATH", "value": str(DEMO)}]
         else:  # an image with the demo's code under /app (images/demo.Dockerfile)
             child["actor"]["image"] = image
@@ -65,6 +90,63 @@ def _demo_manifest(cluster: Cluster, image: str) -> Json:
 def _get(cluster: Cluster, namespace: str, *what: str) -> Json:
     out = cluster.kubectl("get", *what, "-n", namespace, "-o", "json", check=False)
     return json.loads(out.stdout) if out.returncode == 0 else {}
+
+
+def _logs(cluster: Cluster, namespace: str) -> str:
+    """Every pod's log (`kubectl logs`), for failure messages."""
+    out = []
+    for pod in _get(cluster, namespace, "pods").get("items") or []:
+        name = pod["metadata"]["name"]
+        out.append(
+            f"--- {name}\n" + cluster.kubectl("logs", "-n", namespace, name, check=False).stdout
+        )
+    return "\n".join(out)
+
+
+def _an_absent_image_is_a_failed_start(cluster: Cluster, namespace: str, tmp_path: Path) -> None:
+    """In container mode: an actor whose image is not there waits in ImagePullBackOff, as on
+    a cluster, and the operator counts it a failed start once its startTimeout is over (here
+    during init: the supervisor fails)."""
+    manifest: Json = {
+        "apiVersion": "rebeam.io/v1alpha1",
+        "kind": "Supervisor",
+        "metadata": {"name": "absent"},
+        "spec": {
+            "intensity": 0,
+            "children": [
+                {
+                    "name": "w",
+                    "startTimeout": "8s",
+                    "actor": {
+                        "module": "hello.greeter:Greeter",
+                        "image": "localhost/rebeam-absent:dev",
+                    },
+                }
+            ],
+        },
+    }
+    path = tmp_path / "absent.yaml"
+    path.write_text(yaml.safe_dump(manifest))
+    cluster.kubectl("apply", "-n", namespace, "-f", str(path))
+
+    def waiting() -> str | None:
+        pods = _get(cluster, namespace, "pods", "-l", "rebeam.io/child=w").get("items") or []
+        for pod in pods:
+            for status in pod.get("status", {}).get("containerStatuses") or []:
+                reason = (status.get("state", {}).get("waiting") or {}).get("reason")
+                if reason in ("ErrImagePull", "ImagePullBackOff"):
+                    return str(reason)
+        return None
+
+    wait_for(waiting, timeout=60, what="the pod waiting for its image", interval=0.5)
+
+    def failed() -> Json | None:
+        status = _get(cluster, namespace, "supervisor", "absent").get("status") or {}
+        return status if status.get("phase") == "Failed" else None
+
+    status = wait_for(failed, timeout=60, what="init failed", interval=0.5)
+    assert "startTimeout" in status["childExits"]["w"]["message"], status
+    cluster.kubectl("delete", "-n", namespace, "-f", str(path), "--timeout=60s")
 
 
 def _child(status: Json, name: str) -> Json:
@@ -78,11 +160,13 @@ def test_helm_install_run_the_demo_delete_uninstall(
     app_namespace: str,
     nats: E2ENats,
     image: str,
+    images: Engine | None,
     tmp_path: Path,
 ) -> None:
     chart = offline_chart(tmp_path)
     values = tmp_path / "values.yaml"
-    values.write_text(yaml.safe_dump(release_values(cluster, nats.url, app_namespace, image)))
+    release = release_values(cluster, nats.url, app_namespace, image, images)
+    values.write_text(yaml.safe_dump(release))
     # The install step of docs/kubernetes.md: the NATS Secrets, for the test's NATS server.
     apply_nats_secrets(cluster, namespace, nats, tmp_path)
     # Every pod of the release and of the app must meet the Pod Security Standard "restricted":
@@ -104,6 +188,10 @@ def test_helm_install_run_the_demo_delete_uninstall(
         (operator_pod,) = pod["items"]
         assert operator_pod["spec"]["serviceAccountName"] == DEPLOYMENT
         assert operator_pod["spec"]["containers"][0]["command"] == ["rebeam-operator"]
+        if images is not None:  # it runs from the operator image, in a container
+            status = operator_pod["status"]["containerStatuses"][0]
+            assert status["image"] == images.name("operator"), status
+            assert status["containerID"].startswith("podman://"), status
 
         # NetworkPolicies (on by default): the operator's, and the actor pods' in the watched
         # namespace (no NATS one: the release uses an external NATS).
@@ -119,13 +207,14 @@ def test_helm_install_run_the_demo_delete_uninstall(
         }, policies
 
         tested = cluster.helm("test", RELEASE, "-n", namespace, "--timeout", "60s", check=False)
-        assert tested.returncode == 0, tested.stdout + tested.stderr
+        # (Not `helm test --logs`: it fails to read the log of a test pod deleted on success.)
+        assert tested.returncode == 0, tested.stdout + tested.stderr + _logs(cluster, namespace)
         assert "Succeeded" in tested.stdout
 
         # kubectl apply: the demo's actors call each other by name; the driver crashes counter
         # on purpose and calls the restarted counter by name again, then ends normally.
         manifest = tmp_path / "app.yaml"
-        manifest.write_text(yaml.safe_dump(_demo_manifest(cluster, image)))
+        manifest.write_text(yaml.safe_dump(_demo_manifest(cluster, image, images)))
         cluster.kubectl("apply", "-n", app_namespace, "-f", str(manifest))
 
         def demo_done() -> Json | None:
@@ -139,7 +228,8 @@ def test_helm_install_run_the_demo_delete_uninstall(
             raise AssertionError(
                 f"{exc}\nevents: {events.lines()}\n{operator_log(cluster, namespace, DEPLOYMENT)}"
             ) from exc
-        assert _child(status, "driver")["lastExit"]["reason"] == "normal", status
+        driver = _child(status, "driver")
+        assert driver["lastExit"]["reason"] == "normal", (driver, _logs(cluster, app_namespace))
         assert _child(status, "counter")["restarts"] == 1
         lines = events.lines()
         assert lines.index("exited counter crash") < lines.index("restarting counter crash")
@@ -157,6 +247,8 @@ def test_helm_install_run_the_demo_delete_uninstall(
             return status.get("ready") == "2/3" and conditions.get("Ready") == "True"
 
         wait_for(settled, timeout=30, what="greeter and the restarted counter ready", interval=0.5)
+        if images is not None:
+            _an_absent_image_is_a_failed_start(cluster, app_namespace, tmp_path)
         # The actor pods ran hardened (admitted under "restricted" above), without a token
         # for the API server: their one token is for NATS only (audience rebeam-nats).
         pods = _get(cluster, app_namespace, "pods", "-l", "rebeam.io/child=greeter")["items"]
@@ -180,6 +272,12 @@ def test_helm_install_run_the_demo_delete_uninstall(
                     }
                 }
             ], sources
+        # kubectl logs: the API server reaches the node's log endpoint for both kinds of pod.
+        logs = cluster.kubectl("logs", "-n", namespace, f"deployment/{DEPLOYMENT}", "--tail=5")
+        assert logs.stdout.strip(), "no operator log"
+        greeter = pods[0]["metadata"]["name"]
+        logs = cluster.kubectl("logs", "-n", app_namespace, greeter, check=False)
+        assert logs.returncode == 0, logs.stderr
         shown = cluster.kubectl("get", "supervisors,actors", "-n", app_namespace).stdout
         assert "supervisor.rebeam.io/hello" in shown, shown
         assert "one_for_one" in shown, shown

@@ -16,15 +16,7 @@ from pathlib import Path
 import pytest
 from infra.cluster import Cluster
 from infra.e2enats import E2ENats
-from operator_helpers import (
-    ACCOUNT,
-    OPERATOR_NAMESPACE,
-    RBAC,
-    Lifecycle,
-    Objects,
-    Operator,
-    Watchdog,
-)
+from operator_helpers import Lifecycle, Objects, Operator, Watchdog, operator_kubeconfig_for
 
 
 @pytest.fixture(autouse=True)
@@ -36,13 +28,7 @@ def _admin_credentials(cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> Non
 def operator_kubeconfig(
     cluster: Cluster, crds: list[str], tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
-    """Apply rbac.yaml as admin; a kubeconfig with a token of its ServiceAccount."""
-    cluster.kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
-    cluster.kubectl("apply", "-f", str(RBAC))
-    token = cluster.service_account_token(OPERATOR_NAMESPACE, ACCOUNT, expiration_seconds=6 * 3600)
-    return cluster.token_kubeconfig(
-        token, tmp_path_factory.mktemp("operator") / "kubeconfig", user=ACCOUNT
-    )
+    return operator_kubeconfig_for(cluster, tmp_path_factory.mktemp("operator"))
 
 
 @pytest.fixture

@@ -34,6 +34,15 @@ GROUP, VERSION = "rebeam.io", "v1alpha1"
 Json = dict[str, Any]
 
 
+def operator_kubeconfig_for(cluster: Cluster, workdir: Path) -> Path:
+    """Apply rbac.yaml as admin; a kubeconfig (in ``workdir``) with a token of the operator's
+    ServiceAccount, so that the operator runs with exactly that RBAC, never as admin."""
+    cluster.kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
+    cluster.kubectl("apply", "-f", str(RBAC))
+    token = cluster.service_account_token(OPERATOR_NAMESPACE, ACCOUNT, expiration_seconds=6 * 3600)
+    return cluster.token_kubeconfig(token, workdir / "kubeconfig", user=ACCOUNT)
+
+
 class Operator:
     """One ``rebeam-operator`` process at a time; its log is ``log_path``."""
 
