@@ -62,6 +62,7 @@ bench: venv
 	$(BIN)/python -m benchmarks
 	$(BIN)/python -m benchmarks.bench_restart
 	$(BIN)/python -m benchmarks.receive_cost
+	$(BIN)/python -m benchmarks.bench_observer
 
 # The operator's scale benchmark (docs/operator.md, "Scale"): BENCH_SUPERVISORS x BENCH_CHILDREN
 # trivial pods on the test control plane and the process kubelet, one operator; prints a table.

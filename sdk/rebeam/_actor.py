@@ -47,6 +47,7 @@ from rebeam._envelope import (
 from rebeam._mailbox import Info
 from rebeam._messages import From
 from rebeam._node import Node
+from rebeam._stats import bounded_status
 from rebeam.errors import CodecError
 from rebeam.exits import NORMAL, SHUTDOWN, ExitReason, crash, shutdown_with
 from rebeam.metrics import INFO, REPLY, SAMPLED, clock
@@ -63,6 +64,7 @@ _RECEIPT = pack_reply(None)  # a send or cast that asked for one: taken to be ha
 # Plain ints: the hot path compares kinds read from the wire, which are ints.
 _SEND, _CAST, _CALL = int(SEND), int(CAST), int(CALL)
 _ONE_WAY = frozenset({_SEND, _CAST})
+STATUS_TIMEOUT = 1.0  # an async format_status that takes longer is answered with a sentence
 
 
 class _NoReply:
@@ -92,6 +94,10 @@ class Actor:
     ``--mailbox-max-bytes`` flags (``REBEAM_MAILBOX_MAX_MESSAGES``/``_BYTES``, set from the
     manifest) win over them. A full mailbox refuses: calls fail with
     :class:`rebeam.MailboxFull`, casts and sends are counted (or wait, if the sender asked).
+
+    An actor may define ``format_status(self, state) -> dict | str`` (OTP's
+    ``format_status``): ``state`` is a dict of the actor's public attributes, and what it
+    returns is the state summary ``rebeam observe`` shows (docs/sdk.md, "State summary").
     """
 
     mailbox_max_messages: ClassVar[int | None] = None
@@ -224,6 +230,25 @@ class Host:
             node.on_message = self._admit
         node.on_exit_signal = self._on_exit_signal
         node.on_fenced = lambda newer: self.request_stop(shutdown_with("superseded"))
+        node.status_report = self.status_report
+
+    async def status_report(self) -> dict[str, Any] | str:
+        """The actor's ``format_status`` of its public attributes, bounded; a sentence when
+        it has none, raises or takes too long. Not under the actor's turn: a stuck actor
+        still answers, which is when people look."""
+        format_status = getattr(self.actor, "format_status", None)
+        if not callable(format_status):
+            return f"{type(self.actor).__name__} defines no format_status"
+        state = {k: v for k, v in vars(self.actor).items() if not k.startswith("_")}
+        try:
+            summary = format_status(state)
+            if inspect.isawaitable(summary):
+                summary = await asyncio.wait_for(summary, STATUS_TIMEOUT)
+        except TimeoutError:
+            return f"format_status took longer than {STATUS_TIMEOUT:g}s"
+        except Exception as exc:
+            return bounded_status(f"format_status raised {type(exc).__name__}: {exc}")
+        return bounded_status(summary)
 
     def request_stop(self, reason: ExitReason = SHUTDOWN) -> None:
         if self._stop is None:

@@ -70,7 +70,7 @@ from rebeam._naming import Naming
 from rebeam._ratelog import RateLog
 from rebeam._registry import Store
 from rebeam._requests import RECEIPT, Answer, Requests
-from rebeam._stats import Stats
+from rebeam._stats import STATUS_REQUEST, Stats
 from rebeam._watching import Watching, WatchLimits
 from rebeam.errors import (
     CallingSelf,
@@ -128,6 +128,8 @@ class Node:
         self.is_client = is_client
         self.stats = Stats()
         self.metrics = metrics.NodeMetrics(self)
+        # An actor's state summary (its format_status), added to a stats reply that asks.
+        self.status_report: Callable[[], Awaitable[Any]] | None = None
         self.limits = mailbox_limits or Limits()
         self.mailbox = Mailbox(self.limits.max_messages)
         self.store = Store(nc.jetstream(), pid.namespace, on_invalid=self._registry_invalid)
@@ -631,6 +633,9 @@ class Node:
         out["local_refused"] = self.mailbox.refused
         out["calls_pending"] = len(self._requests)
         out.update(self._watching.counts())
+        # What the observer shows as handler latency: the metrics' handler timings.
+        out["handler_samples"] = sum(sum(t.counts) for t in self.metrics.handler)
+        out["handler_ns"] = int(sum(t.sum for t in self.metrics.handler) * 1e9)
         return out
 
     async def _on_stats_request(self, msg: Any) -> None:
@@ -641,7 +646,13 @@ class Node:
             self.stats.reply_refused += 1
             self._ratelog.warning("refused a stats request: its reply subject is no inbox", reply)
             return
-        answer = metrics.export() if msg.data == metrics.SCRAPE else self.stats_snapshot()
+        answer: Any
+        if msg.data == metrics.SCRAPE:
+            answer = metrics.export()
+        else:
+            answer = self.stats_snapshot()
+            if msg.data == STATUS_REQUEST and self.status_report is not None:
+                answer["status"] = await self.status_report()
         with contextlib.suppress(Exception):
             await self.nc.publish(reply, pack_reply(answer))
 

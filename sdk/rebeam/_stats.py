@@ -1,10 +1,20 @@
-"""The counters a node keeps; its parts (requests, exit watches, interest) count into them."""
+"""The counters a node keeps; its parts (requests, exit watches, interest) count into them.
+And what an actor's ``format_status`` says about its state, bounded (docs/sdk.md, "State
+summary")."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Any, Final
 
-__all__ = ["Stats"]
+__all__ = ["STATUS_REQUEST", "Stats", "bounded_status"]
+
+STATUS_REQUEST: Final = b"status"
+"""The body of a stats request that also asks for the actor's state summary."""
+STATUS_MAX_ITEMS: Final = 50
+STATUS_MAX_VALUE_CHARS: Final = 300
+STATUS_MAX_CHARS: Final = 4000
 
 
 @dataclass
@@ -39,3 +49,41 @@ class Stats:
     links_refused: int = 0  # link signals past max_links (or from another namespace)
     links_dropped: int = 0  # links from pids that did not answer a ping
     trace_dropped: int = 0  # malformed trace contexts a tracing receiver dropped (rebeam.tracing)
+
+
+def bounded_status(summary: Any) -> dict[str, Any] | str:
+    """What ``format_status`` returned, made small and plain enough to send: a dict keeps
+    its first STATUS_MAX_ITEMS items, keys as text, values as JSON scalars or their repr,
+    each cut to STATUS_MAX_VALUE_CHARS; anything else is its text, cut to STATUS_MAX_CHARS."""
+    if isinstance(summary, dict):
+        out: dict[str, Any] = {}
+        for n, (key, value) in enumerate(summary.items()):
+            if n == STATUS_MAX_ITEMS:
+                out["..."] = f"{len(summary) - n} more items not shown"
+                break
+            out[_cut(str(key), 100)] = _plain(value)
+        return out
+    return _cut(summary if isinstance(summary, str) else _safe_repr(summary), STATUS_MAX_CHARS)
+
+
+def _plain(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float):
+        try:
+            json.dumps(value, allow_nan=False)
+            return value
+        except (ValueError, OverflowError):
+            return repr(value)
+    if isinstance(value, str):
+        return _cut(value, STATUS_MAX_VALUE_CHARS)
+    return _cut(_safe_repr(value), STATUS_MAX_VALUE_CHARS)
+
+
+def _safe_repr(value: Any) -> str:
+    try:
+        return repr(value)
+    except Exception as exc:  # a user's __repr__ may raise: say so instead
+        return f"<{type(value).__name__}: repr raised {type(exc).__name__}>"
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -19,6 +19,7 @@ from rebeam.cli._common import FAILURES, Unreachable, add_target, admin_connect,
 from rebeam.events import LifecycleEvent
 from rebeam.local.instances import NoInstance
 from rebeam.local.view import describe_event, render_tree
+from rebeam.observe.treestate import NoTree, TreeFollower, client_event
 from rebeam.pids import Pid
 
 REDRAW_EVERY: Final = 0.5
@@ -106,39 +107,42 @@ async def _request(nc: Any, pid: Pid, namespace: str, operation: str, body: dict
 
 
 async def _watch(args: argparse.Namespace) -> int:
-    """Draw the tree, then again after lifecycle events: one request per redraw, never one
-    per actor, and at most one every REDRAW_EVERY seconds."""
+    """Draw the tree, then again after lifecycle events, from the same follower the observer
+    uses (rebeam.observe.treestate): one tree request per redraw at most, never one per
+    actor, and at most one drawing every REDRAW_EVERY seconds."""
     url = nats_url(args)
-    changed = asyncio.Event()
     closed = False
 
     async def closed_cb() -> None:
         nonlocal closed
         closed = True
-        changed.set()
+        follower.changed.set()
 
     nc, pid = await admin_connect(args, closed_cb=closed_cb)
-
-    async def on_event(msg: Any) -> None:
-        if shown(msg.data, everything=False):
-            changed.set()
-
-    await nc.subscribe(_subjects.events_all(args.namespace), cb=on_event)
+    follower = TreeFollower(nc, pid, args.namespace, refresh_every=REDRAW_EVERY)
     console = Console()
+    refreshing: asyncio.Task[None] | None = None
     try:
+        await follower.start()
+        refreshing = asyncio.get_running_loop().create_task(follower.run())
         with _Drawing(console) as draw:
             while True:
-                changed.clear()
+                follower.changed.clear()
                 if closed:
                     raise Unreachable(f"NATS at {url} closed the connection (did the run end?)")
-                reply = await _request(nc, pid, args.namespace, "tree", {})
-                if "error" in reply:
-                    print(f"rebeam: {reply['error']}", file=sys.stderr)
-                    return 1
-                draw(render_tree(reply["ok"], console.width))
+                draw(render_tree(follower.state.roots, console.width))
                 await asyncio.sleep(REDRAW_EVERY)
-                await changed.wait()
+                changed = asyncio.ensure_future(follower.changed.wait())
+                await asyncio.wait([changed, refreshing], return_when=asyncio.FIRST_COMPLETED)
+                changed.cancel()
+                if refreshing.done():
+                    refreshing.result()  # a failed refresh: its NoTree says why
+    except NoTree as exc:
+        print(f"rebeam: {exc}", file=sys.stderr)
+        return 1
     finally:
+        if refreshing is not None:
+            refreshing.cancel()
         if not closed:
             await nc.close()
 
@@ -177,13 +181,7 @@ def shown(data: bytes, *, everything: bool) -> LifecycleEvent | None:
         event = LifecycleEvent.model_validate_json(data)
     except ValueError:
         return None  # not an event of ours
-    if everything or event.supervisor is not None or event.pid is None:
-        return event
-    try:
-        client = Pid.parse(event.pid).slot.startswith("client-")
-    except ValueError:
-        client = False
-    return None if client else event
+    return event if everything or not client_event(event) else None
 
 
 def run_events(args: argparse.Namespace) -> int:
