@@ -58,6 +58,7 @@ __all__ = [
     "consumer_name",
     "ensure_stream",
     "publish",
+    "stream_config",
     "stream_name",
 ]
 
@@ -90,17 +91,11 @@ def durable_address(pid: Pid) -> str:
     return f"{pid.namespace}.{pid.slot_token}.*"
 
 
-async def ensure_stream(js: Any, namespace: str) -> None:
-    """Create the namespace's durable-mailbox stream if it does not exist yet."""
-    name = stream_name(namespace)
-    try:
-        await js.stream_info(name)
-        return
-    except jserr.NotFoundError:
-        pass
-    config = jsapi.StreamConfig(
+def stream_config(name: str, subjects: str) -> jsapi.StreamConfig:
+    """A durable-mailbox stream's settings (the benchmark's raw baseline uses them too)."""
+    return jsapi.StreamConfig(
         name=name,
-        subjects=[_subjects.durable_all(namespace)],
+        subjects=[subjects],
         retention=jsapi.RetentionPolicy.WORK_QUEUE,
         storage=jsapi.StorageType.FILE,
         max_msgs_per_subject=DURABLE_MAX_MESSAGES,
@@ -110,6 +105,17 @@ async def ensure_stream(js: Any, namespace: str) -> None:
         duplicate_window=120.0,
         max_consumers=MAX_CONSUMERS,  # one consumer per durable actor (see _streams)
     )
+
+
+async def ensure_stream(js: Any, namespace: str) -> None:
+    """Create the namespace's durable-mailbox stream if it does not exist yet."""
+    name = stream_name(namespace)
+    try:
+        await js.stream_info(name)
+        return
+    except jserr.NotFoundError:
+        pass
+    config = stream_config(name, _subjects.durable_all(namespace))
     with contextlib.suppress(jserr.BadRequestError):  # created meanwhile by someone else
         await js.add_stream(config)
 
@@ -165,6 +171,8 @@ class DurableMailbox:
         self._wake = asyncio.Event()
         self._current: Any = None  # the message being handled
         self._settled: list[Any] = []  # handled, parked or duplicates: acked at the next flush
+        self._flushing: list[Any] = []  # being recorded, then acked
+        self._flusher: asyncio.Task[None] | None = None
         self._sub: Any = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -252,7 +260,8 @@ class DurableMailbox:
             if self._left:
                 await self._recover()
             while self.host._stop is None:
-                await self._request(BATCH, _PULL_EXPIRES)
+                # Half the window: the next pull is served while the last is recorded.
+                await self._request(BATCH // 2, _PULL_EXPIRES)
                 await self._pull()
         finally:
             await self._give_back()
@@ -275,13 +284,13 @@ class DurableMailbox:
                 return
         if self.host._stop is None:
             self._spared = Spared()  # every delivery to an earlier incarnation is resolved
-            await self._flush()
+            self._flush()
             await self._configure(BATCH)
 
     async def _pull(self) -> None:
         """Handle what one pull request delivers, flushing whenever nothing more waits."""
         delivered = 0
-        while self.host._stop is None and delivered < BATCH:
+        while self.host._stop is None and delivered < BATCH // 2:
             msg = await self._take(_PULL_EXPIRES + 2.0)
             if msg is None:
                 break
@@ -289,8 +298,8 @@ class DurableMailbox:
             if not await self._one(msg):
                 return
             if not self._arrived:
-                await self._flush()
-        await self._flush()
+                self._flush()
+        self._flush()
 
     async def _one(self, msg: Any) -> bool:
         """Handle ``msg``; False if it was not (the actor crashed or is stopping)."""
@@ -328,19 +337,28 @@ class DurableMailbox:
         self._current = None
         return True
 
-    async def _flush(self) -> None:
-        """Record what was handled, then acknowledge it: a redelivery of anything acked here
-        is recognised by the record (acks are not waited for, and can be lost)."""
-        if not self._settled:
-            return
-        await self._record()
-        settled, self._settled = self._settled, []
-        for msg in settled:
-            with contextlib.suppress(Exception):
-                await msg.ack()
+    def _flush(self) -> None:
+        """Have what was handled recorded and acknowledged, in the background: handling goes
+        on meanwhile, and one record then covers all that was handled while the previous one
+        was written (one write in flight at a time, so records only ever go forward)."""
+        if self._settled and (self._flusher is None or self._flusher.done()):
+            self._flusher = self.node._spawn(self._flush_all())
 
-    async def _record(self) -> None:
-        progress = Progress(self._handled, self._spared)
+    async def _flush_all(self) -> None:
+        while self._settled:
+            # Taken together, with no await between: the record covers exactly these.
+            self._flushing, self._settled = self._settled, []
+            await self._record(self._handled)
+            # Acked after the record: a redelivery of any of them (an ack is not waited
+            # for, and can be lost) is recognised by it.
+            flushing, self._flushing = self._flushing, []
+            for msg in flushing:
+                with contextlib.suppress(Exception):
+                    await msg.ack()
+
+    async def _record(self, handled: int) -> None:
+        progress = Progress(handled, self._spared)
+        counted, self._counted = self._counted, 0
         if progress != self._recorded:
             try:
                 kv = await self.node.store.kv()
@@ -350,8 +368,7 @@ class DurableMailbox:
                 # NATS away: acked all the same (an ack that arrives needs no record); one
                 # that is lost too means the message runs again (at least once).
                 self.node._ratelog.error("cannot record durable progress", str(exc))
-        self.node.stats.durable_delivered += self._counted
-        self._counted = 0
+        self.node.stats.durable_delivered += counted
 
     async def _give_back(self) -> None:
         """Crashed or stopping: record and acknowledge what was handled. What was delivered
@@ -371,19 +388,19 @@ class DurableMailbox:
             first = int(rest[0].metadata.sequence.stream)
             # Delivered here and never run: that delivery is no attempt at them.
             self._spared = self._spared.plus(first if crashed else first - 1)
+        if self._flusher is not None:
+            with contextlib.suppress(BaseException):
+                await self._flusher
         with contextlib.suppress(Exception):
-            await self._record()
-        settled, self._settled = self._settled, []
-        for msg in settled:
-            with contextlib.suppress(Exception):
-                await msg.ack()
+            await self._flush_all()
+            await self._record(self._handled)  # what is spared, if nothing else
 
     async def _heartbeat(self) -> None:
         """Keep what waits behind a long callback (and the callback's own message) from being
         redelivered while this incarnation still holds it."""
         while True:
             await asyncio.sleep(ACK_WAIT / 3)
-            for msg in [self._current, *self._arrived, *self._settled]:
+            for msg in [self._current, *self._arrived, *self._settled, *self._flushing]:
                 if msg is not None and msg.data:
                     with contextlib.suppress(Exception):
                         await msg.in_progress()
