@@ -37,8 +37,10 @@ import collections
 import contextlib
 import dataclasses
 import logging
+import weakref
 from typing import TYPE_CHECKING, Any
 
+import nats.errors
 import nats.js.api as jsapi
 import nats.js.errors as jserr
 
@@ -127,11 +129,11 @@ async def publish(node: Node, pid: Pid, kind: int, message: Any, timeout: float 
     msg_id = next(node._seq)
     data = pack_fields(kind, durable_address(pid), node._pid_str, msg_id, message)
     headers = {_MSG_ID: f"{node._pid_str}:{node._inbox.rsplit('.', 1)[1]}:{msg_id}"}
-    js = node.nc.jetstream()
+    js = _publisher(node.nc)
     subject = _subjects.durable_queue(pid, node.pid)
     for attempt in range(2):
         try:
-            ack = await js.publish(subject, data, timeout=timeout, headers=headers)
+            ack = await _stored(await js.publish_async(subject, data, headers=headers), timeout)
             return int(ack.seq)
         except jserr.NoStreamResponseError:
             if attempt:
@@ -142,6 +144,33 @@ async def publish(node: Node, pid: Pid, kind: int, message: Any, timeout: float 
                 raise MailboxFull(f"the durable mailbox of {pid} is full") from None
             raise
     raise AssertionError("unreachable")
+
+
+# One JetStream context per connection for durable sends: nats-py's asynchronous publish
+# keeps its reply subscription and pending acks in the context, and a request-reply publish
+# costs a timer task per message, which is much of a sender's CPU at thousands per second.
+_publishers: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def _publisher(nc: Any) -> Any:
+    js = _publishers.get(nc)
+    if js is None:
+        js = _publishers[nc] = nc.jetstream()
+    return js
+
+
+async def _stored(ack: asyncio.Future[Any], timeout: float) -> Any:
+    """The PubAck of an asynchronous publish, or nats-py's TimeoutError after ``timeout``."""
+
+    def expire() -> None:
+        if not ack.done():
+            ack.set_exception(nats.errors.TimeoutError())
+
+    timer = asyncio.get_running_loop().call_later(timeout, expire)
+    try:
+        return await ack
+    finally:
+        timer.cancel()
 
 
 class DurableMailbox:
