@@ -21,9 +21,11 @@ Layout (Core NATS by default, JetStream only where asked):
   callbacks returned and before the acks, so a redelivery of a recorded message after a crash
   is recognised and acked without running the callback again;
 * a message delivered more than ``max_deliver`` times (it crashed or outlived every
-  incarnation that got it) is **parked**: re-published to ``rebeam.<ns>.dmbox.parked.<slot
-  token>`` with headers saying why, acknowledged, counted (``parked``) and logged, and the
-  actor carries on with the next message.
+  incarnation that got it; a delivery to an incarnation that crashed on an earlier message
+  or stopped before running it is not counted, see :class:`Spared`) is **parked**:
+  re-published to ``rebeam.<ns>.dmbox.parked.<slot token>`` with headers saying why,
+  acknowledged, counted (``parked``) and logged, and the actor carries on with the next
+  message.
 
 Bounds: the stream holds at most ``DURABLE_MAX_MESSAGES`` messages per subject, refusing new
 ones (``discard_new_per_subject``): a sender's publish then fails and raises
