@@ -56,6 +56,7 @@ __all__ = [
     "durable_queue",
     "durable_queue_as",
     "durable_queue_filter",
+    "durable_queues",
     "events",
     "events_all",
     "events_of",
@@ -128,6 +129,11 @@ def durable_queue_filter(pid: Pid) -> str:
 def durable_queue_as(sender: Pid) -> str:
     """Every durable queue of the namespace, written to by ``sender``."""
     return _subject(sender.namespace, "dmbox", "q", "*", sender.tokens, WHOLE)
+
+
+def durable_queues(namespace: str) -> str:
+    """Every durable queue of the namespace, written to by anyone (the owner replays)."""
+    return _subject(namespace, "dmbox", "q", ">")
 
 
 def durable_parked(pid: Pid) -> str:

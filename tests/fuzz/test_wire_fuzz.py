@@ -12,7 +12,7 @@ refusal, never anything else, whatever the bytes.
 | exit event | ``_watching.exit_event`` | ValueError |
 | lifecycle event | ``LifecycleEvent.model_validate_json`` (``rebeam events``) | ValueError |
 | control reply | ``_management_protocol.parse_reply`` | ValueError |
-| durable progress | ``_durable._progress`` | ValueError |
+| durable progress | ``_durable.Progress.parse`` | ValueError |
 
 Inputs: raw msgpack built here (never by the codec), with extensions 1, 2 and 3 nested to
 random depths and random payloads; random bytes; truncations of valid input; each envelope
@@ -32,7 +32,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from rebeam import _codec, _envelope
-from rebeam._durable import _progress
+from rebeam._durable import Progress
 from rebeam._management_protocol import parse_reply
 from rebeam._registry import _owner_of
 from rebeam._requests import error_from_reply
@@ -264,7 +264,7 @@ def test_control_reply(data: bytes) -> None:
 @FUZZ
 @given(st.none() | st.binary(max_size=30) | st.integers(0, 2**70).map(lambda n: str(n).encode()))
 def test_durable_progress(data: bytes | None) -> None:
-    refuses("durable progress", _progress, data, ValueError)
+    refuses("durable progress", Progress.parse, data, ValueError)
 
 
 # -- the deepest value: in a process of its own, so a crash is a failed test, not pytest's ----

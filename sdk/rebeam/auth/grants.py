@@ -151,9 +151,14 @@ def permissions(grant: Grant) -> dict[str, Any]:
 
         mailboxes = stream_name(ns)
         publish += [
-            # The owner may read what durable mailboxes hold (parked messages included).
+            # The owner may read what durable mailboxes hold (parked messages included),
+            # list their consumers, and replay a parked message: publish it again as its
+            # original sender (the envelope names it) and delete the parked copy.
             js_api("STREAM", "INFO", mailboxes),
             js_api("STREAM", "MSG", "GET", mailboxes),
+            js_api("CONSUMER", "LIST", mailboxes),
+            js_api("STREAM", "MSG", "DELETE", mailboxes),
+            _subjects.durable_queues(ns),
             _subjects.control_as(pid),  # management requests, as itself
             # A client is nobody's child: it reports its own end to its monitors and links.
             _subjects.events_of(pid),

@@ -17,11 +17,11 @@ import traceback
 from collections.abc import Sequence
 from typing import Final
 
-from rebeam.cli import children, inspect, messages, observe, run, runs, secrets, validate
+from rebeam.cli import children, inspect, mailbox, messages, observe, run, runs, secrets, validate
 
 __all__ = ["EXIT_INTERNAL", "main"]
 
-COMMANDS = [run, runs, validate, inspect, observe, messages, children, secrets]
+COMMANDS = [run, runs, validate, inspect, observe, messages, children, mailbox, secrets]
 EXIT_INTERNAL: Final = 70  # EX_SOFTWARE in sysexits.h
 DEBUG_HELP: Final = "show the Python traceback of an internal error (also: REBEAM_DEBUG=1)"
 
