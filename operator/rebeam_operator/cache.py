@@ -33,10 +33,27 @@ def pod_alive(pod: Json) -> bool:
     return observe_pod(pod, stop_requested=True).phase is not PodPhase.ENDED
 
 
+def _last_state(deleted: Json, before: Json | None) -> Json:
+    """What a deleted pod last said of its end. The deletion's own body may lack the final
+    container state the pod showed just before (a kubelet that SIGKILLed it at the end of its
+    grace period wrote exit 137, then deleted it): a pass that comes after the deletion reads
+    the end from here, not as a vanished pod's guess."""
+    if before is not None and not _ended(deleted) and _ended(before):
+        return before
+    return deleted
+
+
+def _ended(pod: Json) -> bool:
+    return observe_pod(pod, stop_requested=True).phase is PodPhase.ENDED
+
+
 @dataclass
 class Cache:
     pods: dict[str, Json] = field(default_factory=dict)
     gone: set[str] = field(default_factory=set)  # pods we saw deleted
+    last_seen: dict[str, Json] = field(default_factory=dict)  # deleted pods: how they ended
+    kill_due: dict[str, float] = field(default_factory=dict)  # pods stopped: SIGKILL due at
+    kill_ordered: dict[str, float] = field(default_factory=dict)  # brutal_kill: told when
     child_objects: dict[str, Json] = field(default_factory=dict)  # child Supervisor objects
     deleted_objects: dict[str, int] = field(default_factory=dict)  # name -> version deleted at
     slots: dict[str, str] = field(default_factory=dict)  # actor child -> its slot object's uid
@@ -52,9 +69,10 @@ class Cache:
     def on_pod(self, body: Json, deleted: bool) -> None:
         name = body["metadata"]["name"]
         if deleted:
-            self.pods.pop(name, None)
+            before = self.pods.pop(name, None)
             if name not in self.unrecorded:  # an unrecorded pod's name is used again
                 self.gone.add(name)
+                self.last_seen[name] = _last_state(body, before)
             if disrupted(body):  # its end is reported from this, its last state
                 self.disrupted.add(name)
         elif name not in self.gone:
@@ -122,4 +140,7 @@ class Cache:
         incarnation: forget the rest, or a long-lived tree's restarts would pile up."""
         for kept in (self.gone, self.created, self.fenced, self.disrupted):
             kept &= names
+        self.last_seen = {k: v for k, v in self.last_seen.items() if k in names}
+        self.kill_due = {k: v for k, v in self.kill_due.items() if k in names}
+        self.kill_ordered = {k: v for k, v in self.kill_ordered.items() if k in names}
         self.lease_checked = {k: v for k, v in self.lease_checked.items() if k in names}

@@ -13,7 +13,7 @@ from typing import Any
 
 from rebeam.pids import Pid
 from rebeam.spec.models import Child
-from rebeam.supervision import ChildStatus, StartChild, StopChild, Supervisor
+from rebeam.supervision import BRUTAL_KILL, ChildStatus, StartChild, StopChild, Supervisor
 from rebeam_operator import convergence, failpoints, slots, subtrees
 from rebeam_operator.cache import Cache
 from rebeam_operator.children import manifest_child
@@ -41,6 +41,7 @@ __all__ = ["CarryOut"]
 Json = dict[str, Any]
 
 _ALIVE = (ChildStatus.STARTING, ChildStatus.RUNNING, ChildStatus.STOPPING)
+KILL_ORDER_WAIT = 1.0  # seconds a runtime told to kill itself has before its pod is deleted
 
 
 @dataclass(frozen=True)
@@ -125,8 +126,32 @@ class CarryOut:
         if observe_pod(pod, stop_requested=True).phase is PodPhase.ENDED:
             return
         grace = grace_seconds(command.shutdown)
+        if (
+            command.shutdown == BRUTAL_KILL
+            and spec.actor is not None
+            and not spec.actor.command
+            and await self._ordered_killed(name, spec.name, inc)
+        ):
+            return
+        # Past this moment the kubelet SIGKILLs it: a pod that vanishes later without an end
+        # we saw was killed, not stopped cleanly (child_events.py).
+        self.cache.kill_due.setdefault(name, time.time() + grace)
         await self.effects.delete_pod(name, grace, pod["metadata"]["uid"])
         failpoints.hit("pod-stopping")
+
+    async def _ordered_killed(self, name: str, child: str, inc: int) -> bool:
+        """brutal_kill of a Python actor: True while its runtime, told to SIGKILL itself, is
+        given :data:`KILL_ORDER_WAIT` to do so (its pod's end wakes the driver). A grace-0
+        deletion is SIGTERM then SIGKILL, and the SIGTERM would run the actor's terminate;
+        it is only the fallback, for a runtime the order did not reach."""
+        ordered = self.cache.kill_ordered.get(name)
+        if ordered is None:
+            pid = self.cache.pid(self.host, child, inc)
+            if pid is None or not await self.effects.order_kill(pid):
+                return False
+            self.cache.kill_ordered[name] = time.monotonic()
+            return True
+        return time.monotonic() - ordered < KILL_ORDER_WAIT
 
     async def _start_supervisor(self, spec: Child, inc: int) -> None:
         name = self.host.child_supervisor(spec.name)

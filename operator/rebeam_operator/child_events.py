@@ -3,10 +3,15 @@
 Each live incarnation is read from what the world shows of it — its pod (observation.py says
 what a pod means), or for a nested supervisor its Supervisor object's status — into
 ``ChildStarted``, ``StartFailed`` or ``ChildExited``, each fed to the core once (the driver's
-``fed`` keys, persisted with the snapshot). Before an exit is reported, the names of the
-incarnation's pid are released, so that its successor can register them at once, and the
-lifecycle event is sent. A start that overran its ``startTimeout`` is a ``StartFailed``; a pod
-that still looks alive on a lost node is fenced first (:func:`_maybe_fence`).
+``fed`` keys, persisted with the snapshot). Looking only finds what happened (:class:`_Seen`);
+what is found is reported — the lifecycle event sent, and before an exit the names of the
+incarnation's pid released, so that its successor can register them at once — only when its
+key is not fed yet. The core may hold an exit in its mailbox for several passes (a sibling's
+long shutdown): the child still shows as live meanwhile and is looked at again, but its
+``exited`` goes out once per incarnation, as monitors and links need, also after an operator
+restart (the keys are in status). A start that overran its ``startTimeout`` is a
+``StartFailed``; a pod that still looks alive on a lost node is fenced first
+(:func:`_maybe_fence`).
 
 It reads the driver's cache and record and acts through its effects, nothing else of it.
 """
@@ -16,7 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from rebeam.exits import KILLED, NOCONNECTION, SHUTDOWN, ExitReason, crash
 from rebeam.pids import Pid
@@ -52,6 +57,23 @@ def _pod_ready(pod: Json) -> bool:
 
 
 @dataclass(frozen=True)
+class _Seen:
+    """What looking found of one incarnation: it started (``up``) or it ended (``end``,
+    ``starting`` if it never started)."""
+
+    kind: Literal["up", "end"]
+    reason: ExitReason | None = None
+    starting: bool = False
+
+
+_UP = _Seen("up")
+
+
+def _end(reason: ExitReason, status: ChildStatus) -> _Seen:
+    return _Seen("end", reason, starting=status is ChildStatus.STARTING)
+
+
+@dataclass(frozen=True)
 class _Looking:
     """What observing reads and acts through (one driver's)."""
 
@@ -78,7 +100,8 @@ async def observe(
     log: logging.LoggerAdapter[logging.Logger],
     now: float,
 ) -> list[Event]:
-    """The events of the live children not fed to the core yet (noted in ``record.fed``)."""
+    """The events of the live children not fed to the core yet (noted in ``record.fed``),
+    each reported as it is fed."""
     look = _Looking(host, core, record, cache, effects, log)
     events: list[Event] = []
     for info in core.which_children():
@@ -86,51 +109,64 @@ async def observe(
             continue
         inc = info.incarnation or 0
         spec = look.child(info.id)
-        if spec is None:
-            continue
-        found: Event | list[Event] | None
+        if spec is None or fed_key(info.id, inc, "end") in record.fed:
+            continue  # its end waits in the core's mailbox: nothing more to learn of it
+        status = info.status
+        if status is ChildStatus.STARTING and fed_key(info.id, inc, "up") in record.fed:
+            status = ChildStatus.RUNNING  # its start waits in the mailbox: it did start
         if spec.supervisor is not None:
-            found = await _observe_child_supervisor(look, info.id, inc, info.status)
+            found = await _observe_child_supervisor(look, info.id, inc, status)
         else:
-            found = await _observe_actor(look, spec, info.id, inc, info.status, now)
-        for event in found if isinstance(found, list) else [found]:
-            if event is None:
-                continue
-            key = fed_key(info.id, inc, "up" if isinstance(event, ChildStarted) else "end")
+            found = await _observe_actor(look, spec, info.id, inc, status, now)
+        for seen in found:
+            key = fed_key(info.id, inc, seen.kind)
             if key not in record.fed:
                 record.fed.add(key)
-                events.append(event)
+                events.append(await _report(look, info.id, inc, seen))
     return events
+
+
+async def _report(look: _Looking, child: str, inc: int, seen: _Seen) -> Event:
+    """Tell what was seen (once: the caller feeds it) and make the core's event."""
+    pid = look.pid(child, inc)
+    if seen.kind == "up":
+        look.effects.emit("started", child, inc, pid)
+        return ChildStarted(child, inc)
+    assert seen.reason is not None
+    return await _ended(look, child, inc, pid, seen.reason, starting=seen.starting)
 
 
 async def _observe_actor(
     look: _Looking, spec: Child, child: str, inc: int, status: ChildStatus, now: float
-) -> Event | list[Event] | None:
+) -> list[_Seen]:
     name = look.host.pod_name(child, inc)
     if name in look.cache.unrecorded:
-        return None  # an earlier life's pod of this name is being removed first
+        return []  # an earlier life's pod of this name is being removed first
     pod = look.cache.pods.get(name)
     stopping = status is ChildStatus.STOPPING
     brutal = spec.shutdown == BRUTAL_KILL
-    pid = look.pid(child, inc)
     if pod is None:
         if (
             status is ChildStatus.STARTING
             and name not in look.cache.created
             and name not in look.cache.gone
         ):
-            return None  # not created yet: carry_out.py creates it
+            return []  # not created yet: carry_out.py creates it
         pod = await look.effects.get_pod(name)
         if pod is not None:
             look.cache.on_pod(pod, deleted=False)
-            return None
-        reason = vanished_reason(
-            stop_requested=stopping,
-            brutal=brutal,
-            node_lost=name in look.cache.fenced,
-            disrupted=name in look.cache.disrupted,
-        )
-        return await _ended(look, child, inc, pid, reason, status)
+            return []
+        last = look.cache.last_seen.get(name)
+        if last is None or observe_pod(last, stop_requested=stopping).phase is not PodPhase.ENDED:
+            due = look.cache.kill_due.get(name)
+            reason = vanished_reason(
+                stop_requested=stopping,
+                brutal=brutal or (due is not None and now >= due),  # killed at the deadline
+                node_lost=name in look.cache.fenced,
+                disrupted=name in look.cache.disrupted,
+            )
+            return [_end(reason, status)]
+        pod = last  # its last state before the deletion says how it ended
     view = observe_pod(pod, stop_requested=stopping)
     if view.phase is PodPhase.ENDED:
         assert view.reason is not None
@@ -139,24 +175,21 @@ async def _observe_actor(
         if status is ChildStatus.STARTING and _started_once_spawned(spec) and view.ran:
             # A command is started once it runs: one that ended before we looked did
             # start, and then ended (a quick job), as rebeam run would see it.
-            look.effects.emit("started", child, inc, pid)
-            ended = await _ended(look, child, inc, pid, reason, ChildStatus.RUNNING)
-            return [ChildStarted(child, inc), ended]
-        return await _ended(look, child, inc, pid, reason, status)
+            return [_UP, _end(reason, ChildStatus.RUNNING)]
+        return [_end(reason, status)]
     if status is ChildStatus.STARTING:
         assert spec.actor is not None
         if view.phase is PodPhase.RUNNING and (view.ready or _started_once_spawned(spec)):
-            look.effects.emit("started", child, inc, pid)
-            return ChildStarted(child, inc)
+            return [_UP]
         created = created_at(pod) or now
         if now - created > spec.start_timeout:
             await look.effects.delete_pod(name, 0)
             reason = crash(message=f"not Running within startTimeout {spec.start_timeout:g}s")
-            return await _ended(look, child, inc, pid, reason, status)
-        return None
+            return [_end(reason, status)]
+        return []
     if (view.node and not view.deleting) or (view.node and stopping):
-        return await _maybe_fence(look, child, inc, pid, pod, status, name)
-    return None
+        return await _maybe_fence(look, child, inc, pod, status, name)
+    return []
 
 
 def _started_once_spawned(spec: Child) -> bool:
@@ -166,31 +199,32 @@ def _started_once_spawned(spec: Child) -> bool:
 
 
 async def _maybe_fence(
-    look: _Looking, child: str, inc: int, pid: Pid | None, pod: Json, status: ChildStatus, name: str
-) -> Event | None:
+    look: _Looking, child: str, inc: int, pod: Json, status: ChildStatus, name: str
+) -> list[_Seen]:
     """A pod that still looks alive on a node that is not Ready is replaced only once its
     incarnation is fenced: its runtime's lease has expired (the runtime stops without it,
     and a later incarnation supersedes it in the slot record), then the pod is
     force-deleted and its exit reported as noconnection."""
+    pid = look.pid(child, inc)
     if _pod_ready(pod) or pid is None:
-        return None
+        return []
     spec = look.child(child)
     if spec is None or spec.actor is None or spec.actor.command:
-        return None  # a command holds no lease: wait until its pod is confirmed gone
+        return []  # a command holds no lease: wait until its pod is confirmed gone
     node = pod["spec"].get("nodeName")
     if not node or await look.effects.node_ready(node):
-        return None
+        return []
     last = look.cache.lease_checked.get(name, 0.0)
     if time.monotonic() - last < 1.0:
-        return None
+        return []
     look.cache.lease_checked[name] = time.monotonic()
     alive = await look.effects.lease_alive(pid)
     if alive is not False:
-        return None
+        return []
     look.log.warning("pod %s on lost node %s: lease expired, force-deleting", name, node)
     await look.effects.delete_pod(name, 0)
     look.cache.fenced.add(name)
-    return await _ended(look, child, inc, pid, NOCONNECTION, status)
+    return [_end(NOCONNECTION, status)]
 
 
 async def _ended(
@@ -199,7 +233,8 @@ async def _ended(
     inc: int,
     pid: Pid | None,
     reason: ExitReason,
-    status: ChildStatus,
+    *,
+    starting: bool,
 ) -> Event:
     """Close what the incarnation has open on NATS, release the names of an actor's pid,
     keep how it ended for status, say it on NATS, and make the core's event: a child that
@@ -212,7 +247,7 @@ async def _ended(
         # rebeam.connect is its own observer and releases its own.
         await look.effects.release(pid)
     look.record.child_exits[child] = exit_summary(reason)
-    if status is ChildStatus.STARTING:
+    if starting:
         look.effects.emit("start_failed", child, inc, pid, reason)
         return StartFailed(child, inc, reason)
     look.effects.emit("exited", child, inc, pid, reason)
@@ -221,21 +256,18 @@ async def _ended(
 
 async def _observe_child_supervisor(
     look: _Looking, child: str, inc: int, status: ChildStatus
-) -> Event | None:
+) -> list[_Seen]:
     obj = look.cache.child_objects.get(look.host.child_supervisor(child))
     if obj is None:
         if status is ChildStatus.STARTING:
-            return None
-        look.effects.emit("exited", child, inc, None, SHUTDOWN)
-        return ChildExited(child, inc, SHUTDOWN)
+            return []
+        return [_end(SHUTDOWN, status)]
     st = obj.get("status") or {}
     if int(st.get("supervisorIncarnation", 0)) != inc:
-        return None
+        return []
     phase = st.get("phase")
     if status is ChildStatus.STARTING and phase in ("Running", "Restarting"):
-        look.effects.emit("started", child, inc, None)
-        return ChildStarted(child, inc)
+        return [_UP]
     if phase in ("Terminated", "GaveUp", "Failed"):
-        reason = ExitReason.from_wire(st.get("exitReason") or "shutdown")
-        return await _ended(look, child, inc, None, reason, status)
-    return None
+        return [_end(ExitReason.from_wire(st.get("exitReason") or "shutdown"), status)]
+    return []

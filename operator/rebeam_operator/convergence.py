@@ -29,8 +29,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from rebeam.spec.models import Child, SupervisorSpec
-from rebeam.spec.to_core import child_spec, supervisor_flags
+from rebeam.spec import rules
+from rebeam.spec.models import API_VERSION, Child, ObjectMeta, SupervisorSpec
+from rebeam.spec.models import Supervisor as SupervisorObject
+from rebeam.spec.to_core import child_spec, child_specs, supervisor_flags
 from rebeam.supervision import (
     DeleteChildRequest,
     Event,
@@ -43,7 +45,7 @@ from rebeam.supervision import (
 from rebeam_operator.children import spec_replacing
 from rebeam_operator.status import condition
 
-__all__ = ["Plan", "applied_spec", "dump", "nested_spec_patch", "plan"]
+__all__ = ["Plan", "applied_spec", "dump", "nested_spec_patch", "plan", "refusal"]
 
 Json = dict[str, Any]
 
@@ -153,6 +155,30 @@ def plan(
         out.events.append(StartChildRequest(rid(), spec=child_spec(child)))
     out.applied = desired.model_copy(update={"children": kept + added})
     return out
+
+
+def refusal(spec: SupervisorSpec) -> str | None:
+    """Why ``spec`` cannot be run at all, in the words ``rebeam validate`` and the core use
+    (None: it can). Admission checks the CRD, but not every rule (a command's args, which
+    the schema leaves untyped) nor an object stored under an older CRD."""
+    resource = SupervisorObject.model_construct(
+        api_version=API_VERSION,
+        kind="Supervisor",
+        metadata=ObjectMeta.model_construct(name="spec"),
+        spec=spec,
+    )
+    broken = rules.problems(resource)
+    if broken:  # the core would say the same of most of them, in its own words
+        return "; ".join(f"{_field(p.path)}: {p.message}" for p in broken)
+    try:
+        Supervisor(supervisor_flags(spec), child_specs(spec))
+    except SupervisorSpecError as exc:
+        return "; ".join(exc.problems)
+    return None
+
+
+def _field(path: tuple[str | int, ...]) -> str:
+    return ".".join(str(part) for part in path)
 
 
 def nested_spec_patch(child: Child, obj: Json) -> Json | None:

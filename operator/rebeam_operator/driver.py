@@ -56,6 +56,7 @@ from rebeam.supervision import (
 from rebeam.supervision.notices import notices as notices_of
 from rebeam_operator import (
     child_events,
+    convergence,
     converging,
     early_starts,
     failpoints,
@@ -69,7 +70,7 @@ from rebeam_operator.children import manifest_child
 from rebeam_operator.effects import Effects, Services, WorldEffects
 from rebeam_operator.hosts import FINALIZER, LABEL_CHILD, LABEL_HOST, Host, host_from_body
 from rebeam_operator.kube import Conflict
-from rebeam_operator.record import Record, parse, restore_core, to_status
+from rebeam_operator.record import Record, parse, refused_status, restore_core, to_status
 from rebeam_operator.requests import Requests
 from rebeam_operator.settings import Settings
 from rebeam_operator.timing import BUSY_TICK, DONE, MIN_TICK, Backoff, Result, requeue_after
@@ -97,6 +98,7 @@ class Driver:
         self.requests = Requests()  # management requests (control.py) for the next pass
         self.wake = asyncio.Event()
         self.backoff = Backoff()
+        self.refusals = Backoff()  # how long a spec that cannot be run waits to be looked at
 
     @classmethod
     def in_world(cls, services: Services, body: Json) -> Driver:
@@ -250,6 +252,10 @@ class Driver:
         commands: list[Command] = []
         changed = self._wants_new_incarnation()
         if changed:
+            refused = convergence.refusal(host.spec)
+            if refused is not None:
+                return await self._refuse(refused)
+            self.refusals.succeeded()
             commands += self._new_incarnation(now)
         if subtrees.is_killed(record, self.host):
             return await self._play_dead()
@@ -267,6 +273,30 @@ class Driver:
             await self._remove_finalizer()
             return DONE
         return self._next()
+
+    async def _refuse(self, message: str) -> Result:
+        """The object's spec cannot be run (``message`` says why): say so on the object once
+        per distinct reason — the ``SpecValid`` condition, an ``InvalidSpec`` Event — and look
+        again after a growing delay. An edit of the object wakes the driver at once."""
+        record, host = self.record, self.host
+        if record.invalid is None or record.invalid.get("message") != message:
+            self.log.error("cannot run generation %s: %s", host.generation, message)
+            record.invalid = {"generation": host.generation, "message": message}
+            record.outbox.append({"event": "invalid_spec", "message": message})
+            await self._persist_refusal()
+        if record.outbox:  # also one persisted by an operator killed before it sent it
+            for note in record.outbox:
+                await notices.send(self.effects, self.body, note, record.gave_up)
+            record.outbox = []
+            await self._persist_refusal()
+        return Result(requeue_after=self.refusals.failed())
+
+    async def _persist_refusal(self) -> None:
+        if self.core is not None:  # a new incarnation was asked of a supervisor that ran
+            await self.persist(time.time())
+            return
+        status = refused_status(self.record, self.host)
+        self._wrote(status, await self.effects.replace_status(self.host, status))
 
     def _wants_new_incarnation(self) -> bool:
         host, record = self.host, self.record
@@ -404,7 +434,10 @@ class Driver:
         self.record.forget_fed(core)
         subtrees.prune(self.record, core)
         status = to_status(self.record, core, self.host, self.cache.pids(self.host, core), now)
-        body = await self.effects.replace_status(self.host, status)
+        self._wrote(status, await self.effects.replace_status(self.host, status))
+
+    def _wrote(self, status: Json, body: Json) -> None:
+        """``status`` is written; ``body`` is the object as the write returned it."""
         self.record.seq += 1
         self.record.dirty = False
         self.cache.early.clear()  # every decision in memory is in status now, theirs too

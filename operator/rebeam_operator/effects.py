@@ -96,6 +96,10 @@ class Effects(Teller, Protocol):
     async def release(self, pid: Pid) -> None:
         """Release the names registered by a pid."""
 
+    async def order_kill(self, pid: Pid) -> bool:
+        """Tell the runtime of an incarnation to SIGKILL itself (brutal_kill); False if the
+        order could not be given."""
+
     async def drop_lease(self, pid: Pid) -> None: ...
 
     async def lease_alive(self, pid: Pid) -> bool | None:
@@ -182,6 +186,9 @@ class WorldEffects:
 
     async def release(self, pid: Pid) -> None:
         await self._messaging.release(pid)
+
+    async def order_kill(self, pid: Pid) -> bool:
+        return await self._messaging.order_kill(pid)
 
     async def drop_lease(self, pid: Pid) -> None:
         await self._messaging.drop_lease(pid)

@@ -16,6 +16,7 @@ from typing import Any
 
 from rebeam import _lease
 from rebeam._nats_fixes import connect as nats_connect
+from rebeam.backends import order_kill
 from rebeam.events import LifecycleEvent, publish, release_names_of
 from rebeam.pids import Pid
 from rebeam_operator.claims import Claims
@@ -26,6 +27,7 @@ __all__ = ["Messaging"]
 log = logging.getLogger("rebeam.operator")
 
 DEADLINE = 3.0
+KILL_DEADLINE = 1.0  # a brutal_kill waits no longer for NATS before deleting the pod anyway
 
 
 class Messaging:
@@ -109,6 +111,18 @@ class Messaging:
             await asyncio.wait_for(release_names_of(self.nc, pid), DEADLINE)
         except Exception as exc:
             log.warning("could not release the names of %s: %s", pid, exc)
+
+    async def order_kill(self, pid: Pid) -> bool:
+        """Tell the runtime of ``pid`` to SIGKILL itself; False if the order could not be
+        given (the pod is then only deleted with grace 0, SIGTERM first)."""
+        if self.nc is None:
+            return False
+        try:
+            await asyncio.wait_for(order_kill(self.nc, pid), KILL_DEADLINE)
+        except Exception as exc:
+            log.warning("could not order %s killed: %s", pid, exc)
+            return False
+        return True
 
     async def drop_lease(self, pid: Pid) -> None:
         """Delete the lease of an incarnation whose process is confirmed gone, so that the same

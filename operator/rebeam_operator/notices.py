@@ -55,6 +55,8 @@ async def send(teller: Teller, involved: Json, note: Json, gave_up: str | None) 
         await teller.post_event(involved, "Normal", "SpecChanged", str(note.get("message")))
     elif kind == "spec_refused":
         await teller.post_event(involved, "Warning", "SpecRefused", str(note.get("message")))
+    elif kind == "invalid_spec":
+        await teller.post_event(involved, "Warning", "InvalidSpec", str(note.get("message")))
     elif kind == "auto_shutdown":
         message = f"significant child {child} exited ({reason}): shutting down"
         await teller.post_event(involved, "Normal", "AutoShutdown", message)

@@ -14,7 +14,9 @@ and a core make; both are pure. The record's fields, and the status keys they ar
   (``exitReason``): how the core ended;
 * ``stops_asked`` (``stopsAsked``) and ``killed`` (``killedIncarnation``): subtrees.py;
 * ``applied`` (``appliedSpec``), ``converging`` (``convergePending``), ``converge_problem``
-  (``convergeProblem``): convergence.py; the core itself is ``coreSnapshot``.
+  (``convergeProblem``): convergence.py; the core itself is ``coreSnapshot``;
+* ``invalid`` (``invalidSpec``): why the object's spec cannot be run at all, as last told
+  (the ``SpecValid`` condition and one ``InvalidSpec`` Event per distinct reason).
 """
 
 from __future__ import annotations
@@ -30,11 +32,21 @@ from rebeam.supervision.notices import Notice
 from rebeam_operator import convergence
 from rebeam_operator.children import CODEC
 from rebeam_operator.hosts import Host
-from rebeam_operator.status import build_status, phase_of
+from rebeam_operator.status import build_status, condition, phase_of
 
-__all__ = ["Record", "fed_key", "parse", "restore_core", "to_status"]
+__all__ = [
+    "SPEC_VALID",
+    "Record",
+    "fed_key",
+    "parse",
+    "refused_status",
+    "restore_core",
+    "to_status",
+]
 
 Json = dict[str, Any]
+
+SPEC_VALID = "SpecValid"  # the condition of whether the object's spec can be run
 
 
 @dataclass
@@ -54,12 +66,14 @@ class Record:
     converging: list[str] = field(default_factory=list)  # convergence requests not answered
     converged_generation: int = 0
     converge_problem: Json | None = None  # a refused generation and why
+    invalid: Json | None = None  # a spec that cannot be run: its generation and why
     written: Json | None = None  # the status last written (or read)
     dirty: bool = False  # the core moved on and status does not say so yet (memory only)
 
     def begin_incarnation(self, incarnation: int, spec: SupervisorSpec) -> None:
         """A fresh core runs ``incarnation`` of ``spec``: forget how the last one went."""
         self.applied = spec
+        self.invalid = None
         self.converging = []
         self.converge_problem = None
         self.incarnation = incarnation
@@ -125,6 +139,7 @@ def parse(status: Json, spec: SupervisorSpec) -> Record:
         converging=list(status.get("convergePending") or []),
         converged_generation=int(status.get("observedGeneration") or 0),
         converge_problem=status.get("convergeProblem"),
+        invalid=status.get("invalidSpec"),
         written=status,
     )
 
@@ -173,6 +188,7 @@ def _kept(record: Record, core: Supervisor, host: Host, seq: int) -> Json:
         ("initFailed", record.init_failed),
         ("exitReason", record.exit_reason),
         ("convergeProblem", record.converge_problem),
+        ("invalidSpec", record.invalid),
     ):
         if value is not None:
             kept[key] = value
@@ -203,9 +219,42 @@ def to_status(
             problem=record.converge_problem,
         )
     )
+    valid = _spec_valid(record, host.generation)
+    if valid is not None:
+        status["conditions"].append(valid)
     if host.standalone_actor:
         status.update(_actor_fields(core, host, pids, record.child_exits))
     return status
+
+
+def refused_status(record: Record, host: Host) -> Json:
+    """The next status of an object whose spec cannot be run and that has no core: what it
+    showed before, phase ``Failed``, ``SpecValid`` false with the reason, and the record."""
+    status = dict(record.written or {})
+    kept = [c for c in status.get("conditions") or [] if c.get("type") != SPEC_VALID]
+    valid = _spec_valid(record, host.generation)
+    status.update(
+        phase="Failed",
+        observedGeneration=host.generation,
+        conditions=kept + ([valid] if valid is not None else []),
+        seq=record.seq + 1,
+        outbox=record.outbox,
+        invalidSpec=record.invalid,
+        path=host.path,
+    )
+    return status
+
+
+def _spec_valid(record: Record, generation: int) -> Json | None:
+    """The ``SpecValid`` condition: false while the spec cannot be run; shown as true again
+    once it can, and absent on an object whose spec was never refused."""
+    previous = list((record.written or {}).get("conditions") or [])
+    if record.invalid is not None:
+        message = str(record.invalid.get("message"))
+        return condition(previous, SPEC_VALID, "False", "InvalidSpec", message, generation)
+    if any(c.get("type") == SPEC_VALID for c in previous):
+        return condition(previous, SPEC_VALID, "True", "SpecAccepted", "", generation)
+    return None
 
 
 def _actor_fields(

@@ -20,7 +20,9 @@ from rebeam_operator.driver import Driver
 from rebeam_operator.hosts import LABEL_HOST, InvalidObject
 from rebeam_operator.kube import Kube
 from rebeam_operator.messaging import Messaging
+from rebeam_operator.record import SPEC_VALID
 from rebeam_operator.settings import Settings
+from rebeam_operator.status import condition
 
 __all__ = ["World"]
 
@@ -43,6 +45,8 @@ class World:
         # has caught up with them (control.py) and sets it to None
         self.seen: set[str] | None = set()
         self.host_seen = asyncio.Event()  # set whenever one is
+        self._invalid: dict[str, str] = {}  # uid -> what was told of an object not driven
+        self._reports: set[asyncio.Task[None]] = set()
 
     # --- routing -------------------------------------------------------------------------
 
@@ -59,7 +63,7 @@ class World:
                 driver = Driver.in_world(self, body)
             except InvalidObject as exc:
                 # Nothing to drive; the watch brings the object again once it is fixed.
-                log.error("cannot drive %s", exc)
+                self._tell_invalid(body, str(exc))
                 return
             self.drivers[uid] = driver
             task = asyncio.create_task(driver.run(), name=f"driver {body['metadata']['name']}")
@@ -71,6 +75,38 @@ class World:
         parent = (body["metadata"].get("labels") or {}).get(LABEL_HOST)
         if parent and parent in self.drivers:
             self.drivers[parent].on_child_object(body, deleted)
+
+    def _tell_invalid(self, body: Json, message: str) -> None:
+        """An object the models refuse (what its CRD cannot say, e.g. a NUL in a command,
+        or one stored under an older CRD) is told so on itself, as a driver tells a spec
+        the core refuses: ``SpecValid=False`` and one ``InvalidSpec`` Event per distinct
+        message. Its status says what was told, so an operator restart does not repeat it."""
+        uid = body["metadata"]["uid"]
+        conditions = (body.get("status") or {}).get("conditions") or []
+        told: Json = next((c for c in conditions if c.get("type") == SPEC_VALID), {})
+        if self._invalid.get(uid) == message or (
+            told.get("status") == "False" and told.get("message") == message
+        ):
+            return
+        log.error("cannot drive %s", message)
+        self._invalid[uid] = message
+        task = asyncio.create_task(self._report_invalid(body, message))
+        self._reports.add(task)
+        task.add_done_callback(self._reports.discard)
+
+    async def _report_invalid(self, body: Json, message: str) -> None:
+        meta = body["metadata"]
+        plural = "supervisors" if body.get("kind") == "Supervisor" else "actors"
+        generation = int(meta.get("generation") or 0)
+        valid = condition([], SPEC_VALID, "False", "InvalidSpec", message, generation)
+        try:
+            await self.kube.patch_status(
+                meta["namespace"], plural, meta["name"], {"phase": "Failed", "conditions": [valid]}
+            )
+            await self.kube.post_event(body, "Warning", "InvalidSpec", message)
+        except Exception as exc:  # told again on the object's next event
+            self._invalid.pop(meta["uid"], None)
+            log.warning("could not report the invalid object: %s", exc)
 
     def on_pod(self, body: Json, deleted: bool) -> None:
         host = (body["metadata"].get("labels") or {}).get(LABEL_HOST)

@@ -153,6 +153,8 @@ class Node:
         # lease was lost (declared dead).
         self.on_fenced: Callable[[Pid], None] | None = None
         self.on_lease_lost: Callable[[], None] | None = None
+        # What a backend's kill order (brutal_kill) does: the runtime dies at once.
+        self.on_kill_order: Callable[[], None] | None = None
 
     def _init_fencing(self) -> None:
         self.delivering = asyncio.Event()
@@ -378,8 +380,16 @@ class Node:
     # -- fencing -------------------------------------------------------------------------
 
     async def _on_fence(self, msg: Any) -> None:
+        # Only backends may publish here: "N" (incarnation N started) or "kill N" (a
+        # brutal_kill of incarnation N, which must not get to clean up).
+        text = bytes(msg.data)
+        if text.startswith(_subjects.KILL_ORDER):
+            mine = text[len(_subjects.KILL_ORDER) :] == str(self.pid.incarnation).encode()
+            if mine and self.on_kill_order is not None:
+                self.on_kill_order()
+            return
         try:
-            incarnation = int(msg.data)
+            incarnation = int(text)
         except ValueError:
             return
         if incarnation > self.pid.incarnation:

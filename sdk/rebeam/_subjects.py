@@ -4,7 +4,8 @@
 
     rebeam.<ns>.pid.<to>._.<from>._                 a message to a mailbox from a sender
     rebeam.<ns>.stats.<slot>.<incarnation>           a node's counters (answered beside the mailbox)
-    rebeam.<ns>.fence.<slot>                         "incarnation N started": older ones stop
+    rebeam.<ns>.fence.<slot>                         "incarnation N started": older ones stop;
+                                                     "kill N": incarnation N dies at once
     rebeam.<ns>.events.<event>.<slot>.<incarnation>  lifecycle events (started, exited, ...)
     rebeam.<ns>.control.<operation>.<from>           the management API of the tree's backend
     rebeam.<ns>.dmbox.q.<slot>.<from>._              a durable send or cast, kept for <slot>
@@ -44,6 +45,7 @@ from rebeam.pids import Pid
 
 __all__ = [
     "AUTH_CALLOUT",
+    "KILL_ORDER",
     "WHOLE",
     "control",
     "control_as",
@@ -149,6 +151,10 @@ def stats_all(namespace: str) -> str:
 
 def fence(pid: Pid) -> str:
     return _subject(pid.namespace, "fence", pid.slot_token)
+
+
+KILL_ORDER = b"kill "
+"""On a fence subject, followed by an incarnation: a backend's brutal_kill of it."""
 
 
 def events(namespace: str, event: str, pid: Pid | None) -> str:

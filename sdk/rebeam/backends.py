@@ -29,7 +29,7 @@ from rebeam._registry import Store
 from rebeam.errors import Refused
 from rebeam.pids import Pid
 
-__all__ = ["claim_slot", "provision", "slot_key"]
+__all__ = ["claim_slot", "order_kill", "provision", "slot_key"]
 
 _ATTEMPTS = 5
 
@@ -82,4 +82,13 @@ async def claim_slot(nc: Any, pid: Pid, *, again: bool = False) -> None:
     else:
         raise Refused(f"could not record {pid} as its slot's latest: too much contention")
     await nc.publish(_subjects.fence(pid), str(pid.incarnation).encode())
+    await nc.flush()
+
+
+async def order_kill(nc: Any, pid: Pid) -> None:
+    """Tell ``pid``'s runtime to SIGKILL itself at once (``brutal_kill``: OTP's
+    ``exit(Child, kill)``, no ``terminate``, no SIGTERM handler), flushed to the server. The
+    backend still removes the process its own way after this: an order reaches only a
+    runtime that is connected."""
+    await nc.publish(_subjects.fence(pid), _subjects.KILL_ORDER + str(pid.incarnation).encode())
     await nc.flush()

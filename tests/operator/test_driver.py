@@ -58,6 +58,7 @@ class FakeEffects:
         self.events: list[tuple[str, str, str]] = []
         self.emitted: list[tuple[str, str | None, int | None, ExitReason | None]] = []
         self.failing_writes = 0  # status writes still to fail
+        self.orders_reach = True  # a kill order reaches the runtime
         self.written = asyncio.Event()  # a status write landed
         self._serial = 0
 
@@ -180,6 +181,10 @@ class FakeEffects:
 
     async def release(self, pid: Pid) -> None:
         self.acts.append(f"release {pid.incarnation}")
+
+    async def order_kill(self, pid: Pid) -> bool:
+        self.acts.append(f"order kill {pid.incarnation}")
+        return self.orders_reach
 
     async def drop_lease(self, pid: Pid) -> None:
         self.acts.append(f"drop lease {pid.incarnation}")
@@ -414,3 +419,174 @@ def test_the_record_reads_back_from_the_status_it_builds() -> None:
     assert back.converge_problem == record.converge_problem
     assert back.fed == record.fed
     assert built["phase"] == "Terminated"  # killed by its parent
+
+
+# --- what the children did, told once --------------------------------------------------------
+
+
+async def _one_for_all_running() -> tuple[Driver, FakeEffects]:
+    """a, c and b running under one_for_all (started in that order, so stopped b first);
+    b takes its 3 s shutdown when stopped."""
+    children = [
+        {"name": "a", "actor": SLEEP},
+        {"name": "c", "actor": SLEEP},
+        {"name": "b", "actor": SLEEP, "shutdown": "3s"},
+    ]
+    fake = FakeEffects(supervisor_body({"strategy": "one_for_all", "children": children}))
+    driver = Driver(Settings(), copy.deepcopy(fake.owner), fake)
+    await driver.seed()
+    for _ in range(PASS_LIMIT):  # children start one at a time
+        await driver.reconcile()
+        for name, pod in list(fake.pods.items()):
+            if pod["status"]["phase"] == "Pending":
+                driver.on_pod(fake.run_pod(name), deleted=False)
+        if status(fake).get("phase") == "Running":
+            break
+    assert status(fake)["phase"] == "Running"
+    return driver, fake
+
+
+def _told(fake: FakeEffects, event: str, child: str, inc: int) -> int:
+    return sum(1 for e in fake.emitted if e[:3] == (event, child, inc))
+
+
+async def test_an_exit_is_told_once_while_a_sibling_takes_its_shutdown_time() -> None:
+    driver, fake = await _one_for_all_running()
+    driver.on_pod(fake.end_pod("app-a-1", 1), deleted=False)
+    await driver.reconcile()  # a crashed: b is stopped first, and takes its 3 s
+    assert "delete pod app-b-1 grace 3" in fake.acts
+    ended = fake.end_pod("app-c-1", 1)  # c crashes meanwhile: its exit waits in the mailbox
+    driver.on_pod(ended, deleted=False)
+    for _ in range(4):
+        await driver.reconcile()
+    assert _told(fake, "exited", "c", 1) == 1
+    # A restarted operator reads what was told from status and tells it no more.
+    again = Driver(Settings(), copy.deepcopy(fake.owner), fake)
+    await again.seed()
+    for _ in range(2):
+        await again.reconcile()
+    assert _told(fake, "exited", "c", 1) == 1
+    assert _told(fake, "exited", "a", 1) == 1
+
+
+async def test_a_failed_start_is_told_as_start_failed_only() -> None:
+    driver, fake = await started([{"name": "a", "actor": SLEEP, "startTimeout": "1s"}])
+    pod = fake.pods["app-a-1"]
+    pod["metadata"]["creationTimestamp"] = "2000-01-01T00:00:00Z"  # long past its timeout
+    driver.on_pod(copy.deepcopy(pod), deleted=False)
+    for _ in range(3):
+        await driver.reconcile()
+        driver.on_pod({"metadata": {"name": "app-a-1"}}, deleted=True)
+    assert _told(fake, "start_failed", "a", 1) == 1
+    assert _told(fake, "exited", "a", 1) == 0
+
+
+async def test_a_pod_killed_at_the_end_of_its_shutdown_time_ended_killed() -> None:
+    driver, fake = await _one_for_all_running()
+    driver.on_pod(fake.end_pod("app-a-1", 1), deleted=False)
+    await driver.reconcile()  # a crashed: b is stopped with its 3 s
+    assert "delete pod app-b-1 grace 3" in fake.acts
+    # The kubelet SIGKILLed b at the end of its grace period, said so, then deleted it; the
+    # next pass comes only after the deletion.
+    fake.pods["app-b-1"] = copy.deepcopy(driver.cache.pods["app-b-1"])
+    killed = fake.end_pod("app-b-1", 137)
+    driver.on_pod(killed, deleted=False)
+    del fake.pods["app-b-1"]
+    driver.on_pod({"metadata": {"name": "app-b-1"}}, deleted=True)
+    await driver.reconcile()
+    assert ("exited", "b", 1, ExitReason.from_wire("killed")) in fake.emitted
+
+
+async def test_a_pod_gone_after_its_kill_was_due_ended_killed() -> None:
+    driver, fake = await _one_for_all_running()
+    driver.on_pod(fake.end_pod("app-a-1", 1), deleted=False)
+    await driver.reconcile()
+    driver.cache.kill_due["app-b-1"] = 0.0  # its grace period ran out long ago
+    driver.on_pod({"metadata": {"name": "app-b-1"}}, deleted=True)  # no end seen
+    await driver.reconcile()
+    assert ("exited", "b", 1, ExitReason.from_wire("killed")) in fake.emitted
+
+
+# --- a spec that cannot be run --------------------------------------------------------------
+
+
+def _conditions(fake: FakeEffects) -> dict[str, Json]:
+    return {c["type"]: c for c in status(fake).get("conditions") or []}
+
+
+async def test_a_spec_the_core_refuses_is_told_once_on_the_object_and_backs_off() -> None:
+    # period 0 passes an older CRD (and an object stored under one); the core refuses it.
+    fake = FakeEffects(supervisor_body({"period": 0, "children": [{"name": "a", "actor": SLEEP}]}))
+    driver = Driver(Settings(), copy.deepcopy(fake.owner), fake)
+    await driver.seed()
+    waits = [(await driver.reconcile()).requeue_after for _ in range(5)]
+    sentence = "spec.period: period must be more than 0"
+    valid = _conditions(fake)["SpecValid"]
+    assert (valid["status"], valid["reason"], valid["message"]) == (
+        "False",
+        "InvalidSpec",
+        sentence,
+    )
+    assert status(fake)["phase"] == "Failed"
+    assert fake.events == [("Warning", "InvalidSpec", sentence)]
+    assert not fake.pods
+    assert waits[1:] == sorted(waits[1:])  # it backs off
+    assert waits[-1] > waits[1]
+    # A restarted operator reads that it was told.
+    again = Driver(Settings(), copy.deepcopy(fake.owner), fake)
+    await again.seed()
+    await again.reconcile()
+    assert len(fake.events) == 1
+    # Fixed by an edit: it runs, and the condition says the spec is valid now.
+    fake.owner["spec"]["period"] = "5s"
+    fake.owner["metadata"]["generation"] = 4
+    again.update(copy.deepcopy(fake.owner), deleted=False)
+    await again.reconcile()
+    assert "app-a-1" in fake.pods
+    assert _conditions(fake)["SpecValid"]["status"] == "True"
+
+
+async def test_each_distinct_reason_a_spec_cannot_run_is_told() -> None:
+    command = {"command": ["sleep"], "args": ["600", 1]}  # the CRD leaves args untyped
+    fake = FakeEffects(supervisor_body({"children": [{"name": "a", "actor": command}]}))
+    driver = Driver(Settings(), copy.deepcopy(fake.owner), fake)
+    await driver.seed()
+    for _ in range(3):
+        await driver.reconcile()
+    fake.owner["spec"]["period"] = 0
+    driver.update(copy.deepcopy(fake.owner), deleted=False)
+    for _ in range(3):
+        await driver.reconcile()
+    assert [e[2] for e in fake.events] == [
+        "spec.children.0.actor.args: the args of a command must be a list of strings",
+        "spec.period: period must be more than 0; "
+        "spec.children.0.actor.args: the args of a command must be a list of strings",
+    ]
+
+
+# --- brutal_kill ------------------------------------------------------------------------------
+
+
+async def test_a_brutal_kill_orders_the_runtime_killed_and_does_not_sigterm_it() -> None:
+    actor = {"module": "pkg.mod:Thing"}
+    driver, fake = await running([{"name": "a", "actor": actor, "shutdown": "brutal_kill"}])
+    fake.owner["metadata"]["deletionTimestamp"] = _now()
+    driver.update(copy.deepcopy(fake.owner), deleted=False)
+    await driver.reconcile()
+    assert "order kill 1" in fake.acts
+    assert not [a for a in fake.acts if a.startswith("delete pod")]  # no SIGTERM
+    driver.on_pod(fake.end_pod("app-a-1", 137), deleted=False)  # it SIGKILLed itself
+    await driver.reconcile()
+    assert ("exited", "a", 1, ExitReason.from_wire("killed")) in fake.emitted
+
+
+@pytest.mark.parametrize("actor", [{"module": "pkg.mod:Thing"}, SLEEP])
+async def test_a_brutal_kill_no_order_reaches_is_a_grace_0_deletion(actor: Json) -> None:
+    # A runtime that is not connected misses the order; a command has no runtime to order.
+    driver, fake = await running([{"name": "a", "actor": actor, "shutdown": "brutal_kill"}])
+    fake.orders_reach = False
+    fake.owner["metadata"]["deletionTimestamp"] = _now()
+    driver.update(copy.deepcopy(fake.owner), deleted=False)
+    await driver.reconcile()
+    assert "delete pod app-a-1 grace 0" in fake.acts
+    assert ("order kill 1" in fake.acts) is (actor is not SLEEP)

@@ -10,6 +10,7 @@ supervisor claimed the pid's slot (fencing) before the process could connect::
     Actor.init(args)                    (raises: exit 1, crash recorded; no terminate)
     write "ready <pid>" to --ready-fd and close it
     serve until stop / crash / SIGTERM (then terminate(shutdown)) / exit signal
+        (a backend's kill order on the fence subject: SIGKILL itself, nothing more)
     release own names, answer queued calls with the exit reason
     write the exit reason's wire form to --exit-record; exit 0 if clean, else 1
 """
@@ -197,6 +198,7 @@ async def run(ns: argparse.Namespace) -> ExitReason:
     if refused is not None:
         return refused
     node.on_lease_lost = lambda: host.request_stop(NOCONNECTION)
+    node.on_kill_order = _killed  # brutal_kill: no terminate, no exit record
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, host.request_stop, SHUTDOWN)
     loop.add_signal_handler(signal.SIGINT, host.request_stop, SHUTDOWN)
@@ -218,6 +220,12 @@ async def run(ns: argparse.Namespace) -> ExitReason:
     _log_refusals(node, pid)
     await node.close(reason)
     return reason
+
+
+def _killed() -> None:
+    """Die as a SIGKILL from outside would kill us: the supervisor reads exit 137 as
+    ``killed``."""
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 async def _connect(ns: argparse.Namespace, pid: Pid, limits: Limits) -> Node | ExitReason:

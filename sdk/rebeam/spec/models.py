@@ -72,6 +72,13 @@ _ENTRY_RE: Final = re.compile(_ENTRY)
 _ENV_NAME: Final = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
 _ENV_NAME_RE: Final = re.compile(_ENV_NAME)
 _SHUTDOWN_PATTERN: Final = rf"^(brutal_kill|infinity|{DURATION_PATTERN[1:-1]})$"
+# A duration of more than 0: one of its numbers has a digit other than 0 (units have none).
+# The API server's regular expressions have no lookahead, so: pairs that are all zeros, then
+# one that is not, then any.
+_DURATION_PART: Final = DURATION_PATTERN[len("^(?:") : -len(")+$")]
+_ZERO_PART: Final = r"0+(?:\.0+)?(?:ms|s|m|h)"
+_NONZERO_PART: Final = r"(?:[0-9]*[1-9][0-9]*(?:\.[0-9]+)?|[0-9]+\.[0-9]*[1-9][0-9]*)(?:ms|s|m|h)"
+POSITIVE_DURATION_PATTERN: Final = rf"^(?:{_ZERO_PART})*{_NONZERO_PART}(?:{_DURATION_PART})*$"
 # The patterns above are also the CRD's (where '$' is the end of the text); in Python '$' also
 # matches before a final newline, so the checks below use fullmatch.
 
@@ -136,6 +143,14 @@ Duration = Annotated[
     BeforeValidator(parse_duration),
     PlainSerializer(_serialize_duration, return_type=str),
     WithJsonSchema({**_INT_OR_STRING, "pattern": DURATION_PATTERN, "minimum": 0}),
+]
+PositiveDuration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    PlainSerializer(_serialize_duration, return_type=str),
+    # Only for the API server: rebeam validate refuses 0 through rebeam.spec.rules, in the
+    # same words as the core; kubectl apply is refused by the schema before anything runs.
+    WithJsonSchema({**_INT_OR_STRING, "pattern": POSITIVE_DURATION_PATTERN, "minimum": 1}),
 ]
 ShutdownValue = Annotated[
     float | str,
@@ -379,7 +394,7 @@ class SupervisorSpec(_Model):
         description="At most this many restarts within period; one more and the "
         "supervisor gives up (stops its children and exits shutdown).",
     )
-    period: Duration = Field("5s", description="The restart intensity window.")  # type: ignore[assignment]
+    period: PositiveDuration = Field("5s", description="The restart intensity window, more than 0.")  # type: ignore[assignment]
     auto_shutdown: AutoShutdown = Field(
         AutoShutdown.NEVER,
         description="never, any_significant or all_significant: whether significant "
