@@ -590,3 +590,30 @@ async def test_a_brutal_kill_no_order_reaches_is_a_grace_0_deletion(actor: Json)
     await driver.reconcile()
     assert "delete pod app-a-1 grace 0" in fake.acts
     assert ("order kill 1" in fake.acts) is (actor is not SLEEP)
+
+
+# --- a nested supervisor --------------------------------------------------------------------
+
+
+def _sub_status(fake: FakeEffects, driver: Driver, **status: Any) -> None:
+    """The child Supervisor object's driver wrote ``status``; the watch shows it."""
+    [sub] = [o for (plural, _), o in fake.objects.items() if plural == "supervisors"]
+    sub["status"] = {"supervisorIncarnation": 1, **status}
+    sub["metadata"]["resourceVersion"] = fake._next()
+    driver.on_child_object(copy.deepcopy(sub), deleted=False)
+
+
+async def test_a_child_supervisors_exit_is_told_only_after_its_own_end_was() -> None:
+    sub = {"name": "sub", "supervisor": {"children": [{"name": "x", "actor": SLEEP}]}}
+    driver, fake = await started([sub])
+    _sub_status(fake, driver, phase="Running")
+    await driver.reconcile()
+    assert _told(fake, "started", "sub", 1) == 1
+    # Its driver has persisted its end, and not yet published its own shutdown event.
+    shutdown = {"event": "shutdown", "reason": "shutdown"}
+    _sub_status(fake, driver, phase="Terminated", exitReason="shutdown", outbox=[shutdown])
+    await driver.reconcile()
+    assert _told(fake, "exited", "sub", 1) == 0
+    _sub_status(fake, driver, phase="Terminated", exitReason="shutdown", outbox=[])  # told
+    await driver.reconcile()
+    assert _told(fake, "exited", "sub", 1) == 1
