@@ -31,11 +31,6 @@ TIMEOUT_KILL_RACE = (
     "a child killed when its shutdown time ran out is reported killed by the operator only"
     " if it sees the pod's last status; when the pod is gone first, it reports shutdown"
 )
-SLOW_START_TREE = (
-    "the operator answers a tree request during a start at once, from its state (gate"
-    " 'starting', later 'undefined'); rebeam run waits for the start to end, as OTP"
-    " waits out an init"
-)
 
 STARTED_ABC = ("app/a#1 started", "app/b#1 started", "app/c#1 started")
 
@@ -417,7 +412,6 @@ ROWS: list[Row] = [
         name="requests_during_a_slow_start_wait_for_it",
         manifest=slow_start,
         steps=[DuringSlowStart("app/pool"), Stop()],
-        operator_differs=SLOW_START_TREE,
         events=[
             "app/pool#1 started",
             "app/pool/worker-1#1 started",
