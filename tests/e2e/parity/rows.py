@@ -27,11 +27,6 @@ from tests.e2e.parity.harness import (
     supervisor,
 )
 
-TIMEOUT_KILL_RACE = (
-    "a child killed when its shutdown time ran out is reported killed by the operator only"
-    " if it sees the pod's last status; when the pod is gone first, it reports shutdown"
-)
-
 STARTED_ABC = ("app/a#1 started", "app/b#1 started", "app/c#1 started")
 
 
@@ -216,8 +211,6 @@ ROWS: list[Row] = [
             "app/a#1 exited shutdown",
             "app shutdown shutdown",
         ],
-        operator_differs=TIMEOUT_KILL_RACE,
-        operator_race=True,
     ),
     Row(
         name="intensity_exceeded_gives_up",
