@@ -269,5 +269,10 @@ async def _observe_child_supervisor(
     if status is ChildStatus.STARTING and phase in ("Running", "Restarting"):
         return [_UP]
     if phase in ("Terminated", "GaveUp", "Failed"):
+        if st.get("outbox"):
+            # Its driver has decided its end but not told it yet: its own lifecycle event
+            # (``shutdown``, ``gave_up``) comes first, as the child ends before its parent
+            # can see it end. Clearing the outbox is a status write: the watch wakes us.
+            return []
         return [_end(ExitReason.from_wire(st.get("exitReason") or "shutdown"), status)]
     return []

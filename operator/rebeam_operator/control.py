@@ -15,6 +15,14 @@ it to the core in its next pass as the same request ``rebeam run`` feeds, persis
 outcome and only then replies: start-child replies once the child's pod runs or its start
 failed, as OTP's ``start_child`` does.
 
+A request to a supervisor still in its init waits for the init to end, as OTP queues a call
+to a supervisor in init and as ``rebeam run`` does: the core keeps a child request in its
+mailbox until then, and a tree request waits until no supervisor of the namespace is
+starting (each driver announces its passes: ``World.passes``). The wait is bounded by
+``REPLY_DEADLINE`` (then ``timeout``); a supervisor that ends meanwhile answers ``noproc``.
+Each request is answered in a task of its own, at most ``MAX_IN_PROGRESS`` at once (then
+``busy``), as ``rebeam run`` answers (``rebeam._management_server``).
+
 Namespaces where this operator drives nothing get no answer at all, so a ``rebeam run`` of
 the same namespace on the same NATS is never answered for by the operator. As ``rebeam run``
 does (``rebeam._management_server``), it answers only on a request inbox, and refuses
@@ -74,7 +82,7 @@ class ControlServer(RequestAnswerer):
         namespaces = self.world.settings.namespaces or ("*",)
         for namespace in namespaces:
             subject = _subjects.control_subscription(namespace)
-            self._subscriptions.append(await messaging.nc.subscribe(subject, cb=self._handle))
+            self._subscriptions.append(await messaging.nc.subscribe(subject, cb=self._accept))
         log.info("answering control requests for namespaces %s", ",".join(namespaces))
 
     async def _caught_up(self) -> None:
@@ -110,28 +118,35 @@ class ControlServer(RequestAnswerer):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(world.host_seen.wait(), remaining)
 
-    async def _handle(self, msg: Any) -> None:
+    async def _accept(self, msg: Any) -> None:
         parsed = _subjects.control_request(msg.subject)
         if parsed is None:
             return  # not a management request's subject: nothing to answer
-        operation, requester = parsed
-        drivers: list[DriverView] = [
-            d for d in self.world.drivers.values() if d.host.namespace == requester.namespace
-        ]
-        if not drivers:
+        if not self._drivers(parsed[1].namespace):
             return  # not ours: stay silent (a rebeam run may answer)
+        await self.accept(msg, self._handle)
+
+    def _drivers(self, namespace: str) -> list[DriverView]:
+        return [d for d in self.world.drivers.values() if d.host.namespace == namespace]
+
+    async def _handle(self, msg: Any) -> None:
+        parsed = _subjects.control_request(msg.subject)
+        assert parsed is not None, "accepted only with a request's subject"
+        operation, requester = parsed
 
         async def handle(operation: str, request: dict[str, Any]) -> dict[str, Any]:
-            return await self._answer(operation, request, drivers, requester)
+            return await self._answer(operation, request, requester)
 
         await self.answer(msg, operation, handle)
 
     async def _answer(
-        self, operation: str, request: dict[str, Any], drivers: list[DriverView], requester: Pid
+        self, operation: str, request: dict[str, Any], requester: Pid
     ) -> dict[str, Any]:
+        drivers = self._drivers(requester.namespace)
         if operation == "tree":
             await self._allowed(requester, operation, None, "")
-            return {"ok": tree(drivers)}
+            await self._inits_done(requester.namespace)
+            return {"ok": tree(self._drivers(requester.namespace))}
         path = request_path(request)
         if operation == "start-child":
             driver = _find(drivers, path)
@@ -155,6 +170,23 @@ class ControlServer(RequestAnswerer):
         }
         make = makers[operation]
         return await _ask(driver, parent, child, lambda rid: make(rid, child))
+
+    async def _inits_done(self, namespace: str) -> None:
+        """Until no supervisor of ``namespace`` is in its init (as OTP's which_children waits
+        out an init), at most ``REPLY_DEADLINE``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + REPLY_DEADLINE
+        while True:
+            # Looked at before taking the wake-up, with no await in between: a pass that
+            # ends an init after this look is announced to this waiter.
+            starting = [d.host.path for d in self._drivers(namespace) if d.starting]
+            if not starting:
+                return
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise Refusal.of("timeout", supervisor=starting[0], seconds=REPLY_DEADLINE)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.world.passes.waiter(), remaining)
 
     async def _allowed(
         self, requester: Pid, operation: str, target: DriverView | None, path: str

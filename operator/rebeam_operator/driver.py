@@ -41,6 +41,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from rebeam import metrics_supervision
+from rebeam._wakeups import Wakeups
 from rebeam.exits import SHUTDOWN
 from rebeam.pids import Pid
 from rebeam.spec.models import Child
@@ -87,7 +88,9 @@ Json = dict[str, Any]
 class Driver:
     """The driver of one object (``body``); it acts on the world only through ``effects``."""
 
-    def __init__(self, settings: Settings, body: Json, effects: Effects) -> None:
+    def __init__(
+        self, settings: Settings, body: Json, effects: Effects, passes: Wakeups | None = None
+    ) -> None:
         self.settings = settings
         self.body = body
         self.host: Host = host_from_body(body)
@@ -101,13 +104,25 @@ class Driver:
         self.wake = asyncio.Event()
         self.backoff = Backoff()
         self.refusals = Backoff()  # how long a spec that cannot be run waits to be looked at
+        # Announced after each pass: a tree request waits for the inits to end (control.py).
+        self.passes = passes if passes is not None else Wakeups()
 
     @classmethod
     def in_world(cls, services: Services, body: Json) -> Driver:
         """The driver of ``body`` in the operator's world. Raises InvalidObject."""
-        return cls(services.settings, body, WorldEffects(services, host_from_body(body)))
+        effects = WorldEffects(services, host_from_body(body))
+        return cls(services.settings, body, effects, services.passes)
 
     # --- what others see (view.py) ---------------------------------------------------------
+
+    @property
+    def starting(self) -> bool:
+        core = self.core
+        return (
+            core is not None
+            and core.state is SupervisorState.STARTING
+            and not subtrees.is_killed(self.record, self.host)  # it stopped where it was
+        )
 
     @property
     def child_exits(self) -> Mapping[str, Json]:
@@ -178,6 +193,8 @@ class Driver:
                 self.log.exception("pass failed; retrying in %gs", delay)
                 await asyncio.sleep(delay)  # events do not cut it short: no spinning
                 continue
+            finally:
+                self.passes.announce()
             self.backoff.succeeded()
             if result.done:
                 return
@@ -344,9 +361,7 @@ class Driver:
         ):
             commands += metrics_supervision.handle(core, event, time.time(), *where)
             changed = True
-        if core.state is SupervisorState.TERMINATED:
-            self.requests.forget(f"{host.path} is not running")
-        else:
+        if core.state is not SupervisorState.TERMINATED:
             converge = [] if wants_stop else converging.requests(record, core, host, self.log)
             for event in converge + self.requests.take():
                 commands += metrics_supervision.handle(core, event, time.time(), *where)
@@ -355,6 +370,8 @@ class Driver:
             record.note(notice, intensity=core.flags.intensity, period=host.spec.period)
         converging.answered(record, commands, self.log)
         self.requests.answered(commands)
+        if core.state is SupervisorState.TERMINATED:
+            self.requests.ended()  # what it did not answer, it never will
         return subtrees.note_timed_stops(record, core, now) or changed
 
     def _status_outdated(self, core: Supervisor, now: float) -> bool:

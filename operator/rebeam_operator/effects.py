@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol, TypeAlias
 
+from rebeam._wakeups import Wakeups
 from rebeam.events import LifecycleEvent
 from rebeam.exits import ExitReason
 from rebeam.pids import Pid
@@ -36,6 +37,10 @@ class Services(Protocol):
 
     @property
     def messaging(self) -> Messaging: ...
+
+    @property
+    def passes(self) -> Wakeups:
+        """Announced after every driver's pass (a management request may wait for one)."""
 
     async def node_ready(self, name: str) -> bool: ...
 

@@ -60,6 +60,13 @@ class Requests:
         self._fed.clear()
         self._answers.clear()
 
+    def ended(self) -> None:
+        """The supervisor has ended: every request it has not answered gets ``noproc`` (its
+        caller asked an ended process, as in OTP), delivered with the others."""
+        for request_id in self._waiting:
+            self._answers.setdefault(request_id, Error("noproc"))
+        self._queued.clear()
+
     def drop(self, future: asyncio.Future[Ok | Error]) -> None:
         for key, value in list(self._waiting.items()):
             if value is future:

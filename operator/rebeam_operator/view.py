@@ -28,6 +28,10 @@ class DriverView(Protocol):
         """The supervision core, None before the first incarnation starts."""
 
     @property
+    def starting(self) -> bool:
+        """Its supervisor is in its init (a tree request waits for that to end)."""
+
+    @property
     def child_exits(self) -> Mapping[str, Json]:
         """How each child last ended (status's ``childExits``)."""
 

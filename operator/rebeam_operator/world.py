@@ -16,6 +16,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
+from rebeam._wakeups import Wakeups
 from rebeam_operator.driver import Driver
 from rebeam_operator.hosts import LABEL_HOST, InvalidObject
 from rebeam_operator.kube import Kube
@@ -39,6 +40,7 @@ class World:
         self.kube = kube
         self.messaging = messaging
         self.drivers: dict[str, Driver] = {}
+        self.passes = Wakeups()  # every driver announces each of its passes
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self._nodes: dict[str, tuple[float, bool]] = {}
         # uids of every object handed to on_host, driven or not, until the management API

@@ -6,11 +6,17 @@ e2e test_operator_dynamic.py restarts a real operator and asks at once."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
+from rebeam import _subjects
+from rebeam._management_server import MAX_IN_PROGRESS
+from rebeam._wakeups import Wakeups
+from rebeam.pids import Pid
 from rebeam_operator import control
 from rebeam_operator.control import ControlServer
 from rebeam_operator.settings import Settings
@@ -101,3 +107,96 @@ async def test_gives_up_waiting_after_the_deadline(monkeypatch: pytest.MonkeyPat
 
 async def test_answers_anyway_when_the_api_server_cannot_list() -> None:
     await asyncio.wait_for(ControlServer(world(FakeKube({}, fail=True)))._caught_up(), 5)
+
+
+# --- requests while a supervisor is in its init ---------------------------------------------
+
+
+@dataclass
+class FakeHost:
+    namespace: str = "ns"
+    path: str = "app"
+
+
+@dataclass
+class FakeDriver:
+    """What the tree request reads of a driver here: its namespace, and whether it starts."""
+
+    starting: bool
+    host: FakeHost = field(default_factory=FakeHost)
+
+
+@dataclass
+class Msg:
+    subject: str
+    reply: str = "_INBOX.test"
+    data: bytes = b"{}"
+    answers: list[Json] = field(default_factory=list)
+    answered: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def respond(self, data: bytes) -> None:
+        self.answers.append(json.loads(data))
+        self.answered.set()
+
+
+@dataclass
+class ServingWorld:
+    drivers: dict[str, Any]
+    passes: Wakeups = field(default_factory=Wakeups)
+
+
+def serving(monkeypatch: pytest.MonkeyPatch, drivers: list[FakeDriver]) -> ControlServer:
+    """A control server of a world of ``drivers``, where everyone may ask, and whose tree
+    says which drivers were starting when it was read."""
+
+    async def allowed(*_: Any) -> None:
+        return None
+
+    monkeypatch.setattr(ControlServer, "_allowed", allowed)
+    monkeypatch.setattr(control, "tree", lambda ds: [d.starting for d in ds])
+    return ControlServer(ServingWorld({str(i): d for i, d in enumerate(drivers)}))  # type: ignore[arg-type]
+
+
+def tree_request() -> Msg:
+    return Msg(_subjects.control("ns", "tree", Pid.for_client("ns")))
+
+
+async def test_a_tree_request_waits_until_no_supervisor_is_in_its_init(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gate, pool = FakeDriver(starting=True), FakeDriver(starting=False)
+    server = serving(monkeypatch, [gate, pool])
+    msg = tree_request()
+    await server._accept(msg)
+    server.world.passes.announce()  # a pass that ended no init
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(msg.answered.wait(), 0.2)
+    assert msg.answers == []  # still waiting
+    gate.starting = False
+    server.world.passes.announce()
+    await asyncio.wait_for(msg.answered.wait(), 5)
+    assert msg.answers == [{"ok": [False, False]}]
+
+
+async def test_a_waiting_request_holds_up_no_other(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At most MAX_IN_PROGRESS wait; the next is answered busy at once."""
+    server = serving(monkeypatch, [FakeDriver(starting=True)])
+    waiting = [tree_request() for _ in range(MAX_IN_PROGRESS)]
+    for msg in waiting:
+        await server._accept(msg)
+    flood = tree_request()
+    await server._accept(flood)
+    assert [a["code"] for a in flood.answers] == ["busy"]
+    assert server.busy == 1
+    server.cancel_in_progress()
+
+
+async def test_a_tree_request_gives_up_after_the_reply_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(control, "REPLY_DEADLINE", 0.2)
+    server = serving(monkeypatch, [FakeDriver(starting=True)])
+    msg = tree_request()
+    await server._accept(msg)
+    await asyncio.wait_for(msg.answered.wait(), 5)
+    assert [a["code"] for a in msg.answers] == ["timeout"]

@@ -18,7 +18,13 @@ import pytest
 from rebeam.exits import ExitReason, crash
 from rebeam.pids import Pid
 from rebeam.spec.to_core import child_specs, supervisor_flags
-from rebeam.supervision import ChildExited, ChildStarted, Supervisor
+from rebeam.supervision import (
+    ChildExited,
+    ChildStarted,
+    Error,
+    Supervisor,
+    TerminateChildRequest,
+)
 from rebeam_operator.driver import Driver
 from rebeam_operator.hosts import ANN_DECIDED_SEQ, ANN_STOP, FINALIZER, Host, host_from_body
 from rebeam_operator.kube import Conflict
@@ -590,3 +596,50 @@ async def test_a_brutal_kill_no_order_reaches_is_a_grace_0_deletion(actor: Json)
     await driver.reconcile()
     assert "delete pod app-a-1 grace 0" in fake.acts
     assert ("order kill 1" in fake.acts) is (actor is not SLEEP)
+
+
+# --- a nested supervisor --------------------------------------------------------------------
+
+
+def _sub_status(fake: FakeEffects, driver: Driver, **status: Any) -> None:
+    """The child Supervisor object's driver wrote ``status``; the watch shows it."""
+    [sub] = [o for (plural, _), o in fake.objects.items() if plural == "supervisors"]
+    sub["status"] = {"supervisorIncarnation": 1, **status}
+    sub["metadata"]["resourceVersion"] = fake._next()
+    driver.on_child_object(copy.deepcopy(sub), deleted=False)
+
+
+async def test_a_child_supervisors_exit_is_told_only_after_its_own_end_was() -> None:
+    sub = {"name": "sub", "supervisor": {"children": [{"name": "x", "actor": SLEEP}]}}
+    driver, fake = await started([sub])
+    _sub_status(fake, driver, phase="Running")
+    await driver.reconcile()
+    assert _told(fake, "started", "sub", 1) == 1
+    # Its driver has persisted its end, and not yet published its own shutdown event.
+    shutdown = {"event": "shutdown", "reason": "shutdown"}
+    _sub_status(fake, driver, phase="Terminated", exitReason="shutdown", outbox=[shutdown])
+    await driver.reconcile()
+    assert _told(fake, "exited", "sub", 1) == 0
+    _sub_status(fake, driver, phase="Terminated", exitReason="shutdown", outbox=[])  # told
+    await driver.reconcile()
+    assert _told(fake, "exited", "sub", 1) == 1
+
+
+# --- management requests ----------------------------------------------------------------------
+
+
+async def test_a_request_to_a_supervisor_that_has_ended_is_answered_noproc() -> None:
+    driver, fake = await running([{"name": "a", "actor": SLEEP}])
+    fake.owner["metadata"].setdefault("annotations", {})[ANN_STOP] = "1"  # its parent stops it
+    driver.update(copy.deepcopy(fake.owner), deleted=False)
+    for _ in range(PASS_LIMIT):
+        await driver.reconcile()
+        if status(fake)["phase"] == "Terminated":
+            break
+        for name in {"app-a-1"} - set(fake.pods):  # the watch tells of deleted pods
+            driver.on_pod({"metadata": {"name": name}}, deleted=True)
+    assert status(fake)["phase"] == "Terminated"
+    asked = driver.ask(lambda rid: TerminateChildRequest(rid, "a"))
+    await driver.reconcile()
+    assert asked.done()
+    assert asked.result() == Error("noproc")  # at once, as OTP's call to an ended process

@@ -9,24 +9,10 @@ is how the waiting requests hear that a supervisor was created: each one looks a
 
 from __future__ import annotations
 
-import asyncio
+from rebeam._wakeups import Wakeups
 
 __all__ = ["Arrivals"]
 
 
-class Arrivals:
-    def __init__(self) -> None:
-        self._next: asyncio.Future[None] | None = None
-
-    def announce(self) -> None:
-        """A supervisor was created: wake everyone waiting."""
-        if self._next is not None and not self._next.done():
-            self._next.set_result(None)
-        self._next = None
-
-    async def next(self) -> None:
-        """Until the next :meth:`announce`."""
-        if self._next is None:
-            self._next = asyncio.get_running_loop().create_future()
-        # Shielded: one waiter that gives up must not cancel the others' wait.
-        await asyncio.shield(self._next)
+class Arrivals(Wakeups):
+    """:meth:`announce` once a supervisor was created."""

@@ -19,8 +19,6 @@ of their choosing.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -30,7 +28,6 @@ from rebeam._management_protocol import (
     Refusal,
     child_path,
     core_refusal,
-    error_reply,
     request_path,
 )
 from rebeam._management_server import RequestAnswerer
@@ -54,19 +51,13 @@ __all__ = ["ControlServer"]
 
 log = logging.getLogger("rebeam.run")
 
-# Requests being answered at once. A request may wait for a tree that is starting (as long as
-# its starts take); more than this many at once is somebody flooding the run.
-MAX_IN_PROGRESS = 64
-
 
 class ControlServer(RequestAnswerer):
     def __init__(self, run: LocalRun, nc: Any) -> None:
         super().__init__(log)
         self.run = run
         self.nc = nc
-        self.busy = 0  # requests refused because MAX_IN_PROGRESS were being answered
         self._subscriptions: list[Any] = []
-        self._in_progress: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         subject = _subjects.control_subscription(self.run.options.namespace)
@@ -78,24 +69,11 @@ class ControlServer(RequestAnswerer):
                 await subscription.unsubscribe()
             except Exception as exc:  # the connection may already be gone at the end
                 log.debug("unsubscribe failed: %s", exc)
-        for task in list(self._in_progress):
-            task.cancel()
+        self.cancel_in_progress()
 
     async def _accept(self, msg: Any) -> None:
-        """Each request in a task of its own: NATS hands one subscription's messages over
-        one at a time, and a request waiting for a starting supervisor must not hold up the
-        others (a child's init may be asking a supervisor that runs already)."""
-        if len(self._in_progress) >= MAX_IN_PROGRESS:
-            self.busy += 1
-            self._ratelog.warning("refused a request: too many in progress", msg.subject[:200])
-            if msg.reply and _subjects.is_inbox(msg.reply):
-                busy = error_reply("busy", count=MAX_IN_PROGRESS)
-                await msg.respond(json.dumps(busy).encode())
-            return
-        task = asyncio.create_task(self._handle(msg))
-        self._in_progress.add(task)
-        task.add_done_callback(self._in_progress.discard)
-        task.add_done_callback(_unanswered)
+        """Each request in a task of its own (``rebeam._management_server`` says why)."""
+        await self.accept(msg, self._handle)
 
     async def _handle(self, msg: Any) -> None:
         parsed = _subjects.control_request(msg.subject)
@@ -134,12 +112,6 @@ class ControlServer(RequestAnswerer):
         if runner is None:
             raise Refusal.of("no_supervisor", supervisor=path)
         return runner
-
-
-def _unanswered(task: asyncio.Task[None]) -> None:
-    """A reply that could not be sent (the connection went at the end): nobody to tell."""
-    if not task.cancelled() and task.exception() is not None:
-        log.debug("a control reply was not sent: %s", task.exception())
 
 
 def _reply(

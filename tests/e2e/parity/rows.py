@@ -27,20 +27,6 @@ from tests.e2e.parity.harness import (
     supervisor,
 )
 
-NESTED_EXIT_ORDER = (
-    "the operator publishes a parent's 'exited' of a child supervisor before that supervisor's"
-    " own 'shutdown'; rebeam run publishes them in the order they happen"
-)
-TIMEOUT_KILL_RACE = (
-    "a child killed when its shutdown time ran out is reported killed by the operator only"
-    " if it sees the pod's last status; when the pod is gone first, it reports shutdown"
-)
-SLOW_START_TREE = (
-    "the operator answers a tree request during a start at once, from its state (gate"
-    " 'starting', later 'undefined'); rebeam run waits for the start to end, as OTP"
-    " waits out an init"
-)
-
 STARTED_ABC = ("app/a#1 started", "app/b#1 started", "app/c#1 started")
 
 
@@ -225,8 +211,6 @@ ROWS: list[Row] = [
             "app/a#1 exited shutdown",
             "app shutdown shutdown",
         ],
-        operator_differs=TIMEOUT_KILL_RACE,
-        operator_race=True,
     ),
     Row(
         name="intensity_exceeded_gives_up",
@@ -416,13 +400,11 @@ ROWS: list[Row] = [
             "app/a#1 exited shutdown",
             "app shutdown shutdown",
         ],
-        operator_differs=NESTED_EXIT_ORDER,
     ),
     Row(
         name="requests_during_a_slow_start_wait_for_it",
         manifest=slow_start,
         steps=[DuringSlowStart("app/pool"), Stop()],
-        operator_differs=f"{SLOW_START_TREE}; and {NESTED_EXIT_ORDER}",
         events=[
             "app/pool#1 started",
             "app/pool/worker-1#1 started",
