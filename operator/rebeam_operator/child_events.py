@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from rebeam.exits import KILLED, NOCONNECTION, SHUTDOWN, ExitReason, crash
+from rebeam.exits import KILLED, NOCONNECTION, SHUTDOWN, ExitReason, not_ready_within
 from rebeam.pids import Pid
 from rebeam.spec.models import Child
 from rebeam.spec.readiness import uses_entry
@@ -184,7 +184,7 @@ async def _observe_actor(
         created = created_at(pod) or now
         if now - created > spec.start_timeout:
             await look.effects.delete_pod(name, 0)
-            reason = crash(message=f"not Running within startTimeout {spec.start_timeout:g}s")
+            reason = not_ready_within(spec.start_timeout)
             return [_end(reason, status)]
         return []
     if (view.node and not view.deleting) or (view.node and stopping):

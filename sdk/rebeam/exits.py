@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 from rebeam._limits import MAX_REASON_DEPTH, describe, exceeds_depth, loads_json
-from rebeam.readiness import WATCHDOG_EXCEPTION
+from rebeam.readiness import NOT_READY_EXCEPTION, WATCHDOG_EXCEPTION
 
 JSONValue: TypeAlias = Any
 """A JSON-like value: None, bool, int, float, str, list, dict with str keys."""
@@ -46,8 +46,10 @@ __all__ = [
     "ExitKind",
     "ExitReason",
     "crash",
+    "ended_before_ready",
     "from_container_end",
     "from_process_end",
+    "not_ready_within",
     "shutdown_with",
 ]
 
@@ -213,7 +215,13 @@ def from_process_end(
       supervisor asked it to stop is ``shutdown`` as well.
     * Exit code 0 is ``normal``.
     * Anything else is a crash carrying the exit code or the signal name.
+
+    A command started through the readiness entry that ended before it was ready left the
+    entry's not-ready mark as its record: its reason by these rules is then worded as a failed
+    start (:func:`ended_before_ready`).
     """
+    if recorded is not None and _is_not_ready_mark(recorded):
+        return ended_before_ready(from_process_end(returncode, stop_requested=stop_requested))
     if returncode == -_signal.SIGKILL:
         # A watchdog's kill says why it killed (rebeam.readiness): that is kept, unless the
         # supervisor was stopping it anyway.
@@ -230,6 +238,35 @@ def from_process_end(
     if returncode < 0:
         return crash(signal=_signal_name(-returncode))
     return crash(exit_code=returncode)
+
+
+def ended_before_ready(reason: ExitReason) -> ExitReason:
+    """How a command that ended with ``reason`` before it was ready failed its start, in
+    words: ``NotReady: exited before it was ready (exit code 3)``. Exit code 0 is no start
+    either. A kill or a stop stays what it is, and so does a crash that says why itself (the
+    entry could not run the program)."""
+    if reason.kind is ExitKind.NORMAL:
+        reason = crash(exit_code=0)
+    details = reason.details
+    if reason.kind is not ExitKind.CRASH or details is None or details.exception_type:
+        return reason
+    return crash(
+        exception_type=NOT_READY_EXCEPTION,
+        message=f"exited before it was ready ({details.summary()})",
+        exit_code=details.exit_code,
+        signal=details.signal,
+    )
+
+
+def not_ready_within(seconds: float) -> ExitReason:
+    """The failed start of a child that was not ready (an actor's init had not returned, a
+    command's readiness had not passed) within its ``startTimeout``."""
+    return crash(exception_type="StartTimeout", message=f"not ready within {seconds:g}s")
+
+
+def _is_not_ready_mark(recorded: ExitReason) -> bool:
+    """The readiness entry's mark alone (docs/readiness.md, "How it works")."""
+    return recorded.details == CrashDetails(exception_type=NOT_READY_EXCEPTION)
 
 
 def _is_watchdog(recorded: ExitReason) -> bool:

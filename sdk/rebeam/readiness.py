@@ -18,6 +18,12 @@ same line the Python runtime writes — and then, while it lives, ``status <text
 a watchdog it keeps checking; a command that stops answering is SIGKILLed, after the watcher
 wrote why to the exit record.
 
+Until the command is ready its exit record holds a mark (:data:`NOT_READY_EXCEPTION`): the
+entry writes it before the command runs, the watcher clears it just before it says ready. A
+command that ends before then leaves the mark, and both backends read it from there (locally
+the record file, in a pod the termination message): :mod:`rebeam.exits` turns it and the real
+exit status into the same failed start.
+
 Only the standard library is imported here: under ``rebeam run`` the entry runs as a script
 in isolated mode, so its start costs no imports of rebeam's own.
 """
@@ -41,11 +47,16 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-__all__ = ["WATCHDOG_EXCEPTION", "check_argument", "main"]
+__all__ = ["NOT_READY_EXCEPTION", "WATCHDOG_EXCEPTION", "check_argument", "main"]
 
 WATCHDOG_EXCEPTION: Final = "Watchdog"
 """The exception_type of the crash a watchdog kill records (rebeam.exits keeps it over the
 SIGKILL that follows)."""
+
+NOT_READY_EXCEPTION: Final = "NotReady"
+"""The exception_type of the mark the exit record holds until the command is ready (the mark
+is that alone: ``{"crash": {"exception_type": "NotReady"}}``), and of the failed start that
+rebeam.exits makes of it."""
 
 MAX_DATAGRAM: Final = 4096  # a notify message; larger ones are refused
 MAX_STATUS: Final = 200  # characters of STATUS= passed on
@@ -176,9 +187,19 @@ class _Host:
     """The ready pipe: what the supervisor hears from the watcher. ``quiet``: the ready line
     only (in a pod it is a file a probe reads, and status lines would only make it grow)."""
 
-    def __init__(self, fd: int, *, quiet: bool = False) -> None:
+    def __init__(self, fd: int, exit_record: str, *, quiet: bool = False) -> None:
         self.fd = fd
+        self.exit_record = exit_record
         self.quiet = quiet
+
+    def ready(self) -> None:
+        """Clear the not-ready mark, then say ready: an end from now on is the command's own
+        (in that order, so that a supervisor told ready never reads the mark)."""
+        with contextlib.suppress(OSError):
+            # Emptied, not removed: in a pod the record is the termination-message file,
+            # which the kubelet made and may have mounted there.
+            open(self.exit_record, "w").close()
+        self.say("ready")
 
     def say(self, line: str) -> None:
         if self.quiet and line != "ready":
@@ -278,7 +299,7 @@ def _watch(
     if check["kind"] == "fd":
         assert fd is not None
         if _fd_ready(fd):
-            host.say("ready")
+            host.ready()
             # Keep reading what else it writes: a write to a pipe nobody reads would kill it
             # with SIGPIPE.
             while os.read(fd, 4096):
@@ -292,7 +313,7 @@ def _watch(
     _probe_until(probe, None)  # the supervisor's startTimeout bounds this wait
     if _Stop.requested:
         return  # stopped while starting: it never was ready
-    host.say("ready")
+    host.ready()
     while interval:
         time.sleep(interval)
         answered = _Stop.requested or _probe_until(probe, time.monotonic() + interval)
@@ -308,7 +329,7 @@ def _watch_notify(
 ) -> None:
     while not notify.ready:
         notify.receive(None)
-    notify.host.say("ready")
+    notify.host.ready()
     deadline = time.monotonic() + interval if interval else None
     while True:  # STATUS and STOPPING are passed on for as long as the command runs
         notify.receive(deadline)
@@ -403,11 +424,13 @@ def main(argv: list[str] | None = None) -> int:
         fd_read, fd_write = os.pipe()
         os.set_inheritable(fd_write, True)
         env["REBEAM_READY_FD"] = str(fd_write)
+    # Before the watcher exists, so that it can only clear the mark after this wrote it.
+    _record(args.exit_record, {"crash": {"exception_type": NOT_READY_EXCEPTION}})
     command_pid = os.getpid()
     if os.fork() == 0:
         if check["kind"] == "fd":
             os.close(fd_write)  # so that the command closing its end is seen
-        host = _Host(args.ready_fd, quiet=args.quiet)
+        host = _Host(args.ready_fd, args.exit_record, quiet=args.quiet)
         _become_watcher(check, command_pid, host, args.exit_record, notify, fd_read)
     os.close(args.ready_fd)
     if fd_read is not None:

@@ -6,7 +6,9 @@ answering, and says so in its exit reason."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +17,8 @@ from pathlib import Path
 import pytest
 
 import rebeam.readiness
+from rebeam.events import read_exit_record
+from rebeam.exits import KILLED, from_process_end
 from tests.local.conftest import (
     REBEAM,
     SLEEPER,
@@ -174,6 +178,46 @@ def test_a_failed_restart_is_retried_and_counted(rebeam_run: StartRun, tmp_path:
         assert failure["reason"]["crash"]["message"] == "exited before it was ready (exit code 4)"
     assert "app gave up: flaky needed more than 2 restarts in 60s" in run.stderr()
     assert run.exit_code() == 1
+
+
+def run_entry(
+    tmp_path: Path, check: str, program: str
+) -> tuple[subprocess.Popen[bytes], int, Path]:
+    """The readiness entry as a backend runs it, on ``sh -c program``: the process, the
+    read end of its ready pipe, and its exit record."""
+    record = tmp_path / "exit.json"
+    read_fd, write_fd = os.pipe()
+    entry = [sys.executable, "-I", rebeam.readiness.__file__, "--ready-fd", str(write_fd)]
+    process = subprocess.Popen(
+        [*entry, "--exit-record", str(record), "--check", check, "--", "sh", "-c", program],
+        pass_fds=(write_fd,),
+    )
+    os.close(write_fd)
+    return process, read_fd, record
+
+
+def test_the_record_says_not_ready_until_ready(tmp_path: Path) -> None:
+    # Both backends read a start failure's reason from the exit record (in a pod, the
+    # termination message): the entry marks it until the command is ready.
+    check = rebeam.readiness.check_argument("tcp", {"port": free_port()}, None)
+    process, read_fd, record = run_entry(tmp_path, check, "exit 3")
+    assert process.wait(timeout=30) == 3
+    os.close(read_fd)
+    reason = from_process_end(3, recorded=read_exit_record(record))
+    assert str(reason) == "crash (NotReady: exited before it was ready (exit code 3))"
+
+    check = rebeam.readiness.check_argument("fd", {}, None)
+    process, read_fd, record = run_entry(
+        tmp_path, check, 'echo up >&"$REBEAM_READY_FD"; exec sleep 300'
+    )
+    try:
+        with os.fdopen(read_fd, "rb") as ready:
+            assert ready.readline() == b"ready\n"
+        assert read_exit_record(record) is None  # cleared before ready was said
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+    assert from_process_end(-signal.SIGKILL, recorded=read_exit_record(record)) == KILLED
 
 
 def test_start_timeout(rebeam_run: StartRun) -> None:

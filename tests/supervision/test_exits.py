@@ -25,6 +25,14 @@ from rebeam.exits import (
 )
 
 BOOM = crash(exception_type="ValueError", message="boom", traceback="Traceback ...")
+# The readiness entry's record until its command is ready (docs/readiness.md).
+MARK = ExitReason.from_wire({"crash": {"exception_type": "NotReady"}})
+
+
+def not_ready(summary: str, **details: object) -> ExitReason:
+    return crash(
+        exception_type="NotReady", message=f"exited before it was ready ({summary})", **details
+    )
 
 
 @pytest.mark.parametrize(
@@ -44,6 +52,15 @@ BOOM = crash(exception_type="ValueError", message="boom", traceback="Traceback .
         (3, False, None, crash(exit_code=3)),  # a command's non-zero exit
         (-signal.SIGSEGV, False, None, crash(signal="SIGSEGV")),
         (143, False, None, crash(exit_code=143)),  # a shell's code without our stop request
+        # A command that ended before it was ready left the entry's mark: a failed start.
+        (3, False, MARK, not_ready("exit code 3", exit_code=3)),
+        (0, False, MARK, not_ready("exit code 0", exit_code=0)),  # exit 0 is no start either
+        (-signal.SIGSEGV, False, MARK, not_ready("signal SIGSEGV", signal="SIGSEGV")),
+        (-signal.SIGKILL, False, MARK, KILLED),  # a kill, a stop stay what they are
+        (-signal.SIGTERM, True, MARK, SHUTDOWN),
+        (0, True, MARK, SHUTDOWN),
+        # A record that only looks like the mark is the runtime's own.
+        (1, False, not_ready("exit code 1", exit_code=1), not_ready("exit code 1", exit_code=1)),
     ],
 )
 def test_process_end_mapping(
@@ -64,6 +81,16 @@ def test_process_end_mapping(
         ({"exit_code": 2, "reason": "Error"}, crash(exit_code=2)),
         ({"exit_code": 1, "reason": "Error", "recorded": BOOM}, BOOM),
         ({"exit_code": 0, "signal": signal.SIGKILL}, KILLED),
+        # The mark is the termination message: the same failed start as rebeam run's.
+        (
+            {"exit_code": 3, "reason": "Error", "recorded": MARK},
+            not_ready("exit code 3", exit_code=3),
+        ),
+        (
+            {"exit_code": 0, "reason": "Completed", "recorded": MARK},
+            not_ready("exit code 0", exit_code=0),
+        ),
+        ({"exit_code": 137, "reason": "Error", "recorded": MARK}, KILLED),
     ],
 )
 def test_container_end_mapping(kwargs: dict[str, object], expected: ExitReason) -> None:

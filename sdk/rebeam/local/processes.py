@@ -36,7 +36,13 @@ from typing import Any
 import rebeam.readiness
 from rebeam._orphans import die_with_parent
 from rebeam.events import read_exit_record
-from rebeam.exits import ExitKind, ExitReason, crash, from_process_end
+from rebeam.exits import (
+    ExitReason,
+    crash,
+    ended_before_ready,
+    from_process_end,
+    not_ready_within,
+)
 from rebeam.local.adoption import MARK, Adoption, kill_marked
 from rebeam.local.endwatch import process_end
 from rebeam.local.output import ChildOutput
@@ -232,27 +238,15 @@ class ChildProcess:
         # Hung in init: a start that takes longer than startTimeout has failed.
         self.kill()
         await self._exited
-        raise StartFailure(
-            crash(exception_type="StartTimeout", message=f"not ready within {timeout:g}s")
-        )
+        raise StartFailure(not_ready_within(timeout))
 
     def _before_ready(self, reason: ExitReason) -> ExitReason:
         """How a command that ended before it was ready failed its start, in words."""
         if self.template.module:
             return reason  # an actor's init failure says it itself
-        if reason.kind is ExitKind.NORMAL:  # exit 0 is no start either
-            reason = crash(exit_code=0)
-        if reason.kind is not ExitKind.CRASH or reason.details is None:
-            return reason  # a kill, a stop
-        details = reason.details
-        if details.exception_type:
-            return reason  # the entry recorded why (the program could not be run)
-        return crash(
-            exception_type="NotReady",
-            message=f"exited before it was ready ({details.summary()})",
-            exit_code=details.exit_code,
-            signal=details.signal,
-        )
+        # Mostly worded so already, from the entry's mark in the exit record; not when the
+        # command ended just after the watcher cleared the mark, before ready was heard.
+        return ended_before_ready(reason)
 
     async def _ready_line(self, lines: _Lines) -> str:
         """The line that says ready, or "" at the end; status lines before it are heard."""

@@ -20,6 +20,7 @@ from tests.e2e.parity.harness import DEADLINE, REBEAM, Json
 from tests.local.conftest import Run, StartRun
 
 import rebeam
+from rebeam.exits import ExitReason
 
 
 def _started(events: list[Json], path: str, incarnation: int) -> Json:
@@ -49,7 +50,14 @@ class LocalBackend:
 
     def apply(self, manifest: Json) -> None:
         self._run = self._start(yaml.safe_dump(manifest, sort_keys=False))
-        self.run.wait_ready()  # its instance file names its NATS: the CLI finds it
+        # Its instance file names its NATS: the CLI finds it. A run whose start fails
+        # removes the file as it ends, maybe before it is seen.
+        run = self.run
+        wait_for(
+            lambda: run.process.poll() is not None or bool(run.instance_files()),
+            timeout=DEADLINE,
+            what=f"the instance file of pid {run.process.pid}",
+        )
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return self.run.rebeam(*args, timeout=DEADLINE)
@@ -69,6 +77,12 @@ class LocalBackend:
         return rebeam.connect(
             info["nats_url"], namespace=self.run.namespace, credentials=info["credentials"]
         )
+
+    def start_failure(self) -> str:
+        code = self.run.exit_code(DEADLINE)
+        said = [line for line in self.run.stderr().splitlines() if "failed to start" in line]
+        assert said, f"rebeam run ended with {code}, and no failed start said"
+        return said[-1].removeprefix("rebeam: ")
 
 
 class ClusterBackend:
@@ -153,3 +167,12 @@ class ClusterBackend:
 
     def connect(self) -> Any:
         return rebeam.connect(self.nats_url, namespace=self.namespace, credentials=self.admin_token)
+
+    def start_failure(self) -> str:
+        top = self._top or ""
+        status = self.objects.wait_status(
+            top, lambda s: s.get("phase") == "Failed", timeout=DEADLINE, what=f"{top} Failed"
+        )
+        failed = status["initFailed"]
+        reason = ExitReason.from_wire(failed["reason"])
+        return f"{top} failed to start: child {failed['child']}: {reason}"

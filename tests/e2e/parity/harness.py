@@ -33,6 +33,7 @@ from infra.procs import wait_for
 
 import rebeam
 from rebeam import _subjects
+from rebeam.exits import ExitReason
 
 Json = dict[str, Any]
 REBEAM = str(Path(sys.executable).parent / "rebeam")
@@ -103,6 +104,10 @@ class Backend(Protocol):
 
     def connect(self) -> Any:
         """``rebeam.connect(...)`` as the tree's owner (an async context manager)."""
+
+    def start_failure(self) -> str:
+        """Once the tree's start has failed: why, as ``rebeam run`` ends with it
+        (``<supervisor> failed to start: child <name>: <reason>``)."""
 
 
 @dataclass
@@ -183,6 +188,59 @@ class Exit:
         staged.replace(trigger)  # whole, or not there: the child reads it once
         reason = "normal" if self.code == 0 else "crash"
         wait_line(backend, f"{self.path}#{incarnation} exited {reason}")
+
+
+@dataclass(frozen=True)
+class Wedge:
+    """The running :func:`served` child stops answering (its port, or its watchdog pings),
+    and stays up: only its watchdog can end it."""
+
+    path: str
+
+    def do(self, backend: Backend, out: Transcript) -> None:
+        running_incarnation(backend, self.path)
+        trigger = trigger_file(backend.workdir, self.path)
+        staged = trigger.with_suffix(".tmp")
+        staged.write_text("wedge")
+        staged.replace(trigger)
+
+
+@dataclass(frozen=True)
+class Reason:
+    """The whole exit reason, in words, of the event at ``line`` (the line has its kind
+    only): how a start failed, or what a watchdog said."""
+
+    line: str
+
+    def do(self, backend: Backend, out: Transcript) -> None:
+        wait_line(backend, self.line)
+        event = next(
+            e for e in backend.events() if e.get("supervisor") and event_line(e) == self.line
+        )
+        out.answers.append(f"{self.line}: {ExitReason.from_wire(event['reason'])}")
+
+
+@dataclass(frozen=True)
+class FailedToStart:
+    """Wait until the tree's start has failed, and say why (:meth:`Backend.start_failure`)."""
+
+    def do(self, backend: Backend, out: Transcript) -> None:
+        out.answers.append(backend.start_failure())
+
+
+@dataclass(frozen=True)
+class Marked:
+    """Once ``line`` is seen, whether the child had made the file ``mark`` (in the scratch
+    directory) by then: a child that makes it just before it becomes ready shows so that
+    ``started`` came after it was ready."""
+
+    line: str
+    mark: str
+
+    def do(self, backend: Backend, out: Transcript) -> None:
+        wait_line(backend, self.line)
+        made = (backend.workdir / self.mark).exists()
+        out.answers.append(f"{self.mark} made before '{self.line}': {made}")
 
 
 @dataclass(frozen=True)
@@ -418,4 +476,80 @@ def gate(workdir: Path, name: str) -> Json:
         "name": name,
         "startTimeout": 120,
         "actor": python_actor(workdir, "gating", "Gate", {"socket": str(gate_socket(workdir))}),
+    }
+
+
+SERVE = (
+    "import os, socket, sys, time\n"
+    "trigger, kind, port, mode = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]\n"
+    "with open(trigger + '.runs', 'a') as runs:\n"
+    "    runs.write('.')\n"
+    "if mode == 'once' and os.path.getsize(trigger + '.runs') > 1:\n"
+    "    sys.exit(3)  # only the first incarnation gets ready\n"
+    "if mode.isdigit():\n"
+    "    sys.exit(int(mode))  # never ready\n"
+    "if mode == 'hang':\n"
+    "    time.sleep(600)  # never ready\n"
+    "time.sleep(0.5)  # late: a 'started' seen before the mark was not waiting for it\n"
+    "open(trigger + '.up', 'w').close()\n"
+    "if kind == 'tcp':\n"
+    "    server = socket.socket()\n"
+    "    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+    "    server.bind(('127.0.0.1', port))\n"
+    "    server.listen()\n"
+    "    server.settimeout(0.05)\n"
+    "else:\n"
+    "    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+    "    notify.sendto(b'READY=1', os.environ['NOTIFY_SOCKET'])\n"
+    "while not os.path.exists(trigger):\n"
+    "    if kind == 'tcp':\n"
+    "        try:\n"
+    "            server.accept()[0].close()\n"
+    "        except OSError:\n"
+    "            pass\n"
+    "    else:\n"
+    "        notify.sendto(b'WATCHDOG=1', os.environ['NOTIFY_SOCKET'])\n"
+    "        time.sleep(0.05)\n"
+    "said = open(trigger).read()\n"
+    "os.remove(trigger)  # the next incarnation waits for a trigger of its own\n"
+    "if said != 'wedge':\n"
+    "    sys.exit(int(said))\n"
+    "if kind == 'tcp':\n"
+    "    server.close()\n"
+    "time.sleep(600)  # up, and answering no more\n"
+)
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now (the kernel picks it; a child binds it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def served(
+    workdir: Path,
+    path: str,
+    kind: str,
+    mode: str,
+    *,
+    port: int = 0,
+    watchdog: str | None = None,
+    **child: Any,
+) -> Json:
+    """A command child at ``path`` with ``kind`` readiness (``tcp`` on ``port``, or
+    ``notify``), ready half a second after it starts, just after it makes the file
+    ``<trigger>.up``. ``mode``: ``serve`` it then runs until :class:`Exit` or :class:`Wedge`;
+    ``once`` the same, but every later incarnation exits 3 before it is ready; ``hang``
+    never ready; a number: exits with it at once, never ready."""
+    readiness: Json = {"tcp": {"port": port}} if kind == "tcp" else {"notify": {}}
+    if watchdog is not None:
+        readiness["watchdog"] = {"interval": watchdog}
+    trigger = str(trigger_file(workdir, path))
+    command = [sys.executable, "-c", SERVE, trigger, kind, str(port), mode]
+    return {
+        "name": path.rsplit("/", 1)[-1],
+        **child,
+        "actor": {"command": command, "readiness": readiness},
     }

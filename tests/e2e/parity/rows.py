@@ -15,16 +15,23 @@ from tests.e2e.parity.harness import (
     Cli,
     DuringSlowStart,
     Exit,
+    FailedToStart,
     Json,
     Kill,
+    Marked,
+    Reason,
     Row,
     Stop,
     Tree,
+    Wedge,
+    free_port,
     gate,
     python_actor,
     quitter,
+    served,
     sleeper,
     supervisor,
+    trigger_file,
 )
 
 STARTED_ABC = ("app/a#1 started", "app/b#1 started", "app/c#1 started")
@@ -165,6 +172,136 @@ def slow_start(workdir: Path) -> Json:
     }
     return supervisor("app", [pool, gate(workdir, "gate"), sleeper("later")])
 
+
+def ready_tcp(workdir: Path) -> Json:
+    web = served(workdir, "app/web", "tcp", "serve", port=free_port())
+    return supervisor("app", [web, sleeper("after")])
+
+
+def not_ready_at_init(code: int) -> Callable[[Path], Json]:
+    def build(workdir: Path) -> Json:
+        db = served(workdir, "app/db", "tcp", str(code), port=free_port())
+        return supervisor("app", [sleeper("a"), db, sleeper("c")])
+
+    return build
+
+
+def not_ready_in_a_restart(workdir: Path) -> Json:
+    db = served(workdir, "app/db", "tcp", "once", port=free_port())
+    return supervisor("app", [sleeper("a"), db], intensity=2, period="60s")
+
+
+def start_timeout(workdir: Path) -> Json:
+    slow = served(workdir, "app/slow", "tcp", "hang", port=free_port(), startTimeout="2s")
+    return supervisor("app", [sleeper("a"), slow, sleeper("c")])
+
+
+def watchdog(kind: str) -> Callable[[Path], Json]:
+    def build(workdir: Path) -> Json:
+        port = free_port() if kind == "tcp" else 0
+        return supervisor(
+            "app", [served(workdir, "app/w", kind, "serve", port=port, watchdog="1s")]
+        )
+
+    return build
+
+
+def not_ready(code: int) -> str:
+    return f"crash (NotReady: exited before it was ready (exit code {code}))"
+
+
+def fails_at_init(code: int) -> Row:
+    return Row(
+        name=f"readiness_exit_{code}_before_ready_fails_the_start_at_init",
+        manifest=not_ready_at_init(code),
+        steps=[FailedToStart(), Reason("app/db#1 start_failed crash")],
+        events=["app/a#1 started", "app/db#1 start_failed crash", "app/a#1 exited shutdown"],
+        answers=[
+            f"app failed to start: child db: {not_ready(code)}",
+            f"app/db#1 start_failed crash: {not_ready(code)}",
+        ],
+    )
+
+
+def watchdog_kills(kind: str) -> Row:
+    return Row(
+        name=f"readiness_{kind}_watchdog_kills_and_restarts",
+        manifest=watchdog(kind),
+        steps=[
+            Await("app/w#1 started"),
+            Wedge("app/w"),
+            Await("app/w#2 started"),
+            Reason("app/w#1 exited crash"),
+            Stop(),
+        ],
+        events=[
+            "app/w#1 started",
+            "app/w#1 exited crash",
+            "app/w restarting crash",
+            "app/w#2 started",
+            "app/w#2 exited shutdown",
+            "app shutdown shutdown",
+        ],
+        answers=["app/w#1 exited crash: crash (Watchdog: did not answer its watchdog within 1s)"],
+    )
+
+
+READINESS = [
+    Row(
+        name="readiness_tcp_started_once_the_port_accepts",
+        manifest=ready_tcp,
+        steps=[
+            Marked("app/web#1 started", f"{trigger_file(Path(), 'app/web')}.up"),
+            Await("app/after#1 started"),
+            Stop(),
+        ],
+        events=[
+            "app/web#1 started",
+            "app/after#1 started",
+            "app/after#1 exited shutdown",
+            "app/web#1 exited shutdown",
+            "app shutdown shutdown",
+        ],
+        answers=["app_web.exit.up made before 'app/web#1 started': True"],
+    ),
+    fails_at_init(3),
+    fails_at_init(0),
+    Row(
+        name="readiness_exit_before_ready_in_a_restart_is_retried_until_gave_up",
+        manifest=not_ready_in_a_restart,
+        steps=[
+            Await("app/db#1 started"),
+            Exit("app/db", 3),
+            Await("app shutdown shutdown"),
+            Reason("app/db#2 start_failed crash"),
+        ],
+        events=[
+            "app/a#1 started",
+            "app/db#1 started",
+            "app/db#1 exited crash",
+            "app/db restarting crash",
+            "app/db#2 start_failed crash",
+            "app/db restarting",  # a retry: each counts, 3 restarts in 60s exceed intensity 2
+            "app/db#3 start_failed crash",
+            "app/db gave_up",
+            "app/a#1 exited shutdown",
+            "app shutdown shutdown",
+        ],
+        answers=[f"app/db#2 start_failed crash: {not_ready(3)}"],
+    ),
+    Row(
+        name="readiness_start_timeout_fails_the_start",
+        manifest=start_timeout,
+        steps=[FailedToStart(), Reason("app/slow#1 start_failed crash")],
+        events=["app/a#1 started", "app/slow#1 start_failed crash", "app/a#1 exited shutdown"],
+        answers=[
+            "app failed to start: child slow: crash (StartTimeout: not ready within 2s)",
+            "app/slow#1 start_failed crash: crash (StartTimeout: not ready within 2s)",
+        ],
+    ),
+    watchdog_kills("notify"),
+    watchdog_kills("tcp"),
+]
 
 # Lines of `rebeam tree --json` (harness.tree_lines), and the refusal of restart-child and
 # delete-child to a simple_one_for_one supervisor.
@@ -428,4 +565,5 @@ ROWS: list[Row] = [
             f"app/later: {running_actor('later')}",
         ],
     ),
+    *READINESS,
 ]
