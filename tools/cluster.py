@@ -78,6 +78,8 @@ def _containers_possible() -> bool:
 def _values(nats_url: str, containers: bool) -> dict[str, object]:
     """The chart's values for this cluster: its NATS, and in container mode our images (the
     demo image as the default actor image, so examples/demo/app.yaml runs as written)."""
+    from infra.hostnet import share_host_network
+
     operator: dict[str, object] = {}
     if containers:
         from tools.images import engine
@@ -89,7 +91,13 @@ def _values(nats_url: str, containers: bool) -> dict[str, object]:
     else:
         # Each process-kubelet container has a termination-message file of its own.
         operator = {"exitRecord": "$$(REBEAM_TERMINATION_LOG)"}
-    return {"nats": {"enabled": False}, "natsUrl": nats_url, "operator": operator}
+    metrics = share_host_network(operator)  # every pod is on this machine's network
+    return {
+        "nats": {"enabled": False},
+        "natsUrl": nats_url,
+        "operator": operator,
+        "metrics": metrics,
+    }
 
 
 def serve(state_dir: Path, containers: bool) -> None:

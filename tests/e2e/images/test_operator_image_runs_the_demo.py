@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import yaml
 from infra.binaries import REPO
 from infra.cluster import Cluster
 from infra.e2enats import E2ENats
+from infra.hostnet import free_port
 from infra.procs import WaitTimeout, wait_for
 from tests.chart.chart_helpers import KUBE_VERSION, by_kind, helm, offline_chart
 from tests.images.containers import Container, pod_run_args, readable_by_container
@@ -75,12 +75,6 @@ def deployment_pod(tmp_path: Path, app_namespace: str, nats_url: str) -> Json:
     (deployment,) = by_kind(objects, "Deployment")
     spec: Json = deployment["spec"]["template"]["spec"]
     return spec
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def http_probe(container: Json) -> list[str]:

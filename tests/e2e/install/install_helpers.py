@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -15,6 +14,7 @@ from typing import Any
 
 from infra.cluster import Cluster
 from infra.e2enats import E2ENats
+from infra.hostnet import share_host_network
 from tools.images import Engine
 
 Json = dict[str, Any]
@@ -32,6 +32,9 @@ def release_values(
     on a node in container mode, from the images ``make images`` built, with the chart's
     defaults otherwise (the exit record is the containers' terminationMessagePath)."""
     operator: Json = {"watchNamespaces": [app_namespace], "logFormat": "text"}
+    metrics: Json = {}
+    if images is not None or cluster.kubelet is not None:
+        metrics = share_host_network(operator)
     if images is not None:
         repository, _, tag = images.name("operator").rpartition(":")
         operator["image"] = {"repository": repository, "tag": tag}
@@ -40,16 +43,7 @@ def release_values(
         # Each process-kubelet container has a termination-message file of its own, named by
         # $REBEAM_TERMINATION_LOG; `$$` keeps the operator's own container from expanding it.
         operator["exitRecord"] = "$$(REBEAM_TERMINATION_LOG)"
-        # Its pods share this machine's network: a free port for the operator's own, none for
-        # actor pods (several would want the same). It runs only exec probes: /readyz, asked
-        # from one.
-        port = free_port()
-        operator["metricsPort"] = port
-        readyz = {"command": ["python", "-c", READYZ.format(port)]}
-        operator["readinessProbe"] = {"httpGet": None, "exec": readyz}  # null: not the chart's
-        metrics: Json = {"actorPort": None}
     else:
-        metrics = {}
         # On kind or a hosted cluster: the images built from images/ (scripts/kind-e2e.sh).
         repository, _, tag = os.environ.get("REBEAM_E2E_OPERATOR_IMAGE", "").rpartition(":")
         if repository:
@@ -61,15 +55,6 @@ def release_values(
         "operator": operator,
         "metrics": metrics,
     }
-
-
-READYZ = "import urllib.request; urllib.request.urlopen('http://127.0.0.1:{}/readyz', timeout=5)"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def apply_nats_secrets(cluster: Cluster, namespace: str, nats: E2ENats, workdir: Path) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -16,6 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from infra.hostnet import free_port
 from infra.procs import wait_for
 from operator_helpers import Objects, Operator, actor, child_state, supervisor
 from prometheus_client.parser import text_string_to_metric_families
@@ -25,12 +25,6 @@ pytestmark = pytest.mark.e2e
 REBEAM = str(Path(sys.executable).parent / "rebeam")
 DASHBOARD = Path(__file__).resolve().parents[3] / "charts" / "rebeam" / "dashboards" / "rebeam.json"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def get(url: str) -> tuple[int, str]:

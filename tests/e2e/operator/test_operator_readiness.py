@@ -5,10 +5,10 @@ ready has failed its start, and a watchdog kill says why — as rebeam run does
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
+from infra.hostnet import free_port
 from operator_helpers import Lifecycle, Objects, Operator, child_state, sleeper, supervisor
 
 pytestmark = pytest.mark.e2e
@@ -23,13 +23,6 @@ s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(('0.0.0.0', int(sys.argv[1]))); s.listen()
 while True: s.accept()[0].close()
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def test_a_command_is_started_once_its_port_accepts(

@@ -520,14 +520,6 @@ SERVE = (
 )
 
 
-def free_port() -> int:
-    """A loopback port nothing listens on now (the kernel picks it; a child binds it)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def served(
     workdir: Path,
     path: str,

@@ -8,6 +8,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from infra.hostnet import free_port
 from tests.e2e.parity.harness import (
     Armed,
     Await,
@@ -24,7 +25,6 @@ from tests.e2e.parity.harness import (
     Stop,
     Tree,
     Wedge,
-    free_port,
     gate,
     python_actor,
     quitter,
