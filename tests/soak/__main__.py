@@ -100,12 +100,12 @@ def main() -> int:
             ]
         else:
             results = [asyncio.run(soak(workdir, bank, schedule, rates, a.seed))]
+        text = "\n".join(render(r) for r in results)  # before the files go: it reads births
+        if len(results) == 2:
+            text = f"{side_by_side(results[0], results[1], 'Ray')}\n{text}"
     finally:
         if not a.keep:
             shutil.rmtree(workdir, ignore_errors=True)
-    text = "\n".join(render(r) for r in results)
-    if len(results) == 2:
-        text = f"{side_by_side(results[0], results[1], 'Ray')}\n{text}"
     a.report.parent.mkdir(parents=True, exist_ok=True)
     a.report.write_text(text)
     print(text)
