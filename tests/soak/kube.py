@@ -280,10 +280,12 @@ async def kube_soak(
     exit_code: int | None = None
     try:
         objects.apply(bank_object(bank, run.data))
+        # Flowing first: the operator sets the namespace up on NATS (its buckets) as it
+        # starts the tree, and a client that connects before that is refused.
+        await wait_flowing(run, bank, observer, START_DEADLINE)
         async with rebeam.connect(
             on.nats.url, namespace=on.namespace, credentials=on.cluster.admin_token()
         ) as node:
-            await wait_flowing(run, bank, observer, START_DEADLINE)
             phases, log = await _phases(
                 run, on, bank, schedule, rates, kube_rates, observer, node, seed
             )
