@@ -82,7 +82,9 @@ bench-operator: venv controlplane
 # The soak (docs/soak.md): the bank of tests/soak under SIGKILL storms, SIGSTOP hangs,
 # nats-server kills and 10x overload, each alone and then together; prints a report and writes
 # it to .cache/soak.md. Opt-in: `make test` runs only its one-minute smoke. About 6 minutes by
-# default; SOAK_ARGS takes `python -m tests.soak --help`'s options (durations, rates, faults).
+# default; SOAK_ARGS takes `python -m tests.soak --help`'s options (durations, rates, faults):
+# `--kubernetes` runs the bank on the operator and the test control plane (the binaries of
+# `make controlplane`), `--ray` also on Ray actors in the benchmark venv, side by side.
 SOAK_ARGS ?=
 
 soak: venv

@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
+from tests.soak.compare import side_by_side
 from tests.soak.faults import Rates
+from tests.soak.kube import KUBE_FAULTS, KubeRates, kube_soak, local_cluster
 from tests.soak.manifest import Bank
 from tests.soak.partition import unavailable
+from tests.soak.ray_soak import RAY_FAULTS, ray_python, ray_soak
 from tests.soak.report import render
-from tests.soak.soak import CLUSTER_FAULTS, FAULTS, Schedule, soak
+from tests.soak.soak import CLUSTER_FAULTS, FAULTS, Result, Schedule, soak
 
 
 def main() -> int:
@@ -41,11 +45,30 @@ def main() -> int:
         action="store_true",
         help="on a three-server NATS cluster; the nats fault kills one server at a time",
     )
+    backend = p.add_mutually_exclusive_group()
+    backend.add_argument(
+        "--kubernetes",
+        action="store_true",
+        help="on the operator and the test control plane (make controlplane); faults "
+        f"{','.join(KUBE_FAULTS)}",
+    )
+    backend.add_argument(
+        "--ray",
+        action="store_true",
+        help="also the same bank on Ray actors (.cache/venv-bench), side by side; faults "
+        f"{','.join(RAY_FAULTS)}",
+    )
+    p.add_argument("--operator-every", type=float, default=10.0, help="with --kubernetes: s")
+    p.add_argument("--node-down", type=float, default=20.0, help="with --kubernetes: s")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--report", type=Path, default=Path(".cache/soak.md"))
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     a = p.parse_args()
-    allowed = CLUSTER_FAULTS if a.cluster else FAULTS
+    if a.cluster and (a.kubernetes or a.ray):
+        p.error("--cluster is for rebeam run alone")
+    allowed = KUBE_FAULTS if a.kubernetes else RAY_FAULTS if a.ray else FAULTS
+    if a.cluster:
+        allowed = CLUSTER_FAULTS
     if a.faults is None:
         a.faults = ",".join(allowed)
         if a.cluster and unavailable():
@@ -62,17 +85,46 @@ def main() -> int:
     bank = Bank(a.accounts, a.tellers, 1_000, a.rate)
     workdir = Path(tempfile.mkdtemp(prefix="rebeam-soak-"))
     try:
-        result = asyncio.run(soak(workdir, bank, schedule, rates, a.seed))
+        if a.kubernetes:
+            kube_rates = KubeRates(a.operator_every, node_down=a.node_down)
+            results = [asyncio.run(_on_kubernetes(workdir, bank, schedule, rates, kube_rates, a))]
+        elif a.ray:
+            python = ray_python()
+            if python is None:
+                p.error("Ray could not be set up in .cache/venv-bench")
+            (workdir / "rebeam").mkdir()
+            (workdir / "ray").mkdir()
+            results = [
+                asyncio.run(soak(workdir / "rebeam", bank, schedule, rates, a.seed)),
+                asyncio.run(ray_soak(workdir / "ray", python, bank, schedule, rates, a.seed)),
+            ]
+        else:
+            results = [asyncio.run(soak(workdir, bank, schedule, rates, a.seed))]
+        text = "\n".join(render(r) for r in results)  # before the files go: it reads births
+        if len(results) == 2:
+            text = f"{side_by_side(results[0], results[1], 'Ray')}\n{text}"
     finally:
         if not a.keep:
             shutil.rmtree(workdir, ignore_errors=True)
-    text = render(result)
     a.report.parent.mkdir(parents=True, exist_ok=True)
     a.report.write_text(text)
     print(text)
     print(f"(written to {a.report}{'; work directory ' + str(workdir) if a.keep else ''})")
-    bad = result.findings.violations + len(result.orphans)
+    bad = sum(r.findings.violations + len(r.orphans) for r in results)
     return 1 if bad else 0
+
+
+async def _on_kubernetes(
+    workdir: Path,
+    bank: Bank,
+    schedule: Schedule,
+    rates: Rates,
+    kube_rates: KubeRates,
+    a: argparse.Namespace,
+) -> Result:
+    with local_cluster(workdir) as site:
+        os.environ["REBEAM_CREDENTIALS"] = site.cluster.admin_token()  # the operator's clients
+        return await kube_soak(workdir / "bank", site, bank, schedule, rates, kube_rates, a.seed)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ class Findings:
     declined: int = 0
     audits: int = 0
     problems: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    more_kinds: list[str] = field(default_factory=list)  # a backend's own checks, reported too
 
     def add(self, kind: str, detail: str) -> None:
         self.problems[kind].append(detail)

@@ -94,7 +94,7 @@ class Observer:
     def sample(self, with_rss: bool = False) -> None:
         self._learn()
         now = time.time()
-        family = procs.descendants(self.run_pid)
+        family = self.family()
         for os_pid in family:
             if os_pid not in self.seen:
                 self.seen[os_pid] = procs.start_time(os_pid)
@@ -107,11 +107,19 @@ class Observer:
             if len(pids) > 1:
                 self.overlaps.append(Overlap(now, path, sorted(pids)))
         if with_rss:
-            for os_pid in [self.run_pid, *family]:
+            for os_pid in [*self.heads(), *family]:
                 size = procs.rss_bytes(os_pid)
                 if size and procs.alive(os_pid):  # 0: exiting, its memory gone already
                     self.rss.append((now, self.label(os_pid), os_pid, size))
         self.samples += 1
+
+    def heads(self) -> list[int]:
+        """Processes measured but not of the bank's family: ``rebeam run`` itself."""
+        return [self.run_pid]
+
+    def family(self) -> list[int]:
+        """Every process of the bank now: what is checked for overlaps and orphans."""
+        return procs.descendants(self.run_pid)
 
     def _learn(self) -> None:
         with self._lock:

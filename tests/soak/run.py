@@ -85,6 +85,9 @@ class BankRun:
             time.sleep(0.05)
         raise TimeoutError(f"rebeam run wrote no instance file in time:\n{self.log()}")
 
+    def ended(self) -> bool:
+        return self.process.poll() is not None
+
     def log(self) -> str:
         return (self.workdir / "rebeam-run.log").read_text(errors="replace")[-4000:]
 

@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import rebeam
 from tests.natscluster import NatsCluster
@@ -26,6 +26,18 @@ CLUSTER_FAULTS = (*FAULTS, "partition")  # a partition needs servers to cut apar
 START_DEADLINE = 90.0
 DRAIN_DEADLINE = 90.0
 STOP_DEADLINE = 60.0
+
+
+class Running(Protocol):
+    """What the phases need of a running bank, whatever runs it (``rebeam run``, the
+    operator, Ray): its data directory, whether it ended by itself, its log's tail."""
+
+    @property
+    def data(self) -> Path: ...
+
+    def ended(self) -> bool: ...
+
+    def log(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -59,6 +71,7 @@ class Result:
     drained_in: float
     workdir: Path
     notes: list[str] = field(default_factory=list)
+    backend: str = "rebeam run"  # what ran the bank, named in the report
 
 
 def plan(schedule: Schedule) -> list[tuple[str, tuple[str, ...], float]]:
@@ -111,25 +124,27 @@ async def _soak(
         async with rebeam.connect(
             info["nats_url"], namespace=namespace, credentials=info["credentials"]
         ) as node:
-            await _wait_flowing(run, bank, observer)
+            await wait_flowing(run, bank, observer)
             phases, log = await _phases(run, bank, schedule, rates, observer, node, seed, cluster)
-            drained_in, live_total = await _drain(node, bank)
+            drained_in, live_total = await drain(node, bank)
     finally:
         exit_code = run.stop(STOP_DEADLINE)
         observer.sample()
         observer.stop()
-    orphans = _orphans(observer)
+    orphans = orphans_of(observer)
     findings = check(bank, run.data, observer, live_total)
     return Result(
-        bank, phases, findings, observer, log, _acks(run, bank), orphans,
+        bank, phases, findings, observer, log, acks_of(run, bank), orphans,
         exit_code, drained_in, workdir,
     )  # fmt: skip
 
 
-async def _wait_flowing(run: BankRun, bank: Bank, observer: Observer) -> None:
+async def wait_flowing(
+    run: Running, bank: Bank, observer: Observer, within: float = START_DEADLINE
+) -> None:
     """Until every child has a process and every teller has had a transfer acknowledged."""
     children = [*bank.account_names(), *bank.teller_names(), "auditor"]
-    deadline = time.monotonic() + START_DEADLINE
+    deadline = time.monotonic() + within
     while True:
         missing = [c for c in children if observer.current(c) is None]
         missing += [
@@ -139,7 +154,7 @@ async def _wait_flowing(run: BankRun, bank: Bank, observer: Observer) -> None:
         ]  # fmt: skip
         if not missing:
             return
-        if run.process.poll() is not None or time.monotonic() > deadline:
+        if run.ended() or time.monotonic() > deadline:
             raise RuntimeError(f"the bank did not start: waiting for {missing}\n{run.log()}")
         await asyncio.sleep(0.1)
 
@@ -179,23 +194,23 @@ async def _phases(
         start = time.time()
         tasks = [asyncio.create_task(makers[f]()) for f in group]
         try:
-            await _for(seconds, run)
+            await phase_for(seconds, run)
         finally:
-            await _cancel(tasks)
+            await cancel(tasks)
         phases.append(Phase(name, start, time.time(), group))
     return phases, log
 
 
-async def _for(seconds: float, run: BankRun) -> None:
+async def phase_for(seconds: float, run: Running) -> None:
     """The phase's length: the schedule, not a wait for anything; the run must stay up."""
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        if run.process.poll() is not None:
-            raise RuntimeError(f"rebeam run ended during the soak:\n{run.log()}")
+        if run.ended():
+            raise RuntimeError(f"the bank ended during the soak:\n{run.log()}")
         await asyncio.sleep(min(0.2, max(0.0, end - time.monotonic())))
 
 
-async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+async def cancel(tasks: list[asyncio.Task[None]]) -> None:
     for task in tasks:
         task.cancel()
     for task in tasks:
@@ -203,7 +218,7 @@ async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
             await task
 
 
-async def _drain(node: rebeam.Node, bank: Bank) -> tuple[float, int | None]:
+async def drain(node: rebeam.Node, bank: Bank) -> tuple[float, int | None]:
     """Pause the tellers, then wait until nothing is in flight: no teller transfer pending,
     no credit owed, every debit credited. Returns how long that took and the accounts' own
     total then."""
@@ -235,7 +250,7 @@ async def _ask(node: rebeam.Node, names: list[str], msg: Any) -> list[dict[str, 
     return list(await asyncio.gather(*calls))
 
 
-def _orphans(observer: Observer, timeout: float = 20.0) -> list[int]:
+def orphans_of(observer: Observer, timeout: float = 20.0) -> list[int]:
     """Processes of the run still alive after it ended (waited for briefly: the kernel reaps
     a process group's members as their parent dies, not all at once)."""
     deadline = time.monotonic() + timeout
@@ -248,7 +263,7 @@ def _orphans(observer: Observer, timeout: float = 20.0) -> list[int]:
         time.sleep(0.05)
 
 
-def _acks(run: BankRun, bank: Bank) -> list[dict[str, Any]]:
+def acks_of(run: Running, bank: Bank) -> list[dict[str, Any]]:
     acks = []
     scratch = Findings(bank.total)  # damage was counted once already, by the checker
     for teller in bank.teller_names():
