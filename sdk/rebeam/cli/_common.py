@@ -26,6 +26,7 @@ __all__ = [
     "add_namespace",
     "add_target",
     "admin_connect",
+    "client_node",
     "connect",
     "credentials",
     "instance",
@@ -243,6 +244,31 @@ def nats_ca(args: argparse.Namespace) -> str | None:
         return None
     found = instance(args).get("nats_ca")
     return str(found) if found else None
+
+
+async def client_node(args: argparse.Namespace) -> Any:
+    """A rebeam node for one command (no lease: a command is no actor), or :class:`Unreachable`
+    naming why within CONNECT_TIMEOUT."""
+    from rebeam._api import connect as connect_node  # the node, above this module's layer
+
+    url = nats_url(args)
+    try:
+        return await asyncio.wait_for(
+            connect_node(
+                url,
+                namespace=args.namespace,
+                lease=False,
+                connect_deadline=1.0,
+                credentials=credentials(args),
+                tls_ca=nats_ca(args),
+            ),
+            CONNECT_TIMEOUT,
+        )
+    except (OSError, TimeoutError, nats.errors.Error) as exc:
+        # The node's connect only knows that it failed; one plain attempt says why.
+        probe = await connect(url)  # raises Unreachable with the reason
+        await probe.close()
+        raise unreachable(url, exc) from None
 
 
 async def admin_connect(args: argparse.Namespace, **callbacks: Any) -> tuple[Any, Pid]:

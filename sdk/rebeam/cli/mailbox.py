@@ -23,18 +23,12 @@ import nats
 import nats.js.errors as jserr
 
 from rebeam import _durable, _subjects
-from rebeam._api import connect
 from rebeam._envelope import CAST, unpack
 from rebeam.cli._common import (
-    CONNECT_TIMEOUT,
     FAILURES,
     add_target,
-    credentials,
-    nats_ca,
-    nats_url,
-    unreachable,
+    client_node,
 )
-from rebeam.cli._common import connect as probe_connect
 from rebeam.cli.messages import printable
 from rebeam.errors import CodecError, RebeamError
 from rebeam.pids import Pid, unescape_token
@@ -95,23 +89,7 @@ def _problem(exc: BaseException) -> str:
 
 
 async def _main(args: argparse.Namespace) -> int:
-    url = nats_url(args)
-    try:
-        node = await asyncio.wait_for(
-            connect(
-                url,
-                namespace=args.namespace,
-                lease=False,
-                connect_deadline=1.0,
-                credentials=credentials(args),
-                tls_ca=nats_ca(args),
-            ),
-            CONNECT_TIMEOUT,
-        )
-    except (OSError, TimeoutError, nats.errors.Error) as exc:
-        probe = await probe_connect(url)  # raises Unreachable with the reason
-        await probe.close()
-        raise unreachable(url, exc) from None
+    node = await client_node(args)
     try:
         code: int = await args.action(node.nc.jetstream(timeout=5.0), args)
         return code

@@ -14,20 +14,12 @@ import json
 import sys
 from typing import Any
 
-import nats
-
-from rebeam._api import connect
 from rebeam._limits import loads_json
 from rebeam.cli._common import (
-    CONNECT_TIMEOUT,
     FAILURES,
     add_target,
-    credentials,
-    nats_ca,
-    nats_url,
-    unreachable,
+    client_node,
 )
-from rebeam.cli._common import connect as probe_connect
 from rebeam.errors import RebeamError
 from rebeam.exits import ExitReason
 from rebeam.pids import Pid
@@ -65,24 +57,7 @@ async def _talk(args: argparse.Namespace, message: Any) -> int:
     dest: Pid | str = args.dest
     with contextlib.suppress(ValueError):  # not a pid: a registered name
         dest = Pid.parse(args.dest)
-    url = nats_url(args)
-    try:
-        node = await asyncio.wait_for(
-            connect(
-                url,
-                namespace=args.namespace,
-                lease=False,
-                connect_deadline=1.0,
-                credentials=credentials(args),
-                tls_ca=nats_ca(args),
-            ),
-            CONNECT_TIMEOUT,
-        )
-    except (OSError, TimeoutError, nats.errors.Error) as exc:
-        # The node's connect only knows that it failed; one plain attempt says why.
-        probe = await probe_connect(url)  # raises Unreachable with the reason
-        await probe.close()
-        raise unreachable(url, exc) from None
+    node = await client_node(args)
     try:
         if args.kind == "call":
             reply = await node.call(dest, message, args.timeout)
