@@ -116,6 +116,17 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tree]:
             lambda: any(runs.glob(f"{namespace}.*.json")), what="the fixture tree's instance file"
         )
         url = json.loads(next(runs.glob(f"{namespace}.*.json")).read_text())["nats_url"]
+        # The blocks talk to its actors by name: wait for the whole tree to have started (a
+        # tree request waits for a starting supervisor), not only for the run to exist.
+        wait_until(
+            lambda: (
+                subprocess.run(
+                    [REBEAM, "tree", "--json"], capture_output=True, env=env, cwd=tmp, check=False
+                ).returncode
+                == 0
+            ),
+            what="the fixture trees to have started",
+        )
         yield Tree(url, env)
     finally:
         stop(process)
