@@ -57,12 +57,7 @@ async def open_leases(js: Any, namespace: str) -> Any:
     config = KeyValueConfig(
         bucket=leases_bucket(namespace),
         history=1,
-        # File storage: a server restarted on its store (the keeper of ``rebeam run``, a
-        # cluster server coming back) still holds every lease and every expiry marker. In
-        # memory, a restart lost them all and each node's next refresh, finding its key
-        # gone, took that for "declared dead" and stopped: the whole tree restarted, though
-        # nobody had been told any pid was dead. A lease is lost only by expiring.
-        storage=StorageType.FILE,
+        storage=StorageType.MEMORY,  # a lease is worth nothing after a server restart
         limit_marker_ttl=_MARKER_TTL,
     )
     try:
