@@ -318,9 +318,19 @@ def prune(eng: Engine, keep: list[str]) -> None:
             image, _, parent = line.partition(" ")
             parents[image] = parent.strip().removeprefix("sha256:")
     kept: set[str] = set()
+    # An image a container still uses cannot be removed (a container left by a test run that
+    # was killed, or one of the developer's own): keep it, and what it is built on.
+    containers = eng.run("ps", "--all", "--quiet", capture=True).stdout.split()
+    in_use = []
+    if containers:
+        used = eng.run(
+            "container", "inspect", "--format", "{{.Image}}", *containers, capture=True, check=False
+        )  # one removed meanwhile is no longer in use
+        in_use = [i.removeprefix("sha256:") for i in used.stdout.split()]
     for reference in keep:
         image = eng.run("image", "inspect", "--format", "{{.Id}}", reference, capture=True)
-        current = image.stdout.strip()
+        in_use.append(image.stdout.strip())
+    for current in in_use:
         while current and current not in kept:
             kept.add(current)
             current = parents.get(current, "")
