@@ -261,7 +261,8 @@ def ended_before_ready(reason: ExitReason) -> ExitReason:
 def not_ready_within(seconds: float) -> ExitReason:
     """The failed start of a child that was not ready (an actor's init had not returned, a
     command's readiness had not passed) within its ``startTimeout``."""
-    return crash(exception_type="StartTimeout", message=f"not ready within {seconds:g}s")
+    message = f"not ready within startTimeout {seconds:g}s"  # the field's name: what to change
+    return crash(exception_type="StartTimeout", message=message)
 
 
 def _is_not_ready_mark(recorded: ExitReason) -> bool:

@@ -228,7 +228,7 @@ def test_start_timeout(rebeam_run: StartRun) -> None:
     run = rebeam_run(supervisor("app", children))
     failed = run.events.wait("start_failed", "mute")
     assert failed["reason"] == {
-        "crash": {"exception_type": "StartTimeout", "message": "not ready within 1s"}
+        "crash": {"exception_type": "StartTimeout", "message": "not ready within startTimeout 1s"}
     }
     assert run.exit_code() == 1
     assert "app failed to start: child mute:" in run.stderr()

@@ -295,8 +295,9 @@ READINESS = [
         steps=[FailedToStart(), Reason("app/slow#1 start_failed crash")],
         events=["app/a#1 started", "app/slow#1 start_failed crash", "app/a#1 exited shutdown"],
         answers=[
-            "app failed to start: child slow: crash (StartTimeout: not ready within 2s)",
-            "app/slow#1 start_failed crash: crash (StartTimeout: not ready within 2s)",
+            "app failed to start: child slow: crash (StartTimeout: not ready within "
+            "startTimeout 2s)",
+            "app/slow#1 start_failed crash: crash (StartTimeout: not ready within startTimeout 2s)",
         ],
     ),
     watchdog_kills("notify"),
