@@ -50,6 +50,9 @@ async def test_a_call_before_init_starts_waits_for_init(
     credential.chmod(0o600)
     owner = nats_server.admin_credentials(namespace)
     monkeypatch.setenv("REBEAM_CREDENTIALS_FILE", str(credential))
+    # The runtime makes its node this process's default node, as an actor process's; put the
+    # default back when the test ends, or later tests of this process would find it.
+    monkeypatch.setattr(_api, "_default", _api._default)
     monkeypatch.delenv("REBEAM_CREDENTIALS")
 
     reached, gate = asyncio.Event(), asyncio.Event()
