@@ -283,8 +283,8 @@ async def kube_soak(
         # Flowing first: the operator sets the namespace up on NATS (its buckets) as it
         # starts the tree, and a client that connects before that is refused.
         await wait_flowing(run, bank, observer, START_DEADLINE)
-        async with rebeam.connect(
-            on.nats.url, namespace=on.namespace, credentials=on.cluster.admin_token()
+        async with rebeam.connect(  # no lease: the harness measures, it is no bank process
+            on.nats.url, namespace=on.namespace, credentials=on.cluster.admin_token(), lease=False
         ) as node:
             phases, log = await _phases(
                 run, on, bank, schedule, rates, kube_rates, observer, node, seed

@@ -121,8 +121,10 @@ async def _soak(
     try:
         info = run.wait_instance(time.monotonic() + START_DEADLINE)
         observer.start()
+        # The harness measures; it is no process of the bank. Without a lease it cannot be
+        # taken for dead when a nats-server restart loses the leases (docs/soak.md).
         async with rebeam.connect(
-            info["nats_url"], namespace=namespace, credentials=info["credentials"]
+            info["nats_url"], namespace=namespace, credentials=info["credentials"], lease=False
         ) as node:
             await wait_flowing(run, bank, observer)
             phases, log = await _phases(run, bank, schedule, rates, observer, node, seed, cluster)
