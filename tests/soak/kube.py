@@ -33,11 +33,9 @@ from tests.soak.soak import (
     Result,
     Schedule,
     acks_of,
-    cancel,
     drain,
     orphans_of,
-    phase_for,
-    plan,
+    run_phases,
     wait_flowing,
 )
 
@@ -345,16 +343,7 @@ async def _phases(
         "node": lambda: node_losses(on, run, targets, kube_rates, log, rng),
         "overload": lambda: faults.overload(set_rate, bank.rate, rates, log),
     }
-    phases = []
-    for name, group, seconds in plan(schedule):
-        start = time.time()
-        tasks = [asyncio.create_task(makers[f]()) for f in group]
-        try:
-            await phase_for(seconds, run)
-        finally:
-            await cancel(tasks)
-        phases.append(Phase(name, start, time.time(), group))
-    return phases, log
+    return await run_phases(schedule, makers, run), log
 
 
 @contextlib.contextmanager

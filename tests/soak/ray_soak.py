@@ -12,7 +12,6 @@ import os
 import random
 import signal
 import subprocess
-import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,10 +27,8 @@ from tests.soak.soak import (
     Result,
     Schedule,
     acks_of,
-    cancel,
     orphans_of,
-    phase_for,
-    plan,
+    run_phases,
     wait_flowing,
 )
 
@@ -179,13 +176,4 @@ async def _phases(
         "hang": lambda: faults.hangs(observer, targets, rates, log, rng),
         "overload": lambda: faults.overload(set_rate, bank.rate, rates, log),
     }
-    phases = []
-    for name, group, seconds in plan(schedule):
-        start = time.time()
-        tasks = [asyncio.create_task(makers[f]()) for f in group]
-        try:
-            await phase_for(seconds, run)
-        finally:
-            await cancel(tasks)
-        phases.append(Phase(name, start, time.time(), group))
-    return phases, log
+    return await run_phases(schedule, makers, run), log

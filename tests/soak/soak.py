@@ -74,6 +74,10 @@ class Result:
     backend: str = "rebeam run"  # what ran the bank, named in the report
 
 
+# The faults a backend can inject, by name: each a coroutine that runs until cancelled.
+Makers = dict[str, Callable[[], Coroutine[Any, Any, None]]]
+
+
 def plan(schedule: Schedule) -> list[tuple[str, tuple[str, ...], float]]:
     steps: list[tuple[str, tuple[str, ...], float]] = [("baseline", (), schedule.baseline)]
     groups = [(f, (f,)) for f in schedule.faults]
@@ -191,6 +195,12 @@ async def _phases(
     }
     if cluster is not None:
         makers["partition"] = lambda: faults.partitions(cluster, rates, log)
+    return await run_phases(schedule, makers, run), log
+
+
+async def run_phases(schedule: Schedule, makers: Makers, run: Running) -> list[Phase]:
+    """Each phase of the schedule in turn: its faults (``makers`` by name) run for the
+    phase's length, then are cancelled."""
     phases = []
     for name, group, seconds in plan(schedule):
         start = time.time()
@@ -200,7 +210,7 @@ async def _phases(
         finally:
             await cancel(tasks)
         phases.append(Phase(name, start, time.time(), group))
-    return phases, log
+    return phases
 
 
 async def phase_for(seconds: float, run: Running) -> None:
