@@ -34,6 +34,7 @@ from benchmarks._measure import (
     print_table,
     time_each,
 )
+from rebeam import _loop
 from rebeam._orphans import die_with_parent
 from rebeam.auth.grants import Grant, Role
 from rebeam.pids import Pid
@@ -337,10 +338,13 @@ def main() -> int:
     )
     ns = parser.parse_args()
     started = time.monotonic()
-    rows = asyncio.run(run(ns.quick, not ns.no_ray, not ns.no_durable, not ns.no_tracing))
+    rows = _loop.run(run(ns.quick, not ns.no_ray, not ns.no_durable, not ns.no_tracing))
     print_table(rows)
     elapsed = time.monotonic() - started
-    print(f"({elapsed:.0f} s; python {sys.version.split()[0]}, {os.cpu_count()} cpus)")
+    print(
+        f"({elapsed:.0f} s; python {sys.version.split()[0]}, {_loop.loop_name()} loop, "
+        f"{os.cpu_count()} cpus)"
+    )
     with contextlib.suppress(Exception):
         sys.stdout.flush()
     return 0

@@ -37,6 +37,7 @@ from pathlib import Path
 import rebeam
 from benchmarks._harness import child_env, write_private
 from benchmarks._measure import Row, print_table
+from rebeam import _loop
 from rebeam._orphans import die_with_parent
 from rebeam.auth.grants import Grant, Role
 from rebeam.errors import RebeamError
@@ -65,6 +66,7 @@ FLOOR = textwrap.dedent(
     import asyncio, os, sys
     import nats
     import rebeam.runtime  # what the actor process imports before it can do anything
+    from rebeam import _loop  # and the same event loop
 
     async def main():
         with open(os.environ["REBEAM_CREDENTIALS_FILE"]) as source:
@@ -73,7 +75,7 @@ FLOOR = textwrap.dedent(
         print("up", flush=True)
         await nc.close()
 
-    asyncio.run(main())
+    _loop.run(main())
     """
 )
 
@@ -246,7 +248,7 @@ def main() -> int:
         NatsServer.start(Path(tmp) / "secured", ServerOptions(namespaces=(NAMESPACE,))) as secured,
         NatsServer.start(Path(tmp) / "open", ServerOptions(secure=False)) as open_,
     ):
-        restarts, unsecured, floor = asyncio.run(measure(secured, open_, Path(tmp) / "runs", ns.n))
+        restarts, unsecured, floor = _loop.run(measure(secured, open_, Path(tmp) / "runs", ns.n))
     ours, base, off = p50(restarts), p50(floor), p50(unsecured)
     # Paired: each round's secured restart against the open one beside it in time.
     paired = p50([x / y for x, y in zip(restarts, unsecured, strict=True)])
