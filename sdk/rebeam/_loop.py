@@ -4,8 +4,10 @@ uvloop (the ``rebeam[fast]`` extra) roughly halves the event loop's share of a m
 cost: its transports parse and write in C where asyncio's selector loop runs Python per
 read and per callback (docs/sdk.md, "Performance"). Nothing in rebeam depends on which loop
 runs; ``REBEAM_LOOP=asyncio`` picks asyncio's even when uvloop is installed (to compare, or
-to rule the loop out when something misbehaves). Only processes rebeam starts itself use
-this (the actor runtime, ``rebeam run``); a program that runs its own loop keeps its choice.
+to rule the loop out when something misbehaves). Only the actor runtime uses this (every
+actor process, whoever starts it); a program that runs its own loop keeps its choice.
+``rebeam run`` itself stays on asyncio's loop: as a subreaper it handles SIGCHLD itself
+(rebeam.local.adoption), and uvloop keeps that signal for its own child watching.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ manifests that are refused (nothing is started then).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
 from collections.abc import Callable
@@ -21,7 +22,6 @@ from typing import Any
 
 from rich.text import Text
 
-from rebeam import _loop
 from rebeam.cli._common import add_namespace, add_nats_ca, subcommand
 from rebeam.errors import TlsError
 from rebeam.local.runner import LocalRun, RunOptions, local_problems
@@ -154,8 +154,8 @@ def _run(args: argparse.Namespace, resources: list[Resource], endpoint: Endpoint
             started.ctx.lifecycle.listen(PlainLog(outlet, to_stdout))
 
     try:
-        code = _loop.run(local.run(on_context))
-    except (TlsError, _loop.LoopChoiceError) as exc:  # nothing was started
+        code = asyncio.run(local.run(on_context))
+    except TlsError as exc:  # no trusted connection to --nats: nothing was started
         print(f"rebeam: {exc}", file=sys.stderr)
         return 1
     finally:
