@@ -59,6 +59,7 @@ test: venv lint typecheck controlplane images
 	$(BIN)/python tools/run_pytest.py
 
 bench: venv
+	$(BIN)/pip install --quiet -e '.[dev,operator,fast]'  # uvloop: the loop users of rebeam[fast] get
 	$(BIN)/python -m benchmarks
 	$(BIN)/python -m benchmarks.bench_restart
 	$(BIN)/python -m benchmarks.receive_cost

@@ -1,11 +1,14 @@
 """The RSS baseline: a bare Python process that imports nats and connects, then idles.
 
 On a secured server it authenticates as an actor does, with the token in the file named by
-``REBEAM_CREDENTIALS_FILE``."""
+``REBEAM_CREDENTIALS_FILE``. It runs on the loop an actor runs on (uvloop if installed, unless
+``REBEAM_LOOP=asyncio``), without importing rebeam for it: uvloop's memory is the loop's, not
+rebeam's."""
 
 import asyncio
 import os
 import sys
+from collections.abc import Callable
 
 import nats
 
@@ -25,4 +28,16 @@ async def main(token: str | None) -> None:
     await nc.close()
 
 
-asyncio.run(main(token()))
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    if os.environ.get("REBEAM_LOOP", "auto") == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+with asyncio.Runner(loop_factory=loop_factory()) as runner:
+    runner.run(main(token()))

@@ -52,6 +52,38 @@ def print_table(rows: list[Row]) -> None:
             print(f"  {r.metric}: {r.note}")
 
 
+@dataclass
+class Paired:
+    """Rounds of ours and a baseline measured side by side: each side's median, and the median
+    of the rounds' own ratios. A ratio of medians would pair a quiet round of one side with a
+    busy round of the other; the machine's load changes between rounds, not within one."""
+
+    ours: float
+    theirs: float
+    ratio: float
+    spread: str
+
+
+def paired(ours: list[float], theirs: list[float]) -> Paired:
+    ratios = [a / b for a, b in zip(ours, theirs, strict=True)]
+    spread = f"round ratios {min(ratios):.2f}-{max(ratios):.2f}x"
+    return Paired(
+        statistics.median(ours), statistics.median(theirs), statistics.median(ratios), spread
+    )
+
+
+async def alternating_p50s(
+    n: int, chunk: int, ops: list[Callable[[int], Awaitable[Any]]]
+) -> list[float]:
+    """The p50 (us) of n timed calls of each op, the ops taking turns in chunks: what the
+    machine's other load does during the round falls on every op alike."""
+    samples: list[list[int]] = [[] for _ in ops]
+    for _ in range(0, n, chunk):
+        for op, out in zip(ops, samples, strict=True):
+            out.extend(await time_each(chunk, op))
+    return [p50_us(out) for out in samples]
+
+
 def p50_us(samples: list[int]) -> float:
     return statistics.median(samples) / 1000
 

@@ -23,6 +23,10 @@ class BenchActor(rebeam.Actor):
         async def raw_echo(msg: Any) -> None:
             await nc.publish(msg.reply, msg.data)
 
+        async def raw_call(msg: Any) -> None:
+            # A nats-py responder's least: decode the request, encode the answer.
+            await nc.publish(msg.reply, rebeam_codec.encode(rebeam_codec.decode(msg.data)))
+
         # A request on the cast subject marks the end of a round (see bench_cast): answered
         # with the count, after every message published before it.
         async def raw_cast(msg: Any) -> None:
@@ -42,6 +46,7 @@ class BenchActor(rebeam.Actor):
             await nc.publish(msg.reply, str(self.raw_casts).encode())
 
         await nc.subscribe(f"{prefix}.echo", cb=raw_echo)
+        await nc.subscribe(f"{prefix}.call", cb=raw_call)
         await nc.subscribe(f"{prefix}.cast", cb=raw_cast)
         await nc.subscribe(f"{prefix}.cast-decoded", cb=raw_cast_decoded)
         await nc.subscribe(f"{prefix}.count", cb=raw_count)

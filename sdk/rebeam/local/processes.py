@@ -318,7 +318,10 @@ class ChildProcess:
         # process that left the group but still carries this incarnation's mark.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        await asyncio.to_thread(kill_marked, f"{MARK}={self.identity.pid}")
+        # Under a subreaper (rebeam run), whatever it left is below this process: only
+        # those are looked at (adoption.marked).
+        below = os.getpid() if self.adoption is not None and self.adoption.subreaper else None
+        await asyncio.to_thread(kill_marked, f"{MARK}={self.identity.pid}", below=below)
         if self._output is not None:
             # Everything it printed is shown before its exit is reported; a pipe that
             # something we could not find still holds is closed on our side.

@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rebeam import _api, metrics
+from rebeam import _api, _loop, metrics
 from rebeam._actor import Actor, Host, crash_reason
 from rebeam._durable import DEFAULT_MAX_DELIVER, DurableMailbox
 from rebeam._mailbox import DEFAULT_MAX_BYTES, DEFAULT_MAX_MESSAGES, Limits
@@ -337,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
-        reason = asyncio.run(run(ns))
+        reason = _loop.run(run(ns))
     except BaseException as exc:  # the runtime itself failed: still leave a record
         reason = crash_reason(exc)
         log.error("runtime failed: %s", reason)
