@@ -151,6 +151,9 @@ class Watching:
         self._link_count = 0  # watches with linked set
         self._monitor_count = 0  # monitors in all watches
         self._lease_watch: asyncio.Task[None] | None = None
+        # Unsubscriptions under way: a new watch waits for them, so the server never holds
+        # more subscriptions than the limits allow, not even for a moment.
+        self._releasing: set[asyncio.Task[None]] = set()
 
     def close(self) -> None:
         if self._lease_watch is not None:
@@ -197,6 +200,9 @@ class Watching:
 
     async def _watch(self, pid: Pid) -> _Watch:
         watch = self._watches.get(pid)
+        if watch is None and self._releasing:
+            await asyncio.wait(set(self._releasing))
+            watch = self._watches.get(pid)
         if watch is None:
             # SUB goes out before anything we publish next on this connection, so the
             # server knows our interest before the callee can possibly exit from it.
@@ -210,7 +216,12 @@ class Watching:
         watch = self._watches.get(pid)
         if watch is not None and watch.idle:
             del self._watches[pid]
-            self._spawn(_unsubscribe(watch.sub))
+            self._release(watch)
+
+    def _release(self, watch: _Watch) -> None:
+        task = self._spawn(_unsubscribe(watch.sub))
+        self._releasing.add(task)
+        task.add_done_callback(self._releasing.discard)
 
     async def add_call(self, pid: Pid, token: str) -> None:
         """A call to ``pid`` goes out: its exit fails the call (``CalleeExited``)."""
@@ -251,7 +262,7 @@ class Watching:
         watch = self._watches.pop(pid, None)
         if watch is None:
             return
-        self._spawn(_unsubscribe(watch.sub))
+        self._release(watch)
         self._link_count -= watch.linked
         self._monitor_count -= len(watch.monitors)
         for token in watch.calls:
