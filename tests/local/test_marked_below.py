@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from rebeam.local.adoption import MARK, kill_marked, marked
+from rebeam.local.adoption import MARK, kill_marked, marked, mid_exec
 
 pytestmark = pytest.mark.skipif(
     not os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children"),
@@ -83,3 +83,43 @@ def test_a_marked_process_elsewhere_is_not_looked_at(entry: str, started: list[i
     shell.wait(10)
     assert sleeper in marked(entry)  # the whole machine: found
     assert marked(entry, below=os.getpid()) == []  # below us: not there
+
+
+def test_a_process_with_an_empty_environment_is_not_taken_for_one_mid_exec(
+    started: list[int],
+) -> None:
+    # An empty environment is read again only while the process is between an exec's new
+    # memory and its environment (a daemon just exec-ing would be missed otherwise): one
+    # started with no environment at all, and a zombie, are not, and are read at once.
+    empty = subprocess.Popen(["sleep", "60"], env={})
+    started.append(empty.pid)
+    zombie = subprocess.Popen(["true"])
+    _wait_zombie(zombie.pid, time.monotonic() + 30)
+    try:
+        assert not mid_exec(os.getpid())
+        assert not mid_exec(zombie.pid)
+        _wait_exec_done(empty.pid, time.monotonic() + 30)
+        assert not mid_exec(empty.pid)
+        begun = time.monotonic()
+        assert marked(f"{MARK}=nothing", below=os.getpid()) == []
+        assert time.monotonic() - begun < 0.4  # no 0.5 s waits on either
+    finally:
+        zombie.wait()
+
+
+def _wait_zombie(pid: int, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                return
+        time.sleep(0.01)
+    raise AssertionError(f"{pid} did not end")
+
+
+def _wait_exec_done(pid: int, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            if f.read().startswith(b"sleep"):
+                return
+        time.sleep(0.01)
+    raise AssertionError(f"{pid} did not exec sleep")

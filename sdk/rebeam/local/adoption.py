@@ -30,7 +30,7 @@ import signal
 import sys
 import time
 
-__all__ = ["MARK", "Adoption", "become_subreaper", "kill_marked", "marked"]
+__all__ = ["MARK", "Adoption", "become_subreaper", "kill_marked", "marked", "mid_exec"]
 
 log = logging.getLogger("rebeam.run")
 
@@ -68,14 +68,47 @@ def marked(entry: str, *, prefix: bool = False, below: int | None = None) -> lis
     for pid in candidates:
         if pid == me:
             continue
+        environ = _environ(pid)
+        if environ is not None and needle in b"\0" + environ:
+            found.append(pid)
+    return found
+
+
+# A process in the middle of an exec shows an empty environment: the kernel has put in its
+# new memory but not yet set where the environment lies in it. A look at that moment would
+# miss a daemon that is just exec-ing (``setsid`` becoming ``sleep``), and nothing would look
+# again: so such a process is read again, for at most this long.
+_EXEC_WAIT = 0.5
+_PF_KTHREAD = 0x00200000
+
+
+def _environ(pid: int) -> bytes | None:
+    """``pid``'s environment block; None if it cannot be read (gone, another user's)."""
+    deadline = time.monotonic() + _EXEC_WAIT
+    while True:
         try:
             with open(f"/proc/{pid}/environ", "rb") as f:
                 environ = f.read()
         except OSError:
-            continue
-        if needle in b"\0" + environ:
-            found.append(pid)
-    return found
+            return None
+        if environ or not mid_exec(pid) or time.monotonic() > deadline:
+            return environ
+        time.sleep(0.001)
+
+
+def mid_exec(pid: int) -> bool:
+    """Whether ``pid`` is between an exec's new memory and its environment's place in it:
+    ``env_end`` (the 51st field of ``/proc/<pid>/stat``) is 0 for a live user process only
+    then; a zombie and a kernel thread show 0 for good, and are not."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return False
+    # fields[0] is the 3rd field (state); the 9th (flags) and 51st (env_end) follow from it.
+    if len(fields) < 49 or fields[0] in ("Z", "X"):
+        return False
+    return not int(fields[6]) & _PF_KTHREAD and fields[48] == "0"
 
 
 def _descendants(root: int) -> list[int] | None:
