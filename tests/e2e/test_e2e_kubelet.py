@@ -170,6 +170,25 @@ def test_a_start_error_again_and_again_is_one_event_counted(
     assert len(events_named(events, "BackOff")) == 1, events
 
 
+def test_a_deletion_is_a_killing_event(
+    cluster: Cluster, kubelet: ProcessKubelet, namespace: str, image: str
+) -> None:
+    _create(cluster, namespace, python_pod("deleted", SLEEPS, image=image, grace_seconds=5))
+    cluster.wait_pod(namespace, "deleted", running, what="running")
+    client.CoreV1Api(cluster.api_client()).delete_namespaced_pod("deleted", namespace)
+    cluster.wait_pod_gone(namespace, "deleted")
+
+    events = wait_for(
+        lambda: events_named(pod_events(cluster.api_client(), namespace, "deleted"), "Killing"),
+        timeout=30,
+        what="the Killing event",
+        interval=0.2,
+    )
+    assert [(e["type"], e["message"], e["count"]) for e in events] == [
+        ("Normal", "Stopping container main", 1)
+    ]
+
+
 def test_node_loss_keeps_processes_running_and_recovers(
     cluster: Cluster, kubelet: ProcessKubelet, namespace: str, image: str
 ) -> None:
