@@ -14,7 +14,10 @@ does, like a kubelet:
   code 128 and reason ``StartError``; restarts follow ``restartPolicy`` with a back-off (1 s
   doubling to 60 s) shown as ``CrashLoopBackOff``;
 - completes deletions: SIGTERM to every container, the grace period, SIGKILL, final status,
-  then ``DELETE`` with grace 0 and a UID precondition.
+  then ``DELETE`` with grace 0 and a UID precondition;
+- posts the kubelet's core/v1 Events on pods (``Pulled``, ``Created``, ``Started``,
+  ``Killing``, ``Failed``, ``BackOff``), aggregated and rate-bounded as a kubelet's recorder
+  does (:mod:`.events`).
 
 Where it differs from a kubelet (deliberately; documented in tests/e2e/README.md):
 
