@@ -148,6 +148,8 @@ def test_container_fails_to_start(
         ("Warning", "Error: no such image, on purpose")
     ]
     assert events[0]["involvedObject"]["fieldPath"] == "spec.containers{main}"
+    reasons = {e["reason"] for e in pod_events(cluster.api_client(), namespace, "doomed")}
+    assert reasons == {"Pulled", "Created", "Failed"}, reasons  # as a kubelet: never Started
     described = cluster.kubectl("describe", "pod", "doomed", "-n", namespace).stdout
     assert "Error: no such image, on purpose" in described, described
 

@@ -162,6 +162,11 @@ class ContainerRuntime:
         if created.returncode != 0:
             raise StartError(f"podman create: {created.stderr.strip()[-2000:]}")
         run.container_id = name
+        try:
+            worker.created(run)
+        except StartError:  # the fault switch
+            await self._apodman("rm", "--force", "--time=0", name)
+            raise
         log_file = open(run.log_path, "ab")  # noqa: SIM115, ASYNC230 - handed to the child
         try:
             process = spawn(

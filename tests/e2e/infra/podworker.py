@@ -240,7 +240,6 @@ class PodWorker:
             try:
                 await self._start(run)
                 assert run.process is not None
-                self.record(run, NORMAL, "Created", "Container created")
                 self.record(run, NORMAL, "Started", "Container started")
                 if self.terminating:  # deleted while it was starting
                     self._signal(run, signal.SIGTERM)
@@ -352,16 +351,11 @@ class PodWorker:
         run.termination_log.write_bytes(b"")
         run.process = None
         run.container_id = None
-        if self.runtime is None:
-            # No images here: whatever a pod names is "present" (what a kubelet says when it
-            # is); a runtime says itself what became of the image.
-            self.image_present(run)
-        fault = self.kubelet.take_fault(self.namespace, self.name, run.name)
-        if fault is not None:
-            raise StartError(fault.message)
-        if self.runtime is not None:
+        if self.runtime is not None:  # it says what became of the image, and calls created()
             run.process = await self.runtime.start(self, run)
             return
+        # No images here: whatever a pod names is "present" (what a kubelet says when it is).
+        self.image_present(run)
         spec = run.spec
         env = run.env = await self._environment(run)
         argv = [_expand(a, env) for a in [*spec.get("command", []), *spec.get("args", [])]]
@@ -370,6 +364,7 @@ class PodWorker:
         cwd = spec.get("workingDir") or str(self.directory)
         if not Path(cwd).is_dir():  # noqa: ASYNC240 - local and instant
             raise StartError(f"workingDir {cwd} does not exist on this host")
+        self.created(run)
         log_file = open(run.log_path, "ab")  # noqa: SIM115, ASYNC230 - handed to the child
         try:
             run.process = spawn(argv, cwd=cwd, env=env, stdout=log_file)
@@ -380,7 +375,20 @@ class PodWorker:
 
     def image_present(self, run: ContainerRun) -> None:
         image = run.spec.get("image", "")
-        self.record(run, NORMAL, "Pulled", f'Container image "{image}" already present on machine')
+        self.record(
+            run,
+            NORMAL,
+            "Pulled",
+            f'Container image "{image}" already present on machine and can be accessed by the pod',
+        )
+
+    def created(self, run: ContainerRun) -> None:
+        """The container exists and is about to start: a start that fails from here on (the
+        fault switch too) is the runtime's, after ``Created``, as on a kubelet."""
+        self.record(run, NORMAL, "Created", "Container created")
+        fault = self.kubelet.take_fault(self.namespace, self.name, run.name)
+        if fault is not None:
+            raise StartError(fault.message)
 
     async def _probe_readiness(self, run: ContainerRun) -> None:
         """Run an ``exec`` readinessProbe as a kubelet does (other probe kinds: always ready)."""
