@@ -313,7 +313,7 @@ class PodWorker:
 
     async def _wait_to_create(self, run: ContainerRun, exc: WaitingError, backoff: float) -> None:
         """ErrImagePull (the message says why), then ImagePullBackOff for the back-off, whose
-        message still says why (as a kubelet's does since 1.31), with the kubelet's events."""
+        message still says why (as the pinned kubelet's does), with the kubelet's events."""
         image = run.spec.get("image", "")
         if exc.pull:
             self.record(run, WARNING, "Failed", f'Failed to pull image "{image}": {exc}')
