@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from rebeam.exits import KILLED, NOCONNECTION, SHUTDOWN, ExitReason, not_ready_within
+from rebeam.exits import KILLED, NOCONNECTION, SHUTDOWN, ExitReason
 from rebeam.pids import Pid
 from rebeam.spec.models import Child
 from rebeam.spec.readiness import uses_entry
@@ -40,7 +40,13 @@ from rebeam_operator.cache import Cache
 from rebeam_operator.children import manifest_child
 from rebeam_operator.effects import Effects
 from rebeam_operator.hosts import Host
-from rebeam_operator.observation import PodPhase, created_at, observe_pod, vanished_reason
+from rebeam_operator.observation import (
+    PodPhase,
+    created_at,
+    observe_pod,
+    start_timeout_reason,
+    vanished_reason,
+)
 from rebeam_operator.record import Record, fed_key
 from rebeam_operator.status import exit_summary
 
@@ -184,7 +190,7 @@ async def _observe_actor(
         created = created_at(pod) or now
         if now - created > spec.start_timeout:
             await look.effects.delete_pod(name, 0)
-            reason = not_ready_within(spec.start_timeout)
+            reason = start_timeout_reason(spec.start_timeout, view)  # and why, if it says
             return [_end(reason, status)]
         return []
     if (view.node and not view.deleting) or (view.node and stopping):

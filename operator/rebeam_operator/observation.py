@@ -11,6 +11,12 @@ ended with ``noconnection``, whatever its process said when the SIGTERM came: as
 node, the process did not choose to stop and its supervisor did not ask it to (a transient
 child is restarted, as it must be). A pod deleted by hand is OTP's ``exit(Pid, shutdown)``
 and ends ``shutdown``.
+
+A pod that is still pending when its child's ``startTimeout`` runs out says why, when Kubernetes
+says more than "starting": its container waits for an image it cannot pull or a config it cannot
+make (``ImagePullBackOff`` with the kubelet's message), or no node takes it (``Unschedulable``).
+:func:`start_timeout_reason` puts that after the ``not ready within startTimeout Ns`` every
+backend reports, so that the Supervisor's status names the cause (docs/kubernetes.md).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from rebeam.exits import (
     ExitReason,
     crash,
     from_container_end,
+    not_ready_within,
 )
 from rebeam_operator.pods import CONTAINER
 
@@ -39,10 +46,17 @@ __all__ = [
     "disrupted",
     "observe_pod",
     "recorded_reason",
+    "start_timeout_reason",
     "vanished_reason",
 ]
 
 Json = dict[str, Any]
+
+# A container's waiting reasons on its way to running: nothing to tell a user.
+STARTING = frozenset({"", "ContainerCreating", "PodInitializing"})
+# Terminated reasons of a container whose process never ran: the runtime could not start it.
+NEVER_RAN = frozenset({"StartError", "ContainerCannotRun"})
+MAX_CAUSE = 500  # characters of the kubelet's or scheduler's message kept in an exit message
 
 
 class PodPhase(enum.Enum):
@@ -59,6 +73,7 @@ class PodView:
     deleting: bool = False
     ready: bool = False  # the container passed its readiness probe (an actor's init is done)
     ran: bool = False  # the container's process did start (it did not fail to start)
+    stuck: str | None = None  # when PENDING: why, if Kubernetes says more than "starting"
 
 
 def recorded_reason(message: str | None) -> ExitReason | None:
@@ -111,16 +126,18 @@ def observe_pod(pod: Json, *, stop_requested: bool) -> PodView:
             stop_requested=stop_requested,
             recorded=recorded,
         )
+        ran = terminated.get("reason") not in NEVER_RAN
         if recorded is None and reason.kind is ExitKind.CRASH and message:
             details = reason.details
             reason = crash(
+                # The runtime's reason names a start that failed (the message says why).
+                exception_type=None if ran else terminated.get("reason"),
                 exit_code=details.exit_code if details else None,
                 signal=details.signal if details else None,
                 message=message.strip()[-300:],
             )
         if disrupted(pod) and not stop_requested:
             reason = NOCONNECTION
-        ran = terminated.get("reason") not in ("StartError", "ContainerCannotRun")
         return PodView(PodPhase.ENDED, reason, node, deleting, ran=ran)
     phase = status.get("phase")
     if phase in ("Succeeded", "Failed"):  # evicted, or ended before a container status
@@ -136,7 +153,32 @@ def observe_pod(pod: Json, *, stop_requested: bool) -> PodView:
     if state.get("running") or phase == "Running":
         ready = bool((container or {}).get("ready"))
         return PodView(PodPhase.RUNNING, None, node, deleting, ready)
-    return PodView(PodPhase.PENDING, None, node, deleting)
+    return PodView(PodPhase.PENDING, None, node, deleting, stuck=_stuck(pod, container))
+
+
+def _stuck(pod: Json, container: Json | None) -> str | None:
+    """Why a pending pod does not start, in Kubernetes' words; None while it is just starting."""
+    waiting = ((container or {}).get("state") or {}).get("waiting") or {}
+    reason = str(waiting.get("reason") or "")
+    if reason not in STARTING:
+        message = str(waiting.get("message") or "").strip()
+        said = f"{reason}: {message}" if message else reason
+        return f"container {CONTAINER} waiting: {said}"[:MAX_CAUSE]
+    for condition in (pod.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("reason") == "Unschedulable":
+            message = str(condition.get("message") or "").strip()
+            return f"not scheduled: Unschedulable: {message}"[:MAX_CAUSE]
+    return None
+
+
+def start_timeout_reason(seconds: float, view: PodView | None) -> ExitReason:
+    """The failed start of a child not ready within ``seconds``: the reason every backend
+    gives, and after it why the pod was stuck (``view``: the pod's last observation)."""
+    reason = not_ready_within(seconds)
+    details = reason.details
+    if view is None or view.stuck is None or details is None:
+        return reason
+    return crash(exception_type=details.exception_type, message=f"{details.message}: {view.stuck}")
 
 
 def vanished_reason(

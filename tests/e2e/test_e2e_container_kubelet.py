@@ -15,7 +15,7 @@ import pytest
 from infra.cluster import Cluster
 from infra.containers import LABEL_NODE
 from infra.kubelet import ProcessKubelet
-from infra.pods import container_status, phase, running, terminated
+from infra.pods import container_status, events_named, phase, pod_events, running, terminated
 from infra.procs import wait_for
 from kubernetes import client
 from tests.images.containers import built_images
@@ -198,10 +198,13 @@ def test_graceful_stop_records_the_termination_message(
     assert node.log_path(namespace, "traps").read_text().strip() == "up"
 
 
+ABSENT = "localhost/rebeam-absent:dev"
+
+
 def test_a_missing_image_waits_and_a_bad_entry_point_is_a_start_error(
     cluster: Cluster, node: ProcessKubelet, namespace: str, images: Engine
 ) -> None:
-    _create(cluster, namespace, _pod("no-image", "localhost/rebeam-absent:dev", ["true"]))
+    _create(cluster, namespace, _pod("no-image", ABSENT, ["true"]))
     _create(cluster, namespace, _pod("no-entry", images.name("actor"), ["/no/such/program"]))
 
     def waiting(p: Json) -> str:
@@ -211,8 +214,45 @@ def test_a_missing_image_waits_and_a_bad_entry_point_is_a_start_error(
         namespace, "no-image", lambda p: waiting(p) == "ImagePullBackOff", what="back-off"
     )
     assert phase(pod) == "Pending"
+    # The back-off's message keeps the pull error, as a kubelet's does.
+    message = container_status(pod)["state"]["waiting"]["message"]
+    assert message.startswith(f'Back-off pulling image "{ABSENT}": ErrImagePull: '), message
+    assert "is not on node" in message, message
     pod = cluster.wait_pod(namespace, "no-entry", lambda p: bool(terminated(p)), what="ended")
     state = terminated(pod)
     assert (state["exitCode"], state["reason"]) == (128, "StartError"), state
     assert "/no/such/program" in state["message"], state
     assert phase(pod) == "Failed"
+
+    # The kubelet's events, as `kubectl describe pod` shows them; each back-off repeats the
+    # same events: counted on one object each, not one object per back-off.
+    api = cluster.api_client()
+
+    def pulls_failed_twice() -> list[Json]:
+        events = pod_events(api, namespace, "no-image")
+        return [e for e in events_named(events, "Failed", "ErrImagePull") if e["count"] >= 2]
+
+    wait_for(pulls_failed_twice, timeout=60, what="ErrImagePull counted twice", interval=0.2)
+    events = pod_events(api, namespace, "no-image")
+    shown = {(e["type"], e["reason"], e["message"]) for e in events}
+    pull_failed = f'Failed to pull image "{ABSENT}": image "{ABSENT}" is not on node'
+    assert [m for t, r, m in shown if m.startswith(pull_failed) and t == "Warning"], shown
+    assert {
+        ("Normal", "Pulling", f'Pulling image "{ABSENT}"'),
+        ("Warning", "Failed", "Error: ErrImagePull"),
+        ("Normal", "BackOff", f'Back-off pulling image "{ABSENT}"'),
+        ("Warning", "Failed", "Error: ImagePullBackOff"),
+    } <= shown, shown
+    assert len(events) == len(shown), events  # aggregated: one object per distinct event
+    for event in events:
+        assert event["involvedObject"]["fieldPath"] == "spec.containers{main}", event
+        assert event["source"] == {"component": "kubelet", "host": node.node_name}, event
+    described = cluster.kubectl("describe", "pod", "no-image", "-n", namespace).stdout
+    assert "Error: ImagePullBackOff" in described, described
+
+    def start_failed() -> list[Json]:
+        return events_named(pod_events(api, namespace, "no-entry"), "Failed", "Error: ")
+
+    (failed,) = wait_for(start_failed, timeout=30, what="the start's Failed event", interval=0.2)
+    assert failed["type"] == "Warning"
+    assert "/no/such/program" in failed["message"], failed

@@ -11,12 +11,22 @@ import pytest
 from infra.cluster import Cluster
 from infra.e2enats import E2ENats
 from infra.kubelet import ProcessKubelet
-from infra.pods import container_status, phase, python_pod, running, terminated
+from infra.pods import (
+    container_status,
+    events_named,
+    phase,
+    pod_events,
+    python_pod,
+    running,
+    terminated,
+)
 from infra.pods import ready as is_ready
 from infra.procs import wait_for
 from kubernetes import client
 
 pytestmark = pytest.mark.e2e
+
+Json = dict[str, Any]
 
 SLEEPS = """
     import time
@@ -48,6 +58,34 @@ def test_restart_policy_always_restarts_with_back_off(
     status = container_status(pod)
     assert status["lastState"]["terminated"]["exitCode"] == 7
     assert phase(pod) == "Running"
+    # The kubelet's events: one BackOff Event counted up, not one per back-off.
+    api = cluster.api_client()
+    back_off = wait_for(
+        lambda: [
+            e
+            for e in events_named(pod_events(api, namespace, "crashes"), "BackOff")
+            if e["count"] >= 2
+        ],
+        timeout=30,
+        what="a BackOff event counted twice",
+        interval=0.2,
+    )
+    events = pod_events(api, namespace, "crashes")
+    assert len(events_named(events, "BackOff")) == 1, events
+    (event,) = back_off
+    assert event["type"] == "Warning"
+    uid = pod["metadata"]["uid"]
+    assert event["message"] == (
+        f"Back-off restarting failed container main in pod crashes_{namespace}({uid})"
+    )
+    assert event["involvedObject"]["fieldPath"] == "spec.containers{main}"
+    assert event["involvedObject"]["uid"] == uid
+    assert event["source"] == {"component": "kubelet", "host": kubelet.node_name}
+    assert event["reportingComponent"] == "kubelet"
+    for reason in ("Pulled", "Created", "Started"):
+        (started,) = events_named(events, reason)
+        assert started["type"] == "Normal"
+        assert started["count"] >= 2, started  # once per run, aggregated
 
 
 def test_restart_policy_on_failure_restarts_failures_only(
@@ -97,6 +135,60 @@ def test_container_fails_to_start(
     state = terminated(pod)
     assert (state["exitCode"], state["reason"]) == (128, "StartError")
     assert state["message"] == "no such image, on purpose"
+    # As a kubelet: a Warning "Failed" Event says why, on the container.
+    events = wait_for(
+        lambda: events_named(
+            pod_events(cluster.api_client(), namespace, "doomed"), "Failed", "on purpose"
+        ),
+        timeout=30,
+        what="the Failed event",
+        interval=0.2,
+    )
+    assert [(e["type"], e["message"]) for e in events] == [
+        ("Warning", "Error: no such image, on purpose")
+    ]
+    assert events[0]["involvedObject"]["fieldPath"] == "spec.containers{main}"
+    reasons = {e["reason"] for e in pod_events(cluster.api_client(), namespace, "doomed")}
+    assert reasons == {"Pulled", "Created", "Failed"}, reasons  # as a kubelet: never Started
+    described = cluster.kubectl("describe", "pod", "doomed", "-n", namespace).stdout
+    assert "Error: no such image, on purpose" in described, described
+
+
+def test_a_start_error_again_and_again_is_one_event_counted(
+    cluster: Cluster, kubelet: ProcessKubelet, namespace: str, image: str
+) -> None:
+    kubelet.fail_start(namespace, "hopeless", times=None, message="cannot run, on purpose")
+    manifest = python_pod("hopeless", SLEEPS, image=image, restart_policy="Always")
+    _create(cluster, namespace, manifest)
+    api = cluster.api_client()
+
+    def counted() -> list[Json]:
+        failed = events_named(pod_events(api, namespace, "hopeless"), "Failed", "on purpose")
+        return [e for e in failed if e["count"] >= 3]
+
+    wait_for(counted, timeout=60, what="the Failed event counted 3 times", interval=0.2)
+    events = pod_events(api, namespace, "hopeless")
+    assert len(events_named(events, "Failed")) == 1, events
+    assert len(events_named(events, "BackOff")) == 1, events
+
+
+def test_a_deletion_is_a_killing_event(
+    cluster: Cluster, kubelet: ProcessKubelet, namespace: str, image: str
+) -> None:
+    _create(cluster, namespace, python_pod("deleted", SLEEPS, image=image, grace_seconds=5))
+    cluster.wait_pod(namespace, "deleted", running, what="running")
+    client.CoreV1Api(cluster.api_client()).delete_namespaced_pod("deleted", namespace)
+    cluster.wait_pod_gone(namespace, "deleted")
+
+    events = wait_for(
+        lambda: events_named(pod_events(cluster.api_client(), namespace, "deleted"), "Killing"),
+        timeout=30,
+        what="the Killing event",
+        interval=0.2,
+    )
+    assert [(e["type"], e["message"], e["count"]) for e in events] == [
+        ("Normal", "Stopping container main", 1)
+    ]
 
 
 def test_node_loss_keeps_processes_running_and_recovers(

@@ -8,14 +8,26 @@ from typing import Any
 
 import pytest
 
-from rebeam.exits import KILLED, NOCONNECTION, NORMAL, SHUTDOWN, ExitKind, crash, shutdown_with
+from rebeam.exits import (
+    KILLED,
+    NOCONNECTION,
+    NORMAL,
+    SHUTDOWN,
+    ExitKind,
+    crash,
+    not_ready_within,
+    shutdown_with,
+)
 from rebeam_operator.observation import (
     PodPhase,
+    PodView,
     disrupted,
     observe_pod,
     recorded_reason,
+    start_timeout_reason,
     vanished_reason,
 )
+from rebeam_operator.status import exit_summary
 
 Json = dict[str, Any]
 
@@ -93,6 +105,17 @@ def test_container_that_never_ran(reason: str) -> None:
     assert view.reason.kind is ExitKind.CRASH
 
 
+def test_a_start_error_says_so_and_why() -> None:
+    """The runtime's words reach the Supervisor's status (not just "exit code 128")."""
+    state = terminated(128, "StartError", message="exec: /no/such/program: not found\n")
+    view = observe_pod(pod(phase="Failed", state=state), stop_requested=False)
+    assert view.reason == crash(
+        exception_type="StartError", exit_code=128, message="exec: /no/such/program: not found"
+    )
+    summary = exit_summary(view.reason)
+    assert summary["message"] == "StartError: exec: /no/such/program: not found"
+
+
 def test_recorded_reason_wins_over_exit_code() -> None:
     boom = crash(exception_type="ValueError", message="boom")
     message = json.dumps(boom.to_wire())
@@ -166,6 +189,77 @@ def test_pending(state: Json | None) -> None:
     assert view.phase is PodPhase.PENDING
     assert view.reason is None
     assert view.node is None
+
+
+BACK_OFF = 'Back-off pulling image "r/absent:1": ErrImagePull: not found'
+
+
+@pytest.mark.parametrize(
+    ("state", "stuck"),
+    [
+        (None, None),
+        ({"waiting": {"reason": "ContainerCreating"}}, None),  # just starting
+        ({"waiting": {}}, None),
+        (
+            {"waiting": {"reason": "ImagePullBackOff", "message": BACK_OFF}},
+            f"container actor waiting: ImagePullBackOff: {BACK_OFF}",
+        ),
+        ({"waiting": {"reason": "ErrImagePull"}}, "container actor waiting: ErrImagePull"),
+        (
+            {"waiting": {"reason": "CreateContainerConfigError", "message": "no key k\n"}},
+            "container actor waiting: CreateContainerConfigError: no key k",
+        ),
+    ],
+)
+def test_a_pending_pod_says_why_it_is_stuck(state: Json | None, stuck: str | None) -> None:
+    view = observe_pod(pod(phase="Pending", state=state), stop_requested=False)
+    assert view.phase is PodPhase.PENDING
+    assert view.stuck == stuck
+
+
+def test_an_unschedulable_pod_says_why() -> None:
+    body = pod(phase="Pending", node=None)
+    body["status"]["conditions"] = [
+        {
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": "Unschedulable",
+            "message": "0/3 nodes are available: 3 Insufficient memory.",
+        }
+    ]
+    view = observe_pod(body, stop_requested=False)
+    assert view.stuck == (
+        "not scheduled: Unschedulable: 0/3 nodes are available: 3 Insufficient memory."
+    )
+
+
+def test_a_long_kubelet_message_is_cut() -> None:
+    state = {"waiting": {"reason": "ErrImagePull", "message": "x" * 10_000}}
+    view = observe_pod(pod(phase="Pending", state=state), stop_requested=False)
+    assert view.stuck is not None
+    assert len(view.stuck) == 500
+
+
+def test_the_start_timeout_names_why_the_pod_was_stuck() -> None:
+    state = {"waiting": {"reason": "ImagePullBackOff", "message": BACK_OFF}}
+    view = observe_pod(pod(phase="Pending", state=state), stop_requested=False)
+    summary = exit_summary(start_timeout_reason(8, view))
+    assert summary["message"] == (
+        "StartTimeout: not ready within startTimeout 8s: "
+        f"container actor waiting: ImagePullBackOff: {BACK_OFF}"
+    )
+
+
+@pytest.mark.parametrize(
+    "view",
+    [
+        None,
+        PodView(PodPhase.RUNNING),  # running, not ready: every backend says the same
+        PodView(PodPhase.PENDING),
+    ],
+)
+def test_the_start_timeout_alone_when_nothing_is_stuck(view: PodView | None) -> None:
+    assert start_timeout_reason(2, view) == not_ready_within(2)
 
 
 def test_unknown_phase_is_not_an_end() -> None:
@@ -285,3 +379,28 @@ def test_an_evicted_pod_we_were_stopping_ends_as_stopped() -> None:
 def test_a_pod_failed_by_node_pressure_is_noconnection() -> None:
     body = evicted(pod(phase="Failed", message="low on memory"), reason="TerminationByKubelet")
     assert observe_pod(body, stop_requested=False).reason == NOCONNECTION
+
+
+# --- the driver reports it -------------------------------------------------------------------
+
+
+async def test_a_child_stuck_on_its_image_fails_its_start_naming_the_image_problem() -> None:
+    """The driver's failed start carries the cause (what `kubectl describe supervisor` shows)."""
+    from tests.operator.bodies import SLEEP
+    from tests.operator.test_driver import started
+
+    driver, fake = await started([{"name": "a", "actor": SLEEP, "startTimeout": "1s"}])
+    body = fake.pods["app-a-1"]
+    body["metadata"]["creationTimestamp"] = "2000-01-01T00:00:00Z"  # long past its timeout
+    waiting = {"reason": "ImagePullBackOff", "message": BACK_OFF}
+    body["status"] = {
+        "phase": "Pending",
+        "containerStatuses": [{"name": "actor", "state": {"waiting": waiting}}],
+    }
+    driver.on_pod(json.loads(json.dumps(body)), deleted=False)
+    await driver.reconcile()
+    (reason,) = [e[3] for e in fake.emitted if e[:3] == ("start_failed", "a", 1)]
+    assert exit_summary(reason)["message"] == (
+        "StartTimeout: not ready within startTimeout 1s: "
+        f"container actor waiting: ImagePullBackOff: {BACK_OFF}"
+    )

@@ -49,6 +49,7 @@ from urllib.parse import urlparse
 
 from tools.images import Engine, engine
 
+from .events import NORMAL
 from .localproc import LocalProcess, spawn
 from .podworker import ContainerRun, StartError, WaitingError, _expand
 
@@ -131,13 +132,17 @@ class ContainerRuntime:
         if image not in self._known_images:
             found = await self._apodman("image", "exists", image)
             if found.returncode != 0:
+                # What a kubelet says before its pull fails (the worker records the failure).
+                worker.record(run, NORMAL, "Pulling", f'Pulling image "{image}"')
                 raise WaitingError(
                     "ErrImagePull",
                     f'image "{image}" is not on node {self.node} (it pulls nothing: '
                     "`make images` builds ours)",
                     "ImagePullBackOff",
+                    pull=True,
                 )
             self._known_images.add(image)
+        worker.image_present(run)
         env = run.env = await self._environment(worker, run)
         name = f"k8s_{run.name}_{worker.name}_{worker.namespace}_{worker.uid[:8]}_{run.restarts}"
         args = [
@@ -157,6 +162,11 @@ class ContainerRuntime:
         if created.returncode != 0:
             raise StartError(f"podman create: {created.stderr.strip()[-2000:]}")
         run.container_id = name
+        try:
+            worker.created(run)
+        except StartError:  # the fault switch
+            await self._apodman("rm", "--force", "--time=0", name)
+            raise
         log_file = open(run.log_path, "ab")  # noqa: SIM115, ASYNC230 - handed to the child
         try:
             process = spawn(

@@ -14,7 +14,10 @@ does, like a kubelet:
   code 128 and reason ``StartError``; restarts follow ``restartPolicy`` with a back-off (1 s
   doubling to 60 s) shown as ``CrashLoopBackOff``;
 - completes deletions: SIGTERM to every container, the grace period, SIGKILL, final status,
-  then ``DELETE`` with grace 0 and a UID precondition.
+  then ``DELETE`` with grace 0 and a UID precondition;
+- posts the kubelet's core/v1 Events on pods (``Pulled``, ``Created``, ``Started``,
+  ``Killing``, ``Failed``, ``BackOff``), aggregated and rate-bounded as a kubelet's recorder
+  does (:mod:`.events`).
 
 Where it differs from a kubelet (deliberately; documented in tests/e2e/README.md):
 
@@ -74,6 +77,7 @@ from kubernetes.aio import config as aconfig
 from kubernetes.aio import watch as awatch
 
 from .containers import ContainerRuntime
+from .events import EventRecorder
 from .logserver import LogServer
 from .pki import Pki
 from .podworker import HOST_IP, MERGE_PATCH, ContainerRun, PodWorker, now
@@ -175,6 +179,7 @@ class ProcessKubelet:
         self.path = path or os.pathsep.join(
             [str(Path(sys.executable).parent), os.environ.get("PATH", "/usr/bin:/bin")]
         )
+        self.events = EventRecorder(node_name)  # core/v1 Events on its pods (infra/events.py)
         self.lost = False
         self.online: asyncio.Event | None = None  # set while not lost (created in the loop)
         self._faults: list[StartFault] = []
@@ -358,7 +363,10 @@ class ProcessKubelet:
             if self._api is not None:
                 await self._api.close()
             return
-        self._tasks = {asyncio.create_task(self._watch_pods(), name="watch-pods")}
+        self._tasks = {
+            asyncio.create_task(self._watch_pods(), name="watch-pods"),
+            asyncio.create_task(self.events.run(self.core, lambda: self.lost), name="events"),
+        }
         self._beat = threading.Thread(
             target=self._heartbeat, name=f"heartbeat-{self.node_name}", daemon=True
         )
@@ -368,6 +376,7 @@ class ProcessKubelet:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        log.info("node %s: events %s", self.node_name, self.events.counts)
         self._beat_stop.set()
         if self._beat is not None:
             self._beat.join(10)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 from typing import Any
 
@@ -78,3 +79,18 @@ def running(pod: Json, name: str = "main") -> bool:
 
 def phase(pod: Json) -> str:
     return str(pod.get("status", {}).get("phase", ""))
+
+
+def pod_events(api: Any, namespace: str, pod: str) -> list[Json]:
+    """The core/v1 Events on a pod (``api``: a kubernetes ApiClient), as plain dicts."""
+    from kubernetes import client
+
+    listing = client.CoreV1Api(api).list_namespaced_event(
+        namespace, field_selector=f"involvedObject.name={pod}", _preload_content=False
+    )
+    return list(json.loads(listing.data)["items"])
+
+
+def events_named(events: list[Json], reason: str, message: str = "") -> list[Json]:
+    """The events of ``reason`` whose message contains ``message``."""
+    return [e for e in events if e["reason"] == reason and message in (e.get("message") or "")]

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from kubernetes.aio import client as aclient
 
+from .events import NORMAL, WARNING, PodRef
 from .localproc import LocalProcess, spawn
 
 if TYPE_CHECKING:
@@ -71,10 +72,13 @@ class WaitingError(Exception):
     ``reason`` and the message, and the worker tries again after a back-off, as a kubelet does
     with ``ErrImagePull`` / ``ImagePullBackOff``."""
 
-    def __init__(self, reason: str, message: str, backoff_reason: str | None = None) -> None:
+    def __init__(
+        self, reason: str, message: str, backoff_reason: str | None = None, *, pull: bool = False
+    ) -> None:
         super().__init__(message)
         self.reason = reason
         self.backoff_reason = backoff_reason or reason
+        self.pull = pull  # the image could not be pulled (the events say "Failed to pull")
 
 
 class Runtime(Protocol):
@@ -177,6 +181,11 @@ class PodWorker:
         self.write_lock = asyncio.Lock()
         self.pending_write = False
         self.deleted = False  # gone from the API
+        self.ref = PodRef(self.namespace, self.name, self.uid)
+
+    def record(self, run: ContainerRun, kind: str, reason: str, message: str) -> None:
+        """An Event on the container, as a kubelet posts it (infra/events.py: never blocks)."""
+        self.kubelet.events.record(self.ref, run.name, kind, reason, message)
 
     # -- events from the kubelet --
 
@@ -231,6 +240,7 @@ class PodWorker:
             try:
                 await self._start(run)
                 assert run.process is not None
+                self.record(run, NORMAL, "Started", "Container started")
                 if self.terminating:  # deleted while it was starting
                     self._signal(run, signal.SIGTERM)
                 run.state = {"running": {"startedAt": started_at}}
@@ -256,6 +266,7 @@ class PodWorker:
             except Exception as exc:  # StartError, or the API failing us while preparing
                 exit_code, sig, reason = 128, None, "StartError"
                 (run.directory / "start-error").write_text(str(exc))
+                self.record(run, WARNING, "Failed", f"Error: {exc}")
             terminated: Json = {
                 "exitCode": exit_code,
                 "reason": reason,
@@ -286,6 +297,13 @@ class PodWorker:
                 }
             }
             self.status_changed()
+            self.record(
+                run,
+                WARNING,
+                "BackOff",
+                f"Back-off restarting failed container {run.name} in pod "
+                f"{self.name}_{self.namespace}({self.uid})",
+            )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), backoff)
             backoff = min(backoff * 2, BACKOFF_MAX)
@@ -294,16 +312,24 @@ class PodWorker:
         run.will_restart = False
 
     async def _wait_to_create(self, run: ContainerRun, exc: WaitingError, backoff: float) -> None:
-        """ErrImagePull (the message says why), then ImagePullBackOff for the back-off."""
+        """ErrImagePull (the message says why), then ImagePullBackOff for the back-off, whose
+        message still says why (as the pinned kubelet's does), with the kubelet's events."""
+        image = run.spec.get("image", "")
+        if exc.pull:
+            self.record(run, WARNING, "Failed", f'Failed to pull image "{image}": {exc}')
+        self.record(run, WARNING, "Failed", f"Error: {exc.reason}")
         run.state = {"waiting": {"reason": exc.reason, "message": str(exc)}}
         self.status_changed()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.wake.wait(), min(backoff, BACKOFF_INITIAL))
-        image = run.spec.get("image", "")
+        if self.terminating:
+            return
+        self.record(run, NORMAL, "BackOff", f'Back-off pulling image "{image}"')
+        self.record(run, WARNING, "Failed", f"Error: {exc.backoff_reason}")
         run.state = {
             "waiting": {
                 "reason": exc.backoff_reason,
-                "message": f'Back-off pulling image "{image}"',
+                "message": f'Back-off pulling image "{image}": {exc.reason}: {exc}',
             }
         }
         self.status_changed()
@@ -325,12 +351,11 @@ class PodWorker:
         run.termination_log.write_bytes(b"")
         run.process = None
         run.container_id = None
-        fault = self.kubelet.take_fault(self.namespace, self.name, run.name)
-        if fault is not None:
-            raise StartError(fault.message)
-        if self.runtime is not None:
+        if self.runtime is not None:  # it says what became of the image, and calls created()
             run.process = await self.runtime.start(self, run)
             return
+        # No images here: whatever a pod names is "present" (what a kubelet says when it is).
+        self.image_present(run)
         spec = run.spec
         env = run.env = await self._environment(run)
         argv = [_expand(a, env) for a in [*spec.get("command", []), *spec.get("args", [])]]
@@ -339,6 +364,7 @@ class PodWorker:
         cwd = spec.get("workingDir") or str(self.directory)
         if not Path(cwd).is_dir():  # noqa: ASYNC240 - local and instant
             raise StartError(f"workingDir {cwd} does not exist on this host")
+        self.created(run)
         log_file = open(run.log_path, "ab")  # noqa: SIM115, ASYNC230 - handed to the child
         try:
             run.process = spawn(argv, cwd=cwd, env=env, stdout=log_file)
@@ -346,6 +372,23 @@ class PodWorker:
             raise StartError(f"failed to start {argv[0]!r}: {exc}") from exc
         finally:
             log_file.close()
+
+    def image_present(self, run: ContainerRun) -> None:
+        image = run.spec.get("image", "")
+        self.record(
+            run,
+            NORMAL,
+            "Pulled",
+            f'Container image "{image}" already present on machine and can be accessed by the pod',
+        )
+
+    def created(self, run: ContainerRun) -> None:
+        """The container exists and is about to start: a start that fails from here on (the
+        fault switch too) is the runtime's, after ``Created``, as on a kubelet."""
+        self.record(run, NORMAL, "Created", "Container created")
+        fault = self.kubelet.take_fault(self.namespace, self.name, run.name)
+        if fault is not None:
+            raise StartError(fault.message)
 
     async def _probe_readiness(self, run: ContainerRun) -> None:
         """Run an ``exec`` readinessProbe as a kubelet does (other probe kinds: always ready)."""
@@ -596,6 +639,7 @@ class PodWorker:
         loop = asyncio.get_running_loop()
         for run in self.containers.values():
             if run.running:
+                self.record(run, NORMAL, "Killing", f"Stopping container {run.name}")
                 self._signal(run, signal.SIGTERM)
         while any(r.running for r in self.containers.values()):
             assert self.deadline is not None

@@ -145,7 +145,13 @@ def _an_absent_image_is_a_failed_start(cluster: Cluster, namespace: str, tmp_pat
         return status if status.get("phase") == "Failed" else None
 
     status = wait_for(failed, timeout=60, what="init failed", interval=0.5)
-    assert "startTimeout" in status["childExits"]["w"]["message"], status
+    # It names the cause: the kubelet's waiting reason and message, which name the image.
+    message = status["childExits"]["w"]["message"]
+    assert message.startswith(
+        "StartTimeout: not ready within startTimeout 8s: container actor waiting: "
+    ), status
+    assert "ImagePull" in message, status
+    assert '"localhost/rebeam-absent:dev"' in message, status
     cluster.kubectl("delete", "-n", namespace, "-f", str(path), "--timeout=60s")
 
 
