@@ -3,6 +3,8 @@ a crashed actor's exception said."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from rebeam.exits import crash
 from rebeam.observe import page
 
@@ -28,3 +30,16 @@ def test_what_a_tree_says_is_escaped() -> None:
     assert "<script>" not in html
     assert "&lt;img src=x onerror=alert(1)&gt;" in html
     assert html.count('<script src="static/observer.js" defer></script>') == 1
+
+
+def test_a_child_shows_its_os_pid_locally_and_its_pod_on_a_cluster() -> None:
+    def child(name: str, os_pid: int | None, pod: str | None) -> dict[str, Any]:
+        return {"name": name, "path": f"s/{name}", "kind": "actor", "state": "running",
+                "incarnation": 1, "pid": f"ns.s-{name}.1", "os_pid": os_pid, "pod": pod,
+                "starts": 1, "last_exit": None}  # fmt: skip
+
+    roots = [{"path": "s", "strategy": "one_for_one", "state": "running", "restarts": 0,
+              "children": [child("local", 4242, None), child("pod", None, "s-pod-1")]}]  # fmt: skip
+    html = page.render_rows(roots, {})
+    assert "<i>4242</i>" in html
+    assert "<i>s-pod-1</i>" in html

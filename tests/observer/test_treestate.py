@@ -14,7 +14,8 @@ from rebeam.pids import Pid
 
 def tree() -> list[dict[str, Any]]:
     child = {"name": "a", "path": "s/a", "kind": "actor", "state": "running", "incarnation": 1,
-             "pid": "ns.s-a.1", "os_pid": 10, "starts": 1, "last_exit": None}  # fmt: skip
+             "pid": "ns.s-a.1", "os_pid": 10, "pod": None, "starts": 1,
+             "last_exit": None}  # fmt: skip
     return [{"path": "s", "kind": "supervisor", "restarts": 0, "children": [child]}]
 
 

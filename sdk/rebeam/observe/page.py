@@ -22,7 +22,7 @@ from rebeam.observe.actorstats import ActorStats
 __all__ = ["render_directory", "render_event", "render_page", "render_rows"]
 
 COLUMNS: Final = (
-    "child", "kind", "state", "inc", "restarts", "last exit", "os pid",
+    "child", "kind", "state", "inc", "restarts", "last exit", "os pid / pod",
     "mailbox", "msg/s", "latency",
 )  # fmt: skip
 CHUNK: Final = 50
@@ -70,12 +70,15 @@ def _row(node: dict[str, Any], stats: ActorStats | None, depth: int, dynamic: bo
     shown = stats.public() if stats is not None else {}
     latency = shown.get("latency_ms")
     state = _text(node.get("state"))
+    # Where the incarnation runs: an OS process under rebeam run, a pod on a cluster (the
+    # operator cannot know the pid inside a pod; rebeam run has no pods).
+    where = node.get("os_pid") if node.get("os_pid") is not None else node.get("pod")
     cells = (
         f'<i class="d{min(depth, MAX_DEPTH_CLASS)}">{_text(node["name"] if is_child else path)}</i>'
         f"<i>{_text(node.get('strategy') if supervisor else node.get('kind'))}</i>"
         f'<i class="s-{state}">{state}</i>'
         f"<i>{_text(node.get('incarnation'))}</i><i>{_text(restarts)}</i>"
-        f"<i>{_text(_reason(node.get('last_exit')))}</i><i>{_text(node.get('os_pid'))}</i>"
+        f"<i>{_text(_reason(node.get('last_exit')))}</i><i>{_text(where)}</i>"
         f"<i>{_text(shown.get('mailbox'))}</i><i>{_text(shown.get('rate'))}</i>"
         f"<i>{'' if latency is None else f'{latency:g} ms'}</i>"
     )
