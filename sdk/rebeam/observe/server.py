@@ -319,7 +319,9 @@ class Observer:
             return self._refuse("bad_request", 400, f"no child {str(path)[:100]!r}", request)
         if not child.get("pid"):
             return web.json_response({"status": f"{path} is not running"})
-        return web.json_response({"status": await status_of(self.nc, str(child["pid"]))})
+        running = child.get("state") == "running"
+        summary = await status_of(self.nc, str(child["pid"]), running=running)
+        return web.json_response({"status": summary})
 
     async def _action(self, request: web.Request) -> web.Response:
         op = request.match_info["op"]
