@@ -41,5 +41,5 @@ def test_a_child_shows_its_os_pid_locally_and_its_pod_on_a_cluster() -> None:
     roots = [{"path": "s", "strategy": "one_for_one", "state": "running", "restarts": 0,
               "children": [child("local", 4242, None), child("pod", None, "s-pod-1")]}]  # fmt: skip
     html = page.render_rows(roots, {})
-    assert "<i>4242</i>" in html
-    assert "<i>s-pod-1</i>" in html
+    assert '<i title="4242">4242</i>' in html
+    assert '<i title="s-pod-1">s-pod-1</i>' in html  # a long pod name, whole on hover

@@ -78,7 +78,8 @@ def _row(node: dict[str, Any], stats: ActorStats | None, depth: int, dynamic: bo
         f"<i>{_text(node.get('strategy') if supervisor else node.get('kind'))}</i>"
         f'<i class="s-{state}">{state}</i>'
         f"<i>{_text(node.get('incarnation'))}</i><i>{_text(restarts)}</i>"
-        f"<i>{_text(_reason(node.get('last_exit')))}</i><i>{_text(where)}</i>"
+        f"<i>{_text(_reason(node.get('last_exit')))}</i>"
+        f'<i title="{_text(where)}">{_text(where)}</i>'
         f"<i>{_text(shown.get('mailbox'))}</i><i>{_text(shown.get('rate'))}</i>"
         f"<i>{'' if latency is None else f'{latency:g} ms'}</i>"
     )
