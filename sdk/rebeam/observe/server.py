@@ -100,6 +100,9 @@ class Observer:
         self.poller = StatsPoller(nc, self._targets)
         self.directory = Directory(nc.jetstream(), namespace)
         self._clients: set[asyncio.Queue[bytes | None]] = set()
+        # Whether the pages show why the tree cannot be read: only then does a tree read
+        # again clear their notice, which otherwise says how the user's last action went.
+        self._tree_error_shown = False
         self._tasks: list[asyncio.Task[Any]] = []
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -258,6 +261,7 @@ class Observer:
         self._broadcast(_sse("event", page.render_event(event.model_dump(mode="json"))))
 
     def _on_tree_error(self, exc: NoTree) -> None:
+        self._tree_error_shown = True
         self._broadcast(_sse("notice", str(exc)))
 
     async def _pump(self) -> None:
@@ -278,12 +282,14 @@ class Observer:
         if not self._clients:  # a page that connects is sent everything anyway
             for flag in (self.follower.changed, self.poller.changed, self.directory.changed):
                 flag.clear()
+            self._tree_error_shown = self.follower.error is not None
             return
         if self.follower.changed.is_set():
             self.follower.changed.clear()
             state = self.follower.state
             self._broadcast(_sse("rows", page.render_rows(state.roots, self.poller.latest)))
-            if self.follower.error is None:
+            if self.follower.error is None and self._tree_error_shown:
+                self._tree_error_shown = False
                 self._broadcast(_sse("notice", ""))
         if self.poller.changed.is_set():
             self.poller.changed.clear()

@@ -1,0 +1,264 @@
+"""The observer against a cluster's NATS: ``rebeam observe --nats ... --credentials-file ...``,
+where the operator answers the management protocol, in a real headless Chromium.
+
+The tree appears with the operator's children, their pods and states; a pod's process killed
+by the kubelet shows as an exit and a restart; a child restarted from the page comes back as
+its next incarnation; Python actors' stats appear (their pods answer them), a command
+child's stay empty; and a person whose Role grants only ``get`` on Supervisors sees the tree
+but is refused a restart, by name, on the page."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from infra.cluster import Cluster
+from infra.kubelet import ProcessKubelet
+from operator_helpers import Lifecycle, Objects, Operator, actor, sleeper, supervisor
+from tests.observer.browser import (
+    Observe,
+    cell,
+    click,
+    launch_observer,
+    live,
+    notice,
+    open_browser,
+    stop_observers,
+    timeline,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
+
+REBEAM = str(Path(sys.executable).parent / "rebeam")
+DEADLINE = 60.0  # a pod's start on a busy 2-core machine, the operator's pass included
+# The page's columns (rebeam.observe.page.COLUMNS).
+KIND, STATE, INC, LAST_EXIT, PROCESS, MAILBOX, RATE, LATENCY = 1, 2, 3, 5, 6, 7, 8, 9
+
+MANIFEST = supervisor(
+    "shop",
+    [
+        actor("counter", "hello.counter:Counter", register="counter"),
+        actor("other", "hello.counter:Counter"),
+        sleeper("idle"),
+    ],
+    intensity=10,
+    period="60s",
+)
+
+
+@pytest.fixture
+def observers() -> Iterator[list[Observe]]:
+    """Observers started by the test (append to the list); each stopped by its pid."""
+    started: list[Observe] = []
+    yield started
+    stop_observers(started)
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    with open_browser(tmp_path) as driver:
+        yield driver
+
+
+def observer_args(
+    nats_url: str, namespace: str, token: str, workdir: Path
+) -> tuple[list[str], dict[str, str]]:
+    """The arguments and environment of ``rebeam observe`` with ``token`` in a credentials
+    file: no other credential is in its environment, so the operator decides with that
+    identity."""
+    credentials = workdir / f"credentials-{len(list(workdir.glob('credentials-*')))}"
+    credentials.write_text(token)
+    credentials.chmod(0o600)
+    env = {k: v for k, v in os.environ.items() if k not in ("REBEAM_CREDENTIALS", "KUBECONFIG")}
+    args = ["--nats", nats_url, "--namespace", namespace, "--credentials-file", str(credentials)]
+    return args, env
+
+
+def observe(nats_url: str, namespace: str, token: str, workdir: Path) -> Observe:
+    return launch_observer(*observer_args(nats_url, namespace, token, workdir), timeout=DEADLINE)
+
+
+def observe_refused(
+    nats_url: str, namespace: str, token: str, workdir: Path
+) -> subprocess.CompletedProcess[str]:
+    """``rebeam observe`` run to its end (it is expected not to start serving)."""
+    args, env = observer_args(nats_url, namespace, token, workdir)
+    return subprocess.run(
+        [REBEAM, "observe", *args],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        env=env,
+        check=False,
+    )
+
+
+def test_the_observer_against_the_operator(
+    cluster: Cluster,
+    operator: Operator,
+    objects: Objects,
+    kubelet: ProcessKubelet,
+    lifecycle: Lifecycle,
+    nats_url: str,
+    namespace: str,
+    observers: list[Observe],
+    browser: Any,
+    tmp_path: Path,
+) -> None:
+    objects.apply(MANIFEST)
+    objects.wait_status("shop", lambda s: s.get("ready") == "3/3", what="3/3 ready", timeout=90)
+    admin = observe(nats_url, namespace, cluster.admin_token(), tmp_path)
+    observers.append(admin)
+    browser.get(admin.url)
+    live(browser)
+
+    # The operator's tree: each child, its state and incarnation, and the pod it runs in.
+    for name, kind in (("counter", "actor"), ("other", "actor"), ("idle", "actor")):
+        path = f"shop/{name}"
+        wait_for(lambda p=path: cell(browser, p, STATE) == "running", what=f"{path} running")
+        assert cell(browser, path, KIND) == kind
+        assert cell(browser, path, INC) == "1"
+        assert cell(browser, path, PROCESS) == f"shop-{name}-1"
+
+    # A pod's process killed: its exit and its restart show, and the next pod.
+    kubelet.kill_container(namespace, "shop-counter-1", "actor", signal.SIGKILL)
+    on_timeline(browser, "shop/counter#1 exited")
+    on_timeline(browser, "shop/counter#2 started")
+    wait_for(lambda: cell(browser, "shop/counter", INC) == "2", what="counter#2 on the page")
+    wait_for(lambda: cell(browser, "shop/counter", PROCESS) == "shop-counter-2", what="its new pod")
+    assert "killed" in cell(browser, "shop/counter", LAST_EXIT)
+    assert cell(browser, "shop", 4) == "1"  # the supervisor's restarts in its window
+
+    # Restarted from the page: the operator stops the pod and starts the next incarnation.
+    click(browser, "shop/other", "restart")
+    wait_for(lambda: browser.switch_to.alert, what="the confirmation").accept()
+    wait_for(lambda: "done" in notice(browser), timeout=DEADLINE, what="the action's notice")
+    wait_for(
+        lambda: cell(browser, "shop/other", INC) == "2",
+        timeout=DEADLINE,
+        what="other#2 on the page",
+    )
+    lifecycle.wait("started other", count=2)
+    wait_for(
+        lambda: cell(browser, "shop/other", STATE) == "running",
+        timeout=DEADLINE,
+        what="other#2 running",
+    )
+
+    # Stats from the actors' pods: a latency once the counter handled calls; none for the
+    # command child, which answers no stats request.
+    def busy_counter() -> str:
+        call = rebeam(nats_url, namespace, "call", "counter", "{}")
+        assert call.returncode == 0, call.stderr
+        return cell(browser, "shop/counter", LATENCY)
+
+    assert wait_for(busy_counter, timeout=DEADLINE, what="a handler latency").endswith(" ms")
+    assert float(cell(browser, "shop/counter", RATE)) >= 0
+    assert cell(browser, "shop/counter", MAILBOX) == "0"
+    assert cell(browser, "shop/idle", MAILBOX) == ""
+    directory = browser.find_element("id", "directory")
+    wait_for(lambda: "counter" in directory.text, what="the registered name")
+
+    # The state button: a Python actor's pod answers; a command child's pod has no state.
+    click(browser, "shop/counter", "status")
+    wait_for(lambda: "defines no format_status" in status_box(browser), what="counter's state")
+    click(browser, "shop/idle", "status")
+    wait_for(lambda: "a command child has no state" in status_box(browser), what="idle's")
+
+    # Terminated from the page (its pod goes), then started again as its next incarnation.
+    click(browser, "shop/idle", "terminate")
+    wait_for(lambda: browser.switch_to.alert, what="the confirmation").accept()
+    wait_for(
+        lambda: (
+            cell(browser, "shop/idle", STATE) not in ("running", "exited", "restarting")
+            and cell(browser, "shop/idle", PROCESS) == ""
+        ),
+        timeout=DEADLINE,
+        what="idle terminated, no pod",
+    )
+    click(browser, "shop/idle", "restart")
+    wait_for(lambda: browser.switch_to.alert, what="the confirmation").accept()
+    wait_for(
+        lambda: (
+            cell(browser, "shop/idle", STATE) == "running"
+            and cell(browser, "shop/idle", PROCESS) == "shop-idle-2"
+        ),
+        timeout=DEADLINE,
+        what="idle#2 running in its pod",
+    )
+
+    shot = tmp_path / "observer-cluster.png"
+    assert browser.save_screenshot(str(shot))
+    print(f"observer screenshot against the cluster: {shot}")
+
+    # A person who may read the tree but not change it: the page shows the refusal.
+    cluster.kubectl("create", "serviceaccount", "viewer", "-n", namespace)
+    cluster.kubectl("create", "role", "viewer", "-n", namespace, "--verb=get",
+                    "--resource=supervisors.rebeam.io")  # fmt: skip
+    cluster.kubectl("create", "rolebinding", "viewer", "-n", namespace, "--role=viewer",
+                    f"--serviceaccount={namespace}:viewer")  # fmt: skip
+    viewer = observe(
+        nats_url, namespace, cluster.service_account_token(namespace, "viewer"), tmp_path
+    )
+    observers.append(viewer)
+    browser.get(viewer.url)
+    live(browser)
+    wait_for(lambda: cell(browser, "shop/idle", STATE) == "running", what="the viewer's tree")
+    click(browser, "shop/idle", "restart")
+    wait_for(lambda: browser.switch_to.alert, what="the confirmation").accept()
+    user = f"system:serviceaccount:{namespace}:viewer"
+    refusal = wait_for(
+        lambda: "may not" in notice(browser) and notice(browser),
+        timeout=DEADLINE,
+        what="the refusal on the page",
+    )
+    assert f"user {user} may not patch supervisors/shop in namespace {namespace}" in refusal
+    assert cell(browser, "shop/idle", INC) == "2"  # nothing happened
+    assert lifecycle.lines().count("started idle") == 2
+    # The tree changes (counter's pod killed again): the page follows, the refusal stays.
+    kubelet.kill_container(namespace, "shop-counter-2", "actor", signal.SIGKILL)
+    wait_for(
+        lambda: cell(browser, "shop/counter", INC) == "3",
+        timeout=DEADLINE,
+        what="counter#3 on the viewer's page",
+    )
+    assert notice(browser) == refusal
+
+    # Without the right to read the tree, the observer does not start, and says why.
+    cluster.kubectl("create", "serviceaccount", "nobody", "-n", namespace)
+    nobody = cluster.service_account_token(namespace, "nobody")
+    refused = observe_refused(nats_url, namespace, nobody, tmp_path)
+    assert refused.returncode == 1
+    assert f"may not get supervisors in namespace {namespace}" in refused.stderr
+    assert len(refused.stderr.splitlines()) == 1, refused.stderr
+    operator.check_running()
+
+
+def status_box(driver: Any) -> str:
+    return str(driver.execute_script("return document.getElementById('status').textContent"))
+
+
+def on_timeline(driver: Any, text: str) -> None:
+    wait_for(
+        lambda: any(text in line for line in timeline(driver)),
+        timeout=DEADLINE,
+        what=f"{text!r} on the timeline",
+    )
+
+
+def rebeam(nats_url: str, namespace: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [REBEAM, *args, "--nats-url", nats_url, "--namespace", namespace],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ),
+        check=False,
+    )
