@@ -1,11 +1,14 @@
 """The observer against a cluster's NATS: ``rebeam observe --nats ... --credentials-file ...``,
-where the operator answers the management protocol, in a real headless Chromium.
+where the operator answers the management protocol, in a real headless Chromium
+(docs/observability.md, "Against a cluster").
 
 The tree appears with the operator's children, their pods and states; a pod's process killed
-by the kubelet shows as an exit and a restart; a child restarted from the page comes back as
-its next incarnation; Python actors' stats appear (their pods answer them), a command
-child's stay empty; and a person whose Role grants only ``get`` on Supervisors sees the tree
-but is refused a restart, by name, on the page."""
+by the kubelet shows as an exit and a restart, and the next pod; a child restarted, or
+terminated and started again, from the page comes back as its next incarnation; Python
+actors' stats and state summaries appear (their pods answer them), a command child's say it
+has none; a person whose Role grants only ``get`` on Supervisors sees the tree but is
+refused a restart, by name, on the page, and the refusal stays while the tree changes; a
+person without ``get`` cannot start the observer and is told why in one line."""
 
 from __future__ import annotations
 
