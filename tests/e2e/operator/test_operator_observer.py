@@ -50,6 +50,7 @@ MANIFEST = supervisor(
         actor("counter", "hello.counter:Counter", register="counter"),
         actor("other", "hello.counter:Counter"),
         sleeper("idle"),
+        {"name": "inner", "supervisor": {"children": [sleeper("tick")]}},  # an object of its own
     ],
     intensity=10,
     period="60s",
@@ -116,7 +117,7 @@ def test_the_observer_against_the_operator(
     tmp_path: Path,
 ) -> None:
     objects.apply(MANIFEST)
-    objects.wait_status("shop", lambda s: s.get("ready") == "3/3", what="3/3 ready", timeout=90)
+    objects.wait_status("shop", lambda s: s.get("ready") == "4/4", what="4/4 ready", timeout=90)
     admin = observe(nats_url, namespace, cluster.admin_token(), tmp_path)
     observers.append(admin)
     browser.get(admin.url)
@@ -129,6 +130,15 @@ def test_the_observer_against_the_operator(
         assert cell(browser, path, KIND) == kind
         assert cell(browser, path, INC) == "1"
         assert cell(browser, path, PROCESS) == f"shop-{name}-1"
+    # A nested supervisor (a Supervisor object the operator made) and its child, below it.
+    assert cell(browser, "shop/inner", KIND) == "one_for_one"
+    assert cell(browser, "shop/inner", PROCESS) == ""  # no pod of its own: pods below it
+    wait_for(
+        lambda: cell(browser, "shop/inner/tick", STATE) == "running",
+        timeout=DEADLINE,
+        what="shop/inner/tick running",
+    )
+    assert cell(browser, "shop/inner/tick", PROCESS) == "shop-inner-tick-1"
 
     # A pod's process killed: its exit and its restart show, and the next pod.
     kubelet.kill_container(namespace, "shop-counter-1", "actor", signal.SIGKILL)
