@@ -43,3 +43,14 @@ def test_a_child_shows_its_os_pid_locally_and_its_pod_on_a_cluster() -> None:
     html = page.render_rows(roots, {})
     assert '<i title="4242">4242</i>' in html
     assert '<i title="s-pod-1">s-pod-1</i>' in html  # a long pod name, whole on hover
+
+
+def test_names_and_groups_show_the_place_of_a_pid_the_tree_knows() -> None:
+    directory = {
+        "names": [["counter", "ns.0f3a.2"], ["stray", "ns.client-9.1"]],
+        "groups": {"pg/workers": ["ns.0f3a.2", "ns.77b1.1"]},
+    }
+    html = page.render_directory(directory, {"ns.0f3a.2": "shop/counter#2"})
+    assert '<b>counter</b> <span title="ns.0f3a.2">shop/counter#2</span>' in html
+    assert "<b>stray</b> ns.client-9.1" in html  # no child of the tree: its pid
+    assert '<span title="ns.0f3a.2">shop/counter#2</span>, ns.77b1.1' in html

@@ -107,12 +107,20 @@ def render_event(event: dict[str, Any]) -> str:
     return line + (f": {_text(reason)}</li>" if reason else "</li>")
 
 
-def render_directory(directory: Mapping[str, Any]) -> str:
+def render_directory(directory: Mapping[str, Any], places: Mapping[str, str] | None = None) -> str:
+    """Names and groups; a pid the tree knows is shown as its child's place (``path#inc``),
+    the pid on hover: on a cluster a pid's slot is an opaque id, not the child's path."""
+    where = places or {}
+
+    def who(pid: str) -> str:
+        place = where.get(pid)
+        return f'<span title="{_text(pid)}">{_text(place)}</span>' if place else _text(pid)
+
     names = "".join(
-        f"<li><b>{_text(name)}</b> {_text(pid)}</li>" for name, pid in directory.get("names", [])
+        f"<li><b>{_text(name)}</b> {who(pid)}</li>" for name, pid in directory.get("names", [])
     )
     groups = "".join(
-        f"<li><b>{_text(group)}</b> {_text(', '.join(pids))}</li>"
+        f"<li><b>{_text(group)}</b> {', '.join(who(pid) for pid in pids)}</li>"
         for group, pids in directory.get("groups", {}).items()
     )
     return (
@@ -129,6 +137,7 @@ def render_page(
     timeline: list[dict[str, Any]],
     directory: Mapping[str, Any],
     csrf: str,
+    places: Mapping[str, str] | None = None,
 ) -> str:
     head = "".join(f"<i>{escape(c)}</i>" for c in COLUMNS)
     events = "".join(render_event(e) for e in reversed(timeline))
@@ -152,6 +161,6 @@ def render_page(
 <div id="tree"><div class="r head">{head}</div>
 <div id="rows">{render_rows(roots, stats)}</div></div></section>
 <aside><h2>Timeline</h2><ol id="timeline" reversed>{events}</ol>
-<div id="directory">{render_directory(directory)}</div></aside>
+<div id="directory">{render_directory(directory, places)}</div></aside>
 </main></body></html>
 """

@@ -103,6 +103,8 @@ class Observer:
         # Whether the pages show why the tree cannot be read: only then does a tree read
         # again clear their notice, which otherwise says how the user's last action went.
         self._tree_error_shown = False
+        # Names are shown with their children's places: sent again when either changed.
+        self._directory_sent = ""
         self._tasks: list[asyncio.Task[Any]] = []
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -204,6 +206,7 @@ class Observer:
             timeline=list(state.timeline),
             directory=self.directory.latest,
             csrf=self._csrf,
+            places=state.places(),
         )
         return web.Response(
             text=html,
@@ -244,9 +247,12 @@ class Observer:
         return [
             _sse("rows", page.render_rows(state.roots, self.poller.latest)),
             _sse("timeline", timeline),
-            _sse("directory", page.render_directory(self.directory.latest)),
+            _sse("directory", self._directory_html()),
             _sse("notice", self.follower.error or ""),
         ]
+
+    def _directory_html(self) -> str:
+        return page.render_directory(self.directory.latest, self.follower.state.places())
 
     def _broadcast(self, message: bytes) -> None:
         for queue in list(self._clients):
@@ -284,7 +290,8 @@ class Observer:
                 flag.clear()
             self._tree_error_shown = self.follower.error is not None
             return
-        if self.follower.changed.is_set():
+        tree_changed = self.follower.changed.is_set()
+        if tree_changed:
             self.follower.changed.clear()
             state = self.follower.state
             self._broadcast(_sse("rows", page.render_rows(state.roots, self.poller.latest)))
@@ -295,9 +302,12 @@ class Observer:
             self.poller.changed.clear()
             shown = {path: s.public() for path, s in self.poller.latest.items()}
             self._broadcast(_sse("stats", shown))
-        if self.directory.changed.is_set():
+        if self.directory.changed.is_set() or tree_changed:
             self.directory.changed.clear()
-            self._broadcast(_sse("directory", page.render_directory(self.directory.latest)))
+            html = self._directory_html()
+            if html != self._directory_sent:
+                self._directory_sent = html
+                self._broadcast(_sse("directory", html))
 
     # -- actions ---------------------------------------------------------------------------
 

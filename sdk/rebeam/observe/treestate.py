@@ -103,6 +103,14 @@ class TreeState:
         """Every child that is not a supervisor, in tree order."""
         return [n for n in self._index.values() if "name" in n and n.get("kind") != "supervisor"]
 
+    def places(self) -> dict[str, str]:
+        """``{pid: "path#incarnation"}`` of every running child that has a pid."""
+        return {
+            str(n["pid"]): f"{n.get('path')}#{n.get('incarnation')}"
+            for n in self.children()
+            if n.get("pid")
+        }
+
 
 Changed = Callable[[TreeState], Awaitable[None] | None]
 

@@ -176,8 +176,9 @@ def test_the_observer_against_the_operator(
     assert float(cell(browser, "shop/counter", RATE)) >= 0
     assert cell(browser, "shop/counter", MAILBOX) == "0"
     assert cell(browser, "shop/idle", MAILBOX) == ""
+    # The registered name, shown as the place of its pid (an opaque slot id on a cluster).
     directory = browser.find_element("id", "directory")
-    wait_for(lambda: "counter" in directory.text, what="the registered name")
+    wait_for(lambda: "counter shop/counter#2" in directory.text, what="the registered name")
 
     # The state button: a Python actor's pod answers; a command child's pod has no state.
     click(browser, "shop/counter", "status")
