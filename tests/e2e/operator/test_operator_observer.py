@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,28 @@ def observe_refused(
     )
 
 
+@dataclass
+class Scene:
+    """What the phases of the test act on: the page, the pods, the events, the NATS."""
+
+    browser: Any
+    kubelet: ProcessKubelet
+    lifecycle: Lifecycle
+    nats_url: str
+    namespace: str
+
+    def rebeam(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """The rebeam CLI as the cluster's admin (REBEAM_CREDENTIALS, the fixtures')."""
+        return subprocess.run(
+            [REBEAM, *args, "--nats-url", self.nats_url, "--namespace", self.namespace],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=dict(os.environ),
+            check=False,
+        )
+
+
 def test_the_observer_against_the_operator(
     cluster: Cluster,
     operator: Operator,
@@ -122,92 +145,12 @@ def test_the_observer_against_the_operator(
     observers.append(admin)
     browser.get(admin.url)
     live(browser)
+    scene = Scene(browser, kubelet, lifecycle, nats_url, namespace)
 
-    # The operator's tree: each child, its state and incarnation, and the pod it runs in.
-    for name, kind in (("counter", "actor"), ("other", "actor"), ("idle", "actor")):
-        path = f"shop/{name}"
-        wait_for(lambda p=path: cell(browser, p, STATE) == "running", what=f"{path} running")
-        assert cell(browser, path, KIND) == kind
-        assert cell(browser, path, INC) == "1"
-        assert cell(browser, path, PROCESS) == f"shop-{name}-1"
-    # A nested supervisor (a Supervisor object the operator made) and its child, below it.
-    assert cell(browser, "shop/inner", KIND) == "one_for_one"
-    assert cell(browser, "shop/inner", PROCESS) == ""  # no pod of its own: pods below it
-    wait_for(
-        lambda: cell(browser, "shop/inner/tick", STATE) == "running",
-        timeout=DEADLINE,
-        what="shop/inner/tick running",
-    )
-    assert cell(browser, "shop/inner/tick", PROCESS) == "shop-inner-tick-1"
-
-    # A pod's process killed: its exit and its restart show, and the next pod.
-    kubelet.kill_container(namespace, "shop-counter-1", "actor", signal.SIGKILL)
-    on_timeline(browser, "shop/counter#1 exited")
-    on_timeline(browser, "shop/counter#2 started")
-    wait_for(lambda: cell(browser, "shop/counter", INC) == "2", what="counter#2 on the page")
-    wait_for(lambda: cell(browser, "shop/counter", PROCESS) == "shop-counter-2", what="its new pod")
-    assert "killed" in cell(browser, "shop/counter", LAST_EXIT)
-    assert cell(browser, "shop", 4) == "1"  # the supervisor's restarts in its window
-
-    # Restarted from the page: the operator stops the pod and starts the next incarnation.
-    click(browser, "shop/other", "restart")
-    wait_for(lambda: browser.switch_to.alert, what="the confirmation").accept()
-    wait_for(lambda: "done" in notice(browser), timeout=DEADLINE, what="the action's notice")
-    wait_for(
-        lambda: cell(browser, "shop/other", INC) == "2",
-        timeout=DEADLINE,
-        what="other#2 on the page",
-    )
-    lifecycle.wait("started other", count=2)
-    wait_for(
-        lambda: cell(browser, "shop/other", STATE) == "running",
-        timeout=DEADLINE,
-        what="other#2 running",
-    )
-
-    # Stats from the actors' pods: a latency once the counter handled calls; none for the
-    # command child, which answers no stats request.
-    def busy_counter() -> str:
-        call = rebeam(nats_url, namespace, "call", "counter", "{}")
-        assert call.returncode == 0, call.stderr
-        return cell(browser, "shop/counter", LATENCY)
-
-    assert wait_for(busy_counter, timeout=DEADLINE, what="a handler latency").endswith(" ms")
-    assert float(cell(browser, "shop/counter", RATE)) >= 0
-    assert cell(browser, "shop/counter", MAILBOX) == "0"
-    assert cell(browser, "shop/idle", MAILBOX) == ""
-    # The registered name, shown as the place of its pid (an opaque slot id on a cluster).
-    directory = browser.find_element("id", "directory")
-    wait_for(lambda: "counter shop/counter#2" in directory.text, what="the registered name")
-
-    # The state button: a Python actor's pod answers; a command child's pod has no state.
-    click(browser, "shop/counter", "status")
-    wait_for(lambda: "defines no format_status" in status_box(browser), what="counter's state")
-    click(browser, "shop/idle", "status")
-    wait_for(lambda: "a command child has no state" in status_box(browser), what="idle's")
-
-    # Terminated from the page (its pod goes), then started again as its next incarnation.
-    click(browser, "shop/idle", "terminate")
-    wait_for(lambda: browser.switch_to.alert, what="the confirmation").accept()
-    wait_for(
-        lambda: (
-            cell(browser, "shop/idle", STATE) not in ("running", "exited", "restarting")
-            and cell(browser, "shop/idle", PROCESS) == ""
-        ),
-        timeout=DEADLINE,
-        what="idle terminated, no pod",
-    )
-    click(browser, "shop/idle", "restart")
-    wait_for(lambda: browser.switch_to.alert, what="the confirmation").accept()
-    wait_for(
-        lambda: (
-            cell(browser, "shop/idle", STATE) == "running"
-            and cell(browser, "shop/idle", PROCESS) == "shop-idle-2"
-        ),
-        timeout=DEADLINE,
-        what="idle#2 running in its pod",
-    )
-
+    the_tree_appears(scene)
+    a_killed_pod_shows_its_exit_and_restart(scene)
+    actions_from_the_page_take_effect(scene)
+    stats_names_and_states_come_from_the_pods(scene)
     shot = tmp_path / "observer-cluster.png"
     assert browser.save_screenshot(str(shot))
     print(f"observer screenshot against the cluster: {shot}")
@@ -218,32 +161,12 @@ def test_the_observer_against_the_operator(
                     "--resource=supervisors.rebeam.io")  # fmt: skip
     cluster.kubectl("create", "rolebinding", "viewer", "-n", namespace, "--role=viewer",
                     f"--serviceaccount={namespace}:viewer")  # fmt: skip
-    viewer = observe(
-        nats_url, namespace, cluster.service_account_token(namespace, "viewer"), tmp_path
-    )
+    token = cluster.service_account_token(namespace, "viewer")
+    viewer = observe(nats_url, namespace, token, tmp_path)
     observers.append(viewer)
     browser.get(viewer.url)
     live(browser)
-    wait_for(lambda: cell(browser, "shop/idle", STATE) == "running", what="the viewer's tree")
-    click(browser, "shop/idle", "restart")
-    wait_for(lambda: browser.switch_to.alert, what="the confirmation").accept()
-    user = f"system:serviceaccount:{namespace}:viewer"
-    refusal = wait_for(
-        lambda: "may not" in notice(browser) and notice(browser),
-        timeout=DEADLINE,
-        what="the refusal on the page",
-    )
-    assert f"user {user} may not patch supervisors/shop in namespace {namespace}" in refusal
-    assert cell(browser, "shop/idle", INC) == "2"  # nothing happened
-    assert lifecycle.lines().count("started idle") == 2
-    # The tree changes (counter's pod killed again): the page follows, the refusal stays.
-    kubelet.kill_container(namespace, "shop-counter-2", "actor", signal.SIGKILL)
-    wait_for(
-        lambda: cell(browser, "shop/counter", INC) == "3",
-        timeout=DEADLINE,
-        what="counter#3 on the viewer's page",
-    )
-    assert notice(browser) == refusal
+    a_reader_is_refused_on_the_page(scene, f"system:serviceaccount:{namespace}:viewer")
 
     # Without the right to read the tree, the observer does not start, and says why.
     cluster.kubectl("create", "serviceaccount", "nobody", "-n", namespace)
@@ -255,6 +178,131 @@ def test_the_observer_against_the_operator(
     operator.check_running()
 
 
+def the_tree_appears(scene: Scene) -> None:
+    """The operator's tree: each child, its state and incarnation, and the pod it runs in."""
+    page = scene.browser
+    for name in ("counter", "other", "idle"):
+        path = f"shop/{name}"
+        wait_for(lambda p=path: cell(page, p, STATE) == "running", what=f"{path} running")
+        assert cell(page, path, KIND) == "actor"
+        assert cell(page, path, INC) == "1"
+        assert cell(page, path, PROCESS) == f"shop-{name}-1"
+    # A nested supervisor (a Supervisor object the operator made) and its child, below it.
+    assert cell(page, "shop/inner", KIND) == "one_for_one"
+    assert cell(page, "shop/inner", PROCESS) == ""  # no pod of its own: pods below it
+    wait_for(
+        lambda: cell(page, "shop/inner/tick", STATE) == "running",
+        timeout=DEADLINE,
+        what="shop/inner/tick running",
+    )
+    assert cell(page, "shop/inner/tick", PROCESS) == "shop-inner-tick-1"
+
+
+def a_killed_pod_shows_its_exit_and_restart(scene: Scene) -> None:
+    """A pod's process killed: its exit and its restart show, and the next pod."""
+    page = scene.browser
+    scene.kubelet.kill_container(scene.namespace, "shop-counter-1", "actor", signal.SIGKILL)
+    on_timeline(page, "shop/counter#1 exited")
+    on_timeline(page, "shop/counter#2 started")
+    wait_for(lambda: cell(page, "shop/counter", INC) == "2", what="counter#2 on the page")
+    wait_for(lambda: cell(page, "shop/counter", PROCESS) == "shop-counter-2", what="its new pod")
+    assert "killed" in cell(page, "shop/counter", LAST_EXIT)
+    assert cell(page, "shop", 4) == "1"  # the supervisor's restarts in its window
+
+
+def actions_from_the_page_take_effect(scene: Scene) -> None:
+    """Restarted from the page: the operator stops the pod and starts the next incarnation;
+    terminated (its pod goes), then started again."""
+    page = scene.browser
+    act(page, "shop/other", "restart")
+    wait_for(lambda: "done" in notice(page), timeout=DEADLINE, what="the action's notice")
+    wait_for(
+        lambda: cell(page, "shop/other", INC) == "2",
+        timeout=DEADLINE,
+        what="other#2 on the page",
+    )
+    scene.lifecycle.wait("started other", count=2)
+    wait_for(
+        lambda: cell(page, "shop/other", STATE) == "running",
+        timeout=DEADLINE,
+        what="other#2 running",
+    )
+
+    act(page, "shop/idle", "terminate")
+    wait_for(
+        lambda: (
+            cell(page, "shop/idle", STATE) not in ("running", "exited", "restarting")
+            and cell(page, "shop/idle", PROCESS) == ""
+        ),
+        timeout=DEADLINE,
+        what="idle terminated, no pod",
+    )
+    act(page, "shop/idle", "restart")
+    wait_for(
+        lambda: (
+            cell(page, "shop/idle", STATE) == "running"
+            and cell(page, "shop/idle", PROCESS) == "shop-idle-2"
+        ),
+        timeout=DEADLINE,
+        what="idle#2 running in its pod",
+    )
+
+
+def stats_names_and_states_come_from_the_pods(scene: Scene) -> None:
+    """A latency once the counter handled calls; none for the command child, which answers
+    no stats request; the registered name; the state button's answers."""
+    page = scene.browser
+
+    def busy_counter() -> str:
+        call = scene.rebeam("call", "counter", "{}")
+        assert call.returncode == 0, call.stderr
+        return cell(page, "shop/counter", LATENCY)
+
+    assert wait_for(busy_counter, timeout=DEADLINE, what="a handler latency").endswith(" ms")
+    assert float(cell(page, "shop/counter", RATE)) >= 0
+    assert cell(page, "shop/counter", MAILBOX) == "0"
+    assert cell(page, "shop/idle", MAILBOX) == ""
+    # The registered name, shown as the place of its pid (an opaque slot id on a cluster).
+    directory = page.find_element("id", "directory")
+    wait_for(lambda: "counter shop/counter#2" in directory.text, what="the registered name")
+
+    # A Python actor's pod answers the state request; a command child's pod has no state.
+    click(page, "shop/counter", "status")
+    wait_for(lambda: "defines no format_status" in status_box(page), what="counter's state")
+    click(page, "shop/idle", "status")
+    wait_for(lambda: "a command child has no state" in status_box(page), what="idle's")
+
+
+def a_reader_is_refused_on_the_page(scene: Scene, user: str) -> None:
+    """The tree is shown; a restart is refused by the operator, by name, on the page, and
+    the refusal stays there while the tree changes."""
+    page = scene.browser
+    wait_for(lambda: cell(page, "shop/idle", STATE) == "running", what="the reader's tree")
+    act(page, "shop/idle", "restart")
+    refusal = wait_for(
+        lambda: "may not" in notice(page) and notice(page),
+        timeout=DEADLINE,
+        what="the refusal on the page",
+    )
+    where = f"supervisors/shop in namespace {scene.namespace}"
+    assert f"user {user} may not patch {where}" in refusal
+    assert cell(page, "shop/idle", INC) == "2"  # nothing happened
+    assert scene.lifecycle.lines().count("started idle") == 2
+    scene.kubelet.kill_container(scene.namespace, "shop-counter-2", "actor", signal.SIGKILL)
+    wait_for(
+        lambda: cell(page, "shop/counter", INC) == "3",
+        timeout=DEADLINE,
+        what="counter#3 on the reader's page",
+    )
+    assert notice(page) == refusal
+
+
+def act(driver: Any, path: str, op: str) -> None:
+    """Press ``op`` for ``path`` and confirm it."""
+    click(driver, path, op)
+    wait_for(lambda: driver.switch_to.alert, what="the confirmation").accept()
+
+
 def status_box(driver: Any) -> str:
     return str(driver.execute_script("return document.getElementById('status').textContent"))
 
@@ -264,15 +312,4 @@ def on_timeline(driver: Any, text: str) -> None:
         lambda: any(text in line for line in timeline(driver)),
         timeout=DEADLINE,
         what=f"{text!r} on the timeline",
-    )
-
-
-def rebeam(nats_url: str, namespace: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [REBEAM, *args, "--nats-url", nats_url, "--namespace", namespace],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=dict(os.environ),
-        check=False,
     )
