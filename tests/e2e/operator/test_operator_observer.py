@@ -1,6 +1,6 @@
-"""The observer against a cluster's NATS: ``rebeam observe --nats ... --credentials-file ...``,
-where the operator answers the management protocol, in a real headless Chromium
-(docs/observability.md, "Against a cluster").
+"""The observer against a cluster's NATS: ``rebeam observe --nats ... --credentials-file ...``
+(and a person's kubeconfig token), where the operator answers the management protocol, in a
+real headless Chromium (docs/observability.md, "Against a cluster").
 
 The tree appears with the operator's children, their pods and states; a pod's process killed
 by the kubelet shows as an exit and a restart, and the next pod; a child restarted, or
@@ -73,28 +73,33 @@ def browser(tmp_path: Path) -> Iterator[Any]:
 
 
 def observer_args(
-    nats_url: str, namespace: str, token: str, workdir: Path
+    nats_url: str, namespace: str, workdir: Path, *, token: str = "", kubeconfig: Path | None = None
 ) -> tuple[list[str], dict[str, str]]:
     """The arguments and environment of ``rebeam observe`` with ``token`` in a credentials
-    file: no other credential is in its environment, so the operator decides with that
-    identity."""
-    credentials = workdir / f"credentials-{len(list(workdir.glob('credentials-*')))}"
-    credentials.write_text(token)
-    credentials.chmod(0o600)
+    file, or else with the token of ``kubeconfig``'s user: no other credential is in its
+    environment, so the operator decides with that identity."""
     env = {k: v for k, v in os.environ.items() if k not in ("REBEAM_CREDENTIALS", "KUBECONFIG")}
-    args = ["--nats", nats_url, "--namespace", namespace, "--credentials-file", str(credentials)]
+    args = ["--nats", nats_url, "--namespace", namespace]
+    if kubeconfig is not None:
+        env["KUBECONFIG"] = str(kubeconfig)
+    else:
+        credentials = workdir / f"credentials-{len(list(workdir.glob('credentials-*')))}"
+        credentials.write_text(token)
+        credentials.chmod(0o600)
+        args += ["--credentials-file", str(credentials)]
     return args, env
 
 
-def observe(nats_url: str, namespace: str, token: str, workdir: Path) -> Observe:
-    return launch_observer(*observer_args(nats_url, namespace, token, workdir), timeout=DEADLINE)
+def observe(nats_url: str, namespace: str, workdir: Path, **credential: Any) -> Observe:
+    args, env = observer_args(nats_url, namespace, workdir, **credential)
+    return launch_observer(args, env, timeout=DEADLINE)
 
 
 def observe_refused(
-    nats_url: str, namespace: str, token: str, workdir: Path
+    nats_url: str, namespace: str, workdir: Path, **credential: Any
 ) -> subprocess.CompletedProcess[str]:
     """``rebeam observe`` run to its end (it is expected not to start serving)."""
-    args, env = observer_args(nats_url, namespace, token, workdir)
+    args, env = observer_args(nats_url, namespace, workdir, **credential)
     return subprocess.run(
         [REBEAM, "observe", *args],
         capture_output=True,
@@ -141,7 +146,7 @@ def test_the_observer_against_the_operator(
 ) -> None:
     objects.apply(MANIFEST)
     objects.wait_status("shop", lambda s: s.get("ready") == "4/4", what="4/4 ready", timeout=90)
-    admin = observe(nats_url, namespace, cluster.admin_token(), tmp_path)
+    admin = observe(nats_url, namespace, tmp_path, token=cluster.admin_token())
     observers.append(admin)
     browser.get(admin.url)
     live(browser)
@@ -155,14 +160,16 @@ def test_the_observer_against_the_operator(
     assert browser.save_screenshot(str(shot))
     print(f"observer screenshot against the cluster: {shot}")
 
-    # A person who may read the tree but not change it: the page shows the refusal.
+    # A person who may read the tree but not change it: the page shows the refusal. This
+    # observer finds its credential in its kubeconfig (the user's token), as a person's would.
     cluster.kubectl("create", "serviceaccount", "viewer", "-n", namespace)
     cluster.kubectl("create", "role", "viewer", "-n", namespace, "--verb=get",
                     "--resource=supervisors.rebeam.io")  # fmt: skip
     cluster.kubectl("create", "rolebinding", "viewer", "-n", namespace, "--role=viewer",
                     f"--serviceaccount={namespace}:viewer")  # fmt: skip
     token = cluster.service_account_token(namespace, "viewer")
-    viewer = observe(nats_url, namespace, token, tmp_path)
+    kubeconfig = cluster.token_kubeconfig(token, tmp_path / "viewer.kubeconfig", user="viewer")
+    viewer = observe(nats_url, namespace, tmp_path, kubeconfig=kubeconfig)
     observers.append(viewer)
     browser.get(viewer.url)
     live(browser)
@@ -171,7 +178,7 @@ def test_the_observer_against_the_operator(
     # Without the right to read the tree, the observer does not start, and says why.
     cluster.kubectl("create", "serviceaccount", "nobody", "-n", namespace)
     nobody = cluster.service_account_token(namespace, "nobody")
-    refused = observe_refused(nats_url, namespace, nobody, tmp_path)
+    refused = observe_refused(nats_url, namespace, tmp_path, token=nobody)
     assert refused.returncode == 1
     assert f"may not get supervisors in namespace {namespace}" in refused.stderr
     assert len(refused.stderr.splitlines()) == 1, refused.stderr
