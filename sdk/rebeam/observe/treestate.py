@@ -104,7 +104,7 @@ class TreeState:
         return [n for n in self._index.values() if "name" in n and n.get("kind") != "supervisor"]
 
     def places(self) -> dict[str, str]:
-        """``{pid: "path#incarnation"}`` of every running child that has a pid."""
+        """``{pid: "path#incarnation"}`` of every child the tree gives a pid."""
         return {
             str(n["pid"]): f"{n.get('path')}#{n.get('incarnation')}"
             for n in self.children()
