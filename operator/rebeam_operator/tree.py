@@ -41,15 +41,17 @@ def _node(driver: DriverView, by_path: dict[str, DriverView]) -> dict[str, Any]:
         # The operator issues each incarnation's pid: shown as rebeam run shows its own.
         pid = driver.pid(info.id, incarnation) if live else None
         nested = by_path.get(path)
+        is_supervisor = info.type.value == "supervisor"
         child = tree_child(
             name=info.id,
             path=path,
-            kind="supervisor" if info.type.value == "supervisor" else "actor",
+            kind="supervisor" if is_supervisor else "actor",
             state=info.status.value,
             incarnation=info.incarnation,
             pid=str(pid) if pid is not None else None,
             os_pid=None,  # a pod's processes are the kubelet's
-            pod=driver.host.pod_name(info.id, incarnation) if live else None,
+            # A nested supervisor is a Supervisor object with pods below it, none of its own.
+            pod=driver.host.pod_name(info.id, incarnation) if live and not is_supervisor else None,
             starts=core.incarnations.get(info.id, 0),
             last_exit=(driver.child_exits.get(info.id) or {}).get("reason"),
             supervisor=_node(nested, by_path) if nested and nested.core else None,

@@ -1,26 +1,10 @@
 """Fixtures for the observer: a real ``rebeam run``, a real ``rebeam observe`` against it,
-and a real headless Chromium driven by selenium.
-
-Chromium and its driver come from Debian (``chromium``, ``chromium-driver``): installed here
-with apt when missing and running as root, as tools/images.py installs its tools; otherwise
-the tests fail saying what to install. Every process started here is stopped by its own pid:
-the observer, chromedriver (selenium's ``service.process``) and every browser process under
-it, and teardown checks that none of them is left.
-"""
+and a real headless Chromium driven by selenium (helpers shared with the cluster's observer
+test: tests/observer/browser.py)."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import queue
-import re
-import shutil
-import signal
-import subprocess
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -30,77 +14,21 @@ from tests.local.conftest import (  # noqa: F401 - fixtures used by this directo
     REBEAM,
     Run,
     StartRun,
-    alive,
-    descendants,
-    processes_with_arg,
     rebeam_run,
-    wait_gone,
 )
-
-BROWSER_PACKAGES = ("chromium", "chromium-driver")
-URL_LINE = re.compile(r"at (http://\S+/\?token=(\S+))")
-
-
-def ensure_browser() -> tuple[str, str]:
-    """The paths of chromium and chromedriver, installing Debian's packages if needed."""
-    if not (shutil.which("chromium") and shutil.which("chromedriver")):
-        if os.geteuid() != 0:
-            pytest.fail(
-                "the observer tests need Chromium: `sudo apt-get install -y "
-                + " ".join(BROWSER_PACKAGES)
-                + "`"
-            )
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for argv in (["apt-get", "update"], ["apt-get", "install", "-y", *BROWSER_PACKAGES]):
-            subprocess.run(argv, env=env, check=True, capture_output=True, timeout=900)
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium and driver):
-        pytest.fail("apt installed chromium and chromium-driver, but they are not on PATH")
-    return chromium, driver
-
-
-@dataclass
-class Observe:
-    process: subprocess.Popen[str]
-    url: str  # with the token
-    token: str
-
-    @property
-    def base(self) -> str:
-        return self.url.split("?", 1)[0]
+from tests.observer.browser import (  # noqa: F401 - re-exported for this directory's tests
+    Observe,
+    launch_observer,
+    open_browser,
+    stop_observers,
+    stop_process,
+    wait_for,
+)
 
 
 def start_observer(run: Run, *extra: str) -> Observe:
     """``rebeam observe`` against ``run``; returns once it printed its URL."""
-    process = subprocess.Popen(
-        [REBEAM, "observe", "--namespace", run.namespace, *extra],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=run.env,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(
-        target=lambda: [lines.put(line) for line in process.stdout or []], daemon=True
-    ).start()
-    try:
-        line = lines.get(timeout=DEADLINE)
-    except queue.Empty:
-        stop_process(process)
-        raise AssertionError(f"rebeam observe printed no URL: {process.stderr}") from None
-    found = URL_LINE.search(line)
-    assert found, line
-    return Observe(process, found.group(1), found.group(2))
-
-
-def stop_process(process: subprocess.Popen[str]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(DEADLINE)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    return launch_observer(["--namespace", run.namespace, *extra], run.env)
 
 
 @pytest.fixture
@@ -108,73 +36,11 @@ def observe() -> Iterator[list[Observe]]:
     """Observers started by the test (append to the list); each stopped by its pid."""
     started: list[Observe] = []
     yield started
-    for observer in started:
-        stop_process(observer.process)
-        stderr = observer.process.stderr.read() if observer.process.stderr else ""
-        assert observer.process.returncode == 0, stderr
-        # Nothing it read from the tree was taken for bad input, nothing raised.
-        assert "Traceback" not in stderr
-        assert "invalid" not in stderr, stderr
-        if observer.process.stderr:
-            observer.process.stderr.close()
+    stop_observers(started)
 
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[object]:
-    """A headless Chromium under chromedriver; both, and everything they started, are stopped
-    by pid at teardown, and none may remain."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    chromium, driver_path = ensure_browser()
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",  # root in a container has no user namespace sandbox
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--window-size=1400,800",
-        f"--user-data-dir={tmp_path / 'chromium'}",
-    ):
-        options.add_argument(flag)
-    service = Service(executable_path=driver_path, log_output=str(tmp_path / "chromedriver.log"))
-    driver = webdriver.Chrome(service=service, options=options)
-    driver_pid = service.process.pid
-    try:
+    """A headless Chromium under chromedriver, stopped with everything it started."""
+    with open_browser(tmp_path) as driver:
         yield driver
-    finally:
-        started = descendants(driver_pid)  # the browser and its helpers, before they go
-        with contextlib.suppress(Exception):
-            driver.quit()
-        for os_pid in [*started, driver_pid]:
-            if alive(os_pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(os_pid, signal.SIGKILL)
-        with contextlib.suppress(Exception):
-            service.process.wait(DEADLINE)
-        wait_gone([*started, driver_pid])
-        # And none that left the driver's tree (a browser helper reparented to init).
-        profile = f"--user-data-dir={tmp_path / 'chromium'}"
-        left = processes_with_arg(profile)
-        for os_pid in left:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(os_pid, signal.SIGKILL)
-        assert not left, f"chromium processes left after quit: {left}"
-
-
-def wait_for(condition: object, timeout: float = DEADLINE, what: str = "", poll: float = 0.02):
-    """The first truthy value of ``condition()`` (exceptions count as not yet), within
-    ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last: BaseException | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = condition()  # type: ignore[operator]
-        except Exception as exc:
-            last = exc
-        else:
-            if value:
-                return value
-        time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last!r})")

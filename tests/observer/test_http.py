@@ -155,6 +155,11 @@ def test_a_dynamic_child_is_terminated_not_restarted(
     _, _, page = client.ask("GET", "/")
     row = page[page.index('data-path="jobs/job-1"') :].split(">", 1)[0]
     assert "data-dyn" in row  # the page offers no restart for it
+    status, _, text = client.ask("GET", "/api/status?path=jobs/job-1")
+    assert status == 200
+    assert json.loads(text)["status"].endswith(
+        "answers no state requests: a command child has no state summary"
+    )  # running, not "not running": a command child answers none
     body = json.dumps({"path": "jobs/job-1"}).encode()
     status, reply = client.act("restart", body)
     assert (status, reply["code"]) == (409, "dynamic_child")

@@ -18,6 +18,7 @@ from typing import Any
 from selenium.webdriver.common.by import By
 
 from tests.local.conftest import COUNTER, StartRun, supervisor
+from tests.observer.browser import cell, click, timeline
 from tests.observer.conftest import Observe, start_observer, wait_for
 
 TREE = supervisor(
@@ -39,38 +40,8 @@ def start(rebeam_run: StartRun, tmp_path: Path, observe: list[Observe]) -> tuple
     return run, observer
 
 
-def cell(driver: Any, path: str, column: int) -> str:
-    """A cell's text, read in one script: the rows are replaced as the tree changes, so an
-    element found in one step may be gone in the next."""
-    text = driver.execute_script(
-        "const row = document.querySelector(`#rows [data-path='${arguments[0]}']`);"
-        "return row ? row.children[arguments[1]].textContent : null;",
-        path,
-        column,
-    )
-    return "" if text is None else str(text)
-
-
-def click(driver: Any, path: str, op: str) -> None:
-    """Select the child's row, then press the action bar's button for ``op``."""
-    driver.execute_script(
-        "document.querySelector(`#rows [data-path='${arguments[0]}']`).click();"
-        "document.querySelector(`#actions button[data-op='${arguments[1]}']`).click();",
-        path,
-        op,
-    )
-
-
 def event_time(event: dict[str, Any]) -> float:
     return datetime.fromisoformat(event["time"].replace("Z", "+00:00")).timestamp()
-
-
-def timeline(driver: Any) -> list[str]:
-    return list(
-        driver.execute_script(
-            "return [...document.querySelectorAll('#timeline li')].map(li => li.textContent);"
-        )
-    )
 
 
 def shown_at(driver: Any, text: str) -> float:

@@ -14,7 +14,8 @@ from rebeam.pids import Pid
 
 def tree() -> list[dict[str, Any]]:
     child = {"name": "a", "path": "s/a", "kind": "actor", "state": "running", "incarnation": 1,
-             "pid": "ns.s-a.1", "os_pid": 10, "starts": 1, "last_exit": None}  # fmt: skip
+             "pid": "ns.s-a.1", "os_pid": 10, "pod": None, "starts": 1,
+             "last_exit": None}  # fmt: skip
     return [{"path": "s", "kind": "supervisor", "restarts": 0, "children": [child]}]
 
 
@@ -75,3 +76,24 @@ async def test_stop_ends_the_follower_even_when_a_cancellation_was_lost() -> Non
     assert not running.done()
     await follower.stop()
     await asyncio.wait_for(running, 2)  # ended, not waiting for the next event forever
+
+
+def test_a_new_incarnation_shows_no_old_pod() -> None:
+    """On a cluster a child runs in a pod, and events do not name it: the pod of the
+    incarnation that ended is not shown for the next one."""
+
+    def on_a_pod() -> list[dict[str, Any]]:
+        roots = tree()
+        roots[0]["children"][0].update(os_pid=None, pod="s-a-1")
+        return roots
+
+    state = TreeState()
+    state.replace(on_a_pod())
+    state.apply(LifecycleEvent(event="exited", supervisor="s", child="a", reason="killed"))
+    assert state.node("s/a")["pod"] is None  # type: ignore[index]
+    state.replace(on_a_pod())
+    started = LifecycleEvent(
+        event="started", supervisor="s", child="a", incarnation=2, pid="ns.s-a.2"
+    )
+    state.apply(started)
+    assert state.node("s/a")["pod"] is None  # type: ignore[index]

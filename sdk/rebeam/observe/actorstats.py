@@ -135,12 +135,16 @@ def _step(before: ActorStats | None, counters: dict[str, Any]) -> ActorStats:
     return after
 
 
-async def status_of(nc: Any, pid: str) -> dict[str, Any] | str:
-    """An actor's state summary (its ``format_status``), or a sentence saying why none."""
+async def status_of(nc: Any, pid: str, *, running: bool = False) -> dict[str, Any] | str:
+    """An actor's state summary (its ``format_status``), or a sentence saying why none.
+    ``running``: the tree says the child runs, so nobody answering means it is no Python
+    actor (a command child, in a pod of its own on a cluster), not that it ended."""
     try:
         msg = await nc.request(_subjects.stats(Pid.parse(pid)), STATUS_REQUEST, timeout=2.0)
         status, payload = unpack_reply(msg.data)
     except nats.errors.NoRespondersError:
+        if running:
+            return f"{pid} answers no state requests: a command child has no state summary"
         return f"{pid} is not running"
     except nats.errors.TimeoutError:
         return f"no answer from {pid} within 2s"

@@ -22,7 +22,7 @@ from rebeam.observe.actorstats import ActorStats
 __all__ = ["render_directory", "render_event", "render_page", "render_rows"]
 
 COLUMNS: Final = (
-    "child", "kind", "state", "inc", "restarts", "last exit", "os pid",
+    "child", "kind", "state", "inc", "restarts", "last exit", "os pid / pod",
     "mailbox", "msg/s", "latency",
 )  # fmt: skip
 CHUNK: Final = 50
@@ -70,12 +70,16 @@ def _row(node: dict[str, Any], stats: ActorStats | None, depth: int, dynamic: bo
     shown = stats.public() if stats is not None else {}
     latency = shown.get("latency_ms")
     state = _text(node.get("state"))
+    # Where the incarnation runs: an OS process under rebeam run, a pod on a cluster (the
+    # operator cannot know the pid inside a pod; rebeam run has no pods).
+    where = node.get("os_pid") if node.get("os_pid") is not None else node.get("pod")
     cells = (
         f'<i class="d{min(depth, MAX_DEPTH_CLASS)}">{_text(node["name"] if is_child else path)}</i>'
         f"<i>{_text(node.get('strategy') if supervisor else node.get('kind'))}</i>"
         f'<i class="s-{state}">{state}</i>'
         f"<i>{_text(node.get('incarnation'))}</i><i>{_text(restarts)}</i>"
-        f"<i>{_text(_reason(node.get('last_exit')))}</i><i>{_text(node.get('os_pid'))}</i>"
+        f"<i>{_text(_reason(node.get('last_exit')))}</i>"
+        f'<i title="{_text(where)}">{_text(where)}</i>'
         f"<i>{_text(shown.get('mailbox'))}</i><i>{_text(shown.get('rate'))}</i>"
         f"<i>{'' if latency is None else f'{latency:g} ms'}</i>"
     )
@@ -103,12 +107,20 @@ def render_event(event: dict[str, Any]) -> str:
     return line + (f": {_text(reason)}</li>" if reason else "</li>")
 
 
-def render_directory(directory: Mapping[str, Any]) -> str:
+def render_directory(directory: Mapping[str, Any], places: Mapping[str, str] | None = None) -> str:
+    """Names and groups; a pid the tree knows is shown as its child's place (``path#inc``),
+    the pid on hover: on a cluster a pid's slot is an opaque id, not the child's path."""
+    where = places or {}
+
+    def who(pid: str) -> str:
+        place = where.get(pid)
+        return f'<span title="{_text(pid)}">{_text(place)}</span>' if place else _text(pid)
+
     names = "".join(
-        f"<li><b>{_text(name)}</b> {_text(pid)}</li>" for name, pid in directory.get("names", [])
+        f"<li><b>{_text(name)}</b> {who(pid)}</li>" for name, pid in directory.get("names", [])
     )
     groups = "".join(
-        f"<li><b>{_text(group)}</b> {_text(', '.join(pids))}</li>"
+        f"<li><b>{_text(group)}</b> {', '.join(who(pid) for pid in pids)}</li>"
         for group, pids in directory.get("groups", {}).items()
     )
     return (
@@ -125,6 +137,7 @@ def render_page(
     timeline: list[dict[str, Any]],
     directory: Mapping[str, Any],
     csrf: str,
+    places: Mapping[str, str] | None = None,
 ) -> str:
     head = "".join(f"<i>{escape(c)}</i>" for c in COLUMNS)
     events = "".join(render_event(e) for e in reversed(timeline))
@@ -148,6 +161,6 @@ def render_page(
 <div id="tree"><div class="r head">{head}</div>
 <div id="rows">{render_rows(roots, stats)}</div></div></section>
 <aside><h2>Timeline</h2><ol id="timeline" reversed>{events}</ol>
-<div id="directory">{render_directory(directory)}</div></aside>
+<div id="directory">{render_directory(directory, places)}</div></aside>
 </main></body></html>
 """

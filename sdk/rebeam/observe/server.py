@@ -100,6 +100,11 @@ class Observer:
         self.poller = StatsPoller(nc, self._targets)
         self.directory = Directory(nc.jetstream(), namespace)
         self._clients: set[asyncio.Queue[bytes | None]] = set()
+        # Whether the pages show why the tree cannot be read: only then does a tree read
+        # again clear their notice, which otherwise says how the user's last action went.
+        self._tree_error_shown = False
+        # Names are shown with their children's places: sent again when either changed.
+        self._directory_sent = ""
         self._tasks: list[asyncio.Task[Any]] = []
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -201,6 +206,7 @@ class Observer:
             timeline=list(state.timeline),
             directory=self.directory.latest,
             csrf=self._csrf,
+            places=state.places(),
         )
         return web.Response(
             text=html,
@@ -241,9 +247,12 @@ class Observer:
         return [
             _sse("rows", page.render_rows(state.roots, self.poller.latest)),
             _sse("timeline", timeline),
-            _sse("directory", page.render_directory(self.directory.latest)),
+            _sse("directory", self._directory_html()),
             _sse("notice", self.follower.error or ""),
         ]
+
+    def _directory_html(self) -> str:
+        return page.render_directory(self.directory.latest, self.follower.state.places())
 
     def _broadcast(self, message: bytes) -> None:
         for queue in list(self._clients):
@@ -258,6 +267,7 @@ class Observer:
         self._broadcast(_sse("event", page.render_event(event.model_dump(mode="json"))))
 
     def _on_tree_error(self, exc: NoTree) -> None:
+        self._tree_error_shown = True
         self._broadcast(_sse("notice", str(exc)))
 
     async def _pump(self) -> None:
@@ -278,20 +288,26 @@ class Observer:
         if not self._clients:  # a page that connects is sent everything anyway
             for flag in (self.follower.changed, self.poller.changed, self.directory.changed):
                 flag.clear()
+            self._tree_error_shown = self.follower.error is not None
             return
-        if self.follower.changed.is_set():
+        tree_changed = self.follower.changed.is_set()
+        if tree_changed:
             self.follower.changed.clear()
             state = self.follower.state
             self._broadcast(_sse("rows", page.render_rows(state.roots, self.poller.latest)))
-            if self.follower.error is None:
+            if self.follower.error is None and self._tree_error_shown:
+                self._tree_error_shown = False
                 self._broadcast(_sse("notice", ""))
         if self.poller.changed.is_set():
             self.poller.changed.clear()
             shown = {path: s.public() for path, s in self.poller.latest.items()}
             self._broadcast(_sse("stats", shown))
-        if self.directory.changed.is_set():
+        if self.directory.changed.is_set() or tree_changed:
             self.directory.changed.clear()
-            self._broadcast(_sse("directory", page.render_directory(self.directory.latest)))
+            html = self._directory_html()
+            if html != self._directory_sent:
+                self._directory_sent = html
+                self._broadcast(_sse("directory", html))
 
     # -- actions ---------------------------------------------------------------------------
 
@@ -319,7 +335,9 @@ class Observer:
             return self._refuse("bad_request", 400, f"no child {str(path)[:100]!r}", request)
         if not child.get("pid"):
             return web.json_response({"status": f"{path} is not running"})
-        return web.json_response({"status": await status_of(self.nc, str(child["pid"]))})
+        running = child.get("state") == "running"
+        summary = await status_of(self.nc, str(child["pid"]), running=running)
+        return web.json_response({"status": summary})
 
     async def _action(self, request: web.Request) -> web.Response:
         op = request.match_info["op"]

@@ -88,9 +88,10 @@ class TreeState:
         if event.event == "started":
             child.update(state="running", incarnation=event.incarnation, pid=event.pid)
             child["os_pid"] = event.os_pid
+            child["pod"] = None  # the event does not name it: the next refresh does
             child["starts"] = int(child.get("starts") or 0) + 1
         elif event.event == "exited":
-            child.update(state="exited", last_exit=event.reason, os_pid=None)
+            child.update(state="exited", last_exit=event.reason, os_pid=None, pod=None)
         elif event.event in ("restarting", "start_failed"):
             child["state"] = "restarting"
             parent = self._index.get(event.supervisor)
@@ -101,6 +102,14 @@ class TreeState:
     def children(self) -> list[dict[str, Any]]:
         """Every child that is not a supervisor, in tree order."""
         return [n for n in self._index.values() if "name" in n and n.get("kind") != "supervisor"]
+
+    def places(self) -> dict[str, str]:
+        """``{pid: "path#incarnation"}`` of every child the tree gives a pid."""
+        return {
+            str(n["pid"]): f"{n.get('path')}#{n.get('incarnation')}"
+            for n in self.children()
+            if n.get("pid")
+        }
 
 
 Changed = Callable[[TreeState], Awaitable[None] | None]
