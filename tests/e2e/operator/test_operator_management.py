@@ -18,7 +18,9 @@ import yaml
 from infra.procs import wait_for
 from operator_helpers import Objects, Operator, Watchdog, sleeper, supervisor
 
-pytestmark = pytest.mark.e2e
+# About 30 CLI processes against both backends: each starts a Python interpreter, which on a
+# busy 2-core machine takes seconds (the default 120 s ran out at load 14).
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 REBEAM = str(Path(sys.executable).parent / "rebeam")
 
