@@ -1,0 +1,188 @@
+"""Two operator replicas share the trees by shards of namespaces, each shard held through a
+Lease. The replica that drives a tree is SIGKILLed while that tree is in the middle of a
+group restart: the other takes the shard over within the lease duration (plus a margin) and
+finishes the restart once, with no child ever running two incarnations, nothing orphaned."""
+
+from __future__ import annotations
+
+import secrets
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from infra.cluster import Cluster
+from infra.e2enats import E2ENats
+from infra.kubelet import ProcessKubelet
+from infra.procs import wait_for
+from kubernetes import client
+from operator_helpers import (
+    OPERATOR_NAMESPACE,
+    Objects,
+    Operator,
+    Watchdog,
+    child_state,
+    sleeper,
+    slow_stopper,
+    supervisor,
+    wait_armed,
+)
+
+from rebeam_operator.shards import shard_of
+
+pytestmark = pytest.mark.e2e
+
+SHARDS = 4
+LEASE_SECONDS = 6  # renew deadline 4 s, a round every second
+# How long after the kill the survivor may take to hold the shard: the lease's duration
+# from the last renewal it saw, a round to notice, and room for a busy machine.
+TAKEOVER = LEASE_SECONDS + 10
+
+
+@pytest.fixture
+def namespaces(cluster: Cluster, namespace: str) -> Iterator[list[str]]:
+    """The test's namespace and two more: trees in (very likely) different shards."""
+    extra = [cluster.create_namespace(f"shards-{i}") for i in range(2)]
+    yield [namespace, *extra]
+    for name in extra:
+        cluster.delete_namespace(name)
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"t{secrets.token_hex(4)}"  # this test's own set of leases
+
+
+@pytest.fixture
+def replicas(
+    cluster: Cluster,
+    namespaces: list[str],
+    nats: E2ENats,
+    operator_kubeconfig: Path,
+    tmp_path: Path,
+    prefix: str,
+) -> Iterator[dict[str, Operator]]:
+    started: dict[str, Operator] = {}
+    try:
+        for name in ("r1", "r2"):
+            workdir = tmp_path / name
+            workdir.mkdir()
+            process = Operator(operator_kubeconfig, namespaces[0], nats, workdir)
+            process.also_watch = tuple(namespaces[1:])
+            process.start(
+                {
+                    "REBEAM_OPERATOR_SHARDS": str(SHARDS),
+                    "REBEAM_OPERATOR_POD_NAMESPACE": OPERATOR_NAMESPACE,
+                    "REBEAM_OPERATOR_POD_NAME": name,
+                    "REBEAM_OPERATOR_SHARD_LEASE_SECONDS": str(LEASE_SECONDS),
+                    "REBEAM_OPERATOR_SHARD_LEASE_PREFIX": prefix,
+                }
+            )
+            started[name] = process
+        yield started
+    finally:
+        for process in started.values():
+            process.stop()
+        leases = client.CoordinationV1Api(cluster.api_client())
+        leases.delete_collection_namespaced_lease(
+            OPERATOR_NAMESPACE, label_selector=f"rebeam.io/shard-set={prefix}"
+        )
+
+
+def holders(cluster: Cluster, prefix: str) -> dict[int, str]:
+    """Shard -> the replica (r1, r2) holding it, of the leases whose holder is one."""
+    api = client.CoordinationV1Api(cluster.api_client())
+    out = {}
+    selector = f"rebeam.io/shard-set={prefix}"
+    for lease in api.list_namespaced_lease(OPERATOR_NAMESPACE, label_selector=selector).items:
+        name = lease.metadata.name
+        holder = lease.spec.holder_identity or ""
+        if "-shard-" in name and holder[:3] in ("r1-", "r2-"):
+            out[int(name.rsplit("-", 1)[1])] = holder[:2]
+    return out
+
+
+def owner(cluster: Cluster, prefix: str, namespace: str) -> str | None:
+    return holders(cluster, prefix).get(shard_of(namespace, SHARDS))
+
+
+def test_a_replica_killed_mid_restart_hands_its_shard_over(
+    cluster: Cluster,
+    namespaces: list[str],
+    replicas: dict[str, Operator],
+    kubelet: ProcessKubelet,
+    tmp_path: Path,
+    prefix: str,
+) -> None:
+    # Both replicas share the shards: two each once both have joined.
+    def balanced() -> bool:
+        counts = list(holders(cluster, prefix).values())
+        return sorted(counts) == ["r1", "r1", "r2", "r2"]
+
+    wait_for(balanced, timeout=60, what="2 shards for each replica")
+
+    armed = tmp_path / "c-armed"
+    target = namespaces[0]
+    objects = {ns: Objects(cluster, ns) for ns in namespaces}
+    for ns in namespaces[1:]:
+        objects[ns].apply(supervisor("other", [sleeper("x"), sleeper("y")]))
+    children = [sleeper("a"), sleeper("b"), slow_stopper("c", 3, armed, shutdown="20s")]
+    objects[target].apply(
+        supervisor("app", children, strategy="one_for_all", intensity=5, period="120s")
+    )
+    for ns in namespaces[1:]:
+        objects[ns].wait_status("other", lambda s: s.get("ready") == "2/2", what="2/2 ready")
+    objects[target].wait_status("app", lambda s: s.get("ready") == "3/3", what="3/3 ready")
+    wait_armed(armed)
+    watchdog = Watchdog(objects[target])
+
+    # The group restart in progress: c takes its time to stop. Kill the replica driving it.
+    killed = owner(cluster, prefix, target)
+    assert killed in replicas, holders(cluster, prefix)
+    survivor = "r2" if killed == "r1" else "r1"
+    kubelet.kill_container(target, "app-a-1", "actor", signal.SIGKILL)
+    objects[target].wait_status(
+        "app", lambda s: child_state(s, "c")["state"] == "stopping", what="c stopping"
+    )
+    replicas[killed].kill()
+    killed_at = time.monotonic()
+
+    wait_for(
+        lambda: owner(cluster, prefix, target) == survivor,
+        timeout=TAKEOVER,
+        what=f"{survivor} holding the shard of {target}",
+        interval=0.2,
+    )
+    assert time.monotonic() - killed_at < TAKEOVER
+    status = objects[target].wait_status(
+        "app",
+        lambda s: s.get("ready") == "3/3" and s.get("incarnations") == {"a": 2, "b": 2, "c": 2},
+        what="the group restart finished by the survivor",
+        timeout=90,
+    )
+    assert len(status["restartHistory"]) == 1  # decided once
+    assert child_state(status, "a")["lastExit"]["reason"] == "killed"
+    live = {"app-a-2", "app-b-2", "app-c-2"}
+    wait_for(lambda: set(objects[target].pods()) == live, timeout=30, what=f"only {live} left")
+    assert watchdog.close() == []
+
+    # Every shard is the survivor's now, and it drives every tree: a crash anywhere is
+    # restarted by it.
+    wait_for(
+        lambda: (
+            len(holders(cluster, prefix)) == SHARDS
+            and set(holders(cluster, prefix).values()) == {survivor}
+        ),
+        timeout=TAKEOVER,
+        what=f"{survivor} holding every shard",
+    )
+    for ns in namespaces[1:]:
+        kubelet.kill_container(ns, "other-x-1", "actor", signal.SIGKILL)
+        objects[ns].wait_status(
+            "other",
+            lambda s: s.get("ready") == "2/2" and (s.get("incarnations") or {}).get("x") == 2,
+            what=f"x restarted in {ns}",
+        )
+        assert set(objects[ns].pods()) == {"other-x-2", "other-y-1"}
+    replicas[survivor].check_running()
