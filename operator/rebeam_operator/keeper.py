@@ -103,7 +103,7 @@ class Keeper:
         return f"{self.prefix}-shard-{shard}"
 
     def _member_name(self) -> str:
-        return f"{self.prefix}-replica-{self.me}"[:253]
+        return f"{self.prefix}-replica-{self.me}"  # fits: settings.py bounds both parts
 
     def _shard_number(self, name: str) -> int | None:
         rest = name.removeprefix(f"{self.prefix}-shard-")

@@ -275,7 +275,12 @@ def _port(p: argparse.ArgumentParser, args: argparse.Namespace, flag: str) -> in
 
 
 MAX_SHARDS = 1024
-_DNS_LABEL = r"[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?"
+# What Lease names are made of: the prefix is a DNS label of at most 40; a replica's name is a
+# pod's (a DNS subdomain), at most 190, so that "<prefix>-replica-<name>-<suffix>" fits in 253.
+_NAMES = {
+    "--shard-lease-prefix": (r"[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?", "'-'", 40),
+    "--replica-name": (r"[a-z0-9]([-.a-z0-9]{0,188}[a-z0-9])?", "'-', '.'", 190),
+}
 
 
 def _whole(
@@ -289,12 +294,12 @@ def _whole(
 
 def _check_sharding(p: argparse.ArgumentParser, args: argparse.Namespace, shards: int) -> None:
     """The names that make up Lease names must be valid in one, and shards need a home."""
-    for flag in ("--shard-lease-prefix", "--replica-name"):
+    for flag, (pattern, marks, most) in _NAMES.items():
         value = getattr(args, flag.lstrip("-").replace("-", "_"))
-        if value is not None and not re.fullmatch(_DNS_LABEL, value):
+        if value is not None and not re.fullmatch(pattern, value):
             p.error(
-                f"{flag} (or {_ENV[flag]}): {value!r}: lower-case letters, digits and '-', "
-                "at most 40, starting and ending with a letter or digit"
+                f"{flag} (or {_ENV[flag]}): {value!r}: lower-case letters, digits and {marks}, "
+                f"at most {most}, starting and ending with a letter or digit"
             )
     if shards and not args.shard_namespace:
         p.error(

@@ -72,6 +72,8 @@ class World:
                 # Nothing to drive; the watch brings the object again once it is fixed.
                 self._tell_invalid(body, str(exc))
                 return
+            namespace = driver.host.namespace
+            driver.may_act = lambda: self.owns(namespace)
             self.drivers[uid] = driver
             task = asyncio.create_task(driver.run(), name=f"driver {body['metadata']['name']}")
             self.tasks[uid] = task

@@ -5,6 +5,7 @@ finishes the restart once, with no child ever running two incarnations, nothing 
 
 from __future__ import annotations
 
+import os
 import secrets
 import signal
 import time
@@ -103,6 +104,15 @@ def holders(cluster: Cluster, prefix: str) -> dict[int, str]:
     return out
 
 
+def wait_balanced(cluster: Cluster, prefix: str) -> None:
+    """Until both replicas hold two shards each (once both have joined, or again)."""
+    wait_for(
+        lambda: sorted(holders(cluster, prefix).values()) == ["r1", "r1", "r2", "r2"],
+        timeout=60,
+        what="2 shards for each replica",
+    )
+
+
 def owner(cluster: Cluster, prefix: str, namespace: str) -> str | None:
     return holders(cluster, prefix).get(shard_of(namespace, SHARDS))
 
@@ -115,12 +125,7 @@ def test_a_replica_killed_mid_restart_hands_its_shard_over(
     tmp_path: Path,
     prefix: str,
 ) -> None:
-    # Both replicas share the shards: two each once both have joined.
-    def balanced() -> bool:
-        counts = list(holders(cluster, prefix).values())
-        return sorted(counts) == ["r1", "r1", "r2", "r2"]
-
-    wait_for(balanced, timeout=60, what="2 shards for each replica")
+    wait_balanced(cluster, prefix)
 
     armed = tmp_path / "c-armed"
     target = namespaces[0]
@@ -186,3 +191,61 @@ def test_a_replica_killed_mid_restart_hands_its_shard_over(
         )
         assert set(objects[ns].pods()) == {"other-x-2", "other-y-1"}
     replicas[survivor].check_running()
+
+
+def test_a_frozen_replica_fences_itself_and_acts_on_nothing_when_it_wakes(
+    cluster: Cluster,
+    namespaces: list[str],
+    replicas: dict[str, Operator],
+    kubelet: ProcessKubelet,
+    prefix: str,
+) -> None:
+    """SIGSTOP: the replica cannot renew, and cannot stop itself either. The other takes the
+    shard over and drives the tree; woken up, the frozen one finds its renew deadline long
+    past and drops the shard before anything else, so no restart is decided twice."""
+    target = namespaces[0]
+    objects = Objects(cluster, target)
+    objects.apply(supervisor("app", [sleeper("a"), sleeper("b")]))
+    objects.wait_status("app", lambda s: s.get("ready") == "2/2", what="2/2 ready")
+    wait_balanced(cluster, prefix)
+    watchdog = Watchdog(objects)
+
+    frozen = owner(cluster, prefix, target)
+    assert frozen in replicas, holders(cluster, prefix)
+    survivor = "r2" if frozen == "r1" else "r1"
+    pid = replicas[frozen].popen.pid  # type: ignore[union-attr]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        wait_for(
+            lambda: owner(cluster, prefix, target) == survivor,
+            timeout=TAKEOVER,
+            what=f"{survivor} holding the shard of {target}",
+            interval=0.2,
+        )
+        kubelet.kill_container(target, "app-a-1", "actor", signal.SIGKILL)
+        objects.wait_status(
+            "app",
+            lambda s: s.get("ready") == "2/2" and s.get("incarnations") == {"a": 2, "b": 1},
+            what="a restarted by the survivor",
+        )
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    wait_for(
+        lambda: "not renewed in time" in replicas[frozen].log_path.read_text(),
+        timeout=30,
+        what=f"{frozen} dropping its shards once awake",
+    )
+    # The two share the shards again, and the tree is driven once: a crash now is one restart.
+    wait_balanced(cluster, prefix)
+    kubelet.kill_container(target, "app-b-1", "actor", signal.SIGKILL)
+    status = objects.wait_status(
+        "app",
+        lambda s: s.get("ready") == "2/2" and s.get("incarnations") == {"a": 2, "b": 2},
+        what="b restarted",
+    )
+    assert len(status["restartHistory"]) == 2  # one restart each, none decided twice
+    live = {"app-a-2", "app-b-2"}
+    wait_for(lambda: set(objects.pods()) == live, timeout=30, what=f"only {live} left")
+    assert watchdog.close() == []
+    for process in replicas.values():
+        process.check_running()
