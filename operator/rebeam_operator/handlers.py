@@ -78,6 +78,7 @@ async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     identity.drivers = _state["world"].drivers
     if ours.shards:
         _state["keeper"] = replicas.start(ours, kube, _state["world"])
+        identity.owns = _state["keeper"].owns  # a pod of another replica's tree: abstain
     if ours.metrics_port is not None:
         _state["metrics"] = await metrics.serve(
             ours.metrics_port,

@@ -23,6 +23,7 @@ from operator_helpers import (
     Objects,
     Operator,
     Watchdog,
+    actor,
     child_state,
     sleeper,
     slow_stopper,
@@ -205,7 +206,8 @@ def test_a_frozen_replica_fences_itself_and_acts_on_nothing_when_it_wakes(
     past and drops the shard before anything else, so no restart is decided twice."""
     target = namespaces[0]
     objects = Objects(cluster, target)
-    objects.apply(supervisor("app", [sleeper("a"), sleeper("b")]))
+    # A window long enough that the restart history keeps both restarts of the test.
+    objects.apply(supervisor("app", [sleeper("a"), sleeper("b")], intensity=5, period="300s"))
     objects.wait_status("app", lambda s: s.get("ready") == "2/2", what="2/2 ready")
     wait_balanced(cluster, prefix)
     watchdog = Watchdog(objects)
@@ -249,3 +251,36 @@ def test_a_frozen_replica_fences_itself_and_acts_on_nothing_when_it_wakes(
     assert watchdog.close() == []
     for process in replicas.values():
         process.check_running()
+
+
+def test_actor_pods_are_let_into_nats_by_the_replica_driving_them(
+    cluster: Cluster,
+    namespaces: list[str],
+    replicas: dict[str, Operator],
+    kubelet: ProcessKubelet,
+    prefix: str,
+) -> None:
+    """Every replica is a credential issuer of the NATS server, and every one is asked about
+    every connection. An actor pod is let in by the replica that drives its tree; the others
+    leave it to that one rather than refuse it. In every namespace, whichever replica drives
+    it, Python actors connect, start and are restarted after a crash."""
+    wait_balanced(cluster, prefix)
+    apps = {ns: Objects(cluster, ns) for ns in namespaces}
+    for objects in apps.values():
+        children = [actor(f"g{i}", "hello.greeter:Greeter", register=f"g{i}") for i in range(3)]
+        objects.apply(supervisor("app", children))
+    for ns, objects in apps.items():
+        objects.wait_status("app", lambda s: s.get("ready") == "3/3", what=f"3/3 ready in {ns}")
+    for ns in apps:
+        kubelet.kill_container(ns, "app-g0-1", "actor", signal.SIGKILL)
+    for ns, objects in apps.items():
+        status = objects.wait_status(
+            "app",
+            lambda s: s.get("ready") == "3/3" and (s.get("incarnations") or {}).get("g0") == 2,
+            what=f"g0 restarted in {ns}",
+        )
+        assert all(c["restarts"] == (1 if c["name"] == "g0" else 0) for c in status["children"])
+    # No replica refused a pod it does not drive: it left the answer to the one that does.
+    for name, process in replicas.items():
+        log = process.log_path.read_text()
+        assert "is not an actor pod of this operator" not in log, f"{name}:\n{process.log_tail()}"
