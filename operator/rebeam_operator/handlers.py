@@ -73,12 +73,14 @@ async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     messaging = Messaging(ours.nats_url, tls_ca=ours.nats_ca)
     identity = Identity(ours, kube, messaging.claims)
     messaging.identity = identity if identity.secured else None
+    if ours.shards:  # until it holds a shard, a replica leaves every pod to the others
+        identity.owns = lambda namespace: False
     messaging.start()
     _state["world"] = World(ours, kube, messaging)
     identity.drivers = _state["world"].drivers
-    if ours.shards:
-        _state["keeper"] = replicas.start(ours, kube, _state["world"])
-        identity.owns = _state["keeper"].owns  # a pod of another replica's tree: abstain
+    keeper = replicas.sharded(ours, kube, _state["world"]) if ours.shards else None
+    if keeper is not None:
+        identity.owns = keeper.owns  # a pod of another replica's tree: abstain
     if ours.metrics_port is not None:
         _state["metrics"] = await metrics.serve(
             ours.metrics_port,
@@ -89,6 +91,9 @@ async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     _state["control"] = asyncio.create_task(ControlServer(_state["world"]).start())
     if not identity.secured:
         log.warning("no --issuer-secrets: the operator and its pods use NATS without credentials")
+    if keeper is not None:  # last: a startup that fails (kopf retries it) holds no shard
+        keeper.start()
+        _state["keeper"] = keeper
     log.info(
         "rebeam operator started: namespaces=%s nats=%s", ours.namespaces or "all", ours.nats_url
     )

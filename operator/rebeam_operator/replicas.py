@@ -16,7 +16,7 @@ from rebeam_operator.settings import Settings
 from rebeam_operator.shards import shard_of
 from rebeam_operator.world import World
 
-__all__ = ["identity", "start"]
+__all__ = ["identity", "sharded"]
 
 log = logging.getLogger("rebeam.operator")
 
@@ -33,8 +33,9 @@ def identity(settings: Settings) -> str:
     return f"{name}-{secrets.token_hex(3)}"
 
 
-def start(settings: Settings, kube: Kube, world: World) -> Keeper:
-    """Start holding shards for ``world``: until one is taken, it acts on nothing."""
+def sharded(settings: Settings, kube: Kube, world: World) -> Keeper:
+    """The keeper of ``world``'s shards, not started yet: until it takes one, ``world`` acts
+    on nothing."""
     assert settings.shard_namespace, "checked by settings.parse"
     count = settings.shards
     resyncs: set[asyncio.Task[None]] = set()
@@ -58,7 +59,6 @@ def start(settings: Settings, kube: Kube, world: World) -> Keeper:
         on_lost=lost,
     )
     world.owns = keeper.owns
-    keeper.start()
     log.info(
         "sharded: %d shard(s), leases %s-* in %s, this replica %s",
         count,
