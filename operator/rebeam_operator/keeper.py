@@ -149,7 +149,10 @@ class Keeper:
             await self._write(self._member_name(), self.me)
         except Conflict:  # deleted or written meanwhile: re-read next round
             self._read.pop(self._member_name(), None)
-        taken = {shard for shard in todo.take if await self._take(shard)}
+        taken = set()
+        for shard in todo.take:  # each on its own: one that fails costs the others nothing
+            if await self._take(shard):
+                taken.add(shard)
         if taken:
             log.info("took shard(s) %s", ",".join(map(str, sorted(taken))))
             self.on_acquired(taken)
@@ -186,9 +189,14 @@ class Keeper:
         return written
 
     async def _renew(self, shard: int) -> None:
+        name = self._shard_name(shard)
+        holder = ((self._read.get(name) or {}).get("spec") or {}).get("holderIdentity")
+        if holder != self.me:  # the timing forbids it; a write now would take it back
+            self._lose({shard}, f"its lease names {holder or 'nobody'}")
+            return
         sent = time.monotonic()
         try:
-            await self._write(self._shard_name(shard), self.me)
+            await self._write(name, self.me)
         except Conflict:
             self._lose({shard}, "its lease was written by someone else")
             return
@@ -204,6 +212,9 @@ class Keeper:
             await self._write(self._shard_name(shard), self.me)
         except Conflict:
             return False  # another replica was quicker
+        except Exception as exc:  # tried again next round, if it is still free
+            log.info("cannot take shard %s: %s", shard, exc)
+            return False
         self._hold(shard, sent)
         return True
 
