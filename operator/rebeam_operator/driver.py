@@ -106,6 +106,8 @@ class Driver:
         self.refusals = Backoff()  # how long a spec that cannot be run waits to be looked at
         # Announced after each pass: a tree request waits for the inits to end (control.py).
         self.passes = passes if passes is not None else Wakeups()
+        # Whether this replica may still act on the object (its shard held: keeper.py).
+        self.may_act: Callable[[], bool] = lambda: True
 
     @classmethod
     def in_world(cls, services: Services, body: Json) -> Driver:
@@ -183,6 +185,8 @@ class Driver:
     async def run(self) -> None:
         await self.seed()
         while not self.deleted:
+            if not self.may_act():
+                return  # the shard is not ours now; its next holder drives the object
             try:
                 result = await metrics.timed_pass(self.reconcile(), Conflict)
             except Conflict:

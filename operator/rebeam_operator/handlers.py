@@ -16,7 +16,7 @@ from typing import Any
 import kopf
 
 from rebeam_operator import kube as kube_module
-from rebeam_operator import metrics
+from rebeam_operator import metrics, replicas
 from rebeam_operator.control import ControlServer
 from rebeam_operator.hosts import GROUP, LABEL_MANAGED, MANAGED_BY, VERSION, is_actor_slot
 from rebeam_operator.identity import Identity
@@ -58,7 +58,9 @@ def world() -> World:
 @kopf.on.startup()
 async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     ours: Settings = _state.get("settings") or parse([])
-    settings.peering.standalone = True  # one operator; restarts are made safe by status
+    # No kopf peering: one replica, or replicas that each act only on the namespaces of the
+    # shards they hold (replicas.py); restarts are made safe by status.
+    settings.peering.standalone = True
     settings.posting.enabled = False  # our own Events name exit reasons; kopf's would be noise
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
@@ -71,9 +73,14 @@ async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     messaging = Messaging(ours.nats_url, tls_ca=ours.nats_ca)
     identity = Identity(ours, kube, messaging.claims)
     messaging.identity = identity if identity.secured else None
+    if ours.shards:  # until it holds a shard, a replica leaves every pod to the others
+        identity.owns = lambda namespace: False
     messaging.start()
     _state["world"] = World(ours, kube, messaging)
     identity.drivers = _state["world"].drivers
+    keeper = replicas.sharded(ours, kube, _state["world"]) if ours.shards else None
+    if keeper is not None:
+        identity.owns = keeper.owns  # a pod of another replica's tree: abstain
     if ours.metrics_port is not None:
         _state["metrics"] = await metrics.serve(
             ours.metrics_port,
@@ -84,6 +91,9 @@ async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     _state["control"] = asyncio.create_task(ControlServer(_state["world"]).start())
     if not identity.secured:
         log.warning("no --issuer-secrets: the operator and its pods use NATS without credentials")
+    if keeper is not None:  # last: a startup that fails (kopf retries it) holds no shard
+        keeper.start()
+        _state["keeper"] = keeper
     log.info(
         "rebeam operator started: namespaces=%s nats=%s", ours.namespaces or "all", ours.nats_url
     )
@@ -91,6 +101,8 @@ async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 @kopf.on.cleanup()
 async def _cleanup(**_: Any) -> None:
+    if "keeper" in _state:  # stops its drivers, then hands its shards back
+        await _state["keeper"].stop()
     if "world" in _state:
         await world().stop()
 

@@ -31,12 +31,12 @@ import logging
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from rebeam.auth.grants import Grant, Role
-from rebeam.auth.issuer import Issuer, shared
+from rebeam.auth.issuer import Abstain, Issuer, shared
 from rebeam.errors import Refused
 from rebeam.natsd import read_issuer_secrets
 from rebeam.pids import Pid
@@ -83,6 +83,8 @@ class Identity:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reviews: OrderedDict[tuple[str, str], tuple[float, Json]] = OrderedDict()
         self._ended: OrderedDict[Pid, None] = OrderedDict()
+        # Whether this replica drives a namespace's trees (keeper.py); one replica: all.
+        self.owns: Callable[[str], bool] = lambda namespace: True
 
     @property
     def secured(self) -> bool:
@@ -183,6 +185,8 @@ class Identity:
         namespace = _service_account_namespace(str(user.get("username", "")))
         if not (pod_name and pod_uid and namespace):
             raise PermissionError(f"a {AUDIENCE} token must be a pod's ServiceAccount token")
+        if not self.owns(namespace):  # the replica that drives it answers, grant or refusal
+            raise Abstain(f"{namespace} is driven by another operator replica")
         pid, names, label = await self._actor_pod(namespace, pod_name, pod_uid)
         if pid in self._ended:
             raise PermissionError(f"{pid} has ended")

@@ -58,6 +58,10 @@ RESTART_SECONDS = Histogram(
 DRIVERS = Gauge("rebeam_operator_drivers", "Supervisors (and lone Actors) being driven.")
 QUEUED = Gauge("rebeam_operator_queued", "Drivers woken by an event and waiting for a pass.")
 READY = Gauge("rebeam_operator_ready", "1 once the operator has started and reached NATS.")
+SHARDS_OWNED = Gauge(
+    "rebeam_operator_shards_owned",
+    "Shards (of namespaces) this replica holds the Lease of and acts on; 0 without sharding.",
+)
 
 _VERBS = ("create", "delete", "get", "list", "patch", "replace", "read")
 _ENDED_AT: dict[str, float] = {}  # pod name -> when it was first seen ended

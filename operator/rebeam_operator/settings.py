@@ -15,7 +15,16 @@ flag                         environment                             default
 ``--nats-ca FILE``           ``REBEAM_NATS_CA``                      the system's trust store
 ``--metrics-port PORT``      ``REBEAM_OPERATOR_METRICS_PORT``        none: no HTTP endpoint
 ``--actor-metrics-port PORT``  ``REBEAM_OPERATOR_ACTOR_METRICS_PORT``  none: pods serve none
+``--shards N``               ``REBEAM_OPERATOR_SHARDS``              0: one replica, no leases
+``--shard-namespace NS``     ``REBEAM_OPERATOR_POD_NAMESPACE``       (required with shards)
+``--replica-name NAME``      ``REBEAM_OPERATOR_POD_NAME``            the host name
+``--shard-lease-seconds S``  ``REBEAM_OPERATOR_SHARD_LEASE_SECONDS``  15
+``--shard-lease-prefix P``   ``REBEAM_OPERATOR_SHARD_LEASE_PREFIX``  ``rebeam-operator``
 ===========================  ======================================  ========================
+
+``--shards N`` (N >= 1) lets several replicas share the trees: each namespace belongs to one
+of N shards, each shard is held through a Lease in ``--shard-namespace`` (keeper.py,
+docs/operator.md "Replicas and shards").
 
 ``--metrics-port`` serves the operator's ``/metrics``, ``/healthz`` and ``/readyz``;
 ``--actor-metrics-port`` gives every actor pod ``REBEAM_METRICS_PORT`` and the
@@ -66,6 +75,11 @@ class Settings:
     nats_account: str = "REBEAM"  # the shared account of every namespace
     metrics_port: int | None = None  # the operator's /metrics, /healthz, /readyz
     actor_metrics_port: int | None = None  # every actor pod's metrics port
+    shards: int = 0  # 0: this is the only replica, no leases
+    shard_namespace: str | None = None  # where the shard leases live (the operator's own)
+    replica_name: str = ""  # this replica's name in its leases (plus a random suffix)
+    shard_lease_seconds: int = 15
+    shard_lease_prefix: str = "rebeam-operator"
 
     @property
     def clusterwide(self) -> bool:
@@ -90,6 +104,11 @@ _ENV = {
     "--nats-ca": "REBEAM_NATS_CA",
     "--metrics-port": "REBEAM_OPERATOR_METRICS_PORT",
     "--actor-metrics-port": "REBEAM_OPERATOR_ACTOR_METRICS_PORT",
+    "--shards": "REBEAM_OPERATOR_SHARDS",
+    "--shard-namespace": "REBEAM_OPERATOR_POD_NAMESPACE",
+    "--replica-name": "REBEAM_OPERATOR_POD_NAME",
+    "--shard-lease-seconds": "REBEAM_OPERATOR_SHARD_LEASE_SECONDS",
+    "--shard-lease-prefix": "REBEAM_OPERATOR_SHARD_LEASE_PREFIX",
 }
 
 
@@ -98,6 +117,9 @@ def parse(argv: list[str] | None = None) -> Settings:
     args = p.parse_args(argv)
     lease_ttl = _check(p, args)
     ports = {flag: _port(p, args, flag) for flag in ("--metrics-port", "--actor-metrics-port")}
+    shards = _whole(p, args, "--shards", 0, MAX_SHARDS)
+    lease_seconds = _whole(p, args, "--shard-lease-seconds", 3, 300)
+    _check_sharding(p, args, shards)
     env_ns = _env("REBEAM_OPERATOR_NAMESPACES", "") or ""
     namespaces = args.namespaces or [n.strip() for n in env_ns.split(",") if n.strip()]
     return Settings(
@@ -113,6 +135,11 @@ def parse(argv: list[str] | None = None) -> Settings:
         nats_ca=args.nats_ca,
         metrics_port=ports["--metrics-port"],
         actor_metrics_port=ports["--actor-metrics-port"],
+        shards=shards,
+        shard_namespace=args.shard_namespace,
+        replica_name=args.replica_name or "",
+        shard_lease_seconds=lease_seconds,
+        shard_lease_prefix=args.shard_lease_prefix,
     )
 
 
@@ -184,6 +211,40 @@ _OPTIONS: list[tuple[str, str, str | None, str | None]] = [
         None,
         "PORT",
     ),
+    (
+        "--shards",
+        "share the trees with other replicas: N shards of namespaces, each held through a "
+        "Lease; 0: this is the only replica (REBEAM_OPERATOR_SHARDS)",
+        "0",
+        "N",
+    ),
+    (
+        "--shard-namespace",
+        "the namespace of the shard Leases, the operator's own (REBEAM_OPERATOR_POD_NAMESPACE)",
+        None,
+        "NS",
+    ),
+    (
+        "--replica-name",
+        "this replica's name in the Leases, e.g. its pod's (REBEAM_OPERATOR_POD_NAME; "
+        "default: the host name)",
+        None,
+        "NAME",
+    ),
+    (
+        "--shard-lease-seconds",
+        "a shard Lease's duration: a dead replica's shards are taken over after about this "
+        "long (REBEAM_OPERATOR_SHARD_LEASE_SECONDS)",
+        str(Settings.shard_lease_seconds),
+        "S",
+    ),
+    (
+        "--shard-lease-prefix",
+        "the name prefix (and label) of the Leases of one set of replicas "
+        "(REBEAM_OPERATOR_SHARD_LEASE_PREFIX)",
+        Settings.shard_lease_prefix,
+        "P",
+    ),
 ]
 
 
@@ -211,6 +272,40 @@ def _port(p: argparse.ArgumentParser, args: argparse.Namespace, flag: str) -> in
     if not (str(text).isdigit() and 1 <= int(text) <= 65535):
         p.error(f"{flag} (or {_ENV[flag]}): {text!r}: a port number (1-65535)")
     return int(text)
+
+
+MAX_SHARDS = 1024
+# What Lease names are made of: the prefix is a DNS label of at most 40; a replica's name is a
+# pod's (a DNS subdomain), at most 190, so that "<prefix>-replica-<name>-<suffix>" fits in 253.
+_NAMES = {
+    "--shard-lease-prefix": (r"[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?", "'-'", 40),
+    "--replica-name": (r"[a-z0-9]([-.a-z0-9]{0,188}[a-z0-9])?", "'-', '.'", 190),
+}
+
+
+def _whole(
+    p: argparse.ArgumentParser, args: argparse.Namespace, flag: str, low: int, high: int
+) -> int:
+    text = str(getattr(args, flag.lstrip("-").replace("-", "_")))
+    if not (text.isdigit() and low <= int(text) <= high):
+        p.error(f"{flag} (or {_ENV[flag]}): {text!r}: a whole number from {low} to {high}")
+    return int(text)
+
+
+def _check_sharding(p: argparse.ArgumentParser, args: argparse.Namespace, shards: int) -> None:
+    """The names that make up Lease names must be valid in one, and shards need a home."""
+    for flag, (pattern, marks, most) in _NAMES.items():
+        value = getattr(args, flag.lstrip("-").replace("-", "_"))
+        if value is not None and not re.fullmatch(pattern, value):
+            p.error(
+                f"{flag} (or {_ENV[flag]}): {value!r}: lower-case letters, digits and {marks}, "
+                f"at most {most}, starting and ending with a letter or digit"
+            )
+    if shards and not args.shard_namespace:
+        p.error(
+            "--shards (or REBEAM_OPERATOR_SHARDS) needs --shard-namespace (or "
+            "REBEAM_OPERATOR_POD_NAMESPACE): where the shard Leases live"
+        )
 
 
 def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> float | None:

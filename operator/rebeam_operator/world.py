@@ -12,13 +12,14 @@ import asyncio
 import functools
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
 from rebeam._wakeups import Wakeups
 from rebeam_operator.driver import Driver
-from rebeam_operator.hosts import LABEL_HOST, InvalidObject
+from rebeam_operator.hosts import LABEL_HOST, InvalidObject, is_actor_slot
 from rebeam_operator.kube import Kube
 from rebeam_operator.messaging import Messaging
 from rebeam_operator.record import SPEC_VALID
@@ -49,6 +50,8 @@ class World:
         self.host_seen = asyncio.Event()  # set whenever one is
         self._invalid: dict[str, str] = {}  # uid -> what was told of an object not driven
         self._reports: set[asyncio.Task[None]] = set()
+        # Whether this replica acts on a namespace's trees now (keeper.py); one replica: all.
+        self.owns: Callable[[str], bool] = lambda namespace: True
 
     # --- routing -------------------------------------------------------------------------
 
@@ -57,6 +60,8 @@ class World:
         if self.seen is not None:
             self.seen.add(uid)
             self.host_seen.set()
+        if not self.owns(body["metadata"].get("namespace", "")):
+            return  # another replica's shard
         driver = self.drivers.get(uid)
         if driver is None:
             if deleted:
@@ -67,6 +72,8 @@ class World:
                 # Nothing to drive; the watch brings the object again once it is fixed.
                 self._tell_invalid(body, str(exc))
                 return
+            namespace = driver.host.namespace
+            driver.may_act = lambda: self.owns(namespace)
             self.drivers[uid] = driver
             task = asyncio.create_task(driver.run(), name=f"driver {body['metadata']['name']}")
             self.tasks[uid] = task
@@ -113,14 +120,43 @@ class World:
     def on_pod(self, body: Json, deleted: bool) -> None:
         host = (body["metadata"].get("labels") or {}).get(LABEL_HOST)
         driver = self.drivers.get(host or "")
-        if driver is not None:
+        if driver is not None and self.owns(driver.host.namespace):
             driver.on_pod(body, deleted)
 
     def _ended(self, uid: str, task: asyncio.Task[None]) -> None:
+        if self.tasks.get(uid) is not task:
+            return  # dropped already (drop()); a new driver of the object may run
         self.drivers.pop(uid, None)
         self.tasks.pop(uid, None)
         if not task.cancelled() and task.exception() is not None:
             log.error("driver crashed", exc_info=task.exception())
+
+    # --- shards (keeper.py) ----------------------------------------------------------------
+
+    def drop(self, lost: Callable[[str], bool]) -> None:
+        """Stop the drivers of the namespaces ``lost`` names, at once, and forget them: their
+        shard is another replica's now or soon. What they decided is in status; what they
+        were carrying out, the next owner carries out again."""
+        for uid, driver in list(self.drivers.items()):
+            if lost(driver.host.namespace):
+                driver.requests.forget("the tree moved to another operator replica: ask again")
+                self.drivers.pop(uid, None)
+                task = self.tasks.pop(uid, None)
+                if task is not None:
+                    task.cancel()
+
+    async def resync(self, wanted: Callable[[str], bool]) -> None:
+        """Pick up every tree of the namespaces ``wanted`` names (a shard just taken): the
+        watches told of them while another replica held them."""
+        for namespace in self.settings.namespaces or (None,):
+            if namespace is not None and not wanted(namespace):
+                continue
+            for plural in ("supervisors", "actors"):
+                for obj in await self.kube.list_objects(namespace, plural):
+                    if plural == "actors" and is_actor_slot(obj):
+                        continue
+                    if wanted(obj["metadata"]["namespace"]):
+                        self.on_host(obj, False)
 
     async def stop(self) -> None:
         for task in list(self.tasks.values()):

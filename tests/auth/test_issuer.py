@@ -15,7 +15,7 @@ import pytest
 
 from rebeam import _subjects
 from rebeam.auth.grants import Grant, Role
-from rebeam.auth.issuer import Issuer, IssuerSecrets, shared
+from rebeam.auth.issuer import REFUSAL_DELAY, Abstain, Issuer, IssuerSecrets, shared
 from rebeam.natsd import NatsServer, ServerOptions
 from rebeam.pids import Pid
 
@@ -160,3 +160,27 @@ def test_an_issuer_without_a_server_fails_its_start_and_leaves_no_thread() -> No
     issuer.stop()
     assert thread is not None
     assert not thread.is_alive()
+
+
+async def test_a_resolver_may_leave_a_credential_to_another_issuer(server: NatsServer) -> None:
+    """Two primary issuers (two operator replicas): the one that knows the pod grants it,
+    slowly; the other abstains. Had it refused, its refusal (held back REFUSAL_DELAY) would
+    have been the server's answer, before the grant."""
+    actor = Pid.for_incarnation(NS, "slot", 1)
+
+    def grants(token: str, client: dict[str, Any]) -> Grant | None:
+        threading.Event().wait(REFUSAL_DELAY * 2)  # an API server that takes its time
+        return Grant(Role.ACTOR, NS, actor, label="pod")
+
+    def abstains(token: str, client: dict[str, Any]) -> Grant | None:
+        raise Abstain("a pod of another replica")
+
+    owner, other = start_issuer(server, grants), start_issuer(server, abstains)
+    try:
+        nc = await connect(server, "pod-token", actor)
+        await nc.close()
+        assert (other.counters.abstained, other.counters.refused) == (1, 0)
+        assert owner.counters.resolved == 1
+    finally:
+        owner.stop()
+        other.stop()

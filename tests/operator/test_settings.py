@@ -15,6 +15,11 @@ ENV = (
     "REBEAM_OPERATOR_IMAGE",
     "REBEAM_OPERATOR_EXIT_RECORD",
     "REBEAM_LEASE_TTL",
+    "REBEAM_OPERATOR_SHARDS",
+    "REBEAM_OPERATOR_POD_NAMESPACE",
+    "REBEAM_OPERATOR_POD_NAME",
+    "REBEAM_OPERATOR_SHARD_LEASE_SECONDS",
+    "REBEAM_OPERATOR_SHARD_LEASE_PREFIX",
 )
 
 
@@ -143,3 +148,32 @@ def test_a_bad_flag_is_refused_by_name(
         parse(argv)
     assert exited.value.code == 2
     assert says in capsys.readouterr().err
+
+
+def test_sharding_settings() -> None:
+    settings = parse(
+        ["--shards", "16", "--shard-namespace", "rebeam-system", "--replica-name", "rb-op-7c9d.x"]
+    )
+    assert (settings.shards, settings.shard_namespace) == (16, "rebeam-system")
+    assert settings.replica_name == "rb-op-7c9d.x"
+    assert (settings.shard_lease_seconds, settings.shard_lease_prefix) == (15, "rebeam-operator")
+    assert parse([]).shards == 0  # one operator, no leases
+
+
+@pytest.mark.parametrize(
+    ("argv", "problem"),
+    [
+        (["--shards", "4"], "needs --shard-namespace"),
+        (["--shards", "-1"], "--shards (or REBEAM_OPERATOR_SHARDS): '-1': a whole number"),
+        (["--shards", "2000"], "from 0 to 1024"),
+        (["--shard-lease-seconds", "2"], "from 3 to 300"),
+        (["--shard-lease-prefix", "Op_1"], "--shard-lease-prefix (or REBEAM_OPERATOR_SHARD"),
+        (["--replica-name", "pod-"], "--replica-name (or REBEAM_OPERATOR_POD_NAME): 'pod-'"),
+    ],
+)
+def test_bad_sharding_settings_are_refused_by_name(
+    argv: list[str], problem: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        parse(argv)
+    assert problem in capsys.readouterr().err

@@ -66,6 +66,7 @@ from rebeam.pids import Pid
 
 __all__ = [
     "ISSUED_PREFIX",
+    "Abstain",
     "Issuer",
     "IssuerSecrets",
     "Resolver",
@@ -138,8 +139,15 @@ class _Binding:
     connections: set[tuple[str, int]] = field(default_factory=set)
 
 
+class Abstain(Exception):
+    """A resolver raises this for a credential another issuer of the server decides (on
+    Kubernetes: a pod of a tree another operator replica drives). Not even a primary
+    issuer answers it then: its refusal could arrive before the other issuer's grant."""
+
+
 @dataclass
 class Counters:
+    abstained: int = 0  # left to another issuer by the resolver
     granted: int = 0
     refused: int = 0
     malformed: int = 0
@@ -344,7 +352,11 @@ class Issuer:
             and token
             and not token.startswith(ISSUED_PREFIX)
         ):
-            grant, why = await self._resolve(token, client)
+            try:
+                grant, why = await self._resolve(token, client)
+            except Abstain:
+                self.counters.abstained += 1
+                return None  # another issuer's to decide, and refuse if it must
         if grant is None and not self.primary:
             return None  # another issuer's credential, or nobody's: the primary refuses it
         raw_name = client.get("name")
@@ -380,6 +392,8 @@ class Issuer:
             grant = await asyncio.get_running_loop().run_in_executor(
                 None, self.resolve, token, client
             )
+        except Abstain:
+            raise
         except PermissionError as exc:  # the resolver's own words: why not
             return None, str(exc)
         except Exception as exc:
