@@ -233,18 +233,24 @@ class NatsCluster:
         ]
         probe = Pid.for_incarnation(self.namespace, "probe", 1)
         subjects.append(_subjects.durable_queue(probe, probe))
-        clients = []
+        clients: dict[int, Any] = {}
         try:
-            for i in range(self.size):
-                token = self.credentials(Role.BACKEND)
-                clients.append(await nats.connect(self.url(i), token=token))
             while True:
-                missing = [
-                    f"s{i} does not reach the stream of {subject}"
-                    for i, nc in enumerate(clients)
-                    for subject in subjects
-                    if not await _reaches(nc, subject)
-                ]
+                missing = []
+                for i in range(self.size):
+                    if i not in clients:
+                        try:
+                            clients[i] = await _client(self.url(i), self.credentials(Role.BACKEND))
+                        except (nats.errors.Error, OSError) as exc:
+                            # Every server sends its clients to the issuer, a client of
+                            # s0: until that interest has reached it too, it refuses them.
+                            missing.append(f"s{i} lets no client in yet ({exc})")
+                            continue
+                    missing += [
+                        f"s{i} does not reach the stream of {subject}"
+                        for subject in subjects
+                        if not await _reaches(clients[i], subject)
+                    ]
                 if not missing:
                     return
                 if time.monotonic() > deadline:
@@ -252,7 +258,7 @@ class NatsCluster:
                     raise TimeoutError(f"the namespace's streams are not reachable: {why}")
                 await asyncio.sleep(0.05)
         finally:
-            for nc in clients:
+            for nc in clients.values():
                 await nc.close()
 
     def _stop_servers(self) -> None:
@@ -270,6 +276,17 @@ class NatsCluster:
         if self.issuer is not None:
             self.issuer.stop()
         self._stop_servers()
+
+
+async def _client(url: str, token: str) -> Any:
+    """One attempt to connect, quietly: a refusal is retried by the caller."""
+
+    async def quiet(_: Exception) -> None:
+        pass
+
+    return await nats.connect(
+        url, token=token, allow_reconnect=False, max_reconnect_attempts=0, error_cb=quiet
+    )
 
 
 async def _reaches(nc: Any, subject: str) -> bool:
