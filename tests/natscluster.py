@@ -23,7 +23,6 @@ import json
 import socket
 import subprocess
 import time
-import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -36,13 +35,15 @@ from rebeam._orphans import die_with_parent
 from rebeam._subjects import global_bucket, leases_bucket, local_bucket
 from rebeam.auth import serverconf
 from rebeam.auth.grants import Grant, Role
-from rebeam.auth.issuer import Issuer, IssuerSecrets, account_of
+from rebeam.auth.issuer import Issuer, IssuerSecrets
 from rebeam.backends import provision
 from rebeam.natsd import find_nats_server, issuer_secrets_json
 from rebeam.pids import Pid
 
 FORM_DEADLINE = 60.0
 ATTEMPTS = 3  # starts of the whole cluster, when a route port was taken under it
+_EXPECT_LAST = "Nats-Expected-Last-Subject-Sequence"
+_NO_SUCH_SEQ = str(2**62)  # a subject's last sequence no probe will ever match
 
 
 def free_port() -> int:
@@ -214,30 +215,51 @@ class NatsCluster:
         await self._wait_streams_reachable(time.monotonic() + FORM_DEADLINE)
 
     async def _wait_streams_reachable(self, deadline: float) -> None:
-        """Until every server knows where the namespace's streams take their messages. Each
+        """Until a client of every server reaches every one of the namespace's streams. Each
         stream lives on one server, and the interest in its subjects reaches the others
         asynchronously, like any subscription's: before it does, a publish from a client
         of another server gets "no responders" (the first lease, say; docs/nats.md,
-        "Subscription interest")."""
+        "Subscription interest").
+
+        Asked of the streams themselves, not of the monitoring port: on a server that hosts
+        none of the account's streams, ``/subsz?acc=`` counts none of the interest that came
+        over its routes, though its clients' publishes reach the streams (nats-server 2.15).
+        Which server hosts what is the server's placement, so such a check failed whenever
+        one server was left without a stream (every time the lease bucket was file-backed,
+        as the registry and the mailboxes are)."""
         subjects = [
             _subjects.kv(bucket(self.namespace), "probe")
             for bucket in (global_bucket, local_bucket, leases_bucket)
         ]
         probe = Pid.for_incarnation(self.namespace, "probe", 1)
         subjects.append(_subjects.durable_queue(probe, probe))
-        while True:
-            missing = [
-                f"s{i} has no interest in {subject}"
-                for i, port in enumerate(self.monitor_ports)
-                for subject in subjects
-                if not _interest(port, account_of(self.namespace), subject)
-            ]
-            if not missing:
-                return
-            if time.monotonic() > deadline:
-                why = "; ".join(missing)
-                raise TimeoutError(f"the namespace's streams are not reachable: {why}")
-            await asyncio.sleep(0.05)
+        clients: dict[int, Any] = {}
+        try:
+            while True:
+                missing = []
+                for i in range(self.size):
+                    if i not in clients:
+                        try:
+                            clients[i] = await _client(self.url(i), self.credentials(Role.BACKEND))
+                        except (nats.errors.Error, OSError) as exc:
+                            # Every server sends its clients to the issuer, a client of
+                            # s0: until that interest has reached it too, it refuses them.
+                            missing.append(f"s{i} lets no client in yet ({exc})")
+                            continue
+                    missing += [
+                        f"s{i} does not reach the stream of {subject}"
+                        for subject in subjects
+                        if not await _reaches(clients[i], subject)
+                    ]
+                if not missing:
+                    return
+                if time.monotonic() > deadline:
+                    why = "; ".join(missing)
+                    raise TimeoutError(f"the namespace's streams are not reachable: {why}")
+                await asyncio.sleep(0.05)
+        finally:
+            for nc in clients.values():
+                await nc.close()
 
     def _stop_servers(self) -> None:
         for proc in self.processes:
@@ -256,12 +278,29 @@ class NatsCluster:
         self._stop_servers()
 
 
-def _interest(port: int, account: str, subject: str) -> bool:
-    query = urllib.parse.urlencode({"acc": account, "test": subject})
+async def _client(url: str, token: str) -> Any:
+    """One attempt to connect, quietly: a refusal is retried by the caller."""
+
+    async def quiet(_: Exception) -> None:
+        pass
+
+    return await nats.connect(
+        url, token=token, allow_reconnect=False, max_reconnect_attempts=0, error_cb=quiet
+    )
+
+
+async def _reaches(nc: Any, subject: str) -> bool:
+    """Whether a publish on ``subject`` from ``nc`` reaches a stream. The publish expects a
+    last sequence that no subject has, so the stream refuses it and stores nothing; its
+    refusal is the answer. "No responders": this client's server does not know the stream
+    yet."""
     try:
-        return bool(_get(port, f"subsz?{query}").get("num_matches"))
-    except (OSError, ValueError):
+        reply = await nc.request(subject, b"", timeout=2, headers={_EXPECT_LAST: _NO_SUCH_SEQ})
+    except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
         return False
+    answer = json.loads(reply.data)
+    assert "error" in answer, f"a probe of {subject} was stored: {answer}"
+    return True
 
 
 def _get(port: int, endpoint: str) -> dict[str, Any]:

@@ -57,7 +57,12 @@ async def open_leases(js: Any, namespace: str) -> Any:
     config = KeyValueConfig(
         bucket=leases_bucket(namespace),
         history=1,
-        storage=StorageType.MEMORY,  # a lease is worth nothing after a server restart
+        # File storage: a server restarted on its store (the keeper of ``rebeam run``, a
+        # cluster server coming back) still holds every lease, its revision and every expiry
+        # marker, so a lease is lost only by expiring (docs/nats.md, "Leases across a server
+        # restart"). In memory, a restart lost them all and each node's next refresh took its
+        # missing key for "declared dead" and stopped, though nobody had been told so.
+        storage=StorageType.FILE,
         limit_marker_ttl=_MARKER_TTL,
     )
     try:
