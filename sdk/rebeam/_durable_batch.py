@@ -1,0 +1,228 @@
+"""Coalescing durable sends: many sends from one sender to one slot, one stored message.
+
+A durable send costs JetStream a stored message, a PubAck, a delivery and an ack, whatever
+its size; at thousands per second that is most of the work of the server and of nats-py at
+both ends. So a sender's durable sends to one slot go through an :class:`Outbox`: a send
+that finds fewer than ``MAX_FLYING`` stores of that outbox waiting for their PubAck is
+published at once, alone, as a plain envelope; sends made while they wait are gathered and
+published together as one *batch* message when a store finishes. A lone send is therefore
+as fast as before, and under load one PubAck answers for many sends.
+
+A batch message carries the header ``Rebeam-Batch: <count>`` and its items framed as
+``<4-byte big-endian length><envelope>``, in the order the sends were made. Each item is
+a whole envelope with its own message id; the receiver handles, records, de-duplicates and
+parks every item on its own (rebeam._durable). The stored message's ``Nats-Msg-Id`` is its
+first item's, so a retried store of the same batch is kept once.
+
+Order: one outbox per (sender connection, slot), and its stores are published one after
+the other by one task, so the stream keeps a sender's sends to a slot in the order they
+were made, batched or not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import weakref
+from typing import TYPE_CHECKING, Any
+
+import nats.errors
+import nats.js.errors as jserr
+
+from rebeam.errors import CodecError, MailboxFull
+
+if TYPE_CHECKING:
+    from rebeam._node import Node
+    from rebeam.pids import Pid
+
+__all__ = ["BATCH_HEADER", "MAX_ITEMS", "Outbox", "items_of", "outbox"]
+
+BATCH_HEADER = "Rebeam-Batch"
+MAX_ITEMS = 64  # sends per stored message at most
+MAX_FLYING = 4  # stores of one outbox waiting for their PubAck at a time
+_FRAME = 4  # bytes of an item's length
+_MAX_BATCH_BYTES = 256 * 1024  # and never past the server's max_payload
+_MAILBOX_FULL = 10077  # JetStream: maximum messages per subject exceeded
+_MSG_ID = "Nats-Msg-Id"
+
+
+def frame(items: list[bytes]) -> bytes:
+    return b"".join(len(item).to_bytes(_FRAME, "big") + item for item in items)
+
+
+def items_of(data: bytes, headers: dict[str, str] | None) -> list[bytes]:
+    """The envelopes a stored durable message carries: itself, or a batch's items.
+    Raises :class:`CodecError` for a batch that is not framed as its header says."""
+    count_text = headers.get(BATCH_HEADER) if headers else None
+    if count_text is None:
+        return [data]
+    if not (count_text.isdigit() and 1 <= len(count_text) <= 3):
+        raise CodecError(f"malformed batch: count {count_text[:20]!r}")
+    count = int(count_text)
+    if not 1 <= count <= MAX_ITEMS:
+        raise CodecError(f"malformed batch: {count} items (at most {MAX_ITEMS})")
+    items: list[bytes] = []
+    at, end = 0, len(data)
+    view = memoryview(data)
+    for _ in range(count):
+        if end - at < _FRAME:
+            raise CodecError(f"malformed batch: truncated after {len(items)} items")
+        size = int.from_bytes(view[at : at + _FRAME], "big")
+        at += _FRAME
+        if size > end - at:
+            raise CodecError(f"malformed batch: item {len(items)} runs past the end")
+        items.append(bytes(view[at : at + size]))
+        at += size
+    if at != end:
+        raise CodecError(f"malformed batch: {end - at} bytes after {count} items")
+    return items
+
+
+class _Batch:
+    """Sends gathered for one stored message; every one of them awaits ``done``."""
+
+    __slots__ = ("done", "first_id", "items", "size")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, first_id: str) -> None:
+        self.done: asyncio.Future[int] = loop.create_future()
+        # Read it, so that a batch whose senders were all cancelled logs nothing.
+        self.done.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self.first_id = first_id
+        self.items: list[bytes] = []
+        self.size = 0
+
+
+class Outbox:
+    """One sender connection's durable sends to one slot (see the module's doc)."""
+
+    def __init__(self, js: Any, subject: str, to: Pid, max_bytes: int, timeout: float) -> None:
+        self.js = js
+        self.subject = subject
+        self.to = to
+        self.max_bytes = max_bytes
+        self.timeout = timeout
+        self.waiting: collections.deque[_Batch] = collections.deque()
+        self.flying = 0
+        # Until a first store succeeded, one at a time: the stream may not exist yet, and a
+        # store retried after creating it must not come after later ones.
+        self.confirmed = False
+        self._pump: asyncio.Task[None] | None = None
+        self._loop = asyncio.get_running_loop()
+
+    def put(self, data: bytes, msg_id: str) -> asyncio.Future[int]:
+        """Queue one envelope; the future gives its stored message's stream sequence."""
+        last = self.waiting[-1] if self.waiting else None
+        size = len(data) + _FRAME
+        if last is None or len(last.items) >= MAX_ITEMS or last.size + size > self.max_bytes:
+            last = _Batch(self._loop, msg_id)
+            self.waiting.append(last)
+        last.items.append(data)
+        last.size += size
+        if self._pump is None:
+            self._pump = self._loop.create_task(self._send())
+        return last.done
+
+    @property
+    def idle(self) -> bool:
+        return not self.waiting and not self.flying and self._pump is None
+
+    def _room(self) -> bool:
+        return self.flying < (MAX_FLYING if self.confirmed else 1)
+
+    async def _send(self) -> None:
+        """Publish waiting batches in order while there is room; PubAcks are awaited apart."""
+        try:
+            while self.waiting and self._room():
+                batch = self.waiting.popleft()
+                self.flying += 1
+                try:
+                    ack = await self._publish(batch)
+                except BaseException as exc:
+                    self.flying -= 1
+                    _fail(batch, exc)
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+                self._loop.create_task(self._settle(batch, ack))
+        finally:
+            self._pump = None
+
+    async def _publish(self, batch: _Batch) -> asyncio.Future[Any]:
+        if len(batch.items) == 1:
+            data, headers = batch.items[0], {_MSG_ID: batch.first_id}
+        else:
+            data = frame(batch.items)
+            headers = {_MSG_ID: batch.first_id, BATCH_HEADER: str(len(batch.items))}
+        return await self.js.publish_async(self.subject, data, headers=headers)  # type: ignore[no-any-return]
+
+    async def _settle(self, batch: _Batch, ack: asyncio.Future[Any]) -> None:
+        try:
+            for attempt in range(2):
+                try:
+                    seq = int((await _stored(ack, self.timeout)).seq)
+                    break
+                except jserr.NoStreamResponseError:
+                    if attempt or self.confirmed:
+                        raise
+                    from rebeam._durable import ensure_stream  # the stream's settings
+
+                    await ensure_stream(self.js, self.to.namespace)
+                    ack = await self._publish(batch)  # the same id: stored once
+            else:  # pragma: no cover - the loop breaks or raises
+                raise AssertionError("unreachable")
+            self.confirmed = True
+            if not batch.done.done():
+                batch.done.set_result(seq)
+        except jserr.APIError as exc:
+            if exc.err_code == _MAILBOX_FULL:
+                _fail(batch, MailboxFull(f"the durable mailbox of {self.to} is full"))
+            else:
+                _fail(batch, exc)
+        except Exception as exc:
+            _fail(batch, exc)
+        finally:
+            self.flying -= 1
+            if self.waiting and self._pump is None:
+                self._pump = self._loop.create_task(self._send())
+
+
+def _fail(batch: _Batch, exc: BaseException) -> None:
+    if not batch.done.done():
+        batch.done.set_exception(exc)
+
+
+async def _stored(ack: asyncio.Future[Any], timeout: float) -> Any:
+    """The PubAck of an asynchronous publish, or nats-py's TimeoutError after ``timeout``."""
+
+    def expire() -> None:
+        if not ack.done():
+            ack.set_exception(nats.errors.TimeoutError())
+
+    timer = asyncio.get_running_loop().call_later(timeout, expire)
+    try:
+        return await ack
+    finally:
+        timer.cancel()
+
+
+# Per sender connection: its outboxes by queue subject, and the JetStream context they
+# share (nats-py's asynchronous publish keeps its reply subscription and pending acks in
+# the context). An outbox is dropped once idle, so a sender to many slots keeps few.
+_outboxes: weakref.WeakKeyDictionary[Any, dict[str, Outbox]] = weakref.WeakKeyDictionary()
+_contexts: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def outbox(node: Node, to: Pid, subject: str, timeout: float) -> Outbox:
+    nc = node.nc
+    boxes = _outboxes.get(nc)
+    if boxes is None:
+        boxes = _outboxes[nc] = {}
+        _contexts[nc] = nc.jetstream()
+    box = boxes.get(subject)
+    if box is None:
+        if len(boxes) > 64:  # forget idle ones now and then
+            for key in [k for k, b in boxes.items() if b.idle]:
+                del boxes[key]
+        max_bytes = min(_MAX_BATCH_BYTES, int(nc.max_payload) - 1024)
+        box = boxes[subject] = Outbox(_contexts[nc], subject, to, max_bytes, timeout)
+    return box
