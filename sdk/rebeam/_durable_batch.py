@@ -17,12 +17,21 @@ first item's, so a retried store of the same batch is kept once.
 Order: one outbox per (sender connection, slot), and its stores are published one after
 the other by one task, so the stream keeps a sender's sends to a slot in the order they
 were made, batched or not.
+
+PubAcks: each sender connection has one :class:`Acks`, an inbox subscription that takes the
+stream's answers by token, rather than nats-py's ``publish_async``: that one awaits a
+semaphore and builds a future per message, and an error answer with code 503 (the one
+JetStream gives for a full per-subject limit) raises inside its reply handler, so the
+publish never learns it was refused and times out instead (nats-py 2.16; docs/nats.md,
+"Durable mailbox streams").
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
+import json
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +44,7 @@ if TYPE_CHECKING:
     from rebeam._node import Node
     from rebeam.pids import Pid
 
-__all__ = ["BATCH_HEADER", "MAX_ITEMS", "Outbox", "items_of", "outbox"]
+__all__ = ["BATCH_HEADER", "MAX_ITEMS", "Acks", "Outbox", "items_of", "outbox"]
 
 BATCH_HEADER = "Rebeam-Batch"
 MAX_ITEMS = 64  # sends per stored message at most
@@ -44,6 +53,7 @@ _FRAME = 4  # bytes of an item's length
 _MAX_BATCH_BYTES = 256 * 1024  # and never past the server's max_payload
 _MAILBOX_FULL = 10077  # JetStream: maximum messages per subject exceeded
 _MSG_ID = "Nats-Msg-Id"
+_MAX_ANSWER = 4096  # bytes: a PubAck or a JetStream error is far smaller
 
 
 def frame(items: list[bytes]) -> bytes:
@@ -78,6 +88,70 @@ def items_of(data: bytes, headers: dict[str, str] | None) -> list[bytes]:
     return items
 
 
+class Acks:
+    """One connection's stores awaiting their answer: publish with a reply subject under
+    this connection's own inbox, and resolve the store's future by the reply's token."""
+
+    def __init__(self, nc: Any) -> None:
+        self.nc = nc
+        self.prefix = nc.new_inbox()
+        self.pending: dict[str, asyncio.Future[int]] = {}
+        self._tokens = itertools.count()
+        self._sub: Any = None
+
+    async def publish(
+        self, subject: str, data: bytes, headers: dict[str, str], timeout: float
+    ) -> asyncio.Future[int]:
+        """Publish a store; the future gives its stream sequence, or raises why not."""
+        if self._sub is None:
+            self._sub = await self.nc.subscribe(f"{self.prefix}.*", cb=self._answer)
+        token = str(next(self._tokens))
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[int] = loop.create_future()
+        self.pending[token] = answer
+        timer = loop.call_later(timeout, self._expire, token)
+        answer.add_done_callback(lambda _: timer.cancel())
+        try:
+            await self.nc.publish(subject, data, reply=f"{self.prefix}.{token}", headers=headers)
+        except BaseException:
+            self.pending.pop(token, None)
+            timer.cancel()
+            raise
+        return answer
+
+    def _expire(self, token: str) -> None:
+        answer = self.pending.pop(token, None)
+        if answer is not None and not answer.done():
+            answer.set_exception(nats.errors.TimeoutError())
+
+    async def _answer(self, msg: Any) -> None:
+        answer = self.pending.pop(msg.subject.rpartition(".")[2], None)
+        if answer is None or answer.done():
+            return  # expired meanwhile
+        if msg.headers and msg.headers.get("Status") == "503":  # no stream takes the subject
+            answer.set_exception(jserr.NoStreamResponseError())
+            return
+        try:
+            if len(msg.data) > _MAX_ANSWER:
+                raise ValueError("too long")
+            reply = json.loads(msg.data)
+            error = reply.get("error")
+            if error is not None:
+                answer.set_exception(
+                    jserr.APIError(
+                        code=error.get("code"),
+                        err_code=error.get("err_code"),
+                        description=str(error.get("description"))[:200],
+                    )
+                )
+            else:
+                answer.set_result(int(reply["seq"]))
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            answer.set_exception(
+                CodecError(f"unreadable JetStream answer to a durable send: {exc}")
+            )
+
+
 class _Batch:
     """Sends gathered for one stored message; every one of them awaits ``done``."""
 
@@ -95,7 +169,10 @@ class _Batch:
 class Outbox:
     """One sender connection's durable sends to one slot (see the module's doc)."""
 
-    def __init__(self, js: Any, subject: str, to: Pid, max_bytes: int, timeout: float) -> None:
+    def __init__(
+        self, acks: Acks, js: Any, subject: str, to: Pid, max_bytes: int, timeout: float
+    ) -> None:
+        self.acks = acks
         self.js = js
         self.subject = subject
         self.to = to
@@ -147,19 +224,19 @@ class Outbox:
         finally:
             self._pump = None
 
-    async def _publish(self, batch: _Batch) -> asyncio.Future[Any]:
+    async def _publish(self, batch: _Batch) -> asyncio.Future[int]:
         if len(batch.items) == 1:
             data, headers = batch.items[0], {_MSG_ID: batch.first_id}
         else:
             data = frame(batch.items)
             headers = {_MSG_ID: batch.first_id, BATCH_HEADER: str(len(batch.items))}
-        return await self.js.publish_async(self.subject, data, headers=headers)  # type: ignore[no-any-return]
+        return await self.acks.publish(self.subject, data, headers, self.timeout)
 
-    async def _settle(self, batch: _Batch, ack: asyncio.Future[Any]) -> None:
+    async def _settle(self, batch: _Batch, ack: asyncio.Future[int]) -> None:
         try:
             for attempt in range(2):
                 try:
-                    seq = int((await _stored(ack, self.timeout)).seq)
+                    seq = await ack
                     break
                 except jserr.NoStreamResponseError:
                     if attempt or self.confirmed:
@@ -191,25 +268,10 @@ def _fail(batch: _Batch, exc: BaseException) -> None:
         batch.done.set_exception(exc)
 
 
-async def _stored(ack: asyncio.Future[Any], timeout: float) -> Any:
-    """The PubAck of an asynchronous publish, or nats-py's TimeoutError after ``timeout``."""
-
-    def expire() -> None:
-        if not ack.done():
-            ack.set_exception(nats.errors.TimeoutError())
-
-    timer = asyncio.get_running_loop().call_later(timeout, expire)
-    try:
-        return await ack
-    finally:
-        timer.cancel()
-
-
-# Per sender connection: its outboxes by queue subject, and the JetStream context they
-# share (nats-py's asynchronous publish keeps its reply subscription and pending acks in
-# the context). An outbox is dropped once idle, so a sender to many slots keeps few.
+# Per sender connection: its outboxes by queue subject, and the answers they share. An
+# outbox is dropped once idle, so a sender to many slots keeps few.
 _outboxes: weakref.WeakKeyDictionary[Any, dict[str, Outbox]] = weakref.WeakKeyDictionary()
-_contexts: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+_acks: weakref.WeakKeyDictionary[Any, Acks] = weakref.WeakKeyDictionary()
 
 
 def outbox(node: Node, to: Pid, subject: str, timeout: float) -> Outbox:
@@ -217,12 +279,12 @@ def outbox(node: Node, to: Pid, subject: str, timeout: float) -> Outbox:
     boxes = _outboxes.get(nc)
     if boxes is None:
         boxes = _outboxes[nc] = {}
-        _contexts[nc] = nc.jetstream()
+        _acks[nc] = Acks(nc)
     box = boxes.get(subject)
     if box is None:
         if len(boxes) > 64:  # forget idle ones now and then
             for key in [k for k, b in boxes.items() if b.idle]:
                 del boxes[key]
         max_bytes = min(_MAX_BATCH_BYTES, int(nc.max_payload) - 1024)
-        box = boxes[subject] = Outbox(_contexts[nc], subject, to, max_bytes, timeout)
+        box = boxes[subject] = Outbox(_acks[nc], nc.jetstream(), subject, to, max_bytes, timeout)
     return box
