@@ -45,7 +45,7 @@ import nats.js.api as jsapi
 import nats.js.errors as jserr
 
 from rebeam import _subjects
-from rebeam._durable_batch import items_of, outbox
+from rebeam._durable_batch import durable_address, items_of, sender
 from rebeam._envelope import CALL, USER_KINDS, pack_fields, unpack
 from rebeam._streams import MAX_CONSUMERS
 from rebeam.errors import CodecError
@@ -119,11 +119,6 @@ def consumer_name(pid: Pid) -> str:
 parked_subject = _subjects.durable_parked
 
 
-def durable_address(pid: Pid) -> str:
-    """The ``to`` of a durable envelope: the slot, since any later incarnation may take it."""
-    return f"{pid.namespace}.{pid.slot_token}.*"
-
-
 def stream_config(name: str, subjects: str) -> jsapi.StreamConfig:
     """A durable-mailbox stream's settings (the benchmark's raw baseline uses them too)."""
     return jsapi.StreamConfig(
@@ -153,17 +148,17 @@ async def ensure_stream(js: Any, namespace: str) -> None:
         await js.add_stream(config)
 
 
-async def publish(node: Node, pid: Pid, kind: int, message: Any, timeout: float = 5.0) -> int:
+async def publish(node: Node, pid: Pid, kind: int, message: Any) -> int:
     """Store a send or cast in ``pid``'s durable mailbox; returns the stream sequence of the
     message that holds it once JetStream acknowledged that (it is on disk). Sends made while
     earlier ones to the same slot wait for their acknowledgement are stored together, in
     order (rebeam._durable_batch). Raises :class:`MailboxFull` when the mailbox is at its
-    limit."""
+    limit, nats-py's TimeoutError when no answer came within 5 s."""
     msg_id = next(node._seq)
-    data = pack_fields(kind, durable_address(pid), node._pid_str, msg_id, message)
-    dedup = f"{node._pid_str}:{node._inbox.rsplit('.', 1)[1]}:{msg_id}"
-    box = outbox(node, pid, _subjects.durable_queue(pid, node.pid), timeout)
-    return await box.put(data, dedup)
+    out = sender(node)
+    box = out.outbox(pid)
+    data = pack_fields(kind, box.address, node._pid_str, msg_id, message)
+    return await box.put(data, f"{out.id_prefix}{msg_id}")
 
 
 class DurableMailbox:

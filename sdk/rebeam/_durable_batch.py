@@ -38,13 +38,24 @@ from typing import TYPE_CHECKING, Any
 import nats.errors
 import nats.js.errors as jserr
 
+from rebeam import _subjects
 from rebeam.errors import CodecError, MailboxFull
 
 if TYPE_CHECKING:
     from rebeam._node import Node
     from rebeam.pids import Pid
 
-__all__ = ["BATCH_HEADER", "MAX_ITEMS", "Acks", "Outbox", "items_of", "outbox"]
+__all__ = [
+    "BATCH_HEADER",
+    "MAX_ITEMS",
+    "Acks",
+    "Outbox",
+    "Sender",
+    "durable_address",
+    "frame",
+    "items_of",
+    "sender",
+]
 
 BATCH_HEADER = "Rebeam-Batch"
 MAX_ITEMS = 64  # sends per stored message at most
@@ -53,7 +64,13 @@ _FRAME = 4  # bytes of an item's length
 _MAX_BATCH_BYTES = 256 * 1024  # and never past the server's max_payload
 _MAILBOX_FULL = 10077  # JetStream: maximum messages per subject exceeded
 _MSG_ID = "Nats-Msg-Id"
+STORE_TIMEOUT = 5.0  # seconds a store waits for its answer
 _MAX_ANSWER = 4096  # bytes: a PubAck or a JetStream error is far smaller
+
+
+def durable_address(pid: Pid) -> str:
+    """The ``to`` of a durable envelope: the slot, since any later incarnation may take it."""
+    return f"{pid.namespace}.{pid.slot_token}.*"
 
 
 def frame(items: list[bytes]) -> bytes:
@@ -169,15 +186,13 @@ class _Batch:
 class Outbox:
     """One sender connection's durable sends to one slot (see the module's doc)."""
 
-    def __init__(
-        self, acks: Acks, js: Any, subject: str, to: Pid, max_bytes: int, timeout: float
-    ) -> None:
+    def __init__(self, acks: Acks, js: Any, subject: str, to: Pid, max_bytes: int) -> None:
         self.acks = acks
         self.js = js
         self.subject = subject
         self.to = to
+        self.address = durable_address(to)
         self.max_bytes = max_bytes
-        self.timeout = timeout
         self.waiting: collections.deque[_Batch] = collections.deque()
         self.flying = 0
         # Until a first store succeeded, one at a time: the stream may not exist yet, and a
@@ -230,7 +245,7 @@ class Outbox:
         else:
             data = frame(batch.items)
             headers = {_MSG_ID: batch.first_id, BATCH_HEADER: str(len(batch.items))}
-        return await self.acks.publish(self.subject, data, headers, self.timeout)
+        return await self.acks.publish(self.subject, data, headers, STORE_TIMEOUT)
 
     async def _settle(self, batch: _Batch, ack: asyncio.Future[int]) -> None:
         try:
@@ -268,23 +283,43 @@ def _fail(batch: _Batch, exc: BaseException) -> None:
         batch.done.set_exception(exc)
 
 
-# Per sender connection: its outboxes by queue subject, and the answers they share. An
-# outbox is dropped once idle, so a sender to many slots keeps few.
-_outboxes: weakref.WeakKeyDictionary[Any, dict[str, Outbox]] = weakref.WeakKeyDictionary()
-_acks: weakref.WeakKeyDictionary[Any, Acks] = weakref.WeakKeyDictionary()
+class Sender:
+    """One node's durable sends: its outboxes (by queue subject, and by the pids sent to,
+    so that a send computes no subject), the answers they share, and the prefix of its
+    de-duplication ids. Outboxes are dropped once idle, so a sender to many slots keeps few."""
+
+    def __init__(self, node: Node) -> None:
+        self.nc = node.nc
+        self.acks = Acks(node.nc)
+        # The inbox's last token is the node's nonce: nobody else can spend its ids ahead.
+        self.id_prefix = f"{node._pid_str}:{node._inbox.rsplit('.', 1)[1]}:"
+        self.sender = node.pid
+        self.max_bytes = min(_MAX_BATCH_BYTES, int(node.nc.max_payload) - 1024)
+        self.by_subject: dict[str, Outbox] = {}
+        self.by_pid: dict[str, Outbox] = {}
+
+    def outbox(self, to: Pid) -> Outbox:
+        return self.by_pid.get(to._text) or self._make(to)
+
+    def _make(self, to: Pid) -> Outbox:
+        if len(self.by_pid) > 64:  # forget idle ones now and then
+            self.by_pid = {k: b for k, b in self.by_pid.items() if not b.idle}
+            self.by_subject = {k: b for k, b in self.by_subject.items() if not b.idle}
+        # Every incarnation of a slot shares one queue subject, so one outbox: one order.
+        subject = _subjects.durable_queue(to, self.sender)
+        box = self.by_subject.get(subject)
+        if box is None:
+            box = Outbox(self.acks, self.nc.jetstream(), subject, to, self.max_bytes)
+            self.by_subject[subject] = box
+        self.by_pid[to._text] = box
+        return box
 
 
-def outbox(node: Node, to: Pid, subject: str, timeout: float) -> Outbox:
-    nc = node.nc
-    boxes = _outboxes.get(nc)
-    if boxes is None:
-        boxes = _outboxes[nc] = {}
-        _acks[nc] = Acks(nc)
-    box = boxes.get(subject)
-    if box is None:
-        if len(boxes) > 64:  # forget idle ones now and then
-            for key in [k for k, b in boxes.items() if b.idle]:
-                del boxes[key]
-        max_bytes = min(_MAX_BATCH_BYTES, int(nc.max_payload) - 1024)
-        box = boxes[subject] = Outbox(_acks[nc], nc.jetstream(), subject, to, max_bytes, timeout)
-    return box
+_senders: weakref.WeakKeyDictionary[Any, Sender] = weakref.WeakKeyDictionary()
+
+
+def sender(node: Node) -> Sender:
+    found = _senders.get(node)
+    if found is None:
+        found = _senders[node] = Sender(node)
+    return found
