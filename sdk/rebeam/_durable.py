@@ -158,7 +158,7 @@ async def publish(node: Node, pid: Pid, kind: int, message: Any) -> int:
     out = sender(node)
     box = out.outbox(pid)
     data = pack_fields(kind, box.address, node._pid_str, msg_id, message)
-    return await box.put(data, f"{out.id_prefix}{msg_id}")
+    return await box.send(data, f"{out.id_prefix}{msg_id}")
 
 
 class DurableMailbox:
@@ -340,18 +340,19 @@ class DurableMailbox:
             parked = await self._park(msg.data, self._at, attempt, f"malformed: {exc}", None)
             return parked and self._settle(msg)
         last = len(items) - 1
+        sender = _subjects.sender_text(msg.subject)  # who may have sent what it holds
         for i, data in enumerate(items):
             self._at = at = (seq, WHOLE if i == last else i)
             if at <= self._handled:  # the part of a batch a crashed incarnation handled
                 self.node.stats.durable_duplicates += 1
                 continue
             index = i if last else None
-            if not await self._item(data, at, delivered, msg.subject, index):
+            if not await self._item(data, at, delivered, sender, index):
                 return False
         return self._settle(msg)
 
     async def _item(
-        self, data: bytes, at: Position, delivered: int, subject: str, index: int | None
+        self, data: bytes, at: Position, delivered: int, sender: str | None, index: int | None
     ) -> bool:
         """Handle one send; False if it was not (the actor crashed or is stopping)."""
         attempt = self._spared.attempts(at, delivered)
@@ -362,7 +363,7 @@ class DurableMailbox:
         except CodecError as exc:
             self.node.stats.malformed += 1
             return await self._park(data, at, attempt, f"malformed: {exc}", index)
-        if env.sender != _subjects.sender_text(subject):
+        if env.sender != sender:
             why = "the sender does not match the subject"
             return await self._park(data, at, attempt, why, index)
         if env.to != self._address or env.kind not in USER_KINDS or env.kind is CALL:

@@ -199,7 +199,29 @@ class Outbox:
         # store retried after creating it must not come after later ones.
         self.confirmed = False
         self._pump: asyncio.Task[None] | None = None
+        self._inline = False  # a lone send is being published by its own caller
         self._loop = asyncio.get_running_loop()
+
+    async def send(self, data: bytes, msg_id: str) -> int:
+        """Store one envelope; its stored message's stream sequence. Alone (nothing waits
+        and there is room), it is published and awaited by its caller, with no task in
+        between; else it joins the batch that is forming."""
+        if self.waiting or self._pump is not None or self._inline or not self._room():
+            return await self.put(data, msg_id)
+        batch = _Batch(self._loop, msg_id)
+        batch.items.append(data)
+        self._inline = True  # sends made meanwhile queue behind this one: order
+        self.flying += 1
+        try:
+            ack = await self._publish(batch)
+        except BaseException:
+            self.flying -= 1
+            raise
+        finally:
+            self._inline = False
+            self._kick()
+        await self._settle(batch, ack)
+        return await batch.done
 
     def put(self, data: bytes, msg_id: str) -> asyncio.Future[int]:
         """Queue one envelope; the future gives its stored message's stream sequence."""
@@ -210,9 +232,13 @@ class Outbox:
             self.waiting.append(last)
         last.items.append(data)
         last.size += size
-        if self._pump is None:
-            self._pump = self._loop.create_task(self._send())
+        self._kick()
         return last.done
+
+    def _kick(self) -> None:
+        """Start the pump if something waits, there is room, and nobody publishes now."""
+        if self.waiting and self._pump is None and not self._inline and self._room():
+            self._pump = self._loop.create_task(self._send())
 
     @property
     def idle(self) -> bool:
@@ -274,8 +300,7 @@ class Outbox:
             _fail(batch, exc)
         finally:
             self.flying -= 1
-            if self.waiting and self._pump is None:
-                self._pump = self._loop.create_task(self._send())
+            self._kick()
 
 
 def _fail(batch: _Batch, exc: BaseException) -> None:
