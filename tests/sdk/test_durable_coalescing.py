@@ -116,6 +116,29 @@ async def test_kill_mid_batch_runs_exactly_the_unrecorded_sends_again(launcher, 
     await second.stop()
 
 
+async def test_a_batch_recorded_in_part_and_not_acknowledged_runs_only_the_rest(launcher, node):
+    """The crash window de-duplication covers, inside a batch: a record written for part of
+    a stored message, and no ack (with the backend's rights: only the actor itself may
+    write that record)."""
+    args = {"report_to": str(node.pid)}
+    first = await launcher.start(DURABLE, args, slot="co-d")
+    await first.stop()
+    seqs = await burst(node, first.pid, [["a", i] for i in range(40)])
+    at = positions(seqs)
+    cut = next(i for i, p in enumerate(at) if p[1] == 3)  # the fourth send of a batch
+    kv = await Store(launcher.nc.jetstream(), launcher.namespace).kv()
+    await kv.put(f"d.{first.pid.slot_token}", Progress(at[cut]).encode())
+    second = await launcher.start(DURABLE, args, slot="co-d", incarnation=2)
+    got = [m["got"] for m in await collect(node, 40 - cut - 1)]
+    assert got == [["a", i] for i in range(cut + 1, 40)]
+    stats = await settled(second.pid, "durable_delivered", len(got))
+    assert stats["durable_delivered"] == len(got)
+    # Every send of the record's messages counts once: those before the cut's message
+    # whole, and the cut's message's first four.
+    assert stats["durable_duplicates"] == len({s for s in seqs[:cut] if s != seqs[cut]}) + 4
+    await second.stop()
+
+
 async def test_the_one_send_of_a_batch_that_crashes_is_parked_alone(launcher, node):
     args = {"report_to": str(node.pid)}
     extra = ["--mailbox-max-deliver", "2"]
