@@ -14,22 +14,28 @@ Layout (Core NATS by default, JetStream only where asked):
   handles them, and only then batches again. The server's default limit is
   1000 consumers per stream: at most 1000 *durable* actors per namespace
   unless the server's ``default_max_consumers`` is raised; plain actors cost nothing here;
-* a message's id is its stream sequence (the stream de-duplicates a sender's retried publish
-  by ``Nats-Msg-Id = <sender pid>:<node nonce>:<msg_id>``: the nonce keeps anyone else from
-  spending a sender's ids in advance); the handler's progress is the KV record
-  ``d.<slot token>`` (the last stream sequence handled), written once per batch after the
-  callbacks returned and before the acks, so a redelivery of a recorded message after a crash
-  is recognised and acked without running the callback again;
-* a message delivered more than ``max_deliver`` times (it crashed or outlived every
-  incarnation that got it; a delivery to an incarnation that crashed on an earlier message
-  or stopped before running it is not counted, see :class:`Spared`) is **parked**:
-  re-published to ``rebeam.<ns>.dmbox.parked.<slot token>`` with headers saying why,
-  acknowledged, counted (``parked``) and logged, and the actor carries on with the next
-  message.
+* a stored message holds one send, or a batch of sends coalesced by the sender
+  (rebeam._durable_batch); a send's id is its *position*, (stream sequence, item), the only
+  or last item of a stored message being ``WHOLE`` (the stream de-duplicates a sender's
+  retried store by ``Nats-Msg-Id = <sender pid>:<node nonce>:<msg_id>`` of its first send:
+  the nonce keeps anyone else from spending a sender's ids in advance); the handler's
+  progress is the KV record ``d.<slot token>`` (the position of the last send handled),
+  written once per pull's worth of handling after the callbacks returned and before the
+  acks, so a redelivery of a recorded send after a crash, a whole stored message or the
+  first sends of a batch, is recognised and not run again;
+* a send delivered more than ``max_deliver`` times (it crashed or outlived every
+  incarnation that got it; a delivery to an incarnation that crashed on an earlier send
+  or stopped before running it is not counted, see :class:`Spared`) is **parked**: its
+  envelope alone re-published to ``rebeam.<ns>.dmbox.parked.<slot token>`` with headers
+  saying why, counted (``parked``) and logged, and the actor carries on with the next send;
+  a stored message is acknowledged once all of its sends are handled or parked.
 
-Bounds: the stream holds at most ``DURABLE_MAX_MESSAGES`` messages per subject, refusing new
-ones (``discard_new_per_subject``): a sender's publish then fails and raises
-:class:`~rebeam.errors.MailboxFull`. Messages older than ``DURABLE_MAX_AGE`` are dropped.
+Bounds: the stream holds at most ``DURABLE_MAX_MESSAGES`` stored messages per subject (per
+sender and slot; each holds at most ``_durable_batch.MAX_ITEMS`` sends), refusing new ones
+(``discard_new_per_subject``): a sender's store then fails and raises
+:class:`~rebeam.errors.MailboxFull` to each of its sends. Messages older than
+``DURABLE_MAX_AGE`` are dropped. File storage, one replica (docs/nats.md, "Durable mailbox
+streams", says what that keeps).
 """
 
 from __future__ import annotations
@@ -162,8 +168,8 @@ async def publish(node: Node, pid: Pid, kind: int, message: Any) -> int:
 
 
 class DurableMailbox:
-    """The receiving side, in the runtime: pull batches, hand each message to the host in
-    order, record the batch handled, then acknowledge it (docs/sdk.md, "Durable mailboxes")."""
+    """The receiving side, in the runtime: pull batches, hand each send to the host in
+    order, record what was handled, then acknowledge it (docs/sdk.md, "Durable mailboxes")."""
 
     def __init__(self, node: Node, host: Host, max_deliver: int = DEFAULT_MAX_DELIVER) -> None:
         if max_deliver < 1:
