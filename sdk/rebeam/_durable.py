@@ -69,6 +69,7 @@ __all__ = [
     "publish",
     "stream_config",
     "stream_name",
+    "submit",
 ]
 
 log = logging.getLogger("rebeam.durable")
@@ -154,17 +155,23 @@ async def ensure_stream(js: Any, namespace: str) -> None:
         await js.add_stream(config)
 
 
-async def publish(node: Node, pid: Pid, kind: int, message: Any) -> int:
-    """Store a send or cast in ``pid``'s durable mailbox; returns the stream sequence of the
-    message that holds it once JetStream acknowledged that (it is on disk). Sends made while
-    earlier ones to the same slot wait for their acknowledgement are stored together, in
-    order (rebeam._durable_batch). Raises :class:`MailboxFull` when the mailbox is at its
-    limit, nats-py's TimeoutError when no answer came within 5 s."""
+def submit(node: Node, pid: Pid, kind: int, message: Any) -> asyncio.Future[int]:
+    """Queue a send or cast for ``pid``'s durable mailbox, now; the future gives the stream
+    sequence of the message that holds it once JetStream acknowledged that (it is on disk).
+    Sends made while earlier ones to the same slot wait for their acknowledgement are stored
+    together, in the order of the calls (rebeam._durable_batch). The future raises
+    :class:`MailboxFull` when the mailbox is at its limit, nats-py's TimeoutError when no
+    answer came within 5 s; a message the codec refuses raises here."""
     msg_id = next(node._seq)
     out = sender(node)
     box = out.outbox(pid)
     data = pack_fields(kind, box.address, node._pid_str, msg_id, message)
-    return await box.send(data, f"{out.id_prefix}{msg_id}")
+    return box.put(data, f"{out.id_prefix}{msg_id}")
+
+
+async def publish(node: Node, pid: Pid, kind: int, message: Any) -> int:
+    """:func:`submit`, awaited."""
+    return await submit(node, pid, kind, message)
 
 
 class DurableMailbox:

@@ -5,8 +5,8 @@ its size; at thousands per second that is most of the work of the server and of 
 both ends. So a sender's durable sends to one slot go through an :class:`Outbox`: a send
 that finds fewer than ``MAX_FLYING`` stores of that outbox waiting for their PubAck is
 published at once, alone, as a plain envelope; sends made while they wait are gathered and
-published together as one *batch* message when a store finishes. A lone send is therefore
-as fast as before, and under load one PubAck answers for many sends.
+published together as one *batch* message when a store finishes. A lone send waits for
+nothing but its own store, and under load one PubAck answers for many sends.
 
 A batch message carries the header ``Rebeam-Batch: <count>`` and its items framed as
 ``<4-byte big-endian length><envelope>``, in the order the sends were made. Each item is
@@ -199,32 +199,11 @@ class Outbox:
         # store retried after creating it must not come after later ones.
         self.confirmed = False
         self._pump: asyncio.Task[None] | None = None
-        self._inline = False  # a lone send is being published by its own caller
         self._loop = asyncio.get_running_loop()
 
-    async def send(self, data: bytes, msg_id: str) -> int:
-        """Store one envelope; its stored message's stream sequence. Alone (nothing waits
-        and there is room), it is published and awaited by its caller, with no task in
-        between; else it joins the batch that is forming."""
-        if self.waiting or self._pump is not None or self._inline or not self._room():
-            return await self.put(data, msg_id)
-        batch = _Batch(self._loop, msg_id)
-        batch.items.append(data)
-        self._inline = True  # sends made meanwhile queue behind this one: order
-        self.flying += 1
-        try:
-            ack = await self._publish(batch)
-        except BaseException:
-            self.flying -= 1
-            raise
-        finally:
-            self._inline = False
-            self._kick()
-        await self._settle(batch, ack)
-        return await batch.done
-
     def put(self, data: bytes, msg_id: str) -> asyncio.Future[int]:
-        """Queue one envelope; the future gives its stored message's stream sequence."""
+        """Queue one envelope, now: the future gives its stored message's stream sequence.
+        Queued at the call, not at an await, so the order of the calls is the order kept."""
         last = self.waiting[-1] if self.waiting else None
         size = len(data) + _FRAME
         if last is None or len(last.items) >= MAX_ITEMS or last.size + size > self.max_bytes:
@@ -236,8 +215,8 @@ class Outbox:
         return last.done
 
     def _kick(self) -> None:
-        """Start the pump if something waits, there is room, and nobody publishes now."""
-        if self.waiting and self._pump is None and not self._inline and self._room():
+        """Start the pump if something waits, there is room, and it is not running."""
+        if self.waiting and self._pump is None and self._room():
             self._pump = self._loop.create_task(self._send())
 
     @property

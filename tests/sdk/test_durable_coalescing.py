@@ -77,6 +77,19 @@ async def test_a_burst_is_coalesced_and_each_sender_keeps_its_order(launcher, no
     await second.stop()
 
 
+async def test_sends_keep_the_order_of_the_calls_not_of_the_awaits(launcher, node):
+    args = {"report_to": str(node.pid)}
+    first = await launcher.start(DURABLE, args, slot="co-c")
+    await first.stop()
+    pending = [node.cast(first.pid, ["a", i], durable=True) for i in range(100)]
+    for send in reversed(pending):  # awaited last to first
+        await send
+    second = await launcher.start(DURABLE, args, slot="co-c", incarnation=2)
+    got = [m["got"] for m in await collect(node, 100)]
+    assert got == [["a", i] for i in range(100)]
+    await second.stop()
+
+
 async def test_kill_mid_batch_runs_exactly_the_unrecorded_sends_again(launcher, node):
     total = 1000
     args = {"report_to": str(node.pid)}
