@@ -2,10 +2,11 @@
 
 A durable send costs JetStream a stored message, a PubAck, a delivery and an ack, whatever
 its size; at thousands per second that is most of the work of the server and of nats-py at
-both ends. So a sender's durable sends to one slot go through an :class:`Outbox`: a send
-that finds fewer than ``MAX_FLYING`` stores of that outbox waiting for their PubAck is
-published at once, alone, as a plain envelope; sends made while they wait are gathered and
-published together as one *batch* message when a store finishes. A lone send waits for
+both ends. So a sender's durable sends to one slot go through an :class:`Outbox`, which
+queues each at its call and has one task publish what waits, in order, while fewer than
+``MAX_FLYING`` of its stores wait for their PubAck: the sends queued by then (in the same
+step of the event loop, or while the stores in flight waited) go as one *batch* message,
+a send that found nothing queued goes alone, as a plain envelope. A lone send waits for
 nothing but its own store, and under load one PubAck answers for many sends.
 
 A batch message carries the header ``Rebeam-Batch: <count>`` and its items framed as
@@ -30,6 +31,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import functools
 import itertools
 import json
 import weakref
@@ -227,7 +230,8 @@ class Outbox:
         return self.flying < (MAX_FLYING if self.confirmed else 1)
 
     async def _send(self) -> None:
-        """Publish waiting batches in order while there is room; PubAcks are awaited apart."""
+        """Publish waiting batches in order while there is room; their answers settle them
+        by callback, with no task each."""
         try:
             while self.waiting and self._room():
                 batch = self.waiting.popleft()
@@ -240,7 +244,10 @@ class Outbox:
                     if not isinstance(exc, Exception):
                         raise
                     continue
-                self._loop.create_task(self._settle(batch, ack))
+                if self.confirmed:
+                    ack.add_done_callback(functools.partial(self._answered, batch))
+                else:
+                    self._loop.create_task(self._first(batch, ack))
         finally:
             self._pump = None
 
@@ -252,34 +259,36 @@ class Outbox:
             headers = {_MSG_ID: batch.first_id, BATCH_HEADER: str(len(batch.items))}
         return await self.acks.publish(self.subject, data, headers, STORE_TIMEOUT)
 
-    async def _settle(self, batch: _Batch, ack: asyncio.Future[int]) -> None:
-        try:
-            for attempt in range(2):
-                try:
-                    seq = await ack
-                    break
-                except jserr.NoStreamResponseError:
-                    if attempt or self.confirmed:
-                        raise
-                    from rebeam._durable import ensure_stream  # the stream's settings
+    async def _first(self, batch: _Batch, ack: asyncio.Future[int]) -> None:
+        """The first store of this outbox: alone, and once more after creating the stream
+        if there was none (the same id: stored once)."""
+        with contextlib.suppress(Exception):  # the answer is read in _answered
+            await asyncio.shield(ack)
+        if isinstance(ack.exception(), jserr.NoStreamResponseError):
+            from rebeam._durable import ensure_stream  # the stream's settings
 
-                    await ensure_stream(self.js, self.to.namespace)
-                    ack = await self._publish(batch)  # the same id: stored once
-            else:  # pragma: no cover - the loop breaks or raises
-                raise AssertionError("unreachable")
+            try:
+                await ensure_stream(self.js, self.to.namespace)
+                ack = await self._publish(batch)
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(ack)
+            except Exception as exc:
+                ack = self._loop.create_future()
+                ack.set_exception(exc)
+        self._answered(batch, ack)
+
+    def _answered(self, batch: _Batch, ack: asyncio.Future[int]) -> None:
+        self.flying -= 1
+        exc = nats.errors.TimeoutError() if ack.cancelled() else ack.exception()
+        if exc is None:
             self.confirmed = True
             if not batch.done.done():
-                batch.done.set_result(seq)
-        except jserr.APIError as exc:
-            if exc.err_code == _MAILBOX_FULL:
-                _fail(batch, MailboxFull(f"the durable mailbox of {self.to} is full"))
-            else:
-                _fail(batch, exc)
-        except Exception as exc:
+                batch.done.set_result(ack.result())
+        elif isinstance(exc, jserr.APIError) and exc.err_code == _MAILBOX_FULL:
+            _fail(batch, MailboxFull(f"the durable mailbox of {self.to} is full"))
+        else:
             _fail(batch, exc)
-        finally:
-            self.flying -= 1
-            self._kick()
+        self._kick()
 
 
 def _fail(batch: _Batch, exc: BaseException) -> None:
