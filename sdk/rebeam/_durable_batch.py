@@ -117,14 +117,18 @@ class Acks:
         self.prefix = nc.new_inbox()
         self.pending: dict[str, asyncio.Future[int]] = {}
         self._tokens = itertools.count()
-        self._sub: Any = None
+        self._subscribed = False
+        self._subscribing = asyncio.Lock()  # outboxes' first stores may race to subscribe
 
     async def publish(
         self, subject: str, data: bytes, headers: dict[str, str], timeout: float
     ) -> asyncio.Future[int]:
         """Publish a store; the future gives its stream sequence, or raises why not."""
-        if self._sub is None:
-            self._sub = await self.nc.subscribe(f"{self.prefix}.*", cb=self._answer)
+        if not self._subscribed:
+            async with self._subscribing:
+                if not self._subscribed:
+                    await self.nc.subscribe(f"{self.prefix}.*", cb=self._answer)
+                    self._subscribed = True
         token = str(next(self._tokens))
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[int] = loop.create_future()
