@@ -19,9 +19,9 @@ from nats.js.errors import KeyNotFoundError
 from tests.sdk.test_durable import DURABLE, collect, settled
 
 import rebeam
-from rebeam import _durable, _durable_batch
+from rebeam import _durable, _durable_batch, _subjects
 from rebeam._durable import WHOLE, Position, Progress
-from rebeam._envelope import CAST, unpack
+from rebeam._envelope import CAST, pack_fields, unpack
 from rebeam._registry import Store
 from rebeam.errors import CodecError
 from rebeam.pids import Pid
@@ -235,3 +235,41 @@ def test_progress_records_positions_inside_a_batch() -> None:
     for bad in [b"7.", b".3", b"7.3.1", b"7 6", b"7.99999999999", b"7 6 x"]:
         with pytest.raises(ValueError, match="not a"):
             Progress.parse(bad)
+
+
+async def test_a_forged_send_in_a_batch_is_parked_alone_and_a_misframed_batch_whole(launcher, node):
+    args = {"report_to": str(node.pid)}
+    actor = await launcher.start(DURABLE, args, slot="co-h")
+    js = node.nc.jetstream()
+    subject = _subjects.durable_queue(actor.pid, node.pid)  # this sender's own queue
+    to = _durable.durable_address(actor.pid)
+
+    def envelope(sender: str, body: object) -> bytes:
+        return pack_fields(CAST, to, sender, 1, body)
+
+    me = str(node.pid)
+    forged = envelope(str(actor.pid), ["forged"])  # as if someone else had sent it
+    batch = [envelope(me, ["a", 0]), forged, envelope(me, ["a", 1])]
+    header = _durable_batch.BATCH_HEADER
+    await js.publish(subject, _durable_batch.frame(batch), headers={header: "3"})
+    misframed = _durable_batch.frame([envelope(me, ["lost", 0]), envelope(me, ["lost", 1])])
+    await js.publish(subject, misframed, headers={header: "3"})
+    await node.cast(actor.pid, ["a", 2], durable=True)
+    got = [m["got"] for m in await collect(node, 3)]
+    assert got == [["a", 0], ["a", 1], ["a", 2]]
+    stats = await settled(actor.pid, "parked", 2)
+    assert stats["parked"] == 2
+    assert stats["malformed"] >= 1
+    parked = []
+    stream = _durable.stream_name(launcher.namespace)
+    where = _durable.parked_subject(actor.pid)
+    seq = 0
+    for _ in range(2):
+        msg = await js.get_msg(stream, seq=seq + 1, subject=where, next=True)
+        parked.append(msg)
+        seq = int(msg.seq)
+    assert parked[0].data == forged  # the forged send alone
+    assert parked[0].headers["Rebeam-Parked-Item"] == "1"
+    assert parked[1].data == misframed  # the batch whole: it cannot be split
+    assert "malformed batch" in parked[1].headers["Rebeam-Parked-Reason"]
+    await actor.stop()
