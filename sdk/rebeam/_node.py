@@ -539,14 +539,12 @@ class Node:
         sender publish on it (docs/security.md, "Who may say what")."""
         if type(sender) is not str:
             return False
-        expected = self._sender_subjects.get(sender)
-        if expected is None:
-            expected = self._sender_subject(sender)
-        return subject == expected
+        return subject == (self._sender_subjects.get(sender) or self.sent_by_subject(sender))
 
-    def _sender_subject(self, sender: str) -> str:
+    def sent_by_subject(self, sender: str) -> str:
         """The subject of ``sender``'s messages to this mailbox ("" if the sender is of
-        another namespace: no subject is empty), remembered. The cache is bounded: a
+        another namespace: no subject is empty), remembered (:meth:`sent_by`, and the
+        actor's receiving fast path, read what it remembered first). The cache is bounded: a
         flood of made-up senders empties it now and then, and costs only the rebuilding."""
         cache = self._sender_subjects
         if len(cache) >= _MAX_SENDER_SUBJECTS:
