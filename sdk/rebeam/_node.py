@@ -178,7 +178,7 @@ class Node:
         self._from_prefix = self._subject[: -len(".*.*.*")] + "."
         self._ns_dot = self.namespace + "."
         # The subject each sender's messages must come on, by the envelope's sender string:
-        # building it per message cost a tenth of what the rest of receiving a cast does.
+        # building it per message was about 4% of the instructions of receiving a cast.
         self._sender_subjects: dict[str, str] = {}
         self._mailbox_sid: int | None = None
 
