@@ -1,5 +1,6 @@
 """Tracing's cost: call latency and cast throughput with tracing off and on, between the same
-two kinds of processes, in alternating rounds (docs/observability.md, "Tracing").
+two kinds of processes, taking turns within each round; every ratio is the median of the
+rounds' own ratios (docs/observability.md, "Tracing").
 
 Off is a plain :class:`BenchActor` and a node made with ``tracing=False``: what rebeam is
 without tracing (its rows against raw nats-py are the main table's). On is the same actor
@@ -14,8 +15,8 @@ started, but the SDK records none, as with a sampling ratio in production.
 from __future__ import annotations
 
 import os
-import statistics
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
@@ -30,12 +31,21 @@ from opentelemetry.sdk.trace.sampling import (
 )
 
 import rebeam
-from benchmarks._measure import PAYLOAD, Row, a_core_each, cast_rate, p50_us, time_each
+from benchmarks._measure import (
+    PAYLOAD,
+    Row,
+    a_core_each,
+    cast_rate,
+    cpu_ns,
+    p50_us,
+    paired,
+    time_each,
+)
 from benchmarks.bench_actor import BenchActor
 from rebeam.auth.grants import Role
 
 if TYPE_CHECKING:  # the actor process imports this module too: it needs no harness
-    from benchmarks._harness import Backend
+    from benchmarks._harness import Actor, Backend
 
 NAMESPACE = "bench"
 TRACE_IN_ACTOR = "REBEAM_BENCH_TRACED_ACTOR"
@@ -84,8 +94,37 @@ if os.environ.get(TRACE_IN_ACTOR):
     os.environ["REBEAM_TRACING"] = "1"
 
 
+CHUNK = 50  # calls of one side before the other's turn, within a round
+
+
+@dataclass
+class Side:
+    """One side of the comparison: a node and the actor it calls or casts to, and what was
+    measured of it, round by round."""
+
+    node: rebeam.Node
+    actor: Actor
+    p50s: list[float] = field(default_factory=list)
+    rates: list[float] = field(default_factory=list)
+    sender_ns: list[float] = field(default_factory=list)  # this process's CPU per message
+    receiver_ns: list[float] = field(default_factory=list)  # the actor process's
+
+    async def calls(self, n: int) -> tuple[list[int], int, int]:
+        """``n`` timed calls: their latencies, and the CPU both processes spent meanwhile."""
+        me, them = cpu_ns(os.getpid()), cpu_ns(self.actor.os_pid)
+        samples = await time_each(n, lambda i: self.node.call(self.actor.pid, PAYLOAD))
+        return samples, cpu_ns(os.getpid()) - me, cpu_ns(self.actor.os_pid) - them
+
+    async def casts(self, n: int) -> None:
+        me, them = cpu_ns(os.getpid()), cpu_ns(self.actor.os_pid)
+        self.rates.append(await cast_rate(self.node, self.actor.pid, n))
+        self.sender_ns.append((cpu_ns(os.getpid()) - me) / n)
+        self.receiver_ns.append((cpu_ns(self.actor.os_pid) - them) / n)
+
+
 async def measure(backend: Backend, n: int, rounds: int) -> list[Row]:
-    """The rows: call p50 (sampled in, and out) and cast throughput, on against off."""
+    """The rows: call p50 (sampled in, and out) and cast throughput, on against off, each
+    the median of the rounds' own ratios; and the CPU each end spends per message."""
     record_spans()
     off = await backend.actor(
         "benchmarks.bench_actor:BenchActor", None, "trace-off", namespace=NAMESPACE,
@@ -107,63 +146,107 @@ async def measure(backend: Backend, n: int, rounds: int) -> list[Row]:
     ):
         if plain._tracing is not None or traced._tracing is None:
             raise RuntimeError("tracing is not off and on as the benchmark needs")
-        calls = await _calls(plain, off.pid, traced, on.pid, n, rounds)
+        rows = await _calls(Side(plain, off), Side(traced, on), n, rounds)
         with a_core_each([off.os_pid, on.os_pid]) as pinning:
-            casts = await _casts(plain, off.pid, traced, on.pid, n * 10, rounds, pinning)
+            rows += await _casts(Side(plain, off), Side(traced, on), n * 10, rounds, pinning)
         ROOTS.sampled = False
         try:
-            sampled_out = await _calls(plain, off.pid, traced, on.pid, n, rounds)
+            rows += (await _calls(Side(plain, off), Side(traced, on), n, rounds))[:1]
         finally:
             ROOTS.sampled = True
-    return [calls, sampled_out, casts]
+    return rows
 
 
-async def _calls(
-    plain: rebeam.Node, off: Any, traced: rebeam.Node, on: Any, n: int, rounds: int
-) -> Row:
+async def _calls(off: Side, on: Side, n: int, rounds: int) -> list[Row]:
     for _ in range(300):  # warm both paths
-        await plain.call(off, PAYLOAD)
-        await traced.call(on, PAYLOAD)
-    offs, ons = [], []
-    for _ in range(rounds):
-        offs.append(p50_us(await time_each(n, lambda i: plain.call(off, PAYLOAD))))
-        ons.append(p50_us(await time_each(n, lambda i: traced.call(on, PAYLOAD))))
-    a, b = statistics.median(ons), statistics.median(offs)
+        await off.node.call(off.actor.pid, PAYLOAD)
+        await on.node.call(on.actor.pid, PAYLOAD)
+    for i in range(rounds):
+        # The sides take turns in chunks, so that the machine's other load falls on both
+        # alike, and the one that goes first changes every round.
+        order = (off, on) if i % 2 == 0 else (on, off)
+        samples: dict[int, list[int]] = {id(off): [], id(on): []}
+        cpu = {id(off): [0, 0], id(on): [0, 0]}
+        for _ in range(0, n, CHUNK):
+            for side in order:
+                taken, caller_ns, actor_ns = await side.calls(CHUNK)
+                samples[id(side)].extend(taken)
+                cpu[id(side)][0] += caller_ns
+                cpu[id(side)][1] += actor_ns
+        for side in order:
+            side.p50s.append(p50_us(samples[id(side)]))
+            side.sender_ns.append(cpu[id(side)][0] / len(samples[id(side)]))
+            side.receiver_ns.append(cpu[id(side)][1] / len(samples[id(side)]))
+    p50 = paired(on.p50s, off.p50s)
+    sender = paired(on.sender_ns, off.sender_ns)
+    receiver = paired(on.receiver_ns, off.receiver_ns)
     sampled = ROOTS.sampled
-    return Row(
-        "call p50, tracing on vs off" if sampled else "call p50, tracing on (sampled out) vs off",
-        f"{a:.0f} us",
-        f"{b:.0f} us",
-        a / b,
-        f"<= {TARGET:.2f}x",
-        a / b <= TARGET,
-        note=f"{rounds} rounds x {n} calls; on: "
-        + ("a span at each end, SDK, exported nowhere" if sampled else "spans, none recorded"),
-    )
+    metric = "call p50, tracing on " + ("vs off" if sampled else "(sampled out) vs off")
+    what = "a span at each end, SDK, every span exported nowhere" if sampled else (
+        "spans started, every trace sampled out at its root"
+    )  # fmt: skip
+    return [
+        Row(
+            metric,
+            f"{p50.ours:.0f} us",
+            f"{p50.theirs:.0f} us",
+            p50.ratio,
+            f"<= {TARGET:.2f}x",
+            p50.ratio <= TARGET,
+            note=f"{rounds} rounds x {n} calls in turns of {CHUNK}; on: {what}; median of the "
+            f"round ratios ({p50.spread})",
+        ),
+        Row(
+            "  (for reference) caller CPU per call",
+            f"{sender.ours / 1000:.1f} us",
+            f"{sender.theirs / 1000:.1f} us",
+            sender.ratio,
+            "-",
+            None,
+            note="CPU the calling process spent per call (schedstat), tracing on vs off",
+        ),
+        Row(
+            "  (for reference) actor CPU per call",
+            f"{receiver.ours / 1000:.1f} us",
+            f"{receiver.theirs / 1000:.1f} us",
+            receiver.ratio,
+            "-",
+            None,
+            note="CPU the called actor's process spent per call, tracing on vs off",
+        ),
+    ]
 
 
-async def _casts(
-    plain: rebeam.Node,
-    off: Any,
-    traced: rebeam.Node,
-    on: Any,
-    n: int,
-    rounds: int,
-    pinning: str,
-) -> Row:
-    await cast_rate(plain, off, n)
-    await cast_rate(traced, on, n)
-    offs, ons = [], []
-    for _ in range(rounds):
-        offs.append(await cast_rate(plain, off, n))
-        ons.append(await cast_rate(traced, on, n))
-    a, b = statistics.median(ons), statistics.median(offs)
-    return Row(
-        "cast throughput, tracing on vs off",
-        f"{a:,.0f}/s",
-        f"{b:,.0f}/s",
-        a / b,
-        "-",
-        None,
-        note=f"{rounds} rounds x {n} casts, counted as handled; {pinning}",
-    )
+async def _casts(off: Side, on: Side, n: int, rounds: int, pinning: str) -> list[Row]:
+    await off.casts(n)
+    await on.casts(n)
+    for side in (off, on):
+        side.rates.clear()
+        side.sender_ns.clear()
+        side.receiver_ns.clear()
+    for i in range(rounds):
+        for side in (off, on) if i % 2 == 0 else (on, off):
+            await side.casts(n)
+    rate = paired(on.rates, off.rates)
+    receiver = paired(on.receiver_ns, off.receiver_ns)
+    return [
+        Row(
+            "cast throughput, tracing on vs off",
+            f"{rate.ours:,.0f}/s",
+            f"{rate.theirs:,.0f}/s",
+            rate.ratio,
+            "-",
+            None,
+            note=f"{rounds} rounds x {n} casts, counted as handled; median of the round ratios "
+            f"({rate.spread}); {pinning}",
+        ),
+        Row(
+            "  (for reference) actor CPU per cast",
+            f"{receiver.ours / 1000:.1f} us",
+            f"{receiver.theirs / 1000:.1f} us",
+            receiver.ratio,
+            "-",
+            None,
+            note="CPU the receiving actor's process spent per cast, tracing on vs off",
+        ),
+    ]

@@ -370,7 +370,10 @@ class Host:
                 item is not None
                 and (kind := item[1]) in _ONE_WAY
                 and item[2] == node._pid_str
-                and node.sent_by(msg.subject, item[3])
+                # Node.sent_by, its remembered case inlined (a method call per cast)
+                and type(sender := item[3]) is str
+                and msg.subject
+                == (node._sender_subjects.get(sender) or node.sent_by_subject(sender))
                 and node.fenced_by is None
                 and node.delivering.is_set()
                 and (not (reply := msg.reply) or node.answerable(reply))

@@ -115,12 +115,12 @@ class Tracing:
             self._ratelog.warning("dropped a malformed trace context", read.problem)
         if read.traceparent is None:
             return Context()
-        _, trace_id, span_id, flags = read.traceparent.split("-")
+        parent = read.traceparent  # "00-<32 hex trace id>-<16 hex span id>-<2 hex flags>"
         remote = trace.SpanContext(
-            int(trace_id, 16),
-            int(span_id, 16),
+            int(parent[3:35], 16),
+            int(parent[36:52], 16),
             is_remote=True,
-            trace_flags=trace.TraceFlags(int(flags, 16)),
+            trace_flags=trace.TraceFlags(int(parent[53:55], 16)),
             trace_state=trace.TraceState.from_header([read.tracestate])
             if read.tracestate
             else None,
@@ -134,8 +134,10 @@ def _field(span: Span) -> list[str] | None:
     if not context.is_valid:
         return None
     parent = f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
-    state = context.trace_state.to_header()
-    return [parent, state] if state else [parent]
+    state = context.trace_state
+    # Most traces carry no tracestate: an empty one's header is a join over nothing that
+    # cost a tenth of this function.
+    return [parent, state.to_header()] if state else [parent]
 
 
 class _Sending:
