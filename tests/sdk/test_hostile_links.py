@@ -76,7 +76,8 @@ async def test_links_from_pids_that_are_not_there_are_bounded_and_released(
         subscriptions = await server_subscriptions(nats_server.monitor_url)
         return stats["links"] == 0 and stats["watches"] == 1 and subscriptions <= baseline
 
-    await until(released, "every link and its subscription to be released")
+    # As long as the handling above may take: the last pings may still be out on a busy machine.
+    await until(released, "every link and its subscription to be released", timeout=60)
 
     # A real link still works: its end kills the actor, which does not trap exits.
     assert await node.call(peer.pid, ["link", str(child.pid)]) == "ok"
