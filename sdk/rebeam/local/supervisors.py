@@ -7,8 +7,12 @@ is another runner in the same event loop. No restart rule lives here: this modul
 observes and executes.
 
 For every incarnation one task runs the whole life: spawn, wait for ready, report started,
-wait for the end, release the dead pid's names, report exited. The core hears of the end only
-after the names are released (OTP's order: a restarted child can take its name back at once).
+wait for the end, release the dead pid's names, report exited. A restart does not wait for
+the release: the core hears of a crash at once, and the next incarnation's start claims its
+slot while the names are released, but forks only once they are (OTP's order: a restarted
+child can take its name back at once), and the ``exited`` event is told only then (whoever
+hears of the end finds the names free). A child stopped on request is reported once its
+names are released: whoever asked for the stop finds them free when it is answered.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from rebeam import metrics_supervision
+from rebeam._registry import Store
 from rebeam.auth.grants import Grant, Role
 from rebeam.auth.issuer import Issuer
 from rebeam.backends import claim_slot
@@ -35,6 +40,7 @@ from rebeam.local.processes import ChildProcess, Identity, OutputSink, StartFail
 from rebeam.local.reaper import Reaper
 from rebeam.local.zygote import Zygote
 from rebeam.pids import Pid, escape_token
+from rebeam.runtime._steps import mark
 from rebeam.spec.models import Child, SupervisorSpec
 from rebeam.spec.to_core import child_specs, supervisor_flags
 from rebeam.supervision import (
@@ -97,6 +103,12 @@ class RunContext:
     issuer: Issuer | None = None  # issues each incarnation's credential
     nats_ca: str | None = None  # the CA file of a tls:// server, for the children
     arrivals: Arrivals = field(default_factory=Arrivals)  # a supervisor was created
+    registry: Store | None = None  # on nc, opened once: slot claims and name releases
+
+    def store(self) -> Store | None:
+        if self.registry is None and self.nc is not None:
+            self.registry = Store(self.nc.jetstream(), self.namespace)
+        return self.registry
 
 
 def slot_of(run_id: str, path: str) -> str:
@@ -138,6 +150,8 @@ class SupervisorRunner:
         self._replies: dict[int, asyncio.Future[Ok | Error]] = {}
         self._next_request = 0
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Per child: the release of its last incarnation's names, while under way.
+        self._releasing: dict[str, asyncio.Future[None]] = {}
         self._loop_task: asyncio.Task[None] | None = None
         self._killed = False
 
@@ -271,7 +285,9 @@ class SupervisorRunner:
         path = f"{self.path}/{name}"
         slot = slot_of(self.ctx.run_id, path)
         pid = Pid.for_incarnation(self.ctx.namespace, slot, command.incarnation)
+        mark("start", pid.incarnation)
         credentials = self._credentials_for(pid, child.actor.register_as)
+        mark("credential", pid.incarnation)
         identity = Identity(
             pid,
             self.path,
@@ -295,8 +311,10 @@ class SupervisorRunner:
         )
         self.children[command.child] = process
         record = self._record(path, "actor")
+        releasing = self._releasing.pop(command.child, None)
         try:
-            await self._claim(pid)
+            await self._claim(pid, releasing)
+            mark("claimed", pid.incarnation)
             await process.start(child.start_timeout, on_spawn=self._watch)
         except StartFailure as failure:
             self._revoke(credentials, process)
@@ -317,11 +335,18 @@ class SupervisorRunner:
         reason = await process.wait()
         self._forget(process)
         self._revoke(credentials, process)
-        await self._release(pid)
+        released = asyncio.ensure_future(self._release(pid))
         record.last_exit = reason.to_wire()
         record.os_pid = None
-        self._emit("exited", name, command.incarnation, pid, process, reason)
-        self.post(ChildExited(command.child, command.incarnation, reason))
+        self._emit("exited", name, command.incarnation, pid, process, reason, after=released)
+        if not process.stop_requested:
+            # A crash: the core may restart it at once (see the module's docstring).
+            self._releasing[command.child] = released
+            self.post(ChildExited(command.child, command.incarnation, reason))
+        await released
+        mark("end.released", pid.incarnation)
+        if process.stop_requested:
+            self.post(ChildExited(command.child, command.incarnation, reason))
 
     async def _start_supervisor(self, command: StartChild, child: Child) -> None:
         assert child.supervisor is not None
@@ -401,12 +426,20 @@ class SupervisorRunner:
         with contextlib.suppress(OSError):
             process.credentials_file.unlink()
 
-    async def _claim(self, pid: Pid) -> None:
-        """Record the incarnation as its slot's latest before it runs (only a backend may)."""
+    async def _claim(self, pid: Pid, releasing: asyncio.Future[None] | None) -> None:
+        """Record the incarnation as its slot's latest before it runs (only a backend may),
+        while the names of the one before are released (``releasing``), until both are done."""
+        if releasing is not None:
+            await asyncio.gather(self._claim_slot(pid), asyncio.shield(releasing))
+        else:
+            await self._claim_slot(pid)
+
+    async def _claim_slot(self, pid: Pid) -> None:
         if self.ctx.nc is None:
             return
         try:
-            await asyncio.wait_for(claim_slot(self.ctx.nc, pid), RELEASE_TIMEOUT)
+            claim = claim_slot(self.ctx.nc, pid, store=self.ctx.store())
+            await asyncio.wait_for(claim, RELEASE_TIMEOUT)
         except Exception as exc:
             reason = crash(exception_type=type(exc).__name__, message=f"cannot start: {exc}")
             raise StartFailure(reason) from None
@@ -417,7 +450,8 @@ class SupervisorRunner:
         if self.ctx.nc is None:
             return
         try:
-            await asyncio.wait_for(release_names_of(self.ctx.nc, pid), RELEASE_TIMEOUT)
+            release = release_names_of(self.ctx.nc, pid, store=self.ctx.store())
+            await asyncio.wait_for(release, RELEASE_TIMEOUT)
         except Exception as exc:
             log.warning("could not release the names of %s: %s", pid, exc)
 
@@ -435,6 +469,7 @@ class SupervisorRunner:
         pid: Pid | None = None,
         process: ChildProcess | None = None,
         reason: ExitReason | None = None,
+        after: asyncio.Future[Any] | None = None,
     ) -> None:
         self.ctx.lifecycle.emit(
             LifecycleEvent(
@@ -446,7 +481,8 @@ class SupervisorRunner:
                 pid=str(pid) if pid else None,
                 os_pid=process.os_pid if process else None,
                 reason=reason.to_wire() if reason is not None else None,
-            )
+            ),
+            after,
         )
 
 

@@ -4,8 +4,9 @@ The sequence, which is the contract with every supervisor (docs/runtime-contract
 supervisor claimed the pid's slot (fencing) before the process could connect::
 
     connect to NATS as the pid          (fails: exit 1, crash recorded)
-    subscribe the mailbox
-    read the slot record (fencing)      (a later incarnation exists: exit 1, crash recorded)
+    subscribe the mailbox and the fence
+    read the slot record (fencing),     (a later incarnation exists: exit 1, crash recorded)
+      and take the lease, at once       (held: a duplicate launch, exit 1, crash recorded)
     register --name, if given           (taken: exit 1, crash AlreadyRegistered)
     Actor.init(args)                    (raises: exit 1, crash recorded; no terminate)
     write "ready <pid>" to --ready-fd and close it
@@ -37,6 +38,8 @@ from rebeam._node import Node
 from rebeam.errors import Refused
 from rebeam.exits import NOCONNECTION, SHUTDOWN, ExitReason, crash
 from rebeam.pids import Pid
+from rebeam.runtime import _steps
+from rebeam.runtime._steps import mark
 
 __all__ = ["main", "run"]
 
@@ -206,15 +209,18 @@ def signal_ready(fd: int | None, pid: Pid) -> None:
 async def run(ns: argparse.Namespace) -> ExitReason:
     """Everything between parsing the flags and exiting; returns the exit reason."""
     pid = identity(ns)
+    mark("loop", pid.incarnation)
     try:
         actor_cls = load_actor(ns.target or "")
         args = json.loads(ns.args) if ns.args else None
         limits = mailbox_limits(ns, actor_cls)
     except Exception as exc:
         return crash_reason(exc)
+    mark("loaded", pid.incarnation)
     node = await _connect(ns, pid, limits)
     if isinstance(node, ExitReason):
         return node
+    mark("connected", pid.incarnation)
     _api.set_default_node(node)
     _metrics(ns, node)
     host = Host(node, actor_cls())
@@ -222,6 +228,7 @@ async def run(ns: argparse.Namespace) -> ExitReason:
     refused = await _start(node)
     if refused is not None:
         return refused
+    mark("slot checked", pid.incarnation)
     node.on_lease_lost = lambda: host.request_stop(NOCONNECTION)
     node.on_kill_order = _killed  # brutal_kill: no terminate, no exit record
     loop = asyncio.get_running_loop()
@@ -238,6 +245,7 @@ async def run(ns: argparse.Namespace) -> ExitReason:
         await host.finish(reason)
         await node.close(reason)
         return reason
+    mark("init done", pid.incarnation)
     signal_ready(ns.ready_fd, pid)
     reason = await host.run()
     if durable is not None:
@@ -270,10 +278,25 @@ async def _connect(ns: argparse.Namespace, pid: Pid, limits: Limits) -> Node | E
 
 
 async def _start(node: Node) -> ExitReason | None:
-    """Start taking messages; the reason it cannot, with the node closed."""
+    """Start taking messages, unless this launch is stale or a duplicate; the reason it
+    cannot, with the node closed.
+
+    The subscriptions go out first, the slot read after them on the same connection, so the
+    server has our fence subscription before it reads the record for us: a later
+    incarnation claimed after that read still fences us. The lease, the slot read and the
+    flush are independent round trips, made together."""
     try:
-        await node.start()
-    except Refused as exc:  # this pid is already running: a duplicate launch
+        await node.subscribe()
+        results = await asyncio.gather(
+            node.superseded_by(), node.take_lease(), node.nc.flush(), return_exceptions=True
+        )
+        for result in results:  # all have ended: none is left running when the node closes
+            if isinstance(result, BaseException):
+                raise result
+        later = results[0]
+        if later is not None:  # a stale launch: it never takes a message
+            raise Refused(f"{node.pid} is superseded: {later} of this slot already started")
+    except Refused as exc:  # superseded, or this pid is already running: a duplicate launch
         await node.close()
         return crash_reason(exc)
     except Exception as exc:
@@ -285,11 +308,9 @@ async def _start(node: Node) -> ExitReason | None:
 async def _init(ns: argparse.Namespace, node: Node, host: Host, args: Any) -> ExitReason | None:
     """Register the name and run the actor's init; the reason the start failed, if it did."""
     try:
-        later = await node.superseded_by()
-        if later is not None:  # a stale launch: it never takes a message
-            raise Refused(f"{node.pid} is superseded: {later} of this slot already started")
         if ns.name:
             await node.register(ns.name)
+        mark("registered", node.pid.incarnation)
         return await host.init(args)
     except Exception as exc:
         return crash_reason(exc)
@@ -331,6 +352,8 @@ def _log_refusals(node: Node, pid: Pid) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ns = parse_args(argv)
+    if _steps.ON:
+        mark("main", identity(ns).incarnation)
     logging.basicConfig(
         level=getattr(logging, str(ns.log_level).upper(), logging.WARNING),
         format=f"%(asctime)s %(levelname)s {ns.child or 'actor'}: %(message)s",
