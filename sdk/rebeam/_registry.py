@@ -142,9 +142,27 @@ class Store:
     # -- claiming and releasing one key --------------------------------------------------
 
     async def claim(self, key: str, pid: Pid, value: Any = None, *, local: bool = False) -> int:
-        """Atomically make ``pid`` the owner of ``key``; raises AlreadyRegistered."""
+        """Atomically make ``pid`` the owner of ``key``; raises AlreadyRegistered.
+
+        The index entry that lets the owner's names be found and released is written
+        alongside the claim, not after its answer (a restarted actor registers its name
+        before init: one round trip less); an index entry whose claim failed is removed
+        again."""
         kv = await self.kv(local)
         data = _codec.encode({"pid": pid, "value": value})
+        own_key = f"o.{pid.tokens}.{escape_token(key)}"
+        index = asyncio.ensure_future(kv.put(own_key, key.encode()))
+        try:
+            rev = await self._claim(kv, key, pid, data)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await index
+                await kv.delete(own_key)
+            raise
+        await index
+        return rev
+
+    async def _claim(self, kv: Any, key: str, pid: Pid, data: bytes) -> int:
         for _ in range(5):
             try:
                 rev: int = await kv.create(key, data)
@@ -165,7 +183,6 @@ class Store:
                 raise AlreadyRegistered(_display(key), owner) from None
         else:
             raise AlreadyRegistered(_display(key), None)
-        await kv.put(f"o.{pid.tokens}.{escape_token(key)}", key.encode())
         return rev
 
     async def release(self, key: str, pid: Pid, *, local: bool = False) -> bool:

@@ -195,10 +195,11 @@ class Zygote:
 def main() -> int:
     sock = socket.socket(fileno=int(sys.argv[1]))
     # Everything an actor imports before it can do anything; the user's modules come later.
-    import rebeam.runtime._main  # noqa: F401
     from rebeam._loop import preload
+    from rebeam.runtime._main import prepare
 
     preload()
+    prepare()
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is rebeam run's to handle
     wake_r, wake_w = os.pipe()

@@ -21,12 +21,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import importlib
 import json
 import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,62 +56,103 @@ def _env(name: str, default: str | None = None) -> str | None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The flags, each absent one from its ``REBEAM_*`` variable (read now), else its
+    default."""
+    ns = _parser().parse_args(argv)
+    for dest, fallback in _FALLBACKS.items():
+        if getattr(ns, dest) is None:
+            setattr(ns, dest, fallback())
+    return ns
+
+
+def _ready_fd_env() -> int | None:
+    text = _env("READY_FD")
+    return int(text) if text else None
+
+
+# Where an absent flag comes from. Not the parser's defaults: the parser is built once, in
+# the zygote before it forks (see prepare), and each actor's environment is its own.
+_FALLBACKS: dict[str, Callable[[], Any]] = {
+    "target": lambda: _env("ACTOR"),
+    "args": lambda: _env("ARGS", "null"),
+    "nats": lambda: _env("NATS_URL", "nats://127.0.0.1:4222"),
+    "namespace": lambda: _env("NAMESPACE", "default"),
+    "pid": lambda: _env("PID"),
+    "slot": lambda: _env("SLOT"),
+    "incarnation": lambda: int(_env("INCARNATION", "1") or 1),
+    "supervisor": lambda: _env("SUPERVISOR"),
+    "child": lambda: _env("CHILD"),
+    "name": lambda: _env("NAME"),
+    "local_scope": lambda: _env("LOCAL_SCOPE"),
+    "ready_fd": _ready_fd_env,
+    "exit_record": lambda: _env("EXIT_RECORD"),
+    "log_level": lambda: _env("LOG_LEVEL", "WARNING"),
+    "mailbox_max_messages": lambda: _positive_env("MAILBOX_MAX_MESSAGES"),
+    "mailbox_max_bytes": lambda: _positive_env("MAILBOX_MAX_BYTES"),
+    "mailbox_durable": lambda: _bool_env("MAILBOX_DURABLE"),
+    "mailbox_max_deliver": lambda: _positive_env("MAILBOX_MAX_DELIVER"),
+    "metrics_port": lambda: _port_env("METRICS_PORT"),
+}
+
+
+def prepare() -> None:
+    """What every actor process would otherwise do first, done once (the zygote calls this
+    before it forks): building the flags' parser takes milliseconds."""
+    _parser()
+
+
+@functools.cache
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m rebeam.runtime",
         description="Host one rebeam actor in this process. Every flag has a REBEAM_* "
         "environment variable; flags win.",
     )
-    p.add_argument("target", nargs="?", default=_env("ACTOR"), help="module:Class (REBEAM_ACTOR)")
-    p.add_argument("--args", default=_env("ARGS", "null"), help="JSON args for init (REBEAM_ARGS)")
-    p.add_argument("--nats", default=_env("NATS_URL", "nats://127.0.0.1:4222"))
-    p.add_argument("--namespace", default=_env("NAMESPACE", "default"))
-    p.add_argument("--pid", default=_env("PID"), help="the full pid; or --slot/--incarnation")
-    p.add_argument("--slot", default=_env("SLOT"))
-    p.add_argument("--incarnation", type=int, default=int(_env("INCARNATION", "1") or 1))
-    p.add_argument("--supervisor", default=_env("SUPERVISOR"), help="the supervisor's path")
-    p.add_argument("--child", default=_env("CHILD"), help="the child's name")
-    p.add_argument("--name", default=_env("NAME"), help="a global name to register before init")
-    p.add_argument("--local-scope", default=_env("LOCAL_SCOPE"))
-    ready_fd = _env("READY_FD")
-    p.add_argument("--ready-fd", type=int, default=int(ready_fd) if ready_fd else None)
-    p.add_argument("--exit-record", default=_env("EXIT_RECORD"))
-    p.add_argument("--log-level", default=_env("LOG_LEVEL", "WARNING"))
+    p.add_argument("target", nargs="?", help="module:Class (REBEAM_ACTOR)")
+    p.add_argument("--args", help="JSON args for init (REBEAM_ARGS)")
+    p.add_argument("--nats", help="(REBEAM_NATS_URL; default: nats://127.0.0.1:4222)")
+    p.add_argument("--namespace", help="(REBEAM_NAMESPACE; default: default)")
+    p.add_argument("--pid", help="the full pid; or --slot/--incarnation")
+    p.add_argument("--slot")
+    p.add_argument("--incarnation", type=int)
+    p.add_argument("--supervisor", help="the supervisor's path")
+    p.add_argument("--child", help="the child's name")
+    p.add_argument("--name", help="a global name to register before init")
+    p.add_argument("--local-scope")
+    p.add_argument("--ready-fd", type=int)
+    p.add_argument("--exit-record")
+    p.add_argument("--log-level", help="(REBEAM_LOG_LEVEL; default: WARNING)")
     p.add_argument(
         "--mailbox-max-messages",
         type=_positive,
-        default=_positive_env("MAILBOX_MAX_MESSAGES"),
         help="messages the mailbox holds before it refuses (REBEAM_MAILBOX_MAX_MESSAGES; "
         f"default: the Actor class's mailbox_max_messages, else {DEFAULT_MAX_MESSAGES})",
     )
     p.add_argument(
         "--mailbox-max-bytes",
         type=_positive,
-        default=_positive_env("MAILBOX_MAX_BYTES"),
         help="encoded bytes the mailbox holds before it refuses (REBEAM_MAILBOX_MAX_BYTES; "
         f"default: the Actor class's mailbox_max_bytes, else {DEFAULT_MAX_BYTES})",
     )
     p.add_argument(
         "--mailbox-durable",
         action=argparse.BooleanOptionalAction,
-        default=_bool_env("MAILBOX_DURABLE"),
         help="a durable mailbox (JetStream) for sends and casts made with durable=True "
         "(REBEAM_MAILBOX_DURABLE=true|false; default: the Actor class's mailbox_durable)",
     )
     p.add_argument(
         "--mailbox-max-deliver",
         type=_positive,
-        default=_positive_env("MAILBOX_MAX_DELIVER"),
         help="deliveries of one durable message before it is parked "
         f"(REBEAM_MAILBOX_MAX_DELIVER; default: the class's, else {DEFAULT_MAX_DELIVER})",
     )
     p.add_argument(
         "--metrics-port",
         type=_port,
-        default=_port_env("METRICS_PORT"),
         help="serve Prometheus metrics over HTTP on this port, on every interface "
         "(REBEAM_METRICS_PORT; default: none; docs/observability.md)",
     )
-    return p.parse_args(argv)
+    return p
 
 
 def _port(text: str) -> int:
