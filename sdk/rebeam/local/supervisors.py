@@ -8,11 +8,13 @@ observes and executes.
 
 For every incarnation one task runs the whole life: spawn, wait for ready, report started,
 wait for the end, release the dead pid's names, report exited. A restart does not wait for
-the release: the core hears of a crash at once, and the next incarnation's start claims its
-slot while the names are released, but forks only once they are (OTP's order: a restarted
-child can take its name back at once), and the ``exited`` event is told only then (whoever
-hears of the end finds the names free). A child stopped on request is reported once its
-names are released: whoever asked for the stop finds them free when it is answered.
+the release: the core hears of a crash at once, and the next incarnation is claimed and
+started while the dead one's names are released. It can take its name back at once all the
+same (OTP's order), because a later incarnation of a slot takes a name over from an earlier
+one (rebeam._registry), and the release deletes only what the dead pid still owns. The
+``exited`` event, and every event after it, is told only once the names are released:
+whoever hears of the end finds them free. A child stopped on request is reported to the
+core once its names are released: whoever asked for the stop finds them free when answered.
 """
 
 from __future__ import annotations
@@ -104,6 +106,8 @@ class RunContext:
     nats_ca: str | None = None  # the CA file of a tls:// server, for the children
     arrivals: Arrivals = field(default_factory=Arrivals)  # a supervisor was created
     registry: Store | None = None  # on nc, opened once: slot claims and name releases
+    # Per slot: the revision of the run's last claim of it (the next claim's expectation).
+    slot_revisions: dict[str, int] = field(default_factory=dict)
 
     def store(self) -> Store | None:
         if self.registry is None and self.nc is not None:
@@ -150,8 +154,6 @@ class SupervisorRunner:
         self._replies: dict[int, asyncio.Future[Ok | Error]] = {}
         self._next_request = 0
         self._tasks: set[asyncio.Task[Any]] = set()
-        # Per child: the release of its last incarnation's names, while under way.
-        self._releasing: dict[str, asyncio.Future[None]] = {}
         self._loop_task: asyncio.Task[None] | None = None
         self._killed = False
 
@@ -311,9 +313,8 @@ class SupervisorRunner:
         )
         self.children[command.child] = process
         record = self._record(path, "actor")
-        releasing = self._releasing.pop(command.child, None)
         try:
-            await self._claim(pid, releasing)
+            await self._claim(pid)
             mark("claimed", pid.incarnation)
             await process.start(child.start_timeout, on_spawn=self._watch)
         except StartFailure as failure:
@@ -341,7 +342,6 @@ class SupervisorRunner:
         self._emit("exited", name, command.incarnation, pid, process, reason, after=released)
         if not process.stop_requested:
             # A crash: the core may restart it at once (see the module's docstring).
-            self._releasing[command.child] = released
             self.post(ChildExited(command.child, command.incarnation, reason))
         await released
         mark("end.released", pid.incarnation)
@@ -426,20 +426,16 @@ class SupervisorRunner:
         with contextlib.suppress(OSError):
             process.credentials_file.unlink()
 
-    async def _claim(self, pid: Pid, releasing: asyncio.Future[None] | None) -> None:
-        """Record the incarnation as its slot's latest before it runs (only a backend may),
-        while the names of the one before are released (``releasing``), until both are done."""
-        if releasing is not None:
-            await asyncio.gather(self._claim_slot(pid), asyncio.shield(releasing))
-        else:
-            await self._claim_slot(pid)
-
-    async def _claim_slot(self, pid: Pid) -> None:
+    async def _claim(self, pid: Pid) -> None:
+        """Record the incarnation as its slot's latest before it runs (only a backend may)."""
         if self.ctx.nc is None:
             return
+        revisions = self.ctx.slot_revisions
         try:
-            claim = claim_slot(self.ctx.nc, pid, store=self.ctx.store())
-            await asyncio.wait_for(claim, RELEASE_TIMEOUT)
+            claim = claim_slot(
+                self.ctx.nc, pid, store=self.ctx.store(), last=revisions.get(pid.slot)
+            )
+            revisions[pid.slot] = await asyncio.wait_for(claim, RELEASE_TIMEOUT)
         except Exception as exc:
             reason = crash(exception_type=type(exc).__name__, message=f"cannot start: {exc}")
             raise StartFailure(reason) from None
