@@ -138,9 +138,9 @@ class Zygote:
         return child
 
     def _read_report(self) -> None:
-        """One report and its fds; the socket is readable, so this does not block."""
+        """One report and its fds (the socket is readable: this never waits)."""
         try:
-            data, fds, _, _ = socket.recv_fds(self._sock, _MAX_MESSAGE, 2)
+            data, fds, _, _ = socket.recv_fds(self._sock, _MAX_MESSAGE, 2, socket.MSG_DONTWAIT)
         except BlockingIOError:
             return
         except OSError:
