@@ -15,12 +15,16 @@ run:
 
 The caller retries a failed call every 2 ms, so the figure includes the time to notice the
 new incarnation through the registry, as a user's client would.
+
+``--steps``: the secured run also timestamps each step of every restart (rebeam.runtime._steps)
+and the median time of each step is printed after the table.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -48,6 +52,12 @@ ROOT = Path(__file__).resolve().parent.parent
 NAMESPACE = "bench-restart"
 RETRY_EVERY = 0.002
 DEADLINE = 60.0  # seconds for one restart on a busy machine before the benchmark gives up
+# A restart's steps in the order they happen; "end." ones are the killed incarnation's.
+STEPS = (
+    "kill", "end.seen", "end.observed", "end.released", "start", "credential", "claimed",
+    "fork", "forked", "main", "loop", "loaded", "connected", "slot checked",
+    "registered", "init done", "ready heard", "answered",
+)  # fmt: skip
 
 
 MANIFEST = """\
@@ -113,9 +123,10 @@ async def _call_until_answered(node: rebeam.Node, incarnation: int) -> None:
 class Run:
     """One ``rebeam run`` of the manifest on ``server``, and a caller connected to it."""
 
-    def __init__(self, server: NatsServer, workdir: Path) -> None:
+    def __init__(self, server: NatsServer, workdir: Path, steps: Path | None = None) -> None:
         self.server = server
         self.workdir = workdir
+        self.steps = steps  # where the run and this caller timestamp each step, if anywhere
         self.events = workdir / "events.jsonl"
         self.samples: list[float] = []
         self.os_pid = 0
@@ -134,6 +145,8 @@ class Run:
         # (state apart from the manifest: a folder named rebeam beside it would shadow the
         # package of an editable install)
         env = {**child_env(None), "XDG_STATE_HOME": str(self.workdir / "state")}
+        if self.steps is not None:
+            env["REBEAM_RESTART_STEPS"] = str(self.steps)
         run = await asyncio.create_subprocess_exec(
             *argv, env=env, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent
         )
@@ -158,22 +171,59 @@ class Run:
 
     async def restart(self, incarnation: int) -> None:
         """SIGKILL the target; time it until a call is answered, by ``incarnation``."""
+        self._mark("kill", incarnation)
         started = time.perf_counter()
         os.kill(self.os_pid, signal.SIGKILL)
         await _call_until_answered(self.node, incarnation)
         self.samples.append((time.perf_counter() - started) * 1000)
+        self._mark("answered", incarnation)
         self.os_pid = await _started_os_pid(self.events, incarnation)
+
+    def _mark(self, step: str, incarnation: int) -> None:
+        if self.steps is not None:
+            with self.steps.open("a") as out:
+                out.write(f"{time.monotonic_ns()} 0 {os.getpid()} {incarnation} {step}\n")
+
+
+def print_steps(steps: Path) -> None:
+    """The median time of each step of a restart, from the kill and from the step before,
+    and the CPU time the step took where the step before was in the same process."""
+    at: dict[tuple[int, str], tuple[int, int, int]] = {}
+    for line in steps.read_text().splitlines():
+        ns, cpu, os_pid, incarnation, step = line.split(" ", 4)
+        at[(int(incarnation), step)] = (int(ns), int(cpu), int(os_pid))
+    restarts = sorted({i for i, step in at if step == "kill"})
+
+    def when(n: int, step: str) -> tuple[int, int, int] | None:
+        return at.get((n - 1, step) if step.startswith("end.") else (n, step))
+
+    print(f"\nsteps of {len(restarts)} restarts, median ms: since the kill, the step before; CPU")
+    for before, step in itertools.pairwise(STEPS):
+        since_kill, since_before, cpu = [], [], []
+        for n in restarts:
+            t, k, b = when(n, step), when(n, "kill"), when(n, before)
+            if t is not None and k is not None:
+                since_kill.append((t[0] - k[0]) / 1e6)
+            if t is not None and b is not None:
+                since_before.append((t[0] - b[0]) / 1e6)
+                if t[2] == b[2]:
+                    cpu.append((t[1] - b[1]) / 1e6)
+                elif step == "main":  # the actor's first step: its CPU time since the fork
+                    cpu.append(t[1] / 1e6)
+        if since_kill:
+            used = f"{p50(cpu):7.1f}" if cpu else "      -"
+            print(f"  {step:<14} {p50(since_kill):7.1f} {p50(since_before):7.1f} {used}")
 
 
 async def measure(
-    secured: NatsServer, open_: NatsServer, workdir: Path, n: int
+    secured: NatsServer, open_: NatsServer, workdir: Path, n: int, steps: Path | None = None
 ) -> tuple[list[float], list[float], list[float]]:
     """Milliseconds from SIGKILL to the first answered call, secured and open, and for the
     floor, n times each, alternating so that the machine's other load falls on all alike
     (the i-th samples of each were taken one after the other)."""
     floor = []
     async with (
-        Run(secured, workdir / "secured").running() as a,
+        Run(secured, workdir / "secured", steps).running() as a,
         Run(open_, workdir / "open").running() as b,
     ):
         for incarnation in range(2, n + 2):
@@ -239,6 +289,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_restart")
     parser.add_argument("-n", type=int, default=40, help="restarts to time (default 40)")
     parser.add_argument("--no-ray", action="store_true", help="skip the Ray comparison")
+    parser.add_argument(
+        "--steps", action="store_true", help="time each step of the secured run's restarts"
+    )
     ns = parser.parse_args()
     # The secured server's own issuer lives in this process; the run's issuer answers for
     # the credentials it hands out, and this one refuses them too, a moment later, when
@@ -249,7 +302,13 @@ def main() -> int:
         NatsServer.start(Path(tmp) / "secured", ServerOptions(namespaces=(NAMESPACE,))) as secured,
         NatsServer.start(Path(tmp) / "open", ServerOptions(secure=False)) as open_,
     ):
-        restarts, unsecured, floor = _loop.run(measure(secured, open_, Path(tmp) / "runs", ns.n))
+        steps = Path(tmp) / "steps" if ns.steps else None
+        restarts, unsecured, floor = _loop.run(
+            measure(secured, open_, Path(tmp) / "runs", ns.n, steps)
+        )
+        load = os.getloadavg()
+        if steps is not None:
+            print_steps(steps)
     ours, base, off = p50(restarts), p50(floor), p50(unsecured)
     # Paired: each round's secured restart against the open one and the floor process beside
     # it in time.
@@ -295,6 +354,7 @@ def main() -> int:
             )
         )
     print_table(rows)
+    print(f"load average at the end of the restarts: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
     return 0
 
 

@@ -288,9 +288,19 @@ class Node:
         that once this returns the server routes messages to us
         (docs/nats.md, "Subscription interest")."""
         if lease:
-            self.lease = Lease(self.nc.jetstream(), self.pid)
-            self.lease.on_lost = self._lease_lost
-            await self.lease.acquire()
+            await self.take_lease()
+        await self.subscribe()
+        await self.nc.flush()
+
+    async def take_lease(self) -> None:
+        """Hold this pid's lease (raises Refused if it is held: the pid runs already)."""
+        self.lease = Lease(self.nc.jetstream(), self.pid)
+        self.lease.on_lost = self._lease_lost
+        await self.lease.acquire()
+
+    async def subscribe(self) -> None:
+        """Subscribe the mailbox, the reply inbox and the fence, unflushed: the SUBs are
+        queued on the connection ahead of whatever is sent after this returns."""
         on_message = self.on_message or self._on_mailbox
         sub = self.nc.subscribe
         mailbox = await sub(
@@ -317,7 +327,6 @@ class Node:
             self._subs.append(
                 await sub(subject, cb=cb, pending_msgs_limit=msgs, pending_bytes_limit=size)
             )
-        await self.nc.flush()
 
     async def settle_mailbox(self, timeout: float = 1.0) -> None:
         """Let the messages already received be delivered (the runtime answers the calls

@@ -142,9 +142,27 @@ class Store:
     # -- claiming and releasing one key --------------------------------------------------
 
     async def claim(self, key: str, pid: Pid, value: Any = None, *, local: bool = False) -> int:
-        """Atomically make ``pid`` the owner of ``key``; raises AlreadyRegistered."""
+        """Atomically make ``pid`` the owner of ``key``; raises AlreadyRegistered.
+
+        The index entry that lets the owner's names be found and released is written
+        alongside the claim, not after its answer (a restarted actor registers its name
+        before init: one round trip less); an index entry whose claim failed is removed
+        again."""
         kv = await self.kv(local)
         data = _codec.encode({"pid": pid, "value": value})
+        own_key = f"o.{pid.tokens}.{escape_token(key)}"
+        index = asyncio.ensure_future(kv.put(own_key, key.encode()))
+        try:
+            rev = await self._claim(kv, key, pid, data)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await index
+                await kv.delete(own_key)
+            raise
+        await index
+        return rev
+
+    async def _claim(self, kv: Any, key: str, pid: Pid, data: bytes) -> int:
         for _ in range(5):
             try:
                 rev: int = await kv.create(key, data)
@@ -165,7 +183,6 @@ class Store:
                 raise AlreadyRegistered(_display(key), owner) from None
         else:
             raise AlreadyRegistered(_display(key), None)
-        await kv.put(f"o.{pid.tokens}.{escape_token(key)}", key.encode())
         return rev
 
     async def release(self, key: str, pid: Pid, *, local: bool = False) -> bool:
@@ -310,38 +327,50 @@ def _display(key: str) -> str:
         return key
 
 
-async def release_names_of(nc: Any, pid: Pid) -> int:
+async def release_names_of(nc: Any, pid: Pid, *, store: Store | None = None) -> int:
     """Release every name, registry key and group membership ``pid`` holds.
 
     The observer of a process end calls this before it publishes ``exited`` (names are
     released before exit signals, as in OTP). Safe to call twice, and for a pid that held
-    nothing; a key already taken over by a later incarnation is left alone.
-    """
-    js = nc.jetstream()
-    store = Store(js, pid.namespace)
-    released = 0
-    for local in (False, True):
-        bucket = local_bucket(pid.namespace) if local else global_bucket(pid.namespace)
+    nothing; a key already taken over by a later incarnation is left alone. ``store``: the
+    caller's, whose buckets are open already (one round trip less each).
+
+    A restart waits for this, so the two buckets, and the keys in each, are released
+    together."""
+    store = store or Store(nc.jetstream(), pid.namespace)
+    counts = await asyncio.gather(
+        _release_in(nc, store, pid, local=False), _release_in(nc, store, pid, local=True)
+    )
+    return sum(counts)
+
+
+async def _release_in(nc: Any, store: Store, pid: Pid, *, local: bool) -> int:
+    bucket = local_bucket(pid.namespace) if local else global_bucket(pid.namespace)
+    try:
+        index = await _owned_keys(nc.jsm(), bucket, pid)
+    except jserr.Error as exc:
+        log.warning("cannot read the registry to release %s: %s", pid, exc)
+        return 0
+    if not index:
+        return 0  # nothing held here: the bucket is not even opened
+    try:
+        kv = await store.kv(local)
+    except jserr.Error as exc:
+        log.warning("cannot open the registry to release %s: %s", pid, exc)
+        return 0
+
+    async def release(own_key: str, key: str | None) -> bool:
+        released = False
         try:
-            index = await _owned_keys(nc.jsm(), bucket, pid)
-        except jserr.Error as exc:
-            log.warning("cannot read the registry to release %s: %s", pid, exc)
-            continue
-        if not index:
-            continue  # nothing held here: the bucket is not even opened
-        try:
-            kv = await store.kv(local)
-        except jserr.Error as exc:
-            log.warning("cannot open the registry to release %s: %s", pid, exc)
-            continue
-        for own_key, key in index:
-            try:
-                released += key is not None and await store._delete_if_owned(kv, key, pid)
-            except jserr.Error as exc:  # a key nats-py refuses: the entry is still removed
-                _warn_invalid(own_key, f"names {key!r}: {exc}")
-            with contextlib.suppress(jserr.Error):
-                await kv.delete(own_key)
-    return released
+            released = key is not None and await store._delete_if_owned(kv, key, pid)
+        except jserr.Error as exc:  # a key nats-py refuses: the entry is still removed
+            _warn_invalid(own_key, f"names {key!r}: {exc}")
+        with contextlib.suppress(jserr.Error):
+            await kv.delete(own_key)  # after the key: an index entry outlives what it names
+        return released
+
+    results = await asyncio.gather(*(release(own_key, key) for own_key, key in index))
+    return sum(results)
 
 
 async def _owned_keys(jsm: Any, bucket: str, pid: Pid) -> list[tuple[str, str | None]]:

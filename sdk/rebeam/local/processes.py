@@ -48,6 +48,7 @@ from rebeam.local.endwatch import process_end
 from rebeam.local.output import ChildOutput
 from rebeam.local.zygote import ForkedProcess, Zygote
 from rebeam.pids import Pid
+from rebeam.runtime._steps import mark
 from rebeam.spec.models import ActorTemplate
 from rebeam.spec.readiness import entry_arguments, uses_entry
 from rebeam.spec.runtime_env import mailbox_env
@@ -195,6 +196,7 @@ class ChildProcess:
         self, zygote: Zygote, timeout: float, on_spawn: Callable[[int], None] | None
     ) -> None:
         """The pre-forked path (see zygote.py): same contract, no interpreter start-up."""
+        mark("fork", self.identity.pid.incarnation)
         try:
             process = await zygote.fork(
                 self._runtime_args("{ready_fd}"),
@@ -208,7 +210,9 @@ class ChildProcess:
             ) from None
         self.process = process
         self._observe(on_spawn)
+        mark("forked", self.identity.pid.incarnation)
         await self._await_ready(process.ready_fd, timeout)
+        mark("ready heard", self.identity.pid.incarnation)
 
     async def _await_ready(self, read_fd: int, timeout: float) -> None:
         """Until ``ready`` on the pipe (which this takes over); then, for a command, the
@@ -312,6 +316,7 @@ class ChildProcess:
     async def _observe_end(self) -> ExitReason:
         assert self.process is not None
         returncode = await self.process.wait()
+        mark("end.seen", self.identity.pid.incarnation)
         if self.adoption is not None and isinstance(self.process, SpawnedProcess):
             self.adoption.disown(self.process.pid)
         # What is left of it goes with it: SIGKILL reaches the whole group, and then every
@@ -333,6 +338,7 @@ class ChildProcess:
             self.exit_record.unlink()
         if uses_entry(self.template):
             shutil.rmtree(self.notify_dir, ignore_errors=True)
+        mark("end.observed", self.identity.pid.incarnation)
         return from_process_end(returncode, stop_requested=self.stop_requested, recorded=recorded)
 
     def _argv(self, ready_fd: int | None) -> list[str]:

@@ -7,8 +7,14 @@ is another runner in the same event loop. No restart rule lives here: this modul
 observes and executes.
 
 For every incarnation one task runs the whole life: spawn, wait for ready, report started,
-wait for the end, release the dead pid's names, report exited. The core hears of the end only
-after the names are released (OTP's order: a restarted child can take its name back at once).
+wait for the end, release the dead pid's names, report exited. A restart does not wait for
+the release: the core hears of a crash at once, and the next incarnation is claimed and
+started while the dead one's names are released. It can take its name back at once all the
+same (OTP's order), because a later incarnation of a slot takes a name over from an earlier
+one (rebeam._registry), and the release deletes only what the dead pid still owns. The
+``exited`` event, and every event after it, is told only once the names are released:
+whoever hears of the end finds them free. A child stopped on request is reported to the
+core once its names are released: whoever asked for the stop finds them free when answered.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from rebeam import metrics_supervision
+from rebeam._registry import Store
 from rebeam.auth.grants import Grant, Role
 from rebeam.auth.issuer import Issuer
 from rebeam.backends import claim_slot
@@ -35,6 +42,7 @@ from rebeam.local.processes import ChildProcess, Identity, OutputSink, StartFail
 from rebeam.local.reaper import Reaper
 from rebeam.local.zygote import Zygote
 from rebeam.pids import Pid, escape_token
+from rebeam.runtime._steps import mark
 from rebeam.spec.models import Child, SupervisorSpec
 from rebeam.spec.to_core import child_specs, supervisor_flags
 from rebeam.supervision import (
@@ -97,6 +105,14 @@ class RunContext:
     issuer: Issuer | None = None  # issues each incarnation's credential
     nats_ca: str | None = None  # the CA file of a tls:// server, for the children
     arrivals: Arrivals = field(default_factory=Arrivals)  # a supervisor was created
+    registry: Store | None = None  # on nc, opened once: slot claims and name releases
+    # Per slot: the revision of the run's last claim of it (the next claim's expectation).
+    slot_revisions: dict[str, int] = field(default_factory=dict)
+
+    def store(self) -> Store | None:
+        if self.registry is None and self.nc is not None:
+            self.registry = Store(self.nc.jetstream(), self.namespace)
+        return self.registry
 
 
 def slot_of(run_id: str, path: str) -> str:
@@ -271,7 +287,9 @@ class SupervisorRunner:
         path = f"{self.path}/{name}"
         slot = slot_of(self.ctx.run_id, path)
         pid = Pid.for_incarnation(self.ctx.namespace, slot, command.incarnation)
+        mark("start", pid.incarnation)
         credentials = self._credentials_for(pid, child.actor.register_as)
+        mark("credential", pid.incarnation)
         identity = Identity(
             pid,
             self.path,
@@ -297,6 +315,7 @@ class SupervisorRunner:
         record = self._record(path, "actor")
         try:
             await self._claim(pid)
+            mark("claimed", pid.incarnation)
             await process.start(child.start_timeout, on_spawn=self._watch)
         except StartFailure as failure:
             self._revoke(credentials, process)
@@ -317,11 +336,17 @@ class SupervisorRunner:
         reason = await process.wait()
         self._forget(process)
         self._revoke(credentials, process)
-        await self._release(pid)
+        released = asyncio.ensure_future(self._release(pid))
         record.last_exit = reason.to_wire()
         record.os_pid = None
-        self._emit("exited", name, command.incarnation, pid, process, reason)
-        self.post(ChildExited(command.child, command.incarnation, reason))
+        self._emit("exited", name, command.incarnation, pid, process, reason, after=released)
+        if not process.stop_requested:
+            # A crash: the core may restart it at once (see the module's docstring).
+            self.post(ChildExited(command.child, command.incarnation, reason))
+        await released
+        mark("end.released", pid.incarnation)
+        if process.stop_requested:
+            self.post(ChildExited(command.child, command.incarnation, reason))
 
     async def _start_supervisor(self, command: StartChild, child: Child) -> None:
         assert child.supervisor is not None
@@ -405,8 +430,12 @@ class SupervisorRunner:
         """Record the incarnation as its slot's latest before it runs (only a backend may)."""
         if self.ctx.nc is None:
             return
+        revisions = self.ctx.slot_revisions
         try:
-            await asyncio.wait_for(claim_slot(self.ctx.nc, pid), RELEASE_TIMEOUT)
+            claim = claim_slot(
+                self.ctx.nc, pid, store=self.ctx.store(), last=revisions.get(pid.slot)
+            )
+            revisions[pid.slot] = await asyncio.wait_for(claim, RELEASE_TIMEOUT)
         except Exception as exc:
             reason = crash(exception_type=type(exc).__name__, message=f"cannot start: {exc}")
             raise StartFailure(reason) from None
@@ -417,7 +446,8 @@ class SupervisorRunner:
         if self.ctx.nc is None:
             return
         try:
-            await asyncio.wait_for(release_names_of(self.ctx.nc, pid), RELEASE_TIMEOUT)
+            release = release_names_of(self.ctx.nc, pid, store=self.ctx.store())
+            await asyncio.wait_for(release, RELEASE_TIMEOUT)
         except Exception as exc:
             log.warning("could not release the names of %s: %s", pid, exc)
 
@@ -435,6 +465,7 @@ class SupervisorRunner:
         pid: Pid | None = None,
         process: ChildProcess | None = None,
         reason: ExitReason | None = None,
+        after: asyncio.Future[Any] | None = None,
     ) -> None:
         self.ctx.lifecycle.emit(
             LifecycleEvent(
@@ -446,7 +477,8 @@ class SupervisorRunner:
                 pid=str(pid) if pid else None,
                 os_pid=process.os_pid if process else None,
                 reason=reason.to_wire() if reason is not None else None,
-            )
+            ),
+            after,
         )
 
 

@@ -39,7 +39,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -85,8 +84,10 @@ class Zygote:
         self._early_exits: dict[int, int] = {}
         self._gone = False
         self._lock = asyncio.Lock()
-        self._reader = threading.Thread(target=self._read_reports, daemon=True)
-        self._reader.start()
+        # Reports are read in the loop, when the socket is readable: a reader thread would
+        # first have to win the GIL from a busy loop (up to the interpreter's switch
+        # interval, 5 ms), and a restart starts with one of these reports.
+        self._loop.add_reader(sock.fileno(), self._read_report)
 
     @classmethod
     def start(cls, on_spawn: Callable[[int], None] | None = None) -> Zygote:
@@ -136,19 +137,19 @@ class Zygote:
             child._ended(self._early_exits.pop(child.pid))
         return child
 
-    def _read_reports(self) -> None:
-        """A thread: blocking receives of reports and fds, handed to the event loop."""
-        while True:
-            try:
-                data, fds, _, _ = socket.recv_fds(self._sock, _MAX_MESSAGE, 2)
-            except OSError:
-                data = b""
-            if not data:
-                with contextlib.suppress(RuntimeError):  # the loop is closed: the run is over
-                    self._loop.call_soon_threadsafe(self._lost)
-                return
-            report = json.loads(data)
-            self._loop.call_soon_threadsafe(self._report, report, list(fds))
+    def _read_report(self) -> None:
+        """One report and its fds (the socket is readable: this never waits)."""
+        try:
+            data, fds, _, _ = socket.recv_fds(self._sock, _MAX_MESSAGE, 2, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return
+        except OSError:
+            data, fds = b"", []
+        if not data:
+            self._loop.remove_reader(self._sock.fileno())
+            self._lost()
+            return
+        self._report(json.loads(data), list(fds))
 
     def _lost(self) -> None:
         """The zygote is gone (killed, or closed at the end). Its children went with it —
@@ -176,9 +177,13 @@ class Zygote:
             self._forks.put_nowait((report, fds))
 
     async def close(self) -> None:
+        if self._sock.fileno() != -1:
+            self._loop.remove_reader(self._sock.fileno())
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
         self._sock.close()
+        self._gone = True  # closed, not lost: nothing to warn of
+        self._lost()  # what still runs was forked from it, and ends with it
         if self.alive:
             with contextlib.suppress(ProcessLookupError):
                 self._process.terminate()
@@ -195,10 +200,11 @@ class Zygote:
 def main() -> int:
     sock = socket.socket(fileno=int(sys.argv[1]))
     # Everything an actor imports before it can do anything; the user's modules come later.
-    import rebeam.runtime._main  # noqa: F401
     from rebeam._loop import preload
+    from rebeam.runtime._main import prepare
 
     preload()
+    prepare()
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is rebeam run's to handle
     wake_r, wake_w = os.pipe()

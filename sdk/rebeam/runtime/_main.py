@@ -4,8 +4,9 @@ The sequence, which is the contract with every supervisor (docs/runtime-contract
 supervisor claimed the pid's slot (fencing) before the process could connect::
 
     connect to NATS as the pid          (fails: exit 1, crash recorded)
-    subscribe the mailbox
-    read the slot record (fencing)      (a later incarnation exists: exit 1, crash recorded)
+    subscribe the mailbox and the fence
+    read the slot record (fencing),     (a later incarnation exists: exit 1, crash recorded)
+      and take the lease, at once       (held: a duplicate launch, exit 1, crash recorded)
     register --name, if given           (taken: exit 1, crash AlreadyRegistered)
     Actor.init(args)                    (raises: exit 1, crash recorded; no terminate)
     write "ready <pid>" to --ready-fd and close it
@@ -20,12 +21,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import importlib
 import json
 import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +40,8 @@ from rebeam._node import Node
 from rebeam.errors import Refused
 from rebeam.exits import NOCONNECTION, SHUTDOWN, ExitReason, crash
 from rebeam.pids import Pid
+from rebeam.runtime import _steps
+from rebeam.runtime._steps import mark
 
 __all__ = ["main", "run"]
 
@@ -51,62 +56,103 @@ def _env(name: str, default: str | None = None) -> str | None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The flags, each absent one from its ``REBEAM_*`` variable (read now), else its
+    default."""
+    ns = _parser().parse_args(argv)
+    for dest, fallback in _FALLBACKS.items():
+        if getattr(ns, dest) is None:
+            setattr(ns, dest, fallback())
+    return ns
+
+
+def _ready_fd_env() -> int | None:
+    text = _env("READY_FD")
+    return int(text) if text else None
+
+
+# Where an absent flag comes from. Not the parser's defaults: the parser is built once, in
+# the zygote before it forks (see prepare), and each actor's environment is its own.
+_FALLBACKS: dict[str, Callable[[], Any]] = {
+    "target": lambda: _env("ACTOR"),
+    "args": lambda: _env("ARGS", "null"),
+    "nats": lambda: _env("NATS_URL", "nats://127.0.0.1:4222"),
+    "namespace": lambda: _env("NAMESPACE", "default"),
+    "pid": lambda: _env("PID"),
+    "slot": lambda: _env("SLOT"),
+    "incarnation": lambda: int(_env("INCARNATION", "1") or 1),
+    "supervisor": lambda: _env("SUPERVISOR"),
+    "child": lambda: _env("CHILD"),
+    "name": lambda: _env("NAME"),
+    "local_scope": lambda: _env("LOCAL_SCOPE"),
+    "ready_fd": _ready_fd_env,
+    "exit_record": lambda: _env("EXIT_RECORD"),
+    "log_level": lambda: _env("LOG_LEVEL", "WARNING"),
+    "mailbox_max_messages": lambda: _positive_env("MAILBOX_MAX_MESSAGES"),
+    "mailbox_max_bytes": lambda: _positive_env("MAILBOX_MAX_BYTES"),
+    "mailbox_durable": lambda: _bool_env("MAILBOX_DURABLE"),
+    "mailbox_max_deliver": lambda: _positive_env("MAILBOX_MAX_DELIVER"),
+    "metrics_port": lambda: _port_env("METRICS_PORT"),
+}
+
+
+def prepare() -> None:
+    """What every actor process would otherwise do first, done once (the zygote calls this
+    before it forks): building the flags' parser takes milliseconds."""
+    _parser()
+
+
+@functools.cache
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m rebeam.runtime",
         description="Host one rebeam actor in this process. Every flag has a REBEAM_* "
         "environment variable; flags win.",
     )
-    p.add_argument("target", nargs="?", default=_env("ACTOR"), help="module:Class (REBEAM_ACTOR)")
-    p.add_argument("--args", default=_env("ARGS", "null"), help="JSON args for init (REBEAM_ARGS)")
-    p.add_argument("--nats", default=_env("NATS_URL", "nats://127.0.0.1:4222"))
-    p.add_argument("--namespace", default=_env("NAMESPACE", "default"))
-    p.add_argument("--pid", default=_env("PID"), help="the full pid; or --slot/--incarnation")
-    p.add_argument("--slot", default=_env("SLOT"))
-    p.add_argument("--incarnation", type=int, default=int(_env("INCARNATION", "1") or 1))
-    p.add_argument("--supervisor", default=_env("SUPERVISOR"), help="the supervisor's path")
-    p.add_argument("--child", default=_env("CHILD"), help="the child's name")
-    p.add_argument("--name", default=_env("NAME"), help="a global name to register before init")
-    p.add_argument("--local-scope", default=_env("LOCAL_SCOPE"))
-    ready_fd = _env("READY_FD")
-    p.add_argument("--ready-fd", type=int, default=int(ready_fd) if ready_fd else None)
-    p.add_argument("--exit-record", default=_env("EXIT_RECORD"))
-    p.add_argument("--log-level", default=_env("LOG_LEVEL", "WARNING"))
+    p.add_argument("target", nargs="?", help="module:Class (REBEAM_ACTOR)")
+    p.add_argument("--args", help="JSON args for init (REBEAM_ARGS)")
+    p.add_argument("--nats", help="(REBEAM_NATS_URL; default: nats://127.0.0.1:4222)")
+    p.add_argument("--namespace", help="(REBEAM_NAMESPACE; default: default)")
+    p.add_argument("--pid", help="the full pid; or --slot/--incarnation")
+    p.add_argument("--slot")
+    p.add_argument("--incarnation", type=int)
+    p.add_argument("--supervisor", help="the supervisor's path")
+    p.add_argument("--child", help="the child's name")
+    p.add_argument("--name", help="a global name to register before init")
+    p.add_argument("--local-scope")
+    p.add_argument("--ready-fd", type=int)
+    p.add_argument("--exit-record")
+    p.add_argument("--log-level", help="(REBEAM_LOG_LEVEL; default: WARNING)")
     p.add_argument(
         "--mailbox-max-messages",
         type=_positive,
-        default=_positive_env("MAILBOX_MAX_MESSAGES"),
         help="messages the mailbox holds before it refuses (REBEAM_MAILBOX_MAX_MESSAGES; "
         f"default: the Actor class's mailbox_max_messages, else {DEFAULT_MAX_MESSAGES})",
     )
     p.add_argument(
         "--mailbox-max-bytes",
         type=_positive,
-        default=_positive_env("MAILBOX_MAX_BYTES"),
         help="encoded bytes the mailbox holds before it refuses (REBEAM_MAILBOX_MAX_BYTES; "
         f"default: the Actor class's mailbox_max_bytes, else {DEFAULT_MAX_BYTES})",
     )
     p.add_argument(
         "--mailbox-durable",
         action=argparse.BooleanOptionalAction,
-        default=_bool_env("MAILBOX_DURABLE"),
         help="a durable mailbox (JetStream) for sends and casts made with durable=True "
         "(REBEAM_MAILBOX_DURABLE=true|false; default: the Actor class's mailbox_durable)",
     )
     p.add_argument(
         "--mailbox-max-deliver",
         type=_positive,
-        default=_positive_env("MAILBOX_MAX_DELIVER"),
         help="deliveries of one durable message before it is parked "
         f"(REBEAM_MAILBOX_MAX_DELIVER; default: the class's, else {DEFAULT_MAX_DELIVER})",
     )
     p.add_argument(
         "--metrics-port",
         type=_port,
-        default=_port_env("METRICS_PORT"),
         help="serve Prometheus metrics over HTTP on this port, on every interface "
         "(REBEAM_METRICS_PORT; default: none; docs/observability.md)",
     )
-    return p.parse_args(argv)
+    return p
 
 
 def _port(text: str) -> int:
@@ -206,15 +252,18 @@ def signal_ready(fd: int | None, pid: Pid) -> None:
 async def run(ns: argparse.Namespace) -> ExitReason:
     """Everything between parsing the flags and exiting; returns the exit reason."""
     pid = identity(ns)
+    mark("loop", pid.incarnation)
     try:
         actor_cls = load_actor(ns.target or "")
         args = json.loads(ns.args) if ns.args else None
         limits = mailbox_limits(ns, actor_cls)
     except Exception as exc:
         return crash_reason(exc)
+    mark("loaded", pid.incarnation)
     node = await _connect(ns, pid, limits)
     if isinstance(node, ExitReason):
         return node
+    mark("connected", pid.incarnation)
     _api.set_default_node(node)
     _metrics(ns, node)
     host = Host(node, actor_cls())
@@ -222,6 +271,7 @@ async def run(ns: argparse.Namespace) -> ExitReason:
     refused = await _start(node)
     if refused is not None:
         return refused
+    mark("slot checked", pid.incarnation)
     node.on_lease_lost = lambda: host.request_stop(NOCONNECTION)
     node.on_kill_order = _killed  # brutal_kill: no terminate, no exit record
     loop = asyncio.get_running_loop()
@@ -238,6 +288,7 @@ async def run(ns: argparse.Namespace) -> ExitReason:
         await host.finish(reason)
         await node.close(reason)
         return reason
+    mark("init done", pid.incarnation)
     signal_ready(ns.ready_fd, pid)
     reason = await host.run()
     if durable is not None:
@@ -270,10 +321,25 @@ async def _connect(ns: argparse.Namespace, pid: Pid, limits: Limits) -> Node | E
 
 
 async def _start(node: Node) -> ExitReason | None:
-    """Start taking messages; the reason it cannot, with the node closed."""
+    """Start taking messages, unless this launch is stale or a duplicate; the reason it
+    cannot, with the node closed.
+
+    The subscriptions go out first, the slot read after them on the same connection, so the
+    server has our fence subscription before it reads the record for us: a later
+    incarnation claimed after that read still fences us. The lease, the slot read and the
+    flush are independent round trips, made together."""
     try:
-        await node.start()
-    except Refused as exc:  # this pid is already running: a duplicate launch
+        await node.subscribe()
+        results = await asyncio.gather(
+            node.superseded_by(), node.take_lease(), node.nc.flush(), return_exceptions=True
+        )
+        for result in results:  # all have ended: none is left running when the node closes
+            if isinstance(result, BaseException):
+                raise result
+        later = results[0]
+        if later is not None:  # a stale launch: it never takes a message
+            raise Refused(f"{node.pid} is superseded: {later} of this slot already started")
+    except Refused as exc:  # superseded, or this pid is already running: a duplicate launch
         await node.close()
         return crash_reason(exc)
     except Exception as exc:
@@ -285,11 +351,9 @@ async def _start(node: Node) -> ExitReason | None:
 async def _init(ns: argparse.Namespace, node: Node, host: Host, args: Any) -> ExitReason | None:
     """Register the name and run the actor's init; the reason the start failed, if it did."""
     try:
-        later = await node.superseded_by()
-        if later is not None:  # a stale launch: it never takes a message
-            raise Refused(f"{node.pid} is superseded: {later} of this slot already started")
         if ns.name:
             await node.register(ns.name)
+        mark("registered", node.pid.incarnation)
         return await host.init(args)
     except Exception as exc:
         return crash_reason(exc)
@@ -331,6 +395,8 @@ def _log_refusals(node: Node, pid: Pid) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ns = parse_args(argv)
+    if _steps.ON:
+        mark("main", identity(ns).incarnation)
     logging.basicConfig(
         level=getattr(logging, str(ns.log_level).upper(), logging.WARNING),
         format=f"%(asctime)s %(levelname)s {ns.child or 'actor'}: %(message)s",
