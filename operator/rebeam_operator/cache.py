@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rebeam.pids import Pid
+from rebeam.spec.models import Child
 from rebeam.supervision import Supervisor
 from rebeam_operator.hosts import LABEL_CHILD, Host
 from rebeam_operator.observation import PodPhase, disrupted, observe_pod
@@ -59,6 +60,8 @@ class Cache:
     slots: dict[str, str] = field(default_factory=dict)  # actor child -> its slot object's uid
     slot_specs: dict[str, Json] = field(default_factory=dict)  # actor child -> slot spec
     slot_status: dict[str, Json] = field(default_factory=dict)  # actor child -> status written
+    # actor child -> the Child and slot spec (the very objects) last found to agree
+    slot_checked: dict[str, tuple[Child, Json]] = field(default_factory=dict)
     created: set[str] = field(default_factory=set)  # pods created since the driver started
     fenced: set[str] = field(default_factory=set)
     disrupted: set[str] = field(default_factory=set)  # pods Kubernetes took away

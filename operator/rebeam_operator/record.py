@@ -69,6 +69,9 @@ class Record:
     invalid: Json | None = None  # a spec that cannot be run: its generation and why
     written: Json | None = None  # the status last written (or read)
     dirty: bool = False  # the core moved on and status does not say so yet (memory only)
+    # The applied and desired specs last found equal (memory only): comparing them dumps both,
+    # and a driver did so on every pass, though they change only with an edit.
+    unchanged: tuple[SupervisorSpec, SupervisorSpec] | None = field(default=None, compare=False)
 
     def begin_incarnation(self, incarnation: int, spec: SupervisorSpec) -> None:
         """A fresh core runs ``incarnation`` of ``spec``: forget how the last one went."""
