@@ -13,7 +13,7 @@ import pytest
 from rebeam_operator import convergence, slots
 from rebeam_operator.hosts import host_from_body
 from tests.operator.bodies import SLEEP, supervisor_body
-from tests.operator.test_driver import running
+from tests.operator.test_driver import running, status
 
 Json = dict[str, Any]
 
@@ -72,3 +72,13 @@ async def test_an_edit_is_still_compared_and_converged(monkeypatch: pytest.Monke
     assert same[0] == 1
     assert driver.record.applied is not None
     assert driver.record.applied.intensity == 9
+
+
+async def test_a_status_write_dumps_the_applied_spec_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    driver, fake = await running([{"name": "a", "actor": SLEEP}])
+    dump = _counting(monkeypatch, convergence, "dump")
+    written = status(fake)["appliedSpec"]
+    await driver.persist(0.0)
+    await driver.persist(0.0)
+    assert dump[0] == 0
+    assert status(fake)["appliedSpec"] == written
