@@ -137,3 +137,4 @@ async def delete_unused(host: Host, core: Supervisor, cache: Cache, effects: Eff
         cache.slot_specs.pop(child_id, None)
         cache.slot_status.pop(child_id, None)
         cache.slot_checked.pop(child_id, None)
+        cache.pid_memo.pop(child_id, None)

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from rebeam.pids import Pid
 from rebeam_operator import convergence, slots
 from rebeam_operator.hosts import host_from_body
 from tests.operator.bodies import SLEEP, supervisor_body
@@ -49,6 +50,7 @@ async def test_a_pass_at_rest_compares_no_spec_again(monkeypatch: pytest.MonkeyP
     await driver.reconcile()  # the comparisons of the specs as they are now, once
     same = _counting(monkeypatch, convergence, "same")
     slot_patch = _counting(monkeypatch, slots, "slot_spec_patch")
+    pids = _counting(monkeypatch, Pid, "for_incarnation")
     spec = driver.host.spec
     # The object as a watch brings it again (a newer resourceVersion, the same spec).
     again = copy.deepcopy(fake.owner)
@@ -56,7 +58,7 @@ async def test_a_pass_at_rest_compares_no_spec_again(monkeypatch: pytest.MonkeyP
     await driver.reconcile()
     await driver.reconcile()
     assert driver.host.spec is spec
-    assert (same[0], slot_patch[0]) == (0, 0)
+    assert (same[0], slot_patch[0], pids[0]) == (0, 0, 0)
 
 
 async def test_an_edit_is_still_compared_and_converged(monkeypatch: pytest.MonkeyPatch) -> None:
