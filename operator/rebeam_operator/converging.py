@@ -23,6 +23,9 @@ def requests(record: Record, core: Supervisor, host: Host, log: Log) -> list[Eve
     if refused.get("generation") == host.generation:
         return []  # refused as a whole; a new edit is looked at again
     applied = record.applied or host.spec
+    seen = record.unchanged
+    if seen is not None and seen[0] is applied and seen[1] is host.spec:
+        return []  # these very specs were compared already: nothing to converge
     plan = convergence.plan(core, applied, host.spec, host.generation)
     if plan.problems:
         message = "; ".join(plan.problems)
@@ -33,6 +36,7 @@ def requests(record: Record, core: Supervisor, host: Host, log: Log) -> list[Eve
         record.dirty = True
         return []
     if plan.applied is None:
+        record.unchanged = (applied, host.spec)
         return []
     record.applied = plan.applied
     record.converge_problem = None

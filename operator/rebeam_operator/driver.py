@@ -94,6 +94,7 @@ class Driver:
         self.settings = settings
         self.body = body
         self.host: Host = host_from_body(body)
+        self._host_body = body  # the body self.host was read from
         self.log = logging.LoggerAdapter(log, {"object": f"{self.host.namespace}/{self.host.name}"})
         self.effects = effects
         self.deleted = False
@@ -167,7 +168,9 @@ class Driver:
             return
         self.body = body
         try:
-            self.host = host_from_body(body)
+            # The spec of the body the host was read from is reused when this one's is equal.
+            self.host = host_from_body(body, (self._host_body, self.host))
+            self._host_body = body
         except ValueError as exc:
             self.log.warning("cannot read the object: %s", exc)
 

@@ -134,8 +134,11 @@ def is_actor_slot(body: Json) -> bool:
     return any(o.get("kind") == "Supervisor" for o in owners)
 
 
-def host_from_body(body: Json) -> Host:
-    """Read a Supervisor or Actor body.
+def host_from_body(body: Json, known: tuple[Json, Host] | None = None) -> Host:
+    """Read a Supervisor or Actor body. ``known``: an earlier body of the same object and
+    the Host read from it, whose spec is taken as it is when this body's spec is equal: a
+    driver reads its object after every status write and on every event, and validated the
+    same spec again each time.
 
     Raises:
         InvalidObject: not a Supervisor or Actor, metadata missing, an annotation of ours that
@@ -155,7 +158,9 @@ def host_from_body(body: Json) -> Host:
         o.get("kind") == "Supervisor" and o.get("apiVersion", "").startswith(GROUP) for o in owners
     )
     try:
-        if kind == "Supervisor":
+        if known is not None and known[1].kind == kind and known[0].get("spec") == body.get("spec"):
+            spec = known[1].spec
+        elif kind == "Supervisor":
             spec = SupervisorSpec.model_validate(body.get("spec") or {})
         else:
             actor = ActorSpec.model_validate(body.get("spec") or {})

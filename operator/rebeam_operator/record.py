@@ -69,6 +69,11 @@ class Record:
     invalid: Json | None = None  # a spec that cannot be run: its generation and why
     written: Json | None = None  # the status last written (or read)
     dirty: bool = False  # the core moved on and status does not say so yet (memory only)
+    # The applied and desired specs last found equal (memory only): comparing them dumps both,
+    # and a driver did so on every pass, though they change only with an edit.
+    unchanged: tuple[SupervisorSpec, SupervisorSpec] | None = field(default=None, compare=False)
+    # The applied spec and its JSON in status (memory only): dumped once, not on every write.
+    applied_dumped: tuple[SupervisorSpec, str] | None = field(default=None, compare=False)
 
     def begin_incarnation(self, incarnation: int, spec: SupervisorSpec) -> None:
         """A fresh core runs ``incarnation`` of ``spec``: forget how the last one went."""
@@ -167,6 +172,14 @@ def _phase(record: Record, core: Supervisor, host: Host) -> str:
     return phase
 
 
+def _applied_json(record: Record, spec: SupervisorSpec) -> str:
+    """``spec`` as status keeps it, dumped once per spec rather than on every write."""
+    memo = record.applied_dumped
+    if memo is None or memo[0] is not spec:
+        memo = record.applied_dumped = (spec, json.dumps(convergence.dump(spec)))
+    return memo[1]
+
+
 def _kept(record: Record, core: Supervisor, host: Host, seq: int) -> Json:
     """The status keys of the record (the module says what each is)."""
     kept: Json = {
@@ -178,7 +191,7 @@ def _kept(record: Record, core: Supervisor, host: Host, seq: int) -> Json:
         "shutdownFed": record.shutdown_fed,
         "childExits": record.child_exits,
         "path": host.path,
-        "appliedSpec": json.dumps(convergence.dump(record.applied or host.spec)),
+        "appliedSpec": _applied_json(record, record.applied or host.spec),
         "convergePending": record.converging,
         "stopsAsked": record.stops_asked,
         "killedIncarnation": record.killed,

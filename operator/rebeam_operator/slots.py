@@ -93,8 +93,15 @@ async def write(
             continue
         child = manifest_child(core, info.id)
         patch = None
-        if child is not None and child.actor is not None:
-            patch = slot_spec_patch(child, cache.slot_specs.get(info.id) or {})
+        current = cache.slot_specs.get(info.id) or {}
+        checked = cache.slot_checked.get(info.id)
+        # Comparing dumps both specs: done again only when the child or its slot's spec is
+        # another object than the last time they were found to agree.
+        fresh = checked is not None and checked[0] is child and checked[1] is current
+        if child is not None and child.actor is not None and not fresh:
+            patch = slot_spec_patch(child, current)
+            if patch is None:
+                cache.slot_checked[info.id] = (child, current)
         if patch is not None:
             name = host.slot_object(info.id)
             patched = await effects.patch_if_present("actors", name, patch)
@@ -129,3 +136,5 @@ async def delete_unused(host: Host, core: Supervisor, cache: Cache, effects: Eff
         cache.slots.pop(child_id, None)
         cache.slot_specs.pop(child_id, None)
         cache.slot_status.pop(child_id, None)
+        cache.slot_checked.pop(child_id, None)
+        cache.pid_memo.pop(child_id, None)
