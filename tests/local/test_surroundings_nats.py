@@ -66,8 +66,9 @@ def test_a_killed_private_nats_server_is_restarted_and_the_tree_carries_on(
     while (called := run.rebeam("call", "counter", "{}")).returncode != 0:
         assert time.monotonic() < deadline, called.stderr
     assert json.loads(called.stdout) == {"n": 2}  # the same incarnation: it never went down
-    tree = run.rebeam("tree", "--json")
-    assert tree.returncode == 0, tree.stderr
+    # rebeam run reconnects on its own schedule, not the actor's: its answers come back too.
+    while (tree := run.rebeam("tree", "--json")).returncode != 0:
+        assert time.monotonic() < deadline + 30, tree.stderr
     assert alive(new)
     assert run.process.poll() is None
     no_traceback(run)

@@ -290,17 +290,7 @@ class SupervisorRunner:
         mark("start", pid.incarnation)
         credentials = self._credentials_for(pid, child.actor.register_as)
         mark("credential", pid.incarnation)
-        identity = Identity(
-            pid,
-            self.path,
-            name,
-            self.ctx.nats_url,
-            self.ctx.workdir,
-            self.ctx.python_path,
-            local_scope=self.ctx.run_id,
-            credentials=credentials,
-            nats_ca=self.ctx.nats_ca,
-        )
+        identity = self._identity(pid, name, credentials)
         # The core's spec carries the arguments this child runs with: for a dynamic child,
         # the template's combined with start_child's (the template alone lacks the latter).
         actor = child.actor.model_copy(update={"args": command.spec.args})
@@ -347,6 +337,20 @@ class SupervisorRunner:
         mark("end.released", pid.incarnation)
         if process.stop_requested:
             self.post(ChildExited(command.child, command.incarnation, reason))
+
+    def _identity(self, pid: Pid, name: str, credentials: str | None) -> Identity:
+        """Who the incarnation ``pid`` of child ``name`` is, and where it runs."""
+        return Identity(
+            pid,
+            self.path,
+            name,
+            self.ctx.nats_url,
+            self.ctx.workdir,
+            self.ctx.python_path,
+            local_scope=self.ctx.run_id,
+            credentials=credentials,
+            nats_ca=self.ctx.nats_ca,
+        )
 
     async def _start_supervisor(self, command: StartChild, child: Child) -> None:
         assert child.supervisor is not None

@@ -1,5 +1,5 @@
-"""Timestamps of a restart's steps, to see where its time goes (docs/sdk.md, "Where a
-restart's time went"; ``python -m benchmarks.bench_restart --steps``).
+"""Timestamps of a restart's steps, to see where its time goes (docs/sdk.md, "Performance",
+where a restart's time went; ``python -m benchmarks.bench_restart --steps``).
 
 Off unless ``REBEAM_RESTART_STEPS`` names a file; then each step appends one line,
 ``<monotonic ns> <process CPU ns> <OS pid> <incarnation> <step>``. CLOCK_MONOTONIC is one
