@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -28,13 +30,31 @@ def test_a_container_dies_with_the_thread_that_started_it(tmp_path: Path) -> Non
     started: dict[str, int] = {}
 
     async def start() -> None:
-        started["pid"] = spawn(["sleep", "600"], cwd=str(tmp_path), env=dict(os.environ)).pid
+        pid = spawn(["sleep", "600"], cwd=str(tmp_path), env=dict(os.environ)).pid
+        started["pid"] = pid
+        # The thread ends only once setpriv has exec'd sleep, after setting the death
+        # signal: a thread that ended before that would have nobody to signal the child
+        # (as in the kubelet, whose threads outlive their containers' starts).
+        deadline = time.monotonic() + 30
+        while not _execed(pid, b"sleep"):
+            assert time.monotonic() < deadline, f"setpriv (pid {pid}) did not exec sleep"
+            await asyncio.sleep(0.01)
 
     thread = threading.Thread(target=asyncio.run, args=(start(),))
     thread.start()
     thread.join()
     pid = started["pid"]
-    wait_for(lambda: _reaped(pid), timeout=10, what=f"sleep (pid {pid}) killed with its thread")
+    try:
+        wait_for(lambda: _reaped(pid), timeout=10, what=f"sleep (pid {pid}) killed with its thread")
+    finally:
+        if not _reaped(pid):
+            os.kill(pid, signal.SIGKILL)  # stopped by its own pid, whatever the test found
+            os.waitpid(pid, 0)
+
+
+def _execed(pid: int, program: bytes) -> bool:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return os.path.basename(f.read().split(b"\0", 1)[0]) == program
 
 
 def test_a_command_that_is_not_there_is_an_os_error(tmp_path: Path) -> None:
