@@ -144,13 +144,22 @@ class Lease:
                 await self.kv.delete(self.pid.tokens)
 
 
+# How long the server keeps a watcher's consumer that nobody listens to. nats-py replaces
+# the consumer of a watch whose heartbeats it missed (a busy or paused process) without
+# deleting the old one, which the server then keeps for this long, with its subscriptions
+# (docs/nats.md, "Lease watchers"). Short, since a consumer is never idle while its watcher
+# listens, and a watcher that comes back to find it gone makes a new one.
+WATCHER_IDLE_LIMIT = 30.0
+
+
 async def watch_expiries(js: Any, namespace: str, on_expired: Callable[[Pid], None]) -> None:
     """Call ``on_expired(pid)`` for every lease that expires from now on (runs until
     cancelled; restarts its watcher after a failure)."""
     while True:
+        watcher = None
         try:
             kv = await open_leases(js, namespace)
-            watcher = await kv.watch(">", inactive_threshold=3600)
+            watcher = await kv.watch(">", inactive_threshold=WATCHER_IDLE_LIMIT)
             async for entry in watcher:
                 if entry is None or entry.operation != "PURGE":
                     continue
@@ -165,3 +174,7 @@ async def watch_expiries(js: Any, namespace: str, on_expired: Callable[[Pid], No
         except Exception as exc:
             log.debug("lease watcher restarting: %s", exc)
             await asyncio.sleep(0.5)
+        finally:
+            if watcher is not None:  # the next watcher must not leave this one subscribed
+                with contextlib.suppress(Exception):
+                    await watcher.stop()

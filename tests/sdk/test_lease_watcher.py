@@ -1,0 +1,64 @@
+"""A lease watcher whose consumer nats-py replaced leaves nothing behind for long.
+
+nats-py replaces the consumer of a key-value watch when it misses two idle heartbeats (a
+process starved of CPU on a busy machine is enough) and does not delete the old one: the
+server keeps it, with its subscriptions, for the watch's inactive threshold (docs/nats.md,
+"Lease watchers"). A real nats-server's monitoring endpoint counts them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.request
+from typing import Any
+
+from tests.sdk.hostile_inputs import until
+
+import rebeam
+from rebeam import _lease
+
+PROBE = "rebeam_test_actors:Probe"
+
+
+async def server_subscriptions(monitor_url: str) -> int:
+    def read() -> int:
+        with urllib.request.urlopen(f"{monitor_url}/subsz", timeout=5) as answer:
+            return int(json.load(answer)["num_subscriptions"])
+
+    return await asyncio.to_thread(read)
+
+
+def lease_watch_of(nc: Any) -> Any:
+    """The node's lease watch: the one ordered consumer its connection subscribes for."""
+    watches = [sub for sub in nc._subs.values() if sub._jsi is not None and sub._jsi._ordered]
+    assert len(watches) == 1, f"{len(watches)} ordered consumers"
+    return watches[0]
+
+
+async def test_a_replaced_watcher_consumer_is_gone_soon(
+    launcher, nats_server, namespace, monkeypatch
+):
+    monkeypatch.setattr(_lease, "WATCHER_IDLE_LIMIT", 2.0)  # the server's threshold, scaled
+    peer = await launcher.start(PROBE)
+    async with rebeam.connect(nats_server.url, namespace=namespace) as node:
+        await node.monitor(peer.pid)  # a monitor starts the node's lease watcher
+
+        async def watching() -> bool:
+            return any(sub._jsi is not None for sub in node.nc._subs.values())
+
+        await until(watching, "the lease watcher to subscribe")
+        await node.nc.flush()
+        before = await server_subscriptions(nats_server.monitor_url)
+        # What nats-py does after two missed heartbeats, done now instead of on a busy day.
+        watch = lease_watch_of(node.nc)
+        await watch._jsi.reset_ordered_consumer(watch._jsi._sseq + 1)
+
+        async def replaced() -> bool:
+            return await server_subscriptions(nats_server.monitor_url) > before
+
+        await until(replaced, "the new consumer to be made")
+
+        async def old_one_gone() -> bool:
+            return await server_subscriptions(nats_server.monitor_url) <= before
+
+        await until(old_one_gone, "the replaced consumer to be deleted by the server", timeout=30)
