@@ -87,7 +87,7 @@ def test_an_unreadable_file_later_keeps_the_last_credential(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The file read at each reconnection: a fresh token is taken; a file being replaced
-    (gone for a moment) keeps the last one, and stderr says so once."""
+    (gone, or empty, for a moment) keeps the last one, and stderr says so once a minute."""
     credentials_file = tmp_path / "credentials"
     credentials_file.write_text("first\n")
     args = argparse.Namespace(nats="nats://127.0.0.1:1", credentials_file=credentials_file)
@@ -98,6 +98,7 @@ def test_an_unreadable_file_later_keeps_the_last_credential(
     assert current() == "second"
     credentials_file.unlink()
     assert current() == "second"
+    credentials_file.write_text("")  # being rewritten
     assert current() == "second"
     warned = capsys.readouterr().err.splitlines()
     assert len(warned) == 1, warned

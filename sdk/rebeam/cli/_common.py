@@ -235,7 +235,7 @@ def credentials(args: argparse.Namespace) -> Credential:
     if path:
         return refreshed(lambda: read_credentials_file(path), f"the credentials file {path}")
     return os.environ.get("REBEAM_CREDENTIALS") or refreshed(
-        kubeconfig_token, "the kubeconfig user's token"
+        kubeconfig_token, "the current kubeconfig user"
     )
 
 
@@ -271,18 +271,14 @@ def refreshed(read: Callable[[], str | None], source: str) -> Credential:
         nonlocal last, warned
         try:
             fresh = read()
-            why = "it is empty" if not fresh else ""
+            why = f"no credential found in {source}"
         except OSError as exc:
-            fresh, why = None, str(exc)
+            fresh, why = None, str(exc)  # it names the file
         if fresh:
             last = fresh
         elif time.monotonic() - warned >= STALE_WARNING_INTERVAL:
             warned = time.monotonic()
-            print(
-                f"rebeam: reconnecting with the credential read before from {source}: {why}",
-                file=sys.stderr,
-                flush=True,
-            )
+            print(f"rebeam: {why}; reconnecting with the one read before", file=sys.stderr)
         return last
 
     return current
