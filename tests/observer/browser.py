@@ -1,6 +1,8 @@
 """What every observer test shares, against ``rebeam run`` (tests/observer) or a cluster's
 NATS (tests/e2e/operator/test_operator_observer.py): ``rebeam observe`` as a subprocess,
-a headless Chromium under chromedriver, and reading the page.
+a headless Chromium under chromedriver, their fixtures (``observers`` and ``browser``,
+defined as ``observers_fixture`` and ``browser_fixture``: import those where they are used),
+and reading the page.
 
 Chromium and its driver come from Debian (``chromium``, ``chromium-driver``): installed here
 with apt when missing and running as root, as tools/images.py installs its tools; otherwise
@@ -154,6 +156,21 @@ def open_browser(tmp_path: Path) -> Iterator[Any]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(os_pid, signal.SIGKILL)
         assert not left, f"chromium processes left after quit: {left}"
+
+
+@pytest.fixture(name="observers")
+def observers_fixture() -> Iterator[list[Observe]]:
+    """Observers started by the test (append to the list); each stopped by its pid."""
+    started: list[Observe] = []
+    yield started
+    stop_observers(started)
+
+
+@pytest.fixture(name="browser")
+def browser_fixture(tmp_path: Path) -> Iterator[Any]:
+    """A headless Chromium under chromedriver, stopped with everything it started."""
+    with open_browser(tmp_path) as driver:
+        yield driver
 
 
 def wait_for(condition: object, timeout: float = DEADLINE, what: str = "", poll: float = 0.02):

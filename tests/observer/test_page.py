@@ -30,13 +30,13 @@ TREE = supervisor(
 ACTORS = Path(__file__).with_name("observed_actors.py")
 
 
-def start(rebeam_run: StartRun, tmp_path: Path, observe: list[Observe]) -> tuple[Any, Observe]:
+def start(rebeam_run: StartRun, tmp_path: Path, observers: list[Observe]) -> tuple[Any, Observe]:
     (tmp_path / "counting.py").write_text(COUNTER)
     shutil.copy(ACTORS, tmp_path)
     run = rebeam_run(TREE)
     run.events.wait("started", child="worker")
     observer = start_observer(run)
-    observe.append(observer)
+    observers.append(observer)
     return run, observer
 
 
@@ -55,9 +55,9 @@ def shown_at(driver: Any, text: str) -> float:
 
 
 def test_tree_appears_and_a_crash_shows_within_a_second(
-    rebeam_run: StartRun, tmp_path: Path, observe: list[Observe], browser: Any
+    rebeam_run: StartRun, tmp_path: Path, observers: list[Observe], browser: Any
 ) -> None:
-    run, observer = start(rebeam_run, tmp_path, observe)
+    run, observer = start(rebeam_run, tmp_path, observers)
     browser.get(observer.url)
     wait_for(lambda: browser.find_element(By.ID, "conn").text == "live", what="the stream")
     assert cell(browser, "shop/counter", 2) == "running"
@@ -98,9 +98,9 @@ def exited_seen_line(driver: Any) -> str:
 
 
 def test_restart_from_the_page_and_nothing_without_the_token(
-    rebeam_run: StartRun, tmp_path: Path, observe: list[Observe], browser: Any
+    rebeam_run: StartRun, tmp_path: Path, observers: list[Observe], browser: Any
 ) -> None:
-    run, observer = start(rebeam_run, tmp_path, observe)
+    run, observer = start(rebeam_run, tmp_path, observers)
     refused = refusals_without_the_token(observer)
     assert refused == {"page": 403, "restart": 403, "wrong token": 403}
     browser.get(observer.url)
