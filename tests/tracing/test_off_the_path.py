@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from rebeam._envelope import CALL, CAST, Envelope
 from rebeam._ratelog import RateLog
-from rebeam._spans import Tracing
+from rebeam._spans import _MAX_PUT_OFF, Tracing
 from rebeam._stats import Stats
 from rebeam.pids import Pid
 
@@ -143,3 +143,12 @@ async def test_a_raising_span_processor_loses_one_span_not_the_rest(
     assert len(memory.get_finished_spans()) == 1  # the first never reached the exporter
     assert "could not end a span" in caplog.text
     assert "a broken span processor" in caplog.text
+
+
+async def test_a_burst_without_a_turn_of_the_loop_puts_off_a_few_spans_at_most() -> None:
+    seen = Seen()
+    tracing, _ = traced(seen)
+    for n in range(1, _MAX_PUT_OFF * 2 + 1):
+        with tracing.sending(CAST, OTHER):
+            pass
+        assert len(seen.ended) == n - n % _MAX_PUT_OFF
