@@ -375,6 +375,8 @@ class Node:
         if not self.nc.is_closed:
             with contextlib.suppress(Exception):
                 await self.nc.close()
+        if self._tracing is not None:
+            self._tracing.finish()  # the spans whose end was put off (rebeam._spans)
 
     def on_disconnected(self) -> None:
         if not self.is_client:
