@@ -64,8 +64,10 @@ def test_a_cycle_dropped_while_frozen_is_collected_after_a_thaw(
     del a, b
     gc.collect()
     assert seen() is not None  # kept while frozen: the price of short walks
-    heap._thaw_at = gc.get_freeze_count()  # the frozen set has "doubled"
+    heap._since = 10**9  # as if two live heaps had been frozen since the last full walk
     gc.collect()  # thaws
-    gc.collect()  # walks everything once
+    gc.collect()  # walks everything once, and freezes what is alive
     assert heap.thaws == 1
     assert seen() is None
+    assert heap._heap > 0
+    assert heap._since == 0
