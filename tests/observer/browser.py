@@ -234,5 +234,44 @@ def timeline(driver: Any) -> list[str]:
     )
 
 
+def stamp_page(driver: Any, path: str, column: int) -> None:
+    """From now on the page notes, by its own clock, when each timeline line appears and
+    each text the cell ``column`` of ``path``'s row shows: how soon something is shown is
+    then the page's doing alone, not also that of the test's polls (a WebDriver round trip
+    each, which took over a second on a loaded machine)."""
+    driver.execute_script(
+        "window.rebeamShown = [];"
+        "const cellText = () => {"
+        "  const row = document.querySelector(`#rows [data-path='${arguments[0]}']`);"
+        "  return row ? row.children[arguments[1]].textContent : null;"
+        "};"
+        "new MutationObserver((changes) => {"
+        "  const now = Date.now();"
+        "  for (const change of changes) for (const node of change.addedNodes)"
+        "    if (node.nodeName === 'LI') window.rebeamShown.push(['line', node.textContent, now]);"
+        "}).observe(document.getElementById('timeline'), {childList: true, subtree: true});"
+        "new MutationObserver(() => {"
+        "  window.rebeamShown.push(['cell', cellText(), Date.now()]);"
+        "}).observe(document.getElementById('rows'), {childList: true, subtree: true,"
+        "  characterData: true});",
+        path,
+        column,
+    )
+
+
+def line_shown_at(driver: Any, text: str) -> float | None:
+    """When (epoch seconds) a timeline line containing ``text`` first appeared since
+    :func:`stamp_page`, else None."""
+    shown = driver.execute_script("return window.rebeamShown;")
+    return next((ms / 1000 for kind, t, ms in shown if kind == "line" and text in t), None)
+
+
+def cell_shown_at(driver: Any, text: str) -> float | None:
+    """When (epoch seconds) the watched cell first showed ``text`` since :func:`stamp_page`,
+    else None."""
+    shown = driver.execute_script("return window.rebeamShown;")
+    return next((ms / 1000 for kind, t, ms in shown if kind == "cell" and t == text), None)
+
+
 def notice(driver: Any) -> str:
     return str(driver.execute_script("return document.getElementById('notice').textContent"))
