@@ -1,4 +1,6 @@
-"""A lease watcher whose consumer nats-py replaced leaves nothing behind for long.
+"""Leases after trouble: a lease watcher whose consumer nats-py replaced leaves nothing
+behind for long, and a peer slow to come back after an outage is not reported lost while it
+holds its lease.
 
 nats-py replaces the consumer of a key-value watch when it misses two idle heartbeats (a
 process starved of CPU on a busy machine is enough) and does not delete the old one: the
@@ -9,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import urllib.request
 from typing import Any
 
@@ -62,3 +66,34 @@ async def test_a_replaced_watcher_consumer_is_gone_soon(
             return await server_subscriptions(nats_server.monitor_url) <= before
 
         await until(old_one_gone, "the replaced consumer to be deleted by the server", timeout=30)
+
+
+async def test_a_peer_slow_to_come_back_after_an_outage_is_not_reported_lost(
+    launcher, nats_server, namespace
+):
+    # Its lease outlives the pause below by far; a NATS outage while it is paused is what a
+    # busy machine does to a process that takes long to reconnect.
+    peer = await launcher.start(PROBE, env={"REBEAM_LEASE_TTL": "120"})
+    async with rebeam.connect(nats_server.url, namespace=namespace) as node:
+        ref = await node.monitor(peer.pid)
+        os.kill(peer.os_pid, signal.SIGSTOP)
+        try:
+            await nats_server.restart_async()
+
+            async def judged() -> bool:
+                return (await node.stats_of())["slow_to_return"] == 1
+
+            # The node asks again after its reconnect, and after 10 s without an answer
+            # looks at the peer's lease.
+            await until(judged, "the node to find the peer's lease standing", timeout=60)
+        finally:
+            os.kill(peer.os_pid, signal.SIGCONT)
+
+        async def answers() -> bool:  # once it has reconnected in its turn
+            try:
+                return await node.call(peer.pid, ["echo", "back"], timeout=1) == "back"
+            except (rebeam.NoProc, rebeam.CallTimeout):
+                return False
+
+        await until(answers, "the peer to answer again", timeout=60)
+        assert node.demonitor(ref), "the monitor fired"  # active still: no Down came
