@@ -80,6 +80,9 @@ DURABLE_MAX_AGE = 7 * 24 * 3600.0
 ACK_WAIT = 2.0  # seconds: an unacknowledged message is redelivered this long after a crash
 BATCH = 256  # messages in flight per durable actor, in batched mode
 _PULL_EXPIRES = 1.0  # seconds a pull request waits on the server for messages
+_ASK_FLOOR = 64  # sends remembered above the floor before the server is asked for its own
+MAX_ITEMS_RECORDED = 4096  # stored messages a progress record names at most
+_MAX_RECORD = 128 * 1024  # bytes of a progress record read at most
 
 
 # A send's place in the stream: (stream sequence, item). The only or last item of a stored
@@ -194,7 +197,11 @@ class DurableMailbox:
         self._inbox = ""
         self._recorded = Progress((0, WHOLE))  # the progress record as stored
         self._spared = Spared()
-        self._handled: Position = (0, WHOLE)  # the last item handled (or parked) here
+        # What was handled (or parked): every send up to ``_done``, and above it the sends
+        # of ``_items`` (stream sequence -> its last item handled). Not one position: a send
+        # may come back behind later ones (its delivery was lost), and must still run.
+        self._done: Position = (0, WHOLE)
+        self._items: dict[int, int] = {}
         self._at: Position = (0, WHOLE)  # the item being handled
         self._ran = False  # the item's callback returned
         self._counted = 0  # handled since the last flush: counted once recorded
@@ -221,7 +228,8 @@ class DurableMailbox:
             # Not a record we wrote: start from the beginning of what is stored (at least
             # once, as after a crash) rather than not at all.
             self.node._registry_invalid(self._key, str(exc))
-        self._handled = self._recorded.done
+        self._done = self._recorded.done
+        self._items = dict(self._recorded.items)
         self._spared = self._recorded.spared
         # One at a time first, so that nothing new overtakes what an earlier incarnation
         # left unacknowledged; batched at once if it left nothing.
@@ -341,7 +349,7 @@ class DurableMailbox:
         seq, delivered = int(meta.sequence.stream), int(meta.num_delivered)
         self._at = (seq, 0)
         self.node.stats.durable_redelivered += delivered > 1
-        if (seq, WHOLE) <= self._handled:  # handled before (maybe by a crashed incarnation)
+        if self._was_handled((seq, WHOLE)):  # handled before (maybe by a crashed incarnation)
             self.node.stats.durable_duplicates += 1
             return self._settle(msg)
         try:
@@ -356,7 +364,7 @@ class DurableMailbox:
         sender = _subjects.sender_text(msg.subject)  # who may have sent what it holds
         for i, data in enumerate(items):
             self._at = at = (seq, WHOLE if i == last else i)
-            if at <= self._handled:  # the part of a batch a crashed incarnation handled
+            if self._was_handled(at):  # the part of a batch a crashed incarnation handled
                 self.node.stats.durable_duplicates += 1
                 continue
             index = i if last else None
@@ -385,13 +393,21 @@ class DurableMailbox:
         self._ran = False
 
         async def handled() -> None:  # the host calls it once the callback returned
-            self._handled = at
+            self._mark(at)
             self._counted += 1
             self._ran = True
 
         env.ack = handled
         await self.host.deliver(env)
         return self._ran
+
+    def _was_handled(self, at: Position) -> bool:
+        return at <= self._done or at[1] <= self._items.get(at[0], -1)
+
+    def _mark(self, at: Position) -> None:
+        seq, item = at
+        if item > self._items.get(seq, -1) and at > self._done:
+            self._items[seq] = item
 
     def _settle(self, msg: Any) -> bool:
         self._settled.append(msg)
@@ -409,7 +425,7 @@ class DurableMailbox:
         while self._settled:
             # Taken together, with no await between: the record covers exactly these.
             self._flushing, self._settled = self._settled, []
-            await self._record(self._handled)
+            await self._record()
             # Acked after the record: a redelivery of any of them (an ack is not waited
             # for, and can be lost) is recognised by it.
             flushing, self._flushing = self._flushing, []
@@ -417,8 +433,15 @@ class DurableMailbox:
                 with contextlib.suppress(Exception):
                     await msg.ack()
 
-    async def _record(self, handled: Position) -> None:
-        progress = Progress(handled, self._spared)
+    async def _record(self) -> None:
+        if len(self._items) > _ASK_FLOOR:
+            await self._lift_floor()
+        if len(self._items) > MAX_ITEMS_RECORDED:
+            # Forgotten, the oldest can only run twice (at least once), never be lost.
+            self.node._ratelog.error("durable progress record full", str(len(self._items)))
+            for seq in sorted(self._items)[: len(self._items) - MAX_ITEMS_RECORDED]:
+                del self._items[seq]
+        progress = Progress(self._done, self._spared, tuple(sorted(self._items.items())))
         counted, self._counted = self._counted, 0
         if progress != self._recorded:
             try:
@@ -430,6 +453,21 @@ class DurableMailbox:
                 # that is lost too means the message runs again (at least once).
                 self.node._ratelog.error("cannot record durable progress", str(exc))
         self.node.stats.durable_delivered += counted
+
+    async def _lift_floor(self) -> None:
+        """Forget the sends JetStream can deliver no more: all up to the consumer's ack
+        floor were acknowledged (by this incarnation or an earlier one)."""
+        try:
+            info = await self.node.nc.jetstream().consumer_info(
+                self._stream, consumer_name(self.pid)
+            )
+            floor = int(info.ack_floor.stream_seq)
+        except Exception as exc:  # NATS away: the next record asks again
+            self.node._ratelog.error("cannot read the durable ack floor", str(exc))
+            return
+        if (floor, WHOLE) > self._done:
+            self._done = (floor, WHOLE)
+            self._items = {seq: item for seq, item in self._items.items() if seq > floor}
 
     async def _give_back(self) -> None:
         """Crashed or stopping: record and acknowledge what was handled. What was delivered
@@ -455,7 +493,7 @@ class DurableMailbox:
                 await self._flusher
         with contextlib.suppress(Exception):
             await self._flush_all()
-            await self._record(self._handled)  # what is spared, if nothing else
+            await self._record()  # what is spared, if nothing else
 
     async def _heartbeat(self) -> None:
         """Keep what waits behind a long callback (and the callback's own message) from being
@@ -490,7 +528,7 @@ class DurableMailbox:
                 if self.host._stop is not None:
                     return False
                 await asyncio.sleep(0.5)
-        self._handled = max(self._handled, at)  # recorded: never run again
+        self._mark(at)  # recorded: never run again
         self.node.stats.parked += 1
         where = parked_subject(self.pid)
         what = str(seq) if index is None else f"{seq} item {index}"
@@ -522,28 +560,81 @@ class Spared:
 
 @dataclasses.dataclass(frozen=True)
 class Progress:
-    """The progress record ``d.<slot>``: the position of the last send handled, and what
-    :class:`Spared` says (``"<done>"`` or ``"<done> <after> <count>"``; a position is
-    ``<seq>`` for a whole stored message, ``<seq>.<item>`` inside a batch)."""
+    """The progress record ``d.<slot>``: every send up to position ``done`` was handled, and
+    so was each send of ``items`` above it ((stream sequence, last item handled), by
+    sequence), and what :class:`Spared` says.
+
+    Written ``"<done>[ <after> <count>][ h=<items>]"``: a position is ``<seq>`` for a whole
+    stored message, ``<seq>.<item>`` inside a batch; ``<items>`` is a comma-separated list
+    of positions and of ``<first>-<last>`` runs of whole stored messages."""
 
     done: Position
     spared: Spared = Spared()
+    items: tuple[tuple[int, int], ...] = ()
+
+    def covers(self, at: Position) -> bool:
+        """Whether the send at ``at`` was handled."""
+        return at <= self.done or any(seq == at[0] and at[1] <= item for seq, item in self.items)
 
     def encode(self) -> bytes:
-        done = _format(self.done)
-        if self.spared.after is None:
-            return done.encode()
-        return f"{done} {_format(self.spared.after)} {self.spared.count}".encode()
+        parts = [_format(self.done)]
+        if self.spared.after is not None:
+            parts += [_format(self.spared.after), str(self.spared.count)]
+        if self.items:
+            parts.append("h=" + ",".join(_runs(self.items)))
+        return " ".join(parts).encode()
 
     @classmethod
     def parse(cls, value: bytes | None) -> Progress:
         """ValueError if ``value`` is not a record we write."""
+        if value is not None and len(value) > _MAX_RECORD:
+            raise ValueError(f"not a progress record: {len(value)} bytes")
         text = (value or b"0").decode("ascii", errors="replace")
         parts = text.split(" ")
+        items: tuple[tuple[int, int], ...] = ()
+        if len(parts) > 1 and parts[-1].startswith("h="):
+            items = _parse_items(parts.pop()[2:])
         if len(parts) not in (1, 3):
             raise ValueError(f"not a progress record: {text[:40]!r}")
+        done = _parse(parts[0])
+        if items and items[0][0] <= done[0]:
+            raise ValueError(f"not a progress record: {text[:40]!r}")
         if len(parts) == 1:
-            return cls(_parse(parts[0]))
+            return cls(done, Spared(), items)
         if not (parts[2].isdigit() and len(parts[2]) <= 20):
             raise ValueError(f"not a progress record: {text[:40]!r}")
-        return cls(_parse(parts[0]), Spared(_parse(parts[1]), int(parts[2])))
+        return cls(done, Spared(_parse(parts[1]), int(parts[2])), items)
+
+
+def _runs(items: tuple[tuple[int, int], ...]) -> list[str]:
+    """``items`` written short: whole stored messages of consecutive sequences as one run."""
+    out: list[str] = []
+    first = last = -1
+    for seq, item in (*items, (-1, 0)):  # a sentinel ends the last run
+        if item == WHOLE and seq == last + 1 and first >= 0:
+            last = seq
+            continue
+        if first >= 0:
+            out.append(str(first) if first == last else f"{first}-{last}")
+            first = last = -1
+        if item == WHOLE:
+            first = last = seq
+        elif seq >= 0:
+            out.append(f"{seq}.{item}")
+    return out
+
+
+def _parse_items(text: str) -> tuple[tuple[int, int], ...]:
+    items: list[tuple[int, int]] = []
+    for part in text.split(","):
+        low, dash, high = part.partition("-")
+        first = _parse(low)
+        last = _parse(high) if dash else first
+        if dash and (first[1] != WHOLE or last[1] != WHOLE or last[0] <= first[0]):
+            raise ValueError(f"not a run of stored messages: {part[:40]!r}")
+        if items and items[-1][0] >= first[0]:
+            raise ValueError(f"stored messages recorded out of order: {part[:40]!r}")
+        if len(items) + last[0] - first[0] >= MAX_ITEMS_RECORDED:
+            raise ValueError(f"more than {MAX_ITEMS_RECORDED} stored messages recorded")
+        items += [(seq, first[1]) for seq in range(first[0], last[0] + 1)]
+    return tuple(items)

@@ -103,10 +103,10 @@ async def test_kill_mid_batch_runs_exactly_the_unrecorded_sends_again(launcher, 
     await first.wait()
     kv = await Store(launcher.nc.jetstream(), launcher.namespace).kv()
     try:
-        done = Progress.parse((await kv.get(f"d.{first.pid.slot_token}")).value).done
+        progress = Progress.parse((await kv.get(f"d.{first.pid.slot_token}")).value)
     except KeyNotFoundError:  # killed before its first record
-        done = (0, WHOLE)
-    recorded = sum(1 for p in at if p <= done)
+        progress = Progress((0, WHOLE))
+    recorded = sum(1 for p in at if progress.covers(p))
     assert [m["got"][1] for m in before] == list(range(len(before)))
     second = await launcher.start(DURABLE, args, slot="co-k", incarnation=3)
     expected = list(range(recorded, total))
@@ -228,12 +228,20 @@ def test_a_batch_framed_otherwise_than_its_header_says_is_refused() -> None:
 
 
 def test_progress_records_positions_inside_a_batch() -> None:
-    for record in [b"7", b"7.3", b"7.3 5.0 2", b"7 6 1", b"0"]:
+    for record in [b"7", b"7.3", b"7.3 5.0 2", b"7 6 1", b"0", b"7 6 1 h=9-11,12.4,15", b"7 h=8"]:
         assert Progress.parse(record).encode() == record
     assert Progress.parse(b"7").done == (7, WHOLE)
     assert Progress.parse(b"7.3").done < Progress.parse(b"7").done
-    for bad in [b"7.", b".3", b"7.3.1", b"7 6", b"7.99999999999", b"7 6 x"]:
-        with pytest.raises(ValueError, match="not a"):
+    # Handled above the floor, out of order: what lies between was not.
+    progress = Progress.parse(b"7 h=9-11,12.4")
+    assert progress.items == ((9, WHOLE), (10, WHOLE), (11, WHOLE), (12, 4))
+    assert [progress.covers(at) for at in [(7, 2), (8, WHOLE), (10, 0), (12, 4), (12, 5)]] == [
+        True, False, True, True, False,
+    ]  # fmt: skip
+    bad_records = [b"7.", b".3", b"7.3.1", b"7 6", b"7.99999999999", b"7 6 x", b"7 h=6", b"7 h="]
+    bad_records += [b"7 h=9,9", b"7 h=11-9", b"7 h=9.1-11", b"7 h=8-99999", b"7" * 200_000]
+    for bad in bad_records:
+        with pytest.raises(ValueError, match=r"not a|recorded|run of"):
             Progress.parse(bad)
 
 
