@@ -177,17 +177,27 @@ class Acks:
 
 
 class _Batch:
-    """Sends gathered for one stored message; every one of them awaits ``done``."""
+    """Sends gathered for one stored message. Each send awaits a future of its own: a caller
+    that stops waiting (a timeout) cancels its own, never its batch-mates'."""
 
-    __slots__ = ("done", "first_id", "items", "size")
+    __slots__ = ("first_id", "items", "sends", "size")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, first_id: str) -> None:
-        self.done: asyncio.Future[int] = loop.create_future()
-        # Read it, so that a batch whose senders were all cancelled logs nothing.
-        self.done.add_done_callback(lambda f: f.cancelled() or f.exception())
+    def __init__(self, first_id: str) -> None:
         self.first_id = first_id
         self.items: list[bytes] = []
+        self.sends: list[asyncio.Future[int]] = []
         self.size = 0
+
+    def stored(self, seq: int) -> None:
+        for send in self.sends:
+            if not send.done():
+                send.set_result(seq)
+
+    def fail(self, exc: BaseException) -> None:
+        for send in self.sends:
+            if not send.done():
+                send.set_exception(exc)
+                send.exception()  # read: a send nobody awaits logs nothing
 
 
 class Outbox:
@@ -214,12 +224,14 @@ class Outbox:
         last = self.waiting[-1] if self.waiting else None
         size = len(data) + _FRAME
         if last is None or len(last.items) >= MAX_ITEMS or last.size + size > self.max_bytes:
-            last = _Batch(self._loop, msg_id)
+            last = _Batch(msg_id)
             self.waiting.append(last)
         last.items.append(data)
         last.size += size
+        send: asyncio.Future[int] = self._loop.create_future()
+        last.sends.append(send)
         self._kick()
-        return last.done
+        return send
 
     def _kick(self) -> None:
         """Start the pump if something waits, there is room, and it is not running."""
@@ -244,7 +256,7 @@ class Outbox:
                     ack = await self._publish(batch)
                 except BaseException as exc:
                     self.flying -= 1
-                    _fail(batch, exc)
+                    batch.fail(exc)
                     if not isinstance(exc, Exception):
                         raise
                     continue
@@ -286,18 +298,12 @@ class Outbox:
         exc = nats.errors.TimeoutError() if ack.cancelled() else ack.exception()
         if exc is None:
             self.confirmed = True
-            if not batch.done.done():
-                batch.done.set_result(ack.result())
+            batch.stored(ack.result())
         elif isinstance(exc, jserr.APIError) and exc.err_code == _MAILBOX_FULL:
-            _fail(batch, MailboxFull(f"the durable mailbox of {self.to} is full"))
+            batch.fail(MailboxFull(f"the durable mailbox of {self.to} is full"))
         else:
-            _fail(batch, exc)
+            batch.fail(exc)
         self._kick()
-
-
-def _fail(batch: _Batch, exc: BaseException) -> None:
-    if not batch.done.done():
-        batch.done.set_exception(exc)
 
 
 class Sender:

@@ -90,6 +90,23 @@ async def test_sends_keep_the_order_of_the_calls_not_of_the_awaits(launcher, nod
     await second.stop()
 
 
+async def test_a_send_that_stops_waiting_leaves_its_batch_mates_stored(launcher, node):
+    """A caller's timeout ends its own wait for the store, not its batch-mates': each of
+    them is told it was stored, and is."""
+    args = {"report_to": str(node.pid)}
+    first = await launcher.start(DURABLE, args, slot="co-w")
+    await first.stop()
+    sends = [node.cast(first.pid, ["a", i], durable=True) for i in range(3)]  # one batch
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(sends[1], 0)  # gives up at once, as a timeout would later
+    stored = [await sends[0], await sends[2]]
+    assert stored[0] == stored[1]  # one stored message, the one that gave up inside it
+    second = await launcher.start(DURABLE, args, slot="co-w", incarnation=2)
+    got = [m["got"] for m in await collect(node, 3)]
+    assert got == [["a", 0], ["a", 1], ["a", 2]]  # given up on, and stored all the same
+    await second.stop()
+
+
 async def test_kill_mid_batch_runs_exactly_the_unrecorded_sends_again(launcher, node):
     total = 1000
     args = {"report_to": str(node.pid)}
