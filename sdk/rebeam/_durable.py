@@ -30,10 +30,12 @@ Layout (Core NATS by default, JetStream only where asked):
   saying why, counted (``parked``) and logged, and the actor carries on with the next send;
   a stored message is acknowledged once all of its sends are handled or parked.
 
-Bounds: the stream holds at most ``DURABLE_MAX_MESSAGES`` stored messages per subject (per
-sender and slot; each holds at most ``_durable_batch.MAX_ITEMS`` sends), refusing new ones
-(``discard_new_per_subject``): a sender's store then fails and raises
-:class:`~rebeam.errors.MailboxFull` to each of its sends. Messages older than
+Bounds: a sender lets at most ``_durable_batch.MAX_WAITING`` of its sends wait per slot,
+counted by the sender (the stream counts stored messages, each holding up to
+``_durable_batch.MAX_ITEMS`` sends), raising :class:`~rebeam.errors.MailboxFull` past it;
+behind that, the stream holds at most ``DURABLE_MAX_MESSAGES`` stored messages per subject
+(per sender and slot), refusing new ones (``discard_new_per_subject``): a sender's store
+then fails and raises :class:`~rebeam.errors.MailboxFull` to each of its sends. Messages older than
 ``DURABLE_MAX_AGE`` are dropped. File storage, one replica (docs/nats.md, "Durable mailbox
 streams", says what that keeps).
 """

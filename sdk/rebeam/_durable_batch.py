@@ -19,6 +19,10 @@ Order: one outbox per (sender connection, slot), and its stores are published on
 the other by one task, so the stream keeps a sender's sends to a slot in the order they
 were made, batched or not.
 
+Bound: an outbox counts the sends of its stores that may still wait and refuses a batch
+(:class:`MailboxFull` to each send) that would take them past ``MAX_WAITING``; it asks the
+server how many of its stored messages are left only when that count says no.
+
 PubAcks: each sender connection has one :class:`Acks`, an inbox subscription that takes the
 stream's answers by token, rather than nats-py's ``publish_async``: that one awaits a
 semaphore and builds a future per message, and an error answer with code 503 (the one
@@ -63,6 +67,8 @@ __all__ = [
 BATCH_HEADER = "Rebeam-Batch"
 MAX_ITEMS = 64  # sends per stored message at most
 MAX_FLYING = 4  # stores of one outbox waiting for their PubAck at a time
+MAX_WAITING = 10_000  # sends from one sender waiting in one slot's mailbox
+_KEEP_COUNTED = 1024  # idle outboxes kept for the sends they counted as waiting
 _FRAME = 4  # bytes of an item's length
 _MAX_BATCH_BYTES = 256 * 1024  # and never past the server's max_payload
 _MAILBOX_FULL = 10077  # JetStream: maximum messages per subject exceeded
@@ -212,6 +218,12 @@ class Outbox:
         self.max_bytes = max_bytes
         self.waiting: collections.deque[_Batch] = collections.deque()
         self.flying = 0
+        # The bound counts sends, as the user does, though the stream counts stored messages
+        # (one may hold MAX_ITEMS sends): (stream sequence, sends) of each store that may
+        # still wait, oldest first, and their sends, with those of the stores in flight.
+        self.stored: collections.deque[tuple[int, int]] = collections.deque()
+        self.stored_sends = 0
+        self.flying_sends = 0
         # Until a first store succeeded, one at a time: the stream may not exist yet, and a
         # store retried after creating it must not come after later ones.
         self.confirmed = False
@@ -242,6 +254,11 @@ class Outbox:
     def idle(self) -> bool:
         return not self.waiting and not self.flying and self._pump is None
 
+    @property
+    def forgettable(self) -> bool:
+        """Idle and counting no send as waiting: dropping it forgets nothing."""
+        return self.idle and not self.stored
+
     def _room(self) -> bool:
         return self.flying < (MAX_FLYING if self.confirmed else 1)
 
@@ -251,11 +268,16 @@ class Outbox:
         try:
             while self.waiting and self._room():
                 batch = self.waiting.popleft()
+                if not await self._fits(len(batch.items)):
+                    batch.fail(MailboxFull(f"the durable mailbox of {self.to} is full"))
+                    continue
                 self.flying += 1
+                self.flying_sends += len(batch.items)
                 try:
                     ack = await self._publish(batch)
                 except BaseException as exc:
                     self.flying -= 1
+                    self.flying_sends -= len(batch.items)
                     batch.fail(exc)
                     if not isinstance(exc, Exception):
                         raise
@@ -266,6 +288,26 @@ class Outbox:
                     self._loop.create_task(self._first(batch, ack))
         finally:
             self._pump = None
+
+    async def _fits(self, sends: int) -> bool:
+        """Whether ``sends`` more keep this sender's sends waiting in the slot within
+        MAX_WAITING; once the count says no, the server is asked what is left."""
+        if self.stored_sends + self.flying_sends + sends <= MAX_WAITING:
+            return True
+        from rebeam._durable import stream_name  # the stream's name lives with the mailbox
+
+        try:
+            info = await self.js.stream_info(
+                stream_name(self.to.namespace), subjects_filter=self.subject
+            )
+            left = int((info.state.subjects or {}).get(self.subject, 0))
+        except Exception:  # cannot tell: counted as waiting still (refused, not overrun)
+            left = len(self.stored)
+        # The receiver takes a sender's stores in the order stored: what is left is the
+        # newest (stores in flight may be among them: then a few more count than wait).
+        while len(self.stored) > left:
+            self.stored_sends -= self.stored.popleft()[1]
+        return self.stored_sends + self.flying_sends + sends <= MAX_WAITING
 
     async def _publish(self, batch: _Batch) -> asyncio.Future[int]:
         if len(batch.items) == 1:
@@ -295,9 +337,12 @@ class Outbox:
 
     def _answered(self, batch: _Batch, ack: asyncio.Future[int]) -> None:
         self.flying -= 1
+        self.flying_sends -= len(batch.items)
         exc = nats.errors.TimeoutError() if ack.cancelled() else ack.exception()
         if exc is None:
             self.confirmed = True
+            self.stored.append((ack.result(), len(batch.items)))
+            self.stored_sends += len(batch.items)
             batch.stored(ack.result())
         elif isinstance(exc, jserr.APIError) and exc.err_code == _MAILBOX_FULL:
             batch.fail(MailboxFull(f"the durable mailbox of {self.to} is full"))
@@ -326,8 +371,11 @@ class Sender:
 
     def _make(self, to: Pid) -> Outbox:
         if len(self.by_pid) > 64:  # forget idle ones now and then
-            self.by_pid = {k: b for k, b in self.by_pid.items() if not b.idle}
-            self.by_subject = {k: b for k, b in self.by_subject.items() if not b.idle}
+            # Those still counting sends as waiting too, once there are many of them: a new
+            # outbox for the slot then counts afresh (the stream's own bound still holds).
+            drop = "forgettable" if len(self.by_subject) <= _KEEP_COUNTED else "idle"
+            self.by_pid = {k: b for k, b in self.by_pid.items() if not getattr(b, drop)}
+            self.by_subject = {k: b for k, b in self.by_subject.items() if not getattr(b, drop)}
         # Every incarnation of a slot shares one queue subject, so one outbox: one order.
         subject = _subjects.durable_queue(to, self.sender)
         box = self.by_subject.get(subject)

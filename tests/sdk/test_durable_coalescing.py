@@ -225,6 +225,34 @@ async def test_a_refused_batch_refuses_each_of_its_sends_and_loses_none(launcher
     await second.stop()
 
 
+async def test_the_bound_counts_sends_not_stored_messages(launcher, node):
+    """10 000 sends wait per sender and durable actor, however few stored messages hold
+    them; once the actor took them, there is room again."""
+    args = {"report_to": str(node.pid)}
+    first = await launcher.start(DURABLE, args, slot="co-n")
+    await first.stop()
+    limit = _durable_batch.MAX_WAITING
+    stored = await burst(node, first.pid, [["a", i] for i in range(limit)])
+    assert len(set(stored)) < limit // 10  # far fewer stored messages than sends
+    over = [_durable.publish(node, first.pid, CAST, ["b", i]) for i in range(100)]
+    refused = await asyncio.gather(*over, return_exceptions=True)
+    assert all(isinstance(r, rebeam.MailboxFull) for r in refused), refused[:3]
+    second = await launcher.start(DURABLE, args, slot="co-n", incarnation=2)
+    got = [m["got"] for m in await collect(node, limit, timeout=180)]
+    assert got == [["a", i] for i in range(limit)]  # the refused ones are not among them
+    await settled(second.pid, "durable_delivered", limit)
+    deadline = time.monotonic() + 30
+    while True:  # until the server has deleted what was acknowledged
+        try:
+            await _durable.publish(node, second.pid, CAST, ["c", 0])
+            break
+        except rebeam.MailboxFull:
+            assert time.monotonic() < deadline, "still full after the actor took everything"
+            await asyncio.sleep(0.05)
+    assert [m["got"] for m in await collect(node, 1)] == [["c", 0]]
+    await second.stop()
+
+
 def test_a_batch_framed_otherwise_than_its_header_says_is_refused() -> None:
     items = [b"one", b"", b"three"]
     data = _durable_batch.frame(items)
