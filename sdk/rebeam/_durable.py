@@ -599,7 +599,7 @@ class Progress:
         if len(parts) not in (1, 3):
             raise ValueError(f"not a progress record: {text[:40]!r}")
         done = _parse(parts[0])
-        if items and items[0][0] <= done[0]:
+        if items and (items[0][0] < done[0] or (items[0][0] == done[0] and done[1] == WHOLE)):
             raise ValueError(f"not a progress record: {text[:40]!r}")
         if len(parts) == 1:
             return cls(done, Spared(), items)

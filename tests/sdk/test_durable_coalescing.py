@@ -273,7 +273,8 @@ def test_a_batch_framed_otherwise_than_its_header_says_is_refused() -> None:
 
 
 def test_progress_records_positions_inside_a_batch() -> None:
-    for record in [b"7", b"7.3", b"7.3 5.0 2", b"7 6 1", b"0", b"7 6 1 h=9-11,12.4,15", b"7 h=8"]:
+    records = [b"7", b"7.3", b"7.3 5.0 2", b"7 6 1", b"0", b"7 6 1 h=9-11,12.4,15", b"7 h=8"]
+    for record in [*records, b"7.3 h=7.5"]:  # the last: more of the floor's own batch
         assert Progress.parse(record).encode() == record
     assert Progress.parse(b"7").done == (7, WHOLE)
     assert Progress.parse(b"7.3").done < Progress.parse(b"7").done
