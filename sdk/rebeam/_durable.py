@@ -23,9 +23,10 @@ Layout (Core NATS by default, JetStream only where asked):
   written once per pull's worth of handling after the callbacks returned and before the
   acks, so a redelivery of a recorded send after a crash, a whole stored message or the
   first sends of a batch, is recognised and not run again;
-* a send delivered more than ``max_deliver`` times (it crashed or outlived every
-  incarnation that got it; a delivery to an incarnation that crashed on an earlier send
-  or stopped before running it is not counted, see :class:`Spared`) is **parked**: its
+* a send started more than ``max_deliver`` times by incarnations that did not finish it
+  (it crashed them, or they were killed in it; counted in the record, see
+  :class:`Attempt`: a send merely delivered to an incarnation that died is not counted)
+  is **parked**: its
   envelope alone re-published to ``rebeam.<ns>.dmbox.parked.<slot token>`` with headers
   saying why, counted (``parked``) and logged, and the actor carries on with the next send;
   a stored message is acknowledged once all of its sends are handled or parked.
@@ -92,16 +93,6 @@ _MAX_RECORD = 128 * 1024  # bytes of a progress record read at most
 # as the stream sequence alone; the others of a batch are 0, 1, ... in the order sent.
 Position = tuple[int, int]
 WHOLE = (1 << 32) - 1
-
-
-def _seq(msg: Any) -> int:
-    return int(msg.metadata.sequence.stream)
-
-
-def _before(at: Position) -> Position:
-    """The position just before ``at``: nothing lies between them."""
-    seq, item = at
-    return (seq, item - 1) if item > 0 else (seq - 1, WHOLE)
 
 
 def _format(at: Position) -> str:
@@ -198,7 +189,10 @@ class DurableMailbox:
         )
         self._inbox = ""
         self._recorded = Progress((0, WHOLE))  # the progress record as stored
-        self._spared = Spared()
+        # The send an earlier incarnation may have died in, and how many started it.
+        self._attempt: Attempt | None = None
+        self._suspect = False  # the next send to run is the first an earlier one left
+        self._writing = asyncio.Lock()  # one progress write at a time, the latest state
         # What was handled (or parked): every send up to ``_done``, and above it the sends
         # of ``_items`` (stream sequence -> its last item handled). Not one position: a send
         # may come back behind later ones (its delivery was lost), and must still run.
@@ -232,7 +226,7 @@ class DurableMailbox:
             self.node._registry_invalid(self._key, str(exc))
         self._done = self._recorded.done
         self._items = dict(self._recorded.items)
-        self._spared = self._recorded.spared
+        self._attempt = self._recorded.attempt
         # One at a time first, so that nothing new overtakes what an earlier incarnation
         # left unacknowledged; batched at once if it left nothing.
         info = await self._configure(1)
@@ -320,12 +314,13 @@ class DurableMailbox:
                 break
             left.setdefault(int(msg.metadata.sequence.stream), msg)
         self._arrived.extendleft(left[seq] for seq in sorted(left, reverse=True))
+        self._suspect = bool(left)
         while self._arrived and self.host._stop is None:
             msg = self._arrived.popleft()
             if msg.data and not await self._one(msg):
                 return
         if self.host._stop is None:
-            self._spared = Spared()  # every delivery to an earlier incarnation is resolved
+            self._suspect = False
             self._flush()
             await self._configure(BATCH)
 
@@ -359,8 +354,7 @@ class DurableMailbox:
         except CodecError as exc:  # cannot be split: parked whole
             self.node.stats.malformed += 1
             self._at = (seq, WHOLE)
-            attempt = self._spared.attempts(self._at, delivered)
-            parked = await self._park(msg.data, self._at, attempt, f"malformed: {exc}", None)
+            parked = await self._park(msg.data, self._at, delivered, f"malformed: {exc}", None)
             return parked and self._settle(msg)
         last = len(items) - 1
         sender = _subjects.sender_text(msg.subject)  # who may have sent what it holds
@@ -378,7 +372,7 @@ class DurableMailbox:
         self, data: bytes, at: Position, delivered: int, sender: str | None, index: int | None
     ) -> bool:
         """Handle one send; False if it was not (the actor crashed or is stopping)."""
-        attempt = self._spared.attempts(at, delivered)
+        attempt = await self._starting(at) if self._suspect else 1
         if attempt > self.max_deliver:
             return await self._park(data, at, attempt, "delivered too many times", index)
         try:
@@ -402,6 +396,17 @@ class DurableMailbox:
         env.ack = handled
         await self.host.deliver(env)
         return self._ran
+
+    async def _starting(self, at: Position) -> int:
+        """The first send an earlier incarnation left: it may have died running it. Which
+        run of it this is, counted in the record before it runs, so that a kill -9 in it
+        counts too. Only this send: the earlier ones handled in order, so none after it
+        was started (a send merely delivered to an incarnation that died is no attempt)."""
+        self._suspect = False
+        before = self._attempt.count if self._attempt and self._attempt.at == at else 0
+        self._attempt = Attempt(at, before + 1)
+        await self._record()
+        return before + 1
 
     def _was_handled(self, at: Position) -> bool:
         return at <= self._done or at[1] <= self._items.get(at[0], -1)
@@ -436,6 +441,10 @@ class DurableMailbox:
                     await msg.ack()
 
     async def _record(self) -> None:
+        async with self._writing:  # a write never lands after a later one
+            await self._write()
+
+    async def _write(self) -> None:
         if len(self._items) > _ASK_FLOOR:
             await self._lift_floor()
         if len(self._items) > MAX_ITEMS_RECORDED:
@@ -443,7 +452,7 @@ class DurableMailbox:
             self.node._ratelog.error("durable progress record full", str(len(self._items)))
             for seq in sorted(self._items)[: len(self._items) - MAX_ITEMS_RECORDED]:
                 del self._items[seq]
-        progress = Progress(self._done, self._spared, tuple(sorted(self._items.items())))
+        progress = Progress(self._done, self._attempt, tuple(sorted(self._items.items())))
         counted, self._counted = self._counted, 0
         if progress != self._recorded:
             try:
@@ -480,22 +489,18 @@ class DurableMailbox:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
             self._sub = None
-        rest = [self._current] if self._current is not None else []
-        rest += [m for m in self._arrived if m.data]  # not the pull's status messages
         self._arrived.clear()
-        if rest:
-            stop = self.host._stop
-            crashed = self._current is not None and stop is not None and not stop.is_clean
-            # The first item not run: the current one, or the first of what waited.
-            first = self._at if self._current is not None else (_seq(rest[0]), 0)
-            # Delivered here and never run: that delivery is no attempt at them.
-            self._spared = self._spared.plus(first if crashed else _before(first))
+        stop = self.host._stop
+        crashed = self._current is not None and stop is not None and not stop.is_clean
+        # Crashed in this send: one run of it, unless counted when it started.
+        if crashed and (self._attempt is None or self._attempt.at != self._at):
+            self._attempt = Attempt(self._at, 1)
         if self._flusher is not None:
             with contextlib.suppress(BaseException):
                 await self._flusher
         with contextlib.suppress(Exception):
             await self._flush_all()
-            await self._record()  # what is spared, if nothing else
+            await self._record()  # the attempt, if nothing else
 
     async def _heartbeat(self) -> None:
         """Keep what waits behind a long callback (and the callback's own message) from being
@@ -541,37 +546,27 @@ class DurableMailbox:
 
 
 @dataclasses.dataclass(frozen=True)
-class Spared:
-    """Deliveries not to count as attempts: sends after position ``after`` were delivered up
-    to ``count`` times to incarnations that ended before running them (they had arrived
-    behind the send that crashed, or the actor was stopping)."""
+class Attempt:
+    """The send at ``at`` was started ``count`` times by incarnations that did not live to
+    finish it (a crash in it, a kill, a hang)."""
 
-    after: Position | None = None
-    count: int = 0
-
-    def attempts(self, at: Position, delivered: int) -> int:
-        if self.after is None or at <= self.after:
-            return delivered
-        return max(1, delivered - self.count)
-
-    def plus(self, after: Position) -> Spared:
-        """One more incarnation ended with what follows ``after`` delivered and not run."""
-        low = after if self.after is None else min(after, self.after)
-        return Spared(low, self.count + 1)
+    at: Position
+    count: int
 
 
 @dataclasses.dataclass(frozen=True)
 class Progress:
     """The progress record ``d.<slot>``: every send up to position ``done`` was handled, and
     so was each send of ``items`` above it ((stream sequence, last item handled), by
-    sequence), and what :class:`Spared` says.
+    sequence); ``attempt`` says which send incarnations died in, and how many times.
 
-    Written ``"<done>[ <after> <count>][ h=<items>]"``: a position is ``<seq>`` for a whole
-    stored message, ``<seq>.<item>`` inside a batch; ``<items>`` is a comma-separated list
-    of positions and of ``<first>-<last>`` runs of whole stored messages."""
+    Written ``"<done>[ a=<position>:<count>][ h=<items>]"``: a position is ``<seq>`` for a
+    whole stored message, ``<seq>.<item>`` inside a batch; ``<items>`` is a comma-separated
+    list of positions and of ``<first>-<last>`` runs of whole stored messages. An older
+    record's ``"<done> <position> <count>"`` is read without its two last fields."""
 
     done: Position
-    spared: Spared = Spared()
+    attempt: Attempt | None = None
     items: tuple[tuple[int, int], ...] = ()
 
     def covers(self, at: Position) -> bool:
@@ -580,8 +575,8 @@ class Progress:
 
     def encode(self) -> bytes:
         parts = [_format(self.done)]
-        if self.spared.after is not None:
-            parts += [_format(self.spared.after), str(self.spared.count)]
+        if self.attempt is not None:
+            parts.append(f"a={_format(self.attempt.at)}:{self.attempt.count}")
         if self.items:
             parts.append("h=" + ",".join(_runs(self.items)))
         return " ".join(parts).encode()
@@ -596,16 +591,23 @@ class Progress:
         items: tuple[tuple[int, int], ...] = ()
         if len(parts) > 1 and parts[-1].startswith("h="):
             items = _parse_items(parts.pop()[2:])
-        if len(parts) not in (1, 3):
+        attempt = None
+        if len(parts) == 2 and parts[1].startswith("a="):
+            at, colon, count = parts.pop()[2:].partition(":")
+            if not (colon and count.isdigit() and len(count) <= 20):
+                raise ValueError(f"not a progress record: {text[:40]!r}")
+            attempt = Attempt(_parse(at), int(count))
+        elif len(parts) == 3:  # an older record's note of deliveries that were no attempt
+            if not (parts[2].isdigit() and len(parts[2]) <= 20):
+                raise ValueError(f"not a progress record: {text[:40]!r}")
+            _parse(parts.pop(1))
+            parts.pop()
+        if len(parts) != 1:
             raise ValueError(f"not a progress record: {text[:40]!r}")
         done = _parse(parts[0])
         if items and (items[0][0] < done[0] or (items[0][0] == done[0] and done[1] == WHOLE)):
             raise ValueError(f"not a progress record: {text[:40]!r}")
-        if len(parts) == 1:
-            return cls(done, Spared(), items)
-        if not (parts[2].isdigit() and len(parts[2]) <= 20):
-            raise ValueError(f"not a progress record: {text[:40]!r}")
-        return cls(done, Spared(_parse(parts[1]), int(parts[2])), items)
+        return cls(done, attempt, items)
 
 
 def _runs(items: tuple[tuple[int, int], ...]) -> list[str]:

@@ -273,9 +273,12 @@ def test_a_batch_framed_otherwise_than_its_header_says_is_refused() -> None:
 
 
 def test_progress_records_positions_inside_a_batch() -> None:
-    records = [b"7", b"7.3", b"7.3 5.0 2", b"7 6 1", b"0", b"7 6 1 h=9-11,12.4,15", b"7 h=8"]
+    records = [b"7", b"7.3", b"0", b"7 a=8.2:2 h=9-11,12.4,15", b"7 h=8", b"7 a=8:1"]
     for record in [*records, b"7.3 h=7.5"]:  # the last: more of the floor's own batch
         assert Progress.parse(record).encode() == record
+    # An older record's note of deliveries that were no attempts is read without it.
+    assert Progress.parse(b"7.3 5.0 2") == Progress((7, 3))
+    assert Progress.parse(b"7 6 1 h=9") == Progress((7, WHOLE), None, ((9, WHOLE),))
     assert Progress.parse(b"7").done == (7, WHOLE)
     assert Progress.parse(b"7.3").done < Progress.parse(b"7").done
     # Handled above the floor, out of order: what lies between was not.
@@ -285,6 +288,7 @@ def test_progress_records_positions_inside_a_batch() -> None:
         True, False, True, True, False,
     ]  # fmt: skip
     bad_records = [b"7.", b".3", b"7.3.1", b"7 6", b"7.99999999999", b"7 6 x", b"7 h=6", b"7 h="]
+    bad_records += [b"7 a=8", b"7 a=8:x", b"7 a=:1", b"7 a=8:1 6 1"]
     bad_records += [b"7 h=9,9", b"7 h=11-9", b"7 h=9.1-11", b"7 h=8-99999", b"7" * 200_000]
     for bad in bad_records:
         with pytest.raises(ValueError, match=r"not a|recorded|run of"):

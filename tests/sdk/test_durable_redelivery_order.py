@@ -70,3 +70,28 @@ async def test_a_send_redelivered_behind_later_handled_sends_still_runs(launcher
         stats = await settled(second.pid, "durable_delivered", 2)
         assert stats["parked"] == 0
         await second.stop()
+
+
+async def test_a_send_only_delivered_to_killed_incarnations_is_not_parked(launcher, nats_server):
+    """Parking counts the runs of a send, not its deliveries: incarnations killed -9 while
+    a send waited behind another are no attempts at it, however many."""
+    async with rebeam.connect(nats_server.url, namespace=launcher.namespace) as node:
+        args = {"report_to": str(node.pid)}
+        extra = ["--mailbox-max-deliver", "1"]
+        actor = await launcher.start(DURABLE, args, slot="ro-k", extra=extra)
+        await node.cast(actor.pid, ["slow", 600], durable=True)  # runs until killed
+        await node.cast(actor.pid, ["a", 0], durable=True)  # delivered behind it
+        for incarnation in (2, 3):
+            started = await collect(node, 1, timeout=30)
+            assert started == [{"started": ["slow", 600], "by": str(actor.pid)}]
+            actor.kill()  # kill -9 inside the slow one: ["a", 0] delivered, never run
+            await actor.wait()
+            actor = await launcher.start(
+                DURABLE, args, slot="ro-k", incarnation=incarnation, extra=extra
+            )
+        # The slow one was started twice (once counted as it started): parked. The other
+        # one was delivered three times and never run: it runs now.
+        assert [m["got"] for m in await collect(node, 1, timeout=30)] == [["a", 0]]
+        stats = await settled(actor.pid, "parked", 1)
+        assert stats["parked"] == 1
+        await actor.stop()
