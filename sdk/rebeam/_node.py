@@ -803,6 +803,10 @@ class Node:
         envelope packed right here, as :meth:`_envelope` does (calling it costs the sender
         3% more CPU per cast). A node that traces takes the longer way too."""
         if type(dest) is not Pid or wait is not None or durable or self._tracing is not None:
+            if durable and type(dest) is Pid:
+                # Queued now, in the order of the calls, no coroutine of its own either.
+                self.metrics.sent[kind] += 1
+                return _durable.submit(self, dest, kind, message)  # type: ignore[return-value]
             return self._deliver_resolving(kind, dest, message, wait, durable)
         text = dest._text
         subject = self._mailboxes.get(text) or self._mailbox_of(dest)
