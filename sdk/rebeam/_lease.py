@@ -127,6 +127,8 @@ class Lease:
                 )
                 self.revision = ack.seq
             except jserr.APIError as exc:
+                if await self._landed_after_all():
+                    continue
                 # Wrong last sequence: the lease expired (we were gone longer than the TTL)
                 # and everyone has been told this pid is dead. Stop being it.
                 log.error("%s lost its lease (%s)", self.pid, exc)
@@ -135,6 +137,23 @@ class Lease:
                 return
             except Exception as exc:  # disconnected: try again at the next tick
                 log.debug("%s: lease refresh failed: %s", self.pid, exc)
+
+    async def _landed_after_all(self) -> bool:
+        """Whether the key moved on because a refresh of ours landed though its answer
+        never came (it timed out behind other traffic on a busy machine): the key is live,
+        at a later revision, and only this process writes it. Adopts that revision. A
+        marker or no key at all is an expired lease."""
+        try:
+            entry = await self.kv.get(self.pid.tokens)
+        except jserr.KeyNotFoundError:
+            return False
+        except Exception as exc:  # cannot tell now: the next tick asks again
+            log.debug("%s: reading its lease failed: %s", self.pid, exc)
+            return True
+        if entry.value is None or entry.operation is not None or entry.revision <= self.revision:
+            return False
+        self.revision = entry.revision
+        return True
 
     async def release(self) -> None:
         if self._task is not None:

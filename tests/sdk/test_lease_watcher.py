@@ -1,6 +1,6 @@
 """Leases after trouble: a lease watcher whose consumer nats-py replaced leaves nothing
-behind for long, and a peer slow to come back after an outage is not reported lost while it
-holds its lease.
+behind for long; a peer slow to come back after an outage is not reported lost while it
+holds its lease; and a holder whose refresh landed though its answer never came keeps it.
 
 nats-py replaces the consumer of a key-value watch when it misses two idle heartbeats (a
 process starved of CPU on a busy machine is enough) and does not delete the old one: the
@@ -16,10 +16,15 @@ import signal
 import urllib.request
 from typing import Any
 
+import nats
 from tests.sdk.hostile_inputs import until
 
 import rebeam
-from rebeam import _lease
+from rebeam import _lease, _subjects
+from rebeam._lease import Lease, lease_alive, open_leases
+from rebeam._subjects import leases_bucket
+from rebeam.auth.grants import Grant, Role
+from rebeam.pids import Pid
 
 PROBE = "rebeam_test_actors:Probe"
 
@@ -97,3 +102,37 @@ async def test_a_peer_slow_to_come_back_after_an_outage_is_not_reported_lost(
 
         await until(answers, "the peer to answer again", timeout=60)
         assert node.demonitor(ref), "the monitor fired"  # active still: no Down came
+
+
+async def test_a_refresh_that_landed_though_its_answer_never_came_keeps_the_lease(
+    nats_server, namespace
+):
+    pid = Pid.for_incarnation(namespace, "held", 1)
+    nc = await nats.connect(
+        nats_server.url,
+        token=nats_server.credentials(Grant(Role.ACTOR, namespace, pid=pid)),
+        inbox_prefix=f"{_subjects.inbox_prefix(pid)}.lease",  # an actor's inboxes only
+    )
+    lease = Lease(nc.jetstream(), pid, ttl=3)  # a refresh every second
+    lost = asyncio.Event()
+    lease.on_lost = lost.set
+    try:
+        await lease.acquire()
+        # A refresh of this holder's that landed while its answer was lost (it timed out
+        # behind a burst of other traffic): the key is one revision ahead of what the
+        # holder knows.
+        subject = _subjects.kv(leases_bucket(namespace), pid.tokens)
+        ack = await nc.jetstream().publish(
+            subject, b"1", headers={"Nats-Expected-Last-Subject-Sequence": str(lease.revision)}
+        )
+        landed = ack.seq
+
+        async def caught_up() -> bool:
+            return lost.is_set() or lease.revision > landed
+
+        await until(caught_up, "the holder's next refresh", timeout=30)
+        assert not lost.is_set(), "a refresh that landed was taken for a lost lease"
+        assert await lease_alive(await open_leases(nc.jetstream(), namespace), pid)
+    finally:
+        await lease.release()
+        await nc.close()
