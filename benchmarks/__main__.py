@@ -339,7 +339,11 @@ async def bench_ray(node: rebeam.Node, pid: Pid, n: int, rounds: int) -> Row:
 
 
 async def run(
-    quick: bool, with_ray: bool, with_durable: bool = True, with_tracing: bool = True
+    quick: bool,
+    with_ray: bool,
+    with_durable: bool = True,
+    with_tracing: bool = True,
+    messaging_only: bool = False,
 ) -> list[Row]:
     n, rounds = (500, 3) if quick else (2000, 5)
     with tempfile.TemporaryDirectory() as tmp:
@@ -350,6 +354,8 @@ async def run(
                 Path(tmp) / "secured", (NAMESPACE, bench_durable.NAMESPACE), procs
             )
             raw_call, ray, raw_cast, registry = await _measure(secured, n, rounds, with_ray)
+            if messaging_only:
+                return [*raw_call, *ray, *raw_cast, *registry]
             costs = await bench_metrics.measure(secured, n, rounds * 2 - 1)
             durable = await bench_durable.measure(secured, n, rounds) if with_durable else []
             tracing = await bench_tracing.measure(secured, n, rounds) if with_tracing else []
@@ -409,9 +415,16 @@ def main() -> int:
     parser.add_argument(
         "--no-tracing", action="store_true", help="skip the tracing on-vs-off benchmark"
     )
+    parser.add_argument(
+        "--messaging",
+        action="store_true",
+        help="only the call, cast and Ray rows (and the registry's, measured alongside)",
+    )
     ns = parser.parse_args()
     started = time.monotonic()
-    rows = _loop.run(run(ns.quick, not ns.no_ray, not ns.no_durable, not ns.no_tracing))
+    rows = _loop.run(
+        run(ns.quick, not ns.no_ray, not ns.no_durable, not ns.no_tracing, ns.messaging)
+    )
     print_table(rows)
     elapsed = time.monotonic() - started
     print(
