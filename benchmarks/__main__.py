@@ -385,6 +385,10 @@ async def _measure(
         # Throughput, not bounds, is measured here: room for a whole burst, as the raw
         # subscriber's nats-py default (512 Ki messages) has.
         extra=["--mailbox-max-messages", str(n * 50)],
+        # A lease refreshed every 20 s, not 5: at load 25-30, a refresh whose answer queued
+        # behind a burst of casts for more than its 5 s timeout had landed nonetheless, and
+        # the next one (on the old revision) found the lease lost: the actor exited mid-run.
+        env={"REBEAM_LEASE_TTL": "60"},
     )  # fmt: skip
     raw_grant = backend.client_credentials(NAMESPACE, Role.BACKEND)
     owner = backend.client_credentials(NAMESPACE)
