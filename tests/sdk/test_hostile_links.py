@@ -56,6 +56,15 @@ async def test_links_from_pids_that_are_not_there_are_bounded_and_released(
     # subscriptions (its watch of the child, its request inbox), before the count starts.
     assert await node.call(child.pid, ["monitor", str(peer.pid)]) == "ok"
     await node.stats_of(child.pid)
+
+    # The lease watcher the monitor started subscribes from a task of its own, after monitor
+    # returned: its delivery inbox (the one inbox without a wildcard) must be in the count
+    # before it starts, or it lands in the middle of it as one subscription too many.
+    async def lease_watcher_subscribed() -> bool:
+        subjects = await subscriptions_of(nats_server.monitor_url, child.pid)
+        return any(s.startswith("_INBOX") and not s.endswith(".*") for s in subjects)
+
+    await until(lease_watcher_subscribed, "the child's lease watcher to subscribe")
     before = await subscriptions_of(nats_server.monitor_url, child.pid)
     baseline = len(before)
     for i in range(FAKES):
