@@ -16,6 +16,7 @@ from typing import Any
 import nats
 
 from rebeam import _subjects
+from rebeam._limits import TooLarge, read_bounded
 from rebeam._nats_fixes import connect as nats_connect
 from rebeam.errors import TlsError
 from rebeam.local.instances import InstanceFile, NoInstance
@@ -242,15 +243,14 @@ def credentials(args: argparse.Namespace) -> Credential:
 def read_credentials_file(path: Path) -> str:
     """The credential in ``path``; OSError naming the file when it cannot be one."""
     try:
-        with open(path, "rb") as source:
-            data = source.read(CREDENTIALS_FILE_LIMIT + 1)
-    except OSError as exc:
-        raise OSError(f"cannot read the credentials file {path}: {exc.strerror}") from None
-    if len(data) > CREDENTIALS_FILE_LIMIT:
+        data = read_bounded(path, CREDENTIALS_FILE_LIMIT)
+    except TooLarge:
         raise OSError(
             f"the credentials file {path} is larger than {CREDENTIALS_FILE_LIMIT // 1024} KiB: "
             "no credential is that long"
-        )
+        ) from None
+    except OSError as exc:
+        raise OSError(f"cannot read the credentials file {path}: {exc.strerror}") from None
     try:
         return data.decode().strip()
     except UnicodeDecodeError:
