@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 import pytest
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler, SamplingResult
 
 from rebeam._envelope import CALL, CAST, Envelope
 from rebeam._ratelog import RateLog
@@ -141,6 +143,37 @@ async def test_the_spans_of_consecutive_messages_are_ended_together() -> None:
     assert seen.ended == [], "nor is it ended in the block of the message that filled it"
     await turns(3)
     assert seen.ended == ["cast"] * (_BATCH - 1) + ["handle_call"]
+
+
+class Asked(Sampler):
+    """The default sampler, noting the name of each span it is asked about: a span of a
+    trace sampled out reaches no span processor, but its start asks the sampler."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+        self._sampler = ParentBased(ALWAYS_ON)
+
+    def should_sample(self, *args: Any, **kwargs: Any) -> SamplingResult:
+        self.asked.append(args[2])  # (parent context, trace id, name, ...)
+        return self._sampler.should_sample(*args, **kwargs)
+
+    def get_description(self) -> str:
+        return "Asked"
+
+
+async def test_a_handler_span_of_a_trace_sampled_out_does_not_wait_for_a_batch() -> None:
+    sampler = Asked()
+    tracing = Tracing(
+        TracerProvider(sampler=sampler).get_tracer("rebeam"), ME, Stats(),
+        RateLog(logging.getLogger("t"), "t"),
+    )  # fmt: skip
+    sampled_out = an_envelope(CAST)
+    sampled_out.trace = [PARENT[:-2] + "00"]
+    with tracing.handling(sampled_out, lambda: None):
+        pass
+    assert sampler.asked == []
+    await turns(3)
+    assert sampler.asked == ["handle_cast"], "started and ended two turns later, alone"
 
 
 async def test_a_batch_that_does_not_fill_is_ended_when_closing() -> None:
