@@ -154,9 +154,10 @@ class Tracing:
         """End ``ending_one``'s span in the SDK later, not now: with the spans of the next
         few messages, together, and off the way of any message.
 
-        The SDK's code and data are cold after a message's worth of nats-py, asyncio and
-        the other processes on the core: one span started and ended alone costs several
-        times what it costs next to another (docs/observability.md, "Cost"). So spans wait
+        Inside a call loop a span costs the SDK three times what it costs in a tight loop,
+        most likely because its code and data are cold after a message's worth of nats-py,
+        asyncio and the other processes on the core; ended right after another, it costs
+        about a third less (docs/observability.md, "Cost"). So spans wait
         for a batch of :data:`_BATCH`, which is ended from a callback two turns of the loop
         later: whatever this task wrote before its next await (a handler's reply, the
         caller's next request) is queued for nats-py's flusher task, which the loop runs in
