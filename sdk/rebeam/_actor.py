@@ -43,6 +43,7 @@ from rebeam._envelope import (
     pack_reply,
     unpack_mailbox,
 )
+from rebeam._fastpath import publish_now
 from rebeam._mailbox import Info
 from rebeam._messages import From
 from rebeam._node import Node
@@ -466,8 +467,10 @@ class Host:
                 result = self.actor.handle_call(message, from_)
                 if result is not None and hasattr(result, "__await__"):
                     result = await result
-                if result is not NOREPLY and env.reply:
-                    await self.node.nc.publish(env.reply, pack_reply(result))
+                if result is not NOREPLY and (reply := env.reply):
+                    data, nc = pack_reply(result), self.node.nc
+                    if not publish_now(nc, reply, data):  # the reply on its way this turn
+                        await nc.publish(reply, data)
                     self.node.metrics.sent[REPLY] += 1
             except Exception as exc:
                 reason = crash_reason(exc)

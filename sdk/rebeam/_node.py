@@ -95,8 +95,7 @@ _SEND = int(SEND)  # a plain int packs faster than the enum
 _CAST = int(CAST)
 _CALL = int(CALL)
 DEFAULT_MAX_PENDING_CALLS = 10_000
-# The other subscriptions' bounds: replies (one per call in flight), the fence (rare).
-_INBOX_LIMITS = (2 * DEFAULT_MAX_PENDING_CALLS, 64 * 1024 * 1024)
+# The bounds of the fence's and the stats request's subscriptions (both rare).
 _SMALL_LIMITS = (1000, 1024 * 1024)
 _RECEIPT_REPLY = pack_reply(None)  # a receipt: the send or cast is in the mailbox
 _LOGGED_AT = frozenset({1, 10, 100, 1000, 10_000, 100_000, 1_000_000})
@@ -312,15 +311,7 @@ class Node:
         )
         self._mailbox_sid = mailbox._id
         self._subs.append(mailbox)
-        msgs, size = _INBOX_LIMITS
-        self._subs.append(
-            await sub(
-                self._inbox + ".*",
-                cb=self._requests.on_reply,
-                pending_msgs_limit=max(msgs, 2 * self._requests.max_pending),
-                pending_bytes_limit=size,
-            )
-        )
+        self._subs.append(await self._requests.subscribe())
         msgs, size = _SMALL_LIMITS
         fence = _subjects.fence(self.pid)
         stats = _subjects.stats(self.pid)

@@ -5,10 +5,11 @@ took the message). Each is a *request*, made by :meth:`Requests.request` and now
 (docs/architecture.md, "One request path"): published with the reply subject
 ``<inbox>.<token>`` under the node's one reply inbox, kept in one map of pending requests,
 and ended by exactly one of: its answer (:meth:`Requests.on_reply`, the reply inbox's
-subscription), its deadline, its callee's exit (:meth:`Requests.fail`, from the exit
-watches; calls only) or the node closing (:meth:`Requests.fail_all`). An answer nobody waits
-for any more is counted and dropped, as OTP's aliases drop it. At most ``max_pending``
-requests wait at once (the map is bounded); more wait for a slot, under their own deadline.
+handler, run in the read loop), its deadline, its callee's exit (:meth:`Requests.fail`,
+from the exit watches; calls only) or the node closing (:meth:`Requests.fail_all`). An
+answer nobody waits for any more is counted and dropped, as OTP's aliases drop it. At most
+``max_pending`` requests wait at once (the map is bounded); more wait for a slot, under
+their own deadline. Requests are written to the socket at once (rebeam._fastpath).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from rebeam._envelope import OK, unpack_reply
+from rebeam._fastpath import handle_inline, publish_now
 from rebeam._interest import InterestProbe
 from rebeam._ratelog import RateLog
 from rebeam._stats import Stats
@@ -86,6 +88,7 @@ class Requests:
     ) -> None:
         self.nc = nc
         self.inbox = inbox  # replies come on "<inbox>.<token>"
+        self._token_at = len(inbox.encode()) + 1
         self.max_pending = max_pending
         self._stats = stats
         self._ratelog = ratelog
@@ -96,6 +99,14 @@ class Requests:
 
     def __len__(self) -> int:
         return len(self._pending)
+
+    async def subscribe(self) -> Any:
+        """Subscribe the reply inbox (unflushed); returns nats-py's subscription. Answers are
+        handled where they arrive, with no queue of their own: :meth:`on_reply` only hands
+        each to its future (rebeam._fastpath)."""
+        sub = await self.nc.subscribe(f"{self.inbox}.*")
+        handle_inline(self.nc, sub._id, self.on_reply)
+        return sub
 
     async def request(
         self, pid: Pid, subject: str, data: bytes, timeout: float | None, answer: Answer
@@ -151,7 +162,9 @@ class Requests:
         try:
             if callees is not None:
                 await callees.add_call(pid, token)
-            await self.nc.publish(subject, data, reply=f"{self.inbox}.{token}")
+            reply = f"{self.inbox}.{token}"
+            if not publish_now(self.nc, subject, data, reply):
+                await self.nc.publish(subject, data, reply=reply)
             return await fut  # type: ignore[no-any-return]
         finally:
             self._pending.pop(token, None)
@@ -186,21 +199,25 @@ class Requests:
                 waiter.set_result(None)
                 return
 
-    async def on_reply(self, msg: Any) -> None:
-        """The reply inbox's subscription: hand an answer to the request waiting for it."""
-        entry = self._pending.pop(msg.subject[len(self.inbox) + 1 :], None)
+    def on_reply(self, subject: bytes, data: bytes, headers: dict[str, str] | None) -> None:
+        """The reply inbox's handler, run where the answer arrives (rebeam._fastpath): hand
+        it to the request waiting for it."""
+        try:
+            token = subject[self._token_at :].decode()
+        except UnicodeDecodeError:
+            token = ""  # no token of ours: a late reply, as far as anyone can tell
+        entry = self._pending.pop(token, None)
         if entry is None:
             self._stats.late_replies += 1  # the caller gave up: dropped, as OTP's aliases do
             return
         fut, pid = entry
         if fut.done():
             return
-        headers = msg.headers
         if headers and headers.get(_STATUS) == _NO_RESPONDERS:
             fut.set_result((_NOBODY, None))
             return
         try:
-            fut.set_result(unpack_reply(msg.data))
+            fut.set_result(unpack_reply(data))
         except CodecError as exc:
             self._stats.malformed_replies += 1
             self._ratelog.warning("refused a malformed reply", f"from {pid}: {exc}")

@@ -44,3 +44,29 @@ async def test_nodes_use_the_guarded_connection(nats_server, namespace, launcher
     async with rebeam.connect(nats_server.url, namespace=namespace) as node:
         await _cancel_a_flush(node.nc)
         assert await node.call(child.pid, ["echo", 1]) == 1
+
+
+async def test_a_flush_goes_out_behind_the_subscriptions_before_it(nats_server, namespace):
+    """The PONG of a flush must mean the server has every SUB sent before it: the PING is
+    written after them (nats-py 2.16 alone wrote it first)."""
+    nc = await connect(nats_server.url, token=nats_server.backend_credentials(namespace))
+    try:
+        writer = nc._transport._io_writer
+        wire: list[bytes] = []
+        write, writelines = writer.write, writer.writelines
+
+        def recording_write(data: bytes) -> None:
+            wire.append(bytes(data))
+            write(data)
+
+        def recording_writelines(lines: list[bytes]) -> None:
+            wire.extend(bytes(line) for line in lines)
+            writelines(lines)
+
+        writer.write, writer.writelines = recording_write, recording_writelines
+        await nc.subscribe("first")
+        await nc.subscribe("second")
+        await nc.flush(timeout=5)
+        assert b"".join(wire) == b"SUB first  1\r\nSUB second  2\r\nPING\r\n"
+    finally:
+        await nc.close()

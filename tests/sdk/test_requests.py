@@ -40,7 +40,7 @@ async def one_slot(node: rebeam.Node) -> Requests:
         ratelog=RateLog(logging.getLogger("test"), "test"),
         interest=InterestProbe(node.nc, node.namespace, stats),
     )
-    await node.nc.subscribe(f"{requests.inbox}.*", cb=requests.on_reply)
+    await requests.subscribe()
     await node.nc.flush()
     return requests
 
