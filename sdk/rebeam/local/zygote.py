@@ -12,6 +12,17 @@ What is shared is only what was imported before the fork (rebeam, nats-py, msgpa
 pydantic), with no connection, no event loop and no thread running. The user's modules are
 imported in the child, after the fork.
 
+The standby: the zygote keeps one child forked ahead of need, already detached (its own
+session, dies with the zygote, stdin closed), that waits on a socket pair of its own. The
+next start hands it the request and the write ends of its pipes instead of forking, which
+takes the fork and the child's first steps off the restart's path. It is one per zygote (so
+one per ``rebeam run``), and generic: it has not imported the user's module, whose import may
+depend on the environment and the directory the request brings. Until it is handed a
+request it has no identity, so it holds no credential, no NATS connection, no slot and no
+lease. Killed from outside before use, it was nobody's child yet: it is replaced, and no end
+is reported. The next one is forked once the actor that took the last one is ready, not
+during its start (see ``_REFILL_AFTER``); a start that finds none is forked as before.
+
 Protocol, over a SOCK_SEQPACKET socket pair (one message per request or report):
 
 * ``rebeam run`` sends ``{"argv", "env", "cwd", "path", "output"}``;
@@ -39,6 +50,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -196,6 +208,176 @@ class Zygote:
 
 # --- the zygote process ----------------------------------------------------------------
 
+# When the zygote forks the next standby after a hand-over: a moment after the actor that
+# took the last one said ready (or ended), not while it starts: on a busy machine the fork
+# and the new standby's first steps would take a core from it, and then from the first call
+# it answers. At the latest a second after the hand-over, for an init that takes long. A
+# start that comes before then is forked as it would be without a standby.
+_REFILL_AFTER = 0.05
+_REFILL_AT_LATEST = 1.0
+# After a standby died unused (killed from outside: nothing of ours ends it), before trying
+# again: a standby that keeps dying must not become a fork loop.
+_REFILL_AFTER_LOSS = 1.0
+
+
+class _Standby:
+    """A child forked ahead of need: detached as an actor is (a session of its own, dies with
+    the zygote), and waiting on ``chan`` for the identity it is to run as. Until then it has
+    no pid of rebeam's, no credential, no NATS connection, no slot and no lease."""
+
+    def __init__(self, pid: int, chan: socket.socket) -> None:
+        self.pid = pid
+        self.chan = chan
+
+
+class _Server:
+    """The zygote's loop: forks (or hands its standby) on request, reports ends."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_w, False)
+        self.standby: _Standby | None = None
+        self.refill_at: float | None = time.monotonic()  # the first standby at once
+        self.unused: set[int] = set()  # standbys that died before use, not yet reaped
+        # A copy of the read end of the ready pipe of the actor that took the last standby
+        # over: readable once it wrote ready or closed it (it ended). Never read from.
+        self.starting: int | None = None
+
+    def serve(self) -> int:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is rebeam run's to handle
+        signal.set_wakeup_fd(self.wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        try:
+            while True:
+                waits = [self.sock.fileno(), self.wake_r]
+                if self.starting is not None:
+                    waits.append(self.starting)
+                readable, _, _ = select.select(waits, [], [], self._until_refill())
+                if self.starting is not None and self.starting in readable:
+                    self._started()
+                if self.wake_r in readable:
+                    os.read(self.wake_r, 4096)
+                    self._report_exits()
+                if self.sock.fileno() in readable:
+                    data = self.sock.recv(_MAX_MESSAGE)
+                    if not data:
+                        return 0  # rebeam run is gone: so are we
+                    self._start(json.loads(data))
+                if self.standby is None and self._until_refill() == 0:
+                    self._refill()
+        finally:
+            self._retire()
+
+    def _started(self) -> None:
+        """The actor that took the last standby over is ready, or gone."""
+        assert self.starting is not None
+        os.close(self.starting)
+        self.starting = None
+        if self.refill_at is not None:
+            self.refill_at = min(self.refill_at, time.monotonic() + _REFILL_AFTER)
+
+    def _until_refill(self) -> float | None:
+        if self.standby is not None or self.refill_at is None:
+            return None
+        return max(0.0, self.refill_at - time.monotonic())
+
+    def _refill(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            ours.close()
+            theirs.close()
+            log.warning("cannot fork a standby: %s", exc)
+            self.refill_at = time.monotonic() + _REFILL_AFTER_LOSS
+            return
+        if pid == 0:  # the standby: never returns
+            _stand_by(theirs, [self.sock, ours], [self.wake_r, self.wake_w, self._starting()])
+        theirs.close()
+        self.standby = _Standby(pid, ours)
+        self.refill_at = None
+
+    def _starting(self) -> int:
+        return -1 if self.starting is None else self.starting
+
+    def _retire(self) -> None:
+        """The zygote ends: so does its standby (by its pid), which nobody else knows of."""
+        if self.starting is not None:
+            os.close(self.starting)
+            self.starting = None
+        if self.standby is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.standby.pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(self.standby.pid, 0)
+            self.standby.chan.close()
+            self.standby = None
+
+    def _report_exits(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if self.standby is not None and pid == self.standby.pid:
+                # Killed from outside before it was used: it was nobody's child yet.
+                self.standby.chan.close()
+                self.standby = None
+                self.refill_at = time.monotonic() + _REFILL_AFTER_LOSS
+                continue
+            if pid in self.unused:
+                self.unused.discard(pid)
+                continue
+            report = {"exit": pid, "code": os.waitstatus_to_exitcode(status)}
+            self.sock.send(json.dumps(report).encode())
+
+    def _start(self, request: dict[str, Any]) -> None:
+        ready_r, ready_w = os.pipe()
+        out_r, out_w = os.pipe() if request["output"] else (-1, -1)
+        ends = [fd for fd in (ready_w, out_w) if fd != -1]
+        pid = self._hand_over(request, ends)
+        if pid is not None:
+            if self.starting is not None:
+                os.close(self.starting)
+            self.starting = os.dup(ready_r)
+        else:
+            try:
+                pid = os.fork()
+            except OSError as exc:
+                for fd in (ready_r, ready_w, out_r, out_w):
+                    if fd != -1:
+                        os.close(fd)
+                self.sock.send(json.dumps({"error": str(exc)}).encode())
+                return
+            if pid == 0:  # the child: never returns
+                closing = [ready_r, out_r, self.wake_r, self.wake_w, self._starting()]
+                _become_actor(request, [self.sock], closing, ready_w, out_w)
+        for fd in ends:
+            os.close(fd)
+        fds = [fd for fd in (ready_r, out_r) if fd != -1]
+        socket.send_fds(self.sock, [json.dumps({"pid": pid}).encode()], fds)
+        for fd in fds:
+            os.close(fd)
+
+    def _hand_over(self, request: dict[str, Any], ends: list[int]) -> int | None:
+        """The standby's pid once it has the request and the write ends of its pipes; None
+        if there is no standby, or it died before it could take them."""
+        standby, self.standby = self.standby, None
+        if standby is None:
+            return None
+        self.refill_at = time.monotonic() + _REFILL_AT_LATEST
+        try:
+            socket.send_fds(standby.chan, [json.dumps(request).encode()], ends)
+        except OSError:  # it is gone, and will be reaped as one that was never used
+            self.unused.add(standby.pid)
+            return None
+        finally:
+            standby.chan.close()
+        return standby.pid
+
 
 def main() -> int:
     sock = socket.socket(fileno=int(sys.argv[1]))
@@ -205,101 +387,90 @@ def main() -> int:
 
     preload()
     prepare()
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is rebeam run's to handle
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_w, False)
-    signal.set_wakeup_fd(wake_w)
-    signal.signal(signal.SIGCHLD, lambda *_: None)
-    while True:
-        readable, _, _ = select.select([sock.fileno(), wake_r], [], [])
-        if wake_r in readable:
-            os.read(wake_r, 4096)
-            _report_exits(sock)
-        if sock.fileno() in readable:
-            data = sock.recv(_MAX_MESSAGE)
-            if not data:
-                return 0  # rebeam run is gone: so are we
-            _fork(sock, json.loads(data), (wake_r, wake_w))
+    return _Server(sock).serve()
 
 
-def _report_exits(sock: socket.socket) -> None:
-    while True:
-        try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-        report = {"exit": pid, "code": os.waitstatus_to_exitcode(status)}
-        sock.send(json.dumps(report).encode())
-
-
-def _fork(sock: socket.socket, request: dict[str, Any], wake: tuple[int, int]) -> None:
-    ready_r, ready_w = os.pipe()
-    out_r, out_w = os.pipe() if request["output"] else (-1, -1)
-    try:
-        pid = os.fork()
-    except OSError as exc:
-        sock.send(json.dumps({"error": str(exc)}).encode())
-        return
-    if pid == 0:  # the child: never returns
-        _become_actor(request, sock, ready_r, ready_w, out_r, out_w, wake)
-    os.close(ready_w)
-    fds = [ready_r]
-    if out_r != -1:
-        os.close(out_w)
-        fds.append(out_r)
-    socket.send_fds(sock, [json.dumps({"pid": pid}).encode()], fds)
+def _detach(sockets: list[socket.socket], fds: list[int]) -> None:
+    """In a child just forked: on its own, as a spawned actor would be, with none of the
+    zygote's ends open."""
+    parent = os.getppid()
+    os.setsid()  # a process group of its own, as a spawned child has
+    die_with_parent()  # the zygote
+    if os.getppid() != parent:  # it died before the line above: nobody would kill us
+        os._exit(1)
+    signal.set_wakeup_fd(-1)
+    for signum in (signal.SIGINT, signal.SIGCHLD, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
+    for sock in sockets:
+        sock.close()
     for fd in fds:
-        os.close(fd)
+        if fd != -1:
+            os.close(fd)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+
+
+def _stand_by(chan: socket.socket, sockets: list[socket.socket], fds: list[int]) -> None:
+    """The standby: detached at once, then waits for the request that makes it an actor."""
+    code = 1
+    try:
+        _detach(sockets, fds)
+        data, ends, _, _ = socket.recv_fds(chan, _MAX_MESSAGE, 2)
+        chan.close()
+        if not data:  # the zygote is gone before it needed us
+            code = 0
+            return
+        request = json.loads(data)
+        ready_w, out_w = ends[0], ends[1] if request["output"] else -1
+        code = _run_actor(request, ready_w, out_w)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        _end(code)
 
 
 def _become_actor(
     request: dict[str, Any],
-    sock: socket.socket,
-    ready_r: int,
+    sockets: list[socket.socket],
+    fds: list[int],
     ready_w: int,
-    out_r: int,
     out_w: int,
-    wake: tuple[int, int],
 ) -> None:
     code = 1
     try:
-        os.setsid()  # a process group of its own, as a spawned child has
-        die_with_parent()  # the zygote
-        signal.set_wakeup_fd(-1)
-        for signum in (signal.SIGINT, signal.SIGCHLD, signal.SIGTERM):
-            signal.signal(signum, signal.SIG_DFL)
-        sock.close()
-        for fd in (ready_r, out_r, *wake):
-            if fd != -1:
-                os.close(fd)
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(devnull, 0)
-        os.close(devnull)
-        if out_w != -1:
-            os.dup2(out_w, 1)
-            os.dup2(out_w, 2)
-            os.close(out_w)
-        if request["cwd"]:
-            os.chdir(request["cwd"])
-        os.environ.clear()
-        os.environ.update(request["env"])
-        extra = [p for p in request["env"].get("PYTHONPATH", "").split(os.pathsep) if p]
-        sys.path[0:0] = extra
-        argv = [arg.replace("{ready_fd}", str(ready_w)) for arg in request["argv"]]
-        sys.argv = ["rebeam.runtime", *argv]
-        from rebeam.runtime._main import main as runtime_main
-
-        code = runtime_main(argv)
+        _detach(sockets, fds)
+        code = _run_actor(request, ready_w, out_w)
     except BaseException:
         traceback.print_exc()
     finally:
-        with contextlib.suppress(Exception):
-            sys.stdout.flush()
-            sys.stderr.flush()
-        os._exit(code)
+        _end(code)
+
+
+def _run_actor(request: dict[str, Any], ready_w: int, out_w: int) -> int:
+    """Become the actor ``request`` describes, in this process; its exit code."""
+    if out_w != -1:
+        os.dup2(out_w, 1)
+        os.dup2(out_w, 2)
+        os.close(out_w)
+    if request["cwd"]:
+        os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    extra = [p for p in request["env"].get("PYTHONPATH", "").split(os.pathsep) if p]
+    sys.path[0:0] = extra
+    argv = [arg.replace("{ready_fd}", str(ready_w)) for arg in request["argv"]]
+    sys.argv = ["rebeam.runtime", *argv]
+    from rebeam.runtime._main import main as runtime_main
+
+    return runtime_main(argv)
+
+
+def _end(code: int) -> None:
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
