@@ -14,9 +14,12 @@ started, but the SDK records none, as with a sampling ratio in production.
 
 from __future__ import annotations
 
+import argparse
 import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
@@ -39,6 +42,7 @@ from benchmarks._measure import (
     cpu_ns,
     p50_us,
     paired,
+    print_table,
     time_each,
 )
 from benchmarks.bench_actor import BenchActor
@@ -250,3 +254,54 @@ async def _casts(off: Side, on: Side, n: int, rounds: int, pinning: str) -> list
             note="CPU the receiving actor's process spent per cast, tracing on vs off",
         ),
     ]
+
+
+async def _alone(n: int, rounds: int) -> list[Row]:
+    from benchmarks._harness import Backend, Processes  # the actor process never runs this
+
+    with tempfile.TemporaryDirectory(prefix="bench-tracing-") as tmp:
+        procs = Processes()
+        backend: Backend | None = None
+        try:
+            backend = await Backend.start(Path(tmp) / "nats", (NAMESPACE,), procs)
+            return await measure(backend, n, rounds)
+        finally:
+            procs.stop()  # the actors end while their server is still there
+            if backend is not None:
+                await backend.close()
+
+
+def main() -> int:
+    """The tracing rows alone (``make bench`` prints them with the rest), with the load
+    average before and after: on a shared machine the figures mean little without it."""
+    from rebeam import _loop
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=2000, help="calls per side per round")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--realtime",
+        action="store_true",
+        help="run this process and every process it starts (nats-server, the actors) at a "
+        "real-time priority, so that they get a core when they need one: the latency of a "
+        "machine with CPU to spare, on one that has none (needs root or CAP_SYS_NICE)",
+    )
+    args = parser.parse_args()
+    if args.realtime:
+        try:  # inherited by the processes started from here on
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(5))
+        except OSError as exc:
+            parser.error(f"--realtime: cannot take a real-time priority ({exc.strerror})")
+    before = os.getloadavg()
+    rows = _loop.run(_alone(args.n, args.rounds))
+    print_table(rows)
+    after = os.getloadavg()
+    print(
+        f"(load average {before[0]:.1f} before, {after[0]:.1f} after; {_loop.loop_name()} loop"
+        + ("; real-time priority)" if args.realtime else ")")
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported where used: the measured process needs none of it
     from rebeam.natsd import NatsServer
+    from rebeam.pids import Pid
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL, LARGE = 2000, 6000
@@ -39,6 +40,7 @@ async def _receive(kind: str, count: int, url: str) -> None:
     import rebeam
     from rebeam import _codec, _subjects
     from rebeam._actor import Host
+    from rebeam._envelope import CAST, pack_mailbox
     from rebeam._node import Node
     from rebeam.pids import Pid
 
@@ -48,7 +50,7 @@ async def _receive(kind: str, count: int, url: str) -> None:
         async def handle_cast(self, message: object) -> None:
             handled[0] += 1
 
-    pid = Pid.for_incarnation("bench", "receiver", 1)
+    pid = _pid(kind, count)
     node = await Node.connect(
         url, namespace="bench", pid=pid, is_client=False, start=False, lease=False,
         mailbox_max_messages=10**6, mailbox_max_bytes=10**9,
@@ -63,7 +65,7 @@ async def _receive(kind: str, count: int, url: str) -> None:
     body = {"n": 1, "data": "x" * 32}
     if kind == "rebeam":
         sender = Pid.parse("bench.client-0123456789abcdef.1")
-        payload = _codec.encode([1, 2, str(pid), str(sender), 7, body])
+        payload = pack_mailbox(CAST, body)
         # The subject names the sender, as the server lets only that sender publish it.
         chunk = _frames(node._subs[0]._id, _subjects.mailbox(pid, sender), payload)
     else:
@@ -84,6 +86,14 @@ async def _receive(kind: str, count: int, url: str) -> None:
     os._exit(0)  # no teardown in the count
 
 
+def _pid(kind: str, count: int) -> Pid:
+    """The measured process's pid: one of its own per run, since the server's issuer ties a
+    pid to the first credential it let in."""
+    from rebeam.pids import Pid
+
+    return Pid.for_incarnation("bench", f"receiver-{kind}-{count}", 1)
+
+
 def _refused(node: Any) -> int:
     stats = node.stats
     return int(
@@ -98,7 +108,6 @@ def _refused(node: Any) -> int:
 def _instructions(kind: str, count: int, server: NatsServer, workdir: Path) -> int:
     from benchmarks._harness import child_env, write_private
     from rebeam.auth.grants import Grant, Role
-    from rebeam.pids import Pid
 
     argv = [
         "valgrind", "--tool=callgrind", f"--callgrind-out-file={workdir}/callgrind.out",
@@ -108,7 +117,7 @@ def _instructions(kind: str, count: int, server: NatsServer, workdir: Path) -> i
     # The receiver connects as an actor does, with a credential of its own; the raw
     # subscriber's subject is no actor's, so it gets a BACKEND grant. (The server is not in
     # what is counted: the frames are fed to the client's parser.)
-    pid = Pid.for_incarnation("bench", "receiver", 1)
+    pid = _pid(kind, count)
     grant = Grant(Role.ACTOR if kind == "rebeam" else Role.BACKEND, "bench", pid)
     credentials = write_private(workdir / "credential", server.credentials(grant) or "")
     out = subprocess.run(

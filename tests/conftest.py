@@ -23,6 +23,7 @@ from typing import Any
 
 import nats
 import pytest
+from hypothesis import HealthCheck, settings
 
 from rebeam.auth.grants import Grant, Role
 from rebeam.backends import claim_slot, provision
@@ -32,6 +33,14 @@ from rebeam.exits import ExitReason, from_process_end
 from rebeam.natsd import NatsServer, ServerOptions
 from rebeam.pids import Pid
 from tests.natscluster import NatsCluster
+
+# Hypothesis judges by the wall clock twice: each example has a 200 ms deadline, and the
+# too_slow health check fails a test whose examples take long to generate. The properties
+# tested here are about values, not speed, and on a loaded 2-core machine the same example
+# takes ten times as long: both failed correct code (a codec round trip at load 20). Speed
+# is measured by the benchmarks, on their own.
+settings.register_profile("rebeam", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("rebeam")
 
 ACTORS_DIR = Path(__file__).parent / "sdk"
 READY_TIMEOUT = 30.0

@@ -15,8 +15,8 @@ from typing import Any
 
 import kopf
 
+from rebeam_operator import heap, metrics, replicas
 from rebeam_operator import kube as kube_module
-from rebeam_operator import metrics, replicas
 from rebeam_operator.control import ControlServer
 from rebeam_operator.hosts import GROUP, LABEL_MANAGED, MANAGED_BY, VERSION, is_actor_slot
 from rebeam_operator.identity import Identity
@@ -69,7 +69,9 @@ async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Resources and namespaces are taken as they are at startup: no CRD or namespace listing
     # (and no RBAC for it). Install the CRDs before the operator.
     settings.scanning.disabled = True
-    kube = kube_module.Kube(kube_module.load_config())
+    if "heap" not in _state:  # a startup retried by kopf installs it once
+        _state["heap"] = heap.install(metrics.gc_paused)
+    kube = kube_module.Kube(kube_module.load_config(), await kube_module.load_async_config())
     messaging = Messaging(ours.nats_url, tls_ca=ours.nats_ca)
     identity = Identity(ours, kube, messaging.claims)
     messaging.identity = identity if identity.secured else None
@@ -105,6 +107,7 @@ async def _cleanup(**_: Any) -> None:
         await _state["keeper"].stop()
     if "world" in _state:
         await world().stop()
+        await world().kube.close()
 
 
 def _deleted(event: Any) -> bool:

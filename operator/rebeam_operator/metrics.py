@@ -29,7 +29,16 @@ from prometheus_client import (
     generate_latest,
 )
 
-__all__ = ["counted", "expose", "pod_seen", "replaced", "serve", "timed_pass"]
+__all__ = [
+    "api_error",
+    "counted",
+    "expose",
+    "gc_paused",
+    "pod_seen",
+    "replaced",
+    "serve",
+    "timed_pass",
+]
 
 T = TypeVar("T")
 Json = dict[str, Any]
@@ -54,6 +63,12 @@ RESTART_SECONDS = Histogram(
     "rebeam_operator_restart_seconds",
     "From a child's pod seen ended to its replacement pod created.",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+GC_SECONDS = Histogram(
+    "rebeam_operator_gc_seconds",
+    "Pauses of the garbage collector, by generation (2: a full collection; heap.py).",
+    ["generation"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
 DRIVERS = Gauge("rebeam_operator_drivers", "Supervisors (and lone Actors) being driven.")
 QUEUED = Gauge("rebeam_operator_queued", "Drivers woken by an event and waiting for a pass.")
@@ -83,6 +98,15 @@ async def timed_pass(reconcile: Awaitable[T], conflict: type[Exception]) -> T:
     finally:
         PASSES.labels(result).inc()
         PASS_SECONDS.observe(time.monotonic() - started)
+
+
+def gc_paused(generation: int, seconds: float) -> None:
+    GC_SECONDS.labels(str(generation)).observe(seconds)
+
+
+def api_error(verb: str, status: int | None) -> None:
+    """A call that failed (status None: no answer), for calls made without ``counted``."""
+    API_ERRORS.labels(verb, str(status or "none")).inc()
 
 
 def counted(fn: Callable[..., T]) -> Callable[..., T]:

@@ -39,10 +39,9 @@ from rebeam._envelope import (
     CAST,
     SEND,
     Envelope,
-    envelope_of,
     pack_error,
     pack_reply,
-    unpack_fields,
+    unpack_mailbox,
 )
 from rebeam._mailbox import Info
 from rebeam._messages import From
@@ -356,24 +355,22 @@ class Host:
         node = self.node
         data = msg.data
         # The hot path of casts and sends to a free, delivering actor: every check of
-        # Node.admit_fields that passes, inlined, and the callback run from the checked
+        # Node.admit that passes, inlined, and the callback run from the checked
         # array (no Envelope, no further coroutine). Anything else, refusals included, goes
         # the whole way below (decoding again: a refusal or a call can afford it). This is
         # most of what a cast costs the receiver beyond nats-py's own work (the throughput
         # target of docs/sdk.md), so every call and attribute lookup here counts.
         if len(data) <= node._limit and not self._busy and self._stop is None:
             try:
-                item: list[Any] | None = unpack_fields(data)
+                item: list[Any] | None = unpack_mailbox(data)
             except CodecError:
-                item = None  # refused below, by admit_fields
+                item = None  # refused below, by admit
             if (
                 item is not None
                 and (kind := item[1]) in _ONE_WAY
-                and item[2] == node._pid_str
-                # Node.sent_by, its remembered case inlined (a method call per cast)
-                and type(sender := item[3]) is str
-                and msg.subject
-                == (node._sender_subjects.get(sender) or node.sent_by_subject(sender))
+                # The subject names a sender (Node.sender_of, its remembered case inlined:
+                # a method call per cast); the target is this incarnation (subscribed so)
+                and (node._senders.get(subject := msg.subject) or node.sender_of(subject))
                 and node.fenced_by is None
                 and node.delivering.is_set()
                 and (not (reply := msg.reply) or node.answerable(reply))
@@ -389,7 +386,7 @@ class Host:
                     if reply:  # a cast or send that asked for a receipt
                         await node.nc.publish(reply, _RECEIPT)
                     actor = self.actor
-                    result = (actor.handle_cast if kind == _CAST else actor.handle_info)(item[5])
+                    result = (actor.handle_cast if kind == _CAST else actor.handle_info)(item[2])
                     if result is not None and hasattr(result, "__await__"):
                         await result
                 except Exception as exc:
@@ -408,16 +405,12 @@ class Host:
         """Every message the whole way: admitted, then a signal or :meth:`deliver`. The
         mailbox callback of an actor that traces, where each handler gets a span."""
         node = self.node
-        admitted = node.admit_fields(msg)
-        if admitted is None:
+        env = node.admit(msg)
+        if env is None:
             return
-        kind = admitted[1]
-        env = envelope_of(admitted, msg.reply or None, len(msg.data))
-        if kind > _CALL:
+        if env.kind > _CALL:
             await node._on_signal(env)
         else:
-            if len(admitted) == 7:  # the sender's trace context (read only when tracing)
-                env.trace = admitted[6]
             await self.deliver(env)
 
     async def deliver(self, env: Envelope) -> None:

@@ -14,22 +14,31 @@ Layout (Core NATS by default, JetStream only where asked):
   handles them, and only then batches again. The server's default limit is
   1000 consumers per stream: at most 1000 *durable* actors per namespace
   unless the server's ``default_max_consumers`` is raised; plain actors cost nothing here;
-* a message's id is its stream sequence (the stream de-duplicates a sender's retried publish
-  by ``Nats-Msg-Id = <sender pid>:<node nonce>:<msg_id>``: the nonce keeps anyone else from
-  spending a sender's ids in advance); the handler's progress is the KV record
-  ``d.<slot token>`` (the last stream sequence handled), written once per batch after the
-  callbacks returned and before the acks, so a redelivery of a recorded message after a crash
-  is recognised and acked without running the callback again;
-* a message delivered more than ``max_deliver`` times (it crashed or outlived every
-  incarnation that got it; a delivery to an incarnation that crashed on an earlier message
-  or stopped before running it is not counted, see :class:`Spared`) is **parked**:
-  re-published to ``rebeam.<ns>.dmbox.parked.<slot token>`` with headers saying why,
-  acknowledged, counted (``parked``) and logged, and the actor carries on with the next
-  message.
+* a stored message holds one send, or a batch of sends coalesced by the sender
+  (rebeam._durable_batch); a send's id is its *position*, (stream sequence, item), the only
+  or last item of a stored message being ``WHOLE`` (the stream de-duplicates a sender's
+  retried store by ``Nats-Msg-Id = <sender pid>:<node nonce>:<msg_id>`` of its first send:
+  the nonce keeps anyone else from spending a sender's ids in advance); the handler's
+  progress is the KV record ``d.<slot token>`` (the position of the last send handled),
+  written once per pull's worth of handling after the callbacks returned and before the
+  acks, so a redelivery of a recorded send after a crash, a whole stored message or the
+  first sends of a batch, is recognised and not run again;
+* a send started more than ``max_deliver`` times by incarnations that did not finish it
+  (it crashed them, or they were killed in it; counted in the record, see
+  :class:`Attempt`: a send merely delivered to an incarnation that died is not counted)
+  is **parked**: its
+  envelope alone re-published to ``rebeam.<ns>.dmbox.parked.<slot token>`` with headers
+  saying why, counted (``parked``) and logged, and the actor carries on with the next send;
+  a stored message is acknowledged once all of its sends are handled or parked.
 
-Bounds: the stream holds at most ``DURABLE_MAX_MESSAGES`` messages per subject, refusing new
-ones (``discard_new_per_subject``): a sender's publish then fails and raises
-:class:`~rebeam.errors.MailboxFull`. Messages older than ``DURABLE_MAX_AGE`` are dropped.
+Bounds: a sender lets at most ``_durable_batch.MAX_WAITING`` of its sends wait per slot,
+counted by the sender (the stream counts stored messages, each holding up to
+``_durable_batch.MAX_ITEMS`` sends), raising :class:`~rebeam.errors.MailboxFull` past it;
+behind that, the stream holds at most ``DURABLE_MAX_MESSAGES`` stored messages per subject
+(per sender and slot), refusing new ones (``discard_new_per_subject``): a sender's store
+then fails and raises :class:`~rebeam.errors.MailboxFull` to each of its sends. Messages older than
+``DURABLE_MAX_AGE`` are dropped. File storage, one replica (docs/nats.md, "Durable mailbox
+streams", says what that keeps).
 """
 
 from __future__ import annotations
@@ -39,17 +48,16 @@ import collections
 import contextlib
 import dataclasses
 import logging
-import weakref
 from typing import TYPE_CHECKING, Any
 
-import nats.errors
 import nats.js.api as jsapi
 import nats.js.errors as jserr
 
 from rebeam import _subjects
+from rebeam._durable_batch import durable_address, items_of, sender
 from rebeam._envelope import CALL, USER_KINDS, pack_fields, unpack
 from rebeam._streams import MAX_CONSUMERS
-from rebeam.errors import CodecError, MailboxFull
+from rebeam.errors import CodecError
 
 if TYPE_CHECKING:
     from rebeam._actor import Host
@@ -64,6 +72,7 @@ __all__ = [
     "publish",
     "stream_config",
     "stream_name",
+    "submit",
 ]
 
 log = logging.getLogger("rebeam.durable")
@@ -74,8 +83,31 @@ DURABLE_MAX_AGE = 7 * 24 * 3600.0
 ACK_WAIT = 2.0  # seconds: an unacknowledged message is redelivered this long after a crash
 BATCH = 256  # messages in flight per durable actor, in batched mode
 _PULL_EXPIRES = 1.0  # seconds a pull request waits on the server for messages
-_MAILBOX_FULL = 10077  # JetStream: maximum messages per subject exceeded
-_MSG_ID = "Nats-Msg-Id"
+_ASK_FLOOR = 64  # sends remembered above the floor before the server is asked for its own
+MAX_ITEMS_RECORDED = 4096  # stored messages a progress record names at most
+_MAX_RECORD = 128 * 1024  # bytes of a progress record read at most
+
+
+# A send's place in the stream: (stream sequence, item). The only or last item of a stored
+# message is WHOLE, so "all of message s" is (s, WHOLE) and a record of single sends reads
+# as the stream sequence alone; the others of a batch are 0, 1, ... in the order sent.
+Position = tuple[int, int]
+WHOLE = (1 << 32) - 1
+
+
+def _format(at: Position) -> str:
+    return str(at[0]) if at[1] == WHOLE else f"{at[0]}.{at[1]}"
+
+
+def _parse(text: str) -> Position:
+    seq, dot, item = text.partition(".")
+    # A uint64 has at most 20 digits; an item is below WHOLE.
+    if not (seq.isdigit() and len(seq) <= 20) or (dot and not (item.isdigit() and len(item) <= 10)):
+        raise ValueError(f"not a stream position: {text[:40]!r}")
+    position = (int(seq), int(item) if dot else WHOLE)
+    if position[1] > WHOLE:
+        raise ValueError(f"not a stream position: {text[:40]!r}")
+    return position
 
 
 def stream_name(namespace: str) -> str:
@@ -88,11 +120,6 @@ def consumer_name(pid: Pid) -> str:
 
 
 parked_subject = _subjects.durable_parked
-
-
-def durable_address(pid: Pid) -> str:
-    """The ``to`` of a durable envelope: the slot, since any later incarnation may take it."""
-    return f"{pid.namespace}.{pid.slot_token}.*"
 
 
 def stream_config(name: str, subjects: str) -> jsapi.StreamConfig:
@@ -124,60 +151,28 @@ async def ensure_stream(js: Any, namespace: str) -> None:
         await js.add_stream(config)
 
 
-async def publish(node: Node, pid: Pid, kind: int, message: Any, timeout: float = 5.0) -> int:
-    """Store a send or cast in ``pid``'s durable mailbox; returns its stream sequence once
-    JetStream acknowledged it (it is on disk). Raises :class:`MailboxFull` when the mailbox
-    is at its limit."""
+def submit(node: Node, pid: Pid, kind: int, message: Any) -> asyncio.Future[int]:
+    """Queue a send or cast for ``pid``'s durable mailbox, now; the future gives the stream
+    sequence of the message that holds it once JetStream acknowledged that (it is on disk).
+    Sends made while earlier ones to the same slot wait for their acknowledgement are stored
+    together, in the order of the calls (rebeam._durable_batch). The future raises
+    :class:`MailboxFull` when the mailbox is at its limit, nats-py's TimeoutError when no
+    answer came within 5 s; a message the codec refuses raises here."""
     msg_id = next(node._seq)
-    data = pack_fields(kind, durable_address(pid), node._pid_str, msg_id, message)
-    headers = {_MSG_ID: f"{node._pid_str}:{node._inbox.rsplit('.', 1)[1]}:{msg_id}"}
-    js = _publisher(node.nc)
-    subject = _subjects.durable_queue(pid, node.pid)
-    for attempt in range(2):
-        try:
-            ack = await _stored(await js.publish_async(subject, data, headers=headers), timeout)
-            return int(ack.seq)
-        except jserr.NoStreamResponseError:
-            if attempt:
-                raise
-            await ensure_stream(js, pid.namespace)
-        except jserr.APIError as exc:
-            if exc.err_code == _MAILBOX_FULL:
-                raise MailboxFull(f"the durable mailbox of {pid} is full") from None
-            raise
-    raise AssertionError("unreachable")
+    out = sender(node)
+    box = out.outbox(pid)
+    data = pack_fields(kind, box.address, node._pid_str, msg_id, message)
+    return box.put(data, f"{out.id_prefix}{msg_id}")
 
 
-# One JetStream context per connection for durable sends: nats-py's asynchronous publish
-# keeps its reply subscription and pending acks in the context, and a request-reply publish
-# costs a timer task per message, which is much of a sender's CPU at thousands per second.
-_publishers: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
-
-
-def _publisher(nc: Any) -> Any:
-    js = _publishers.get(nc)
-    if js is None:
-        js = _publishers[nc] = nc.jetstream()
-    return js
-
-
-async def _stored(ack: asyncio.Future[Any], timeout: float) -> Any:
-    """The PubAck of an asynchronous publish, or nats-py's TimeoutError after ``timeout``."""
-
-    def expire() -> None:
-        if not ack.done():
-            ack.set_exception(nats.errors.TimeoutError())
-
-    timer = asyncio.get_running_loop().call_later(timeout, expire)
-    try:
-        return await ack
-    finally:
-        timer.cancel()
+async def publish(node: Node, pid: Pid, kind: int, message: Any) -> int:
+    """:func:`submit`, awaited."""
+    return await submit(node, pid, kind, message)
 
 
 class DurableMailbox:
-    """The receiving side, in the runtime: pull batches, hand each message to the host in
-    order, record the batch handled, then acknowledge it (docs/sdk.md, "Durable mailboxes")."""
+    """The receiving side, in the runtime: pull batches, hand each send to the host in
+    order, record what was handled, then acknowledge it (docs/sdk.md, "Durable mailboxes")."""
 
     def __init__(self, node: Node, host: Host, max_deliver: int = DEFAULT_MAX_DELIVER) -> None:
         if max_deliver < 1:
@@ -193,9 +188,18 @@ class DurableMailbox:
             "CONSUMER", "MSG", "NEXT", self._stream, consumer_name(self.pid)
         )
         self._inbox = ""
-        self._recorded = Progress(0)  # the progress record as stored
-        self._spared = Spared()
-        self._handled = 0  # the last stream sequence handled (or parked) in this incarnation
+        self._recorded = Progress((0, WHOLE))  # the progress record as stored
+        # The send an earlier incarnation may have died in, and how many started it.
+        self._attempt: Attempt | None = None
+        self._suspect = False  # the next send to run is the first an earlier one left
+        self._writing = asyncio.Lock()  # one progress write at a time, the latest state
+        # What was handled (or parked): every send up to ``_done``, and above it the sends
+        # of ``_items`` (stream sequence -> its last item handled). Not one position: a send
+        # may come back behind later ones (its delivery was lost), and must still run.
+        self._done: Position = (0, WHOLE)
+        self._items: dict[int, int] = {}
+        self._at: Position = (0, WHOLE)  # the item being handled
+        self._ran = False  # the item's callback returned
         self._counted = 0  # handled since the last flush: counted once recorded
         self._left = 0  # unacknowledged messages an earlier incarnation left
         self._arrived: collections.deque[Any] = collections.deque()
@@ -220,8 +224,9 @@ class DurableMailbox:
             # Not a record we wrote: start from the beginning of what is stored (at least
             # once, as after a crash) rather than not at all.
             self.node._registry_invalid(self._key, str(exc))
-        self._handled = self._recorded.done
-        self._spared = self._recorded.spared
+        self._done = self._recorded.done
+        self._items = dict(self._recorded.items)
+        self._attempt = self._recorded.attempt
         # One at a time first, so that nothing new overtakes what an earlier incarnation
         # left unacknowledged; batched at once if it left nothing.
         info = await self._configure(1)
@@ -309,12 +314,13 @@ class DurableMailbox:
                 break
             left.setdefault(int(msg.metadata.sequence.stream), msg)
         self._arrived.extendleft(left[seq] for seq in sorted(left, reverse=True))
+        self._suspect = bool(left)
         while self._arrived and self.host._stop is None:
             msg = self._arrived.popleft()
             if msg.data and not await self._one(msg):
                 return
         if self.host._stop is None:
-            self._spared = Spared()  # every delivery to an earlier incarnation is resolved
+            self._suspect = False
             self._flush()
             await self._configure(BATCH)
 
@@ -333,36 +339,82 @@ class DurableMailbox:
         self._flush()
 
     async def _one(self, msg: Any) -> bool:
-        """Handle ``msg``; False if it was not (the actor crashed or is stopping)."""
+        """Handle every item of ``msg`` (one send, or a batch of them) in order; False if
+        one was not handled (the actor crashed or is stopping)."""
         self._current = msg
         meta = msg.metadata
-        seq, attempt = int(meta.sequence.stream), int(meta.num_delivered)
-        self.node.stats.durable_redelivered += attempt > 1
-        if seq <= self._handled:  # handled before (maybe by a crashed incarnation): not again
+        seq, delivered = int(meta.sequence.stream), int(meta.num_delivered)
+        self._at = (seq, 0)
+        self.node.stats.durable_redelivered += delivered > 1
+        if self._was_handled((seq, WHOLE)):  # handled before (maybe by a crashed incarnation)
             self.node.stats.durable_duplicates += 1
             return self._settle(msg)
-        attempt = self._spared.attempts(seq, attempt)
-        if attempt > self.max_deliver:
-            return await self._park(msg, seq, attempt, "delivered too many times")
         try:
-            env = unpack(msg.data)
+            items = items_of(msg.data, msg.headers)
+        except CodecError as exc:  # cannot be split: parked whole
+            self.node.stats.malformed += 1
+            self._at = (seq, WHOLE)
+            parked = await self._park(msg.data, self._at, delivered, f"malformed: {exc}", None)
+            return parked and self._settle(msg)
+        last = len(items) - 1
+        sender = _subjects.sender_text(msg.subject)  # who may have sent what it holds
+        for i, data in enumerate(items):
+            self._at = at = (seq, WHOLE if i == last else i)
+            if self._was_handled(at):  # the part of a batch a crashed incarnation handled
+                self.node.stats.durable_duplicates += 1
+                continue
+            index = i if last else None
+            if not await self._item(data, at, delivered, sender, index):
+                return False
+        return self._settle(msg)
+
+    async def _item(
+        self, data: bytes, at: Position, delivered: int, sender: str | None, index: int | None
+    ) -> bool:
+        """Handle one send; False if it was not (the actor crashed or is stopping)."""
+        attempt = await self._starting(at) if self._suspect else 1
+        if attempt > self.max_deliver:
+            return await self._park(data, at, attempt, "delivered too many times", index)
+        try:
+            env = unpack(data)
         except CodecError as exc:
             self.node.stats.malformed += 1
-            return await self._park(msg, seq, attempt, f"malformed: {exc}")
-        if env.sender != _subjects.sender_text(msg.subject):
-            return await self._park(msg, seq, attempt, "the sender does not match the subject")
+            return await self._park(data, at, attempt, f"malformed: {exc}", index)
+        if env.sender != sender:
+            why = "the sender does not match the subject"
+            return await self._park(data, at, attempt, why, index)
         if env.to != self._address or env.kind not in USER_KINDS or env.kind is CALL:
             why = f"not a durable send or cast for {self._address}"
-            return await self._park(msg, seq, attempt, why)
+            return await self._park(data, at, attempt, why, index)
+        self._ran = False
 
         async def handled() -> None:  # the host calls it once the callback returned
-            self._handled = seq
+            self._mark(at)
             self._counted += 1
-            self._settle(msg)
+            self._ran = True
 
         env.ack = handled
         await self.host.deliver(env)
-        return self._current is None
+        return self._ran
+
+    async def _starting(self, at: Position) -> int:
+        """The first send an earlier incarnation left: it may have died running it. Which
+        run of it this is, counted in the record before it runs, so that a kill -9 in it
+        counts too. Only this send: the earlier ones handled in order, so none after it
+        was started (a send merely delivered to an incarnation that died is no attempt)."""
+        self._suspect = False
+        before = self._attempt.count if self._attempt and self._attempt.at == at else 0
+        self._attempt = Attempt(at, before + 1)
+        await self._record()
+        return before + 1
+
+    def _was_handled(self, at: Position) -> bool:
+        return at <= self._done or at[1] <= self._items.get(at[0], -1)
+
+    def _mark(self, at: Position) -> None:
+        seq, item = at
+        if item > self._items.get(seq, -1) and at > self._done:
+            self._items[seq] = item
 
     def _settle(self, msg: Any) -> bool:
         self._settled.append(msg)
@@ -380,7 +432,7 @@ class DurableMailbox:
         while self._settled:
             # Taken together, with no await between: the record covers exactly these.
             self._flushing, self._settled = self._settled, []
-            await self._record(self._handled)
+            await self._record()
             # Acked after the record: a redelivery of any of them (an ack is not waited
             # for, and can be lost) is recognised by it.
             flushing, self._flushing = self._flushing, []
@@ -388,8 +440,19 @@ class DurableMailbox:
                 with contextlib.suppress(Exception):
                     await msg.ack()
 
-    async def _record(self, handled: int) -> None:
-        progress = Progress(handled, self._spared)
+    async def _record(self) -> None:
+        async with self._writing:  # a write never lands after a later one
+            await self._write()
+
+    async def _write(self) -> None:
+        if len(self._items) > _ASK_FLOOR:
+            await self._lift_floor()
+        if len(self._items) > MAX_ITEMS_RECORDED:
+            # Forgotten, the oldest can only run twice (at least once), never be lost.
+            self.node._ratelog.error("durable progress record full", str(len(self._items)))
+            for seq in sorted(self._items)[: len(self._items) - MAX_ITEMS_RECORDED]:
+                del self._items[seq]
+        progress = Progress(self._done, self._attempt, tuple(sorted(self._items.items())))
         counted, self._counted = self._counted, 0
         if progress != self._recorded:
             try:
@@ -402,6 +465,21 @@ class DurableMailbox:
                 self.node._ratelog.error("cannot record durable progress", str(exc))
         self.node.stats.durable_delivered += counted
 
+    async def _lift_floor(self) -> None:
+        """Forget the sends JetStream can deliver no more: all up to the consumer's ack
+        floor were acknowledged (by this incarnation or an earlier one)."""
+        try:
+            info = await self.node.nc.jetstream().consumer_info(
+                self._stream, consumer_name(self.pid)
+            )
+            floor = int(info.ack_floor.stream_seq)
+        except Exception as exc:  # NATS away: the next record asks again
+            self.node._ratelog.error("cannot read the durable ack floor", str(exc))
+            return
+        if (floor, WHOLE) > self._done:
+            self._done = (floor, WHOLE)
+            self._items = {seq: item for seq, item in self._items.items() if seq > floor}
+
     async def _give_back(self) -> None:
         """Crashed or stopping: record and acknowledge what was handled. What was delivered
         and not handled is left to the ack wait: the next incarnation takes it then, in order
@@ -411,21 +489,18 @@ class DurableMailbox:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
             self._sub = None
-        rest = [self._current] if self._current is not None else []
-        rest += [m for m in self._arrived if m.data]  # not the pull's status messages
         self._arrived.clear()
-        if rest:
-            stop = self.host._stop
-            crashed = self._current is not None and stop is not None and not stop.is_clean
-            first = int(rest[0].metadata.sequence.stream)
-            # Delivered here and never run: that delivery is no attempt at them.
-            self._spared = self._spared.plus(first if crashed else first - 1)
+        stop = self.host._stop
+        crashed = self._current is not None and stop is not None and not stop.is_clean
+        # Crashed in this send: one run of it, unless counted when it started.
+        if crashed and (self._attempt is None or self._attempt.at != self._at):
+            self._attempt = Attempt(self._at, 1)
         if self._flusher is not None:
             with contextlib.suppress(BaseException):
                 await self._flusher
         with contextlib.suppress(Exception):
             await self._flush_all()
-            await self._record(self._handled)  # what is spared, if nothing else
+            await self._record()  # the attempt, if nothing else
 
     async def _heartbeat(self) -> None:
         """Keep what waits behind a long callback (and the callback's own message) from being
@@ -437,72 +512,133 @@ class DurableMailbox:
                     with contextlib.suppress(Exception):
                         await msg.in_progress()
 
-    async def _park(self, msg: Any, seq: int, attempt: int, why: str) -> bool:
+    async def _park(
+        self, data: bytes, at: Position, attempt: int, why: str, index: int | None
+    ) -> bool:
+        """Park one send (or a stored message that cannot be split); False if the actor is
+        stopping before it could."""
         js = self.node.nc.jetstream()
+        seq = at[0]
         headers = {
             "Rebeam-Parked-Reason": why,
             "Rebeam-Parked-Seq": str(seq),
             "Rebeam-Parked-Attempts": str(attempt),
         }
+        if index is not None:  # one item of a batch: the others are not parked
+            headers["Rebeam-Parked-Item"] = str(index)
         while True:  # what comes after it waits: order holds
             try:
-                await js.publish(parked_subject(self.pid), msg.data, headers=headers)
+                await js.publish(parked_subject(self.pid), data, headers=headers)
                 break
             except Exception as exc:  # NATS away: try again shortly
                 self.node._ratelog.error("cannot park a durable message", f"{seq}: {exc}")
                 if self.host._stop is not None:
                     return False
                 await asyncio.sleep(0.5)
-        self._handled = max(self._handled, seq)  # recorded: never run again
+        self._mark(at)  # recorded: never run again
         self.node.stats.parked += 1
         where = parked_subject(self.pid)
+        what = str(seq) if index is None else f"{seq} item {index}"
         self.node._ratelog.error(
-            "parked a durable message", f"{seq} on {where} ({attempt} deliveries): {why}"
+            "parked a durable message", f"{what} on {where} ({attempt} deliveries): {why}"
         )
-        return self._settle(msg)
+        return True
 
 
 @dataclasses.dataclass(frozen=True)
-class Spared:
-    """Deliveries not to count as attempts: messages after stream sequence ``after`` were
-    delivered up to ``count`` times to incarnations that ended before running them (they
-    had arrived behind the message that crashed, or the actor was stopping)."""
+class Attempt:
+    """The send at ``at`` was started ``count`` times by incarnations that did not live to
+    finish it (a crash in it, a kill, a hang)."""
 
-    after: int | None = None
-    count: int = 0
-
-    def attempts(self, seq: int, delivered: int) -> int:
-        if self.after is None or seq <= self.after:
-            return delivered
-        return max(1, delivered - self.count)
-
-    def plus(self, after: int) -> Spared:
-        """One more incarnation ended with what follows ``after`` delivered and not run."""
-        low = after if self.after is None else min(after, self.after)
-        return Spared(low, self.count + 1)
+    at: Position
+    count: int
 
 
 @dataclasses.dataclass(frozen=True)
 class Progress:
-    """The progress record ``d.<slot>``: the last stream sequence handled, and what
-    :class:`Spared` says (``"<done>"`` or ``"<done> <after> <count>"``)."""
+    """The progress record ``d.<slot>``: every send up to position ``done`` was handled, and
+    so was each send of ``items`` above it ((stream sequence, last item handled), by
+    sequence); ``attempt`` says which send incarnations died in, and how many times.
 
-    done: int
-    spared: Spared = Spared()
+    Written ``"<done>[ a=<position>:<count>][ h=<items>]"``: a position is ``<seq>`` for a
+    whole stored message, ``<seq>.<item>`` inside a batch; ``<items>`` is a comma-separated
+    list of positions and of ``<first>-<last>`` runs of whole stored messages. An older
+    record's ``"<done> <position> <count>"`` is read without its two last fields."""
+
+    done: Position
+    attempt: Attempt | None = None
+    items: tuple[tuple[int, int], ...] = ()
+
+    def covers(self, at: Position) -> bool:
+        """Whether the send at ``at`` was handled."""
+        return at <= self.done or any(seq == at[0] and at[1] <= item for seq, item in self.items)
 
     def encode(self) -> bytes:
-        if self.spared.after is None:
-            return str(self.done).encode()
-        return f"{self.done} {self.spared.after} {self.spared.count}".encode()
+        parts = [_format(self.done)]
+        if self.attempt is not None:
+            parts.append(f"a={_format(self.attempt.at)}:{self.attempt.count}")
+        if self.items:
+            parts.append("h=" + ",".join(_runs(self.items)))
+        return " ".join(parts).encode()
 
     @classmethod
     def parse(cls, value: bytes | None) -> Progress:
         """ValueError if ``value`` is not a record we write."""
+        if value is not None and len(value) > _MAX_RECORD:
+            raise ValueError(f"not a progress record: {len(value)} bytes")
         text = (value or b"0").decode("ascii", errors="replace")
         parts = text.split(" ")
-        # A uint64 has at most 20 digits.
-        if len(parts) not in (1, 3) or not all(p.isdigit() and len(p) <= 20 for p in parts):
-            raise ValueError(f"not a stream sequence: {text[:40]!r}")
-        if len(parts) == 1:
-            return cls(int(parts[0]))
-        return cls(int(parts[0]), Spared(int(parts[1]), int(parts[2])))
+        items: tuple[tuple[int, int], ...] = ()
+        if len(parts) > 1 and parts[-1].startswith("h="):
+            items = _parse_items(parts.pop()[2:])
+        attempt = None
+        if len(parts) == 2 and parts[1].startswith("a="):
+            at, colon, count = parts.pop()[2:].partition(":")
+            if not (colon and count.isdigit() and len(count) <= 20):
+                raise ValueError(f"not a progress record: {text[:40]!r}")
+            attempt = Attempt(_parse(at), int(count))
+        elif len(parts) == 3:  # an older record's note of deliveries that were no attempt
+            if not (parts[2].isdigit() and len(parts[2]) <= 20):
+                raise ValueError(f"not a progress record: {text[:40]!r}")
+            _parse(parts.pop(1))
+            parts.pop()
+        if len(parts) != 1:
+            raise ValueError(f"not a progress record: {text[:40]!r}")
+        done = _parse(parts[0])
+        if items and (items[0][0] < done[0] or (items[0][0] == done[0] and done[1] == WHOLE)):
+            raise ValueError(f"not a progress record: {text[:40]!r}")
+        return cls(done, attempt, items)
+
+
+def _runs(items: tuple[tuple[int, int], ...]) -> list[str]:
+    """``items`` written short: whole stored messages of consecutive sequences as one run."""
+    out: list[str] = []
+    first = last = -1
+    for seq, item in (*items, (-1, 0)):  # a sentinel ends the last run
+        if item == WHOLE and seq == last + 1 and first >= 0:
+            last = seq
+            continue
+        if first >= 0:
+            out.append(str(first) if first == last else f"{first}-{last}")
+            first = last = -1
+        if item == WHOLE:
+            first = last = seq
+        elif seq >= 0:
+            out.append(f"{seq}.{item}")
+    return out
+
+
+def _parse_items(text: str) -> tuple[tuple[int, int], ...]:
+    items: list[tuple[int, int]] = []
+    for part in text.split(","):
+        low, dash, high = part.partition("-")
+        first = _parse(low)
+        last = _parse(high) if dash else first
+        if dash and (first[1] != WHOLE or last[1] != WHOLE or last[0] <= first[0]):
+            raise ValueError(f"not a run of stored messages: {part[:40]!r}")
+        if items and items[-1][0] >= first[0]:
+            raise ValueError(f"stored messages recorded out of order: {part[:40]!r}")
+        if len(items) + last[0] - first[0] >= MAX_ITEMS_RECORDED:
+            raise ValueError(f"more than {MAX_ITEMS_RECORDED} stored messages recorded")
+        items += [(seq, first[1]) for seq in range(first[0], last[0] + 1)]
+    return tuple(items)

@@ -127,6 +127,8 @@ class Lease:
                 )
                 self.revision = ack.seq
             except jserr.APIError as exc:
+                if await self._landed_after_all():
+                    continue
                 # Wrong last sequence: the lease expired (we were gone longer than the TTL)
                 # and everyone has been told this pid is dead. Stop being it.
                 log.error("%s lost its lease (%s)", self.pid, exc)
@@ -136,6 +138,23 @@ class Lease:
             except Exception as exc:  # disconnected: try again at the next tick
                 log.debug("%s: lease refresh failed: %s", self.pid, exc)
 
+    async def _landed_after_all(self) -> bool:
+        """Whether the key moved on because a refresh of ours landed though its answer
+        never came (it timed out behind other traffic on a busy machine): the key is live,
+        at a later revision, and only this process writes it. Adopts that revision. A
+        marker or no key at all is an expired lease."""
+        try:
+            entry = await self.kv.get(self.pid.tokens)
+        except jserr.KeyNotFoundError:
+            return False
+        except Exception as exc:  # cannot tell now: the next tick asks again
+            log.debug("%s: reading its lease failed: %s", self.pid, exc)
+            return True
+        if entry.value is None or entry.operation is not None or entry.revision <= self.revision:
+            return False
+        self.revision = entry.revision
+        return True
+
     async def release(self) -> None:
         if self._task is not None:
             self._task.cancel()
@@ -144,13 +163,22 @@ class Lease:
                 await self.kv.delete(self.pid.tokens)
 
 
+# How long the server keeps a watcher's consumer that nobody listens to. nats-py replaces
+# the consumer of a watch whose heartbeats it missed (a busy or paused process) without
+# deleting the old one, which the server then keeps for this long, with its subscriptions
+# (docs/nats.md, "Lease watchers"). Short, since a consumer is never idle while its watcher
+# listens, and a watcher that comes back to find it gone makes a new one.
+WATCHER_IDLE_LIMIT = 30.0
+
+
 async def watch_expiries(js: Any, namespace: str, on_expired: Callable[[Pid], None]) -> None:
     """Call ``on_expired(pid)`` for every lease that expires from now on (runs until
     cancelled; restarts its watcher after a failure)."""
     while True:
+        watcher = None
         try:
             kv = await open_leases(js, namespace)
-            watcher = await kv.watch(">", inactive_threshold=3600)
+            watcher = await kv.watch(">", inactive_threshold=WATCHER_IDLE_LIMIT)
             async for entry in watcher:
                 if entry is None or entry.operation != "PURGE":
                     continue
@@ -165,3 +193,7 @@ async def watch_expiries(js: Any, namespace: str, on_expired: Callable[[Pid], No
         except Exception as exc:
             log.debug("lease watcher restarting: %s", exc)
             await asyncio.sleep(0.5)
+        finally:
+            if watcher is not None:  # the next watcher must not leave this one subscribed
+                with contextlib.suppress(Exception):
+                    await watcher.stop()

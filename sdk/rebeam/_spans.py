@@ -6,22 +6,33 @@ receiver, a span around each handler invocation (CONSUMER, or SERVER for ``handl
 child of the sender's span, and current while the handler runs: a call the handler makes is
 its child in turn (contextvars follow the handler's awaits).
 
-Every span costs the OpenTelemetry SDK more than the rest of a message, so the few steps
-here are written out: hand-made context managers instead of ``start_as_current_span``'s
-generator, no sender span made current (nothing under it makes spans), attributes that do
-not change from message to message built once.
+Every span costs the OpenTelemetry SDK more than the rest of a message, so as little of it
+as possible is on the way of a message (docs/observability.md, "Cost"):
+
+* a span that ended well is ended (with the time it ended) a little later, once what was
+  written in the meantime (a call's reply, the next request) is on the wire: :meth:`Tracing.later`;
+* a handler span is started only when something asks for it (a span started under it, a
+  propagator, the handler's own ``get_current_span().set_attribute``), with the time the
+  handler began: one that nobody asked for while the handler ran, the usual leaf, is started
+  and ended after the reply went out (:class:`_HandlerSpan`);
+* hand-made context managers instead of ``start_as_current_span``'s generator, no sender
+  span made current (nothing under it makes spans), attributes that do not change from
+  message to message built once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import time
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanContext, SpanKind, Status, StatusCode
+from opentelemetry.util import types
 
 from rebeam import tracing
 from rebeam._envelope import CALL, CAST, SEND, Envelope
@@ -36,6 +47,7 @@ _SYSTEM = "rebeam"
 _OPERATION = {int(SEND): "send", int(CAST): "cast", int(CALL): "call"}
 _HANDLER = {int(SEND): "handle_info", int(CAST): "handle_cast", int(CALL): "handle_call"}
 _MAX_STATUS = 200  # characters of an exit reason or exception kept in a span's status
+_MAX_PUT_OFF = 16  # spans waiting to be ended at most (Tracing.later)
 
 
 def for_node(pid: Pid, stats: Stats, ratelog: RateLog) -> Tracing | None:
@@ -65,6 +77,9 @@ class Tracing:
             kind: {"messaging.system": _SYSTEM, "messaging.operation.name": op}
             for kind, op in _OPERATION.items()
         }
+        # Spans that ended well, to be ended in the SDK by finish() (see later()).
+        self._ending: list[_Sending | _Handling] = []
+        self._scheduled = False  # a callback will call finish()
         self.serve(None)
 
     def serve(self, actor_class: str | None) -> None:
@@ -88,23 +103,26 @@ class Tracing:
         error) on the span."""
         attributes = {**self._sending[kind], "messaging.destination.name": to._text}
         span_kind = SpanKind.CLIENT if kind == CALL else SpanKind.PRODUCER
-        return _Sending(
-            self._tracer.start_span(_OPERATION[kind], kind=span_kind, attributes=attributes)
-        )
+        span = self._tracer.start_span(_OPERATION[kind], kind=span_kind, attributes=attributes)
+        return _Sending(self, span)
 
     def handling(self, env: Envelope, outcome: Callable[[], ExitReason | None]) -> _Handling:
         """The span of one handler invocation for ``env``, current inside ``with``; a child of
         the sender's span when the envelope carried a valid context. ``outcome()`` is the
         actor's exit reason once the handler returned: an unclean one marks the span as an
         error."""
+        return _Handling(self, env, outcome)
+
+    def start_handling(self, env: Envelope, started: int) -> Span:
+        """Start the SDK's span of a handler invocation that began at ``started`` (ns)."""
         kind = int(env.kind)
-        span = self._tracer.start_span(
+        return self._tracer.start_span(
             _HANDLER[kind],
             context=self._parent(env.trace),
             kind=SpanKind.SERVER if kind == CALL else SpanKind.CONSUMER,
             attributes=self._handling[kind],
+            start_time=started,
         )
-        return _Handling(span, outcome)
 
     def _parent(self, field: Any) -> Context:
         """The context a handler span starts in: the sender's span, or none at all (a new
@@ -127,6 +145,43 @@ class Tracing:
         )
         return trace.set_span_in_context(trace.NonRecordingSpan(remote), Context())
 
+    def later(self, ending_one: _Sending | _Handling) -> None:
+        """End ``ending_one``'s span in the SDK soon, not now: two turns of the event loop later.
+
+        Whatever this task wrote before its next await (a handler's reply, the caller's next
+        request) is queued for nats-py's flusher task, which the loop runs in its next turn;
+        a callback scheduled now would run in that same turn, before the flusher. A callback
+        that schedules the work runs it in the turn after, once the write is done, while the
+        message travels. The CPU is the same; a message no longer waits for it.
+
+        At most :data:`_MAX_PUT_OFF` wait: a burst of casts handled without a turn of the
+        loop between them ends its spans every so many messages. Put off by the thousand,
+        they cost a fifth more CPU per cast in a tight loop (not the garbage collector's:
+        as much with it off; most likely objects gone cold in the CPU's caches), for
+        nothing: in a burst, messages wait for the CPU whichever way."""
+        ending = self._ending
+        ending.append(ending_one)
+        if len(ending) >= _MAX_PUT_OFF:
+            self.finish()
+        elif not self._scheduled:
+            self._scheduled = True
+            loop = asyncio.get_running_loop()
+            loop.call_soon(loop.call_soon, self._finish_later)
+
+    def _finish_later(self) -> None:
+        self._scheduled = False
+        self.finish()
+
+    def finish(self) -> None:
+        """End every span put off by :meth:`later` (also when the node closes). An SDK or
+        span processor that raises loses that span, said at a bounded rate, never the rest."""
+        ending, self._ending = self._ending, []
+        for item in ending:
+            try:
+                item.finish()
+            except Exception as exc:  # a span processor's or exporter's, not ours
+                self._ratelog.error("could not end a span", f"{type(exc).__name__}: {exc}")
+
 
 def _field(span: Span) -> list[str] | None:
     """The trace field of an envelope sent under ``span``: its W3C context."""
@@ -140,13 +195,19 @@ def _field(span: Span) -> list[str] | None:
     return [parent, state.to_header()] if state else [parent]
 
 
+def _error(exc: BaseException) -> Status:
+    return Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"[:_MAX_STATUS])
+
+
 class _Sending:
     """A started sender span: ended when the block ends, with the error that ended it."""
 
-    __slots__ = ("_span",)
+    __slots__ = ("_ended", "_span", "_tracing")
 
-    def __init__(self, span: Span) -> None:
+    def __init__(self, tracing: Tracing, span: Span) -> None:
+        self._tracing = tracing
         self._span = span
+        self._ended = 0
 
     def __enter__(self) -> list[str] | None:
         return _field(self._span)
@@ -154,32 +215,110 @@ class _Sending:
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if exc is not None:
-            self._span.record_exception(exc)
-            self._span.set_status(
-                Status(StatusCode.ERROR, f"{kind.__name__ if kind else ''}: {exc}"[:_MAX_STATUS])
-            )
-        self._span.end()
+        span = self._span
+        if exc is not None:  # rare, and the process may be on its way out: ended now
+            span.record_exception(exc)
+            span.set_status(_error(exc))
+            span.end()
+        elif span.is_recording():  # a trace sampled out has nothing to end
+            self._ended = time.time_ns()
+            self._tracing.later(self)
+
+    def finish(self) -> None:
+        self._span.end(end_time=self._ended)
 
 
 class _Handling:
-    """A started handler span: current inside the block, ended after it."""
+    """A handler invocation's span: current inside the block (as a :class:`_HandlerSpan`,
+    started in the SDK only if asked for), ended after it."""
 
-    __slots__ = ("_outcome", "_span", "_token")
+    __slots__ = ("_ended", "_env", "_outcome", "_span", "_started", "_token", "_tracing")
 
-    def __init__(self, span: Span, outcome: Callable[[], ExitReason | None]) -> None:
-        self._span = span
+    def __init__(
+        self, tracing: Tracing, env: Envelope, outcome: Callable[[], ExitReason | None]
+    ) -> None:
+        self._tracing = tracing
+        self._env = env
         self._outcome = outcome
+        self._span: Span | None = None  # the SDK's, once started
+        self._started = 0
+        self._ended = 0
         self._token: Any = None  # the attach's contextvars token
 
+    def span(self) -> Span:
+        """The SDK's span, started now if it was not yet (with the time the handler began)."""
+        span = self._span
+        if span is None:
+            span = self._span = self._tracing.start_handling(self._env, self._started)
+        return span
+
     def __enter__(self) -> None:
-        self._token = otel_context.attach(trace.set_span_in_context(self._span, Context()))
+        self._started = time.time_ns()
+        current = trace.set_span_in_context(_HandlerSpan(self), Context())
+        self._token = otel_context.attach(current)
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        self._ended = time.time_ns()
+        otel_context.detach(self._token)
         reason = self._outcome()
         if reason is not None and not reason.is_clean:
-            self._span.set_status(Status(StatusCode.ERROR, str(reason)[:_MAX_STATUS]))
-        otel_context.detach(self._token)
-        self._span.end()
+            # The actor crashed: ended now, before the process may end.
+            span = self.span()
+            span.set_status(Status(StatusCode.ERROR, str(reason)[:_MAX_STATUS]))
+            span.end(end_time=self._ended)
+        else:
+            self._tracing.later(self)
+
+    def finish(self) -> None:
+        self.span().end(end_time=self._ended)
+
+
+class _HandlerSpan(Span):
+    """The current span while a handler runs: the SDK's span, started the first time
+    anything asks this one for its context or hands it something to record. Until then it
+    costs an object and nothing of the SDK."""
+
+    __slots__ = ("_handling",)
+
+    def __init__(self, handling: _Handling) -> None:
+        self._handling = handling
+
+    def get_span_context(self) -> SpanContext:
+        return self._handling.span().get_span_context()
+
+    def is_recording(self) -> bool:
+        return self._handling.span().is_recording()
+
+    def end(self, end_time: int | None = None) -> None:
+        self._handling.span().end(end_time)
+
+    def set_attributes(self, attributes: Mapping[str, types.AnyValue]) -> None:
+        self._handling.span().set_attributes(attributes)
+
+    def set_attribute(self, key: str, value: types.AnyValue) -> None:
+        self._handling.span().set_attribute(key, value)
+
+    def add_event(
+        self, name: str, attributes: types.Attributes = None, timestamp: int | None = None
+    ) -> None:
+        self._handling.span().add_event(name, attributes, timestamp)
+
+    def add_link(self, context: SpanContext, attributes: types.Attributes = None) -> None:
+        self._handling.span().add_link(context, attributes)
+
+    def update_name(self, name: str) -> None:
+        self._handling.span().update_name(name)
+
+    def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
+        self._handling.span().set_status(status, description)
+
+    def record_exception(
+        self,
+        exception: BaseException,
+        attributes: types.Attributes = None,
+        timestamp: int | None = None,
+        escaped: bool = False,
+    ) -> None:
+        self._handling.span().record_exception(exception, attributes, timestamp, escaped)

@@ -37,6 +37,9 @@ class Stats:
     # Requests sent again after a cluster answered "no responders" for a pid holding a live
     # lease: its subscription had not reached our server yet (rebeam._interest).
     interest_retries: int = 0
+    # Watched pids that did not answer after a NATS outage but still held their lease: kept,
+    # not reported lost (rebeam._watching).
+    slow_to_return: int = 0
     # Messages whose envelope named another sender than the subject they came on.
     forged: int = 0
     # Operations the server refused: this process's credential does not allow them.

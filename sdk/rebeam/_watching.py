@@ -34,7 +34,7 @@ from rebeam import _subjects
 from rebeam._addresses import Address
 from rebeam._envelope import LINK, PING, UNLINK, Envelope, pack
 from rebeam._interest import InterestProbe
-from rebeam._lease import watch_expiries
+from rebeam._lease import lease_alive, open_leases, watch_expiries
 from rebeam._limits import loads_json
 from rebeam._mailbox import Info, Mailbox
 from rebeam._messages import Down, Exit, MonitorRef
@@ -187,14 +187,28 @@ class Watching:
 
     async def _recheck(self, pid: Pid, grace: float = 10.0) -> None:
         # After a NATS outage the peer reconnects on its own schedule: only a peer that
-        # stays unreachable for the whole grace period is reported gone (noconnection).
+        # stays unreachable for the whole grace period, and whose lease is gone, is reported
+        # gone (noconnection). A peer that still holds its lease is alive, only slow to come
+        # back (a busy machine): if it was lost after all, its lease expires and the lease
+        # watcher of a monitor or link reports it then (a call has its own timeout).
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
         while loop.time() < deadline:
             if pid not in self._watches or await self.is_alive(pid, timeout=2.0):
                 return
             await asyncio.sleep(0.25)
-        self._handle_exit(pid, NOCONNECTION)
+        if pid not in self._watches:
+            return
+        if await self._holds_lease(pid):
+            self._stats.slow_to_return += 1
+        else:
+            self._handle_exit(pid, NOCONNECTION)
+
+    async def _holds_lease(self, pid: Pid) -> bool:
+        try:
+            return await lease_alive(await open_leases(self.nc.jetstream(), pid.namespace), pid)
+        except (nats.errors.Error, OSError):  # JetStream errors are nats.errors.Error too
+            return False  # cannot tell: unreachable is all we know
 
     # -- exit watches: monitors, links, calls ---------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from typing import Any
 
 import pytest
@@ -411,3 +412,44 @@ def test_garbage_collector_deletes_owned_pods(
     core.delete_namespaced_config_map("owner", namespace)
 
     cluster.wait_pod_gone(namespace, "owned", timeout=60)
+
+
+def _ended(pid: int) -> bool:
+    """Gone, or a zombie that only its reaper keeps."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_a_stop_out_of_time_still_kills_every_container(
+    cluster: Cluster, namespace: str, image: str
+) -> None:
+    """A stop whose loop cannot end the containers in time (10,000 of them, or a loop held
+    up) kills them itself, each by its pid, and says nothing went wrong: no orphans."""
+    names = [f"sleeps-{i}" for i in range(3)]
+    with cluster.second_node(namespace, node_name="rebeam-e2e-stops", containers=False) as node:
+        for name in names:
+            _create(cluster, namespace, python_pod(name, SLEEPS, image=image))
+        pids: list[int] = []
+        for name in names:
+            cluster.wait_pod(namespace, name, running, what=f"{name} running")
+            pid = node.container_pid(namespace, name)
+            assert pid is not None
+            pids.append(pid)
+        assert node._loop is not None
+        held = threading.Event()
+
+        def hold_the_loop() -> None:
+            held.set()
+            release.wait(30)  # the loop runs nothing, its shutdown included, until released
+
+        release = threading.Event()
+        node._loop.call_soon_threadsafe(hold_the_loop)
+        assert held.wait(10)
+        try:
+            node.stop(timeout=0.2)
+            wait_for(lambda: all(map(_ended, pids)), timeout=10, what="every container killed")
+        finally:
+            release.set()

@@ -28,6 +28,11 @@ import pytest
 
 REBEAM = str(Path(sys.executable).parent / "rebeam")
 DEADLINE = 30.0
+# A tree's start is a dozen processes (the CLI, nats-server, zygote, reaper, each actor):
+# a whole `rebeam run` of one short child, start to exit, is 2.4 CPU-seconds (measured with
+# time(1)), and on a 2-core machine at load 28 it took 30 s of wall time. Waits in that phase
+# may last until START_DEADLINE after the launch, longer than DEADLINE from their own start.
+START_DEADLINE = 60.0
 
 Event = dict[str, Any]
 
@@ -39,6 +44,7 @@ class EventLog:
     path: Path
     events: list[Event] = field(default_factory=list)
     _offset: int = 0
+    start_by: float = 0.0  # the launch's time.monotonic() plus START_DEADLINE
 
     def poll(self) -> list[Event]:
         if self.path.exists():
@@ -53,7 +59,7 @@ class EventLog:
     def wait_for(
         self, predicate: Callable[[Event], bool], timeout: float = DEADLINE, what: str = ""
     ) -> Event:
-        deadline = time.monotonic() + timeout
+        deadline = max(time.monotonic() + timeout, self.start_by)
         seen = 0
         while True:
             events = self.poll()
@@ -63,7 +69,8 @@ class EventLog:
             seen = len(events)
             if time.monotonic() > deadline:
                 raise AssertionError(
-                    f"no event {what or predicate} within {timeout}s; got:\n"
+                    f"no event {what or predicate} within {timeout}s"
+                    f" (nor {START_DEADLINE}s after the launch); got:\n"
                     + "\n".join(map(str, events))
                 )
             time.sleep(0.02)
@@ -122,6 +129,7 @@ class Run:
         """This run's instance file, once it is written."""
         wait_until(
             lambda: any(_pid_in(f) == self.process.pid for f in self.instance_files()),
+            timeout=max(DEADLINE, self.events.start_by - time.monotonic()),
             what=f"the instance file of pid {self.process.pid} to be written",
         )
         return next(f for f in self.instance_files() if _pid_in(f) == self.process.pid)
@@ -175,7 +183,7 @@ def rebeam_run(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Start
         namespace = namespace or f"t{os.getpid()}-{n}-{abs(hash(request.node.name)) % 10**6}"
         env = dict(os.environ, XDG_STATE_HOME=str(tmp_path / "state"))
         env.pop("REBEAM_CREDENTIALS", None)  # the run's CLI uses the owner's, from its file
-        events = EventLog(tmp_path / f"events{n}.jsonl")
+        events = EventLog(tmp_path / f"events{n}.jsonl", start_by=time.monotonic() + START_DEADLINE)
         process = subprocess.Popen(
             [REBEAM, "run", str(path), "--plain", "--namespace", namespace,
              "--events", str(events.path), *extra],

@@ -70,7 +70,11 @@ async def leases_refreshed(run: Run, pids: list[Pid]) -> None:
     its holder would stop at its next refresh."""
     deadline = time.monotonic() + DEADLINE
     async with connect(run) as node:
-        leases = await open_leases(node.nc.jetstream(), run.namespace)
+        # Just after its restart the server is taking back every actor's connection,
+        # subscriptions and lease refresh at once; on a loaded 2-core machine its answer to
+        # this JetStream request took longer than the client's 5 s default (at load 20). The
+        # request is part of the wait for the refreshes, so it gets the same deadline.
+        leases = await open_leases(node.nc.jetstream(timeout=DEADLINE), run.namespace)
         for pid in pids:
             assert await lease_alive(leases, pid), f"{pid}'s lease did not outlive the restart"
             first = await leases.get(pid.tokens)

@@ -13,7 +13,7 @@ import rebeam
 from rebeam import _subjects, metrics
 from rebeam._envelope import CAST
 from tests.metrics.conftest import names, of_export, scrape, scrape_process, value
-from tests.sdk.hostile_inputs import envelope, until
+from tests.sdk.hostile_inputs import message, until
 
 PROBE = "rebeam_test_actors:Probe"
 
@@ -31,7 +31,7 @@ async def test_a_call_a_cast_and_a_refusal_move_the_actors_counters(launcher: An
     assert await node.call(child.pid, ["echo", "hi"]) == "hi"
     await node.cast(child.pid, ["note", 1])
     await node.nc.publish(_subjects.mailbox(child.pid, node.pid), b"\xc1 not msgpack")
-    cast = envelope(CAST, child.pid, str(node.pid), "x" * 10)
+    cast = message(CAST, "x" * 10)
     await node.nc.publish(_subjects.mailbox(child.pid, node.pid), cast[:-3])  # cut short
 
     async def counted() -> bool:

@@ -1,6 +1,8 @@
 """What every observer test shares, against ``rebeam run`` (tests/observer) or a cluster's
 NATS (tests/e2e/operator/test_operator_observer.py): ``rebeam observe`` as a subprocess,
-a headless Chromium under chromedriver, and reading the page.
+a headless Chromium under chromedriver, their fixtures (``observers`` and ``browser``,
+defined as ``observers_fixture`` and ``browser_fixture``: import those where they are used),
+and reading the page.
 
 Chromium and its driver come from Debian (``chromium``, ``chromium-driver``): installed here
 with apt when missing and running as root, as tools/images.py installs its tools; otherwise
@@ -156,6 +158,21 @@ def open_browser(tmp_path: Path) -> Iterator[Any]:
         assert not left, f"chromium processes left after quit: {left}"
 
 
+@pytest.fixture(name="observers")
+def observers_fixture() -> Iterator[list[Observe]]:
+    """Observers started by the test (append to the list); each stopped by its pid."""
+    started: list[Observe] = []
+    yield started
+    stop_observers(started)
+
+
+@pytest.fixture(name="browser")
+def browser_fixture(tmp_path: Path) -> Iterator[Any]:
+    """A headless Chromium under chromedriver, stopped with everything it started."""
+    with open_browser(tmp_path) as driver:
+        yield driver
+
+
 def wait_for(condition: object, timeout: float = DEADLINE, what: str = "", poll: float = 0.02):
     """The first truthy value of ``condition()`` (exceptions count as not yet), within
     ``timeout`` seconds."""
@@ -215,6 +232,45 @@ def timeline(driver: Any) -> list[str]:
             "return [...document.querySelectorAll('#timeline li')].map(li => li.textContent);"
         )
     )
+
+
+def stamp_page(driver: Any, path: str, column: int) -> None:
+    """From now on the page notes, by its own clock, when each timeline line appears and
+    each text the cell ``column`` of ``path``'s row shows: how soon something is shown is
+    then the page's doing alone, not also that of the test's polls (a WebDriver round trip
+    each, which took over a second on a loaded machine)."""
+    driver.execute_script(
+        "window.rebeamShown = [];"
+        "const cellText = () => {"
+        "  const row = document.querySelector(`#rows [data-path='${arguments[0]}']`);"
+        "  return row ? row.children[arguments[1]].textContent : null;"
+        "};"
+        "new MutationObserver((changes) => {"
+        "  const now = Date.now();"
+        "  for (const change of changes) for (const node of change.addedNodes)"
+        "    if (node.nodeName === 'LI') window.rebeamShown.push(['line', node.textContent, now]);"
+        "}).observe(document.getElementById('timeline'), {childList: true, subtree: true});"
+        "new MutationObserver(() => {"
+        "  window.rebeamShown.push(['cell', cellText(), Date.now()]);"
+        "}).observe(document.getElementById('rows'), {childList: true, subtree: true,"
+        "  characterData: true});",
+        path,
+        column,
+    )
+
+
+def line_shown_at(driver: Any, text: str) -> float | None:
+    """When (epoch seconds) a timeline line containing ``text`` first appeared since
+    :func:`stamp_page`, else None."""
+    shown = driver.execute_script("return window.rebeamShown;")
+    return next((ms / 1000 for kind, t, ms in shown if kind == "line" and text in t), None)
+
+
+def cell_shown_at(driver: Any, text: str) -> float | None:
+    """When (epoch seconds) the watched cell first showed ``text`` since :func:`stamp_page`,
+    else None."""
+    shown = driver.execute_script("return window.rebeamShown;")
+    return next((ms / 1000 for kind, t, ms in shown if kind == "cell" and t == text), None)
 
 
 def notice(driver: Any) -> str:

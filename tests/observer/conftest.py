@@ -4,11 +4,6 @@ test: tests/observer/browser.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
 from tests.local.conftest import (  # noqa: F401 - fixtures used by this directory's tests
     DEADLINE,
     REBEAM,
@@ -16,11 +11,11 @@ from tests.local.conftest import (  # noqa: F401 - fixtures used by this directo
     StartRun,
     rebeam_run,
 )
-from tests.observer.browser import (  # noqa: F401 - re-exported for this directory's tests
+from tests.observer.browser import (  # noqa: F401 - fixtures, and re-exported for the tests
     Observe,
+    browser_fixture,
     launch_observer,
-    open_browser,
-    stop_observers,
+    observers_fixture,
     stop_process,
     wait_for,
 )
@@ -29,18 +24,3 @@ from tests.observer.browser import (  # noqa: F401 - re-exported for this direct
 def start_observer(run: Run, *extra: str) -> Observe:
     """``rebeam observe`` against ``run``; returns once it printed its URL."""
     return launch_observer(["--namespace", run.namespace, *extra], run.env)
-
-
-@pytest.fixture
-def observe() -> Iterator[list[Observe]]:
-    """Observers started by the test (append to the list); each stopped by its pid."""
-    started: list[Observe] = []
-    yield started
-    stop_observers(started)
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[object]:
-    """A headless Chromium under chromedriver, stopped with everything it started."""
-    with open_browser(tmp_path) as driver:
-        yield driver

@@ -59,13 +59,13 @@ class Client:
 
 
 def test_every_surface_refuses_bad_input_counts_it_and_logs_no_traceback(
-    rebeam_run: StartRun, tmp_path: Path, observe: list[Observe]
+    rebeam_run: StartRun, tmp_path: Path, observers: list[Observe]
 ) -> None:
     (tmp_path / "counting.py").write_text(COUNTER)
     run = rebeam_run(TREE)
     run.events.wait("started", child="counter")
     observer = start_observer(run)
-    observe.append(observer)
+    observers.append(observer)
     client = Client(observer)
 
     assert client.ask("GET", "/")[0] == 403  # no token, no cookie
@@ -111,25 +111,22 @@ def test_every_surface_refuses_bad_input_counts_it_and_logs_no_traceback(
 
 def test_the_command_says_in_one_line_what_is_wrong(tmp_path: Path) -> None:
     env = dict(os.environ, XDG_STATE_HOME=str(tmp_path / "state"))  # no run anywhere
-    nothing = subprocess.run(
-        [REBEAM, "observe", "--namespace", "nobody-here"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+
+    def observe(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [REBEAM, "observe", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+
+    nothing = observe("--namespace", "nobody-here")
     assert nothing.returncode == 1
     assert nothing.stderr.startswith("rebeam: no rebeam run")
     assert len(nothing.stderr.splitlines()) == 1
-    bad_port = subprocess.run(
-        [REBEAM, "observe", "--port", "70000"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    bad_port = observe("--port", "70000")
     assert bad_port.returncode == 2
     assert "no TCP port" in bad_port.stderr
 
@@ -142,14 +139,14 @@ JOBS = (
 
 
 def test_a_dynamic_child_is_terminated_not_restarted(
-    rebeam_run: StartRun, observe: list[Observe]
+    rebeam_run: StartRun, observers: list[Observe]
 ) -> None:
     run = rebeam_run(JOBS)
     run.wait_ready()
     assert run.rebeam("start-child", "jobs").returncode == 0
     run.events.wait("started", child="job-1")
     observer = start_observer(run)
-    observe.append(observer)
+    observers.append(observer)
     client = Client(observer)
     client.log_in(observer.token)
     _, _, page = client.ask("GET", "/")

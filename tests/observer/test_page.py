@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import time
 import urllib.error
 import urllib.request
 from datetime import datetime
@@ -18,7 +17,7 @@ from typing import Any
 from selenium.webdriver.common.by import By
 
 from tests.local.conftest import COUNTER, StartRun, supervisor
-from tests.observer.browser import cell, click, timeline
+from tests.observer.browser import cell, cell_shown_at, click, line_shown_at, stamp_page, timeline
 from tests.observer.conftest import Observe, start_observer, wait_for
 
 TREE = supervisor(
@@ -30,13 +29,13 @@ TREE = supervisor(
 ACTORS = Path(__file__).with_name("observed_actors.py")
 
 
-def start(rebeam_run: StartRun, tmp_path: Path, observe: list[Observe]) -> tuple[Any, Observe]:
+def start(rebeam_run: StartRun, tmp_path: Path, observers: list[Observe]) -> tuple[Any, Observe]:
     (tmp_path / "counting.py").write_text(COUNTER)
     shutil.copy(ACTORS, tmp_path)
     run = rebeam_run(TREE)
     run.events.wait("started", child="worker")
     observer = start_observer(run)
-    observe.append(observer)
+    observers.append(observer)
     return run, observer
 
 
@@ -45,25 +44,23 @@ def event_time(event: dict[str, Any]) -> float:
 
 
 def shown_at(driver: Any, text: str) -> float:
-    """When the timeline first shows a line containing ``text`` (wall clock)."""
-    wait_for(
-        lambda: any(text in line for line in timeline(driver)),
-        what=f"{text!r} on the timeline",
-        poll=0.01,
-    )
-    return time.time()
+    """When the timeline first showed a line containing ``text`` (wall clock, the page's
+    own note: see ``stamp_page``)."""
+    at: float = wait_for(lambda: line_shown_at(driver, text), what=f"{text!r} on the timeline")
+    return at
 
 
 def test_tree_appears_and_a_crash_shows_within_a_second(
-    rebeam_run: StartRun, tmp_path: Path, observe: list[Observe], browser: Any
+    rebeam_run: StartRun, tmp_path: Path, observers: list[Observe], browser: Any
 ) -> None:
-    run, observer = start(rebeam_run, tmp_path, observe)
+    run, observer = start(rebeam_run, tmp_path, observers)
     browser.get(observer.url)
     wait_for(lambda: browser.find_element(By.ID, "conn").text == "live", what="the stream")
     assert cell(browser, "shop/counter", 2) == "running"
     assert cell(browser, "shop/counter", 3) == "1"
     os_pid = int(cell(browser, "shop/counter", 6))
 
+    stamp_page(browser, "shop/counter", 3)  # the incarnation
     os.kill(os_pid, signal.SIGKILL)
     exited_seen = shown_at(browser, "shop/counter#1 exited")
     started_seen = shown_at(browser, "shop/counter#2 started")
@@ -72,7 +69,8 @@ def test_tree_appears_and_a_crash_shows_within_a_second(
     assert exited_seen - event_time(exited) < 1.0
     assert started_seen - event_time(started) < 1.0
     assert "killed" in exited_seen_line(browser)
-    wait_for(lambda: cell(browser, "shop/counter", 3) == "2", timeout=1.0, what="inc 2")
+    incarnation_2 = wait_for(lambda: cell_shown_at(browser, "2"), what="incarnation 2")
+    assert incarnation_2 - event_time(started) < 1.0
     assert "killed" in cell(browser, "shop/counter", 5)  # the last exit
 
     # Names, groups, and the stats the server polls: a rate and a handler latency.
@@ -98,9 +96,9 @@ def exited_seen_line(driver: Any) -> str:
 
 
 def test_restart_from_the_page_and_nothing_without_the_token(
-    rebeam_run: StartRun, tmp_path: Path, observe: list[Observe], browser: Any
+    rebeam_run: StartRun, tmp_path: Path, observers: list[Observe], browser: Any
 ) -> None:
-    run, observer = start(rebeam_run, tmp_path, observe)
+    run, observer = start(rebeam_run, tmp_path, observers)
     refused = refusals_without_the_token(observer)
     assert refused == {"page": 403, "restart": 403, "wrong token": 403}
     browser.get(observer.url)

@@ -29,8 +29,13 @@ def packed(value: object) -> bytes:
     return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
 
 
+def message(kind: int, body: object) -> bytes:
+    """A mailbox message ``[2, kind, body]``, packed raw (the subject names both pids)."""
+    return packed([2, kind, body])
+
+
 def envelope(kind: int, to: Pid | str, sender: str, body: object, msg_id: int = 1) -> bytes:
-    """A mailbox envelope ``[version, kind, to, sender, msg_id, body]``, packed raw."""
+    """A durable message ``[1, kind, to, sender, msg_id, body]``, packed raw."""
     return packed([1, kind, str(to), sender, msg_id, body])
 
 

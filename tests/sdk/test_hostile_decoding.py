@@ -16,6 +16,7 @@ from tests.sdk.hostile_inputs import (
     EXT_EXIT,
     deep_json,
     envelope,
+    message,
     nested_ext,
     owner_record,
     packed,
@@ -55,13 +56,14 @@ def test_nested_extensions_are_refused_by_every_decoder_in_process() -> None:
 from rebeam import _codec, _envelope, _registry
 from rebeam.errors import CodecError
 from rebeam.pids import Pid
-from tests.sdk.hostile_inputs import envelope, nested_ext, owner_record, packed
+from tests.sdk.hostile_inputs import envelope, message, nested_ext, owner_record, packed
 pid = Pid.for_incarnation("ns", "victim", 1)
 for code in (2, 3):
     bomb = nested_ext({LEVELS}, code)
     for name, decode, data in [
         ("codec", _codec.decode, packed(bomb)),
-        ("envelope", _envelope.unpack_fields, envelope(2, pid, "ns.x.1", bomb)),
+        ("envelope", _envelope.unpack_mailbox, message(2, bomb)),
+        ("durable envelope", _envelope.unpack_fields, envelope(2, pid, "ns.x.1", bomb)),
         ("reply", _envelope.unpack_reply, packed([0, bomb])),
         ("registry", _registry._owner_of, owner_record(pid, bomb)),
     ]:
@@ -73,7 +75,7 @@ for code in (2, 3):
             print(name, code, "DECODED")
 """)
     lines = out.splitlines()
-    assert len(lines) == 8, out
+    assert len(lines) == 10, out
     assert all("nested too deeply" in line for line in lines), out
 
 
@@ -81,11 +83,11 @@ async def test_a_nested_message_does_not_kill_the_actor(launcher, node):
     child = await launcher.start(PROBE)
     subject = _subjects.mailbox(child.pid, node.pid)
     bomb = nested_ext(LEVELS)
-    cast = envelope(CAST, child.pid, str(node.pid), bomb)
+    cast = message(CAST, bomb)
     assert len(cast) < 1000
     await node.nc.publish(subject, cast)
     # A call is refused with the reason, on the inbox it came with.
-    reply = await node.nc.request(subject, envelope(CALL, child.pid, str(node.pid), bomb), 5)
+    reply = await node.nc.request(subject, message(CALL, bomb), 5)
     status, error = rebeam._envelope.unpack_reply(reply.data)
     assert status == 1
     assert "nested too deeply" in error["message"]

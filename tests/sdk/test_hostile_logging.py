@@ -7,7 +7,7 @@ import asyncio
 import logging
 
 import pytest
-from tests.sdk.hostile_inputs import envelope, until
+from tests.sdk.hostile_inputs import message, until
 
 import rebeam
 from rebeam import _subjects
@@ -31,7 +31,7 @@ async def test_a_flood_of_refused_messages_is_counted_and_logged_at_a_bounded_ra
     bad_reply = "$JS.API.STREAM.LIST"
     for i in range(FLOOD):
         await node.nc.publish(subject, b"\xc1" + i.to_bytes(4, "big"))  # never valid msgpack
-        call = envelope(CALL, child.pid, str(node.pid), "count", msg_id=i)
+        call = message(CALL, "count")
         await node.nc.publish(subject, call, reply=bad_reply)
     await node.nc.flush()
 

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import nats
 import pytest
 from tests.local.conftest import SLEEPER, StartRun, rebeam_run, supervisor  # noqa: F401
-from tests.sdk.hostile_inputs import deep_json, envelope, until
+from tests.sdk.hostile_inputs import deep_json, message, until
 
 import rebeam
 from rebeam import _subjects
@@ -45,11 +45,11 @@ async def test_no_request_to_an_actor_is_answered_on_a_subject_that_is_no_inbox(
     await a_stream(launcher.nc)
     child = await launcher.start(PROBE)
     bystander = await launcher.start(PROBE)  # its mailbox is a reply subject too
-    subject, me = _subjects.mailbox(child.pid, node.pid), str(node.pid)
+    subject = _subjects.mailbox(child.pid, node.pid)
     for reply in (DELETE, STORED, _subjects.mailbox(bystander.pid, child.pid)):
-        await node.nc.publish(subject, envelope(CALL, child.pid, me, "count"), reply=reply)
-        await node.nc.publish(subject, envelope(CAST, child.pid, me, "x"), reply=reply)
-        await node.nc.publish(subject, envelope(PING, child.pid, me, None), reply=reply)
+        await node.nc.publish(subject, message(CALL, "count"), reply=reply)
+        await node.nc.publish(subject, message(CAST, "x"), reply=reply)
+        await node.nc.publish(subject, message(PING, None), reply=reply)
         await node.nc.publish(subject, b"\xc1", reply=reply)  # malformed: not answered either
         await node.nc.publish(_subjects.stats(child.pid), b"", reply=reply)
     await node.nc.flush()
@@ -74,17 +74,17 @@ async def test_a_nats_inbox_gets_pings_and_refusals_but_no_call_is_handled(launc
     # A connection with nats-py's own `_INBOX.` inboxes, sending as the test's client (only
     # a backend's credential may both: an actor's inboxes are always rebeam call inboxes).
     nc = launcher.nc
-    pong = await nc.request(subject, envelope(PING, child.pid, me, None), timeout=5)
+    pong = await nc.request(subject, message(PING, None), timeout=5)
     assert unpack_reply(pong.data) == (0, None)
     assert await node.is_alive(child.pid)
-    refused = await nc.request(subject, envelope(CALL, child.pid, me, "count"), timeout=5)
+    refused = await nc.request(subject, message(CALL, "count"), timeout=5)
     status, error = unpack_reply(refused.data)
     assert (status, error["error"]) == (1, "refused")
     assert "call inbox" in error["message"]
     # A call inbox of another namespace is an inbox, but not one of this namespace's calls.
     inbox = f"_INBOX_rebeam.elsewhere.{me.split('.', 1)[1]}.1"
     waiting = await nc.subscribe(inbox, max_msgs=1)
-    await nc.publish(subject, envelope(CALL, child.pid, me, "count"), reply=inbox)
+    await nc.publish(subject, message(CALL, "count"), reply=inbox)
     status, error = unpack_reply((await waiting.next_msg(timeout=5)).data)
     assert (status, error["error"]) == (1, "refused")
     assert await node.call(child.pid, "count") == 1

@@ -118,14 +118,16 @@ async def test_fencing_a_superseded_incarnation(launcher, node):
     assert "superseded" in message or "its pid is in use" in message, message
 
 
-async def test_message_stamped_for_another_incarnation_is_refused(launcher, node):
+async def test_message_on_a_subject_of_no_sender_is_refused(launcher, node):
     from rebeam import _subjects
-    from rebeam._envelope import Envelope, Kind, pack
+    from rebeam._envelope import CALL, pack_mailbox
 
     child = await launcher.start(PROBE)
-    stale = rebeam.Pid.for_incarnation(child.pid.namespace, child.pid.slot, 99)
-    data = pack(Envelope(Kind.CALL, str(stale), str(node.pid), b"\xc0"))
-    reply = await node.nc.request(_subjects.mailbox(child.pid, node.pid), data, timeout=5)
+    # A light actor's subject (its last token not "_"): no process hosts one, so it names
+    # no sender to deliver from. Only a backend may publish it: the launcher's connection.
+    subject = _subjects.mailbox(child.pid, node.pid)[: -len(_subjects.WHOLE)] + "light"
+    data = pack_mailbox(CALL, b"\xc0")
+    reply = await launcher.nc.request(subject, data, timeout=5)
     from rebeam._envelope import unpack_reply
 
     status, payload = unpack_reply(reply.data)

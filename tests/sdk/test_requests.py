@@ -46,7 +46,7 @@ async def one_slot(node: rebeam.Node) -> Requests:
 
 
 def call_to(node: rebeam.Node, pid: rebeam.Pid, message: object) -> tuple[str, bytes]:
-    return _subjects.mailbox(pid, node.pid), node._envelope(int(CALL), str(pid), message)
+    return _subjects.mailbox(pid, node.pid), node._envelope(int(CALL), message)
 
 
 async def until_pending(requests: Requests, count: int) -> None:
@@ -81,7 +81,7 @@ async def test_every_end_of_a_request_leaves_nothing_pending(launcher, node):
     timeout = re.escape(f"no reply from {child.pid} within 0.1s")
     with pytest.raises(rebeam.CallTimeout, match=timeout):
         await requests.request(child.pid, subject, sleep, 0.1, REPLY)
-    receipt = node._envelope(int(SEND), str(child.pid), "hello")
+    receipt = node._envelope(int(SEND), "hello")
     assert await requests.request(child.pid, subject, receipt, 5, RECEIPT) is None
     nobody = rebeam.Pid.for_incarnation(node.namespace, "nobody", 1)
     subject, echo = call_to(node, nobody, ["echo", 1])

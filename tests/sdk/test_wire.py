@@ -129,9 +129,7 @@ async def test_garbage_never_crashes_a_runtime(launcher, node):
     @given(
         st.binary(max_size=256)
         | st.builds(
-            lambda kind, body: _envelope.pack(
-                _envelope.Envelope(kind, str(child.pid), str(node.pid), body)
-            ),
+            lambda kind, body: _envelope.pack_mailbox(kind, body),
             st.sampled_from(list(_envelope.Kind)),
             st.binary(max_size=64),
         )

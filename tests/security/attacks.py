@@ -165,7 +165,7 @@ async def _call_as(
     with ``reply_as_sender``, to an inbox of the sender's (a callee answers only inboxes of its
     own namespace: posing across namespaces needs one there too, which only an open server
     lets the thief subscribe to)."""
-    data = _envelope.pack_fields(_envelope.CALL, str(to), str(sender), 1, "balance")
+    data = _envelope.pack_mailbox(_envelope.CALL, "balance")
     nc = world.thief.nc
     try:
         if not reply_as_sender:

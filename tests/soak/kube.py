@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 import rebeam
-from tests.soak import faults, procs
+from tests.soak import faults
 from tests.soak.check import check
 from tests.soak.manifest import APP, Bank, manifest
 from tests.soak.observer import Observer
@@ -95,13 +95,10 @@ class KubeObserver(Observer):
     as a child of this process, so the bank's family is the ``rebeam.runtime`` processes
     among this process's descendants (the control plane, NATS and the operator are not)."""
 
+    family_marker = "rebeam.runtime"
+
     def heads(self) -> list[int]:
         return []
-
-    def family(self) -> list[int]:
-        mine = procs.descendants(self.run_pid)
-        pods = [p for p in mine if any("rebeam.runtime" in a for a in procs.command(p))]
-        return [*pods, *(d for p in pods for d in procs.descendants(p))]
 
     def label(self, os_pid: int) -> str:
         return self.owners.get(os_pid, "other")

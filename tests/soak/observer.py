@@ -1,20 +1,28 @@
 """Watches a running bank from outside, in a thread: which OS process is which child (from
 the incarnations' own birth records and from rebeam's lifecycle events), whether any child
-ever has two live processes at once, and the RSS of every process of the run over time."""
+ever has two live processes at once, and the RSS of every process of the run over time
+(measured every RSS_EVERY seconds by a process of its own, tests/soak/rss_sampler.py: this
+thread shares the GIL with the rest of the soak's process, and may be late)."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from tests.soak import procs
+from tests.soak.run import _die_with_parent
 
 SAMPLE = 0.05  # seconds between looks at the process table
 RSS_EVERY = 0.5
+SAMPLER_START = 30.0  # seconds for the sampler's first line: a Python start on a busy machine
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -45,6 +53,9 @@ class TailedFile:
 
 @dataclass
 class Observer:
+    # procs.family's marker: which of run_pid's descendants, with theirs, are the bank's.
+    family_marker: ClassVar[str | None] = None
+
     run_pid: int
     data: Path
     events: Path
@@ -54,6 +65,7 @@ class Observer:
     overlaps: list[Overlap] = field(default_factory=list)
     rss: list[tuple[float, str, int, int]] = field(default_factory=list)  # t, label, pid, B
     lifecycle: list[dict[str, Any]] = field(default_factory=list)
+    commands: dict[int, list[str]] = field(default_factory=dict)  # os pid -> argv, as sampled
     samples: int = 0
     longest_gap: float = 0.0  # seconds between two looks at the process table, at most
     failure: BaseException | None = None
@@ -61,16 +73,48 @@ class Observer:
     def __post_init__(self) -> None:
         self._births = TailedFile(self.data / "births.jsonl")
         self._events = TailedFile(self.events)
+        self._rss_file = TailedFile(self.events.with_name("rss.jsonl"))
+        self._sampler: subprocess.Popen[bytes] | None = None
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="soak-observer", daemon=True)
 
     def start(self) -> None:
+        """Start the RSS sampler, and this thread once the sampler runs."""
+        args = [sys.executable, "-m", "tests.soak.rss_sampler", str(self.run_pid)]
+        args += [str(RSS_EVERY), str(self._rss_file.path)]
+        args += ["--with-root"] if self.run_pid in self.heads() else []
+        args += ["--marker", self.family_marker] if self.family_marker else []
+        path = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
+        self._sampler = subprocess.Popen(
+            args, env={**os.environ, "PYTHONPATH": path}, preexec_fn=_die_with_parent
+        )
+        deadline = time.monotonic() + SAMPLER_START
+        while not self._rss_file.path.exists() or not self._rss_file.path.stat().st_size:
+            if self._sampler.poll() is not None or time.monotonic() > deadline:
+                self._stop_sampler()
+                raise RuntimeError(f"the RSS sampler did not start: {args}")
+            time.sleep(0.02)
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop the sampler (by its pid) and this thread; take in the last samples."""
+        self._stop_sampler()
         self._stop.set()
-        self._thread.join(10)
+        if self._thread.ident is not None:  # started (a failed start stops too)
+            self._thread.join(10)
+        self._learn()
+        self._take_rss()
+
+    def _stop_sampler(self) -> None:
+        sampler, self._sampler = self._sampler, None
+        if sampler is not None and sampler.poll() is None:
+            sampler.terminate()
+            try:
+                sampler.wait(10)
+            except subprocess.TimeoutExpired:
+                sampler.kill()
+                sampler.wait()
 
     def current(self, path: str) -> int | None:
         with self._lock:
@@ -78,21 +122,19 @@ class Observer:
         return os_pid if os_pid is not None and procs.alive(os_pid) else None
 
     def _loop(self) -> None:
-        next_rss = 0.0
         last = time.monotonic()
         try:
             while not self._stop.wait(SAMPLE):
                 self.longest_gap = max(self.longest_gap, time.monotonic() - last)
                 last = time.monotonic()
-                self.sample(with_rss=time.monotonic() >= next_rss)
-                if time.monotonic() >= next_rss:
-                    next_rss = time.monotonic() + RSS_EVERY
+                self.sample()
         except BaseException as exc:  # a blind observer must fail the soak, not go quiet
             self.failure = exc
             raise
 
-    def sample(self, with_rss: bool = False) -> None:
+    def sample(self) -> None:
         self._learn()
+        self._take_rss()
         now = time.time()
         family = self.family()
         for os_pid in family:
@@ -106,12 +148,18 @@ class Observer:
         for path, pids in live.items():
             if len(pids) > 1:
                 self.overlaps.append(Overlap(now, path, sorted(pids)))
-        if with_rss:
-            for os_pid in [*self.heads(), *family]:
-                size = procs.rss_bytes(os_pid)
-                if size and procs.alive(os_pid):  # 0: exiting, its memory gone already
-                    self.rss.append((now, self.label(os_pid), os_pid, size))
         self.samples += 1
+
+    def _take_rss(self) -> None:
+        """The sampler's new lines: commands first seen, then sizes, labelled now (the
+        births that name a process come in before its sizes are taken in)."""
+        with self._lock:
+            for line in self._rss_file.new():
+                if "argv" in line:
+                    self.commands[line["pid"]] = line["argv"]
+                elif "rss" in line:
+                    os_pid = line["pid"]
+                    self.rss.append((line["t"], self.label(os_pid), os_pid, line["rss"]))
 
     def heads(self) -> list[int]:
         """Processes measured but not of the bank's family: ``rebeam run`` itself."""
@@ -119,7 +167,11 @@ class Observer:
 
     def family(self) -> list[int]:
         """Every process of the bank now: what is checked for overlaps and orphans."""
-        return procs.descendants(self.run_pid)
+        return procs.family(self.run_pid, self.family_marker)
+
+    def command(self, os_pid: int) -> list[str]:
+        """Its command line as the sampler saw it (the process may be gone since)."""
+        return self.commands.get(os_pid) or procs.command(os_pid)
 
     def _learn(self) -> None:
         with self._lock:
@@ -136,7 +188,7 @@ class Observer:
             return "rebeam run"
         if os_pid in self.owners:
             return self.owners[os_pid]
-        argv = procs.command(os_pid)
+        argv = self.command(os_pid)
         text = " ".join(argv)
         if argv and argv[0].endswith("nats-server"):
             return "nats-server"

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from tests.soak import faults, procs
+from tests.soak import faults
 from tests.soak.check import check
 from tests.soak.manifest import APP, Bank
 from tests.soak.observer import Observer
@@ -53,7 +53,7 @@ class RayObserver(Observer):
             return "ray driver"
         if os_pid in self.owners:
             return self.owners[os_pid]
-        argv = procs.command(os_pid)
+        argv = self.command(os_pid)
         for part in ("gcs_server", "raylet", "log_monitor", "ray::IDLE", "dashboard"):
             if any(part in a for a in argv):
                 return part

@@ -233,28 +233,45 @@ async def cancel(tasks: list[asyncio.Task[None]]) -> None:
 async def drain(node: rebeam.Node, bank: Bank) -> tuple[float, int | None]:
     """Pause the tellers, then wait until nothing is in flight: no teller transfer pending,
     no credit owed, every debit credited. Returns how long that took and the accounts' own
-    total then."""
+    total then; on timeout, the error names what was still in flight at the last look."""
     started = time.monotonic()
     deadline = started + DRAIN_DEADLINE
-    quiet = False
+    last = "no teller and account answered"
     while time.monotonic() < deadline:
         for teller in bank.teller_names():  # again each round: a restarted teller runs again
             with contextlib.suppress(Exception):
                 await node.cast(teller, {"pause": True})
-        with contextlib.suppress(Exception):
+        try:
             tellers = await _ask(node, bank.teller_names(), "status")
             accounts = await _ask(node, bank.account_names(), {"op": "audit"})
-            debited = sum(a["debited"] for a in accounts)
-            credited = sum(a["credited"] for a in accounts)
-            quiet = (
-                all(t["paused"] and t["in_flight"] == 0 for t in tellers)
-                and all(a["owed"] == 0 for a in accounts)
-                and debited == credited
-            )
-            if quiet:
+        except Exception as exc:  # a restarting actor: ask again next round
+            last = f"a status call failed: {exc!r}"
+        else:
+            busy = _in_flight(bank, tellers, accounts)
+            if not busy:
                 return time.monotonic() - started, sum(a["balance"] for a in accounts)
+            last = "; ".join(busy)
         await asyncio.sleep(0.2)
-    raise TimeoutError(f"the bank did not drain within {DRAIN_DEADLINE:g}s")
+    raise TimeoutError(f"the bank did not drain within {DRAIN_DEADLINE:g}s: {last}")
+
+
+def _in_flight(bank: Bank, tellers: list[Any], accounts: list[Any]) -> list[str]:
+    """What keeps the bank from being quiet, by name (empty: quiet)."""
+    busy = [
+        f"{name} paused={t['paused']} in_flight={t['in_flight']}"
+        for name, t in zip(bank.teller_names(), tellers, strict=True)
+        if not t["paused"] or t["in_flight"] != 0
+    ]
+    busy += [
+        f"{name} owed={a['owed']}"
+        for name, a in zip(bank.account_names(), accounts, strict=True)
+        if a["owed"] != 0
+    ]
+    debited = sum(a["debited"] for a in accounts)
+    credited = sum(a["credited"] for a in accounts)
+    if debited != credited:
+        busy.append(f"debited {debited} != credited {credited}")
+    return busy
 
 
 async def _ask(node: rebeam.Node, names: list[str], msg: Any) -> list[dict[str, Any]]:

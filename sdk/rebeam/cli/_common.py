@@ -8,6 +8,8 @@ import asyncio
 import os
 import secrets
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from rebeam.pids import Pid, validate_namespace
 __all__ = [
     "CONNECT_TIMEOUT",
     "FAILURES",
+    "Credential",
     "Unreachable",
     "add_namespace",
     "add_target",
@@ -32,6 +35,8 @@ __all__ = [
     "instance",
     "namespace_type",
     "nats_url",
+    "read_credentials_file",
+    "refreshed",
     "subcommand",
     "unreachable",
 ]
@@ -202,17 +207,81 @@ async def connect(url: str, **callbacks: Any) -> Any:
     return nc
 
 
-def credentials(args: argparse.Namespace) -> str | None:
+Credential = str | Callable[[], str] | None
+"""A credential as nats-py takes it: fixed, or a function it calls at every (re)connection."""
+
+CREDENTIALS_FILE_LIMIT = 64 * 1024
+"""A credentials file larger than this holds no credential: it is refused, not read."""
+
+STALE_WARNING_INTERVAL = 60.0
+"""At most one line a minute says that a credential could not be read again."""
+
+
+def credentials(args: argparse.Namespace) -> Credential:
     """The credential to connect with (docs/security.md): the owner's, from the instance
     file of the `rebeam run` for the namespace; with --nats, --credentials-file, else
     $REBEAM_CREDENTIALS, else the bearer token of the current kubeconfig user (against a
-    cluster, the operator checks it with the API server and asks RBAC what it may do)."""
+    cluster, the operator checks it with the API server and asks RBAC what it may do).
+
+    A file's credential and a kubeconfig's token expire, and are replaced where they are
+    read from (docs/observability.md, "Against a cluster"): those are read now, so that a
+    missing one fails the command by name, and again at every reconnection, so that a
+    command that follows (``rebeam observe``, ``rebeam events``) presents the current one
+    to a restarted NATS server."""
     if not args.nats:
         found = instance(args).get("credentials")
         return str(found) if found else None
-    if getattr(args, "credentials_file", None):
-        return str(args.credentials_file.read_text().strip())
-    return os.environ.get("REBEAM_CREDENTIALS") or kubeconfig_token()
+    path = getattr(args, "credentials_file", None)
+    if path:
+        return refreshed(lambda: read_credentials_file(path), f"the credentials file {path}")
+    return os.environ.get("REBEAM_CREDENTIALS") or refreshed(
+        kubeconfig_token, "the current kubeconfig user"
+    )
+
+
+def read_credentials_file(path: Path) -> str:
+    """The credential in ``path``; OSError naming the file when it cannot be one."""
+    try:
+        with open(path, "rb") as source:
+            data = source.read(CREDENTIALS_FILE_LIMIT + 1)
+    except OSError as exc:
+        raise OSError(f"cannot read the credentials file {path}: {exc.strerror}") from None
+    if len(data) > CREDENTIALS_FILE_LIMIT:
+        raise OSError(
+            f"the credentials file {path} is larger than {CREDENTIALS_FILE_LIMIT // 1024} KiB: "
+            "no credential is that long"
+        )
+    try:
+        return data.decode().strip()
+    except UnicodeDecodeError:
+        raise OSError(f"the credentials file {path} is not UTF-8 text") from None
+
+
+def refreshed(read: Callable[[], str | None], source: str) -> Credential:
+    """``read()`` now (None: no credential), then a function that reads it again at each
+    call. A read that fails or finds nothing keeps the last credential read: the server says
+    whether it is still good, and stderr says, at most once a minute, why it was kept."""
+    first = read()
+    if not first:
+        return None
+    last = first
+    warned = -STALE_WARNING_INTERVAL
+
+    def current() -> str:
+        nonlocal last, warned
+        try:
+            fresh = read()
+            why = f"no credential found in {source}"
+        except OSError as exc:
+            fresh, why = None, str(exc)  # it names the file
+        if fresh:
+            last = fresh
+        elif time.monotonic() - warned >= STALE_WARNING_INTERVAL:
+            warned = time.monotonic()
+            print(f"rebeam: {why}; reconnecting with the one read before", file=sys.stderr)
+        return last
+
+    return current
 
 
 def kubeconfig_token() -> str | None:

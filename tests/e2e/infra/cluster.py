@@ -92,8 +92,17 @@ class Cluster:
         """A second node, in container mode (infra/containers.py), that runs the pods of
         ``namespaces`` from their images while the first node runs every other pod as
         processes. Stopped, with every container it ran, when the block ends."""
+        with self.second_node(*namespaces, node_name=node_name, containers=True) as node:
+            yield node
+
+    @contextmanager
+    def second_node(
+        self, *namespaces: str, node_name: str, containers: bool
+    ) -> Iterator[ProcessKubelet]:
+        """A second node that runs the pods of ``namespaces`` (as containers or processes),
+        stopped with all it ran when the block ends; the test may stop it sooner."""
         if self.kubelet is None or self.control_plane is None:
-            raise RuntimeError("a container node needs the local control plane")
+            raise RuntimeError("a second node needs the local control plane")
         plane = self.control_plane
         node = ProcessKubelet(
             kubeconfig=plane.kubeconfig,
@@ -101,7 +110,7 @@ class Cluster:
             ca_cert=plane.pki.ca_cert,
             workdir=self.workdir / node_name,
             node_name=node_name,
-            containers=True,
+            containers=containers,
             placement=self.kubelet.placement,
             spare=False,
             pki=plane.pki,

@@ -3,7 +3,8 @@ and its small smoke test (test_operator_scale.py), reported as ratios measured i
 run.
 
 * The floor: one API round trip, a pod create issued by the watcher itself until its watch
-  shows it. Measured with nothing running and again with every benchmark pod running.
+  shows it. Measured with nothing running and again with every benchmark pod running, one
+  sample after each restart sample, so that both see the same load.
 * Restart latency: a pod's exit (its terminated status seen on the watch) to its replacement
   pod (seen on the same watch), for one Supervisor's child killed with SIGKILL, one restart at a
   time; with nothing else running, and again with every benchmark pod running.
@@ -113,36 +114,42 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def _floor(objects: Objects, clock: PodClock, n: int, tag: str) -> list[float]:
+def _floor_once(objects: Objects, clock: PodClock, name: str) -> float:
     """A create issued by a watcher until the watch shows it: one API round trip."""
-    samples = []
-    for i in range(n):
-        name = f"floor-{tag}-{i}"
-        body = {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": name},
-            "spec": {
-                "restartPolicy": "Never",
-                "schedulerName": "nobody",  # never bound: nothing runs
-                "containers": [{"name": "c", "image": "none", "command": ["true"]}],
-            },
-        }
-        start = time.monotonic()
-        objects.core.create_namespaced_pod(objects.namespace, body, _preload_content=False).read()
-        wait_for(lambda name=name: name in clock.added, timeout=60, what=name, interval=0.001)
-        samples.append(clock.added[name] - start)
-        objects.core.delete_namespaced_pod(
-            name, objects.namespace, grace_period_seconds=0, _preload_content=False
-        ).read()
-    return samples
+    body = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "restartPolicy": "Never",
+            "schedulerName": "nobody",  # never bound: nothing runs
+            "containers": [{"name": "c", "image": "none", "command": ["true"]}],
+        },
+    }
+    start = time.monotonic()
+    objects.core.create_namespaced_pod(objects.namespace, body, _preload_content=False).read()
+    wait_for(lambda: name in clock.added, timeout=60, what=name, interval=0.001)
+    sample = clock.added[name] - start
+    objects.core.delete_namespaced_pod(
+        name, objects.namespace, grace_period_seconds=0, _preload_content=False
+    ).read()
+    return sample
 
 
 def _restarts(
-    clock: PodClock, kubelet: ProcessKubelet, namespace: str, sup: str, first: int, n: int
-) -> list[float]:
-    """Kill incarnations ``first`` .. ``first + n - 1`` of ``sup``'s child w, one at a time."""
-    samples = []
+    clock: PodClock,
+    kubelet: ProcessKubelet,
+    objects: Objects,
+    sup: str,
+    first: int,
+    n: int,
+    tag: str,
+) -> tuple[list[float], list[float]]:
+    """Kill incarnations ``first`` .. ``first + n - 1`` of ``sup``'s child w, one at a time,
+    each followed by a floor sample: (floors, restarts). Taken in turns, both see the same
+    load; taken one phase after the other, a load that came or went between the phases (the
+    machine is shared) moved the ratio more than anything measured."""
+    floors, samples = [], []
     for incarnation in range(first, first + n):
         old, new = f"{sup}-w-{incarnation}", f"{sup}-w-{incarnation + 1}"
 
@@ -150,10 +157,11 @@ def _restarts(
             return new in clock.added and old in clock.ended
 
         wait_for(lambda old=old: old in clock.running, timeout=120, what=f"{old} running")
-        kubelet.kill_container(namespace, old, "actor", signal.SIGKILL)
+        kubelet.kill_container(objects.namespace, old, "actor", signal.SIGKILL)
         wait_for(replaced, timeout=120, what=f"{new} created", interval=0.01)
         samples.append(clock.added[new] - clock.ended[old])
-    return samples
+        floors.append(_floor_once(objects, clock, f"floor-{tag}-{incarnation}"))
+    return floors, samples
 
 
 def _bench_pod(name: str) -> bool:
@@ -263,12 +271,11 @@ def run_benchmark(
     clock = PodClock(cluster, namespace)
     meter = CpuMeter(cluster, operator, kubelet)
     try:
-        floor_idle = _floor(objects, clock, restarts, "idle")
         # Its child outlives the benchmark, as the benchmark pods do: a sleeper's 10 minutes
         # ended during a 10,000-pod run, and the restarts after it waited for a pod long gone.
         solo = {**sleeper("w", shutdown="brutal_kill"), "actor": {"command": ["sleep", "86400"]}}
         objects.apply(supervisor("solo", [solo], intensity=1000, period="1s"))
-        restart_idle = _restarts(clock, kubelet, namespace, "solo", 1, restarts)
+        floor_idle, restart_idle = _restarts(clock, kubelet, objects, "solo", 1, restarts, "idle")
 
         cpu0 = meter.read()
         start = time.monotonic()
@@ -312,8 +319,9 @@ def run_benchmark(
         cpu1 = meter.read()
         assert operator.popen is not None
         peak = _peak_rss(operator.popen.pid)
-        floor_full = _floor(objects, clock, restarts, "full")
-        restart_full = _restarts(clock, kubelet, namespace, "solo", restarts + 1, restarts)
+        floor_full, restart_full = _restarts(
+            clock, kubelet, objects, "solo", restarts + 1, restarts, "full"
+        )
         ended = {n: clock.end_reasons.get(n, "?") for n in list(clock.ended) if _bench_pod(n)}
     finally:
         clock.close()

@@ -16,7 +16,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,15 +24,15 @@ import pytest
 from infra.cluster import Cluster
 from infra.kubelet import ProcessKubelet
 from operator_helpers import Lifecycle, Objects, Operator, actor, sleeper, supervisor
-from tests.observer.browser import (
+from tests.observer.browser import (  # noqa: F401 - the fixtures browser and observers
     Observe,
+    browser_fixture,
     cell,
     click,
     launch_observer,
     live,
     notice,
-    open_browser,
-    stop_observers,
+    observers_fixture,
     timeline,
     wait_for,
 )
@@ -56,20 +55,6 @@ MANIFEST = supervisor(
     intensity=10,
     period="60s",
 )
-
-
-@pytest.fixture
-def observers() -> Iterator[list[Observe]]:
-    """Observers started by the test (append to the list); each stopped by its pid."""
-    started: list[Observe] = []
-    yield started
-    stop_observers(started)
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[Any]:
-    with open_browser(tmp_path) as driver:
-        yield driver
 
 
 def observer_args(

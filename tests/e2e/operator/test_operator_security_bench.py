@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from bench_report import publish
 from infra.cluster import Cluster
 from infra.e2enats import E2ENats
 from infra.kubelet import ProcessKubelet
@@ -56,12 +57,7 @@ def compare(
 )
 @pytest.mark.timeout(1800)
 def test_restart_secured_vs_open_benchmark(compare: Callable[[int], list[str]]) -> None:
-    table = compare(ROUNDS)
-    print("\n" + "\n".join(table), flush=True)
-    path = os.environ.get("REBEAM_E2E_BENCH_REPORT")
-    if path:
-        with open(path, "a") as out:
-            out.write("\n" + "\n".join(table) + "\n")
+    publish(compare(ROUNDS))
 
 
 @pytest.mark.timeout(240)

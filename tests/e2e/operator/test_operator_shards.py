@@ -10,6 +10,7 @@ import secrets
 import signal
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -42,35 +43,66 @@ LEASE_SECONDS = 6  # renew deadline 4 s, a round every second
 TAKEOVER = LEASE_SECONDS + 10
 
 
-@pytest.fixture
-def namespaces(cluster: Cluster, namespace: str) -> Iterator[list[str]]:
-    """The test's namespace and two more: trees in (very likely) different shards."""
-    extra = [cluster.create_namespace(f"shards-{i}") for i in range(2)]
-    yield [namespace, *extra]
-    for name in extra:
-        cluster.delete_namespace(name)
+@dataclass
+class Shards:
+    """Two operator replicas, r1 and r2, sharing SHARDS shards through this test's own set of
+    leases (``prefix``), over the test's namespace and two more: trees in (very likely)
+    different shards."""
+
+    cluster: Cluster
+    namespaces: list[str]
+    replicas: dict[str, Operator]
+    prefix: str
+
+    def holders(self) -> dict[int, str]:
+        """Shard -> the replica (r1, r2) holding it, of the leases whose holder is one."""
+        api = client.CoordinationV1Api(self.cluster.api_client())
+        out = {}
+        selector = f"rebeam.io/shard-set={self.prefix}"
+        for lease in api.list_namespaced_lease(OPERATOR_NAMESPACE, label_selector=selector).items:
+            name = lease.metadata.name
+            holder = lease.spec.holder_identity or ""
+            if "-shard-" in name and holder[:3] in ("r1-", "r2-"):
+                out[int(name.rsplit("-", 1)[1])] = holder[:2]
+        return out
+
+    def owner(self, namespace: str) -> str | None:
+        return self.holders().get(shard_of(namespace, SHARDS))
+
+    def wait_balanced(self) -> None:
+        """Until both replicas hold two shards each (once both have joined, or again)."""
+        wait_for(
+            lambda: sorted(self.holders().values()) == ["r1", "r1", "r2", "r2"],
+            timeout=60,
+            what="2 shards for each replica",
+        )
+
+    def wait_owner(self, namespace: str, replica: str) -> None:
+        """Until ``replica`` holds the shard of ``namespace``, within TAKEOVER seconds."""
+        wait_for(
+            lambda: self.owner(namespace) == replica,
+            timeout=TAKEOVER,
+            what=f"{replica} holding the shard of {namespace}",
+            interval=0.2,
+        )
 
 
 @pytest.fixture
-def prefix() -> str:
-    return f"t{secrets.token_hex(4)}"  # this test's own set of leases
-
-
-@pytest.fixture
-def replicas(
-    cluster: Cluster,
-    namespaces: list[str],
-    nats: E2ENats,
-    operator_kubeconfig: Path,
-    tmp_path: Path,
-    prefix: str,
-) -> Iterator[dict[str, Operator]]:
+def shards(
+    cluster: Cluster, namespace: str, nats: E2ENats, operator_kubeconfig: Path, tmp_path: Path
+) -> Iterator[Shards]:
+    """The two replicas started, each stopped by its pid at the end; then the test's leases
+    and its extra namespaces deleted."""
+    prefix = f"t{secrets.token_hex(4)}"
+    namespaces = [namespace]
     started: dict[str, Operator] = {}
     try:
+        for i in range(2):  # one by one: each made is deleted, should the next fail
+            namespaces.append(cluster.create_namespace(f"shards-{i}"))
         for name in ("r1", "r2"):
             workdir = tmp_path / name
             workdir.mkdir()
-            process = Operator(operator_kubeconfig, namespaces[0], nats, workdir)
+            process = Operator(operator_kubeconfig, namespace, nats, workdir)
             process.also_watch = tuple(namespaces[1:])
             process.start(
                 {
@@ -82,7 +114,7 @@ def replicas(
                 }
             )
             started[name] = process
-        yield started
+        yield Shards(cluster, namespaces, started, prefix)
     finally:
         for process in started.values():
             process.stop()
@@ -90,47 +122,19 @@ def replicas(
         leases.delete_collection_namespaced_lease(
             OPERATOR_NAMESPACE, label_selector=f"rebeam.io/shard-set={prefix}"
         )
-
-
-def holders(cluster: Cluster, prefix: str) -> dict[int, str]:
-    """Shard -> the replica (r1, r2) holding it, of the leases whose holder is one."""
-    api = client.CoordinationV1Api(cluster.api_client())
-    out = {}
-    selector = f"rebeam.io/shard-set={prefix}"
-    for lease in api.list_namespaced_lease(OPERATOR_NAMESPACE, label_selector=selector).items:
-        name = lease.metadata.name
-        holder = lease.spec.holder_identity or ""
-        if "-shard-" in name and holder[:3] in ("r1-", "r2-"):
-            out[int(name.rsplit("-", 1)[1])] = holder[:2]
-    return out
-
-
-def wait_balanced(cluster: Cluster, prefix: str) -> None:
-    """Until both replicas hold two shards each (once both have joined, or again)."""
-    wait_for(
-        lambda: sorted(holders(cluster, prefix).values()) == ["r1", "r1", "r2", "r2"],
-        timeout=60,
-        what="2 shards for each replica",
-    )
-
-
-def owner(cluster: Cluster, prefix: str, namespace: str) -> str | None:
-    return holders(cluster, prefix).get(shard_of(namespace, SHARDS))
+        for extra in namespaces[1:]:
+            cluster.delete_namespace(extra)
 
 
 def test_a_replica_killed_mid_restart_hands_its_shard_over(
-    cluster: Cluster,
-    namespaces: list[str],
-    replicas: dict[str, Operator],
-    kubelet: ProcessKubelet,
-    tmp_path: Path,
-    prefix: str,
+    shards: Shards, kubelet: ProcessKubelet, tmp_path: Path
 ) -> None:
-    wait_balanced(cluster, prefix)
+    namespaces, replicas = shards.namespaces, shards.replicas
+    shards.wait_balanced()
 
     armed = tmp_path / "c-armed"
     target = namespaces[0]
-    objects = {ns: Objects(cluster, ns) for ns in namespaces}
+    objects = {ns: Objects(shards.cluster, ns) for ns in namespaces}
     for ns in namespaces[1:]:
         objects[ns].apply(supervisor("other", [sleeper("x"), sleeper("y")]))
     children = [sleeper("a"), sleeper("b"), slow_stopper("c", 3, armed, shutdown="20s")]
@@ -144,8 +148,8 @@ def test_a_replica_killed_mid_restart_hands_its_shard_over(
     watchdog = Watchdog(objects[target])
 
     # The group restart in progress: c takes its time to stop. Kill the replica driving it.
-    killed = owner(cluster, prefix, target)
-    assert killed in replicas, holders(cluster, prefix)
+    killed = shards.owner(target)
+    assert killed in replicas, shards.holders()
     survivor = "r2" if killed == "r1" else "r1"
     kubelet.kill_container(target, "app-a-1", "actor", signal.SIGKILL)
     objects[target].wait_status(
@@ -154,12 +158,7 @@ def test_a_replica_killed_mid_restart_hands_its_shard_over(
     replicas[killed].kill()
     killed_at = time.monotonic()
 
-    wait_for(
-        lambda: owner(cluster, prefix, target) == survivor,
-        timeout=TAKEOVER,
-        what=f"{survivor} holding the shard of {target}",
-        interval=0.2,
-    )
+    shards.wait_owner(target, survivor)
     assert time.monotonic() - killed_at < TAKEOVER
     status = objects[target].wait_status(
         "app",
@@ -176,10 +175,7 @@ def test_a_replica_killed_mid_restart_hands_its_shard_over(
     # Every shard is the survivor's now, and it drives every tree: a crash anywhere is
     # restarted by it.
     wait_for(
-        lambda: (
-            len(holders(cluster, prefix)) == SHARDS
-            and set(holders(cluster, prefix).values()) == {survivor}
-        ),
+        lambda: len(shards.holders()) == SHARDS and set(shards.holders().values()) == {survivor},
         timeout=TAKEOVER,
         what=f"{survivor} holding every shard",
     )
@@ -195,35 +191,27 @@ def test_a_replica_killed_mid_restart_hands_its_shard_over(
 
 
 def test_a_frozen_replica_fences_itself_and_acts_on_nothing_when_it_wakes(
-    cluster: Cluster,
-    namespaces: list[str],
-    replicas: dict[str, Operator],
-    kubelet: ProcessKubelet,
-    prefix: str,
+    shards: Shards, kubelet: ProcessKubelet
 ) -> None:
     """SIGSTOP: the replica cannot renew, and cannot stop itself either. The other takes the
     shard over and drives the tree; woken up, the frozen one finds its renew deadline long
     past and drops the shard before anything else, so no restart is decided twice."""
-    target = namespaces[0]
-    objects = Objects(cluster, target)
+    target = shards.namespaces[0]
+    objects = Objects(shards.cluster, target)
     # A window long enough that the restart history keeps both restarts of the test.
     objects.apply(supervisor("app", [sleeper("a"), sleeper("b")], intensity=5, period="300s"))
     objects.wait_status("app", lambda s: s.get("ready") == "2/2", what="2/2 ready")
-    wait_balanced(cluster, prefix)
+    shards.wait_balanced()
     watchdog = Watchdog(objects)
 
-    frozen = owner(cluster, prefix, target)
-    assert frozen in replicas, holders(cluster, prefix)
+    frozen = shards.owner(target)
+    replicas = shards.replicas
+    assert frozen in replicas, shards.holders()
     survivor = "r2" if frozen == "r1" else "r1"
     pid = replicas[frozen].popen.pid  # type: ignore[union-attr]
     os.kill(pid, signal.SIGSTOP)
     try:
-        wait_for(
-            lambda: owner(cluster, prefix, target) == survivor,
-            timeout=TAKEOVER,
-            what=f"{survivor} holding the shard of {target}",
-            interval=0.2,
-        )
+        shards.wait_owner(target, survivor)
         kubelet.kill_container(target, "app-a-1", "actor", signal.SIGKILL)
         objects.wait_status(
             "app",
@@ -238,7 +226,7 @@ def test_a_frozen_replica_fences_itself_and_acts_on_nothing_when_it_wakes(
         what=f"{frozen} dropping its shards once awake",
     )
     # The two share the shards again, and the tree is driven once: a crash now is one restart.
-    wait_balanced(cluster, prefix)
+    shards.wait_balanced()
     kubelet.kill_container(target, "app-b-1", "actor", signal.SIGKILL)
     status = objects.wait_status(
         "app",
@@ -254,18 +242,14 @@ def test_a_frozen_replica_fences_itself_and_acts_on_nothing_when_it_wakes(
 
 
 def test_actor_pods_are_let_into_nats_by_the_replica_driving_them(
-    cluster: Cluster,
-    namespaces: list[str],
-    replicas: dict[str, Operator],
-    kubelet: ProcessKubelet,
-    prefix: str,
+    shards: Shards, kubelet: ProcessKubelet
 ) -> None:
     """Every replica is a credential issuer of the NATS server, and every one is asked about
     every connection. An actor pod is let in by the replica that drives its tree; the others
     leave it to that one rather than refuse it. In every namespace, whichever replica drives
     it, Python actors connect, start and are restarted after a crash."""
-    wait_balanced(cluster, prefix)
-    apps = {ns: Objects(cluster, ns) for ns in namespaces}
+    shards.wait_balanced()
+    apps = {ns: Objects(shards.cluster, ns) for ns in shards.namespaces}
     for objects in apps.values():
         children = [actor(f"g{i}", "hello.greeter:Greeter", register=f"g{i}") for i in range(3)]
         objects.apply(supervisor("app", children))
@@ -281,6 +265,6 @@ def test_actor_pods_are_let_into_nats_by_the_replica_driving_them(
         )
         assert all(c["restarts"] == (1 if c["name"] == "g0" else 0) for c in status["children"])
     # No replica refused a pod it does not drive: it left the answer to the one that does.
-    for name, process in replicas.items():
+    for name, process in shards.replicas.items():
         log = process.log_path.read_text()
         assert "is not an actor pod of this operator" not in log, f"{name}:\n{process.log_tail()}"

@@ -1,0 +1,154 @@
+"""What a traced message waits for: the SDK's work on a span that ended well is done once
+what the task wrote meanwhile (a reply, the next request) has gone, and a handler span that
+nothing asked for while the handler ran is started in the SDK only then, with the times the
+handler began and ended (rebeam._spans; docs/observability.md, "Cost").
+
+A provider of each test's own, with a processor that notes when the SDK starts and ends
+each span; no process-wide state is touched."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import pytest
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from rebeam._envelope import CALL, CAST, Envelope
+from rebeam._ratelog import RateLog
+from rebeam._spans import _MAX_PUT_OFF, Tracing
+from rebeam._stats import Stats
+from rebeam.pids import Pid
+
+PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+ME = Pid.for_incarnation("ns", "run/sup/me", 1)
+OTHER = Pid.for_incarnation("ns", "run/sup/other", 1)
+
+
+class Seen(SpanProcessor):
+    """The names of the spans the SDK started and ended, in order; ``raising`` ends the
+    first span it is handed with an error, as a broken processor would."""
+
+    def __init__(self, *, raising: bool = False) -> None:
+        self.started: list[str] = []
+        self.ended: list[str] = []
+        self.some_ended = asyncio.Event()
+        self._raising = raising
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        self.started.append(span.name)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.ended.append(span.name)
+        self.some_ended.set()
+        if self._raising and len(self.ended) == 1:
+            raise RuntimeError("a broken span processor")
+
+
+def traced(seen: Seen) -> tuple[Tracing, InMemorySpanExporter]:
+    provider = TracerProvider()
+    provider.add_span_processor(seen)
+    memory = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracing = Tracing(
+        provider.get_tracer("rebeam"), ME, Stats(), RateLog(logging.getLogger("t"), "t")
+    )
+    tracing.serve("Leaf")
+    return tracing, memory
+
+
+def an_envelope(kind: int) -> Envelope:
+    return Envelope(kind, str(ME), str(OTHER), "hello", 1, "_INBOX.r" if kind == CALL else None,
+                    10, [PARENT])  # fmt: skip
+
+
+async def ended(seen: Seen) -> None:
+    await asyncio.wait_for(seen.some_ended.wait(), 10)
+
+
+async def test_a_leaf_handler_span_is_made_after_the_handler_with_its_times() -> None:
+    seen = Seen()
+    tracing, memory = traced(seen)
+    before = time.time_ns()
+    with tracing.handling(an_envelope(CALL), lambda: None):
+        assert seen.started == [], "nothing of the SDK while the handler runs"
+        inside = time.time_ns()
+    after = time.time_ns()
+    assert seen.started == [], "nor before the reply has gone"
+    assert seen.ended == []
+    await ended(seen)
+    (span,) = memory.get_finished_spans()
+    assert span.name == "handle_call"
+    assert span.start_time is not None
+    assert span.end_time is not None
+    assert before <= span.start_time <= inside <= span.end_time <= after
+    assert span.parent is not None
+    assert f"{span.parent.span_id:016x}" == PARENT.split("-")[2]
+    assert span.attributes is not None
+    assert span.attributes["rebeam.actor.class"] == "Leaf"
+
+
+async def test_a_handler_span_asked_for_is_started_at_once_and_parents_what_it_sends() -> None:
+    seen = Seen()
+    tracing, memory = traced(seen)
+    with tracing.handling(an_envelope(CAST), lambda: None), tracing.sending(CALL, OTHER) as field:
+        assert seen.started == ["handle_cast", "call"]
+    tracing.finish()  # as a node's close does
+    assert seen.ended == ["call", "handle_cast"]
+    spans = {s.name: s for s in memory.get_finished_spans()}
+    handler, call = spans["handle_cast"].context, spans["call"].context
+    caller = spans["call"].parent
+    assert caller is not None
+    assert caller.span_id == handler.span_id
+    assert field is not None
+    assert field[0].split("-")[2] == f"{call.span_id:016x}"
+
+
+async def test_a_sender_span_that_ended_well_is_ended_in_the_sdk_later() -> None:
+    seen = Seen()
+    tracing, memory = traced(seen)
+    with tracing.sending(CAST, OTHER):
+        pass
+    done = time.time_ns()
+    assert seen.ended == []
+    await ended(seen)
+    (span,) = memory.get_finished_spans()
+    assert span.end_time is not None
+    assert span.end_time <= done, "with the time it ended"
+
+
+async def test_an_error_ends_the_sender_span_at_once() -> None:
+    seen = Seen()
+    tracing, memory = traced(seen)
+    with pytest.raises(TimeoutError), tracing.sending(CALL, OTHER):
+        raise TimeoutError("no reply")
+    (span,) = memory.get_finished_spans()
+    assert span.status.status_code.name == "ERROR"
+
+
+async def test_a_raising_span_processor_loses_one_span_not_the_rest(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    seen = Seen(raising=True)
+    tracing, memory = traced(seen)
+    for _ in range(2):
+        with tracing.sending(CAST, OTHER):
+            pass
+    tracing.finish()
+    assert seen.ended == ["cast", "cast"]
+    assert len(memory.get_finished_spans()) == 1  # the first never reached the exporter
+    assert "could not end a span" in caplog.text
+    assert "a broken span processor" in caplog.text
+
+
+async def test_a_burst_without_a_turn_of_the_loop_puts_off_a_few_spans_at_most() -> None:
+    seen = Seen()
+    tracing, _ = traced(seen)
+    for n in range(1, _MAX_PUT_OFF * 2 + 1):
+        with tracing.sending(CAST, OTHER):
+            pass
+        assert len(seen.ended) == n - n % _MAX_PUT_OFF
