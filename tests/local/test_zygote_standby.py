@@ -127,3 +127,46 @@ def test_the_standby_dies_with_the_zygote(rebeam_run: StartRun, tmp_path: Path) 
     run.events.wait("started", "counter", incarnation=2)
     run.signal(signal.SIGTERM)
     assert run.exit_code() == 0
+
+
+# Its module notes each import (by the OS pid that imported it) and says so on its output.
+NOTING = f"""\
+import os, pathlib, sys
+with open(pathlib.Path(__file__).with_name("imports"), "a") as log:
+    log.write(f"{{os.getpid()}}\\n")
+print("imported in", os.getpid(), flush=True)
+{COUNTER}"""
+
+
+def test_the_standby_has_imported_the_actor_s_module_before_use(
+    rebeam_run: StartRun, tmp_path: Path
+) -> None:
+    (tmp_path / "counting.py").write_text(NOTING)
+    imports = tmp_path / "imports"
+    run = rebeam_run(supervisor("app", CHILDREN))
+    first = run.events.wait("started", "counter")["os_pid"]
+    run.wait_ready()
+    zygote = zygote_of(run.process.pid)
+
+    def prepared() -> bool:  # a standby that has imported the module the last start ran
+        standbys = children_of(zygote) - {first}
+        noted = {int(p) for p in imports.read_text().split()} if imports.exists() else set()
+        return len(standbys) == 1 and standbys <= noted
+
+    wait_until(prepared, what="a standby that imported counting before it was used")
+    standby = standby_of(zygote, {first})
+    assert not tcp_sockets_of(standby), "a standby has no NATS connection"
+
+    os.kill(first, signal.SIGKILL)
+
+    assert run.events.wait("started", "counter", incarnation=2)["os_pid"] == standby
+    called = run.rebeam("call", "counter", "{}")
+    assert called.returncode == 0, called.stderr
+    assert json.loads(called.stdout) == {"n": 1}
+    # imported once by the process that became the actor, and what it printed is its output
+    assert imports.read_text().split().count(str(standby)) == 1
+    run.signal(signal.SIGTERM)
+    assert run.exit_code() == 0
+    out, err = run.stdout(), run.stderr()
+    assert f"imported in {standby}" in out + err, out + err
+    assert "Traceback" not in out + err, out + err

@@ -13,15 +13,19 @@ pydantic), with no connection, no event loop and no thread running. The user's m
 imported in the child, after the fork.
 
 The standby: the zygote keeps one child forked ahead of need, already detached (its own
-session, dies with the zygote, stdin closed), that waits on a socket pair of its own. The
-next start hands it the request and the write ends of its pipes instead of forking, which
-takes the fork and the child's first steps off the restart's path. It is one per zygote (so
-one per ``rebeam run``), and generic: it has not imported the user's module, whose import may
-depend on the environment and the directory the request brings. Until it is handed a
-request it has no identity, so it holds no credential, no NATS connection, no slot and no
-lease. Killed from outside before use, it was nobody's child yet: it is replaced, and no end
-is reported. The next one is forked once the actor that took the last one is ready, not
-during its start (see ``_REFILL_AFTER``); a start that finds none is forked as before.
+session, dies with the zygote, stdin closed), that has done what needs no identity: its event
+loop is made and running, waiting on a socket pair of its own, and the module of the actor
+the last start ran is imported, in that start's directory and environment (without its pid
+and credential file); what the import printed is kept and becomes the actor's first output,
+if it is used. The next start hands it the request and the write ends of its pipes instead
+of forking, which takes the fork, the loop and the import off the restart's path. A start
+of another module, directory or environment (or event loop) does not fit it: it is killed
+unused and the start is forked as before. So a module's import runs once in each standby,
+used or not. It is one per zygote (so one per ``rebeam run``). Until it is handed a request
+it has no identity, so it holds no credential, no NATS connection, no slot and no lease.
+Killed from outside before use, it was nobody's child yet: it is replaced, and no end is
+reported. The next one is forked once the actor that took the last one is ready, not during
+its start (see ``_REFILL_AFTER``); a start that finds none is forked as before.
 
 Protocol, over a SOCK_SEQPACKET socket pair (one message per request or report):
 
@@ -42,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import json
 import logging
 import os
@@ -55,6 +60,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from rebeam import _loop
 from rebeam._orphans import die_with_parent
 from rebeam.local.endwatch import process_end
 
@@ -225,9 +231,10 @@ class _Standby:
     the zygote), and waiting on ``chan`` for the identity it is to run as. Until then it has
     no pid of rebeam's, no credential, no NATS connection, no slot and no lease."""
 
-    def __init__(self, pid: int, chan: socket.socket) -> None:
+    def __init__(self, pid: int, chan: socket.socket, hint: dict[str, Any] | None) -> None:
         self.pid = pid
         self.chan = chan
+        self.hint = hint  # the start it imported the actor's module for, if any
 
 
 class _Server:
@@ -243,6 +250,12 @@ class _Server:
         # A copy of the read end of the ready pipe of the actor that took the last standby
         # over: readable once it wrote ready or closed it (it ended). Never read from.
         self.starting: int | None = None
+        # What the next standby prepares for: the last start it took (see _hint_of).
+        self.hint: dict[str, Any] | None = None
+        try:
+            _loop.loop_factory()
+        except _loop.LoopChoiceError:  # each start says so; a standby could not even wait
+            self.refill_at = None
 
     def serve(self) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is rebeam run's to handle
@@ -293,9 +306,10 @@ class _Server:
             self.refill_at = time.monotonic() + _REFILL_AFTER_LOSS
             return
         if pid == 0:  # the standby: never returns
-            _stand_by(theirs, [self.sock, ours], [self.wake_r, self.wake_w, self._starting()])
+            closing = [self.wake_r, self.wake_w, self._starting()]
+            _stand_by(theirs, [self.sock, ours], closing, self.hint)
         theirs.close()
-        self.standby = _Standby(pid, ours)
+        self.standby = _Standby(pid, ours, self.hint)
         self.refill_at = None
 
     def _starting(self) -> int:
@@ -339,6 +353,7 @@ class _Server:
         out_r, out_w = os.pipe() if request["output"] else (-1, -1)
         ends = [fd for fd in (ready_w, out_w) if fd != -1]
         pid = self._hand_over(request, ends)
+        self.hint = _hint_of(request)  # the next standby prepares for a start like this one
         if pid is not None:
             if self.starting is not None:
                 os.close(self.starting)
@@ -369,6 +384,14 @@ class _Server:
         if standby is None:
             return None
         self.refill_at = time.monotonic() + _REFILL_AT_LATEST
+        if not _fits(standby.hint, request):
+            # Prepared for another start (its module imported with other surroundings):
+            # it is of no use, and ends unused.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(standby.pid, signal.SIGKILL)
+            self.unused.add(standby.pid)
+            standby.chan.close()
+            return None
         try:
             socket.send_fds(standby.chan, [json.dumps(request).encode()], ends)
         except OSError:  # it is gone, and will be reaped as one that was never used
@@ -411,23 +434,117 @@ def _detach(sockets: list[socket.socket], fds: list[int]) -> None:
     os.close(devnull)
 
 
-def _stand_by(chan: socket.socket, sockets: list[socket.socket], fds: list[int]) -> None:
-    """The standby: detached at once, then waits for the request that makes it an actor."""
+def _stand_by(
+    chan: socket.socket,
+    sockets: list[socket.socket],
+    fds: list[int],
+    hint: dict[str, Any] | None,
+) -> None:
+    """The standby: detached at once, then everything that needs no identity (its event
+    loop made and running, the actor's module imported if ``hint`` says which), then it
+    waits in that loop for the request that makes it an actor."""
     code = 1
     try:
         _detach(sockets, fds)
-        data, ends, _, _ = socket.recv_fds(chan, _MAX_MESSAGE, 2)
-        chan.close()
-        if not data:  # the zygote is gone before it needed us
-            code = 0
-            return
-        request = json.loads(data)
-        ready_w, out_w = ends[0], ends[1] if request["output"] else -1
-        code = _run_actor(request, ready_w, out_w)
+        code = _loop.run(_standing_by(chan, hint))
     except BaseException:
         traceback.print_exc()
     finally:
         _end(code)
+
+
+async def _standing_by(chan: socket.socket, hint: dict[str, Any] | None) -> int:
+    prepared = _Prepared(hint)
+    loop = asyncio.get_running_loop()
+    handed: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        if not handed.done():
+            handed.set_result(None)
+
+    loop.add_reader(chan.fileno(), readable)
+    try:
+        await handed
+    finally:
+        loop.remove_reader(chan.fileno())
+    data, ends, _, _ = socket.recv_fds(chan, _MAX_MESSAGE, 2)  # readable: never waits
+    chan.close()
+    if not data:  # the zygote is gone before it needed us
+        return 0
+    request = json.loads(data)
+    ready_w, out_w = ends[0], ends[1] if request["output"] else -1
+    argv = _take_on(request, ready_w, out_w, prepared.path)
+    prepared.replay()
+    from rebeam.runtime._main import main_in_loop
+
+    return await main_in_loop(argv)
+
+
+# In a start's environment, what differs from one incarnation of a child to the next: a
+# standby prepared without them fits the next start of the same child.
+_PER_INCARNATION = ("REBEAM_PID", "REBEAM_CREDENTIALS_FILE")
+
+
+def _hint_of(request: dict[str, Any]) -> dict[str, Any] | None:
+    """What a standby may prepare for a start like ``request``: its actor's module, and the
+    directory and environment (without the identity) it is imported in."""
+    argv = request["argv"]
+    module = argv[0].partition(":")[0] if argv else ""
+    if not module:
+        return None
+    env = {k: v for k, v in request["env"].items() if k not in _PER_INCARNATION}
+    return {"module": module, "cwd": request["cwd"], "env": env}
+
+
+def _fits(hint: dict[str, Any] | None, request: dict[str, Any]) -> bool:
+    """Whether a standby prepared for ``hint`` can take ``request`` as if it had been forked
+    for it: its loop is the one the request's environment picks, and what it imported was
+    imported in the request's surroundings."""
+    if request["env"].get("REBEAM_LOOP") != os.environ.get("REBEAM_LOOP"):
+        return False
+    return hint is None or hint == _hint_of(request)
+
+
+class _Prepared:
+    """What a standby did before it had an identity: the actor's module imported, where and
+    as the start it was hinted at would have, with what the import printed kept (in memory)
+    for the actor's output, to be shown only if the standby is used."""
+
+    def __init__(self, hint: dict[str, Any] | None) -> None:
+        self.path = list(sys.path)  # before any of the hint's
+        self._printed = -1
+        if hint is None:
+            return
+        self._printed = os.memfd_create("standby-output")
+        self._saved = (os.dup(1), os.dup(2))
+        _flush()
+        os.dup2(self._printed, 1)
+        os.dup2(self._printed, 2)
+        try:
+            if hint["cwd"]:
+                os.chdir(hint["cwd"])
+            os.environ.clear()
+            os.environ.update(hint["env"])
+            sys.path[0:0] = _python_path(hint["env"])
+            importlib.import_module(hint["module"])
+        except Exception:  # the actor's own start imports it again, and says why it fails
+            pass
+        finally:
+            _flush()
+
+    def replay(self) -> None:
+        """Once the actor's output is in place: what the import printed, first in it."""
+        if self._printed == -1:
+            return
+        saved_out, saved_err = self._saved
+        for fd, saved in ((1, saved_out), (2, saved_err)):
+            if os.fstat(fd).st_ino == os.fstat(self._printed).st_ino:  # no output of its own
+                os.dup2(saved, fd)
+            os.close(saved)
+        os.lseek(self._printed, 0, os.SEEK_SET)
+        while chunk := os.read(self._printed, 1 << 16):
+            os.write(2, chunk)
+        os.close(self._printed)
 
 
 def _become_actor(
@@ -440,15 +557,19 @@ def _become_actor(
     code = 1
     try:
         _detach(sockets, fds)
-        code = _run_actor(request, ready_w, out_w)
+        argv = _take_on(request, ready_w, out_w, list(sys.path))
+        from rebeam.runtime._main import main as runtime_main
+
+        code = runtime_main(argv)
     except BaseException:
         traceback.print_exc()
     finally:
         _end(code)
 
 
-def _run_actor(request: dict[str, Any], ready_w: int, out_w: int) -> int:
-    """Become the actor ``request`` describes, in this process; its exit code."""
+def _take_on(request: dict[str, Any], ready_w: int, out_w: int, path: list[str]) -> list[str]:
+    """Take on the surroundings of the actor ``request`` describes (its output, directory,
+    environment, module path on top of ``path``); the runtime's arguments."""
     if out_w != -1:
         os.dup2(out_w, 1)
         os.dup2(out_w, 2)
@@ -457,19 +578,24 @@ def _run_actor(request: dict[str, Any], ready_w: int, out_w: int) -> int:
         os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
-    extra = [p for p in request["env"].get("PYTHONPATH", "").split(os.pathsep) if p]
-    sys.path[0:0] = extra
+    sys.path[:] = [*_python_path(request["env"]), *path]
     argv = [arg.replace("{ready_fd}", str(ready_w)) for arg in request["argv"]]
     sys.argv = ["rebeam.runtime", *argv]
-    from rebeam.runtime._main import main as runtime_main
-
-    return runtime_main(argv)
+    return argv
 
 
-def _end(code: int) -> None:
+def _python_path(env: dict[str, str]) -> list[str]:
+    return [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+
+
+def _flush() -> None:
     with contextlib.suppress(Exception):
         sys.stdout.flush()
         sys.stderr.flush()
+
+
+def _end(code: int) -> None:
+    _flush()
     os._exit(code)
 
 

@@ -43,7 +43,7 @@ from rebeam.pids import Pid
 from rebeam.runtime import _steps
 from rebeam.runtime._steps import mark
 
-__all__ = ["main", "run"]
+__all__ = ["main", "main_in_loop", "run"]
 
 log = logging.getLogger("rebeam.runtime")
 
@@ -394,6 +394,26 @@ def _log_refusals(node: Node, pid: Pid) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    ns = _begin(argv)
+    try:
+        reason = _loop.run(run(ns))
+    except BaseException as exc:  # the runtime itself failed: still leave a record
+        reason = _failed(exc)
+    return _finish(ns, reason)
+
+
+async def main_in_loop(argv: list[str]) -> int:
+    """:func:`main` in a process whose event loop already runs: the zygote's standby made
+    and started its loop before it knew which actor it would be."""
+    ns = _begin(argv)
+    try:
+        reason = await run(ns)
+    except Exception as exc:  # the runtime itself failed: still leave a record
+        reason = _failed(exc)
+    return _finish(ns, reason)
+
+
+def _begin(argv: list[str] | None) -> argparse.Namespace:
     ns = parse_args(argv)
     if _steps.ON:
         mark("main", identity(ns).incarnation)
@@ -402,11 +422,16 @@ def main(argv: list[str] | None = None) -> int:
         format=f"%(asctime)s %(levelname)s {ns.child or 'actor'}: %(message)s",
         stream=sys.stderr,
     )
-    try:
-        reason = _loop.run(run(ns))
-    except BaseException as exc:  # the runtime itself failed: still leave a record
-        reason = crash_reason(exc)
-        log.error("runtime failed: %s", reason)
+    return ns
+
+
+def _failed(exc: BaseException) -> ExitReason:
+    reason = crash_reason(exc)
+    log.error("runtime failed: %s", reason)
+    return reason
+
+
+def _finish(ns: argparse.Namespace, reason: ExitReason) -> int:
     write_record(ns.exit_record, reason)
     if not reason.is_clean:
         log.error("exiting: %s", reason)
