@@ -327,11 +327,17 @@ async def _start(node: Node) -> ExitReason | None:
     The subscriptions go out first, the slot read after them on the same connection, so the
     server has our fence subscription before it reads the record for us: a later
     incarnation claimed after that read still fences us. The lease, the slot read and the
-    flush are independent round trips, made together."""
+    flush are independent round trips, made together, on buckets the backend created."""
     try:
         await node.subscribe()
+        # The backend created the buckets before it started us: no lookup before the slot
+        # read and the lease, which would be a round trip ahead of each.
+        node.store.assume_provisioned()
         results = await asyncio.gather(
-            node.superseded_by(), node.take_lease(), node.nc.flush(), return_exceptions=True
+            node.superseded_by(),
+            node.take_lease(provisioned=True),
+            node.nc.flush(),
+            return_exceptions=True,
         )
         for result in results:  # all have ended: none is left running when the node closes
             if isinstance(result, BaseException):
