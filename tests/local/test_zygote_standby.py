@@ -9,7 +9,11 @@ import json
 import os
 import signal
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from rebeam.local.zygote import _fits, _hint_of
 from tests.local.conftest import (
     COUNTER,
     StartRun,
@@ -170,3 +174,34 @@ def test_the_standby_has_imported_the_actor_s_module_before_use(
     out, err = run.stdout(), run.stderr()
     assert f"imported in {standby}" in out + err, out + err
     assert "Traceback" not in out + err, out + err
+
+
+def _start_of(incarnation: int, **changes: Any) -> dict[str, Any]:
+    """A zygote start request, as rebeam run sends one for incarnation ``incarnation``."""
+    env = {
+        "PYTHONPATH": "/app",
+        "REBEAM_NAME": "counter",
+        "REBEAM_PID": f"ns.app.{incarnation}",
+        "REBEAM_CREDENTIALS_FILE": f"/run/{incarnation}.cred",
+        **changes.pop("env", {}),
+    }
+    argv = [changes.pop("target", "counting:Counter"), "--args", "null", "--ready-fd",
+            "{ready_fd}", "--exit-record", f"/run/{incarnation}.json"]  # fmt: skip
+    return {"argv": argv, "env": env, "cwd": changes.pop("cwd", "/app"), "output": True}
+
+
+def test_a_prepared_standby_fits_only_a_start_like_the_one_it_prepared_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("REBEAM_LOOP", raising=False)
+    hint = _hint_of(_start_of(1))
+    assert hint is not None
+    assert "REBEAM_PID" not in hint["env"]
+    assert "REBEAM_CREDENTIALS_FILE" not in hint["env"]
+    assert _fits(hint, _start_of(2))  # the next incarnation of the same child
+    assert _fits(None, _start_of(2))  # a standby that imported nothing fits any start
+    assert not _fits(hint, _start_of(2, target="other:Actor"))
+    assert not _fits(hint, _start_of(2, cwd="/elsewhere"))
+    assert not _fits(hint, _start_of(2, env={"SETTING": "changed"}))
+    # its event loop was made as the zygote's environment says, not the start's
+    assert not _fits(None, _start_of(2, env={"REBEAM_LOOP": "asyncio"}))
