@@ -42,7 +42,6 @@ __all__ = [
     "Kind",
     "envelope_of",
     "mailbox_envelope",
-    "pack",
     "pack_fields",
     "pack_mailbox",
     "pack_reply",
@@ -89,11 +88,6 @@ class Envelope:
 
 
 _KINDS = {int(k): k for k in Kind}
-
-
-def pack(env: Envelope) -> bytes:
-    """A mailbox message (a system signal, or a user message outside the hot paths)."""
-    return pack_mailbox(env.kind, env.body)
 
 
 def pack_mailbox(kind: int, body: Any, trace: Any = None) -> bytes:

@@ -15,11 +15,16 @@ checked *before* anything recurses over them:
   caller that handles ``ValueError`` handles every bad input.
 * exit reasons: the ``{shutdown, info}`` payload is the one free-form value in them, and it
   is printed and re-encoded on many paths: at most :data:`MAX_REASON_DEPTH` levels.
+* files a user names (manifests, credentials, CA bundles) or a process wrote (exit records):
+  :func:`read_bounded` reads at most one byte past the reader's limit, so a path that names
+  ``/dev/zero`` or a pipe fed forever costs what a file of the limit does.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import stat
 from typing import Any
 
 __all__ = [
@@ -27,9 +32,11 @@ __all__ = [
     "MAX_JSON_BYTES",
     "MAX_JSON_DEPTH",
     "MAX_REASON_DEPTH",
+    "TooLarge",
     "describe",
     "exceeds_depth",
     "loads_json",
+    "read_bounded",
 ]
 
 MAX_EXT_DEPTH = 8
@@ -86,3 +93,29 @@ def describe(value: Any, limit: int = 60) -> str:
         text = repr(value)
         return text if len(text) <= limit else text[: limit - 3] + "..."
     return f"a {type(value).__name__}"
+
+
+class TooLarge(ValueError):
+    """A file holds more than its reader's limit. ``size`` is its size when it is a regular
+    file, None when it is not (a device or a pipe: only "more than the limit" is known)."""
+
+    def __init__(self, limit: int, size: int | None) -> None:
+        super().__init__(
+            f"{size} bytes, the limit is {limit}"
+            if size is not None
+            else f"more than the limit of {limit} bytes"
+        )
+        self.limit = limit
+        self.size = size
+
+
+def read_bounded(path: str | os.PathLike[str], limit: int) -> bytes:
+    """The contents of ``path`` if it holds at most ``limit`` bytes, else :class:`TooLarge`.
+    Never reads more than ``limit + 1`` bytes. ``OSError`` from opening or reading passes
+    through, for the caller to word with what the file was for."""
+    with open(path, "rb") as source:
+        data = source.read(limit + 1)
+        if len(data) <= limit:
+            return data
+        info = os.fstat(source.fileno())
+    raise TooLarge(limit, info.st_size if stat.S_ISREG(info.st_mode) else None)

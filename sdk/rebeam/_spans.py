@@ -9,8 +9,9 @@ its child in turn (contextvars follow the handler's awaits).
 Every span costs the OpenTelemetry SDK more than the rest of a message, so as little of it
 as possible is on the way of a message (docs/observability.md, "Cost"):
 
-* a span that ended well is ended (with the time it ended) a little later, once what was
-  written in the meantime (a call's reply, the next request) is on the wire: :meth:`Tracing.later`;
+* a span that ended well is ended (with the time it ended) a little later, with those of the
+  next few messages, once what was written in the meantime (a call's reply, the next
+  request) is on the wire: :meth:`Tracing.later`;
 * a handler span is started only when something asks for it (a span started under it, a
   propagator, the handler's own ``get_current_span().set_attribute``), with the time the
   handler began: one that nobody asked for while the handler ran, the usual leaf, is started
@@ -47,7 +48,10 @@ _SYSTEM = "rebeam"
 _OPERATION = {int(SEND): "send", int(CAST): "cast", int(CALL): "call"}
 _HANDLER = {int(SEND): "handle_info", int(CAST): "handle_cast", int(CALL): "handle_call"}
 _MAX_STATUS = 200  # characters of an exit reason or exception kept in a span's status
-_MAX_PUT_OFF = 16  # spans waiting to be ended at most (Tracing.later)
+_BATCH = 8  # spans ended together (Tracing.later)
+_MAX_PUT_OFF = 16  # spans waiting to be ended at most
+_WAIT = 0.05  # seconds a span waits at most for its batch to fill
+_SAMPLED = frozenset("13579bdf")  # the last hex digit of a sampled traceparent's flags
 
 
 def for_node(pid: Pid, stats: Stats, ratelog: RateLog) -> Tracing | None:
@@ -79,7 +83,8 @@ class Tracing:
         }
         # Spans that ended well, to be ended in the SDK by finish() (see later()).
         self._ending: list[_Sending | _Handling] = []
-        self._scheduled = False  # a callback will call finish()
+        self._scheduled = False  # a callback two turns away will call finish()
+        self._timer: asyncio.TimerHandle | None = None  # ends a batch that does not fill
         self.serve(None)
 
     def serve(self, actor_class: str | None) -> None:
@@ -146,27 +151,41 @@ class Tracing:
         return trace.set_span_in_context(trace.NonRecordingSpan(remote), Context())
 
     def later(self, ending_one: _Sending | _Handling) -> None:
-        """End ``ending_one``'s span in the SDK soon, not now: two turns of the event loop later.
+        """End ``ending_one``'s span in the SDK later, not now: with the spans of the next
+        few messages, together, and off the way of any message.
 
-        Whatever this task wrote before its next await (a handler's reply, the caller's next
-        request) is queued for nats-py's flusher task, which the loop runs in its next turn;
-        a callback scheduled now would run in that same turn, before the flusher. A callback
-        that schedules the work runs it in the turn after, once the write is done, while the
-        message travels. The CPU is the same; a message no longer waits for it.
+        Inside a call loop a span costs the SDK three times what it costs in a tight loop,
+        most likely because its code and data are cold after a message's worth of nats-py,
+        asyncio and the other processes on the core; ended right after another, it costs
+        about a third less (docs/observability.md, "Cost"). So spans wait
+        for a batch of :data:`_BATCH`, which is ended from a callback two turns of the loop
+        later: whatever this task wrote before its next await (a handler's reply, the
+        caller's next request) is queued for nats-py's flusher task, which the loop runs in
+        its next turn; a callback that schedules the work runs it in the turn after, once
+        the write is done, while the message travels.
 
-        At most :data:`_MAX_PUT_OFF` wait: a burst of casts handled without a turn of the
-        loop between them ends its spans every so many messages. Put off by the thousand,
-        they cost a fifth more CPU per cast in a tight loop (not the garbage collector's:
-        as much with it off; most likely objects gone cold in the CPU's caches), for
-        nothing: in a burst, messages wait for the CPU whichever way."""
+        A batch that does not fill is ended :data:`_WAIT` seconds after its first span (an
+        exporter sees a lone call's spans that much later; their times are their own). At
+        most :data:`_MAX_PUT_OFF` wait: a burst of casts handled without a turn of the loop
+        between them ends its spans every so many messages. Put off by the thousand, they
+        cost a fifth more CPU per cast (objects gone cold in the CPU's caches), for nothing:
+        in a burst, messages wait for the CPU whichever way.
+
+        A span that will not be recorded (its trace sampled out) costs the SDK little, and
+        waiting for a batch bought it nothing but a slower call in real-time runs: it is
+        ended two turns later, with whatever waits."""
         ending = self._ending
         ending.append(ending_one)
-        if len(ending) >= _MAX_PUT_OFF:
+        waiting = len(ending)
+        if waiting >= _MAX_PUT_OFF:
             self.finish()
-        elif not self._scheduled:
-            self._scheduled = True
-            loop = asyncio.get_running_loop()
-            loop.call_soon(loop.call_soon, self._finish_later)
+        elif waiting >= _BATCH or not ending_one.recorded():
+            if not self._scheduled:
+                self._scheduled = True
+                loop = asyncio.get_running_loop()
+                loop.call_soon(loop.call_soon, self._finish_later)
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(_WAIT, self.finish)
 
     def _finish_later(self) -> None:
         self._scheduled = False
@@ -175,6 +194,9 @@ class Tracing:
     def finish(self) -> None:
         """End every span put off by :meth:`later` (also when the node closes). An SDK or
         span processor that raises loses that span, said at a bounded rate, never the rest."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         ending, self._ending = self._ending, []
         for item in ending:
             try:
@@ -227,6 +249,9 @@ class _Sending:
     def finish(self) -> None:
         self._span.end(end_time=self._ended)
 
+    def recorded(self) -> bool:
+        return True  # one sampled out is not put off at all
+
 
 class _Handling:
     """A handler invocation's span: current inside the block (as a :class:`_HandlerSpan`,
@@ -273,6 +298,19 @@ class _Handling:
 
     def finish(self) -> None:
         self.span().end(end_time=self._ended)
+
+    def recorded(self) -> bool:
+        """Whether the span is likely to be recorded: started, and recording; or not yet
+        started, and its sender's was sampled (the flags of the trace field, unchecked: a
+        hint for :meth:`Tracing.later`, which a malformed field cannot mislead into more
+        than a span ended sooner)."""
+        span = self._span
+        if span is not None:
+            return span.is_recording()
+        field = self._env.trace
+        if type(field) is not list or not field or type(field[0]) is not str:
+            return True  # a new trace: its root's sampler will decide; put off alike
+        return field[0][-1:] in _SAMPLED
 
 
 class _HandlerSpan(Span):

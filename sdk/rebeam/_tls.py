@@ -25,6 +25,7 @@ import ssl
 from dataclasses import dataclass
 from typing import Any
 
+from rebeam._limits import TooLarge, read_bounded
 from rebeam.errors import TlsError
 
 __all__ = [
@@ -79,12 +80,11 @@ class TrustedCa:
 
 def _read_bundle(path: str, what: str) -> str:
     try:
-        with open(path, "rb") as source:
-            data = source.read(MAX_BUNDLE + 1)
+        data = read_bounded(path, MAX_BUNDLE)
+    except TooLarge:
+        raise TlsError(f"{what} is larger than {MAX_BUNDLE} bytes: not a CA bundle") from None
     except OSError as exc:
         raise TlsError(f"cannot read {what}: {exc.strerror or exc}") from None
-    if len(data) > MAX_BUNDLE:
-        raise TlsError(f"{what} is larger than {MAX_BUNDLE} bytes: not a CA bundle")
     try:
         return data.decode("ascii")
     except UnicodeDecodeError:

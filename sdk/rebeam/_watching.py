@@ -32,7 +32,7 @@ import nats.errors
 
 from rebeam import _subjects
 from rebeam._addresses import Address
-from rebeam._envelope import LINK, PING, UNLINK, Envelope, pack
+from rebeam._envelope import LINK, PING, UNLINK, pack_mailbox
 from rebeam._interest import InterestProbe
 from rebeam._lease import lease_alive, open_leases, watch_expiries
 from rebeam._limits import loads_json
@@ -146,7 +146,6 @@ class Watching:
         self._spawn = spawn
         self._resolve = resolve
         self._fail_call = fail_call  # ends a call whose callee exited (Requests.fail)
-        self._pid_str = str(pid)
         self._watches: dict[Pid, _Watch] = {}
         self._link_count = 0  # watches with linked set
         self._monitor_count = 0  # monitors in all watches
@@ -295,7 +294,7 @@ class Watching:
 
     async def is_alive(self, pid: Pid, timeout: float = 5.0) -> bool:
         """Whether ``pid`` holds its mailbox now (a timeout counts as alive: busy, not gone)."""
-        data = pack(Envelope(PING, str(pid), self._pid_str, None))
+        data = pack_mailbox(PING, None)
         attempt = 0
         while True:
             try:
@@ -364,9 +363,7 @@ class Watching:
         self._watch_leases()
         watch = await self._watch(pid)
         self._set_linked(watch, True)
-        await self.nc.publish(
-            _subjects.mailbox(pid, self.pid), pack(Envelope(LINK, str(pid), self._pid_str, None))
-        )
+        await self.nc.publish(_subjects.mailbox(pid, self.pid), pack_mailbox(LINK, None))
         if not await self.is_alive(pid) and self._watches.get(pid) is watch and watch.linked:
             self._set_linked(watch, False)
             self._maybe_unwatch(pid)
@@ -414,9 +411,7 @@ class Watching:
     async def unlink(self, dest: Address) -> None:
         pid = await self._resolve(dest, cached=False)
         self.unlinked_by(pid)  # both ways: the link is gone here too
-        await self.nc.publish(
-            _subjects.mailbox(pid, self.pid), pack(Envelope(UNLINK, str(pid), self._pid_str, None))
-        )
+        await self.nc.publish(_subjects.mailbox(pid, self.pid), pack_mailbox(UNLINK, None))
 
     @property
     def links(self) -> list[Pid]:

@@ -24,7 +24,7 @@ from typing import Any, Literal
 import pydantic
 
 from rebeam import _subjects
-from rebeam._limits import MAX_JSON_BYTES
+from rebeam._limits import MAX_JSON_BYTES, read_bounded
 from rebeam._ratelog import RateLog
 from rebeam._registry import release_names_of
 from rebeam.exits import ExitReason
@@ -98,14 +98,12 @@ def read_exit_record(path: str | Path) -> ExitReason | None:
     input: one that is too large, too deep or not an exit reason is logged (at a bounded
     rate) and taken as no record, and the exit code decides."""
     try:
-        with open(path, "rb") as file:
-            data = file.read(MAX_JSON_BYTES + 1)  # a larger one is refused unread
+        data = read_bounded(path, MAX_JSON_BYTES)
+        if not data.strip():
+            return None
+        return ExitReason.from_json(data)
     except OSError:
         return None
-    if not data.strip():
-        return None
-    try:
-        return ExitReason.from_json(data)
-    except ValueError as exc:
+    except ValueError as exc:  # TooLarge among them
         _ratelog.warning("ignored an unusable exit record", f"{path}: {exc}")
         return None

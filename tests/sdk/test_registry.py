@@ -102,7 +102,12 @@ async def test_fencing_a_superseded_incarnation(launcher, node):
         await node.call(old.pid, "pid")
     # A second process launched as the same pid is refused while the first runs: by the
     # issuer (the pid speaks for another identity), or else by the first one's lease.
-    twin = await launcher.start(PROBE, slot="fenced", incarnation=2, expect_ready=False)
+    # Refused launches try to connect for their whole connect deadline (10 s by default: a
+    # refusal can be an issuer that is not up yet); these two are refused for good.
+    refused_soon = {"REBEAM_CONNECT_DEADLINE": "4"}
+    twin = await launcher.start(
+        PROBE, slot="fenced", incarnation=2, expect_ready=False, env=refused_soon
+    )
     reason = await twin.wait()
     assert reason.details is not None
     message = reason.details.message or ""
@@ -110,7 +115,9 @@ async def test_fencing_a_superseded_incarnation(launcher, node):
     assert await node.call("svc", "pid") == new.pid  # the twin's end released nothing
     # A stale launch of incarnation 1 is refused before it takes any message: by its slot
     # record, or already at NATS's door (the pid still speaks for its first identity).
-    stale = await launcher.start(PROBE, slot="fenced", incarnation=1, expect_ready=False)
+    stale = await launcher.start(
+        PROBE, slot="fenced", incarnation=1, expect_ready=False, env=refused_soon
+    )
     reason = await stale.wait()
     assert reason.kind is ExitKind.CRASH
     assert reason.details is not None

@@ -1,7 +1,8 @@
 """What a traced message waits for: the SDK's work on a span that ended well is done once
-what the task wrote meanwhile (a reply, the next request) has gone, and a handler span that
-nothing asked for while the handler ran is started in the SDK only then, with the times the
-handler began and ended (rebeam._spans; docs/observability.md, "Cost").
+what the task wrote meanwhile (a reply, the next request) has gone, for a few messages'
+spans together, and a handler span that nothing asked for while the handler ran is started
+in the SDK only then, with the times the handler began and ended (rebeam._spans;
+docs/observability.md, "Cost").
 
 A provider of each test's own, with a processor that notes when the SDK starts and ends
 each span; no process-wide state is touched."""
@@ -11,16 +12,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 import pytest
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler, SamplingResult
 
 from rebeam._envelope import CALL, CAST, Envelope
 from rebeam._ratelog import RateLog
-from rebeam._spans import _MAX_PUT_OFF, Tracing
+from rebeam._spans import _BATCH, _MAX_PUT_OFF, Tracing
 from rebeam._stats import Stats
 from rebeam.pids import Pid
 
@@ -119,6 +122,69 @@ async def test_a_sender_span_that_ended_well_is_ended_in_the_sdk_later() -> None
     (span,) = memory.get_finished_spans()
     assert span.end_time is not None
     assert span.end_time <= done, "with the time it ended"
+
+
+async def turns(n: int) -> None:
+    """Let the event loop run ``n`` times round."""
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+async def test_the_spans_of_consecutive_messages_are_ended_together() -> None:
+    seen = Seen()
+    tracing, _ = traced(seen)
+    for _ in range(_BATCH - 1):
+        with tracing.sending(CAST, OTHER):
+            pass
+        await turns(3)  # what a message's round trip gives the loop, and more
+    assert seen.ended == [], "a batch waits until it is full"
+    with tracing.handling(an_envelope(CALL), lambda: None):
+        pass
+    assert seen.ended == [], "nor is it ended in the block of the message that filled it"
+    await turns(3)
+    assert seen.ended == ["cast"] * (_BATCH - 1) + ["handle_call"]
+
+
+class Asked(Sampler):
+    """The default sampler, noting the name of each span it is asked about: a span of a
+    trace sampled out reaches no span processor, but its start asks the sampler."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+        self._sampler = ParentBased(ALWAYS_ON)
+
+    def should_sample(self, *args: Any, **kwargs: Any) -> SamplingResult:
+        self.asked.append(args[2])  # (parent context, trace id, name, ...)
+        return self._sampler.should_sample(*args, **kwargs)
+
+    def get_description(self) -> str:
+        return "Asked"
+
+
+async def test_a_handler_span_of_a_trace_sampled_out_does_not_wait_for_a_batch() -> None:
+    sampler = Asked()
+    tracing = Tracing(
+        TracerProvider(sampler=sampler).get_tracer("rebeam"), ME, Stats(),
+        RateLog(logging.getLogger("t"), "t"),
+    )  # fmt: skip
+    sampled_out = an_envelope(CAST)
+    sampled_out.trace = [PARENT[:-2] + "00"]
+    with tracing.handling(sampled_out, lambda: None):
+        pass
+    assert sampler.asked == []
+    await turns(3)
+    assert sampler.asked == ["handle_cast"], "started and ended two turns later, alone"
+
+
+async def test_a_batch_that_does_not_fill_is_ended_when_closing() -> None:
+    seen = Seen()
+    tracing, _ = traced(seen)
+    with tracing.sending(CAST, OTHER):
+        pass
+    await turns(3)
+    assert seen.ended == []
+    tracing.finish()  # as a node's close does
+    assert seen.ended == ["cast"]
 
 
 async def test_an_error_ends_the_sender_span_at_once() -> None:

@@ -1,5 +1,6 @@
-"""The ``rebeam`` command line. Each subcommand lives in its own module and registers itself
-with :func:`main`'s parser through an ``add_parser(subparsers)`` function.
+"""The ``rebeam`` command line. Each subcommand's parser lives in :mod:`rebeam.cli.parsers`
+(``add_parser(subparsers)``), its body in its own module here, imported only when the command
+runs: ``--version``, ``--help`` and a usage error cost argparse, not the SDK and nats-py.
 
 Exit codes (README, "CLI errors"): 0 done, 1 the command failed (problems found, no running
 instance, a supervisor gave up), 2 a usage error or refused input (nothing was done), 70 an
@@ -17,11 +18,10 @@ import traceback
 from collections.abc import Sequence
 from typing import Final
 
-from rebeam.cli import children, inspect, mailbox, messages, observe, run, runs, secrets, validate
+from rebeam.cli.parsers import COMMANDS
 
 __all__ = ["EXIT_INTERNAL", "main"]
 
-COMMANDS = [run, runs, validate, inspect, observe, messages, children, mailbox, secrets]
 EXIT_INTERNAL: Final = 70  # EX_SOFTWARE in sysexits.h
 DEBUG_HELP: Final = "show the Python traceback of an internal error (also: REBEAM_DEBUG=1)"
 

@@ -16,28 +16,25 @@ from typing import Any
 import nats
 
 from rebeam import _subjects
+from rebeam._limits import TooLarge, read_bounded
 from rebeam._nats_fixes import connect as nats_connect
 from rebeam.errors import TlsError
 from rebeam.local.instances import InstanceFile, NoInstance
-from rebeam.pids import Pid, validate_namespace
+from rebeam.pids import Pid
 
 __all__ = [
     "CONNECT_TIMEOUT",
     "FAILURES",
     "Credential",
     "Unreachable",
-    "add_namespace",
-    "add_target",
     "admin_connect",
     "client_node",
     "connect",
     "credentials",
     "instance",
-    "namespace_type",
     "nats_url",
     "read_credentials_file",
     "refreshed",
-    "subcommand",
     "unreachable",
 ]
 
@@ -51,79 +48,6 @@ class Unreachable(RuntimeError):
 
 FAILURES = (NoInstance, Unreachable, OSError, nats.errors.Error)
 """What a command that talks to a running tree reports in one line (``rebeam: ...``)."""
-
-
-def subcommand(subparsers: Any, name: str, summary: str, details: str) -> argparse.ArgumentParser:
-    """A subcommand's parser: ``summary`` in ``rebeam --help``, ``details`` in its own."""
-    parser: argparse.ArgumentParser = subparsers.add_parser(name, help=summary, description=details)
-    return parser
-
-
-def add_namespace(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--namespace",
-        "-n",
-        type=namespace_type,  # also applied to the default, so a bad $REBEAM_NAMESPACE is refused
-        default=os.environ.get("REBEAM_NAMESPACE", "default"),
-        help="the namespace of the tree (default: $REBEAM_NAMESPACE or 'default')",
-    )
-
-
-def namespace_type(text: str) -> str:
-    """A namespace no tree can have is a usage error (exit 2), before anything is looked up."""
-    try:
-        return validate_namespace(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def add_target(parser: argparse.ArgumentParser) -> None:
-    """--namespace and --nats, for commands that talk to a running instance."""
-    add_namespace(parser)
-    parser.add_argument(
-        "--nats",
-        "--nats-url",
-        dest="nats",
-        metavar="URL",
-        default=os.environ.get("REBEAM_NATS_URL"),
-        help=(
-            "NATS to use (default: the one of the `rebeam run` for this namespace); on "
-            "Kubernetes, the cluster's NATS, with --namespace the Kubernetes namespace: the "
-            "operator answers"
-        ),
-    )
-    parser.add_argument(
-        "--credentials-file",
-        metavar="FILE",
-        type=Path,
-        help=(
-            "a file holding the NATS credential to use with --nats (default: "
-            "$REBEAM_CREDENTIALS, else on Kubernetes the current kubeconfig user's token; "
-            "without --nats, the running instance's own)"
-        ),
-    )
-    add_nats_ca(parser)
-    parser.add_argument(
-        "--run",
-        dest="run_id",  # args.run is the subcommand's function
-        metavar="ID",
-        default=os.environ.get("REBEAM_RUN"),
-        help=(
-            "which `rebeam run` of the namespace to talk to, by its id or a prefix of it "
-            "(`rebeam runs` lists them; default: $REBEAM_RUN, else the one started last)"
-        ),
-    )
-
-
-def add_nats_ca(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--nats-ca",
-        metavar="FILE",
-        help=(
-            "the CA certificates (PEM) a tls:// NATS server's certificate must be signed by "
-            "(default: $REBEAM_NATS_CA, else the system's trust store)"
-        ),
-    )
 
 
 def nats_url(args: argparse.Namespace) -> str:
@@ -242,15 +166,14 @@ def credentials(args: argparse.Namespace) -> Credential:
 def read_credentials_file(path: Path) -> str:
     """The credential in ``path``; OSError naming the file when it cannot be one."""
     try:
-        with open(path, "rb") as source:
-            data = source.read(CREDENTIALS_FILE_LIMIT + 1)
-    except OSError as exc:
-        raise OSError(f"cannot read the credentials file {path}: {exc.strerror}") from None
-    if len(data) > CREDENTIALS_FILE_LIMIT:
+        data = read_bounded(path, CREDENTIALS_FILE_LIMIT)
+    except TooLarge:
         raise OSError(
             f"the credentials file {path} is larger than {CREDENTIALS_FILE_LIMIT // 1024} KiB: "
             "no credential is that long"
-        )
+        ) from None
+    except OSError as exc:
+        raise OSError(f"cannot read the credentials file {path}: {exc.strerror}") from None
     try:
         return data.decode().strip()
     except UnicodeDecodeError:

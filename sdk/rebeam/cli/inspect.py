@@ -15,7 +15,7 @@ from rich.live import Live
 
 from rebeam import _subjects
 from rebeam._management_protocol import parse_reply, refusal_text
-from rebeam.cli._common import FAILURES, Unreachable, add_target, admin_connect, nats_url
+from rebeam.cli._common import FAILURES, Unreachable, admin_connect, nats_url
 from rebeam.events import LifecycleEvent
 from rebeam.local.instances import NoInstance
 from rebeam.local.view import describe_event, render_tree
@@ -25,25 +25,6 @@ from rebeam.pids import Pid
 REDRAW_EVERY: Final = 0.5
 """``tree --watch`` redraws at most this often (seconds), however many events arrive: a
 burst of restarts costs one tree request per interval, not one per event."""
-
-
-def add_parser(subparsers: Any) -> None:
-    tree = subparsers.add_parser("tree", help="show the running tree")
-    add_target(tree)
-    tree.add_argument("--json", action="store_true", help="print the tree as JSON")
-    tree.add_argument("--watch", action="store_true", help="redraw on lifecycle events, to Ctrl-C")
-    tree.set_defaults(run=run_tree)
-
-    events = subparsers.add_parser("events", help="follow lifecycle events")
-    add_target(events)
-    events.add_argument("--json", action="store_true", help="print each event as JSON")
-    events.add_argument("--count", type=int, metavar="N", help="stop after N events")
-    events.add_argument(
-        "--all",
-        action="store_true",
-        help="also the exits of programs connected with rebeam.connect (outside any tree)",
-    )
-    events.set_defaults(run=run_events)
 
 
 def run_tree(args: argparse.Namespace) -> int:

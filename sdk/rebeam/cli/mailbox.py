@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import nats
@@ -24,16 +25,12 @@ import nats.js.errors as jserr
 
 from rebeam import _durable, _subjects
 from rebeam._envelope import CAST, unpack
-from rebeam.cli._common import (
-    FAILURES,
-    add_target,
-    client_node,
-)
+from rebeam.cli._common import FAILURES, client_node
 from rebeam.cli.messages import printable
 from rebeam.errors import CodecError, RebeamError
 from rebeam.pids import Pid, unescape_token
 
-__all__ = ["add_parser"]
+__all__ = ["run"]
 
 MAX_LIMIT = 1000  # parked messages shown at most, whatever --limit says
 _SHOWN_BYTES = 200  # of a message that does not decode
@@ -44,30 +41,11 @@ class Refused(Exception):
     """A request this command will not carry out (nothing was done)."""
 
 
-def add_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser("mailbox", help="durable mailboxes: list, parked, replay")
-    sub = parser.add_subparsers(dest="mailbox_command", metavar="ACTION", required=True)
-    ls = sub.add_parser("ls", help="the namespace's durable mailboxes and their counts")
-    add_target(ls)
-    ls.set_defaults(run=run, action=_ls)
-    parked = sub.add_parser("parked", help="the parked messages of a slot")
-    add_target(parked)
-    parked.add_argument("slot", metavar="SLOT", help="the actor's slot (as `mailbox ls` shows)")
-    parked.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
-    parked.set_defaults(run=run, action=_parked)
-    replay = sub.add_parser("replay", help="give parked messages back to their mailbox")
-    add_target(replay)
-    replay.add_argument("slot", metavar="SLOT", help="the actor's slot (as `mailbox ls` shows)")
-    replay.add_argument("seqs", metavar="SEQ", type=int, nargs="*", help="parked messages")
-    replay.add_argument("--all", action="store_true", help="every parked message of the slot")
-    replay.set_defaults(run=run, action=_replay)
-
-
 def run(args: argparse.Namespace) -> int:
-    if args.action is _replay and bool(args.seqs) == bool(args.all):
+    if args.mailbox_command == "replay" and bool(args.seqs) == bool(args.all):
         print("rebeam: replay: give the SEQs of parked messages, or --all", file=sys.stderr)
         return 2
-    if args.action is _parked and args.limit < 1:
+    if args.mailbox_command == "parked" and args.limit < 1:
         print("rebeam: parked: --limit must be at least 1", file=sys.stderr)
         return 2
     try:
@@ -91,7 +69,8 @@ def _problem(exc: BaseException) -> str:
 async def _main(args: argparse.Namespace) -> int:
     node = await client_node(args)
     try:
-        code: int = await args.action(node.nc.jetstream(timeout=5.0), args)
+        action = ACTIONS[args.mailbox_command]
+        code: int = await action(node.nc.jetstream(timeout=5.0), args)
         return code
     finally:
         await node.close()
@@ -240,3 +219,11 @@ def _sender(msg: Any) -> Pid:
             f"message {msg.seq} is not a valid envelope: it cannot be replayed "
             "(`rebeam mailbox parked` shows it)"
         ) from None
+
+
+ACTIONS: dict[str, Callable[[Any, argparse.Namespace], Awaitable[int]]] = {
+    "ls": _ls,
+    "parked": _parked,
+    "replay": _replay,
+}
+"""What each ``rebeam mailbox ACTION`` does, given the namespace's JetStream context."""

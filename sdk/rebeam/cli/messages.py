@@ -15,29 +15,10 @@ import sys
 from typing import Any
 
 from rebeam._limits import loads_json
-from rebeam.cli._common import (
-    FAILURES,
-    add_target,
-    client_node,
-)
+from rebeam.cli._common import FAILURES, client_node
 from rebeam.errors import RebeamError
 from rebeam.exits import ExitReason
 from rebeam.pids import Pid
-
-
-def add_parser(subparsers: Any) -> None:
-    for kind, help_text in (
-        ("call", "call an actor and print its reply"),
-        ("cast", "cast a message to an actor (handle_cast)"),
-        ("send", "send a plain message to an actor (handle_info)"),
-    ):
-        parser = subparsers.add_parser(kind, help=help_text)
-        add_target(parser)
-        parser.add_argument("dest", metavar="NAME", help="a registered name, or a pid")
-        parser.add_argument("message", metavar="JSON", help="the message, as JSON")
-        if kind == "call":
-            parser.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
-        parser.set_defaults(run=run, kind=kind)
 
 
 def run(args: argparse.Namespace) -> int:

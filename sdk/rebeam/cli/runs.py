@@ -9,25 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from typing import Any
 
-from rebeam.cli._common import namespace_type
 from rebeam.local.instances import InstanceFile
 
 # What the listing shows of an instance file: never the owner's credential.
 SHOWN = ("run_id", "namespace", "pid", "nats_url", "started")
-
-
-def add_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser("runs", help="list the running `rebeam run`s and their NATS")
-    parser.add_argument(
-        "--namespace",
-        "-n",
-        type=namespace_type,
-        help="only the runs of this namespace (default: every namespace)",
-    )
-    parser.add_argument("--json", action="store_true", help="print the runs as JSON")
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

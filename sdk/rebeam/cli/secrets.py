@@ -14,47 +14,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from rebeam.auth.issuer import IssuerSecrets
-from rebeam.auth.serverconf import SHARED_ACCOUNT, auth_include
-from rebeam.cli._common import subcommand
+from rebeam.auth.serverconf import auth_include
 from rebeam.natsd import issuer_secrets_json, read_issuer_secrets
 from rebeam.pids import validate_namespace
-
-ISSUER_SECRET = "rebeam-nats-issuer"
-SERVER_SECRET = "rebeam-nats-auth"
-
-
-def add_parser(subparsers: Any) -> None:
-    parser = subcommand(
-        subparsers,
-        "nats-secrets",
-        "print the Secrets of a secured NATS on Kubernetes (for kubectl apply -f -)",
-        "Print, as YAML, the operator's issuer Secret and the NATS server's auth.conf "
-        "Secret, made from the same fresh (or given) issuer secrets.",
-    )
-    parser.add_argument(
-        "--namespace", "-n", required=True, help="the namespace of the rebeam release"
-    )
-    parser.add_argument(
-        "--issuer-file",
-        type=Path,
-        metavar="FILE",
-        help="an existing issuer.json to use instead of fresh secrets",
-    )
-    parser.add_argument(
-        "--account",
-        default=SHARED_ACCOUNT,
-        help=f"the NATS account of every namespace (the chart's natsAuth.account; default "
-        f"{SHARED_ACCOUNT})",
-    )
-    parser.add_argument("--issuer-secret", default=ISSUER_SECRET, help="its Secret's name")
-    parser.add_argument("--server-secret", default=SERVER_SECRET, help="its Secret's name")
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

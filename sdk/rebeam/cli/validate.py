@@ -8,21 +8,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
-from rebeam.cli._common import subcommand
 from rebeam.spec import Supervisor, SupervisorSpec, load_files
-
-
-def add_parser(subparsers: Any) -> None:
-    parser = subcommand(
-        subparsers,
-        "validate",
-        "check manifests and report every problem",
-        "Check Supervisor and Actor manifests; report every problem, one a line.",
-    )
-    parser.add_argument("files", nargs="+", metavar="FILE", help="YAML manifests")
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -16,8 +16,6 @@ A file is read within the limits of the README's "Manifest limits" (size here, t
 from __future__ import annotations
 
 import difflib
-import os
-import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +25,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from rebeam._limits import TooLarge, read_bounded
 from rebeam.spec.models import API_VERSION, Actor, Resource, Supervisor
 from rebeam.spec.rules import problems as rule_problems
 from rebeam.spec.safe_yaml import YamlRefused, read_documents, shown
@@ -170,16 +169,11 @@ def _too_large(size: str) -> str:
 
 def _read(path: Path) -> str:
     """The file's text; never more than the size limit is read (it may be /dev/zero)."""
-    with path.open("rb") as f:
-        data = f.read(MAX_FILE_BYTES + 1)
-        if len(data) > MAX_FILE_BYTES:
-            info = os.fstat(f.fileno())
-            size = (
-                str(info.st_size)
-                if stat.S_ISREG(info.st_mode)
-                else "more than " + str(MAX_FILE_BYTES)
-            )
-            raise _Unreadable(None, _too_large(size))
+    try:
+        data = read_bounded(path, MAX_FILE_BYTES)
+    except TooLarge as exc:
+        size = str(exc.size) if exc.size is not None else f"more than {MAX_FILE_BYTES}"
+        raise _Unreadable(None, _too_large(size)) from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
