@@ -35,7 +35,7 @@ import nats.js.errors as jserr
 from nats.js.api import KeyValueConfig, StorageType
 
 from rebeam import _subjects
-from rebeam._streams import create_bucket, lift_consumer_cap
+from rebeam._streams import create_bucket, lift_consumer_cap, not_set_up, provisioned_bucket
 from rebeam._subjects import leases_bucket
 from rebeam.errors import Refused
 from rebeam.pids import Pid, unescape_token
@@ -103,14 +103,23 @@ class Lease:
         self.on_lost: Callable[[], None] | None = None
         self._task: asyncio.Task[None] | None = None
 
-    async def acquire(self) -> None:
-        self.kv = await open_leases(self.js, self.pid.namespace)
+    async def acquire(self, *, provisioned: bool = False) -> None:
+        """Take the lease; Refused if it is held. ``provisioned``: the bucket is the
+        backend's to create, and is not looked up first (one round trip less: an actor's
+        runtime, started by its backend)."""
+        bucket = leases_bucket(self.pid.namespace)
+        if provisioned:
+            self.kv = provisioned_bucket(self.js, bucket)
+        else:
+            self.kv = await open_leases(self.js, self.pid.namespace)
         try:
             self.revision = await self.kv.create(self.pid.tokens, b"1", msg_ttl=self.ttl)
         except jserr.KeyWrongLastSequenceError:
             raise Refused(
                 f"another process is running as {self.pid} (it holds the lease)"
             ) from None
+        except jserr.NoStreamResponseError:
+            raise not_set_up(self.pid.namespace, bucket) from None
         self._task = asyncio.get_running_loop().create_task(self._refresh_loop())
 
     async def _refresh_loop(self) -> None:

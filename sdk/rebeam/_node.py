@@ -292,11 +292,12 @@ class Node:
         await self.subscribe()
         await self.nc.flush()
 
-    async def take_lease(self) -> None:
-        """Hold this pid's lease (raises Refused if it is held: the pid runs already)."""
+    async def take_lease(self, *, provisioned: bool = False) -> None:
+        """Hold this pid's lease (raises Refused if it is held: the pid runs already);
+        ``provisioned``: see :meth:`Lease.acquire`."""
         self.lease = Lease(self.nc.jetstream(), self.pid)
         self.lease.on_lost = self._lease_lost
-        await self.lease.acquire()
+        await self.lease.acquire(provisioned=provisioned)
 
     async def subscribe(self) -> None:
         """Subscribe the mailbox, the reply inbox and the fence, unflushed: the SUBs are

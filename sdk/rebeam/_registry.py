@@ -37,7 +37,7 @@ from nats.js.api import KeyValueConfig, StorageType
 
 from rebeam import _codec, _subjects
 from rebeam._ratelog import RateLog
-from rebeam._streams import create_bucket, lift_consumer_cap
+from rebeam._streams import create_bucket, lift_consumer_cap, provisioned_bucket
 from rebeam._subjects import global_bucket, local_bucket
 from rebeam.errors import AlreadyRegistered, CodecError, NotRegistered, RegistryMismatch
 from rebeam.pids import Pid, escape_token, unescape_token
@@ -101,6 +101,12 @@ class Store:
         except CodecError as exc:
             self.on_invalid(key, str(exc))
             return None, None
+
+    def assume_provisioned(self) -> None:
+        """The global bucket is the backend's, created before this process ran: its handle
+        is made without looking it up (see :func:`~rebeam._streams.provisioned_bucket`)."""
+        if False not in self._kv:
+            self._kv[False] = provisioned_bucket(self.js, global_bucket(self.namespace))
 
     async def kv(self, local: bool = False) -> Any:
         kv = self._kv.get(local)

@@ -18,10 +18,18 @@ from __future__ import annotations
 from typing import Any
 
 import nats.errors
+from nats.js.kv import KeyValue
 
+from rebeam import _subjects
 from rebeam.errors import NotPermitted
 
-__all__ = ["MAX_CONSUMERS", "create_bucket", "lift_consumer_cap"]
+__all__ = [
+    "MAX_CONSUMERS",
+    "create_bucket",
+    "lift_consumer_cap",
+    "not_set_up",
+    "provisioned_bucket",
+]
 
 # Processes per namespace, times a watcher or two each: well past the chart's 2,000 pods.
 MAX_CONSUMERS = 100_000
@@ -41,7 +49,26 @@ async def create_bucket(js: Any, config: Any, namespace: str) -> Any:
     try:
         return await js.create_key_value(config)
     except (nats.errors.TimeoutError, TimeoutError):
-        raise NotPermitted(
-            f"namespace {namespace!r} is not set up here: its bucket {config.bucket} does not "
-            "exist, and only its backend (rebeam run, or the operator) may create it"
-        ) from None
+        raise not_set_up(namespace, config.bucket) from None
+
+
+def provisioned_bucket(js: Any, bucket: str) -> Any:
+    """A handle on ``bucket``, which its namespace's backend created, made without asking the
+    server first: ``js.key_value`` reads the stream's info (a round trip) to learn whether
+    it allows direct gets. Its gets use the stream's own get, which every stream allows
+    and every role that reads may use (auth/grants.py). A bucket that is not there shows
+    when it is used: its writes have no responder."""
+    return KeyValue(
+        name=bucket,
+        stream=_subjects.kv_stream(bucket),
+        pre=f"$KV.{bucket}.",
+        js=js,
+        direct=False,
+    )
+
+
+def not_set_up(namespace: str, bucket: str) -> NotPermitted:
+    return NotPermitted(
+        f"namespace {namespace!r} is not set up here: its bucket {bucket} does not exist, and "
+        "only its backend (rebeam run, or the operator) may create it"
+    )

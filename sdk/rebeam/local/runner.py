@@ -29,6 +29,7 @@ import logging
 import secrets
 import shutil
 import signal
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,6 +118,10 @@ def local_problems(resources: list[Resource]) -> list[str]:
     return found
 
 
+# The switch interval of rebeam run's threads (see LocalRun.run).
+THREAD_SWITCH = 0.0005
+
+
 class LocalRun:
     def __init__(self, resources: list[Resource], options: RunOptions) -> None:
         self.resources = resources
@@ -132,6 +137,11 @@ class LocalRun:
         self._started = asyncio.Event()  # every root has started, or the start was given up
 
     async def run(self, on_context: object = None) -> int:
+        # The credential issuer answers each NATS connection on a thread of this process
+        # (auth/issuer.py): a restarted actor's connect waits for it, while this loop is busy
+        # with the same restart (the old incarnation's names). A thread that wakes waits for
+        # the running one to give up the GIL, at worst the switch interval (5 ms by default).
+        sys.setswitchinterval(THREAD_SWITCH)
         held = self._surroundings()
         try:
             url = await self._bring_up_nats(held)

@@ -43,7 +43,7 @@ from rebeam.pids import Pid
 from rebeam.runtime import _steps
 from rebeam.runtime._steps import mark
 
-__all__ = ["main", "run"]
+__all__ = ["main", "main_in_loop", "run"]
 
 log = logging.getLogger("rebeam.runtime")
 
@@ -327,11 +327,17 @@ async def _start(node: Node) -> ExitReason | None:
     The subscriptions go out first, the slot read after them on the same connection, so the
     server has our fence subscription before it reads the record for us: a later
     incarnation claimed after that read still fences us. The lease, the slot read and the
-    flush are independent round trips, made together."""
+    flush are independent round trips, made together, on buckets the backend created."""
     try:
         await node.subscribe()
+        # The backend created the buckets before it started us: no lookup before the slot
+        # read and the lease, which would be a round trip ahead of each.
+        node.store.assume_provisioned()
         results = await asyncio.gather(
-            node.superseded_by(), node.take_lease(), node.nc.flush(), return_exceptions=True
+            node.superseded_by(),
+            node.take_lease(provisioned=True),
+            node.nc.flush(),
+            return_exceptions=True,
         )
         for result in results:  # all have ended: none is left running when the node closes
             if isinstance(result, BaseException):
@@ -394,6 +400,26 @@ def _log_refusals(node: Node, pid: Pid) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    ns = _begin(argv)
+    try:
+        reason = _loop.run(run(ns))
+    except BaseException as exc:  # the runtime itself failed: still leave a record
+        reason = _failed(exc)
+    return _finish(ns, reason)
+
+
+async def main_in_loop(argv: list[str]) -> int:
+    """:func:`main` in a process whose event loop already runs: the zygote's standby made
+    and started its loop before it knew which actor it would be."""
+    ns = _begin(argv)
+    try:
+        reason = await run(ns)
+    except Exception as exc:  # the runtime itself failed: still leave a record
+        reason = _failed(exc)
+    return _finish(ns, reason)
+
+
+def _begin(argv: list[str] | None) -> argparse.Namespace:
     ns = parse_args(argv)
     if _steps.ON:
         mark("main", identity(ns).incarnation)
@@ -402,11 +428,16 @@ def main(argv: list[str] | None = None) -> int:
         format=f"%(asctime)s %(levelname)s {ns.child or 'actor'}: %(message)s",
         stream=sys.stderr,
     )
-    try:
-        reason = _loop.run(run(ns))
-    except BaseException as exc:  # the runtime itself failed: still leave a record
-        reason = crash_reason(exc)
-        log.error("runtime failed: %s", reason)
+    return ns
+
+
+def _failed(exc: BaseException) -> ExitReason:
+    reason = crash_reason(exc)
+    log.error("runtime failed: %s", reason)
+    return reason
+
+
+def _finish(ns: argparse.Namespace, reason: ExitReason) -> int:
     write_record(ns.exit_record, reason)
     if not reason.is_clean:
         log.error("exiting: %s", reason)
