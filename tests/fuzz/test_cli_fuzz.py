@@ -243,6 +243,15 @@ def test_random_argv_never_shows_a_traceback(place: Place, data: st.DataObject) 
     check("cli argv", data.draw(any_argv(place)))
 
 
+@pytest.mark.parametrize("command", ["call", "cast", "send"])
+def test_a_lone_double_dash_as_a_value_is_a_usage_error(command: str) -> None:
+    """Found by the test above: Python 3.11's argparse handed the JSON argument an empty list
+    for a second ``--``, and the command failed with an internal error."""
+    code, err = run_main([command, "--", "--credentials-file", "--"])
+    assert code == 2, err
+    assert "argument JSON: expected a value, not '--'" in err, err
+
+
 @settings(
     max_examples=20,  # each tries a real connection: about a second apiece
     deadline=None,

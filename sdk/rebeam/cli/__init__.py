@@ -16,7 +16,7 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final
 
 from rebeam.cli.parsers import COMMANDS
 
@@ -26,8 +26,22 @@ EXIT_INTERNAL: Final = 70  # EX_SOFTWARE in sysexits.h
 DEBUG_HELP: Final = "show the Python traceback of an internal error (also: REBEAM_DEBUG=1)"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser (its subcommands' parsers are of the same class), less one defect.
+
+    Python 3.11's argparse takes ``--`` given as a positional's value (``rebeam call NAME
+    --``) for the end of the options a second time, drops it, and hands the positional an
+    empty list where every command expects a string. It is refused as the usage error it
+    is."""
+
+    def _get_values(self, action: argparse.Action, arg_strings: list[str]) -> Any:
+        if not action.option_strings and action.nargs is None and arg_strings == ["--"]:
+            self.error(f"argument {action.metavar or action.dest}: expected a value, not '--'")
+        return super()._get_values(action, arg_strings)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="rebeam",
         description="Erlang/OTP supervision trees, registry and messaging for Python.",
     )
