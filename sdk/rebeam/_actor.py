@@ -357,43 +357,26 @@ class Host:
         return pack_error({"error": "exited", "reason": reason.to_wire()})
 
     async def on_message(self, msg: Any) -> None:
-        """The mailbox subscription's callback: ``msg``, then every message queued behind
-        it, in arrival order.
-
-        Taking the queued messages here saves nats-py's loop, which takes each with an
-        awaited ``get`` and calls back with a coroutine of its own: a tenth of what a cast
-        costs the receiver (docs/sdk.md, "Cast throughput"). Nothing else runs in between
-        either way: a queue that holds a message hands it over without suspending. Each
-        message taken is accounted as nats-py's loop accounts it (its bytes off the pending
-        size, done in the queue's count), so the mailbox bounds, the stats and a drain see
-        the same queue."""
+        """The mailbox subscription's callback: ``msg``, then every message queued behind it,
+        in order, taken as nats-py's loop takes them (docs/sdk.md, "Cast throughput": why, and
+        what it relies on). A cast or send to a free, delivering actor takes the hot path:
+        Node.admit's checks inlined, the envelope's head read from its first three bytes, the
+        handler called on the decoded body. Anything else goes the whole way (_admit)."""
         node = self.node
         sub = node.mailbox_sub
         queue = sub._pending_queue
         waiting = queue._queue
-        # Looked up once per batch: none of these is ever replaced.
         actor, stats, counts = self.actor, node.stats, node.metrics.received
         limit, senders, delivering = node._limit, node._senders, node.delivering
         while True:
             data = msg.data
-            # The hot path of casts and sends to a free, delivering actor: every check of
-            # Node.admit that passes, inlined, and the callback run from the decoded body
-            # (no Envelope, no coroutine of our own). Anything else, refusals included,
-            # goes the whole way (_admit, decoding again: a refusal or a call can afford
-            # it). This is most of what a cast costs the receiver beyond nats-py's own
-            # work (the throughput target of docs/sdk.md): every lookup here counts.
-            #
-            # The first three bytes are the envelope's head: a 3- or 4-item array, version
-            # 2 and the kind, each a one-byte msgpack int. An envelope that decodes with
-            # that head is what unpack_mailbox accepts, so only the decoding is left to do.
             kind = _FAST_HEADS.get(data[:3])
             if (
                 kind is not None
                 and len(data) <= limit
                 and not self._busy
                 and self._stop is None
-                # The subject names a sender (Node.sender_of, its remembered case inlined:
-                # a method call per cast); the target is this incarnation (subscribed so)
+                # The subject names a sender (Node.sender_of's remembered case, inlined).
                 and (senders.get(subject := msg.subject) or node.sender_of(subject))
                 and node.fenced_by is None
                 and delivering.is_set()
@@ -410,17 +393,14 @@ class Host:
             else:
                 stats.received += 1
                 self._busy = True
-                # Every message counted; every SAMPLED+1-th timed: a clock read and a call
-                # per cast cost more than the rest of the metrics (docs/observability.md).
+                # Every message counted, one in SAMPLED+1 timed (docs/observability.md).
                 counted = counts[kind] = counts[kind] + 1
                 started = 0.0 if counted & SAMPLED else clock()
                 try:
                     if reply:  # a cast or send that asked for a receipt
                         await node.nc.publish(reply, _RECEIPT)
                     result = (actor.handle_cast if kind == _CAST else actor.handle_info)(body)
-                    if type(result) is CoroutineType or (
-                        result is not None and hasattr(result, "__await__")
-                    ):
+                    if type(result) is CoroutineType or hasattr(result, "__await__"):
                         await result
                 except Exception as exc:
                     self._crash(crash_reason(exc))
@@ -431,11 +411,7 @@ class Host:
                         self._give_turn()
                     else:
                         self._busy = False
-            # The queue's own deque and count (asyncio.Queue's get_nowait and task_done,
-            # without their three calls per message): nats-py only ever put_nowait()s, so
-            # no putter waits to be woken, and the count cannot reach zero here, since the
-            # message this callback was called with is not done until it returns.
-            if not waiting:
+            if not waiting:  # asyncio.Queue's get_nowait and task_done, less their calls
                 return
             msg = waiting.popleft()
             queue._unfinished_tasks -= 1
