@@ -32,16 +32,18 @@ import logging
 import traceback
 import typing
 from collections import deque
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from rebeam._codec import decode
 from rebeam._envelope import (
     CALL,
     CAST,
     SEND,
+    VERSION,
     Envelope,
     pack_error,
     pack_reply,
-    unpack_mailbox,
 )
 from rebeam._fastpath import publish_now
 from rebeam._mailbox import Info
@@ -63,7 +65,11 @@ log = logging.getLogger("rebeam.actor")
 _RECEIPT = pack_reply(None)  # a send or cast that asked for one: taken to be handled
 # Plain ints: the hot path compares kinds read from the wire, which are ints.
 _SEND, _CAST, _CALL = int(SEND), int(CAST), int(CALL)
-_ONE_WAY = frozenset({_SEND, _CAST})
+# The first three bytes of a cast or send (rebeam._envelope): a msgpack array of 3 items (or
+# 4, with a trace context), version 2, the kind; each kind a one-byte positive fixint.
+_FAST_HEADS = {
+    bytes([0x90 | items, VERSION, kind]): kind for items in (3, 4) for kind in (_SEND, _CAST)
+}
 STATUS_TIMEOUT = 1.0  # an async format_status that takes longer is answered with a sentence
 
 
@@ -352,43 +358,50 @@ class Host:
         return pack_error({"error": "exited", "reason": reason.to_wire()})
 
     async def on_message(self, msg: Any) -> None:
-        """The mailbox subscription's callback: every message, in arrival order."""
+        """The mailbox subscription's callback: ``msg``, then every message queued behind it,
+        in order, taken as nats-py's loop takes them (docs/sdk.md, "Cast throughput": why, and
+        what it relies on). A cast or send to a free, delivering actor takes the hot path:
+        Node.admit's checks inlined, the envelope's head read from its first three bytes, the
+        handler called on the decoded body. Anything else goes the whole way (_admit)."""
         node = self.node
-        data = msg.data
-        # The hot path of casts and sends to a free, delivering actor: every check of
-        # Node.admit that passes, inlined, and the callback run from the checked
-        # array (no Envelope, no further coroutine). Anything else, refusals included, goes
-        # the whole way below (decoding again: a refusal or a call can afford it). This is
-        # most of what a cast costs the receiver beyond nats-py's own work (the throughput
-        # target of docs/sdk.md), so every call and attribute lookup here counts.
-        if len(data) <= node._limit and not self._busy and self._stop is None:
-            try:
-                item: list[Any] | None = unpack_mailbox(data)
-            except CodecError:
-                item = None  # refused below, by admit
+        sub = node.mailbox_sub
+        queue = sub._pending_queue
+        waiting = queue._queue
+        actor, stats, counts = self.actor, node.stats, node.metrics.received
+        limit, senders, delivering = node._limit, node._senders, node.delivering
+        while True:
+            data = msg.data
+            kind = _FAST_HEADS.get(data[:3])
             if (
-                item is not None
-                and (kind := item[1]) in _ONE_WAY
-                # The subject names a sender (Node.sender_of, its remembered case inlined:
-                # a method call per cast); the target is this incarnation (subscribed so)
-                and (node._senders.get(subject := msg.subject) or node.sender_of(subject))
+                kind is not None
+                and len(data) <= limit
+                and not self._busy
+                and self._stop is None
+                # The subject names a sender (Node.sender_of's remembered case, inlined).
+                and (senders.get(subject := msg.subject) or node.sender_of(subject))
                 and node.fenced_by is None
-                and node.delivering.is_set()
+                and delivering.is_set()
                 and (not (reply := msg.reply) or node.answerable(reply))
             ):
-                node.stats.received += 1
+                try:
+                    body = decode(data)[2]
+                except CodecError:
+                    kind = None  # refused by _admit, which counts and logs it
+            else:
+                kind = None
+            if kind is None:
+                await self._admit(msg)
+            else:
+                stats.received += 1
                 self._busy = True
-                # Every message counted; every SAMPLED+1-th timed: a clock read and a call
-                # per cast cost more than the rest of the metrics (docs/observability.md).
-                counts = node.metrics.received
-                counts[kind] += 1
-                started = 0.0 if counts[kind] & SAMPLED else clock()
+                # Every message counted, one in SAMPLED+1 timed (docs/observability.md).
+                counted = counts[kind] = counts[kind] + 1
+                started = 0.0 if counted & SAMPLED else clock()
                 try:
                     if reply:  # a cast or send that asked for a receipt
                         await node.nc.publish(reply, _RECEIPT)
-                    actor = self.actor
-                    result = (actor.handle_cast if kind == _CAST else actor.handle_info)(item[2])
-                    if result is not None and hasattr(result, "__await__"):
+                    result = (actor.handle_cast if kind == _CAST else actor.handle_info)(body)
+                    if type(result) is CoroutineType or hasattr(result, "__await__"):
                         await result
                 except Exception as exc:
                     self._crash(crash_reason(exc))
@@ -399,8 +412,11 @@ class Host:
                         self._give_turn()
                     else:
                         self._busy = False
+            if not waiting:  # asyncio.Queue's get_nowait and task_done, less their calls
                 return
-        await self._admit(msg)
+            msg = waiting.popleft()
+            queue._unfinished_tasks -= 1
+            sub._pending_size -= len(msg.data)
 
     async def _admit(self, msg: Any) -> None:
         """Every message the whole way: admitted, then a signal or :meth:`deliver`. The

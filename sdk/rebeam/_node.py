@@ -181,6 +181,9 @@ class Node:
         # it per message would be a tenth of what receiving a cast costs.
         self._senders: dict[str, str] = {}
         self._mailbox_sid: int | None = None
+        # The mailbox subscription: an actor's receive loop takes the messages queued behind
+        # the one it was called with straight from its pending queue (rebeam._actor).
+        self.mailbox_sub: Any = None
 
     def _init_requests(self, inbox: str, max_pending: int, watch_limits: WatchLimits) -> None:
         """The one request path, and the exit watches that end a call whose callee exits."""
@@ -311,6 +314,7 @@ class Node:
             pending_bytes_limit=self.limits.max_bytes,
         )
         self._mailbox_sid = mailbox._id
+        self.mailbox_sub = mailbox
         self._subs.append(mailbox)
         self._subs.append(await self._requests.subscribe())
         msgs, size = _SMALL_LIMITS
