@@ -16,6 +16,7 @@ import pytest
 from rebeam.local.zygote import _fits, _hint_of
 from tests.local.conftest import (
     COUNTER,
+    Run,
     StartRun,
     alive,
     descendants,
@@ -63,12 +64,29 @@ def tcp_sockets_of(os_pid: int) -> set[str]:
     return mine & tcp
 
 
-def test_a_restart_takes_over_the_standby(rebeam_run: StartRun, tmp_path: Path) -> None:
-    (tmp_path / "counting.py").write_text(COUNTER)
+def counter_run(
+    rebeam_run: StartRun, tmp_path: Path, module: str = COUNTER
+) -> tuple[Run, int, int]:
+    """A run of one counter actor from ``module``, ready: the run, the actor's OS pid and
+    its zygote's."""
+    (tmp_path / "counting.py").write_text(module)
     run = rebeam_run(supervisor("app", CHILDREN))
     first = run.events.wait("started", "counter")["os_pid"]
     run.wait_ready()
-    zygote = zygote_of(run.process.pid)
+    return run, first, zygote_of(run.process.pid)
+
+
+def stopped_cleanly(run: Run) -> str:
+    """Stop ``run`` with SIGTERM, check it ended well and said no traceback; its output."""
+    run.signal(signal.SIGTERM)
+    assert run.exit_code() == 0
+    said = run.stdout() + run.stderr()
+    assert "Traceback" not in said, said
+    return said
+
+
+def test_a_restart_takes_over_the_standby(rebeam_run: StartRun, tmp_path: Path) -> None:
+    run, first, zygote = counter_run(rebeam_run, tmp_path)
     standby = standby_of(zygote, {first})
     assert not tcp_sockets_of(standby), "a standby has no NATS connection"
     assert b"REBEAM_PID" not in Path(f"/proc/{standby}/environ").read_bytes()
@@ -83,20 +101,13 @@ def test_a_restart_takes_over_the_standby(rebeam_run: StartRun, tmp_path: Path) 
     # and another one stands by for the next restart
     assert standby_of(zygote, {standby}) not in (first, standby)
 
-    run.signal(signal.SIGTERM)
-    assert run.exit_code() == 0
-    out, err = run.stdout(), run.stderr()
-    assert "Traceback" not in out + err, out + err
+    stopped_cleanly(run)
 
 
 def test_a_standby_killed_before_use_is_replaced_not_reported(
     rebeam_run: StartRun, tmp_path: Path
 ) -> None:
-    (tmp_path / "counting.py").write_text(COUNTER)
-    run = rebeam_run(supervisor("app", CHILDREN))
-    first = run.events.wait("started", "counter")["os_pid"]
-    run.wait_ready()
-    zygote = zygote_of(run.process.pid)
+    run, first, zygote = counter_run(rebeam_run, tmp_path)
     standby = standby_of(zygote, {first})
 
     os.kill(standby, signal.SIGKILL)
@@ -111,18 +122,11 @@ def test_a_standby_killed_before_use_is_replaced_not_reported(
     os.kill(first, signal.SIGKILL)
     assert run.events.wait("started", "counter", incarnation=2)["os_pid"] == replacement
 
-    run.signal(signal.SIGTERM)
-    assert run.exit_code() == 0
-    out, err = run.stdout(), run.stderr()
-    assert "Traceback" not in out + err, out + err
+    stopped_cleanly(run)
 
 
 def test_the_standby_dies_with_the_zygote(rebeam_run: StartRun, tmp_path: Path) -> None:
-    (tmp_path / "counting.py").write_text(COUNTER)
-    run = rebeam_run(supervisor("app", CHILDREN))
-    first = run.events.wait("started", "counter")["os_pid"]
-    run.wait_ready()
-    zygote = zygote_of(run.process.pid)
+    run, first, zygote = counter_run(rebeam_run, tmp_path)
     standby = standby_of(zygote, {first})
 
     os.kill(zygote, signal.SIGKILL)
@@ -145,12 +149,8 @@ print("imported in", os.getpid(), flush=True)
 def test_the_standby_has_imported_the_actor_s_module_before_use(
     rebeam_run: StartRun, tmp_path: Path
 ) -> None:
-    (tmp_path / "counting.py").write_text(NOTING)
     imports = tmp_path / "imports"
-    run = rebeam_run(supervisor("app", CHILDREN))
-    first = run.events.wait("started", "counter")["os_pid"]
-    run.wait_ready()
-    zygote = zygote_of(run.process.pid)
+    run, first, zygote = counter_run(rebeam_run, tmp_path, NOTING)
 
     def prepared() -> bool:  # a standby that has imported the module the last start ran
         standbys = children_of(zygote) - {first}
@@ -169,11 +169,8 @@ def test_the_standby_has_imported_the_actor_s_module_before_use(
     assert json.loads(called.stdout) == {"n": 1}
     # imported once by the process that became the actor, and what it printed is its output
     assert imports.read_text().split().count(str(standby)) == 1
-    run.signal(signal.SIGTERM)
-    assert run.exit_code() == 0
-    out, err = run.stdout(), run.stderr()
-    assert f"imported in {standby}" in out + err, out + err
-    assert "Traceback" not in out + err, out + err
+    said = stopped_cleanly(run)
+    assert f"imported in {standby}" in said, said
 
 
 def _start_of(incarnation: int, **changes: Any) -> dict[str, Any]:
