@@ -252,10 +252,6 @@ class PodWorker:
                 finally:
                     probing.cancel()
                     run.probe_ready = False
-                    # Its probe command is killed and reaped before the container is seen
-                    # ended: left pending, the probe was still waiting for that command when
-                    # the kubelet's loop closed ("Task was destroyed but it is pending").
-                    await asyncio.wait([probing])
                 if self.runtime is not None:
                     # A container's exit code is already 128+N for signal N (as containerd
                     # reports it, with no separate signal).
