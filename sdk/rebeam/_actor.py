@@ -443,9 +443,13 @@ class Host:
                 self._busy = True  # a free turn: taken without a coroutine call
             try:
                 if self._stop is None:
+                    # Counted before the handler runs, as the fast path counts: a call's
+                    # reply is written as soon as it is made, and a caller holding it must
+                    # find the call counted (the metrics are read from another thread).
+                    node.metrics.received[env.kind] += 1
                     started = clock()
                     await self._handle(env)
-                    node.metrics.handled(env.kind, started)
+                    node.metrics.timed(env.kind, started)
                     return
             finally:
                 self._give_turn()
@@ -463,9 +467,10 @@ class Host:
                 if self._stop is not None:
                     return
                 # Handled exactly as a plain send is: handle_info, and a raise crashes the actor.
+                self.node.metrics.received[INFO] += 1
                 started = clock()
                 await self._handle(Envelope(SEND, self.node._pid_str, None, item.message))
-                self.node.metrics.handled(INFO, started)
+                self.node.metrics.timed(INFO, started)
             finally:
                 self._give_turn()
 

@@ -159,14 +159,9 @@ class NodeMetrics:
         self.supervisor = supervisor or ""
         self.child = child or ""
 
-    def handled(self, kind: int, started: float) -> None:
-        """A message of ``kind`` was handled; its handler started at ``started`` (clock())."""
-        self.received[kind] += 1
-        if ENABLED:
-            self.handler[kind].observe(clock() - started)
-
     def timed(self, kind: int, started: float) -> None:
-        """A handler's time, already counted as received (the fast path's sample)."""
+        """The time of a handler that started at ``started`` (clock()), its message already
+        counted in ``received`` before it ran."""
         if ENABLED:
             self.handler[kind].observe(clock() - started)
 
