@@ -490,9 +490,9 @@ class Host:
                     result = await result
                 if result is not NOREPLY and (reply := env.reply):
                     data, nc = pack_reply(result), self.node.nc
+                    self.node.metrics.sent[REPLY] += 1  # before the caller can have it
                     if not publish_now(nc, reply, data):  # the reply on its way this turn
                         await nc.publish(reply, data)
-                    self.node.metrics.sent[REPLY] += 1
             except Exception as exc:
                 reason = crash_reason(exc)
                 self._crash(reason)
