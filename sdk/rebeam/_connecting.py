@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import nats.errors
 
 from rebeam import _subjects
+from rebeam._limits import MAX_CREDENTIAL_BYTES, TooLarge, read_bounded
 from rebeam._nats_fixes import connect as nats_connect
 from rebeam.errors import NotPermitted
 from rebeam.pids import Pid
@@ -153,8 +154,18 @@ def credentials_from_environment() -> str | Callable[[], str] | None:
 
 
 def _read_credentials(path: str) -> str:
+    """The credential in ``path``; ConnectionError naming the file when it cannot be one
+    (docs/sdk.md, "Input limits"): a larger file is refused, not cut to the limit."""
     try:
-        with open(path) as source:
-            return source.read(64 * 1024).strip()
+        data = read_bounded(path, MAX_CREDENTIAL_BYTES)
+    except TooLarge:
+        raise ConnectionError(
+            f"the credential file {path} is larger than {MAX_CREDENTIAL_BYTES // 1024} KiB: "
+            "no credential is that long"
+        ) from None
     except OSError as exc:
         raise ConnectionError(f"cannot read the credential file {path}: {exc}") from None
+    try:
+        return data.decode().strip()
+    except UnicodeDecodeError:
+        raise ConnectionError(f"the credential file {path} is not UTF-8 text") from None

@@ -28,6 +28,7 @@ import stat
 from typing import Any
 
 __all__ = [
+    "MAX_CREDENTIAL_BYTES",
     "MAX_EXT_DEPTH",
     "MAX_JSON_BYTES",
     "MAX_JSON_DEPTH",
@@ -43,6 +44,7 @@ MAX_EXT_DEPTH = 8
 MAX_REASON_DEPTH = 32
 MAX_JSON_BYTES = 1024 * 1024  # NATS's default max_payload: every legitimate event fits
 MAX_JSON_DEPTH = 64
+MAX_CREDENTIAL_BYTES = 64 * 1024  # a credentials file: no token or JWT comes near it
 
 
 def exceeds_depth(value: Any, limit: int) -> bool:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from rebeam._connecting import credentials_from_environment
 from rebeam._limits import MAX_JSON_BYTES, TooLarge, read_bounded
 from rebeam._tls import MAX_BUNDLE, TrustedCa
 from rebeam.cli._common import CREDENTIALS_FILE_LIMIT, read_credentials_file
@@ -47,6 +48,22 @@ def test_an_endless_credentials_file_is_refused_by_name() -> None:
     with pytest.raises(OSError, match="the credentials file /dev/zero is larger than 64 KiB"):
         read_credentials_file(Path("/dev/zero"))
     assert CREDENTIALS_FILE_LIMIT == 64 * 1024
+
+
+def test_a_process_refuses_an_endless_or_binary_credential_file_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a backend hands a process (REBEAM_CREDENTIALS_FILE) is refused, not cut to the
+    limit or read as a traceback."""
+    monkeypatch.delenv("REBEAM_CREDENTIALS", raising=False)
+    monkeypatch.setenv("REBEAM_CREDENTIALS_FILE", "/dev/zero")
+    with pytest.raises(ConnectionError, match="the credential file /dev/zero is larger than 64"):
+        credentials_from_environment()
+    binary = tmp_path / "cred"
+    binary.write_bytes(b"\xff\xfe token")
+    monkeypatch.setenv("REBEAM_CREDENTIALS_FILE", str(binary))
+    with pytest.raises(ConnectionError, match=f"the credential file {binary} is not UTF-8"):
+        credentials_from_environment()
 
 
 def test_an_oversized_ca_bundle_is_refused_by_name(tmp_path: Path) -> None:

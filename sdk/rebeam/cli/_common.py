@@ -16,7 +16,7 @@ from typing import Any
 import nats
 
 from rebeam import _subjects
-from rebeam._limits import TooLarge, read_bounded
+from rebeam._limits import MAX_CREDENTIAL_BYTES, TooLarge, read_bounded
 from rebeam._nats_fixes import connect as nats_connect
 from rebeam.errors import TlsError
 from rebeam.local.instances import InstanceFile, NoInstance
@@ -134,7 +134,7 @@ async def connect(url: str, **callbacks: Any) -> Any:
 Credential = str | Callable[[], str] | None
 """A credential as nats-py takes it: fixed, or a function it calls at every (re)connection."""
 
-CREDENTIALS_FILE_LIMIT = 64 * 1024
+CREDENTIALS_FILE_LIMIT = MAX_CREDENTIAL_BYTES
 """A credentials file larger than this holds no credential: it is refused, not read."""
 
 STALE_WARNING_INTERVAL = 60.0
