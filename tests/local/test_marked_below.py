@@ -78,6 +78,19 @@ def test_a_marked_grandchild_in_another_session_is_found_below_us(
     shell.wait(10)
 
 
+def test_a_daemon_looked_at_while_it_execs_is_found(started: list[int]) -> None:
+    # The look comes as the daemon execs, twice (`setsid`, then `sleep`): its environment
+    # reads empty at moments of each, and an empty read believed too soon misses it (a
+    # quarter of the looks did, before an empty read had to be confirmed).
+    for _ in range(40):
+        entry = f"{MARK}=test.{uuid.uuid4().hex}.1"
+        shell, sleeper = _spawn(DAEMON, entry, started)
+        assert set(marked(entry, below=os.getpid())) == {shell.pid, sleeper}
+        os.kill(sleeper, signal.SIGKILL)
+        shell.wait(10)
+        started.clear()
+
+
 def test_a_marked_process_elsewhere_is_not_looked_at(entry: str, started: list[int]) -> None:
     shell, sleeper = _spawn(ESCAPED, entry, started)
     shell.wait(10)

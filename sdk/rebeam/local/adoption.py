@@ -74,41 +74,73 @@ def marked(entry: str, *, prefix: bool = False, below: int | None = None) -> lis
     return found
 
 
-# A process in the middle of an exec shows an empty environment: the kernel has put in its
-# new memory but not yet set where the environment lies in it. A look at that moment would
-# miss a daemon that is just exec-ing (``setsid`` becoming ``sleep``), and nothing would look
-# again: so such a process is read again, for at most this long.
+# A process in the middle of an exec shows an empty environment, at two moments: after the
+# kernel has put in its new memory and before it has set where the environment lies in it
+# (``env_end`` is 0), and while it writes the environment's pointers (``env_end`` equals
+# ``env_start``, as it does for good in a process whose environment is empty). A look at such
+# a moment would miss a daemon that is just exec-ing (``setsid`` becoming ``sleep``), and
+# nothing would look again: so an empty read is believed only once the process's environment
+# bounds are the same before and after it and show a finished exec; until then it is read
+# again, for at most this long. Writing the pointers takes microseconds, and a process that
+# only looks like it (an empty environment, busy on a CPU) should not cost every look half a
+# second: that moment is waited for only briefly.
 _EXEC_WAIT = 0.5
+_FILL_WAIT = 0.02
 _PF_KTHREAD = 0x00200000
 
 
 def _environ(pid: int) -> bytes | None:
     """``pid``'s environment block; None if it cannot be read (gone, another user's)."""
-    deadline = time.monotonic() + _EXEC_WAIT
+    begun = time.monotonic()
     while True:
+        before = _exec_view(pid)
         try:
             with open(f"/proc/{pid}/environ", "rb") as f:
                 environ = f.read()
         except OSError:
             return None
-        if environ or not mid_exec(pid) or time.monotonic() > deadline:
+        if environ:
+            return environ
+        after = _exec_view(pid)
+        # The exec may have begun or ended between the two looks: then they differ.
+        settled = before == after and not _in_exec(after)
+        wait = _EXEC_WAIT if after is not None and after[3] == 0 else _FILL_WAIT
+        if settled or time.monotonic() - begun > wait:
             return environ
         time.sleep(0.001)
 
 
 def mid_exec(pid: int) -> bool:
-    """Whether ``pid`` is between an exec's new memory and its environment's place in it:
+    """Whether ``pid`` may be in an exec, between its new memory and a filled-in environment:
     ``env_end`` (the 51st field of ``/proc/<pid>/stat``) is 0 for a live user process only
-    then; a zombie and a kernel thread show 0 for good, and are not."""
+    then, and equals ``env_start`` while the kernel writes the environment (a zombie and a
+    kernel thread show 0 for good, and are not). A process whose environment is empty shows
+    them equal for good: it is taken for one in an exec only while it is running or waiting
+    uninterruptibly, as the kernel in an exec is; asleep or stopped, it is not."""
+    return _in_exec(_exec_view(pid))
+
+
+# What /proc/<pid>/stat says of an exec: (state, flags, env_start, env_end); None if unread.
+_ExecView = tuple[str, int, int, int]
+
+
+def _exec_view(pid: int) -> _ExecView | None:
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
+        # fields[0] is the 3rd field (state); the 9th (flags), 50th and 51st follow from it.
+        return fields[0], int(fields[6]), int(fields[47]), int(fields[48])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _in_exec(view: _ExecView | None) -> bool:
+    if view is None:
         return False
-    # fields[0] is the 3rd field (state); the 9th (flags) and 51st (env_end) follow from it.
-    if len(fields) < 49 or fields[0] in ("Z", "X"):
+    state, flags, env_start, env_end = view
+    if state in ("Z", "X") or flags & _PF_KTHREAD:
         return False
-    return not int(fields[6]) & _PF_KTHREAD and fields[48] == "0"
+    return env_end == 0 or (env_end == env_start and state in ("R", "D"))
 
 
 def _descendants(root: int) -> list[int] | None:
