@@ -85,7 +85,7 @@ def marked(entry: str, *, prefix: bool = False, below: int | None = None) -> lis
 # only looks like it (an empty environment, busy on a CPU) should not cost every look half a
 # second: that moment is waited for only briefly.
 _EXEC_WAIT = 0.5
-_FILL_WAIT = 0.02
+_FILL_WAIT = 0.1
 _PF_KTHREAD = 0x00200000
 
 
