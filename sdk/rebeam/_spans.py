@@ -9,6 +9,10 @@ its child in turn (contextvars follow the handler's awaits).
 Every span costs the OpenTelemetry SDK more than the rest of a message, so as little of it
 as possible is on the way of a message (docs/observability.md, "Cost"):
 
+* a sender span's ids and sampling decision are chosen before the send, for the envelope,
+  and the SDK's span is started with them only once it ends, with the time taken before the
+  send (rebeam._planned; :class:`_PlannedSending`); with a tracer that is not the SDK's,
+  the span is started before the send, as the envelope needs its context;
 * a span that ended well is ended (with the time it ended) a little later, with those of the
   next few messages, once what was written in the meantime (a call's reply, the next
   request) is on the wire: :meth:`Tracing.later`;
@@ -27,7 +31,7 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -41,6 +45,9 @@ from rebeam._ratelog import RateLog
 from rebeam._stats import Stats
 from rebeam.exits import ExitReason
 from rebeam.pids import Pid
+
+if TYPE_CHECKING:
+    from rebeam._planned import Plan, Planner
 
 __all__ = ["Tracing", "for_node"]
 
@@ -81,8 +88,9 @@ class Tracing:
             kind: {"messaging.system": _SYSTEM, "messaging.operation.name": op}
             for kind, op in _OPERATION.items()
         }
+        self._planner = _planner_for(tracer)
         # Spans that ended well, to be ended in the SDK by finish() (see later()).
-        self._ending: list[_Sending | _Handling] = []
+        self._ending: list[_Ending] = []
         self._scheduled = False  # a callback two turns away will call finish()
         self._timer: asyncio.TimerHandle | None = None  # ends a batch that does not fill
         self.serve(None)
@@ -102,14 +110,30 @@ class Tracing:
             for kind, op in _OPERATION.items()
         }
 
-    def sending(self, kind: int, to: Pid) -> _Sending:
-        """The span of a send, cast or call to ``to``: ``with`` gives the trace field its
-        envelope carries, and records an exception escaping the block (a timeout, a remote
-        error) on the span."""
+    def sending(self, kind: int, to: Pid) -> _Sending | _PlannedSending:
+        """The span of a send, cast or call to ``to``, beginning now: ``with`` gives the trace
+        field its envelope carries, and records an exception escaping the block (a timeout,
+        a remote error) on the span."""
         attributes = {**self._sending[kind], "messaging.destination.name": to._text}
         span_kind = SpanKind.CLIENT if kind == CALL else SpanKind.PRODUCER
+        if self._planner is not None:
+            return _PlannedSending(self, self._planner, kind, span_kind, attributes)
         span = self._tracer.start_span(_OPERATION[kind], kind=span_kind, attributes=attributes)
         return _Sending(self, span)
+
+    def start_planned(self, planner: Planner, plan: Plan, sending: _PlannedSending) -> Span:
+        """Start the SDK's span of a planned sender span. Should the SDK not make it with the
+        planned ids (a version whose ``start_span`` no longer asks the tracer's id generator
+        and sampler), this span's trace is broken at this hop: said at a bounded rate, and
+        this node's sender spans are started before the send from now on."""
+        span = planner.start(plan, sending.name, sending.kind, sending.attributes)
+        if not planner.as_planned(span, plan):
+            self._planner = None
+            self._ratelog.error(
+                "the OpenTelemetry SDK did not start a sender span with the ids its envelope "
+                "carried: sender spans are started before the send from now on",
+            )
+        return span
 
     def handling(self, env: Envelope, outcome: Callable[[], ExitReason | None]) -> _Handling:
         """The span of one handler invocation for ``env``, current inside ``with``; a child of
@@ -150,7 +174,7 @@ class Tracing:
         )
         return trace.set_span_in_context(trace.NonRecordingSpan(remote), Context())
 
-    def later(self, ending_one: _Sending | _Handling) -> None:
+    def later(self, ending_one: _Ending) -> None:
         """End ``ending_one``'s span in the SDK later, not now: with the spans of the next
         few messages, together, and off the way of any message.
 
@@ -202,7 +226,19 @@ class Tracing:
             try:
                 item.finish()
             except Exception as exc:  # a span processor's or exporter's, not ours
-                self._ratelog.error("could not end a span", f"{type(exc).__name__}: {exc}")
+                self.lost(exc)
+
+    def lost(self, exc: Exception) -> None:
+        """Say, at a bounded rate, that the SDK or a span processor lost a span by raising."""
+        self._ratelog.error("could not end a span", f"{type(exc).__name__}: {exc}")
+
+
+def _planner_for(tracer: trace.Tracer) -> Planner | None:
+    try:
+        from rebeam import _planned  # the OpenTelemetry SDK's: not installed with the API
+    except ImportError:
+        return None  # the tracer is another implementation's
+    return _planned.for_tracer(tracer)
 
 
 def _field(span: Span) -> list[str] | None:
@@ -222,7 +258,8 @@ def _error(exc: BaseException) -> Status:
 
 
 class _Sending:
-    """A started sender span: ended when the block ends, with the error that ended it."""
+    """A sender span started before the send (a tracer that is not the SDK's, whose spans
+    cannot be planned): ended when the block ends, with the error that ended it."""
 
     __slots__ = ("_ended", "_span", "_tracing")
 
@@ -248,6 +285,62 @@ class _Sending:
 
     def finish(self) -> None:
         self._span.end(end_time=self._ended)
+
+    def recorded(self) -> bool:
+        return True  # one sampled out is not put off at all
+
+
+class _PlannedSending:
+    """A sender span planned when it is made, right before its block (rebeam._planned), and
+    started in the SDK only when it is ended: later with others if it ended well, at once
+    if an exception ends the block; never if its trace is sampled out (such a span records
+    nothing)."""
+
+    __slots__ = ("_ended", "_plan", "_planner", "_tracing", "attributes", "kind", "name")
+
+    def __init__(
+        self,
+        tracing: Tracing,
+        planner: Planner,
+        kind: int,
+        span_kind: SpanKind,
+        attributes: dict[str, str],
+    ) -> None:
+        self._tracing = tracing
+        self._planner = planner
+        self.name = _OPERATION[kind]
+        self.kind = span_kind
+        self.attributes = attributes
+        self._plan = planner.plan(self.name, span_kind, attributes, time.time_ns())
+        self._ended = 0
+
+    def __enter__(self) -> list[str]:
+        return self._plan.field
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if not self._plan.recording():
+            return
+        if exc is None:
+            self._ended = time.time_ns()
+            self._tracing.later(self)
+            return
+        # Rare, and the process may be on its way out: started and ended now. A span
+        # processor that raises must not take the place of the exception that ended the call.
+        try:
+            span = self._start()
+            span.record_exception(exc)
+            span.set_status(_error(exc))
+            span.end()
+        except Exception as lost:
+            self._tracing.lost(lost)
+
+    def _start(self) -> Span:
+        return self._tracing.start_planned(self._planner, self._plan, self)
+
+    def finish(self) -> None:
+        self._start().end(end_time=self._ended)
 
     def recorded(self) -> bool:
         return True  # one sampled out is not put off at all
@@ -360,3 +453,6 @@ class _HandlerSpan(Span):
         escaped: bool = False,
     ) -> None:
         self._handling.span().record_exception(exception, attributes, timestamp, escaped)
+
+
+_Ending = _Sending | _PlannedSending | _Handling  # what Tracing.later puts off
