@@ -10,6 +10,10 @@ before the send, by a tracer of rebeam's own: a copy of the SDK's whose id gener
 sampler hand out what was planned for that one span. The span the SDK makes then has the
 ids, flags and trace state the envelope carried, and the sampler was asked once.
 
+A handler span whose context something asks for while the handler runs (a call it makes,
+whose envelope names it as the parent) is planned the same way, under the sender's context
+from the envelope.
+
 Imported only when the OpenTelemetry SDK can be: a tracer of another implementation keeps
 the eager start (:func:`for_tracer` says None).
 """
@@ -24,7 +28,7 @@ from opentelemetry.context import Context, get_current
 from opentelemetry.sdk import trace as sdk_trace
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
-from opentelemetry.trace import Link, Span, SpanKind, TraceState
+from opentelemetry.trace import Link, Span, SpanContext, SpanKind, TraceState
 from opentelemetry.util.types import Attributes
 
 __all__ = ["Plan", "Planner", "for_tracer"]
@@ -49,8 +53,8 @@ def for_tracer(tracer: trace.Tracer) -> Planner | None:
 
 
 class Plan:
-    """What a sender span will be, chosen before the send: the envelope's trace field, and
-    what the SDK needs to start the same span later."""
+    """What a span will be, chosen before the SDK makes it: the trace field of an envelope
+    sent under it, and what the SDK needs to start the same span later."""
 
     __slots__ = (
         "field", "flags", "new_trace", "parent", "result", "span_id", "started", "trace_id"
@@ -66,7 +70,7 @@ class Plan:
         flags: int,
         started: int,
     ) -> None:
-        self.parent = parent  # immutable: what was current at the send, kept as it was
+        self.parent = parent  # immutable: the parent's context as it was, kept
         self.trace_id = trace_id
         self.new_trace = new_trace  # the SDK then asks the id generator for a trace id
         self.span_id = span_id
@@ -78,13 +82,23 @@ class Plan:
         # Most traces carry no tracestate: an empty one's header is a join over nothing.
         self.field = [text, state.to_header()] if state else [text]
 
+    def context(self) -> SpanContext:
+        """The context the SDK's span will have."""
+        return SpanContext(
+            self.trace_id,
+            self.span_id,
+            is_remote=False,
+            trace_flags=trace.TraceFlags(self.flags),
+            trace_state=self.result.trace_state,
+        )
+
     def recording(self) -> bool:
         """Whether the SDK will record the span: if not, it needs no SDK span at all."""
         return self.result.decision is not Decision.DROP
 
 
 class Planner:
-    """Plans the sender spans of one node, and starts them in the SDK as planned."""
+    """Plans the spans of one node, and starts them in the SDK as planned."""
 
     def __init__(self, tracer: sdk_trace.Tracer) -> None:
         self._ids = tracer.id_generator  # the provider's, used as the SDK would
@@ -103,10 +117,18 @@ class Planner:
         own.sampler = self._planned_sampler
         self._tracer = own
 
-    def plan(self, name: str, kind: SpanKind, attributes: dict[str, str], started: int) -> Plan:
-        """Choose a sender span's ids and sampling decision as the SDK's ``start_span`` would,
-        in the context current now."""
-        parent = get_current()
+    def plan(
+        self,
+        name: str,
+        kind: SpanKind,
+        attributes: dict[str, str],
+        started: int,
+        parent: Context | None = None,
+    ) -> Plan:
+        """Choose a span's ids and sampling decision as the SDK's ``start_span`` would, under
+        ``parent`` (None: the context current now)."""
+        if parent is None:
+            parent = get_current()
         context = trace.get_current_span(parent).get_span_context()
         if context.is_valid:
             trace_id = context.trace_id

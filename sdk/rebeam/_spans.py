@@ -16,10 +16,11 @@ as possible is on the way of a message (docs/observability.md, "Cost"):
 * a span that ended well is ended (with the time it ended) a little later, with those of the
   next few messages, once what was written in the meantime (a call's reply, the next
   request) is on the wire: :meth:`Tracing.later`;
-* a handler span is started only when something asks for it (a span started under it, a
-  propagator, the handler's own ``get_current_span().set_attribute``), with the time the
-  handler began: one that nobody asked for while the handler ran, the usual leaf, is started
-  and ended after the reply went out (:class:`_HandlerSpan`);
+* a handler span is started only when something asks for it (the handler's own
+  ``get_current_span().set_attribute``, say), with the time the handler began: one that
+  nobody asked for while the handler ran, the usual leaf, is started and ended after the
+  reply went out (:class:`_HandlerSpan`); one only asked for its context (a span planned
+  under it, a propagator) is planned as a sender span is, and started when it ends;
 * hand-made context managers instead of ``start_as_current_span``'s generator, no sender
   span made current (nothing under it makes spans), attributes that do not change from
   message to message built once.
@@ -54,6 +55,9 @@ __all__ = ["Tracing", "for_node"]
 _SYSTEM = "rebeam"
 _OPERATION = {int(SEND): "send", int(CAST): "cast", int(CALL): "call"}
 _HANDLER = {int(SEND): "handle_info", int(CAST): "handle_cast", int(CALL): "handle_call"}
+_HANDLER_KIND = {
+    int(SEND): SpanKind.CONSUMER, int(CAST): SpanKind.CONSUMER, int(CALL): SpanKind.SERVER
+}  # fmt: skip
 _MAX_STATUS = 200  # characters of an exit reason or exception kept in a span's status
 _BATCH = 8  # spans ended together (Tracing.later)
 _MAX_PUT_OFF = 16  # spans waiting to be ended at most
@@ -121,17 +125,19 @@ class Tracing:
         span = self._tracer.start_span(_OPERATION[kind], kind=span_kind, attributes=attributes)
         return _Sending(self, span)
 
-    def start_planned(self, planner: Planner, plan: Plan, sending: _PlannedSending) -> Span:
-        """Start the SDK's span of a planned sender span. Should the SDK not make it with the
-        planned ids (a version whose ``start_span`` no longer asks the tracer's id generator
-        and sampler), this span's trace is broken at this hop: said at a bounded rate, and
-        this node's sender spans are started before the send from now on."""
-        span = planner.start(plan, sending.name, sending.kind, sending.attributes)
+    def start_planned(
+        self, planner: Planner, plan: Plan, name: str, kind: SpanKind, attributes: dict[str, str]
+    ) -> Span:
+        """Start the SDK's span of a planned span. Should the SDK not make it with the planned
+        ids (a version whose ``start_span`` no longer asks the tracer's id generator and
+        sampler), the trace is broken at this hop: said at a bounded rate, and this node's
+        spans are started before they are needed from now on."""
+        span = planner.start(plan, name, kind, attributes)
         if not planner.as_planned(span, plan):
             self._planner = None
             self._ratelog.error(
-                "the OpenTelemetry SDK did not start a sender span with the ids its envelope "
-                "carried: sender spans are started before the send from now on",
+                "the OpenTelemetry SDK did not start a span with the ids rebeam planned for "
+                "it: spans are started before their context is sent from now on",
             )
         return span
 
@@ -142,15 +148,34 @@ class Tracing:
         error."""
         return _Handling(self, env, outcome)
 
-    def start_handling(self, env: Envelope, started: int) -> Span:
-        """Start the SDK's span of a handler invocation that began at ``started`` (ns)."""
+    def start_handling(self, env: Envelope, started: int, plan: Plan | None) -> Span:
+        """Start the SDK's span of a handler invocation that began at ``started`` (ns), as
+        ``plan`` says if it was planned."""
         kind = int(env.kind)
+        name, span_kind = _HANDLER[kind], _HANDLER_KIND[kind]
+        if plan is not None and self._planner is not None:
+            return self.start_planned(self._planner, plan, name, span_kind, self._handling[kind])
         return self._tracer.start_span(
-            _HANDLER[kind],
+            name,
             context=self._parent(env.trace),
-            kind=SpanKind.SERVER if kind == CALL else SpanKind.CONSUMER,
+            kind=span_kind,
             attributes=self._handling[kind],
             start_time=started,
+        )
+
+    def plan_handling(self, env: Envelope, started: int) -> Plan | None:
+        """Plan the span of a handler invocation that began at ``started`` (ns), or None if
+        this node's spans cannot be planned."""
+        planner = self._planner
+        if planner is None:
+            return None
+        kind = int(env.kind)
+        return planner.plan(
+            _HANDLER[kind],
+            _HANDLER_KIND[kind],
+            self._handling[kind],
+            started,
+            self._parent(env.trace),
         )
 
     def _parent(self, field: Any) -> Context:
@@ -337,7 +362,9 @@ class _PlannedSending:
             self._tracing.lost(lost)
 
     def _start(self) -> Span:
-        return self._tracing.start_planned(self._planner, self._plan, self)
+        return self._tracing.start_planned(
+            self._planner, self._plan, self.name, self.kind, self.attributes
+        )
 
     def finish(self) -> None:
         self._start().end(end_time=self._ended)
@@ -348,9 +375,12 @@ class _PlannedSending:
 
 class _Handling:
     """A handler invocation's span: current inside the block (as a :class:`_HandlerSpan`,
-    started in the SDK only if asked for), ended after it."""
+    planned if only its context is asked for, started in the SDK only if more is), ended
+    after it."""
 
-    __slots__ = ("_ended", "_env", "_outcome", "_span", "_started", "_token", "_tracing")
+    __slots__ = (
+        "_ended", "_env", "_outcome", "_plan", "_span", "_started", "_token", "_tracing"
+    )  # fmt: skip
 
     def __init__(
         self, tracing: Tracing, env: Envelope, outcome: Callable[[], ExitReason | None]
@@ -359,16 +389,38 @@ class _Handling:
         self._env = env
         self._outcome = outcome
         self._span: Span | None = None  # the SDK's, once started
+        self._plan: Plan | None = None  # its ids and sampling, once chosen
         self._started = 0
         self._ended = 0
         self._token: Any = None  # the attach's contextvars token
 
     def span(self) -> Span:
-        """The SDK's span, started now if it was not yet (with the time the handler began)."""
+        """The SDK's span, started now if it was not yet (with the time the handler began,
+        and the ids planned for it if they were)."""
         span = self._span
         if span is None:
-            span = self._span = self._tracing.start_handling(self._env, self._started)
+            span = self._span = self._tracing.start_handling(self._env, self._started, self._plan)
         return span
+
+    def context(self) -> SpanContext:
+        """The span's context, for a span made under it or a propagator: planned, with no
+        SDK span yet, if this node's spans can be."""
+        plan = self._planned()
+        return plan.context() if plan is not None else self.span().get_span_context()
+
+    def recording(self) -> bool:
+        plan = self._planned()
+        return plan.recording() if plan is not None else self.span().is_recording()
+
+    def _planned(self) -> Plan | None:
+        """The span's plan, made now if need be; None once its SDK span was started (it is
+        the one to ask then), or if this node's spans cannot be planned."""
+        if self._span is not None:
+            return None
+        plan = self._plan
+        if plan is None:
+            plan = self._plan = self._tracing.plan_handling(self._env, self._started)
+        return plan
 
     def __enter__(self) -> None:
         self._started = time.time_ns()
@@ -390,16 +442,21 @@ class _Handling:
             self._tracing.later(self)
 
     def finish(self) -> None:
+        plan = self._plan
+        if self._span is None and plan is not None and not plan.recording():
+            return  # planned, and sampled out: no SDK span at all
         self.span().end(end_time=self._ended)
 
     def recorded(self) -> bool:
-        """Whether the span is likely to be recorded: started, and recording; or not yet
-        started, and its sender's was sampled (the flags of the trace field, unchecked: a
+        """Whether the span is likely to be recorded: started or planned, and recording; or
+        neither, and its sender's was sampled (the flags of the trace field, unchecked: a
         hint for :meth:`Tracing.later`, which a malformed field cannot mislead into more
         than a span ended sooner)."""
         span = self._span
         if span is not None:
             return span.is_recording()
+        if self._plan is not None:
+            return self._plan.recording()
         field = self._env.trace
         if type(field) is not list or not field or type(field[0]) is not str:
             return True  # a new trace: its root's sampler will decide; put off alike
@@ -408,8 +465,9 @@ class _Handling:
 
 class _HandlerSpan(Span):
     """The current span while a handler runs: the SDK's span, started the first time
-    anything asks this one for its context or hands it something to record. Until then it
-    costs an object and nothing of the SDK."""
+    anything hands this one something to record; asked only for its context (or whether it
+    records), it plans the span instead (:meth:`_Handling.context`). Until then it costs an
+    object and nothing of the SDK."""
 
     __slots__ = ("_handling",)
 
@@ -417,10 +475,10 @@ class _HandlerSpan(Span):
         self._handling = handling
 
     def get_span_context(self) -> SpanContext:
-        return self._handling.span().get_span_context()
+        return self._handling.context()
 
     def is_recording(self) -> bool:
-        return self._handling.span().is_recording()
+        return self._handling.recording()
 
     def end(self, end_time: int | None = None) -> None:
         self._handling.span().end(end_time)

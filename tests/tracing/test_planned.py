@@ -36,7 +36,7 @@ from opentelemetry.sdk.trace.sampling import (
 from opentelemetry.trace import SpanContext, SpanKind, TraceFlags, TraceState
 
 import rebeam
-from rebeam._envelope import CALL, CAST, SEND
+from rebeam._envelope import CALL, CAST, SEND, Envelope
 from rebeam._ratelog import RateLog
 from rebeam._spans import Tracing
 from rebeam._stats import Stats
@@ -283,6 +283,45 @@ async def test_a_raising_span_processor_does_not_hide_the_error_that_ended_a_cal
     assert "a broken span processor" in caplog.text
 
 
+def an_envelope(kind: int, parent: SpanContext) -> Envelope:
+    field = [f"00-{parent.trace_id:032x}-{parent.span_id:016x}-{int(parent.trace_flags):02x}"]
+    return Envelope(kind, str(ME), str(OTHER), "hello", 1, "_INBOX.r" if kind == CALL else None,
+                    10, field)  # fmt: skip
+
+
+async def test_a_handler_span_asked_for_its_context_is_planned_until_more_is_asked() -> None:
+    tracing, memory, seen = traced()
+    with tracing.handling(an_envelope(CALL, REMOTE), lambda: None):
+        current = trace.get_current_span()
+        context = current.get_span_context()
+        assert current.is_recording()
+        assert seen.started == [], "its context and whether it records: planned"
+        current.set_attribute("asked", "yes")
+        assert seen.started == ["handle_call"], "anything more: started at once"
+    tracing.finish()
+    (span,) = memory.get_finished_spans()
+    assert span.context is not None
+    assert (span.context.trace_id, span.context.span_id) == (context.trace_id, context.span_id)
+    assert span.context.trace_flags == context.trace_flags
+    assert span.parent is not None
+    assert (span.parent.trace_id, span.parent.span_id) == (REMOTE.trace_id, REMOTE.span_id)
+    assert span.attributes is not None
+    assert span.attributes["asked"] == "yes"
+
+
+async def test_a_planned_handler_span_of_a_trace_sampled_out_never_reaches_the_sdk() -> None:
+    asked = Asked(ParentBased(ALWAYS_ON))
+    tracing, memory, seen = traced(asked)
+    with tracing.handling(an_envelope(CAST, UNSAMPLED), lambda: None):
+        assert not trace.get_current_span().is_recording()
+        with tracing.sending(CALL, OTHER) as field:
+            pass
+    tracing.finish()
+    assert not int(field[0][-2:], 16) & TraceFlags.SAMPLED
+    assert (seen.started, memory.get_finished_spans()) == ([], ())
+    assert asked.asked == 2, "the handler span and the call's, once each"
+
+
 class Elsewhere(trace.Tracer):
     """A tracer of another implementation of the API (here handing out the SDK's spans):
     rebeam cannot plan its spans."""
@@ -312,6 +351,9 @@ async def test_a_tracer_that_is_not_the_sdks_starts_the_span_before_the_send() -
     with pytest.raises(TimeoutError), tracing.sending(CALL, OTHER):
         raise TimeoutError("no reply")
     assert memory.get_finished_spans()[-1].status.status_code.name == "ERROR"
+    with tracing.handling(an_envelope(CALL, REMOTE), lambda: None):
+        trace.get_current_span().get_span_context()
+        assert seen.started[-1] == "handle_call", "its context: started at once"
 
 
 async def test_an_sdk_that_does_not_take_the_plan_is_said_and_spans_start_before_the_send(
@@ -325,7 +367,7 @@ async def test_an_sdk_that_does_not_take_the_plan_is_said_and_spans_start_before
     with tracing.sending(CALL, OTHER):
         pass
     tracing.finish()
-    assert "did not start a sender span with the ids its envelope carried" in caplog.text
+    assert "did not start a span with the ids rebeam planned for it" in caplog.text
     with tracing.sending(CALL, OTHER) as field:
         assert seen.started == ["call", "call"], "started before the send now"
     tracing.finish()
