@@ -8,8 +8,8 @@ class in a process that set a tracer provider and ``REBEAM_TRACING=1`` at the im
 module, and a node made with ``tracing=True`` here: a span at each end of every message,
 recorded by the OpenTelemetry SDK and exported nowhere, so the figure is rebeam's and the
 SDK's cost, not an exporter's. A second call row samples every trace out at its root (the
-actor follows its parent's decision): the context still travels and every span is still
-started, but the SDK records none, as with a sampling ratio in production.
+actor follows its parent's decision): the context still travels and the sampler is still
+asked at every span, but the SDK records none, as with a sampling ratio in production.
 """
 
 from __future__ import annotations
@@ -187,7 +187,7 @@ async def _calls(off: Side, on: Side, n: int, rounds: int) -> list[Row]:
     sampled = ROOTS.sampled
     metric = "call p50, tracing on " + ("vs off" if sampled else "(sampled out) vs off")
     what = "a span at each end, SDK, every span exported nowhere" if sampled else (
-        "spans started, every trace sampled out at its root"
+        "every trace sampled out at its root"
     )  # fmt: skip
     return [
         Row(

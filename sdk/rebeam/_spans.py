@@ -9,13 +9,18 @@ its child in turn (contextvars follow the handler's awaits).
 Every span costs the OpenTelemetry SDK more than the rest of a message, so as little of it
 as possible is on the way of a message (docs/observability.md, "Cost"):
 
+* a sender span's ids and sampling decision are chosen before the send, for the envelope,
+  and the SDK's span is started with them only once it ends, with the time taken before the
+  send (rebeam._planned; :class:`_PlannedSending`); with a tracer that is not the SDK's,
+  the span is started before the send, as the envelope needs its context;
 * a span that ended well is ended (with the time it ended) a little later, with those of the
   next few messages, once what was written in the meantime (a call's reply, the next
   request) is on the wire: :meth:`Tracing.later`;
-* a handler span is started only when something asks for it (a span started under it, a
-  propagator, the handler's own ``get_current_span().set_attribute``), with the time the
-  handler began: one that nobody asked for while the handler ran, the usual leaf, is started
-  and ended after the reply went out (:class:`_HandlerSpan`);
+* a handler span is started only when something asks for it (the handler's own
+  ``get_current_span().set_attribute``, say), with the time the handler began: one that
+  nobody asked for while the handler ran, the usual leaf, is started and ended after the
+  reply went out (:class:`_HandlerSpan`); one only asked for its context (a span planned
+  under it, a propagator) is planned as a sender span is, and started when it ends;
 * hand-made context managers instead of ``start_as_current_span``'s generator, no sender
   span made current (nothing under it makes spans), attributes that do not change from
   message to message built once.
@@ -27,7 +32,7 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -42,11 +47,17 @@ from rebeam._stats import Stats
 from rebeam.exits import ExitReason
 from rebeam.pids import Pid
 
+if TYPE_CHECKING:
+    from rebeam._planned import Plan, Planner
+
 __all__ = ["Tracing", "for_node"]
 
 _SYSTEM = "rebeam"
 _OPERATION = {int(SEND): "send", int(CAST): "cast", int(CALL): "call"}
 _HANDLER = {int(SEND): "handle_info", int(CAST): "handle_cast", int(CALL): "handle_call"}
+_HANDLER_KIND = {
+    int(SEND): SpanKind.CONSUMER, int(CAST): SpanKind.CONSUMER, int(CALL): SpanKind.SERVER
+}  # fmt: skip
 _MAX_STATUS = 200  # characters of an exit reason or exception kept in a span's status
 _BATCH = 8  # spans ended together (Tracing.later)
 _MAX_PUT_OFF = 16  # spans waiting to be ended at most
@@ -81,8 +92,9 @@ class Tracing:
             kind: {"messaging.system": _SYSTEM, "messaging.operation.name": op}
             for kind, op in _OPERATION.items()
         }
+        self._planner = _planner_for(tracer)
         # Spans that ended well, to be ended in the SDK by finish() (see later()).
-        self._ending: list[_Sending | _Handling] = []
+        self._ending: list[_Ending] = []
         self._scheduled = False  # a callback two turns away will call finish()
         self._timer: asyncio.TimerHandle | None = None  # ends a batch that does not fill
         self.serve(None)
@@ -102,14 +114,32 @@ class Tracing:
             for kind, op in _OPERATION.items()
         }
 
-    def sending(self, kind: int, to: Pid) -> _Sending:
-        """The span of a send, cast or call to ``to``: ``with`` gives the trace field its
-        envelope carries, and records an exception escaping the block (a timeout, a remote
-        error) on the span."""
+    def sending(self, kind: int, to: Pid) -> _Sending | _PlannedSending:
+        """The span of a send, cast or call to ``to``, beginning now: ``with`` gives the trace
+        field its envelope carries, and records an exception escaping the block (a timeout,
+        a remote error) on the span."""
         attributes = {**self._sending[kind], "messaging.destination.name": to._text}
         span_kind = SpanKind.CLIENT if kind == CALL else SpanKind.PRODUCER
+        if self._planner is not None:
+            return _PlannedSending(self, self._planner, kind, span_kind, attributes)
         span = self._tracer.start_span(_OPERATION[kind], kind=span_kind, attributes=attributes)
         return _Sending(self, span)
+
+    def start_planned(
+        self, planner: Planner, plan: Plan, name: str, kind: SpanKind, attributes: dict[str, str]
+    ) -> Span:
+        """Start the SDK's span of a planned span. Should the SDK not make it with the planned
+        ids (a version whose ``start_span`` no longer asks the tracer's id generator and
+        sampler), the trace is broken at this hop: said at a bounded rate, and this node's
+        spans are started before they are needed from now on."""
+        span = planner.start(plan, name, kind, attributes)
+        if not planner.as_planned(span, plan):
+            self._planner = None
+            self._ratelog.error(
+                "the OpenTelemetry SDK did not start a span with the ids rebeam planned for "
+                "it: spans are started before their context is sent from now on",
+            )
+        return span
 
     def handling(self, env: Envelope, outcome: Callable[[], ExitReason | None]) -> _Handling:
         """The span of one handler invocation for ``env``, current inside ``with``; a child of
@@ -118,15 +148,34 @@ class Tracing:
         error."""
         return _Handling(self, env, outcome)
 
-    def start_handling(self, env: Envelope, started: int) -> Span:
-        """Start the SDK's span of a handler invocation that began at ``started`` (ns)."""
+    def start_handling(self, env: Envelope, started: int, plan: Plan | None) -> Span:
+        """Start the SDK's span of a handler invocation that began at ``started`` (ns), as
+        ``plan`` says if it was planned."""
         kind = int(env.kind)
+        name, span_kind = _HANDLER[kind], _HANDLER_KIND[kind]
+        if plan is not None and self._planner is not None:
+            return self.start_planned(self._planner, plan, name, span_kind, self._handling[kind])
         return self._tracer.start_span(
-            _HANDLER[kind],
+            name,
             context=self._parent(env.trace),
-            kind=SpanKind.SERVER if kind == CALL else SpanKind.CONSUMER,
+            kind=span_kind,
             attributes=self._handling[kind],
             start_time=started,
+        )
+
+    def plan_handling(self, env: Envelope, started: int) -> Plan | None:
+        """Plan the span of a handler invocation that began at ``started`` (ns), or None if
+        this node's spans cannot be planned."""
+        planner = self._planner
+        if planner is None:
+            return None
+        kind = int(env.kind)
+        return planner.plan(
+            _HANDLER[kind],
+            _HANDLER_KIND[kind],
+            self._handling[kind],
+            started,
+            self._parent(env.trace),
         )
 
     def _parent(self, field: Any) -> Context:
@@ -150,7 +199,7 @@ class Tracing:
         )
         return trace.set_span_in_context(trace.NonRecordingSpan(remote), Context())
 
-    def later(self, ending_one: _Sending | _Handling) -> None:
+    def later(self, ending_one: _Ending) -> None:
         """End ``ending_one``'s span in the SDK later, not now: with the spans of the next
         few messages, together, and off the way of any message.
 
@@ -202,7 +251,19 @@ class Tracing:
             try:
                 item.finish()
             except Exception as exc:  # a span processor's or exporter's, not ours
-                self._ratelog.error("could not end a span", f"{type(exc).__name__}: {exc}")
+                self.lost(exc)
+
+    def lost(self, exc: Exception) -> None:
+        """Say, at a bounded rate, that the SDK or a span processor lost a span by raising."""
+        self._ratelog.error("could not end a span", f"{type(exc).__name__}: {exc}")
+
+
+def _planner_for(tracer: trace.Tracer) -> Planner | None:
+    try:
+        from rebeam import _planned  # the OpenTelemetry SDK's: not installed with the API
+    except ImportError:
+        return None  # the tracer is another implementation's
+    return _planned.for_tracer(tracer)
 
 
 def _field(span: Span) -> list[str] | None:
@@ -222,7 +283,8 @@ def _error(exc: BaseException) -> Status:
 
 
 class _Sending:
-    """A started sender span: ended when the block ends, with the error that ended it."""
+    """A sender span started before the send (a tracer that is not the SDK's, whose spans
+    cannot be planned): ended when the block ends, with the error that ended it."""
 
     __slots__ = ("_ended", "_span", "_tracing")
 
@@ -253,11 +315,72 @@ class _Sending:
         return True  # one sampled out is not put off at all
 
 
+class _PlannedSending:
+    """A sender span planned when it is made, right before its block (rebeam._planned), and
+    started in the SDK only when it is ended: later with others if it ended well, at once
+    if an exception ends the block; never if its trace is sampled out (such a span records
+    nothing)."""
+
+    __slots__ = ("_ended", "_plan", "_planner", "_tracing", "attributes", "kind", "name")
+
+    def __init__(
+        self,
+        tracing: Tracing,
+        planner: Planner,
+        kind: int,
+        span_kind: SpanKind,
+        attributes: dict[str, str],
+    ) -> None:
+        self._tracing = tracing
+        self._planner = planner
+        self.name = _OPERATION[kind]
+        self.kind = span_kind
+        self.attributes = attributes
+        self._plan = planner.plan(self.name, span_kind, attributes, time.time_ns())
+        self._ended = 0
+
+    def __enter__(self) -> list[str]:
+        return self._plan.field
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if not self._plan.recording():
+            return
+        if exc is None:
+            self._ended = time.time_ns()
+            self._tracing.later(self)
+            return
+        # Rare, and the process may be on its way out: started and ended now. A span
+        # processor that raises must not take the place of the exception that ended the call.
+        try:
+            span = self._start()
+            span.record_exception(exc)
+            span.set_status(_error(exc))
+            span.end()
+        except Exception as lost:
+            self._tracing.lost(lost)
+
+    def _start(self) -> Span:
+        return self._tracing.start_planned(
+            self._planner, self._plan, self.name, self.kind, self.attributes
+        )
+
+    def finish(self) -> None:
+        self._start().end(end_time=self._ended)
+
+    def recorded(self) -> bool:
+        return True  # one sampled out is not put off at all
+
+
 class _Handling:
     """A handler invocation's span: current inside the block (as a :class:`_HandlerSpan`,
-    started in the SDK only if asked for), ended after it."""
+    planned if only its context is asked for, started in the SDK only if more is), ended
+    after it."""
 
-    __slots__ = ("_ended", "_env", "_outcome", "_span", "_started", "_token", "_tracing")
+    __slots__ = (
+        "_ended", "_env", "_outcome", "_plan", "_span", "_started", "_token", "_tracing"
+    )  # fmt: skip
 
     def __init__(
         self, tracing: Tracing, env: Envelope, outcome: Callable[[], ExitReason | None]
@@ -266,16 +389,38 @@ class _Handling:
         self._env = env
         self._outcome = outcome
         self._span: Span | None = None  # the SDK's, once started
+        self._plan: Plan | None = None  # its ids and sampling, once chosen
         self._started = 0
         self._ended = 0
         self._token: Any = None  # the attach's contextvars token
 
     def span(self) -> Span:
-        """The SDK's span, started now if it was not yet (with the time the handler began)."""
+        """The SDK's span, started now if it was not yet (with the time the handler began,
+        and the ids planned for it if they were)."""
         span = self._span
         if span is None:
-            span = self._span = self._tracing.start_handling(self._env, self._started)
+            span = self._span = self._tracing.start_handling(self._env, self._started, self._plan)
         return span
+
+    def context(self) -> SpanContext:
+        """The span's context, for a span made under it or a propagator: planned, with no
+        SDK span yet, if this node's spans can be."""
+        plan = self._planned()
+        return plan.context() if plan is not None else self.span().get_span_context()
+
+    def recording(self) -> bool:
+        plan = self._planned()
+        return plan.recording() if plan is not None else self.span().is_recording()
+
+    def _planned(self) -> Plan | None:
+        """The span's plan, made now if need be; None once its SDK span was started (it is
+        the one to ask then), or if this node's spans cannot be planned."""
+        if self._span is not None:
+            return None
+        plan = self._plan
+        if plan is None:
+            plan = self._plan = self._tracing.plan_handling(self._env, self._started)
+        return plan
 
     def __enter__(self) -> None:
         self._started = time.time_ns()
@@ -297,16 +442,21 @@ class _Handling:
             self._tracing.later(self)
 
     def finish(self) -> None:
+        plan = self._plan
+        if self._span is None and plan is not None and not plan.recording():
+            return  # planned, and sampled out: no SDK span at all
         self.span().end(end_time=self._ended)
 
     def recorded(self) -> bool:
-        """Whether the span is likely to be recorded: started, and recording; or not yet
-        started, and its sender's was sampled (the flags of the trace field, unchecked: a
+        """Whether the span is likely to be recorded: started or planned, and recording; or
+        neither, and its sender's was sampled (the flags of the trace field, unchecked: a
         hint for :meth:`Tracing.later`, which a malformed field cannot mislead into more
         than a span ended sooner)."""
         span = self._span
         if span is not None:
             return span.is_recording()
+        if self._plan is not None:
+            return self._plan.recording()
         field = self._env.trace
         if type(field) is not list or not field or type(field[0]) is not str:
             return True  # a new trace: its root's sampler will decide; put off alike
@@ -315,8 +465,9 @@ class _Handling:
 
 class _HandlerSpan(Span):
     """The current span while a handler runs: the SDK's span, started the first time
-    anything asks this one for its context or hands it something to record. Until then it
-    costs an object and nothing of the SDK."""
+    anything hands this one something to record; asked only for its context (or whether it
+    records), it plans the span instead (:meth:`_Handling.context`). Until then it costs an
+    object and nothing of the SDK."""
 
     __slots__ = ("_handling",)
 
@@ -324,10 +475,10 @@ class _HandlerSpan(Span):
         self._handling = handling
 
     def get_span_context(self) -> SpanContext:
-        return self._handling.span().get_span_context()
+        return self._handling.context()
 
     def is_recording(self) -> bool:
-        return self._handling.span().is_recording()
+        return self._handling.recording()
 
     def end(self, end_time: int | None = None) -> None:
         self._handling.span().end(end_time)
@@ -360,3 +511,6 @@ class _HandlerSpan(Span):
         escaped: bool = False,
     ) -> None:
         self._handling.span().record_exception(exception, attributes, timestamp, escaped)
+
+
+_Ending = _Sending | _PlannedSending | _Handling  # what Tracing.later puts off

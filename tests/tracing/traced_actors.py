@@ -35,6 +35,8 @@ def record(span: ReadableSpan) -> dict[str, Any]:
         "parent_id": f"{span.parent.span_id:016x}" if span.parent else None,
         "attributes": dict(span.attributes or {}),
         "status": span.status.status_code.name,
+        "start": span.start_time,
+        "end": span.end_time,
     }
 
 

@@ -1,0 +1,400 @@
+"""A sender span is planned before its send and started in the SDK after it: the envelope
+carries the ids and sampling decision the SDK's span is then made with, its start time is
+the time taken before the send, and a span sampled out never reaches the SDK (rebeam._planned;
+docs/observability.md, "Tracing"). A tracer that is not the SDK's starts the span before the
+send, as it always did.
+
+A provider of each test's own (in process), and one call across real processes."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    Decision,
+    ParentBased,
+    ParentBasedTraceIdRatio,
+    Sampler,
+    SamplingResult,
+    TraceIdRatioBased,
+)
+from opentelemetry.trace import SpanContext, SpanKind, TraceFlags, TraceState
+
+import rebeam
+from rebeam._envelope import CALL, CAST, SEND, Envelope
+from rebeam._ratelog import RateLog
+from rebeam._spans import Tracing
+from rebeam._stats import Stats
+from rebeam.pids import Pid
+from tests.sdk.hostile_inputs import until
+from tests.tracing.spanfiles import RELAY, actor_env, read_spans
+from tests.tracing.traced_actors import record
+
+ME = Pid.for_incarnation("ns", "run/sup/me", 1)
+OTHER = Pid.for_incarnation("ns", "run/sup/other", 1)
+REMOTE = SpanContext(
+    0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x00F067AA0BA902B7, is_remote=True,
+    trace_flags=TraceFlags(TraceFlags.SAMPLED), trace_state=TraceState([("congo", "t61rc")]),
+)  # fmt: skip
+UNSAMPLED = SpanContext(REMOTE.trace_id, REMOTE.span_id, is_remote=True)
+
+
+class Seen(SpanProcessor):
+    """The names of the spans the SDK started and ended, in order (a span of a trace
+    sampled out reaches no processor); ``raising``: every end raises, as a broken
+    processor's would."""
+
+    def __init__(self, *, raising: bool = False) -> None:
+        self.started: list[str] = []
+        self.ended: list[str] = []
+        self._raising = raising
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        self.started.append(span.name)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.ended.append(span.name)
+        if self._raising:
+            raise RuntimeError("a broken span processor")
+
+
+class Asked(Sampler):
+    """``sampler``'s decisions, each one noted: how often the sampler was asked."""
+
+    def __init__(self, sampler: Sampler) -> None:
+        self.asked = 0
+        self._sampler = sampler
+
+    def should_sample(self, *args: Any, **kwargs: Any) -> SamplingResult:
+        self.asked += 1
+        return self._sampler.should_sample(*args, **kwargs)
+
+    def get_description(self) -> str:
+        return "Asked"
+
+
+class Coin(Sampler):
+    """A custom sampler that decides at random: asked twice about a span, it would not
+    always say the same."""
+
+    def should_sample(self, *args: Any, **kwargs: Any) -> SamplingResult:
+        return (ALWAYS_ON if random.random() < 0.5 else ALWAYS_OFF).should_sample(*args, **kwargs)
+
+    def get_description(self) -> str:
+        return "Coin"
+
+
+def traced(
+    sampler: Sampler | None = None, seen: Seen | None = None, tracer: Any = None
+) -> tuple[Tracing, InMemorySpanExporter, Seen]:
+    seen = seen or Seen()
+    provider = TracerProvider(sampler=sampler)
+    provider.add_span_processor(seen)
+    memory = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracing = Tracing(
+        tracer or provider.get_tracer("rebeam"), ME, Stats(), RateLog(logging.getLogger("t"), "t")
+    )
+    return tracing, memory, seen
+
+
+def traceparent(span: ReadableSpan) -> str:
+    context = span.get_span_context()
+    assert context is not None
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
+
+
+@contextlib.contextmanager
+def current(parent: SpanContext | None) -> Iterator[Context]:
+    """``parent`` the current span (as a handler's would be), or none at all."""
+    context = trace.set_span_in_context(trace.NonRecordingSpan(parent)) if parent else Context()
+    token = otel_context.attach(context)
+    try:
+        yield context
+    finally:
+        otel_context.detach(token)
+
+
+async def test_the_envelope_carries_the_ids_of_the_span_the_sdk_makes_after_the_send() -> None:
+    tracing, memory, seen = traced()
+    before = time.time_ns()
+    with tracing.sending(CALL, OTHER) as field:
+        assert seen.started == [], "nothing of the SDK before the send"
+        inside = time.time_ns()
+    after = time.time_ns()
+    assert seen.started == [], "nor when the call has its answer"
+    tracing.finish()  # as a node's close does
+    (span,) = memory.get_finished_spans()
+    assert field == [traceparent(span)]
+    assert (span.name, span.kind, span.parent) == ("call", SpanKind.CLIENT, None)
+    assert span.attributes == {
+        "messaging.system": "rebeam",
+        "messaging.operation.name": "call",
+        "messaging.destination.name": str(OTHER),
+    }
+    assert span.start_time is not None
+    assert span.end_time is not None
+    assert before <= span.start_time <= inside <= span.end_time <= after
+
+
+async def test_a_planned_span_is_the_child_of_the_current_span_with_its_tracestate() -> None:
+    tracing, memory, _ = traced()
+    with current(REMOTE), tracing.sending(CAST, OTHER) as field:
+        pass
+    tracing.finish()
+    (span,) = memory.get_finished_spans()
+    assert span.kind is SpanKind.PRODUCER
+    assert span.parent is not None
+    assert (span.parent.trace_id, span.parent.span_id) == (REMOTE.trace_id, REMOTE.span_id)
+    assert field == [traceparent(span), "congo=t61rc"]
+    assert span.context.trace_state == REMOTE.trace_state
+
+
+async def test_a_span_under_a_local_span_is_its_child() -> None:
+    tracing, memory, _ = traced()
+    provider_tracer = TracerProvider().get_tracer("test")
+    with provider_tracer.start_as_current_span("root") as root, tracing.sending(SEND, OTHER):
+        pass
+    tracing.finish()
+    (span,) = memory.get_finished_spans()
+    assert span.parent is not None
+    assert span.parent.span_id == root.get_span_context().span_id
+    assert span.context.trace_id == root.get_span_context().trace_id
+
+
+SAMPLERS = {
+    "always on": lambda: ALWAYS_ON,
+    "always off": lambda: ALWAYS_OFF,
+    "parent based, on": lambda: ParentBased(ALWAYS_ON),
+    "parent based, off": lambda: ParentBased(ALWAYS_OFF),
+    "trace id ratio": lambda: TraceIdRatioBased(0.5),
+    "parent based trace id ratio": lambda: ParentBasedTraceIdRatio(0.5),
+}
+PARENTS = {"no parent": None, "sampled parent": REMOTE, "unsampled parent": UNSAMPLED}
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS.values(), ids=SAMPLERS.keys())
+@pytest.mark.parametrize("parent", PARENTS.values(), ids=PARENTS.keys())
+async def test_the_span_is_sampled_as_its_envelope_says(
+    sampler: Any, parent: SpanContext | None
+) -> None:
+    asked = Asked(sampler())
+    tracing, memory, _ = traced(asked)
+    decide = sampler()  # the same sampler, asked again with the span's own trace id
+    fields = []
+    with current(parent) as context:
+        for _ in range(64):  # new traces with the ratio sampler: both ways, but by 2**-63
+            with tracing.sending(CAST, OTHER) as field:
+                fields.append(field[0])
+    tracing.finish()
+    exported = {traceparent(s) for s in memory.get_finished_spans()}
+    for text in fields:
+        sampled = int(text[-2:], 16) & TraceFlags.SAMPLED
+        assert (text in exported) == bool(sampled), text
+        expected = decide.should_sample(context, int(text[3:35], 16), "cast", SpanKind.PRODUCER)
+        assert bool(sampled) == expected.decision.is_sampled(), text
+    assert asked.asked == len(fields), "the sampler is asked once a span"
+
+
+async def test_a_random_sampler_decides_once_and_the_envelope_says_what_it_decided() -> None:
+    asked = Asked(Coin())
+    tracing, memory, _ = traced(asked)
+    fields = []
+    for _ in range(64):
+        with tracing.sending(CALL, OTHER) as field:
+            fields.append(field[0])
+    tracing.finish()
+    exported = {traceparent(s) for s in memory.get_finished_spans()}
+    assert exported == {t for t in fields if int(t[-2:], 16) & TraceFlags.SAMPLED}
+    assert 0 < len(exported) < len(fields)
+    assert asked.asked == len(fields)
+
+
+class RecordOnly(Sampler):
+    """Records every span without sampling it: processors see it, exporters do not."""
+
+    def should_sample(self, *args: Any, **kwargs: Any) -> SamplingResult:
+        return SamplingResult(Decision.RECORD_ONLY)
+
+    def get_description(self) -> str:
+        return "RecordOnly"
+
+
+async def test_a_span_recorded_but_not_sampled_is_started_after_the_send() -> None:
+    tracing, memory, seen = traced(RecordOnly())
+    with tracing.sending(CALL, OTHER) as field:
+        assert seen.started == []
+    tracing.finish()
+    assert seen.ended == ["call"]
+    assert memory.get_finished_spans() == ()
+    assert not int(field[0][-2:], 16) & TraceFlags.SAMPLED
+
+
+async def test_a_span_sampled_out_never_reaches_the_sdk() -> None:
+    asked = Asked(ALWAYS_OFF)
+    tracing, memory, seen = traced(asked)
+    with pytest.raises(TimeoutError), tracing.sending(CALL, OTHER) as field:
+        raise TimeoutError("no reply")
+    with tracing.sending(CALL, OTHER):
+        pass
+    tracing.finish()
+    assert not int(field[0][-2:], 16) & TraceFlags.SAMPLED
+    assert (seen.started, memory.get_finished_spans()) == ([], ())
+    assert asked.asked == 2, "asked before each send, and not again"
+
+
+async def test_an_error_starts_and_ends_the_span_at_once_as_planned() -> None:
+    tracing, memory, _ = traced()
+    before = time.time_ns()
+    with pytest.raises(TimeoutError), tracing.sending(CALL, OTHER) as field:
+        raise TimeoutError("no reply")
+    raised = time.time_ns()
+    (span,) = memory.get_finished_spans()  # no finish(): at once
+    assert field == [traceparent(span)]
+    assert span.status.status_code.name == "ERROR"
+    assert span.status.description == "TimeoutError: no reply"
+    assert [e.name for e in span.events] == ["exception"]
+    assert span.start_time is not None
+    assert before <= span.start_time <= raised
+
+
+async def test_a_raising_span_processor_does_not_hide_the_error_that_ended_a_call(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    tracing, _, _ = traced(seen=Seen(raising=True))
+    with pytest.raises(TimeoutError), tracing.sending(CALL, OTHER):
+        raise TimeoutError("no reply")
+    assert "could not end a span" in caplog.text
+    assert "a broken span processor" in caplog.text
+
+
+def an_envelope(kind: int, parent: SpanContext) -> Envelope:
+    field = [f"00-{parent.trace_id:032x}-{parent.span_id:016x}-{int(parent.trace_flags):02x}"]
+    return Envelope(kind, str(ME), str(OTHER), "hello", 1, "_INBOX.r" if kind == CALL else None,
+                    10, field)  # fmt: skip
+
+
+async def test_a_handler_span_asked_for_its_context_is_planned_until_more_is_asked() -> None:
+    tracing, memory, seen = traced()
+    with tracing.handling(an_envelope(CALL, REMOTE), lambda: None):
+        current = trace.get_current_span()
+        context = current.get_span_context()
+        assert current.is_recording()
+        assert seen.started == [], "its context and whether it records: planned"
+        current.set_attribute("asked", "yes")
+        assert seen.started == ["handle_call"], "anything more: started at once"
+    tracing.finish()
+    (span,) = memory.get_finished_spans()
+    assert span.context is not None
+    assert (span.context.trace_id, span.context.span_id) == (context.trace_id, context.span_id)
+    assert span.context.trace_flags == context.trace_flags
+    assert span.parent is not None
+    assert (span.parent.trace_id, span.parent.span_id) == (REMOTE.trace_id, REMOTE.span_id)
+    assert span.attributes is not None
+    assert span.attributes["asked"] == "yes"
+
+
+async def test_a_planned_handler_span_of_a_trace_sampled_out_never_reaches_the_sdk() -> None:
+    asked = Asked(ParentBased(ALWAYS_ON))
+    tracing, memory, seen = traced(asked)
+    with tracing.handling(an_envelope(CAST, UNSAMPLED), lambda: None):
+        assert not trace.get_current_span().is_recording()
+        with tracing.sending(CALL, OTHER) as field:
+            pass
+    tracing.finish()
+    assert not int(field[0][-2:], 16) & TraceFlags.SAMPLED
+    assert (seen.started, memory.get_finished_spans()) == ([], ())
+    assert asked.asked == 2, "the handler span and the call's, once each"
+
+
+class Elsewhere(trace.Tracer):
+    """A tracer of another implementation of the API (here handing out the SDK's spans):
+    rebeam cannot plan its spans."""
+
+    def __init__(self, tracer: trace.Tracer) -> None:
+        self._tracer = tracer
+
+    def start_span(self, *args: Any, **kwargs: Any) -> trace.Span:
+        return self._tracer.start_span(*args, **kwargs)
+
+    def start_as_current_span(self, *args: Any, **kwargs: Any) -> Any:
+        return self._tracer.start_as_current_span(*args, **kwargs)
+
+
+async def test_a_tracer_that_is_not_the_sdks_starts_the_span_before_the_send() -> None:
+    seen = Seen()
+    provider = TracerProvider()
+    provider.add_span_processor(seen)
+    memory = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracing, _, _ = traced(tracer=Elsewhere(provider.get_tracer("rebeam")))
+    with tracing.sending(CALL, OTHER) as field:
+        assert seen.started == ["call"]
+    tracing.finish()
+    (span,) = memory.get_finished_spans()
+    assert field == [traceparent(span)]
+    with pytest.raises(TimeoutError), tracing.sending(CALL, OTHER):
+        raise TimeoutError("no reply")
+    assert memory.get_finished_spans()[-1].status.status_code.name == "ERROR"
+    with tracing.handling(an_envelope(CALL, REMOTE), lambda: None):
+        trace.get_current_span().get_span_context()
+        assert seen.started[-1] == "handle_call", "its context: started at once"
+
+
+async def test_an_sdk_that_does_not_take_the_plan_is_said_and_spans_start_before_the_send(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tracing, memory, seen = traced()
+    # As an SDK whose start_span no longer asked the tracer's id generator would do.
+    planner = tracing._planner
+    assert planner is not None
+    monkeypatch.setattr(planner._tracer, "id_generator", RandomIdGenerator())
+    with tracing.sending(CALL, OTHER):
+        pass
+    tracing.finish()
+    assert "did not start a span with the ids rebeam planned for it" in caplog.text
+    with tracing.sending(CALL, OTHER) as field:
+        assert seen.started == ["call", "call"], "started before the send now"
+    tracing.finish()
+    assert field == [traceparent(memory.get_finished_spans()[-1])]
+
+
+@pytest.mark.nats
+async def test_across_processes_the_callers_span_is_the_parent_and_spans_the_handler(
+    launcher, nats_server, namespace, tmp_path, memory_spans
+) -> None:
+    spans_file = tmp_path / "spans.jsonl"
+    child = await launcher.start(RELAY, env=actor_env(spans_file, tracing=True))
+    async with rebeam.connect(nats_server.url, namespace=namespace, tracing=True) as node:
+        assert await node.call(child.pid, "ping") == "ping"
+        assert memory_spans.get_finished_spans() == (), "the caller's span is ended later"
+    (caller,) = memory_spans.get_finished_spans()  # closing the node ended it
+
+    async def handler_recorded() -> bool:
+        return len(read_spans(spans_file)) >= 1
+
+    await until(handler_recorded, "the actor's span")
+    (handler,) = read_spans(spans_file)
+    mine = record(caller)
+    assert (mine["name"], mine["kind"]) == ("call", "CLIENT")
+    assert (handler["name"], handler["kind"]) == ("handle_call", "SERVER")
+    assert handler["parent_id"] == mine["span_id"]
+    assert handler["trace_id"] == mine["trace_id"]
+    # One clock (the machine's): the call began before its request left, and ended once its
+    # reply came.
+    assert mine["start"] <= handler["start"] <= handler["end"] <= mine["end"]
