@@ -2,21 +2,21 @@
 
 Inside an actor the current node is the actor's; in any other program it is the one
 ``async with rebeam.connect(url)`` opened (per task context, so two connections in one
-program do not mix). Every function here is also a method of :class:`~rebeam._node.Node`.
+program do not mix); ``rebeam._current`` holds which it is. Every function here is also a
+method of :class:`~rebeam._node.Node`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 from types import TracebackType
 from typing import Any
 
-from rebeam import _groups
+from rebeam import _current, _groups
 from rebeam._addresses import Address
+from rebeam._current import current_node, set_default_node
 from rebeam._messages import MonitorRef
 from rebeam._node import DEFAULT_CALL_TIMEOUT, Node, credentials_from_environment
-from rebeam.errors import NotConnected
 from rebeam.pids import Pid
 
 __all__ = [
@@ -41,25 +41,6 @@ __all__ = [
     "unregister",
     "whereis",
 ]
-
-_current: contextvars.ContextVar[Node | None] = contextvars.ContextVar("rebeam_node", default=None)
-_default: Node | None = None
-
-
-def set_default_node(node: Node | None) -> None:
-    """The node used where no context set one (the runtime sets its actor's)."""
-    global _default
-    _default = node
-
-
-def current_node() -> Node:
-    node = _current.get() or _default
-    if node is None:
-        raise NotConnected(
-            "no rebeam node here: use 'async with rebeam.connect(url) as node', "
-            "or call this from inside an actor"
-        )
-    return node
 
 
 def _from_instance(url: str, namespace: str, key: str) -> str | None:
@@ -117,7 +98,7 @@ class connect:
 
     async def __aenter__(self) -> Node:
         self._node = await Node.connect(self._url, **self._options)
-        self._token = _current.set(self._node)
+        self._token = _current.enter(self._node)
         return self._node
 
     async def __aexit__(
@@ -127,9 +108,7 @@ class connect:
         tb: TracebackType | None,
     ) -> None:
         if self._token is not None:
-            # ValueError: exited in another context, so there is nothing to restore.
-            with contextlib.suppress(ValueError):
-                _current.reset(self._token)
+            _current.restore(self._token)
         if self._node is not None:
             await self._node.close(publish_exit=True)
 

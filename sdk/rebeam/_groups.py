@@ -17,9 +17,10 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
+from rebeam._current import current_node
 from rebeam._node import Node
 from rebeam.errors import NoProc
-from rebeam.pids import Pid
+from rebeam.pids import Pid, escape_token
 
 __all__ = ["Registry", "broadcast", "join", "leave", "members"]
 
@@ -46,8 +47,6 @@ class Registry:
     async def open(cls, name: str, keys: Keys = "unique", node: Node | None = None) -> Registry:
         """Open (declaring on first use) the registry ``name``; raises RegistryMismatch if
         it exists with the other kind of keys."""
-        from rebeam._api import current_node
-
         node = node or current_node()
         await node.store.declare(name, keys)
         return cls(node, name, keys)
@@ -98,8 +97,6 @@ async def join(node: Node, group: str, scope: str = "pg") -> None:
 async def leave(node: Node, group: str, scope: str = "pg") -> bool:
     """Leave once; False if this process was not a member (OTP's ``not_joined``)."""
     store = node.store
-    from rebeam.pids import escape_token
-
     base = f"d.{escape_token(f'pg:{scope}')}.{escape_token(group)}.{node.pid.tokens}.>"
     entries = await store.scan(base)
     if not entries:

@@ -7,8 +7,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 from rebeam import cli
 from rebeam.auth.serverconf import SHARED_ACCOUNT
@@ -136,3 +138,53 @@ def test_every_command_names_a_body_that_exists() -> None:
 
 def test_the_nats_secrets_default_account_is_the_servers() -> None:
     assert secrets.SHARED_ACCOUNT == SHARED_ACCOUNT
+
+
+RUN_MACHINERY = ("rebeam.local.processes", "rebeam.local.runner")
+"""What runs a tree's processes: ``rebeam run`` needs it, commands that look at a tree do not."""
+
+# Runs main() for each argv in turn in one fresh interpreter and says, after each, its exit
+# code, what it wrote to stderr, and which modules of rebeam.local it had imported by then.
+LOOK_PROBE = """
+import contextlib, io, json, sys
+from rebeam.cli import main
+
+report = []
+for argv in json.loads(sys.argv[1]):
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        code = main(argv)
+    local = sorted(name for name in sys.modules if name.startswith("rebeam.local"))
+    report.append((argv, code, err.getvalue(), local))
+print(json.dumps(report))
+"""
+
+
+def test_tree_and_events_import_no_run_machinery(tmp_path: Path) -> None:
+    """``rebeam tree`` draws the tree a run or the operator answers with, and ``rebeam
+    events`` describes each event: of rebeam.local they need the instance files that say
+    where a run is, not the machinery of processes that the run itself uses. Each command
+    runs in full up to finding no run (no instance file is there), which it says in a line."""
+    argvs = [
+        ["tree", "-n", "probe"],
+        ["tree", "--json", "-n", "probe"],
+        ["tree", "--watch", "-n", "probe"],
+        ["events", "-n", "probe"],
+    ]
+    env = {name: value for name, value in os.environ.items() if not name.startswith("REBEAM_")}
+    env["XDG_STATE_HOME"] = str(tmp_path)  # where instance files are looked for: none here
+    result = subprocess.run(
+        [sys.executable, "-c", LOOK_PROBE, json.dumps(argvs)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert [argv for argv, *_ in report] == argvs
+    for argv, code, said, local in report:
+        assert code == 1, (argv, said)
+        assert "no rebeam run is running for namespace 'probe'" in said, (argv, said)
+        assert not set(local) & set(RUN_MACHINERY), f"`rebeam {' '.join(argv)}` imported {local}"

@@ -19,7 +19,7 @@ import nats
 import pytest
 
 import rebeam
-from rebeam import _api
+from rebeam import _api, _current
 from rebeam._node import Node
 from rebeam.auth.grants import Grant, Role
 from rebeam.backends import claim_slot
@@ -52,7 +52,7 @@ async def test_a_call_before_init_starts_waits_for_init(
     monkeypatch.setenv("REBEAM_CREDENTIALS_FILE", str(credential))
     # The runtime makes its node this process's default node, as an actor process's; put the
     # default back when the test ends, or later tests of this process would find it.
-    monkeypatch.setattr(_api, "_default", _api._default)
+    monkeypatch.setattr(_current, "_default", _current._default)
     monkeypatch.delenv("REBEAM_CREDENTIALS")
 
     reached, gate = asyncio.Event(), asyncio.Event()

@@ -13,7 +13,7 @@ import nats
 import pytest
 
 import rebeam
-from rebeam import _api
+from rebeam import _api, _current
 from rebeam._lease import Lease
 from rebeam.auth.grants import Grant, Role
 from rebeam.backends import claim_slot
@@ -47,7 +47,7 @@ async def test_the_runtime_starts_without_looking_its_buckets_up(
         credential.chmod(0o600)
         owner = nats_server.admin_credentials(namespace)
         monkeypatch.setenv("REBEAM_CREDENTIALS_FILE", str(credential))
-        monkeypatch.setattr(_api, "_default", _api._default)  # the runtime sets it
+        monkeypatch.setattr(_current, "_default", _current._default)  # the runtime sets it
         monkeypatch.delenv("REBEAM_CREDENTIALS")
         ready_r, ready_w = os.pipe()
         argv = [f"{__name__}:Echo", "--nats", nats_server.url, "--pid", str(pid)]

@@ -18,7 +18,7 @@ from rebeam._management_protocol import parse_reply, refusal_text
 from rebeam.cli._common import FAILURES, Unreachable, admin_connect, nats_url
 from rebeam.events import LifecycleEvent
 from rebeam.local.instances import NoInstance
-from rebeam.local.view import describe_event, render_tree
+from rebeam.observe.console import describe_event, render_tree
 from rebeam.observe.treestate import NoTree, TreeFollower, client_event
 from rebeam.pids import Pid
 

@@ -94,7 +94,7 @@ def _run(args: argparse.Namespace, resources: list[Resource], endpoint: Endpoint
         if not args.quiet:
             outlet.put(started.serving(), to_stderr)
         if live:
-            view = LiveView(started)
+            view = LiveView(started.forest)
             view.__enter__()
             started.ctx.lifecycle.listen(view)
         elif not args.quiet:

@@ -44,7 +44,7 @@ from rebeam.supervision import (
 )
 
 if TYPE_CHECKING:
-    from rebeam.local.runner import LocalRun
+    from rebeam.local.forest import Forest
     from rebeam.local.supervisors import SupervisorRunner
 
 __all__ = ["ControlServer"]
@@ -53,14 +53,15 @@ log = logging.getLogger("rebeam.run")
 
 
 class ControlServer(RequestAnswerer):
-    def __init__(self, run: LocalRun, nc: Any) -> None:
+    def __init__(self, namespace: str, forest: Forest, nc: Any) -> None:
         super().__init__(log)
-        self.run = run
+        self.namespace = namespace
+        self.forest = forest
         self.nc = nc
         self._subscriptions: list[Any] = []
 
     async def start(self) -> None:
-        subject = _subjects.control_subscription(self.run.options.namespace)
+        subject = _subjects.control_subscription(self.namespace)
         self._subscriptions.append(await self.nc.subscribe(subject, cb=self._accept))
 
     async def stop(self) -> None:
@@ -81,8 +82,8 @@ class ControlServer(RequestAnswerer):
 
     async def _answer(self, operation: str, request: dict[str, Any]) -> dict[str, Any]:
         if operation == "tree":
-            await self.run.until_started()  # as OTP's which_children waits out an init
-            return {"ok": snapshot(self.run)}
+            await self.forest.until_started()  # as OTP's which_children waits out an init
+            return {"ok": snapshot(self.forest.roots)}
         path = request_path(request)
         if operation == "start-child":
             runner = await self._supervisor(path)
@@ -92,7 +93,7 @@ class ControlServer(RequestAnswerer):
             result = await runner.request(lambda rid: StartChildRequest(rid, args=args))
             return _reply(result, runner, path, "")
         supervisor, child = child_path(path)
-        found = await self.run.parent_of(path)
+        found = await self.forest.parent_of(path)
         if found is None:
             raise Refusal.of("no_supervisor", supervisor=supervisor)
         runner = found[0]
@@ -108,7 +109,7 @@ class ControlServer(RequestAnswerer):
     async def _supervisor(self, path: str) -> SupervisorRunner:
         """The supervisor at ``path``, once it has started (as OTP queues a request to a
         supervisor still in its init)."""
-        runner = await self.run.reach(path)
+        runner = await self.forest.reach(path)
         if runner is None:
             raise Refusal.of("no_supervisor", supervisor=path)
         return runner

@@ -42,6 +42,7 @@ from rebeam.backends import provision
 from rebeam.exits import SHUTDOWN, ExitReason
 from rebeam.local.adoption import MARK, Adoption
 from rebeam.local.control import ControlServer
+from rebeam.local.forest import Forest
 from rebeam.local.instances import InstanceFile
 from rebeam.local.lifecycle import Lifecycle
 from rebeam.local.natskeeper import ServerKeeper
@@ -127,14 +128,13 @@ class LocalRun:
         self.resources = resources
         self.options = options
         self.run_id = secrets.token_hex(4)
-        self.roots: list[SupervisorRunner] = []
+        self.forest = Forest()  # the root supervisors, reachable by path
         self.outcome = ""
         self._stop_requested: asyncio.Event | None = None
         self._signals = 0
         self._killed = ""  # the signal that killed every child at once, if one did
         self._killed_paths: list[str] = []  # the children that signal found running
         self._provisioning: asyncio.Future[None] | None = None
-        self._started = asyncio.Event()  # every root has started, or the start was given up
 
     async def run(self, on_context: object = None) -> int:
         # The credential issuer answers each NATS connection on a thread of this process
@@ -213,12 +213,14 @@ class LocalRun:
             adoption=held.adoption,
             issuer=issuer,
             nats_ca=self._nats_ca,
+            arrivals=self.forest.arrivals,
         )
         held.lifecycle.attach(nc)
-        held.control = ControlServer(self, nc)
+        held.control = ControlServer(namespace, self.forest, nc)
         await held.control.start()
         if self.options.metrics is not None:
-            self.options.metrics.attach(nc, lambda: [t for r in self.roots for t in targets(r)])
+            forest = self.forest
+            self.options.metrics.attach(nc, lambda: [t for r in forest.roots for t in targets(r)])
 
         admin = issuer.issue(Grant(Role.ADMIN, namespace, label="owner")) if issuer else None
 
@@ -247,7 +249,7 @@ class LocalRun:
 
     async def _tear_down(self, held: _Held) -> None:
         """Whatever was started, stopped again: the newest first."""
-        for runner in self.roots:
+        for runner in self.forest.roots:
             runner.kill()  # a no-op after an orderly shutdown; the last resort otherwise
         if self.options.metrics is not None:
             self.options.metrics.detach()
@@ -322,23 +324,24 @@ class LocalRun:
         try:
             for name, spec in roots_of(self.resources):
                 runner = SupervisorRunner(self.ctx, name, spec)
-                self.roots.append(runner)  # reachable while it starts (see reach)
+                self.forest.plant(runner)
                 failure = await runner.start()
                 if failure is not None:
-                    self._started.set()
+                    self.forest.all_started()
                     self.outcome = f"{name} failed to start: {_start_failure(failure)}"
                     await self._shutdown_all()
                     return 1
-            self._started.set()
+            self.forest.all_started()
+            roots = self.forest.roots
             ended = asyncio.ensure_future(
-                asyncio.wait([r.done for r in self.roots], return_when=asyncio.FIRST_COMPLETED)
+                asyncio.wait([r.done for r in roots], return_when=asyncio.FIRST_COMPLETED)
             )
             stop = asyncio.ensure_future(self._stop_requested.wait())
             waiting = {ended, stop} | ({keeper} if keeper is not None else set())
             await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             ended.cancel()
             stop.cancel()
-            finished = next((r for r in self.roots if r.done.done()), None)
+            finished = next((r for r in self.forest.roots if r.done.done()), None)
             if keeper is not None and keeper.done() and not self._stop_requested.is_set():
                 self.outcome = _kept_up_until(keeper)
                 await self._shutdown_all()
@@ -368,13 +371,13 @@ class LocalRun:
         else:
             log.warning("%s again: killing every child at once", name)
             self._killed = self._killed or name
-            for runner in self.roots:
+            for runner in self.forest.roots:
                 self._killed_paths += running_children(runner)
                 runner.kill()
 
     async def _shutdown_all(self) -> None:
         """Stop the roots that still run, the last started first, each in order."""
-        for runner in reversed(self.roots):
+        for runner in reversed(self.forest.roots):
             if not runner.done.done():
                 runner.post(ShutdownRequest(SHUTDOWN))
                 with contextlib.suppress(asyncio.CancelledError):
@@ -382,7 +385,7 @@ class LocalRun:
 
     async def _settle(self, timeout: float = 5.0) -> None:
         """After a kill: let each killed child's end be reported, for a while."""
-        settling = asyncio.gather(*(runner.settled() for runner in self.roots))
+        settling = asyncio.gather(*(runner.settled() for runner in self.forest.roots))
         try:
             await asyncio.wait_for(settling, timeout)
         except TimeoutError:
@@ -407,41 +410,6 @@ class LocalRun:
             return 0
         self.outcome = f"{runner.path} exited ({reason})"
         return 0 if reason.is_clean else 1
-
-    async def until_started(self) -> None:
-        """Until every root has started (or the start was given up)."""
-        await self._started.wait()
-
-    async def reach(self, path: str) -> SupervisorRunner | None:
-        """The supervisor at ``path``; while the trees start, waits for it to be created
-        (its parent may not have come to it yet). None once it cannot appear any more."""
-        while True:
-            runner = self.supervisor_at(path)
-            if runner is not None or self._started.is_set():
-                return runner
-            arrived = asyncio.ensure_future(self.ctx.arrivals.next())
-            started = asyncio.ensure_future(self._started.wait())
-            try:
-                await asyncio.wait({arrived, started}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                arrived.cancel()
-                started.cancel()
-
-    async def parent_of(self, path: str) -> tuple[SupervisorRunner, str] | None:
-        """The supervisor of the child at ``path``, and the child's id in it; waits for the
-        supervisor as :meth:`reach` does."""
-        parent, _, name = path.strip("/").rpartition("/")
-        runner = await self.reach(parent) if parent else None
-        return (runner, name) if runner else None
-
-    def supervisor_at(self, path: str) -> SupervisorRunner | None:
-        """The running supervisor at ``path`` (``shop`` or ``shop/storage``)."""
-        parts = path.strip("/").split("/")
-        runner = next((r for r in self.roots if r.path == parts[0]), None)
-        for part in parts[1:]:
-            child = runner.children.get(part) if runner else None
-            runner = child if isinstance(child, SupervisorRunner) else None
-        return runner
 
 
 def running_children(runner: SupervisorRunner) -> list[str]:

@@ -4,21 +4,20 @@ in the shape the operator answers with too (``rebeam._management_protocol``)."""
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import Any
 
 from rebeam._management_protocol import tree_child, tree_supervisor
 from rebeam.local.processes import ChildProcess
 from rebeam.local.supervisors import SupervisorRunner
 from rebeam.supervision import ChildStatus
 
-if TYPE_CHECKING:
-    from rebeam.local.runner import LocalRun
-
 __all__ = ["snapshot"]
 
 
-def snapshot(run: LocalRun) -> list[dict[str, Any]]:
-    return [_supervisor(root) for root in run.roots]
+def snapshot(roots: Iterable[SupervisorRunner]) -> list[dict[str, Any]]:
+    """Each root supervisor with everything below it, in the order given (start order)."""
+    return [_supervisor(root) for root in roots]
 
 
 def _supervisor(runner: SupervisorRunner) -> dict[str, Any]:
