@@ -51,6 +51,7 @@ import json
 import logging
 import secrets
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -125,10 +126,12 @@ class _Entry:
     connections: set[tuple[str, int]] = field(default_factory=set)  # (server id, client id)
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Answer:
     jwt: str
     refused: bool
+    incarnation: int = 0  # the actor incarnation let in, when its steps are noted
+    marks: list[tuple[str, int]] = field(default_factory=list)  # (step, monotonic ns)
 
 
 @dataclass
@@ -189,6 +192,9 @@ class Issuer:
         self._system: Any = None
         self._refusals_logged = 0
         self._connect_attempts = 1
+        # Where the steps of an actor's restart are noted (step, incarnation, monotonic ns),
+        # if anywhere: rebeam run's, when it records them (docs/sdk.md, "Performance").
+        self.steps: Callable[[str, int, int], None] | None = None
 
     # -- credentials (any thread) ---------------------------------------------------------
 
@@ -312,11 +318,13 @@ class Issuer:
         if len(self._in_flight) >= MAX_IN_FLIGHT:
             self.counters.overloaded += 1
             return  # no answer: the server times the connection out, the client retries
-        task = asyncio.get_running_loop().create_task(self._answer(msg))
+        received = time.monotonic_ns()
+        task = asyncio.get_running_loop().create_task(self._answer(msg, received))
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
 
-    async def _answer(self, msg: Any) -> None:
+    async def _answer(self, msg: Any, received: int) -> None:
+        answering = time.monotonic_ns()
         if len(msg.data) > _MAX_REQUEST:
             self.counters.malformed += 1
             return  # no answer: the server times the connection out
@@ -329,6 +337,7 @@ class Issuer:
             self.counters.malformed += 1
             log.warning("refused a malformed authorization request: %s", exc)
             return
+        verified = time.monotonic_ns()
         client = info.get("client_info") or {}
         token = (info.get("connect_opts") or {}).get("auth_token") or ""
         answer = await self._decide(token, client, user_key, server_id)
@@ -337,6 +346,10 @@ class Issuer:
         if answer.refused:
             await asyncio.sleep(REFUSAL_DELAY if self.primary else 0)
         await msg.respond(answer.jwt.encode())
+        if answer.incarnation and self.steps is not None:
+            early = [("callout", received), ("answering", answering), ("verified", verified)]
+            for step, at in (*early, *answer.marks, ("replied", time.monotonic_ns())):
+                self.steps(f"issuer.{step}", answer.incarnation, at)
 
     async def _decide(
         self, token: str, client: dict[str, Any], user_key: str, server_id: str
@@ -371,6 +384,7 @@ class Issuer:
         if grant is None:
             return self._refuse(why, client, user_key, server_id)
         self.counters.granted += 1
+        granted = time.monotonic_ns()
         claims = {
             "sub": user_key,
             "aud": self.account_for(grant.namespace),
@@ -384,7 +398,11 @@ class Issuer:
             },
         }
         user_jwt = jwt.encode(claims, self.secrets.account)
-        return _Answer(self._respond(user_key, server_id, {"jwt": user_jwt}), refused=False)
+        answer = _Answer(self._respond(user_key, server_id, {"jwt": user_jwt}), refused=False)
+        if self.steps is not None and grant.pid is not None and grant.role is Role.ACTOR:
+            answer.incarnation = grant.pid.incarnation
+            answer.marks = [("granted", granted), ("signed", time.monotonic_ns())]
+        return answer
 
     async def _resolve(self, token: str, client: dict[str, Any]) -> tuple[Grant | None, str]:
         assert self.resolve is not None
