@@ -16,15 +16,15 @@ run:
 The caller retries a failed call every 2 ms, so the figure includes the time to notice the
 new incarnation through the registry, as a user's client would.
 
-``--steps``: the secured run also timestamps each step of every restart (rebeam.runtime._steps)
-and the median time of each step is printed after the table.
+``--steps``: both runs also timestamp each step of every restart (rebeam.runtime._steps; both,
+so that the few file writes weigh on each side alike) and the median time of each step is
+printed after the table, the secured run's with its issuer's part of the connect.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
 import logging
 import os
@@ -52,11 +52,13 @@ ROOT = Path(__file__).resolve().parent.parent
 NAMESPACE = "bench-restart"
 RETRY_EVERY = 0.002
 DEADLINE = 60.0  # seconds for one restart on a busy machine before the benchmark gives up
-# A restart's steps in the order they happen; "end." ones are the killed incarnation's.
+# A restart's steps in the order they happen; "end." ones are the killed incarnation's,
+# "issuer." ones the auth callout of the new incarnation's connect, in the run's issuer.
 STEPS = (
     "kill", "end.seen", "end.observed", "end.released", "start", "credential", "claimed",
-    "fork", "forked", "main", "loop", "loaded", "connected", "slot checked",
-    "registered", "init done", "ready heard", "answered",
+    "fork", "forked", "main", "loop", "loaded", "issuer.callout", "issuer.answering",
+    "issuer.verified", "issuer.granted", "issuer.signed", "issuer.replied", "connected",
+    "slot checked", "registered", "init done", "ready heard", "answered",
 )  # fmt: skip
 
 
@@ -185,9 +187,10 @@ class Run:
                 out.write(f"{time.monotonic_ns()} 0 {os.getpid()} {incarnation} {step}\n")
 
 
-def print_steps(steps: Path) -> None:
-    """The median time of each step of a restart, from the kill and from the step before,
-    and the CPU time the step took where the step before was in the same process."""
+def print_steps(steps: Path, title: str) -> None:
+    """The median time of each step of a restart, from the kill and from the step before
+    (the latest one noted: an open run has no issuer steps), and the CPU time the step took
+    where the step before was in the same process."""
     at: dict[tuple[int, str], tuple[int, int, int]] = {}
     for line in steps.read_text().splitlines():
         ns, cpu, os_pid, incarnation, step = line.split(" ", 4)
@@ -197,11 +200,13 @@ def print_steps(steps: Path) -> None:
     def when(n: int, step: str) -> tuple[int, int, int] | None:
         return at.get((n - 1, step) if step.startswith("end.") else (n, step))
 
-    print(f"\nsteps of {len(restarts)} restarts, median ms: since the kill, the step before; CPU")
-    for before, step in itertools.pairwise(STEPS):
+    print(f"\n{title}: steps of {len(restarts)} restarts, median ms: since the kill, the step")
+    print("before; CPU")
+    for i, step in enumerate(STEPS[1:], 1):
         since_kill, since_before, cpu = [], [], []
         for n in restarts:
-            t, k, b = when(n, step), when(n, "kill"), when(n, before)
+            t, k = when(n, step), when(n, "kill")
+            b = next((w for s in reversed(STEPS[:i]) if (w := when(n, s)) is not None), None)
             if t is not None and k is not None:
                 since_kill.append((t[0] - k[0]) / 1e6)
             if t is not None and b is not None:
@@ -212,7 +217,7 @@ def print_steps(steps: Path) -> None:
                     cpu.append(t[1] / 1e6)
         if since_kill:
             used = f"{p50(cpu):7.1f}" if cpu else "      -"
-            print(f"  {step:<14} {p50(since_kill):7.1f} {p50(since_before):7.1f} {used}")
+            print(f"  {step:<16} {p50(since_kill):7.1f} {p50(since_before):7.1f} {used}")
 
 
 async def measure(
@@ -223,8 +228,8 @@ async def measure(
     (the i-th samples of each were taken one after the other)."""
     floor = []
     async with (
-        Run(secured, workdir / "secured", steps).running() as a,
-        Run(open_, workdir / "open").running() as b,
+        Run(secured, workdir / "secured", steps / "secured" if steps else None).running() as a,
+        Run(open_, workdir / "open", steps / "open" if steps else None).running() as b,
     ):
         for incarnation in range(2, n + 2):
             # Each goes first every other round: the second restart starts while the first
@@ -290,7 +295,7 @@ def main() -> int:
     parser.add_argument("-n", type=int, default=40, help="restarts to time (default 40)")
     parser.add_argument("--no-ray", action="store_true", help="skip the Ray comparison")
     parser.add_argument(
-        "--steps", action="store_true", help="time each step of the secured run's restarts"
+        "--steps", action="store_true", help="time each step of both runs' restarts"
     )
     ns = parser.parse_args()
     # The secured server's own issuer lives in this process; the run's issuer answers for
@@ -303,12 +308,15 @@ def main() -> int:
         NatsServer.start(Path(tmp) / "open", ServerOptions(secure=False)) as open_,
     ):
         steps = Path(tmp) / "steps" if ns.steps else None
+        if steps is not None:
+            steps.mkdir()
         restarts, unsecured, floor = _loop.run(
             measure(secured, open_, Path(tmp) / "runs", ns.n, steps)
         )
         load = os.getloadavg()
         if steps is not None:
-            print_steps(steps)
+            print_steps(steps / "secured", "secured")
+            print_steps(steps / "open", "open")
     ours, base, off = p50(restarts), p50(floor), p50(unsecured)
     # Paired: each round's secured restart against the open one and the floor process beside
     # it in time.

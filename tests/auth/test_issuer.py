@@ -14,6 +14,7 @@ import nats
 import pytest
 
 from rebeam import _subjects
+from rebeam.auth import issuer as issuer_module
 from rebeam.auth.grants import Grant, Role
 from rebeam.auth.issuer import REFUSAL_DELAY, Abstain, Issuer, IssuerSecrets, shared
 from rebeam.natsd import NatsServer, ServerOptions
@@ -184,3 +185,35 @@ async def test_a_resolver_may_leave_a_credential_to_another_issuer(server: NatsS
     finally:
         owner.stop()
         other.stop()
+
+
+async def test_a_credential_it_handed_out_gets_in_while_slow_requests_fill_the_issuer(
+    server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Requests for the resolver are answered by tasks, at most MAX_IN_FLIGHT at once (more
+    are dropped); a credential the issuer handed out is answered at once, without a task of
+    its own: a run's restarted actors get in while a resolver is stuck."""
+    monkeypatch.setattr(issuer_module, "MAX_IN_FLIGHT", 2)
+    entered, released = threading.Semaphore(0), threading.Event()
+
+    def resolve(token: str, client: dict[str, Any]) -> Grant | None:
+        entered.release()
+        if not released.wait(10):
+            raise PermissionError("never released")
+        raise PermissionError("released")
+
+    issuer = start_issuer(server, resolve)
+    slow = [asyncio.create_task(connect(server, f"slow-{i}", Pid.for_client(NS))) for i in range(2)]
+    try:
+        for _ in slow:  # both in flight: the issuer takes no other slow request now
+            assert await asyncio.to_thread(entered.acquire, True, 10)
+        pid = Pid.for_incarnation(NS, "fast", 1)
+        fast = await connect(server, issuer.issue(Grant(Role.ACTOR, NS, pid)), pid)
+        assert fast.is_connected
+        await fast.close()
+        assert issuer.counters.overloaded == 0
+        assert issuer.bound(pid) == Grant(Role.ACTOR, NS, pid)
+    finally:
+        released.set()
+        await asyncio.gather(*slow, return_exceptions=True)  # refused: released to refuse
+        issuer.stop()

@@ -63,3 +63,38 @@ def test_a_jwt_round_trips_and_tampering_is_caught() -> None:
 def test_garbage_is_a_jwt_error(garbage: bytes) -> None:
     with pytest.raises(jwt.JwtError):
         jwt.decode(garbage, kind="user", issuer_kind=ACCOUNT)
+
+
+def test_prepared_claims_are_signed_for_each_connection_alike() -> None:
+    """The issuer prepares a grant's user claims once and signs them for each connection's
+    own key: the JWT is the one whole claims would make."""
+    issuer = KeyPair.create(ACCOUNT)
+    nats_claims = {"pub": {"allow": ["a.>"]}, "subs": -1, "type": "user"}
+    prepared = jwt.prepare({"aud": "ns_a", "name": "p", "nats": nats_claims}, issuer)
+    first, second = KeyPair.create(USER).public_key, KeyPair.create(USER).public_key
+    claims = jwt.decode(jwt.sign(prepared, first, issuer, ttl=60), kind="user", issuer_kind=ACCOUNT)
+    assert claims["sub"] == first
+    assert (claims["aud"], claims["name"], claims["iss"]) == ("ns_a", "p", issuer.public_key)
+    assert claims["nats"] == {**nats_claims, "version": 2}
+    assert claims["exp"] - claims["iat"] == 60
+    assert len(claims["jti"]) == 52  # a hash of the claims, base32 without padding
+    other = jwt.decode(jwt.sign(prepared, second, issuer), kind="user", issuer_kind=ACCOUNT)
+    assert other["sub"] == second
+    assert other["jti"] != claims["jti"]
+    assert "exp" not in other
+    whole = jwt.encode({"sub": first, "aud": "ns_a", "name": "p", "nats": nats_claims}, issuer)
+    assert {
+        k: v
+        for k, v in jwt.decode(whole, kind="user", issuer_kind=ACCOUNT).items()
+        if k not in ("iat", "jti")
+    } == {k: v for k, v in claims.items() if k not in ("iat", "jti", "exp")}
+
+
+def test_a_read_jwt_is_believed_only_once_verified() -> None:
+    issuer = KeyPair.create(ACCOUNT)
+    head, body, _sig = jwt.encode({"sub": "x", "nats": {"type": "user"}}, issuer).split(".")
+    other = jwt.encode({"sub": "x", "nats": {"type": "user"}}, KeyPair.create(ACCOUNT))
+    forged = jwt.parse(f"{head}.{body}.{other.split('.')[2]}", kind="user", issuer_kind=ACCOUNT)
+    assert forged.claims["sub"] == "x"  # read, and not yet to be believed
+    with pytest.raises(jwt.JwtError, match="signature"):
+        forged.verified()

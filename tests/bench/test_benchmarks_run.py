@@ -57,8 +57,15 @@ def test_the_quick_benchmark_prints_every_row() -> None:
 
 
 def test_the_restart_benchmark_prints_every_row() -> None:
-    metrics = _metrics(_bench("benchmarks.bench_restart", "-n", "2", "--no-ray"))
+    out = _bench("benchmarks.bench_restart", "-n", "2", "--no-ray", "--steps")
     assert {
         "restart p50 (SIGKILL to first answered call) vs process floor",
         "restart p50, secured vs open",
-    } <= metrics
+    } <= _metrics(out)
+    # The steps of both runs, the secured one's with its issuer's part of the connect.
+    secured, _, open_ = out.partition("\nopen: steps of 2 restarts")
+    assert "secured: steps of 2 restarts" in secured
+    assert "issuer.callout" in secured
+    assert "issuer.replied" in secured
+    assert "connected" in open_
+    assert "issuer." not in open_

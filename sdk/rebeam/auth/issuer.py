@@ -32,7 +32,11 @@ default, :func:`account_of`; one account for all of them on a cluster, :func:`sh
 
 The issuer runs on a thread of its own with its own event loop, so that a busy supervisor
 loop (or a test's) never delays a connection, and so that the same object serves ``rebeam
-run``, the operator and the test fixtures.
+run``, the operator and the test fixtures. A credential it handed out is answered in the
+turn its request arrives, written to the socket at once, with the grant's user claims made
+when the credential was issued (a restarted actor's connect waits for this answer, while
+the run that issued it is busy with the same restart); everything else (the resolver, the
+refusals held back) is answered by a task of its own.
 
 Example::
 
@@ -47,16 +51,19 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import secrets
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
 from rebeam import _subjects
+from rebeam._fastpath import publish_now
 from rebeam._nats_fixes import connect as nats_connect
 from rebeam.auth import jwt
 from rebeam.auth.grants import Grant, Role, client_pid_allowed, permissions
@@ -123,12 +130,27 @@ class IssuerSecrets:
 class _Entry:
     grant: Grant
     connections: set[tuple[str, int]] = field(default_factory=set)  # (server id, client id)
+    prepared: jwt.Prepared | None = None  # the grant's user claims, ready to sign
 
 
 @dataclass(frozen=True)
+class _Request:
+    """An authorization request's fields; ``parsed`` holds its signature, checked before
+    anything is done for it."""
+
+    parsed: jwt.Unverified
+    user_key: str
+    server_id: str
+    client: dict[str, Any]
+    token: str
+
+
+@dataclass
 class _Answer:
     jwt: str
     refused: bool
+    incarnation: int = 0  # the actor incarnation let in, when its steps are recorded
+    marks: list[tuple[str, int]] = field(default_factory=list)  # (step, monotonic ns)
 
 
 @dataclass
@@ -189,14 +211,26 @@ class Issuer:
         self._system: Any = None
         self._refusals_logged = 0
         self._connect_attempts = 1
+        self._callout: Any = None  # the connection the server's requests come on
+        # Where the steps of an actor's restart are noted (step, incarnation, monotonic ns),
+        # if anywhere: rebeam run's, when it records them (docs/sdk.md, "Performance").
+        self.steps: Callable[[str, int, int], None] | None = None
 
     # -- credentials (any thread) ---------------------------------------------------------
 
     def issue(self, grant: Grant) -> str:
         """A new credential for ``grant``: a token the holder connects with."""
         token = ISSUED_PREFIX + secrets.token_urlsafe(32)
+        entry = _Entry(grant)
         with self._lock:
-            self._credentials[token] = _Entry(grant)
+            self._credentials[token] = entry
+        loop = self._loop
+        if grant.role is not Role.ADMIN and loop is not None:
+            # Its user claims are made on the issuer's thread while the holder starts, not
+            # when it connects (an admin's wait for the pid it connects as); a stopped
+            # issuer's are made, if ever, when asked for.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._prepare_entry, entry)
         return token
 
     def revoke(self, token: str) -> None:
@@ -292,6 +326,7 @@ class Issuer:
         )
         for conn in (nc, self._system):
             conn.options["max_reconnect_attempts"] = -1
+        self._callout = nc
         await nc.subscribe(_subjects.AUTH_CALLOUT, cb=self._on_request)
         await nc.flush()
         self._ready.set()
@@ -307,84 +342,161 @@ class Issuer:
                     log.debug("issuer connection close: %s", exc)
 
     async def _on_request(self, msg: Any) -> None:
-        """Each request is answered by a task of its own: a resolver that waits for an API
-        server, or a refusal held back by ``REFUSAL_DELAY``, must not hold up the others."""
+        """A credential this issuer handed out is answered here and now: the connection
+        waits for it (a restarted actor's, on the restart's path), and everything it takes
+        is ready. Any other request is answered by a task of its own: a resolver that waits
+        for an API server, or a refusal held back by ``REFUSAL_DELAY``, must not hold up the
+        others."""
+        received = time.monotonic_ns()
+        request = self._read(msg.data)
+        if request is None:
+            return  # no answer: the server times the connection out
+        with self._lock:
+            entry = self._credentials.get(request.token)
+        if entry is not None:
+            answer = self._answer_known(request, entry, received)
+            if answer is not None and answer.refused and self.primary:
+                self._in_background(self._reply_later(msg, answer))
+            elif answer is not None:
+                await self._reply(msg, answer)
+            return
+        self._in_background(self._answer(msg, request))
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
         if len(self._in_flight) >= MAX_IN_FLIGHT:
+            work.close()
             self.counters.overloaded += 1
             return  # no answer: the server times the connection out, the client retries
-        task = asyncio.get_running_loop().create_task(self._answer(msg))
+        task = asyncio.get_running_loop().create_task(work)
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
 
-    async def _answer(self, msg: Any) -> None:
-        if len(msg.data) > _MAX_REQUEST:
+    def _read(self, data: bytes) -> _Request | None:
+        """The request's fields, its signature not checked yet (None: malformed)."""
+        if len(data) > _MAX_REQUEST:
             self.counters.malformed += 1
-            return  # no answer: the server times the connection out
+            return None
         try:
-            request = jwt.decode(msg.data, kind="authorization_request", issuer_kind=SERVER)
-            info = request["nats"]
+            parsed = jwt.parse(data, kind="authorization_request", issuer_kind=SERVER)
+            info = parsed.claims["nats"]
             user_key = info["user_nkey"]
             server_id = info["server_id"]["id"]
-        except (jwt.JwtError, KeyError, TypeError) as exc:
+            client = info.get("client_info") or {}
+            token = (info.get("connect_opts") or {}).get("auth_token") or ""
+        except (jwt.JwtError, KeyError, TypeError, AttributeError) as exc:
             self.counters.malformed += 1
             log.warning("refused a malformed authorization request: %s", exc)
-            return
-        client = info.get("client_info") or {}
-        token = (info.get("connect_opts") or {}).get("auth_token") or ""
-        answer = await self._decide(token, client, user_key, server_id)
-        if answer is None:
-            return  # another issuer's credential, or nobody's: the primary refuses it
-        if answer.refused:
-            await asyncio.sleep(REFUSAL_DELAY if self.primary else 0)
-        await msg.respond(answer.jwt.encode())
-
-    async def _decide(
-        self, token: str, client: dict[str, Any], user_key: str, server_id: str
-    ) -> _Answer | None:
+            return None
+        if not isinstance(client, dict):
+            client = {}
         token = token if isinstance(token, str) else ""
-        with self._lock:
-            entry = self._credentials.get(token)
-        grant = entry.grant if entry else None
-        why = "unknown or revoked credential"
-        if (
-            grant is None
-            and self.resolve is not None
-            and token
-            and not token.startswith(ISSUED_PREFIX)
-        ):
-            try:
-                grant, why = await self._resolve(token, client)
-            except Abstain:
-                self.counters.abstained += 1
-                return None  # another issuer's to decide, and refuse if it must
-        if grant is None and not self.primary:
-            return None  # another issuer's credential, or nobody's: the primary refuses it
-        raw_name = client.get("name")
-        name = raw_name if isinstance(raw_name, str) else ""
-        if grant is not None and grant.role is Role.ADMIN:
-            grant, why = _bind_client(grant, name)
-        if grant is not None and grant.pid is not None:
-            grant, why = self._bind(grant, client, server_id, entry)
-        elif grant is not None and entry is not None:
+        return _Request(parsed, str(user_key), str(server_id), client, token)
+
+    def _verified(self, request: _Request) -> bool:
+        """Whether the server signed the request: checked before anything is done for it."""
+        try:
+            request.parsed.verified()
+        except jwt.JwtError as exc:
+            self.counters.malformed += 1
+            log.warning("refused a malformed authorization request: %s", exc)
+            return False
+        return True
+
+    def _answer_known(self, request: _Request, entry: _Entry, received: int) -> _Answer | None:
+        """The answer for a credential this issuer handed out (None: the request is not
+        the server's)."""
+        if not self._verified(request):
+            return None
+        verified = time.monotonic_ns()
+        answer = self._grant(request, entry.grant, entry)
+        if answer.incarnation:
+            answer.marks = [("callout", received), ("verified", verified), *answer.marks]
+        return answer
+
+    async def _answer(self, msg: Any, request: _Request) -> None:
+        """A credential this issuer did not hand out: its resolver's to decide, or nobody's
+        (the primary issuer refuses it; the others leave it)."""
+        token = request.token
+        if self.resolve is None or not token or token.startswith(ISSUED_PREFIX):
+            if self.primary:
+                # Held back, so that the issuer that knows it answers first; the request is
+                # checked when it comes to a refusal (the others need no check at all).
+                await asyncio.sleep(REFUSAL_DELAY)
+                if self._verified(request):
+                    await self._reply(msg, self._refuse("unknown or revoked credential", request))
+            return
+        if not self._verified(request):
+            return
+        try:
+            grant, why = await self._resolve(token, request.client)
+        except Abstain:
+            self.counters.abstained += 1
+            return  # another issuer's to decide, and refuse if it must
+        if grant is not None:
+            answer = self._grant(request, grant, None)
+            await (self._reply_later(msg, answer) if answer.refused else self._reply(msg, answer))
+        elif self.primary:
+            await self._reply_later(msg, self._refuse(why, request))
+
+    async def _reply_later(self, msg: Any, answer: _Answer) -> None:
+        """A refusal, held back so that the issuer that knows the credential answers first."""
+        await asyncio.sleep(REFUSAL_DELAY if self.primary else 0)
+        await self._reply(msg, answer)
+
+    def _grant(self, request: _Request, grant: Grant, entry: _Entry | None) -> _Answer:
+        """Bind the connection to its grant's pid, and let it in with the grant's
+        permissions (or refuse it, if its pid speaks for another identity)."""
+        client, server_id = request.client, request.server_id
+        why = ""
+        found: Grant | None = grant
+        if grant.role is Role.ADMIN:
+            raw_name = client.get("name")
+            found, why = _bind_client(grant, raw_name if isinstance(raw_name, str) else "")
+        if found is not None and found.pid is not None:
+            found, why = self._bind(found, client, server_id, entry)
+        elif found is not None and entry is not None:
             with self._lock:
                 self._remember(entry.connections, client, server_id)
-        if grant is None:
-            return self._refuse(why, client, user_key, server_id)
+        if found is None:
+            return self._refuse(why, request)
         self.counters.granted += 1
+        # A credential's own grant has its claims prepared when it is issued; an admin's
+        # (bound to the pid it connects as) or a resolved one's are prepared now.
+        if entry is not None and found is grant:
+            prepared = self._prepare_entry(entry)
+        else:
+            prepared = self._prepare(found)
+        granted = time.monotonic_ns()
+        user_jwt = jwt.sign(prepared, request.user_key, self.secrets.account)
+        body = {"jwt": user_jwt}
+        answer = _Answer(self._respond(request.user_key, server_id, body), refused=False)
+        if self.steps is not None and found.pid is not None and found.role is Role.ACTOR:
+            answer.incarnation = found.pid.incarnation
+            answer.marks = [("granted", granted), ("signed", time.monotonic_ns())]
+        return answer
+
+    def _prepare_entry(self, entry: _Entry) -> jwt.Prepared:
+        if entry.prepared is None:
+            entry.prepared = self._prepare(entry.grant)
+        return entry.prepared
+
+    def _prepare(self, grant: Grant) -> jwt.Prepared:
+        """The user claims of ``grant``, all but the connection's own key."""
         claims = {
-            "sub": user_key,
             "aud": self.account_for(grant.namespace),
             "name": str(grant.pid) if grant.pid else grant.label or grant.role.value,
-            "nats": {
-                **permissions(grant),
-                "subs": -1,
-                "data": -1,
-                "payload": -1,
-                "type": "user",
-            },
+            "nats": {**permissions(grant), "subs": -1, "data": -1, "payload": -1, "type": "user"},
         }
-        user_jwt = jwt.encode(claims, self.secrets.account)
-        return _Answer(self._respond(user_key, server_id, {"jwt": user_jwt}), refused=False)
+        return jwt.prepare(claims, self.secrets.account)
+
+    async def _reply(self, msg: Any, answer: _Answer) -> None:
+        """The answer, written to the socket now when it can be (the connection waits)."""
+        data = answer.jwt.encode()
+        if not (msg.reply and publish_now(self._callout, msg.reply, data)):
+            await msg.respond(data)
+        if answer.incarnation and self.steps is not None:
+            for step, at in (*answer.marks, ("replied", time.monotonic_ns())):
+                self.steps(f"issuer.{step}", answer.incarnation, at)
 
     async def _resolve(self, token: str, client: dict[str, Any]) -> tuple[Grant | None, str]:
         assert self.resolve is not None
@@ -430,8 +542,9 @@ class Issuer:
         if isinstance(cid, int):
             connections.add((server_id, cid))
 
-    def _refuse(self, why: str, client: dict[str, Any], user_key: str, server_id: str) -> _Answer:
+    def _refuse(self, why: str, request: _Request) -> _Answer:
         self.counters.refused += 1
+        client = request.client
         if self._refusals_logged < 20 or self.counters.refused % 1000 == 0:
             self._refusals_logged += 1
             log.warning(
@@ -442,7 +555,8 @@ class Issuer:
                 why,
                 self.counters.refused,
             )
-        return _Answer(self._respond(user_key, server_id, {"error": why}), refused=True)
+        body = {"error": why}
+        return _Answer(self._respond(request.user_key, request.server_id, body), refused=True)
 
     def _respond(self, user_key: str, server_id: str, body: dict[str, Any]) -> str:
         claims = {

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -88,11 +89,17 @@ def _public_bytes(public_key: str, kind: int | None) -> bytes:
     return raw[1:]
 
 
+@functools.lru_cache(maxsize=64)
+def _verifier(public_key: str, kind: int | None) -> Ed25519PublicKey:
+    """The key object of a public nkey, decoded once: a server signs every authorization
+    request with the same key, and the issuer checks one per connection."""
+    return Ed25519PublicKey.from_public_bytes(_public_bytes(public_key, kind))
+
+
 def verify(public_key: str, data: bytes, signature: bytes, kind: int | None = None) -> bool:
     """Whether ``signature`` is ``public_key``'s Ed25519 signature of ``data``."""
     try:
-        key = Ed25519PublicKey.from_public_bytes(_public_bytes(public_key, kind))
-        key.verify(signature, data)
+        _verifier(public_key, kind).verify(signature, data)
     except (NKeyError, InvalidSignature, ValueError):
         return False
     return True

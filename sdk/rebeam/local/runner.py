@@ -52,6 +52,7 @@ from rebeam.local.supervisors import RunContext, SupervisorRunner, run_mark
 from rebeam.local.zygote import Zygote
 from rebeam.metrics_scrape import Endpoint, Target
 from rebeam.natsd import NatsServer, ServerOptions, read_issuer_secrets
+from rebeam.runtime import _steps
 from rebeam.spec.models import Actor, ActorTemplate, Resource, Supervisor, SupervisorSpec
 from rebeam.supervision import ShutdownRequest, dynamic_serial
 
@@ -182,6 +183,8 @@ class LocalRun:
             )
             url, held.issuer = held.server.url, held.server.issuer
         issuer = held.issuer
+        if issuer is not None and _steps.ON:
+            issuer.steps = _steps.mark  # the callout's part of a restart, noted with the rest
         backend = Grant(Role.BACKEND, namespace, label=f"rebeam run {self.run_id}")
         held.nc = await nats_connect(
             url,

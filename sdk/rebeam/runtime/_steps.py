@@ -20,13 +20,15 @@ _PATH = os.environ.get("REBEAM_RESTART_STEPS") or None
 ON = _PATH is not None
 
 
-def mark(step: str, incarnation: int) -> None:
-    """Note that ``incarnation``'s ``step`` happened now (when steps are recorded)."""
+def mark(step: str, incarnation: int, at_ns: int | None = None) -> None:
+    """Note that ``incarnation``'s ``step`` happened now, or at ``at_ns`` (a monotonic time
+    taken before the incarnation was known), when steps are recorded."""
     if _PATH is None:
         return
     fd = os.open(_PATH, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
-        line = f"{time.monotonic_ns()} {time.process_time_ns()} {os.getpid()} {incarnation} {step}"
+        now = time.monotonic_ns() if at_ns is None else at_ns
+        line = f"{now} {time.process_time_ns()} {os.getpid()} {incarnation} {step}"
         os.write(fd, f"{line}\n".encode())
     finally:
         os.close(fd)
