@@ -38,6 +38,7 @@ async def test_the_bank_on_the_operator_under_faults_breaks_no_invariant(
     site = KubeSite(cluster, kubelet, nats, namespace)
     result = await kube_soak(tmp_path, site, Bank(rate=10.0), SMOKE, rates, kube_rates)
     report = render(result)
+    print(report)  # shown with the test's output (-rA) when it passes, too
     assert result.findings.violations == 0, report
     assert result.orphans == [], report
     assert result.exit_code == 0, report
