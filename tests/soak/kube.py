@@ -24,17 +24,17 @@ from typing import Any
 import yaml
 
 import rebeam
-from tests.soak import faults
+from tests.soak import faults, procs
 from tests.soak.check import check
 from tests.soak.manifest import APP, Bank, manifest
 from tests.soak.observer import Observer
+from tests.soak.orphans import orphans_of
 from tests.soak.soak import (
     Phase,
     Result,
     Schedule,
     acks_of,
     drain,
-    orphans_of,
     run_phases,
     wait_flowing,
 )
@@ -90,6 +90,7 @@ def bank_object(bank: Bank, data: Path) -> dict[str, Any]:
     return body
 
 
+@dataclass
 class KubeObserver(Observer):
     """The soak's observer, on the pods' processes: the process kubelet runs each container
     as a child of this process, so the bank's family is the ``rebeam.runtime`` processes
@@ -97,11 +98,42 @@ class KubeObserver(Observer):
 
     family_marker = "rebeam.runtime"
 
+    namespace: str = ""  # the soak's: a process of a pod elsewhere is not the bank's
+    kubelet: ProcessKubelet | None = None  # asked, for a report, which container a pid is
+
     def heads(self) -> list[int]:
         return []
 
     def label(self, os_pid: int) -> str:
         return self.owners.get(os_pid, "other")
+
+    def parent(self, ppid: int) -> str:
+        if ppid == self.run_pid:
+            return "the test process, whose test kubelet starts every container"
+        return super().parent(ppid)
+
+    def where(self, os_pid: int) -> str:
+        """The pod it was started for (from its environment: the kubelet gives each
+        container a termination-log file in the pod's own directory, named
+        ``<namespace>_<pod>_<uid>``), and what the kubelet says of it now."""
+        pod = pod_of(procs.environ(os_pid))
+        said = "pod unknown" if pod is None else f"pod {pod[0]}/{pod[1]}"
+        if pod is not None and pod[0] != self.namespace:
+            said += f" (not the soak's namespace {self.namespace})"
+        if self.kubelet is not None:
+            said += f"; the kubelet: {self.kubelet.describe_pid(os_pid)}"
+        return said
+
+
+def pod_of(env: dict[str, str]) -> tuple[str, str] | None:
+    """(namespace, pod name) of a process kubelet's container, from its environment."""
+    log = env.get("REBEAM_TERMINATION_LOG")
+    if not log:
+        return None
+    directory = Path(log).parent.parent.name  # <pod dir>/<container>/termination-log
+    namespace, _, rest = directory.partition("_")
+    name = rest.rpartition("_")[0]
+    return (namespace, name) if namespace and name else None
 
 
 class EventsTap:
@@ -267,7 +299,9 @@ async def kube_soak(
     objects = Objects(on.cluster, on.namespace)
     run = KubeRun(workdir, objects, operator)
     events = workdir / "events.jsonl"
-    observer = KubeObserver(os.getpid(), run.data, events)
+    observer = KubeObserver(
+        os.getpid(), run.data, events, namespace=on.namespace, kubelet=on.kubelet
+    )
     observer.start()
     operator.start()
     tap = EventsTap(on.nats, on.namespace, events)
@@ -286,7 +320,7 @@ async def kube_soak(
             )
             drained_in, live_total = await drain(node, bank)
     finally:
-        exit_code = await asyncio.to_thread(_stop, run)
+        exit_code, stopped = await asyncio.to_thread(_stop, run)
         observer.sample()
         observer.stop()
         overlaps = watchdog.close()
@@ -299,19 +333,39 @@ async def kube_soak(
         findings.add(PODS_OVERLAP, overlap)
     return Result(
         bank, phases, findings, observer, log, acks_of(run, bank), orphans,
-        exit_code, drained_in, workdir, backend="the operator",
+        exit_code, drained_in, workdir, notes=[stopped], backend="the operator",
     )  # fmt: skip
 
 
-def _stop(run: KubeRun) -> int | None:
-    """Delete the Supervisor object, as a user would; 0 once every pod is gone, else None."""
+def _stop(run: KubeRun) -> tuple[int | None, str]:
+    """Delete the Supervisor object, as a user would: 0 once every pod is gone, else None;
+    and how long that took, or which pods were left and in what state (their processes are
+    still running: the orphans then found are theirs)."""
+    started = time.monotonic()
     with contextlib.suppress(Exception):
         run.objects.delete("bank")
-    try:
-        wait_for(lambda: not run.objects.pods() or None, timeout=STOP_DEADLINE, what="pods gone")
-    except Exception:
-        return None
-    return 0
+    left: dict[str, Any] = {}
+
+    def gone() -> bool:
+        nonlocal left
+        with contextlib.suppress(Exception):
+            left = run.objects.pods()
+            return not left
+        return False
+
+    with contextlib.suppress(Exception):
+        wait_for(gone, timeout=STOP_DEADLINE, what="pods gone")
+        return 0, f"every pod was gone {time.monotonic() - started:.1f}s after the deletion"
+    pods = "; ".join(_pod_state(name, pod) for name, pod in sorted(left.items()))
+    return None, f"{len(left)} pods still there {STOP_DEADLINE:g}s after the deletion: {pods}"
+
+
+def _pod_state(name: str, pod: dict[str, Any]) -> str:
+    status = pod.get("status") or {}
+    states = [next(iter(s.get("state") or {}), "?") for s in status.get("containerStatuses") or []]
+    deleting = pod["metadata"].get("deletionTimestamp")
+    since = f", deleted at {deleting}" if deleting else ", not deleted"
+    return f"{name} ({status.get('phase')}, container {'/'.join(states) or 'none'}{since})"
 
 
 async def _phases(

@@ -183,6 +183,22 @@ class Observer:
                 if event.get("os_pid") and event.get("child"):
                     self.owners.setdefault(event["os_pid"], event["child"])
 
+    def parent(self, ppid: int) -> str:
+        """What a process's parent is, for a report: the run's head, another process of the
+        run, init (the parent ended and the orphan was handed on), or something else."""
+        if ppid == 1:
+            return "init: its parent ended"
+        if ppid == self.run_pid:
+            return f"{self.label(ppid)}, the run's head"
+        if ppid in self.seen:
+            return f"{self.label(ppid)}, a process of the run"
+        command = " ".join(procs.command(ppid))[:120]
+        return f"not of the run: {command or 'gone'}"
+
+    def where(self, os_pid: int) -> str:
+        """Anything more that says whose a process is (a backend's observer knows more)."""
+        return ""
+
     def label(self, os_pid: int) -> str:
         if os_pid == self.run_pid:
             return "rebeam run"

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
+TICKS = os.sysconf("SC_CLK_TCK")  # the unit of a process's start time
 CHILDREN_FILES = os.path.exists(f"/proc/self/task/{os.getpid()}/children")  # CONFIG_PROC_CHILDREN
 
 
@@ -23,10 +25,38 @@ def alive(os_pid: int) -> bool:
     return fields is not None and fields[0] != "Z"
 
 
+@dataclass(frozen=True)
+class Stat:
+    """A process's place in the table, from /proc/<pid>/stat."""
+
+    state: str  # R running, S sleeping, D uninterruptible, T stopped, Z zombie, ...
+    ppid: int
+    pgid: int
+    sid: int
+
+
+def stat(os_pid: int) -> Stat | None:
+    fields = _stat(os_pid)
+    if fields is None:
+        return None
+    return Stat(fields[0], int(fields[1]), int(fields[2]), int(fields[3]))
+
+
 def start_time(os_pid: int) -> int | None:
     """Clock ticks after boot when the process started: tells a reused pid apart."""
     fields = _stat(os_pid)
     return int(fields[19]) if fields else None
+
+
+def age(os_pid: int) -> float | None:
+    """Seconds since the process started."""
+    born = start_time(os_pid)
+    try:
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+    except (OSError, IndexError, ValueError):
+        return None
+    return None if born is None else uptime - born / TICKS
 
 
 def descendants(root: int) -> list[int]:
@@ -99,3 +129,14 @@ def command(os_pid: int) -> list[str]:
             return [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
     except OSError:
         return []
+
+
+def environ(os_pid: int) -> dict[str, str]:
+    """Its environment as it was at its exec (empty if gone or not ours to read)."""
+    try:
+        with open(f"/proc/{os_pid}/environ", "rb") as f:
+            entries = f.read().split(b"\0")
+    except OSError:
+        return {}
+    pairs = (e.decode(errors="replace").partition("=") for e in entries if e)
+    return {name: value for name, _, value in pairs}

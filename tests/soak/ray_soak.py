@@ -21,13 +21,13 @@ from tests.soak import faults
 from tests.soak.check import check
 from tests.soak.manifest import APP, Bank
 from tests.soak.observer import Observer
+from tests.soak.orphans import orphans_of
 from tests.soak.run import _die_with_parent
 from tests.soak.soak import (
     Phase,
     Result,
     Schedule,
     acks_of,
-    orphans_of,
     run_phases,
     wait_flowing,
 )

@@ -9,6 +9,7 @@ from typing import Any
 
 from tests.soak import journal_files
 from tests.soak.check import Findings
+from tests.soak.orphans import Orphan
 from tests.soak.soak import Phase, Result
 
 RECOVERED = 0.8  # a second's throughput back to this share of the baseline's
@@ -27,6 +28,7 @@ def render(result: Result) -> str:
         f"{result.findings.audits} complete audits; drained in {result.drained_in:.1f}s; "
         f"`{result.backend}` exit code {result.exit_code}; the process table looked at "
         f"{result.observer.samples} times, at most {result.observer.longest_gap:.2f}s apart.",
+        *(f"{note[0].upper()}{note[1:]}." for note in result.notes),
         "",
         "| phase | seconds | transfers/s | call p50 ms | call p99 ms | faults | recovery s |",
         "|---|---|---|---|---|---|---|",
@@ -89,7 +91,15 @@ def _invariants(result: Result) -> list[str]:
     lines += [f"| {name} | {found} | {must} |" for name, found, must in rows]
     for kind, details in f.problems.items():
         lines += ["", f"{kind}: " + "; ".join(details[:5])]
-    return lines
+    return lines + orphan_lines(result.orphans)
+
+
+def orphan_lines(orphans: list[Orphan]) -> list[str]:
+    """Each orphan as it was found: a pid alone says nothing once the run is gone."""
+    if not orphans:
+        return []
+    lines = ["", "Orphan processes (alive after the run, as found then):", ""]
+    return lines + [f"* {orphan.describe()}" for orphan in orphans]
 
 
 def _restarts(result: Result) -> list[str]:

@@ -15,10 +15,11 @@ from typing import Any, Protocol
 
 import rebeam
 from tests.natscluster import NatsCluster
-from tests.soak import faults, journal_files, procs
+from tests.soak import faults, journal_files
 from tests.soak.check import Findings, check
 from tests.soak.manifest import Bank
 from tests.soak.observer import Observer
+from tests.soak.orphans import Orphan, orphans_of
 from tests.soak.run import BankRun
 
 FAULTS = ("kill", "hang", "nats", "overload")
@@ -66,7 +67,7 @@ class Result:
     observer: Observer
     log: faults.FaultLog
     acks: list[dict[str, Any]]
-    orphans: list[int]
+    orphans: list[Orphan]
     exit_code: int | None
     drained_in: float
     workdir: Path
@@ -277,19 +278,6 @@ def _in_flight(bank: Bank, tellers: list[Any], accounts: list[Any]) -> list[str]
 async def _ask(node: rebeam.Node, names: list[str], msg: Any) -> list[dict[str, Any]]:
     calls: list[Awaitable[Any]] = [node.call(name, msg, timeout=2.0) for name in names]
     return list(await asyncio.gather(*calls))
-
-
-def orphans_of(observer: Observer, timeout: float = 20.0) -> list[int]:
-    """Processes of the run still alive after it ended (waited for briefly: the kernel reaps
-    a process group's members as their parent dies, not all at once)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        left = [
-            p for p, born in observer.seen.items() if procs.alive(p) and procs.start_time(p) == born
-        ]
-        if not left or time.monotonic() > deadline:
-            return left
-        time.sleep(0.05)
 
 
 def acks_of(run: Running, bank: Bank) -> list[dict[str, Any]]:

@@ -264,6 +264,19 @@ class ProcessKubelet:
                 ]
         return []
 
+    def describe_pid(self, pid: int) -> str:
+        """What this node knows of a process now, for a test's failure message: the
+        container it is (or was) and the state of that container and of its pod. Read from
+        the test thread, as :meth:`_pids` reads."""
+        for _ in range(100):
+            with contextlib.suppress(RuntimeError):  # "changed size during iteration"
+                for worker in list(self._workers.values()):
+                    for run in list(worker.containers.values()):
+                        if run.process is not None and run.process.pid == pid:
+                            return _container_state(worker, run)
+                return "no container of a pod it runs has this pid (its pod is finished here)"
+        return "unknown (its pods kept changing)"
+
     def _kill_left(self) -> None:
         """SIGKILL the group of every container the loop did not see end (a stop that ran out
         of time): none outlives the test, each killed by its own pid."""
@@ -737,3 +750,10 @@ class ProcessKubelet:
     def forget(self, uid: str) -> None:
         self._workers.pop(uid, None)
         self._done.add(uid)
+
+
+def _container_state(worker: PodWorker, run: ContainerRun) -> str:
+    code = run.process.returncode if run.process is not None else None
+    process = "running" if run.running else f"ended with {code}"
+    pod = "deleted" if worker.deleted else "terminating" if worker.terminating else "live"
+    return f"container {run.name} of pod {worker.namespace}/{worker.name}: {process}; pod {pod}"

@@ -252,6 +252,10 @@ class PodWorker:
                 finally:
                     probing.cancel()
                     run.probe_ready = False
+                    # Its probe command is killed and reaped before the container is seen
+                    # ended: left pending, the probe was still waiting for that command when
+                    # the kubelet's loop closed ("Task was destroyed but it is pending").
+                    await asyncio.wait([probing])
                 if self.runtime is not None:
                     # A container's exit code is already 128+N for signal N (as containerd
                     # reports it, with no separate signal).
@@ -422,7 +426,12 @@ class PodWorker:
         except OSError:
             return False
         try:
-            return await asyncio.wait_for(process.wait(), timeout) == 0
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for answers a cancellation
+            # that comes as the command ends with the command's result. The probe of a
+            # container that ended then went on probing it, and the container's run, which
+            # waits for its probe, never ended (its pod was never deleted; tests/e2e/README.md).
+            async with asyncio.timeout(timeout):
+                return await process.wait() == 0
         except TimeoutError:
             _signal_group(process.pid, signal.SIGKILL)
             await process.wait()
