@@ -1,5 +1,6 @@
-"""The request path's two shortcuts through nats-py 2.16 (docs/architecture.md, "One
-request path"): a call costs two loop turns fewer at the caller and one fewer at the callee.
+"""The message paths' shortcuts through nats-py 2.16 (docs/architecture.md, "One request
+path" and "Sends and casts"): a call costs two loop turns fewer at the caller and one fewer at
+the callee, and a plain send or cast none of nats-py's coroutines.
 
 **Written now.** nats-py's ``publish`` appends the message to the connection's pending
 buffer and wakes its flusher task, which writes it in a later turn of the loop: a call pays
@@ -14,6 +15,21 @@ the peer then, and so does everything behind it), or the message is one nats-py 
 (too large, a subject with whitespace). Nothing else changes: the same bytes, the same
 subjects, the same permissions checked by the server.
 
+**Queued without a coroutine.** A plain send or cast is one publish, and nats-py's
+``publish`` is three coroutines deep (``publish``, ``_send_publish``, ``_send_command``),
+with its checks read through properties: more than the rest of what a cast costs its sender
+beyond encoding the message.
+:func:`publish_queued` does what that path does for a connected client, in one plain call:
+it appends the PUB to the same pending buffer (so it goes out in the order of every other
+publish of the connection, calls included, which :func:`publish_now` writes behind it),
+counts it in the connection's stats, and wakes the flusher exactly as nats-py does, when
+its queue is empty. The command starts with a head made once per subject
+(:func:`pub_head`). It declines, and the caller takes ``nc.publish``, whenever nats-py's
+path would do more than append: the client is not connected (it buffers while
+reconnecting, raises once closed or draining), the message is one it would refuse, the
+pending buffer would pass its limit (nats-py writes it and waits for the flusher then), or
+the flusher task is gone (nats-py writes inline).
+
 **Handled where it arrives.** Every message nats-py receives goes from the parser into its
 subscription's queue, and from there to the subscription's own task, which runs the
 callback a turn later. :func:`handle_inline` has one subscription's messages handled by a
@@ -26,6 +42,7 @@ callback's exception, and the read loop goes on.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -33,7 +50,7 @@ from nats.aio.client import _SUBJECT_INVALID_RE, Client
 from nats.aio.transport import TcpTransport
 from nats.protocol.command import pub_cmd
 
-__all__ = ["HIGH_WATER", "Inline", "handle_inline", "publish_now"]
+__all__ = ["HIGH_WATER", "Inline", "handle_inline", "pub_head", "publish_now", "publish_queued"]
 
 # Above this many unsent bytes in the socket's buffer, publishes queue behind the flusher's
 # drain: asyncio's (and uvloop's) default high-water mark for a stream.
@@ -69,6 +86,40 @@ def publish_now(nc: Any, subject: str, data: bytes, reply: str = "") -> bool:
         nc._pending_data_size = 0
     else:
         writer.write(command)
+    stats = nc.stats
+    stats["out_msgs"] += 1
+    stats["out_bytes"] += len(data)
+    return True
+
+
+def pub_head(subject: str) -> bytes | None:
+    """What a PUB of no reply on ``subject`` starts with (``PUB <subject> ``), for
+    :func:`publish_queued`; None for a subject nats-py would refuse (an empty one, or one
+    with whitespace): that one is left to ``nc.publish``, which says why."""
+    if not subject or _BAD_SUBJECT.search(subject):
+        return None
+    return f"PUB {subject} ".encode()
+
+
+def publish_queued(nc: Any, head: bytes, data: bytes) -> bool:
+    """Queue a PUB (``head`` from :func:`pub_head`) on ``nc`` as nats-py's publish does for
+    a connected client: appended to its pending buffer, counted, its flusher woken. False:
+    nothing was queued; the caller publishes with ``nc.publish`` (which buffers, waits or
+    raises as nats-py does)."""
+    if nc._status != _CONNECTED or len(data) > nc._max_payload:
+        return False
+    command = b"%b%d\r\n%b\r\n" % (head, len(data), data)
+    size = nc._pending_data_size + len(command)
+    if size > nc._max_pending_size:
+        return False
+    flush_queue = nc._flush_queue
+    if flush_queue.empty():
+        flusher = nc._flusher_task
+        if flusher is None or flusher.done():
+            return False
+        flush_queue.put_nowait(asyncio.get_running_loop().create_future())
+    nc._pending.append(command)
+    nc._pending_data_size = size
     stats = nc.stats
     stats["out_msgs"] += 1
     stats["out_bytes"] += len(data)

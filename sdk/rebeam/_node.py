@@ -63,6 +63,7 @@ from rebeam._envelope import (
     unpack_mailbox,
     unpack_reply,
 )
+from rebeam._fastpath import pub_head, publish_queued
 from rebeam._interest import InterestProbe
 from rebeam._lease import Lease
 from rebeam._mailbox import DEFAULT_MAX_BYTES, DEFAULT_MAX_MESSAGES, Info, Limits, Mailbox
@@ -172,6 +173,12 @@ class Node:
         self._limit = self.max_message_size
         self._seq = itertools.count(1)
         self._mailboxes: dict[str, str] = {}  # pid string -> mailbox subject
+        # pid string -> the start of a PUB to its mailbox (b"": one nats-py would refuse)
+        self._heads: dict[str, bytes] = {}
+        # What a plain send or cast returns once its message is queued on the connection:
+        # awaiting a finished future is one C call; a coroutine would be a Python frame.
+        self._queued: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queued.set_result(None)
         self._subject = _subjects.mailbox_subscription(self.pid)
         # What every subject of this mailbox starts with; its sender's two tokens and "_"
         # follow (`sender_of` reads them without splitting the whole subject).
@@ -384,6 +391,8 @@ class Node:
         self._spawn(self._after_reconnect())
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        if not asyncio.iscoroutine(coro):  # a plain send's awaitable (send_after's)
+            coro = _awaited(coro)
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -732,6 +741,15 @@ class Node:
         subject = self._mailboxes[pid._text] = _subjects.mailbox(pid, self.pid)
         return subject
 
+    def _head_of(self, pid: Pid) -> bytes:
+        """The start of a PUB to ``pid``'s mailbox (:func:`rebeam._fastpath.pub_head`),
+        cached as its subject is; b"" for a subject nats-py would refuse."""
+        if len(self._heads) > 4096:
+            self._heads.clear()
+        subject = self._mailboxes.get(pid._text) or self._mailbox_of(pid)
+        head = self._heads[pid._text] = pub_head(subject) or b""
+        return head
+
     def _envelope(self, kind: int, message: Any, trace: Any = None) -> bytes:
         """Pack a message; ``trace``: the sender span's context, when tracing."""
         data = pack_mailbox(kind, message, trace)
@@ -775,22 +793,27 @@ class Node:
     def _deliver(
         self, kind: int, dest: Address, message: Any, wait: float | None, durable: bool
     ) -> Awaitable[None]:
-        """A send or a cast. The hot path, a plain one to a pid, has no coroutine of its
-        own: the awaitable returned is nats-py's publish (an async frame per message is a
-        tenth of what a cast costs), the subject cached by the pid's string, and the
-        envelope packed right here, as :meth:`_envelope` does (calling it costs the sender
-        3% more CPU per cast). A node that traces takes the longer way too."""
+        """A send or a cast. The hot path, a plain one to a pid, runs no coroutine: the
+        message is queued on the connection before this returns, as nats-py's publish
+        would queue it (:func:`rebeam._fastpath.publish_queued`; nats-py's own publish when
+        that declines), and what is returned is a finished future. The start of the PUB is
+        cached by the pid's string, and the envelope packed right here, as
+        :meth:`_envelope` does (calling it costs the sender 3% more CPU per cast). A node
+        that traces takes the longer way too."""
         if type(dest) is not Pid or wait is not None or durable or self._tracing is not None:
             if durable and type(dest) is Pid:
                 # Queued now, in the order of the calls, no coroutine of its own either.
                 self.metrics.sent[kind] += 1
                 return _durable.submit(self, dest, kind, message)  # type: ignore[return-value]
             return self._deliver_resolving(kind, dest, message, wait, durable)
-        subject = self._mailboxes.get(dest._text) or self._mailbox_of(dest)
+        head = self._heads.get(dest._text) or self._head_of(dest)
         data = _codec.encode([VERSION, kind, message])
         if len(data) > self._limit:
             raise MessageTooLarge(len(data), self._limit)
         self.metrics.sent[kind] += 1
+        if head and publish_queued(self.nc, head, data):
+            return self._queued
+        subject = self._mailboxes.get(dest._text) or self._mailbox_of(dest)
         return self.nc.publish(subject, data)  # type: ignore[no-any-return]
 
     async def _deliver_resolving(
@@ -944,3 +967,7 @@ class Node:
     def _registry_invalid(self, key: str, why: str) -> None:
         self.stats.registry_invalid += 1
         self._ratelog.warning("ignored an invalid registry record", f"{key}: {why}")
+
+
+async def _awaited(work: Awaitable[Any]) -> Any:
+    return await work
