@@ -9,6 +9,7 @@ method of :class:`~rebeam._node.Node`.
 from __future__ import annotations
 
 import contextvars
+from collections.abc import Awaitable
 from types import TracebackType
 from typing import Any
 
@@ -118,16 +119,21 @@ def self_pid() -> Pid:
     return current_node().pid
 
 
-async def send(
+# send and cast hand back the node's awaitable rather than awaiting it in a coroutine of
+# their own: for a plain one, a coroutine here would be a sixth of what the cast costs its
+# sender (docs/sdk.md, "Cast throughput").
+def send(
     dest: Address, message: Any, *, wait: float | None = None, durable: bool = False
-) -> None:
-    await current_node().send(dest, message, wait=wait, durable=durable)
+) -> Awaitable[None]:
+    """See :meth:`Node.send <rebeam._node.Node.send>`; await what it returns."""
+    return current_node().send(dest, message, wait=wait, durable=durable)
 
 
-async def cast(
+def cast(
     dest: Address, message: Any, *, wait: float | None = None, durable: bool = False
-) -> None:
-    await current_node().cast(dest, message, wait=wait, durable=durable)
+) -> Awaitable[None]:
+    """See :meth:`Node.cast <rebeam._node.Node.cast>`; await what it returns."""
+    return current_node().cast(dest, message, wait=wait, durable=durable)
 
 
 async def stats(dest: Address | None = None, timeout: float = 2.0) -> dict[str, int]:
