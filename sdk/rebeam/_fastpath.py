@@ -17,16 +17,15 @@ subjects, the same permissions checked by the server.
 
 **Queued without a coroutine.** A plain send or cast is one publish, and nats-py's
 ``publish`` is three coroutines deep (``publish``, ``_send_publish``, ``_send_command``),
-with its checks read through properties: more than the rest of what a cast costs its sender
-beyond encoding the message.
-:func:`publish_queued` does what that path does for a connected client, in one plain call:
-it appends the PUB to the same pending buffer (so it goes out in the order of every other
-publish of the connection, calls included, which :func:`publish_now` writes behind it),
-counts it in the connection's stats, and wakes the flusher exactly as nats-py does, when
-its queue is empty. The command starts with a head made once per subject
-(:func:`pub_head`). It declines, and the caller takes ``nc.publish``, whenever nats-py's
-path would do more than append: the client is not connected (it buffers while
-reconnecting, raises once closed or draining), the message is one it would refuse, the
+with its checks read through properties: half of the 26.7 k instructions a cast cost its
+sender (docs/sdk.md, "Cast throughput"). :func:`publish_queued` does what that path does for
+a connected client, in one plain call: it appends the PUB to the same pending buffer (so it
+goes out in the order of every other publish of the connection, calls included, which
+:func:`publish_now` writes behind it), counts it in the connection's stats, and wakes the
+flusher exactly as nats-py does, when its queue is empty. The command starts with a head
+made once per subject (:func:`pub_head`). It declines, and the caller takes ``nc.publish``,
+whenever nats-py's path would do more than append: the client is not connected (it buffers
+while reconnecting, raises once closed or draining), the message is one it would refuse, the
 pending buffer would pass its limit (nats-py writes it and waits for the flusher then), or
 the flusher task is gone (nats-py writes inline).
 
