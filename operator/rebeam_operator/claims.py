@@ -20,6 +20,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from rebeam._loop import within
 from rebeam.backends import claim_slot, provision
 from rebeam.errors import Refused
 from rebeam.pids import Pid
@@ -54,7 +55,8 @@ class Claims:
         """Return once ``pid``'s slot is claimed (claiming it now if nobody asked yet);
         raise :class:`Refused` for a stale incarnation, TimeoutError after ``timeout``."""
         self.begin(pid)
-        await asyncio.wait_for(asyncio.shield(self._claims[pid]), timeout)
+        async with asyncio.timeout(timeout):
+            await asyncio.shield(self._claims[pid])
 
     def forget(self, pid: Pid) -> None:
         """The incarnation is over."""
@@ -67,7 +69,7 @@ class Claims:
             nc = await self._connection()
             try:
                 await self._provision(nc, pid.namespace)
-                await asyncio.wait_for(claim_slot(nc, pid, again=True), ATTEMPT_DEADLINE)
+                await within(claim_slot(nc, pid, again=True), ATTEMPT_DEADLINE)
                 return
             except Refused:
                 log.warning("%s is not its slot's latest incarnation: its pod may not connect", pid)
@@ -81,7 +83,7 @@ class Claims:
         task = self._provisioned.get(namespace)
         if task is None or (task.done() and (task.cancelled() or task.exception())):
             task = asyncio.get_running_loop().create_task(
-                asyncio.wait_for(provision(nc, namespace), ATTEMPT_DEADLINE)
+                within(provision(nc, namespace), ATTEMPT_DEADLINE)
             )
             task.add_done_callback(_quiet)
             self._provisioned[namespace] = task

@@ -116,7 +116,8 @@ class ControlServer(RequestAnswerer):
                 log.warning("answering before %d object(s) were picked up", len(missing))
                 return
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(world.host_seen.wait(), remaining)
+                async with asyncio.timeout_at(deadline):
+                    await world.host_seen.wait()
 
     async def _accept(self, msg: Any) -> None:
         parsed = _subjects.control_request(msg.subject)
@@ -186,7 +187,8 @@ class ControlServer(RequestAnswerer):
             if remaining <= 0:
                 raise Refusal.of("timeout", supervisor=starting[0], seconds=REPLY_DEADLINE)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.world.passes.waiter(), remaining)
+                async with asyncio.timeout_at(deadline):
+                    await self.world.passes.waiter()
 
     async def _allowed(
         self, requester: Pid, operation: str, target: DriverView | None, path: str
@@ -214,7 +216,8 @@ async def _ask(
 ) -> dict[str, Any]:
     future = driver.ask(make)
     try:
-        result = await asyncio.wait_for(asyncio.shield(future), REPLY_DEADLINE)
+        async with asyncio.timeout(REPLY_DEADLINE):
+            result = await asyncio.shield(future)
     except TimeoutError:
         driver.withdraw(future)
         raise Refusal.of("timeout", supervisor=supervisor, seconds=REPLY_DEADLINE) from None

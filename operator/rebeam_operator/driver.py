@@ -206,7 +206,8 @@ class Driver:
             if result.done:
                 return
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), result.requeue_after)
+                async with asyncio.timeout(result.requeue_after):
+                    await self.wake.wait()
             self.wake.clear()
 
     def _next(self) -> Result:

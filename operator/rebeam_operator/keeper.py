@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from rebeam._loop import within
 from rebeam_operator import metrics
 from rebeam_operator.kube import Conflict
 from rebeam_operator.leases import Leases, lease_body
@@ -90,7 +91,7 @@ class Keeper:
         held = set(self.deadlines)
         self._lose(held, "the operator is stopping")
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._give_back(held), self.renew_deadline)
+            await within(self._give_back(held), self.renew_deadline)
 
     async def _give_back(self, held: set[int]) -> None:
         for shard in sorted(held):
@@ -252,4 +253,5 @@ class Keeper:
             self._changed.clear()
             wait = min(self.deadlines.values(), default=now + self.retry) - now
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), max(wait, 0.01))
+                async with asyncio.timeout(max(wait, 0.01)):
+                    await self._changed.wait()

@@ -15,6 +15,7 @@ import logging
 from typing import Any
 
 from rebeam import _lease
+from rebeam._loop import within
 from rebeam._nats_fixes import connect as nats_connect
 from rebeam.backends import order_kill
 from rebeam.events import LifecycleEvent, publish, release_names_of
@@ -81,7 +82,7 @@ class Messaging:
                 task.cancel()
         if self.nc is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.nc.drain(), DEADLINE)
+                await within(self.nc.drain(), DEADLINE)
         if self.identity is not None:
             await asyncio.to_thread(self.identity.stop)
 
@@ -93,7 +94,7 @@ class Messaging:
             namespace, event = await self._outbox.get()
             await self._connected.wait()
             try:
-                await asyncio.wait_for(publish(self.nc, namespace, event), DEADLINE)
+                await within(publish(self.nc, namespace, event), DEADLINE)
             except Exception as exc:
                 log.warning("could not publish %s event: %s", event.event, exc)
 
@@ -108,7 +109,7 @@ class Messaging:
         if self.nc is None:
             return
         try:
-            await asyncio.wait_for(release_names_of(self.nc, pid), DEADLINE)
+            await within(release_names_of(self.nc, pid), DEADLINE)
         except Exception as exc:
             log.warning("could not release the names of %s: %s", pid, exc)
 
@@ -118,7 +119,7 @@ class Messaging:
         if self.nc is None:
             return False
         try:
-            await asyncio.wait_for(order_kill(self.nc, pid), KILL_DEADLINE)
+            await within(order_kill(self.nc, pid), KILL_DEADLINE)
         except Exception as exc:
             log.warning("could not order %s killed: %s", pid, exc)
             return False
@@ -131,16 +132,14 @@ class Messaging:
             return
         try:
             kv = await self._leases_of(pid.namespace)
-            await asyncio.wait_for(kv.delete(pid.tokens), DEADLINE)
+            await within(kv.delete(pid.tokens), DEADLINE)
         except Exception as exc:
             log.warning("could not drop the lease of %s: %s", pid, exc)
 
     async def _leases_of(self, namespace: str) -> Any:
         kv = self._leases.get(namespace)
         if kv is None:
-            kv = await asyncio.wait_for(
-                _lease.open_leases(self.nc.jetstream(), namespace), DEADLINE
-            )
+            kv = await within(_lease.open_leases(self.nc.jetstream(), namespace), DEADLINE)
             self._leases[namespace] = kv
         return kv
 
@@ -150,7 +149,7 @@ class Messaging:
             return None
         try:
             kv = await self._leases_of(pid.namespace)
-            return await asyncio.wait_for(_lease.lease_alive(kv, pid), DEADLINE)
+            return await within(_lease.lease_alive(kv, pid), DEADLINE)
         except Exception as exc:
             log.warning("could not read the lease of %s: %s", pid, exc)
             return None

@@ -46,6 +46,7 @@ from rebeam._envelope import (
     pack_reply,
 )
 from rebeam._fastpath import publish_now
+from rebeam._loop import within
 from rebeam._mailbox import Info
 from rebeam._messages import From
 from rebeam._node import Node
@@ -249,7 +250,7 @@ class Host:
         try:
             summary = format_status(state)
             if inspect.isawaitable(summary):
-                summary = await asyncio.wait_for(summary, STATUS_TIMEOUT)
+                summary = await within(summary, STATUS_TIMEOUT)
         except TimeoutError:
             return f"format_status took longer than {STATUS_TIMEOUT:g}s"
         except Exception as exc:

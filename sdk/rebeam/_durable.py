@@ -276,7 +276,8 @@ class DurableMailbox:
             if not self._arrived:
                 self._wake.clear()
                 try:
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
                 except TimeoutError:
                     return None
                 continue

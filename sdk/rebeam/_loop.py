@@ -8,6 +8,10 @@ to rule the loop out when something misbehaves). Only the actor runtime uses thi
 actor process, whoever starts it); a program that runs its own loop keeps its choice.
 ``rebeam run`` itself stays on asyncio's loop: as a subreaper it handles SIGCHLD itself
 (rebeam.local.adoption), and uvloop keeps that signal for its own child watching.
+
+And how rebeam waits for something with a deadline on whichever loop runs: :func:`within`,
+never ``asyncio.wait_for``, which loses cancellations on Python 3.11 (docs/architecture.md,
+"How the code is kept livable").
 """
 
 from __future__ import annotations
@@ -15,10 +19,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["LoopChoiceError", "loop_factory", "loop_name", "preload", "run"]
+__all__ = ["LoopChoiceError", "loop_factory", "loop_name", "preload", "run", "within"]
 
 T = TypeVar("T")
 
@@ -74,3 +78,27 @@ def preload() -> None:
     actors (the zygote) does this once, so that no fork pays for the import."""
     with contextlib.suppress(ImportError):
         import uvloop  # noqa: F401
+
+
+async def within(awaitable: Awaitable[T], timeout: float | None) -> T:
+    """``await awaitable`` in the calling task, for at most ``timeout`` seconds (None: no
+    limit); TimeoutError after that, the awaited work cancelled as ``asyncio.wait_for`` does.
+
+    Unlike ``wait_for`` on Python 3.11, a cancellation of the caller is always raised: not
+    answered with the result of work that ended in the same turn of the loop, and not lost
+    when the awaited code swallows it (nats-py's ``drain`` catches CancelledError and goes
+    on closing): the caller's task still counts that request (``Task.cancelling``), so it
+    is raised here once the awaited code is done."""
+    task = asyncio.current_task()
+    assert task is not None, "called from a task"
+    requested = task.cancelling()
+    try:
+        async with asyncio.timeout(timeout):
+            result = await awaitable
+    except Exception as exc:
+        if task.cancelling() > requested:
+            raise asyncio.CancelledError from exc
+        raise
+    if task.cancelling() > requested:
+        raise asyncio.CancelledError
+    return result

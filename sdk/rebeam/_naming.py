@@ -122,7 +122,8 @@ class Naming:
                 ready = asyncio.get_running_loop().create_future()
                 self._name_watch_task = self._spawn(self._watch_names(ready))
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(asyncio.shield(ready), 5)
+                    async with asyncio.timeout(5):
+                        await asyncio.shield(ready)
                 if self._names is not None and name in self._names:
                     return self._names[name]
         return await self.store.whereis(name)

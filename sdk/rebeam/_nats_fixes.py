@@ -121,8 +121,9 @@ def bound_close_wait(nc: Any) -> None:
         wait_closed = transport.wait_closed
 
         async def bounded() -> None:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(wait_closed(), CLOSE_WAIT)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CLOSE_WAIT):
+                    await wait_closed()
 
         transport.wait_closed = bounded
         transport._rebeam_bounded = True

@@ -66,6 +66,7 @@ from rebeam._envelope import (
 from rebeam._fastpath import pub_head, publish_queued
 from rebeam._interest import InterestProbe
 from rebeam._lease import Lease
+from rebeam._loop import within
 from rebeam._mailbox import DEFAULT_MAX_BYTES, DEFAULT_MAX_MESSAGES, Info, Limits, Mailbox
 from rebeam._messages import MonitorRef
 from rebeam._naming import Naming
@@ -361,7 +362,7 @@ class Node:
         self._requests.fail_all(lambda pid: NoProc(f"{self.pid} closed during a call to {pid}"))
         if self.nc.is_connected:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.release_all(), 5)
+                await within(self.release_all(), 5)
             if publish_exit:
                 from rebeam.events import LifecycleEvent, publish  # pydantic: clients only
 
@@ -375,7 +376,7 @@ class Node:
         for task in list(self._tasks):
             task.cancel()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.nc.drain(), 5)
+            await within(self.nc.drain(), 5)
         if not self.nc.is_closed:
             with contextlib.suppress(Exception):
                 await self.nc.close()

@@ -64,6 +64,7 @@ from typing import Any
 
 from rebeam import _subjects
 from rebeam._fastpath import publish_now
+from rebeam._loop import within
 from rebeam._nats_fixes import connect as nats_connect
 from rebeam.auth import jwt
 from rebeam.auth.grants import Grant, Role, client_pid_allowed, permissions
@@ -337,7 +338,7 @@ class Issuer:
                 task.cancel()
             for conn in (nc, self._system):
                 try:
-                    await asyncio.wait_for(conn.close(), 5)
+                    await within(conn.close(), 5)
                 except Exception as exc:  # closing is best effort: the server may be gone
                     log.debug("issuer connection close: %s", exc)
 

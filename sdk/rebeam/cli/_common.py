@@ -4,7 +4,6 @@ printing errors."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import secrets
 import sys
@@ -17,6 +16,7 @@ import nats
 
 from rebeam import _subjects
 from rebeam._limits import MAX_CREDENTIAL_BYTES, TooLarge, read_bounded
+from rebeam._loop import within
 from rebeam._nats_fixes import connect as nats_connect
 from rebeam.errors import TlsError
 from rebeam.local.instances import InstanceFile, NoInstance
@@ -112,7 +112,7 @@ async def connect(url: str, **callbacks: Any) -> Any:
 
     callbacks.setdefault("error_cb", keep)
     try:
-        nc = await asyncio.wait_for(
+        nc = await within(
             nats_connect(
                 url,
                 connect_timeout=CONNECT_TIMEOUT / 2,
@@ -245,7 +245,7 @@ async def client_node(args: argparse.Namespace) -> Any:
 
     url = nats_url(args)
     try:
-        return await asyncio.wait_for(
+        return await within(
             connect_node(
                 url,
                 namespace=args.namespace,

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from rebeam._loop import within
 from rebeam.events import LifecycleEvent, publish
 
 __all__ = ["Lifecycle"]
@@ -88,7 +89,7 @@ class Lifecycle:
         if self._sender is not None:
             self._outbox.put_nowait(None)
             try:
-                await asyncio.wait_for(self._sender, timeout=5)
+                await within(self._sender, 5)
             except TimeoutError:
                 self._sender.cancel()
         if self._file is not None:

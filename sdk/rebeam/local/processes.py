@@ -236,7 +236,8 @@ class ChildProcess:
             # The pipe closed without a word: the runtime is exiting (init failed). Its
             # exit reason says why; give it the rest of the start time to finish.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._exited), deadline - loop.time())
+                async with asyncio.timeout_at(deadline):
+                    await asyncio.shield(self._exited)
         if self._exited.done():
             raise StartFailure(self._before_ready(self._exited.result()))
         # Hung in init: a start that takes longer than startTimeout has failed.
@@ -299,7 +300,8 @@ class ChildProcess:
             return await self.wait()
         assert isinstance(shutdown, int | float)
         try:
-            return await asyncio.wait_for(self.wait(), timeout=shutdown)
+            async with asyncio.timeout(shutdown):
+                return await self.wait()
         except TimeoutError:
             self.kill()
             return await self.wait()
@@ -331,7 +333,8 @@ class ChildProcess:
             # Everything it printed is shown before its exit is reported; a pipe that
             # something we could not find still holds is closed on our side.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._output.closed), OUTPUT_GRACE)
+                async with asyncio.timeout(OUTPUT_GRACE):
+                    await asyncio.shield(self._output.closed)
             self._output.close()
         recorded = read_exit_record(self.exit_record) if self.says_ready else None
         with contextlib.suppress(OSError):

@@ -390,7 +390,8 @@ class LocalRun:
         """After a kill: let each killed child's end be reported, for a while."""
         settling = asyncio.gather(*(runner.settled() for runner in self.forest.roots))
         try:
-            await asyncio.wait_for(settling, timeout)
+            async with asyncio.timeout(timeout):
+                await settling
         except TimeoutError:
             log.warning("not every killed child was reported within %gs", timeout)
 

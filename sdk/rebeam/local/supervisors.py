@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from rebeam import metrics_supervision
+from rebeam._loop import within
 from rebeam._registry import Store
 from rebeam.auth.grants import Grant, Role
 from rebeam.auth.issuer import Issuer
@@ -397,7 +398,8 @@ class SupervisorRunner:
             child.post(ShutdownRequest(SHUTDOWN))
             timeout = None if command.shutdown == INFINITY else float(command.shutdown)
             try:
-                await asyncio.wait_for(asyncio.shield(child.done), timeout)
+                async with asyncio.timeout(timeout):
+                    await asyncio.shield(child.done)
                 return  # its on_exit reported the exit
             except TimeoutError:
                 child.kill()
@@ -439,7 +441,7 @@ class SupervisorRunner:
             claim = claim_slot(
                 self.ctx.nc, pid, store=self.ctx.store(), last=revisions.get(pid.slot)
             )
-            revisions[pid.slot] = await asyncio.wait_for(claim, RELEASE_TIMEOUT)
+            revisions[pid.slot] = await within(claim, RELEASE_TIMEOUT)
         except Exception as exc:
             reason = crash(exception_type=type(exc).__name__, message=f"cannot start: {exc}")
             raise StartFailure(reason) from None
@@ -451,7 +453,7 @@ class SupervisorRunner:
             return
         try:
             release = release_names_of(self.ctx.nc, pid, store=self.ctx.store())
-            await asyncio.wait_for(release, RELEASE_TIMEOUT)
+            await within(release, RELEASE_TIMEOUT)
         except Exception as exc:
             log.warning("could not release the names of %s: %s", pid, exc)
 

@@ -206,7 +206,8 @@ class Zygote:
             with contextlib.suppress(ProcessLookupError):
                 self._process.terminate()
         try:
-            await asyncio.wait_for(process_end(self._process), 5)
+            async with asyncio.timeout(5):
+                await process_end(self._process)
         except TimeoutError:
             self._process.kill()
             self._process.wait()
