@@ -51,6 +51,7 @@ __all__ = [
     "from_process_end",
     "not_ready_within",
     "shutdown_with",
+    "wire_text",
 ]
 
 
@@ -159,6 +160,17 @@ class ExitReason:
         if self.kind is ExitKind.CRASH:
             return f"crash ({(self.details or CrashDetails()).summary()})"
         return self.kind.value
+
+
+def wire_text(wire: JSONValue) -> str:
+    """An exit reason as it came over the wire, to show a person: its text, what arrived if
+    it does not parse (shown as it is, not refused: a view must not hide it), "" if none."""
+    if wire is None:
+        return ""
+    try:
+        return str(ExitReason.from_wire(wire))
+    except ValueError:
+        return str(wire)
 
 
 NORMAL = ExitReason(ExitKind.NORMAL)

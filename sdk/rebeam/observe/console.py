@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from rich.table import Table
 from rich.text import Text
 
-from rebeam.exits import ExitReason
+from rebeam.exits import wire_text
 
 if TYPE_CHECKING:
     from rebeam.events import LifecycleEvent
@@ -32,18 +32,9 @@ STATE_STYLE = {
 }
 
 
-def _reason(wire: Any) -> str:
-    if wire is None:
-        return ""
-    try:
-        return str(ExitReason.from_wire(wire))
-    except ValueError:
-        return str(wire)
-
-
 def _last_column(node: dict[str, Any]) -> str:
     """A child's last exit, after what it last said of itself (a notify STATUS=), if any."""
-    reason = _reason(node.get("last_exit"))
+    reason = wire_text(node.get("last_exit"))
     status = node.get("status")
     if not status:
         return reason
@@ -66,7 +57,7 @@ def describe_event(event: LifecycleEvent) -> str:
         who = f"{who}#{event.incarnation}"
     line = f"{clock} {who} {event.event}"
     if event.reason is not None:
-        line += f": {_reason(event.reason)}"
+        line += f": {wire_text(event.reason)}"
     if event.os_pid and event.event == "started":
         line += f" (os pid {event.os_pid})"
     return line
@@ -134,7 +125,7 @@ def render_tree(nodes: list[dict[str, Any]], width: int = 80) -> Table:
                 "",
                 "",
                 window,
-                _reason(node.get("last_exit")),
+                wire_text(node.get("last_exit")),
             )
             for child in node.get("children", []):
                 add(child, depth + 1)

@@ -16,7 +16,7 @@ from html import escape
 from itertools import islice
 from typing import Any, Final
 
-from rebeam.exits import ExitReason
+from rebeam.exits import wire_text
 from rebeam.observe.actorstats import ActorStats
 
 __all__ = ["render_directory", "render_event", "render_page", "render_rows"]
@@ -27,15 +27,6 @@ COLUMNS: Final = (
 )  # fmt: skip
 CHUNK: Final = 50
 MAX_DEPTH_CLASS: Final = 12  # indentation classes d0..d12; deeper rows indent as d12
-
-
-def _reason(wire: Any) -> str:
-    if wire is None:
-        return ""
-    try:
-        return str(ExitReason.from_wire(wire))
-    except ValueError:
-        return str(wire)
 
 
 def _text(value: Any) -> str:
@@ -78,7 +69,7 @@ def _row(node: dict[str, Any], stats: ActorStats | None, depth: int, dynamic: bo
         f"<i>{_text(node.get('strategy') if supervisor else node.get('kind'))}</i>"
         f'<i class="s-{state}">{state}</i>'
         f"<i>{_text(node.get('incarnation'))}</i><i>{_text(restarts)}</i>"
-        f"<i>{_text(_reason(node.get('last_exit')))}</i>"
+        f"<i>{_text(wire_text(node.get('last_exit')))}</i>"
         f'<i title="{_text(where)}">{_text(where)}</i>'
         f"<i>{_text(shown.get('mailbox'))}</i><i>{_text(shown.get('rate'))}</i>"
         f"<i>{'' if latency is None else f'{latency:g} ms'}</i>"
@@ -101,7 +92,7 @@ def render_event(event: dict[str, Any]) -> str:
     if event.get("incarnation"):
         who = f"{who}#{event['incarnation']}"
     clock = str(event.get("time", ""))[11:23]
-    reason = _reason(event.get("reason"))
+    reason = wire_text(event.get("reason"))
     name = _text(event.get("event"))
     line = f'<li class="e-{name}"><time>{_text(clock)}</time> {_text(who)} <b>{name}</b>'
     return line + (f": {_text(reason)}</li>" if reason else "</li>")
