@@ -16,13 +16,12 @@ from typing import Any
 import pytest
 from nats.errors import ConnectionClosedError
 from tests.sdk.hostile_inputs import until
+from tests.sdk.hosting import hosted_here
 
 import rebeam
 from rebeam import _codec
-from rebeam._actor import Host
 from rebeam._envelope import CAST, SEND
 from rebeam._node import Node
-from rebeam.auth.grants import Grant, Role
 from rebeam.errors import MessageTooLarge
 from rebeam.natsd import NatsServer
 from rebeam.pids import Pid
@@ -52,23 +51,9 @@ class Recorder(rebeam.Actor):
 
 @contextlib.asynccontextmanager
 async def hosted(server: NatsServer, namespace: str) -> AsyncIterator[tuple[Pid, Recorder]]:
-    pid = Pid.for_incarnation(namespace, "recorder", 1)
-    node = await Node.connect(
-        server.url,
-        namespace=namespace,
-        pid=pid,
-        is_client=False,
-        start=False,
-        lease=False,
-        credentials=server.credentials(Grant(Role.ACTOR, namespace, pid)),
-    )
     actor = Recorder()
-    try:
-        Host(node, actor)
-        await node.start(lease=False)
-        yield pid, actor
-    finally:
-        await node.close()
+    async with hosted_here(server, namespace, "recorder", actor) as node:
+        yield node.pid, actor
 
 
 @pytest.fixture

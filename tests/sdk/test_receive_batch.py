@@ -16,13 +16,12 @@ from typing import Any
 
 import pytest
 from tests.sdk.hostile_inputs import message, until
+from tests.sdk.hosting import hosted_here
 
 import rebeam
 from rebeam import _codec, _subjects
-from rebeam._actor import Host
 from rebeam._envelope import CAST
 from rebeam._node import Node
-from rebeam.auth.grants import Grant, Role
 from rebeam.natsd import NatsServer
 from rebeam.pids import Pid
 
@@ -41,23 +40,9 @@ class Recorder(rebeam.Actor):
 
 @contextlib.asynccontextmanager
 async def hosted(server: NatsServer, namespace: str) -> AsyncIterator[tuple[Node, Recorder]]:
-    pid = Pid.for_incarnation(namespace, "batch", 1)
-    node = await Node.connect(
-        server.url,
-        namespace=namespace,
-        pid=pid,
-        is_client=False,
-        start=False,
-        lease=False,
-        credentials=server.credentials(Grant(Role.ACTOR, namespace, pid)),
-    )
     actor = Recorder()
-    try:
-        Host(node, actor)
-        await node.start(lease=False)
+    async with hosted_here(server, namespace, "batch", actor) as node:
         yield node, actor
-    finally:
-        await node.close()
 
 
 def frame(sid: int, subject: str, payload: bytes) -> bytes:
