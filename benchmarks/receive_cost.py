@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -26,7 +24,6 @@ if TYPE_CHECKING:  # imported where used: the measured process needs none of it
     from rebeam.natsd import NatsServer
     from rebeam.pids import Pid
 
-ROOT = Path(__file__).resolve().parent.parent
 SMALL, LARGE = 2000, 6000
 FRAMES_PER_PARSE = 100
 
@@ -108,32 +105,16 @@ def _refused(node: Any) -> int:
 
 
 def _instructions(kind: str, count: int, server: NatsServer, workdir: Path) -> int:
-    from benchmarks._harness import child_env, write_private
+    from benchmarks._callgrind import instructions
     from rebeam.auth.grants import Grant, Role
 
-    argv = [
-        "valgrind", "--tool=callgrind", f"--callgrind-out-file={workdir}/callgrind.out",
-        sys.executable, "-m", "benchmarks.receive_cost", "--receive", kind, str(count),
-        server.url,
-    ]  # fmt: skip
     # The receiver connects as an actor does, with a credential of its own; the raw
     # subscriber's subject is no actor's, so it gets a BACKEND grant. (The server is not in
     # what is counted: the frames are fed to the client's parser.)
     pid = _pid(kind, count)
     grant = Grant(Role.ACTOR if kind == "rebeam" else Role.BACKEND, "bench", pid)
-    credentials = write_private(workdir / "credential", server.credentials(grant) or "")
-    out = subprocess.run(
-        argv,
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=child_env(credentials),
-        check=False,
-    )
-    found = re.search(r"Collected : (\d+)", out.stderr)
-    if out.returncode != 0 or found is None:
-        raise RuntimeError(f"callgrind run of {kind} failed:\n{out.stderr[-2000:]}")
-    return int(found.group(1))
+    args = ["--receive", kind, str(count), server.url]
+    return instructions("benchmarks.receive_cost", args, server.credentials(grant) or "", workdir)
 
 
 def main() -> int:

@@ -17,10 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,7 +25,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # imported where used: the measured process needs none of it
     from rebeam.natsd import NatsServer
 
-ROOT = Path(__file__).resolve().parent.parent
 SMALL, LARGE = 4000, 12000
 BURST = 1000  # casts between two turns of the loop
 KINDS = ("raw", "node", "api")
@@ -65,26 +61,16 @@ async def _send(kind: str, count: int, url: str) -> None:
 
 
 def _instructions(kind: str, count: int, server: NatsServer, workdir: Path) -> int:
-    from benchmarks._harness import child_env, write_private
+    from benchmarks._callgrind import instructions
     from rebeam.auth.grants import Grant, Role
     from rebeam.pids import Pid
 
-    argv = [
-        "valgrind", "--tool=callgrind", f"--callgrind-out-file={workdir}/callgrind.out",
-        sys.executable, "-m", "benchmarks.send_cost", "--send", kind, str(count), server.url,
-    ]  # fmt: skip
     # A BACKEND grant: the raw publish and the cast go out on the same connection, which
     # may publish on any subject (the server's checks are not in what is counted).
     pid = Pid.for_incarnation("bench", f"sender-{kind}-{count}", 1)
-    grant = Grant(Role.BACKEND, "bench", pid)
-    credentials = write_private(workdir / "credential", server.credentials(grant) or "")
-    out = subprocess.run(
-        argv, capture_output=True, text=True, cwd=ROOT, env=child_env(credentials), check=False
-    )
-    found = re.search(r"Collected : (\d+)", out.stderr)
-    if out.returncode != 0 or found is None:
-        raise RuntimeError(f"callgrind run of {kind} failed:\n{out.stderr[-2000:]}")
-    return int(found.group(1))
+    credential = server.credentials(Grant(Role.BACKEND, "bench", pid)) or ""
+    args = ["--send", kind, str(count), server.url]
+    return instructions("benchmarks.send_cost", args, credential, workdir)
 
 
 def main() -> int:
