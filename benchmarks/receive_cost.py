@@ -1,12 +1,25 @@
-"""What receiving a cast costs, in instructions: ``python -m benchmarks.receive_cost``.
+"""What receiving a cast or answering a call costs, in instructions:
+``python -m benchmarks.receive_cost``.
 
 Throughput on a shared 2-core machine swings from run to run (docs/sdk.md); an instruction
 count does not. One process connects to a real nats-server, and nats-py's own parser is fed
-ready-made MSG frames: casts to an actor's mailbox (its real callback), or payloads to a raw
-nats-py subscriber that decodes them, as any real one does (the cast target's baseline).
-Each is run under ``valgrind --tool=callgrind`` twice, with ``SMALL`` and ``LARGE`` messages;
-the difference over the difference in messages is the cost of one message, start-up and
-imports cancelled out.
+ready-made MSG frames: casts or calls to an actor's mailbox (its real callback), or payloads
+to a raw nats-py subscriber that decodes them, as any real one does (the baseline; for a
+call, the benchmark's raw responder, which decodes the request and encodes and publishes
+its answer). Each is run under ``valgrind --tool=callgrind`` twice, with ``SMALL`` and
+``LARGE`` messages; the difference over the difference in messages is the cost of one
+message, start-up and imports cancelled out.
+
+Casts are fed in bursts of ``CAST_BURST`` frames, as a busy sender's reach a receiver. A
+call is fed alone, a loop turn between two, as a caller that waits for each answer sends
+them: the reply then goes out by itself too (rebeam writes it at once, the raw responder
+through nats-py's flusher a turn later), as in the call benchmark. Both processes of a call
+hold BACKEND grants: the server lets an actor answer only requests it delivered, and these
+were fed to the parser, not delivered (the grant is the server's business; what is counted
+is the client's).
+
+The process runs on the loop rebeam's actors run on (``rebeam._loop``: uvloop when it is
+installed, ``REBEAM_LOOP=asyncio`` for asyncio's).
 """
 
 from __future__ import annotations
@@ -25,20 +38,30 @@ if TYPE_CHECKING:  # imported where used: the measured process needs none of it
     from rebeam.pids import Pid
 
 SMALL, LARGE = 2000, 6000
-FRAMES_PER_PARSE = 100
+CAST_BURST = 100  # frames per parse for casts; a call is one frame per parse
+RECEIVERS = ("raw", "rebeam")
+MESSAGES = ("cast", "call")
+# A reply subject of a call inbox of the namespace (rebeam._subjects.is_reply_inbox), as long
+# as a real caller's: <inbox prefix>.<16 hex digits>.<token>.
+_REPLY_TAIL = ".0123456789abcdef.1"
 
 
-def _frames(sid: int, subject: str, payload: bytes) -> bytes:
-    one = f"MSG {subject} {sid} {len(payload)}\r\n".encode() + payload + b"\r\n"
-    return one * FRAMES_PER_PARSE
+def _frame(sid: int, subject: str, payload: bytes, reply: str = "") -> bytes:
+    head = (
+        f"MSG {subject} {sid} {reply} {len(payload)}"
+        if reply
+        else f"MSG {subject} {sid} {len(payload)}"
+    )
+    return head.encode() + b"\r\n" + payload + b"\r\n"
 
 
-async def _receive(kind: str, count: int, url: str) -> None:
-    """The measured process: receive ``count`` messages of ``kind`` ("rebeam" or "raw")."""
+async def _receive(receiver: str, message: str, count: int, url: str) -> None:
+    """The measured process: receive ``count`` messages of kind ``message`` ("cast" or
+    "call") with ``receiver`` ("rebeam" or "raw")."""
     import rebeam
     from rebeam import _codec, _subjects
     from rebeam._actor import Host
-    from rebeam._envelope import CAST, pack_mailbox
+    from rebeam._envelope import CALL, CAST, pack_mailbox
     from rebeam._node import Node
     from rebeam.pids import Pid
 
@@ -48,7 +71,11 @@ async def _receive(kind: str, count: int, url: str) -> None:
         async def handle_cast(self, message: object) -> None:
             handled[0] += 1
 
-    pid = _pid(kind, count)
+        async def handle_call(self, message: object, from_: rebeam.From) -> object:
+            handled[0] += 1
+            return message  # what the benchmark's actor answers
+
+    pid = _pid(receiver, message, count)
     node = await Node.connect(
         url, namespace="bench", pid=pid, is_client=False, start=False, lease=False,
         mailbox_max_messages=10**6, mailbox_max_bytes=10**9,
@@ -56,25 +83,36 @@ async def _receive(kind: str, count: int, url: str) -> None:
     Host(node, Counter())
     await node.start(lease=False)
     node.delivering.set()
+    nc = node.nc
 
-    async def raw(msg: Any) -> None:
+    async def raw_cast(msg: Any) -> None:
         handled[0] += 1
         _codec.decode(msg.data)
 
+    async def raw_call(msg: Any) -> None:  # benchmarks.bench_actor's raw responder
+        handled[0] += 1
+        await nc.publish(msg.reply, _codec.encode(_codec.decode(msg.data)))
+
     body = {"n": 1, "data": "x" * 32}
-    if kind == "rebeam":
-        sender = Pid.parse("bench.client-0123456789abcdef.1")
-        payload = pack_mailbox(CAST, body)
+    sender = Pid.parse("bench.client-0123456789abcdef.1")
+    reply = _subjects.inbox_prefix(sender) + _REPLY_TAIL if message == "call" else ""
+    if receiver == "rebeam":
+        payload = pack_mailbox(CALL if message == "call" else CAST, body)
         # The subject names the sender, as the server lets only that sender publish it.
-        chunk = _frames(node._subs[0]._id, _subjects.mailbox(pid, sender), payload)
+        frame = _frame(node._subs[0]._id, _subjects.mailbox(pid, sender), payload, reply)
     else:
-        sub = await node.nc.subscribe(
-            "raw.cast", cb=raw, pending_msgs_limit=10**6, pending_bytes_limit=10**9
+        sub = await nc.subscribe(
+            f"raw.{message}",
+            cb=raw_call if message == "call" else raw_cast,
+            pending_msgs_limit=10**6,
+            pending_bytes_limit=10**9,
         )
-        chunk = _frames(sub._id, "raw.cast", _codec.encode(body))
-    for _ in range(count // FRAMES_PER_PARSE):
-        await node.nc._ps.parse(chunk)
-        await asyncio.sleep(0)  # let the subscription's task drain what was parsed
+        frame = _frame(sub._id, f"raw.{message}", _codec.encode(body), reply)
+    per_parse = 1 if message == "call" else CAST_BURST
+    chunk = frame * per_parse
+    for _ in range(count // per_parse):
+        await nc._ps.parse(chunk)
+        await asyncio.sleep(0)  # let the subscription's task take what was parsed
     # Every message was parsed: each is handled or refused (counted) within this loop's
     # turns, so a refusal ends it at once instead of waiting for what never comes.
     while handled[0] + _refused(node) < count:  # noqa: ASYNC110 - yielding is the point
@@ -85,12 +123,12 @@ async def _receive(kind: str, count: int, url: str) -> None:
     os._exit(0)  # no teardown in the count
 
 
-def _pid(kind: str, count: int) -> Pid:
+def _pid(receiver: str, message: str, count: int) -> Pid:
     """The measured process's pid: one of its own per run, since the server's issuer ties a
     pid to the first credential it let in."""
     from rebeam.pids import Pid
 
-    return Pid.for_incarnation("bench", f"receiver-{kind}-{count}", 1)
+    return Pid.for_incarnation("bench", f"receiver-{receiver}-{message}-{count}", 1)
 
 
 def _refused(node: Any) -> int:
@@ -101,49 +139,75 @@ def _refused(node: Any) -> int:
         + stats.misaddressed
         + stats.oversized
         + stats.mailbox_refused
+        + stats.reply_refused
     )
 
 
-def _instructions(kind: str, count: int, server: NatsServer, workdir: Path) -> int:
+def _instructions(
+    receiver: str, message: str, count: int, server: NatsServer, workdir: Path
+) -> int:
     from benchmarks._callgrind import instructions
     from rebeam.auth.grants import Grant, Role
 
-    # The receiver connects as an actor does, with a credential of its own; the raw
-    # subscriber's subject is no actor's, so it gets a BACKEND grant. (The server is not in
-    # what is counted: the frames are fed to the client's parser.)
-    pid = _pid(kind, count)
-    grant = Grant(Role.ACTOR if kind == "rebeam" else Role.BACKEND, "bench", pid)
-    args = ["--receive", kind, str(count), server.url]
+    # A receiver of casts connects as an actor does, with a credential of its own; the raw
+    # subscriber's subject is no actor's, and a call's answer goes to a request the server
+    # did not deliver (the module's doc): BACKEND grants there. (The server is not in what
+    # is counted: the frames are fed to the client's parser.)
+    pid = _pid(receiver, message, count)
+    actor = receiver == "rebeam" and message == "cast"
+    grant = Grant(Role.ACTOR if actor else Role.BACKEND, "bench", pid)
+    args = ["--receive", receiver, message, str(count), server.url]
     return instructions("benchmarks.receive_cost", args, server.credentials(grant) or "", workdir)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.receive_cost")
-    parser.add_argument("--receive", nargs=3, metavar=("KIND", "COUNT", "URL"), help="internal")
+    parser.add_argument(
+        "--only", choices=MESSAGES, help="measure one kind of message (default: both)"
+    )
+    parser.add_argument(
+        "--receive", nargs=4, metavar=("RECEIVER", "MESSAGE", "COUNT", "URL"), help="internal"
+    )
     args = parser.parse_args()
     if args.receive:
-        kind, count, url = args.receive
-        asyncio.run(_receive(kind, int(count), url))
+        from rebeam import _loop
+
+        receiver, message, count, url = args.receive
+        _loop.run(_receive(receiver, message, int(count), url))
         return 0
     if shutil.which("valgrind") is None:
         print("valgrind is not installed: no instruction counts")
         return 0
+    from rebeam._loop import loop_name
     from rebeam.natsd import NatsServer, ServerOptions
 
+    messages = (args.only,) if args.only else MESSAGES
     with (
         tempfile.TemporaryDirectory() as tmp,
         NatsServer.start(Path(tmp) / "nats", ServerOptions(namespaces=("bench",))) as server,
     ):
-        cost = {}
-        for kind in ("raw", "rebeam"):
-            small = _instructions(kind, SMALL, server, Path(tmp))
-            large = _instructions(kind, LARGE, server, Path(tmp))
-            cost[kind] = (large - small) / (LARGE - SMALL)
-    print("instructions to receive one cast (callgrind; nats-py's parser fed MSG frames)")
-    print(f"  raw nats-py subscriber, decoding it   : {cost['raw'] / 1000:6.1f} k")
-    print(f"  rebeam actor, async handle_cast       : {cost['rebeam'] / 1000:6.1f} k")
-    print(f"  raw / rebeam                          : {cost['raw'] / cost['rebeam']:6.2f}x")
+        print(
+            f"instructions per message (callgrind; nats-py's parser fed MSG frames; {loop_name()})"
+        )
+        for message in messages:
+            cost = {}
+            for receiver in RECEIVERS:
+                small = _instructions(receiver, message, SMALL, server, Path(tmp))
+                large = _instructions(receiver, message, LARGE, server, Path(tmp))
+                cost[receiver] = (large - small) / (LARGE - SMALL)
+            _report(message, cost)
     return 0
+
+
+def _report(message: str, cost: dict[str, float]) -> None:
+    if message == "cast":
+        lines = ("raw nats-py subscriber, decoding it", "rebeam actor, async handle_cast")
+    else:
+        lines = ("raw nats-py responder, decode+encode", "rebeam actor, async handle_call")
+    print(f"to receive one {message}:")
+    print(f"  {lines[0]:<38}: {cost['raw'] / 1000:6.1f} k")
+    print(f"  {lines[1]:<38}: {cost['rebeam'] / 1000:6.1f} k")
+    print(f"  {'raw / rebeam':<38}: {cost['raw'] / cost['rebeam']:6.2f}x")
 
 
 if __name__ == "__main__":

@@ -66,11 +66,13 @@ log = logging.getLogger("rebeam.actor")
 _RECEIPT = pack_reply(None)  # a send or cast that asked for one: taken to be handled
 # Plain ints: the hot path compares kinds read from the wire, which are ints.
 _SEND, _CAST, _CALL = int(SEND), int(CAST), int(CALL)
-# The first three bytes of a cast or send (rebeam._envelope): a msgpack array of 3 items (or
-# 4, with a trace context), version 2, the kind; each kind a one-byte positive fixint.
+# The first three bytes of a send, cast or call (rebeam._envelope): a msgpack array of 3
+# items (or 4, with a trace context), version 2, the kind; each kind a one-byte positive fixint.
 _FAST_HEADS = {
-    bytes([0x90 | items, VERSION, kind]): kind for items in (3, 4) for kind in (_SEND, _CAST)
+    bytes([0x90 | items, VERSION, kind]): kind for items in (3, 4) for kind in (_SEND, _CAST, _CALL)
 }
+# A client node handles no calls (Node.admit refuses them): its calls go the whole way.
+_CLIENT_HEADS = {head: kind for head, kind in _FAST_HEADS.items() if kind != _CALL}
 STATUS_TIMEOUT = 1.0  # an async format_status that takes longer is answered with a sentence
 
 
@@ -207,7 +209,7 @@ class Host:
     Messages are handled in the mailbox subscription's own task, in arrival order, under
     the actor's turn lock; local info messages (Down, Exit, timers) take the same lock from
     a second task. Handling a message where it arrives saves a task switch per message
-    (the call latency target is 1.25x raw request/reply); while a callback runs, later
+    (a call's latency target is 1.1x a raw request/reply); while a callback runs, later
     messages wait in the subscription's pending queue, whose limits and overflow callback
     are where a bounded mailbox (docs/sdk.md) refuses them.
     """
@@ -225,7 +227,9 @@ class Host:
         self._busy = False
         self._turn_waiters: deque[asyncio.Future[None]] = deque()
         self._held_for_init = False
-        self._current: Envelope | None = None
+        # The reply subject of the call being handled ("" for a call with none), for
+        # finish(): a caller waiting on it learns the exit reason.
+        self._current: str | None = None
         # Chosen once: a node that traces takes the path with a span around each handler;
         # one that does not keeps the fast path with no tracing in it at all.
         self._tracing = node._tracing
@@ -344,10 +348,9 @@ class Host:
     async def finish(self, reason: ExitReason) -> None:
         """Stop receiving; everyone still waiting on a call learns the exit reason."""
         self._stop = self._stop or reason
-        current = self._current
-        if current is not None and current.kind is CALL and current.reply:
+        if current := self._current:
             with contextlib.suppress(Exception):
-                await self.node.nc.publish(current.reply, self._exited(reason))
+                await self.node.nc.publish(current, self._exited(reason))
         # Calls already queued behind us are answered by deliver() from now on; a process
         # killed by an exit signal does not wait for them (its callback may never return).
         if not self._killed:
@@ -361,25 +364,27 @@ class Host:
     async def on_message(self, msg: Any) -> None:
         """The mailbox subscription's callback: ``msg``, then every message queued behind it,
         in order, taken as nats-py's loop takes them (docs/sdk.md, "Cast throughput": why, and
-        what it relies on). A cast or send to a free, delivering actor takes the hot path:
-        Node.admit's checks inlined, the envelope's head read from its first three bytes, the
-        handler called on the decoded body. Anything else goes the whole way (_admit)."""
+        what it relies on). A send, cast or call to a free, delivering actor takes the hot
+        path: Node.admit's checks inlined, the envelope's head read from its first three
+        bytes, the handler called on the decoded body. Anything else goes the whole way
+        (_admit)."""
         node = self.node
         sub = node.mailbox_sub
         queue = sub._pending_queue
         waiting = queue._queue
         actor, stats, counts = self.actor, node.stats, node.metrics.received
         limit, senders, delivering = node._limit, node._senders, node.delivering
+        heads = _CLIENT_HEADS if node.is_client else _FAST_HEADS
         while True:
             data = msg.data
-            kind = _FAST_HEADS.get(data[:3])
+            kind = heads.get(data[:3])
             if (
                 kind is not None
                 and len(data) <= limit
                 and not self._busy
                 and self._stop is None
                 # The subject names a sender (Node.sender_of's remembered case, inlined).
-                and (senders.get(subject := msg.subject) or node.sender_of(subject))
+                and (sender := senders.get(subject := msg.subject) or node.sender_of(subject))
                 and node.fenced_by is None
                 and delivering.is_set()
                 and (not (reply := msg.reply) or node.answerable(reply))
@@ -392,6 +397,20 @@ class Host:
                 kind = None
             if kind is None:
                 await self._admit(msg)
+            elif kind == _CALL:
+                stats.received += 1
+                self._busy = True
+                # Counted before the reply is written (see deliver); every call timed.
+                counts[_CALL] += 1
+                started = clock()
+                try:
+                    await self._call(body, sender, reply)
+                finally:
+                    node.metrics.timed(_CALL, started)
+                    if self._turn_waiters:
+                        self._give_turn()
+                    else:
+                        self._busy = False
             else:
                 stats.received += 1
                 self._busy = True
@@ -483,25 +502,7 @@ class Host:
     async def _dispatch(self, env: Envelope) -> None:
         message = env.body
         if env.kind is CALL:
-            self._current = env
-            from_ = From(env.sender, env.reply or "")
-            try:
-                result = self.actor.handle_call(message, from_)
-                if result is not None and hasattr(result, "__await__"):
-                    result = await result
-                if result is not NOREPLY and (reply := env.reply):
-                    data, nc = pack_reply(result), self.node.nc
-                    self.node.metrics.sent[REPLY] += 1  # before the caller can have it
-                    if not publish_now(nc, reply, data):  # the reply on its way this turn
-                        await nc.publish(reply, data)
-            except Exception as exc:
-                reason = crash_reason(exc)
-                self._crash(reason)
-                if env.reply:
-                    crashed = {"error": "exited", "raised": True, "reason": reason.to_wire()}
-                    await self.node.nc.publish(env.reply, pack_error(crashed))
-            finally:
-                self._current = None
+            await self._call(message, env.sender, env.reply or "")
         else:  # a cast or a plain send: the hot path, so written out here, not in a helper
             if env.reply:
                 await self.node.nc.publish(env.reply, _RECEIPT)
@@ -515,6 +516,31 @@ class Host:
                 return  # not acknowledged: a durable message is delivered again
             if env.ack is not None:
                 await env.ack()
+
+    async def _call(self, message: Any, sender: str | None, reply: str) -> None:
+        """Handle one call, the turn taken and the call counted, and answer it on ``reply``
+        (none: "") with the handler's value, or with the crash if it raised; the actor then
+        crashes. Both ways a call comes take it: the hot path and :meth:`_dispatch`."""
+        self._current = reply
+        try:
+            result = self.actor.handle_call(message, From(sender, reply))
+            if type(result) is CoroutineType or (
+                result is not None and hasattr(result, "__await__")
+            ):
+                result = await result
+            if result is not NOREPLY and reply:
+                data, nc = pack_reply(result), self.node.nc
+                self.node.metrics.sent[REPLY] += 1  # before the caller can have it
+                if not publish_now(nc, reply, data):  # the reply on its way this turn
+                    await nc.publish(reply, data)
+        except Exception as exc:
+            reason = crash_reason(exc)
+            self._crash(reason)
+            if reply:
+                crashed = {"error": "exited", "raised": True, "reason": reason.to_wire()}
+                await self.node.nc.publish(reply, pack_error(crashed))
+        finally:
+            self._current = None
 
     def _crash(self, reason: ExitReason) -> None:
         log.error("%s crashed: %s", self.node.pid, reason)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import itertools
 import logging
 import os
@@ -188,6 +189,12 @@ class Node:
         # The sender of each mailbox subject seen ("" for one of no sender's form): reading
         # it per message would be a tenth of what receiving a cast costs.
         self._senders: dict[str, str] = {}
+        # Whether a call or receipt may be answered on a reply subject: only a rebeam call
+        # inbox of this namespace (docs/sdk.md, "Input limits"). A partial, not a method:
+        # every call received asks, and this way without a Python frame of its own.
+        self.answerable: Callable[[str], bool] = functools.partial(
+            _subjects.is_reply_inbox, namespace=self.namespace
+        )
         self._mailbox_sid: int | None = None
         # The mailbox subscription: an actor's receive loop takes the messages queued behind
         # the one it was called with straight from its pending queue (rebeam._actor).
@@ -592,11 +599,6 @@ class Node:
             await self._watching.linked_by(sender)
         elif env.kind is UNLINK:
             self._watching.unlinked_by(sender)
-
-    def answerable(self, reply: str) -> bool:
-        """Whether a call or receipt may be answered on ``reply``: only a rebeam call inbox
-        of this namespace (docs/sdk.md, "Input limits")."""
-        return _subjects.is_reply_inbox(reply, self.namespace)
 
     async def _refuse(self, reply: str | None, why: str) -> None:
         if reply and _subjects.is_inbox(reply):

@@ -224,7 +224,7 @@ def inboxes(pid: Pid) -> str:
 def is_reply_inbox(subject: str, namespace: str) -> bool:
     """Whether ``subject`` is a rebeam call inbox of ``namespace``: ``_INBOX_rebeam.<ns>.``
     followed by literal tokens (no wildcard, none empty)."""
-    root = _reply_root(namespace)
+    root = f"{_REPLY_ROOT}.{namespace}."  # _reply_root's, written out: every call received
     return subject.startswith(root) and _literal(subject[len(root) :])
 
 
@@ -238,7 +238,10 @@ def is_inbox(subject: str) -> bool:
 
 
 def _literal(tokens: str) -> bool:
-    return bool(tokens) and all(t and t != "*" and t != ">" for t in tokens.split("."))
+    # Whole tokens looked up in the list (in C), not tested one by one: every call an actor
+    # receives is checked here. An empty ``tokens`` splits to [""]: refused too.
+    parts = tokens.split(".")
+    return "" not in parts and "*" not in parts and ">" not in parts
 
 
 def _bucket(suffix: str) -> Callable[[str], str]:

@@ -16,9 +16,11 @@ from rebeam.pids import Pid
 
 @contextlib.asynccontextmanager
 async def hosted_here(
-    server: NatsServer, namespace: str, slot: str, actor: rebeam.Actor
+    server: NatsServer, namespace: str, slot: str, actor: rebeam.Actor, role: Role = Role.ACTOR
 ) -> AsyncIterator[Node]:
-    """``actor`` started on a node of its own as incarnation 1 of ``slot``; closed after."""
+    """``actor`` started on a node of its own as incarnation 1 of ``slot``; closed after.
+    ``role``: BACKEND for a test that feeds calls to the parser, whose answers go to requests
+    the server never delivered (an ACTOR may answer only those it was given)."""
     pid = Pid.for_incarnation(namespace, slot, 1)
     node = await Node.connect(
         server.url,
@@ -27,7 +29,7 @@ async def hosted_here(
         is_client=False,
         start=False,
         lease=False,
-        credentials=server.credentials(Grant(Role.ACTOR, namespace, pid)),
+        credentials=server.credentials(Grant(role, namespace, pid)),
     )
     try:
         Host(node, actor)
