@@ -17,10 +17,10 @@ as possible is on the way of a message (docs/observability.md, "Cost"):
   next few messages, once what was written in the meantime (a call's reply, the next
   request) is on the wire: :meth:`Tracing.later`;
 * a handler span is started only when something asks for it (the handler's own
-  ``get_current_span().set_attribute``, say), with the time the handler began: one that
-  nobody asked for while the handler ran, the usual leaf, is started and ended after the
-  reply went out (:class:`_HandlerSpan`); one only asked for its context (a span planned
-  under it, a propagator) is planned as a sender span is, and started when it ends;
+  ``get_current_span().set_attribute``, say), with the time the handler began: one only
+  asked for its context (a span planned under it, a propagator) is planned as a sender span
+  is, and one that nobody asked for while the handler ran, the usual leaf, is planned
+  after the reply went out; either is made in the SDK when it ends (:class:`_HandlerSpan`);
 * hand-made context managers instead of ``start_as_current_span``'s generator, no sender
   span made current (nothing under it makes spans), attributes that do not change from
   message to message built once.

@@ -446,3 +446,40 @@ async def test_across_processes_the_callers_span_is_the_parent_and_spans_the_han
     # have it (and end its span) before the actor takes the time its handler ended.
     assert mine["start"] <= handler["start"] <= mine["end"]
     assert handler["start"] <= handler["end"]
+
+
+LOCAL = SpanContext(
+    REMOTE.trace_id, REMOTE.span_id, is_remote=False, trace_flags=REMOTE.trace_flags,
+    trace_state=REMOTE.trace_state,
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "parent",
+    [REMOTE, UNSAMPLED, LOCAL, SpanContext(REMOTE.trace_id, REMOTE.span_id, is_remote=False)],
+)
+async def test_under_the_default_sampler_a_child_is_decided_as_parent_based_decides(
+    parent: SpanContext,
+) -> None:
+    sampler = ParentBased(ALWAYS_ON)
+    tracing, _, _ = traced(sampler)
+    planner = tracing._planner
+    assert planner is not None
+    context = trace.set_span_in_context(trace.NonRecordingSpan(parent))
+    attributes = {"messaging.system": "rebeam"}
+    plan = planner.plan("call", SpanKind.CLIENT, attributes, 0, context, parent)
+    said = sampler.should_sample(context, parent.trace_id, "call", SpanKind.CLIENT, attributes, ())
+    assert plan.result.decision is said.decision
+    assert dict(plan.result.attributes) == dict(said.attributes)
+    assert plan.result.trace_state == said.trace_state
+
+
+async def test_a_parent_based_sampler_with_delegates_of_its_own_is_asked() -> None:
+    delegate = Asked(ALWAYS_OFF)
+    tracing, memory, _ = traced(ParentBased(ALWAYS_ON, remote_parent_sampled=delegate))
+    with current(REMOTE), tracing.sending(CALL, OTHER) as field:
+        pass
+    tracing.finish()
+    assert delegate.asked == 1
+    assert field[0].endswith("-00"), "its decision, not the parent's flag"
+    assert memory.get_finished_spans() == ()
