@@ -43,7 +43,7 @@ from opentelemetry.sdk.trace.sampling import (
     Sampler,
     SamplingResult,
 )
-from opentelemetry.trace import Span, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace import Span, SpanContext, SpanKind, TraceFlags, TraceState
 
 __all__ = ["Plan", "Planner", "for_tracer"]
 
@@ -161,25 +161,47 @@ class Planner:
         """Choose a span's ids and sampling decision as the SDK's ``start_span`` would, under
         ``parent``, whose span's context is ``parent_span`` (None, or not valid: a root)."""
         if parent_span is not None and parent_span.is_valid:
-            trace_id = parent_span.trace_id
-            flags = parent_span.trace_flags & _RANDOM
-        else:
-            parent_span = None
-            trace_id = self._ids.generate_trace_id()
-            flags = self._root_flags
+            return self.plan_child(
+                name, kind, attributes, started, parent, parent_span,
+                parent_span.trace_id, parent_span.trace_flags, parent_span.trace_state,
+            )  # fmt: skip
+        trace_id = self._ids.generate_trace_id()
         span_id = self._ids.generate_span_id()
         root = self._by_parent
         if root is None:
             result = self._should_sample(parent, trace_id, name, kind, attributes, ())
-        elif parent_span is None:  # as ParentBased hands a root to its root sampler
+        else:  # as ParentBased hands a root to its root sampler
             result = root.should_sample(
                 parent_context=parent, trace_id=trace_id, name=name, kind=kind,
                 attributes=attributes, links=(),
             )  # fmt: skip
-        elif parent_span.trace_flags & _SAMPLED:  # as ALWAYS_ON decides under this parent
-            result = SamplingResult(_RECORD_AND_SAMPLE, attributes, parent_span.trace_state)
-        else:  # as ALWAYS_OFF does
-            result = SamplingResult(_DROP, None, parent_span.trace_state)
+        flags = self._root_flags
+        if result.decision is _RECORD_AND_SAMPLE:
+            flags |= _SAMPLED
+        return Plan(parent, None, trace_id, span_id, result, flags, started)
+
+    def plan_child(
+        self,
+        name: str,
+        kind: SpanKind,
+        attributes: dict[str, str],
+        started: int,
+        parent: Context,
+        parent_span: SpanContext,
+        trace_id: int,
+        parent_flags: int,
+        parent_state: TraceState,
+    ) -> Plan:
+        """:meth:`plan` under a valid ``parent_span``, whose trace id, flags and trace state
+        the caller read already (a handler span's, from the envelope)."""
+        span_id = self._ids.generate_span_id()
+        if self._by_parent is None:
+            result = self._should_sample(parent, trace_id, name, kind, attributes, ())
+        elif parent_flags & _SAMPLED:  # as ParentBased's ALWAYS_ON decides under this parent
+            result = SamplingResult(_RECORD_AND_SAMPLE, attributes, parent_state)
+        else:  # as its ALWAYS_OFF does
+            result = SamplingResult(_DROP, None, parent_state)
+        flags = parent_flags & _RANDOM
         if result.decision is _RECORD_AND_SAMPLE:
             flags |= _SAMPLED
         return Plan(parent, parent_span, trace_id, span_id, result, flags, started)

@@ -75,6 +75,7 @@ _SAMPLED = frozenset("13579bdf")  # the last hex digit of a sampled traceparent'
 # The key under which the API keeps the current span in a context, learnt through the API
 # once: a context holding one span is then made in one step, not three.
 _SPAN_KEY = next(iter(trace.set_span_in_context(trace.INVALID_SPAN, Context())))
+_NO_STATE = trace.INVALID_SPAN_CONTEXT.trace_state  # the API's empty trace state
 
 
 def for_node(pid: Pid, stats: Stats, ratelog: RateLog) -> Tracing | None:
@@ -156,30 +157,33 @@ class Tracing:
         remote = self._remote(env.trace)
         return self._tracer.start_span(
             name,
-            context=Context() if remote is None else _under(remote),
+            context=Context() if remote is None else _under(remote[0]),
             kind=span_kind,
             attributes=self._handling[kind],
             start_time=started,
         )
 
     def plan_handling(self, env: Envelope, started: int) -> Plan:
-        """Plan the span of a handler invocation that began at ``started`` (ns); only for a
-        node whose spans can be planned."""
+        """Plan the span of a handler invocation that began at ``started`` (ns), the child of
+        the sender's span when the envelope carried a valid context, else a new trace (never
+        whatever happens to be current in the receiving task); only for a node whose spans
+        can be planned."""
         kind = int(env.kind)
+        name, span_kind, attributes = _HANDLER[kind], _HANDLER_KIND[kind], self._handling[kind]
+        planner = self._planner
+        assert planner is not None  # (the caller checked)
         remote = self._remote(env.trace)
-        return self._planner.plan(  # type: ignore[union-attr]
-            _HANDLER[kind],
-            _HANDLER_KIND[kind],
-            self._handling[kind],
-            started,
-            Context() if remote is None else _under(remote),
-            remote,
-        )
+        if remote is None:
+            return planner.plan(name, span_kind, attributes, started, Context(), None)
+        parent, trace_id, flags, state = remote
+        return planner.plan_child(
+            name, span_kind, attributes, started,
+            Context({_SPAN_KEY: NonRecordingSpan(parent)}), parent, trace_id, flags, state,
+        )  # fmt: skip
 
-    def _remote(self, field: Any) -> SpanContext | None:
-        """The sender's span context from an envelope's trace field, which a handler span
-        is the child of; None: a new trace (never whatever happens to be current in the
-        receiving task)."""
+    def _remote(self, field: Any) -> tuple[SpanContext, int, int, TraceState] | None:
+        """The sender's span context from an envelope's trace field, with its trace id,
+        flags and trace state; None: a new trace. A malformed field is counted and logged."""
         read = tracing.read_field(field)
         if read.problem is not None:
             self._stats.trace_dropped += 1
@@ -187,13 +191,16 @@ class Tracing:
         parent = read.traceparent  # "00-<32 hex trace id>-<16 hex span id>-<2 hex flags>"
         if parent is None:
             return None
-        return SpanContext(
-            int(parent[3:35], 16),
+        trace_id, flags = int(parent[3:35], 16), int(parent[53:55], 16)
+        state = TraceState.from_header([read.tracestate]) if read.tracestate else _NO_STATE
+        context = SpanContext(
+            trace_id,
             int(parent[36:52], 16),
             is_remote=True,
-            trace_flags=TraceFlags(int(parent[53:55], 16)),
-            trace_state=TraceState.from_header([read.tracestate]) if read.tracestate else None,
+            trace_flags=TraceFlags(flags),
+            trace_state=state,
         )
+        return context, trace_id, flags, state
 
     def later(self, ending_one: _Ending) -> None:
         """End ``ending_one``'s span in the SDK later, not now: with the spans of the next
@@ -447,9 +454,13 @@ class _Handling:
             self._tracing.later(self)
 
     def finish(self) -> None:
-        plan = self._planned()
-        if plan is not None and not plan.recording():
-            return  # planned, and sampled out: no SDK span at all
+        if self._span is None:
+            plan = self._plan
+            tracing = self._tracing
+            if plan is None and tracing._planner is not None:
+                plan = self._plan = tracing.plan_handling(self._env, self._started)
+            if plan is not None and not plan.recording():
+                return  # planned, and sampled out: no SDK span at all
         self.span().end(end_time=self._ended)
 
     def recorded(self) -> bool:
