@@ -1,18 +1,27 @@
-"""Sender spans planned before the send and started in the OpenTelemetry SDK after it
-(rebeam._spans; docs/observability.md, "Tracing").
+"""Spans planned before the send and made in the OpenTelemetry SDK after it (rebeam._spans;
+docs/observability.md, "Tracing").
 
 A request carries its sender span's context, so that span's ids and sampling decision must
 be known before the request leaves; the SDK's span object need not exist yet, and making it
 is most of what a traced call used to wait for. So the ids and the decision are chosen on
 the path (:meth:`Planner.plan`), with the provider's own id generator and sampler, and the
-SDK's span is started later (:meth:`Planner.start`) with ``start_time=`` the time taken
-before the send, by a tracer of rebeam's own: a copy of the SDK's whose id generator and
-sampler hand out what was planned for that one span. The span the SDK makes then has the
-ids, flags and trace state the envelope carried, and the sampler was asked once.
+SDK's span is made later (:meth:`Planner.start`), with those ids and decision and
+``start_time=`` the time taken before the send. A handler span is planned the same way, under
+the sender's context from the envelope, when its context is asked for or when it ends.
 
-A handler span whose context something asks for while the handler runs (a call it makes,
-whose envelope names it as the parent) is planned the same way, under the sender's context
-from the envelope.
+:meth:`Planner.start` makes the span as the SDK's ``Tracer.start_span`` does once it has
+chosen ids and a decision: the same span class, the same arguments, the same processors
+told, the SDK's own span metrics counted. What it leaves out is what ``start_span`` would
+do again (find the parent, ask the sampler and the id generator): a third of an SDK span's
+cost (docs/observability.md, "Cost"). That relies on the SDK's span constructor and tracer
+fields, so :func:`for_tracer` checks them and plans nothing for an SDK that differs; the
+tests compare a span made here with one ``start_span`` makes, field by field.
+
+The sampler is asked once a span. The SDK's default, ``ParentBased`` with its default
+delegates, decides a span with a valid parent by the parent's sampled flag alone, keeping
+the parent's trace state and (sampled) the attributes: that decision is taken here without
+the three calls it costs; a root is still handed to its root sampler, and any other sampler
+is asked as it is.
 
 Imported only when the OpenTelemetry SDK can be: a tracer of another implementation keeps
 the eager start (:func:`for_tracer` says None).
@@ -20,67 +29,93 @@ the eager start (:func:`for_tracer` says None).
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Sequence
+import inspect
+from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.context import Context, get_current
+from opentelemetry.context import Context
 from opentelemetry.sdk import trace as sdk_trace
-from opentelemetry.sdk.trace.id_generator import IdGenerator
-from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
-from opentelemetry.trace import Link, Span, SpanContext, SpanKind, TraceState
-from opentelemetry.util.types import Attributes
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    Decision,
+    ParentBased,
+    Sampler,
+    SamplingResult,
+)
+from opentelemetry.trace import Span, SpanContext, SpanKind, TraceFlags, TraceState
 
 __all__ = ["Plan", "Planner", "for_tracer"]
 
-_SAMPLED = int(trace.TraceFlags.SAMPLED)
+_SAMPLED = int(TraceFlags.SAMPLED)
 # W3C Trace Context level 2's flag (the trace id's low 56 bits are random), which the SDK
 # sets on a span whose parent has it, or on a root when its id generator says so; an API
 # older than the flag has none.
-_RANDOM = int(getattr(trace.TraceFlags, "RANDOM_TRACE_ID", 0))
+_RANDOM = int(getattr(TraceFlags, "RANDOM_TRACE_ID", 0))
+_RECORD_AND_SAMPLE, _DROP = Decision.RECORD_AND_SAMPLE, Decision.DROP
+# What Planner.start hands the SDK's span class, by name, as start_span does.
+_SPAN_ARGUMENTS = frozenset({
+    "name", "context", "parent", "sampler", "resource", "attributes", "span_processor", "kind",
+    "links", "instrumentation_info", "record_exception", "set_status_on_exception", "limits",
+    "instrumentation_scope", "record_end_metrics",
+})  # fmt: skip
+_TRACER_FIELDS = (
+    "id_generator", "sampler", "resource", "span_processor", "instrumentation_info",
+    "_span_limits", "_instrumentation_scope", "_tracer_metrics",
+)  # fmt: skip
 
 
 def for_tracer(tracer: trace.Tracer) -> Planner | None:
     """A planner for ``tracer``, or None if its spans cannot be planned: a tracer that is
     not exactly the SDK's (another implementation, or a subclass that may start spans its
-    own way), or one the SDK disabled (it hands out its parent's context, not new ids)."""
+    own way), one the SDK disabled (it hands out its parent's context, not new ids), or an
+    SDK whose span class or tracer is not the one :meth:`Planner.start` knows."""
     if type(tracer) is not sdk_trace.Tracer:
         return None
     enabled = getattr(tracer, "_is_enabled", None)  # SDK versions with tracer configs
     if enabled is not None and not enabled():
         return None
-    return Planner(tracer)
+    span_class = getattr(sdk_trace, "_Span", None)
+    if span_class is None or not all(hasattr(tracer, name) for name in _TRACER_FIELDS):
+        return None
+    try:
+        parameters = inspect.signature(span_class.__init__).parameters
+    except (TypeError, ValueError):
+        return None
+    if not _SPAN_ARGUMENTS.issubset(parameters):
+        return None
+    return Planner(tracer, span_class)
 
 
 class Plan:
-    """What a span will be, chosen before the SDK makes it: the trace field of an envelope
-    sent under it, and what the SDK needs to start the same span later."""
+    """What a span will be, chosen before the SDK makes it."""
 
-    __slots__ = (
-        "field", "flags", "new_trace", "parent", "result", "span_id", "started", "trace_id"
-    )  # fmt: skip
+    __slots__ = ("flags", "parent", "parent_span", "result", "span_id", "started", "trace_id")
 
     def __init__(
         self,
         parent: Context,
+        parent_span: SpanContext | None,
         trace_id: int,
-        new_trace: bool,
         span_id: int,
         result: SamplingResult,
         flags: int,
         started: int,
     ) -> None:
         self.parent = parent  # immutable: the parent's context as it was, kept
+        self.parent_span = parent_span  # its span's context, if valid (else a new trace)
         self.trace_id = trace_id
-        self.new_trace = new_trace  # the SDK then asks the id generator for a trace id
         self.span_id = span_id
         self.result = result
         self.flags = flags
         self.started = started
-        text = f"00-{trace_id:032x}-{span_id:016x}-{flags:02x}"
-        state = result.trace_state
+
+    def field(self) -> list[str]:
+        """The trace field of an envelope sent under the span: its W3C context."""
+        text = f"00-{self.trace_id:032x}-{self.span_id:016x}-{self.flags:02x}"
+        state = self.result.trace_state
         # Most traces carry no tracestate: an empty one's header is a join over nothing.
-        self.field = [text, state.to_header()] if state else [text]
+        return [text, state.to_header()] if state else [text]
 
     def context(self) -> SpanContext:
         """The context the SDK's span will have."""
@@ -88,34 +123,31 @@ class Plan:
             self.trace_id,
             self.span_id,
             is_remote=False,
-            trace_flags=trace.TraceFlags(self.flags),
+            trace_flags=TraceFlags(self.flags),
             trace_state=self.result.trace_state,
         )
 
     def recording(self) -> bool:
         """Whether the SDK will record the span: if not, it needs no SDK span at all."""
-        return self.result.decision is not Decision.DROP
+        return self.result.decision is not _DROP
 
 
 class Planner:
-    """Plans the spans of one node, and starts them in the SDK as planned."""
+    """Plans the spans of one node, and makes them in the SDK as planned."""
 
-    def __init__(self, tracer: sdk_trace.Tracer) -> None:
+    def __init__(self, tracer: sdk_trace.Tracer, span_class: Any) -> None:
+        self._tracer = tracer  # read at each start: the provider may update its resource
+        self._span_class = span_class
         self._ids = tracer.id_generator  # the provider's, used as the SDK would
-        self._should_sample = tracer.sampler.should_sample
+        sampler = tracer.sampler
+        self._should_sample = sampler.should_sample
         random_roots = getattr(self._ids, "is_trace_id_random", None)
         self._root_flags = _RANDOM if random_roots is not None and random_roots() else 0
-        self._planned_ids = _PlannedIds(tracer.id_generator)
-        self._planned_sampler = _PlannedSampler(tracer.sampler)
-        # A copy, not the provider's tracer: the provider hands that one to every caller of
-        # get_tracer("rebeam") (and to every node of this process), and its id generator
-        # and sampler stay theirs. What the copy misses is a change the provider makes to
-        # its tracers later (a resource updated in a forked child, an experimental tracer
-        # configurator); a node does not outlive a fork.
-        own = copy.copy(tracer)
-        own.id_generator = self._planned_ids
-        own.sampler = self._planned_sampler
-        self._tracer = own
+        # ParentBased with its default delegates: a valid parent's flag decides (module
+        # docstring), a root is its root sampler's; None: ask the sampler as it is.
+        self._by_parent: Sampler | None = None
+        if _parent_based_by_default(sampler):
+            self._by_parent = sampler._root  # type: ignore[attr-defined]
 
     def plan(
         self,
@@ -123,93 +155,101 @@ class Planner:
         kind: SpanKind,
         attributes: dict[str, str],
         started: int,
-        parent: Context | None = None,
+        parent: Context,
+        parent_span: SpanContext | None,
     ) -> Plan:
         """Choose a span's ids and sampling decision as the SDK's ``start_span`` would, under
-        ``parent`` (None: the context current now)."""
-        if parent is None:
-            parent = get_current()
-        context = trace.get_current_span(parent).get_span_context()
-        if context.is_valid:
-            trace_id = context.trace_id
-            flags = context.trace_flags & _RANDOM
-        else:
-            trace_id = self._ids.generate_trace_id()
-            flags = self._root_flags
+        ``parent``, whose span's context is ``parent_span`` (None, or not valid: a root)."""
+        if parent_span is not None and parent_span.is_valid:
+            return self.plan_child(
+                name, kind, attributes, started, parent, parent_span,
+                parent_span.trace_id, parent_span.trace_flags, parent_span.trace_state,
+            )  # fmt: skip
+        trace_id = self._ids.generate_trace_id()
         span_id = self._ids.generate_span_id()
-        result = self._should_sample(parent, trace_id, name, kind, attributes, ())
-        if result.decision is Decision.RECORD_AND_SAMPLE:
+        root = self._by_parent
+        if root is None:
+            result = self._should_sample(parent, trace_id, name, kind, attributes, ())
+        else:  # as ParentBased hands a root to its root sampler
+            result = root.should_sample(
+                parent_context=parent, trace_id=trace_id, name=name, kind=kind,
+                attributes=attributes, links=(),
+            )  # fmt: skip
+        flags = self._root_flags
+        if result.decision is _RECORD_AND_SAMPLE:
             flags |= _SAMPLED
-        return Plan(parent, trace_id, not context.is_valid, span_id, result, flags, started)
+        return Plan(parent, None, trace_id, span_id, result, flags, started)
 
-    def start(self, plan: Plan, name: str, kind: SpanKind, attributes: dict[str, str]) -> Span:
-        """Start the SDK's span of ``plan``, with its ids, decision and start time."""
-        ids, sampler = self._planned_ids, self._planned_sampler
-        ids.span_id = plan.span_id
-        ids.trace_id = plan.trace_id if plan.new_trace else 0
-        sampler.result = plan.result
-        try:
-            return self._tracer.start_span(
-                name, plan.parent, kind, attributes, start_time=plan.started
-            )
-        finally:  # whatever the SDK did not take is not for the next span
-            ids.span_id = ids.trace_id = 0
-            sampler.result = None
-
-    @staticmethod
-    def as_planned(span: Span, plan: Plan) -> bool:
-        """Whether the SDK made ``span`` with the ids and flags the envelope carried (an SDK
-        whose ``start_span`` no longer asks its id generator and sampler would not)."""
-        context = span.get_span_context()
-        return (
-            context.span_id == plan.span_id
-            and context.trace_id == plan.trace_id
-            and int(context.trace_flags) == plan.flags
-        )
-
-
-class _PlannedIds(IdGenerator):
-    """The ids planned for the span being started, else the provider's generator's."""
-
-    def __init__(self, ids: IdGenerator) -> None:
-        self._ids = ids
-        self.span_id = 0  # 0: none planned (never a valid id)
-        self.trace_id = 0
-
-    def generate_span_id(self) -> int:
-        return self.span_id or self._ids.generate_span_id()
-
-    def generate_trace_id(self) -> int:
-        return self.trace_id or self._ids.generate_trace_id()
-
-    def is_trace_id_random(self) -> bool:
-        random = getattr(self._ids, "is_trace_id_random", None)
-        return bool(random is not None and random())
-
-
-class _PlannedSampler(Sampler):
-    """The decision taken for the span being started, else the provider's sampler's: the
-    span is sampled (or not) as its envelope said, and a sampler is asked once a span."""
-
-    def __init__(self, sampler: Sampler) -> None:
-        self._sampler = sampler
-        self.result: SamplingResult | None = None
-
-    def should_sample(
+    def plan_child(
         self,
-        parent_context: Context | None,
-        trace_id: int,
         name: str,
-        kind: SpanKind | None = None,
-        attributes: Attributes = None,
-        links: Sequence[Link] | None = None,
-        trace_state: TraceState | None = None,
-    ) -> SamplingResult:
-        if self.result is not None:
-            return self.result
-        return self._sampler.should_sample(
-            parent_context, trace_id, name, kind, attributes, links, trace_state
-        )
+        kind: SpanKind,
+        attributes: dict[str, str],
+        started: int,
+        parent: Context,
+        parent_span: SpanContext,
+        trace_id: int,
+        parent_flags: int,
+        parent_state: TraceState,
+    ) -> Plan:
+        """:meth:`plan` under a valid ``parent_span``, whose trace id, flags and trace state
+        the caller read already (a handler span's, from the envelope)."""
+        span_id = self._ids.generate_span_id()
+        if self._by_parent is None:
+            result = self._should_sample(parent, trace_id, name, kind, attributes, ())
+        elif parent_flags & _SAMPLED:  # as ParentBased's ALWAYS_ON decides under this parent
+            result = SamplingResult(_RECORD_AND_SAMPLE, attributes, parent_state)
+        else:  # as its ALWAYS_OFF does
+            result = SamplingResult(_DROP, None, parent_state)
+        flags = parent_flags & _RANDOM
+        if result.decision is _RECORD_AND_SAMPLE:
+            flags |= _SAMPLED
+        return Plan(parent, parent_span, trace_id, span_id, result, flags, started)
 
-    def get_description(self) -> str:
-        return self._sampler.get_description()
+    def start(self, plan: Plan, name: str, kind: SpanKind) -> Span:
+        """Make and start the SDK's span of ``plan``, with its ids, decision and start time,
+        as ``start_span`` makes one (module docstring)."""
+        tracer, result = self._tracer, plan.result
+        context = SpanContext(
+            plan.trace_id,
+            plan.span_id,
+            is_remote=False,
+            trace_flags=TraceFlags(plan.flags),
+            trace_state=result.trace_state,
+        )
+        ended = tracer._tracer_metrics.start_span(plan.parent_span, result.decision)
+        if result.decision is _DROP:
+            return trace.NonRecordingSpan(context)
+        span: sdk_trace.Span = self._span_class(
+            name=name,
+            context=context,
+            parent=plan.parent_span,
+            sampler=tracer.sampler,
+            resource=tracer.resource,
+            attributes=result.attributes,
+            span_processor=tracer.span_processor,
+            kind=kind,
+            links=(),
+            instrumentation_info=tracer.instrumentation_info,
+            record_exception=True,
+            set_status_on_exception=True,
+            limits=tracer._span_limits,
+            instrumentation_scope=tracer._instrumentation_scope,
+            record_end_metrics=ended,
+        )
+        span.start(start_time=plan.started, parent_context=plan.parent)
+        return span
+
+
+def _parent_based_by_default(sampler: Sampler) -> bool:
+    """Whether ``sampler`` is the SDK's ParentBased (a subclass that keeps its decision,
+    such as the default sampler or ParentBasedTraceIdRatio) with the default delegates."""
+    return (
+        isinstance(sampler, ParentBased)
+        and type(sampler).should_sample is ParentBased.should_sample
+        and getattr(sampler, "_remote_parent_sampled", None) is ALWAYS_ON
+        and getattr(sampler, "_remote_parent_not_sampled", None) is ALWAYS_OFF
+        and getattr(sampler, "_local_parent_sampled", None) is ALWAYS_ON
+        and getattr(sampler, "_local_parent_not_sampled", None) is ALWAYS_OFF
+        and isinstance(getattr(sampler, "_root", None), Sampler)
+    )

@@ -17,10 +17,10 @@ as possible is on the way of a message (docs/observability.md, "Cost"):
   next few messages, once what was written in the meantime (a call's reply, the next
   request) is on the wire: :meth:`Tracing.later`;
 * a handler span is started only when something asks for it (the handler's own
-  ``get_current_span().set_attribute``, say), with the time the handler began: one that
-  nobody asked for while the handler ran, the usual leaf, is started and ended after the
-  reply went out (:class:`_HandlerSpan`); one only asked for its context (a span planned
-  under it, a propagator) is planned as a sender span is, and started when it ends;
+  ``get_current_span().set_attribute``, say), with the time the handler began: one only
+  asked for its context (a span planned under it, a propagator) is planned as a sender span
+  is, and one that nobody asked for while the handler ran, the usual leaf, is planned
+  after the reply went out; either is made in the SDK when it ends (:class:`_HandlerSpan`);
 * hand-made context managers instead of ``start_as_current_span``'s generator, no sender
   span made current (nothing under it makes spans), attributes that do not change from
   message to message built once.
@@ -37,7 +37,16 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import Span, SpanContext, SpanKind, Status, StatusCode
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    TraceState,
+)
 from opentelemetry.util import types
 
 from rebeam import tracing
@@ -63,6 +72,10 @@ _BATCH = 8  # spans ended together (Tracing.later)
 _MAX_PUT_OFF = 16  # spans waiting to be ended at most
 _WAIT = 0.05  # seconds a span waits at most for its batch to fill
 _SAMPLED = frozenset("13579bdf")  # the last hex digit of a sampled traceparent's flags
+# The key under which the API keeps the current span in a context, learnt through the API
+# once: a context holding one span is then made in one step, not three.
+_SPAN_KEY = next(iter(trace.set_span_in_context(trace.INVALID_SPAN, Context())))
+_NO_STATE = trace.INVALID_SPAN_CONTEXT.trace_state  # the API's empty trace state
 
 
 def for_node(pid: Pid, stats: Stats, ratelog: RateLog) -> Tracing | None:
@@ -125,22 +138,6 @@ class Tracing:
         span = self._tracer.start_span(_OPERATION[kind], kind=span_kind, attributes=attributes)
         return _Sending(self, span)
 
-    def start_planned(
-        self, planner: Planner, plan: Plan, name: str, kind: SpanKind, attributes: dict[str, str]
-    ) -> Span:
-        """Start the SDK's span of a planned span. Should the SDK not make it with the planned
-        ids (a version whose ``start_span`` no longer asks the tracer's id generator and
-        sampler), the trace is broken at this hop: said at a bounded rate, and this node's
-        spans are started before they are needed from now on."""
-        span = planner.start(plan, name, kind, attributes)
-        if not planner.as_planned(span, plan):
-            self._planner = None
-            self._ratelog.error(
-                "the OpenTelemetry SDK did not start a span with the ids rebeam planned for "
-                "it: spans are started before their context is sent from now on",
-            )
-        return span
-
     def handling(self, env: Envelope, outcome: Callable[[], ExitReason | None]) -> _Handling:
         """The span of one handler invocation for ``env``, current inside ``with``; a child of
         the sender's span when the envelope carried a valid context. ``outcome()`` is the
@@ -149,55 +146,61 @@ class Tracing:
         return _Handling(self, env, outcome)
 
     def start_handling(self, env: Envelope, started: int, plan: Plan | None) -> Span:
-        """Start the SDK's span of a handler invocation that began at ``started`` (ns), as
-        ``plan`` says if it was planned."""
+        """Start the SDK's span of a handler invocation that began at ``started`` (ns): as
+        ``plan`` says, planned now if it was not (this node's spans can be), else by the
+        tracer, under the sender's context."""
         kind = int(env.kind)
         name, span_kind = _HANDLER[kind], _HANDLER_KIND[kind]
-        if plan is not None and self._planner is not None:
-            return self.start_planned(self._planner, plan, name, span_kind, self._handling[kind])
+        planner = self._planner
+        if planner is not None:
+            return planner.start(plan or self.plan_handling(env, started), name, span_kind)
+        remote = self._remote(env.trace)
         return self._tracer.start_span(
             name,
-            context=self._parent(env.trace),
+            context=Context() if remote is None else _under(remote[0]),
             kind=span_kind,
             attributes=self._handling[kind],
             start_time=started,
         )
 
-    def plan_handling(self, env: Envelope, started: int) -> Plan | None:
-        """Plan the span of a handler invocation that began at ``started`` (ns), or None if
-        this node's spans cannot be planned."""
-        planner = self._planner
-        if planner is None:
-            return None
+    def plan_handling(self, env: Envelope, started: int) -> Plan:
+        """Plan the span of a handler invocation that began at ``started`` (ns), the child of
+        the sender's span when the envelope carried a valid context, else a new trace (never
+        whatever happens to be current in the receiving task); only for a node whose spans
+        can be planned."""
         kind = int(env.kind)
-        return planner.plan(
-            _HANDLER[kind],
-            _HANDLER_KIND[kind],
-            self._handling[kind],
-            started,
-            self._parent(env.trace),
-        )
+        name, span_kind, attributes = _HANDLER[kind], _HANDLER_KIND[kind], self._handling[kind]
+        planner = self._planner
+        assert planner is not None  # (the caller checked)
+        remote = self._remote(env.trace)
+        if remote is None:
+            return planner.plan(name, span_kind, attributes, started, Context(), None)
+        parent, trace_id, flags, state = remote
+        return planner.plan_child(
+            name, span_kind, attributes, started,
+            Context({_SPAN_KEY: NonRecordingSpan(parent)}), parent, trace_id, flags, state,
+        )  # fmt: skip
 
-    def _parent(self, field: Any) -> Context:
-        """The context a handler span starts in: the sender's span, or none at all (a new
-        trace; never whatever happens to be current in the receiving task)."""
+    def _remote(self, field: Any) -> tuple[SpanContext, int, int, TraceState] | None:
+        """The sender's span context from an envelope's trace field, with its trace id,
+        flags and trace state; None: a new trace. A malformed field is counted and logged."""
         read = tracing.read_field(field)
         if read.problem is not None:
             self._stats.trace_dropped += 1
             self._ratelog.warning("dropped a malformed trace context", read.problem)
-        if read.traceparent is None:
-            return Context()
         parent = read.traceparent  # "00-<32 hex trace id>-<16 hex span id>-<2 hex flags>"
-        remote = trace.SpanContext(
-            int(parent[3:35], 16),
+        if parent is None:
+            return None
+        trace_id, flags = int(parent[3:35], 16), int(parent[53:55], 16)
+        state = TraceState.from_header([read.tracestate]) if read.tracestate else _NO_STATE
+        context = SpanContext(
+            trace_id,
             int(parent[36:52], 16),
             is_remote=True,
-            trace_flags=trace.TraceFlags(int(parent[53:55], 16)),
-            trace_state=trace.TraceState.from_header([read.tracestate])
-            if read.tracestate
-            else None,
+            trace_flags=TraceFlags(flags),
+            trace_state=state,
         )
-        return trace.set_span_in_context(trace.NonRecordingSpan(remote), Context())
+        return context, trace_id, flags, state
 
     def later(self, ending_one: _Ending) -> None:
         """End ``ending_one``'s span in the SDK later, not now: with the spans of the next
@@ -266,6 +269,11 @@ def _planner_for(tracer: trace.Tracer) -> Planner | None:
     return _planned.for_tracer(tracer)
 
 
+def _under(parent: SpanContext) -> Context:
+    """A context whose current span is the (remote) ``parent``, and nothing else."""
+    return Context({_SPAN_KEY: NonRecordingSpan(parent)})
+
+
 def _field(span: Span) -> list[str] | None:
     """The trace field of an envelope sent under ``span``: its W3C context."""
     context = span.get_span_context()
@@ -321,7 +329,7 @@ class _PlannedSending:
     if an exception ends the block; never if its trace is sampled out (such a span records
     nothing)."""
 
-    __slots__ = ("_ended", "_plan", "_planner", "_tracing", "attributes", "kind", "name")
+    __slots__ = ("_ended", "_plan", "_planner", "_tracing", "kind", "name")
 
     def __init__(
         self,
@@ -335,12 +343,19 @@ class _PlannedSending:
         self._planner = planner
         self.name = _OPERATION[kind]
         self.kind = span_kind
-        self.attributes = attributes
-        self._plan = planner.plan(self.name, span_kind, attributes, time.time_ns())
+        parent = otel_context.get_current()
+        self._plan = planner.plan(
+            self.name,
+            span_kind,
+            attributes,
+            time.time_ns(),
+            parent,
+            trace.get_current_span(parent).get_span_context(),
+        )
         self._ended = 0
 
     def __enter__(self) -> list[str]:
-        return self._plan.field
+        return self._plan.field()
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -362,9 +377,7 @@ class _PlannedSending:
             self._tracing.lost(lost)
 
     def _start(self) -> Span:
-        return self._tracing.start_planned(
-            self._planner, self._plan, self.name, self.kind, self.attributes
-        )
+        return self._planner.start(self._plan, self.name, self.kind)
 
     def finish(self) -> None:
         self._start().end(end_time=self._ended)
@@ -418,14 +431,13 @@ class _Handling:
         if self._span is not None:
             return None
         plan = self._plan
-        if plan is None:
+        if plan is None and self._tracing._planner is not None:
             plan = self._plan = self._tracing.plan_handling(self._env, self._started)
         return plan
 
     def __enter__(self) -> None:
         self._started = time.time_ns()
-        current = trace.set_span_in_context(_HandlerSpan(self), Context())
-        self._token = otel_context.attach(current)
+        self._token = otel_context.attach(Context({_SPAN_KEY: _HandlerSpan(self)}))
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -442,9 +454,13 @@ class _Handling:
             self._tracing.later(self)
 
     def finish(self) -> None:
-        plan = self._plan
-        if self._span is None and plan is not None and not plan.recording():
-            return  # planned, and sampled out: no SDK span at all
+        if self._span is None:
+            plan = self._plan
+            tracing = self._tracing
+            if plan is None and tracing._planner is not None:
+                plan = self._plan = tracing.plan_handling(self._env, self._started)
+            if plan is not None and not plan.recording():
+                return  # planned, and sampled out: no SDK span at all
         self.span().end(end_time=self._ended)
 
     def recorded(self) -> bool:

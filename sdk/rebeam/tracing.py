@@ -108,7 +108,9 @@ def read_field(field: Any) -> TraceField:
         return TraceField(None, "", f"traceparent is not a {MAX_TRACEPARENT}-character string")
     if _TRACEPARENT.fullmatch(parent) is None:
         return TraceField(None, "", "traceparent is not in the W3C format")
-    state = field[1] if len(field) == 2 else ""
+    if len(field) == 1:  # most traces carry no tracestate
+        return TraceField(parent, "", None)
+    state = field[1]
     problem = _tracestate_problem(state)
     return TraceField(parent, "" if problem else state, problem)
 

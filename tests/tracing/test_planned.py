@@ -9,6 +9,7 @@ A provider of each test's own (in process), and one call across real processes."
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import random
 import time
@@ -19,10 +20,10 @@ import pytest
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
+from opentelemetry.sdk import trace as sdk_trace
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
     ALWAYS_ON,
@@ -356,22 +357,66 @@ async def test_a_tracer_that_is_not_the_sdks_starts_the_span_before_the_send() -
         assert seen.started[-1] == "handle_call", "its context: started at once"
 
 
-async def test_an_sdk_that_does_not_take_the_plan_is_said_and_spans_start_before_the_send(
-    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+async def test_an_sdk_whose_span_class_rebeam_does_not_know_starts_spans_before_the_send(
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # As a later SDK whose span class took other arguments would be (to rebeam's check).
+    class Other(sdk_trace.Span):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(sdk_trace, "_Span", Other)
     tracing, memory, seen = traced()
-    # As an SDK whose start_span no longer asked the tracer's id generator would do.
-    planner = tracing._planner
-    assert planner is not None
-    monkeypatch.setattr(planner._tracer, "id_generator", RandomIdGenerator())
-    with tracing.sending(CALL, OTHER):
-        pass
-    tracing.finish()
-    assert "did not start a span with the ids rebeam planned for it" in caplog.text
+    assert tracing._planner is None
     with tracing.sending(CALL, OTHER) as field:
-        assert seen.started == ["call", "call"], "started before the send now"
+        assert seen.started == ["call"], "started before the send"
     tracing.finish()
     assert field == [traceparent(memory.get_finished_spans()[-1])]
+
+
+def made(span: ReadableSpan) -> dict[str, Any]:
+    """Everything an exporter sees of ``span`` but its ids and times."""
+    seen = json.loads(span.to_json())
+    for key in ("context", "parent_id", "start_time", "end_time"):
+        seen.pop(key)
+    parent = span.parent
+    return {
+        **seen,
+        "flags": int(span.context.trace_flags) if span.context else None,
+        "state": span.context.trace_state.to_header() if span.context else None,
+        "remote parent": parent.is_remote if parent else None,
+        "scope": span.instrumentation_scope,
+        "limits": repr(span._limits) if isinstance(span, sdk_trace.Span) else None,
+    }
+
+
+@pytest.mark.parametrize(
+    "sampler", [None, ParentBased(ALWAYS_ON), ParentBasedTraceIdRatio(1.0), Coin()]
+)
+@pytest.mark.parametrize("parent", [None, REMOTE])
+async def test_a_planned_span_is_the_span_start_span_makes(
+    sampler: Sampler | None, parent: SpanContext | None
+) -> None:
+    """The SDK's span of a plan is made as start_span makes one: the same fields, the same
+    processors told."""
+    tracing, memory, seen = traced(sampler)
+    tracer = tracing._tracer
+    with current(parent):
+        with tracing.sending(CALL, OTHER) as field:
+            pass
+        tracing.finish()
+        attributes = {**tracing._sending[CALL], "messaging.destination.name": OTHER._text}
+        started = time.time_ns()
+        tracer.start_span("call", kind=SpanKind.CLIENT, attributes=attributes).end()
+    spans = memory.get_finished_spans()
+    if len(spans) < 2:  # Coin sampled one of them out: so does it the other, one day
+        return
+    planned, direct = spans
+    assert made(planned) == made(direct)
+    assert field[0].endswith(f"-{int(planned.context.trace_flags):02x}")
+    assert seen.started == seen.ended == ["call", "call"]
+    assert planned.start_time is not None
+    assert planned.start_time <= started
 
 
 @pytest.mark.nats
@@ -401,3 +446,40 @@ async def test_across_processes_the_callers_span_is_the_parent_and_spans_the_han
     # have it (and end its span) before the actor takes the time its handler ended.
     assert mine["start"] <= handler["start"] <= mine["end"]
     assert handler["start"] <= handler["end"]
+
+
+LOCAL = SpanContext(
+    REMOTE.trace_id, REMOTE.span_id, is_remote=False, trace_flags=REMOTE.trace_flags,
+    trace_state=REMOTE.trace_state,
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "parent",
+    [REMOTE, UNSAMPLED, LOCAL, SpanContext(REMOTE.trace_id, REMOTE.span_id, is_remote=False)],
+)
+async def test_under_the_default_sampler_a_child_is_decided_as_parent_based_decides(
+    parent: SpanContext,
+) -> None:
+    sampler = ParentBased(ALWAYS_ON)
+    tracing, _, _ = traced(sampler)
+    planner = tracing._planner
+    assert planner is not None
+    context = trace.set_span_in_context(trace.NonRecordingSpan(parent))
+    attributes = {"messaging.system": "rebeam"}
+    plan = planner.plan("call", SpanKind.CLIENT, attributes, 0, context, parent)
+    said = sampler.should_sample(context, parent.trace_id, "call", SpanKind.CLIENT, attributes, ())
+    assert plan.result.decision is said.decision
+    assert dict(plan.result.attributes) == dict(said.attributes)
+    assert plan.result.trace_state == said.trace_state
+
+
+async def test_a_parent_based_sampler_with_delegates_of_its_own_is_asked() -> None:
+    delegate = Asked(ALWAYS_OFF)
+    tracing, memory, _ = traced(ParentBased(ALWAYS_ON, remote_parent_sampled=delegate))
+    with current(REMOTE), tracing.sending(CALL, OTHER) as field:
+        pass
+    tracing.finish()
+    assert delegate.asked == 1
+    assert field[0].endswith("-00"), "its decision, not the parent's flag"
+    assert memory.get_finished_spans() == ()
