@@ -1,4 +1,5 @@
-"""The deadlines of a node's pending requests, kept by one timer whatever their number.
+"""The deadlines of a node's pending requests, kept by one timer whatever their number
+(docs/architecture.md, "One request path").
 
 A timer per request (``loop.call_later`` and its ``cancel``) costs every call a timer made,
 put on the loop's heap and taken off again, though almost every call is answered long before
@@ -9,8 +10,9 @@ it): the timer skips such entries when it fires, and the heap is rebuilt from th
 requests when stale entries outnumber them, so that it stays within a constant factor of
 ``max_pending`` however long the timeouts are.
 
-Deadlines are read on :func:`rebeam.metrics.clock` (``time.perf_counter``), not on the loop's
-clock: the caller reads that clock anyway, for its latency. The timer is a ``call_later``
+Deadlines are read on :func:`clock` (``time.perf_counter``, the clock of the call latency in
+rebeam.metrics), not on the loop's clock: the caller reads that clock anyway, for its
+latency. The timer is a ``call_later``
 for the difference; if it fires early by the loop's rounding (uvloop counts in
 milliseconds), nothing has expired yet and it is set again for what is left. No request
 expires before its deadline.
@@ -21,10 +23,9 @@ from __future__ import annotations
 import asyncio
 import heapq
 from collections.abc import Callable, Collection
+from time import perf_counter as clock
 
-from rebeam.metrics import clock
-
-__all__ = ["Deadlines"]
+__all__ = ["Deadlines", "clock"]
 
 # Stale entries the heap may hold beyond twice the pending requests before it is rebuilt.
 _SLACK = 64
@@ -51,7 +52,7 @@ class Deadlines:
         return len(self._heap)
 
     def add(self, deadline: float, token: int) -> None:
-        """``token`` expires at ``deadline`` (on :func:`rebeam.metrics.clock`)."""
+        """``token`` expires at ``deadline`` (on :func:`clock`)."""
         heap = self._heap
         heapq.heappush(heap, (deadline, token))
         if deadline < self._timer_at:

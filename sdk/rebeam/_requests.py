@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from rebeam._deadlines import Deadlines
+from rebeam._deadlines import Deadlines, clock
 from rebeam._envelope import OK, unpack_reply
 from rebeam._fastpath import handle_inline, publish_request, request_head
 from rebeam._interest import InterestProbe
@@ -38,7 +38,6 @@ from rebeam.errors import (
     RemoteError,
 )
 from rebeam.exits import ExitReason
-from rebeam.metrics import clock
 from rebeam.pids import Pid
 
 __all__ = ["RECEIPT", "Answer", "Callees", "Requests", "Timing", "error_from_reply"]
@@ -76,8 +75,8 @@ class Answer:
     callees: Callees | None = None  # set: its callee's exit ends it (a call)
     # Retry while the receiver's mailbox is full, until the deadline (a receipt). Needs one.
     retry_full: bool = False
-    # Set: each request that ended, however, is timed there from its start (a clock()
-    # reading of rebeam.metrics).
+    # Set: each request that ended, however, is timed there from its start (a reading of
+    # rebeam._deadlines.clock, which is rebeam.metrics.clock).
     timing: Timing | None = None
 
 
@@ -205,7 +204,7 @@ class Requests:
 
     async def _wait_for_slot(self, deadline: float | None, timeout: float | None) -> None:
         """Wait until fewer than ``max_pending`` requests wait for answers (``deadline`` on
-        :func:`rebeam.metrics.clock`)."""
+        :func:`rebeam._deadlines.clock`)."""
         loop = self._loop
         try:
             async with asyncio.timeout(None if deadline is None else deadline - clock()):

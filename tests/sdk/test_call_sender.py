@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 import rebeam
+from rebeam import _deadlines, metrics
 from rebeam._codec import encode
 from rebeam._fastpath import publish_request, request_head
 from rebeam._requests import Requests
@@ -91,6 +92,8 @@ async def test_a_timeout_keeps_its_words_and_never_comes_early(launcher, node):
         await node.call(child.pid, "defer", timeout=0.3)
     assert time.perf_counter() - started >= 0.3
     assert len(node._requests) == 0
+    # The deadline's clock is the latency histogram's: one reading serves both.
+    assert _deadlines.clock is metrics.clock
 
 
 async def test_calls_end_at_their_own_deadlines_one_timer_for_all(launcher, node):
