@@ -64,7 +64,8 @@ async def test_a_call_is_the_request_s_one_coroutine_and_runs_few_python_calls(l
     # the latency histogram. There were 22 with four layers of coroutines (and 25 by the
     # module-level call, a coroutine of its own).
     assert node_calls < 18.5, node_calls  # (a few rebuild the deadline heap)
-    assert api_calls <= node_calls + 2, (api_calls, node_calls)  # itself, current_node()
+    # Itself and current_node(); the halves leave room for the odd timer or lease refresh.
+    assert api_calls < node_calls + 2.5, (api_calls, node_calls)
 
 
 async def python_calls(run: Callable[[], Awaitable[None]]) -> collections.Counter[str]:
