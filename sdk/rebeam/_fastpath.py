@@ -71,15 +71,39 @@ _CONNECTED = Client.CONNECTED
 _BAD_SUBJECT = _SUBJECT_INVALID_RE
 
 
-def publish_now(nc: Any, subject: str, data: bytes, reply: str = "") -> bool:
+def publish_now(
+    nc: Any, subject: str, data: bytes, reply: str = "", command: bytes | None = None
+) -> bool:
     """Write a PUB to ``nc``'s socket now, after everything still pending on it. False: it
     was not written; the caller publishes with ``nc.publish`` (which buffers, waits or
-    raises as nats-py does)."""
-    if not nc._skip_subject_validation and (
-        not subject or _BAD_SUBJECT.search(subject) or (reply and _BAD_SUBJECT.search(reply))
-    ):
+    raises as nats-py does). ``command``: the PUB already made, its subjects checked
+    (:func:`publish_request`)."""
+    if nc._status != _CONNECTED or len(data) > nc._max_payload:
         return False
-    return _write_now(nc, pub_cmd(subject, reply, data), len(data))
+    transport = nc._transport
+    if type(transport) is not TcpTransport:
+        return False
+    writer = transport._io_writer
+    if writer is None or writer.transport.get_write_buffer_size() > HIGH_WATER:
+        return False
+    if command is None:
+        if not nc._skip_subject_validation and (
+            not subject or _BAD_SUBJECT.search(subject) or (reply and _BAD_SUBJECT.search(reply))
+        ):
+            return False
+        command = pub_cmd(subject, reply, data)
+    pending = nc._pending
+    if pending:
+        pending.append(command)
+        writer.writelines(pending)
+        nc._pending = []
+        nc._pending_data_size = 0
+    else:
+        writer.write(command)
+    stats = nc.stats
+    stats["out_msgs"] += 1
+    stats["out_bytes"] += len(data)
+    return True
 
 
 def request_head(subject: str, inbox: str) -> bytes | None:
@@ -94,31 +118,8 @@ def request_head(subject: str, inbox: str) -> bytes | None:
 def publish_request(nc: Any, head: bytes, token: int, data: bytes) -> bool:
     """:func:`publish_now` for a request: ``head`` from :func:`request_head` (its subjects
     checked once), the reply subject ending in ``token``."""
-    return _write_now(nc, b"%b%d %d\r\n%b\r\n" % (head, token, len(data), data), len(data))
-
-
-def _write_now(nc: Any, command: bytes, size: int) -> bool:
-    """Write ``command``, a PUB of ``size`` bytes of payload, as :func:`publish_now` says."""
-    if nc._status != _CONNECTED or size > nc._max_payload:
-        return False
-    transport = nc._transport
-    if type(transport) is not TcpTransport:
-        return False
-    writer = transport._io_writer
-    if writer is None or writer.transport.get_write_buffer_size() > HIGH_WATER:
-        return False
-    pending = nc._pending
-    if pending:
-        pending.append(command)
-        writer.writelines(pending)
-        nc._pending = []
-        nc._pending_data_size = 0
-    else:
-        writer.write(command)
-    stats = nc.stats
-    stats["out_msgs"] += 1
-    stats["out_bytes"] += size
-    return True
+    command = b"%b%d %d\r\n%b\r\n" % (head, token, len(data), data)
+    return publish_now(nc, "", data, "", command)
 
 
 def pub_head(subject: str) -> bytes | None:
