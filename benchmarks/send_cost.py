@@ -1,15 +1,26 @@
-"""What sending a cast costs the sender, in instructions: ``python -m benchmarks.send_cost``.
+"""What sending costs the sender, in instructions: ``python -m benchmarks.send_cost``.
 
-The throughput benchmark's sender CPU per cast moves with the machine's load; an instruction
-count does not. One process connects to a real nats-server and sends casts in bursts, the
-event loop turning between bursts so that nats-py's flusher writes them, as in the
-throughput benchmark: ``Node.cast`` (``node``), the module-level ``rebeam.cast`` (``api``),
-or a raw nats-py publish of the same value, encoded for each message, on the same subject and
-connection (``raw``, the throughput benchmark's baseline). Each is run under ``valgrind
---tool=callgrind`` twice, with ``SMALL`` and ``LARGE`` casts; the difference over the
-difference in casts is the cost of one, start-up and imports cancelled out. Nobody receives
-the casts (the target pid has no process): the receiver is measured by
-``benchmarks.receive_cost``.
+The throughput benchmark's sender CPU per cast and the call's latency move with the machine's
+load; an instruction count does not. One process connects to a real nats-server and sends:
+
+* casts, in bursts, the event loop turning between bursts so that nats-py's flusher writes
+  them, as in the throughput benchmark: ``Node.cast`` (``node``), the module-level
+  ``rebeam.cast`` (``api``), or a raw nats-py publish of the same value, encoded for each
+  message, on the same subject and connection (``raw``, the throughput benchmark's
+  baseline). Nobody receives them (the target pid has no process): the receiver is measured
+  by ``benchmarks.receive_cost``.
+* calls, one after the other, to a real actor in a process of its own (the benchmarks'
+  ``BenchActor``, which also answers the raw baseline on its connection, as in the call
+  benchmark): ``Node.call`` (``node-call``), ``rebeam.call`` (``api-call``), nats-py's
+  ``request`` of the same value, encoded, and its answer decoded (``raw-call``, the call
+  benchmark's baseline), and the least a caller on nats-py must do (``least-call``: encode,
+  one PUB with a reply subject written at once, one future, the answer decoded where the
+  read loop parses it; no timeout, no bookkeeping). Only the caller is counted: the actor's
+  work is in another process, and the wait for it is no instructions.
+
+Each kind is run under ``valgrind --tool=callgrind`` twice, with a small and a large count;
+the difference over the difference in messages is the cost of one, start-up and imports
+cancelled out.
 """
 
 from __future__ import annotations
@@ -19,90 +30,193 @@ import asyncio
 import os
 import shutil
 import tempfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported where used: the measured process needs none of it
-    from rebeam.natsd import NatsServer
-
-SMALL, LARGE = 4000, 12000
-BURST = 1000  # casts between two turns of the loop
-KINDS = ("raw", "node", "api")
-
-
-async def _send(kind: str, count: int, url: str) -> None:
-    """The measured process: send ``count`` casts of ``kind``."""
-    import rebeam
-    from rebeam import _codec
-    from rebeam._api import set_default_node
+    from benchmarks._harness import Backend
     from rebeam._node import Node
     from rebeam.pids import Pid
 
-    body = {"n": 1, "data": "x" * 32}  # the throughput benchmark's PAYLOAD
-    sender = Pid.for_incarnation("bench", f"sender-{kind}-{count}", 1)
-    node = await Node.connect(url, namespace="bench", pid=sender, lease=False)
-    target = Pid.for_incarnation("bench", "nobody", 1)
+SMALL, LARGE = 4000, 12000
+CALL_SMALL, CALL_LARGE = 1000, 3000
+BURST = 1000  # casts between two turns of the loop
+CASTS = ("raw", "node", "api")
+CALLS = ("raw-call", "node-call", "api-call", "least-call")
+KINDS = CASTS + CALLS
+NAMESPACE = "bench"
+PREFIX = "bench.raw.cost"  # the actor's raw subjects (benchmarks.bench_actor)
+BODY = {"n": 1, "data": "x" * 32}  # the benchmarks' PAYLOAD
+
+
+async def _send(kind: str, count: int, url: str, target: Pid) -> None:
+    """The measured process: send ``count`` messages of ``kind`` to ``target``."""
+    from rebeam._api import set_default_node
+    from rebeam._node import Node
+
+    node = await Node.connect(url, namespace=NAMESPACE, pid=_pid(kind, count), lease=False)
     set_default_node(node)
+    if kind in CASTS:
+        await _casts(node, kind, count, target)
+    else:
+        run = _caller(node, kind, target)
+        for _ in range(count):
+            await run()
+    await node.nc.flush()
+    os._exit(0)  # no teardown in the count
+
+
+async def _casts(node: Node, kind: str, count: int, target: Pid) -> None:
+    import rebeam
+    from rebeam import _codec
+
     subject = node._mailbox_of(target)
     publish, encode, cast = node.nc.publish, _codec.encode, node.cast
     for _ in range(count // BURST):
         if kind == "raw":
             for _ in range(BURST):
-                await publish(subject, encode(body))
+                await publish(subject, encode(BODY))
         elif kind == "node":
             for _ in range(BURST):
-                await cast(target, body)
+                await cast(target, BODY)
         else:
             for _ in range(BURST):
-                await rebeam.cast(target, body)
+                await rebeam.cast(target, BODY)
         await asyncio.sleep(0)  # nats-py's flusher writes the burst
-    await node.nc.flush()
-    os._exit(0)  # no teardown in the count
 
 
-def _instructions(kind: str, count: int, server: NatsServer, workdir: Path) -> int:
-    from benchmarks._callgrind import instructions
-    from rebeam.auth.grants import Grant, Role
+def _caller(node: Node, kind: str, target: Pid) -> Callable[[], Awaitable[Any]]:
+    """One call of ``kind``, as a function of no arguments."""
+    import rebeam
+    from rebeam import _codec
+
+    nc, encode, decode = node.nc, _codec.encode, _codec.decode
+    if kind == "node-call":
+        return lambda: node.call(target, BODY)
+    if kind == "api-call":
+        return lambda: rebeam.call(target, BODY)
+    if kind == "least-call":
+        return _least_call(node, target)
+
+    async def raw_call() -> Any:  # what the call benchmark's raw caller does
+        return decode((await nc.request(f"{PREFIX}.call", encode(BODY), timeout=5)).data)
+
+    return raw_call
+
+
+def _least_call(node: Node, target: Pid) -> Callable[[], Awaitable[Any]]:
+    """The floor: what a caller on nats-py cannot do without (an envelope encoded, a PUB with
+    a reply subject written at once, a future its answer is decoded into in the read loop)."""
+    from rebeam._envelope import CALL, unpack_reply
+    from rebeam._fastpath import handle_inline, publish_now
+
+    nc, subject = node.nc, node._mailbox_of(target)
+    reply = f"{node._inbox}.least"
+    waiting: list[asyncio.Future[Any]] = []
+
+    def on_reply(subject: bytes, data: bytes, headers: Any) -> None:
+        waiting.pop().set_result(unpack_reply(data))
+
+    sub = node._subs[1]  # the reply inbox's subscription: its handler becomes the floor's
+    handle_inline(nc, sub._id, on_reply)
+    encode, call = node._envelope, int(CALL)  # the envelope a call carries
+
+    def least() -> Awaitable[Any]:
+        fut = asyncio.get_running_loop().create_future()
+        waiting.append(fut)
+        publish_now(nc, subject, encode(call, BODY), reply)
+        return fut
+
+    return least
+
+
+def _pid(kind: str, count: int) -> Pid:
+    """The measured process's pid: one of its own per run, since the server's issuer ties a
+    pid to the first credential it let in."""
     from rebeam.pids import Pid
 
-    # A BACKEND grant: the raw publish and the cast go out on the same connection, which
+    return Pid.for_incarnation(NAMESPACE, f"sender-{kind}-{count}", 1)
+
+
+def _instructions(kind: str, count: int, backend: Backend, target: Pid, workdir: Path) -> int:
+    from benchmarks._callgrind import instructions
+    from rebeam.auth.grants import Grant, Role
+
+    # A BACKEND grant: the raw messages and rebeam's go out on the same connection, which
     # may publish on any subject (the server's checks are not in what is counted).
-    pid = Pid.for_incarnation("bench", f"sender-{kind}-{count}", 1)
-    credential = server.credentials(Grant(Role.BACKEND, "bench", pid)) or ""
-    args = ["--send", kind, str(count), server.url]
+    grant = Grant(Role.BACKEND, NAMESPACE, _pid(kind, count))
+    credential = backend.server.credentials(grant) or ""
+    args = ["--send", kind, str(count), backend.url, str(target)]
     return instructions("benchmarks.send_cost", args, credential, workdir)
+
+
+async def _measure(kinds: list[str], workdir: Path) -> dict[str, float]:
+    from benchmarks._harness import Backend, Processes
+    from rebeam.auth.grants import Role
+    from rebeam.pids import Pid
+
+    procs = Processes()
+    backend = await Backend.start(workdir, (NAMESPACE,), procs)
+    try:
+        target = Pid.for_incarnation(NAMESPACE, "nobody", 1)  # casts: nobody is there
+        if any(kind in CALLS for kind in kinds):
+            actor = await backend.actor(
+                "benchmarks.bench_actor:BenchActor", {"prefix": PREFIX}, "cost-actor",
+                namespace=NAMESPACE, role=Role.BACKEND,
+            )  # fmt: skip
+            target = actor.pid
+        cost = dict.fromkeys(KINDS, float("nan"))
+        for kind in kinds:
+            small, large = (SMALL, LARGE) if kind in CASTS else (CALL_SMALL, CALL_LARGE)
+            counted = [
+                await asyncio.to_thread(_instructions, kind, n, backend, target, workdir)
+                for n in (small, large)
+            ]
+            cost[kind] = (counted[1] - counted[0]) / (large - small)
+        return cost
+    finally:
+        procs.stop()  # the actor ends while its server is still there
+        await backend.close()
+
+
+def _print(cost: dict[str, float]) -> None:
+    def k(kind: str) -> str:
+        return f"{cost[kind] / 1000:6.1f} k"
+
+    print("instructions to send one cast (callgrind; bursts of casts, the loop turning between)")
+    print(f"  raw nats-py publish, encoding it   : {k('raw')}")
+    print(f"  rebeam Node.cast                   : {k('node')}")
+    print(f"  rebeam.cast (the current node's)   : {k('api')}")
+    print(f"  raw / Node.cast                    : {cost['raw'] / cost['node']:6.2f}x")
+    print("instructions the caller spends on one call (callgrind; a real actor answers)")
+    print(f"  raw nats-py request, en/decoding   : {k('raw-call')}")
+    print(f"  rebeam Node.call                   : {k('node-call')}")
+    print(f"  rebeam.call (the current node's)   : {k('api-call')}")
+    print(f"  the least a caller must do         : {k('least-call')}")
+    print(f"  raw / Node.call                    : {cost['raw-call'] / cost['node-call']:6.2f}x")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.send_cost")
-    parser.add_argument("--send", nargs=3, metavar=("KIND", "COUNT", "URL"), help="internal")
-    parser.add_argument("--kinds", default=",".join(KINDS), help="of raw,node,api (all)")
+    parser.add_argument(
+        "--send", nargs=4, metavar=("KIND", "COUNT", "URL", "TARGET"), help="internal"
+    )
+    parser.add_argument("--kinds", default=",".join(KINDS), help=f"of {','.join(KINDS)} (all)")
     args = parser.parse_args()
-    if args.send:
-        kind, count, url = args.send
-        from rebeam import _loop
+    from rebeam import _loop
 
-        _loop.run(_send(kind, int(count), url))
+    if args.send:
+        from rebeam.pids import Pid
+
+        kind, count, url, target = args.send
+        _loop.run(_send(kind, int(count), url, Pid.parse(target)))
         return 0
     if shutil.which("valgrind") is None:
         print("valgrind is not installed: no instruction counts")
         return 0
-    from rebeam.natsd import NatsServer, ServerOptions
-
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        NatsServer.start(Path(tmp) / "nats", ServerOptions(namespaces=("bench",))) as server,
-    ):
-        cost = dict.fromkeys(KINDS, float("nan"))
-        for kind in args.kinds.split(","):
-            small = _instructions(kind, SMALL, server, Path(tmp))
-            large = _instructions(kind, LARGE, server, Path(tmp))
-            cost[kind] = (large - small) / (LARGE - SMALL)
-    print("instructions to send one cast (callgrind; bursts of casts, the loop turning between)")
-    print(f"  raw nats-py publish, encoding it   : {cost['raw'] / 1000:6.1f} k")
-    print(f"  rebeam Node.cast                   : {cost['node'] / 1000:6.1f} k")
-    print(f"  rebeam.cast (the current node's)   : {cost['api'] / 1000:6.1f} k")
-    print(f"  raw / Node.cast                    : {cost['raw'] / cost['node']:6.2f}x")
+    with tempfile.TemporaryDirectory() as tmp:
+        _print(_loop.run(_measure(args.kinds.split(","), Path(tmp))))
     return 0
 
 

@@ -9,7 +9,7 @@ method of :class:`~rebeam._node.Node`.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from types import TracebackType
 from typing import Any
 
@@ -143,12 +143,14 @@ async def stats(dest: Address | None = None, timeout: float = 2.0) -> dict[str, 
     return await current_node().stats_of(dest, timeout)
 
 
-async def call(
+# Likewise call: it hands back the node's coroutine, the request's one (Node.call).
+def call(
     dest: Address,
     message: Any,
     timeout: float | None = DEFAULT_CALL_TIMEOUT,
-) -> Any:
-    return await current_node().call(dest, message, timeout)
+) -> Coroutine[Any, Any, Any]:
+    """See :meth:`Node.call <rebeam._node.Node.call>`; await what it returns."""
+    return current_node().call(dest, message, timeout)
 
 
 async def whereis(name: str, *, local: bool = False, cached: bool = True) -> Pid | None:

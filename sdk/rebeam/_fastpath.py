@@ -13,7 +13,9 @@ nats-py buffers or raises), the transport is not a TCP or TLS stream (a websocke
 socket's own buffer holds more than :data:`HIGH_WATER` bytes (the flusher's drain waits for
 the peer then, and so does everything behind it), or the message is one nats-py would refuse
 (too large, a subject with whitespace). Nothing else changes: the same bytes, the same
-subjects, the same permissions checked by the server.
+subjects, the same permissions checked by the server. A request's PUB starts with a head
+made once per destination, its reply inbox included (:func:`request_head`: the subjects are
+checked then, not per request), and :func:`publish_request` adds the token and the payload.
 
 **Queued without a coroutine.** A plain send or cast is one publish, and nats-py's
 ``publish`` is three coroutines deep (``publish``, ``_send_publish``, ``_send_command``),
@@ -49,7 +51,16 @@ from nats.aio.client import _SUBJECT_INVALID_RE, Client
 from nats.aio.transport import TcpTransport
 from nats.protocol.command import pub_cmd
 
-__all__ = ["HIGH_WATER", "Inline", "handle_inline", "pub_head", "publish_now", "publish_queued"]
+__all__ = [
+    "HIGH_WATER",
+    "Inline",
+    "handle_inline",
+    "pub_head",
+    "publish_now",
+    "publish_queued",
+    "publish_request",
+    "request_head",
+]
 
 # Above this many unsent bytes in the socket's buffer, publishes queue behind the flusher's
 # drain: asyncio's (and uvloop's) default high-water mark for a stream.
@@ -60,10 +71,13 @@ _CONNECTED = Client.CONNECTED
 _BAD_SUBJECT = _SUBJECT_INVALID_RE
 
 
-def publish_now(nc: Any, subject: str, data: bytes, reply: str = "") -> bool:
+def publish_now(
+    nc: Any, subject: str, data: bytes, reply: str = "", command: bytes | None = None
+) -> bool:
     """Write a PUB to ``nc``'s socket now, after everything still pending on it. False: it
     was not written; the caller publishes with ``nc.publish`` (which buffers, waits or
-    raises as nats-py does)."""
+    raises as nats-py does). ``command``: the PUB already made, its subjects checked
+    (:func:`publish_request`)."""
     if nc._status != _CONNECTED or len(data) > nc._max_payload:
         return False
     transport = nc._transport
@@ -72,11 +86,12 @@ def publish_now(nc: Any, subject: str, data: bytes, reply: str = "") -> bool:
     writer = transport._io_writer
     if writer is None or writer.transport.get_write_buffer_size() > HIGH_WATER:
         return False
-    if not nc._skip_subject_validation and (
-        not subject or _BAD_SUBJECT.search(subject) or (reply and _BAD_SUBJECT.search(reply))
-    ):
-        return False
-    command = pub_cmd(subject, reply, data)
+    if command is None:
+        if not nc._skip_subject_validation and (
+            not subject or _BAD_SUBJECT.search(subject) or (reply and _BAD_SUBJECT.search(reply))
+        ):
+            return False
+        command = pub_cmd(subject, reply, data)
     pending = nc._pending
     if pending:
         pending.append(command)
@@ -89,6 +104,22 @@ def publish_now(nc: Any, subject: str, data: bytes, reply: str = "") -> bool:
     stats["out_msgs"] += 1
     stats["out_bytes"] += len(data)
     return True
+
+
+def request_head(subject: str, inbox: str) -> bytes | None:
+    """What a PUB on ``subject`` with a reply subject ``<inbox>.<token>`` starts with
+    (``PUB <subject> <inbox>.``), for :func:`publish_request`; None for a subject or inbox
+    nats-py would refuse: that one is left to ``nc.publish``, which says why."""
+    if not subject or _BAD_SUBJECT.search(subject) or _BAD_SUBJECT.search(inbox):
+        return None
+    return f"PUB {subject} {inbox}.".encode()
+
+
+def publish_request(nc: Any, head: bytes, token: int, data: bytes) -> bool:
+    """:func:`publish_now` for a request: ``head`` from :func:`request_head` (its subjects
+    checked once), the reply subject ending in ``token``."""
+    command = b"%b%d %d\r\n%b\r\n" % (head, token, len(data), data)
+    return publish_now(nc, "", data, "", command)
 
 
 def pub_head(subject: str) -> bytes | None:

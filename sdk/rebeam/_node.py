@@ -37,7 +37,7 @@ import functools
 import itertools
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import nats
@@ -224,7 +224,7 @@ class Node:
             fail_call=self._requests.fail,
             limits=watch_limits,
         )
-        self._reply = Answer("reply", callees=self._watching)
+        self._reply = Answer("reply", callees=self._watching, timing=self.metrics)
 
     def _init_naming(self) -> None:
         """This node's names and its name cache."""
@@ -843,13 +843,13 @@ class Node:
         else:
             await self._deliver(kind, pid, message, None, False)
 
-    async def call(
+    def call(
         self,
         dest: Address,
         message: Any,
         timeout: float | None = DEFAULT_CALL_TIMEOUT,
-    ) -> Any:
-        """Call (``handle_call``) and wait for the reply.
+    ) -> Coroutine[Any, Any, Any]:
+        """Call (``handle_call``) and wait for the reply: await what this returns.
 
         Raises:
             NoProc: nobody holds the destination (at once, not after the timeout).
@@ -858,7 +858,25 @@ class Node:
             RemoteError: ``handle_call`` raised; the remote exception's type and message.
             CallingSelf: a process called itself.
             Refused: the callee refused the message.
-        """
+
+        The hot path, a call to a pid by a node that does not trace, is no coroutine of its
+        own: the envelope is packed here, as :meth:`_deliver` packs a cast's, and what is
+        returned is the request's one coroutine (:meth:`Requests.request
+        <rebeam._requests.Requests.request>`). A message that cannot be sent (too large, not
+        encodable, to this process itself) raises here, before anything is awaited."""
+        if type(dest) is not Pid or self._tracing is not None:
+            return self._call_resolving(dest, message, timeout)
+        if dest._text == self._pid_str:  # the string form of a pid names it alone
+            raise CallingSelf(f"{dest} called itself")
+        subject = self._mailboxes.get(dest._text) or self._mailbox_of(dest)
+        data = _codec.encode([VERSION, _CALL, message])
+        if len(data) > self._limit:
+            raise MessageTooLarge(len(data), self._limit)
+        self.metrics.sent[_CALL] += 1
+        return self._requests.request(dest, subject, data, timeout, self._reply)
+
+    async def _call_resolving(self, dest: Address, message: Any, timeout: float | None) -> Any:
+        """A call to a name, or by a node that traces."""
         pid = dest if type(dest) is Pid else await self.resolve(dest)
         try:
             return await self._request(pid, _CALL, message, timeout, self._reply)
@@ -883,17 +901,12 @@ class Node:
             )
         subject = self._mailboxes.get(pid._text) or self._mailbox_of(pid)
         self.metrics.sent[kind] += 1
-        started = metrics.clock()
-        try:
-            if self._tracing is None:
-                data = self._envelope(kind, message)
-                return await self._requests.request(pid, subject, data, timeout, answer)
-            with self._tracing.sending(kind, pid) as trace:
-                data = self._envelope(kind, message, trace)
-                return await self._requests.request(pid, subject, data, timeout, answer)
-        finally:
-            if kind == _CALL:
-                self.metrics.called(started)
+        if self._tracing is None:
+            data = self._envelope(kind, message)
+            return await self._requests.request(pid, subject, data, timeout, answer)
+        with self._tracing.sending(kind, pid) as trace:
+            data = self._envelope(kind, message, trace)
+            return await self._requests.request(pid, subject, data, timeout, answer)
 
     # -- exit watches (rebeam._watching) -------------------------------------------------
 

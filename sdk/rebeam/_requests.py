@@ -22,8 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from rebeam._deadlines import Deadlines, clock
 from rebeam._envelope import OK, unpack_reply
-from rebeam._fastpath import handle_inline, publish_now
+from rebeam._fastpath import handle_inline, publish_request, request_head
 from rebeam._interest import InterestProbe
 from rebeam._ratelog import RateLog
 from rebeam._stats import Stats
@@ -39,7 +40,7 @@ from rebeam.errors import (
 from rebeam.exits import ExitReason
 from rebeam.pids import Pid
 
-__all__ = ["RECEIPT", "Answer", "Callees", "Requests", "error_from_reply"]
+__all__ = ["RECEIPT", "Answer", "Callees", "Requests", "Timing", "error_from_reply"]
 
 _STATUS = "Status"
 _NO_RESPONDERS = "503"
@@ -54,9 +55,15 @@ class Callees(Protocol):
     """Who hears of each attempt of a request that its callee's exit must end: the exit
     watches, which then end it with :meth:`Requests.fail`."""
 
-    async def add_call(self, pid: Pid, token: str) -> None: ...
+    async def add_call(self, pid: Pid, token: int) -> None: ...
 
-    def end_call(self, pid: Pid, token: str) -> None: ...
+    def end_call(self, pid: Pid, token: int) -> None: ...
+
+
+class Timing(Protocol):
+    """Where the time a request took is observed (a node's call latency histogram)."""
+
+    def called(self, started: float) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,9 @@ class Answer:
     callees: Callees | None = None  # set: its callee's exit ends it (a call)
     # Retry while the receiver's mailbox is full, until the deadline (a receipt). Needs one.
     retry_full: bool = False
+    # Set: each request that ended, however, is timed there from its start (a reading of
+    # rebeam._deadlines.clock, which is rebeam.metrics.clock).
+    timing: Timing | None = None
 
 
 RECEIPT = Answer("receipt", " (it may still be handled)", retry_full=True)
@@ -93,9 +103,15 @@ class Requests:
         self._stats = stats
         self._ratelog = ratelog
         self._interest = interest
-        self._pending: dict[str, tuple[asyncio.Future[Any], Pid]] = {}
+        # token -> (its future, callee, answer, timeout): what its answer or expiry needs.
+        self._pending: dict[int, tuple[asyncio.Future[Any], Pid, Answer, float | None]] = {}
         self._slot_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._tokens = itertools.count(1)
+        # Kept: asking for the running loop costs Python 3.11 a getpid() system call.
+        self._loop = asyncio.get_running_loop()
+        self._deadlines = Deadlines(self._loop, self._pending, self._expire)
+        # subject -> the start of a request's PUB on it (b"": one nats-py would refuse)
+        self._heads: dict[str, bytes] = {}
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -115,71 +131,83 @@ class Requests:
         ``timeout`` seconds (None: for ever) for the answer: its payload, or the error it
         carries (:func:`error_from_reply`) raised. A 503 is :class:`NoProc` unless a
         cluster's interest may lag (rebeam._interest); a full mailbox is retried when
-        ``answer`` says so; either retry stays within the one deadline."""
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        attempt = 0
-        backoff = 0.002
-        while True:
-            if len(self._pending) >= self.max_pending:
-                await self._wait_for_slot(deadline, timeout)
-            status, payload = await self._attempt(pid, subject, data, deadline, timeout, answer)
-            if status == OK:
-                return payload
-            left = None if deadline is None else deadline - loop.time()
-            if status == _NOBODY:
-                pause = await self._interest.pause_before_retry(pid, attempt, left)
-                if pause is None:
-                    raise NoProc(f"no process {pid}")
-                attempt += 1
-            else:
-                error = error_from_reply(payload, pid)
-                pause = _pause_when_full(error, answer, left, backoff)
-                if pause is None:
-                    raise error
-                backoff = min(backoff * 2, _MAX_BACKOFF)
-            await asyncio.sleep(pause)  # interest to spread, or the receiver to make room
+        ``answer`` says so; either retry stays within the one deadline. One coroutine,
+        whatever the attempts: each layer of coroutines would cost every call a frame made
+        and resumed."""
+        started = clock()
+        deadline = None if timeout is None else started + timeout
+        callees = answer.callees
+        retry = None
+        try:
+            while True:
+                if len(self._pending) >= self.max_pending:
+                    await self._wait_for_slot(deadline, timeout)
+                token = next(self._tokens)
+                fut = self._loop.create_future()
+                self._pending[token] = (fut, pid, answer, timeout)
+                if deadline is not None:
+                    self._deadlines.add(deadline, token)
+                try:
+                    if callees is not None:
+                        await callees.add_call(pid, token)
+                    head = self._heads.get(subject) or self._head(subject)
+                    if not (head and publish_request(self.nc, head, token, data)):
+                        await self.nc.publish(subject, data, reply=f"{self.inbox}.{token}")
+                    status, payload = await fut
+                finally:
+                    self._end(token, pid, callees)
+                if status == OK:
+                    return payload
+                retry = retry or _Retry()
+                await self._before_retry(pid, status, payload, answer, deadline, retry)
+        finally:
+            if answer.timing is not None:
+                answer.timing.called(started)
 
-    async def _attempt(
+    def _head(self, subject: str) -> bytes:
+        if len(self._heads) > 4096:
+            self._heads.clear()
+        head = self._heads[subject] = request_head(subject, self.inbox) or b""
+        return head
+
+    def _end(self, token: int, pid: Pid, callees: Callees | None) -> None:
+        """An attempt ended, however: its slot and its callee's watch are free."""
+        self._pending.pop(token, None)
+        if self._slot_waiters:
+            self._wake_slot()
+        if callees is not None:
+            callees.end_call(pid, token)
+
+    async def _before_retry(
         self,
         pid: Pid,
-        subject: str,
-        data: bytes,
-        deadline: float | None,
-        timeout: float | None,
+        status: int,
+        payload: Any,
         answer: Answer,
-    ) -> tuple[int, Any]:
-        """Publish once and wait for the answer: ``(status, payload)``."""
-        loop = asyncio.get_running_loop()
-        token = str(next(self._tokens))
-        fut: asyncio.Future[Any] = loop.create_future()
-        self._pending[token] = (fut, pid)
-        timer = None
-        if deadline is not None:
-            left = max(deadline - loop.time(), 0.0)
-            timer = loop.call_later(left, _expire, fut, pid, answer, timeout)
-        callees = answer.callees
-        try:
-            if callees is not None:
-                await callees.add_call(pid, token)
-            reply = f"{self.inbox}.{token}"
-            if not publish_now(self.nc, subject, data, reply):
-                await self.nc.publish(subject, data, reply=reply)
-            return await fut  # type: ignore[no-any-return]
-        finally:
-            self._pending.pop(token, None)
-            if timer is not None:
-                timer.cancel()
-            if self._slot_waiters:
-                self._wake_slot()
-            if callees is not None:
-                callees.end_call(pid, token)
+        deadline: float | None,
+        retry: _Retry,
+    ) -> None:
+        """An attempt was not answered OK: wait before the next one, or raise the error."""
+        left = None if deadline is None else deadline - clock()
+        if status == _NOBODY:
+            pause = await self._interest.pause_before_retry(pid, retry.attempt, left)
+            if pause is None:
+                raise NoProc(f"no process {pid}")
+            retry.attempt += 1
+        else:
+            error = error_from_reply(payload, pid)
+            pause = _pause_when_full(error, answer, left, retry.backoff)
+            if pause is None:
+                raise error
+            retry.backoff = min(retry.backoff * 2, _MAX_BACKOFF)
+        await asyncio.sleep(pause)  # interest to spread, or the receiver to make room
 
     async def _wait_for_slot(self, deadline: float | None, timeout: float | None) -> None:
-        """Wait until fewer than ``max_pending`` requests wait for answers."""
-        loop = asyncio.get_running_loop()
+        """Wait until fewer than ``max_pending`` requests wait for answers (``deadline`` on
+        :func:`rebeam._deadlines.clock`)."""
+        loop = self._loop
         try:
-            async with asyncio.timeout_at(deadline):
+            async with asyncio.timeout(None if deadline is None else deadline - clock()):
                 while len(self._pending) >= self.max_pending:
                     waiter: asyncio.Future[None] = loop.create_future()
                     self._slot_waiters.append(waiter)
@@ -203,14 +231,14 @@ class Requests:
         """The reply inbox's handler, run where the answer arrives (rebeam._fastpath): hand
         it to the request waiting for it."""
         try:
-            token = subject[self._token_at :].decode()
-        except UnicodeDecodeError:
-            token = ""  # no token of ours: a late reply, as far as anyone can tell
+            token = int(subject[self._token_at :])
+        except ValueError:
+            token = 0  # no token of ours: a late reply, as far as anyone can tell
         entry = self._pending.pop(token, None)
         if entry is None:
             self._stats.late_replies += 1  # the caller gave up: dropped, as OTP's aliases do
             return
-        fut, pid = entry
+        fut = entry[0]
         if fut.done():
             return
         if headers and headers.get(_STATUS) == _NO_RESPONDERS:
@@ -220,10 +248,18 @@ class Requests:
             fut.set_result(unpack_reply(data))
         except CodecError as exc:
             self._stats.malformed_replies += 1
-            self._ratelog.warning("refused a malformed reply", f"from {pid}: {exc}")
+            self._ratelog.warning("refused a malformed reply", f"from {entry[1]}: {exc}")
             fut.set_exception(exc)
 
-    def fail(self, token: str, error: Exception) -> None:
+    def _expire(self, token: int) -> None:
+        """The deadline of the request ``token`` passed (rebeam._deadlines)."""
+        fut, pid, answer, timeout = self._pending[token]
+        if not fut.done():
+            fut.set_exception(
+                CallTimeout(f"no {answer.name} from {pid} within {timeout:g}s{answer.note}")
+            )
+
+    def fail(self, token: int, error: Exception) -> None:
         """End the request ``token`` (if it still waits) with ``error``."""
         entry = self._pending.pop(token, None)
         if entry is not None and not entry[0].done():
@@ -231,16 +267,21 @@ class Requests:
 
     def fail_all(self, error: Callable[[Pid], Exception]) -> None:
         """End every waiting request with ``error(callee)``: the node is closing."""
-        for fut, pid in list(self._pending.values()):
+        for fut, pid, _, _ in list(self._pending.values()):
             if not fut.done():
                 fut.set_exception(error(pid))
+        self._deadlines.close()
 
 
-def _expire(fut: asyncio.Future[Any], pid: Pid, answer: Answer, timeout: float | None) -> None:
-    if not fut.done():
-        fut.set_exception(
-            CallTimeout(f"no {answer.name} from {pid} within {timeout:g}s{answer.note}")
-        )
+class _Retry:
+    """Where the retries of one request are: the interest probe's attempts, the backoff
+    while the mailbox is full."""
+
+    __slots__ = ("attempt", "backoff")
+
+    def __init__(self) -> None:
+        self.attempt = 0
+        self.backoff = 0.002
 
 
 def _pause_when_full(

@@ -100,7 +100,7 @@ class _Watch:
     sub: Any
     monitors: dict[MonitorRef, str | None] = field(default_factory=dict)
     linked: bool = False
-    calls: set[str] = field(default_factory=set)
+    calls: set[int] = field(default_factory=set)
 
     @property
     def idle(self) -> bool:
@@ -128,7 +128,7 @@ class Watching:
         interest: InterestProbe,
         spawn: Callable[[Coroutine[Any, Any, Any]], asyncio.Task[Any]],
         resolve: Resolver,
-        fail_call: Callable[[str, Exception], None],
+        fail_call: Callable[[int, Exception], None],
         limits: WatchLimits,
     ) -> None:
         self.nc = nc
@@ -236,14 +236,14 @@ class Watching:
         self._releasing.add(task)
         task.add_done_callback(self._releasing.discard)
 
-    async def add_call(self, pid: Pid, token: str) -> None:
+    async def add_call(self, pid: Pid, token: int) -> None:
         """A call to ``pid`` goes out: its exit fails the call (``CalleeExited``)."""
         watch = self._watches.get(pid)
         if watch is None:
             watch = await self._watch(pid)
         watch.calls.add(token)
 
-    def end_call(self, pid: Pid, token: str) -> None:
+    def end_call(self, pid: Pid, token: int) -> None:
         watch = self._watches.get(pid)
         if watch is not None:
             watch.calls.discard(token)
