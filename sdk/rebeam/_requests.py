@@ -151,6 +151,7 @@ class Requests:
                     if callees is not None:
                         await callees.add_call(pid, token)
                     head = self._heads.get(subject) or self._head(subject)
+                    sent = clock()
                     if not (head and publish_request(self.nc, head, token, data)):
                         await self.nc.publish(subject, data, reply=f"{self.inbox}.{token}")
                     status, payload = await fut
@@ -159,6 +160,7 @@ class Requests:
                 if status == OK:
                     return payload
                 retry = retry or _Retry()
+                retry.answered_in(clock() - sent)
                 await self._before_retry(pid, status, payload, answer, deadline, retry)
         finally:
             if answer.timing is not None:
@@ -196,7 +198,7 @@ class Requests:
             retry.attempt += 1
         else:
             error = error_from_reply(payload, pid)
-            pause = _pause_when_full(error, answer, left, retry.backoff)
+            pause = _pause_when_full(error, answer, left, retry)
             if pause is None:
                 raise error
             retry.backoff = min(retry.backoff * 2, _MAX_BACKOFF)
@@ -277,23 +279,32 @@ class _Retry:
     """Where the retries of one request are: the interest probe's attempts, the backoff
     while the mailbox is full."""
 
-    __slots__ = ("attempt", "backoff")
+    __slots__ = ("attempt", "backoff", "slowest")
 
     def __init__(self) -> None:
         self.attempt = 0
         self.backoff = 0.002
+        self.slowest = 0.0  # seconds: the slowest refusal's round trip so far
+
+    def answered_in(self, seconds: float) -> None:
+        self.slowest = max(self.slowest, seconds)
+
+    def needs(self) -> float:
+        """The time another attempt needs left for its answer: :data:`_MIN_ATTEMPT`, or
+        twice the slowest round trip seen, on a machine too busy for that."""
+        return max(_MIN_ATTEMPT, 2 * self.slowest)
 
 
 def _pause_when_full(
-    error: Exception, answer: Answer, left: float | None, backoff: float
+    error: Exception, answer: Answer, left: float | None, retry: _Retry
 ) -> float | None:
     """The pause before trying again a request that found the mailbox full, or None: the
-    error stands. Retried only with time left for an answer: a refusal takes a round trip,
-    and one arriving after the deadline would turn a clear "full" into an ambiguous
-    timeout."""
+    error stands. Retried only with time left for an answer (:meth:`_Retry.needs`): a
+    refusal takes a round trip, and one arriving after the deadline would turn a clear
+    "full" into an ambiguous timeout."""
     if not answer.retry_full or not isinstance(error, MailboxFull) or left is None:
         return None
-    pause = min(backoff, left - _MIN_ATTEMPT)
+    pause = min(retry.backoff, left - retry.needs())
     return pause if pause >= 0 else None
 
 
