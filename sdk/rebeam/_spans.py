@@ -50,7 +50,7 @@ from opentelemetry.trace import (
 from opentelemetry.util import types
 
 from rebeam import tracing
-from rebeam._envelope import CALL, CAST, SEND, Envelope
+from rebeam._envelope import CALL, CAST, SEND
 from rebeam._ratelog import RateLog
 from rebeam._stats import Stats
 from rebeam.exits import ExitReason
@@ -138,23 +138,25 @@ class Tracing:
         span = self._tracer.start_span(_OPERATION[kind], kind=span_kind, attributes=attributes)
         return _Sending(self, span)
 
-    def handling(self, env: Envelope, outcome: Callable[[], ExitReason | None]) -> _Handling:
-        """The span of one handler invocation for ``env``, current inside ``with``; a child of
-        the sender's span when the envelope carried a valid context. ``outcome()`` is the
+    def handling(
+        self, kind: int, field: Any, outcome: Callable[[], ExitReason | None]
+    ) -> _Handling:
+        """The span of one handler invocation for a message of ``kind`` (a plain int) whose
+        envelope's trace field is ``field`` (None: it had none), current inside ``with``; a
+        child of the sender's span when the field is a valid context. ``outcome()`` is the
         actor's exit reason once the handler returned: an unclean one marks the span as an
-        error."""
-        return _Handling(self, env, outcome)
+        error. The parts, not an Envelope: the receiving hot path makes none."""
+        return _Handling(self, kind, field, outcome)
 
-    def start_handling(self, env: Envelope, started: int, plan: Plan | None) -> Span:
+    def start_handling(self, kind: int, field: Any, started: int, plan: Plan | None) -> Span:
         """Start the SDK's span of a handler invocation that began at ``started`` (ns): as
         ``plan`` says, planned now if it was not (this node's spans can be), else by the
         tracer, under the sender's context."""
-        kind = int(env.kind)
         name, span_kind = _HANDLER[kind], _HANDLER_KIND[kind]
         planner = self._planner
         if planner is not None:
-            return planner.start(plan or self.plan_handling(env, started), name, span_kind)
-        remote = self._remote(env.trace)
+            return planner.start(plan or self.plan_handling(kind, field, started), name, span_kind)
+        remote = self._remote(field)
         return self._tracer.start_span(
             name,
             context=Context() if remote is None else _under(remote[0]),
@@ -163,16 +165,15 @@ class Tracing:
             start_time=started,
         )
 
-    def plan_handling(self, env: Envelope, started: int) -> Plan:
+    def plan_handling(self, kind: int, field: Any, started: int) -> Plan:
         """Plan the span of a handler invocation that began at ``started`` (ns), the child of
-        the sender's span when the envelope carried a valid context, else a new trace (never
+        the sender's span when ``field`` is a valid context, else a new trace (never
         whatever happens to be current in the receiving task); only for a node whose spans
         can be planned."""
-        kind = int(env.kind)
         name, span_kind, attributes = _HANDLER[kind], _HANDLER_KIND[kind], self._handling[kind]
         planner = self._planner
         assert planner is not None  # (the caller checked)
-        remote = self._remote(env.trace)
+        remote = self._remote(field)
         if remote is None:
             return planner.plan(name, span_kind, attributes, started, Context(), None)
         parent, trace_id, flags, state = remote
@@ -392,14 +393,16 @@ class _Handling:
     after it."""
 
     __slots__ = (
-        "_ended", "_env", "_outcome", "_plan", "_span", "_started", "_token", "_tracing"
+        "_ended", "_field", "_kind", "_outcome", "_plan", "_span", "_started", "_token",
+        "_tracing",
     )  # fmt: skip
 
     def __init__(
-        self, tracing: Tracing, env: Envelope, outcome: Callable[[], ExitReason | None]
+        self, tracing: Tracing, kind: int, field: Any, outcome: Callable[[], ExitReason | None]
     ) -> None:
         self._tracing = tracing
-        self._env = env
+        self._kind = kind
+        self._field = field
         self._outcome = outcome
         self._span: Span | None = None  # the SDK's, once started
         self._plan: Plan | None = None  # its ids and sampling, once chosen
@@ -412,7 +415,9 @@ class _Handling:
         and the ids planned for it if they were)."""
         span = self._span
         if span is None:
-            span = self._span = self._tracing.start_handling(self._env, self._started, self._plan)
+            span = self._span = self._tracing.start_handling(
+                self._kind, self._field, self._started, self._plan
+            )
         return span
 
     def context(self) -> SpanContext:
@@ -432,7 +437,7 @@ class _Handling:
             return None
         plan = self._plan
         if plan is None and self._tracing._planner is not None:
-            plan = self._plan = self._tracing.plan_handling(self._env, self._started)
+            plan = self._plan = self._tracing.plan_handling(self._kind, self._field, self._started)
         return plan
 
     def __enter__(self) -> None:
@@ -458,7 +463,7 @@ class _Handling:
             plan = self._plan
             tracing = self._tracing
             if plan is None and tracing._planner is not None:
-                plan = self._plan = tracing.plan_handling(self._env, self._started)
+                plan = self._plan = tracing.plan_handling(self._kind, self._field, self._started)
             if plan is not None and not plan.recording():
                 return  # planned, and sampled out: no SDK span at all
         self.span().end(end_time=self._ended)
@@ -473,7 +478,7 @@ class _Handling:
             return span.is_recording()
         if self._plan is not None:
             return self._plan.recording()
-        field = self._env.trace
+        field = self._field
         if type(field) is not list or not field or type(field[0]) is not str:
             return True  # a new trace: its root's sampler will decide; put off alike
         return field[0][-1:] in _SAMPLED

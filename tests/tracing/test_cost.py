@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind
 
-from rebeam._envelope import CALL, Envelope
+from rebeam._envelope import CALL
 from rebeam._ratelog import RateLog
 from rebeam._spans import Tracing
 from rebeam._stats import Stats
@@ -83,8 +83,7 @@ async def test_a_traced_call_costs_the_sdks_span_and_a_few_calls_more_at_each_en
 
     def handling() -> None:
         for _ in range(SPANS):
-            env = Envelope(CALL, ACTOR._text, ME._text, "hi", None, "_INBOX.r", 10, [PARENT])
-            with actor.handling(env, lambda: None):
+            with actor.handling(int(CALL), [PARENT], lambda: None):
                 pass
         actor.finish()
 
