@@ -29,6 +29,7 @@ as possible is on the way of a message (docs/observability.md, "Cost"):
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
@@ -111,6 +112,14 @@ class Tracing:
         self._scheduled = False  # a callback two turns away will call finish()
         self._timer: asyncio.TimerHandle | None = None  # ends a batch that does not fill
         self.serve(None)
+        # handling(kind, field, outcome): the span of one handler invocation for a message of
+        # ``kind`` (a plain int) whose envelope's trace field is ``field`` (None: it had
+        # none), current inside ``with``; a child of the sender's span when the field is a
+        # valid context. ``outcome()`` is the actor's exit reason once the handler returned:
+        # an unclean one marks the span as an error. The parts, not an Envelope: the
+        # receiving hot path makes none. A partial, not a method: no Python call on the path.
+        self.handling: Callable[[int, Any, Callable[[], ExitReason | None]], _Handling]
+        self.handling = functools.partial(_Handling, self)
 
     def serve(self, actor_class: str | None) -> None:
         """Name what handles this node's messages in the handler spans' attributes."""
@@ -137,16 +146,6 @@ class Tracing:
             return _PlannedSending(self, self._planner, kind, span_kind, attributes)
         span = self._tracer.start_span(_OPERATION[kind], kind=span_kind, attributes=attributes)
         return _Sending(self, span)
-
-    def handling(
-        self, kind: int, field: Any, outcome: Callable[[], ExitReason | None]
-    ) -> _Handling:
-        """The span of one handler invocation for a message of ``kind`` (a plain int) whose
-        envelope's trace field is ``field`` (None: it had none), current inside ``with``; a
-        child of the sender's span when the field is a valid context. ``outcome()`` is the
-        actor's exit reason once the handler returned: an unclean one marks the span as an
-        error. The parts, not an Envelope: the receiving hot path makes none."""
-        return _Handling(self, kind, field, outcome)
 
     def start_handling(self, kind: int, field: Any, started: int, plan: Plan | None) -> Span:
         """Start the SDK's span of a handler invocation that began at ``started`` (ns): as
@@ -345,13 +344,16 @@ class _PlannedSending:
         self.name = _OPERATION[kind]
         self.kind = span_kind
         parent = otel_context.get_current()
+        # The current span as get_current_span finds it, without its two calls; most
+        # clients call with none (a root), and then the plan asks no span for its context.
+        current = parent.get(_SPAN_KEY)
         self._plan = planner.plan(
             self.name,
             span_kind,
             attributes,
             time.time_ns(),
             parent,
-            trace.get_current_span(parent).get_span_context(),
+            current.get_span_context() if isinstance(current, Span) else None,
         )
         self._ended = 0
 
