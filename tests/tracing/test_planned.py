@@ -458,9 +458,12 @@ LOCAL = SpanContext(
 
 @pytest.mark.parametrize(
     "parent",
-    [REMOTE, UNSAMPLED, LOCAL, SpanContext(REMOTE.trace_id, REMOTE.span_id, is_remote=False)],
-)
-async def test_under_the_default_sampler_a_child_is_decided_as_parent_based_decides(
+    [
+        REMOTE, UNSAMPLED, LOCAL, SpanContext(REMOTE.trace_id, REMOTE.span_id, is_remote=False),
+        trace.INVALID_SPAN_CONTEXT,  # a root: ALWAYS_ON's decision, taken by the planner
+    ],
+)  # fmt: skip
+async def test_under_the_default_sampler_a_span_is_decided_as_parent_based_decides(
     parent: SpanContext,
 ) -> None:
     sampler = ParentBased(ALWAYS_ON)
