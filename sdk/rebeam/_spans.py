@@ -23,7 +23,8 @@ as possible is on the way of a message (docs/observability.md, "Cost"):
   after the reply went out; either is made in the SDK when it ends (:class:`_HandlerSpan`);
 * hand-made context managers instead of ``start_as_current_span``'s generator, no sender
   span made current (nothing under it makes spans), attributes that do not change from
-  message to message built once.
+  message to message built once, the current context read, set and reset on the API's own
+  context variable when the runtime context is the API's default (:func:`_context_var`).
 """
 
 from __future__ import annotations
@@ -32,12 +33,14 @@ import asyncio
 import functools
 import time
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
+from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 from opentelemetry.trace import (
     NonRecordingSpan,
     Span,
@@ -77,6 +80,21 @@ _SAMPLED = frozenset("13579bdf")  # the last hex digit of a sampled traceparent'
 # once: a context holding one span is then made in one step, not three.
 _SPAN_KEY = next(iter(trace.set_span_in_context(trace.INVALID_SPAN, Context())))
 _NO_STATE = trace.INVALID_SPAN_CONTEXT.trace_state  # the API's empty trace state
+
+
+def _context_var() -> ContextVar[Context] | None:
+    """The context variable behind the API's current context, when the runtime context is
+    exactly the API's own (the default): getting, attaching and detaching a context are then
+    its get, set and reset, without the API's two Python calls for each, on a message's
+    path. None: another runtime context, used through the API."""
+    runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
+    if type(runtime) is not ContextVarsRuntimeContext:
+        return None
+    var = getattr(runtime, "_current_context", None)
+    return var if isinstance(var, ContextVar) else None
+
+
+_CURRENT = _context_var()
 
 
 def for_node(pid: Pid, stats: Stats, ratelog: RateLog) -> Tracing | None:
@@ -343,7 +361,7 @@ class _PlannedSending:
         self._planner = planner
         self.name = _OPERATION[kind]
         self.kind = span_kind
-        parent = otel_context.get_current()
+        parent = otel_context.get_current() if _CURRENT is None else _CURRENT.get()
         # The current span as get_current_span finds it, without its two calls; most
         # clients call with none (a root), and then the plan asks no span for its context.
         current = parent.get(_SPAN_KEY)
@@ -444,13 +462,20 @@ class _Handling:
 
     def __enter__(self) -> None:
         self._started = time.time_ns()
-        self._token = otel_context.attach(Context({_SPAN_KEY: _HandlerSpan(self)}))
+        current = Context({_SPAN_KEY: _HandlerSpan(self)})
+        self._token = otel_context.attach(current) if _CURRENT is None else _CURRENT.set(current)
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._ended = time.time_ns()
-        otel_context.detach(self._token)
+        if _CURRENT is None:
+            otel_context.detach(self._token)
+        else:
+            try:
+                _CURRENT.reset(self._token)
+            except ValueError:  # not this task's token: the API says so, as it would
+                otel_context.detach(self._token)
         reason = self._outcome()
         if reason is not None and not reason.is_clean:
             # The actor crashed: ended now, before the process may end.

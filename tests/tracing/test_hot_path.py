@@ -9,6 +9,8 @@ nats-py's parser, as tests/sdk/test_call_path.py feeds them."""
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -27,6 +29,7 @@ from rebeam.pids import Pid
 from tests.sdk.hostile_inputs import packed, until
 from tests.sdk.test_call_path import call_frame
 from tests.sdk.test_receive_batch import calls_per_message, frame
+from tests.tracing.test_cost import tracings
 
 DEADLINE = 20.0  # seconds: a loaded 2-core machine, not the expected time
 PAYLOAD = {"n": 1, "data": "x" * 32}
@@ -153,3 +156,22 @@ async def test_a_traced_call_costs_the_sdks_span_and_a_few_calls_more(
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_a_handler_span_left_in_another_context_is_detached_as_the_api_detaches(
+    caplog,
+) -> None:
+    """The handler span is made current on the API's context variable directly; a token
+    that is not the context's (the API would log it, never raise) is handed to the API."""
+    _, actor, _ = tracings()
+
+    def enter() -> Any:
+        handling = actor.handling(int(CALL), [PARENT], lambda: None)
+        handling.__enter__()
+        return handling
+
+    handling = contextvars.copy_context().run(enter)
+    with caplog.at_level(logging.ERROR):
+        contextvars.copy_context().run(handling.__exit__, None, None, None)
+    assert "Failed to detach context" in caplog.text
+    actor.finish()
