@@ -18,6 +18,13 @@ hold BACKEND grants: the server lets an actor answer only requests it delivered,
 were fed to the parser, not delivered (the grant is the server's business; what is counted
 is the client's).
 
+``--traced`` measures a call to an actor that traces (an SDK provider, every span recorded
+by a ``SimpleSpanProcessor`` to an exporter that keeps nothing), each call carrying a
+sampled trace context, against the same call untraced: ``full`` counts everything, the
+SDK's spans included; ``path`` drops the spans put off for later (``Tracing.finish`` ends
+none), which leaves what tracing adds before and around the reply's write, the SDK's span
+taken out.
+
 The process runs on the loop rebeam's actors run on (``rebeam._loop``: uvloop when it is
 installed, ``REBEAM_LOOP=asyncio`` for asyncio's).
 """
@@ -30,6 +37,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +52,8 @@ MESSAGES = ("cast", "call")
 # A reply subject of a call inbox of the namespace (rebeam._subjects.is_reply_inbox), as long
 # as a real caller's: <inbox prefix>.<16 hex digits>.<token>.
 _REPLY_TAIL = ".0123456789abcdef.1"
+_PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"  # a sampled sender span
+TRACED = ("off", "path", "full")
 
 
 def _frame(sid: int, subject: str, payload: bytes, reply: str = "") -> bytes:
@@ -55,9 +65,12 @@ def _frame(sid: int, subject: str, payload: bytes, reply: str = "") -> bytes:
     return head.encode() + b"\r\n" + payload + b"\r\n"
 
 
-async def _receive(receiver: str, message: str, count: int, url: str) -> None:
+async def _receive(receiver: str, message: str, count: int, url: str, traced: str) -> None:
     """The measured process: receive ``count`` messages of kind ``message`` ("cast" or
-    "call") with ``receiver`` ("rebeam" or "raw")."""
+    "call") with ``receiver`` ("rebeam" or "raw"); ``traced``: "off", or how much of a
+    traced actor's work to keep (module docstring)."""
+    if traced != "off":
+        _trace_nowhere()
     import rebeam
     from rebeam import _codec, _subjects
     from rebeam._actor import Host
@@ -78,9 +91,12 @@ async def _receive(receiver: str, message: str, count: int, url: str) -> None:
     pid = _pid(receiver, message, count)
     node = await Node.connect(
         url, namespace="bench", pid=pid, is_client=False, start=False, lease=False,
-        mailbox_max_messages=10**6, mailbox_max_bytes=10**9,
+        mailbox_max_messages=10**6, mailbox_max_bytes=10**9, tracing=traced != "off",
     )  # fmt: skip
     Host(node, Counter())
+    tracing = node._tracing
+    if traced == "path" and tracing is not None:
+        tracing.finish = tracing._ending.clear  # type: ignore[method-assign]
     await node.start(lease=False)
     node.delivering.set()
     nc = node.nc
@@ -97,7 +113,8 @@ async def _receive(receiver: str, message: str, count: int, url: str) -> None:
     sender = Pid.parse("bench.client-0123456789abcdef.1")
     reply = _subjects.inbox_prefix(sender) + _REPLY_TAIL if message == "call" else ""
     if receiver == "rebeam":
-        payload = pack_mailbox(CALL if message == "call" else CAST, body)
+        field = [_PARENT] if traced != "off" else None
+        payload = pack_mailbox(CALL if message == "call" else CAST, body, field)
         # The subject names the sender, as the server lets only that sender publish it.
         frame = _frame(node._subs[0]._id, _subjects.mailbox(pid, sender), payload, reply)
     else:
@@ -123,6 +140,25 @@ async def _receive(receiver: str, message: str, count: int, url: str) -> None:
     os._exit(0)  # no teardown in the count
 
 
+def _trace_nowhere() -> None:
+    """Set this process's tracer provider: every span recorded, exported nowhere."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    from opentelemetry.sdk.trace.export import (
+        SimpleSpanProcessor,
+        SpanExporter,
+        SpanExportResult,
+    )
+
+    class Nowhere(SpanExporter):
+        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(Nowhere()))
+    trace.set_tracer_provider(provider)
+
+
 def _pid(receiver: str, message: str, count: int) -> Pid:
     """The measured process's pid: one of its own per run, since the server's issuer ties a
     pid to the first credential it let in."""
@@ -144,7 +180,7 @@ def _refused(node: Any) -> int:
 
 
 def _instructions(
-    receiver: str, message: str, count: int, server: NatsServer, workdir: Path
+    receiver: str, message: str, count: int, server: NatsServer, workdir: Path, traced: str
 ) -> int:
     from benchmarks._callgrind import instructions
     from rebeam.auth.grants import Grant, Role
@@ -156,7 +192,7 @@ def _instructions(
     pid = _pid(receiver, message, count)
     actor = receiver == "rebeam" and message == "cast"
     grant = Grant(Role.ACTOR if actor else Role.BACKEND, "bench", pid)
-    args = ["--receive", receiver, message, str(count), server.url]
+    args = ["--receive", receiver, message, str(count), server.url, traced]
     return instructions("benchmarks.receive_cost", args, server.credentials(grant) or "", workdir)
 
 
@@ -166,14 +202,20 @@ def main() -> int:
         "--only", choices=MESSAGES, help="measure one kind of message (default: both)"
     )
     parser.add_argument(
-        "--receive", nargs=4, metavar=("RECEIVER", "MESSAGE", "COUNT", "URL"), help="internal"
+        "--traced", action="store_true", help="a call to an actor that traces, against untraced"
+    )
+    parser.add_argument(
+        "--receive",
+        nargs=5,
+        metavar=("RECEIVER", "MESSAGE", "COUNT", "URL", "TRACED"),
+        help="internal",
     )
     args = parser.parse_args()
     if args.receive:
         from rebeam import _loop
 
-        receiver, message, count, url = args.receive
-        _loop.run(_receive(receiver, message, int(count), url))
+        receiver, message, count, url, traced = args.receive
+        _loop.run(_receive(receiver, message, int(count), url, traced))
         return 0
     if shutil.which("valgrind") is None:
         print("valgrind is not installed: no instruction counts")
@@ -189,14 +231,38 @@ def main() -> int:
         print(
             f"instructions per message (callgrind; nats-py's parser fed MSG frames; {loop_name()})"
         )
+        if args.traced:
+            _report_traced(_costs("rebeam", "call", TRACED, server, Path(tmp)))
+            return 0
         for message in messages:
-            cost = {}
-            for receiver in RECEIVERS:
-                small = _instructions(receiver, message, SMALL, server, Path(tmp))
-                large = _instructions(receiver, message, LARGE, server, Path(tmp))
-                cost[receiver] = (large - small) / (LARGE - SMALL)
-            _report(message, cost)
+            _report(message, _costs(RECEIVERS, message, ("off",), server, Path(tmp)))
     return 0
+
+
+def _costs(
+    receivers: Sequence[str] | str,
+    message: str,
+    traced: Sequence[str],
+    server: NatsServer,
+    workdir: Path,
+) -> dict[str, float]:
+    """Instructions per message of each receiver (or each tracing variant of one)."""
+    cost = {}
+    for receiver in (receivers,) if isinstance(receivers, str) else receivers:
+        for variant in traced:
+            small = _instructions(receiver, message, SMALL, server, workdir, variant)
+            large = _instructions(receiver, message, LARGE, server, workdir, variant)
+            key = receiver if len(traced) == 1 else variant
+            cost[key] = (large - small) / (LARGE - SMALL)
+    return cost
+
+
+def _report_traced(cost: dict[str, float]) -> None:
+    off, path, full = (cost[variant] / 1000 for variant in TRACED)
+    print("to receive one call, rebeam actor, async handle_call:")
+    print(f"  {'untraced':<38}: {off:6.1f} k")
+    print(f"  {'traced, the spans put off dropped':<38}: {path:6.1f} k  (+{path - off:.1f} k)")
+    print(f"  {'traced, everything':<38}: {full:6.1f} k  (+{full - off:.1f} k)")
 
 
 def _report(message: str, cost: dict[str, float]) -> None:

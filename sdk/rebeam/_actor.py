@@ -230,15 +230,16 @@ class Host:
         # The reply subject of the call being handled ("" for a call with none), for
         # finish(): a caller waiting on it learns the exit reason.
         self._current: str | None = None
-        # Chosen once: a node that traces takes the path with a span around each handler;
-        # one that does not keeps the fast path with no tracing in it at all.
+        # Chosen once: a node that traces puts a span around each handler, on the hot path
+        # and the whole way alike; one that does not has no tracing in its paths at all.
         self._tracing = node._tracing
         self._handle = self._dispatch
         node.on_message = self.on_message
+        # What a handler span reads once its handler returned: made once, not per message.
+        self._outcome = lambda: self._stop
         if self._tracing is not None:
             self._tracing.serve(type(actor).__qualname__)
             self._handle = self._traced_dispatch
-            node.on_message = self._admit
         node.on_exit_signal = self._on_exit_signal
         node.on_fenced = lambda newer: self.request_stop(shutdown_with("superseded"))
         node.status_report = self.status_report
@@ -366,8 +367,9 @@ class Host:
         in order, taken as nats-py's loop takes them (docs/sdk.md, "Cast throughput": why, and
         what it relies on). A send, cast or call to a free, delivering actor takes the hot
         path: Node.admit's checks inlined, the envelope's head read from its first three
-        bytes, the handler called on the decoded body. Anything else goes the whole way
-        (_admit)."""
+        bytes, the handler called on the decoded body (in a node that traces, inside its
+        handler span, made from the decoded kind and trace field). Anything else goes the
+        whole way (_admit)."""
         node = self.node
         sub = node.mailbox_sub
         queue = sub._pending_queue
@@ -375,6 +377,7 @@ class Host:
         actor, stats, counts = self.actor, node.stats, node.metrics.received
         limit, senders, delivering = node._limit, node._senders, node.delivering
         heads = _CLIENT_HEADS if node.is_client else _FAST_HEADS
+        tracing, outcome = self._tracing, self._outcome
         while True:
             data = msg.data
             kind = heads.get(data[:3])
@@ -390,42 +393,43 @@ class Host:
                 and (not (reply := msg.reply) or node.answerable(reply))
             ):
                 try:
-                    body = decode(data)[2]
+                    item = decode(data)
                 except CodecError:
                     kind = None  # refused by _admit, which counts and logs it
             else:
                 kind = None
             if kind is None:
                 await self._admit(msg)
-            elif kind == _CALL:
-                stats.received += 1
-                self._busy = True
-                # Counted before the reply is written (see deliver); every call timed.
-                counts[_CALL] += 1
-                started = clock()
-                try:
-                    await self._call(body, sender, reply)
-                finally:
-                    node.metrics.timed(_CALL, started)
-                    if self._turn_waiters:
-                        self._give_turn()
-                    else:
-                        self._busy = False
             else:
                 stats.received += 1
                 self._busy = True
-                # Every message counted, one in SAMPLED+1 timed (docs/observability.md).
+                # Counted before the reply is written (see deliver). Every call is timed,
+                # one other message in SAMPLED+1 (docs/observability.md).
                 counted = counts[kind] = counts[kind] + 1
-                started = 0.0 if counted & SAMPLED else clock()
+                started = clock() if kind == _CALL or not counted & SAMPLED else 0.0
+                # A node that traces: the handler span around the handler, its trace field
+                # the envelope's fourth item (checked only when the span is planned).
+                handling = None
+                if tracing is not None:
+                    handling = tracing.handling(kind, item[3] if len(item) > 3 else None, outcome)
+                    handling.__enter__()
                 try:
-                    if reply:  # a cast or send that asked for a receipt
-                        await node.nc.publish(reply, _RECEIPT)
-                    result = (actor.handle_cast if kind == _CAST else actor.handle_info)(body)
-                    if type(result) is CoroutineType or hasattr(result, "__await__"):
-                        await result
-                except Exception as exc:
-                    self._crash(crash_reason(exc))
+                    if kind == _CALL:
+                        await self._call(item[2], sender, reply)
+                    else:
+                        try:
+                            if reply:  # a cast or send that asked for a receipt
+                                await node.nc.publish(reply, _RECEIPT)
+                            handler = actor.handle_cast if kind == _CAST else actor.handle_info
+                            result = handler(item[2])
+                            if type(result) is CoroutineType or hasattr(result, "__await__"):
+                                await result
+                        except Exception as exc:
+                            self._crash(crash_reason(exc))
                 finally:
+                    # After the reply was written: the span is put off (Tracing.later).
+                    if handling is not None:
+                        handling.__exit__(None, None, None)
                     if started:
                         node.metrics.timed(kind, started)
                     if self._turn_waiters:
@@ -439,8 +443,7 @@ class Host:
             sub._pending_size -= len(msg.data)
 
     async def _admit(self, msg: Any) -> None:
-        """Every message the whole way: admitted, then a signal or :meth:`deliver`. The
-        mailbox callback of an actor that traces, where each handler gets a span."""
+        """Every message the whole way: admitted, then a signal or :meth:`deliver`."""
         node = self.node
         env = node.admit(msg)
         if env is None:
@@ -496,7 +499,8 @@ class Host:
 
     async def _traced_dispatch(self, env: Envelope) -> None:
         # Chosen (in __init__) only for a node that traces.
-        with typing.cast("Tracing", self._tracing).handling(env, lambda: self._stop):
+        tracing = typing.cast("Tracing", self._tracing)
+        with tracing.handling(int(env.kind), env.trace, self._outcome):
             await self._dispatch(env)
 
     async def _dispatch(self, env: Envelope) -> None:

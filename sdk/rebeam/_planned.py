@@ -20,8 +20,9 @@ tests compare a span made here with one ``start_span`` makes, field by field.
 The sampler is asked once a span. The SDK's default, ``ParentBased`` with its default
 delegates, decides a span with a valid parent by the parent's sampled flag alone, keeping
 the parent's trace state and (sampled) the attributes: that decision is taken here without
-the three calls it costs; a root is still handed to its root sampler, and any other sampler
-is asked as it is.
+the three calls it costs; a root is its root sampler's, decided here too when that is the
+SDK's ``ALWAYS_ON`` (recorded and sampled, the attributes kept, no trace state: a client's
+usual call, on its way), and any other sampler is asked as it is.
 
 Imported only when the OpenTelemetry SDK can be: a tracer of another implementation keeps
 the eager start (:func:`for_tracer` says None).
@@ -170,6 +171,8 @@ class Planner:
         root = self._by_parent
         if root is None:
             result = self._should_sample(parent, trace_id, name, kind, attributes, ())
+        elif root is ALWAYS_ON:  # as it decides a root: recorded, with no parent's state
+            result = SamplingResult(_RECORD_AND_SAMPLE, attributes, None)
         else:  # as ParentBased hands a root to its root sampler
             result = root.should_sample(
                 parent_context=parent, trace_id=trace_id, name=name, kind=kind,

@@ -23,20 +23,24 @@ as possible is on the way of a message (docs/observability.md, "Cost"):
   after the reply went out; either is made in the SDK when it ends (:class:`_HandlerSpan`);
 * hand-made context managers instead of ``start_as_current_span``'s generator, no sender
   span made current (nothing under it makes spans), attributes that do not change from
-  message to message built once.
+  message to message built once, the current context read, set and reset on the API's own
+  context variable when the runtime context is the API's default (:func:`_context_var`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
+from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 from opentelemetry.trace import (
     NonRecordingSpan,
     Span,
@@ -50,7 +54,7 @@ from opentelemetry.trace import (
 from opentelemetry.util import types
 
 from rebeam import tracing
-from rebeam._envelope import CALL, CAST, SEND, Envelope
+from rebeam._envelope import CALL, CAST, SEND
 from rebeam._ratelog import RateLog
 from rebeam._stats import Stats
 from rebeam.exits import ExitReason
@@ -76,6 +80,21 @@ _SAMPLED = frozenset("13579bdf")  # the last hex digit of a sampled traceparent'
 # once: a context holding one span is then made in one step, not three.
 _SPAN_KEY = next(iter(trace.set_span_in_context(trace.INVALID_SPAN, Context())))
 _NO_STATE = trace.INVALID_SPAN_CONTEXT.trace_state  # the API's empty trace state
+
+
+def _context_var() -> ContextVar[Context] | None:
+    """The context variable behind the API's current context, when the runtime context is
+    exactly the API's own (the default): getting, attaching and detaching a context are then
+    its get, set and reset, without the API's two Python calls for each, on a message's
+    path. None: another runtime context, used through the API."""
+    runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
+    if type(runtime) is not ContextVarsRuntimeContext:
+        return None
+    var = getattr(runtime, "_current_context", None)
+    return var if isinstance(var, ContextVar) else None
+
+
+_CURRENT = _context_var()
 
 
 def for_node(pid: Pid, stats: Stats, ratelog: RateLog) -> Tracing | None:
@@ -111,6 +130,14 @@ class Tracing:
         self._scheduled = False  # a callback two turns away will call finish()
         self._timer: asyncio.TimerHandle | None = None  # ends a batch that does not fill
         self.serve(None)
+        # handling(kind, field, outcome): the span of one handler invocation for a message of
+        # ``kind`` (a plain int) whose envelope's trace field is ``field`` (None: it had
+        # none), current inside ``with``; a child of the sender's span when the field is a
+        # valid context. ``outcome()`` is the actor's exit reason once the handler returned:
+        # an unclean one marks the span as an error. The parts, not an Envelope: the
+        # receiving hot path makes none. A partial, not a method: no Python call on the path.
+        self.handling: Callable[[int, Any, Callable[[], ExitReason | None]], _Handling]
+        self.handling = functools.partial(_Handling, self)
 
     def serve(self, actor_class: str | None) -> None:
         """Name what handles this node's messages in the handler spans' attributes."""
@@ -138,23 +165,15 @@ class Tracing:
         span = self._tracer.start_span(_OPERATION[kind], kind=span_kind, attributes=attributes)
         return _Sending(self, span)
 
-    def handling(self, env: Envelope, outcome: Callable[[], ExitReason | None]) -> _Handling:
-        """The span of one handler invocation for ``env``, current inside ``with``; a child of
-        the sender's span when the envelope carried a valid context. ``outcome()`` is the
-        actor's exit reason once the handler returned: an unclean one marks the span as an
-        error."""
-        return _Handling(self, env, outcome)
-
-    def start_handling(self, env: Envelope, started: int, plan: Plan | None) -> Span:
+    def start_handling(self, kind: int, field: Any, started: int, plan: Plan | None) -> Span:
         """Start the SDK's span of a handler invocation that began at ``started`` (ns): as
         ``plan`` says, planned now if it was not (this node's spans can be), else by the
         tracer, under the sender's context."""
-        kind = int(env.kind)
         name, span_kind = _HANDLER[kind], _HANDLER_KIND[kind]
         planner = self._planner
         if planner is not None:
-            return planner.start(plan or self.plan_handling(env, started), name, span_kind)
-        remote = self._remote(env.trace)
+            return planner.start(plan or self.plan_handling(kind, field, started), name, span_kind)
+        remote = self._remote(field)
         return self._tracer.start_span(
             name,
             context=Context() if remote is None else _under(remote[0]),
@@ -163,16 +182,15 @@ class Tracing:
             start_time=started,
         )
 
-    def plan_handling(self, env: Envelope, started: int) -> Plan:
+    def plan_handling(self, kind: int, field: Any, started: int) -> Plan:
         """Plan the span of a handler invocation that began at ``started`` (ns), the child of
-        the sender's span when the envelope carried a valid context, else a new trace (never
+        the sender's span when ``field`` is a valid context, else a new trace (never
         whatever happens to be current in the receiving task); only for a node whose spans
         can be planned."""
-        kind = int(env.kind)
         name, span_kind, attributes = _HANDLER[kind], _HANDLER_KIND[kind], self._handling[kind]
         planner = self._planner
         assert planner is not None  # (the caller checked)
-        remote = self._remote(env.trace)
+        remote = self._remote(field)
         if remote is None:
             return planner.plan(name, span_kind, attributes, started, Context(), None)
         parent, trace_id, flags, state = remote
@@ -343,14 +361,17 @@ class _PlannedSending:
         self._planner = planner
         self.name = _OPERATION[kind]
         self.kind = span_kind
-        parent = otel_context.get_current()
+        parent = otel_context.get_current() if _CURRENT is None else _CURRENT.get()
+        # The current span as get_current_span finds it, without its two calls; most
+        # clients call with none (a root), and then the plan asks no span for its context.
+        current = parent.get(_SPAN_KEY)
         self._plan = planner.plan(
             self.name,
             span_kind,
             attributes,
             time.time_ns(),
             parent,
-            trace.get_current_span(parent).get_span_context(),
+            current.get_span_context() if isinstance(current, Span) else None,
         )
         self._ended = 0
 
@@ -392,14 +413,16 @@ class _Handling:
     after it."""
 
     __slots__ = (
-        "_ended", "_env", "_outcome", "_plan", "_span", "_started", "_token", "_tracing"
+        "_ended", "_field", "_kind", "_outcome", "_plan", "_span", "_started", "_token",
+        "_tracing",
     )  # fmt: skip
 
     def __init__(
-        self, tracing: Tracing, env: Envelope, outcome: Callable[[], ExitReason | None]
+        self, tracing: Tracing, kind: int, field: Any, outcome: Callable[[], ExitReason | None]
     ) -> None:
         self._tracing = tracing
-        self._env = env
+        self._kind = kind
+        self._field = field
         self._outcome = outcome
         self._span: Span | None = None  # the SDK's, once started
         self._plan: Plan | None = None  # its ids and sampling, once chosen
@@ -412,7 +435,9 @@ class _Handling:
         and the ids planned for it if they were)."""
         span = self._span
         if span is None:
-            span = self._span = self._tracing.start_handling(self._env, self._started, self._plan)
+            span = self._span = self._tracing.start_handling(
+                self._kind, self._field, self._started, self._plan
+            )
         return span
 
     def context(self) -> SpanContext:
@@ -432,18 +457,25 @@ class _Handling:
             return None
         plan = self._plan
         if plan is None and self._tracing._planner is not None:
-            plan = self._plan = self._tracing.plan_handling(self._env, self._started)
+            plan = self._plan = self._tracing.plan_handling(self._kind, self._field, self._started)
         return plan
 
     def __enter__(self) -> None:
         self._started = time.time_ns()
-        self._token = otel_context.attach(Context({_SPAN_KEY: _HandlerSpan(self)}))
+        current = Context({_SPAN_KEY: _HandlerSpan(self)})
+        self._token = otel_context.attach(current) if _CURRENT is None else _CURRENT.set(current)
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._ended = time.time_ns()
-        otel_context.detach(self._token)
+        if _CURRENT is None:
+            otel_context.detach(self._token)
+        else:
+            try:
+                _CURRENT.reset(self._token)
+            except ValueError:  # not this task's token: the API says so, as it would
+                otel_context.detach(self._token)
         reason = self._outcome()
         if reason is not None and not reason.is_clean:
             # The actor crashed: ended now, before the process may end.
@@ -458,7 +490,7 @@ class _Handling:
             plan = self._plan
             tracing = self._tracing
             if plan is None and tracing._planner is not None:
-                plan = self._plan = tracing.plan_handling(self._env, self._started)
+                plan = self._plan = tracing.plan_handling(self._kind, self._field, self._started)
             if plan is not None and not plan.recording():
                 return  # planned, and sampled out: no SDK span at all
         self.span().end(end_time=self._ended)
@@ -473,7 +505,7 @@ class _Handling:
             return span.is_recording()
         if self._plan is not None:
             return self._plan.recording()
-        field = self._env.trace
+        field = self._field
         if type(field) is not list or not field or type(field[0]) is not str:
             return True  # a new trace: its root's sampler will decide; put off alike
         return field[0][-1:] in _SAMPLED

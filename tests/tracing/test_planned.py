@@ -37,7 +37,7 @@ from opentelemetry.sdk.trace.sampling import (
 from opentelemetry.trace import SpanContext, SpanKind, TraceFlags, TraceState
 
 import rebeam
-from rebeam._envelope import CALL, CAST, SEND, Envelope
+from rebeam._envelope import CALL, CAST, SEND
 from rebeam._ratelog import RateLog
 from rebeam._spans import Tracing
 from rebeam._stats import Stats
@@ -284,15 +284,17 @@ async def test_a_raising_span_processor_does_not_hide_the_error_that_ended_a_cal
     assert "a broken span processor" in caplog.text
 
 
-def an_envelope(kind: int, parent: SpanContext) -> Envelope:
-    field = [f"00-{parent.trace_id:032x}-{parent.span_id:016x}-{int(parent.trace_flags):02x}"]
-    return Envelope(kind, str(ME), str(OTHER), "hello", 1, "_INBOX.r" if kind == CALL else None,
-                    10, field)  # fmt: skip
+def a_message(kind: int, parent: SpanContext) -> tuple[int, list[str]]:
+    """The kind and trace field of a message sent under ``parent``, as a handler span takes
+    them."""
+    return int(kind), [
+        f"00-{parent.trace_id:032x}-{parent.span_id:016x}-{int(parent.trace_flags):02x}"
+    ]
 
 
 async def test_a_handler_span_asked_for_its_context_is_planned_until_more_is_asked() -> None:
     tracing, memory, seen = traced()
-    with tracing.handling(an_envelope(CALL, REMOTE), lambda: None):
+    with tracing.handling(*a_message(CALL, REMOTE), lambda: None):
         current = trace.get_current_span()
         context = current.get_span_context()
         assert current.is_recording()
@@ -313,7 +315,7 @@ async def test_a_handler_span_asked_for_its_context_is_planned_until_more_is_ask
 async def test_a_planned_handler_span_of_a_trace_sampled_out_never_reaches_the_sdk() -> None:
     asked = Asked(ParentBased(ALWAYS_ON))
     tracing, memory, seen = traced(asked)
-    with tracing.handling(an_envelope(CAST, UNSAMPLED), lambda: None):
+    with tracing.handling(*a_message(CAST, UNSAMPLED), lambda: None):
         assert not trace.get_current_span().is_recording()
         with tracing.sending(CALL, OTHER) as field:
             pass
@@ -352,7 +354,7 @@ async def test_a_tracer_that_is_not_the_sdks_starts_the_span_before_the_send() -
     with pytest.raises(TimeoutError), tracing.sending(CALL, OTHER):
         raise TimeoutError("no reply")
     assert memory.get_finished_spans()[-1].status.status_code.name == "ERROR"
-    with tracing.handling(an_envelope(CALL, REMOTE), lambda: None):
+    with tracing.handling(*a_message(CALL, REMOTE), lambda: None):
         trace.get_current_span().get_span_context()
         assert seen.started[-1] == "handle_call", "its context: started at once"
 
@@ -456,9 +458,12 @@ LOCAL = SpanContext(
 
 @pytest.mark.parametrize(
     "parent",
-    [REMOTE, UNSAMPLED, LOCAL, SpanContext(REMOTE.trace_id, REMOTE.span_id, is_remote=False)],
-)
-async def test_under_the_default_sampler_a_child_is_decided_as_parent_based_decides(
+    [
+        REMOTE, UNSAMPLED, LOCAL, SpanContext(REMOTE.trace_id, REMOTE.span_id, is_remote=False),
+        trace.INVALID_SPAN_CONTEXT,  # a root: ALWAYS_ON's decision, taken by the planner
+    ],
+)  # fmt: skip
+async def test_under_the_default_sampler_a_span_is_decided_as_parent_based_decides(
     parent: SpanContext,
 ) -> None:
     sampler = ParentBased(ALWAYS_ON)
