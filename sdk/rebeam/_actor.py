@@ -366,41 +366,21 @@ class Host:
         """The mailbox subscription's callback: ``msg``, then every message queued behind it,
         in order, taken as nats-py's loop takes them (docs/sdk.md, "Cast throughput": why, and
         what it relies on). A send, cast or call to a free, delivering actor takes the hot
-        path: Node.admit's checks inlined, the envelope's head read from its first three
-        bytes, the handler called on the decoded body (in a node that traces, inside its
-        handler span, made from the decoded kind and trace field). Anything else goes the
-        whole way (_admit)."""
+        path (:meth:`_hot`), its handler called on the decoded body (in a node that traces,
+        inside its handler span, made from the decoded kind and trace field). Anything else
+        goes the whole way (_admit)."""
         node = self.node
         sub = node.mailbox_sub
         queue = sub._pending_queue
         waiting = queue._queue
         actor, stats, counts = self.actor, node.stats, node.metrics.received
-        limit, senders, delivering = node._limit, node._senders, node.delivering
-        heads = _CLIENT_HEADS if node.is_client else _FAST_HEADS
         tracing, outcome = self._tracing, self._outcome
         while True:
-            data = msg.data
-            kind = heads.get(data[:3])
-            if (
-                kind is not None
-                and len(data) <= limit
-                and not self._busy
-                and self._stop is None
-                # The subject names a sender (Node.sender_of's remembered case, inlined).
-                and (sender := senders.get(subject := msg.subject) or node.sender_of(subject))
-                and node.fenced_by is None
-                and delivering.is_set()
-                and (not (reply := msg.reply) or node.answerable(reply))
-            ):
-                try:
-                    item = decode(data)
-                except CodecError:
-                    kind = None  # refused by _admit, which counts and logs it
-            else:
-                kind = None
-            if kind is None:
+            hot = self._hot(msg)
+            if hot is None:
                 await self._admit(msg)
             else:
+                kind, item, sender, reply = hot
                 stats.received += 1
                 self._busy = True
                 # Counted before the reply is written (see deliver). Every call is timed,
@@ -441,6 +421,31 @@ class Host:
             msg = waiting.popleft()
             queue._unfinished_tasks -= 1
             sub._pending_size -= len(msg.data)
+
+    def _hot(self, msg: Any) -> tuple[int, list[Any], str, str] | None:
+        """``(kind, decoded envelope, sender, reply)`` for a message that may take the hot
+        path: a send, cast or call (not to a client) read from the envelope's first three
+        bytes, to a free, delivering actor, that passes Node.admit's checks (inlined here);
+        None for anything else, which _admit takes, counts and refuses as need be."""
+        node = self.node
+        data = msg.data
+        kind = (_CLIENT_HEADS if node.is_client else _FAST_HEADS).get(data[:3])
+        if (
+            kind is not None
+            and len(data) <= node._limit
+            and not self._busy
+            and self._stop is None
+            # The subject names a sender (Node.sender_of's remembered case, inlined).
+            and (sender := node._senders.get(subject := msg.subject) or node.sender_of(subject))
+            and node.fenced_by is None
+            and node.delivering.is_set()
+            and (not (reply := msg.reply) or node.answerable(reply))
+        ):
+            try:
+                return kind, decode(data), sender, reply
+            except CodecError:
+                return None  # refused by _admit, which counts and logs it
+        return None
 
     async def _admit(self, msg: Any) -> None:
         """Every message the whole way: admitted, then a signal or :meth:`deliver`."""
