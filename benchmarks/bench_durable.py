@@ -29,8 +29,15 @@ import nats.js.api as jsapi
 
 import rebeam
 from benchmarks._measure import cpu_ns
-from rebeam import _durable
-from rebeam._durable_batch import BATCH_HEADER, MAX_FLYING, MAX_ITEMS, frame, items_of
+from rebeam import _durable, _durable_stream
+from rebeam._durable_batch import (
+    BATCH_HEADER,
+    MAX_FLYING,
+    MAX_ITEMS,
+    durable_address,
+    frame,
+    items_of,
+)
 from rebeam._envelope import CAST, pack_fields
 from rebeam.auth.grants import Role
 from rebeam.pids import Pid
@@ -130,7 +137,7 @@ async def measure(backend: Backend, n: int, rounds: int) -> list[dict[str, Any]]
     raw_subject = f"benchraw.{os.getpid()}"
     # The raw stream is the backend's to make: no actor or tree owner may create streams.
     js = (await backend.connection(NAMESPACE)).jetstream()
-    await js.add_stream(_durable.stream_config(RAW_STREAM, "benchraw.>"))
+    await js.add_stream(_durable_stream.stream_config(RAW_STREAM, "benchraw.>"))
     # Both ends use the raw stream and its consumer beside the durable mailbox, on the
     # same connections: BACKEND grants, as for the other raw baselines.
     actor = await backend.actor(
@@ -149,7 +156,7 @@ async def _measure(
     js = node.nc.jetstream()
     payload = {"n": 1, "data": "x" * 32}
     # A raw message as large as the durable envelope of the same payload.
-    raw = b"r" * len(pack_fields(CAST, _durable.durable_address(pid), str(node.pid), 1, payload))
+    raw = b"r" * len(pack_fields(CAST, durable_address(pid), str(node.pid), 1, payload))
     ids = iter(range(1 << 62))
 
     async def casts() -> int:

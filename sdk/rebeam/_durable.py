@@ -1,5 +1,10 @@
 """Durable mailboxes: JetStream keeps what is sent to an actor while it is down.
 
+This module is the receiving side, in the runtime: :class:`DurableMailbox` hands an actor's
+host what its slot's consumer delivers, in order, and records what was handled. The sending
+side, which any node uses, is rebeam._durable_batch; the stream's name and settings, which
+both sides (and the backends that create the stream) name, are rebeam._durable_stream.
+
 Layout (Core NATS by default, JetStream only where asked):
 
 * **one stream per namespace**, ``rebeam_mbox_<ns>``, subjects ``rebeam.<ns>.dmbox.>``,
@@ -34,11 +39,11 @@ Layout (Core NATS by default, JetStream only where asked):
 Bounds: a sender lets at most ``_durable_batch.MAX_WAITING`` of its sends wait per slot,
 counted by the sender (the stream counts stored messages, each holding up to
 ``_durable_batch.MAX_ITEMS`` sends), raising :class:`~rebeam.errors.MailboxFull` past it;
-behind that, the stream holds at most ``DURABLE_MAX_MESSAGES`` stored messages per subject
-(per sender and slot), refusing new ones (``discard_new_per_subject``): a sender's store
-then fails and raises :class:`~rebeam.errors.MailboxFull` to each of its sends. Messages older than
-``DURABLE_MAX_AGE`` are dropped. File storage, one replica (docs/nats.md, "Durable mailbox
-streams", says what that keeps).
+behind that, the stream holds at most ``_durable_stream.DURABLE_MAX_MESSAGES`` stored
+messages per subject (per sender and slot), refusing new ones (``discard_new_per_subject``):
+a sender's store then fails and raises :class:`~rebeam.errors.MailboxFull` to each of its
+sends. Messages older than ``_durable_stream.DURABLE_MAX_AGE`` are dropped. File storage,
+one replica (docs/nats.md, "Durable mailbox streams", says what that keeps).
 """
 
 from __future__ import annotations
@@ -54,32 +59,23 @@ import nats.js.api as jsapi
 import nats.js.errors as jserr
 
 from rebeam import _subjects
-from rebeam._durable_batch import durable_address, items_of, sender
-from rebeam._envelope import CALL, USER_KINDS, pack_fields, unpack
-from rebeam._streams import MAX_CONSUMERS
+from rebeam._durable_batch import durable_address, items_of
+from rebeam._durable_stream import consumer_name, ensure_stream, parked_subject, stream_name
+from rebeam._envelope import CALL, USER_KINDS, unpack
 from rebeam.errors import CodecError
 
 if TYPE_CHECKING:
     from rebeam._actor import Host
     from rebeam._node import Node
-    from rebeam.pids import Pid
 
 __all__ = [
     "DEFAULT_MAX_DELIVER",
     "DurableMailbox",
-    "consumer_name",
-    "ensure_stream",
-    "publish",
-    "stream_config",
-    "stream_name",
-    "submit",
 ]
 
 log = logging.getLogger("rebeam.durable")
 
 DEFAULT_MAX_DELIVER = 3
-DURABLE_MAX_MESSAGES = 10_000  # per durable actor (stream-wide per subject)
-DURABLE_MAX_AGE = 7 * 24 * 3600.0
 ACK_WAIT = 2.0  # seconds: an unacknowledged message is redelivered this long after a crash
 BATCH = 256  # messages in flight per durable actor, in batched mode
 _PULL_EXPIRES = 1.0  # seconds a pull request waits on the server for messages
@@ -108,66 +104,6 @@ def _parse(text: str) -> Position:
     if position[1] > WHOLE:
         raise ValueError(f"not a stream position: {text[:40]!r}")
     return position
-
-
-def stream_name(namespace: str) -> str:
-    return f"rebeam_mbox_{namespace}"
-
-
-def consumer_name(pid: Pid) -> str:
-    """The one consumer of ``pid``'s slot's queue."""
-    return f"q-{pid.slot_token}"
-
-
-parked_subject = _subjects.durable_parked
-
-
-def stream_config(name: str, subjects: str) -> jsapi.StreamConfig:
-    """A durable-mailbox stream's settings (the benchmark's raw baseline uses them too)."""
-    return jsapi.StreamConfig(
-        name=name,
-        subjects=[subjects],
-        retention=jsapi.RetentionPolicy.WORK_QUEUE,
-        storage=jsapi.StorageType.FILE,
-        max_msgs_per_subject=DURABLE_MAX_MESSAGES,
-        discard=jsapi.DiscardPolicy.NEW,
-        discard_new_per_subject=True,
-        max_age=DURABLE_MAX_AGE,
-        duplicate_window=120.0,
-        max_consumers=MAX_CONSUMERS,  # one consumer per durable actor (see _streams)
-    )
-
-
-async def ensure_stream(js: Any, namespace: str) -> None:
-    """Create the namespace's durable-mailbox stream if it does not exist yet."""
-    name = stream_name(namespace)
-    try:
-        await js.stream_info(name)
-        return
-    except jserr.NotFoundError:
-        pass
-    config = stream_config(name, _subjects.durable_all(namespace))
-    with contextlib.suppress(jserr.BadRequestError):  # created meanwhile by someone else
-        await js.add_stream(config)
-
-
-def submit(node: Node, pid: Pid, kind: int, message: Any) -> asyncio.Future[int]:
-    """Queue a send or cast for ``pid``'s durable mailbox, now; the future gives the stream
-    sequence of the message that holds it once JetStream acknowledged that (it is on disk).
-    Sends made while earlier ones to the same slot wait for their acknowledgement are stored
-    together, in the order of the calls (rebeam._durable_batch). The future raises
-    :class:`MailboxFull` when the mailbox is at its limit, nats-py's TimeoutError when no
-    answer came within 5 s; a message the codec refuses raises here."""
-    msg_id = next(node._seq)
-    out = sender(node)
-    box = out.outbox(pid)
-    data = pack_fields(kind, box.address, node._pid_str, msg_id, message)
-    return box.put(data, f"{out.id_prefix}{msg_id}")
-
-
-async def publish(node: Node, pid: Pid, kind: int, message: Any) -> int:
-    """:func:`submit`, awaited."""
-    return await submit(node, pid, kind, message)
 
 
 class DurableMailbox:

@@ -1,4 +1,9 @@
-"""Coalescing durable sends: many sends from one sender to one slot, one stored message.
+"""Durable sends: :func:`submit` queues a send or cast for a slot's durable mailbox, and
+coalesces many sends from one sender to one slot into one stored message.
+
+This is the sending side of durable mailboxes (the receiving side is rebeam._durable), and
+every node may use it: the node sits above this module and hands itself in as a
+:class:`SendingNode`.
 
 A durable send costs JetStream a stored message, a PubAck, a delivery and an ack, whatever
 its size; at thousands per second that is most of the work of the server and of nats-py at
@@ -40,16 +45,18 @@ import functools
 import itertools
 import json
 import weakref
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Protocol
 
 import nats.errors
 import nats.js.errors as jserr
 
 from rebeam import _subjects
+from rebeam._durable_stream import ensure_stream, stream_name
+from rebeam._envelope import pack_fields
 from rebeam.errors import CodecError, MailboxFull
 
 if TYPE_CHECKING:
-    from rebeam._node import Node
     from rebeam.pids import Pid
 
 __all__ = [
@@ -58,10 +65,13 @@ __all__ = [
     "Acks",
     "Outbox",
     "Sender",
+    "SendingNode",
     "durable_address",
     "frame",
     "items_of",
+    "publish",
     "sender",
+    "submit",
 ]
 
 BATCH_HEADER = "Rebeam-Batch"
@@ -75,6 +85,45 @@ _MAILBOX_FULL = 10077  # JetStream: maximum messages per subject exceeded
 _MSG_ID = "Nats-Msg-Id"
 STORE_TIMEOUT = 5.0  # seconds a store waits for its answer
 _MAX_ANSWER = 4096  # bytes: a PubAck or a JetStream error is far smaller
+
+
+class SendingNode(Protocol):
+    """What a durable send reads of the node it is made from (rebeam._node.Node is one): its
+    connection and pid, and the counter and inbox its message ids are made of."""
+
+    @property
+    def nc(self) -> Any: ...
+
+    @property
+    def pid(self) -> Pid: ...
+
+    @property
+    def _pid_str(self) -> str: ...
+
+    @property
+    def _inbox(self) -> str: ...
+
+    @property
+    def _seq(self) -> Iterator[int]: ...
+
+
+def submit(node: SendingNode, pid: Pid, kind: int, message: Any) -> asyncio.Future[int]:
+    """Queue a send or cast for ``pid``'s durable mailbox, now; the future gives the stream
+    sequence of the message that holds it once JetStream acknowledged that (it is on disk).
+    Sends made while earlier ones to the same slot wait for their acknowledgement are stored
+    together, in the order of the calls (see the module's doc). The future raises
+    :class:`MailboxFull` when the mailbox is at its limit, nats-py's TimeoutError when no
+    answer came within 5 s; a message the codec refuses raises here."""
+    msg_id = next(node._seq)
+    out = sender(node)
+    box = out.outbox(pid)
+    data = pack_fields(kind, box.address, node._pid_str, msg_id, message)
+    return box.put(data, f"{out.id_prefix}{msg_id}")
+
+
+async def publish(node: SendingNode, pid: Pid, kind: int, message: Any) -> int:
+    """:func:`submit`, awaited."""
+    return await submit(node, pid, kind, message)
 
 
 def durable_address(pid: Pid) -> str:
@@ -294,8 +343,6 @@ class Outbox:
         MAX_WAITING; once the count says no, the server is asked what is left."""
         if self.stored_sends + self.flying_sends + sends <= MAX_WAITING:
             return True
-        from rebeam._durable import stream_name  # the stream's name lives with the mailbox
-
         try:
             info = await self.js.stream_info(
                 stream_name(self.to.namespace), subjects_filter=self.subject
@@ -323,8 +370,6 @@ class Outbox:
         with contextlib.suppress(Exception):  # the answer is read in _answered
             await asyncio.shield(ack)
         if isinstance(ack.exception(), jserr.NoStreamResponseError):
-            from rebeam._durable import ensure_stream  # the stream's settings
-
             try:
                 await ensure_stream(self.js, self.to.namespace)
                 ack = await self._publish(batch)
@@ -356,7 +401,7 @@ class Sender:
     so that a send computes no subject), the answers they share, and the prefix of its
     de-duplication ids. Outboxes are dropped once idle, so a sender to many slots keeps few."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: SendingNode) -> None:
         self.nc = node.nc
         self.acks = Acks(node.nc)
         # The inbox's last token is the node's nonce: nobody else can spend its ids ahead.
@@ -389,7 +434,7 @@ class Sender:
 _senders: weakref.WeakKeyDictionary[Any, Sender] = weakref.WeakKeyDictionary()
 
 
-def sender(node: Node) -> Sender:
+def sender(node: SendingNode) -> Sender:
     found = _senders.get(node)
     if found is None:
         found = _senders[node] = Sender(node)

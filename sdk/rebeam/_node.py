@@ -44,7 +44,7 @@ import nats
 import nats.errors
 import nats.js.errors as jserr
 
-from rebeam import _codec, _durable, _subjects, metrics
+from rebeam import _codec, _durable_batch, _subjects, metrics
 from rebeam._addresses import Address, Name, Via
 from rebeam._connecting import Connection, credentials_from_environment
 from rebeam._envelope import (
@@ -807,7 +807,7 @@ class Node:
             if durable and type(dest) is Pid:
                 # Queued now, in the order of the calls, no coroutine of its own either.
                 self.metrics.sent[kind] += 1
-                return _durable.submit(self, dest, kind, message)  # type: ignore[return-value]
+                return _durable_batch.submit(self, dest, kind, message)  # type: ignore[return-value]
             return self._deliver_resolving(kind, dest, message, wait, durable)
         head = self._heads.get(dest._text) or self._head_of(dest)
         data = _codec.encode([VERSION, kind, message])
@@ -832,7 +832,7 @@ class Node:
         else:
             pid = await self.resolve(dest)
         if durable:
-            await _durable.publish(self, pid, kind, message)
+            await _durable_batch.publish(self, pid, kind, message)
             self.metrics.sent[kind] += 1
         elif wait is not None:
             await self._request(pid, kind, message, wait, RECEIPT)

@@ -25,7 +25,7 @@ from typing import Any
 
 import nats.js.errors as jserr
 
-from rebeam import _codec, _durable, _lease, _subjects
+from rebeam import _codec, _durable_stream, _lease, _subjects
 from rebeam._registry import Store
 from rebeam.errors import Refused
 from rebeam.pids import Pid
@@ -48,7 +48,7 @@ async def provision(nc: Any, namespace: str) -> None:
     await store.kv()
     await store.kv(local=True)
     await _lease.open_leases(js, namespace)
-    await _durable.ensure_stream(js, namespace)
+    await _durable_stream.ensure_stream(js, namespace)
 
 
 async def claim_slot(

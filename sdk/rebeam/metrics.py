@@ -28,7 +28,7 @@ import weakref
 from bisect import bisect_left
 from collections.abc import Iterator
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import (
@@ -40,7 +40,8 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from rebeam._node import Node
+    from rebeam._mailbox import Mailbox
+    from rebeam._stats import Stats
 
 __all__ = [
     "INFO",
@@ -48,6 +49,7 @@ __all__ = [
     "REGISTRY",
     "REPLY",
     "SCRAPE",
+    "MeteredNode",
     "NodeMetrics",
     "clock",
     "export",
@@ -106,6 +108,26 @@ clock = perf_counter
 ENABLED = os.environ.get("REBEAM_METRICS", "on").strip().lower() not in ("off", "0", "false")
 
 
+class MeteredNode(Protocol):
+    """What a scrape reads of a node beside its :class:`NodeMetrics` (rebeam._node.Node is
+    one): the counters its :class:`~rebeam._stats.Stats` keep, what waits in it now, and
+    whether it is closed. The node sits above this module, whose hooks it calls."""
+
+    @property
+    def namespace(self) -> str: ...
+
+    @property
+    def stats(self) -> Stats: ...
+
+    @property
+    def mailbox(self) -> Mailbox: ...
+
+    @property
+    def _closed(self) -> bool: ...
+
+    def stats_snapshot(self) -> dict[str, int]: ...
+
+
 class Timings:
     """A histogram without a lock: one event loop writes it; a scrape (possibly from the
     HTTP server's thread) reads ints, which the GIL keeps whole."""
@@ -144,7 +166,7 @@ class NodeMetrics:
         "supervisor",
     )
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: MeteredNode) -> None:
         self._node = weakref.ref(node)
         self.supervisor = ""
         self.child = ""
@@ -171,7 +193,7 @@ class NodeMetrics:
             self.call.observe(clock() - started)
 
     @property
-    def node(self) -> Node | None:
+    def node(self) -> MeteredNode | None:
         return self._node()
 
 
@@ -249,7 +271,7 @@ def _add_counts(families: dict[str, Any], labels: list[str], metrics: NodeMetric
     families["call"].add_metric(labels, metrics.call.buckets(), metrics.call.sum)
 
 
-def _add_stats(families: dict[str, Any], labels: list[str], node: Node) -> None:
+def _add_stats(families: dict[str, Any], labels: list[str], node: MeteredNode) -> None:
     stats = node.stats
     for field, reason in _REFUSALS:
         families["refused"].add_metric([*labels, reason], getattr(stats, field))

@@ -17,7 +17,7 @@ import nats
 import pytest
 
 import rebeam
-from rebeam import _durable, _subjects
+from rebeam import _durable_stream, _subjects
 from rebeam.auth.grants import Grant, Role
 from rebeam.pids import Pid
 
@@ -40,7 +40,8 @@ def cli(nats_server: Any, namespace: str, *args: str, env: dict[str, str] | None
 async def parked_count(node: rebeam.Node, pid: Pid) -> int:
     js = node.nc.jetstream()
     info = await js.stream_info(
-        _durable.stream_name(pid.namespace), subjects_filter=_durable.parked_subject(pid)
+        _durable_stream.stream_name(pid.namespace),
+        subjects_filter=_durable_stream.parked_subject(pid),
     )
     return sum((info.state.subjects or {}).values())
 
@@ -133,11 +134,11 @@ async def test_an_actor_cannot_write_into_another_mailbox_as_another_sender(laun
         with pytest.raises((nats.errors.TimeoutError, nats.errors.Error)):
             await js.publish(subject, b"forged", timeout=1.0)
         with pytest.raises((nats.errors.TimeoutError, nats.errors.Error)):
-            await js.delete_msg(_durable.stream_name(ns), 1)
+            await js.delete_msg(_durable_stream.stream_name(ns), 1)
     finally:
         await nc.close()
     async with rebeam.connect(nats_server.url, namespace=ns) as owner:
         info = await owner.nc.jetstream().stream_info(
-            _durable.stream_name(ns), subjects_filter=_subjects.durable_queue_filter(victim)
+            _durable_stream.stream_name(ns), subjects_filter=_subjects.durable_queue_filter(victim)
         )
         assert not info.state.subjects

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import rebeam
-from rebeam._durable import stream_name
+from rebeam._durable_stream import stream_name
 from rebeam._registry import Store
 from rebeam.backends import provision
 

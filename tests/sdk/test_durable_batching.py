@@ -17,7 +17,7 @@ from nats.js.errors import KeyNotFoundError
 from tests.sdk.test_durable import DURABLE, collect, settled
 
 import rebeam
-from rebeam import _durable
+from rebeam import _durable, _durable_batch, _durable_stream
 from rebeam._envelope import CAST
 from rebeam._registry import Store
 from rebeam.pids import Pid
@@ -31,7 +31,7 @@ async def node(nats_server, namespace):
 
 async def send_all(sender: rebeam.Node, to: Pid, tag: str, count: int) -> list[int]:
     """``count`` durable casts ``[tag, i]`` one after the other; their stream sequences."""
-    return [await _durable.publish(sender, to, CAST, [tag, i]) for i in range(count)]
+    return [await _durable_batch.publish(sender, to, CAST, [tag, i]) for i in range(count)]
 
 
 async def test_order_per_sender_holds_under_batching(launcher, node, nats_server):
@@ -122,7 +122,7 @@ async def test_only_the_message_that_crashes_is_parked(launcher, node):
     assert stats["parked"] == 1
     js = node.nc.jetstream()
     parked = await js.get_last_msg(
-        _durable.stream_name(launcher.namespace), _durable.parked_subject(first.pid)
+        _durable_stream.stream_name(launcher.namespace), _durable_stream.parked_subject(first.pid)
     )
     assert parked.headers is not None
     assert parked.headers["Rebeam-Parked-Attempts"] == "3"

@@ -19,7 +19,7 @@ from nats.js.errors import KeyNotFoundError
 from tests.sdk.test_durable import DURABLE, collect, settled
 
 import rebeam
-from rebeam import _durable, _durable_batch, _subjects
+from rebeam import _durable_batch, _durable_stream, _subjects
 from rebeam._durable import WHOLE, Position, Progress
 from rebeam._envelope import CAST, pack_fields, unpack
 from rebeam._registry import Store
@@ -35,7 +35,9 @@ async def node(nats_server, namespace):
 
 async def burst(sender: rebeam.Node, to: Pid, messages: list[object]) -> list[int]:
     """All of ``messages`` sent durably at once; the stream sequence each was stored in."""
-    return list(await asyncio.gather(*(_durable.publish(sender, to, CAST, m) for m in messages)))
+    return list(
+        await asyncio.gather(*(_durable_batch.publish(sender, to, CAST, m) for m in messages))
+    )
 
 
 def positions(seqs: list[int]) -> list[Position]:
@@ -191,7 +193,7 @@ async def test_the_one_send_of_a_batch_that_crashes_is_parked_alone(launcher, no
     assert stats["parked"] == 1
     js = node.nc.jetstream()
     parked = await js.get_last_msg(
-        _durable.stream_name(launcher.namespace), _durable.parked_subject(first.pid)
+        _durable_stream.stream_name(launcher.namespace), _durable_stream.parked_subject(first.pid)
     )
     assert parked.headers is not None
     assert parked.headers["Rebeam-Parked-Seq"] == str(poison)
@@ -204,13 +206,13 @@ async def test_the_one_send_of_a_batch_that_crashes_is_parked_alone(launcher, no
 async def test_a_refused_batch_refuses_each_of_its_sends_and_loses_none(launcher, node):
     # Room for 3 stored messages per sender (the limit is 10 000: too many for a test).
     js = launcher.nc.jetstream()
-    config = (await js.stream_info(_durable.stream_name(launcher.namespace))).config
+    config = (await js.stream_info(_durable_stream.stream_name(launcher.namespace))).config
     config.max_msgs_per_subject = 3
     await js.update_stream(config)
     args = {"report_to": str(node.pid)}
     first = await launcher.start(DURABLE, args, slot="co-b")
     await first.stop()
-    sends = [_durable.publish(node, first.pid, CAST, ["a", i]) for i in range(300)]
+    sends = [_durable_batch.publish(node, first.pid, CAST, ["a", i]) for i in range(300)]
     results = await asyncio.gather(*sends, return_exceptions=True)
     stored = [r for r in results if isinstance(r, int)]
     refused = [r for r in results if not isinstance(r, int)]
@@ -234,7 +236,7 @@ async def test_the_bound_counts_sends_not_stored_messages(launcher, node):
     limit = _durable_batch.MAX_WAITING
     stored = await burst(node, first.pid, [["a", i] for i in range(limit)])
     assert len(set(stored)) < limit // 10  # far fewer stored messages than sends
-    over = [_durable.publish(node, first.pid, CAST, ["b", i]) for i in range(100)]
+    over = [_durable_batch.publish(node, first.pid, CAST, ["b", i]) for i in range(100)]
     refused = await asyncio.gather(*over, return_exceptions=True)
     assert all(isinstance(r, rebeam.MailboxFull) for r in refused), refused[:3]
     second = await launcher.start(DURABLE, args, slot="co-n", incarnation=2)
@@ -244,7 +246,7 @@ async def test_the_bound_counts_sends_not_stored_messages(launcher, node):
     deadline = time.monotonic() + 30
     while True:  # until the server has deleted what was acknowledged
         try:
-            await _durable.publish(node, second.pid, CAST, ["c", 0])
+            await _durable_batch.publish(node, second.pid, CAST, ["c", 0])
             break
         except rebeam.MailboxFull:
             assert time.monotonic() < deadline, "still full after the actor took everything"
@@ -300,7 +302,7 @@ async def test_a_forged_send_in_a_batch_is_parked_alone_and_a_misframed_batch_wh
     actor = await launcher.start(DURABLE, args, slot="co-h")
     js = node.nc.jetstream()
     subject = _subjects.durable_queue(actor.pid, node.pid)  # this sender's own queue
-    to = _durable.durable_address(actor.pid)
+    to = _durable_batch.durable_address(actor.pid)
 
     def envelope(sender: str, body: object) -> bytes:
         return pack_fields(CAST, to, sender, 1, body)
@@ -319,8 +321,8 @@ async def test_a_forged_send_in_a_batch_is_parked_alone_and_a_misframed_batch_wh
     assert stats["parked"] == 2
     assert stats["malformed"] >= 1
     parked = []
-    stream = _durable.stream_name(launcher.namespace)
-    where = _durable.parked_subject(actor.pid)
+    stream = _durable_stream.stream_name(launcher.namespace)
+    where = _durable_stream.parked_subject(actor.pid)
     seq = 0
     for _ in range(2):
         msg = await js.get_msg(stream, seq=seq + 1, subject=where, next=True)

@@ -19,7 +19,7 @@ from nats.aio.msg import Msg
 from tests.sdk.test_durable import DURABLE, collect, settled
 
 import rebeam
-from rebeam import _durable, _subjects
+from rebeam import _durable_stream, _subjects
 
 
 async def _hold_one(nc: Client, stream: str, consumer: str) -> tuple[Msg, asyncio.Task[None]]:
@@ -52,8 +52,8 @@ async def test_a_send_redelivered_behind_later_handled_sends_still_runs(launcher
         # Stored while nobody runs the slot, then taken by a pull the next incarnation
         # never sees (as a pull of the one before it would have taken it).
         await node.cast(first.pid, ["a", 1], durable=True)
-        stream = _durable.stream_name(launcher.namespace)
-        held, keep = await _hold_one(launcher.nc, stream, _durable.consumer_name(first.pid))
+        stream = _durable_stream.stream_name(launcher.namespace)
+        held, keep = await _hold_one(launcher.nc, stream, _durable_stream.consumer_name(first.pid))
         try:
             second = await launcher.start(DURABLE, args, slot="ro-a", incarnation=2)
             # Stored after it, and handled while it is away.

@@ -26,7 +26,7 @@ from tests.sdk.hostile_inputs import (
 
 import rebeam
 from rebeam import _codec, _subjects
-from rebeam._durable import durable_address
+from rebeam._durable_batch import durable_address
 from rebeam._envelope import CALL, CAST
 from rebeam._registry import Store
 from rebeam.events import read_exit_record

@@ -196,7 +196,7 @@ async def forge_sender(world: World) -> tuple[bool, str]:
 
 
 async def purge_durable(world: World) -> tuple[bool, str]:
-    from rebeam._durable import stream_name
+    from rebeam._durable_stream import stream_name
 
     subject = f"$JS.API.STREAM.PURGE.{stream_name(world.a.namespace)}"
     result: list[Any] = []

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rebeam import _subjects
+from rebeam._durable_stream import consumer_name, stream_name
 from rebeam._subjects import js_api, kv
 from rebeam.pids import Pid, escape_token
 
@@ -108,10 +109,8 @@ def _jetstream_reads(ns: str) -> list[str]:
 def _durable(ns: str, pid: Pid) -> list[str]:
     """Its own slot's durable queue: the one consumer whose name and filter are its own
     (the creation subject carries both), never another slot's queue, never a purge."""
-    from rebeam import _durable  # the stream's and consumer's names live with the mailbox
-
-    stream = _durable.stream_name(ns)
-    consumer = _durable.consumer_name(pid)
+    stream = stream_name(ns)
+    consumer = consumer_name(pid)
     return [
         js_api("STREAM", "INFO", stream),
         js_api("CONSUMER", "CREATE", stream, consumer, _subjects.durable_queue_filter(pid)),
@@ -147,8 +146,6 @@ def permissions(grant: Grant) -> dict[str, Any]:
     ]
     publish += _durable(ns, pid)
     if grant.role is Role.ADMIN:
-        from rebeam._durable import stream_name
-
         mailboxes = stream_name(ns)
         publish += [
             # The owner may read what durable mailboxes hold (parked messages included),

@@ -23,7 +23,7 @@ from typing import Any
 import nats
 import nats.js.errors as jserr
 
-from rebeam import _durable, _subjects
+from rebeam import _durable_stream, _subjects
 from rebeam._envelope import CAST, unpack
 from rebeam.cli._common import FAILURES, client_node
 from rebeam.cli.messages import printable
@@ -77,7 +77,7 @@ async def _main(args: argparse.Namespace) -> int:
 
 
 async def _ls(js: Any, args: argparse.Namespace) -> int:
-    stream = _durable.stream_name(args.namespace)
+    stream = _durable_stream.stream_name(args.namespace)
     try:
         info = await js.stream_info(stream, subjects_filter=_subjects.durable_all(args.namespace))
     except jserr.NotFoundError:
@@ -133,8 +133,8 @@ def _slot(args: argparse.Namespace) -> Pid:
 
 async def _parked_messages(js: Any, args: argparse.Namespace, limit: int) -> list[Any]:
     """Up to ``limit`` parked messages of the slot, oldest first."""
-    stream = _durable.stream_name(args.namespace)
-    subject = _durable.parked_subject(_slot(args))
+    stream = _durable_stream.stream_name(args.namespace)
+    subject = _durable_stream.parked_subject(_slot(args))
     found: list[Any] = []
     seq = 0
     while len(found) < limit:
@@ -181,7 +181,7 @@ def _shown(data: bytes) -> str:
 
 
 async def _replay(js: Any, args: argparse.Namespace) -> int:
-    stream = _durable.stream_name(args.namespace)
+    stream = _durable_stream.stream_name(args.namespace)
     slot = _slot(args)
     if args.all:
         chosen = await _parked_messages(js, args, MAX_LIMIT)
@@ -192,7 +192,7 @@ async def _replay(js: Any, args: argparse.Namespace) -> int:
                 msg = await js.get_msg(stream, seq=seq)
             except jserr.NotFoundError:
                 raise Refused(f"no message {seq} in {stream}") from None
-            if msg.subject != _durable.parked_subject(slot):
+            if msg.subject != _durable_stream.parked_subject(slot):
                 raise Refused(f"message {seq} is not a parked message of {args.slot}")
             chosen.append(msg)
     for msg in chosen:  # all checked before any is replayed
