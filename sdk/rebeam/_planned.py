@@ -137,8 +137,8 @@ class Plan:
     """What a span will be, chosen before the SDK makes it."""
 
     __slots__ = (
-        "attributes", "decision", "flags", "parent", "parent_span", "span_id", "started",
-        "trace_id", "trace_state",
+        "attributes", "decision", "flags", "parent", "parent_span", "recorded", "span_id",
+        "started", "trace_id", "trace_state",
     )  # fmt: skip
 
     def __init__(
@@ -160,6 +160,7 @@ class Plan:
         self.trace_id = trace_id
         self.span_id = span_id
         self.decision = decision
+        self.recorded = decision is not _DROP  # whether the SDK will record the span
         self.attributes = attributes  # the span's, as the sampler decided
         self.trace_state = trace_state
         self.flags = flags
@@ -184,7 +185,7 @@ class Plan:
 
     def recording(self) -> bool:
         """Whether the SDK will record the span: if not, it needs no SDK span at all."""
-        return self.decision is not _DROP
+        return self.recorded
 
 
 class Planner:
@@ -257,8 +258,12 @@ class Planner:
                 name, kind, attributes, started, parent, parent_span,
                 parent_span.trace_id, parent_span.trace_flags, parent_span.trace_state,
             )  # fmt: skip
-        trace_id = self._trace_id()
-        span_id = self._span_id()
+        if self._random_ids:  # as RandomIdGenerator draws them, without its two calls
+            trace_id = random.getrandbits(128) or self._trace_id()
+            span_id = random.getrandbits(64) or self._span_id()
+        else:
+            trace_id = self._ids.generate_trace_id()
+            span_id = self._ids.generate_span_id()
         root = self._by_parent
         flags = self._root_flags
         if root is ALWAYS_ON:  # as it decides a root: recorded, with no parent's state
@@ -292,7 +297,8 @@ class Planner:
         """:meth:`plan` under a valid ``parent_span``, whose trace id, flags and trace state
         the caller read already (a handler span's, from the envelope). ``parent`` None: the
         context that holds only ``parent_span``, made if a sampler or processor needs it."""
-        span_id = self._span_id()
+        span_id = random.getrandbits(64) if self._random_ids else 0
+        span_id = span_id or self._span_id()
         flags = parent_flags & _RANDOM
         if self._by_parent is not None:  # as ParentBased's ALWAYS_ON or ALWAYS_OFF decide
             if parent_flags & _SAMPLED:

@@ -445,7 +445,7 @@ class _PlannedSending(_Around):
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if not self._plan.recording():
+        if not self._plan.recorded:
             return
         if exc is None:
             self._ended = time.time_ns()
