@@ -617,3 +617,43 @@ async def test_a_traced_call_that_cannot_be_sent_raises_before_it_is_awaited_and
     (span,) = memory_spans.get_finished_spans()
     assert (span.name, span.status.status_code.name) == ("call", "ERROR")
     assert "MessageTooLarge" in (span.status.description or "")
+
+
+async def test_the_sdks_span_metrics_count_a_planned_span_as_they_count_start_spans(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Turned on, the SDK's own span metrics are asked for each planned span as start_span
+    asks them (off, they are its no-op kind, and rebeam does not ask them)."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    monkeypatch.setenv("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "true")
+    counts = {}
+    for planned in (True, False):
+        reader = InMemoryMetricReader()
+        provider = TracerProvider(meter_provider=MeterProvider(metric_readers=[reader]))
+        provider.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
+        tracing = Tracing(
+            provider.get_tracer("rebeam"), ME, Stats(), RateLog(logging.getLogger("t"), "t")
+        )
+        assert tracing._planner is not None
+        with current(REMOTE):
+            for _ in range(3):
+                if planned:
+                    with tracing.sending(CALL, OTHER):
+                        pass
+                else:
+                    tracing._tracer.start_span("call", kind=SpanKind.CLIENT).end()
+            tracing.finish()
+        data = reader.get_metrics_data()
+        assert data is not None
+        counts[planned] = {
+            (metric.name, tuple(sorted(point.attributes.items())), point.value)  # type: ignore[union-attr]
+            for resource in data.resource_metrics
+            for scope in resource.scope_metrics
+            for metric in scope.metrics
+            if metric.name.startswith("otel.sdk.span")
+            for point in metric.data.data_points
+        }
+    assert counts[True] == counts[False]
+    assert any(value == 3 for _, _, value in counts[True]), counts[True]
