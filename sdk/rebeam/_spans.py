@@ -529,6 +529,15 @@ class _Handling(Span):
             span = self.span()
             span.set_status(Status(StatusCode.ERROR, str(reason)[:_MAX_STATUS]))
             span.end(end_time=self._ended)
+        elif self._span is None and self._plan is None:  # the usual leaf: recorded() inline
+            field = self._field
+            self._tracing.later(
+                self,
+                type(field) is not list
+                or not field
+                or type(field[0]) is not str
+                or field[0][-1:] in _SAMPLED,
+            )
         else:
             self._tracing.later(self, self.recorded())
 
