@@ -21,6 +21,13 @@ load; an instruction count does not. One process connects to a real nats-server 
 Each kind is run under ``valgrind --tool=callgrind`` twice, with a small and a large count;
 the difference over the difference in messages is the cost of one, start-up and imports
 cancelled out.
+
+``--traced`` counts ``Node.call`` by a caller that traces (an SDK provider with its default
+sampler, every span recorded by a ``SimpleSpanProcessor`` to an exporter that keeps
+nothing) against the same call untraced: ``full`` counts everything, the SDK's span
+included; ``path`` drops the spans put off for later (``Tracing.finish`` ends none), which
+leaves what tracing adds before the request is written and after the reply, the SDK's span
+taken out (the actor's side: ``benchmarks.receive_cost --traced``).
 """
 
 from __future__ import annotations
@@ -45,17 +52,29 @@ BURST = 1000  # casts between two turns of the loop
 CASTS = ("raw", "node", "api")
 CALLS = ("raw-call", "node-call", "api-call", "least-call")
 KINDS = CASTS + CALLS
+TRACED = ("off", "path", "full")
 NAMESPACE = "bench"
 PREFIX = "bench.raw.cost"  # the actor's raw subjects (benchmarks.bench_actor)
 BODY = {"n": 1, "data": "x" * 32}  # the benchmarks' PAYLOAD
 
 
-async def _send(kind: str, count: int, url: str, target: Pid) -> None:
-    """The measured process: send ``count`` messages of ``kind`` to ``target``."""
+async def _send(kind: str, count: int, url: str, target: Pid, traced: str) -> None:
+    """The measured process: send ``count`` messages of ``kind`` to ``target``; ``traced``:
+    "off", or how much of a traced caller's work to keep (module docstring)."""
     from rebeam._api import set_default_node
     from rebeam._node import Node
 
-    node = await Node.connect(url, namespace=NAMESPACE, pid=_pid(kind, count), lease=False)
+    if traced != "off":
+        from benchmarks.receive_cost import _trace_nowhere
+
+        _trace_nowhere()
+    pid = _pid(kind, count, traced)
+    node = await Node.connect(
+        url, namespace=NAMESPACE, pid=pid, lease=False, tracing=traced != "off"
+    )
+    tracing = node._tracing
+    if traced == "path" and tracing is not None:
+        tracing.finish = tracing._ending.clear  # type: ignore[method-assign]
     set_default_node(node)
     if kind in CASTS:
         await _casts(node, kind, count, target)
@@ -131,27 +150,30 @@ def _least_call(node: Node, target: Pid) -> Callable[[], Awaitable[Any]]:
     return least
 
 
-def _pid(kind: str, count: int) -> Pid:
+def _pid(kind: str, count: int, traced: str = "off") -> Pid:
     """The measured process's pid: one of its own per run, since the server's issuer ties a
     pid to the first credential it let in."""
     from rebeam.pids import Pid
 
-    return Pid.for_incarnation(NAMESPACE, f"sender-{kind}-{count}", 1)
+    name = f"sender-{kind}-{count}" + ("" if traced == "off" else f"-traced-{traced}")
+    return Pid.for_incarnation(NAMESPACE, name, 1)
 
 
-def _instructions(kind: str, count: int, backend: Backend, target: Pid, workdir: Path) -> int:
+def _instructions(
+    kind: str, count: int, backend: Backend, target: Pid, workdir: Path, traced: str = "off"
+) -> int:
     from benchmarks._callgrind import instructions
     from rebeam.auth.grants import Grant, Role
 
     # A BACKEND grant: the raw messages and rebeam's go out on the same connection, which
     # may publish on any subject (the server's checks are not in what is counted).
-    grant = Grant(Role.BACKEND, NAMESPACE, _pid(kind, count))
+    grant = Grant(Role.BACKEND, NAMESPACE, _pid(kind, count, traced))
     credential = backend.server.credentials(grant) or ""
-    args = ["--send", kind, str(count), backend.url, str(target)]
+    args = ["--send", kind, str(count), backend.url, str(target), traced]
     return instructions("benchmarks.send_cost", args, credential, workdir)
 
 
-async def _measure(kinds: list[str], workdir: Path) -> dict[str, float]:
+async def _measure(kinds: list[str], workdir: Path, traced: bool = False) -> dict[str, float]:
     from benchmarks._harness import Backend, Processes
     from rebeam.auth.grants import Role
     from rebeam.pids import Pid
@@ -169,11 +191,14 @@ async def _measure(kinds: list[str], workdir: Path) -> dict[str, float]:
         cost = dict.fromkeys(KINDS, float("nan"))
         for kind in kinds:
             small, large = (SMALL, LARGE) if kind in CASTS else (CALL_SMALL, CALL_LARGE)
-            counted = [
-                await asyncio.to_thread(_instructions, kind, n, backend, target, workdir)
-                for n in (small, large)
-            ]
-            cost[kind] = (counted[1] - counted[0]) / (large - small)
+            for variant in TRACED if traced else ("off",):
+                counted = [
+                    await asyncio.to_thread(
+                        _instructions, kind, n, backend, target, workdir, variant
+                    )
+                    for n in (small, large)
+                ]
+                cost[kind if not traced else variant] = (counted[1] - counted[0]) / (large - small)
         return cost
     finally:
         procs.stop()  # the actor ends while its server is still there
@@ -197,26 +222,40 @@ def _print(cost: dict[str, float]) -> None:
     print(f"  raw / Node.call                    : {cost['raw-call'] / cost['node-call']:6.2f}x")
 
 
+def _print_traced(cost: dict[str, float]) -> None:
+    off, path, full = (cost[variant] / 1000 for variant in TRACED)
+    print("instructions the caller spends on one Node.call (callgrind; a real actor answers)")
+    print(f"  {'untraced':<38}: {off:6.1f} k")
+    print(f"  {'traced, the spans put off dropped':<38}: {path:6.1f} k  (+{path - off:.1f} k)")
+    print(f"  {'traced, everything':<38}: {full:6.1f} k  (+{full - off:.1f} k)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.send_cost")
     parser.add_argument(
-        "--send", nargs=4, metavar=("KIND", "COUNT", "URL", "TARGET"), help="internal"
+        "--send", nargs=5, metavar=("KIND", "COUNT", "URL", "TARGET", "TRACED"), help="internal"
     )
     parser.add_argument("--kinds", default=",".join(KINDS), help=f"of {','.join(KINDS)} (all)")
+    parser.add_argument(
+        "--traced", action="store_true", help="Node.call by a caller that traces, against untraced"
+    )
     args = parser.parse_args()
     from rebeam import _loop
 
     if args.send:
         from rebeam.pids import Pid
 
-        kind, count, url, target = args.send
-        _loop.run(_send(kind, int(count), url, Pid.parse(target)))
+        kind, count, url, target, traced = args.send
+        _loop.run(_send(kind, int(count), url, Pid.parse(target), traced))
         return 0
     if shutil.which("valgrind") is None:
         print("valgrind is not installed: no instruction counts")
         return 0
     with tempfile.TemporaryDirectory() as tmp:
-        _print(_loop.run(_measure(args.kinds.split(","), Path(tmp))))
+        if args.traced:
+            _print_traced(_loop.run(_measure(["node-call"], Path(tmp), traced=True)))
+        else:
+            _print(_loop.run(_measure(args.kinds.split(","), Path(tmp))))
     return 0
 
 

@@ -374,7 +374,7 @@ class Host:
         queue = sub._pending_queue
         waiting = queue._queue
         actor, stats, counts = self.actor, node.stats, node.metrics.received
-        tracing, outcome = self._tracing, self._outcome
+        tracing = self._tracing
         while True:
             hot = self._hot(msg)
             if hot is None:
@@ -391,8 +391,7 @@ class Host:
                 # the envelope's fourth item (checked only when the span is planned).
                 handling = None
                 if tracing is not None:
-                    handling = tracing.handling(kind, item[3] if len(item) > 3 else None, outcome)
-                    handling.__enter__()
+                    handling = tracing.enter(kind, item[3] if len(item) > 3 else None)
                 try:
                     if kind == _CALL:
                         await self._call(item[2], sender, reply)
@@ -409,7 +408,7 @@ class Host:
                 finally:
                     # After the reply was written: the span is put off (Tracing.later).
                     if handling is not None:
-                        handling.__exit__(None, None, None)
+                        handling.leave(self._stop)
                     if started:
                         node.metrics.timed(kind, started)
                     if self._turn_waiters:

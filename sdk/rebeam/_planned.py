@@ -24,6 +24,14 @@ the three calls it costs; a root is its root sampler's, decided here too when th
 SDK's ``ALWAYS_ON`` (recorded and sampled, the attributes kept, no trace state: a client's
 usual call, on its way), and any other sampler is asked as it is.
 
+What :meth:`Planner.start` leaves out of the span itself is only what provably changes
+nothing a processor or exporter receives: attributes that rebeam made and checked once
+against the tracer's limits are copied into the span as they are, not cleaned again value by
+value; the span's start time is set without its ``start()`` when every span processor is
+one of the SDK's whose ``on_start`` does nothing (nobody would hear of the start); and the
+SDK's span metrics are not asked when they are its no-op kind (docs/observability.md,
+"Cost").
+
 Imported only when the OpenTelemetry SDK can be: a tracer of another implementation keeps
 the eager start (:func:`for_tracer` says None).
 """
@@ -31,11 +39,16 @@ the eager start (:func:`for_tracer` says None).
 from __future__ import annotations
 
 import inspect
+import random
+from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
 from opentelemetry.sdk import trace as sdk_trace
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
     ALWAYS_ON,
@@ -46,7 +59,10 @@ from opentelemetry.sdk.trace.sampling import (
 )
 from opentelemetry.trace import Span, SpanContext, SpanKind, TraceFlags, TraceState
 
-__all__ = ["Plan", "Planner", "for_tracer"]
+__all__ = ["Checked", "Plan", "Planner", "for_tracer"]
+
+# The key under which the API keeps the current span in a context, learnt through the API.
+_SPAN_KEY = next(iter(trace.set_span_in_context(trace.INVALID_SPAN, Context())))
 
 _SAMPLED = int(TraceFlags.SAMPLED)
 # W3C Trace Context level 2's flag (the trace id's low 56 bits are random), which the SDK
@@ -64,6 +80,25 @@ _TRACER_FIELDS = (
     "id_generator", "sampler", "resource", "span_processor", "instrumentation_info",
     "_span_limits", "_instrumentation_scope", "_tracer_metrics",
 )  # fmt: skip
+# Span processors whose on_start does nothing: a span whose processors are all of these
+# needs no start() call (module docstring). By function, so a subclass that overrides
+# on_start is not one of them.
+_QUIET_STARTS = frozenset({
+    sdk_trace.SpanProcessor.on_start, SimpleSpanProcessor.on_start, BatchSpanProcessor.on_start,
+})  # fmt: skip
+_NO_METRICS: Any = None  # the SDK's span metrics when they are off
+try:  # (SDK versions that have them)
+    from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics
+
+    _NO_METRICS = NoOpTracerMetrics
+except ImportError:  # pragma: no cover - an SDK without span metrics
+    pass
+
+
+class Checked(dict[str, str]):
+    """Span attributes made by rebeam and found, once, to be what the SDK would keep as
+    they are under a tracer's limits (non-empty string keys, string values no longer than
+    the limit, no more of them than the limit): a span gets a copy, not a cleaning."""
 
 
 def for_tracer(tracer: trace.Tracer) -> Planner | None:
@@ -88,33 +123,53 @@ def for_tracer(tracer: trace.Tracer) -> Planner | None:
     return Planner(tracer, span_class)
 
 
+def _copies_attributes() -> bool:
+    """Whether the SDK's attribute container keeps its items in a plain ``_dict``, as the
+    version rebeam knows does: only then are checked attributes copied into it."""
+    try:
+        probe = BoundedAttributes(None, None, immutable=False)
+    except (TypeError, ValueError):
+        return False
+    return type(getattr(probe, "_dict", None)) is dict and getattr(probe, "dropped", None) == 0
+
+
 class Plan:
     """What a span will be, chosen before the SDK makes it."""
 
-    __slots__ = ("flags", "parent", "parent_span", "result", "span_id", "started", "trace_id")
+    __slots__ = (
+        "attributes", "decision", "flags", "parent", "parent_span", "recorded", "span_id",
+        "started", "trace_id", "trace_state",
+    )  # fmt: skip
 
     def __init__(
         self,
-        parent: Context,
+        parent: Context | None,
         parent_span: SpanContext | None,
         trace_id: int,
         span_id: int,
-        result: SamplingResult,
+        decision: Decision,
+        attributes: Mapping[str, Any] | None,
+        trace_state: TraceState | None,
         flags: int,
         started: int,
     ) -> None:
-        self.parent = parent  # immutable: the parent's context as it was, kept
+        # The parent's context as it was, kept (immutable); None: only the parent span's,
+        # made into one if a span processor's on_start is to be given it.
+        self.parent = parent
         self.parent_span = parent_span  # its span's context, if valid (else a new trace)
         self.trace_id = trace_id
         self.span_id = span_id
-        self.result = result
+        self.decision = decision
+        self.recorded = decision is not _DROP  # whether the SDK will record the span
+        self.attributes = attributes  # the span's, as the sampler decided
+        self.trace_state = trace_state
         self.flags = flags
         self.started = started
 
     def field(self) -> list[str]:
         """The trace field of an envelope sent under the span: its W3C context."""
         text = f"00-{self.trace_id:032x}-{self.span_id:016x}-{self.flags:02x}"
-        state = self.result.trace_state
+        state = self.trace_state
         # Most traces carry no tracestate: an empty one's header is a join over nothing.
         return [text, state.to_header()] if state else [text]
 
@@ -125,12 +180,12 @@ class Plan:
             self.span_id,
             is_remote=False,
             trace_flags=TraceFlags(self.flags),
-            trace_state=self.result.trace_state,
+            trace_state=self.trace_state,
         )
 
     def recording(self) -> bool:
         """Whether the SDK will record the span: if not, it needs no SDK span at all."""
-        return self.result.decision is not _DROP
+        return self.recorded
 
 
 class Planner:
@@ -140,6 +195,8 @@ class Planner:
         self._tracer = tracer  # read at each start: the provider may update its resource
         self._span_class = span_class
         self._ids = tracer.id_generator  # the provider's, used as the SDK would
+        # The SDK's default generator is random.getrandbits, called here without its call.
+        self._random_ids = type(self._ids) is RandomIdGenerator
         sampler = tracer.sampler
         self._should_sample = sampler.should_sample
         random_roots = getattr(self._ids, "is_trace_id_random", None)
@@ -149,6 +206,41 @@ class Planner:
         self._by_parent: Sampler | None = None
         if _parent_based_by_default(sampler):
             self._by_parent = sampler._root  # type: ignore[attr-defined]
+        self._copies = _copies_attributes()
+        self._processors: Any = None  # the processors the verdict below is about
+        self._quiet = False  # whether none of them does anything on a span's start
+
+    def checked(self, attributes: dict[str, str]) -> dict[str, str]:
+        """``attributes`` as a :class:`Checked` copy if the SDK keeps them as they are under
+        this tracer's limits, else as they are (the SDK cleans them, span by span)."""
+        limits = self._tracer._span_limits
+        most, longest = limits.max_span_attributes, limits.max_span_attribute_length
+        fit = (
+            self._copies
+            and (most is None or len(attributes) <= most)
+            and all(
+                type(key) is str and key and type(value) is str
+                and (longest is None or len(value) <= longest)
+                for key, value in attributes.items()
+            )
+        )  # fmt: skip
+        return Checked(attributes) if fit else attributes
+
+    def _span_id(self) -> int:
+        if self._random_ids:  # as RandomIdGenerator.generate_span_id
+            span_id = random.getrandbits(64)
+            while span_id == 0:
+                span_id = random.getrandbits(64)
+            return span_id
+        return self._ids.generate_span_id()
+
+    def _trace_id(self) -> int:
+        if self._random_ids:  # as RandomIdGenerator.generate_trace_id
+            trace_id = random.getrandbits(128)
+            while trace_id == 0:
+                trace_id = random.getrandbits(128)
+            return trace_id
+        return self._ids.generate_trace_id()
 
     def plan(
         self,
@@ -166,22 +258,29 @@ class Planner:
                 name, kind, attributes, started, parent, parent_span,
                 parent_span.trace_id, parent_span.trace_flags, parent_span.trace_state,
             )  # fmt: skip
-        trace_id = self._ids.generate_trace_id()
-        span_id = self._ids.generate_span_id()
+        if self._random_ids:  # as RandomIdGenerator draws them, without its two calls
+            trace_id = random.getrandbits(128) or self._trace_id()
+            span_id = random.getrandbits(64) or self._span_id()
+        else:
+            trace_id = self._ids.generate_trace_id()
+            span_id = self._ids.generate_span_id()
         root = self._by_parent
+        flags = self._root_flags
+        if root is ALWAYS_ON:  # as it decides a root: recorded, with no parent's state
+            return Plan(
+                parent, None, trace_id, span_id, _RECORD_AND_SAMPLE, attributes, None,
+                flags | _SAMPLED, started,
+            )  # fmt: skip
+        # A sampler gets a copy of the attributes, made once per destination, not per span:
+        # one that changed what it was given would change them for every span after.
         if root is None:
-            result = self._should_sample(parent, trace_id, name, kind, attributes, ())
-        elif root is ALWAYS_ON:  # as it decides a root: recorded, with no parent's state
-            result = SamplingResult(_RECORD_AND_SAMPLE, attributes, None)
+            result = self._should_sample(parent, trace_id, name, kind, dict(attributes), ())
         else:  # as ParentBased hands a root to its root sampler
             result = root.should_sample(
                 parent_context=parent, trace_id=trace_id, name=name, kind=kind,
-                attributes=attributes, links=(),
+                attributes=dict(attributes), links=(),
             )  # fmt: skip
-        flags = self._root_flags
-        if result.decision is _RECORD_AND_SAMPLE:
-            flags |= _SAMPLED
-        return Plan(parent, None, trace_id, span_id, result, flags, started)
+        return self._decided(parent, None, trace_id, span_id, attributes, result, flags, started)
 
     def plan_child(
         self,
@@ -189,47 +288,85 @@ class Planner:
         kind: SpanKind,
         attributes: dict[str, str],
         started: int,
-        parent: Context,
+        parent: Context | None,
         parent_span: SpanContext,
         trace_id: int,
         parent_flags: int,
         parent_state: TraceState,
     ) -> Plan:
         """:meth:`plan` under a valid ``parent_span``, whose trace id, flags and trace state
-        the caller read already (a handler span's, from the envelope)."""
-        span_id = self._ids.generate_span_id()
-        if self._by_parent is None:
-            result = self._should_sample(parent, trace_id, name, kind, attributes, ())
-        elif parent_flags & _SAMPLED:  # as ParentBased's ALWAYS_ON decides under this parent
-            result = SamplingResult(_RECORD_AND_SAMPLE, attributes, parent_state)
-        else:  # as its ALWAYS_OFF does
-            result = SamplingResult(_DROP, None, parent_state)
+        the caller read already (a handler span's, from the envelope). ``parent`` None: the
+        context that holds only ``parent_span``, made if a sampler or processor needs it."""
+        span_id = random.getrandbits(64) if self._random_ids else 0
+        span_id = span_id or self._span_id()
         flags = parent_flags & _RANDOM
+        if self._by_parent is not None:  # as ParentBased's ALWAYS_ON or ALWAYS_OFF decide
+            if parent_flags & _SAMPLED:
+                return Plan(
+                    parent, parent_span, trace_id, span_id, _RECORD_AND_SAMPLE, attributes,
+                    parent_state, flags | _SAMPLED, started,
+                )  # fmt: skip
+            return Plan(
+                parent, parent_span, trace_id, span_id, _DROP, None, parent_state, flags,
+                started,
+            )  # fmt: skip
+        if parent is None:
+            parent = _holding(parent_span)
+        result = self._should_sample(parent, trace_id, name, kind, dict(attributes), ())
+        return self._decided(
+            parent, parent_span, trace_id, span_id, attributes, result, flags, started
+        )
+
+    @staticmethod
+    def _decided(
+        parent: Context,
+        parent_span: SpanContext | None,
+        trace_id: int,
+        span_id: int,
+        asked: dict[str, str],
+        result: SamplingResult,
+        flags: int,
+        started: int,
+    ) -> Plan:
+        """The plan of a sampler's ``result`` for a span with the attributes ``asked``: its
+        attributes are the sampler's, cleaned by the SDK, unless they are the very ones
+        asked about, checked already (:class:`Checked`)."""
         if result.decision is _RECORD_AND_SAMPLE:
             flags |= _SAMPLED
-        return Plan(parent, parent_span, trace_id, span_id, result, flags, started)
+        attributes: Mapping[str, Any] = result.attributes
+        if type(asked) is Checked and attributes == asked:
+            attributes = asked
+        return Plan(
+            parent, parent_span, trace_id, span_id, result.decision, attributes,
+            result.trace_state, flags, started,
+        )  # fmt: skip
 
     def start(self, plan: Plan, name: str, kind: SpanKind) -> Span:
         """Make and start the SDK's span of ``plan``, with its ids, decision and start time,
         as ``start_span`` makes one (module docstring)."""
-        tracer, result = self._tracer, plan.result
+        tracer = self._tracer
         context = SpanContext(
             plan.trace_id,
             plan.span_id,
             is_remote=False,
             trace_flags=TraceFlags(plan.flags),
-            trace_state=result.trace_state,
+            trace_state=plan.trace_state,
         )
-        ended = tracer._tracer_metrics.start_span(plan.parent_span, result.decision)
-        if result.decision is _DROP:
+        metrics = tracer._tracer_metrics
+        ended = None if type(metrics) is _NO_METRICS else metrics.start_span(
+            plan.parent_span, plan.decision
+        )  # fmt: skip
+        if plan.decision is _DROP:
             return trace.NonRecordingSpan(context)
+        attributes = plan.attributes
+        checked = type(attributes) is Checked
         span: sdk_trace.Span = self._span_class(
             name=name,
             context=context,
             parent=plan.parent_span,
             sampler=tracer.sampler,
             resource=tracer.resource,
-            attributes=result.attributes,
+            attributes=None if checked else attributes,
             span_processor=tracer.span_processor,
             kind=kind,
             links=(),
@@ -240,8 +377,36 @@ class Planner:
             instrumentation_scope=tracer._instrumentation_scope,
             record_end_metrics=ended,
         )
-        span.start(start_time=plan.started, parent_context=plan.parent)
+        if checked:  # what the SDK's cleaning would have kept, value for value
+            span._attributes._dict = dict(attributes)  # type: ignore[arg-type,union-attr]
+        if self._quiet_start(tracer.span_processor):
+            span._start_time = plan.started  # as start() sets it; nobody to tell
+        else:
+            parent = plan.parent
+            if parent is None:
+                parent = _holding(plan.parent_span)
+            span.start(start_time=plan.started, parent_context=parent)
         return span
+
+    def _quiet_start(self, processor: Any) -> bool:
+        """Whether starting a span tells nobody anything: every span processor is one of
+        the SDK's whose on_start does nothing (asked again when the processors change)."""
+        processors = getattr(processor, "_span_processors", None)
+        if processors is not self._processors:
+            self._processors = processors
+            self._quiet = (
+                type(processor) is sdk_trace.SynchronousMultiSpanProcessor
+                and type(processors) is tuple
+                and all(type(each).on_start in _QUIET_STARTS for each in processors)
+            )
+        return self._quiet
+
+
+def _holding(parent_span: SpanContext | None) -> Context:
+    """A context whose current span is ``parent_span`` (none: an empty one)."""
+    if parent_span is None:
+        return Context()
+    return Context({_SPAN_KEY: trace.NonRecordingSpan(parent_span)})
 
 
 def _parent_based_by_default(sampler: Sampler) -> bool:

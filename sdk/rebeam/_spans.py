@@ -20,17 +20,21 @@ as possible is on the way of a message (docs/observability.md, "Cost"):
   ``get_current_span().set_attribute``, say), with the time the handler began: one only
   asked for its context (a span planned under it, a propagator) is planned as a sender span
   is, and one that nobody asked for while the handler ran, the usual leaf, is planned
-  after the reply went out; either is made in the SDK when it ends (:class:`_HandlerSpan`);
+  after the reply went out; either is made in the SDK when it ends (:class:`_Handling`);
 * hand-made context managers instead of ``start_as_current_span``'s generator, no sender
-  span made current (nothing under it makes spans), attributes that do not change from
-  message to message built once, the current context read, set and reset on the API's own
-  context variable when the runtime context is the API's default (:func:`_context_var`).
+  span made current (nothing under it makes spans), attributes built (and checked for the
+  SDK, rebeam._planned) once per destination, not per message, the current context read,
+  set and reset on the API's own context variable when the runtime context is the API's
+  default (:func:`_context_var`);
+* on a message's path, as few Python calls as can be: a traced call to a pid is one
+  coroutine around the request's (:meth:`_Around.around`), and a handler span on the
+  receiving hot path is one object, made without an ``__init__``, that is also the current
+  span, entered and left by one call each (:meth:`Tracing.enter`, :meth:`_Handling.leave`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
@@ -53,17 +57,19 @@ from opentelemetry.trace import (
 )
 from opentelemetry.util import types
 
-from rebeam import tracing
 from rebeam._envelope import CALL, CAST, SEND
 from rebeam._ratelog import RateLog
 from rebeam._stats import Stats
+from rebeam._tracefield import read_field
 from rebeam.exits import ExitReason
 from rebeam.pids import Pid
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     from rebeam._planned import Plan, Planner
 
-__all__ = ["Tracing", "for_node"]
+__all__ = ["Tracing", "provided_tracer"]
 
 _SYSTEM = "rebeam"
 _OPERATION = {int(SEND): "send", int(CAST): "cast", int(CALL): "call"}
@@ -97,18 +103,12 @@ def _context_var() -> ContextVar[Context] | None:
 _CURRENT = _context_var()
 
 
-def for_node(pid: Pid, stats: Stats, ratelog: RateLog) -> Tracing | None:
-    """A node's tracing, or None if the process set no tracer provider: without one the API
-    hands out spans that record nothing, and rebeam would pay for them for nothing."""
+def provided_tracer() -> trace.Tracer | None:
+    """rebeam's tracer from the provider this process set, or None if it set none."""
     provider = trace.get_tracer_provider()
     if isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
-        tracing.log.warning(
-            "%s=1 but this process set no OpenTelemetry tracer provider before connecting: "
-            'tracing is off (docs/observability.md, "Tracing")',
-            tracing.ENV,
-        )
         return None
-    return Tracing(provider.get_tracer("rebeam"), pid, stats, ratelog)
+    return provider.get_tracer("rebeam")
 
 
 class Tracing:
@@ -125,19 +125,42 @@ class Tracing:
             for kind, op in _OPERATION.items()
         }
         self._planner = _planner_for(tracer)
+        # The attributes of a sender span to each destination, made (and checked for the
+        # SDK, rebeam._planned.Checked) once, not per message; bounded as a node's subject
+        # caches are.
+        self._sending_to: dict[tuple[int, str], dict[str, str]] = {}
         # Spans that ended well, to be ended in the SDK by finish() (see later()).
         self._ending: list[_Ending] = []
         self._scheduled = False  # a callback two turns away will call finish()
         self._timer: asyncio.TimerHandle | None = None  # ends a batch that does not fill
         self.serve(None)
-        # handling(kind, field, outcome): the span of one handler invocation for a message of
-        # ``kind`` (a plain int) whose envelope's trace field is ``field`` (None: it had
-        # none), current inside ``with``; a child of the sender's span when the field is a
-        # valid context. ``outcome()`` is the actor's exit reason once the handler returned:
-        # an unclean one marks the span as an error. The parts, not an Envelope: the
-        # receiving hot path makes none. A partial, not a method: no Python call on the path.
-        self.handling: Callable[[int, Any, Callable[[], ExitReason | None]], _Handling]
-        self.handling = functools.partial(_Handling, self)
+
+    def handling(self, kind: int, field: Any, outcome: Callable[[], ExitReason | None]) -> _Handled:
+        """The span of one handler invocation for a message of ``kind`` (a plain int) whose
+        envelope's trace field is ``field`` (None: it had none), current inside ``with``; a
+        child of the sender's span when the field is a valid context. ``outcome()`` is the
+        actor's exit reason once the handler returned: an unclean one marks the span as an
+        error. The parts, not an Envelope: the receiving hot path makes none (it calls
+        :meth:`enter` and :meth:`_Handling.leave`, this with fewer calls)."""
+        return _Handled(self, kind, field, outcome)
+
+    def enter(self, kind: int, field: Any) -> _Handling:
+        """:meth:`handling`'s span, entered: current from now until its
+        :meth:`_Handling.leave`. One Python call on a received message's path (the hot
+        path's), where ``handling`` and ``with`` take three."""
+        handling = _blank(_Handling)
+        handling._tracing = self
+        handling._kind = kind
+        handling._field = field
+        handling._span = None
+        handling._plan = None
+        handling._ended = 0
+        handling._started = time.time_ns()
+        current = Context({_SPAN_KEY: handling})
+        handling._token = (
+            otel_context.attach(current) if _CURRENT is None else _CURRENT.set(current)
+        )
+        return handling
 
     def serve(self, actor_class: str | None) -> None:
         """Name what handles this node's messages in the handler spans' attributes."""
@@ -145,24 +168,42 @@ class Tracing:
         if actor_class:
             actor["rebeam.actor.class"] = actor_class
         self._handling = {
-            kind: {
+            kind: self._checked({
                 "messaging.system": _SYSTEM,
                 "messaging.operation.name": op,
                 "messaging.destination.name": self._pid,
                 **actor,
-            }
+            })
             for kind, op in _OPERATION.items()
-        }
+        }  # fmt: skip
+
+    def _checked(self, attributes: dict[str, str]) -> dict[str, str]:
+        planner = self._planner
+        return attributes if planner is None else planner.checked(attributes)
+
+    def _attributes_to(self, kind: int, to: Pid) -> dict[str, str]:
+        """The attributes of a sender span of ``kind`` to ``to`` (cached)."""
+        cache = self._sending_to
+        if len(cache) > 4096:
+            cache.clear()
+        attributes = cache[kind, to._text] = self._checked(
+            {**self._sending[kind], "messaging.destination.name": to._text}
+        )
+        return attributes
 
     def sending(self, kind: int, to: Pid) -> _Sending | _PlannedSending:
         """The span of a send, cast or call to ``to``, beginning now: ``with`` gives the trace
-        field its envelope carries, and records an exception escaping the block (a timeout,
-        a remote error) on the span."""
-        attributes = {**self._sending[kind], "messaging.destination.name": to._text}
+        field its envelope carries (so does its ``field``), and records an exception
+        escaping the block (a timeout, a remote error) on the span; so does :meth:`around
+        <_PlannedSending.around>` for a request's coroutine."""
+        attributes = self._sending_to.get((kind, to._text)) or self._attributes_to(kind, to)
         span_kind = SpanKind.CLIENT if kind == CALL else SpanKind.PRODUCER
         if self._planner is not None:
             return _PlannedSending(self, self._planner, kind, span_kind, attributes)
-        span = self._tracer.start_span(_OPERATION[kind], kind=span_kind, attributes=attributes)
+        # A copy: another implementation's span may keep the dict it is given, and change it.
+        span = self._tracer.start_span(
+            _OPERATION[kind], kind=span_kind, attributes=dict(attributes)
+        )
         return _Sending(self, span)
 
     def start_handling(self, kind: int, field: Any, started: int, plan: Plan | None) -> Span:
@@ -194,15 +235,16 @@ class Tracing:
         if remote is None:
             return planner.plan(name, span_kind, attributes, started, Context(), None)
         parent, trace_id, flags, state = remote
+        # The parent's context (the remote span alone) is made only if a sampler or a span
+        # processor is to be handed it (rebeam._planned).
         return planner.plan_child(
-            name, span_kind, attributes, started,
-            Context({_SPAN_KEY: NonRecordingSpan(parent)}), parent, trace_id, flags, state,
-        )  # fmt: skip
+            name, span_kind, attributes, started, None, parent, trace_id, flags, state
+        )
 
     def _remote(self, field: Any) -> tuple[SpanContext, int, int, TraceState] | None:
         """The sender's span context from an envelope's trace field, with its trace id,
         flags and trace state; None: a new trace. A malformed field is counted and logged."""
-        read = tracing.read_field(field)
+        read = read_field(field)
         if read.problem is not None:
             self._stats.trace_dropped += 1
             self._ratelog.warning("dropped a malformed trace context", read.problem)
@@ -220,7 +262,7 @@ class Tracing:
         )
         return context, trace_id, flags, state
 
-    def later(self, ending_one: _Ending) -> None:
+    def later(self, ending_one: _Ending, recorded: bool = True) -> None:
         """End ``ending_one``'s span in the SDK later, not now: with the spans of the next
         few messages, together, and off the way of any message.
 
@@ -249,7 +291,7 @@ class Tracing:
         waiting = len(ending)
         if waiting >= _MAX_PUT_OFF:
             self.finish()
-        elif waiting >= _BATCH or not ending_one.recorded():
+        elif waiting >= _BATCH or not recorded:
             if not self._scheduled:
                 self._scheduled = True
                 loop = asyncio.get_running_loop()
@@ -268,7 +310,7 @@ class Tracing:
             self._timer.cancel()
             self._timer = None
         ending, self._ending = self._ending, []
-        for item in ending:
+        for item in ending:  # (an item's finish: rebeam's call, then the SDK's work)
             try:
                 item.finish()
             except Exception as exc:  # a span processor's or exporter's, not ours
@@ -308,19 +350,43 @@ def _error(exc: BaseException) -> Status:
     return Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"[:_MAX_STATUS])
 
 
-class _Sending:
+class _Around:
+    """What the sender spans share: a request's coroutine run inside the span."""
+
+    __slots__ = ()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        raise NotImplementedError
+
+    async def around(self, request: Awaitable[Any]) -> Any:
+        """Await ``request`` (a call's, whose envelope carries this span's field) inside the
+        span, as ``with`` would: one coroutine on the way of a traced call, not a block
+        inside another (rebeam._node's traced call)."""
+        try:
+            result = await request
+        except BaseException as exc:
+            self.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        self.__exit__(None, None, None)
+        return result
+
+
+class _Sending(_Around):
     """A sender span started before the send (a tracer that is not the SDK's, whose spans
     cannot be planned): ended when the block ends, with the error that ended it."""
 
-    __slots__ = ("_ended", "_span", "_tracing")
+    __slots__ = ("_ended", "_span", "_tracing", "field")
 
     def __init__(self, tracing: Tracing, span: Span) -> None:
         self._tracing = tracing
         self._span = span
         self._ended = 0
+        self.field = _field(span)
 
     def __enter__(self) -> list[str] | None:
-        return _field(self._span)
+        return self.field
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -337,17 +403,14 @@ class _Sending:
     def finish(self) -> None:
         self._span.end(end_time=self._ended)
 
-    def recorded(self) -> bool:
-        return True  # one sampled out is not put off at all
 
-
-class _PlannedSending:
+class _PlannedSending(_Around):
     """A sender span planned when it is made, right before its block (rebeam._planned), and
     started in the SDK only when it is ended: later with others if it ended well, at once
     if an exception ends the block; never if its trace is sampled out (such a span records
     nothing)."""
 
-    __slots__ = ("_ended", "_plan", "_planner", "_tracing", "kind", "name")
+    __slots__ = ("_ended", "_plan", "_planner", "_tracing", "field", "kind", "name")
 
     def __init__(
         self,
@@ -359,29 +422,30 @@ class _PlannedSending:
     ) -> None:
         self._tracing = tracing
         self._planner = planner
-        self.name = _OPERATION[kind]
+        self.name = name = _OPERATION[kind]
         self.kind = span_kind
         parent = otel_context.get_current() if _CURRENT is None else _CURRENT.get()
         # The current span as get_current_span finds it, without its two calls; most
         # clients call with none (a root), and then the plan asks no span for its context.
         current = parent.get(_SPAN_KEY)
-        self._plan = planner.plan(
-            self.name,
+        self._plan = plan = planner.plan(
+            name,
             span_kind,
             attributes,
             time.time_ns(),
             parent,
-            current.get_span_context() if isinstance(current, Span) else None,
+            None if current is None else current.get_span_context(),  # type: ignore[attr-defined]
         )
         self._ended = 0
+        self.field = plan.field()  # the trace field of the envelope sent under it
 
     def __enter__(self) -> list[str]:
-        return self._plan.field()
+        return self.field
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if not self._plan.recording():
+        if not self._plan.recorded:
             return
         if exc is None:
             self._ended = time.time_ns()
@@ -403,32 +467,30 @@ class _PlannedSending:
     def finish(self) -> None:
         self._start().end(end_time=self._ended)
 
-    def recorded(self) -> bool:
-        return True  # one sampled out is not put off at all
 
-
-class _Handling:
-    """A handler invocation's span: current inside the block (as a :class:`_HandlerSpan`,
-    planned if only its context is asked for, started in the SDK only if more is), ended
-    after it."""
+class _Handling(Span):
+    """A handler invocation's span, as the current span while the handler runs: the SDK's
+    span, started the first time anything hands this one something to record; asked only
+    for its context (or whether it records), it plans the span instead, if this node's
+    spans can be planned. Until then it costs an object and nothing of the SDK. Entered by
+    ``with`` or :meth:`Tracing.enter`, left by ``with`` or :meth:`leave`; ended after it."""
 
     __slots__ = (
-        "_ended", "_field", "_kind", "_outcome", "_plan", "_span", "_started", "_token",
-        "_tracing",
+        "_ended", "_field", "_kind", "_plan", "_span", "_started", "_token", "_tracing",
     )  # fmt: skip
+    # Set by Tracing.enter, which makes the object without an __init__ call (a Python call
+    # less on a message's path).
+    _tracing: Tracing
+    _kind: int
+    _field: Any
+    _span: Span | None  # the SDK's, once started
+    _plan: Plan | None  # its ids and sampling, once chosen
+    _started: int  # time.time_ns() when the handler began
+    _ended: int
+    _token: Any  # the attach's contextvars token
 
-    def __init__(
-        self, tracing: Tracing, kind: int, field: Any, outcome: Callable[[], ExitReason | None]
-    ) -> None:
-        self._tracing = tracing
-        self._kind = kind
-        self._field = field
-        self._outcome = outcome
-        self._span: Span | None = None  # the SDK's, once started
-        self._plan: Plan | None = None  # its ids and sampling, once chosen
-        self._started = 0
-        self._ended = 0
-        self._token: Any = None  # the attach's contextvars token
+    def __init__(self) -> None:
+        raise TypeError("made by Tracing.enter")
 
     def span(self) -> Span:
         """The SDK's span, started now if it was not yet (with the time the handler began,
@@ -440,16 +502,6 @@ class _Handling:
             )
         return span
 
-    def context(self) -> SpanContext:
-        """The span's context, for a span made under it or a propagator: planned, with no
-        SDK span yet, if this node's spans can be."""
-        plan = self._planned()
-        return plan.context() if plan is not None else self.span().get_span_context()
-
-    def recording(self) -> bool:
-        plan = self._planned()
-        return plan.recording() if plan is not None else self.span().is_recording()
-
     def _planned(self) -> Plan | None:
         """The span's plan, made now if need be; None once its SDK span was started (it is
         the one to ask then), or if this node's spans cannot be planned."""
@@ -460,14 +512,10 @@ class _Handling:
             plan = self._plan = self._tracing.plan_handling(self._kind, self._field, self._started)
         return plan
 
-    def __enter__(self) -> None:
-        self._started = time.time_ns()
-        current = Context({_SPAN_KEY: _HandlerSpan(self)})
-        self._token = otel_context.attach(current) if _CURRENT is None else _CURRENT.set(current)
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def leave(self, reason: ExitReason | None) -> None:
+        """The handler returned, and the actor's exit reason is ``reason`` (None: it goes
+        on): the current span is the one before again; the span is ended now if the actor
+        crashed, else put off (:meth:`Tracing.later`)."""
         self._ended = time.time_ns()
         if _CURRENT is None:
             otel_context.detach(self._token)
@@ -476,14 +524,22 @@ class _Handling:
                 _CURRENT.reset(self._token)
             except ValueError:  # not this task's token: the API says so, as it would
                 otel_context.detach(self._token)
-        reason = self._outcome()
         if reason is not None and not reason.is_clean:
             # The actor crashed: ended now, before the process may end.
             span = self.span()
             span.set_status(Status(StatusCode.ERROR, str(reason)[:_MAX_STATUS]))
             span.end(end_time=self._ended)
+        elif self._span is None and self._plan is None:  # the usual leaf: recorded() inline
+            field = self._field
+            self._tracing.later(
+                self,
+                type(field) is not list
+                or not field
+                or type(field[0]) is not str
+                or field[0][-1:] in _SAMPLED,
+            )
         else:
-            self._tracing.later(self)
+            self._tracing.later(self, self.recorded())
 
     def finish(self) -> None:
         if self._span is None:
@@ -510,46 +566,40 @@ class _Handling:
             return True  # a new trace: its root's sampler will decide; put off alike
         return field[0][-1:] in _SAMPLED
 
-
-class _HandlerSpan(Span):
-    """The current span while a handler runs: the SDK's span, started the first time
-    anything hands this one something to record; asked only for its context (or whether it
-    records), it plans the span instead (:meth:`_Handling.context`). Until then it costs an
-    object and nothing of the SDK."""
-
-    __slots__ = ("_handling",)
-
-    def __init__(self, handling: _Handling) -> None:
-        self._handling = handling
+    # -- the Span API, as the current span
 
     def get_span_context(self) -> SpanContext:
-        return self._handling.context()
+        """The span's context, for a span made under it or a propagator: planned, with no
+        SDK span yet, if this node's spans can be."""
+        plan = self._planned()
+        return plan.context() if plan is not None else self.span().get_span_context()
 
     def is_recording(self) -> bool:
-        return self._handling.recording()
+        plan = self._planned()
+        return plan.recording() if plan is not None else self.span().is_recording()
 
     def end(self, end_time: int | None = None) -> None:
-        self._handling.span().end(end_time)
+        self.span().end(end_time)
 
     def set_attributes(self, attributes: Mapping[str, types.AnyValue]) -> None:
-        self._handling.span().set_attributes(attributes)
+        self.span().set_attributes(attributes)
 
     def set_attribute(self, key: str, value: types.AnyValue) -> None:
-        self._handling.span().set_attribute(key, value)
+        self.span().set_attribute(key, value)
 
     def add_event(
         self, name: str, attributes: types.Attributes = None, timestamp: int | None = None
     ) -> None:
-        self._handling.span().add_event(name, attributes, timestamp)
+        self.span().add_event(name, attributes, timestamp)
 
     def add_link(self, context: SpanContext, attributes: types.Attributes = None) -> None:
-        self._handling.span().add_link(context, attributes)
+        self.span().add_link(context, attributes)
 
     def update_name(self, name: str) -> None:
-        self._handling.span().update_name(name)
+        self.span().update_name(name)
 
     def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
-        self._handling.span().set_status(status, description)
+        self.span().set_status(status, description)
 
     def record_exception(
         self,
@@ -558,7 +608,32 @@ class _HandlerSpan(Span):
         timestamp: int | None = None,
         escaped: bool = False,
     ) -> None:
-        self._handling.span().record_exception(exception, attributes, timestamp, escaped)
+        self.span().record_exception(exception, attributes, timestamp, escaped)
 
 
+class _Handled:
+    """:meth:`Tracing.handling`: a handler span entered and left by ``with``."""
+
+    __slots__ = ("_field", "_handling", "_kind", "_outcome", "_tracing")
+
+    def __init__(
+        self, tracing: Tracing, kind: int, field: Any, outcome: Callable[[], ExitReason | None]
+    ) -> None:
+        self._tracing = tracing
+        self._kind = kind
+        self._field = field
+        self._outcome = outcome
+        self._handling: _Handling | None = None
+
+    def __enter__(self) -> None:
+        self._handling = self._tracing.enter(self._kind, self._field)
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._handling is not None:
+            self._handling.leave(self._outcome())
+
+
+_blank = object.__new__  # an object of a class with slots, no __init__ called
 _Ending = _Sending | _PlannedSending | _Handling  # what Tracing.later puts off

@@ -21,8 +21,8 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk import trace as sdk_trace
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanLimits, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
@@ -389,6 +389,10 @@ def made(span: ReadableSpan) -> dict[str, Any]:
         "remote parent": parent.is_remote if parent else None,
         "scope": span.instrumentation_scope,
         "limits": repr(span._limits) if isinstance(span, sdk_trace.Span) else None,
+        "dropped attributes": span.dropped_attributes,
+        "attributes' limits": (span._attributes.maxlen, span._attributes.max_value_len)  # type: ignore[union-attr]
+        if span._attributes is not None
+        else None,
     }
 
 
@@ -474,9 +478,9 @@ async def test_under_the_default_sampler_a_span_is_decided_as_parent_based_decid
     attributes = {"messaging.system": "rebeam"}
     plan = planner.plan("call", SpanKind.CLIENT, attributes, 0, context, parent)
     said = sampler.should_sample(context, parent.trace_id, "call", SpanKind.CLIENT, attributes, ())
-    assert plan.result.decision is said.decision
-    assert dict(plan.result.attributes) == dict(said.attributes)
-    assert plan.result.trace_state == said.trace_state
+    assert plan.decision is said.decision
+    assert dict(plan.attributes or {}) == dict(said.attributes)
+    assert plan.trace_state == said.trace_state
 
 
 async def test_a_parent_based_sampler_with_delegates_of_its_own_is_asked() -> None:
@@ -488,3 +492,168 @@ async def test_a_parent_based_sampler_with_delegates_of_its_own_is_asked() -> No
     assert delegate.asked == 1
     assert field[0].endswith("-00"), "its decision, not the parent's flag"
     assert memory.get_finished_spans() == ()
+
+
+class Recorded(SpanProcessor):
+    """Keeps each ended span, as an exporter would see it, and the SDK's span object too."""
+
+    def __init__(self) -> None:
+        self.spans: list[ReadableSpan] = []
+
+    def on_end(self, span: ReadableSpan) -> None:
+        self.spans.append(span)
+
+
+# How a provider's processors and limits may be, for the comparisons below: a processor
+# told of each start (rebeam starts the span as start_span does), the SDK's exporting
+# processors alone (whose on_start does nothing: rebeam tells them nothing either), and
+# limits under which rebeam's attributes are cut or dropped (the SDK cleans them itself).
+SETUPS = {
+    "a processor told of starts": ({}, True),
+    "the SDK's processors alone": ({}, False),
+    "values cut short": ({"max_span_attribute_length": 6}, False),
+    "attributes dropped": ({"max_span_attributes": 2}, False),
+}
+
+
+def compared(setup: str) -> tuple[Tracing, InMemorySpanExporter, TracerProvider]:
+    limits, told = SETUPS[setup]
+    provider = TracerProvider(span_limits=SpanLimits(**limits))
+    if told:
+        provider.add_span_processor(Seen())
+    memory = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    provider.add_span_processor(BatchSpanProcessor(InMemorySpanExporter()))
+    tracing = Tracing(
+        provider.get_tracer("rebeam"), ME, Stats(), RateLog(logging.getLogger("t"), "t")
+    )
+    tracing.serve("Leaf")
+    return tracing, memory, provider
+
+
+@pytest.mark.parametrize("setup", SETUPS)
+@pytest.mark.parametrize("parent", [None, REMOTE])
+async def test_a_planned_span_is_the_span_start_span_makes_however_the_provider_is(
+    setup: str, parent: SpanContext | None
+) -> None:
+    tracing, memory, _ = compared(setup)
+    with current(parent):
+        with tracing.sending(CALL, OTHER):
+            pass
+        tracing.finish()
+        attributes = {**tracing._sending[CALL], "messaging.destination.name": OTHER._text}
+        tracing._tracer.start_span("call", kind=SpanKind.CLIENT, attributes=attributes).end()
+    planned, direct = memory.get_finished_spans()
+    assert made(planned) == made(direct)
+    if setup == "values cut short":
+        assert planned.attributes == {key: value[:6] for key, value in attributes.items()}
+    if setup == "attributes dropped":
+        assert planned.dropped_attributes == 1
+
+
+@pytest.mark.parametrize("setup", SETUPS)
+@pytest.mark.parametrize("asked", [False, True], ids=["a leaf", "its context asked for"])
+async def test_a_handler_span_is_the_span_start_span_makes_however_the_provider_is(
+    setup: str, asked: bool
+) -> None:
+    tracing, memory, _ = compared(setup)
+    kind, field = a_message(CALL, REMOTE)
+    started = time.time_ns()
+    with tracing.handling(kind, field, lambda: None):
+        if asked:  # as a call made by the handler asks it: planned, not started
+            trace.get_current_span().get_span_context()
+    tracing.finish()
+    remote = SpanContext(REMOTE.trace_id, REMOTE.span_id, is_remote=True,
+                         trace_flags=REMOTE.trace_flags)  # fmt: skip
+    tracing._tracer.start_span(
+        "handle_call", context=trace.set_span_in_context(trace.NonRecordingSpan(remote)),
+        kind=SpanKind.SERVER, attributes=tracing._handling[CALL],
+    ).end()  # fmt: skip
+    handler, direct = memory.get_finished_spans()
+    assert made(handler) == made(direct)
+    assert handler.start_time is not None
+    assert started <= handler.start_time
+
+
+async def test_a_processor_added_later_is_told_of_the_starts_after() -> None:
+    tracing, memory, provider = compared("the SDK's processors alone")
+    with tracing.sending(CALL, OTHER):
+        pass
+    tracing.finish()
+    seen = Seen()
+    provider.add_span_processor(seen)
+    with tracing.sending(CAST, OTHER):
+        pass
+    with tracing.handling(*a_message(CALL, REMOTE), lambda: None):
+        pass
+    tracing.finish()
+    assert seen.started == seen.ended == ["cast", "handle_call"]
+    assert len(memory.get_finished_spans()) == 3
+
+
+async def test_attributes_rebeam_made_are_the_sdks_own_kind_and_can_still_be_set() -> None:
+    tracing, _, provider = compared("the SDK's processors alone")
+    recorded = Recorded()
+    provider.add_span_processor(recorded)
+    with tracing.handling(*a_message(CALL, REMOTE), lambda: None):
+        trace.get_current_span().set_attribute("asked", "yes")
+    with tracing.handling(*a_message(CALL, REMOTE), lambda: None):
+        pass
+    tracing.finish()
+    asked, leaf = recorded.spans
+    assert asked.attributes is not None
+    assert dict(asked.attributes) == {**tracing._handling[CALL], "asked": "yes"}
+    assert type(leaf.attributes) is type(asked.attributes)
+    with pytest.raises(TypeError):  # an ended span's attributes are immutable, as the SDK's
+        leaf.attributes["late"] = "no"  # type: ignore[index]
+
+
+async def test_a_traced_call_that_cannot_be_sent_raises_before_it_is_awaited_and_is_an_error(
+    nats_server, namespace, memory_spans
+) -> None:
+    async with rebeam.connect(nats_server.url, namespace=namespace, tracing=True) as node:
+        with pytest.raises(rebeam.MessageTooLarge):
+            node.call(OTHER, "x" * (2 * node._limit))
+    (span,) = memory_spans.get_finished_spans()
+    assert (span.name, span.status.status_code.name) == ("call", "ERROR")
+    assert "MessageTooLarge" in (span.status.description or "")
+
+
+async def test_the_sdks_span_metrics_count_a_planned_span_as_they_count_start_spans(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Turned on, the SDK's own span metrics are asked for each planned span as start_span
+    asks them (off, they are its no-op kind, and rebeam does not ask them)."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    monkeypatch.setenv("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "true")
+    counts = {}
+    for planned in (True, False):
+        reader = InMemoryMetricReader()
+        provider = TracerProvider(meter_provider=MeterProvider(metric_readers=[reader]))
+        provider.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
+        tracing = Tracing(
+            provider.get_tracer("rebeam"), ME, Stats(), RateLog(logging.getLogger("t"), "t")
+        )
+        assert tracing._planner is not None
+        with current(REMOTE):
+            for _ in range(3):
+                if planned:
+                    with tracing.sending(CALL, OTHER):
+                        pass
+                else:
+                    tracing._tracer.start_span("call", kind=SpanKind.CLIENT).end()
+            tracing.finish()
+        data = reader.get_metrics_data()
+        assert data is not None
+        counts[planned] = {
+            (metric.name, tuple(sorted(point.attributes.items())), point.value)  # type: ignore[union-attr]
+            for resource in data.resource_metrics
+            for scope in resource.scope_metrics
+            for metric in scope.metrics
+            if metric.name.startswith("otel.sdk.span")
+            for point in metric.data.data_points
+        }
+    assert counts[True] == counts[False]
+    assert any(value == 3 for _, _, value in counts[True]), counts[True]
