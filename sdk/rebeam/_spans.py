@@ -78,10 +78,7 @@ _HANDLER_KIND = {
     int(SEND): SpanKind.CONSUMER, int(CAST): SpanKind.CONSUMER, int(CALL): SpanKind.SERVER
 }  # fmt: skip
 _MAX_STATUS = 200  # characters of an exit reason or exception kept in a span's status
-_BATCH = 8  # spans ended together (Tracing.later)
-_MAX_PUT_OFF = 16  # spans waiting to be ended at most
-_WAIT = 0.05  # seconds a span waits at most for its batch to fill
-_SAMPLED = frozenset("13579bdf")  # the last hex digit of a sampled traceparent's flags
+_MAX_PUT_OFF = 16  # spans waiting to be ended at most (Tracing.later)
 # The key under which the API keeps the current span in a context, learnt through the API
 # once: a context holding one span is then made in one step, not three.
 _SPAN_KEY = next(iter(trace.set_span_in_context(trace.INVALID_SPAN, Context())))
@@ -132,7 +129,6 @@ class Tracing:
         # Spans that ended well, to be ended in the SDK by finish() (see later()).
         self._ending: list[_Ending] = []
         self._scheduled = False  # a callback two turns away will call finish()
-        self._timer: asyncio.TimerHandle | None = None  # ends a batch that does not fill
         self.serve(None)
 
     def handling(self, kind: int, field: Any, outcome: Callable[[], ExitReason | None]) -> _Handled:
@@ -262,42 +258,32 @@ class Tracing:
         )
         return context, trace_id, flags, state
 
-    def later(self, ending_one: _Ending, recorded: bool = True) -> None:
-        """End ``ending_one``'s span in the SDK later, not now: with the spans of the next
-        few messages, together, and off the way of any message.
+    def later(self, ending_one: _Ending) -> None:
+        """End ``ending_one``'s span in the SDK later, not now: from a callback two turns of
+        the loop away, off the way of any message (docs/observability.md, "Cost").
 
-        Inside a call loop a span costs the SDK three times what it costs in a tight loop,
-        most likely because its code and data are cold after a message's worth of nats-py,
-        asyncio and the other processes on the core; ended right after another, it costs
-        about a third less (docs/observability.md, "Cost"). So spans wait
-        for a batch of :data:`_BATCH`, which is ended from a callback two turns of the loop
-        later: whatever this task wrote before its next await (a handler's reply, the
-        caller's next request) is queued for nats-py's flusher task, which the loop runs in
-        its next turn; a callback that schedules the work runs it in the turn after, once
-        the write is done, while the message travels.
+        Whatever this task wrote before its next await (a handler's reply, the caller's next
+        request) is queued for nats-py's flusher task, which the loop runs in its next turn,
+        or was written already (rebeam._fastpath); a callback that schedules the work runs it
+        in the turn after, once the write is done, while the message travels and the other
+        processes work. Each message's spans are ended on their own: spans put off to be
+        ended eight at a time cost a third less CPU each (their code and data stay warm), but
+        the eighth message's reply then waited behind the batch's 0.3 ms whenever the next
+        message arrived during it, and a call's p50 with tracing on was 1.11-1.13x against
+        1.00-1.02x ended one by one (bench_tracing, the same machine).
 
-        A batch that does not fill is ended :data:`_WAIT` seconds after its first span (an
-        exporter sees a lone call's spans that much later; their times are their own). At
-        most :data:`_MAX_PUT_OFF` wait: a burst of casts handled without a turn of the loop
-        between them ends its spans every so many messages. Put off by the thousand, they
-        cost a fifth more CPU per cast (objects gone cold in the CPU's caches), for nothing:
-        in a burst, messages wait for the CPU whichever way.
-
-        A span that will not be recorded (its trace sampled out) costs the SDK little, and
-        waiting for a batch bought it nothing but a slower call in real-time runs: it is
-        ended two turns later, with whatever waits."""
+        Spans put off while no turn of the loop comes (a burst of casts handled one after
+        another) are ended together in that callback, :data:`_MAX_PUT_OFF` at most: past
+        that they are ended at once, so that a burst does not hold them by the thousand
+        (objects gone cold in the CPU's caches cost a fifth more CPU per cast, for nothing)."""
         ending = self._ending
         ending.append(ending_one)
-        waiting = len(ending)
-        if waiting >= _MAX_PUT_OFF:
+        if len(ending) >= _MAX_PUT_OFF:
             self.finish()
-        elif waiting >= _BATCH or not recorded:
-            if not self._scheduled:
-                self._scheduled = True
-                loop = asyncio.get_running_loop()
-                loop.call_soon(loop.call_soon, self._finish_later)
-        elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(_WAIT, self.finish)
+        elif not self._scheduled:
+            self._scheduled = True
+            loop = asyncio.get_running_loop()
+            loop.call_soon(loop.call_soon, self._finish_later)
 
     def _finish_later(self) -> None:
         self._scheduled = False
@@ -306,9 +292,6 @@ class Tracing:
     def finish(self) -> None:
         """End every span put off by :meth:`later` (also when the node closes). An SDK or
         span processor that raises loses that span, said at a bounded rate, never the rest."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         ending, self._ending = self._ending, []
         for item in ending:  # (an item's finish: rebeam's call, then the SDK's work)
             try:
@@ -529,17 +512,8 @@ class _Handling(Span):
             span = self.span()
             span.set_status(Status(StatusCode.ERROR, str(reason)[:_MAX_STATUS]))
             span.end(end_time=self._ended)
-        elif self._span is None and self._plan is None:  # the usual leaf: recorded() inline
-            field = self._field
-            self._tracing.later(
-                self,
-                type(field) is not list
-                or not field
-                or type(field[0]) is not str
-                or field[0][-1:] in _SAMPLED,
-            )
         else:
-            self._tracing.later(self, self.recorded())
+            self._tracing.later(self)
 
     def finish(self) -> None:
         if self._span is None:
@@ -550,21 +524,6 @@ class _Handling(Span):
             if plan is not None and not plan.recording():
                 return  # planned, and sampled out: no SDK span at all
         self.span().end(end_time=self._ended)
-
-    def recorded(self) -> bool:
-        """Whether the span is likely to be recorded: started or planned, and recording; or
-        neither, and its sender's was sampled (the flags of the trace field, unchecked: a
-        hint for :meth:`Tracing.later`, which a malformed field cannot mislead into more
-        than a span ended sooner)."""
-        span = self._span
-        if span is not None:
-            return span.is_recording()
-        if self._plan is not None:
-            return self._plan.recording()
-        field = self._field
-        if type(field) is not list or not field or type(field[0]) is not str:
-            return True  # a new trace: its root's sampler will decide; put off alike
-        return field[0][-1:] in _SAMPLED
 
     # -- the Span API, as the current span
 

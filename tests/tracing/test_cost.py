@@ -25,7 +25,7 @@ from rebeam.pids import Pid
 ME = Pid.for_incarnation("ns", "client-0123456789abcdef", 1)
 ACTOR = Pid.for_incarnation("ns", "run/sup/actor", 1)
 PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-SPANS = 64  # per count: whole batches (rebeam._spans ends them 8 at a time)
+SPANS = 64  # per count
 # Python calls rebeam may add to a traced message's span at each end, beyond the SDK's own
 # span: the span planned and put off, a handler's stand-in span made current and restored.
 # (Making the SDK's span as planned skips start_span's own lookups, and the planner decides

@@ -34,7 +34,7 @@ from tests.tracing.test_cost import tracings
 DEADLINE = 20.0  # seconds: a loaded 2-core machine, not the expected time
 PAYLOAD = {"n": 1, "data": "x" * 32}
 PARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-COUNT = 400  # calls per count: whole batches of spans (rebeam._spans ends them 8 at a time)
+COUNT = 400  # calls per count
 # Python calls per received call a node that traces may add beyond the SDK's own span made
 # by start_span: the handler span made, made current and restored, put off, planned and made
 # as planned (which skips start_span's lookups: -1.7 with the SDK 1.45; -32.2 since the
