@@ -70,10 +70,17 @@ TARGET = 1.10  # on may cost at most 10% of a call's p50
 
 
 class Nowhere(SpanExporter):
-    """Takes every span and keeps none."""
+    """Takes every span and keeps none; counts them by name in this process (:data:`SEEN`),
+    so that the benchmark can check that "on" made the spans it claims to measure."""
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        for span in spans:
+            SEEN[span.name] = SEEN.get(span.name, 0) + 1
         return SpanExportResult.SUCCESS
+
+
+SEEN: dict[str, int] = {}  # spans exported in this process, by name
+SPANS_ASKED = "spans?"  # a call TracedBench answers with its process's SEEN
 
 
 class Roots(Sampler):
@@ -111,6 +118,11 @@ def record_spans(processor: str = "simple") -> None:
 
 class TracedBench(BenchActor):
     """The benchmark actor in a process that traces (set up at this module's import)."""
+
+    async def handle_call(self, message: Any, from_: rebeam.From) -> Any:
+        if message == SPANS_ASKED:
+            return dict(SEEN)
+        return await super().handle_call(message, from_)
 
 
 if os.environ.get(TRACE_IN_ACTOR):
@@ -175,6 +187,7 @@ async def measure(backend: Backend, n: int, rounds: int) -> list[Row]:
         rows = await _calls(
             Side(plain, off), [Side(traced, on), Side(batched, on_batch)], n, rounds
         )
+        await _check_recorded(traced, on, 300 + n * rounds)
         with a_core_each([off.os_pid, on.os_pid]) as pinning:
             rows += await _casts(Side(plain, off), Side(traced, on), n * 10, rounds, pinning)
         ROOTS.sampled = False
@@ -184,6 +197,15 @@ async def measure(backend: Backend, n: int, rounds: int) -> list[Row]:
             ROOTS.sampled = True
         batch_provider.shutdown()
     return rows
+
+
+async def _check_recorded(node: rebeam.Node, actor: Actor, calls: int) -> None:
+    """Raise unless both ends of the "on" side exported a span for every call they made and
+    handled: a ratio of 1.00x must not come from spans that were never made."""
+    at_actor = await node.call(actor.pid, SPANS_ASKED)
+    made = {"caller": SEEN.get("call", 0), "actor": at_actor.get("handle_call", 0)}
+    if min(made.values()) < calls:
+        raise RuntimeError(f"tracing on exported fewer spans than its {calls} calls: {made}")
 
 
 async def _traced_actor(backend: Backend, processor: str, n: int) -> Actor:
