@@ -204,7 +204,10 @@ class Reader(asyncio.Protocol):
             args = data[pos + 3 : line_end].split()
             if len(args) not in (3, 4) or not data[pos + 3 : pos + 4].isspace():
                 raise ProtocolError("nats: malformed MSG")
-            size, head = _size(args[-1]), 0
+            field, head = args[-1], 0
+            if not field.isdigit():  # int() would take a sign, spaces or underscores
+                raise ProtocolError("nats: malformed MSG")
+            size = int(field)
         elif data.startswith(b"HMSG", pos):
             args = data[pos + 4 : line_end].split()
             if len(args) not in (4, 5) or not data[pos + 4 : pos + 5].isspace():
@@ -276,7 +279,7 @@ class Reader(asyncio.Protocol):
         message, the cases that never suspend done here, the others handed to it."""
         nc = self.nc
         sub = nc._subs.get(sid)
-        if sub is not None and _needs_nats(sub, data, head):
+        if sub is not None and (head or sub._jsi) and _needs_nats(sub, data, head):
             self._defer(lambda: nc._process_msg(sid, subject, reply, data, head))
             return
         stats = nc.stats
