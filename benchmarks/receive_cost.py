@@ -235,7 +235,8 @@ def main() -> int:
         NatsServer.start(Path(tmp) / "nats", ServerOptions(namespaces=("bench",))) as server,
     ):
         print(
-            f"instructions per message (callgrind; nats-py's parser fed MSG frames; {loop_name()})"
+            "instructions per message (callgrind; MSG frames fed to rebeam's reader, and to "
+            f"nats-py's parser for raw; {loop_name()})"
         )
         if args.traced:
             _report_traced(_costs("rebeam", "call", TRACED, server, Path(tmp)))
