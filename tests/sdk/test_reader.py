@@ -8,6 +8,7 @@ nats-server, real sockets; a few tests feed bytes to a connected client's reader
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import logging
 from collections.abc import Awaitable, Callable, Iterator
@@ -336,8 +337,10 @@ class FakeServer:
     """A NATS server of the test's own: a first connection gets ``garbage`` once it is
     connected, every later one a well-behaved server's PONGs."""
 
-    def __init__(self, garbage: bytes) -> None:
+    def __init__(self, garbage: bytes, *, on_sub: bytes = b"", close: bool = False) -> None:
         self.garbage = garbage
+        self.on_sub = on_sub  # written to the first connection when it subscribes
+        self.close = close  # and that connection closed at the PING after it
         self.connections = 0
         self.server: asyncio.Server | None = None
 
@@ -351,12 +354,18 @@ class FakeServer:
         first = self.connections == 1
         writer.write(b'INFO {"server_id":"fake","max_payload":1048576,"proto":1}\r\n')
         try:
+            subscribed = False
             while line := await reader.readline():
+                if line.startswith(b"SUB") and self.connections == 1:
+                    writer.write(self.on_sub)
+                    subscribed = True
                 if line.startswith(b"PING"):
                     writer.write(b"PONG\r\n")
                     if first:
                         first = False
                         writer.write(self.garbage)
+                    if subscribed and self.close:
+                        break  # the end, right behind what was written
                 await writer.drain()
         except ConnectionError:
             pass
@@ -391,3 +400,52 @@ async def test_a_server_that_sends_garbage_is_reconnected_to(kind, caplog):
         await fake.stop()
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
     assert any("not its protocol" in r.getMessage() for r in caplog.records)
+
+
+async def test_what_came_before_the_end_is_read_before_nats_py_hears_of_it():
+    """A PING (answered in a task, reading paused behind it), a message, then the end of the
+    connection: the message is queued before nats-py starts its reconnect."""
+    fake = FakeServer(b"", on_sub=b"PING\r\nMSG x 1 1\r\na\r\n", close=True)
+    url = await fake.start()
+    queued_at_disconnect: list[int] = []
+    reconnected = asyncio.Event()
+    sub: Any = None
+
+    async def on_disconnect() -> None:
+        queued_at_disconnect.append(sub.pending_msgs if sub is not None else -1)
+
+    async def on_reconnect() -> None:
+        reconnected.set()
+
+    nc = await connect(
+        url, reconnect_time_wait=0.1, disconnected_cb=on_disconnect, reconnected_cb=on_reconnect
+    )
+    try:
+        sub = await nc.subscribe("x")
+        with contextlib.suppress(nats.errors.FlushTimeoutError, nats.errors.ConnectionClosedError):
+            await nc.flush(timeout=DEADLINE)
+        async with asyncio.timeout(DEADLINE):
+            await reconnected.wait()
+        assert queued_at_disconnect == [1]
+        assert (await sub.next_msg(timeout=DEADLINE)).data == b"a"
+    finally:
+        await nc.close()
+        await fake.stop()
+
+
+async def test_the_end_waits_for_the_bytes_before_it(fed):
+    """The end of the connection, told while a PING's task holds the bytes behind it, reaches
+    nats-py's stream only once those bytes are read."""
+    sub = await fed.subscribe("end")
+    reader = reader_of(fed)
+    stream = fed._transport._io_reader
+    reader.data_received(b"PING\r\nMSG end %d 1\r\na\r\n" % sub._id)
+    assert reader.busy is not None
+    reader.eof_received()
+    assert not stream._eof  # nats-py has not heard of it yet
+    assert (await sub.next_msg(timeout=DEADLINE)).data == b"a"
+
+    async def told() -> bool:
+        return bool(stream._eof)
+
+    await until(told, "the end passed on to nats-py's stream")
