@@ -148,7 +148,9 @@ class Reader(asyncio.Protocol):
         if self.stopped or self.busy is None:
             return bool(self.original.eof_received())
         self.ends.append(self.original.eof_received)
-        return True  # kept open until the held bytes are read; TLS closes it anyway
+        # Kept open until the held bytes are read, as the stream's protocol asks; TLS cannot
+        # keep a half-closed connection and says so if asked.
+        return not getattr(self.original, "_over_ssl", False)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if exc is not None or self.stopped or self.busy is None:
