@@ -22,6 +22,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import nats
+
 import rebeam
 from benchmarks import bench_durable, bench_metrics, bench_security, bench_tracing
 from benchmarks._harness import Actor, Backend, Processes
@@ -49,19 +51,24 @@ NAMESPACE = "bench"
 RAY = "call p50 vs Ray actor call"
 BENCH_ACTOR = "benchmarks.bench_actor:BenchActor"
 RAW_GRANTS = "both with BACKEND grants: the raw subjects are no actor's"
+PLAIN = "the raw arms on plain nats-py connections of their own at both ends"
 
 
-async def bench_call(node: rebeam.Node, pid: Pid, prefix: str, n: int, rounds: int) -> list[Row]:
+async def bench_call(
+    node: rebeam.Node, raw_nc: Any, pid: Pid, prefix: str, n: int, rounds: int
+) -> list[Row]:
+    """``raw_nc``: a plain nats-py connection with ``node``'s credential, for the raw arms
+    (rebeam's own connections are read by rebeam._reader; the baseline is nats-py's)."""
     raw = rebeam._codec.encode(PAYLOAD)  # the same bytes a rebeam call carries as its body
     decode, encode = rebeam._codec.decode, rebeam._codec.encode
 
     async def raw_call(i: int) -> Any:
         # What a nats-py program does for a call: encode, request, decode the answer (and the
         # responder decodes the request and encodes its answer), as rebeam does.
-        return decode((await node.nc.request(f"{prefix}.call", encode(PAYLOAD), timeout=5)).data)
+        return decode((await raw_nc.request(f"{prefix}.call", encode(PAYLOAD), timeout=5)).data)
 
     async def raw_echo(i: int) -> Any:
-        return await node.nc.request(f"{prefix}.echo", raw, timeout=5)
+        return await raw_nc.request(f"{prefix}.echo", raw, timeout=5)
 
     async def ours(i: int) -> Any:
         return await node.call(pid, PAYLOAD)
@@ -85,7 +92,7 @@ async def bench_call(node: rebeam.Node, pid: Pid, prefix: str, n: int, rounds: i
             codec.ratio,
             "<= 1.1x",
             codec.ratio <= 1.1,
-            note=f"{how} ({codec.spread}), same two processes and connection, {RAW_GRANTS}",
+            note=f"{how} ({codec.spread}), same two processes, {RAW_GRANTS}, {PLAIN}",
         ),
         Row(
             "  (for reference) vs raw bytes echo",
@@ -100,17 +107,17 @@ async def bench_call(node: rebeam.Node, pid: Pid, prefix: str, n: int, rounds: i
 
 
 async def bench_cast(
-    node: rebeam.Node, actor: Actor, prefix: str, n: int, rounds: int
+    node: rebeam.Node, raw_nc: Any, actor: Actor, prefix: str, n: int, rounds: int
 ) -> list[Row]:
     with a_core_each([actor.os_pid]) as pinning:
-        return await _bench_cast(node, actor, prefix, n, rounds, pinning)
+        return await _bench_cast(node, raw_nc, actor, prefix, n, rounds, pinning)
 
 
 CAST_CHUNKS = 5  # each cast round: the three take turns, a fifth of the messages at a time
 
 
 async def _bench_cast(
-    node: rebeam.Node, actor: Actor, prefix: str, n: int, rounds: int, pinning: str
+    node: rebeam.Node, raw_nc: Any, actor: Actor, prefix: str, n: int, rounds: int, pinning: str
 ) -> list[Row]:
     raw = rebeam._codec.encode(PAYLOAD)
     encode = rebeam._codec.encode
@@ -122,8 +129,8 @@ async def _bench_cast(
     # ``decoded``: what a nats-py program that casts values does, as rebeam does: the sender
     # encodes each one, the subscriber decodes it. Otherwise the same bytes, neither.
     async def theirs(count: int, subject: str = f"{prefix}.cast", decoded: bool = False) -> float:
-        base = int((await node.nc.request(f"{prefix}.count", b"", timeout=5)).data)
-        publish = node.nc.publish
+        base = int((await raw_nc.request(f"{prefix}.count", b"", timeout=5)).data)
+        publish = raw_nc.publish
         started = time.perf_counter()
         if decoded:
             for _ in range(count):
@@ -131,7 +138,7 @@ async def _bench_cast(
         else:
             for _ in range(count):
                 await publish(subject, raw)
-        handled = int((await node.nc.request(subject, b"", timeout=60)).data) - 1  # the marker
+        handled = int((await raw_nc.request(subject, b"", timeout=60)).data) - 1  # the marker
         elapsed = time.perf_counter() - started
         if handled - base != count:
             raise RuntimeError(f"{count} messages published, {handled - base} handled")
@@ -184,8 +191,8 @@ async def _bench_cast(
             note=(
                 f"{rounds} rounds x {n} messages, counted as handled by the receiver; the raw "
                 "sender encodes each value and the raw subscriber decodes it, as any real pair "
-                f"does (rebeam must, to call handle_cast); {RAW_GRANTS}; in each round the "
-                f"three kinds take turns in {CAST_CHUNKS} chunks; median of the round "
+                f"does (rebeam must, to call handle_cast); {RAW_GRANTS}; {PLAIN}; in each "
+                f"round the three kinds take turns in {CAST_CHUNKS} chunks; median of the round "
                 f"ratios ({versus.spread}); {pinning}"
             ),
         ),
@@ -420,20 +427,24 @@ async def _measure(
     )  # fmt: skip
     raw_grant = backend.client_credentials(NAMESPACE, Role.BACKEND)
     owner = backend.client_credentials(NAMESPACE)
-    async with (
-        rebeam.connect(backend.url, namespace=NAMESPACE, credentials=raw_grant) as raw_node,
-        rebeam.connect(backend.url, namespace=NAMESPACE, credentials=owner) as node,
-    ):
-        call = await bench_call(raw_node, raw_actor.pid, prefix, n, rounds)
-        # Throughput swings most from run to run on a shared 2-core machine (three busy
-        # processes on two cores): more and longer rounds than the rest.
-        casts = await bench_cast(raw_node, raw_actor, prefix, n * 25, rounds * 2 - 1)
-        registry = await bench_whereis(node, n, rounds)
-        registry.append(await bench_rss(backend))
-        ray = []
-        if with_ray:
-            actor = await backend.actor(BENCH_ACTOR, None, "bench-ray", namespace=NAMESPACE)
-            ray.append(await bench_ray(node, actor.pid, n, rounds))
+    raw_nc = await nats.connect(backend.url, token=raw_grant, name="bench-raw-caller")
+    try:
+        async with (
+            rebeam.connect(backend.url, namespace=NAMESPACE, credentials=raw_grant) as raw_node,
+            rebeam.connect(backend.url, namespace=NAMESPACE, credentials=owner) as node,
+        ):
+            call = await bench_call(raw_node, raw_nc, raw_actor.pid, prefix, n, rounds)
+            # Throughput swings most from run to run on a shared 2-core machine (three busy
+            # processes on two cores): more and longer rounds than the rest.
+            casts = await bench_cast(raw_node, raw_nc, raw_actor, prefix, n * 25, rounds * 2 - 1)
+            registry = await bench_whereis(node, n, rounds)
+            registry.append(await bench_rss(backend))
+            ray = []
+            if with_ray:
+                actor = await backend.actor(BENCH_ACTOR, None, "bench-ray", namespace=NAMESPACE)
+                ray.append(await bench_ray(node, actor.pid, n, rounds))
+    finally:
+        await raw_nc.close()
     return call, ray, casts, registry
 
 

@@ -1,13 +1,18 @@
 """The actor process the benchmarks talk to. Given a subject prefix, its init also sets up the
-raw baselines on the same NATS connection, so rebeam and raw nats-py are measured between the
-same two processes; those raw subjects need a BACKEND grant (an actor's may not touch them)."""
+raw baselines, so rebeam and raw nats-py are measured between the same two processes; those
+raw subjects need a BACKEND grant (an actor's may not touch them). The raw responder has a
+plain nats-py connection of its own, with the actor's credential: rebeam's connections are
+read by rebeam._reader, and the baseline is what a nats-py program gets."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import nats
+
 import rebeam
 from rebeam import _codec as rebeam_codec
+from rebeam._connecting import credentials_from_environment
 
 
 class BenchActor(rebeam.Actor):
@@ -18,7 +23,10 @@ class BenchActor(rebeam.Actor):
             await self._raw_baselines(args["prefix"])
 
     async def _raw_baselines(self, prefix: str) -> None:
-        nc = self.node.nc
+        credentials = credentials_from_environment()
+        token = credentials() if callable(credentials) else credentials
+        url = self.node.nc.connected_url.geturl()
+        nc = self.raw_nc = await nats.connect(url, token=token, name="bench-raw-responder")
 
         async def raw_echo(msg: Any) -> None:
             await nc.publish(msg.reply, msg.data)
@@ -51,6 +59,11 @@ class BenchActor(rebeam.Actor):
         await nc.subscribe(f"{prefix}.cast-decoded", cb=raw_cast_decoded)
         await nc.subscribe(f"{prefix}.count", cb=raw_count)
         await nc.flush()
+
+    async def terminate(self, reason: Any) -> None:
+        raw_nc = getattr(self, "raw_nc", None)
+        if raw_nc is not None:
+            await raw_nc.close()
 
     async def handle_call(self, message: Any, from_: rebeam.From) -> Any:
         if message == "casts":

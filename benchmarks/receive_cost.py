@@ -2,13 +2,15 @@
 ``python -m benchmarks.receive_cost``.
 
 Throughput on a shared 2-core machine swings from run to run (docs/sdk.md); an instruction
-count does not. One process connects to a real nats-server, and nats-py's own parser is fed
-ready-made MSG frames: casts or calls to an actor's mailbox (its real callback), or payloads
-to a raw nats-py subscriber that decodes them, as any real one does (the baseline; for a
-call, the benchmark's raw responder, which decodes the request and encodes and publishes
-its answer). Each is run under ``valgrind --tool=callgrind`` twice, with ``SMALL`` and
-``LARGE`` messages; the difference over the difference in messages is the cost of one
-message, start-up and imports cancelled out.
+count does not. One process connects to a real nats-server, and ready-made MSG frames are fed
+to what parses them: casts or calls to an actor's mailbox (its real callback), given to the
+connection's reader (rebeam._reader, the socket's protocol, as the socket would), or payloads
+to a raw nats-py subscriber that decodes them, as any real one does, given to nats-py's own
+parser (the baseline; for a call, the benchmark's raw responder, which decodes the request
+and encodes and publishes its answer). Neither count has the wake-up of nats-py's read-loop
+task that the reader saves: the socket is not read here. Each is run under ``valgrind
+--tool=callgrind`` twice, with ``SMALL`` and ``LARGE`` messages; the difference over the
+difference in messages is the cost of one message, start-up and imports cancelled out.
 
 Casts are fed in bursts of ``CAST_BURST`` frames, as a busy sender's reach a receiver. A
 call is fed alone, a loop turn between two, as a caller that waits for each answer sends
@@ -127,8 +129,12 @@ async def _receive(receiver: str, message: str, count: int, url: str, traced: st
         frame = _frame(sub._id, f"raw.{message}", _codec.encode(body), reply)
     per_parse = 1 if message == "call" else CAST_BURST
     chunk = frame * per_parse
+    reader = nc._transport._io_writer.transport.get_protocol()
     for _ in range(count // per_parse):
-        await nc._ps.parse(chunk)
+        if receiver == "rebeam":
+            reader.data_received(chunk)
+        else:
+            await nc._ps.parse(chunk)
         await asyncio.sleep(0)  # let the subscription's task take what was parsed
     # Every message was parsed: each is handled or refused (counted) within this loop's
     # turns, so a refusal ends it at once instead of waiting for what never comes.
@@ -229,7 +235,8 @@ def main() -> int:
         NatsServer.start(Path(tmp) / "nats", ServerOptions(namespaces=("bench",))) as server,
     ):
         print(
-            f"instructions per message (callgrind; nats-py's parser fed MSG frames; {loop_name()})"
+            "instructions per message (callgrind; MSG frames fed to rebeam's reader, and to "
+            f"nats-py's parser for raw; {loop_name()})"
         )
         if args.traced:
             _report_traced(_costs("rebeam", "call", TRACED, server, Path(tmp)))

@@ -6,16 +6,18 @@ load; an instruction count does not. One process connects to a real nats-server 
 * casts, in bursts, the event loop turning between bursts so that nats-py's flusher writes
   them, as in the throughput benchmark: ``Node.cast`` (``node``), the module-level
   ``rebeam.cast`` (``api``), or a raw nats-py publish of the same value, encoded for each
-  message, on the same subject and connection (``raw``, the throughput benchmark's
-  baseline). Nobody receives them (the target pid has no process): the receiver is measured
-  by ``benchmarks.receive_cost``.
+  message, on the same subject from a plain nats-py connection with the same credential
+  (``raw``, the throughput benchmark's baseline). Nobody receives them (the target pid has
+  no process): the receiver is measured by ``benchmarks.receive_cost``.
 * calls, one after the other, to a real actor in a process of its own (the benchmarks'
-  ``BenchActor``, which also answers the raw baseline on its connection, as in the call
-  benchmark): ``Node.call`` (``node-call``), ``rebeam.call`` (``api-call``), nats-py's
-  ``request`` of the same value, encoded, and its answer decoded (``raw-call``, the call
-  benchmark's baseline), and the least a caller on nats-py must do (``least-call``: encode,
-  one PUB with a reply subject written at once, one future, the answer decoded where the
-  read loop parses it; no timeout, no bookkeeping). Only the caller is counted: the actor's
+  ``BenchActor``, which also answers the raw baseline, on a plain nats-py connection of its
+  own, as in the call benchmark): ``Node.call`` (``node-call``), ``rebeam.call``
+  (``api-call``), nats-py's ``request`` of the same value, encoded, and its answer decoded,
+  on a plain nats-py connection (``raw-call``, the call benchmark's baseline: rebeam's own
+  connections are read by rebeam._reader, and the baseline is what a nats-py program gets),
+  and the least a caller on nats-py must do (``least-call``: encode, one PUB with a reply
+  subject written at once, one future, the answer decoded where the frame is parsed; no
+  timeout, no bookkeeping; on rebeam's connection). Only the caller is counted: the actor's
   work is in another process, and the wait for it is no instructions.
 
 Each kind is run under ``valgrind --tool=callgrind`` twice, with a small and a large count;
@@ -76,22 +78,35 @@ async def _send(kind: str, count: int, url: str, target: Pid, traced: str) -> No
     if traced == "path" and tracing is not None:
         tracing.finish = tracing._ending.clear  # type: ignore[method-assign]
     set_default_node(node)
+    raw_nc = await _plain(url) if kind.startswith("raw") else node.nc
     if kind in CASTS:
-        await _casts(node, kind, count, target)
+        await _casts(node, raw_nc, kind, count, target)
     else:
-        run = _caller(node, kind, target)
+        run = _caller(node, raw_nc, kind, target)
         for _ in range(count):
             await run()
+    await raw_nc.flush()
     await node.nc.flush()
     os._exit(0)  # no teardown in the count
 
 
-async def _casts(node: Node, kind: str, count: int, target: Pid) -> None:
+async def _plain(url: str) -> Any:
+    """A plain nats-py connection with this process's credential: the raw kinds' own."""
+    import nats
+
+    from rebeam._connecting import credentials_from_environment
+
+    credentials = credentials_from_environment()
+    token = credentials() if callable(credentials) else credentials
+    return await nats.connect(url, token=token)
+
+
+async def _casts(node: Node, raw_nc: Any, kind: str, count: int, target: Pid) -> None:
     import rebeam
     from rebeam import _codec
 
     subject = node._mailbox_of(target)
-    publish, encode, cast = node.nc.publish, _codec.encode, node.cast
+    publish, encode, cast = raw_nc.publish, _codec.encode, node.cast
     for _ in range(count // BURST):
         if kind == "raw":
             for _ in range(BURST):
@@ -105,12 +120,12 @@ async def _casts(node: Node, kind: str, count: int, target: Pid) -> None:
         await asyncio.sleep(0)  # nats-py's flusher writes the burst
 
 
-def _caller(node: Node, kind: str, target: Pid) -> Callable[[], Awaitable[Any]]:
+def _caller(node: Node, raw_nc: Any, kind: str, target: Pid) -> Callable[[], Awaitable[Any]]:
     """One call of ``kind``, as a function of no arguments."""
     import rebeam
     from rebeam import _codec
 
-    nc, encode, decode = node.nc, _codec.encode, _codec.decode
+    nc, encode, decode = raw_nc, _codec.encode, _codec.decode
     if kind == "node-call":
         return lambda: node.call(target, BODY)
     if kind == "api-call":

@@ -63,7 +63,7 @@ from nats.aio.client import PING_PROTO
 from nats.aio.client import Client as NATS
 from nats.errors import NoServersError
 
-from rebeam import _tls
+from rebeam import _reader, _tls
 
 __all__ = ["bound_close_wait", "connect", "guard", "require_tls"]
 
@@ -154,6 +154,7 @@ async def connect(url: str, *, tls_ca: str | None = None, **kwargs: Any) -> Any:
         logging.getLogger("asyncio").addFilter(_quiet_tls_eof)  # again: a no-op
     nc = guard(NATS())
     bound_close_wait(nc)
+    _reader.install(nc)  # every connection of nc is read where its bytes arrive
     if _tls.wants_tls(url):
         require_tls(nc, url)
     given = kwargs.pop("error_cb", None)
