@@ -12,7 +12,10 @@ import nats
 
 import rebeam
 from rebeam import _codec as rebeam_codec
+from rebeam import metrics
 from rebeam._connecting import credentials_from_environment
+
+METRICS_SWITCH = "metrics-enabled"  # a call [METRICS_SWITCH, on] sets rebeam.metrics.ENABLED
 
 
 class BenchActor(rebeam.Actor):
@@ -68,6 +71,11 @@ class BenchActor(rebeam.Actor):
     async def handle_call(self, message: Any, from_: rebeam.From) -> Any:
         if message == "casts":
             return self.casts
+        if type(message) is list and message[:1] == [METRICS_SWITCH]:
+            # bench_metrics: this process's metrics on or off, as REBEAM_METRICS would set
+            # them at its start (rebeam.metrics reads the switch at every timing).
+            metrics.ENABLED = bool(message[1])
+            return metrics.ENABLED
         return message
 
     async def handle_cast(self, message: Any) -> None:
