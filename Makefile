@@ -61,6 +61,8 @@ test: venv lint typecheck controlplane images
 bench: venv
 	$(BIN)/pip install --quiet -e '.[dev,operator,fast]'  # uvloop: the loop users of rebeam[fast] get
 	$(BIN)/python -m benchmarks
+	@# tracing's latency target, read at a real-time priority (docs/observability.md, "Cost")
+	$(BIN)/python -m benchmarks.bench_tracing --realtime || echo "(bench_tracing --realtime needs root or CAP_SYS_NICE)"
 	$(BIN)/python -m benchmarks.bench_restart
 	$(BIN)/python -m benchmarks.receive_cost
 	$(BIN)/python -m benchmarks.bench_observer
