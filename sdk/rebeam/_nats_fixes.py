@@ -83,13 +83,7 @@ def guard(nc: Any) -> Any:
     """Install the work-arounds on one connection; returns it."""
 
     async def process_pong() -> None:
-        pongs = nc._pongs
-        if pongs:
-            future = pongs.pop(0)
-            if not future.done():
-                future.set_result(True)
-            nc._pongs_received += 1
-            nc._pings_outstanding = 0
+        _reader.answer_pong(nc)
 
     async def send_ping(future: asyncio.Future[Any] | None = None) -> None:
         if future is None:

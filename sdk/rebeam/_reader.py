@@ -56,7 +56,15 @@ from nats.aio.transport import TcpTransport
 from nats.errors import ProtocolError, SlowConsumerError
 from nats.js.api import Header
 
-__all__ = ["MAX_CONTROL_LINE", "MAX_INFO_LINE", "PAYLOAD_SLACK", "Reader", "attach", "install"]
+__all__ = [
+    "MAX_CONTROL_LINE",
+    "MAX_INFO_LINE",
+    "PAYLOAD_SLACK",
+    "Reader",
+    "answer_pong",
+    "attach",
+    "install",
+]
 
 log = logging.getLogger("rebeam.nats")
 
@@ -112,6 +120,20 @@ def attach(nc: Any) -> Reader | None:
     if early:
         reader.data_received(early)
     return reader
+
+
+def answer_pong(nc: Any) -> None:
+    """A PONG answers ``nc``'s oldest PING: its flush is resolved unless it gave up already
+    (a flush that timed out or was cancelled), so that no later flush is resolved early.
+    The one PONG rule of a rebeam connection: this reader's, and ``_nats_fixes.guard``'s
+    for a connection nats-py still reads."""
+    pongs = nc._pongs
+    if pongs:
+        future = pongs.pop(0)
+        if not future.done():
+            future.set_result(True)
+        nc._pongs_received += 1
+        nc._pings_outstanding = 0
 
 
 class Reader(asyncio.Protocol):
@@ -261,16 +283,7 @@ class Reader(asyncio.Protocol):
             raise ProtocolError("nats: unknown protocol")
 
     def _pong(self) -> None:
-        """A PONG answers the oldest PING: its flush is resolved unless it gave up already
-        (``_nats_fixes.guard``'s handler, done here)."""
-        nc = self.nc
-        pongs = nc._pongs
-        if pongs:
-            future = pongs.pop(0)
-            if not future.done():
-                future.set_result(True)
-            nc._pongs_received += 1
-            nc._pings_outstanding = 0
+        answer_pong(self.nc)
 
     # messages ----------------------------------------------------------------------------
 
