@@ -20,9 +20,18 @@ from tests.soak.observer import RSS_EVERY, Observer
 
 HELD = 2.5  # seconds the GIL is held at a time: five sampling intervals
 LATE = 3 * RSS_EVERY  # the most two samples of a process may be apart on a busy machine
+# Popen returns once the child's execve has closed its close-on-exec pipe, which the kernel
+# does before it sets up the new program's arguments: for a moment after, the child's
+# /proc cmdline reads empty (35 of 200 tries here). The family is told only once each
+# child's arguments can be read, or a marker test would race the exec.
 FAMILY = (
     "import subprocess, sys, time\n"
     "kids = [subprocess.Popen(['sleep', arg]) for arg in sys.argv[1:]]\n"
+    "deadline = time.monotonic() + 30\n"
+    "for kid in kids:\n"
+    "    while not open(f'/proc/{kid.pid}/cmdline', 'rb').read():\n"
+    "        assert time.monotonic() < deadline, f'{kid.pid} never showed its arguments'\n"
+    "        time.sleep(0.001)\n"
     "print(' '.join(str(k.pid) for k in kids), flush=True)\n"
     "time.sleep(120)\n"
 )
