@@ -59,6 +59,8 @@ from opentelemetry.sdk.trace.sampling import (
 )
 from opentelemetry.trace import Span, SpanContext, SpanKind, TraceFlags, TraceState
 
+from rebeam._tracefield import TRACEPARENT
+
 __all__ = ["Checked", "Plan", "Planner", "for_tracer"]
 
 # The key under which the API keeps the current span in a context, learnt through the API.
@@ -168,7 +170,7 @@ class Plan:
 
     def field(self) -> list[str]:
         """The trace field of an envelope sent under the span: its W3C context."""
-        text = f"00-{self.trace_id:032x}-{self.span_id:016x}-{self.flags:02x}"
+        text = TRACEPARENT % (self.trace_id, self.span_id, self.flags)
         state = self.trace_state
         # Most traces carry no tracestate: an empty one's header is a join over nothing.
         return [text, state.to_header()] if state else [text]
