@@ -41,8 +41,6 @@ from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
     ALWAYS_ON,
     ParentBased,
-    Sampler,
-    SamplingResult,
 )
 
 import rebeam
@@ -83,27 +81,14 @@ SEEN: dict[str, int] = {}  # spans exported in this process, by name
 SPANS_ASKED = "spans?"  # a call TracedBench answers with its process's SEEN
 
 
-class Roots(Sampler):
-    """Samples a new trace in or out as :attr:`sampled` says at the time."""
-
-    sampled = True
-
-    def should_sample(self, *args: Any, **kwargs: Any) -> SamplingResult:
-        chosen = ALWAYS_ON if self.sampled else ALWAYS_OFF
-        return chosen.should_sample(*args, **kwargs)
-
-    def get_description(self) -> str:
-        return "Roots"
-
-
-ROOTS = Roots()
-
-
-def spans_provider(processor: str) -> TracerProvider:
+def spans_provider(processor: str, sampled: bool = True) -> TracerProvider:
     """A tracer provider: the SDK, every span exported :class:`Nowhere` by the ``simple``
-    or the ``batch`` processor, a trace sampled as its root was (:data:`ROOTS` decides for
-    this process's roots)."""
-    provider = TracerProvider(sampler=ParentBased(ROOTS))
+    or the ``batch`` processor. Its sampler is the SDK's default, ``ParentBased(ALWAYS_ON)``
+    (what ``TracerProvider()`` gets unless ``OTEL_TRACES_SAMPLER`` says otherwise, named
+    here so that the environment cannot change it); ``sampled=False``: ``ALWAYS_OFF`` at
+    the roots instead, every new trace sampled out. A child follows its parent either way:
+    the actor's handler spans are sampled as the caller's span was."""
+    provider = TracerProvider(sampler=ParentBased(ALWAYS_ON if sampled else ALWAYS_OFF))
     exporter = Nowhere()
     provider.add_span_processor(
         BatchSpanProcessor(exporter) if processor == "batch" else SimpleSpanProcessor(exporter)
@@ -190,13 +175,27 @@ async def measure(backend: Backend, n: int, rounds: int) -> list[Row]:
         await _check_recorded(traced, on, 300 + n * rounds)
         with a_core_each([off.os_pid, on.os_pid]) as pinning:
             rows += await _casts(Side(plain, off), Side(traced, on), n * 10, rounds, pinning)
-        ROOTS.sampled = False
-        try:
-            rows += (await _calls(Side(plain, off), [Side(traced, on)], n, rounds))[:1]
-        finally:
-            ROOTS.sampled = True
+        rows += await _sampled_out(Side(plain, off), Side(traced, on), n, rounds)
         batch_provider.shutdown()
     return rows
+
+
+async def _sampled_out(off: Side, on: Side, n: int, rounds: int) -> list[Row]:
+    """The call p50 row with every trace sampled out at its root: the "on" node traces with
+    a provider of its own whose root sampler is ``ALWAYS_OFF`` (the SDK's, asked at every
+    root span as a ratio sampler would be), for these rounds only."""
+    node = on.node
+    sampling = node._tracing
+    assert sampling is not None  # (measure checked)
+    sampling.finish()
+    provider = spans_provider("simple", sampled=False)
+    node._tracing = Tracing(provider.get_tracer("rebeam"), node.pid, node.stats, node._ratelog)
+    try:
+        return (await _calls(off, [on], n, rounds, sampled=False))[:1]
+    finally:
+        node._tracing.finish()
+        node._tracing = sampling
+        provider.shutdown()
 
 
 async def _check_recorded(node: rebeam.Node, actor: Actor, calls: int) -> None:
@@ -219,7 +218,9 @@ async def _traced_actor(backend: Backend, processor: str, n: int) -> Actor:
         del os.environ[TRACE_IN_ACTOR]
 
 
-async def _calls(off: Side, ons: list[Side], n: int, rounds: int) -> list[Row]:
+async def _calls(
+    off: Side, ons: list[Side], n: int, rounds: int, sampled: bool = True
+) -> list[Row]:
     sides = [off, *ons]
     for _ in range(300):  # warm every path
         for side in sides:
@@ -242,15 +243,14 @@ async def _calls(off: Side, ons: list[Side], n: int, rounds: int) -> list[Row]:
             side.receiver_ns.append(cpu[id(side)][1] / len(samples[id(side)]))
     rows = []
     for on, batch in zip(ons, (False, True), strict=False):
-        rows += _call_rows(off, on, n, rounds, batch)
+        rows += _call_rows(off, on, n, rounds, batch, sampled)
     return rows
 
 
-def _call_rows(off: Side, on: Side, n: int, rounds: int, batch: bool) -> list[Row]:
+def _call_rows(off: Side, on: Side, n: int, rounds: int, batch: bool, sampled: bool) -> list[Row]:
     p50 = paired(on.p50s, off.p50s)
     sender = paired(on.sender_ns, off.sender_ns)
     receiver = paired(on.receiver_ns, off.receiver_ns)
-    sampled = ROOTS.sampled
     metric = "call p50, tracing on " + ("vs off" if sampled else "(sampled out) vs off")
     which = " (batch)" if batch else ""
     if batch:

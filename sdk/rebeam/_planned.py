@@ -22,7 +22,8 @@ delegates, decides a span with a valid parent by the parent's sampled flag alone
 the parent's trace state and (sampled) the attributes: that decision is taken here without
 the three calls it costs; a root is its root sampler's, decided here too when that is the
 SDK's ``ALWAYS_ON`` (recorded and sampled, the attributes kept, no trace state: a client's
-usual call, on its way), and any other sampler is asked as it is.
+usual call, on its way) or ``ALWAYS_OFF`` (dropped, nothing kept: a process that only
+continues the traces others start), and any other sampler is asked as it is.
 
 What :meth:`Planner.start` leaves out of the span itself is only what provably changes
 nothing a processor or exporter receives: attributes that rebeam made and checked once
@@ -58,6 +59,8 @@ from opentelemetry.sdk.trace.sampling import (
     SamplingResult,
 )
 from opentelemetry.trace import Span, SpanContext, SpanKind, TraceFlags, TraceState
+
+from rebeam._tracefield import TRACEPARENT
 
 __all__ = ["Checked", "Plan", "Planner", "for_tracer"]
 
@@ -168,7 +171,7 @@ class Plan:
 
     def field(self) -> list[str]:
         """The trace field of an envelope sent under the span: its W3C context."""
-        text = f"00-{self.trace_id:032x}-{self.span_id:016x}-{self.flags:02x}"
+        text = TRACEPARENT % (self.trace_id, self.span_id, self.flags)
         state = self.trace_state
         # Most traces carry no tracestate: an empty one's header is a join over nothing.
         return [text, state.to_header()] if state else [text]
@@ -271,6 +274,8 @@ class Planner:
                 parent, None, trace_id, span_id, _RECORD_AND_SAMPLE, attributes, None,
                 flags | _SAMPLED, started,
             )  # fmt: skip
+        if root is ALWAYS_OFF:  # as it decides a root: dropped, no attributes, no state
+            return Plan(parent, None, trace_id, span_id, _DROP, None, None, flags, started)
         # A sampler gets a copy of the attributes, made once per destination, not per span:
         # one that changed what it was given would change them for every span after.
         if root is None:

@@ -60,7 +60,7 @@ from opentelemetry.util import types
 from rebeam._envelope import CALL, CAST, SEND
 from rebeam._ratelog import RateLog
 from rebeam._stats import Stats
-from rebeam._tracefield import read_field
+from rebeam._tracefield import TRACEPARENT, read_field
 from rebeam.exits import ExitReason
 from rebeam.pids import Pid
 
@@ -77,6 +77,8 @@ _HANDLER = {int(SEND): "handle_info", int(CAST): "handle_cast", int(CALL): "hand
 _HANDLER_KIND = {
     int(SEND): SpanKind.CONSUMER, int(CAST): SpanKind.CONSUMER, int(CALL): SpanKind.SERVER
 }  # fmt: skip
+_CALL = int(CALL)  # a plain int: compared on a message's path, where the kind is one
+_CLIENT, _PRODUCER = SpanKind.CLIENT, SpanKind.PRODUCER
 _MAX_STATUS = 200  # characters of an exit reason or exception kept in a span's status
 _MAX_PUT_OFF = 16  # spans waiting to be ended at most (Tracing.later)
 # The key under which the API keeps the current span in a context, learnt through the API
@@ -124,8 +126,9 @@ class Tracing:
         self._planner = _planner_for(tracer)
         # The attributes of a sender span to each destination, made (and checked for the
         # SDK, rebeam._planned.Checked) once, not per message; bounded as a node's subject
-        # caches are.
-        self._sending_to: dict[tuple[int, str], dict[str, str]] = {}
+        # caches are. One table a kind, keyed by the pid's text: no tuple made and hashed
+        # on a message's path.
+        self._sending_to: dict[int, dict[str, dict[str, str]]] = {kind: {} for kind in _OPERATION}
         # Spans that ended well, to be ended in the SDK by finish() (see later()).
         self._ending: list[_Ending] = []
         self._scheduled = False  # a callback two turns away will call finish()
@@ -179,10 +182,10 @@ class Tracing:
 
     def _attributes_to(self, kind: int, to: Pid) -> dict[str, str]:
         """The attributes of a sender span of ``kind`` to ``to`` (cached)."""
-        cache = self._sending_to
+        cache = self._sending_to[kind]
         if len(cache) > 4096:
             cache.clear()
-        attributes = cache[kind, to._text] = self._checked(
+        attributes = cache[to._text] = self._checked(
             {**self._sending[kind], "messaging.destination.name": to._text}
         )
         return attributes
@@ -192,8 +195,8 @@ class Tracing:
         field its envelope carries (so does its ``field``), and records an exception
         escaping the block (a timeout, a remote error) on the span; so does :meth:`around
         <_PlannedSending.around>` for a request's coroutine."""
-        attributes = self._sending_to.get((kind, to._text)) or self._attributes_to(kind, to)
-        span_kind = SpanKind.CLIENT if kind == CALL else SpanKind.PRODUCER
+        attributes = self._sending_to[kind].get(to._text) or self._attributes_to(kind, to)
+        span_kind = _CLIENT if kind == _CALL else _PRODUCER
         if self._planner is not None:
             return _PlannedSending(self, self._planner, kind, span_kind, attributes)
         # A copy: another implementation's span may keep the dict it is given, and change it.
@@ -322,7 +325,7 @@ def _field(span: Span) -> list[str] | None:
     context = span.get_span_context()
     if not context.is_valid:
         return None
-    parent = f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+    parent = TRACEPARENT % (context.trace_id, context.span_id, context.trace_flags)
     state = context.trace_state
     # Most traces carry no tracestate: an empty one's header is a join over nothing that
     # cost a tenth of this function.

@@ -22,7 +22,13 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
-from rebeam._tracefield import MAX_TRACEPARENT, MAX_TRACESTATE, TraceField, read_field
+from rebeam._tracefield import (
+    MAX_TRACEPARENT,
+    MAX_TRACESTATE,
+    TRACEPARENT,
+    TraceField,
+    read_field,
+)
 
 if TYPE_CHECKING:
     from rebeam._ratelog import RateLog
@@ -30,7 +36,15 @@ if TYPE_CHECKING:
     from rebeam._stats import Stats
     from rebeam.pids import Pid
 
-__all__ = ["ENV", "MAX_TRACEPARENT", "MAX_TRACESTATE", "TraceField", "read_field", "wanted"]
+__all__ = [
+    "ENV",
+    "MAX_TRACEPARENT",
+    "MAX_TRACESTATE",
+    "TRACEPARENT",
+    "TraceField",
+    "read_field",
+    "wanted",
+]
 
 log = logging.getLogger("rebeam.tracing")
 

@@ -259,6 +259,17 @@ async def test_a_span_sampled_out_never_reaches_the_sdk() -> None:
     assert asked.asked == 2, "asked before each send, and not again"
 
 
+async def test_a_root_that_parent_based_always_off_drops_never_reaches_the_sdk() -> None:
+    """The planner takes ALWAYS_OFF's decision for a root itself: the envelope says sampled
+    out, and neither the sender's span nor a start reaches the SDK."""
+    tracing, memory, seen = traced(ParentBased(ALWAYS_OFF))
+    with tracing.sending(CALL, OTHER) as field:
+        pass
+    tracing.finish()
+    assert not int(field[0][-2:], 16) & TraceFlags.SAMPLED
+    assert (seen.started, memory.get_finished_spans()) == ([], ())
+
+
 async def test_an_error_starts_and_ends_the_span_at_once_as_planned() -> None:
     tracing, memory, _ = traced()
     before = time.time_ns()
@@ -464,13 +475,14 @@ LOCAL = SpanContext(
     "parent",
     [
         REMOTE, UNSAMPLED, LOCAL, SpanContext(REMOTE.trace_id, REMOTE.span_id, is_remote=False),
-        trace.INVALID_SPAN_CONTEXT,  # a root: ALWAYS_ON's decision, taken by the planner
+        trace.INVALID_SPAN_CONTEXT,  # a root: the root sampler's decision, taken by the planner
     ],
 )  # fmt: skip
+@pytest.mark.parametrize("root", [ALWAYS_ON, ALWAYS_OFF])
 async def test_under_the_default_sampler_a_span_is_decided_as_parent_based_decides(
-    parent: SpanContext,
+    parent: SpanContext, root: Sampler
 ) -> None:
-    sampler = ParentBased(ALWAYS_ON)
+    sampler = ParentBased(root)
     tracing, _, _ = traced(sampler)
     planner = tracing._planner
     assert planner is not None
@@ -481,6 +493,7 @@ async def test_under_the_default_sampler_a_span_is_decided_as_parent_based_decid
     assert plan.decision is said.decision
     assert dict(plan.attributes or {}) == dict(said.attributes)
     assert plan.trace_state == said.trace_state
+    assert plan.recorded is (said.decision is not Decision.DROP)
 
 
 async def test_a_parent_based_sampler_with_delegates_of_its_own_is_asked() -> None:

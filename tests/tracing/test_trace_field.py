@@ -27,6 +27,30 @@ def test_a_valid_context_is_kept() -> None:
 
 
 @pytest.mark.parametrize(
+    ("trace_id", "span_id", "flags"),
+    [
+        (0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x00F067AA0BA902B7, 1),
+        (1, 1, 0),
+        (2**128 - 1, 2**64 - 1, 3),
+    ],
+)
+def test_a_sender_writes_the_w3c_form_a_receiver_keeps(
+    trace_id: int, span_id: int, flags: int
+) -> None:
+    """The sender's traceparent (ids and flags zero-padded, lowercase hex) is exactly what a
+    W3C parser reads back, at the smallest and largest ids."""
+    written = tracing.TRACEPARENT % (trace_id, span_id, flags)
+    assert read_field([written]) == (written, "", None)
+    version, trace_hex, span_hex, flags_hex = written.split("-")
+    assert (version, int(trace_hex, 16), int(span_hex, 16), int(flags_hex, 16)) == (
+        "00",
+        trace_id,
+        span_id,
+        flags,
+    )
+
+
+@pytest.mark.parametrize(
     "field",
     [
         PARENT,  # not in an array
