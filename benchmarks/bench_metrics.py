@@ -60,6 +60,7 @@ PACED_SECONDS = 0.2  # a paced turn's length
 LATE = 0.010  # seconds: a paced turn whose mailbox took longer to empty after its last cast
 # fell behind (another process had the CPU); more than a quarter of them, and the rate was
 # not sustained
+MAILBOX = 512 * 1024  # messages: room for any turn's casts, as a nats-py subscriber's default
 CALL_CHUNK = 25  # calls a turn: the two settings take turns in chunks within a round
 
 
@@ -90,7 +91,7 @@ async def measure(
     n = n // 2
     actor = await backend.actor(
         TARGET, None, "bench-metrics", namespace=NAMESPACE,
-        extra=["--mailbox-max-messages", str(n * 50)], env={"REBEAM_METRICS": "on"},
+        extra=["--mailbox-max-messages", str(MAILBOX)], env={"REBEAM_METRICS": "on"},
     )  # fmt: skip
     owner = backend.client_credentials(NAMESPACE, Role.BACKEND)
     enabled = metrics.ENABLED
