@@ -14,7 +14,8 @@ each figure the median of the rounds' own ratios:
   burst: its ratio moves by more than 5% between two identical arms;
 - the judged cost: the receiver's CPU per cast (schedstat) with casts offered at a fixed
   rate, a fraction of the saturated rate measured first, so that every wake-up finds about
-  the same few casts; every round must be handled in full, its mailbox empty at the end;
+  the same number of casts; every turn is handled in full, and a round counts only if each
+  of its turns had its mailbox empty soon after its last cast (the rate was sustained);
 - call p50, the two settings taking turns in short chunks within each round.
 
 ``python -m benchmarks.bench_metrics --aa`` runs the same rows with metrics on in both arms:
@@ -29,7 +30,7 @@ import tempfile
 from pathlib import Path
 
 import rebeam
-from benchmarks._harness import Backend
+from benchmarks._harness import Backend, Processes
 from benchmarks._measure import (
     PAYLOAD,
     Paired,
@@ -44,7 +45,7 @@ from benchmarks._measure import (
 )
 from benchmarks._paced import paced_casts
 from benchmarks.bench_actor import METRICS_SWITCH
-from rebeam import metrics
+from rebeam import _loop, metrics
 from rebeam.auth.grants import Role
 from rebeam.pids import Pid
 
@@ -224,8 +225,6 @@ def _call_row(call: Paired, n: int, how: str) -> Row:
 
 
 async def _alone(n: int, rounds: int, arms: tuple[str, str]) -> list[Row]:
-    from benchmarks._harness import Processes  # the actor process never runs this
-
     with tempfile.TemporaryDirectory(prefix="bench-metrics-") as tmp:
         procs = Processes()
         backend: Backend | None = None
@@ -240,8 +239,6 @@ async def _alone(n: int, rounds: int, arms: tuple[str, str]) -> list[Row]:
 
 def main() -> int:
     """The metrics rows alone (``make bench`` prints them with the rest), with the load."""
-    from rebeam import _loop
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=2000, help="calls per round, both arms")
     parser.add_argument("--rounds", type=int, default=9)
