@@ -69,3 +69,17 @@ def test_the_restart_benchmark_prints_every_row() -> None:
     assert "issuer.replied" in secured
     assert "connected" in open_
     assert "issuer." not in open_
+
+
+def test_the_metrics_benchmark_has_an_a_a_mode() -> None:
+    """``--aa``: the metrics rows with metrics on in both arms, the noise floor the docs quote
+    (docs/observability.md, "What it costs"); every row printed, every paced cast handled
+    (whether the rate was sustained depends on the machine's load: not checked)."""
+    out = _bench("benchmarks.bench_metrics", "--aa", "-n", "200", "--rounds", "2")
+    assert out.startswith("A/A: metrics on in both arms"), out
+    assert {
+        "cast throughput, metrics on vs off",
+        "receiver CPU per cast, metrics on vs off",
+        "call p50, metrics on vs off",
+    } <= _metrics(out)
+    assert "every turn handled in full" in out
