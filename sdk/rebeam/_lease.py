@@ -15,7 +15,8 @@ lease watcher sees as a PURGE:
 * monitors and links of that pid get DOWN / exit signals with ``noconnection``;
 * a name held by a pid without a lease is free: :meth:`Store.claim` takes it over;
 * a node that finds its own lease gone (it was partitioned, or stopped, for longer than the
-  TTL) has been declared dead by everyone else, and stops with ``noconnection``.
+  TTL) has been declared dead by everyone else, and stops with ``noconnection``; so does a
+  node that has not had a refresh confirmed for a whole TTL, even if it never hears so.
 
 A clean close deletes the key (a DEL, not a PURGE): the ``exited`` event carries the reason.
 One watcher per node at most, started only by a node that monitors or links (never one per
@@ -28,6 +29,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -102,6 +104,9 @@ class Lease:
         self.revision = 0
         self.on_lost: Callable[[], None] | None = None
         self._task: asyncio.Task[None] | None = None
+        # When the server last confirmed the lease (monotonic): it expires there at most
+        # one TTL after the write that answer confirmed, which was sent before it came.
+        self._confirmed = 0.0
 
     async def acquire(self, *, provisioned: bool = False) -> None:
         """Take the lease; Refused if it is held. ``provisioned``: the bucket is the
@@ -120,6 +125,7 @@ class Lease:
             ) from None
         except jserr.NoStreamResponseError:
             raise not_set_up(self.pid.namespace, bucket) from None
+        self._confirmed = time.monotonic()
         self._task = asyncio.get_running_loop().create_task(self._refresh_loop())
 
     async def _refresh_loop(self) -> None:
@@ -135,39 +141,59 @@ class Lease:
                     timeout=max(1.0, self.ttl / 3),
                 )
                 self.revision = ack.seq
+                self._confirmed = time.monotonic()
             except jserr.APIError as exc:
                 if await self._landed_after_all():
                     continue
                 # Wrong last sequence: the lease expired (we were gone longer than the TTL)
                 # and everyone has been told this pid is dead. Stop being it.
-                log.error("%s lost its lease (%s)", self.pid, exc)
-                if self.on_lost is not None:
-                    self.on_lost()
+                self._lost(str(exc))
                 return
             except Exception as exc:  # disconnected: try again at the next tick
                 log.debug("%s: lease refresh failed: %s", self.pid, exc)
+                if time.monotonic() - self._confirmed < self.ttl:
+                    continue
+                # A whole TTL without a confirmed refresh: expired, unless a refresh landed
+                # though its answer never came, which only a read of the key can show.
+                if not await self._landed_after_all(unsure=False):
+                    self._lost(f"no refresh confirmed for {self.ttl}s: {exc!r}")
+                    return
 
-    async def _landed_after_all(self) -> bool:
+    def _lost(self, why: str) -> None:
+        """The lease has expired: everyone has been told this pid is dead. Stop being it.
+
+        Also when no refresh got through for a whole TTL (docs/runtime-contract.md, section 7):
+        the server removed the key by then, whether or not this process can reach it to
+        hear so. A node cut off for good (a connection that never comes back) would
+        otherwise live on, deaf, under a pid and names the rest of the namespace has freed,
+        and its supervisor, seeing it alive, would never restart it."""
+        log.error("%s lost its lease (%s)", self.pid, why)
+        if self.on_lost is not None:
+            self.on_lost()
+
+    async def _landed_after_all(self, *, unsure: bool = True) -> bool:
         """Whether the key moved on because a refresh of ours landed though its answer
         never came (it timed out behind other traffic on a busy machine): the key is live,
         at a later revision, and only this process writes it. Adopts that revision. A
-        marker or no key at all is an expired lease."""
+        marker or no key at all is an expired lease; ``unsure`` is the answer when the key
+        cannot be read now (True: the next tick asks again)."""
         try:
             entry = await self.kv.get(self.pid.tokens)
         except jserr.KeyNotFoundError:
             return False
-        except Exception as exc:  # cannot tell now: the next tick asks again
+        except Exception as exc:
             log.debug("%s: reading its lease failed: %s", self.pid, exc)
-            return True
+            return unsure
         if entry.value is None or entry.operation is not None or entry.revision <= self.revision:
             return False
         self.revision = entry.revision
         return True
 
-    async def release(self) -> None:
+    async def release(self, *, delete: bool = True) -> None:
+        """Stop refreshing; with ``delete``, delete the key (a clean end, not an expiry)."""
         if self._task is not None:
             self._task.cancel()
-        if self.kv is not None and self.revision:  # never delete a lease we did not get
+        if delete and self.kv is not None and self.revision:  # never one we did not get
             with contextlib.suppress(Exception):
                 await self.kv.delete(self.pid.tokens)
 

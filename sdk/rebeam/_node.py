@@ -377,7 +377,9 @@ class Node:
                 with contextlib.suppress(Exception):
                     await publish(self.nc, self.namespace, event)
         if self.lease is not None:
-            await self.lease.release()
+            # Not connected: it expires on its own, and a delete would only wait out its
+            # timeout (a node cut off for good stops so: rebeam._lease).
+            await self.lease.release(delete=self.nc.is_connected)
         self._naming.close()
         self._watching.close()
         for task in list(self._tasks):

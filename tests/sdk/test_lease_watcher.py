@@ -24,6 +24,7 @@ from rebeam import _lease, _subjects
 from rebeam._lease import Lease, lease_alive, open_leases
 from rebeam._subjects import leases_bucket
 from rebeam.auth.grants import Grant, Role
+from rebeam.exits import ExitKind
 from rebeam.pids import Pid
 
 PROBE = "rebeam_test_actors:Probe"
@@ -136,3 +137,19 @@ async def test_a_refresh_that_landed_though_its_answer_never_came_keeps_the_leas
     finally:
         await lease.release()
         await nc.close()
+
+
+async def test_a_holder_cut_off_for_good_stops_once_its_lease_has_expired(
+    launcher, nats_server, namespace
+):
+    """Its connection never comes back (the server is gone for good), so it can never hear
+    that its lease expired: it must tell so by its own clock, and exit ``noconnection`` for
+    its supervisor to restart it, not live on deaf under a pid everyone else has freed."""
+    ttl = 3
+    peer = await launcher.start(PROBE, env={"REBEAM_LEASE_TTL": str(ttl)})
+    nats_server.kill()
+    # Expired one TTL after its last confirmed refresh; told at the first refresh tick
+    # after that, whose publish times out after TTL/3 (at least 1 s).
+    reason = await peer.wait(timeout=4 * ttl + 20)
+    assert reason.kind == ExitKind.NOCONNECTION, peer.stderr()
+    assert "lost its lease" in peer.stderr()
