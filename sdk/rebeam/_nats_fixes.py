@@ -23,6 +23,20 @@ were ``PING`` then ``SUB``, and a message published from another connection righ
 flush returned was lost, in 6 of 40 runs of a test on a busy machine. :func:`guard` queues
 the PING behind everything pending, so its PONG means what nats-py says it means.
 
+**An "Authorization Violation" closes a client for good** (nats-py 2.16). nats-py's
+``_process_err`` closes the client, with no reconnect and no ``error_cb``, on any ``-ERR``
+but a stale connection or a permissions violation. The server sends one when it refuses a
+connection whose CONNECT it has not accepted yet; nats-py, reconnecting, takes any line but
+``-ERR`` after its PING (an INFO the server sent because the cluster changed) for the PONG,
+goes on as if connected, and then reads the refusal: a runtime was left alive with its
+client closed, on no server, its calls answered "no responders", its supervisor seeing it
+alive. Seen here around a restart of a cluster's server while the issuer that accepts
+connections was itself reconnecting (about one run in fifty of a restart test, and the
+cluster soak's drain). :func:`guard` makes it what it is for nats.go's client: a failed
+connection, reported to ``error_cb`` and reconnected while reconnects are allowed. A
+credential that stays refused is then refused at every attempt, and the process ends when
+its lease does (rebeam._lease).
+
 **A tls:// URL does not make nats-py use TLS** (nats-py 2.16). It upgrades a connection only
 when the server's first INFO says ``tls_required``; a server that does not (a plain server
 at that address, or someone in between who removed the flag) gets CONNECT, with the
@@ -61,7 +75,8 @@ from typing import Any
 
 from nats.aio.client import PING_PROTO
 from nats.aio.client import Client as NATS
-from nats.errors import NoServersError
+from nats.errors import AuthorizationError, NoServersError
+from nats.protocol.parser import AUTHORIZATION_VIOLATION
 
 from rebeam import _reader, _tls
 
@@ -92,6 +107,19 @@ def guard(nc: Any) -> Any:
         await nc._send_command(PING_PROTO)  # behind every command still pending
         await nc._flush_pending()
 
+    process_err = nc._process_err
+
+    async def refused_or_other(err_msg: str) -> None:
+        reconnecting = nc.options.get("allow_reconnect") and (nc.is_connected or nc.is_connecting)
+        if AUTHORIZATION_VIOLATION not in err_msg or not reconnecting:
+            await process_err(err_msg)
+            return
+        nc._err = error = AuthorizationError()
+        await nc._error_cb(error)
+        await nc._process_op_err(error)
+
+    if all(hasattr(nc, attr) for attr in ("_process_err", "_process_op_err", "_error_cb")):
+        nc._process_err = refused_or_other  # both parsers, nats-py's and rebeam._reader's
     if all(hasattr(nc, attr) for attr in ("_pongs", "_pongs_received", "_pings_outstanding")):
         nc._process_pong = process_pong  # the parser calls it through the instance
     if all(hasattr(nc, attr) for attr in ("_pongs", "_send_command", "_flush_pending")):
