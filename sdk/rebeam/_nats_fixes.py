@@ -25,14 +25,13 @@ the PING behind everything pending, so its PONG means what nats-py says it means
 
 **An "Authorization Violation" closes a client for good** (nats-py 2.16). nats-py's
 ``_process_err`` closes the client, with no reconnect and no ``error_cb``, on any ``-ERR``
-but a stale connection or a permissions violation. The server sends one when it refuses a
-connection whose CONNECT it has not accepted yet; nats-py, reconnecting, takes any line but
-``-ERR`` after its PING (an INFO the server sent because the cluster changed) for the PONG,
-goes on as if connected, and then reads the refusal: a runtime was left alive with its
-client closed, on no server, its calls answered "no responders", its supervisor seeing it
-alive. Seen here around a restart of a cluster's server while the issuer that accepts
-connections was itself reconnecting (about one run in fifty of a restart test, and the
-cluster soak's drain). :func:`guard` makes it what it is for nats.go's client: a failed
+but a stale connection or a permissions violation. An "Authorization Violation" came on
+connections nats-py had taken for made, around a restart of a server while the issuer that
+accepts connections was itself reconnecting (about one run in fifty of a restart test, and
+the cluster soak's drain; why then is not known: nats-py does take any line but ``-ERR``
+after its CONNECT's PING for the PONG, a cluster's INFO included). A runtime was left alive
+with its client closed, on no server, its calls answered "no responders", its supervisor
+seeing it alive. :func:`guard` makes it what it is for nats.go's client: a failed
 connection, reported to ``error_cb`` and reconnected while reconnects are allowed. A
 credential that stays refused is then refused at every attempt, and the process ends when
 its lease does (rebeam._lease).
