@@ -109,8 +109,8 @@ def guard(nc: Any) -> Any:
     process_err = nc._process_err
 
     async def refused_or_other(err_msg: str) -> None:
-        reconnecting = nc.options.get("allow_reconnect") and (nc.is_connected or nc.is_connecting)
-        if AUTHORIZATION_VIOLATION not in err_msg or not reconnecting:
+        may_reconnect = nc.options.get("allow_reconnect") and (nc.is_connected or nc.is_connecting)
+        if AUTHORIZATION_VIOLATION not in err_msg or not may_reconnect:
             await process_err(err_msg)
             return
         nc._err = error = AuthorizationError()
